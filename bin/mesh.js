@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// Entry point of the `mesh` CLI (and of meshd and the controller, which are its commands).
+// The Node version is checked before anything else loads: better-sqlite3 crashes on Node 20.
+import {nodeVersionProblem} from '../dist/shared/node-version.js'
+
+const problem = nodeVersionProblem()
+if (problem) {
+  process.stderr.write(
+    `Error: ${problem} (NODE_VERSION_UNSUPPORTED)\nHint: install Node.js 24 LTS; scripts/node-env.sh fetches it from the npm registry\n`,
+  )
+  process.exit(78)
+}
+
+const {execute} = await import('@oclif/core')
+await execute({dir: import.meta.url})

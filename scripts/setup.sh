@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (Debian 12, root) for mesh: the system packages the daemon and the
+# end-to-end tests use, the pinned Node from the npm registry, npm dependencies, and a build.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep; do
+  command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard tests will skip" >&2
+  fi
+fi
+
+source scripts/node-env.sh
+npm ci --no-fund --no-audit --loglevel=error
+bash scripts/build.sh
+echo "setup: done (node $(node --version))" >&2

@@ -1,0 +1,415 @@
+/**
+ * The one table of errors a user can see, from any of the three programs.
+ *
+ * The code is the contract: clients match on `err.code`, never on message text or `instanceof`.
+ * Each entry carries the HTTP status used on the wire (controller API and daemon socket alike),
+ * the CLI exit code (sysexits.h numbers; documented in man/mesh-errors.7, generated from this
+ * table and kept in sync by a test) and a one-line hint of what to do.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status when this error crosses the controller API or the daemon socket. */
+  readonly status: number
+  /** Process exit code of the CLI when a command fails with this error. */
+  readonly exit: number
+  /** One line, no trailing period. Callers may pass a more specific message. */
+  readonly message: string
+  /** One line: what the user can do about it. */
+  readonly hint: string
+}
+
+/** Exit codes, after sysexits.h. Documented in man/mesh-errors.7. */
+export const EXIT = {
+  OK: 0,
+  /** Unexpected failure (a bug); rerun with --verbose for the stack. */
+  FAILURE: 1,
+  /** Flags or arguments did not parse (oclif's own usage errors). */
+  USAGE_PARSE: 2,
+  USAGE: 64,
+  DATAERR: 65,
+  NOINPUT: 66,
+  NOUSER: 67,
+  UNAVAILABLE: 69,
+  SOFTWARE: 70,
+  CANTCREAT: 73,
+  TEMPFAIL: 75,
+  NOPERM: 77,
+  CONFIG: 78,
+} as const
+
+export const EXIT_DESCRIPTIONS: Record<number, string> = {
+  [EXIT.OK]: 'success',
+  [EXIT.FAILURE]: 'unexpected failure (a bug); rerun with --verbose and report it',
+  [EXIT.USAGE_PARSE]: 'flags or arguments did not parse',
+  [EXIT.USAGE]: 'the command was used wrongly (bad argument value, prompt needed without a TTY)',
+  [EXIT.DATAERR]: 'the input was rejected as invalid (HTTP 400/413)',
+  [EXIT.NOINPUT]: 'the thing named does not exist (HTTP 404)',
+  [EXIT.NOUSER]: 'not logged in, or the credentials were refused (HTTP 401)',
+  [EXIT.UNAVAILABLE]: 'the controller or meshd could not be reached, or is not ready',
+  [EXIT.SOFTWARE]: 'the server failed (HTTP 5xx)',
+  [EXIT.CANTCREAT]: 'conflict: the name, key or address is taken, or a limit is reached (HTTP 409)',
+  [EXIT.TEMPFAIL]: 'temporary failure; retry later (HTTP 429)',
+  [EXIT.NOPERM]: 'not allowed (HTTP 403): role, revoked/expired invite or key, socket permissions',
+  [EXIT.CONFIG]: 'configuration or environment problem (Node version, database version, config file)',
+}
+
+const e = (status: number, exit: number, message: string, hint: string): ErrorSpec => ({
+  status,
+  exit,
+  message,
+  hint,
+})
+
+export const ERRORS = {
+  // ---- generic request errors (controller API and daemon socket)
+  INVALID_JSON: e(
+    400,
+    EXIT.DATAERR,
+    'the request body is not valid JSON',
+    'send a JSON object with Content-Type: application/json',
+  ),
+  VALIDATION_FAILED: e(
+    400,
+    EXIT.DATAERR,
+    'the request is invalid',
+    'fix the field named in the message and retry',
+  ),
+  PAYLOAD_TOO_LARGE: e(413, EXIT.DATAERR, 'the request body is larger than 1 MiB', 'send a smaller body'),
+  UNSUPPORTED_MEDIA_TYPE: e(
+    415,
+    EXIT.DATAERR,
+    'the request body must be JSON',
+    'send Content-Type: application/json',
+  ),
+  NOT_FOUND: e(
+    404,
+    EXIT.NOINPUT,
+    'not found',
+    'check the id or name; list what exists with the matching `list` command',
+  ),
+  METHOD_NOT_ALLOWED: e(
+    405,
+    EXIT.USAGE,
+    'method not allowed on this path',
+    'see /api/v1/openapi.json for the routes',
+  ),
+  UNAUTHENTICATED: e(
+    401,
+    EXIT.NOUSER,
+    'not authenticated',
+    'log in with `mesh login --controller URL`, or set MESH_TOKEN',
+  ),
+  INVALID_CREDENTIALS: e(
+    401,
+    EXIT.NOUSER,
+    'wrong user name or password',
+    'check the user name and password and try again',
+  ),
+  FORBIDDEN: e(
+    403,
+    EXIT.NOPERM,
+    'your role does not allow this',
+    'ask an owner or admin of the tenant or network',
+  ),
+  RATE_LIMITED: e(429, EXIT.TEMPFAIL, 'too many attempts', 'wait a minute and try again'),
+  INTERNAL: e(
+    500,
+    EXIT.SOFTWARE,
+    'internal error',
+    'retry; if it persists, report it with the request id from the controller log',
+  ),
+  NOT_READY: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'the service is not ready',
+    'check the controller log; the database may be unreachable',
+  ),
+
+  // ---- model rules (controller)
+  INVALID_CIDR: e(
+    400,
+    EXIT.DATAERR,
+    'the CIDR is not a valid network prefix',
+    'give an IPv4 prefix such as 10.20.0.0/24 (host bits zero, /8 to /30)',
+  ),
+  CIDR_OVERLAP: e(
+    400,
+    EXIT.DATAERR,
+    'the CIDR overlaps another network of this tenant',
+    'pick a prefix that no other network of the tenant uses',
+  ),
+  NETWORK_NAME_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'a network with this name already exists',
+    'pick another name, or use the existing network',
+  ),
+  NETWORK_NOT_EMPTY: e(
+    409,
+    EXIT.CANTCREAT,
+    'the network still has nodes',
+    'remove its nodes first, or pass --force',
+  ),
+  ADDRESS_POOL_EXHAUSTED: e(
+    409,
+    EXIT.CANTCREAT,
+    'every address of the network CIDR is in use',
+    'remove unused nodes, or create a network with a larger CIDR',
+  ),
+  NETWORK_MAX_NODES: e(
+    409,
+    EXIT.CANTCREAT,
+    'the network has reached its maximum number of nodes',
+    'raise it with `mesh network set NAME --max-nodes N` or remove nodes',
+  ),
+  USERNAME_TAKEN: e(409, EXIT.CANTCREAT, 'a user with this name already exists', 'pick another user name'),
+  TENANT_NAME_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'a tenant with this name already exists',
+    'pick another tenant name',
+  ),
+  NODE_NAME_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'a node with this name already exists in the network',
+    'pick another name',
+  ),
+  PUBLIC_KEY_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'a node with this public key is already in the network',
+    'each node needs its own key pair; leave and join again to make a new one',
+  ),
+  NODE_NOT_PENDING: e(
+    409,
+    EXIT.CANTCREAT,
+    'the node is not waiting for approval',
+    'only pending nodes can be approved',
+  ),
+  INVITE_INVALID: e(
+    403,
+    EXIT.NOPERM,
+    'the invite code is not valid',
+    'check that the whole invite was copied, or ask for a new one',
+  ),
+  INVITE_EXPIRED: e(403, EXIT.NOPERM, 'the invite has expired', 'ask an admin for a new invite'),
+  INVITE_USED_UP: e(
+    403,
+    EXIT.NOPERM,
+    'the invite has been used the maximum number of times',
+    'ask an admin for a new invite',
+  ),
+  INVITE_REVOKED: e(403, EXIT.NOPERM, 'the invite has been revoked', 'ask an admin for a new invite'),
+  AUTHKEY_INVALID: e(
+    403,
+    EXIT.NOPERM,
+    'the auth key is not valid',
+    'check the key, or create one with `mesh authkey create`',
+  ),
+  AUTHKEY_EXPIRED: e(
+    403,
+    EXIT.NOPERM,
+    'the auth key has expired',
+    'create a new one with `mesh authkey create`',
+  ),
+  AUTHKEY_USED: e(
+    403,
+    EXIT.NOPERM,
+    'the single-use auth key has already been used',
+    'create a reusable key, or a new single-use one',
+  ),
+  AUTHKEY_REVOKED: e(
+    403,
+    EXIT.NOPERM,
+    'the auth key has been revoked',
+    'create a new one with `mesh authkey create`',
+  ),
+  NODE_CREDENTIAL_INVALID: e(
+    401,
+    EXIT.NOUSER,
+    'the node credential is not valid',
+    'the node was removed or its credential revoked; join the network again',
+  ),
+
+  // ---- controller start-up
+  DATABASE_NEWER_THAN_BINARY: e(
+    500,
+    EXIT.CONFIG,
+    'the database was written by a newer mesh',
+    'run the newer mesh binary, or restore a backup made by this version',
+  ),
+  DATABASE_UNSUPPORTED: e(500, EXIT.CONFIG, 'unsupported database URL', 'use --database sqlite:PATH'),
+  LISTEN_FAILED: e(
+    500,
+    EXIT.UNAVAILABLE,
+    'could not listen on the address',
+    'pick a free port with --listen HOST:PORT',
+  ),
+  NODE_VERSION_UNSUPPORTED: e(
+    500,
+    EXIT.CONFIG,
+    'this Node.js is too old for mesh',
+    'run mesh on Node.js 24 or newer (see .node-version)',
+  ),
+  CONFIG_INVALID: e(400, EXIT.CONFIG, 'the configuration is invalid', 'fix the key named in the message'),
+
+  // ---- CLI
+  CONTROLLER_UNREACHABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'cannot reach the controller',
+    'check the URL and that `mesh controller start` is running there',
+  ),
+  NOT_LOGGED_IN: e(
+    401,
+    EXIT.NOUSER,
+    'not logged in to a controller',
+    'run `mesh login --controller URL`, or set MESH_CONTROLLER and MESH_TOKEN',
+  ),
+  TTY_REQUIRED: e(
+    400,
+    EXIT.USAGE,
+    'this needs an answer but stdin is not a terminal',
+    'pass the value as a flag (see --help)',
+  ),
+  INVALID_ARGUMENT: e(400, EXIT.USAGE, 'invalid argument', 'see the command help with --help'),
+  INVALID_INVITE_STRING: e(
+    400,
+    EXIT.USAGE,
+    'this is not a mesh invite',
+    'paste the whole string printed by `mesh invite create`',
+  ),
+
+  // ---- daemon (meshd) and its socket
+  DAEMON_UNREACHABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'cannot reach meshd',
+    'start it with `sudo systemctl start meshd` or run `sudo mesh daemon run`',
+  ),
+  SOCKET_PERMISSION_DENIED: e(
+    403,
+    EXIT.NOPERM,
+    'not allowed to talk to meshd',
+    'run with sudo, or add yourself to the `mesh` group',
+  ),
+  PROTOCOL_MISMATCH: e(
+    400,
+    EXIT.CONFIG,
+    'the CLI and meshd speak different protocol versions',
+    'use the same mesh version for the CLI and the daemon',
+  ),
+  NETWORK_NOT_JOINED: e(
+    404,
+    EXIT.NOINPUT,
+    'not a member of this network',
+    'list networks with `mesh status`; join with `mesh join <invite>`',
+  ),
+  ALREADY_JOINED: e(
+    409,
+    EXIT.CANTCREAT,
+    'this node already belongs to the network',
+    'use `mesh up NETWORK` to bring it up, or `mesh leave NETWORK` first',
+  ),
+  INTERFACE_NAME_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'the interface name is already used',
+    'pick another with --interface',
+  ),
+  WIREGUARD_UNAVAILABLE: e(
+    500,
+    EXIT.CONFIG,
+    'neither kernel WireGuard nor wireguard-go is available',
+    'install wireguard-tools and wireguard-go (apt-get install wireguard-go wireguard-tools)',
+  ),
+  WIREGUARD_FAILED: e(
+    500,
+    EXIT.SOFTWARE,
+    'configuring WireGuard failed',
+    'see the meshd log; check that /dev/net/tun exists and meshd runs as root',
+  ),
+  ROOT_REQUIRED: e(500, EXIT.NOPERM, 'this must run as root', 'run it with sudo'),
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERRORS
+
+export const isErrorCode = (code: unknown): code is ErrorCode =>
+  typeof code === 'string' && Object.hasOwn(ERRORS, code)
+
+/** The wire form of every error, on the controller API and the daemon socket alike. */
+export interface WireError {
+  error: {code: string; message: string; hint: string; detail?: unknown; requestId?: string}
+}
+
+/** An error a user must act on. Anything else that is thrown is a bug. */
+export class MeshError extends Error {
+  readonly code: ErrorCode
+  readonly hint: string
+  readonly status: number
+  readonly exit: number
+  readonly detail: unknown
+
+  constructor(
+    code: ErrorCode,
+    opts: {message?: string; hint?: string; detail?: unknown; cause?: unknown} = {},
+  ) {
+    const spec: ErrorSpec = ERRORS[code]
+    super(opts.message ?? spec.message, opts.cause === undefined ? undefined : {cause: opts.cause})
+    this.name = 'MeshError'
+    this.code = code
+    this.hint = opts.hint ?? spec.hint
+    this.status = spec.status
+    this.exit = spec.exit
+    this.detail = opts.detail
+  }
+
+  toWire(requestId?: string): WireError {
+    const body: WireError['error'] = {code: this.code, message: this.message, hint: this.hint}
+    if (this.detail !== undefined) body.detail = this.detail
+    if (requestId !== undefined) body.requestId = requestId
+    return {error: body}
+  }
+
+  /**
+   * Rebuilds an error from a wire body. Unknown codes (a newer server) keep their message and
+   * hint and map to the HTTP status's generic code so the exit code still makes sense.
+   */
+  static fromWire(body: unknown, status: number): MeshError {
+    const err = (body as Partial<WireError> | undefined)?.error
+    if (err && typeof err === 'object' && typeof err.code === 'string') {
+      const code: ErrorCode = isErrorCode(err.code) ? err.code : codeForStatus(status)
+      return new MeshError(code, {
+        message: typeof err.message === 'string' ? err.message : undefined,
+        hint: typeof err.hint === 'string' ? err.hint : undefined,
+        detail: err.detail,
+      })
+    }
+    return new MeshError(codeForStatus(status), {message: `unexpected HTTP ${status} reply`})
+  }
+}
+
+export const isMeshError = (err: unknown): err is MeshError =>
+  err instanceof Error && (err as MeshError).name === 'MeshError' && isErrorCode((err as MeshError).code)
+
+export function codeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 400:
+      return 'VALIDATION_FAILED'
+    case 401:
+      return 'UNAUTHENTICATED'
+    case 403:
+      return 'FORBIDDEN'
+    case 404:
+      return 'NOT_FOUND'
+    case 413:
+      return 'PAYLOAD_TOO_LARGE'
+    case 429:
+      return 'RATE_LIMITED'
+    case 503:
+      return 'NOT_READY'
+    default:
+      return 'INTERNAL'
+  }
+}

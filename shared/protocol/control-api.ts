@@ -1,0 +1,651 @@
+/**
+ * The controller's REST contract: zod schemas for every request and reply, and the route table
+ * that the controller serves, the CLI calls, the OpenAPI document is generated from, and the
+ * authorization matrix test walks. One schema per message; types are inferred, never hand-written.
+ */
+import {z} from 'zod'
+import {isWireGuardKey} from '../keys.js'
+
+// ---------------------------------------------------------------------------------------------
+// Roles and permissions
+
+export const ROLES = ['owner', 'admin', 'member', 'guest'] as const
+export const RoleSchema = z.enum(ROLES)
+export type Role = z.infer<typeof RoleSchema>
+
+export const PERMISSIONS = [
+  'network.create',
+  'network.delete',
+  'network.configure',
+  'network.invite',
+  'network.view',
+  'node.register',
+  'node.approve',
+  'node.remove',
+  'audit.view',
+  'tenant.manage',
+] as const
+export type Permission = (typeof PERMISSIONS)[number]
+
+/**
+ * What each role may do. A user's role on a network is its network membership role when it has
+ * one, else its tenant role. `node.register` covers creating auth keys (which register nodes).
+ */
+export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  owner: PERMISSIONS,
+  admin: [
+    'network.create',
+    'network.delete',
+    'network.configure',
+    'network.invite',
+    'network.view',
+    'node.register',
+    'node.approve',
+    'node.remove',
+    'audit.view',
+  ],
+  member: ['network.invite', 'network.view', 'node.register'],
+  guest: ['network.view'],
+}
+
+export const roleAllows = (role: Role, permission: Permission): boolean =>
+  ROLE_PERMISSIONS[role].includes(permission)
+
+// ---------------------------------------------------------------------------------------------
+// Field schemas
+
+export const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+export const NameSchema = z
+  .string()
+  .regex(NAME_RE, 'lowercase letters, digits and dashes, 1-63 characters, not starting or ending with a dash')
+export const UsernameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, dot, dash, underscore; 1-63 characters')
+export const PasswordSchema = z.string().min(8, 'at least 8 characters').max(1024)
+export const IdSchema = z.string().min(1).max(100)
+export const PublicKeySchema = z.string().refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
+/** "host:port" with an IPv4 or bracketed IPv6 host. */
+export const EndpointSchema = z
+  .string()
+  .max(64)
+  .regex(/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'an endpoint such as 203.0.113.7:51820')
+export const TimestampSchema = z.string().describe('RFC 3339 time')
+export const JoinPolicySchema = z.enum(['open', 'invite', 'approval'])
+export type JoinPolicy = z.infer<typeof JoinPolicySchema>
+export const NodeStatusSchema = z.enum(['pending', 'active', 'disabled'])
+export type NodeStatus = z.infer<typeof NodeStatusSchema>
+export const TagSchema = z.string().regex(/^tag:[a-z0-9-]{1,62}$/, 'tags look like tag:name')
+/** Durations in seconds for expiries: at least a minute, at most ten years. */
+export const ExpiresInSchema = z
+  .number()
+  .int()
+  .min(60)
+  .max(10 * 365 * 86400)
+
+export const PageQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  cursor: z.string().max(200).optional(),
+})
+export type PageQuery = z.infer<typeof PageQuerySchema>
+export const page = <T extends z.ZodType>(item: T) =>
+  z.object({items: z.array(item), nextCursor: z.string().nullable()})
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+
+export const TenantSchema = z.object({id: IdSchema, name: NameSchema, createdAt: TimestampSchema})
+export type Tenant = z.infer<typeof TenantSchema>
+
+export const UserSchema = z.object({
+  id: IdSchema,
+  tenantId: IdSchema,
+  username: UsernameSchema,
+  role: RoleSchema,
+  superuser: z.boolean(),
+  createdAt: TimestampSchema,
+})
+export type User = z.infer<typeof UserSchema>
+
+export const NetworkSchema = z.object({
+  id: IdSchema,
+  tenantId: IdSchema,
+  name: NameSchema,
+  cidr: z.string(),
+  description: z.string(),
+  joinPolicy: JoinPolicySchema,
+  maxNodes: z.number().int().nullable(),
+  nodeCount: z.number().int(),
+  createdAt: TimestampSchema,
+})
+export type Network = z.infer<typeof NetworkSchema>
+
+export const NetworkMemberSchema = z.object({userId: IdSchema, username: UsernameSchema, role: RoleSchema})
+export type NetworkMember = z.infer<typeof NetworkMemberSchema>
+
+export const InviteSchema = z.object({
+  id: IdSchema,
+  networkId: IdSchema,
+  role: RoleSchema,
+  maxUses: z.number().int().nullable(),
+  uses: z.number().int(),
+  expiresAt: TimestampSchema,
+  revokedAt: TimestampSchema.nullable(),
+  createdAt: TimestampSchema,
+  createdBy: IdSchema,
+})
+export type Invite = z.infer<typeof InviteSchema>
+
+export const AuthKeySchema = z.object({
+  id: IdSchema,
+  networkId: IdSchema,
+  /** The first characters of the key, enough to recognise it in a list. */
+  prefix: z.string(),
+  reusable: z.boolean(),
+  ephemeral: z.boolean(),
+  preApproved: z.boolean(),
+  tags: z.array(TagSchema),
+  uses: z.number().int(),
+  expiresAt: TimestampSchema,
+  revokedAt: TimestampSchema.nullable(),
+  createdAt: TimestampSchema,
+  createdBy: IdSchema,
+})
+export type AuthKey = z.infer<typeof AuthKeySchema>
+
+export const NodeSchema = z.object({
+  id: IdSchema,
+  networkId: IdSchema,
+  name: NameSchema,
+  hostname: z.string(),
+  os: z.string(),
+  publicKey: PublicKeySchema,
+  address: z.string(),
+  status: NodeStatusSchema,
+  online: z.boolean(),
+  lastSeen: TimestampSchema.nullable(),
+  endpoints: z.array(EndpointSchema),
+  tags: z.array(TagSchema),
+  ephemeral: z.boolean(),
+  createdAt: TimestampSchema,
+})
+export type Node = z.infer<typeof NodeSchema>
+
+export const AuditEntrySchema = z.object({
+  id: z.number().int(),
+  at: TimestampSchema,
+  tenantId: IdSchema.nullable(),
+  actor: z.string().describe('user:<id>, node:<id> or system'),
+  actorName: z.string(),
+  action: z.string().describe('e.g. network.create, node.register, invite.revoke'),
+  targetType: z.string(),
+  targetId: z.string().nullable(),
+  networkId: IdSchema.nullable(),
+  sourceAddress: z.string().nullable(),
+  requestId: z.string().nullable(),
+  detail: z.record(z.string(), z.unknown()),
+})
+export type AuditEntry = z.infer<typeof AuditEntrySchema>
+
+// ---------------------------------------------------------------------------------------------
+// Requests and replies
+
+export const LoginRequestSchema = z.object({username: UsernameSchema, password: z.string().min(1).max(1024)})
+export const LoginResponseSchema = z.object({
+  token: z.string(),
+  expiresAt: TimestampSchema,
+  user: UserSchema,
+  tenant: TenantSchema,
+})
+export type LoginResponse = z.infer<typeof LoginResponseSchema>
+export const WhoamiResponseSchema = z.object({user: UserSchema, tenant: TenantSchema})
+export type WhoamiResponse = z.infer<typeof WhoamiResponseSchema>
+
+export const CreateTenantRequestSchema = z.object({
+  name: NameSchema,
+  owner: z.object({username: UsernameSchema, password: PasswordSchema}),
+})
+export const CreateTenantResponseSchema = z.object({tenant: TenantSchema, owner: UserSchema})
+
+export const CreateUserRequestSchema = z.object({
+  username: UsernameSchema,
+  password: PasswordSchema,
+  role: RoleSchema,
+})
+export const UpdateUserRequestSchema = z.object({role: RoleSchema})
+
+export const CreateNetworkRequestSchema = z.object({
+  name: NameSchema,
+  cidr: z.string().max(43),
+  description: z.string().max(500).default(''),
+  joinPolicy: JoinPolicySchema.default('invite'),
+  maxNodes: z.number().int().min(1).max(1_000_000).nullable().default(null),
+})
+export type CreateNetworkRequest = z.input<typeof CreateNetworkRequestSchema>
+export const UpdateNetworkRequestSchema = z
+  .object({
+    name: NameSchema,
+    description: z.string().max(500),
+    joinPolicy: JoinPolicySchema,
+    maxNodes: z.number().int().min(1).max(1_000_000).nullable(),
+  })
+  .partial()
+export type UpdateNetworkRequest = z.infer<typeof UpdateNetworkRequestSchema>
+
+export const SetMemberRequestSchema = z.object({role: RoleSchema})
+
+export const CreateInviteRequestSchema = z.object({
+  expiresIn: ExpiresInSchema.default(7 * 86400),
+  maxUses: z.number().int().min(1).max(1_000_000).nullable().default(1),
+  role: RoleSchema.default('member'),
+})
+export type CreateInviteRequest = z.input<typeof CreateInviteRequestSchema>
+export const CreateInviteResponseSchema = z.object({
+  invite: InviteSchema,
+  /** The secret code, shown once. */
+  code: z.string(),
+  /** One string holding the controller URL and the code: all `mesh join` needs. */
+  joinString: z.string(),
+})
+export type CreateInviteResponse = z.infer<typeof CreateInviteResponseSchema>
+
+export const CreateAuthKeyRequestSchema = z.object({
+  reusable: z.boolean().default(false),
+  ephemeral: z.boolean().default(false),
+  preApproved: z.boolean().default(false),
+  tags: z.array(TagSchema).max(32).default([]),
+  expiresIn: ExpiresInSchema.default(90 * 86400),
+})
+export type CreateAuthKeyRequest = z.input<typeof CreateAuthKeyRequestSchema>
+export const CreateAuthKeyResponseSchema = z.object({
+  authKey: AuthKeySchema,
+  /** The secret key, shown once. */
+  key: z.string(),
+})
+export type CreateAuthKeyResponse = z.infer<typeof CreateAuthKeyResponseSchema>
+
+export const RegisterRequestSchema = z
+  .object({
+    invite: z.string().min(1).max(200).optional(),
+    authKey: z.string().min(1).max(200).optional(),
+    publicKey: PublicKeySchema,
+    name: NameSchema,
+    hostname: z.string().max(253).default(''),
+    os: z.string().max(64).default(''),
+    endpoints: z.array(EndpointSchema).max(16).default([]),
+  })
+  .refine((r) => (r.invite === undefined) !== (r.authKey === undefined), {
+    message: 'give exactly one of invite and authKey',
+    path: ['invite'],
+  })
+export type RegisterRequest = z.input<typeof RegisterRequestSchema>
+export const RegisterResponseSchema = z.object({
+  node: NodeSchema,
+  network: z.object({id: IdSchema, name: NameSchema, cidr: z.string()}),
+  /** The node credential, shown once; the controller keeps only its hash. */
+  credential: z.string(),
+})
+export type RegisterResponse = z.infer<typeof RegisterResponseSchema>
+
+export const UpdateNodeRequestSchema = z.object({name: NameSchema})
+
+export const AuditQuerySchema = PageQuerySchema.extend({
+  since: z.string().max(40).optional().describe('RFC 3339 time or a duration such as 1h, 30m, 7d'),
+  actor: z.string().max(100).optional().describe('user name, user:<id> or node:<id>'),
+  network: z.string().max(100).optional().describe('network id or name'),
+})
+
+export const NodeListQuerySchema = PageQuerySchema.extend({
+  status: NodeStatusSchema.optional(),
+})
+
+export const OkSchema = z.object({ok: z.literal(true)})
+export const HealthSchema = z.object({status: z.enum(['ok', 'unavailable'])})
+
+// ---------------------------------------------------------------------------------------------
+// The route table
+
+const NetworkParams = z.object({network: z.string().min(1).max(100).describe('network id or name')})
+const IdParams = z.object({id: IdSchema})
+
+export type RouteAuth = 'none' | 'user' | 'superuser' | 'node'
+
+export interface RouteDef {
+  readonly method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE'
+  /** fastify-style path with :params */
+  readonly path: string
+  readonly summary: string
+  readonly auth: RouteAuth
+  /** For auth 'user': the permission checked (on the tenant, or on the network named in the path). */
+  readonly permission?: Permission
+  readonly params?: z.ZodObject
+  readonly query?: z.ZodObject
+  readonly body?: z.ZodType
+  readonly response: z.ZodType
+  readonly status: number
+}
+
+const route = <const R extends RouteDef>(r: R): R => r
+
+export const ROUTES = {
+  login: route({
+    method: 'POST',
+    path: '/api/v1/login',
+    summary: 'Log in; returns a bearer token',
+    auth: 'none',
+    body: LoginRequestSchema,
+    response: LoginResponseSchema,
+    status: 200,
+  }),
+  logout: route({
+    method: 'POST',
+    path: '/api/v1/logout',
+    summary: 'Revoke the token used for this request',
+    auth: 'user',
+    response: OkSchema,
+    status: 200,
+  }),
+  whoami: route({
+    method: 'GET',
+    path: '/api/v1/whoami',
+    summary: 'The user and tenant of the token',
+    auth: 'user',
+    response: WhoamiResponseSchema,
+    status: 200,
+  }),
+
+  'tenant.create': route({
+    method: 'POST',
+    path: '/api/v1/tenants',
+    summary: 'Create a tenant with its owner (superusers only)',
+    auth: 'superuser',
+    body: CreateTenantRequestSchema,
+    response: CreateTenantResponseSchema,
+    status: 201,
+  }),
+  'user.list': route({
+    method: 'GET',
+    path: '/api/v1/users',
+    summary: 'List users of the tenant',
+    auth: 'user',
+    permission: 'tenant.manage',
+    query: PageQuerySchema,
+    response: page(UserSchema),
+    status: 200,
+  }),
+  'user.create': route({
+    method: 'POST',
+    path: '/api/v1/users',
+    summary: 'Create a user in the tenant',
+    auth: 'user',
+    permission: 'tenant.manage',
+    body: CreateUserRequestSchema,
+    response: UserSchema,
+    status: 201,
+  }),
+  'user.update': route({
+    method: 'PATCH',
+    path: '/api/v1/users/:id',
+    summary: "Change a user's tenant role",
+    auth: 'user',
+    permission: 'tenant.manage',
+    params: IdParams,
+    body: UpdateUserRequestSchema,
+    response: UserSchema,
+    status: 200,
+  }),
+  'user.delete': route({
+    method: 'DELETE',
+    path: '/api/v1/users/:id',
+    summary: 'Delete a user',
+    auth: 'user',
+    permission: 'tenant.manage',
+    params: IdParams,
+    response: OkSchema,
+    status: 200,
+  }),
+
+  'network.list': route({
+    method: 'GET',
+    path: '/api/v1/networks',
+    summary: 'List networks the user can see',
+    auth: 'user',
+    permission: 'network.view',
+    query: PageQuerySchema,
+    response: page(NetworkSchema),
+    status: 200,
+  }),
+  'network.create': route({
+    method: 'POST',
+    path: '/api/v1/networks',
+    summary: 'Create a network',
+    auth: 'user',
+    permission: 'network.create',
+    body: CreateNetworkRequestSchema,
+    response: NetworkSchema,
+    status: 201,
+  }),
+  'network.show': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network',
+    summary: 'Show a network',
+    auth: 'user',
+    permission: 'network.view',
+    params: NetworkParams,
+    response: NetworkSchema,
+    status: 200,
+  }),
+  'network.update': route({
+    method: 'PATCH',
+    path: '/api/v1/networks/:network',
+    summary: 'Change a network',
+    auth: 'user',
+    permission: 'network.configure',
+    params: NetworkParams,
+    body: UpdateNetworkRequestSchema,
+    response: NetworkSchema,
+    status: 200,
+  }),
+  'network.delete': route({
+    method: 'DELETE',
+    path: '/api/v1/networks/:network',
+    summary: 'Delete a network and its nodes',
+    auth: 'user',
+    permission: 'network.delete',
+    params: NetworkParams,
+    response: OkSchema,
+    status: 200,
+  }),
+  'member.list': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/members',
+    summary: 'List users with a role on the network',
+    auth: 'user',
+    permission: 'network.view',
+    params: NetworkParams,
+    response: z.object({items: z.array(NetworkMemberSchema)}),
+    status: 200,
+  }),
+  'member.set': route({
+    method: 'PUT',
+    path: '/api/v1/networks/:network/members/:id',
+    summary: "Set a user's role on the network",
+    auth: 'user',
+    permission: 'network.configure',
+    params: NetworkParams.extend({id: IdSchema}),
+    body: SetMemberRequestSchema,
+    response: NetworkMemberSchema,
+    status: 200,
+  }),
+  'member.remove': route({
+    method: 'DELETE',
+    path: '/api/v1/networks/:network/members/:id',
+    summary: "Remove a user's network role",
+    auth: 'user',
+    permission: 'network.configure',
+    params: NetworkParams.extend({id: IdSchema}),
+    response: OkSchema,
+    status: 200,
+  }),
+
+  'invite.list': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/invites',
+    summary: 'List invites of a network (codes are never shown again)',
+    auth: 'user',
+    permission: 'network.invite',
+    params: NetworkParams,
+    query: PageQuerySchema,
+    response: page(InviteSchema),
+    status: 200,
+  }),
+  'invite.create': route({
+    method: 'POST',
+    path: '/api/v1/networks/:network/invites',
+    summary: 'Create an invite',
+    auth: 'user',
+    permission: 'network.invite',
+    params: NetworkParams,
+    body: CreateInviteRequestSchema,
+    response: CreateInviteResponseSchema,
+    status: 201,
+  }),
+  'invite.revoke': route({
+    method: 'DELETE',
+    path: '/api/v1/invites/:id',
+    summary: 'Revoke an invite',
+    auth: 'user',
+    permission: 'network.invite',
+    params: IdParams,
+    response: InviteSchema,
+    status: 200,
+  }),
+
+  'authkey.list': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/authkeys',
+    summary: 'List auth keys of a network',
+    auth: 'user',
+    permission: 'node.register',
+    params: NetworkParams,
+    query: PageQuerySchema,
+    response: page(AuthKeySchema),
+    status: 200,
+  }),
+  'authkey.create': route({
+    method: 'POST',
+    path: '/api/v1/networks/:network/authkeys',
+    summary: 'Create an auth key',
+    auth: 'user',
+    permission: 'node.register',
+    params: NetworkParams,
+    body: CreateAuthKeyRequestSchema,
+    response: CreateAuthKeyResponseSchema,
+    status: 201,
+  }),
+  'authkey.revoke': route({
+    method: 'DELETE',
+    path: '/api/v1/authkeys/:id',
+    summary: 'Revoke an auth key',
+    auth: 'user',
+    permission: 'node.register',
+    params: IdParams,
+    response: AuthKeySchema,
+    status: 200,
+  }),
+
+  'node.list': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/nodes',
+    summary: 'List nodes of a network',
+    auth: 'user',
+    permission: 'network.view',
+    params: NetworkParams,
+    query: NodeListQuerySchema,
+    response: page(NodeSchema),
+    status: 200,
+  }),
+  'node.show': route({
+    method: 'GET',
+    path: '/api/v1/nodes/:id',
+    summary: 'Show a node',
+    auth: 'user',
+    permission: 'network.view',
+    params: IdParams,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'node.approve': route({
+    method: 'POST',
+    path: '/api/v1/nodes/:id/approve',
+    summary: 'Approve a pending node',
+    auth: 'user',
+    permission: 'node.approve',
+    params: IdParams,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'node.update': route({
+    method: 'PATCH',
+    path: '/api/v1/nodes/:id',
+    summary: 'Rename a node',
+    auth: 'user',
+    permission: 'node.approve',
+    params: IdParams,
+    body: UpdateNodeRequestSchema,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'node.remove': route({
+    method: 'DELETE',
+    path: '/api/v1/nodes/:id',
+    summary: 'Remove a node from its network',
+    auth: 'user',
+    permission: 'node.remove',
+    params: IdParams,
+    response: OkSchema,
+    status: 200,
+  }),
+
+  register: route({
+    method: 'POST',
+    path: '/api/v1/register',
+    summary: 'Register a node with an invite code or auth key and its public key',
+    auth: 'none',
+    body: RegisterRequestSchema,
+    response: RegisterResponseSchema,
+    status: 201,
+  }),
+
+  audit: route({
+    method: 'GET',
+    path: '/api/v1/audit',
+    summary: 'Read the audit log of the tenant',
+    auth: 'user',
+    permission: 'audit.view',
+    query: AuditQuerySchema,
+    response: page(AuditEntrySchema),
+    status: 200,
+  }),
+} as const satisfies Record<string, RouteDef>
+
+export type RouteId = keyof typeof ROUTES
+export type RouteBody<R extends RouteId> = (typeof ROUTES)[R] extends {body: infer B extends z.ZodType}
+  ? z.input<B>
+  : undefined
+export type RouteReply<R extends RouteId> = z.infer<(typeof ROUTES)[R]['response']>
+
+/** WebSocket endpoints (not in ROUTES: they upgrade). */
+export const WS_PATHS = {
+  /** Node credential in `Authorization: Bearer`; `?version=N` resumes. Frames: shared/protocol/netmap.ts */
+  netmap: '/api/v1/netmap',
+  /** User token in `Authorization: Bearer`; admin events: shared/protocol/netmap.ts AdminEvent */
+  events: '/api/v1/events',
+} as const
+
+/** Limits every client and server agrees on. */
+export const LIMITS = {
+  /** Largest accepted request body. */
+  maxBodyBytes: 1024 * 1024,
+  /** Largest accepted WebSocket frame from a node. */
+  maxFrameBytes: 256 * 1024,
+} as const

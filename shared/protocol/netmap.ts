@@ -1,0 +1,123 @@
+/**
+ * Netmap WebSocket frames between the controller and a node (daemon), and the admin event stream.
+ *
+ * The rule for both streams: the first message is the full state, later messages are deltas in
+ * which absent means unchanged. A delta costs O(1) per receiving node for one changed peer.
+ * A node that reconnects with `?version=N` gets only what changed since N (or a full map when
+ * the controller no longer has that history).
+ */
+import {z} from 'zod'
+import {
+  EndpointSchema,
+  IdSchema,
+  NameSchema,
+  NodeSchema,
+  NodeStatusSchema,
+  PublicKeySchema,
+  TagSchema,
+} from './control-api.js'
+
+export const PeerSchema = z.object({
+  id: IdSchema,
+  name: NameSchema,
+  publicKey: PublicKeySchema,
+  /** The peer's mesh address (no prefix length). */
+  address: z.string(),
+  endpoints: z.array(EndpointSchema),
+  hostname: z.string(),
+  os: z.string(),
+  tags: z.array(TagSchema),
+})
+export type Peer = z.infer<typeof PeerSchema>
+
+export const SelfSchema = z.object({
+  id: IdSchema,
+  name: NameSchema,
+  publicKey: PublicKeySchema,
+  address: z.string(),
+  status: NodeStatusSchema,
+})
+export type Self = z.infer<typeof SelfSchema>
+
+export const NetmapNetworkSchema = z.object({id: IdSchema, name: NameSchema, cidr: z.string()})
+
+/** Server -> node: the whole map. Only active nodes are peers; a pending self gets no peers. */
+export const NetmapFullSchema = z.object({
+  type: z.literal('full'),
+  version: z.number().int().nonnegative(),
+  network: NetmapNetworkSchema,
+  self: SelfSchema,
+  peers: z.array(PeerSchema),
+})
+export type NetmapFull = z.infer<typeof NetmapFullSchema>
+
+/** Server -> node: what changed since `version` of the previous message. */
+export const NetmapDeltaSchema = z.object({
+  type: z.literal('delta'),
+  version: z.number().int().nonnegative(),
+  self: SelfSchema.optional(),
+  added: z.array(PeerSchema).optional(),
+  changed: z.array(PeerSchema).optional(),
+  /** Node ids. */
+  removed: z.array(IdSchema).optional(),
+})
+export type NetmapDelta = z.infer<typeof NetmapDeltaSchema>
+
+/** Server -> node: this node was removed from the network; its credential no longer works. */
+export const NetmapRevokedSchema = z.object({type: z.literal('revoked'), reason: z.string()})
+
+export const ServerFrameSchema = z.discriminatedUnion('type', [
+  NetmapFullSchema,
+  NetmapDeltaSchema,
+  NetmapRevokedSchema,
+])
+export type ServerFrame = z.infer<typeof ServerFrameSchema>
+
+export const PeerStatsSchema = z.object({
+  publicKey: PublicKeySchema,
+  lastHandshake: z.string().nullable(),
+  rxBytes: z.number().int().nonnegative(),
+  txBytes: z.number().int().nonnegative(),
+  endpoint: z.string().nullable(),
+})
+export type PeerStats = z.infer<typeof PeerStatsSchema>
+
+/** Node -> server: what the node sees (its endpoints, per-peer WireGuard stats). */
+export const NodeReportSchema = z.object({
+  type: z.literal('report'),
+  endpoints: z.array(EndpointSchema).max(16).optional(),
+  peers: z.array(PeerStatsSchema).max(100_000).optional(),
+})
+export type NodeReport = z.infer<typeof NodeReportSchema>
+
+export const ClientFrameSchema = z.discriminatedUnion('type', [NodeReportSchema])
+export type ClientFrame = z.infer<typeof ClientFrameSchema>
+
+/** WebSocket close codes the netmap endpoint uses (4000-4999 is the application range). */
+export const CLOSE = {
+  UNAUTHENTICATED: 4401,
+  REVOKED: 4403,
+  BAD_FRAME: 4400,
+  SHUTTING_DOWN: 1001,
+} as const
+
+// ---------------------------------------------------------------------------------------------
+// Admin event stream (WS /api/v1/events): for watchers and the TUIs.
+
+export const AdminEventTypeSchema = z.enum([
+  'node_online',
+  'node_offline',
+  'node_added',
+  'node_removed',
+  'node_changed',
+])
+export const AdminEventSchema = z.object({
+  type: AdminEventTypeSchema,
+  at: z.string(),
+  networkId: IdSchema,
+  node: NodeSchema,
+})
+export type AdminEvent = z.infer<typeof AdminEventSchema>
+/** First frame on the admin stream: the current nodes the user may see. */
+export const AdminSnapshotSchema = z.object({type: z.literal('snapshot'), nodes: z.array(NodeSchema)})
+export type AdminSnapshot = z.infer<typeof AdminSnapshotSchema>
