@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-env.sh
-rm -rf dist
+# dist/ is not wiped: parallel runs (lab, tests) load it; CI builds from a clean clone.
 tsc -p tsconfig.json
 oclif manifest >/dev/null
 if [ -f dist/scripts/gen-docs.js ]; then node dist/scripts/gen-docs.js; fi
