@@ -263,18 +263,24 @@ export const CreateAuthKeyResponseSchema = z.object({
 })
 export type CreateAuthKeyResponse = z.infer<typeof CreateAuthKeyResponseSchema>
 
+/**
+ * A node joins with exactly one of: an invite code, an auth key, or (networks with the `open`
+ * policy only) the name or id of the network plus a user token with node.register in
+ * `Authorization: Bearer`.
+ */
 export const RegisterRequestSchema = z
   .object({
     invite: z.string().min(1).max(200).optional(),
     authKey: z.string().min(1).max(200).optional(),
+    network: z.string().min(1).max(100).optional(),
     publicKey: PublicKeySchema,
     name: NameSchema,
     hostname: z.string().max(253).default(''),
     os: z.string().max(64).default(''),
     endpoints: z.array(EndpointSchema).max(16).default([]),
   })
-  .refine((r) => (r.invite === undefined) !== (r.authKey === undefined), {
-    message: 'give exactly one of invite and authKey',
+  .refine((r) => [r.invite, r.authKey, r.network].filter((v) => v !== undefined).length === 1, {
+    message: 'give exactly one of invite, authKey and network',
     path: ['invite'],
   })
 export type RegisterRequest = z.input<typeof RegisterRequestSchema>

@@ -51,7 +51,11 @@ export const NetmapFullSchema = z.object({
 })
 export type NetmapFull = z.infer<typeof NetmapFullSchema>
 
-/** Server -> node: what changed since `version` of the previous message. */
+/**
+ * Server -> node: what changed since the previous message. `added` and `changed` are both
+ * upserts for the receiver (a resumed session may list a peer it never saw under `changed`);
+ * `removed` lists node ids that are no longer peers (removed, disabled or pending again).
+ */
 export const NetmapDeltaSchema = z.object({
   type: z.literal('delta'),
   version: z.number().int().nonnegative(),
