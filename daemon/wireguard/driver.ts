@@ -1,0 +1,86 @@
+/**
+ * The WireGuard driver: makes one interface match a desired config. Implementations: kernel
+ * (ip/wg via execa), userspace (supervised wireguard-go, configured with wg), fake (in memory,
+ * for tests). Semantics are REPLACE: peers that `desired` does not list are removed.
+ */
+import type {BackendKind} from '../../shared/protocol/local-api.js'
+
+export interface PeerConfig {
+  readonly publicKey: string
+  /** CIDRs; for mesh peers one address/32. */
+  readonly allowedIps: readonly string[]
+  /** host:port to send to; undefined leaves WireGuard to learn it from the peer. */
+  readonly endpoint?: string
+  /**
+   * Every endpoint candidate of the peer. When WireGuard has roamed to one of them, or the peer
+   * handshook recently, the live endpoint is kept instead of being forced back to `endpoint`.
+   */
+  readonly endpointCandidates?: readonly string[]
+  readonly persistentKeepalive?: number
+}
+
+export interface InterfaceConfig {
+  readonly name: string
+  /** base64; never logged. */
+  readonly privateKey: string
+  readonly listenPort: number
+  /** The node's address with the network's prefix length (e.g. 10.20.0.5/24): the route to the
+   *  network CIDR comes with it. */
+  readonly address: string
+  readonly mtu: number
+  readonly peers: readonly PeerConfig[]
+}
+
+export interface PeerState extends PeerConfig {
+  /** The endpoint WireGuard uses now, null when unknown. */
+  readonly endpoint?: string
+  /** Milliseconds since the epoch; 0 = never. */
+  readonly lastHandshakeMs: number
+  readonly rxBytes: number
+  readonly txBytes: number
+}
+
+/** What the interface is now: config and live stats together, as `wg show dump` gives them. */
+export interface InterfaceState {
+  readonly name: string
+  readonly publicKey: string
+  /** Present only so apply() can tell whether the key must change; never logged. */
+  readonly privateKey: string
+  readonly listenPort: number
+  readonly addresses: readonly string[]
+  readonly mtu: number
+  readonly up: boolean
+  readonly peers: readonly PeerState[]
+}
+
+export interface ApplyResult {
+  /** False is the normal no-op: the interface already matched. */
+  readonly changed: boolean
+  readonly created: boolean
+  readonly added: number
+  readonly updated: number
+  readonly removed: number
+}
+
+export interface WireGuardDriver {
+  readonly kind: BackendKind
+  /** Converges the interface to `desired`, creating it when missing. */
+  apply(desired: InterfaceConfig): Promise<ApplyResult>
+  /** Undefined when the interface does not exist. */
+  read(name: string): Promise<InterfaceState | undefined>
+  /** Removes the interface; a missing one is not an error. */
+  remove(name: string): Promise<void>
+  /** Whether an interface (of any kind) with this name exists in this network namespace. */
+  linkExists(name: string): Promise<boolean>
+  /**
+   * Called when an interface disappears behind the driver's back (wireguard-go died). The
+   * daemon re-applies the network's config, which recreates it.
+   */
+  onLost?: (name: string) => void
+  /** Stops supervision; `removeInterfaces` also takes the interfaces down (daemon --down-on-exit). */
+  close(opts?: {removeInterfaces?: boolean}): Promise<void>
+}
+
+/** Persistent keepalive for every mesh peer: beats the 30 s UDP mapping timeout of NATs. */
+export const PERSISTENT_KEEPALIVE = 25
+export const DEFAULT_MTU = 1420

@@ -1,0 +1,196 @@
+/**
+ * The CLI <-> meshd contract (HTTP over meshd's unix socket): one route table keyed
+ * "METHOD /v1/path" with a zod schema for every request and reply. The daemon parses bodies with
+ * these schemas before a handler runs; the CLI parses replies with the same ones.
+ */
+import {z} from 'zod'
+import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './control-api.js'
+
+/** Linux interface names: at most 15 bytes, and a conservative character set. */
+export const InterfaceNameSchema = z
+  .string()
+  .regex(
+    /^[a-zA-Z0-9_-]{1,15}$/,
+    'an interface name: letters, digits, dash, underscore; at most 15 characters',
+  )
+
+export const BackendKindSchema = z.enum(['kernel', 'userspace', 'fake'])
+export type BackendKind = z.infer<typeof BackendKindSchema>
+
+/** A network named by the user: its name or its controller id. */
+const NetworkRefSchema = z.string().min(1).max(100)
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+export const PeerStatusSchema = z.object({
+  id: IdSchema,
+  name: NameSchema,
+  address: z.string(),
+  publicKey: PublicKeySchema,
+  /** The endpoint WireGuard uses now (it roams), else the first candidate from the netmap. */
+  endpoint: z.string().nullable(),
+  /** RFC 3339, null when there has never been a handshake. */
+  lastHandshake: z.string().nullable(),
+  rxBytes: z.number().int().nonnegative(),
+  txBytes: z.number().int().nonnegative(),
+  /** A handshake within the last 3 minutes (WireGuard rekeys every 2). */
+  online: z.boolean(),
+})
+export type PeerStatus = z.infer<typeof PeerStatusSchema>
+
+export const NetworkStatusSchema = z.object({
+  id: IdSchema,
+  name: NameSchema,
+  cidr: z.string(),
+  controller: z.string(),
+  interface: InterfaceNameSchema,
+  nodeId: IdSchema,
+  nodeName: NameSchema,
+  nodeStatus: NodeStatusSchema,
+  /** The node's mesh address (no prefix length). */
+  address: z.string(),
+  publicKey: PublicKeySchema,
+  listenPort: z.number().int().min(1).max(65535),
+  /** Whether the user wants the interface up (`mesh up` / `mesh down`). */
+  up: z.boolean(),
+  /** Whether the netmap WebSocket is open and has delivered a map. */
+  connected: z.boolean(),
+  netmapVersion: z.number().int().nonnegative().nullable(),
+  /** The last problem with the controller or WireGuard, cleared when things work again. */
+  lastError: z.string().nullable(),
+  peers: z.array(PeerStatusSchema),
+})
+export type NetworkStatus = z.infer<typeof NetworkStatusSchema>
+
+export const StatusSchema = z.object({
+  protocolVersion: z.number().int(),
+  /** The WireGuard backend chosen at start-up. */
+  backend: BackendKindSchema,
+  pid: z.number().int(),
+  startedAt: z.string(),
+  networks: z.array(NetworkStatusSchema),
+})
+export type Status = z.infer<typeof StatusSchema>
+
+// ---------------------------------------------------------------------------------------------
+// Requests and replies
+
+export const JoinRequestSchema = z
+  .object({
+    controller: z.url({protocol: /^https?$/}),
+    invite: z.string().min(1).max(200).optional(),
+    authKey: z.string().min(1).max(200).optional(),
+    /** The node's name in the network; default: this machine's hostname, made a valid name. */
+    name: NameSchema.optional(),
+    /** WireGuard interface name; default: the daemon's prefix + the first free number. */
+    interface: InterfaceNameSchema.optional(),
+    /** WireGuard listen port; default: a free UDP port. */
+    listenPort: z.number().int().min(1).max(65535).optional(),
+  })
+  .strict()
+  .refine((r) => (r.invite === undefined) !== (r.authKey === undefined), {
+    message: 'give exactly one of invite and authKey',
+    path: ['invite'],
+  })
+export type JoinRequest = z.input<typeof JoinRequestSchema>
+export const JoinResultSchema = NetworkStatusSchema
+export type JoinResult = z.infer<typeof JoinResultSchema>
+
+export const UpRequestSchema = z.object({network: NetworkRefSchema.optional()}).strict()
+export type UpRequest = z.infer<typeof UpRequestSchema>
+/** Names of the networks whose state changed; empty when nothing had to change. */
+export const UpResultSchema = z.object({changed: z.array(NameSchema)})
+export type UpResult = z.infer<typeof UpResultSchema>
+
+export const DownRequestSchema = z.object({network: NetworkRefSchema.optional()}).strict()
+export type DownRequest = z.infer<typeof DownRequestSchema>
+export const DownResultSchema = z.object({changed: z.array(NameSchema)})
+export type DownResult = z.infer<typeof DownResultSchema>
+
+export const LeaveRequestSchema = z.object({network: NetworkRefSchema}).strict()
+export type LeaveRequest = z.infer<typeof LeaveRequestSchema>
+export const LeaveResultSchema = z.object({left: NameSchema, interface: InterfaceNameSchema})
+export type LeaveResult = z.infer<typeof LeaveResultSchema>
+
+export const IpEntrySchema = z.object({
+  network: NameSchema,
+  interface: InterfaceNameSchema,
+  address: z.string(),
+  cidr: z.string(),
+})
+export const IpResultSchema = z.object({addresses: z.array(IpEntrySchema)})
+export type IpResult = z.infer<typeof IpResultSchema>
+
+// ---------------------------------------------------------------------------------------------
+// The route table
+
+export interface LocalRouteDef {
+  readonly method: 'GET' | 'POST'
+  readonly path: `/v1/${string}`
+  readonly summary: string
+  /** Absent for GET routes: they take no body. */
+  readonly request?: z.ZodType
+  readonly response: z.ZodType
+}
+
+const route = <const R extends LocalRouteDef>(r: R): R => r
+
+export const LOCAL_ROUTES = {
+  'GET /v1/status': route({
+    method: 'GET',
+    path: '/v1/status',
+    summary: 'Networks, interfaces, peers and the WireGuard backend',
+    response: StatusSchema,
+  }),
+  'POST /v1/join': route({
+    method: 'POST',
+    path: '/v1/join',
+    summary: 'Register with a controller (invite or auth key) and bring the network up',
+    request: JoinRequestSchema,
+    response: JoinResultSchema,
+  }),
+  'POST /v1/up': route({
+    method: 'POST',
+    path: '/v1/up',
+    summary: 'Bring one or all joined networks up',
+    request: UpRequestSchema,
+    response: UpResultSchema,
+  }),
+  'POST /v1/down': route({
+    method: 'POST',
+    path: '/v1/down',
+    summary: 'Take one or all networks down without leaving them',
+    request: DownRequestSchema,
+    response: DownResultSchema,
+  }),
+  'POST /v1/leave': route({
+    method: 'POST',
+    path: '/v1/leave',
+    summary: 'Remove the interface and forget the network (keys, credential, cached netmap)',
+    request: LeaveRequestSchema,
+    response: LeaveResultSchema,
+  }),
+  'GET /v1/ip': route({
+    method: 'GET',
+    path: '/v1/ip',
+    summary: "This node's mesh addresses",
+    response: IpResultSchema,
+  }),
+} as const satisfies Record<string, LocalRouteDef>
+
+export type LocalRouteKey = keyof typeof LOCAL_ROUTES
+export type LocalRequest<K extends LocalRouteKey> = (typeof LOCAL_ROUTES)[K] extends {
+  request: infer Q extends z.ZodType
+}
+  ? z.input<Q>
+  : undefined
+export type LocalParsedRequest<K extends LocalRouteKey> = (typeof LOCAL_ROUTES)[K] extends {
+  request: infer Q extends z.ZodType
+}
+  ? z.infer<Q>
+  : undefined
+export type LocalResponse<K extends LocalRouteKey> = z.infer<(typeof LOCAL_ROUTES)[K]['response']>
+
+/** Largest request body meshd accepts on its socket (PAYLOAD_TOO_LARGE's message names it). */
+export const LOCAL_MAX_BODY_BYTES = 1024 * 1024
