@@ -1,0 +1,565 @@
+/**
+ * A whole mesh on one machine: a controller and N nodes, each in its own network namespace on a
+ * bridged underlay, each node running its own meshd. Used by `mesh lab`, the end-to-end tests and
+ * the benchmark. Every step is recorded in the lab's state file before it is taken, so teardown()
+ * undoes exactly what was made, also from another process after a crash.
+ */
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {Agent} from 'undici'
+import {MeshError} from '../../../shared/errors.js'
+import type {Node as ControllerNode} from '../../../shared/protocol/control-api.js'
+import {StatusSchema, type Status} from '../../../shared/protocol/local-api.js'
+import {ControllerClient} from '../controller-client.js'
+import {isAlive, signalProc, startProc, stopProc, stopProcSync, tail, type ProcRecord} from './procs.js'
+import {run, runSync, sleep, waitFor, type RunOptions, type RunResult} from './sh.js'
+import {labDir, listLabs, readState, writeState, type LabNode, type LabState} from './state.js'
+import {
+  CONTROLLER_UNDERLAY,
+  MAX_NODES,
+  attachHost,
+  createSwitch,
+  deleteNamespaceSync,
+  namespaceExists,
+  nodeUnderlay,
+} from './topology.js'
+
+export const CONTROLLER_PORT = 8080
+export const ADMIN_USER = 'admin'
+
+/** The repository (or installed package) root: where bin/mesh.js and dist/ are. */
+export function projectRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 8; i++) {
+    const pkg = path.join(dir, 'package.json')
+    if (fs.existsSync(pkg) && fs.existsSync(path.join(dir, 'bin', 'mesh.js'))) return dir
+    dir = path.dirname(dir)
+  }
+  throw new Error('cannot find the mesh package root (bin/mesh.js)')
+}
+
+export const meshJs = (): string => path.join(projectRoot(), 'bin', 'mesh.js')
+const forwarderJs = (): string => path.join(projectRoot(), 'dist', 'cli', 'lib', 'lab', 'forwarder.js')
+
+/** What the lab needs from the machine; the first missing thing, or undefined when all is there. */
+export function labPrerequisiteProblem(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the lab needs root (network namespaces)'
+  for (const cmd of ['ip', 'wg', 'wireguard-go', 'ping']) {
+    if (runSync('sh', ['-c', `command -v ${cmd}`], {timeoutMs: 5000}).code !== 0)
+      return `${cmd} is not installed`
+  }
+  if (!fs.existsSync('/dev/net/tun')) return '/dev/net/tun is missing'
+  if (!fs.existsSync(meshJs()) || !fs.existsSync(forwarderJs()))
+    return 'mesh is not built (run bash scripts/build.sh)'
+  return undefined
+}
+
+export const requireRoot = (): void => {
+  if (process.getuid?.() !== 0) throw new MeshError('ROOT_REQUIRED', {message: 'mesh lab must run as root'})
+}
+
+export interface LabOptions {
+  /** Use this prefix instead of a random one (must match PREFIX_RE and be unused). */
+  prefix?: string
+  /** Tear the lab down when this process exits or gets SIGINT/SIGTERM (tests, benches). */
+  teardownOnExit?: boolean
+}
+
+const randomPrefix = (): string => `ml${randomBytes(2).toString('hex')}`
+
+export class Lab {
+  state: LabState
+  #client: ControllerClient | undefined
+  #agent: Agent | undefined
+  #exitHandlers: Array<[string, (...a: unknown[]) => void]> = []
+
+  private constructor(state: LabState) {
+    this.state = state
+  }
+
+  get prefix(): string {
+    return this.state.prefix
+  }
+  get runDir(): string {
+    return this.state.runDir
+  }
+  get nodes(): LabNode[] {
+    return this.state.nodes
+  }
+
+  /** Makes the run dir, the state file and the switch namespace. */
+  static async create(opts: LabOptions = {}): Promise<Lab> {
+    requireRoot()
+    let prefix = opts.prefix
+    for (let i = 0; prefix === undefined && i < 20; i++) {
+      const p = randomPrefix()
+      if (!fs.existsSync(labDir(p)) && !namespaceExists(`${p}-sw`)) prefix = p
+    }
+    if (prefix === undefined) throw new Error('no free lab prefix after 20 tries')
+    const runDir = labDir(prefix)
+    fs.mkdirSync(path.join(runDir, 'logs'), {recursive: true, mode: 0o700})
+    fs.mkdirSync(path.join(runDir, 'bin'), {recursive: true})
+    // Inside namespaces `mesh` must resolve to this build on the pinned Node.
+    fs.writeFileSync(
+      path.join(runDir, 'bin', 'mesh'),
+      `#!/bin/sh\nexec '${process.execPath}' '${meshJs()}' "$@"\n`,
+      {mode: 0o755},
+    )
+    const lab = new Lab({
+      version: 1,
+      prefix,
+      createdAt: new Date().toISOString(),
+      runDir,
+      namespaces: [],
+      switchNs: `${prefix}-sw`,
+      nodes: [],
+      networks: [],
+      procs: [],
+    })
+    if (opts.teardownOnExit) lab.#installExitHandlers()
+    lab.#save()
+    await lab.#addNamespace(lab.state.switchNs, () => createSwitch(lab.state.switchNs))
+    return lab
+  }
+
+  /** Reattaches to a lab made by another process (`mesh lab exec`, `mesh lab down`). */
+  static open(prefix: string): Lab | undefined {
+    const state = readState(prefix)
+    return state ? new Lab(state) : undefined
+  }
+
+  /** The lab named by `prefix`, else MESH_LAB, else the newest lab. */
+  static current(prefix?: string): Lab | undefined {
+    const p = prefix ?? process.env.MESH_LAB ?? listLabs().at(-1)
+    return p === undefined ? undefined : Lab.open(p)
+  }
+
+  #save(): void {
+    writeState(this.state)
+  }
+
+  async #addNamespace(ns: string, make: () => Promise<void>): Promise<void> {
+    // Recorded first: a crash half-way still leaves the namespace on the list to delete.
+    this.state.namespaces.push(ns)
+    this.#save()
+    await make()
+  }
+
+  #recordProc(p: ProcRecord): void {
+    this.state.procs = this.state.procs.filter((q) => q.name !== p.name)
+    this.state.procs.push(p)
+    this.#save()
+  }
+
+  proc(name: string): ProcRecord | undefined {
+    return this.state.procs.find((p) => p.name === name)
+  }
+
+  log(name: string): string {
+    return path.join(this.runDir, 'logs', `${name.replace(/\//g, '-')}.log`)
+  }
+
+  /** Environment for commands run inside the lab: `mesh` on PATH; MESH_SOCKET for nodes. */
+  env(node?: LabNode): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PATH: `${path.join(this.runDir, 'bin')}:${process.env.PATH ?? ''}`,
+    }
+    if (node) env.MESH_SOCKET = node.socket
+    env.MESH_CONFIG_DIR = path.join(this.runDir, 'cli-config')
+    return env
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Controller
+
+  /** Starts the controller in its namespace and logs in as the admin. */
+  async startController(opts: {timeoutMs?: number} = {}): Promise<void> {
+    const ns = `${this.prefix}-ctl`
+    if (!this.state.controller) {
+      await this.#addNamespace(ns, () =>
+        attachHost({
+          switchNs: this.state.switchNs,
+          ns,
+          port: `${this.prefix}-ctl`,
+          address: CONTROLLER_UNDERLAY,
+        }),
+      )
+      this.state.controller = {
+        ns,
+        underlay: CONTROLLER_UNDERLAY,
+        url: `http://${CONTROLLER_UNDERLAY}:${CONTROLLER_PORT}`,
+        dataDir: path.join(this.runDir, 'controller'),
+        apiSocket: path.join(this.runDir, 'controller-api.sock'),
+        adminUser: ADMIN_USER,
+        adminPassword: randomBytes(18).toString('base64url'),
+      }
+      this.#save()
+    }
+    const c = this.state.controller
+    const log = this.log('controller')
+    const before = fileSize(log)
+    this.#recordProc(
+      startProc({
+        name: 'controller',
+        ns,
+        log,
+        argv: [
+          process.execPath,
+          meshJs(),
+          'controller',
+          'start',
+          '--data-dir',
+          c.dataDir,
+          '--listen',
+          `${c.underlay}:${CONTROLLER_PORT}`,
+          '--public-url',
+          c.url,
+        ],
+        env: {...this.env(), MESH_ADMIN_PASSWORD: c.adminPassword},
+      }),
+    )
+    if (!this.proc('forwarder') || !isAlive(this.proc('forwarder')!)) {
+      this.#recordProc(
+        startProc({
+          name: 'forwarder',
+          ns,
+          log: this.log('forwarder'),
+          argv: [process.execPath, forwarderJs(), c.apiSocket, c.underlay, String(CONTROLLER_PORT)],
+        }),
+      )
+    }
+    const ctl = this.proc('controller')!
+    await waitFor(
+      'the controller to listen',
+      () => {
+        if (!isAlive(ctl)) throw new Error(`the controller exited:\n${tail(log)}`)
+        return readFrom(log, before).includes('"listening"') && fs.existsSync(c.apiSocket)
+      },
+      {timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 100},
+    )
+    this.#client = undefined
+    const res = await this.admin().login({username: c.adminUser, password: c.adminPassword})
+    c.token = res.token
+    this.#client = undefined
+    this.#save()
+  }
+
+  /** Kills the controller (SIGKILL by default: the data-plane-survives test). */
+  async killController(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.proc('controller')
+    if (!p) return
+    if (signal === 'SIGTERM') return stopProc(p)
+    signalProc(p, signal)
+    await waitFor('the controller to exit', () => !isAlive(p), {timeoutMs: 5000, intervalMs: 20})
+  }
+
+  /** A controller API client (as the admin once logged in), reached through the forwarder socket. */
+  admin(): ControllerClient {
+    const c = this.state.controller
+    if (!c) throw new Error('the lab has no controller')
+    this.#agent ??= new Agent({connect: {socketPath: c.apiSocket}, keepAliveTimeout: 1000})
+    this.#client ??= new ControllerClient({
+      url: c.url,
+      token: c.token,
+      dispatcher: this.#agent,
+      timeoutMs: 15_000,
+    })
+    return this.#client
+  }
+
+  async createNetwork(name: string, cidr: string): Promise<void> {
+    await this.admin().createNetwork({name, cidr})
+    this.state.networks.push({name, cidr})
+    this.#save()
+  }
+
+  async invite(network: string, maxUses = 1): Promise<string> {
+    const res = await this.admin().createInvite({network}, {maxUses})
+    return res.joinString
+  }
+
+  async controllerNodes(network: string): Promise<ControllerNode[]> {
+    const res = await this.admin().listNodes({network})
+    return res.items
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Nodes
+
+  /**
+   * Adds a node namespace on the underlay and (unless `daemon: false`, a bare host for static
+   * WireGuard comparisons) starts its meshd and waits for its socket.
+   */
+  async addNode(opts: {daemon?: boolean} = {}): Promise<LabNode> {
+    const index = Math.max(0, ...this.state.nodes.map((n) => n.index)) + 1
+    if (index > MAX_NODES) throw new Error(`the lab holds at most ${MAX_NODES} nodes`)
+    const name = `node${index}`
+    const node: LabNode = {
+      name,
+      index,
+      ns: `${this.prefix}-n${index}`,
+      underlay: nodeUnderlay(index),
+      socket: path.join(this.runDir, `${name}.sock`),
+      stateDir: path.join(this.runDir, name),
+      interfacePrefix: `${this.prefix}n${index}`,
+      addresses: {},
+      nodeIds: {},
+    }
+    this.state.nodes.push(node)
+    await this.#addNamespace(node.ns, () =>
+      attachHost({
+        switchNs: this.state.switchNs,
+        ns: node.ns,
+        port: `${this.prefix}-n${index}`,
+        address: node.underlay,
+      }),
+    )
+    if (opts.daemon !== false) await this.startDaemon(node)
+    return node
+  }
+
+  node(name: string): LabNode {
+    const n = this.state.nodes.find((x) => x.name === name || x.ns === name || String(x.index) === name)
+    if (!n) throw new MeshError('NOT_FOUND', {message: `no node ${name} in lab ${this.prefix}`})
+    return n
+  }
+
+  /** Starts (or restarts) a node's meshd and waits until its socket answers. */
+  async startDaemon(node: LabNode, opts: {timeoutMs?: number} = {}): Promise<void> {
+    fs.mkdirSync(node.stateDir, {recursive: true, mode: 0o700})
+    const log = this.log(`${node.name}/meshd`)
+    const p = startProc({
+      name: `${node.name}/meshd`,
+      ns: node.ns,
+      log,
+      argv: [
+        process.execPath,
+        meshJs(),
+        'daemon',
+        'run',
+        '--socket',
+        node.socket,
+        '--state-dir',
+        node.stateDir,
+        '--interface-prefix',
+        node.interfacePrefix,
+      ],
+      env: this.env(),
+    })
+    this.#recordProc(p)
+    await waitFor(
+      `${node.name}'s meshd to answer`,
+      async () => {
+        if (!isAlive(p)) throw new Error(`meshd of ${node.name} exited:\n${tail(log)}`)
+        return fs.existsSync(node.socket) && (await this.status(node)) !== undefined
+      },
+      {timeoutMs: opts.timeoutMs ?? 20_000, intervalMs: 100},
+    )
+  }
+
+  /** Stops a node's meshd: SIGTERM (a clean stop) or SIGKILL (a crash). */
+  async stopDaemon(node: LabNode, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.proc(`${node.name}/meshd`)
+    if (!p) return
+    if (signal === 'SIGTERM') await stopProc(p, 5000)
+    else {
+      signalProc(p, signal)
+      await waitFor(`meshd of ${node.name} to exit`, () => !isAlive(p), {timeoutMs: 5000, intervalMs: 20})
+    }
+  }
+
+  /** Starts a recorded helper process (an iperf3 server, say) inside a node's namespace. */
+  startHelper(node: LabNode, name: string, argv: string[]): ProcRecord {
+    const p = startProc({
+      name: `${node.name}/${name}`,
+      ns: node.ns,
+      log: this.log(`${node.name}/${name}`),
+      argv,
+    })
+    this.#recordProc(p)
+    return p
+  }
+
+  async stopHelper(node: LabNode, name: string): Promise<void> {
+    const p = this.proc(`${node.name}/${name}`)
+    if (p) await stopProc(p)
+  }
+
+  /** Runs the mesh CLI inside a node's namespace against its meshd. */
+  mesh(node: LabNode, args: string[], opts: Omit<RunOptions, 'ns'> = {}): Promise<RunResult> {
+    return run(process.execPath, [meshJs(), ...args], {
+      ns: node.ns,
+      env: {...this.env(node), ...opts.env},
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      ...(opts.user ? {user: opts.user} : {}),
+      ...(opts.input !== undefined ? {input: opts.input} : {}),
+    })
+  }
+
+  /** `mesh status --json` of a node, parsed; undefined when meshd does not answer. */
+  async status(node: LabNode): Promise<Status | undefined> {
+    const r = await this.mesh(node, ['status', '--json'], {timeoutMs: 10_000})
+    if (r.code !== 0) return undefined
+    const parsed = StatusSchema.safeParse(JSON.parse(r.stdout))
+    if (!parsed.success)
+      throw new Error(`mesh status --json of ${node.name} did not parse: ${parsed.error.message}`)
+    return parsed.data
+  }
+
+  /** Joins a node to a network with a fresh single-use invite; records its address and id. */
+  async join(node: LabNode, network: string): Promise<string> {
+    const joinString = await this.invite(network)
+    const r = await this.mesh(node, ['join', joinString, '--name', node.name, '--json'], {timeoutMs: 30_000})
+    if (r.code !== 0) {
+      throw new Error(
+        `mesh join failed on ${node.name} (exit ${r.code}): ${r.stderr || r.stdout}\n${this.logTail(node)}`,
+      )
+    }
+    const st = await this.status(node)
+    const net = st?.networks.find((n) => n.name === network)
+    if (!net) throw new Error(`${node.name} joined ${network} but its status does not list it`)
+    node.addresses[network] = net.address
+    node.nodeIds[network] = net.nodeId
+    this.#save()
+    return net.address
+  }
+
+  logTail(node: LabNode, lines = 30): string {
+    return `--- ${node.name} meshd log:\n${tail(this.log(`${node.name}/meshd`), lines)}`
+  }
+
+  /** WireGuard interface of a node for a network, from its meshd. */
+  async interfaceOf(node: LabNode, network: string): Promise<string> {
+    const st = await this.status(node)
+    const net = st?.networks.find((n) => n.name === network)
+    if (!net) throw new Error(`${node.name} is not in ${network}`)
+    return net.interface
+  }
+
+  /** Public keys of the peers WireGuard itself has on an interface (`wg show IF peers`). */
+  async wgPeers(node: LabNode, iface: string): Promise<string[]> {
+    const r = await run('wg', ['show', iface, 'peers'], {ns: node.ns, timeoutMs: 5000})
+    if (r.code !== 0) throw new Error(`wg show ${iface} peers in ${node.ns}: ${r.stderr.trim()}`)
+    return r.stdout.split('\n').filter(Boolean)
+  }
+
+  /** One ping from a node's namespace; true when it was answered within `waitS` seconds. */
+  async ping(node: LabNode, address: string, waitS = 1): Promise<boolean> {
+    const r = await run('ping', ['-n', '-q', '-c', '1', '-W', String(waitS), address], {
+      ns: node.ns,
+      timeoutMs: (waitS + 3) * 1000,
+    })
+    return r.code === 0
+  }
+
+  /** Waits until every ordered pair of `nodes` pings over `network`; returns the time it took. */
+  async waitAllPairsPing(
+    network: string,
+    nodes: LabNode[] = this.nodes,
+    timeoutMs = 30_000,
+  ): Promise<number> {
+    const t0 = Date.now()
+    const pairs = nodes.flatMap((a) => nodes.filter((b) => b !== a).map((b) => [a, b] as const))
+    await Promise.all(
+      pairs.map(([a, b]) => {
+        const addr = b.addresses[network]
+        if (!addr) throw new Error(`${b.name} has no address in ${network}`)
+        return waitFor(`${a.name} -> ${b.name} (${addr}) ping over ${network}`, () => this.ping(a, addr), {
+          timeoutMs,
+          intervalMs: 50,
+        })
+      }),
+    )
+    return Date.now() - t0
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Teardown
+
+  #installExitHandlers(): void {
+    const onExit = (): void => this.teardownSync()
+    const onSignal = (sig: unknown): void => {
+      this.teardownSync()
+      process.exit(128 + (sig === 'SIGINT' ? 2 : 15))
+    }
+    process.once('exit', onExit)
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    this.#exitHandlers = [
+      ['exit', onExit],
+      ['SIGINT', onSignal],
+      ['SIGTERM', onSignal],
+    ]
+  }
+
+  /** Removes everything the lab made; safe to call twice. */
+  teardownSync(opts: {keepLogs?: boolean} = {}): void {
+    for (const [ev, fn] of this.#exitHandlers) process.removeListener(ev, fn)
+    this.#exitHandlers = []
+    void this.#agent?.close().catch(() => undefined)
+    this.#agent = undefined
+    this.#client = undefined
+    teardownSync(this.state, opts)
+  }
+
+  async destroy(opts: {keepLogs?: boolean} = {}): Promise<void> {
+    this.teardownSync(opts)
+    await sleep(0)
+  }
+}
+
+/**
+ * Undoes a lab from its state alone: stops the recorded processes (only those, checked by start
+ * time), deletes its namespaces (which takes veths and tun devices with them), removes stale
+ * wireguard-go sockets of its prefix and the run dir. With keepLogs the logs move to
+ * /tmp/mesh-lab-<prefix>-logs first.
+ */
+export function teardownSync(state: LabState, opts: {keepLogs?: boolean} = {}): {logs?: string} {
+  const procs = [...state.procs].reverse()
+  for (const p of procs) signalProc(p, 'SIGTERM')
+  const deadline = Date.now() + 3000
+  const tick = new Int32Array(new SharedArrayBuffer(4))
+  while (Date.now() < deadline && procs.some(isAlive)) Atomics.wait(tick, 0, 0, 25)
+  for (const p of procs) stopProcSync(p, 0)
+  for (const ns of [...state.namespaces].reverse()) deleteNamespaceSync(ns)
+  const wgDir = '/var/run/wireguard'
+  try {
+    for (const f of fs.readdirSync(wgDir)) {
+      if (f.startsWith(state.prefix) && f.endsWith('.sock')) fs.rmSync(path.join(wgDir, f), {force: true})
+    }
+  } catch {
+    // no wireguard-go sockets at all
+  }
+  let logs: string | undefined
+  if (opts.keepLogs) {
+    logs = `/tmp/mesh-lab-${state.prefix}-logs`
+    fs.rmSync(logs, {recursive: true, force: true})
+    try {
+      fs.cpSync(path.join(state.runDir, 'logs'), logs, {recursive: true})
+    } catch {
+      logs = undefined
+    }
+  }
+  // Only ever the lab's own directory under the lab root.
+  if (path.basename(state.runDir) === state.prefix) fs.rmSync(state.runDir, {recursive: true, force: true})
+  return logs ? {logs} : {}
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size
+  } catch {
+    return 0
+  }
+}
+
+function readFrom(file: string, offset: number): string {
+  try {
+    return fs.readFileSync(file, 'utf8').slice(offset)
+  } catch {
+    return ''
+  }
+}
