@@ -1,0 +1,313 @@
+/**
+ * The authorization matrix: every ROUTES entry × caller (owner, admin, member, guest of tenant A,
+ * or no token) × whose object (tenant A's own or tenant B's), each cell its own test, with the
+ * expected status derived from the route's auth and ROLE_PERMISSIONS rather than written down.
+ */
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startTestController} from '../../controller/testing/test-controller.js'
+import {
+  ROLES,
+  ROUTES,
+  roleAllows,
+  type Role,
+  type RouteDef,
+  type RouteId,
+} from '../../shared/protocol/control-api.js'
+import {
+  Api,
+  errorCode,
+  newAgent,
+  registerBody,
+  uniqueCidr24,
+  uniqueName,
+  wireErrorProblem,
+  type CallOptions,
+  type HttpReply,
+} from './helpers.js'
+
+type Caller = Role | 'anonymous' | 'superuser'
+type Side = 'own' | 'other'
+
+const PASSWORD = 'correct horse battery staple'
+
+interface TenantWorld {
+  id: string
+  ownerToken: string
+  net: {id: string; name: string}
+  /** An `approval` network with a non-pre-approved reusable key: its nodes start pending. */
+  approvalNet: {id: string}
+  authKey: string
+  approvalKey: string
+  node: {id: string}
+  /** A user that the role-changing routes act on (never a caller). */
+  target: {id: string}
+  networkIds: string[]
+  userIds: string[]
+}
+
+interface World {
+  api: Api
+  superToken: string
+  A: TenantWorld
+  B: TenantWorld
+  callers: Record<Role, {username: string; token: string}>
+}
+
+let ctl: Awaited<ReturnType<typeof startTestController>> | undefined
+let world: World
+const agent = newAgent(4)
+
+// ---------------------------------------------------------------------------------------------
+// Fixture builders: every object is made through the API by the owner of its tenant.
+
+async function makeTenant(api: Api, superToken: string): Promise<TenantWorld & {ownerName: string}> {
+  const ownerName = uniqueName('owner')
+  const created = await api.ok<{tenant: {id: string}; owner: {id: string}}>('tenant.create', {
+    token: superToken,
+    body: {name: uniqueName('t'), owner: {username: ownerName, password: PASSWORD}},
+  })
+  const {token: ownerToken} = await api.ok<{token: string}>('login', {
+    body: {username: ownerName, password: PASSWORD},
+  })
+  const net = await api.ok<{id: string; name: string}>('network.create', {
+    token: ownerToken,
+    body: {name: uniqueName('net'), cidr: uniqueCidr24()},
+  })
+  const approvalNet = await api.ok<{id: string}>('network.create', {
+    token: ownerToken,
+    body: {name: uniqueName('ap'), cidr: uniqueCidr24(), joinPolicy: 'approval'},
+  })
+  const {key: authKey} = await api.ok<{key: string}>('authkey.create', {
+    token: ownerToken,
+    params: {network: net.id},
+    body: {reusable: true, preApproved: true},
+  })
+  const {key: approvalKey} = await api.ok<{key: string}>('authkey.create', {
+    token: ownerToken,
+    params: {network: approvalNet.id},
+    body: {reusable: true, preApproved: false},
+  })
+  const {node} = await api.ok<{node: {id: string}}>('register', {body: registerBody({authKey})})
+  const target = await api.ok<{id: string}>('user.create', {
+    token: ownerToken,
+    body: {username: uniqueName('target'), password: PASSWORD, role: 'member'},
+  })
+  return {
+    id: created.tenant.id,
+    ownerName,
+    ownerToken,
+    net,
+    approvalNet,
+    authKey,
+    approvalKey,
+    node,
+    target,
+    networkIds: [net.id, approvalNet.id],
+    userIds: [created.owner.id, target.id],
+  }
+}
+
+const login = async (username: string) =>
+  (await world.api.ok<{token: string}>('login', {body: {username, password: PASSWORD}})).token
+
+const freshUser = async (t: TenantWorld) =>
+  world.api.ok<{id: string}>('user.create', {
+    token: t.ownerToken,
+    body: {username: uniqueName('u'), password: PASSWORD, role: 'member'},
+  })
+const freshNetwork = async (t: TenantWorld) =>
+  world.api.ok<{id: string}>('network.create', {
+    token: t.ownerToken,
+    body: {name: uniqueName('net'), cidr: uniqueCidr24()},
+  })
+const freshInvite = async (t: TenantWorld) =>
+  (
+    await world.api.ok<{invite: {id: string}}>('invite.create', {
+      token: t.ownerToken,
+      params: {network: t.net.id},
+      body: {},
+    })
+  ).invite
+const freshAuthKey = async (t: TenantWorld) =>
+  (
+    await world.api.ok<{authKey: {id: string}}>('authkey.create', {
+      token: t.ownerToken,
+      params: {network: t.net.id},
+      body: {},
+    })
+  ).authKey
+const freshNode = async (t: TenantWorld) =>
+  (await world.api.ok<{node: {id: string}}>('register', {body: registerBody({authKey: t.authKey})})).node
+async function freshPendingNode(t: TenantWorld) {
+  const {node} = await world.api.ok<{node: {id: string; status: string}}>('register', {
+    body: registerBody({authKey: t.approvalKey}),
+  })
+  if (node.status !== 'pending') throw new Error(`fixture: expected a pending node, got ${node.status}`)
+  return node
+}
+
+/**
+ * How to call each route for one cell: the request (without the caller's token) against an
+ * object of tenant `t`. Destructive routes make a fresh object per cell. `token` overrides the
+ * caller's token where the route consumes it (logout).
+ */
+type Fixture = (t: TenantWorld, caller: Caller) => Promise<CallOptions & {tokenOverride?: string}>
+
+const FIXTURES = {
+  login: async (_t, caller) => ({
+    body: {
+      username: world.callers[caller in world.callers ? (caller as Role) : 'owner'].username,
+      password: PASSWORD,
+    },
+  }),
+  logout: async (_t, caller) =>
+    caller in world.callers ? {tokenOverride: await login(world.callers[caller as Role].username)} : {},
+  whoami: async () => ({}),
+  'tenant.create': async () => ({
+    body: {name: uniqueName('t'), owner: {username: uniqueName('o'), password: PASSWORD}},
+  }),
+  'user.list': async () => ({}),
+  'user.create': async () => ({body: {username: uniqueName('u'), password: PASSWORD, role: 'guest'}}),
+  'user.update': async (t) => ({params: {id: t.target.id}, body: {role: 'guest'}}),
+  'user.delete': async (t) => ({params: {id: (await freshUser(t)).id}}),
+  'network.list': async () => ({}),
+  'network.create': async () => ({body: {name: uniqueName('net'), cidr: uniqueCidr24()}}),
+  'network.show': async (t) => ({params: {network: t.net.id}}),
+  'network.update': async (t) => ({
+    params: {network: t.net.id},
+    body: {description: `changed ${uniqueName('d')}`},
+  }),
+  'network.delete': async (t) => ({params: {network: (await freshNetwork(t)).id}}),
+  'member.list': async (t) => ({params: {network: t.net.id}}),
+  'member.set': async (t) => ({params: {network: t.net.id, id: t.target.id}, body: {role: 'member'}}),
+  'member.remove': async (t) => {
+    const user = await freshUser(t)
+    await world.api.ok('member.set', {
+      token: t.ownerToken,
+      params: {network: t.net.id, id: user.id},
+      body: {role: 'guest'},
+    })
+    return {params: {network: t.net.id, id: user.id}}
+  },
+  'invite.list': async (t) => ({params: {network: t.net.id}}),
+  'invite.create': async (t) => ({params: {network: t.net.id}, body: {}}),
+  'invite.revoke': async (t) => ({params: {id: (await freshInvite(t)).id}}),
+  'authkey.list': async (t) => ({params: {network: t.net.id}}),
+  'authkey.create': async (t) => ({params: {network: t.net.id}, body: {}}),
+  'authkey.revoke': async (t) => ({params: {id: (await freshAuthKey(t)).id}}),
+  'node.list': async (t) => ({params: {network: t.net.id}}),
+  'node.show': async (t) => ({params: {id: t.node.id}}),
+  'node.approve': async (t) => ({params: {id: (await freshPendingNode(t)).id}}),
+  'node.update': async (t) => ({params: {id: t.node.id}, body: {name: uniqueName('renamed')}}),
+  'node.remove': async (t) => ({params: {id: (await freshNode(t)).id}}),
+  register: async () => ({body: registerBody({authKey: world.A.authKey})}),
+  audit: async () => ({}),
+} satisfies Record<RouteId, Fixture>
+
+// ---------------------------------------------------------------------------------------------
+// The expectation, from the route table and ROLE_PERMISSIONS only.
+
+function expectedStatus(id: RouteId, caller: Caller, side: Side): number {
+  const r: RouteDef = ROUTES[id]
+  if (r.auth === 'none') return r.status
+  if (caller === 'anonymous') return 401
+  if (r.auth === 'superuser') return caller === 'superuser' ? r.status : 403
+  if (r.auth === 'node') return 401 // a user token is not a node credential
+  if (caller === 'superuser') throw new Error('superuser cells exist only for superuser routes')
+  if (side === 'other') return 404
+  if (r.permission && !roleAllows(caller, r.permission)) return 403
+  return r.status
+}
+
+const EXPECTED_CODE: Record<number, string> = {401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND'}
+
+interface Cell {
+  name: string
+  id: RouteId
+  caller: Caller
+  side: Side
+  expected: number
+}
+
+const cells: Cell[] = []
+for (const id of Object.keys(ROUTES) as RouteId[]) {
+  const r = ROUTES[id]
+  const callers: Caller[] = [...ROLES, 'anonymous']
+  if (r.auth === 'superuser') callers.push('superuser')
+  // Routes that name an object (path params) are tried on tenant B's object too.
+  const sides: Side[] = 'params' in r ? ['own', 'other'] : ['own']
+  for (const caller of callers)
+    for (const side of sides) {
+      const expected = expectedStatus(id, caller, side)
+      const whose = side === 'own' ? "its tenant's object" : "tenant B's object"
+      cells.push({
+        name: `${id} (${r.method} ${r.path}) as ${caller} on ${whose} → ${expected}`,
+        id,
+        caller,
+        side,
+        expected,
+      })
+    }
+}
+
+/** Ids of tenant B objects that must never show up in tenant A's lists. */
+function leaks(id: RouteId, reply: HttpReply): string[] {
+  const items = (reply.json as {items?: {id?: unknown; tenantId?: unknown}[]} | undefined)?.items ?? []
+  const foreign = new Set<unknown>([world.B.id, ...world.B.networkIds, ...world.B.userIds])
+  if (id === 'audit') return items.filter((e) => e.tenantId === world.B.id).map((e) => String(e.id))
+  return items.filter((e) => foreign.has(e.id) || foreign.has(e.tenantId)).map((e) => String(e.id))
+}
+
+describe('controller authorization matrix', () => {
+  beforeAll(async () => {
+    ctl = await startTestController()
+    const api = new Api(ctl.url, agent)
+    const superToken = ctl.adminToken
+    const A = await makeTenant(api, superToken)
+    const B = await makeTenant(api, superToken)
+    world = {api, superToken, A, B, callers: {} as World['callers']}
+    world.callers.owner = {username: A.ownerName, token: A.ownerToken}
+    for (const role of ['admin', 'member', 'guest'] as const) {
+      const username = uniqueName(role)
+      const user = await api.ok<{id: string}>('user.create', {
+        token: A.ownerToken,
+        body: {username, password: PASSWORD, role},
+      })
+      A.userIds.push(user.id)
+      world.callers[role] = {username, token: await login(username)}
+    }
+  })
+
+  afterAll(async () => {
+    await ctl?.close()
+    await agent.close()
+  })
+
+  it('has a fixture for every ROUTES entry, so a new route cannot skip the matrix', () => {
+    const missing = Object.keys(ROUTES).filter((id) => !Object.hasOwn(FIXTURES, id))
+    expect(missing).toEqual([])
+  })
+
+  it.each(cells)('$name', async ({id, caller, side, expected}) => {
+    const t = side === 'own' ? world.A : world.B
+    const fixture = FIXTURES[id] as Fixture
+    const {tokenOverride, ...opts} = await fixture(t, caller)
+    const token =
+      caller === 'anonymous'
+        ? undefined
+        : caller === 'superuser'
+          ? world.superToken
+          : (tokenOverride ?? world.callers[caller].token)
+    const reply = await world.api.call(id, {...opts, token})
+
+    expect(reply.status, reply.text.slice(0, 300)).toBe(expected)
+    if (expected >= 400) {
+      expect(wireErrorProblem(reply)).toBeUndefined()
+      expect(errorCode(reply)).toBe(EXPECTED_CODE[expected])
+    } else {
+      const parsed = ROUTES[id].response.safeParse(reply.json)
+      expect(parsed.success, parsed.error?.message).toBe(true)
+      expect(leaks(id, reply)).toEqual([])
+    }
+  })
+})

@@ -1,0 +1,153 @@
+/**
+ * Crash safety of registration: the controller runs as a child process (the built CLI), takes
+ * concurrent registrations and is SIGKILLed mid-stream, three times over. After each restart on
+ * the same data dir every registration that was answered 2xx must still be there unchanged,
+ * no address may be assigned twice, and the SQLite file must pass PRAGMA integrity_check.
+ */
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {describe, expect, it} from 'vitest'
+import type {Node, RegisterResponse} from '../../shared/protocol/control-api.js'
+import {
+  Api,
+  CLI_BUILT,
+  http,
+  integrityCheck,
+  listAll,
+  mapLimit,
+  newAgent,
+  registerBody,
+  startCliController,
+  uniqueName,
+  type ChildController,
+} from './helpers.js'
+
+const ADMIN_PASSWORD = 'crash-test-admin-password'
+const ROUNDS = 3
+const IN_FLIGHT = 12
+/** Registrations offered per round; the kill comes long before they run out. */
+const PER_ROUND = 400
+
+interface Acked {
+  id: string
+  address: string
+  publicKey: string
+}
+
+describe('controller crash safety', () => {
+  it('keeps every acknowledged registration and never assigns an address twice across repeated SIGKILLs', async () => {
+    expect(CLI_BUILT, 'the crash test runs the built CLI: run `bash scripts/build.sh` first').toBe(true)
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'mesh-crash-'))
+    const dbPath = path.join(dataDir, 'controller.db')
+    let ctl: ChildController | undefined
+    const agents: ReturnType<typeof newAgent>[] = []
+    const connect = async () => {
+      ctl = await startCliController({dataDir, dbPath, adminPassword: ADMIN_PASSWORD})
+      const agent = newAgent(IN_FLIGHT)
+      agents.push(agent)
+      const api = new Api(ctl.url, agent)
+      const {token} = await api.ok<{token: string}>('login', {
+        body: {username: 'admin', password: ADMIN_PASSWORD},
+      })
+      return {ctl, api, token, agent}
+    }
+
+    try {
+      let {api, token, agent} = await connect()
+      const net = await api.ok<{id: string}>('network.create', {
+        token,
+        body: {name: uniqueName('crash'), cidr: '10.64.0.0/12'},
+      })
+      const {key} = await api.ok<{key: string}>('authkey.create', {
+        token,
+        params: {network: net.id},
+        body: {reusable: true, preApproved: true},
+      })
+
+      const acked = new Map<string, Acked>()
+      /** Public keys of registrations whose outcome the client never learnt (in flight at the kill). */
+      const unknown = new Set<string>()
+      const failures: string[] = []
+
+      for (let round = 1; round <= ROUNDS; round++) {
+        const victim = ctl!
+        const victimAgent = agent
+        const killAfter = 15 + Math.floor(Math.random() * 30)
+        let successes = 0
+        let killed = false
+        const roundStart = Date.now()
+        await mapLimit(Array.from({length: PER_ROUND}), IN_FLIGHT, async () => {
+          if (killed) return
+          const body = registerBody({authKey: key})
+          let reply
+          try {
+            reply = await http(victim.url, 'POST', '/api/v1/register', {
+              body,
+              dispatcher: victimAgent,
+              timeoutMs: 10_000,
+            })
+          } catch {
+            unknown.add(body.publicKey)
+            return
+          }
+          if (reply.status === 201) {
+            const {node} = reply.json as RegisterResponse
+            acked.set(node.id, {id: node.id, address: node.address, publicKey: node.publicKey})
+            if (node.publicKey !== body.publicKey)
+              failures.push(`round ${round}: reply carries another public key`)
+            if (++successes >= killAfter && !killed) {
+              killed = true
+              // SIGKILL by the pid we started, while the other requests are still in flight.
+              await victim.kill()
+            }
+          } else {
+            failures.push(`round ${round}: register answered ${reply.status}: ${reply.text.slice(0, 200)}`)
+          }
+        })
+        if (!killed) await victim.kill()
+        console.log(
+          `crash round ${round}: ${successes} acknowledged before SIGKILL of pid ${victim.pid} ` +
+            `(${Date.now() - roundStart} ms), ${unknown.size} outcomes unknown so far`,
+        )
+        expect(successes).toBeGreaterThanOrEqual(killAfter)
+        expect(integrityCheck(dbPath), `integrity after SIGKILL ${round}`).toBe('ok')
+
+        ;({api, token, agent} = await connect())
+        const nodes = await listAll<Node>(api, 'node.list', {token, params: {network: net.id}})
+        const byId = new Map(nodes.map((n) => [n.id, n]))
+        for (const a of acked.values()) {
+          const n = byId.get(a.id)
+          if (!n) failures.push(`round ${round}: acknowledged node ${a.id} is gone after restart`)
+          else if (n.address !== a.address || n.publicKey !== a.publicKey)
+            failures.push(
+              `round ${round}: node ${a.id} changed: ${JSON.stringify(a)} → ${n.address} ${n.publicKey}`,
+            )
+        }
+        const addresses = nodes.map((n) => n.address)
+        const dupes = addresses.filter((a, i) => addresses.indexOf(a) !== i)
+        if (dupes.length) failures.push(`round ${round}: addresses assigned twice: ${dupes.join(', ')}`)
+        const knownKeys = new Set([...[...acked.values()].map((a) => a.publicKey), ...unknown])
+        const phantoms = nodes.filter((n) => !knownKeys.has(n.publicKey))
+        if (phantoms.length) failures.push(`round ${round}: ${phantoms.length} nodes nobody registered`)
+        console.log(
+          `crash round ${round}: after restart ${nodes.length} nodes (${acked.size} acknowledged, ` +
+            `${nodes.length - acked.size} of ${unknown.size} unknown outcomes committed)`,
+        )
+      }
+
+      expect(failures).toEqual([])
+      expect(acked.size).toBeGreaterThanOrEqual(ROUNDS * 15)
+      await ctl!.stop()
+      expect(ctl!.child.exitCode, 'exit code of a graceful stop').toBe(0)
+      expect(integrityCheck(dbPath)).toBe('ok')
+      // The server survived the whole run: a fresh start still serves.
+      const last = await connect()
+      expect((await http(last.ctl.url, 'GET', '/healthz')).status).toBe(200)
+    } finally {
+      await ctl?.kill()
+      await Promise.all(agents.map((a) => a.destroy().catch(() => undefined)))
+      rmSync(dataDir, {recursive: true, force: true})
+    }
+  })
+})
