@@ -480,7 +480,9 @@ export class Lab {
   // Teardown
 
   #installExitHandlers(): void {
-    const onExit = (): void => this.teardownSync()
+    const onExit = (): void => {
+      this.teardownSync()
+    }
     const onSignal = (sig: unknown): void => {
       this.teardownSync()
       process.exit(128 + (sig === 'SIGINT' ? 2 : 15))
@@ -495,14 +497,19 @@ export class Lab {
     ]
   }
 
-  /** Removes everything the lab made; safe to call twice. */
-  teardownSync(opts: {keepLogs?: boolean} = {}): void {
-    for (const [ev, fn] of this.#exitHandlers) process.removeListener(ev, fn)
-    this.#exitHandlers = []
+  /** Lets go of this process's connections; the lab itself keeps running. */
+  close(): void {
     void this.#agent?.close().catch(() => undefined)
     this.#agent = undefined
     this.#client = undefined
-    teardownSync(this.state, opts)
+  }
+
+  /** Removes everything the lab made; safe to call twice. */
+  teardownSync(opts: {keepLogs?: boolean} = {}): {logs?: string} {
+    for (const [ev, fn] of this.#exitHandlers) process.removeListener(ev, fn)
+    this.#exitHandlers = []
+    this.close()
+    return teardownSync(this.state, opts)
   }
 
   async destroy(opts: {keepLogs?: boolean} = {}): Promise<void> {

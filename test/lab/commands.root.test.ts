@@ -1,0 +1,108 @@
+/**
+ * `mesh lab exec`, `status` and `down` as built commands against a lab of bare hosts, including
+ * cleaning up after a lab whose creator was SIGKILLed half-way (no exit handler ran).
+ */
+import {spawn} from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import {afterAll, describe, expect, it} from 'vitest'
+import {Lab, meshJs, projectRoot} from '../../cli/lib/lab/lab.js'
+import {isAlive} from '../../cli/lib/lab/procs.js'
+import {run, waitFor} from '../../cli/lib/lab/sh.js'
+import {readState} from '../../cli/lib/lab/state.js'
+import {namespaceExists} from '../../cli/lib/lab/topology.js'
+import {labSkipReason} from './skip.js'
+
+const skip = labSkipReason()
+const mesh = (args: string[]) => run(process.execPath, [meshJs(), ...args], {timeoutMs: 30_000})
+
+describe.skipIf(skip !== undefined)(`mesh lab commands${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  const labs: Lab[] = []
+  afterAll(() => {
+    for (const lab of labs) lab.teardownSync()
+  })
+
+  it('exec runs the command in the node namespace with MESH_SOCKET and mesh on PATH, passing its exit code', async () => {
+    const lab = await Lab.create({teardownOnExit: true})
+    labs.push(lab)
+    const a = await lab.addNode({daemon: false})
+    const r = await mesh([
+      'lab',
+      'exec',
+      '--lab',
+      lab.prefix,
+      'node1',
+      '--',
+      'sh',
+      '-c',
+      'echo "$MESH_SOCKET"; ip -br addr show eth0; mesh --version; exit 3',
+    ])
+    expect(r.code).toBe(3)
+    expect(r.stdout).toContain(a.socket)
+    expect(r.stdout).toContain('198.51.100.11/24')
+    expect(r.stdout).toMatch(/^mesh\/\d/m)
+    const missing = await mesh(['lab', 'exec', '--lab', lab.prefix, 'node9', '--', 'true'])
+    expect(missing.code).toBe(66)
+    expect(missing.stderr).toContain('no node node9')
+  })
+
+  it('status --json lists the lab, its namespaces and processes', async () => {
+    const lab = await Lab.create({teardownOnExit: true})
+    labs.push(lab)
+    const a = await lab.addNode({daemon: false})
+    lab.startHelper(a, 'sleep', ['sleep', '600'])
+    const r = await mesh(['lab', 'status', '--lab', lab.prefix, '--json'])
+    expect(r.code).toBe(0)
+    const st = JSON.parse(r.stdout) as {
+      labs: Array<{
+        prefix: string
+        nodes: Array<{namespace: string; namespaceExists: boolean}>
+        processes: Array<{name: string; running: boolean}>
+      }>
+    }
+    expect(st.labs).toHaveLength(1)
+    expect(st.labs[0]!.prefix).toBe(lab.prefix)
+    expect(st.labs[0]!.nodes).toEqual([expect.objectContaining({namespace: a.ns, namespaceExists: true})])
+    expect(st.labs[0]!.processes).toEqual([expect.objectContaining({name: 'node1/sleep', running: true})])
+  })
+
+  it('down removes a lab whose creator was killed half-way, from its state file', async () => {
+    // A creator that builds part of a lab, reports its prefix, and is then SIGKILLed.
+    const script = `
+      import {Lab} from ${JSON.stringify(path.join(projectRoot(), 'dist/cli/lib/lab/lab.js'))}
+      const lab = await Lab.create()
+      const n = await lab.addNode({daemon: false})
+      lab.startHelper(n, 'sleep', ['sleep', '600'])
+      process.stdout.write(lab.prefix + '\\n')
+      setInterval(() => {}, 1000)
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const prefix = await waitFor(
+      'the creator to report its prefix',
+      () => out.match(/^(ml[0-9a-f]{4})$/m)?.[1],
+      {
+        timeoutMs: 20_000,
+      },
+    )
+    const state = readState(prefix)!
+    child.kill('SIGKILL')
+    await new Promise((r) => child.once('exit', r))
+    const sleeper = state.procs.find((p) => p.name === 'node1/sleep')!
+    expect(isAlive(sleeper)).toBe(true)
+
+    const r = await mesh(['lab', 'down', '--lab', prefix, '--json'])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual({
+      removed: [expect.objectContaining({prefix, namespaces: 2, processes: 1})],
+    })
+    expect(isAlive(sleeper)).toBe(false)
+    for (const ns of state.namespaces) expect(namespaceExists(ns)).toBe(false)
+    expect(fs.existsSync(state.runDir)).toBe(false)
+    const again = await mesh(['lab', 'down', '--lab', prefix])
+    expect(again.code).toBe(66)
+  })
+})
