@@ -1,0 +1,94 @@
+/**
+ * Turns admin-command flags into controller requests, so the command files stay thin and the
+ * judgement calls (what "unlimited" means, what an empty `set` is) are testable on their own.
+ */
+import {MeshError} from '../../shared/errors.js'
+import type {
+  CreateAuthKeyRequest,
+  CreateInviteRequest,
+  JoinPolicy,
+  Node,
+  UpdateNetworkRequest,
+} from '../../shared/protocol/control-api.js'
+import type {ControllerClient} from './controller-client.js'
+import {parseDuration} from './duration.js'
+
+/** `--max-nodes`: a positive count, or `unlimited` / `none` to clear the cap. */
+export function parseMaxNodes(text: string): number | null {
+  const t = text.trim().toLowerCase()
+  if (t === 'unlimited' || t === 'none') return null
+  if (!/^\d{1,7}$/.test(t) || Number(t) < 1) {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: `--max-nodes "${text}" is not a positive whole number`,
+      hint: 'give a count such as 50, or `unlimited`',
+    })
+  }
+  return Number(t)
+}
+
+/** A PATCH body holding only what was given; an empty one is a usage error, not a no-op. */
+export function networkUpdate(flags: {
+  name?: string
+  description?: string
+  policy?: string
+  'max-nodes'?: string
+}): UpdateNetworkRequest {
+  const body: UpdateNetworkRequest = {}
+  if (flags.name !== undefined) body.name = flags.name
+  if (flags.description !== undefined) body.description = flags.description
+  if (flags.policy !== undefined) body.joinPolicy = flags.policy as JoinPolicy
+  if (flags['max-nodes'] !== undefined) body.maxNodes = parseMaxNodes(flags['max-nodes'])
+  if (Object.keys(body).length === 0) {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: 'nothing to change',
+      hint: 'pass at least one of --name, --description, --policy, --max-nodes',
+    })
+  }
+  return body
+}
+
+export function inviteRequest(flags: {
+  expires: string
+  'max-uses'?: number
+  unlimited: boolean
+  role: string
+}): CreateInviteRequest {
+  return {
+    expiresIn: parseDuration(flags.expires, '--expires'),
+    maxUses: flags.unlimited ? null : (flags['max-uses'] ?? 1),
+    role: flags.role as CreateInviteRequest['role'],
+  }
+}
+
+export function authKeyRequest(flags: {
+  reusable: boolean
+  ephemeral: boolean
+  'pre-approved': boolean
+  tag?: string[]
+  expires: string
+}): CreateAuthKeyRequest {
+  return {
+    reusable: flags.reusable,
+    ephemeral: flags.ephemeral,
+    preApproved: flags['pre-approved'],
+    tags: [...new Set(flags.tag ?? [])],
+    expiresIn: parseDuration(flags.expires, '--expires'),
+  }
+}
+
+/**
+ * The id of a node named by id, or (with --network) by name. Without a network the reference
+ * is taken as an id: names are only unique within a network.
+ */
+export async function resolveNodeId(api: ControllerClient, ref: string, network?: string): Promise<string> {
+  if (network === undefined) return ref
+  const {items} = await api.listAll('node.list', {params: {network}})
+  const match: Node | undefined = items.find((n) => n.id === ref) ?? items.find((n) => n.name === ref)
+  if (!match) {
+    throw new MeshError('NOT_FOUND', {
+      message: `no node "${ref}" in network ${network}`,
+      hint: `list them with \`mesh node list --network ${network}\``,
+    })
+  }
+  return match.id
+}

@@ -1,0 +1,295 @@
+/**
+ * The CLI's one way to reach a controller: a typed client over the shared ROUTES table, with a
+ * method per route. Requests and replies are checked against the route's zod schemas; error
+ * bodies come back as MeshError (fromWire) and connection failures as CONTROLLER_UNREACHABLE.
+ */
+import {Agent, request, type Dispatcher} from 'undici'
+import {type z} from 'zod'
+import {MeshError, isMeshError} from '../../shared/errors.js'
+import {ROUTES, type RouteDef, type RouteId, type RouteReply} from '../../shared/protocol/control-api.js'
+import {PROTOCOL_VERSION} from '../../shared/protocol/version.js'
+
+type Routes = typeof ROUTES
+type Part<K extends RouteId, F extends 'params' | 'query' | 'body'> = Routes[K] extends {
+  [P in F]: infer S extends z.ZodType
+}
+  ? z.input<S>
+  : never
+
+/** What a call takes: path params and a body where the route has them, an optional query. */
+export type CallInput<K extends RouteId> = ([Part<K, 'params'>] extends [never]
+  ? {params?: never}
+  : {params: Part<K, 'params'>}) &
+  ([Part<K, 'query'>] extends [never] ? {query?: never} : {query?: Part<K, 'query'>}) &
+  ([Part<K, 'body'>] extends [never] ? {body?: never} : {body: Part<K, 'body'>})
+
+type Params<K extends RouteId> = Part<K, 'params'>
+type Body<K extends RouteId> = Part<K, 'body'>
+type Query<K extends RouteId> = Part<K, 'query'>
+
+/** Routes whose reply is a page ({items, nextCursor}); listAll() follows their cursors. */
+export type PagedRouteId = {
+  [K in RouteId]: RouteReply<K> extends {items: unknown[]; nextCursor: string | null} ? K : never
+}[RouteId]
+export type PageOf<K extends PagedRouteId> = RouteReply<K>
+type ItemOf<K extends PagedRouteId> = RouteReply<K>['items'][number]
+
+export interface ControllerClientOptions {
+  /** Base URL of the controller, e.g. https://mesh.example.com or http://127.0.0.1:8080. */
+  url: string
+  /** User token for `Authorization: Bearer`; not sent to routes with auth 'none'. */
+  token?: string
+  /** Whole-request deadline (connect, headers and body), ms. */
+  timeoutMs?: number
+  /** For tests or proxies; by default a shared Agent with bounded connect/header/body timeouts. */
+  dispatcher?: Dispatcher
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000
+/** Largest reply body read; a page of 500 nodes is well under 1 MiB. */
+const MAX_REPLY_BYTES = 16 * 1024 * 1024
+/** Most pages listAll() fetches: 100 pages of 500 items is more than any admin screen needs. */
+const MAX_PAGES = 100
+const MAX_PAGE_SIZE = 500
+
+let sharedAgent: Agent | undefined
+const defaultDispatcher = (): Agent =>
+  (sharedAgent ??= new Agent({
+    connect: {timeout: 10_000},
+    headersTimeout: 20_000,
+    bodyTimeout: 20_000,
+    // Idle sockets must not hold a finished CLI process open.
+    keepAliveTimeout: 1_000,
+  }))
+
+/**
+ * Checks and normalises a controller URL: http or https, no credentials, query or fragment;
+ * no trailing slash. A path prefix (a controller behind a reverse proxy at /mesh) is kept.
+ */
+export function normalizeControllerUrl(text: string): string {
+  let url: URL
+  try {
+    url = new URL(text.trim())
+  } catch {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: `"${text}" is not a URL`,
+      hint: 'give the controller URL, such as https://mesh.example.com or http://127.0.0.1:8080',
+    })
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: `the controller URL must use http or https, not ${url.protocol}`,
+    })
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: 'the controller URL must not carry a user, password, query or fragment',
+    })
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '')
+}
+
+function validate(schema: z.ZodType, value: unknown, what: string): unknown {
+  const parsed = schema.safeParse(value)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]
+  const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
+  throw new MeshError('VALIDATION_FAILED', {
+    message: `invalid ${what}: ${where}${issue?.message ?? 'rejected'}`,
+    detail: parsed.error.issues,
+  })
+}
+
+/** Human words for the usual reasons a connection fails. */
+function reasonOf(err: unknown): string {
+  const e = err as {code?: string; name?: string; message?: string; cause?: {code?: string}}
+  const code = e.code ?? e.cause?.code
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused'
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'the host name does not resolve'
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return 'the connection was closed'
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'no route to the host'
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return 'timed out'
+  }
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'timed out'
+  return code ?? e.message ?? 'unknown error'
+}
+
+async function readBody(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_REPLY_BYTES) {
+      body.destroy()
+      throw new MeshError('INTERNAL', {message: 'the controller reply is larger than 16 MiB'})
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export class ControllerClient {
+  readonly url: string
+  readonly #token: string | undefined
+  readonly #timeoutMs: number
+  readonly #dispatcher: Dispatcher | undefined
+
+  constructor(opts: ControllerClientOptions) {
+    this.url = normalizeControllerUrl(opts.url)
+    this.#token = opts.token
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    this.#dispatcher = opts.dispatcher
+  }
+
+  // One method per ROUTES entry (tenant.create is for superusers and has no CLI command yet).
+  login = (body: Body<'login'>) => this.call('login', {body})
+  logout = () => this.call('logout', {})
+  whoami = () => this.call('whoami', {})
+  createTenant = (body: Body<'tenant.create'>) => this.call('tenant.create', {body})
+  listUsers = (query?: Query<'user.list'>) => this.call('user.list', {query})
+  createUser = (body: Body<'user.create'>) => this.call('user.create', {body})
+  updateUser = (params: Params<'user.update'>, body: Body<'user.update'>) =>
+    this.call('user.update', {params, body})
+  deleteUser = (params: Params<'user.delete'>) => this.call('user.delete', {params})
+  listNetworks = (query?: Query<'network.list'>) => this.call('network.list', {query})
+  createNetwork = (body: Body<'network.create'>) => this.call('network.create', {body})
+  showNetwork = (params: Params<'network.show'>) => this.call('network.show', {params})
+  updateNetwork = (params: Params<'network.update'>, body: Body<'network.update'>) =>
+    this.call('network.update', {params, body})
+  deleteNetwork = (params: Params<'network.delete'>) => this.call('network.delete', {params})
+  listMembers = (params: Params<'member.list'>) => this.call('member.list', {params})
+  setMember = (params: Params<'member.set'>, body: Body<'member.set'>) =>
+    this.call('member.set', {params, body})
+  removeMember = (params: Params<'member.remove'>) => this.call('member.remove', {params})
+  listInvites = (params: Params<'invite.list'>, query?: Query<'invite.list'>) =>
+    this.call('invite.list', {params, query})
+  createInvite = (params: Params<'invite.create'>, body: Body<'invite.create'>) =>
+    this.call('invite.create', {params, body})
+  revokeInvite = (params: Params<'invite.revoke'>) => this.call('invite.revoke', {params})
+  listAuthKeys = (params: Params<'authkey.list'>, query?: Query<'authkey.list'>) =>
+    this.call('authkey.list', {params, query})
+  createAuthKey = (params: Params<'authkey.create'>, body: Body<'authkey.create'>) =>
+    this.call('authkey.create', {params, body})
+  revokeAuthKey = (params: Params<'authkey.revoke'>) => this.call('authkey.revoke', {params})
+  listNodes = (params: Params<'node.list'>, query?: Query<'node.list'>) =>
+    this.call('node.list', {params, query})
+  showNode = (params: Params<'node.show'>) => this.call('node.show', {params})
+  approveNode = (params: Params<'node.approve'>) => this.call('node.approve', {params})
+  updateNode = (params: Params<'node.update'>, body: Body<'node.update'>) =>
+    this.call('node.update', {params, body})
+  removeNode = (params: Params<'node.remove'>) => this.call('node.remove', {params})
+  register = (body: Body<'register'>) => this.call('register', {body})
+  audit = (query?: Query<'audit'>) => this.call('audit', {query})
+
+  /**
+   * Calls one route: fills the path from params, adds the query string and JSON body (each
+   * checked against the route's schema first), and parses the reply with the route's response
+   * schema.
+   */
+  async call<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
+    const route: RouteDef = ROUTES[id]
+    const {params, query, body} = input as {params?: unknown; query?: unknown; body?: unknown}
+
+    const values = (route.params ? validate(route.params, params, 'argument') : {}) as Record<string, unknown>
+    const path = route.path.replace(/:([A-Za-z]+)/g, (_, name: string) =>
+      encodeURIComponent(String(values[name])),
+    )
+    const base = new URL(this.url)
+    const url = new URL(base.pathname.replace(/\/$/, '') + path, base.origin)
+    if (route.query) {
+      const q = validate(route.query, query ?? {}, 'query') as Record<string, unknown>
+      for (const [k, v] of Object.entries(q)) if (v !== undefined) url.searchParams.set(k, String(v))
+    }
+    const payload = route.body ? JSON.stringify(validate(route.body, body, 'request')) : undefined
+
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': `mesh-cli/${PROTOCOL_VERSION}`,
+    }
+    if (payload !== undefined) headers['content-type'] = 'application/json'
+    if (route.auth !== 'none' && this.#token) headers.authorization = `Bearer ${this.#token}`
+
+    let status: number
+    let text: string
+    try {
+      const res = await request(url, {
+        method: route.method,
+        headers,
+        body: payload,
+        dispatcher: this.#dispatcher ?? defaultDispatcher(),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      })
+      status = res.statusCode
+      text = await readBody(res.body)
+    } catch (err) {
+      if (isMeshError(err)) throw err
+      // Everything request() throws happens before a whole reply arrived: DNS, connect, TLS,
+      // reset, timeouts. For the user they all mean "the controller is not reachable".
+      const reason = reasonOf(err)
+      throw new MeshError('CONTROLLER_UNREACHABLE', {
+        message: `cannot reach the controller at ${this.url}`,
+        hint: `${reason}; check the URL and that \`mesh controller start\` is running there`,
+        detail: {reason},
+        cause: err,
+      })
+    }
+
+    let json: unknown
+    try {
+      json = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      json = undefined
+    }
+    if (status < 200 || status > 299) throw MeshError.fromWire(json, status)
+    const reply = route.response.safeParse(json)
+    if (!reply.success) {
+      throw new MeshError('INTERNAL', {
+        message: `the controller at ${this.url} sent a reply this CLI does not understand (${id})`,
+        hint: 'use the same mesh version for the CLI and the controller',
+        detail: reply.error.issues,
+      })
+    }
+    return reply.data as RouteReply<K>
+  }
+
+  /**
+   * Fetches a list route page by page, following nextCursor, until `limit` items (when given)
+   * or the last page. Bounded: at most MAX_PAGES pages; nextCursor is non-null when more remain.
+   */
+  async listAll<K extends PagedRouteId>(
+    id: K,
+    input: CallInput<K>,
+    opts: {limit?: number} = {},
+  ): Promise<PageOf<K>> {
+    const items: ItemOf<K>[] = []
+    const base = input as {params?: unknown; query?: Record<string, unknown>}
+    let cursor: string | undefined
+    for (let pageNo = 0; pageNo < MAX_PAGES; pageNo++) {
+      const want =
+        opts.limit === undefined ? MAX_PAGE_SIZE : Math.min(MAX_PAGE_SIZE, opts.limit - items.length)
+      const query = {...base.query, limit: want, ...(cursor === undefined ? {} : {cursor})}
+      const page = (await this.call(id, {...base, query} as CallInput<K>)) as {
+        items: ItemOf<K>[]
+        nextCursor: string | null
+      }
+      items.push(...page.items)
+      const full = opts.limit !== undefined && items.length >= opts.limit
+      if (page.nextCursor === null || full || page.items.length === 0) {
+        return {items: items.slice(0, opts.limit), nextCursor: full ? page.nextCursor : null} as PageOf<K>
+      }
+      cursor = page.nextCursor
+    }
+    return {items, nextCursor: cursor ?? null} as PageOf<K>
+  }
+}

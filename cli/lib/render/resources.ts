@@ -1,0 +1,152 @@
+// Human renderings of the controller's resources; --json prints the protocol objects instead.
+import type {AuditEntry, AuthKey, Invite, Network, Node, User} from '../../../shared/protocol/control-api.js'
+import {type Column, renderFields, renderTable, stdoutColor} from './table.js'
+
+/** `2026-11-22 10:04Z`: minutes are enough on a screen, and UTC avoids guessing the zone. */
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return '-'
+  const d = new Date(iso)
+  return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 16).replace('T', ' ')}Z`
+}
+
+/** An invite's or auth key's state in one word, as a person wants to see it. */
+export function grantState(
+  g: {revokedAt: string | null; expiresAt: string; uses: number; maxUses?: number | null; reusable?: boolean},
+  now: Date = new Date(),
+): string {
+  if (g.revokedAt) return 'revoked'
+  if (new Date(g.expiresAt).getTime() <= now.getTime()) return 'expired'
+  if (g.maxUses != null && g.uses >= g.maxUses) return 'used up'
+  if (g.reusable === false && g.uses > 0) return 'used'
+  return 'active'
+}
+
+const table = <T>(rows: readonly T[], columns: Column<T>[], empty: string): string =>
+  renderTable(rows, columns, {color: stdoutColor(), empty})
+
+export const networksTable = (rows: readonly Network[]): string =>
+  table(
+    rows,
+    [
+      {header: 'NAME', get: (n) => n.name},
+      {header: 'CIDR', get: (n) => n.cidr},
+      {header: 'POLICY', get: (n) => n.joinPolicy},
+      {
+        header: 'NODES',
+        get: (n) => (n.maxNodes === null ? n.nodeCount : `${n.nodeCount}/${n.maxNodes}`),
+        align: 'right',
+      },
+      {header: 'ID', get: (n) => n.id},
+      {header: 'DESCRIPTION', get: (n) => n.description},
+    ],
+    'No networks. Create one with `mesh network create NAME --cidr 10.20.0.0/24`.',
+  )
+
+export const networkDetails = (n: Network): string =>
+  renderFields([
+    ['name', n.name],
+    ['id', n.id],
+    ['cidr', n.cidr],
+    ['join policy', n.joinPolicy],
+    ['nodes', n.nodeCount],
+    ['max nodes', n.maxNodes ?? 'unlimited'],
+    ['description', n.description],
+    ['created', formatTime(n.createdAt)],
+  ])
+
+export const invitesTable = (rows: readonly Invite[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (i) => i.id},
+      {header: 'ROLE', get: (i) => i.role},
+      {header: 'USES', get: (i) => `${i.uses}/${i.maxUses ?? '∞'}`, align: 'right'},
+      {header: 'STATE', get: (i) => grantState(i)},
+      {header: 'EXPIRES', get: (i) => formatTime(i.expiresAt)},
+      {header: 'CREATED', get: (i) => formatTime(i.createdAt)},
+    ],
+    'No invites. Create one with `mesh invite create --network NAME`.',
+  )
+
+export const authKeysTable = (rows: readonly AuthKey[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (k) => k.id},
+      {header: 'PREFIX', get: (k) => k.prefix},
+      {
+        header: 'KIND',
+        get: (k) =>
+          [
+            k.reusable ? 'reusable' : 'single-use',
+            k.ephemeral && 'ephemeral',
+            k.preApproved && 'pre-approved',
+          ]
+            .filter(Boolean)
+            .join(','),
+      },
+      {header: 'TAGS', get: (k) => k.tags.join(',')},
+      {header: 'USES', get: (k) => k.uses, align: 'right'},
+      {header: 'STATE', get: (k) => grantState(k)},
+      {header: 'EXPIRES', get: (k) => formatTime(k.expiresAt)},
+    ],
+    'No auth keys. Create one with `mesh authkey create --network NAME`.',
+  )
+
+export const nodesTable = (rows: readonly Node[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (n) => n.id},
+      {header: 'NAME', get: (n) => n.name},
+      {header: 'ADDRESS', get: (n) => n.address},
+      {header: 'STATUS', get: (n) => n.status},
+      {header: 'ONLINE', get: (n) => (n.online ? 'yes' : 'no')},
+      {header: 'LAST SEEN', get: (n) => formatTime(n.lastSeen)},
+      {header: 'OS', get: (n) => n.os},
+      {header: 'TAGS', get: (n) => n.tags.join(',')},
+    ],
+    'No nodes.',
+  )
+
+export const nodeDetails = (n: Node): string =>
+  renderFields([
+    ['name', n.name],
+    ['id', n.id],
+    ['address', n.address],
+    ['status', n.status],
+    ['online', n.online ? 'yes' : 'no'],
+    ['public key', n.publicKey],
+    ['hostname', n.hostname],
+    ['os', n.os],
+    ['tags', n.tags.join(', ')],
+    ['ephemeral', n.ephemeral ? 'yes' : 'no'],
+    ['last seen', formatTime(n.lastSeen)],
+    ['created', formatTime(n.createdAt)],
+  ])
+
+export const auditTable = (rows: readonly AuditEntry[]): string =>
+  table(
+    rows,
+    [
+      {header: 'TIME', get: (a) => formatTime(a.at)},
+      {header: 'ACTOR', get: (a) => a.actorName || a.actor},
+      {header: 'ACTION', get: (a) => a.action},
+      {header: 'TARGET', get: (a) => (a.targetId ? `${a.targetType}:${a.targetId}` : a.targetType)},
+      {header: 'SOURCE', get: (a) => a.sourceAddress},
+    ],
+    'No audit entries match.',
+  )
+
+export const usersTable = (rows: readonly User[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (u) => u.id},
+      {header: 'USER', get: (u) => u.username},
+      {header: 'ROLE', get: (u) => u.role},
+      {header: 'SUPERUSER', get: (u) => (u.superuser ? 'yes' : 'no')},
+      {header: 'CREATED', get: (u) => formatTime(u.createdAt)},
+    ],
+    'No users.',
+  )
