@@ -77,8 +77,8 @@ export interface WireGuardDriver {
    * daemon re-applies the network's config, which recreates it.
    */
   onLost?: (name: string) => void
-  /** Stops supervision; `removeInterfaces` also takes the interfaces down (daemon --down-on-exit). */
-  close(opts?: {removeInterfaces?: boolean}): Promise<void>
+  /** Stops supervising; interfaces stay up (the daemon removes them first when told to). */
+  close(): Promise<void>
 }
 
 /** Persistent keepalive for every mesh peer: beats the 30 s UDP mapping timeout of NATs. */

@@ -1,0 +1,598 @@
+/**
+ * The node agent: the desired state of every joined network (record + last netmap), one netmap
+ * sync per network, and the reconcile step that turns them into WireGuard config through the
+ * driver. Everything the socket API does goes through here.
+ *
+ * Isolation between networks: each network has its own interface, key and listen port, and an
+ * interface only ever holds its own network's peers with one /32 each. WireGuard's cryptokey
+ * routing drops any packet whose inner source is not the sending peer's /32, so a node of network
+ * A cannot inject traffic into network B through a node that is in both, and meshd never enables
+ * forwarding. That is why there is no extra nftables or ip rule guard.
+ */
+import {randomInt} from 'node:crypto'
+import dgram from 'node:dgram'
+import {existsSync} from 'node:fs'
+import os from 'node:os'
+import type {Logger} from 'pino'
+import {MeshError} from '../shared/errors.js'
+import {parseCidr} from '../shared/net/ipv4.js'
+import {NAME_RE} from '../shared/protocol/control-api.js'
+import type {
+  BackendKind,
+  DownResult,
+  IpResult,
+  JoinRequest,
+  LeaveResult,
+  NetworkStatus,
+  PeerStatus,
+  Status,
+  UpResult,
+} from '../shared/protocol/local-api.js'
+import type {NetmapFull, PeerStats, ServerFrame} from '../shared/protocol/netmap.js'
+import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
+import {registerNode} from './control-client.js'
+import {localEndpoints} from './endpoints.js'
+import {generateKeyPair} from './keys.js'
+import {NetmapSync} from './netmap/sync.js'
+import type {StateStore, NetworkRecord} from './state-store.js'
+import {
+  DEFAULT_MTU,
+  PERSISTENT_KEEPALIVE,
+  type InterfaceConfig,
+  type WireGuardDriver,
+} from './wireguard/driver.js'
+
+export interface BackendOptions {
+  driver: WireGuardDriver
+  store: StateStore
+  log: Logger
+  interfacePrefix: string
+  /** Report interval to the controller; default 10 s. */
+  reportIntervalMs?: number
+  /** Backoff cap for netmap reconnects; default 10 s. */
+  maxReconnectDelayMs?: number
+  /** How long `join` waits for the first netmap before answering; default 5 s. */
+  joinWaitMs?: number
+}
+
+/** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
+export const ONLINE_WINDOW_MS = 3 * 60_000
+const UAPI_DIR = '/var/run/wireguard'
+
+interface NetRuntime {
+  record: NetworkRecord
+  privateKey: string
+  credential: string
+  netmap: NetmapFull | undefined
+  sync: NetmapSync | undefined
+  connected: boolean
+  lastError: string | null
+  /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
+  queue: Promise<unknown>
+  retryTimer: NodeJS.Timeout | undefined
+  firstMap: {promise: Promise<void>; resolve: () => void}
+}
+
+const deferred = (): {promise: Promise<void>; resolve: () => void} => {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return {promise, resolve}
+}
+
+/** The machine's hostname as a valid node name. */
+export function defaultNodeName(hostname = os.hostname()): string {
+  const name = hostname
+    .toLowerCase()
+    .split('.')[0]!
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '')
+  return NAME_RE.test(name) ? name : 'node'
+}
+
+/** A UDP port nobody in this network namespace uses right now. */
+async function freeUdpPort(avoid: ReadonlySet<number>): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const sock = dgram.createSocket('udp4')
+    const port = await new Promise<number>((resolve, reject) => {
+      sock.once('error', reject)
+      sock.bind(0, () => resolve(sock.address().port))
+    })
+    await new Promise<void>((r) => sock.close(() => r()))
+    if (!avoid.has(port)) return port
+  }
+  return 40_000 + randomInt(20_000)
+}
+
+export class Backend {
+  private readonly nets = new Map<string, NetRuntime>()
+  private readonly startedAt = new Date().toISOString()
+  private reportTimer: NodeJS.Timeout | undefined
+  private closed = false
+
+  constructor(private readonly opts: BackendOptions) {
+    opts.driver.onLost = (name) => {
+      const rt = [...this.nets.values()].find((n) => n.record.interface === name)
+      if (rt && rt.record.up && !this.closed) void this.reconcile(rt, 'interface lost')
+    }
+  }
+
+  get backend(): BackendKind {
+    return this.opts.driver.kind
+  }
+
+  private get log(): Logger {
+    return this.opts.log
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Start-up and shutdown
+
+  /**
+   * 1. Load every network from the state dir. 2. Remove interfaces this daemon created earlier
+   * and no longer wants (left by a crash, or by a leave the crash interrupted). 3. Rebuild the
+   * interfaces of networks that are up from the cached netmap, before any controller answers.
+   * 4. Start one netmap sync per network that is up.
+   */
+  async start(): Promise<void> {
+    this.opts.store.init()
+    const loaded = this.opts.store.loadNetworks((dir, err) =>
+      this.log.error({dir, err: String(err)}, 'skipping a network whose state cannot be read'),
+    )
+    for (const l of loaded)
+      this.nets.set(l.record.id, this.runtime(l.record, l.privateKey, l.credential, l.netmap))
+    const wanted = new Set([...this.nets.values()].filter((n) => n.record.up).map((n) => n.record.interface))
+    for (const name of this.opts.store.ownedInterfaces()) {
+      if (wanted.has(name)) continue
+      this.log.info({interface: name}, 'removing an interface this daemon no longer needs')
+      await this.opts.driver
+        .remove(name)
+        .catch((err) => this.log.warn({interface: name, err: String(err)}, 'remove failed'))
+    }
+    this.opts.store.setOwnedInterfaces([...wanted])
+    for (const rt of this.nets.values()) {
+      if (!rt.record.up) continue
+      await this.reconcile(rt, rt.netmap ? 'restored from the cached netmap' : 'start')
+      this.startSync(rt)
+    }
+    this.reportTimer = setInterval(() => this.reportAll(), this.opts.reportIntervalMs ?? 10_000)
+    this.reportTimer.unref()
+  }
+
+  /** Stops syncs and timers; interfaces stay up unless `removeInterfaces`. */
+  async close(opts: {removeInterfaces?: boolean} = {}): Promise<void> {
+    this.closed = true
+    clearInterval(this.reportTimer)
+    for (const rt of this.nets.values()) {
+      clearTimeout(rt.retryTimer)
+      await rt.sync?.stop()
+      rt.sync = undefined
+    }
+    for (const rt of this.nets.values()) await rt.queue.catch(() => {})
+    if (opts.removeInterfaces) {
+      for (const rt of this.nets.values()) {
+        await this.opts.driver.remove(rt.record.interface).catch(() => {})
+      }
+      this.opts.store.setOwnedInterfaces([])
+    }
+  }
+
+  private runtime(
+    record: NetworkRecord,
+    privateKey: string,
+    credential: string,
+    netmap: NetmapFull | undefined,
+  ): NetRuntime {
+    return {
+      record,
+      privateKey,
+      credential,
+      netmap,
+      sync: undefined,
+      connected: false,
+      lastError: null,
+      queue: Promise.resolve(),
+      retryTimer: undefined,
+      firstMap: deferred(),
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The socket API's operations
+
+  async join(req: JoinRequest): Promise<NetworkStatus> {
+    const controller = req.controller.replace(/\/+$/, '')
+    const iface = req.interface ?? (await this.nextInterfaceName())
+    await this.checkInterfaceFree(iface)
+    const usedPorts = new Set([...this.nets.values()].map((n) => n.record.listenPort))
+    if (req.listenPort !== undefined && usedPorts.has(req.listenPort))
+      throw new MeshError('INVALID_ARGUMENT', {
+        message: `listen port ${req.listenPort} is used by another network`,
+      })
+    const listenPort = req.listenPort ?? (await freeUdpPort(usedPorts))
+    const keys = generateKeyPair()
+    const reg = await registerNode(controller, {
+      ...(req.invite !== undefined ? {invite: req.invite} : {authKey: req.authKey!}),
+      publicKey: keys.publicKey,
+      name: req.name ?? defaultNodeName(),
+      hostname: os.hostname().slice(0, 253),
+      os: `${process.platform}`,
+      endpoints: localEndpoints(listenPort, this.meshInterfaces()),
+    })
+    if (this.nets.has(reg.network.id))
+      throw new MeshError('ALREADY_JOINED', {
+        message: `this node already belongs to network ${reg.network.name}`,
+      })
+    const record: NetworkRecord = {
+      id: reg.network.id,
+      name: reg.network.name,
+      cidr: reg.network.cidr,
+      controller,
+      interface: iface,
+      nodeId: reg.node.id,
+      nodeName: reg.node.name,
+      nodeStatus: reg.node.status,
+      address: reg.node.address,
+      publicKey: keys.publicKey,
+      listenPort,
+      up: true,
+      joinedAt: new Date().toISOString(),
+    }
+    this.opts.store.createNetwork(record, keys.privateKey, reg.credential)
+    const rt = this.runtime(record, keys.privateKey, reg.credential, undefined)
+    this.nets.set(record.id, rt)
+    this.log.info(
+      {network: record.name, interface: iface, address: record.address, nodeId: record.nodeId},
+      'joined network',
+    )
+    await this.reconcile(rt, 'join')
+    this.startSync(rt)
+    // Answer with peers when the controller is quick; a slow one only delays the answer a bit.
+    await Promise.race([rt.firstMap.promise, delay(this.opts.joinWaitMs ?? 5_000)])
+    return this.networkStatus(rt)
+  }
+
+  async up(network: string | undefined): Promise<UpResult> {
+    const changed: string[] = []
+    for (const rt of this.select(network)) {
+      if (rt.record.up) continue
+      rt.record = {...rt.record, up: true}
+      this.opts.store.saveRecord(rt.record)
+      await this.reconcile(rt, 'up')
+      this.startSync(rt)
+      changed.push(rt.record.name)
+    }
+    return {changed}
+  }
+
+  async down(network: string | undefined): Promise<DownResult> {
+    const changed: string[] = []
+    for (const rt of this.select(network)) {
+      if (!rt.record.up) continue
+      rt.record = {...rt.record, up: false}
+      this.opts.store.saveRecord(rt.record)
+      await this.stopSync(rt)
+      await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
+      changed.push(rt.record.name)
+      this.log.info({network: rt.record.name, interface: rt.record.interface}, 'network down')
+    }
+    return {changed}
+  }
+
+  async leave(network: string): Promise<LeaveResult> {
+    const [rt] = this.select(network)
+    await this.forget(rt!, 'left')
+    return {left: rt!.record.name, interface: rt!.record.interface}
+  }
+
+  ip(): IpResult {
+    return {
+      addresses: [...this.nets.values()].map((rt) => ({
+        network: rt.record.name,
+        interface: rt.record.interface,
+        address: this.selfAddress(rt),
+        cidr: rt.record.cidr,
+      })),
+    }
+  }
+
+  async status(): Promise<Status> {
+    const networks: NetworkStatus[] = []
+    for (const rt of this.nets.values()) networks.push(await this.networkStatus(rt))
+    return {
+      protocolVersion: PROTOCOL_VERSION,
+      backend: this.backend,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      networks,
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Netmap frames and reconcile
+
+  private startSync(rt: NetRuntime): void {
+    if (rt.sync || this.closed) return
+    const sync = new NetmapSync({
+      controller: rt.record.controller,
+      credential: rt.credential,
+      version: () => rt.netmap?.version,
+      onFrame: (frame) => this.onFrame(rt, frame),
+      onState: ({connected, error}) => {
+        const was = rt.connected
+        rt.connected = connected
+        if (error !== null || connected) rt.lastError = error
+        if (connected && !was) {
+          this.log.info({network: rt.record.name}, 'controller connected')
+          this.report(rt)
+        } else if (!connected && was)
+          this.log.warn({network: rt.record.name, error}, 'controller disconnected')
+      },
+      onRevoked: (reason) => void this.forget(rt, `revoked: ${reason}`).catch(() => {}),
+      log: this.log.child({network: rt.record.name}),
+      ...(this.opts.maxReconnectDelayMs !== undefined && {maxDelayMs: this.opts.maxReconnectDelayMs}),
+    })
+    rt.sync = sync
+    sync.start()
+  }
+
+  private async stopSync(rt: NetRuntime): Promise<void> {
+    const sync = rt.sync
+    rt.sync = undefined
+    rt.connected = false
+    await sync?.stop()
+  }
+
+  private async onFrame(rt: NetRuntime, frame: ServerFrame): Promise<void> {
+    if (frame.type === 'revoked') {
+      await this.forget(rt, `revoked: ${frame.reason}`)
+      return
+    }
+    if (frame.type === 'full') {
+      rt.netmap = frame
+    } else {
+      if (!rt.netmap) {
+        // A delta with nothing to apply it to: ask for a full map on the next connection.
+        this.log.warn({network: rt.record.name}, 'delta without a base netmap; reconnecting')
+        rt.sync?.reconnectNow()
+        return
+      }
+      const peers = new Map(rt.netmap.peers.map((p) => [p.id, p]))
+      for (const p of [...(frame.added ?? []), ...(frame.changed ?? [])]) peers.set(p.id, p)
+      for (const id of frame.removed ?? []) peers.delete(id)
+      rt.netmap = {
+        ...rt.netmap,
+        version: frame.version,
+        self: frame.self ?? rt.netmap.self,
+        peers: [...peers.values()],
+      }
+    }
+    const self = rt.netmap.self
+    if (
+      self.address !== rt.record.address ||
+      self.status !== rt.record.nodeStatus ||
+      self.name !== rt.record.nodeName
+    ) {
+      rt.record = {...rt.record, address: self.address, nodeStatus: self.status, nodeName: self.name}
+      this.opts.store.saveRecord(rt.record)
+    }
+    this.opts.store.saveNetmap(rt.record.id, rt.netmap)
+    await this.reconcile(rt, frame.type === 'full' ? 'full netmap' : 'netmap delta')
+    rt.firstMap.resolve()
+  }
+
+  /** The interface config this network should have now. */
+  desiredConfig(rt: NetRuntime): InterfaceConfig {
+    const cidr = parseCidr(rt.record.cidr)
+    const self = rt.netmap?.self
+    const active = (self?.status ?? rt.record.nodeStatus) === 'active'
+    return {
+      name: rt.record.interface,
+      privateKey: rt.privateKey,
+      listenPort: rt.record.listenPort,
+      address: `${this.selfAddress(rt)}/${cidr?.prefix ?? 32}`,
+      mtu: DEFAULT_MTU,
+      // A pending or disabled node gets no peers, whatever the map says.
+      peers: !active
+        ? []
+        : (rt.netmap?.peers ?? [])
+            .filter((p) => p.publicKey !== rt.record.publicKey)
+            .map((p) => ({
+              publicKey: p.publicKey,
+              allowedIps: [`${p.address}/32`],
+              ...(p.endpoints[0] !== undefined && {endpoint: p.endpoints[0]}),
+              endpointCandidates: p.endpoints,
+              persistentKeepalive: PERSISTENT_KEEPALIVE,
+            })),
+    }
+  }
+
+  private selfAddress(rt: NetRuntime): string {
+    return rt.netmap?.self.address ?? rt.record.address
+  }
+
+  private exclusive<T>(rt: NetRuntime, fn: () => Promise<T>): Promise<T> {
+    const next = rt.queue.then(fn, fn)
+    rt.queue = next.catch(() => {})
+    return next
+  }
+
+  /** Applies the desired config; a failure is kept in status and retried in 5 s. */
+  private reconcile(rt: NetRuntime, why: string): Promise<void> {
+    return this.exclusive(rt, async () => {
+      if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
+      clearTimeout(rt.retryTimer)
+      const desired = this.desiredConfig(rt)
+      const owned = new Set(this.opts.store.ownedInterfaces())
+      if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
+      try {
+        const res = await this.opts.driver.apply(desired)
+        if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        if (res.changed) {
+          this.log.info(
+            {network: rt.record.name, interface: desired.name, why, ...res, peers: desired.peers.length},
+            'WireGuard interface updated',
+          )
+          this.report(rt)
+        }
+      } catch (err) {
+        rt.lastError = `WireGuard: ${(err as Error).message}`
+        this.log.error(
+          {network: rt.record.name, interface: desired.name, err: (err as Error).message},
+          'apply failed',
+        )
+        rt.retryTimer = setTimeout(() => void this.reconcile(rt, 'retry'), 5_000)
+        rt.retryTimer.unref()
+      }
+    })
+  }
+
+  private async removeInterface(name: string): Promise<void> {
+    await this.opts.driver.remove(name)
+    this.opts.store.setOwnedInterfaces(this.opts.store.ownedInterfaces().filter((n) => n !== name))
+  }
+
+  /** Leave or revocation: interface down, sync stopped, keys, credential and cache deleted. */
+  private async forget(rt: NetRuntime, why: string): Promise<void> {
+    if (!this.nets.has(rt.record.id)) return
+    this.nets.delete(rt.record.id)
+    clearTimeout(rt.retryTimer)
+    // stop() waits for the frame being applied, which may be this very 'revoked' frame: do not
+    // await it here.
+    const sync = rt.sync
+    rt.sync = undefined
+    void sync?.stop()
+    await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
+    this.opts.store.deleteNetwork(rt.record.id)
+    rt.firstMap.resolve()
+    this.log.info({network: rt.record.name, interface: rt.record.interface, why}, 'network forgotten')
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reports to the controller
+
+  private reportAll(): void {
+    for (const rt of this.nets.values()) this.report(rt)
+  }
+
+  /**
+   * Sends this node's endpoints and per-peer WireGuard stats: every report interval (fresh
+   * stats), on (re)connect, and whenever the interface config changed.
+   */
+  private report(rt: NetRuntime): void {
+    if (!rt.sync?.connected) return
+    void (async () => {
+      const endpoints = localEndpoints(rt.record.listenPort, this.meshInterfaces())
+      const state = rt.record.up
+        ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+        : undefined
+      const peers: PeerStats[] = (state?.peers ?? []).map((p) => ({
+        publicKey: p.publicKey,
+        lastHandshake: p.lastHandshakeMs > 0 ? new Date(p.lastHandshakeMs).toISOString() : null,
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        endpoint: p.endpoint ?? null,
+      }))
+      rt.sync?.send({type: 'report', endpoints, peers})
+    })().catch((err) => this.log.debug({err: String(err)}, 'report failed'))
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Helpers
+
+  private meshInterfaces(): Set<string> {
+    return new Set([...this.nets.values()].map((n) => n.record.interface))
+  }
+
+  /** Networks named by name or id; all when undefined. */
+  private select(ref: string | undefined): NetRuntime[] {
+    const all = [...this.nets.values()]
+    if (ref === undefined) return all
+    const byId = all.filter((n) => n.record.id === ref)
+    if (byId.length > 0) return byId
+    const byName = all.filter((n) => n.record.name === ref)
+    if (byName.length > 1)
+      throw new MeshError('INVALID_ARGUMENT', {
+        message: `several joined networks are called ${ref}`,
+        hint: 'name the network by its id (see `mesh status --json`)',
+      })
+    if (byName.length === 0)
+      throw new MeshError('NETWORK_NOT_JOINED', {message: `not a member of network ${ref}`})
+    return byName
+  }
+
+  private async nextInterfaceName(): Promise<string> {
+    for (let i = 0; i < 100; i++) {
+      const name = `${this.opts.interfacePrefix}${i}`
+      if (await this.interfaceNameUsed(name)) continue
+      return name
+    }
+    throw new MeshError('INTERFACE_NAME_TAKEN', {message: 'no free interface name; pass --interface'})
+  }
+
+  /**
+   * Taken when another network has it, when a link of that name exists here, or when a
+   * wireguard-go of another network namespace has it (their UAPI sockets share one directory).
+   */
+  private async interfaceNameUsed(name: string): Promise<boolean> {
+    return (
+      [...this.nets.values()].some((n) => n.record.interface === name) ||
+      (await this.opts.driver.linkExists(name)) ||
+      (this.opts.driver.kind === 'userspace' && existsSync(`${UAPI_DIR}/${name}.sock`))
+    )
+  }
+
+  private async checkInterfaceFree(name: string): Promise<void> {
+    if (await this.interfaceNameUsed(name))
+      throw new MeshError('INTERFACE_NAME_TAKEN', {message: `the interface name ${name} is already used`})
+  }
+
+  private async networkStatus(rt: NetRuntime): Promise<NetworkStatus> {
+    const state = rt.record.up
+      ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      : undefined
+    const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
+    const now = Date.now()
+    const peers: PeerStatus[] = this.desiredConfig(rt).peers.map((cfg) => {
+      const peer = rt.netmap!.peers.find((p) => p.publicKey === cfg.publicKey)!
+      const l = live.get(cfg.publicKey)
+      const hs = l?.lastHandshakeMs ?? 0
+      return {
+        id: peer.id,
+        name: peer.name,
+        address: peer.address,
+        publicKey: peer.publicKey,
+        endpoint: l?.endpoint ?? cfg.endpoint ?? null,
+        lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
+        rxBytes: l?.rxBytes ?? 0,
+        txBytes: l?.txBytes ?? 0,
+        online: hs > 0 && now - hs < ONLINE_WINDOW_MS,
+      }
+    })
+    return {
+      id: rt.record.id,
+      name: rt.record.name,
+      cidr: rt.record.cidr,
+      controller: rt.record.controller,
+      interface: rt.record.interface,
+      nodeId: rt.record.nodeId,
+      nodeName: rt.record.nodeName,
+      nodeStatus: rt.record.nodeStatus,
+      address: this.selfAddress(rt),
+      publicKey: rt.record.publicKey,
+      listenPort: rt.record.listenPort,
+      up: rt.record.up,
+      connected: rt.connected,
+      netmapVersion: rt.netmap?.version ?? null,
+      lastError: rt.lastError,
+      peers,
+    }
+  }
+}
+
+const delay = (ms: number): Promise<void> =>
+  new Promise((r) => {
+    const t = setTimeout(r, ms)
+    t.unref()
+  })

@@ -1,0 +1,189 @@
+/**
+ * One netmap WebSocket to a controller for one network credential: it receives the full map and
+ * then deltas, hands each frame (in order) to the daemon, reconnects with jittered exponential
+ * backoff (capped at 10 s) and resumes with `?version=N`. It knows nothing about WireGuard: with
+ * the controller gone the tunnels simply keep their last config.
+ */
+import WebSocket from 'ws'
+import {WS_PATHS, LIMITS} from '../../shared/protocol/control-api.js'
+import {CLOSE, ServerFrameSchema, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
+
+export interface SyncLogger {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+  debug(obj: object, msg: string): void
+}
+
+export interface NetmapSyncOptions {
+  controller: string
+  /** Never logged. */
+  credential: string
+  /** The version this node has, sent as ?version=N on (re)connect; undefined asks for a full map. */
+  version: () => number | undefined
+  /** Called once per frame, in order; the next frame waits for the returned promise. */
+  onFrame: (frame: ServerFrame) => Promise<void>
+  /** Connection state for `mesh status`: connected after the first frame of a session. */
+  onState: (state: {connected: boolean; error: string | null}) => void
+  /** The controller closed with REVOKED (the frame form arrives through onFrame). */
+  onRevoked: (reason: string) => void
+  log: SyncLogger
+  baseDelayMs?: number
+  maxDelayMs?: number
+  /** A silent connection is dropped after two missed pings. */
+  pingIntervalMs?: number
+}
+
+/** ws:// or wss:// URL of the netmap endpoint of a controller base URL. */
+export function netmapUrl(controller: string, version: number | undefined): string {
+  const url = new URL(WS_PATHS.netmap, controller.endsWith('/') ? controller : `${controller}/`)
+  url.pathname = WS_PATHS.netmap
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+  if (version !== undefined) url.searchParams.set('version', String(version))
+  return url.toString()
+}
+
+/** Full jitter between half and all of the exponential delay: reconnects do not stampede. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20))
+  return Math.round(exp / 2 + (random() * exp) / 2)
+}
+
+export class NetmapSync {
+  private ws: WebSocket | undefined
+  private stopped = true
+  private attempt = 0
+  private retryTimer: NodeJS.Timeout | undefined
+  private pingTimer: NodeJS.Timeout | undefined
+  private queue: Promise<void> = Promise.resolve()
+  private connectedNow = false
+
+  constructor(private readonly opts: NetmapSyncOptions) {}
+
+  get connected(): boolean {
+    return this.connectedNow
+  }
+
+  start(): void {
+    if (!this.stopped) return
+    this.stopped = false
+    this.connect()
+  }
+
+  /** Closes the socket and stops reconnecting; waits for the frame being applied. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.retryTimer)
+    clearInterval(this.pingTimer)
+    const ws = this.ws
+    this.ws = undefined
+    if (ws) {
+      ws.removeAllListeners()
+      ws.on('error', () => {})
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'node stopping')
+      else ws.terminate()
+    }
+    this.setState(false, null)
+    await this.queue
+  }
+
+  /** Sends a report when connected; returns whether it went out. */
+  send(frame: ClientFrame): boolean {
+    const ws = this.ws
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.connectedNow) return false
+    ws.send(JSON.stringify(frame))
+    return true
+  }
+
+  /** Drops the connection and reconnects at once (for tests and after a network change). */
+  reconnectNow(): void {
+    this.ws?.terminate()
+  }
+
+  private setState(connected: boolean, error: string | null): void {
+    this.connectedNow = connected
+    this.opts.onState({connected, error})
+  }
+
+  private connect(): void {
+    if (this.stopped) return
+    const url = netmapUrl(this.opts.controller, this.opts.version())
+    const ws = new WebSocket(url, {
+      headers: {authorization: `Bearer ${this.opts.credential}`},
+      handshakeTimeout: 10_000,
+      maxPayload: 64 * 1024 * 1024,
+    })
+    this.ws = ws
+    let alive = true
+    let lastError: string | null = null
+    ws.on('unexpected-response', (_req, res) => {
+      lastError = `the controller refused the netmap connection (HTTP ${res.statusCode})`
+      res.resume()
+      ws.terminate()
+    })
+    ws.on('open', () => {
+      this.opts.log.debug({url: url.replace(/\?.*$/, '')}, 'netmap connected')
+      clearInterval(this.pingTimer)
+      this.pingTimer = setInterval(() => {
+        if (!alive) {
+          ws.terminate()
+          return
+        }
+        alive = false
+        ws.ping()
+      }, this.opts.pingIntervalMs ?? 15_000)
+      this.pingTimer.unref()
+    })
+    ws.on('pong', () => (alive = true))
+    ws.on('message', (data, isBinary) => {
+      alive = true
+      if (isBinary) return
+      let frame: ServerFrame
+      try {
+        const parsed = ServerFrameSchema.safeParse(JSON.parse(data.toString()))
+        if (!parsed.success) {
+          this.opts.log.warn({issues: parsed.error.issues.slice(0, 3)}, 'ignoring an invalid netmap frame')
+          return
+        }
+        frame = parsed.data
+      } catch {
+        this.opts.log.warn({}, 'ignoring a netmap frame that is not JSON')
+        return
+      }
+      this.queue = this.queue.then(async () => {
+        if (this.ws !== ws) return
+        try {
+          await this.opts.onFrame(frame)
+          if (frame.type !== 'revoked' && !this.connectedNow) {
+            this.attempt = 0
+            this.setState(true, null)
+          }
+        } catch (err) {
+          this.opts.log.warn({err: String(err)}, 'applying a netmap frame failed')
+        }
+      })
+    })
+    ws.on('error', (err) => {
+      lastError = lastError ?? `cannot reach the controller: ${err.message}`
+    })
+    ws.on('close', (code, reasonBuf) => {
+      clearInterval(this.pingTimer)
+      if (this.ws !== ws) return
+      this.ws = undefined
+      const reason = reasonBuf.toString()
+      if (code === CLOSE.REVOKED) {
+        this.opts.onRevoked(reason || 'revoked by the controller')
+        return
+      }
+      if (code === CLOSE.UNAUTHENTICATED) lastError = 'the controller refused this node credential'
+      this.setState(false, lastError ?? (code === 1000 ? null : `netmap connection closed (${code})`))
+      if (this.stopped) return
+      const delay = backoffDelay(this.attempt++, this.opts.baseDelayMs ?? 250, this.opts.maxDelayMs ?? 10_000)
+      this.opts.log.debug({code, delay}, 'netmap reconnecting')
+      this.retryTimer = setTimeout(() => this.connect(), delay)
+      this.retryTimer.unref()
+    })
+  }
+}
+
+/** The largest report frame the controller accepts (it drops bigger ones). */
+export const MAX_REPORT_BYTES = LIMITS.maxFrameBytes

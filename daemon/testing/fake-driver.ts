@@ -1,0 +1,93 @@
+/**
+ * An in-memory WireGuardDriver for tests without root: it keeps interface state the way a real
+ * driver would, applies changes through the same pure diff, and records every call so tests can
+ * check that only what changed was touched.
+ */
+import {diffInterface, isEmptyDiff} from '../wireguard/diff.js'
+import type {
+  ApplyResult,
+  InterfaceConfig,
+  InterfaceState,
+  PeerState,
+  WireGuardDriver,
+} from '../wireguard/driver.js'
+import {publicKeyOf} from '../keys.js'
+
+export interface FakeCall {
+  op: 'create' | 'apply' | 'remove'
+  name: string
+  added?: string[]
+  updated?: string[]
+  removed?: string[]
+}
+
+export class FakeDriver implements WireGuardDriver {
+  readonly kind = 'fake' as const
+  onLost?: (name: string) => void
+  readonly interfaces = new Map<string, InterfaceState>()
+  readonly calls: FakeCall[] = []
+  /** Links that exist but are not ours (to test INTERFACE_NAME_TAKEN). */
+  readonly foreignLinks = new Set<string>()
+
+  async apply(desired: InterfaceConfig): Promise<ApplyResult> {
+    const current = this.interfaces.get(desired.name)
+    const created = current === undefined
+    if (created) this.calls.push({op: 'create', name: desired.name})
+    const d = diffInterface(current, desired, Date.now())
+    if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0}
+    const old = new Map((current?.peers ?? []).map((p) => [p.publicKey, p]))
+    const peers: PeerState[] = desired.peers.map((p) => {
+      const prev = old.get(p.publicKey)
+      const change = d.update.find((u) => u.publicKey === p.publicKey)
+      return {
+        publicKey: p.publicKey,
+        allowedIps: [...p.allowedIps],
+        ...((change?.endpoint ?? prev?.endpoint ?? p.endpoint) !== undefined && {
+          endpoint: change?.endpoint ?? prev?.endpoint ?? p.endpoint,
+        }),
+        ...(p.persistentKeepalive !== undefined && {persistentKeepalive: p.persistentKeepalive}),
+        lastHandshakeMs: prev?.lastHandshakeMs ?? 0,
+        rxBytes: prev?.rxBytes ?? 0,
+        txBytes: prev?.txBytes ?? 0,
+      }
+    })
+    this.interfaces.set(desired.name, {
+      name: desired.name,
+      privateKey: desired.privateKey,
+      publicKey: publicKeyOf(desired.privateKey),
+      listenPort: desired.listenPort,
+      addresses: [desired.address],
+      mtu: desired.mtu,
+      up: true,
+      peers,
+    })
+    this.calls.push({
+      op: 'apply',
+      name: desired.name,
+      added: d.add.map((p) => p.publicKey),
+      updated: d.update.map((p) => p.publicKey),
+      removed: [...d.remove],
+    })
+    return {changed: true, created, added: d.add.length, updated: d.update.length, removed: d.remove.length}
+  }
+
+  async read(name: string): Promise<InterfaceState | undefined> {
+    return this.interfaces.get(name)
+  }
+
+  async remove(name: string): Promise<void> {
+    if (this.interfaces.delete(name)) this.calls.push({op: 'remove', name})
+  }
+
+  async linkExists(name: string): Promise<boolean> {
+    return this.interfaces.has(name) || this.foreignLinks.has(name)
+  }
+
+  /** Simulates wireguard-go dying: the interface vanishes and the daemon is told. */
+  crash(name: string): void {
+    this.interfaces.delete(name)
+    this.onLost?.(name)
+  }
+
+  async close(): Promise<void> {}
+}
