@@ -7,12 +7,45 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-
+    '') words='audit authkey invite lab login logout network node user whoami' ;;
+    'authkey') words='create list revoke' ;;
+    'invite') words='create list revoke' ;;
+    'lab') words='down exec status up' ;;
+    'network') words='create delete list set show' ;;
+    'node') words='approve list remove rename show' ;;
+    'user') words='create delete list set-role' ;;
     *) words="" ;;
   esac
   if [[ $cur == -* || -z $words ]]; then
     case "$path" in
-
+    'audit') words='--actor --json --limit --network -n --since --verbose' ;;
+    'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
+    'authkey list') words='--json --limit --network -n --verbose' ;;
+    'authkey revoke') words='--json --verbose' ;;
+    'invite create') words='--expires --json --max-uses --network -n --role --unlimited --verbose' ;;
+    'invite list') words='--json --limit --network -n --verbose' ;;
+    'invite revoke') words='--json --verbose' ;;
+    'lab down') words='--all --json --keep-logs --lab --verbose' ;;
+    'lab exec') words='--lab --verbose' ;;
+    'lab status') words='--json --lab --verbose' ;;
+    'lab up') words='--cidr --json --keep-on-failure --network --nodes --verbose' ;;
+    'login') words='--controller -c --json --password-stdin --user -u --verbose' ;;
+    'logout') words='--json --verbose' ;;
+    'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;
+    'network delete') words='--json --verbose --yes -y' ;;
+    'network list') words='--json --limit --verbose' ;;
+    'network set') words='--description --json --max-nodes --name --policy --verbose' ;;
+    'network show') words='--json --verbose' ;;
+    'node approve') words='--json --network -n --verbose' ;;
+    'node list') words='--json --limit --network -n --status --verbose' ;;
+    'node remove') words='--json --network -n --verbose --yes -y' ;;
+    'node rename') words='--json --network -n --verbose' ;;
+    'node show') words='--json --network -n --verbose' ;;
+    'user create') words='--json --password-stdin --role --verbose' ;;
+    'user delete') words='--json --verbose --yes -y' ;;
+    'user list') words='--json --limit --verbose' ;;
+    'user set-role') words='--json --verbose' ;;
+    'whoami') words='--json --verbose' ;;
     esac
   fi
   COMPREPLY=($(compgen -W "$words" -- "$cur"))

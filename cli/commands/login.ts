@@ -1,0 +1,47 @@
+// `mesh login`: get a user token from a controller and keep it in the CLI's config dir.
+import {Flags} from '@oclif/core'
+import {MeshCommand} from '../lib/mesh-command.js'
+import {askPassword, askText, readSecretFromStdin, requireTty} from '../lib/prompt.js'
+import {formatTime} from '../lib/render/resources.js'
+import {type LoginResult, login, loginTarget} from '../lib/session.js'
+
+export default class Login extends MeshCommand {
+  static override summary = 'Log in to a mesh controller'
+  static override description =
+    'Asks for the password on a terminal; scripts pipe it in with --password-stdin. The token is stored in the config dir (credentials.json, mode 0600). MESH_CONTROLLER and MESH_TOKEN override the stored values.'
+  static override examples = [
+    '<%= config.bin %> login --controller https://mesh.example.com',
+    'printf %s "$MESH_PASSWORD" | <%= config.bin %> login --controller http://127.0.0.1:8080 --user admin --password-stdin',
+  ]
+  static override enableJsonFlag = true
+  static override flags = {
+    controller: Flags.string({
+      char: 'c',
+      description: 'controller URL (default: MESH_CONTROLLER, then the last one used)',
+    }),
+    user: Flags.string({char: 'u', description: 'user name (asked for on a terminal when omitted)'}),
+    'password-stdin': Flags.boolean({description: 'read the password from stdin', default: false}),
+  }
+
+  async run(): Promise<LoginResult> {
+    const {flags} = await this.parse(Login)
+    const controller = await loginTarget(flags.controller)
+    // With --password-stdin, stdin carries the password, so the user name must come as a flag.
+    let username = flags.user
+    if (username === undefined) {
+      requireTty(this.interactive && !flags['password-stdin'], '--user NAME')
+      username = await askText('User: ')
+    }
+    let password: string
+    if (flags['password-stdin']) password = await readSecretFromStdin()
+    else {
+      requireTty(this.interactive, '--password-stdin and pipe the password in')
+      password = await askPassword(`Password for ${username}:`)
+    }
+    const res = await login({controller, username, password})
+    this.log(
+      `Logged in to ${res.controller} as ${res.user.username} (tenant ${res.tenant.name}, role ${res.user.role}); the token expires ${formatTime(res.expiresAt)}.`,
+    )
+    return res
+  }
+}
