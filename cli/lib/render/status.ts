@@ -1,0 +1,62 @@
+// Plain-text rendering of meshd's status for people; `mesh status --json` prints the Status object.
+import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
+import {renderFields, renderTable, stdoutColor} from './table.js'
+
+/** 1.5 KiB, 2.0 MiB: enough precision to see traffic move. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`
+}
+
+/** "12s ago", "5m ago", "3h ago", "never": how long since the last handshake. */
+export function formatAgo(iso: string | null, now = Date.now()): string {
+  if (!iso) return 'never'
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000))
+  if (s < 120) return `${s}s ago`
+  if (s < 7200) return `${Math.round(s / 60)}m ago`
+  if (s < 172_800) return `${Math.round(s / 3600)}h ago`
+  return `${Math.round(s / 86_400)}d ago`
+}
+
+export function peersTable(peers: readonly PeerStatus[], now = Date.now()): string {
+  return renderTable(
+    peers,
+    [
+      {header: 'PEER', get: (p) => p.name},
+      {header: 'ADDRESS', get: (p) => p.address},
+      {header: 'ENDPOINT', get: (p) => p.endpoint},
+      {header: 'HANDSHAKE', get: (p) => formatAgo(p.lastHandshake, now)},
+      {header: 'RX', get: (p) => formatBytes(p.rxBytes), align: 'right'},
+      {header: 'TX', get: (p) => formatBytes(p.txBytes), align: 'right'},
+      {header: 'STATE', get: (p) => (p.online ? 'online' : 'offline')},
+    ],
+    {color: stdoutColor(), empty: '  (no peers)'},
+  )
+}
+
+export function networkBlock(n: NetworkStatus, now = Date.now()): string {
+  const fields = renderFields([
+    ['network', `${n.name} (${n.cidr})`],
+    ['node', `${n.nodeName}${n.nodeStatus === 'active' ? '' : ` [${n.nodeStatus}]`}`],
+    ['address', n.address],
+    ['interface', `${n.interface} (${n.up ? 'up' : 'down'}, port ${n.listenPort})`],
+    ['controller', `${n.controller} (${n.connected ? 'connected' : n.up ? 'not connected' : 'idle'})`],
+    ...(n.lastError ? ([['problem', n.lastError]] as [string, string][]) : []),
+  ])
+  return `${fields}\n\n${peersTable(n.peers, now)}`
+}
+
+export function statusText(st: Status, now = Date.now()): string {
+  if (st.networks.length === 0)
+    return `meshd is running (WireGuard: ${st.backend}) and has joined no network.\nJoin one with \`mesh join <invite>\`.`
+  return [
+    `meshd pid ${st.pid}, WireGuard backend: ${st.backend}`,
+    ...st.networks.map((n) => networkBlock(n, now)),
+  ].join('\n\n')
+}
