@@ -100,6 +100,10 @@ export class Lab {
     if (prefix === undefined) throw new Error('no free lab prefix after 20 tries')
     const runDir = labDir(prefix)
     fs.mkdirSync(path.join(runDir, 'logs'), {recursive: true, mode: 0o700})
+    // Traversable by anyone, listable by no one: sockets inside are guarded by their own mode
+    // (which is what the socket-permission test must exercise), secrets by 0600/0700.
+    fs.chmodSync(path.dirname(runDir), 0o711)
+    fs.chmodSync(runDir, 0o711)
     fs.mkdirSync(path.join(runDir, 'bin'), {recursive: true})
     // Inside namespaces `mesh` must resolve to this build on the pinned Node.
     fs.writeFileSync(

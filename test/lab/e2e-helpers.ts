@@ -1,0 +1,167 @@
+/**
+ * Helpers of the end-to-end tests: finding a node's private key in its state dir (whatever the
+ * file format), scanning files for secrets, raw requests on meshd's socket, and ping statistics.
+ */
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import {runOk} from '../../cli/lib/lab/sh.js'
+
+const KEY_RE = /[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=/g
+
+/** Every file under `dir`, recursively (bounded to 10,000 files). */
+export function walkFiles(dir: string): string[] {
+  const out: string[] = []
+  const stack = [dir]
+  while (stack.length > 0 && out.length < 10_000) {
+    const d = stack.pop()!
+    let entries: fs.Dirent[]
+    try {
+      entries = fs.readdirSync(d, {withFileTypes: true})
+    } catch {
+      continue
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) stack.push(p)
+      else if (e.isFile()) out.push(p)
+    }
+  }
+  return out
+}
+
+/**
+ * The private keys stored under `stateDir` whose public key is one of `publicKeys`: every
+ * base64 32-byte string in every file is tried with `wg pubkey`, so the test does not depend on
+ * how meshd lays out its state.
+ */
+export async function privateKeysIn(stateDir: string, publicKeys: readonly string[]): Promise<string[]> {
+  const candidates = new Set<string>()
+  for (const f of walkFiles(stateDir)) {
+    const text = fs.readFileSync(f).toString('latin1')
+    for (const m of text.matchAll(KEY_RE)) candidates.add(m[0])
+  }
+  const found: string[] = []
+  for (const c of candidates) {
+    const pub = (await runOk('wg', ['pubkey'], {input: `${c}\n`, timeoutMs: 5000})).trim()
+    if (publicKeys.includes(pub)) found.push(c)
+  }
+  return found
+}
+
+/** The forms a 32-byte key could take in a file: base64, base64url, hex, raw bytes. */
+export function keyForms(base64Key: string): Buffer[] {
+  const raw = Buffer.from(base64Key, 'base64')
+  return [
+    Buffer.from(base64Key),
+    Buffer.from(raw.toString('base64url')),
+    Buffer.from(raw.toString('hex')),
+    Buffer.from(raw.toString('hex').toUpperCase()),
+    raw,
+  ]
+}
+
+/** Files (of `files`) that contain any form of any of `keys`. */
+export function filesContaining(files: readonly string[], keys: readonly string[]): string[] {
+  const forms = keys.flatMap(keyForms)
+  return files.filter((f) => {
+    let data: Buffer
+    try {
+      data = fs.readFileSync(f)
+    } catch {
+      return false
+    }
+    return forms.some((form) => data.includes(form))
+  })
+}
+
+export interface RawReply {
+  status: number
+  headers: string
+  body: string
+}
+
+/** Sends `request` bytes as-is on a unix socket and reads the reply until close (bounded). */
+export function rawRequest(
+  socketPath: string,
+  request: string | Buffer,
+  timeoutMs = 5000,
+): Promise<RawReply> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath)
+    const chunks: Buffer[] = []
+    const timer = setTimeout(() => {
+      sock.destroy()
+      finish()
+    }, timeoutMs)
+    const finish = (): void => {
+      clearTimeout(timer)
+      const text = Buffer.concat(chunks).toString('utf8')
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
+      if (!m)
+        return reject(new Error(`no HTTP reply on ${socketPath}: ${JSON.stringify(text.slice(0, 200))}`))
+      const split = text.indexOf('\r\n\r\n')
+      resolve({
+        status: Number(m[1]),
+        headers: text.slice(0, split),
+        body: split >= 0 ? text.slice(split + 4) : '',
+      })
+    }
+    sock.on('data', (d: Buffer) => chunks.push(d))
+    sock.on('error', () => undefined)
+    sock.on('close', finish)
+    // Half-close after writing when the request is complete, so the server answers and closes.
+    sock.end(request)
+  })
+}
+
+/** An HTTP/1.1 request with a JSON body, as raw text (Connection: close). */
+export function httpRequest(
+  method: string,
+  target: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): string {
+  const h: Record<string, string> = {host: 'meshd', connection: 'close', ...headers}
+  if (body !== undefined) {
+    h['content-type'] ??= 'application/json'
+    h['content-length'] = String(Buffer.byteLength(body))
+  }
+  const lines = Object.entries(h).map(([k, v]) => `${k}: ${v}`)
+  return `${method} ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body ?? ''}`
+}
+
+/** Decodes a body sent with chunked transfer encoding, or returns it unchanged. */
+export function dechunk(reply: RawReply): string {
+  if (!/transfer-encoding:\s*chunked/i.test(reply.headers)) return reply.body
+  let out = ''
+  let rest = reply.body
+  for (let i = 0; i < 1000; i++) {
+    const nl = rest.indexOf('\r\n')
+    if (nl < 0) break
+    const size = parseInt(rest.slice(0, nl), 16)
+    if (!size) break
+    out += rest.slice(nl + 2, nl + 2 + size)
+    rest = rest.slice(nl + 2 + size + 2)
+  }
+  return out
+}
+
+/** `ping` summary: packets sent and received. */
+export function pingStats(output: string): {sent: number; received: number} {
+  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(output)
+  if (!m) throw new Error(`no ping summary in: ${output.slice(-300)}`)
+  return {sent: Number(m[1]), received: Number(m[2])}
+}
+
+/** Longest run of consecutive missing icmp_seq numbers in `ping` output (1..count). */
+export function longestGap(output: string, count: number): number {
+  const seen = new Set([...output.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1])))
+  let longest = 0
+  let cur = 0
+  for (let i = 1; i <= count; i++) {
+    cur = seen.has(i) ? 0 : cur + 1
+    longest = Math.max(longest, cur)
+  }
+  return longest
+}
