@@ -62,7 +62,7 @@ export class DaemonClient {
           ...(body !== undefined && {body: JSON.stringify(body)}),
         })
       } catch (err) {
-        throw this.connectError(err)
+        throw connectError(err, this.socketPath, this.timeoutMs)
       }
       const text = await res.body.text()
       let json: unknown
@@ -82,20 +82,21 @@ export class DaemonClient {
       await client.close().catch(() => {})
     }
   }
+}
 
-  private connectError(err: unknown): Error {
-    const code = (err as NodeJS.ErrnoException)?.code
-    if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTSOCK')
-      return new MeshError('DAEMON_UNREACHABLE', {message: `cannot reach meshd at ${this.socketPath}`})
-    if (code === 'EACCES' || code === 'EPERM')
-      return new MeshError('SOCKET_PERMISSION_DENIED', {
-        message: `not allowed to talk to meshd at ${this.socketPath}`,
-      })
-    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
-      return new MeshError('DAEMON_UNREACHABLE', {
-        message: `meshd at ${this.socketPath} did not answer within ${Math.round(this.timeoutMs / 1000)} s`,
-        hint: 'see the meshd log (journalctl -u meshd, or the terminal running `mesh daemon run`)',
-      })
-    return err instanceof Error ? err : new Error(String(err))
-  }
+/** Maps a failure to open the socket to the error a person can act on. */
+export function connectError(err: unknown, socketPath: string, timeoutMs: number): Error {
+  const code = (err as NodeJS.ErrnoException)?.code
+  if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTSOCK')
+    return new MeshError('DAEMON_UNREACHABLE', {message: `cannot reach meshd at ${socketPath}`})
+  if (code === 'EACCES' || code === 'EPERM')
+    return new MeshError('SOCKET_PERMISSION_DENIED', {
+      message: `not allowed to talk to meshd at ${socketPath}`,
+    })
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+    return new MeshError('DAEMON_UNREACHABLE', {
+      message: `meshd at ${socketPath} did not answer within ${Math.round(timeoutMs / 1000)} s`,
+      hint: 'see the meshd log (journalctl -u meshd, or the terminal running `mesh daemon run`)',
+    })
+  return err instanceof Error ? err : new Error(String(err))
 }
