@@ -146,6 +146,16 @@ describe('ControllerClient', () => {
     })
   })
 
+  it('does not follow a redirect, so the token stays where it was sent', async () => {
+    replies.set('GET /api/v1/users', () => ({status: 301, body: ''}))
+    const before = seen.length
+    await expect(new ControllerClient({url: base, token: 't'}).listUsers()).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('redirects (HTTP 301)'),
+    })
+    expect(seen.length).toBe(before + 1)
+  })
+
   it('treats a 2xx reply that breaks the response schema as INTERNAL, not as data', async () => {
     replies.set('GET /api/v1/nodes/n1', () => ({status: 200, body: {id: 'n1'}}))
     await expect(new ControllerClient({url: base, token: 't'}).showNode({id: 'n1'})).rejects.toMatchObject({

@@ -221,6 +221,7 @@ export class ControllerClient {
     if (route.auth !== 'none' && this.#token) headers.authorization = `Bearer ${this.#token}`
 
     let status: number
+    let location: string | undefined
     let text: string
     try {
       const res = await request(url, {
@@ -231,6 +232,7 @@ export class ControllerClient {
         signal: AbortSignal.timeout(this.#timeoutMs),
       })
       status = res.statusCode
+      location = typeof res.headers.location === 'string' ? res.headers.location : undefined
       text = await readBody(res.body)
     } catch (err) {
       if (isMeshError(err)) throw err
@@ -250,6 +252,14 @@ export class ControllerClient {
       json = text === '' ? undefined : JSON.parse(text)
     } catch {
       json = undefined
+    }
+    if (status >= 300 && status <= 399) {
+      // Redirects are not followed: the token must not travel to a place nobody chose. The
+      // usual cause is http:// where the controller wants https://.
+      throw new MeshError('INVALID_ARGUMENT', {
+        message: `the controller at ${this.url} redirects (HTTP ${status}) to ${location ?? 'another place'}`,
+        hint: 'log in again with the URL it redirects to: `mesh login --controller URL`',
+      })
     }
     if (status < 200 || status > 299) throw MeshError.fromWire(json, status)
     const reply = route.response.safeParse(json)
