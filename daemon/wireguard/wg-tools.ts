@@ -3,6 +3,9 @@
  * `wg show dump`, and converging it with ONE `wg set` call plus the `ip` calls its diff needs.
  * They differ only in how the link is created and removed.
  */
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {execa} from 'execa'
 import {MeshError} from '../../shared/errors.js'
 import type {BackendKind} from '../../shared/protocol/local-api.js'
@@ -10,8 +13,8 @@ import {diffInterface, isEmptyDiff, type InterfaceDiff} from './diff.js'
 import type {ApplyResult, InterfaceConfig, InterfaceState, PeerState, WireGuardDriver} from './driver.js'
 
 /** Runs a command; a failure becomes WIREGUARD_FAILED with the tool's own stderr. */
-export async function run(cmd: string, args: readonly string[], input?: string): Promise<string> {
-  const res = await execa(cmd, args, {reject: false, timeout: 10_000, ...(input !== undefined && {input})})
+export async function run(cmd: string, args: readonly string[]): Promise<string> {
+  const res = await execa(cmd, args, {reject: false, timeout: 10_000})
   if (res.exitCode !== 0 || res.failed) {
     // args never hold a private key (it goes through stdin), so they are safe in a message.
     const why = String(res.stderr || res.shortMessage || '').trim()
@@ -51,11 +54,16 @@ export function parseDump(
   return {privateKey: head[0] ?? '', publicKey: head[1] ?? '', listenPort: Number(head[2]), peers}
 }
 
-/** `wg set` arguments for a diff; the private key, when it changes, is read from stdin. */
-export function wgSetArgs(name: string, desired: InterfaceConfig, d: InterfaceDiff): string[] {
+/** `wg set` arguments for a diff; the private key, when it changes, is read from `keyFile`. */
+export function wgSetArgs(
+  name: string,
+  desired: InterfaceConfig,
+  d: InterfaceDiff,
+  keyFile?: string,
+): string[] {
   const args = ['set', name]
   if (d.listenPort) args.push('listen-port', String(desired.listenPort))
-  if (d.privateKey) args.push('private-key', '/dev/stdin')
+  if (d.privateKey && keyFile) args.push('private-key', keyFile)
   for (const pk of d.remove) args.push('peer', pk, 'remove')
   for (const p of d.add) {
     args.push('peer', p.publicKey, 'allowed-ips', p.allowedIps.join(','))
@@ -69,6 +77,26 @@ export function wgSetArgs(name: string, desired: InterfaceConfig, d: InterfaceDi
     if (p.persistentKeepalive !== undefined) args.push('persistent-keepalive', String(p.persistentKeepalive))
   }
   return args
+}
+
+/**
+ * Hands a private key to `wg set … private-key FILE` through a 0600 file in a fresh 0700 dir,
+ * removed right after. Not /dev/stdin: Node's child stdio are socketpairs, which wg cannot
+ * fopen; and never an argument, which every user could read in /proc.
+ */
+async function withKeyFile<T>(
+  key: string | undefined,
+  fn: (file: string | undefined) => Promise<T>,
+): Promise<T> {
+  if (key === undefined) return fn(undefined)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshd-key-'))
+  try {
+    const file = path.join(dir, 'key')
+    writeFileSync(file, `${key}\n`, {mode: 0o600})
+    return await fn(file)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
 }
 
 export abstract class WgToolsDriver implements WireGuardDriver {
@@ -117,8 +145,10 @@ export abstract class WgToolsDriver implements WireGuardDriver {
     }
     const d = diffInterface(current, desired, Date.now())
     if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0}
-    const setArgs = wgSetArgs(desired.name, desired, d)
-    if (setArgs.length > 2) await run('wg', setArgs, d.privateKey ? `${desired.privateKey}\n` : undefined)
+    await withKeyFile(d.privateKey ? desired.privateKey : undefined, async (keyFile) => {
+      const setArgs = wgSetArgs(desired.name, desired, d, keyFile)
+      if (setArgs.length > 2) await run('wg', setArgs)
+    })
     for (const a of d.delAddresses) await run('ip', ['addr', 'del', a, 'dev', desired.name])
     for (const a of d.addAddresses) await run('ip', ['addr', 'add', a, 'dev', desired.name])
     if (d.mtu || d.up) await run('ip', ['link', 'set', 'dev', desired.name, 'mtu', String(desired.mtu), 'up'])
