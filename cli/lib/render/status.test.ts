@@ -1,0 +1,69 @@
+import {describe, expect, it} from 'vitest'
+import type {Status} from '../../../shared/protocol/local-api.js'
+import {formatAgo, formatBytes, statusText} from './status.js'
+
+const NOW = Date.parse('2026-11-22T12:00:00Z')
+
+describe('status rendering', () => {
+  it('formats byte counts and handshake ages for people', () => {
+    expect(formatBytes(0)).toBe('0 B')
+    expect(formatBytes(1536)).toBe('1.5 KiB')
+    expect(formatBytes(3 * 1024 * 1024)).toBe('3.0 MiB')
+    expect(formatAgo(null, NOW)).toBe('never')
+    expect(formatAgo('2026-11-22T11:59:48Z', NOW)).toBe('12s ago')
+    expect(formatAgo('2026-11-22T11:50:00Z', NOW)).toBe('10m ago')
+  })
+
+  it('shows each network with its interface, controller state and a peer table', () => {
+    const st: Status = {
+      protocolVersion: 1,
+      backend: 'userspace',
+      pid: 42,
+      startedAt: '2026-11-22T11:00:00Z',
+      networks: [
+        {
+          id: 'nw_1',
+          name: 'home',
+          cidr: '10.7.0.0/24',
+          controller: 'http://198.51.100.1:8080',
+          interface: 'mesh0',
+          nodeId: 'nd_1',
+          nodeName: 'laptop',
+          nodeStatus: 'active',
+          address: '10.7.0.1',
+          publicKey: Buffer.alloc(32, 1).toString('base64'),
+          listenPort: 51820,
+          up: true,
+          connected: false,
+          netmapVersion: 3,
+          lastError: 'cannot reach the controller: connect ECONNREFUSED',
+          peers: [
+            {
+              id: 'nd_2',
+              name: 'server',
+              address: '10.7.0.2',
+              publicKey: Buffer.alloc(32, 2).toString('base64'),
+              endpoint: '198.51.100.2:51820',
+              lastHandshake: '2026-11-22T11:59:30Z',
+              rxBytes: 2048,
+              txBytes: 100,
+              online: true,
+            },
+          ],
+        },
+      ],
+    }
+    const text = statusText(st, NOW)
+    expect(text).toContain('WireGuard backend: userspace')
+    expect(text).toMatch(/interface:\s+mesh0 \(up, port 51820\)/)
+    expect(text).toMatch(/controller:\s+http:\/\/198\.51\.100\.1:8080 \(not connected\)/)
+    expect(text).toContain('ECONNREFUSED')
+    expect(text).toMatch(/server\s+10\.7\.0\.2\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/)
+  })
+
+  it('says how to join when there is no network', () => {
+    expect(
+      statusText({protocolVersion: 1, backend: 'kernel', pid: 1, startedAt: '', networks: []}),
+    ).toContain('mesh join')
+  })
+})
