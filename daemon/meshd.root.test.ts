@@ -25,8 +25,9 @@ const canRun =
   fs.existsSync(path.join(root, 'dist', 'cli', 'commands', 'controller', 'start.js'))
 
 const P = `md${randomBytes(2).toString('hex')}`
-const NS = {hub: `${P}-hub`, a: `${P}-a`, b: `${P}-b`}
-const UNDERLAY = {hub: '198.51.100.1', a: '198.51.100.2', b: '198.51.100.3'}
+const NS = {hub: `${P}-hub`, a: `${P}-a`, b: `${P}-b`, c: `${P}-c`}
+const UNDERLAY = {hub: '198.51.100.1', a: '198.51.100.2', b: '198.51.100.3', c: '198.51.100.4'}
+type Node = Node | 'c'
 
 function sh(cmd: string, args: string[], opts: {ns?: string; input?: string} = {}): string {
   const argv = opts.ns ? ['ip', ['netns', 'exec', opts.ns, cmd, ...args]] : [cmd, args]
@@ -67,8 +68,8 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
   let controllerUrl = ''
   let controller: ChildProcess | undefined
   let token = ''
-  const daemons: Partial<Record<'a' | 'b', ChildProcess>> = {}
-  const sock = {a: path.join(dir, 'a.sock'), b: path.join(dir, 'b.sock')}
+  const daemons: Partial<Record<Node, ChildProcess>> = {}
+  const sock = {a: path.join(dir, 'a.sock'), b: path.join(dir, 'b.sock'), c: path.join(dir, 'c.sock')}
   const password = `pw-${randomBytes(9).toString('base64url')}`
 
   function startLogged(name: string, ns: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
@@ -92,7 +93,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     }
   }
 
-  async function startDaemon(node: 'a' | 'b'): Promise<void> {
+  async function startDaemon(node: Node): Promise<void> {
     const p = startLogged(`meshd-${node}`, NS[node], [
       'daemon',
       'run',
@@ -117,14 +118,14 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     )
   }
 
-  async function stopDaemon(node: 'a' | 'b'): Promise<void> {
+  async function stopDaemon(node: Node): Promise<void> {
     const p = daemons[node]
     if (!p || p.exitCode !== null) return
     p.kill('SIGTERM')
     await waitFor(`meshd ${node} to exit`, () => p.exitCode !== null, 10_000)
   }
 
-  function mesh(node: 'a' | 'b', args: string[]): {code: number; stdout: string; stderr: string} {
+  function mesh(node: Node, args: string[]): {code: number; stdout: string; stderr: string} {
     const r = spawnSync(process.execPath, [meshJs, ...args, '--socket', sock[node]], {
       encoding: 'utf8',
       timeout: 60_000,
@@ -132,7 +133,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     return {code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr}
   }
 
-  async function status(node: 'a' | 'b'): Promise<Status> {
+  async function status(node: Node): Promise<Status> {
     const r = mesh(node, ['status', '--json'])
     if (r.code !== 0) throw new Error(`mesh status (${node}) exit ${r.code}: ${r.stdout}${r.stderr}`)
     return StatusSchema.parse(JSON.parse(r.stdout))
@@ -191,7 +192,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     sh('ip', ['link', 'add', 'br0', 'type', 'bridge'], {ns: NS.hub})
     sh('ip', ['addr', 'add', `${UNDERLAY.hub}/24`, 'dev', 'br0'], {ns: NS.hub})
     sh('ip', ['link', 'set', 'br0', 'up'], {ns: NS.hub})
-    for (const node of ['a', 'b'] as const) {
+    for (const node of ['a', 'b', 'c'] as const) {
       const ns = NS[node]
       sh('ip', ['link', 'set', 'lo', 'up'], {ns})
       // Created inside the node namespace, so no link ever appears in the root namespace.
@@ -202,8 +203,10 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     }
     await startController()
     api('POST', '/api/v1/networks', {name: 'roottest', cidr: '10.99.0.0/24'})
+    api('POST', '/api/v1/networks', {name: 'isolated', cidr: '10.98.0.0/24'})
     await startDaemon('a')
     await startDaemon('b')
+    await startDaemon('c')
   })
 
   afterAll(async () => {
@@ -231,8 +234,8 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     else fs.rmSync(dir, {recursive: true, force: true})
   })
 
-  const addr: Partial<Record<'a' | 'b', string>> = {}
-  const iface: Partial<Record<'a' | 'b', string>> = {}
+  const addr: Partial<Record<Node, string>> = {}
+  const iface: Partial<Record<Node, string>> = {}
 
   it('joins both nodes with invites and picks the userspace backend here', async () => {
     for (const node of ['a', 'b'] as const) {
@@ -272,6 +275,45 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
   it('pings between the namespaces over the mesh addresses', () => {
     expect(shOk('ping', ['-c', '3', '-i', '0.2', '-W', '2', addr.b!], NS.a)).toBe(true)
     expect(shOk('ping', ['-c', '3', '-i', '0.2', '-W', '2', addr.a!], NS.b)).toBe(true)
+  })
+
+  it('keeps networks apart: a second network on a gets its own interface, key and port, and b cannot reach it', async () => {
+    // a joins "isolated" too; c is only in "isolated"; b is only in "roottest".
+    const join = (node: Node, name: string) => {
+      const inv = api<{joinString: string}>('POST', '/api/v1/networks/isolated/invites', {})
+      const r = mesh(node, ['join', inv.joinString, '--name', name, '--json'])
+      expect(r.code, r.stdout + r.stderr).toBe(0)
+      return JSON.parse(r.stdout) as {
+        address: string
+        interface: string
+        publicKey: string
+        listenPort: number
+      }
+    }
+    const a2 = join('a', 'node-a')
+    const c = join('c', 'node-c')
+    const a1 = (await status('a')).networks.find((n) => n.name === 'roottest')!
+    expect(a2.interface).toBe(`${P}a1`)
+    expect(a2.publicKey).not.toBe(a1.publicKey)
+    expect(a2.listenPort).not.toBe(a1.listenPort)
+    await waitFor(
+      'a <-> c over isolated',
+      () => shOk('ping', ['-c', '1', '-W', '1', c.address], NS.a),
+      10_000,
+      100,
+    )
+    // Each interface holds only its own network's peers.
+    const cKey = (await status('c')).networks[0]!.publicKey
+    expect(sh('wg', ['show', iface.a!, 'peers'], {ns: NS.a})).not.toContain(cKey)
+    expect(sh('wg', ['show', a2.interface, 'peers'], {ns: NS.a}).trim()).toBe(cKey)
+    // b has no route to the other network; even when b forces one through its mesh interface,
+    // WireGuard has no peer for those addresses and drops the packets.
+    expect(shOk('ping', ['-c', '1', '-W', '1', c.address], NS.b)).toBe(false)
+    sh('ip', ['route', 'add', '10.98.0.0/24', 'dev', iface.b!], {ns: NS.b})
+    expect(shOk('ping', ['-c', '2', '-i', '0.2', '-W', '1', c.address], NS.b)).toBe(false)
+    expect(shOk('ping', ['-c', '2', '-i', '0.2', '-W', '1', a2.address], NS.b)).toBe(false)
+    sh('ip', ['route', 'del', '10.98.0.0/24', 'dev', iface.b!], {ns: NS.b})
+    expect(mesh('a', ['leave', 'isolated']).code).toBe(0)
   })
 
   it('reports handshakes and traffic in status', async () => {
