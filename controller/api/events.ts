@@ -1,0 +1,150 @@
+/**
+ * The admin event stream (WS /api/v1/events): a user token in `Authorization: Bearer`, first a
+ * snapshot of the nodes the user may see, then node_added / node_removed / node_changed /
+ * node_online / node_offline for the user's tenant only. Each event is serialized once and the
+ * same bytes go to every subscriber of that tenant.
+ */
+import type {IncomingMessage} from 'node:http'
+import type {Duplex} from 'node:stream'
+import type {Logger} from 'pino'
+import {WebSocketServer, type WebSocket} from 'ws'
+import {LIMITS} from '../../shared/protocol/control-api.js'
+import {CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
+import type {ControllerMetrics} from '../metrics.js'
+import type {ControllerState, Principal} from '../state.js'
+import type {NodeChange} from '../store/store.js'
+
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+
+export class EventHub {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: LIMITS.maxFrameBytes,
+    clientTracking: false,
+  })
+  /** Subscribers by tenant id. */
+  private readonly subs = new Map<string, Set<WebSocket>>()
+  private readonly unsubscribe: (() => void)[] = []
+  private closing = false
+
+  constructor(
+    private readonly state: ControllerState,
+    private readonly metrics: ControllerMetrics,
+    private readonly log: Logger,
+  ) {
+    this.unsubscribe.push(
+      state.onNodeChange((c) => this.onChange(c)),
+      state.onPresence((e) =>
+        this.publish(e.tenantId, {
+          type: e.kind === 'online' ? 'node_online' : 'node_offline',
+          at: state.now().toISOString(),
+          networkId: e.node.networkId,
+          node: e.node,
+        }),
+      ),
+    )
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const token = /^Bearer (\S{1,300})$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
+    socket.on('error', () => socket.destroy())
+    void this.state
+      .authenticateUser(token)
+      .catch((err: unknown) => {
+        this.log.error({err}, 'event stream authentication failed')
+        return undefined
+      })
+      .then((principal) => {
+        if (socket.destroyed) return
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          if (!principal || this.closing) {
+            ws.close(
+              this.closing ? CLOSE.SHUTTING_DOWN : CLOSE.UNAUTHENTICATED,
+              this.closing ? 'shutting down' : 'UNAUTHENTICATED',
+            )
+            return
+          }
+          this.attach(ws, principal).catch((err: unknown) => {
+            this.log.error({err}, 'event stream failed')
+            ws.terminate()
+          })
+        })
+      })
+  }
+
+  private async attach(ws: WebSocket, p: Principal): Promise<void> {
+    ws.on('error', () => ws.terminate())
+    // Subscribe before reading the snapshot so no event falls between the two; a client may see
+    // an event for a node the snapshot already shows, which is harmless (events are upserts).
+    let set = this.subs.get(p.tenant.id)
+    if (!set) this.subs.set(p.tenant.id, (set = new Set()))
+    const pending: Buffer[] = []
+    const sub = ws as WebSocket & {meshQueue?: Buffer[] | undefined}
+    sub.meshQueue = pending
+    set.add(ws)
+    this.metrics.eventSubscribers.inc()
+    ws.on('close', () => {
+      set.delete(ws)
+      if (set.size === 0) this.subs.delete(p.tenant.id)
+      this.metrics.eventSubscribers.dec()
+    })
+    // Frames from the client carry no meaning on this stream; they are ignored.
+    ws.on('message', () => undefined)
+    const nodes = await this.state.tenantNodes(p)
+    if (ws.readyState !== ws.OPEN) return
+    ws.send(JSON.stringify({type: 'snapshot', nodes}))
+    sub.meshQueue = undefined
+    for (const frame of pending) ws.send(frame, {binary: false})
+  }
+
+  private onChange(c: NodeChange): void {
+    const node = c.node ?? c.before
+    if (!node) return
+    const type = c.kind === 'added' ? 'node_added' : c.kind === 'removed' ? 'node_removed' : 'node_changed'
+    this.publish(c.tenantId, {
+      type,
+      at: this.state.now().toISOString(),
+      networkId: c.networkId,
+      node: c.node ? this.state.withPresence(c.node) : {...node, online: false},
+    })
+  }
+
+  private publish(tenantId: string, event: AdminEvent): void {
+    const set = this.subs.get(tenantId)
+    if (!set || set.size === 0) return
+    const bytes = Buffer.from(JSON.stringify(event))
+    for (const ws of set) {
+      const queue = (ws as WebSocket & {meshQueue?: Buffer[] | undefined}).meshQueue
+      if (queue) {
+        queue.push(bytes)
+        continue
+      }
+      if (ws.readyState !== ws.OPEN) continue
+      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+        ws.terminate()
+        continue
+      }
+      ws.send(bytes, {binary: false})
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true
+    for (const u of this.unsubscribe) u()
+    const all = [...this.subs.values()].flatMap((s) => [...s])
+    await Promise.all(
+      all.map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            ws.once('close', () => resolve())
+            ws.close(CLOSE.SHUTTING_DOWN, 'controller shutting down')
+            setTimeout(() => {
+              ws.terminate()
+              resolve()
+            }, 2000).unref()
+          }),
+      ),
+    )
+    this.wss.close()
+  }
+}

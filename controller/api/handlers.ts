@@ -1,0 +1,168 @@
+/**
+ * One thin handler per ROUTES entry, keyed by route id: the server has already authenticated
+ * the caller, parsed params/query/body with the route's schemas and resolved and authorized the
+ * object the route names (the `scope`); a handler only calls the coordinator and shapes the reply.
+ */
+import type {z} from 'zod'
+import type {ROUTES, RouteId, RouteReply} from '../../shared/protocol/control-api.js'
+import type {Network} from '../../shared/protocol/control-api.js'
+import {encodeJoinString} from '../../shared/invite.js'
+import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import type {StoredNode, UserRecord} from '../store/store.js'
+
+type Out<T> = T extends z.ZodType ? z.output<T> : undefined
+type Def<R extends RouteId> = (typeof ROUTES)[R]
+
+/** What the server resolved before the handler runs. */
+export interface Scope {
+  network?: Network
+  node?: StoredNode
+  invite?: {networkId: string}
+  authKey?: {networkId: string}
+  user?: UserRecord
+}
+
+export interface HandlerContext<R extends RouteId> {
+  readonly principal: Principal | undefined
+  readonly params: Def<R> extends {params: infer P} ? Out<P> : Record<string, never>
+  readonly query: Def<R> extends {query: infer Q} ? Out<Q> : Record<string, never>
+  readonly body: Def<R> extends {body: infer B} ? Out<B> : undefined
+  readonly meta: RequestMeta
+  readonly scope: Scope
+  /** The controller's public URL (flag, or derived from the request's Host). */
+  readonly publicUrl: string
+}
+
+export type Handler<R extends RouteId> = (ctx: HandlerContext<R>) => Promise<RouteReply<R>>
+export type HandlerMap = {[R in RouteId]: Handler<R>}
+
+const must = <T>(v: T | undefined): T => {
+  if (v === undefined) throw new Error('handler ran without its resolved scope')
+  return v
+}
+
+export function makeHandlers(state: ControllerState): HandlerMap {
+  const p = (ctx: {principal: Principal | undefined}) => must(ctx.principal)
+  return {
+    login: async ({body, meta}) => state.login(body.username, body.password, meta),
+    logout: async (ctx) => {
+      await state.logout(p(ctx), ctx.meta)
+      return {ok: true}
+    },
+    whoami: async (ctx) => {
+      const {user, tenant} = p(ctx)
+      return {
+        user: {
+          id: user.id,
+          tenantId: user.tenantId,
+          username: user.username,
+          role: user.role,
+          superuser: user.superuser,
+          createdAt: user.createdAt,
+        },
+        tenant,
+      }
+    },
+
+    'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),
+    'user.list': async (ctx) => state.listUsers(p(ctx), ctx.query),
+    'user.create': async (ctx) => state.createUser(p(ctx), ctx.body, ctx.meta),
+    'user.update': async (ctx) => state.updateUser(p(ctx), ctx.params.id, ctx.body.role, ctx.meta),
+    'user.delete': async (ctx) => {
+      await state.deleteUser(p(ctx), ctx.params.id, ctx.meta)
+      return {ok: true}
+    },
+
+    'network.list': async (ctx) => state.listNetworks(p(ctx), ctx.query),
+    'network.create': async (ctx) => state.createNetwork(p(ctx), ctx.body, ctx.meta),
+    'network.show': async (ctx) => must(ctx.scope.network),
+    'network.update': async (ctx) => state.updateNetwork(p(ctx), must(ctx.scope.network), ctx.body, ctx.meta),
+    'network.delete': async (ctx) => {
+      await state.deleteNetwork(p(ctx), must(ctx.scope.network), ctx.meta)
+      return {ok: true}
+    },
+    'member.list': async (ctx) => ({items: await state.listMembers(must(ctx.scope.network))}),
+    'member.set': async (ctx) =>
+      state.setMember(p(ctx), must(ctx.scope.network), ctx.params.id, ctx.body.role, ctx.meta),
+    'member.remove': async (ctx) => {
+      await state.removeMember(p(ctx), must(ctx.scope.network), ctx.params.id, ctx.meta)
+      return {ok: true}
+    },
+
+    'invite.list': async (ctx) => state.listInvites(must(ctx.scope.network), ctx.query),
+    'invite.create': async (ctx) => {
+      const {invite, code} = await state.createInvite(p(ctx), must(ctx.scope.network), ctx.body, ctx.meta)
+      return {invite, code, joinString: encodeJoinString(ctx.publicUrl, code)}
+    },
+    'invite.revoke': async (ctx) => state.revokeInvite(p(ctx), ctx.params.id, ctx.meta),
+
+    'authkey.list': async (ctx) => state.listAuthKeys(must(ctx.scope.network), ctx.query),
+    'authkey.create': async (ctx) => state.createAuthKey(p(ctx), must(ctx.scope.network), ctx.body, ctx.meta),
+    'authkey.revoke': async (ctx) => state.revokeAuthKey(p(ctx), ctx.params.id, ctx.meta),
+
+    'node.list': async (ctx) =>
+      state.listNodes(
+        must(ctx.scope.network),
+        {status: ctx.query.status},
+        {
+          limit: ctx.query.limit,
+          cursor: ctx.query.cursor,
+        },
+      ),
+    'node.show': async (ctx) => state.withPresence(must(ctx.scope.node)),
+    'node.approve': async (ctx) => state.approveNode(p(ctx), ctx.params.id, ctx.meta),
+    'node.update': async (ctx) => state.renameNode(p(ctx), ctx.params.id, ctx.body.name, ctx.meta),
+    'node.remove': async (ctx) => {
+      await state.removeNode(p(ctx), ctx.params.id, ctx.meta)
+      return {ok: true}
+    },
+
+    register: async (ctx) => state.register(ctx.body, ctx.principal, ctx.meta),
+
+    audit: async (ctx) =>
+      state.listAudit(
+        p(ctx),
+        {since: ctx.query.since, actor: ctx.query.actor, network: ctx.query.network},
+        {limit: ctx.query.limit, cursor: ctx.query.cursor},
+      ),
+  }
+}
+
+/**
+ * How each route finds (and authorizes against) the object it names: the network in the path,
+ * an object whose network is checked, a user of the tenant, or the tenant itself. Objects of
+ * another tenant resolve to NOT_FOUND before any permission is checked.
+ */
+export type ScopeKind = 'tenant' | 'network' | 'node' | 'invite' | 'authkey' | 'user' | 'none'
+
+export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
+  login: 'none',
+  logout: 'none',
+  whoami: 'none',
+  'tenant.create': 'none',
+  'user.list': 'tenant',
+  'user.create': 'tenant',
+  'user.update': 'user',
+  'user.delete': 'user',
+  'network.list': 'tenant',
+  'network.create': 'tenant',
+  'network.show': 'network',
+  'network.update': 'network',
+  'network.delete': 'network',
+  'member.list': 'network',
+  'member.set': 'network',
+  'member.remove': 'network',
+  'invite.list': 'network',
+  'invite.create': 'network',
+  'invite.revoke': 'invite',
+  'authkey.list': 'network',
+  'authkey.create': 'network',
+  'authkey.revoke': 'authkey',
+  'node.list': 'network',
+  'node.show': 'node',
+  'node.approve': 'node',
+  'node.update': 'node',
+  'node.remove': 'node',
+  register: 'none',
+  audit: 'tenant',
+}

@@ -1,0 +1,392 @@
+/**
+ * The netmap WebSocket (WS /api/v1/netmap): one session per connected node, a full map first and
+ * then deltas, resumable by version.
+ *
+ * Cost model, for 5,000 connected nodes in one network:
+ *  - Each network with connected nodes has one in-memory NetState: every node, and the JSON of
+ *    every ACTIVE node as a peer, serialized once when it changes.
+ *  - A full map is a string join of those cached peer strings (minus self).
+ *  - One node change produces one delta, serialized and encoded ONCE, and the same bytes are
+ *    written to every connected active node: O(1) bytes per receiver, O(n) sends in total.
+ *  - A node that reconnects with ?version=N gets the ids changed since N from the store's change
+ *    log (upserts for active peers, removals for the rest), or a full map when the log does not
+ *    reach back to N or when its own entry changed.
+ */
+import type {IncomingMessage} from 'node:http'
+import type {Duplex} from 'node:stream'
+import type {Logger} from 'pino'
+import {WebSocketServer, type WebSocket} from 'ws'
+import {LIMITS} from '../../shared/protocol/control-api.js'
+import {CLOSE, ClientFrameSchema, type Peer, type Self} from '../../shared/protocol/netmap.js'
+import type {ControllerMetrics} from '../metrics.js'
+import type {ControllerState} from '../state.js'
+import type {NodeChange, StoredNode} from '../store/store.js'
+
+/** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/** Last-seen is written on connect/disconnect and at most this often from reports. */
+const TOUCH_EVERY_MS = 60_000
+
+interface Conn {
+  readonly ws: WebSocket
+  readonly nodeId: string
+  alive: boolean
+  lastTouch: number
+  /** The node's last report of per-peer WireGuard stats (kept for status views). */
+  lastStats: unknown
+}
+
+interface NetState {
+  readonly id: string
+  readonly tenantId: string
+  /** JSON of {id, name, cidr}. */
+  headerJson: string
+  version: number
+  readonly nodes: Map<string, StoredNode>
+  /** Peer JSON of active nodes only. */
+  readonly peerJson: Map<string, string>
+  /** [id, json] of all active peers, rebuilt lazily after a change. */
+  peerList: [string, string][] | null
+  readonly conns: Map<string, Set<Conn>>
+  /** Set while the initial load runs; changes meanwhile are queued and applied after. */
+  loading: Promise<void> | null
+  queued: NodeChange[]
+}
+
+export const toPeer = (n: StoredNode): Peer => ({
+  id: n.id,
+  name: n.name,
+  publicKey: n.publicKey,
+  address: n.address,
+  endpoints: n.endpoints,
+  hostname: n.hostname,
+  os: n.os,
+  tags: n.tags,
+})
+export const toSelf = (n: StoredNode): Self => ({
+  id: n.id,
+  name: n.name,
+  publicKey: n.publicKey,
+  address: n.address,
+  status: n.status,
+})
+
+const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})
+
+export class NetmapHub {
+  private readonly wss: WebSocketServer
+  private readonly nets = new Map<string, NetState>()
+  private readonly pinger: NodeJS.Timeout
+  private readonly unsubscribe: () => void
+  private closing = false
+
+  constructor(
+    private readonly state: ControllerState,
+    private readonly metrics: ControllerMetrics,
+    private readonly log: Logger,
+    opts: {pingIntervalMs?: number} = {},
+  ) {
+    this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
+    this.unsubscribe = state.onNodeChange((c) => this.onChange(c))
+    this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
+    this.pinger.unref()
+  }
+
+  /** Number of open node sockets. */
+  get connections(): number {
+    let n = 0
+    for (const net of this.nets.values()) for (const set of net.conns.values()) n += set.size
+    return n
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+    const auth = req.headers.authorization ?? ''
+    const credential = /^Bearer (\S{1,300})$/i.exec(auth)?.[1] ?? ''
+    const versionText = url.searchParams.get('version')
+    const resumeFrom =
+      versionText !== null && /^\d{1,15}$/.test(versionText) ? Number(versionText) : undefined
+    socket.on('error', () => socket.destroy())
+    void this.state
+      .authenticateNode(credential)
+      .catch((err: unknown) => {
+        this.log.error({err}, 'netmap authentication failed')
+        return undefined
+      })
+      .then((node) => {
+        if (socket.destroyed) return
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          if (!node || this.closing) {
+            ws.close(
+              this.closing ? CLOSE.SHUTTING_DOWN : CLOSE.UNAUTHENTICATED,
+              this.closing ? 'shutting down' : 'NODE_CREDENTIAL_INVALID',
+            )
+            return
+          }
+          this.attach(ws, node, resumeFrom).catch((err: unknown) => {
+            this.log.error({err, nodeId: node.id}, 'netmap session failed')
+            ws.terminate()
+          })
+        })
+      })
+  }
+
+  private async attach(ws: WebSocket, node: StoredNode, resumeFrom: number | undefined): Promise<void> {
+    ws.on('error', () => ws.terminate())
+    const net = await this.netState(node.networkId)
+    if (!net || ws.readyState !== ws.OPEN) {
+      ws.close(CLOSE.REVOKED, 'network gone')
+      return
+    }
+    const conn: Conn = {ws, nodeId: node.id, alive: true, lastTouch: Date.now(), lastStats: undefined}
+    let set = net.conns.get(node.id)
+    if (!set) net.conns.set(node.id, (set = new Set()))
+    set.add(conn)
+    this.metrics.connectedNodes.inc()
+    ws.on('pong', () => {
+      conn.alive = true
+    })
+    ws.on('close', () => {
+      const s = net.conns.get(node.id)
+      s?.delete(conn)
+      if (s && s.size === 0) net.conns.delete(node.id)
+      this.metrics.connectedNodes.dec()
+      if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
+      void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
+        this.log.warn({err, nodeId: node.id}, 'presence update failed')
+      })
+    })
+    ws.on('message', (data, isBinary) => this.onFrame(conn, node, data, isBinary))
+    await this.state.nodeConnected(node, net.tenantId)
+    await this.sendInitial(net, conn, resumeFrom)
+  }
+
+  /** The first frame: a full map, or what changed since the version the node already has. */
+  private async sendInitial(net: NetState, conn: Conn, resumeFrom: number | undefined): Promise<void> {
+    const self = net.nodes.get(conn.nodeId)
+    if (!self) {
+      this.revoke(conn)
+      return
+    }
+    if (resumeFrom !== undefined && self.status === 'active') {
+      const since = await this.state.store.changesSince(net.id, resumeFrom)
+      if (since && !since.nodeIds.includes(self.id)) {
+        const changed: string[] = []
+        const removed: string[] = []
+        for (const id of since.nodeIds) {
+          const json = net.peerJson.get(id)
+          if (json !== undefined) changed.push(json)
+          else removed.push(JSON.stringify(id))
+        }
+        const version = Math.max(since.version, net.version)
+        let frame = `{"type":"delta","version":${version}`
+        if (changed.length > 0) frame += `,"changed":[${changed.join(',')}]`
+        if (removed.length > 0) frame += `,"removed":[${removed.join(',')}]`
+        this.send(conn, frame + '}', 'delta')
+        return
+      }
+    }
+    this.send(conn, this.fullFrame(net, self), 'full')
+  }
+
+  private fullFrame(net: NetState, self: StoredNode): string {
+    let peers = ''
+    if (self.status === 'active') {
+      net.peerList ??= [...net.peerJson.entries()]
+      const parts: string[] = []
+      for (const [id, json] of net.peerList) if (id !== self.id) parts.push(json)
+      peers = parts.join(',')
+    }
+    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]}`
+  }
+
+  private onFrame(conn: Conn, node: StoredNode, data: unknown, isBinary: boolean): void {
+    let parsed: unknown
+    try {
+      parsed = isBinary ? undefined : JSON.parse(String(data))
+    } catch {
+      parsed = undefined
+    }
+    const frame = ClientFrameSchema.safeParse(parsed)
+    if (!frame.success) {
+      conn.ws.close(CLOSE.BAD_FRAME, 'invalid frame')
+      return
+    }
+    conn.lastStats = frame.data.peers
+    const now = Date.now()
+    const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
+    if (frame.data.endpoints !== undefined) {
+      conn.lastTouch = now
+      void this.state
+        .reportEndpoints(current, frame.data.endpoints, {sourceAddress: null, requestId: null})
+        .catch((err: unknown) => this.log.warn({err, nodeId: node.id}, 'endpoint report failed'))
+    } else if (now - conn.lastTouch > TOUCH_EVERY_MS) {
+      conn.lastTouch = now
+      void this.state.touch(node.id).catch(() => undefined)
+    }
+  }
+
+  /** The NetState of a network, loading it on first use; undefined when the network is gone. */
+  private async netState(networkId: string): Promise<NetState | undefined> {
+    let net = this.nets.get(networkId)
+    if (!net) {
+      const created: NetState = {
+        id: networkId,
+        tenantId: '',
+        headerJson: '',
+        version: 0,
+        nodes: new Map(),
+        peerJson: new Map(),
+        peerList: null,
+        conns: new Map(),
+        loading: null,
+        queued: [],
+      }
+      net = created
+      this.nets.set(networkId, created)
+      created.loading = this.load(created).finally(() => {
+        created.loading = null
+      })
+    }
+    if (net.loading) {
+      try {
+        await net.loading
+      } catch (err) {
+        if (this.nets.get(networkId) === net) this.nets.delete(networkId)
+        throw err
+      }
+    }
+    if (net.headerJson === '') {
+      if (this.nets.get(networkId) === net && net.conns.size === 0) this.nets.delete(networkId)
+      return undefined
+    }
+    return net
+  }
+
+  private async load(net: NetState): Promise<void> {
+    // Version first, nodes second: the snapshot is at least as new as the version, and queued
+    // changes newer than the version are re-applied (upserts and removals are idempotent).
+    const version = await this.state.store.netmapVersion(net.id)
+    const info = await this.state.store.getNetwork(net.id)
+    if (!info) return
+    const nodes = await this.state.store.allNodes(net.id)
+    ;(net as {tenantId: string}).tenantId = info.tenantId
+    net.headerJson = JSON.stringify({id: info.id, name: info.name, cidr: info.cidr})
+    net.version = version
+    for (const n of nodes) {
+      net.nodes.set(n.id, n)
+      if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
+    }
+    const queued = net.queued.splice(0)
+    for (const c of queued) if (c.version > version) this.apply(net, c, false)
+  }
+
+  private onChange(change: NodeChange): void {
+    const net = this.nets.get(change.networkId)
+    if (!net) return
+    if (net.loading) {
+      net.queued.push(change)
+      return
+    }
+    this.apply(net, change, true)
+  }
+
+  /** Updates the cache with one change and fans out one delta; see the module comment. */
+  private apply(net: NetState, change: NodeChange, fanOut: boolean): void {
+    if (change.version > net.version) net.version = change.version
+    const prev = net.nodes.get(change.nodeId) ?? change.before
+    const next = change.node
+    const wasPeer = prev?.status === 'active'
+    const isPeer = next?.status === 'active'
+    if (next) net.nodes.set(next.id, next)
+    else net.nodes.delete(change.nodeId)
+    let peerJson: string | undefined
+    if (isPeer) {
+      peerJson = JSON.stringify(toPeer(next))
+      net.peerJson.set(next.id, peerJson)
+    } else {
+      net.peerJson.delete(change.nodeId)
+    }
+    net.peerList = null
+    if (!fanOut) return
+
+    // 1. Everyone else that is active: one delta, encoded once.
+    let frame: string | undefined
+    if (isPeer)
+      frame = `{"type":"delta","version":${net.version},"${wasPeer ? 'changed' : 'added'}":[${peerJson}]}`
+    else if (wasPeer)
+      frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
+    if (frame !== undefined) {
+      const bytes = Buffer.from(frame)
+      for (const [id, conns] of net.conns) {
+        if (id === change.nodeId || net.nodes.get(id)?.status !== 'active') continue
+        for (const conn of conns) this.send(conn, bytes, 'delta')
+      }
+    }
+    // 2. The node itself.
+    const own = net.conns.get(change.nodeId)
+    if (!own) return
+    for (const conn of own) {
+      if (!next) this.revoke(conn)
+      else if (wasPeer !== isPeer) this.send(conn, this.fullFrame(net, next), 'full')
+      else
+        this.send(
+          conn,
+          `{"type":"delta","version":${net.version},"self":${JSON.stringify(toSelf(next))}}`,
+          'delta',
+        )
+    }
+  }
+
+  private send(conn: Conn, data: string | Buffer, type: 'full' | 'delta' | 'revoked'): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return
+    if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.log.warn({nodeId: conn.nodeId}, 'netmap socket too slow; dropping it')
+      conn.ws.terminate()
+      return
+    }
+    conn.ws.send(data, {binary: false})
+    this.metrics.netmapFrames.inc({type})
+  }
+
+  private revoke(conn: Conn): void {
+    this.send(conn, REVOKED_FRAME, 'revoked')
+    conn.ws.close(CLOSE.REVOKED, 'node removed')
+  }
+
+  private pingAll(): void {
+    for (const net of this.nets.values())
+      for (const conns of net.conns.values())
+        for (const conn of conns) {
+          if (!conn.alive) {
+            conn.ws.terminate()
+            continue
+          }
+          conn.alive = false
+          conn.ws.ping()
+        }
+  }
+
+  /** Closes every node socket with 1001 (going away). */
+  async close(): Promise<void> {
+    this.closing = true
+    clearInterval(this.pinger)
+    this.unsubscribe()
+    const closed: Promise<void>[] = []
+    for (const net of this.nets.values())
+      for (const conns of net.conns.values())
+        for (const conn of conns) {
+          closed.push(
+            new Promise<void>((resolve) => {
+              conn.ws.once('close', () => resolve())
+              conn.ws.close(CLOSE.SHUTTING_DOWN, 'controller shutting down')
+              setTimeout(() => {
+                conn.ws.terminate()
+                resolve()
+              }, 2000).unref()
+            }),
+          )
+        }
+    await Promise.all(closed)
+    this.wss.close()
+  }
+}

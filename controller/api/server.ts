@@ -1,0 +1,308 @@
+/**
+ * The controller's HTTP server: fastify serving every ROUTES entry through one generic loop
+ * (authenticate per route.auth, parse params/query/body with the route's zod schemas, resolve
+ * and authorize the named object, call the handler), health/metrics/OpenAPI endpoints, the two
+ * WebSocket endpoints, and the one error mapping that turns anything into {error:{code,...}}.
+ *
+ * No client input may produce a 5xx: fastify's own errors (FST_ERR_*) are mapped to their 4xx
+ * codes, unknown routes to NOT_FOUND, and only a genuine bug answers INTERNAL.
+ */
+import {randomUUID} from 'node:crypto'
+import type {IncomingMessage} from 'node:http'
+import type {Duplex} from 'node:stream'
+import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
+import type {Logger} from 'pino'
+import type {z} from 'zod'
+import {MeshError, isMeshError, type ErrorCode} from '../../shared/errors.js'
+import {LIMITS, ROUTES, WS_PATHS, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
+import type {ControllerMetrics} from '../metrics.js'
+import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import {EventHub} from './events.js'
+import {makeHandlers, ROUTE_SCOPES, type HandlerContext, type Scope} from './handlers.js'
+import {NetmapHub} from './netmap.js'
+import {buildOpenApi} from './openapi.js'
+
+export interface ServerOptions {
+  readonly state: ControllerState
+  readonly metrics: ControllerMetrics
+  readonly logger: Logger
+  /** The URL put into join strings; derived from the request's Host when absent. */
+  readonly publicUrl?: string | undefined
+  readonly pingIntervalMs?: number | undefined
+}
+
+export interface ControllerServer {
+  readonly app: FastifyInstance
+  readonly netmap: NetmapHub
+  readonly events: EventHub
+  /** Closes WebSockets with 1001, then the HTTP server. */
+  close(): Promise<void>
+}
+
+/** fastify's own error codes → ours. Everything here is the client's doing. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_BAD_URL: 'NOT_FOUND',
+  FST_ERR_ASYNC_CONSTRAINT: 'VALIDATION_FAILED',
+  FST_ERR_VALIDATION: 'VALIDATION_FAILED',
+}
+
+/** Turns any thrown value into a MeshError; `bug` is true for what no client input explains. */
+export function toMeshError(err: unknown): {error: MeshError; bug: boolean} {
+  if (isMeshError(err)) return {error: err, bug: false}
+  const e = err as {code?: unknown; statusCode?: unknown; message?: unknown}
+  if (typeof e?.code === 'string' && Object.hasOwn(FASTIFY_CODES, e.code)) {
+    const code = FASTIFY_CODES[e.code] as ErrorCode
+    return {error: new MeshError(code), bug: false}
+  }
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    const code: ErrorCode =
+      e.statusCode === 413
+        ? 'PAYLOAD_TOO_LARGE'
+        : e.statusCode === 415
+          ? 'UNSUPPORTED_MEDIA_TYPE'
+          : e.statusCode === 404
+            ? 'NOT_FOUND'
+            : e.statusCode === 429
+              ? 'RATE_LIMITED'
+              : 'VALIDATION_FAILED'
+    return {
+      error: new MeshError(code, {message: typeof e.message === 'string' ? e.message : undefined}),
+      bug: false,
+    }
+  }
+  return {error: new MeshError('INTERNAL'), bug: true}
+}
+
+/** "cidr: expected string"-style messages naming each bad field (at most five). */
+export function validationError(where: 'params' | 'query' | 'body', error: z.ZodError): MeshError {
+  const issues = error.issues.map((i) => ({
+    path: i.path.length > 0 ? i.path.map(String).join('.') : where,
+    message: i.message.replace(/^Invalid input: /, ''),
+  }))
+  const message = issues
+    .slice(0, 5)
+    .map((i) => `${i.path}: ${i.message}`)
+    .join('; ')
+  return new MeshError('VALIDATION_FAILED', {message, detail: {in: where, issues: issues.slice(0, 20)}})
+}
+
+const bearer = (req: FastifyRequest): string | undefined => {
+  const h = req.headers.authorization
+  if (typeof h !== 'string') return undefined
+  return /^Bearer (\S{1,300})$/i.exec(h)?.[1]
+}
+
+const HOST_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/
+
+export async function buildServer(opts: ServerOptions): Promise<ControllerServer> {
+  const {state, metrics, logger} = opts
+  const app = Fastify({
+    loggerInstance: logger,
+    genReqId: () => randomUUID(),
+    bodyLimit: LIMITS.maxBodyBytes,
+    return503OnClosing: true,
+    routerOptions: {maxParamLength: 200, ignoreTrailingSlash: false},
+    // Malformed URLs and the like never reach a route: answer them in our error format.
+    frameworkErrors: (err, req, reply) => {
+      const {error} = toMeshError(err)
+      void (reply as FastifyReply)
+        .header('x-request-id', req.id)
+        .code(error.status)
+        .send(error.toWire(req.id))
+    },
+  })
+  const handlers = makeHandlers(state)
+  const netmap = new NetmapHub(state, metrics, logger.child({component: 'netmap'}), {
+    pingIntervalMs: opts.pingIntervalMs,
+  })
+  const events = new EventHub(state, metrics, logger.child({component: 'events'}))
+
+  // ---- body parsing: JSON only, our own parser so every failure has our code.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', {parseAs: 'string'}, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    if (text.trim() === '') {
+      done(null, undefined)
+      return
+    }
+    try {
+      done(null, JSON.parse(text))
+    } catch {
+      done(new MeshError('INVALID_JSON'), undefined)
+    }
+  })
+
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id)
+  })
+  app.addHook('onResponse', async (req, reply) => {
+    const labels = {
+      route: req.routeOptions.url ?? 'unmatched',
+      method: req.method,
+      status: String(reply.statusCode),
+    }
+    metrics.httpRequests.inc(labels)
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000)
+  })
+
+  app.setErrorHandler((err, req, reply) => {
+    const {error, bug} = toMeshError(err)
+    if (bug) req.log.error({err}, 'request failed')
+    else if (error.status >= 500) req.log.warn({err}, 'request failed')
+    if (error.code === 'RATE_LIMITED') void reply.header('retry-after', '60')
+    return reply.code(error.status).send(error.toWire(req.id))
+  })
+  app.setNotFoundHandler((req, reply) => {
+    const error = new MeshError('NOT_FOUND', {message: `no route ${req.method} ${req.url.split('?')[0]}`})
+    return reply.code(404).send(error.toWire(req.id))
+  })
+
+  // ---- operational endpoints
+  app.get('/healthz', async () => ({status: 'ok'}))
+  app.get('/readyz', async (req, reply) => {
+    try {
+      await state.store.ping()
+      return {status: 'ok'}
+    } catch (err) {
+      req.log.warn({err}, 'readiness check failed')
+      const error = new MeshError('NOT_READY', {message: 'the database does not answer'})
+      return reply.code(503).send({status: 'unavailable', ...error.toWire(req.id)})
+    }
+  })
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType)
+    return metrics.registry.metrics()
+  })
+  const openapi = JSON.stringify(buildOpenApi(opts.publicUrl))
+  app.get('/api/v1/openapi.json', async (_req, reply) => reply.type('application/json').send(openapi))
+
+  // ---- the route table, served generically
+  const publicUrlOf = (req: FastifyRequest): string => {
+    if (opts.publicUrl) return opts.publicUrl
+    const host = req.headers.host
+    if (typeof host === 'string' && HOST_RE.test(host)) return `${req.protocol}://${host}`
+    const addr = app.server.address()
+    return typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : 'http://127.0.0.1'
+  }
+
+  const resolveScope = async (id: RouteId, p: Principal, params: Record<string, string>): Promise<Scope> => {
+    const r: RouteDef = ROUTES[id]
+    const perm = r.permission
+    const scope: Scope = {}
+    let networkId: string | undefined
+    switch (ROUTE_SCOPES[id]) {
+      case 'none':
+        return scope
+      case 'tenant':
+        if (perm) state.requireTenant(p, perm)
+        return scope
+      case 'user':
+        scope.user = await state.findUser(p, params.id ?? '')
+        if (perm) state.requireTenant(p, perm)
+        return scope
+      case 'network':
+        scope.network = await state.findNetwork(p, params.network ?? '')
+        networkId = scope.network.id
+        break
+      case 'node':
+        scope.node = await state.findNode(p, params.id ?? '')
+        networkId = scope.node.networkId
+        break
+      case 'invite':
+        scope.invite = await state.findInvite(p, params.id ?? '')
+        networkId = scope.invite.networkId
+        break
+      case 'authkey':
+        scope.authKey = await state.findAuthKey(p, params.id ?? '')
+        networkId = scope.authKey.networkId
+        break
+    }
+    if (perm && networkId) await state.requireNetwork(p, networkId, perm)
+    return scope
+  }
+
+  for (const id of Object.keys(ROUTES) as RouteId[]) {
+    const r: RouteDef = ROUTES[id]
+    const handler = handlers[id] as (ctx: HandlerContext<RouteId>) => Promise<unknown>
+    app.route({
+      method: r.method,
+      url: r.path,
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        // 1. Who is calling.
+        let principal: Principal | undefined
+        const token = bearer(req)
+        if (r.auth === 'user' || r.auth === 'superuser') {
+          principal = token === undefined ? undefined : await state.authenticateUser(token)
+          if (!principal) throw new MeshError('UNAUTHENTICATED')
+          if (r.auth === 'superuser' && !principal.user.superuser) {
+            throw new MeshError('FORBIDDEN', {message: 'only superusers may do this'})
+          }
+        } else if (token !== undefined && id === 'register') {
+          // Optional: open-policy registration names a network and brings a user token.
+          principal = await state.authenticateUser(token)
+        }
+        // 2. What was sent, validated by the route's schemas.
+        const parse = (where: 'params' | 'query' | 'body', schema: z.ZodType | undefined, value: unknown) => {
+          if (!schema) return where === 'body' ? undefined : {}
+          const res = schema.safeParse(value ?? (where === 'body' ? undefined : {}))
+          if (!res.success) throw validationError(where, res.error)
+          return res.data
+        }
+        const params = parse('params', r.params, req.params) as Record<string, string>
+        const query = parse('query', r.query, req.query)
+        const body = parse('body', r.body, req.body)
+        // 3. The object named, and whether this caller may act on it.
+        const scope = principal ? await resolveScope(id, principal, params) : {}
+        const meta: RequestMeta = {sourceAddress: req.ip ?? null, requestId: req.id}
+        const result = await handler({
+          principal,
+          params,
+          query,
+          body,
+          meta,
+          scope,
+          publicUrl: publicUrlOf(req),
+        } as HandlerContext<RouteId>)
+        if (id === 'register') metrics.registrations.inc()
+        return reply.code(r.status).send(result)
+      },
+    })
+  }
+
+  // ---- WebSockets: upgrades on the same server
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      url = new URL('http://localhost/')
+    }
+    if (url.pathname === WS_PATHS.netmap) netmap.handleUpgrade(req, socket, head, url)
+    else if (url.pathname === WS_PATHS.events) events.handleUpgrade(req, socket, head)
+    else {
+      const body = JSON.stringify(
+        new MeshError('NOT_FOUND', {message: 'no WebSocket endpoint here'}).toWire(),
+      )
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      )
+    }
+  })
+
+  await app.ready()
+  return {
+    // The logger generic (pino's Logger) is irrelevant to users of the instance.
+    app: app as unknown as FastifyInstance,
+    netmap,
+    events,
+    async close() {
+      await Promise.all([netmap.close(), events.close()])
+      await app.close()
+    },
+  }
+}

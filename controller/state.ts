@@ -1,0 +1,649 @@
+/**
+ * The controller's coordinator: the API handlers, the netmap hub and the event stream call it;
+ * it alone calls the store. It decides who may do what (roles), shapes audit contexts, mints
+ * secrets, tracks node presence, and tells listeners about every node change after it commits.
+ */
+import type {
+  AuditEntry,
+  AuthKey,
+  CreateAuthKeyRequestSchema,
+  CreateInviteRequestSchema,
+  CreateNetworkRequestSchema,
+  Invite,
+  LoginResponse,
+  Network,
+  NetworkMember,
+  Node,
+  NodeStatus,
+  Permission,
+  RegisterRequestSchema,
+  RegisterResponse,
+  Role,
+  Tenant,
+  UpdateNetworkRequest,
+  User,
+} from '../shared/protocol/control-api.js'
+import {roleAllows} from '../shared/protocol/control-api.js'
+import type {z} from 'zod'
+import {MeshError} from '../shared/errors.js'
+import {parseCidr} from '../shared/net/ipv4.js'
+import {newId, newSecret, hashSecret} from './auth/secrets.js'
+import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './auth/password.js'
+import {FailureLimiter} from './auth/rate-limit.js'
+import type {
+  AuditContext,
+  NodeChange,
+  Page,
+  PageRequest,
+  Store,
+  StoredNode,
+  UserRecord,
+} from './store/store.js'
+
+/** User tokens live this long. */
+export const TOKEN_TTL_MS = 30 * 86400 * 1000
+
+/** Where a request came from: stamped on audit entries. */
+export interface RequestMeta {
+  readonly sourceAddress: string | null
+  readonly requestId: string | null
+}
+
+/** An authenticated user and its tenant. */
+export interface Principal {
+  readonly user: UserRecord
+  readonly tenant: Tenant
+  readonly tokenHash: string
+}
+
+export type PresenceEvent = {
+  readonly kind: 'online' | 'offline'
+  readonly node: Node
+  readonly tenantId: string
+}
+
+export interface StateOptions {
+  readonly now?: () => Date
+  /** Failed logins allowed per source address and per user name per minute. */
+  readonly loginFailuresPerMinute?: number
+}
+
+const publicUser = (u: UserRecord): User => ({
+  id: u.id,
+  tenantId: u.tenantId,
+  username: u.username,
+  role: u.role,
+  superuser: u.superuser,
+  createdAt: u.createdAt,
+})
+
+const SINCE_RE = /^(\d{1,6})([smhd])$/
+const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
+
+export class ControllerState {
+  readonly now: () => Date
+  private readonly online = new Map<string, number>()
+  private readonly nodeListeners = new Set<(c: NodeChange) => void>()
+  private readonly presenceListeners = new Set<(e: PresenceEvent) => void>()
+  private readonly loginByAddress: FailureLimiter
+  private readonly loginByUser: FailureLimiter
+
+  constructor(
+    readonly store: Store,
+    opts: StateOptions = {},
+  ) {
+    this.now = opts.now ?? (() => new Date())
+    const max = opts.loginFailuresPerMinute ?? 10
+    const clock = () => this.now().getTime()
+    this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
+    this.loginByUser = new FailureLimiter({max, windowMs: 60_000, now: clock})
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // listeners
+
+  onNodeChange(fn: (c: NodeChange) => void): () => void {
+    this.nodeListeners.add(fn)
+    return () => this.nodeListeners.delete(fn)
+  }
+
+  onPresence(fn: (e: PresenceEvent) => void): () => void {
+    this.presenceListeners.add(fn)
+    return () => this.presenceListeners.delete(fn)
+  }
+
+  private emit(changes: NodeChange | NodeChange[]): void {
+    for (const c of Array.isArray(changes) ? changes : [changes]) {
+      for (const fn of this.nodeListeners) fn(c)
+    }
+  }
+
+  private ctx(actor: {actor: string; actorName: string}, meta: RequestMeta): AuditContext {
+    return {
+      ...actor,
+      sourceAddress: meta.sourceAddress,
+      requestId: meta.requestId,
+      at: this.now().toISOString(),
+    }
+  }
+
+  private userCtx(p: Principal, meta: RequestMeta): AuditContext {
+    return this.ctx({actor: `user:${p.user.id}`, actorName: p.user.username}, meta)
+  }
+
+  private systemCtx(): AuditContext {
+    return this.ctx({actor: 'system', actorName: 'system'}, {sourceAddress: null, requestId: null})
+  }
+
+  withPresence = (n: StoredNode): Node => ({...n, online: this.online.has(n.id)})
+
+  isOnline = (nodeId: string): boolean => this.online.has(nodeId)
+
+  // ---------------------------------------------------------------------------------------------
+  // first start
+
+  /**
+   * Creates tenant `default` with superuser owner `admin` when the database has no tenant.
+   * Returns the password when it created the account, undefined otherwise.
+   */
+  async bootstrap(password: string): Promise<boolean> {
+    if (await this.store.hasTenants()) return false
+    await this.store.createTenantWithOwner(
+      {id: newId('t'), name: 'default'},
+      {id: newId('u'), username: 'admin', passwordHash: await hashPassword(password), superuser: true},
+      this.systemCtx(),
+    )
+    return true
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // authentication
+
+  async login(username: string, password: string, meta: RequestMeta): Promise<LoginResponse> {
+    const addrKey = meta.sourceAddress ?? 'unknown'
+    if (this.loginByAddress.blocked(addrKey) || this.loginByUser.blocked(username)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: 'too many failed logins',
+        hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), this.loginByUser.retryAfter(username))} s and try again`,
+      })
+    }
+    const user = await this.store.getUserByUsername(username)
+    // Unknown users cost a scrypt too, so response time does not reveal which names exist.
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
+    if (!user || !ok) {
+      this.loginByAddress.fail(addrKey)
+      this.loginByUser.fail(username)
+      if (user) {
+        await this.store.appendAudit(
+          {
+            tenantId: user.tenantId,
+            action: 'user.login_failed',
+            targetType: 'user',
+            targetId: user.id,
+            networkId: null,
+            detail: {},
+          },
+          this.ctx({actor: `user:${user.id}`, actorName: user.username}, meta),
+        )
+      }
+      throw new MeshError('INVALID_CREDENTIALS')
+    }
+    const token = newSecret('token')
+    const expiresAt = new Date(this.now().getTime() + TOKEN_TTL_MS).toISOString()
+    await this.store.createToken(
+      {id: newId('tok'), hash: hashSecret(token), userId: user.id, expiresAt},
+      this.ctx({actor: `user:${user.id}`, actorName: user.username}, meta),
+    )
+    const tenant = await this.mustTenant(user.tenantId)
+    return {token, expiresAt, user: publicUser(user), tenant}
+  }
+
+  /** The user behind a bearer token, or undefined (unknown, expired, or its user deleted). */
+  async authenticateUser(token: string): Promise<Principal | undefined> {
+    if (!token.startsWith('mtok_') || token.length > 200) return undefined
+    const tokenHash = hashSecret(token)
+    const rec = await this.store.getToken(tokenHash)
+    if (!rec || rec.expiresAt <= this.now().toISOString()) return undefined
+    const user = await this.store.getUser(rec.userId)
+    if (!user) return undefined
+    const tenant = await this.store.getTenant(user.tenantId)
+    return tenant && {user, tenant, tokenHash}
+  }
+
+  async logout(p: Principal, meta: RequestMeta): Promise<void> {
+    await this.store.deleteToken(p.tokenHash, this.userCtx(p, meta))
+  }
+
+  async authenticateNode(credential: string): Promise<StoredNode | undefined> {
+    if (!credential.startsWith('mnode_') || credential.length > 200) return undefined
+    return this.store.getNodeByCredential(hashSecret(credential))
+  }
+
+  private async mustTenant(id: string): Promise<Tenant> {
+    const t = await this.store.getTenant(id)
+    if (!t) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
+    return t
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // authorization: objects of another tenant are NOT_FOUND, never FORBIDDEN
+
+  /** The user's role on a network: its member role there, else its tenant role. */
+  async networkRole(p: Principal, networkId: string): Promise<Role> {
+    return (await this.store.getMemberRole(networkId, p.user.id)) ?? p.user.role
+  }
+
+  requireTenant(p: Principal, permission: Permission): void {
+    if (!roleAllows(p.user.role, permission)) {
+      throw new MeshError('FORBIDDEN', {message: `your role ${p.user.role} does not allow ${permission}`})
+    }
+  }
+
+  async requireNetwork(p: Principal, networkId: string, permission: Permission): Promise<void> {
+    const role = await this.networkRole(p, networkId)
+    if (!roleAllows(role, permission)) {
+      throw new MeshError('FORBIDDEN', {
+        message: `your role ${role} on this network does not allow ${permission}`,
+      })
+    }
+  }
+
+  /** A network of the user's tenant by id or name. */
+  async findNetwork(p: Principal, ref: string): Promise<Network> {
+    const byId = await this.store.getNetwork(ref)
+    const net =
+      byId && byId.tenantId === p.tenant.id ? byId : await this.store.getNetworkByName(p.tenant.id, ref)
+    if (!net) throw new MeshError('NOT_FOUND', {message: `network ${ref} not found`})
+    return net
+  }
+
+  async findNode(p: Principal, id: string): Promise<StoredNode> {
+    const node = await this.store.getNode(id)
+    const net = node && (await this.store.getNetwork(node.networkId))
+    if (!node || !net || net.tenantId !== p.tenant.id)
+      throw new MeshError('NOT_FOUND', {message: 'node not found'})
+    return node
+  }
+
+  async findInvite(p: Principal, id: string): Promise<{networkId: string}> {
+    const inv = await this.store.getInvite(id)
+    if (!inv || inv.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'invite not found'})
+    return inv
+  }
+
+  async findAuthKey(p: Principal, id: string): Promise<{networkId: string}> {
+    const key = await this.store.getAuthKey(id)
+    if (!key || key.tenantId !== p.tenant.id)
+      throw new MeshError('NOT_FOUND', {message: 'auth key not found'})
+    return key
+  }
+
+  async findUser(p: Principal, id: string): Promise<UserRecord> {
+    const user = await this.store.getUser(id)
+    if (!user || user.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'user not found'})
+    return user
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // tenants and users
+
+  async createTenant(
+    p: Principal,
+    req: {name: string; owner: {username: string; password: string}},
+    meta: RequestMeta,
+  ): Promise<{tenant: Tenant; owner: User}> {
+    if (!p.user.superuser) throw new MeshError('FORBIDDEN', {message: 'only superusers can create tenants'})
+    return this.store.createTenantWithOwner(
+      {id: newId('t'), name: req.name},
+      {
+        id: newId('u'),
+        username: req.owner.username,
+        passwordHash: await hashPassword(req.owner.password),
+        superuser: false,
+      },
+      this.userCtx(p, meta),
+    )
+  }
+
+  listUsers(p: Principal, page: PageRequest): Promise<Page<User>> {
+    return this.store.listUsers(p.tenant.id, page)
+  }
+
+  async createUser(
+    p: Principal,
+    req: {username: string; password: string; role: Role},
+    meta: RequestMeta,
+  ): Promise<User> {
+    return this.store.createUser(
+      {
+        id: newId('u'),
+        tenantId: p.tenant.id,
+        username: req.username,
+        passwordHash: await hashPassword(req.password),
+        role: req.role,
+      },
+      this.userCtx(p, meta),
+    )
+  }
+
+  async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
+    await this.findUser(p, id)
+    return this.store.updateUserRole(id, role, this.userCtx(p, meta))
+  }
+
+  async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
+    await this.findUser(p, id)
+    if (id === p.user.id) {
+      throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
+    }
+    await this.store.deleteUser(id, this.userCtx(p, meta))
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // networks and members
+
+  listNetworks(p: Principal, page: PageRequest): Promise<Page<Network>> {
+    return this.store.listNetworks(p.tenant.id, page)
+  }
+
+  async createNetwork(
+    p: Principal,
+    req: z.output<typeof CreateNetworkRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<Network> {
+    const cidr = parseCidr(req.cidr)
+    if (!cidr || cidr.prefix < 8 || cidr.prefix > 30) {
+      throw new MeshError('INVALID_CIDR', {
+        message: `cidr: ${JSON.stringify(req.cidr)} is not an IPv4 network prefix from /8 to /30 with host bits zero`,
+      })
+    }
+    return this.store.createNetwork(
+      {
+        id: newId('n'),
+        tenantId: p.tenant.id,
+        name: req.name,
+        cidr: req.cidr,
+        description: req.description,
+        joinPolicy: req.joinPolicy,
+        maxNodes: req.maxNodes,
+      },
+      this.userCtx(p, meta),
+    )
+  }
+
+  updateNetwork(
+    p: Principal,
+    net: Network,
+    patch: UpdateNetworkRequest,
+    meta: RequestMeta,
+  ): Promise<Network> {
+    return this.store.updateNetwork(net.id, patch, this.userCtx(p, meta))
+  }
+
+  async deleteNetwork(p: Principal, net: Network, meta: RequestMeta): Promise<void> {
+    const changes = await this.store.deleteNetwork(net.id, this.userCtx(p, meta))
+    this.emit(changes)
+  }
+
+  listMembers(net: Network): Promise<NetworkMember[]> {
+    return this.store.listMembers(net.id)
+  }
+
+  async setMember(
+    p: Principal,
+    net: Network,
+    userId: string,
+    role: Role,
+    meta: RequestMeta,
+  ): Promise<NetworkMember> {
+    await this.findUser(p, userId)
+    return this.store.setMember(net.id, userId, role, this.userCtx(p, meta))
+  }
+
+  async removeMember(p: Principal, net: Network, userId: string, meta: RequestMeta): Promise<void> {
+    await this.findUser(p, userId)
+    await this.store.removeMember(net.id, userId, this.userCtx(p, meta))
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // invites and auth keys
+
+  async createInvite(
+    p: Principal,
+    net: Network,
+    req: z.output<typeof CreateInviteRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<{invite: Invite; code: string}> {
+    const code = newSecret('invite')
+    const invite = await this.store.createInvite(
+      {
+        id: newId('iv'),
+        networkId: net.id,
+        codeHash: hashSecret(code),
+        role: req.role,
+        maxUses: req.maxUses,
+        expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
+        createdBy: p.user.id,
+      },
+      this.userCtx(p, meta),
+    )
+    return {invite, code}
+  }
+
+  listInvites(net: Network, page: PageRequest): Promise<Page<Invite>> {
+    return this.store.listInvites(net.id, page)
+  }
+
+  revokeInvite(p: Principal, id: string, meta: RequestMeta): Promise<Invite> {
+    return this.store.revokeInvite(id, this.userCtx(p, meta))
+  }
+
+  async createAuthKey(
+    p: Principal,
+    net: Network,
+    req: z.output<typeof CreateAuthKeyRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<{authKey: AuthKey; key: string}> {
+    const key = newSecret('authKey')
+    const authKey = await this.store.createAuthKey(
+      {
+        id: newId('ak'),
+        networkId: net.id,
+        keyHash: hashSecret(key),
+        prefix: key.slice(0, 12),
+        reusable: req.reusable,
+        ephemeral: req.ephemeral,
+        preApproved: req.preApproved,
+        tags: [...new Set(req.tags)],
+        expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
+        createdBy: p.user.id,
+      },
+      this.userCtx(p, meta),
+    )
+    return {authKey, key}
+  }
+
+  listAuthKeys(net: Network, page: PageRequest): Promise<Page<AuthKey>> {
+    return this.store.listAuthKeys(net.id, page)
+  }
+
+  revokeAuthKey(p: Principal, id: string, meta: RequestMeta): Promise<AuthKey> {
+    return this.store.revokeAuthKey(id, this.userCtx(p, meta))
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // nodes
+
+  /**
+   * Registers a node with an invite code, an auth key, or (open networks only) a user token
+   * with node.register. `principal` is the bearer of the request, when it sent a user token.
+   */
+  async register(
+    req: z.output<typeof RegisterRequestSchema>,
+    principal: Principal | undefined,
+    meta: RequestMeta,
+  ): Promise<RegisterResponse> {
+    const credential = newSecret('node')
+    const nodeId = newId('nd')
+    let actor = {actor: `node:${nodeId}`, actorName: req.name}
+    let proof: Parameters<Store['registerNode']>[0]
+    if (req.invite !== undefined) {
+      if (!req.invite.startsWith('inv_')) throw new MeshError('INVITE_INVALID')
+      proof = {kind: 'invite', codeHash: hashSecret(req.invite)}
+    } else if (req.authKey !== undefined) {
+      if (!req.authKey.startsWith('mkey_')) throw new MeshError('AUTHKEY_INVALID')
+      proof = {kind: 'authkey', keyHash: hashSecret(req.authKey)}
+    } else {
+      if (!principal) {
+        throw new MeshError('UNAUTHENTICATED', {
+          message: 'registering with a network name needs a user token in Authorization: Bearer',
+        })
+      }
+      const net = await this.findNetwork(principal, req.network ?? '')
+      await this.requireNetwork(principal, net.id, 'node.register')
+      if (net.joinPolicy !== 'open') {
+        throw new MeshError('FORBIDDEN', {
+          message: `network ${net.name} has join policy ${net.joinPolicy}: a token alone cannot register`,
+          hint: 'join with an invite or an auth key',
+        })
+      }
+      proof = {kind: 'open', networkId: net.id}
+      actor = {actor: `user:${principal.user.id}`, actorName: principal.user.username}
+    }
+    const change = await this.store.registerNode(
+      proof,
+      {
+        id: nodeId,
+        name: req.name,
+        hostname: req.hostname,
+        os: req.os,
+        publicKey: req.publicKey,
+        endpoints: [...new Set(req.endpoints)],
+        credentialHash: hashSecret(credential),
+      },
+      this.ctx(actor, meta),
+    )
+    this.emit(change)
+    const node = change.node as StoredNode
+    const net = (await this.store.getNetwork(node.networkId)) as Network
+    return {node: this.withPresence(node), network: {id: net.id, name: net.name, cidr: net.cidr}, credential}
+  }
+
+  async listNodes(
+    net: Network,
+    filter: {status?: NodeStatus | undefined},
+    page: PageRequest,
+  ): Promise<Page<Node>> {
+    const res = await this.store.listNodes(net.id, filter, page)
+    return {items: res.items.map(this.withPresence), nextCursor: res.nextCursor}
+  }
+
+  /** Every node of the user's tenant (the admin stream's snapshot). */
+  async tenantNodes(p: Principal): Promise<Node[]> {
+    return (await this.store.tenantNodes(p.tenant.id)).map(this.withPresence)
+  }
+
+  async approveNode(p: Principal, id: string, meta: RequestMeta): Promise<Node> {
+    const change = await this.store.approveNode(id, this.userCtx(p, meta))
+    this.emit(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  async renameNode(p: Principal, id: string, name: string, meta: RequestMeta): Promise<Node> {
+    const change = await this.store.renameNode(id, name, this.userCtx(p, meta))
+    this.emit(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  async removeNode(p: Principal | undefined, id: string, meta: RequestMeta): Promise<void> {
+    const change = await this.store.removeNode(id, p ? this.userCtx(p, meta) : this.systemCtx())
+    this.emit(change)
+  }
+
+  /** A node reported its endpoint candidates; fans out only when they changed. */
+  async reportEndpoints(node: StoredNode, endpoints: readonly string[], meta: RequestMeta): Promise<void> {
+    const unique = [...new Set(endpoints)]
+    const change = await this.store.setNodeEndpoints(
+      node.id,
+      unique,
+      this.ctx({actor: `node:${node.id}`, actorName: node.name}, meta),
+    )
+    if (change) this.emit(change)
+  }
+
+  /** Presence: a netmap socket of this node opened or closed. Several sockets count once. */
+  async nodeConnected(node: StoredNode, tenantId: string): Promise<void> {
+    const n = (this.online.get(node.id) ?? 0) + 1
+    this.online.set(node.id, n)
+    await this.touch(node.id)
+    if (n === 1) this.emitPresence('online', node, tenantId)
+  }
+
+  async nodeDisconnected(node: StoredNode, tenantId: string): Promise<void> {
+    const n = (this.online.get(node.id) ?? 1) - 1
+    if (n > 0) {
+      this.online.set(node.id, n)
+      return
+    }
+    this.online.delete(node.id)
+    await this.touch(node.id)
+    this.emitPresence('offline', node, tenantId)
+  }
+
+  async touch(nodeId: string): Promise<void> {
+    await this.store.touchNode(nodeId, this.now().toISOString())
+  }
+
+  private emitPresence(kind: 'online' | 'offline', node: StoredNode, tenantId: string): void {
+    const ev: PresenceEvent = {
+      kind,
+      node: this.withPresence({...node, lastSeen: this.now().toISOString()}),
+      tenantId,
+    }
+    for (const fn of this.presenceListeners) fn(ev)
+  }
+
+  /** Removes ephemeral nodes that have been offline longer than `timeoutMs`. */
+  async reapEphemeral(timeoutMs: number): Promise<number> {
+    const cutoff = this.now().getTime() - timeoutMs
+    let removed = 0
+    for (const node of await this.store.ephemeralNodes()) {
+      if (this.online.has(node.id)) continue
+      const seen = Date.parse(node.lastSeen ?? node.createdAt)
+      if (seen > cutoff) continue
+      try {
+        await this.removeNode(undefined, node.id, {sourceAddress: null, requestId: null})
+        removed++
+      } catch (err) {
+        // Removed meanwhile by someone else: nothing to do.
+        if (!(err instanceof MeshError && err.code === 'NOT_FOUND')) throw err
+      }
+    }
+    return removed
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // audit
+
+  async listAudit(
+    p: Principal,
+    q: {since?: string | undefined; actor?: string | undefined; network?: string | undefined},
+    page: PageRequest,
+  ): Promise<Page<AuditEntry>> {
+    let since: string | undefined
+    if (q.since !== undefined) {
+      const m = SINCE_RE.exec(q.since)
+      const t = m
+        ? this.now().getTime() - Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]
+        : Date.parse(q.since)
+      if (!Number.isFinite(t)) {
+        throw new MeshError('VALIDATION_FAILED', {
+          message: 'since: expected an RFC 3339 time or a duration like 1h',
+        })
+      }
+      since = new Date(t).toISOString()
+    }
+    const networkId = q.network === undefined ? undefined : (await this.findNetwork(p, q.network)).id
+    return this.store.listAudit({tenantId: p.tenant.id, since, actor: q.actor, networkId}, page)
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * The SQLite schema as an append-only list of migrations, applied with umzug at start.
+ *
+ * Rules: never edit or reorder a shipped migration; add a new one at the end. Each migration
+ * runs in one transaction together with its row in `migrations`, so a crash leaves it either
+ * fully applied or not at all. A database that lists a migration this binary does not know was
+ * written by a newer mesh: start-up refuses it (DATABASE_NEWER_THAN_BINARY) rather than run
+ * old code against a schema it does not understand.
+ */
+import type Database from 'better-sqlite3'
+import {Umzug, type UmzugStorage} from 'umzug'
+import {MeshError} from '../../../shared/errors.js'
+
+export interface Migration {
+  readonly name: string
+  readonly sql: string
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    name: '0001-initial',
+    sql: `
+CREATE TABLE tenants (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (t_...)
+  name TEXT NOT NULL UNIQUE,             -- tenant name, unique across the controller
+  created_at TEXT NOT NULL               -- RFC 3339 creation time
+);
+
+CREATE TABLE users (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (u_...)
+  tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant the user belongs to
+  username TEXT NOT NULL UNIQUE,         -- login name, unique across all tenants
+  password_hash TEXT NOT NULL,           -- scrypt$N$r$p$salt$hash (salted; never the password)
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- role on the tenant
+  superuser INTEGER NOT NULL DEFAULT 0 CHECK (superuser IN (0,1)), -- 1: may create tenants
+  created_at TEXT NOT NULL               -- RFC 3339 creation time
+);
+
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,                   -- token id (for logs; the secret itself is never stored)
+  token_hash TEXT NOT NULL UNIQUE,       -- hex SHA-256 of the bearer token
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- whose token
+  created_at TEXT NOT NULL,              -- RFC 3339 issue time
+  expires_at TEXT NOT NULL               -- RFC 3339 expiry; refused after this
+);
+
+CREATE TABLE networks (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (n_...)
+  tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- owning tenant
+  name TEXT NOT NULL,                    -- network name, unique per tenant
+  cidr TEXT NOT NULL,                    -- IPv4 prefix the node addresses come from, e.g. 10.20.0.0/24
+  description TEXT NOT NULL DEFAULT '',  -- free text for people
+  join_policy TEXT NOT NULL CHECK (join_policy IN ('open','invite','approval')), -- how nodes may join
+  max_nodes INTEGER,                     -- upper bound on nodes; NULL: only the CIDR limits
+  ipam_cursor INTEGER,                   -- last address handed out (uint32); NULL: none yet
+  netmap_version INTEGER NOT NULL DEFAULT 0, -- bumped on every peer-visible node change
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  UNIQUE (tenant_id, name)
+);
+
+CREATE TABLE network_members (
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- the network
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,       -- the user
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- overrides the tenant role here
+  PRIMARY KEY (network_id, user_id)
+);
+
+CREATE TABLE invites (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (iv_...)
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network the invite joins
+  code_hash TEXT NOT NULL UNIQUE,        -- hex SHA-256 of the secret code (inv_...)
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- role the invite grants
+  max_uses INTEGER,                      -- NULL: unlimited
+  uses INTEGER NOT NULL DEFAULT 0,       -- successful registrations with this invite
+  expires_at TEXT NOT NULL,              -- RFC 3339; refused after this
+  revoked_at TEXT,                       -- RFC 3339 when revoked; NULL: live
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  created_by TEXT NOT NULL               -- user id of the creator (kept after the user is deleted)
+);
+
+CREATE TABLE auth_keys (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (ak_...)
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network the key joins
+  key_hash TEXT NOT NULL UNIQUE,         -- hex SHA-256 of the secret key (mkey_...)
+  prefix TEXT NOT NULL,                  -- first characters of the key, to recognise it in lists
+  reusable INTEGER NOT NULL CHECK (reusable IN (0,1)),         -- 0: single use
+  ephemeral INTEGER NOT NULL CHECK (ephemeral IN (0,1)),       -- 1: nodes are removed when gone
+  pre_approved INTEGER NOT NULL CHECK (pre_approved IN (0,1)), -- 1: skip approval
+  tags TEXT NOT NULL DEFAULT '[]',       -- JSON array of tag:name given to its nodes
+  uses INTEGER NOT NULL DEFAULT 0,       -- successful registrations with this key
+  expires_at TEXT NOT NULL,              -- RFC 3339; refused after this
+  revoked_at TEXT,                       -- RFC 3339 when revoked; NULL: live
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  created_by TEXT NOT NULL               -- user id of the creator
+);
+
+CREATE TABLE nodes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (nd_...)
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of the node
+  name TEXT NOT NULL,                    -- node name, unique per network
+  hostname TEXT NOT NULL DEFAULT '',     -- reported host name
+  os TEXT NOT NULL DEFAULT '',           -- reported operating system
+  public_key TEXT NOT NULL,              -- WireGuard public key, unique per network
+  address INTEGER NOT NULL,              -- mesh IPv4 address as uint32, unique per network
+  credential_hash TEXT NOT NULL UNIQUE,  -- hex SHA-256 of the node credential (mnode_...)
+  status TEXT NOT NULL CHECK (status IN ('pending','active','disabled')), -- peers see active only
+  last_seen TEXT,                        -- RFC 3339 last contact; NULL: never connected
+  endpoints TEXT NOT NULL DEFAULT '[]',  -- JSON array of host:port candidates
+  tags TEXT NOT NULL DEFAULT '[]',       -- JSON array of tag:name
+  ephemeral INTEGER NOT NULL DEFAULT 0 CHECK (ephemeral IN (0,1)), -- 1: removed when offline too long
+  created_at TEXT NOT NULL,              -- RFC 3339 registration time
+  UNIQUE (network_id, name),
+  UNIQUE (network_id, public_key),
+  UNIQUE (network_id, address)
+);
+CREATE INDEX nodes_ephemeral ON nodes (ephemeral) WHERE ephemeral = 1;
+
+CREATE TABLE netmap_changes (
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network whose map changed
+  version INTEGER NOT NULL,              -- the netmap version this change produced
+  node_id TEXT NOT NULL,                 -- the node that changed (may be gone since)
+  PRIMARY KEY (network_id, version)
+);
+
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- entry number, strictly increasing
+  at TEXT NOT NULL,                      -- RFC 3339 time of the change
+  tenant_id TEXT,                        -- tenant the change belongs to (no FK: outlives it)
+  actor TEXT NOT NULL,                   -- user:<id>, node:<id> or system
+  actor_name TEXT NOT NULL,              -- user name or node name at the time
+  action TEXT NOT NULL,                  -- e.g. network.create, node.register
+  target_type TEXT NOT NULL,             -- tenant, user, network, node, invite, authkey, token
+  target_id TEXT,                        -- id of the target, when it has one
+  network_id TEXT,                       -- network concerned, when there is one
+  source_address TEXT,                   -- client IP address of the request
+  request_id TEXT,                       -- request id (x-request-id) to find the log lines
+  detail TEXT NOT NULL DEFAULT '{}'      -- JSON object with the change's particulars
+);
+CREATE INDEX audit_tenant ON audit (tenant_id, id);
+
+-- The audit log is append-only: no statement may change or remove an entry.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+`,
+  },
+]
+
+/**
+ * Applies pending migrations. `known` is injectable so tests can play an older binary.
+ * Throws DATABASE_NEWER_THAN_BINARY when the database lists an unknown migration.
+ */
+export async function migrate(
+  db: Database.Database,
+  known: readonly Migration[] = MIGRATIONS,
+): Promise<{applied: string[]}> {
+  db.exec(`CREATE TABLE IF NOT EXISTS migrations (
+    name TEXT PRIMARY KEY,   -- migration name, e.g. 0001-initial
+    applied_at TEXT NOT NULL -- RFC 3339 time it was applied
+  )`)
+  const executed = (db.prepare('SELECT name FROM migrations ORDER BY name').all() as {name: string}[]).map(
+    (r) => r.name,
+  )
+  const knownNames = new Set(known.map((m) => m.name))
+  const unknown = executed.filter((n) => !knownNames.has(n))
+  if (unknown.length > 0) {
+    throw new MeshError('DATABASE_NEWER_THAN_BINARY', {
+      message: `the database has migration ${unknown.join(', ')} that this mesh does not know`,
+      detail: {unknown},
+    })
+  }
+  const record = db.prepare('INSERT OR IGNORE INTO migrations (name, applied_at) VALUES (?, ?)')
+  // The migration's own up() records it inside the same transaction; logMigration is then a
+  // no-op that stays correct if umzug calls it.
+  const storage: UmzugStorage = {
+    executed: async () =>
+      (db.prepare('SELECT name FROM migrations ORDER BY name').all() as {name: string}[]).map((r) => r.name),
+    logMigration: async ({name}) => {
+      record.run(name, new Date().toISOString())
+    },
+    unlogMigration: async () => {
+      throw new Error('migrations are append-only; there is no down')
+    },
+  }
+  const umzug = new Umzug({
+    migrations: known.map((m) => ({
+      name: m.name,
+      up: async () => {
+        db.transaction(() => {
+          db.exec(m.sql)
+          record.run(m.name, new Date().toISOString())
+        })()
+      },
+    })),
+    storage,
+    logger: undefined,
+  })
+  const applied = await umzug.up()
+  return {applied: applied.map((m) => m.name)}
+}

@@ -1,0 +1,254 @@
+/**
+ * The controller's storage port: every read and every atomic write the coordinator (state.ts)
+ * needs, as Promise-returning methods so a PostgreSQL adapter can implement the same interface
+ * without touching the handlers.
+ *
+ * Invariants every adapter keeps (the contract suite in contract.test-suite.ts checks them):
+ *  1. Each mutating method is ONE transaction that also appends its audit entry: either both
+ *     the change and its audit row are committed, or neither is.
+ *  2. Rules that need a consistent view (unique names, CIDR overlap, invite/key use counts,
+ *     address allocation, max nodes) are decided inside that transaction, so two concurrent
+ *     controllers cannot both win. They throw MeshError with the stable code.
+ *  3. Every change to a node that peers can see bumps its network's netmap version by one and
+ *     records (network, version, node id) in the change log, in the same transaction.
+ *  4. Secrets (tokens, invite codes, auth keys, node credentials) are stored only as SHA-256
+ *     hashes; passwords only as salted scrypt hashes.
+ */
+import type {
+  AuditEntry,
+  AuthKey,
+  Invite,
+  JoinPolicy,
+  Network,
+  NetworkMember,
+  Node,
+  NodeStatus,
+  Role,
+  Tenant,
+  User,
+} from '../../shared/protocol/control-api.js'
+
+/** Who did it, from where, in which request: stamped on every audit entry. */
+export interface AuditContext {
+  /** `user:<id>`, `node:<id>` or `system`. */
+  readonly actor: string
+  readonly actorName: string
+  readonly sourceAddress: string | null
+  readonly requestId: string | null
+  /** The time of the change (also used for the rows it writes). */
+  readonly at: string
+}
+
+/** A node as stored: everything but `online`, which is presence kept by the coordinator. */
+export type StoredNode = Omit<Node, 'online'>
+
+export interface UserRecord extends User {
+  readonly passwordHash: string
+}
+
+export interface InviteRecord extends Invite {
+  readonly tenantId: string
+}
+
+export interface AuthKeyRecord extends AuthKey {
+  readonly tenantId: string
+}
+
+/** A node change that peers must hear of; returned by every node mutation. */
+export interface NodeChange {
+  readonly networkId: string
+  readonly tenantId: string
+  /** The network's netmap version after this change. */
+  readonly version: number
+  readonly nodeId: string
+  readonly kind: 'added' | 'changed' | 'removed'
+  /** The node after the change; null when removed. */
+  readonly node: StoredNode | null
+  /** The node before the change; null when added. */
+  readonly before: StoredNode | null
+}
+
+export interface Page<T> {
+  readonly items: T[]
+  readonly nextCursor: string | null
+}
+
+export interface PageRequest {
+  readonly limit: number
+  readonly cursor?: string | undefined
+}
+
+export interface NewNetwork {
+  readonly id: string
+  readonly tenantId: string
+  readonly name: string
+  readonly cidr: string
+  readonly description: string
+  readonly joinPolicy: JoinPolicy
+  readonly maxNodes: number | null
+}
+
+export interface NetworkPatch {
+  readonly name?: string | undefined
+  readonly description?: string | undefined
+  readonly joinPolicy?: JoinPolicy | undefined
+  readonly maxNodes?: number | null | undefined
+}
+
+/** How a node proves it may join; checked inside the registration transaction. */
+export type JoinProof =
+  | {readonly kind: 'invite'; readonly codeHash: string}
+  | {readonly kind: 'authkey'; readonly keyHash: string}
+  | {readonly kind: 'open'; readonly networkId: string}
+
+export interface NewNode {
+  readonly id: string
+  readonly name: string
+  readonly hostname: string
+  readonly os: string
+  readonly publicKey: string
+  readonly endpoints: readonly string[]
+  readonly credentialHash: string
+}
+
+export interface AuditFilter {
+  readonly tenantId: string
+  readonly since?: string | undefined
+  /** `user:<id>`, `node:<id>`, or a user name (matched against actor_name). */
+  readonly actor?: string | undefined
+  readonly networkId?: string | undefined
+}
+
+export interface Store {
+  /** Cheap liveness probe of the database (`SELECT 1`). */
+  ping(): Promise<void>
+  close(): Promise<void>
+
+  // ---- tenants and users
+  hasTenants(): Promise<boolean>
+  createTenantWithOwner(
+    tenant: {id: string; name: string},
+    owner: {id: string; username: string; passwordHash: string; superuser: boolean},
+    audit: AuditContext,
+  ): Promise<{tenant: Tenant; owner: User}>
+  getTenant(id: string): Promise<Tenant | undefined>
+  getUser(id: string): Promise<UserRecord | undefined>
+  getUserByUsername(username: string): Promise<UserRecord | undefined>
+  listUsers(tenantId: string, page: PageRequest): Promise<Page<User>>
+  createUser(
+    user: {id: string; tenantId: string; username: string; passwordHash: string; role: Role},
+    audit: AuditContext,
+  ): Promise<User>
+  updateUserRole(id: string, role: Role, audit: AuditContext): Promise<User>
+  deleteUser(id: string, audit: AuditContext): Promise<void>
+
+  // ---- user tokens
+  createToken(
+    token: {id: string; hash: string; userId: string; expiresAt: string},
+    audit: AuditContext,
+  ): Promise<void>
+  getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined>
+  deleteToken(hash: string, audit: AuditContext): Promise<void>
+
+  // ---- networks and members
+  listNetworks(tenantId: string, page: PageRequest): Promise<Page<Network>>
+  getNetwork(id: string): Promise<Network | undefined>
+  getNetworkByName(tenantId: string, name: string): Promise<Network | undefined>
+  createNetwork(net: NewNetwork, audit: AuditContext): Promise<Network>
+  updateNetwork(id: string, patch: NetworkPatch, audit: AuditContext): Promise<Network>
+  /** Deletes the network with its nodes, invites and keys; returns the removed nodes' changes. */
+  deleteNetwork(id: string, audit: AuditContext): Promise<NodeChange[]>
+  listMembers(networkId: string): Promise<NetworkMember[]>
+  getMemberRole(networkId: string, userId: string): Promise<Role | undefined>
+  setMember(networkId: string, userId: string, role: Role, audit: AuditContext): Promise<NetworkMember>
+  removeMember(networkId: string, userId: string, audit: AuditContext): Promise<void>
+
+  // ---- invites and auth keys
+  createInvite(
+    invite: {
+      id: string
+      networkId: string
+      codeHash: string
+      role: Role
+      maxUses: number | null
+      expiresAt: string
+      createdBy: string
+    },
+    audit: AuditContext,
+  ): Promise<Invite>
+  listInvites(networkId: string, page: PageRequest): Promise<Page<Invite>>
+  getInvite(id: string): Promise<InviteRecord | undefined>
+  revokeInvite(id: string, audit: AuditContext): Promise<Invite>
+  createAuthKey(
+    key: {
+      id: string
+      networkId: string
+      keyHash: string
+      prefix: string
+      reusable: boolean
+      ephemeral: boolean
+      preApproved: boolean
+      tags: readonly string[]
+      expiresAt: string
+      createdBy: string
+    },
+    audit: AuditContext,
+  ): Promise<AuthKey>
+  listAuthKeys(networkId: string, page: PageRequest): Promise<Page<AuthKey>>
+  getAuthKey(id: string): Promise<AuthKeyRecord | undefined>
+  revokeAuthKey(id: string, audit: AuditContext): Promise<AuthKey>
+
+  // ---- nodes
+  /**
+   * Registers a node in one transaction: checks the invite or auth key (INVITE_* / AUTHKEY_*),
+   * counts a use, enforces max nodes, picks a unique name (web, web-2, ...) and an address
+   * (controller/ipam.ts), inserts the node and bumps the netmap version.
+   */
+  registerNode(proof: JoinProof, node: NewNode, audit: AuditContext): Promise<NodeChange>
+  getNode(id: string): Promise<StoredNode | undefined>
+  getNodeByCredential(credentialHash: string): Promise<StoredNode | undefined>
+  listNodes(
+    networkId: string,
+    filter: {status?: NodeStatus | undefined},
+    page: PageRequest,
+  ): Promise<Page<StoredNode>>
+  /** Every node of a network, unpaged (netmap cache loading). */
+  allNodes(networkId: string): Promise<StoredNode[]>
+  /** Every node of a tenant (admin event snapshot). */
+  tenantNodes(tenantId: string): Promise<StoredNode[]>
+  ephemeralNodes(): Promise<StoredNode[]>
+  approveNode(id: string, audit: AuditContext): Promise<NodeChange>
+  renameNode(id: string, name: string, audit: AuditContext): Promise<NodeChange>
+  removeNode(id: string, audit: AuditContext): Promise<NodeChange>
+  /** Returns undefined when the endpoints did not change (nothing written). */
+  setNodeEndpoints(
+    id: string,
+    endpoints: readonly string[],
+    audit: AuditContext,
+  ): Promise<NodeChange | undefined>
+  /** Presence bookkeeping: last-seen time only; not audited, no netmap change. */
+  touchNode(id: string, at: string): Promise<void>
+
+  // ---- netmap versions
+  netmapVersion(networkId: string): Promise<number>
+  /**
+   * Node ids changed after `version`, or undefined when the change log no longer reaches back
+   * that far (or `version` is from the future): the caller sends a full map.
+   */
+  changesSince(networkId: string, version: number): Promise<{version: number; nodeIds: string[]} | undefined>
+
+  // ---- audit
+  /** An audit entry with no other change (failed logins, for instance). */
+  appendAudit(
+    entry: {
+      tenantId: string | null
+      action: string
+      targetType: string
+      targetId: string | null
+      networkId: string | null
+      detail: Record<string, unknown>
+    },
+    audit: AuditContext,
+  ): Promise<void>
+  listAudit(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>
+}
