@@ -110,6 +110,8 @@ export class Backend {
   private readonly startedAt = new Date().toISOString()
   private reportTimer: NodeJS.Timeout | undefined
   private closed = false
+  /** Joins run one at a time: two at once could pick the same interface name or port. */
+  private joinQueue: Promise<unknown> = Promise.resolve()
 
   constructor(private readonly opts: BackendOptions) {
     opts.driver.onLost = (name) => {
@@ -201,7 +203,16 @@ export class Backend {
   // -------------------------------------------------------------------------------------------
   // The socket API's operations
 
-  async join(req: JoinRequest): Promise<NetworkStatus> {
+  join(req: JoinRequest): Promise<NetworkStatus> {
+    const next = this.joinQueue.then(
+      () => this.joinNow(req),
+      () => this.joinNow(req),
+    )
+    this.joinQueue = next.catch(() => {})
+    return next
+  }
+
+  private async joinNow(req: JoinRequest): Promise<NetworkStatus> {
     const controller = req.controller.replace(/\/+$/, '')
     const iface = req.interface ?? (await this.nextInterfaceName())
     await this.checkInterfaceFree(iface)

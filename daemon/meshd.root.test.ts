@@ -27,7 +27,7 @@ const canRun =
 const P = `md${randomBytes(2).toString('hex')}`
 const NS = {hub: `${P}-hub`, a: `${P}-a`, b: `${P}-b`, c: `${P}-c`}
 const UNDERLAY = {hub: '198.51.100.1', a: '198.51.100.2', b: '198.51.100.3', c: '198.51.100.4'}
-type Node = Node | 'c'
+type NodeName = 'a' | 'b' | 'c'
 
 function sh(cmd: string, args: string[], opts: {ns?: string; input?: string} = {}): string {
   const argv = opts.ns ? ['ip', ['netns', 'exec', opts.ns, cmd, ...args]] : [cmd, args]
@@ -68,7 +68,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
   let controllerUrl = ''
   let controller: ChildProcess | undefined
   let token = ''
-  const daemons: Partial<Record<Node, ChildProcess>> = {}
+  const daemons: Partial<Record<NodeName, ChildProcess>> = {}
   const sock = {a: path.join(dir, 'a.sock'), b: path.join(dir, 'b.sock'), c: path.join(dir, 'c.sock')}
   const password = `pw-${randomBytes(9).toString('base64url')}`
 
@@ -93,7 +93,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     }
   }
 
-  async function startDaemon(node: Node): Promise<void> {
+  async function startDaemon(node: NodeName): Promise<void> {
     const p = startLogged(`meshd-${node}`, NS[node], [
       'daemon',
       'run',
@@ -118,14 +118,14 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     )
   }
 
-  async function stopDaemon(node: Node): Promise<void> {
+  async function stopDaemon(node: NodeName): Promise<void> {
     const p = daemons[node]
     if (!p || p.exitCode !== null) return
     p.kill('SIGTERM')
     await waitFor(`meshd ${node} to exit`, () => p.exitCode !== null, 10_000)
   }
 
-  function mesh(node: Node, args: string[]): {code: number; stdout: string; stderr: string} {
+  function mesh(node: NodeName, args: string[]): {code: number; stdout: string; stderr: string} {
     const r = spawnSync(process.execPath, [meshJs, ...args, '--socket', sock[node]], {
       encoding: 'utf8',
       timeout: 60_000,
@@ -133,7 +133,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     return {code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr}
   }
 
-  async function status(node: Node): Promise<Status> {
+  async function status(node: NodeName): Promise<Status> {
     const r = mesh(node, ['status', '--json'])
     if (r.code !== 0) throw new Error(`mesh status (${node}) exit ${r.code}: ${r.stdout}${r.stderr}`)
     return StatusSchema.parse(JSON.parse(r.stdout))
@@ -234,8 +234,8 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     else fs.rmSync(dir, {recursive: true, force: true})
   })
 
-  const addr: Partial<Record<Node, string>> = {}
-  const iface: Partial<Record<Node, string>> = {}
+  const addr: Partial<Record<NodeName, string>> = {}
+  const iface: Partial<Record<NodeName, string>> = {}
 
   it('joins both nodes with invites and picks the userspace backend here', async () => {
     for (const node of ['a', 'b'] as const) {
@@ -279,7 +279,7 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
 
   it('keeps networks apart: a second network on a gets its own interface, key and port, and b cannot reach it', async () => {
     // a joins "isolated" too; c is only in "isolated"; b is only in "roottest".
-    const join = (node: Node, name: string) => {
+    const join = (node: NodeName, name: string) => {
       const inv = api<{joinString: string}>('POST', '/api/v1/networks/isolated/invites', {})
       const r = mesh(node, ['join', inv.joinString, '--name', name, '--json'])
       expect(r.code, r.stdout + r.stderr).toBe(0)

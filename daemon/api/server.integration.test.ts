@@ -10,6 +10,7 @@ import {connectError, DaemonClient} from '../../cli/lib/daemon-client.js'
 import {isMeshError, type MeshError} from '../../shared/errors.js'
 import {PROTOCOL_HEADER} from '../../shared/protocol/version.js'
 import {startFakeDaemon, tempDir, type FakeDaemon} from '../testing/harness.js'
+import {groupId, serveApi, type Handlers} from './server.js'
 
 function raw(
   socketPath: string,
@@ -169,6 +170,31 @@ describe('socket lifecycle', () => {
       fs.rmSync(dir, {recursive: true, force: true})
     }
   })
+})
+
+describe('socket ownership', () => {
+  const nogroup = groupId('nogroup')
+  it.skipIf(process.getuid?.() !== 0 || nogroup === undefined)(
+    'gives the socket to the named group so its members may connect',
+    async () => {
+      const dir = tempDir()
+      const server = await serveApi({
+        socketPath: path.join(dir, 's.sock'),
+        group: 'nogroup',
+        handlers: {} as Handlers,
+        log: {info() {}, warn() {}, error() {}, debug() {}},
+      })
+      try {
+        const st = fs.statSync(server.socketPath)
+        expect(st.gid).toBe(nogroup)
+        expect(st.uid).toBe(0)
+        expect(st.mode & 0o777).toBe(0o660)
+      } finally {
+        await server.close()
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    },
+  )
 })
 
 describe('DaemonClient errors', () => {
