@@ -1,0 +1,392 @@
+/**
+ * The Store contract: one suite that every adapter (SQLite now, PostgreSQL later) must pass.
+ * Call storeContract() from an adapter's test file with a factory for a fresh, empty store.
+ */
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import nacl from 'tweetnacl'
+import {isMeshError} from '../../shared/errors.js'
+import type {AuditContext, NewNode, Store} from './store.js'
+
+const key = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
+
+let seq = 0
+const uid = (p: string) => `${p}_${++seq}_${Math.random().toString(36).slice(2, 8)}`
+
+export const ctx = (over: Partial<AuditContext> = {}): AuditContext => ({
+  actor: 'user:u_test',
+  actorName: 'tester',
+  sourceAddress: '127.0.0.1',
+  requestId: `req-${++seq}`,
+  at: '2026-11-22T00:00:00.000Z',
+  ...over,
+})
+
+const newNode = (over: Partial<NewNode> = {}): NewNode => ({
+  id: uid('nd'),
+  name: 'web',
+  hostname: 'web.example',
+  os: 'linux',
+  publicKey: key(),
+  endpoints: [],
+  credentialHash: uid('cred'),
+  ...over,
+})
+
+/** Resolves to the error code a promise rejects with (fails the test when it resolves). */
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+  } catch (err) {
+    if (isMeshError(err)) return err.code
+    throw err
+  }
+  throw new Error('expected a MeshError, but the call succeeded')
+}
+
+export function storeContract(name: string, open: () => Promise<{store: Store; cleanup(): Promise<void>}>) {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store
+    let cleanup: () => Promise<void>
+    let tenantId: string
+
+    beforeEach(async () => {
+      ;({store, cleanup} = await open())
+      const {tenant} = await store.createTenantWithOwner(
+        {id: uid('t'), name: 'acme'},
+        {id: uid('u'), username: 'boss', passwordHash: 'x', superuser: true},
+        ctx(),
+      )
+      tenantId = tenant.id
+    })
+    afterEach(async () => {
+      await store.close()
+      await cleanup()
+    })
+
+    const makeNetwork = (
+      over: {
+        name?: string
+        cidr?: string
+        joinPolicy?: 'open' | 'invite' | 'approval'
+        maxNodes?: number | null
+      } = {},
+    ) =>
+      store.createNetwork(
+        {
+          id: uid('n'),
+          tenantId,
+          name: over.name ?? uid('net').replace(/_/g, '-').toLowerCase(),
+          cidr: over.cidr ?? '10.0.0.0/24',
+          description: '',
+          joinPolicy: over.joinPolicy ?? 'invite',
+          maxNodes: over.maxNodes ?? null,
+        },
+        ctx(),
+      )
+
+    const makeKey = (
+      networkId: string,
+      over: {
+        reusable?: boolean
+        preApproved?: boolean
+        ephemeral?: boolean
+        tags?: string[]
+        expiresAt?: string
+      } = {},
+    ) => {
+      const keyHash = uid('kh')
+      return store
+        .createAuthKey(
+          {
+            id: uid('ak'),
+            networkId,
+            keyHash,
+            prefix: 'mkey_abc',
+            reusable: over.reusable ?? true,
+            ephemeral: over.ephemeral ?? false,
+            preApproved: over.preApproved ?? false,
+            tags: over.tags ?? [],
+            expiresAt: over.expiresAt ?? '2030-01-01T00:00:00.000Z',
+            createdBy: 'u_test',
+          },
+          ctx(),
+        )
+        .then((k) => ({...k, keyHash}))
+    }
+
+    it('keeps user names unique across tenants and tenant names unique', async () => {
+      expect(
+        await codeOf(
+          store.createTenantWithOwner(
+            {id: uid('t'), name: 'other'},
+            {id: uid('u'), username: 'boss', passwordHash: 'x', superuser: false},
+            ctx(),
+          ),
+        ),
+      ).toBe('USERNAME_TAKEN')
+      expect(
+        await codeOf(
+          store.createTenantWithOwner(
+            {id: uid('t'), name: 'acme'},
+            {id: uid('u'), username: 'someone', passwordHash: 'x', superuser: false},
+            ctx(),
+          ),
+        ),
+      ).toBe('TENANT_NAME_TAKEN')
+      expect(
+        await codeOf(
+          store.createUser(
+            {id: uid('u'), tenantId, username: 'boss', passwordHash: 'x', role: 'member'},
+            ctx(),
+          ),
+        ),
+      ).toBe('USERNAME_TAKEN')
+    })
+
+    it('keeps network names unique per tenant and refuses overlapping CIDRs within a tenant only', async () => {
+      await makeNetwork({name: 'home', cidr: '10.1.0.0/16'})
+      expect(await codeOf(makeNetwork({name: 'home', cidr: '10.2.0.0/16'}))).toBe('NETWORK_NAME_TAKEN')
+      expect(await codeOf(makeNetwork({name: 'lab', cidr: '10.1.5.0/24'}))).toBe('CIDR_OVERLAP')
+      expect(await codeOf(makeNetwork({name: 'big', cidr: '10.0.0.0/8'}))).toBe('CIDR_OVERLAP')
+      const {tenant: other} = await store.createTenantWithOwner(
+        {id: uid('t'), name: 'other'},
+        {id: uid('u'), username: 'other-boss', passwordHash: 'x', superuser: false},
+        ctx(),
+      )
+      const same = await store.createNetwork(
+        {
+          id: uid('n'),
+          tenantId: other.id,
+          name: 'home',
+          cidr: '10.1.0.0/16',
+          description: '',
+          joinPolicy: 'open',
+          maxNodes: null,
+        },
+        ctx(),
+      )
+      expect(same.name).toBe('home')
+    })
+
+    it('writes exactly one audit entry per mutation, with actor, source address and request id', async () => {
+      const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
+      const c = ctx({
+        actor: 'user:u_x',
+        actorName: 'xavier',
+        sourceAddress: '203.0.113.9',
+        requestId: 'req-audit',
+      })
+      const net = await store.createNetwork(
+        {
+          id: uid('n'),
+          tenantId,
+          name: 'audited',
+          cidr: '10.50.0.0/24',
+          description: 'd',
+          joinPolicy: 'open',
+          maxNodes: null,
+        },
+        c,
+      )
+      const all = (await store.listAudit({tenantId}, {limit: 500})).items
+      expect(all.length).toBe(before + 1)
+      expect(all[0]).toMatchObject({
+        action: 'network.create',
+        actor: 'user:u_x',
+        actorName: 'xavier',
+        sourceAddress: '203.0.113.9',
+        requestId: 'req-audit',
+        targetType: 'network',
+        targetId: net.id,
+        networkId: net.id,
+        tenantId,
+      })
+    })
+
+    it('writes no audit entry and no change when a mutation fails', async () => {
+      await makeNetwork({name: 'one', cidr: '10.60.0.0/24'})
+      const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
+      await codeOf(makeNetwork({name: 'one', cidr: '10.61.0.0/24'}))
+      await codeOf(store.registerNode({kind: 'authkey', keyHash: 'nope'}, newNode(), ctx()))
+      expect((await store.listAudit({tenantId}, {limit: 500})).items.length).toBe(before)
+    })
+
+    it('checks invites inside registration: invalid, revoked, expired, used up; counts uses', async () => {
+      const net = await makeNetwork({joinPolicy: 'invite'})
+      const mk = async (over: {maxUses?: number | null; expiresAt?: string} = {}) => {
+        const codeHash = uid('ch')
+        const inv = await store.createInvite(
+          {
+            id: uid('iv'),
+            networkId: net.id,
+            codeHash,
+            role: 'member',
+            maxUses: over.maxUses === undefined ? 1 : over.maxUses,
+            expiresAt: over.expiresAt ?? '2030-01-01T00:00:00.000Z',
+            createdBy: 'u_test',
+          },
+          ctx(),
+        )
+        return {inv, codeHash}
+      }
+      expect(await codeOf(store.registerNode({kind: 'invite', codeHash: 'unknown'}, newNode(), ctx()))).toBe(
+        'INVITE_INVALID',
+      )
+      const once = await mk()
+      const change = await store.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())
+      expect(change.node?.status).toBe('active')
+      expect((await store.getInvite(once.inv.id))?.uses).toBe(1)
+      expect(
+        await codeOf(store.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())),
+      ).toBe('INVITE_USED_UP')
+      const expired = await mk({expiresAt: '2026-11-21T00:00:00.000Z'})
+      expect(
+        await codeOf(store.registerNode({kind: 'invite', codeHash: expired.codeHash}, newNode(), ctx())),
+      ).toBe('INVITE_EXPIRED')
+      const revoked = await mk({maxUses: null})
+      await store.revokeInvite(revoked.inv.id, ctx())
+      expect(
+        await codeOf(store.registerNode({kind: 'invite', codeHash: revoked.codeHash}, newNode(), ctx())),
+      ).toBe('INVITE_REVOKED')
+    })
+
+    it('checks auth keys: single use, revoked, expired; pre-approval, ephemeral and tags carry over', async () => {
+      const net = await makeNetwork({joinPolicy: 'approval'})
+      const single = await makeKey(net.id, {reusable: false})
+      const first = await store.registerNode(
+        {kind: 'authkey', keyHash: single.keyHash},
+        newNode({name: 'a'}),
+        ctx(),
+      )
+      expect(first.node?.status).toBe('pending')
+      expect(
+        await codeOf(store.registerNode({kind: 'authkey', keyHash: single.keyHash}, newNode(), ctx())),
+      ).toBe('AUTHKEY_USED')
+      const pre = await makeKey(net.id, {preApproved: true, ephemeral: true, tags: ['tag:ci']})
+      const n = await store.registerNode({kind: 'authkey', keyHash: pre.keyHash}, newNode({name: 'b'}), ctx())
+      expect(n.node).toMatchObject({status: 'active', ephemeral: true, tags: ['tag:ci']})
+      const expired = await makeKey(net.id, {expiresAt: '2026-01-01T00:00:00.000Z'})
+      expect(
+        await codeOf(store.registerNode({kind: 'authkey', keyHash: expired.keyHash}, newNode(), ctx())),
+      ).toBe('AUTHKEY_EXPIRED')
+      await store.revokeAuthKey(pre.id, ctx())
+      expect(
+        await codeOf(store.registerNode({kind: 'authkey', keyHash: pre.keyHash}, newNode(), ctx())),
+      ).toBe('AUTHKEY_REVOKED')
+    })
+
+    it('suffixes a taken node name, refuses a taken public key and a rename onto a taken name', async () => {
+      const net = await makeNetwork({joinPolicy: 'open'})
+      const names: string[] = []
+      for (let i = 0; i < 3; i++) {
+        names.push(
+          (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'web'}), ctx())).node!
+            .name,
+        )
+      }
+      expect(names).toEqual(['web', 'web-2', 'web-3'])
+      const pk = key()
+      await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'db', publicKey: pk}), ctx())
+      expect(
+        await codeOf(
+          store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'db2', publicKey: pk}), ctx()),
+        ),
+      ).toBe('PUBLIC_KEY_TAKEN')
+      const nodes = await store.allNodes(net.id)
+      expect(await codeOf(store.renameNode(nodes[1]!.id, 'web', ctx()))).toBe('NODE_NAME_TAKEN')
+    })
+
+    it('enforces max nodes and address pool exhaustion, never two nodes on one address', async () => {
+      const capped = await makeNetwork({cidr: '10.70.0.0/24', joinPolicy: 'open', maxNodes: 2})
+      await store.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'a'}), ctx())
+      await store.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'b'}), ctx())
+      expect(await codeOf(store.registerNode({kind: 'open', networkId: capped.id}, newNode(), ctx()))).toBe(
+        'NETWORK_MAX_NODES',
+      )
+      const tiny = await makeNetwork({cidr: '10.71.0.0/30', joinPolicy: 'open'})
+      const a = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'a'}), ctx())
+      const b = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'b'}), ctx())
+      expect([a.node!.address, b.node!.address]).toEqual(['10.71.0.1', '10.71.0.2'])
+      expect(await codeOf(store.registerNode({kind: 'open', networkId: tiny.id}, newNode(), ctx()))).toBe(
+        'ADDRESS_POOL_EXHAUSTED',
+      )
+      // A removed node's address is free again only once the cursor wraps.
+      await store.removeNode(a.nodeId, ctx())
+      const c = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'c'}), ctx())
+      expect(c.node!.address).toBe('10.71.0.1')
+    })
+
+    it('bumps the netmap version once per node change and reports what changed since a version', async () => {
+      const net = await makeNetwork({joinPolicy: 'approval'})
+      const k = await makeKey(net.id)
+      expect(await store.netmapVersion(net.id)).toBe(0)
+      const a = await store.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'a'}), ctx())
+      const b = await store.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'b'}), ctx())
+      expect([a.version, b.version]).toEqual([1, 2])
+      const approved = await store.approveNode(a.nodeId, ctx())
+      expect(approved).toMatchObject({version: 3, kind: 'changed'})
+      expect(approved.node?.status).toBe('active')
+      expect(await codeOf(store.approveNode(a.nodeId, ctx()))).toBe('NODE_NOT_PENDING')
+      expect(await store.setNodeEndpoints(b.nodeId, [], ctx())).toBeUndefined()
+      const ep = await store.setNodeEndpoints(b.nodeId, ['198.51.100.7:51820'], ctx())
+      expect(ep?.version).toBe(4)
+      expect(await store.changesSince(net.id, 2)).toEqual({
+        version: 4,
+        nodeIds: expect.arrayContaining([a.nodeId, b.nodeId]),
+      })
+      expect(await store.changesSince(net.id, 4)).toEqual({version: 4, nodeIds: []})
+      expect(await store.changesSince(net.id, 99)).toBeUndefined()
+      const removed = await store.removeNode(b.nodeId, ctx())
+      expect(removed).toMatchObject({kind: 'removed', node: null, version: 5})
+      expect(removed.before?.id).toBe(b.nodeId)
+    })
+
+    it('pages through a list exactly once with limit and cursor', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.80.0.0/24'})
+      const ids: string[] = []
+      for (let i = 0; i < 7; i++) {
+        ids.push(
+          (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: `n${i}`}), ctx()))
+            .nodeId,
+        )
+      }
+      const seen: string[] = []
+      let cursor: string | undefined
+      for (let i = 0; i < 10; i++) {
+        const page = await store.listNodes(net.id, {}, {limit: 3, cursor})
+        seen.push(...page.items.map((n) => n.id))
+        if (!page.nextCursor) break
+        cursor = page.nextCursor
+      }
+      expect(seen).toEqual(ids)
+    })
+
+    it('deletes a network with its nodes and reports each node as removed', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.90.0.0/24'})
+      const n = await store.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())
+      const changes = await store.deleteNetwork(net.id, ctx())
+      expect(changes.map((c) => [c.nodeId, c.kind])).toEqual([[n.nodeId, 'removed']])
+      expect(await store.getNode(n.nodeId)).toBeUndefined()
+      expect(await store.getNetwork(net.id)).toBeUndefined()
+    })
+
+    it('finds a node by its credential hash and a token by its hash only', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.91.0.0/24'})
+      const n = await store.registerNode(
+        {kind: 'open', networkId: net.id},
+        newNode({credentialHash: 'abc123'}),
+        ctx(),
+      )
+      expect((await store.getNodeByCredential('abc123'))?.id).toBe(n.nodeId)
+      expect(await store.getNodeByCredential('abc124')).toBeUndefined()
+      const user = await store.getUserByUsername('boss')
+      await store.createToken(
+        {id: 'tok1', hash: 'h1', userId: user!.id, expiresAt: '2030-01-01T00:00:00.000Z'},
+        ctx(),
+      )
+      expect(await store.getToken('h1')).toMatchObject({userId: user!.id})
+      await store.deleteToken('h1', ctx())
+      expect(await store.getToken('h1')).toBeUndefined()
+    })
+  })
+}

@@ -1,0 +1,108 @@
+// The SQLite adapter: the shared Store contract on a real temp file, plus what only SQLite has
+// (pragmas, append-only audit triggers, migrations that refuse a newer database).
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import Database from 'better-sqlite3'
+import {afterEach, describe, expect, it} from 'vitest'
+import {storeContract, ctx} from '../contract.test-suite.js'
+import {SqliteStore} from './sqlite-store.js'
+import {MIGRATIONS} from './migrations.js'
+
+const dirs: string[] = []
+const tempFile = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-store-'))
+  dirs.push(dir)
+  return path.join(dir, 'mesh.db')
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, {recursive: true, force: true})
+})
+
+storeContract('sqlite', async () => {
+  const file = tempFile()
+  return {store: await SqliteStore.open(file), cleanup: async () => undefined}
+})
+
+describe('SQLite adapter', () => {
+  it('opens with WAL, foreign keys, NORMAL sync and a busy timeout, file mode 0600', async () => {
+    const file = tempFile()
+    const store = await SqliteStore.open(file)
+    try {
+      expect(store.db.pragma('journal_mode', {simple: true})).toBe('wal')
+      expect(store.db.pragma('foreign_keys', {simple: true})).toBe(1)
+      expect(store.db.pragma('synchronous', {simple: true})).toBe(1)
+      expect(store.db.pragma('busy_timeout', {simple: true})).toBe(5000)
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('refuses to change or delete audit entries', async () => {
+    const store = await SqliteStore.open(tempFile())
+    try {
+      await store.createTenantWithOwner(
+        {id: 't1', name: 'acme'},
+        {id: 'u1', username: 'boss', passwordHash: 'x', superuser: false},
+        ctx(),
+      )
+      expect(() => store.db.prepare("UPDATE audit SET actor = 'someone else'").run()).toThrow(/append-only/)
+      expect(() => store.db.prepare('DELETE FROM audit').run()).toThrow(/append-only/)
+      expect(store.db.prepare('SELECT count(*) AS c FROM audit').get()).toEqual({c: 1})
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('records applied migrations and applies nothing twice', async () => {
+    const file = tempFile()
+    await (await SqliteStore.open(file)).close()
+    const store = await SqliteStore.open(file)
+    try {
+      const rows = store.db.prepare('SELECT name FROM migrations').all() as {name: string}[]
+      expect(rows.map((r) => r.name)).toEqual(MIGRATIONS.map((m) => m.name))
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('refuses a database written by a newer mesh with DATABASE_NEWER_THAN_BINARY and leaves it untouched', async () => {
+    const file = tempFile()
+    await (await SqliteStore.open(file)).close()
+    const db = new Database(file)
+    db.prepare('INSERT INTO migrations (name, applied_at) VALUES (?, ?)').run('9999-from-the-future', 'x')
+    db.close()
+    await expect(SqliteStore.open(file)).rejects.toMatchObject({code: 'DATABASE_NEWER_THAN_BINARY'})
+    const check = new Database(file, {readonly: true})
+    expect(check.prepare('SELECT count(*) AS c FROM migrations').get()).toEqual({c: MIGRATIONS.length + 1})
+    check.close()
+  })
+
+  it('upgrades a database made by an older binary by applying only the new migrations', async () => {
+    const file = tempFile()
+    const extra = {name: '9000-test-extra', sql: 'CREATE TABLE test_extra (x INTEGER) -- a test column'}
+    await (await SqliteStore.open(file)).close()
+    const store = await SqliteStore.open(file, {migrations: [...MIGRATIONS, extra]})
+    try {
+      const names = (
+        store.db.prepare('SELECT name FROM migrations ORDER BY name').all() as {name: string}[]
+      ).map((r) => r.name)
+      expect(names).toEqual([...MIGRATIONS.map((m) => m.name), extra.name])
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('rolls a failing migration back completely', async () => {
+    const file = tempFile()
+    const broken = {name: '9001-broken', sql: 'CREATE TABLE half_done (x INTEGER); THIS IS NOT SQL'}
+    await expect(SqliteStore.open(file, {migrations: [...MIGRATIONS, broken]})).rejects.toThrow()
+    const db = new Database(file, {readonly: true})
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {name: string}[]
+    const applied = db.prepare('SELECT name FROM migrations').all() as {name: string}[]
+    db.close()
+    expect(tables.map((t) => t.name)).not.toContain('half_done')
+    expect(applied.map((a) => a.name)).not.toContain('9001-broken')
+  })
+})
