@@ -81,38 +81,39 @@ export interface RawReply {
   body: string
 }
 
-/** Sends `request` bytes as-is on a unix socket and reads the reply until close (bounded). */
-export function rawRequest(
+/**
+ * Sends `request` bytes as-is on a unix socket and reads the reply until the server closes
+ * (bounded). A server may answer 413 and close before the body ends; writing on after that
+ * gets EPIPE, and Node then drops the reply it already received. So the last 64 KiB go out in
+ * 16 KiB pieces 50 ms apart, and writing stops as soon as a reply arrives. Requests carry
+ * `Connection: close`; the socket is never half-closed.
+ */
+export async function rawRequest(
   socketPath: string,
   request: string | Buffer,
   timeoutMs = 5000,
 ): Promise<RawReply> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath)
-    const chunks: Buffer[] = []
-    const timer = setTimeout(() => {
-      sock.destroy()
-      finish()
-    }, timeoutMs)
-    const finish = (): void => {
-      clearTimeout(timer)
-      const text = Buffer.concat(chunks).toString('utf8')
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
-      if (!m)
-        return reject(new Error(`no HTTP reply on ${socketPath}: ${JSON.stringify(text.slice(0, 200))}`))
-      const split = text.indexOf('\r\n\r\n')
-      resolve({
-        status: Number(m[1]),
-        headers: text.slice(0, split),
-        body: split >= 0 ? text.slice(split + 4) : '',
-      })
-    }
-    sock.on('data', (d: Buffer) => chunks.push(d))
-    sock.on('error', () => undefined)
-    sock.on('close', finish)
-    // Half-close after writing when the request is complete, so the server answers and closes.
-    sock.end(request)
-  })
+  const sock = net.connect(socketPath)
+  const chunks: Buffer[] = []
+  sock.on('data', (d: Buffer) => chunks.push(d))
+  sock.on('error', () => undefined)
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()))
+  const write = (b: Buffer): Promise<void> =>
+    Promise.race([new Promise<void>((resolve) => sock.write(b, () => resolve())), closed])
+  const buf = Buffer.from(request)
+  const tailFrom = Math.max(0, buf.length - 64 * 1024)
+  if (tailFrom > 0) await write(buf.subarray(0, tailFrom))
+  for (let off = tailFrom; off < buf.length && chunks.length === 0 && !sock.destroyed; off += 16 * 1024) {
+    await write(buf.subarray(off, off + 16 * 1024))
+    if (off + 16 * 1024 < buf.length) await new Promise((r) => setTimeout(r, 50))
+  }
+  await Promise.race([closed, new Promise((r) => setTimeout(r, timeoutMs))])
+  sock.destroy()
+  const text = Buffer.concat(chunks).toString('utf8')
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
+  if (!m) throw new Error(`no HTTP reply on ${socketPath}: ${JSON.stringify(text.slice(0, 200))}`)
+  const split = text.indexOf('\r\n\r\n')
+  return {status: Number(m[1]), headers: text.slice(0, split), body: split >= 0 ? text.slice(split + 4) : ''}
 }
 
 /** An HTTP/1.1 request with a JSON body, as raw text (Connection: close). */
@@ -125,10 +126,33 @@ export function httpRequest(
   const h: Record<string, string> = {host: 'meshd', connection: 'close', ...headers}
   if (body !== undefined) {
     h['content-type'] ??= 'application/json'
-    h['content-length'] = String(Buffer.byteLength(body))
+    h['content-length'] ??= String(Buffer.byteLength(body))
   }
   const lines = Object.entries(h).map(([k, v]) => `${k}: ${v}`)
   return `${method} ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body ?? ''}`
+}
+
+/** The same with the body in chunked transfer encoding (no Content-Length: only counting stops it). */
+export function chunkedRequest(
+  method: string,
+  target: string,
+  body: string,
+  headers: Record<string, string> = {},
+): string {
+  const h: Record<string, string> = {
+    host: 'meshd',
+    connection: 'close',
+    'content-type': 'application/json',
+    'transfer-encoding': 'chunked',
+    ...headers,
+  }
+  const lines = Object.entries(h).map(([k, v]) => `${k}: ${v}`)
+  let chunks = ''
+  for (let i = 0; i < body.length; i += 64 * 1024) {
+    const piece = body.slice(i, i + 64 * 1024)
+    chunks += `${Buffer.byteLength(piece).toString(16)}\r\n${piece}\r\n`
+  }
+  return `${method} ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${chunks}0\r\n\r\n`
 }
 
 /** Decodes a body sent with chunked transfer encoding, or returns it unchanged. */

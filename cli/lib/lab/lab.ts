@@ -11,7 +11,7 @@ import {fileURLToPath} from 'node:url'
 import {Agent} from 'undici'
 import {MeshError} from '../../../shared/errors.js'
 import type {Node as ControllerNode} from '../../../shared/protocol/control-api.js'
-import {StatusSchema, type Status} from '../../../shared/protocol/local-api.js'
+import {JoinResultSchema, StatusSchema, type Status} from '../../../shared/protocol/local-api.js'
 import {ControllerClient} from '../controller-client.js'
 import {isAlive, signalProc, startProc, stopProc, stopProcSync, tail, type ProcRecord} from './procs.js'
 import {run, runSync, sleep, waitFor, type RunOptions, type RunResult} from './sh.js'
@@ -413,17 +413,23 @@ export class Lab {
     return parsed.data
   }
 
-  /** Joins a node to a network with a fresh single-use invite; records its address and id. */
-  async join(node: LabNode, network: string): Promise<string> {
-    const joinString = await this.invite(network)
+  /**
+   * Joins a node to a network (`mesh join` in its namespace) with the given join string or a
+   * fresh single-use invite; records its address and id.
+   */
+  async join(node: LabNode, network: string, opts: {joinString?: string} = {}): Promise<string> {
+    const joinString = opts.joinString ?? (await this.invite(network))
     const r = await this.mesh(node, ['join', joinString, '--name', node.name, '--json'], {timeoutMs: 30_000})
     if (r.code !== 0) {
       throw new Error(
         `mesh join failed on ${node.name} (exit ${r.code}): ${r.stderr || r.stdout}\n${this.logTail(node)}`,
       )
     }
-    const st = await this.status(node)
-    const net = st?.networks.find((n) => n.name === network)
+    // `mesh join --json` prints the joined network's status; older builds may not: ask meshd.
+    const joined = JoinResultSchema.safeParse(safeJson(r.stdout))
+    const net = joined.success
+      ? joined.data
+      : (await this.status(node))?.networks.find((n) => n.name === network)
     if (!net) throw new Error(`${node.name} joined ${network} but its status does not list it`)
     node.addresses[network] = net.address
     node.nodeIds[network] = net.nodeId
@@ -557,6 +563,14 @@ export function teardownSync(state: LabState, opts: {keepLogs?: boolean} = {}): 
   // Only ever the lab's own directory under the lab root.
   if (path.basename(state.runDir) === state.prefix) fs.rmSync(state.runDir, {recursive: true, force: true})
   return logs ? {logs} : {}
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
 }
 
 function fileSize(file: string): number {
