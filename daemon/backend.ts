@@ -231,6 +231,9 @@ export class Backend {
       os: `${process.platform}`,
       endpoints: localEndpoints(listenPort, this.meshInterfaces()),
     })
+    // The network is only known from the reply (an invite names no network), so a second join
+    // is caught after registering: that extra node stays at the controller until an admin
+    // removes it. `mesh up --auth-key` avoids it by checking for a network of that controller.
     if (this.nets.has(reg.network.id))
       throw new MeshError('ALREADY_JOINED', {
         message: `this node already belongs to network ${reg.network.name}`,
