@@ -10,7 +10,7 @@ import path from 'node:path'
 import {createInterface} from 'node:readline'
 import Database from 'better-sqlite3'
 import nacl from 'tweetnacl'
-import {Agent, request, type Dispatcher} from 'undici'
+import {Agent, getGlobalDispatcher, type Dispatcher} from 'undici'
 import {ERRORS, isErrorCode} from '../../shared/errors.js'
 import {ROUTES, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
 
@@ -69,11 +69,13 @@ export async function http(
   } else if (opts.contentType) {
     headers['content-type'] = opts.contentType
   }
-  const res = await request(new URL(pathAndQuery, baseUrl), {
+  // origin + path, never new URL(path, base): a path such as //x/y must stay a path.
+  const res = await (opts.dispatcher ?? getGlobalDispatcher()).request({
+    origin: new URL(baseUrl).origin,
+    path: pathAndQuery,
     method: method as Dispatcher.HttpMethod,
     headers,
     body,
-    dispatcher: opts.dispatcher,
     signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
   })
   const text = await res.body.text()
