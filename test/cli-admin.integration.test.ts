@@ -4,13 +4,14 @@
  * session, checking --json against the shared schemas and the documented exit codes.
  * Needs `bash scripts/build.sh` first (the test fails with that hint otherwise).
  */
-import {spawn} from 'node:child_process'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import {createInterface} from 'node:readline'
 import {fileURLToPath} from 'node:url'
 import nacl from 'tweetnacl'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -447,5 +448,71 @@ describe('mesh admin CLI against a real controller', () => {
     // The old token no longer works on the controller.
     const reused = await run(['whoami'], undefined, {MESH_CONTROLLER: ctl.url, MESH_TOKEN: token})
     expect(reused.code).toBe(EXIT.NOUSER)
+  })
+})
+
+describe('mesh admin CLI against the built controller binary', () => {
+  let tmp: string
+  let child: ChildProcess | undefined
+  const output: string[] = []
+
+  afterAll(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child!.once('exit', () => resolve()))
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child!.kill('SIGKILL'), 10_000)
+      await exited
+      clearTimeout(timer)
+    }
+    if (tmp) await fs.rm(tmp, {recursive: true, force: true})
+  })
+
+  it('logs in with the generated first-start password and creates an invite for that URL', async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'mesh-cli-bin-'))
+    const dataDir = path.join(tmp, 'data')
+    const env: Record<string, string | undefined> = {...process.env}
+    delete env.MESH_ADMIN_PASSWORD
+    child = spawn(
+      process.execPath,
+      [BIN, 'controller', 'start', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
+      {
+        cwd: ROOT,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    child.stderr!.on('data', (c: Buffer) => output.push(c.toString()))
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "listening" line in 20 s:\n${output.join('')}`)),
+        20_000,
+      )
+      child!.once('exit', (code) => reject(new Error(`controller exited ${code}:\n${output.join('')}`)))
+      createInterface({input: child!.stdout!}).on('line', (line) => {
+        output.push(line)
+        try {
+          const rec = JSON.parse(line) as {msg?: string; url?: string}
+          if (rec.msg === 'listening' && rec.url) {
+            clearTimeout(timer)
+            resolve(rec.url)
+          }
+        } catch {
+          // not a JSON log line
+        }
+      })
+    })
+    const password = (await fs.readFile(path.join(dataDir, 'initial-admin-password'), 'utf8')).trim()
+    const configDir = path.join(tmp, 'config')
+    const login = await mesh(['login', '--controller', url, '--user', 'admin', '--password-stdin'], {
+      configDir,
+      input: password,
+    })
+    expect(login.code, login.stderr).toBe(0)
+    expect(login.stdout).toContain(`Logged in to ${url.replace(/\/$/, '')} as admin`)
+    const net = await mesh(['network', 'create', 'bin-net', '--cidr', '10.88.0.0/24', '--json'], {configDir})
+    expect(json(NetworkSchema, net).name).toBe('bin-net')
+    const inv = await mesh(['invite', 'create', '--network', 'bin-net'], {configDir})
+    expect(inv.code, inv.stderr).toBe(0)
+    expect(decodeJoinString(inv.stdout)?.controller.replace(/\/$/, '')).toBe(url.replace(/\/$/, ''))
   })
 })
