@@ -7,8 +7,10 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey invite lab login logout network node user whoami' ;;
+    '') words='audit authkey controller daemon down invite ip join lab leave login logout network node status up user whoami' ;;
     'authkey') words='create list revoke' ;;
+    'controller') words='start' ;;
+    'daemon') words='run' ;;
     'invite') words='create list revoke' ;;
     'lab') words='down exec status up' ;;
     'network') words='create delete list set show' ;;
@@ -22,13 +24,19 @@ _mesh() {
     'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
     'authkey list') words='--json --limit --network -n --verbose' ;;
     'authkey revoke') words='--json --verbose' ;;
+    'controller start') words='--data-dir --database --ephemeral-timeout --listen --log-level --public-url --verbose' ;;
+    'daemon run') words='--down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;
+    'down') words='--json --socket --verbose' ;;
     'invite create') words='--expires --json --max-uses --network -n --role --unlimited --verbose' ;;
     'invite list') words='--json --limit --network -n --verbose' ;;
     'invite revoke') words='--json --verbose' ;;
+    'ip') words='--json --socket --verbose' ;;
+    'join') words='--interface --json --listen-port --name --socket --verbose' ;;
     'lab down') words='--all --json --keep-logs --lab --verbose' ;;
     'lab exec') words='--lab --verbose' ;;
     'lab status') words='--json --lab --verbose' ;;
     'lab up') words='--cidr --json --keep-on-failure --network --nodes --verbose' ;;
+    'leave') words='--json --socket --verbose' ;;
     'login') words='--controller -c --json --password-stdin --user -u --verbose' ;;
     'logout') words='--json --verbose' ;;
     'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;
@@ -41,6 +49,8 @@ _mesh() {
     'node remove') words='--json --network -n --verbose --yes -y' ;;
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
+    'status') words='--json --socket --verbose' ;;
+    'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
     'user delete') words='--json --verbose --yes -y' ;;
     'user list') words='--json --limit --verbose' ;;
