@@ -42,6 +42,9 @@ export default class Login extends MeshCommand {
     this.log(
       `Logged in to ${res.controller} as ${res.user.username} (tenant ${res.tenant.name}, role ${res.user.role}); the token expires ${formatTime(res.expiresAt)}.`,
     )
+    // The environment beats the file, so a leftover MESH_TOKEN would silently win over this login.
+    if (process.env.MESH_TOKEN?.trim())
+      this.warn('MESH_TOKEN is set and overrides the token just stored; unset it to use this login')
     return res
   }
 }
