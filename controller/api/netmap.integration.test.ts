@@ -1,0 +1,342 @@
+// The netmap and admin-event WebSockets against a real controller: full map first, deltas within
+// a second of each change, resume by version, revocation, bad frames, presence, ephemeral nodes.
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {CLOSE, NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.js'
+import {client, publicKey, type Client} from '../testing/client.js'
+import {startTestController, type TestController} from '../testing/test-controller.js'
+import {connectWs, type WsClient} from '../testing/ws-client.js'
+
+type Frame = {type: string; version: number; [k: string]: unknown}
+type Full = {
+  type: 'full'
+  version: number
+  self: {id: string; status: string}
+  peers: {id: string; endpoints: string[]}[]
+}
+type Delta = {
+  type: 'delta'
+  version: number
+  self?: {id: string; name: string; status: string}
+  added?: {id: string; name: string}[]
+  changed?: {id: string; name: string; endpoints: string[]}[]
+  removed?: string[]
+}
+
+let ctl: TestController
+let api: Client
+const sockets: WsClient[] = []
+let seq = 0
+let octet = 0
+
+beforeAll(async () => {
+  ctl = await startTestController()
+  api = client(ctl.url)
+})
+afterAll(async () => {
+  await Promise.all(sockets.map((s) => s.close()))
+  await ctl?.close()
+})
+
+async function network(joinPolicy: 'open' | 'approval' | 'invite' = 'open') {
+  const r = await api.req('POST', '/api/v1/networks', {
+    token: ctl.adminToken,
+    body: {name: `nm-${++seq}`, cidr: `10.${++octet}.0.0/24`, joinPolicy},
+  })
+  expect(r.status, r.text).toBe(201)
+  return r.body as {id: string; name: string}
+}
+async function join(netId: string, name = `node-${++seq}`) {
+  const r = await api.req('POST', '/api/v1/register', {
+    token: ctl.adminToken,
+    body: {network: netId, publicKey: publicKey(), name},
+  })
+  if (r.status !== 201) {
+    // approval networks refuse token registration: use a (non pre-approved) auth key.
+    const k = await api.req('POST', `/api/v1/networks/${netId}/authkeys`, {token: ctl.adminToken, body: {}})
+    const r2 = await api.req('POST', '/api/v1/register', {
+      body: {authKey: k.body.key, publicKey: publicKey(), name},
+    })
+    expect(r2.status, r2.text).toBe(201)
+    return r2.body as {node: {id: string; name: string; status: string}; credential: string}
+  }
+  return r.body as {node: {id: string; name: string; status: string}; credential: string}
+}
+async function open(credential: string, version?: number) {
+  const ws = await connectWs(
+    `${ctl.url}/api/v1/netmap${version === undefined ? '' : `?version=${version}`}`,
+    credential,
+  )
+  sockets.push(ws)
+  return ws
+}
+/** Waits for the next frame and checks it against the shared schemas. */
+async function nextFrame<T extends Frame>(
+  ws: WsClient,
+  match: (f: T) => boolean = () => true,
+  ms = 1000,
+): Promise<T> {
+  const f = await ws.next<T>(match, ms)
+  const schema = f.type === 'full' ? NetmapFullSchema : NetmapDeltaSchema
+  expect(schema.safeParse(f).success, JSON.stringify(f)).toBe(true)
+  return f
+}
+
+describe('netmap WebSocket', () => {
+  it('sends a full map first: self plus only active peers; a pending node gets no peers', async () => {
+    const net = await network('approval')
+    const a = await join(net.id)
+    await api.req('POST', `/api/v1/nodes/${a.node.id}/approve`, {token: ctl.adminToken})
+    const b = await join(net.id)
+    const c = await join(net.id)
+    await api.req('POST', `/api/v1/nodes/${c.node.id}/approve`, {token: ctl.adminToken})
+    const wsA = await open(a.credential)
+    const full = await nextFrame<Full>(wsA)
+    expect(full.type).toBe('full')
+    expect(full.self).toMatchObject({id: a.node.id, status: 'active'})
+    expect(full.peers.map((p) => p.id)).toEqual([c.node.id])
+    const wsB = await open(b.credential)
+    const pending = await nextFrame<Full>(wsB)
+    expect(pending.self.status).toBe('pending')
+    expect(pending.peers).toEqual([])
+  })
+
+  it('delivers a delta within a second when a node is added, approved, renamed and removed', async () => {
+    const net = await network('approval')
+    const a = await join(net.id)
+    await api.req('POST', `/api/v1/nodes/${a.node.id}/approve`, {token: ctl.adminToken})
+    const wsA = await open(a.credential)
+    const first = await nextFrame<Full>(wsA)
+
+    // A pending node is not a peer: nothing for A. Approving it adds it.
+    const b = await join(net.id)
+    const wsB = await open(b.credential)
+    await nextFrame<Full>(wsB, (f) => f.type === 'full')
+    let t = Date.now()
+    await api.req('POST', `/api/v1/nodes/${b.node.id}/approve`, {token: ctl.adminToken})
+    const added = await nextFrame<Delta>(wsA, (f) => f.type === 'delta')
+    expect(Date.now() - t).toBeLessThan(1000)
+    expect(added.added?.map((p) => p.id)).toEqual([b.node.id])
+    expect(added.version).toBeGreaterThan(first.version)
+    // The approved node itself now gets a full map with A as its peer.
+    const bFull = await nextFrame<Full>(wsB, (f) => f.type === 'full')
+    expect(bFull.self.status).toBe('active')
+    expect(bFull.peers.map((p) => p.id)).toEqual([a.node.id])
+
+    t = Date.now()
+    await api.req('PATCH', `/api/v1/nodes/${b.node.id}`, {token: ctl.adminToken, body: {name: 'renamed'}})
+    const changed = await nextFrame<Delta>(wsA)
+    expect(Date.now() - t).toBeLessThan(1000)
+    expect(changed.changed?.map((p) => [p.id, p.name])).toEqual([[b.node.id, 'renamed']])
+    const selfDelta = await nextFrame<Delta>(wsB)
+    expect(selfDelta.self?.name).toBe('renamed')
+
+    t = Date.now()
+    await api.req('DELETE', `/api/v1/nodes/${b.node.id}`, {token: ctl.adminToken})
+    const removed = await nextFrame<Delta>(wsA)
+    expect(Date.now() - t).toBeLessThan(1000)
+    expect(removed.removed).toEqual([b.node.id])
+    // The removed node is told and disconnected; its credential no longer works.
+    expect(await wsB.next((f: Frame) => f.type === 'revoked', 1000)).toMatchObject({type: 'revoked'})
+    expect((await wsB.closed).code).toBe(CLOSE.REVOKED)
+    const again = await connectWs(`${ctl.url}/api/v1/netmap`, b.credential)
+    expect((await again.closed).code).toBe(CLOSE.UNAUTHENTICATED)
+  })
+
+  it('sends one small delta whose size does not grow with the number of peers', async () => {
+    const sizes: number[] = []
+    for (const peers of [2, 25]) {
+      const net = await network('open')
+      const watcher = await join(net.id, 'watcher')
+      for (let i = 0; i < peers; i++) await join(net.id, `p${i}`)
+      const ws = await open(watcher.credential)
+      await nextFrame<Full>(ws)
+      const raw = new Promise<number>((resolve) => ws.ws.once('message', (d) => resolve(String(d).length)))
+      await join(net.id, 'newcomer')
+      sizes.push(await raw)
+    }
+    expect(Math.abs(sizes[0]! - sizes[1]!)).toBeLessThan(20)
+  })
+
+  it('fans out endpoint reports and refuses invalid frames with CLOSE.BAD_FRAME, staying up', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const wsA = await open(a.credential)
+    const wsB = await open(b.credential)
+    await nextFrame<Full>(wsA)
+    await nextFrame<Full>(wsB)
+    wsB.ws.send(JSON.stringify({type: 'report', endpoints: ['198.51.100.20:51820']}))
+    const d = await nextFrame<Delta>(wsA)
+    expect(d.changed?.[0]).toMatchObject({id: b.node.id, endpoints: ['198.51.100.20:51820']})
+    // The same endpoints again change nothing.
+    wsB.ws.send(JSON.stringify({type: 'report', endpoints: ['198.51.100.20:51820']}))
+    wsB.ws.send('{"type":"report","endpoints":["not an endpoint"]}')
+    expect((await wsB.closed).code).toBe(CLOSE.BAD_FRAME)
+    const c = await join(net.id)
+    const wsC = await open(c.credential)
+    await nextFrame<Full>(wsC)
+    wsC.ws.send('this is not json')
+    expect((await wsC.closed).code).toBe(CLOSE.BAD_FRAME)
+    expect(wsA.pending().filter((f) => (f as Delta).changed?.[0]?.id === b.node.id)).toEqual([])
+    expect((await api.req('GET', '/healthz')).status).toBe(200)
+  })
+
+  it('resumes with ?version=N by sending only what changed since N', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const d = await join(net.id)
+    const wsA = await open(a.credential)
+    const full = await nextFrame<Full>(wsA)
+    expect(full.peers).toHaveLength(2)
+    await wsA.close()
+
+    const c = await join(net.id)
+    await api.req('DELETE', `/api/v1/nodes/${b.node.id}`, {token: ctl.adminToken})
+    await api.req('PATCH', `/api/v1/nodes/${d.node.id}`, {token: ctl.adminToken, body: {name: 'dee'}})
+
+    const resumed = await open(a.credential, full.version)
+    const delta = await nextFrame<Delta>(resumed)
+    expect(delta.type).toBe('delta')
+    expect(delta.version).toBe(full.version + 3)
+    expect(delta.changed?.map((p) => p.id).sort()).toEqual([c.node.id, d.node.id].sort())
+    expect(delta.changed?.find((p) => p.id === d.node.id)?.name).toBe('dee')
+    expect(delta.removed).toEqual([b.node.id])
+    await resumed.close()
+
+    // Already current: an empty delta at the same version.
+    const current = await open(a.credential, delta.version)
+    expect(await nextFrame<Delta>(current)).toEqual({type: 'delta', version: delta.version})
+    await current.close()
+    // A version the controller never issued: a full map.
+    const future = await open(a.credential, delta.version + 1000)
+    expect((await nextFrame<Full>(future)).type).toBe('full')
+  })
+
+  it('marks a node online while its socket is open and records last seen', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const ws = await open(a.credential)
+    await nextFrame<Full>(ws)
+    const on = await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})
+    expect(on.body.online).toBe(true)
+    expect(on.body.lastSeen).not.toBeNull()
+    await ws.close()
+    await new Promise((r) => setTimeout(r, 100))
+    const off = await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})
+    expect(off.body.online).toBe(false)
+  })
+
+  it('closes a connection without a valid credential with CLOSE.UNAUTHENTICATED', async () => {
+    for (const token of [undefined, 'mnode_forged', 'mtok_not-a-node']) {
+      const ws = await connectWs(`${ctl.url}/api/v1/netmap`, token)
+      expect((await ws.closed).code).toBe(CLOSE.UNAUTHENTICATED)
+    }
+  })
+})
+
+describe('admin event stream', () => {
+  it('sends a snapshot, then added/online/changed/offline/removed events of the own tenant only', async () => {
+    const net = await network('open')
+    const existing = await join(net.id)
+    const events = await connectWs(`${ctl.url}/api/v1/events`, ctl.adminToken)
+    sockets.push(events)
+    const snap = await events.next<{type: string; nodes: {id: string}[]}>()
+    expect(snap.type).toBe('snapshot')
+    expect(snap.nodes.map((x) => x.id)).toContain(existing.node.id)
+
+    // Another tenant's changes never show up.
+    const other = await api.req('POST', '/api/v1/tenants', {
+      token: ctl.adminToken,
+      body: {name: `ev-other-${++seq}`, owner: {username: `ev-owner-${seq}`, password: 'long enough'}},
+    })
+    const otherLogin = await api.req('POST', '/api/v1/login', {
+      body: {username: other.body.owner.username, password: 'long enough'},
+    })
+    const otherNet = await api.req('POST', '/api/v1/networks', {
+      token: otherLogin.body.token,
+      body: {name: 'theirs', cidr: '10.0.0.0/24', joinPolicy: 'open'},
+    })
+    await api.req('POST', '/api/v1/register', {
+      token: otherLogin.body.token,
+      body: {network: otherNet.body.id, publicKey: publicKey(), name: 'foreign'},
+    })
+
+    type Ev = {type: string; node: {id: string; name: string; online: boolean}}
+    const n = await join(net.id, 'watched')
+    expect(await events.next<Ev>()).toMatchObject({type: 'node_added', node: {id: n.node.id}})
+    const ws = await open(n.credential)
+    expect(await events.next<Ev>()).toMatchObject({type: 'node_online', node: {id: n.node.id, online: true}})
+    await api.req('PATCH', `/api/v1/nodes/${n.node.id}`, {token: ctl.adminToken, body: {name: 'watched-2'}})
+    expect(await events.next<Ev>()).toMatchObject({type: 'node_changed', node: {name: 'watched-2'}})
+    await ws.close()
+    expect(await events.next<Ev>()).toMatchObject({
+      type: 'node_offline',
+      node: {id: n.node.id, online: false},
+    })
+    await api.req('DELETE', `/api/v1/nodes/${n.node.id}`, {token: ctl.adminToken})
+    expect(await events.next<Ev>()).toMatchObject({type: 'node_removed', node: {id: n.node.id}})
+    expect(events.frames.some((f) => (f as Ev).node?.name === 'foreign')).toBe(false)
+  })
+
+  it('closes an event stream without a valid user token with CLOSE.UNAUTHENTICATED', async () => {
+    const ws = await connectWs(`${ctl.url}/api/v1/events`, 'mtok_nope')
+    expect((await ws.closed).code).toBe(CLOSE.UNAUTHENTICATED)
+  })
+})
+
+describe('lifecycle', () => {
+  it('removes an ephemeral node once it has been offline longer than the timeout', async () => {
+    const own = await startTestController({ephemeralTimeoutSec: 1})
+    try {
+      const c = client(own.url)
+      const net = await c.req('POST', '/api/v1/networks', {
+        token: own.adminToken,
+        body: {name: 'eph', cidr: '10.9.0.0/24'},
+      })
+      const key = await c.req('POST', `/api/v1/networks/${net.body.id}/authkeys`, {
+        token: own.adminToken,
+        body: {ephemeral: true, reusable: true},
+      })
+      const reg = await c.req('POST', '/api/v1/register', {
+        body: {authKey: key.body.key, publicKey: publicKey(), name: 'ci'},
+      })
+      expect(reg.body.node.ephemeral).toBe(true)
+      const ws = await connectWs(`${own.url}/api/v1/netmap`, reg.body.credential)
+      await ws.next()
+      // Online: kept, however long.
+      await new Promise((r) => setTimeout(r, 1600))
+      expect((await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})).status).toBe(
+        200,
+      )
+      await ws.close()
+      let status = 200
+      for (let i = 0; i < 40 && status === 200; i++) {
+        await new Promise((r) => setTimeout(r, 100))
+        status = (await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})).status
+      }
+      expect(status).toBe(404)
+    } finally {
+      await own.close()
+    }
+  })
+
+  it('closes open WebSockets with 1001 when the controller shuts down', async () => {
+    const own = await startTestController()
+    const c = client(own.url)
+    const net = await c.req('POST', '/api/v1/networks', {
+      token: own.adminToken,
+      body: {name: 'bye', cidr: '10.8.0.0/24', joinPolicy: 'open'},
+    })
+    const reg = await c.req('POST', '/api/v1/register', {
+      token: own.adminToken,
+      body: {network: net.body.id, publicKey: publicKey(), name: 'n'},
+    })
+    const ws = await connectWs(`${own.url}/api/v1/netmap`, reg.body.credential)
+    const ev = await connectWs(`${own.url}/api/v1/events`, own.adminToken)
+    await ws.next()
+    await own.close()
+    expect((await ws.closed).code).toBe(CLOSE.SHUTTING_DOWN)
+    expect((await ev.closed).code).toBe(CLOSE.SHUTTING_DOWN)
+  })
+})
