@@ -16,6 +16,7 @@ import {fileURLToPath} from 'node:url'
 import nacl from 'tweetnacl'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
+import {ControllerClient} from '../cli/lib/controller-client.js'
 import {startTestController} from '../controller/testing/test-controller.js'
 import {EXIT} from '../shared/errors.js'
 import {decodeJoinString} from '../shared/invite.js'
@@ -378,6 +379,18 @@ describe('mesh admin CLI against a real controller', () => {
     const table = await run(['audit', '--actor', 'admin'])
     expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ACTOR\s+ACTION/)
     expect(table.stdout).toMatch(/admin\s+network\.create/)
+  })
+
+  it('follows the real controller cursors page by page to the same list as one page', async () => {
+    const api = new ControllerClient({url: ctl.url, token: ctl.adminToken})
+    const whole = await api.listAll('audit', {})
+    expect(whole.items.length).toBeGreaterThan(5)
+    const paged = await api.listAll('audit', {}, {pageSize: 2})
+    expect(paged.items.map((a) => a.id)).toEqual(whole.items.map((a) => a.id))
+    expect(paged.nextCursor).toBeNull()
+    const firstFive = await api.listAll('audit', {}, {pageSize: 2, limit: 5})
+    expect(firstFive.items.map((a) => a.id)).toEqual(whole.items.slice(0, 5).map((a) => a.id))
+    expect(firstFive.nextCursor).not.toBeNull()
   })
 
   it('exits 77 when the role does not allow the action', async () => {

@@ -280,14 +280,14 @@ export class ControllerClient {
   async listAll<K extends PagedRouteId>(
     id: K,
     input: CallInput<K>,
-    opts: {limit?: number} = {},
+    opts: {limit?: number; pageSize?: number} = {},
   ): Promise<PageOf<K>> {
+    const pageSize = Math.min(MAX_PAGE_SIZE, Math.max(1, opts.pageSize ?? MAX_PAGE_SIZE))
     const items: ItemOf<K>[] = []
     const base = input as {params?: unknown; query?: Record<string, unknown>}
     let cursor: string | undefined
     for (let pageNo = 0; pageNo < MAX_PAGES; pageNo++) {
-      const want =
-        opts.limit === undefined ? MAX_PAGE_SIZE : Math.min(MAX_PAGE_SIZE, opts.limit - items.length)
+      const want = opts.limit === undefined ? pageSize : Math.min(pageSize, opts.limit - items.length)
       const query = {...base.query, limit: want, ...(cursor === undefined ? {} : {cursor})}
       const page = (await this.call(id, {...base, query} as CallInput<K>)) as {
         items: ItemOf<K>[]
