@@ -507,6 +507,12 @@ export class Lab {
     ]
   }
 
+  /** Stops tearing the lab down at exit: it was built to outlive this process (`mesh lab up`). */
+  keepAfterExit(): void {
+    for (const [ev, fn] of this.#exitHandlers) process.removeListener(ev, fn)
+    this.#exitHandlers = []
+  }
+
   /** Lets go of this process's connections; the lab itself keeps running. */
   close(): void {
     void this.#agent?.close().catch(() => undefined)

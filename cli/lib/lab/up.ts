@@ -36,7 +36,9 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
   const say = opts.progress ?? ((): void => undefined)
   const network = opts.network ?? DEFAULT_NETWORK
   const cidr = opts.cidr ?? DEFAULT_CIDR
-  const lab = await Lab.create({teardownOnExit: opts.teardownOnExit ?? false})
+  // Torn down if this process dies or is interrupted while building; a finished lab is kept
+  // unless the caller asked for teardown at exit (tests, benches).
+  const lab = await Lab.create({teardownOnExit: true})
   try {
     say(`lab ${lab.prefix}: starting the controller`)
     await lab.startController()
@@ -65,9 +67,11 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
       })),
       timings: {totalMs: Date.now() - t0, allPairsPingMs},
     }
+    if (!opts.teardownOnExit) lab.keepAfterExit()
     return {lab, summary}
   } catch (err) {
     if (opts.keepOnFailure) {
+      lab.keepAfterExit()
       lab.close()
       throw err
     }
