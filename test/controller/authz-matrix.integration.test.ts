@@ -26,7 +26,8 @@ import {
 } from './helpers.js'
 
 type Caller = Role | 'anonymous' | 'superuser'
-type Side = 'own' | 'other'
+/** Whose object the path names, and for :network whether by id or by name. */
+type Side = 'own' | 'other' | 'own-by-name' | 'other-by-name'
 
 const PASSWORD = 'correct horse battery staple'
 
@@ -50,7 +51,7 @@ interface World {
   superToken: string
   A: TenantWorld
   B: TenantWorld
-  callers: Record<Role, {username: string; token: string}>
+  callers: Record<Role, {id: string; username: string; token: string}>
 }
 
 let ctl: Awaited<ReturnType<typeof startTestController>> | undefined
@@ -60,7 +61,10 @@ const agent = newAgent(4)
 // ---------------------------------------------------------------------------------------------
 // Fixture builders: every object is made through the API by the owner of its tenant.
 
-async function makeTenant(api: Api, superToken: string): Promise<TenantWorld & {ownerName: string}> {
+async function makeTenant(
+  api: Api,
+  superToken: string,
+): Promise<TenantWorld & {ownerName: string; ownerId: string}> {
   const ownerName = uniqueName('owner')
   const created = await api.ok<{tenant: {id: string}; owner: {id: string}}>('tenant.create', {
     token: superToken,
@@ -95,6 +99,7 @@ async function makeTenant(api: Api, superToken: string): Promise<TenantWorld & {
   return {
     id: created.tenant.id,
     ownerName,
+    ownerId: created.owner.id,
     ownerToken,
     net,
     approvalNet,
@@ -214,7 +219,7 @@ function expectedStatus(id: RouteId, caller: Caller, side: Side): number {
   if (r.auth === 'superuser') return caller === 'superuser' ? r.status : 403
   if (r.auth === 'node') return 401 // a user token is not a node credential
   if (caller === 'superuser') throw new Error('superuser cells exist only for superuser routes')
-  if (side === 'other') return 404
+  if (side.startsWith('other')) return 404
   if (r.permission && !roleAllows(caller, r.permission)) return 403
   return r.status
 }
@@ -235,11 +240,20 @@ for (const id of Object.keys(ROUTES) as RouteId[]) {
   const callers: Caller[] = [...ROLES, 'anonymous']
   if (r.auth === 'superuser') callers.push('superuser')
   // Routes that name an object (path params) are tried on tenant B's object too.
-  const sides: Side[] = 'params' in r ? ['own', 'other'] : ['own']
+  const sides: Side[] = !('params' in r)
+    ? ['own']
+    : r.path.includes(':network')
+      ? ['own', 'own-by-name', 'other', 'other-by-name']
+      : ['own', 'other']
   for (const caller of callers)
     for (const side of sides) {
       const expected = expectedStatus(id, caller, side)
-      const whose = side === 'own' ? "its tenant's object" : "tenant B's object"
+      const whose = {
+        own: "its tenant's object",
+        'own-by-name': "its tenant's network by name",
+        other: "tenant B's object",
+        'other-by-name': "tenant B's network by name",
+      }[side]
       cells.push({
         name: `${id} (${r.method} ${r.path}) as ${caller} on ${whose} → ${expected}`,
         id,
@@ -266,7 +280,7 @@ describe('controller authorization matrix', () => {
     const A = await makeTenant(api, superToken)
     const B = await makeTenant(api, superToken)
     world = {api, superToken, A, B, callers: {} as World['callers']}
-    world.callers.owner = {username: A.ownerName, token: A.ownerToken}
+    world.callers.owner = {id: A.ownerId, username: A.ownerName, token: A.ownerToken}
     for (const role of ['admin', 'member', 'guest'] as const) {
       const username = uniqueName(role)
       const user = await api.ok<{id: string}>('user.create', {
@@ -274,7 +288,7 @@ describe('controller authorization matrix', () => {
         body: {username, password: PASSWORD, role},
       })
       A.userIds.push(user.id)
-      world.callers[role] = {username, token: await login(username)}
+      world.callers[role] = {id: user.id, username, token: await login(username)}
     }
   })
 
@@ -288,8 +302,63 @@ describe('controller authorization matrix', () => {
     expect(missing).toEqual([])
   })
 
+  it('refuses to give a user of another tenant a role on its own network (404)', async () => {
+    const reply = await world.api.call('member.set', {
+      token: world.A.ownerToken,
+      params: {network: world.A.net.id, id: world.B.target.id},
+      body: {role: 'admin'},
+    })
+    expect(reply.status, reply.text).toBe(404)
+    expect(errorCode(reply)).toBe('NOT_FOUND')
+  })
+
+  it('lets a network role raise a tenant guest on that network only', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    await api.ok('member.set', {
+      token: A.ownerToken,
+      params: {network: net.id, id: callers.guest.id},
+      body: {role: 'admin'},
+    })
+    const {key} = await api.ok<{key: string}>('authkey.create', {
+      token: A.ownerToken,
+      params: {network: net.id},
+      body: {preApproved: true},
+    })
+    const {node} = await api.ok<{node: {id: string}}>('register', {body: registerBody({authKey: key})})
+    const there = await api.call('node.remove', {token: callers.guest.token, params: {id: node.id}})
+    expect(there.status, there.text).toBe(200)
+    const elsewhere = await api.call('node.remove', {
+      token: callers.guest.token,
+      params: {id: (await freshNode(A)).id},
+    })
+    expect(elsewhere.status, elsewhere.text).toBe(403)
+  })
+
+  it('lets a network role lower a tenant admin on that network only', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    await api.ok('member.set', {
+      token: A.ownerToken,
+      params: {network: net.id, id: callers.admin.id},
+      body: {role: 'guest'},
+    })
+    const there = await api.call('network.update', {
+      token: callers.admin.token,
+      params: {network: net.id},
+      body: {description: 'not allowed'},
+    })
+    expect(there.status, there.text).toBe(403)
+    const elsewhere = await api.call('network.update', {
+      token: callers.admin.token,
+      params: {network: A.net.id},
+      body: {description: 'allowed'},
+    })
+    expect(elsewhere.status, elsewhere.text).toBe(200)
+  })
+
   it.each(cells)('$name', async ({id, caller, side, expected}) => {
-    const t = side === 'own' ? world.A : world.B
+    const t = side.startsWith('own') ? world.A : world.B
     const fixture = FIXTURES[id] as Fixture
     const {tokenOverride, ...opts} = await fixture(t, caller)
     const token =
@@ -298,6 +367,13 @@ describe('controller authorization matrix', () => {
         : caller === 'superuser'
           ? world.superToken
           : (tokenOverride ?? world.callers[caller].token)
+    if (side.endsWith('by-name') && opts.params?.network) {
+      const net = await world.api.ok<{name: string}>('network.show', {
+        token: t.ownerToken,
+        params: {network: opts.params.network},
+      })
+      opts.params = {...opts.params, network: net.name}
+    }
     const reply = await world.api.call(id, {...opts, token})
 
     expect(reply.status, reply.text.slice(0, 300)).toBe(expected)

@@ -76,6 +76,7 @@ describe('controller crash safety', () => {
         const killAfter = 15 + Math.floor(Math.random() * 30)
         let successes = 0
         let killed = false
+        let killScheduled = false
         const roundStart = Date.now()
         await mapLimit(Array.from({length: PER_ROUND}), IN_FLIGHT, async () => {
           if (killed) return
@@ -96,9 +97,12 @@ describe('controller crash safety', () => {
             acked.set(node.id, {id: node.id, address: node.address, publicKey: node.publicKey})
             if (node.publicKey !== body.publicKey)
               failures.push(`round ${round}: reply carries another public key`)
-            if (++successes >= killAfter && !killed) {
+            if (++successes >= killAfter && !killScheduled) {
+              killScheduled = true
+              // A random few milliseconds later, so the kill lands at varying points of the
+              // server's work; SIGKILL by the pid we started, with requests still in flight.
+              await new Promise((resolve) => setTimeout(resolve, Math.random() * 15))
               killed = true
-              // SIGKILL by the pid we started, while the other requests are still in flight.
               await victim.kill()
             }
           } else {
