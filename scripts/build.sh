@@ -8,4 +8,12 @@ source scripts/node-env.sh
 # dist/ is not wiped: parallel runs (lab, tests) load it; CI builds from a clean clone.
 tsc -p tsconfig.json
 oclif manifest >/dev/null
+# oclif writes commands in the order its loader finishes them, which varies between runs: sort
+# them so the checked-in manifest is reproducible and the freshness check cannot flake.
+node -e '
+const fs = require("node:fs")
+const m = JSON.parse(fs.readFileSync("oclif.manifest.json", "utf8"))
+m.commands = Object.fromEntries(Object.entries(m.commands).sort(([a], [b]) => a.localeCompare(b)))
+fs.writeFileSync("oclif.manifest.json", JSON.stringify(m, null, 2) + "\n")
+'
 if [ -f dist/scripts/gen-docs.js ]; then node dist/scripts/gen-docs.js; fi

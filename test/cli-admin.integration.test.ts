@@ -419,7 +419,7 @@ describe('mesh admin CLI against a real controller', () => {
 
   it('exits 69 when the controller cannot be reached, naming its URL', async () => {
     const url = `http://127.0.0.1:${await closedPort()}`
-    const r = await run(['network', 'list'], undefined, {MESH_CONTROLLER: url})
+    const r = await run(['network', 'list'], undefined, {MESH_CONTROLLER: url, MESH_TOKEN: 'mtok_unused'})
     expect(r.code).toBe(EXIT.UNAVAILABLE)
     expect(r.stderr).toContain(`cannot reach the controller at ${url}`)
     const login = await mesh(

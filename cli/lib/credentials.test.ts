@@ -42,11 +42,21 @@ describe('resolveSession', () => {
     })
   })
 
-  it('lets MESH_CONTROLLER alone replace only the controller', () => {
-    const s = resolveSession(stored, {MESH_CONTROLLER: 'http://10.0.0.1:8080'})
-    expect(s.controller).toBe('http://10.0.0.1:8080')
+  it('keeps using the saved token when MESH_CONTROLLER names the same controller', () => {
+    const s = resolveSession(stored, {MESH_CONTROLLER: `${stored.controller}/`})
     expect(s.token).toBe('file-token')
     expect(s.source).toEqual({controller: 'env', token: 'file'})
+  })
+
+  it('never sends the saved token to another controller named by MESH_CONTROLLER alone', () => {
+    let err: unknown
+    try {
+      resolveSession(stored, {MESH_CONTROLLER: 'http://10.0.0.1:8080'})
+    } catch (e) {
+      err = e
+    }
+    expect((err as {code?: string}).code).toBe('NOT_LOGGED_IN')
+    expect((err as Error).message).toContain(`the saved login is for ${stored.controller}`)
   })
 
   it('lets MESH_TOKEN alone replace only the token, and forgets the file user', () => {

@@ -93,8 +93,8 @@ export interface Session {
 
 /**
  * Merges the environment over the file, field by field: MESH_CONTROLLER replaces the file's
- * controller and MESH_TOKEN its token, each on its own. Throws NOT_LOGGED_IN when either part
- * is missing from both.
+ * controller and MESH_TOKEN its token, each on its own — except that the file's token is only
+ * used with the controller it came from. Throws NOT_LOGGED_IN when either part is missing.
  */
 export function resolveSession(
   file: Credentials | undefined,
@@ -103,9 +103,17 @@ export function resolveSession(
   const envController = env.MESH_CONTROLLER?.trim() || undefined
   const envToken = env.MESH_TOKEN?.trim() || undefined
   const controller = envController ?? file?.controller
-  const token = envToken ?? file?.token
+  // A saved token belongs to the controller it was issued by: never send it to another one
+  // just because MESH_CONTROLLER points elsewhere (that would hand it to a stranger).
+  const fileTokenUsable = file !== undefined && sameController(file.controller, controller)
+  const token = envToken ?? (fileTokenUsable ? file.token : undefined)
   if (controller === undefined || token === undefined) {
-    const missing = controller === undefined ? 'no controller URL' : 'no token'
+    const missing =
+      controller === undefined
+        ? 'no controller URL'
+        : file !== undefined && !fileTokenUsable
+          ? `the saved login is for ${file.controller}, not ${controller}`
+          : 'no token'
     throw new MeshError('NOT_LOGGED_IN', {
       message: `not logged in to a controller (${missing})`,
     })
@@ -115,10 +123,20 @@ export function resolveSession(
     token,
     source: {controller: envController ? 'env' : 'file', token: envToken ? 'env' : 'file'},
   }
-  if (!envToken && file) {
+  if (!envToken && fileTokenUsable) {
     session.user = file.user
     session.tenant = file.tenant
     session.expiresAt = file.expiresAt
   }
   return session
+}
+
+/** Two controller URLs name the same controller (origin compare; trailing slashes ignored). */
+function sameController(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false
+  try {
+    return new URL(a).origin === new URL(b).origin
+  } catch {
+    return a.replace(/\/+$/, '') === b.replace(/\/+$/, '')
+  }
 }
