@@ -23,7 +23,15 @@ describe.skipIf(skip !== undefined)(
 
     beforeAll(async () => {
       const t0 = Date.now()
-      lab = (await upLab({nodes: 3, network: NET, cidr: '10.242.0.0/24', teardownOnExit: true})).lab
+      lab = (
+        await upLab({
+          nodes: 3,
+          network: NET,
+          cidr: '10.242.0.0/24',
+          teardownOnExit: true,
+          onCreated: (l) => (lab = l),
+        })
+      ).lab
       console.log(`[e2e] lab ${lab.prefix} with 3 nodes up in ${Date.now() - t0} ms`)
     })
     beforeEach(({onTestFailed}) => {

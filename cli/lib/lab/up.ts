@@ -24,6 +24,8 @@ export interface UpOptions {
   progress?: (line: string) => void
   /** Leave a failed lab standing for inspection (`mesh lab down` removes it). */
   keepOnFailure?: boolean
+  /** Called as soon as the lab exists, before anything can fail: tests register it for teardown. */
+  onCreated?: (lab: Lab) => void
   /** How long all pairs may take to ping once every node has joined. */
   pingTimeoutMs?: number
 }
@@ -39,6 +41,7 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
   // Torn down if this process dies or is interrupted while building; a finished lab is kept
   // unless the caller asked for teardown at exit (tests, benches).
   const lab = await Lab.create({teardownOnExit: true})
+  opts.onCreated?.(lab)
   try {
     say(`lab ${lab.prefix}: starting the controller`)
     await lab.startController()
