@@ -3,12 +3,14 @@
  * concurrent registrations and is SIGKILLed mid-stream, three times over. After each restart on
  * the same data dir every registration that was answered 2xx must still be there unchanged,
  * no address may be assigned twice, and the SQLite file must pass PRAGMA integrity_check.
+ * Also: no client input may take the process down (oversize WebSocket frames).
  */
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import type {Node, RegisterResponse} from '../../shared/protocol/control-api.js'
+import WebSocket from 'ws'
+import {LIMITS, WS_PATHS, type Node, type RegisterResponse} from '../../shared/protocol/control-api.js'
 import {
   Api,
   CLI_BUILT,
@@ -35,7 +37,59 @@ interface Acked {
   publicKey: string
 }
 
+/** Sends one frame over the limit right after the upgrade; resolves with the close code. */
+function sendOversizeFrame(url: string, wsPath: string, authorization?: string): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + wsPath, {
+      headers: authorization ? {authorization} : {},
+      perMessageDeflate: false,
+    })
+    const timer = setTimeout(() => ws.terminate(), 5_000)
+    ws.on('open', () => ws.send('x'.repeat(LIMITS.maxFrameBytes + 1024)))
+    ws.on('error', () => undefined)
+    ws.on('close', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+}
+
 describe('controller crash safety', () => {
+  it('stays up when clients send WebSocket frames over the limit, with or without credentials', async () => {
+    expect(CLI_BUILT, 'this test runs the built CLI: run `bash scripts/build.sh` first').toBe(true)
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'mesh-wsbig-'))
+    let ctl: ChildController | undefined
+    try {
+      ctl = await startCliController({
+        dataDir,
+        dbPath: path.join(dataDir, 'controller.db'),
+        adminPassword: ADMIN_PASSWORD,
+      })
+      const api = new Api(ctl.url)
+      const {token} = await api.ok<{token: string}>('login', {
+        body: {username: 'admin', password: ADMIN_PASSWORD},
+      })
+      const attempts: [string, string | undefined][] = [
+        [WS_PATHS.netmap, undefined],
+        [WS_PATHS.netmap, 'Bearer mnode_not-a-credential'],
+        [WS_PATHS.events, undefined],
+        [WS_PATHS.events, `Bearer ${token}`],
+      ]
+      for (const [wsPath, authorization] of attempts) {
+        await sendOversizeFrame(ctl.url, wsPath, authorization)
+        await new Promise((r) => setTimeout(r, 200))
+        expect(
+          ctl.child.exitCode,
+          `controller exited after an oversize frame on ${wsPath} (${authorization ?? 'no token'}):\n${ctl.output.slice(-15).join('\n')}`,
+        ).toBeNull()
+        expect((await http(ctl.url, 'GET', '/healthz')).status).toBe(200)
+      }
+    } finally {
+      await ctl?.kill()
+      rmSync(dataDir, {recursive: true, force: true})
+    }
+  })
+
   it('keeps every acknowledged registration and never assigns an address twice across repeated SIGKILLs', async () => {
     expect(CLI_BUILT, 'the crash test runs the built CLI: run `bash scripts/build.sh` first').toBe(true)
     const dataDir = mkdtempSync(path.join(tmpdir(), 'mesh-crash-'))

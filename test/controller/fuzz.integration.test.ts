@@ -4,7 +4,9 @@
  * strings, nested junk, malformed JSON, wrong content types, bodies over 1 MiB, random path
  * params, bad query values, bad tokens). No reply may be a 5xx, every error must have the
  * {"error":{code,message,hint}} shape with a known code, and the database must pass
- * PRAGMA integrity_check afterwards.
+ * PRAGMA integrity_check afterwards. The netmap and event WebSockets get hostile sessions too
+ * (bad credentials and versions, junk, binary and oversize frames): they must end with a
+ * documented close code and every server frame must match its schema.
  */
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -12,7 +14,15 @@ import path from 'node:path'
 import fc from 'fast-check'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startTestController} from '../../controller/testing/test-controller.js'
-import {NAME_RE, ROUTES, type RouteId} from '../../shared/protocol/control-api.js'
+import WebSocket from 'ws'
+import {z} from 'zod'
+import {NAME_RE, ROUTES, WS_PATHS, type RouteId} from '../../shared/protocol/control-api.js'
+import {
+  AdminEventSchema,
+  AdminSnapshotSchema,
+  CLOSE,
+  ServerFrameSchema,
+} from '../../shared/protocol/netmap.js'
 import {
   Api,
   errorCode,
@@ -62,6 +72,9 @@ interface Pools {
   authKeyIds: string[]
   registrationKey: string
   approvalNodes: string[]
+  /** Node credentials no HTTP fuzz case can revoke (their nodes are in no pool). */
+  wsCredentials: string[]
+  pendingCredential: string
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,6 +632,192 @@ function strayCaseArb(pools: Pools): fc.Arbitrary<FuzzCase> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// WebSocket sessions
+
+const WS_SESSIONS = Number(process.env.FUZZ_WS_SESSIONS ?? 600)
+/** Close codes a hostile session may end with: ours (normal), no status, too big, or the netmap's own. */
+const WS_CLOSE_OK = new Set([1000, 1005, 1009, CLOSE.BAD_FRAME, CLOSE.UNAUTHENTICATED, CLOSE.REVOKED])
+
+interface WsCase {
+  kind: string
+  path: string
+  authorization?: string
+  frames: (string | Buffer)[]
+  oversize?: boolean
+}
+
+const endpointArb = fc.oneof(
+  fc
+    .tuple(fc.integer({min: 0, max: 255}), fc.integer({min: 1, max: 65535}))
+    .map(([a, p]) => `203.0.113.${a}:${p}`),
+  fc.constantFrom('[2001:db8::1]:51820', '198.51.100.9:51820'),
+)
+const reportArb = fc.record(
+  {
+    type: fc.constant('report'),
+    endpoints: fc.array(endpointArb, {maxLength: 16}),
+    peers: fc.array(
+      fc.record({
+        publicKey: fc.constant(null).map(() => keyPair().publicKey),
+        lastHandshake: fc.oneof(
+          fc.constant(null),
+          fc.date({noInvalidDate: true}).map((d) => d.toISOString()),
+        ),
+        rxBytes: fc.nat(),
+        txBytes: fc.nat(),
+        endpoint: fc.oneof(fc.constant(null), endpointArb),
+      }),
+      {maxLength: 4},
+    ),
+  },
+  {requiredKeys: ['type']},
+)
+
+function wsCaseArb(pools: Pools): fc.Arbitrary<WsCase> {
+  const frame: fc.Arbitrary<{frame: string | Buffer; kind: string; oversize?: boolean}> = fc.oneof(
+    {weight: 30, arbitrary: reportArb.map((r) => ({frame: JSON.stringify(r), kind: 'report'}))},
+    {
+      weight: 30,
+      arbitrary: fc
+        .tuple(reportArb, fc.array(mutationArb, {minLength: 1, maxLength: 3}))
+        .map(([r, ms]) => ({frame: mutate(r, ms).text, kind: 'mutated'})),
+    },
+    {
+      weight: 10,
+      arbitrary: fc
+        .jsonValue({maxDepth: 3})
+        .map((v) => ({frame: JSON.stringify(v) ?? 'null', kind: 'random-json'})),
+    },
+    {weight: 10, arbitrary: fc.constantFrom(...MALFORMED_JSON).map((t) => ({frame: t, kind: 'malformed'}))},
+    {
+      weight: 5,
+      arbitrary: fc.uint8Array({maxLength: 200}).map((b) => ({frame: Buffer.from(b), kind: 'binary'})),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.constant({
+        frame: JSON.stringify({type: 'report', endpoints: Array(17).fill('203.0.113.1:1')}),
+        kind: 'too-many-endpoints',
+      }),
+    },
+    {weight: 2, arbitrary: fc.constant({frame: 'x'.repeat(300 * 1024), kind: 'oversize', oversize: true})},
+  )
+  const version = fc.oneof(
+    {weight: 6, arbitrary: fc.constant('')},
+    {
+      weight: 4,
+      arbitrary: fc
+        .constantFrom('0', '1', '3', '-1', 'abc', '1e99', '99999999999999999999', '', '%00', 'a'.repeat(1000))
+        .map((v) => `?version=${v}`),
+    },
+  )
+  const netmapAuth = fc.oneof(
+    {weight: 60, arbitrary: fc.constantFrom(...pools.wsCredentials).map((c) => `Bearer ${c}`)},
+    {weight: 5, arbitrary: fc.constant(`Bearer ${pools.pendingCredential}`)},
+    {weight: 10, arbitrary: fc.constant(`Bearer ${pools.tokens.owner}`)},
+    {weight: 25, arbitrary: authArb(pools, 'whoami')},
+  )
+  const eventsAuth = fc.oneof(
+    {weight: 50, arbitrary: fc.constant(`Bearer ${pools.tokens.owner}`)},
+    {weight: 10, arbitrary: fc.constant(`Bearer ${pools.tokens.guest}`)},
+    {weight: 10, arbitrary: fc.constant(`Bearer ${pools.wsCredentials[0]}`)},
+    {weight: 30, arbitrary: authArb(pools, 'whoami')},
+  )
+  const session = (path: string, auth: fc.Arbitrary<string | undefined>) =>
+    fc.tuple(version, auth, fc.array(frame, {maxLength: 4})).map(([q, authorization, frames]): WsCase => ({
+      kind: frames.length ? [...new Set(frames.map((f) => f.kind))].sort().join('+') : 'no-frames',
+      path: path + q,
+      authorization,
+      frames: frames.map((f) => f.frame),
+      oversize: frames.some((f) => f.oversize),
+    }))
+  return fc.oneof(
+    {weight: 7, arbitrary: session(WS_PATHS.netmap, netmapAuth)},
+    {weight: 3, arbitrary: session(WS_PATHS.events, eventsAuth)},
+  )
+}
+
+interface WsOutcome {
+  label: string
+  problems: string[]
+  firstFrameType?: string
+}
+
+/** Runs one session: connect, send the frames, give the server 300 ms to react, close. */
+function runWsCase(baseUrl: string, c: WsCase): Promise<WsOutcome> {
+  const problems: string[] = []
+  const isNetmap = c.path.startsWith(WS_PATHS.netmap)
+  let firstFrameType: string | undefined
+  return new Promise<WsOutcome>((resolve) => {
+    const ws = new WebSocket(baseUrl.replace(/^http/, 'ws') + c.path, {
+      headers: c.authorization === undefined ? {} : {authorization: c.authorization},
+      perMessageDeflate: false,
+      handshakeTimeout: 5_000,
+    })
+    let settled = false
+    const finish = (label: string) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      resolve({label, problems, firstFrameType})
+    }
+    const timer = setTimeout(() => {
+      problems.push('session did not end within 10 s')
+      ws.terminate()
+      finish('timeout')
+    }, 10_000)
+    ws.on('unexpected-response', (_req, res) => {
+      let text = ''
+      res.on('data', (d: Buffer) => (text += d.toString()))
+      res.on('end', () => {
+        let json: unknown
+        try {
+          json = JSON.parse(text)
+        } catch {
+          json = undefined
+        }
+        const reply = {status: res.statusCode ?? 0, headers: {}, text, json}
+        if (reply.status >= 500) problems.push(`upgrade answered ${reply.status}`)
+        const problem = wireErrorProblem(reply)
+        if (problem) problems.push(`upgrade refusal: ${problem}`)
+        finish(`http ${reply.status}`)
+      })
+    })
+    ws.on('message', (data: Buffer) => {
+      let msg: unknown
+      try {
+        msg = JSON.parse(data.toString())
+      } catch {
+        problems.push('server sent a frame that is not JSON')
+        return
+      }
+      const schema = isNetmap ? ServerFrameSchema : z.union([AdminSnapshotSchema, AdminEventSchema])
+      const parsed = schema.safeParse(msg)
+      if (!parsed.success)
+        problems.push(`server frame does not match its schema: ${parsed.error.message.slice(0, 200)}`)
+      firstFrameType ??= (msg as {type?: string}).type
+    })
+    ws.on('open', async () => {
+      for (const f of c.frames) {
+        if (ws.readyState !== WebSocket.OPEN) break
+        ws.send(f, {binary: Buffer.isBuffer(f)})
+      }
+      await new Promise((r) => setTimeout(r, 300))
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000)
+    })
+    ws.on('close', (code) => {
+      if (!WS_CLOSE_OK.has(code) && !(code === 1006 && c.oversize)) problems.push(`closed with ${code}`)
+      finish(`close ${code}`)
+    })
+    ws.on('error', (err) => {
+      // Errors are followed by 'close' (or were an HTTP refusal, handled above); note only the odd ones.
+      if (!/Unexpected server response|ECONNRESET|socket hang up|Invalid WebSocket frame/.test(err.message))
+        problems.push(`client error ${err.message}`)
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
 
 describe('controller fuzzing', () => {
   let ctl: Awaited<ReturnType<typeof startTestController>>
@@ -678,6 +877,8 @@ describe('controller fuzzing', () => {
     const nodes = [await register(registrationKey), await register(registrationKey)]
     const sacrificialNodes = await mapLimit(Array.from({length: 20}), 4, () => register(registrationKey))
     const approvalNodes = await mapLimit(Array.from({length: 10}), 4, () => register(approvalKey))
+    const wsNodes = await mapLimit(Array.from({length: 6}), 4, () => register(registrationKey))
+    const pendingNode = await register(approvalKey)
     const sacrificialNetworks = await mapLimit(Array.from({length: 20}), 4, () =>
       api.ok<{id: string}>('network.create', {
         token: owner,
@@ -716,6 +917,8 @@ describe('controller fuzzing', () => {
       authKeyIds: authKeys.map((k) => k.authKey.id),
       registrationKey,
       approvalNodes: approvalNodes.map((n) => n.node.id),
+      wsCredentials: wsNodes.map((n) => n.credential),
+      pendingCredential: pendingNode.credential,
     }
   })
 
@@ -723,6 +926,33 @@ describe('controller fuzzing', () => {
     await close()
     await agent.close()
     rmSync(dataDir, {recursive: true, force: true})
+  })
+
+  it('survives hostile WebSocket sessions on the netmap and event streams, closing them with documented codes', async () => {
+    const cases = fc.sample(wsCaseArb(pools), {numRuns: WS_SESSIONS, seed: SEED})
+    const byOutcome = new Map<string, number>()
+    const failures: string[] = []
+    const started = Date.now()
+    await mapLimit(cases, CONCURRENCY, async (c, i) => {
+      const outcome = await runWsCase(ctl.url, c)
+      byOutcome.set(outcome.label, (byOutcome.get(outcome.label) ?? 0) + 1)
+      for (const problem of outcome.problems)
+        failures.push(`#${i} ${c.kind} ${c.path.slice(0, 80)}: ${problem}`)
+    })
+    // A well-behaved node still gets its full map afterwards.
+    const after = await runWsCase(ctl.url, {
+      kind: 'check',
+      path: WS_PATHS.netmap,
+      authorization: `Bearer ${pools.wsCredentials[0]}`,
+      frames: [],
+    })
+    console.log(
+      `ws fuzz: ${cases.length} sessions in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+        `outcomes: ${JSON.stringify(Object.fromEntries([...byOutcome].sort((a, b) => b[1] - a[1])))}`,
+    )
+    expect(failures.slice(0, 25), `${failures.length} failures (seed ${SEED})`).toEqual([])
+    expect(after.firstFrameType).toBe('full')
+    expect((await http(ctl.url, 'GET', '/healthz', {dispatcher: agent})).status).toBe(200)
   })
 
   it('answers 10,000+ hostile requests without a 5xx, always with a well-formed error, and keeps its database intact', async () => {
