@@ -2,7 +2,7 @@
  * A minimal HTTP client for controller tests: never throws on a status, returns the parsed
  * body and the headers. Test-only (controller/testing is not built into dist).
  */
-import nacl from 'tweetnacl'
+import {generateKeyPairSync} from 'node:crypto'
 
 export interface Reply<T = unknown> {
   status: number
@@ -49,5 +49,11 @@ export function client(baseUrl: string): Client {
   }
 }
 
-/** A WireGuard-style public key (the private half is thrown away). */
-export const publicKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
+/**
+ * A WireGuard-style public key (the private half is thrown away). node:crypto's X25519 is ~15x
+ * faster than tweetnacl's, which matters when a test registers thousands of nodes.
+ */
+export function publicKey(): string {
+  const jwk = generateKeyPairSync('x25519').publicKey.export({format: 'jwk'})
+  return Buffer.from(jwk.x as string, 'base64url').toString('base64')
+}

@@ -151,6 +151,19 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 `,
   },
+  {
+    // Counting a network's nodes per registration and per network read was O(nodes); a counter
+    // kept by triggers makes both O(1) and cannot drift from the rows.
+    name: '0002-network-node-count',
+    sql: `
+ALTER TABLE networks ADD COLUMN node_count INTEGER NOT NULL DEFAULT 0; -- nodes in the network, kept by triggers
+UPDATE networks SET node_count = (SELECT count(*) FROM nodes WHERE nodes.network_id = networks.id);
+CREATE TRIGGER nodes_count_insert AFTER INSERT ON nodes
+BEGIN UPDATE networks SET node_count = node_count + 1 WHERE id = NEW.network_id; END;
+CREATE TRIGGER nodes_count_delete AFTER DELETE ON nodes
+BEGIN UPDATE networks SET node_count = node_count - 1 WHERE id = OLD.network_id; END;
+`,
+  },
 ]
 
 /**

@@ -144,14 +144,23 @@ function decodeCursor(cursor: string | undefined): number {
 }
 
 export class SqliteStore implements Store {
+  /** Prepared statements by SQL text: preparing costs far more than running these queries. */
+  private readonly statements = new Map<string, Database.Statement>()
+
   private constructor(readonly db: Database.Database) {}
+
+  private q(sql: string): Database.Statement {
+    let st = this.statements.get(sql)
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)))
+    return st
+  }
 
   static async open(file: string, opts: {migrations?: readonly Migration[]} = {}): Promise<SqliteStore> {
     return new SqliteStore(await openSqlite(file, opts))
   }
 
   async ping(): Promise<void> {
-    this.db.prepare('SELECT 1').get()
+    this.q('SELECT 1').get()
   }
 
   async close(): Promise<void> {
@@ -172,24 +181,22 @@ export class SqliteStore implements Store {
       detail?: Record<string, unknown>
     },
   ): void {
-    this.db
-      .prepare(
-        `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
+    this.q(
+      `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
            source_address, request_id, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-      )
-      .run(
-        ctx.at,
-        e.tenantId,
-        ctx.actor,
-        ctx.actorName,
-        e.action,
-        e.targetType,
-        e.targetId,
-        e.networkId,
-        ctx.sourceAddress,
-        ctx.requestId,
-        JSON.stringify(e.detail ?? {}),
-      )
+    ).run(
+      ctx.at,
+      e.tenantId,
+      ctx.actor,
+      ctx.actorName,
+      e.action,
+      e.targetType,
+      e.targetId,
+      e.networkId,
+      ctx.sourceAddress,
+      ctx.requestId,
+      JSON.stringify(e.detail ?? {}),
+    )
   }
 
   private page<T>(rows: Row[], limit: number, map: (r: Row) => T): Page<T> {
@@ -203,39 +210,35 @@ export class SqliteStore implements Store {
   }
 
   private networkRow(id: string): Row | undefined {
-    return this.db
-      .prepare(
-        `SELECT n.*, (SELECT count(*) FROM nodes WHERE network_id = n.id) AS node_count
-         FROM networks n WHERE n.id = ?`,
-      )
-      .get(id) as Row | undefined
+    return this.q('SELECT * FROM networks WHERE id = ?').get(id) as Row | undefined
   }
 
   private nodeRow(id: string): Row | undefined {
-    return this.db.prepare('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined
+    return this.q('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined
   }
 
   /** Bumps the network's netmap version and logs which node changed. Inside a transaction. */
   private bump(networkId: string, nodeId: string): number {
-    const row = this.db
-      .prepare(
-        'UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ? RETURNING netmap_version',
-      )
-      .get(networkId) as {netmap_version: number}
+    const row = this.q(
+      'UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ? RETURNING netmap_version',
+    ).get(networkId) as {netmap_version: number}
     const version = Number(row.netmap_version)
-    this.db
-      .prepare('INSERT INTO netmap_changes (network_id, version, node_id) VALUES (?,?,?)')
-      .run(networkId, version, nodeId)
+    this.q('INSERT INTO netmap_changes (network_id, version, node_id) VALUES (?,?,?)').run(
+      networkId,
+      version,
+      nodeId,
+    )
     if (version % 1000 === 0) {
-      this.db
-        .prepare('DELETE FROM netmap_changes WHERE network_id = ? AND version <= ?')
-        .run(networkId, version - CHANGE_LOG_KEEP)
+      this.q('DELETE FROM netmap_changes WHERE network_id = ? AND version <= ?').run(
+        networkId,
+        version - CHANGE_LOG_KEEP,
+      )
     }
     return version
   }
 
   private tenantOfNetwork(networkId: string): string {
-    const r = this.db.prepare('SELECT tenant_id FROM networks WHERE id = ?').get(networkId) as Row | undefined
+    const r = this.q('SELECT tenant_id FROM networks WHERE id = ?').get(networkId) as Row | undefined
     if (!r) throw new MeshError('NOT_FOUND', {message: 'network not found'})
     return str(r.tenant_id)
   }
@@ -244,7 +247,7 @@ export class SqliteStore implements Store {
   // tenants and users
 
   async hasTenants(): Promise<boolean> {
-    return this.db.prepare('SELECT 1 FROM tenants LIMIT 1').get() !== undefined
+    return this.q('SELECT 1 FROM tenants LIMIT 1').get() !== undefined
   }
 
   async createTenantWithOwner(
@@ -253,29 +256,17 @@ export class SqliteStore implements Store {
     ctx: AuditContext,
   ): Promise<{tenant: Tenant; owner: User}> {
     return this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM tenants WHERE name = ?').get(tenant.name)) {
+      if (this.q('SELECT 1 FROM tenants WHERE name = ?').get(tenant.name)) {
         throw new MeshError('TENANT_NAME_TAKEN')
       }
-      if (this.db.prepare('SELECT 1 FROM users WHERE username = ?').get(owner.username)) {
+      if (this.q('SELECT 1 FROM users WHERE username = ?').get(owner.username)) {
         throw new MeshError('USERNAME_TAKEN')
       }
-      this.db
-        .prepare('INSERT INTO tenants (id, name, created_at) VALUES (?,?,?)')
-        .run(tenant.id, tenant.name, ctx.at)
-      this.db
-        .prepare(
-          `INSERT INTO users (id, tenant_id, username, password_hash, role, superuser, created_at)
+      this.q('INSERT INTO tenants (id, name, created_at) VALUES (?,?,?)').run(tenant.id, tenant.name, ctx.at)
+      this.q(
+        `INSERT INTO users (id, tenant_id, username, password_hash, role, superuser, created_at)
            VALUES (?,?,?,?,?,?,?)`,
-        )
-        .run(
-          owner.id,
-          tenant.id,
-          owner.username,
-          owner.passwordHash,
-          'owner',
-          owner.superuser ? 1 : 0,
-          ctx.at,
-        )
+      ).run(owner.id, tenant.id, owner.username, owner.passwordHash, 'owner', owner.superuser ? 1 : 0, ctx.at)
       this.audit(ctx, {
         tenantId: tenant.id,
         action: 'tenant.create',
@@ -284,31 +275,33 @@ export class SqliteStore implements Store {
         networkId: null,
         detail: {name: tenant.name, owner: owner.username},
       })
-      const t = toTenant(this.db.prepare('SELECT * FROM tenants WHERE id = ?').get(tenant.id) as Row)
-      const u = toUser(this.db.prepare('SELECT * FROM users WHERE id = ?').get(owner.id) as Row)
+      const t = toTenant(this.q('SELECT * FROM tenants WHERE id = ?').get(tenant.id) as Row)
+      const u = toUser(this.q('SELECT * FROM users WHERE id = ?').get(owner.id) as Row)
       return {tenant: t, owner: publicUser(u)}
     })()
   }
 
   async getTenant(id: string): Promise<Tenant | undefined> {
-    const r = this.db.prepare('SELECT * FROM tenants WHERE id = ?').get(id) as Row | undefined
+    const r = this.q('SELECT * FROM tenants WHERE id = ?').get(id) as Row | undefined
     return r && toTenant(r)
   }
 
   async getUser(id: string): Promise<UserRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
+    const r = this.q('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
     return r && toUser(r)
   }
 
   async getUserByUsername(username: string): Promise<UserRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM users WHERE username = ?').get(username) as Row | undefined
+    const r = this.q('SELECT * FROM users WHERE username = ?').get(username) as Row | undefined
     return r && toUser(r)
   }
 
   async listUsers(tenantId: string, page: PageRequest): Promise<Page<User>> {
-    const rows = this.db
-      .prepare('SELECT * FROM users WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?')
-      .all(tenantId, decodeCursor(page.cursor), page.limit + 1) as Row[]
+    const rows = this.q('SELECT * FROM users WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(
+      tenantId,
+      decodeCursor(page.cursor),
+      page.limit + 1,
+    ) as Row[]
     return this.page(rows, page.limit, (r) => publicUser(toUser(r)))
   }
 
@@ -317,15 +310,13 @@ export class SqliteStore implements Store {
     ctx: AuditContext,
   ): Promise<User> {
     return this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM users WHERE username = ?').get(user.username)) {
+      if (this.q('SELECT 1 FROM users WHERE username = ?').get(user.username)) {
         throw new MeshError('USERNAME_TAKEN')
       }
-      this.db
-        .prepare(
-          `INSERT INTO users (id, tenant_id, username, password_hash, role, superuser, created_at)
+      this.q(
+        `INSERT INTO users (id, tenant_id, username, password_hash, role, superuser, created_at)
            VALUES (?,?,?,?,?,0,?)`,
-        )
-        .run(user.id, user.tenantId, user.username, user.passwordHash, user.role, ctx.at)
+      ).run(user.id, user.tenantId, user.username, user.passwordHash, user.role, ctx.at)
       this.audit(ctx, {
         tenantId: user.tenantId,
         action: 'user.create',
@@ -334,15 +325,15 @@ export class SqliteStore implements Store {
         networkId: null,
         detail: {username: user.username, role: user.role},
       })
-      return publicUser(toUser(this.db.prepare('SELECT * FROM users WHERE id = ?').get(user.id) as Row))
+      return publicUser(toUser(this.q('SELECT * FROM users WHERE id = ?').get(user.id) as Row))
     })()
   }
 
   async updateUserRole(id: string, role: Role, ctx: AuditContext): Promise<User> {
     return this.db.transaction(() => {
-      const before = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
+      const before = this.q('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
       if (!before) throw new MeshError('NOT_FOUND', {message: 'user not found'})
-      this.db.prepare('UPDATE users SET role = ? WHERE id = ?').run(role, id)
+      this.q('UPDATE users SET role = ? WHERE id = ?').run(role, id)
       this.audit(ctx, {
         tenantId: str(before.tenant_id),
         action: 'user.update',
@@ -351,15 +342,15 @@ export class SqliteStore implements Store {
         networkId: null,
         detail: {role, previousRole: before.role},
       })
-      return publicUser(toUser(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row))
+      return publicUser(toUser(this.q('SELECT * FROM users WHERE id = ?').get(id) as Row))
     })()
   }
 
   async deleteUser(id: string, ctx: AuditContext): Promise<void> {
     this.db.transaction(() => {
-      const before = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
+      const before = this.q('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
       if (!before) throw new MeshError('NOT_FOUND', {message: 'user not found'})
-      this.db.prepare('DELETE FROM users WHERE id = ?').run(id)
+      this.q('DELETE FROM users WHERE id = ?').run(id)
       this.audit(ctx, {
         tenantId: str(before.tenant_id),
         action: 'user.delete',
@@ -379,14 +370,17 @@ export class SqliteStore implements Store {
     ctx: AuditContext,
   ): Promise<void> {
     this.db.transaction(() => {
-      const user = this.db.prepare('SELECT tenant_id FROM users WHERE id = ?').get(token.userId) as
-        Row | undefined
+      const user = this.q('SELECT tenant_id FROM users WHERE id = ?').get(token.userId) as Row | undefined
       if (!user) throw new MeshError('NOT_FOUND', {message: 'user not found'})
-      this.db
-        .prepare('INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?,?)')
-        .run(token.id, token.hash, token.userId, ctx.at, token.expiresAt)
+      this.q('INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?,?)').run(
+        token.id,
+        token.hash,
+        token.userId,
+        ctx.at,
+        token.expiresAt,
+      )
       // Expired tokens are swept here so the table does not grow without bound.
-      this.db.prepare('DELETE FROM tokens WHERE expires_at < ?').run(ctx.at)
+      this.q('DELETE FROM tokens WHERE expires_at < ?').run(ctx.at)
       this.audit(ctx, {
         tenantId: str(user.tenant_id),
         action: 'user.login',
@@ -398,19 +392,17 @@ export class SqliteStore implements Store {
   }
 
   async getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined> {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE token_hash = ?').get(hash) as Row | undefined
+    const r = this.q('SELECT * FROM tokens WHERE token_hash = ?').get(hash) as Row | undefined
     return r && {id: str(r.id), userId: str(r.user_id), expiresAt: str(r.expires_at)}
   }
 
   async deleteToken(hash: string, ctx: AuditContext): Promise<void> {
     this.db.transaction(() => {
-      const r = this.db
-        .prepare(
-          'SELECT t.id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?',
-        )
-        .get(hash) as Row | undefined
+      const r = this.q(
+        'SELECT t.id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?',
+      ).get(hash) as Row | undefined
       if (!r) return
-      this.db.prepare('DELETE FROM tokens WHERE token_hash = ?').run(hash)
+      this.q('DELETE FROM tokens WHERE token_hash = ?').run(hash)
       this.audit(ctx, {
         tenantId: str(r.tenant_id),
         action: 'user.logout',
@@ -425,12 +417,11 @@ export class SqliteStore implements Store {
   // networks and members
 
   async listNetworks(tenantId: string, page: PageRequest): Promise<Page<Network>> {
-    const rows = this.db
-      .prepare(
-        `SELECT n.*, (SELECT count(*) FROM nodes WHERE network_id = n.id) AS node_count
-         FROM networks n WHERE n.tenant_id = ? AND n.seq > ? ORDER BY n.seq LIMIT ?`,
-      )
-      .all(tenantId, decodeCursor(page.cursor), page.limit + 1) as Row[]
+    const rows = this.q('SELECT * FROM networks WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(
+      tenantId,
+      decodeCursor(page.cursor),
+      page.limit + 1,
+    ) as Row[]
     return this.page(rows, page.limit, toNetwork)
   }
 
@@ -440,9 +431,8 @@ export class SqliteStore implements Store {
   }
 
   async getNetworkByName(tenantId: string, name: string): Promise<Network | undefined> {
-    const r = this.db
-      .prepare('SELECT id FROM networks WHERE tenant_id = ? AND name = ?')
-      .get(tenantId, name) as Row | undefined
+    const r = this.q('SELECT id FROM networks WHERE tenant_id = ? AND name = ?').get(tenantId, name) as
+      Row | undefined
     return r ? this.getNetwork(str(r.id)) : undefined
   }
 
@@ -450,14 +440,10 @@ export class SqliteStore implements Store {
     const cidr = parseCidr(net.cidr)
     if (!cidr) throw new MeshError('INVALID_CIDR', {message: `cidr: ${net.cidr} is not a network prefix`})
     return this.db.transaction(() => {
-      if (
-        this.db.prepare('SELECT 1 FROM networks WHERE tenant_id = ? AND name = ?').get(net.tenantId, net.name)
-      ) {
+      if (this.q('SELECT 1 FROM networks WHERE tenant_id = ? AND name = ?').get(net.tenantId, net.name)) {
         throw new MeshError('NETWORK_NAME_TAKEN', {message: `a network named ${net.name} already exists`})
       }
-      const others = this.db
-        .prepare('SELECT name, cidr FROM networks WHERE tenant_id = ?')
-        .all(net.tenantId) as Row[]
+      const others = this.q('SELECT name, cidr FROM networks WHERE tenant_id = ?').all(net.tenantId) as Row[]
       for (const o of others) {
         const oc = parseCidr(str(o.cidr))
         if (oc && cidrsOverlap(cidr, oc)) {
@@ -466,12 +452,10 @@ export class SqliteStore implements Store {
           })
         }
       }
-      this.db
-        .prepare(
-          `INSERT INTO networks (id, tenant_id, name, cidr, description, join_policy, max_nodes, created_at)
+      this.q(
+        `INSERT INTO networks (id, tenant_id, name, cidr, description, join_policy, max_nodes, created_at)
            VALUES (?,?,?,?,?,?,?,?)`,
-        )
-        .run(net.id, net.tenantId, net.name, net.cidr, net.description, net.joinPolicy, net.maxNodes, ctx.at)
+      ).run(net.id, net.tenantId, net.name, net.cidr, net.description, net.joinPolicy, net.maxNodes, ctx.at)
       this.audit(ctx, {
         tenantId: net.tenantId,
         action: 'network.create',
@@ -489,9 +473,10 @@ export class SqliteStore implements Store {
       const before = this.networkRow(id)
       if (!before) throw new MeshError('NOT_FOUND', {message: 'network not found'})
       if (patch.name !== undefined && patch.name !== before.name) {
-        const clash = this.db
-          .prepare('SELECT 1 FROM networks WHERE tenant_id = ? AND name = ?')
-          .get(before.tenant_id, patch.name)
+        const clash = this.q('SELECT 1 FROM networks WHERE tenant_id = ? AND name = ?').get(
+          before.tenant_id,
+          patch.name,
+        )
         if (clash)
           throw new MeshError('NETWORK_NAME_TAKEN', {message: `a network named ${patch.name} already exists`})
       }
@@ -501,9 +486,9 @@ export class SqliteStore implements Store {
         joinPolicy: patch.joinPolicy ?? str(before.join_policy),
         maxNodes: patch.maxNodes === undefined ? before.max_nodes : patch.maxNodes,
       }
-      this.db
-        .prepare('UPDATE networks SET name = ?, description = ?, join_policy = ?, max_nodes = ? WHERE id = ?')
-        .run(next.name, next.description, next.joinPolicy, next.maxNodes, id)
+      this.q(
+        'UPDATE networks SET name = ?, description = ?, join_policy = ?, max_nodes = ? WHERE id = ?',
+      ).run(next.name, next.description, next.joinPolicy, next.maxNodes, id)
       this.audit(ctx, {
         tenantId: str(before.tenant_id),
         action: 'network.update',
@@ -520,9 +505,9 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const before = this.networkRow(id)
       if (!before) throw new MeshError('NOT_FOUND', {message: 'network not found'})
-      const nodes = (this.db.prepare('SELECT * FROM nodes WHERE network_id = ?').all(id) as Row[]).map(toNode)
+      const nodes = (this.q('SELECT * FROM nodes WHERE network_id = ?').all(id) as Row[]).map(toNode)
       const version = Number(before.netmap_version) + 1
-      this.db.prepare('DELETE FROM networks WHERE id = ?').run(id)
+      this.q('DELETE FROM networks WHERE id = ?').run(id)
       this.audit(ctx, {
         tenantId: str(before.tenant_id),
         action: 'network.delete',
@@ -544,34 +529,30 @@ export class SqliteStore implements Store {
   }
 
   async listMembers(networkId: string): Promise<NetworkMember[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT m.user_id, u.username, m.role FROM network_members m JOIN users u ON u.id = m.user_id
+    const rows = this.q(
+      `SELECT m.user_id, u.username, m.role FROM network_members m JOIN users u ON u.id = m.user_id
          WHERE m.network_id = ? ORDER BY u.username`,
-      )
-      .all(networkId) as Row[]
+    ).all(networkId) as Row[]
     return rows.map((r) => ({userId: str(r.user_id), username: str(r.username), role: r.role as Role}))
   }
 
   async getMemberRole(networkId: string, userId: string): Promise<Role | undefined> {
-    const r = this.db
-      .prepare('SELECT role FROM network_members WHERE network_id = ? AND user_id = ?')
-      .get(networkId, userId) as Row | undefined
+    const r = this.q('SELECT role FROM network_members WHERE network_id = ? AND user_id = ?').get(
+      networkId,
+      userId,
+    ) as Row | undefined
     return r ? (r.role as Role) : undefined
   }
 
   async setMember(networkId: string, userId: string, role: Role, ctx: AuditContext): Promise<NetworkMember> {
     return this.db.transaction(() => {
       const tenantId = this.tenantOfNetwork(networkId)
-      const user = this.db.prepare('SELECT username, tenant_id FROM users WHERE id = ?').get(userId) as
-        Row | undefined
+      const user = this.q('SELECT username, tenant_id FROM users WHERE id = ?').get(userId) as Row | undefined
       if (!user || user.tenant_id !== tenantId) throw new MeshError('NOT_FOUND', {message: 'user not found'})
-      this.db
-        .prepare(
-          `INSERT INTO network_members (network_id, user_id, role) VALUES (?,?,?)
+      this.q(
+        `INSERT INTO network_members (network_id, user_id, role) VALUES (?,?,?)
            ON CONFLICT (network_id, user_id) DO UPDATE SET role = excluded.role`,
-        )
-        .run(networkId, userId, role)
+      ).run(networkId, userId, role)
       this.audit(ctx, {
         tenantId,
         action: 'member.set',
@@ -587,9 +568,10 @@ export class SqliteStore implements Store {
   async removeMember(networkId: string, userId: string, ctx: AuditContext): Promise<void> {
     this.db.transaction(() => {
       const tenantId = this.tenantOfNetwork(networkId)
-      const res = this.db
-        .prepare('DELETE FROM network_members WHERE network_id = ? AND user_id = ?')
-        .run(networkId, userId)
+      const res = this.q('DELETE FROM network_members WHERE network_id = ? AND user_id = ?').run(
+        networkId,
+        userId,
+      )
       if (res.changes === 0)
         throw new MeshError('NOT_FOUND', {message: 'the user has no role on this network'})
       this.audit(ctx, {tenantId, action: 'member.remove', targetType: 'user', targetId: userId, networkId})
@@ -613,12 +595,10 @@ export class SqliteStore implements Store {
   ): Promise<Invite> {
     return this.db.transaction(() => {
       const tenantId = this.tenantOfNetwork(inv.networkId)
-      this.db
-        .prepare(
-          `INSERT INTO invites (id, network_id, code_hash, role, max_uses, expires_at, created_at, created_by)
+      this.q(
+        `INSERT INTO invites (id, network_id, code_hash, role, max_uses, expires_at, created_at, created_by)
            VALUES (?,?,?,?,?,?,?,?)`,
-        )
-        .run(inv.id, inv.networkId, inv.codeHash, inv.role, inv.maxUses, inv.expiresAt, ctx.at, inv.createdBy)
+      ).run(inv.id, inv.networkId, inv.codeHash, inv.role, inv.maxUses, inv.expiresAt, ctx.at, inv.createdBy)
       this.audit(ctx, {
         tenantId,
         action: 'invite.create',
@@ -632,19 +612,17 @@ export class SqliteStore implements Store {
   }
 
   private inviteById(id: string): InviteRecord | undefined {
-    const r = this.db
-      .prepare('SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id WHERE i.id = ?')
-      .get(id) as Row | undefined
+    const r = this.q(
+      'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id WHERE i.id = ?',
+    ).get(id) as Row | undefined
     return r && toInvite(r)
   }
 
   async listInvites(networkId: string, page: PageRequest): Promise<Page<Invite>> {
-    const rows = this.db
-      .prepare(
-        `SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id
+    const rows = this.q(
+      `SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id
          WHERE i.network_id = ? AND i.seq > ? ORDER BY i.seq LIMIT ?`,
-      )
-      .all(networkId, decodeCursor(page.cursor), page.limit + 1) as Row[]
+    ).all(networkId, decodeCursor(page.cursor), page.limit + 1) as Row[]
     return this.page(rows, page.limit, (r) => publicInvite(toInvite(r)))
   }
 
@@ -657,7 +635,7 @@ export class SqliteStore implements Store {
       const inv = this.inviteById(id)
       if (!inv) throw new MeshError('NOT_FOUND', {message: 'invite not found'})
       // Revoking twice is a no-op that keeps the first time.
-      this.db.prepare('UPDATE invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(ctx.at, id)
+      this.q('UPDATE invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(ctx.at, id)
       this.audit(ctx, {
         tenantId: inv.tenantId,
         action: 'invite.revoke',
@@ -670,11 +648,9 @@ export class SqliteStore implements Store {
   }
 
   private authKeyById(id: string): AuthKeyRecord | undefined {
-    const r = this.db
-      .prepare(
-        'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id WHERE k.id = ?',
-      )
-      .get(id) as Row | undefined
+    const r = this.q(
+      'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id WHERE k.id = ?',
+    ).get(id) as Row | undefined
     return r && toAuthKey(r)
   }
 
@@ -695,24 +671,22 @@ export class SqliteStore implements Store {
   ): Promise<AuthKey> {
     return this.db.transaction(() => {
       const tenantId = this.tenantOfNetwork(key.networkId)
-      this.db
-        .prepare(
-          `INSERT INTO auth_keys (id, network_id, key_hash, prefix, reusable, ephemeral, pre_approved, tags,
+      this.q(
+        `INSERT INTO auth_keys (id, network_id, key_hash, prefix, reusable, ephemeral, pre_approved, tags,
              expires_at, created_at, created_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-        )
-        .run(
-          key.id,
-          key.networkId,
-          key.keyHash,
-          key.prefix,
-          key.reusable ? 1 : 0,
-          key.ephemeral ? 1 : 0,
-          key.preApproved ? 1 : 0,
-          JSON.stringify(key.tags),
-          key.expiresAt,
-          ctx.at,
-          key.createdBy,
-        )
+      ).run(
+        key.id,
+        key.networkId,
+        key.keyHash,
+        key.prefix,
+        key.reusable ? 1 : 0,
+        key.ephemeral ? 1 : 0,
+        key.preApproved ? 1 : 0,
+        JSON.stringify(key.tags),
+        key.expiresAt,
+        ctx.at,
+        key.createdBy,
+      )
       this.audit(ctx, {
         tenantId,
         action: 'authkey.create',
@@ -732,12 +706,10 @@ export class SqliteStore implements Store {
   }
 
   async listAuthKeys(networkId: string, page: PageRequest): Promise<Page<AuthKey>> {
-    const rows = this.db
-      .prepare(
-        `SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id
+    const rows = this.q(
+      `SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id
          WHERE k.network_id = ? AND k.seq > ? ORDER BY k.seq LIMIT ?`,
-      )
-      .all(networkId, decodeCursor(page.cursor), page.limit + 1) as Row[]
+    ).all(networkId, decodeCursor(page.cursor), page.limit + 1) as Row[]
     return this.page(rows, page.limit, (r) => publicAuthKey(toAuthKey(r)))
   }
 
@@ -749,9 +721,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const key = this.authKeyById(id)
       if (!key) throw new MeshError('NOT_FOUND', {message: 'auth key not found'})
-      this.db
-        .prepare('UPDATE auth_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?')
-        .run(ctx.at, id)
+      this.q('UPDATE auth_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(ctx.at, id)
       this.audit(ctx, {
         tenantId: key.tenantId,
         action: 'authkey.revoke',
@@ -776,31 +746,27 @@ export class SqliteStore implements Store {
       let via: Record<string, unknown>
       // 1. The proof: decided here so two registrations cannot both use a single-use secret.
       if (proof.kind === 'invite') {
-        const r = this.db
-          .prepare(
-            'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id WHERE code_hash = ?',
-          )
-          .get(proof.codeHash) as Row | undefined
+        const r = this.q(
+          'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id WHERE code_hash = ?',
+        ).get(proof.codeHash) as Row | undefined
         if (!r) throw new MeshError('INVITE_INVALID')
         const inv = toInvite(r)
         if (inv.revokedAt !== null) throw new MeshError('INVITE_REVOKED')
         if (inv.expiresAt <= now) throw new MeshError('INVITE_EXPIRED')
         if (inv.maxUses !== null && inv.uses >= inv.maxUses) throw new MeshError('INVITE_USED_UP')
-        this.db.prepare('UPDATE invites SET uses = uses + 1 WHERE id = ?').run(inv.id)
+        this.q('UPDATE invites SET uses = uses + 1 WHERE id = ?').run(inv.id)
         networkId = inv.networkId
         via = {invite: inv.id}
       } else if (proof.kind === 'authkey') {
-        const r = this.db
-          .prepare(
-            'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id WHERE key_hash = ?',
-          )
-          .get(proof.keyHash) as Row | undefined
+        const r = this.q(
+          'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id WHERE key_hash = ?',
+        ).get(proof.keyHash) as Row | undefined
         if (!r) throw new MeshError('AUTHKEY_INVALID')
         const key = toAuthKey(r)
         if (key.revokedAt !== null) throw new MeshError('AUTHKEY_REVOKED')
         if (key.expiresAt <= now) throw new MeshError('AUTHKEY_EXPIRED')
         if (!key.reusable && key.uses >= 1) throw new MeshError('AUTHKEY_USED')
-        this.db.prepare('UPDATE auth_keys SET uses = uses + 1 WHERE id = ?').run(key.id)
+        this.q('UPDATE auth_keys SET uses = uses + 1 WHERE id = ?').run(key.id)
         networkId = key.networkId
         ephemeral = key.ephemeral
         tags = key.tags
@@ -810,24 +776,21 @@ export class SqliteStore implements Store {
         networkId = proof.networkId
         via = {open: true}
       }
-      const net = this.db.prepare('SELECT * FROM networks WHERE id = ?').get(networkId) as Row | undefined
+      const net = this.q('SELECT * FROM networks WHERE id = ?').get(networkId) as Row | undefined
       if (!net) throw new MeshError('NOT_FOUND', {message: 'network not found'})
       // Under the approval policy a node waits for POST /nodes/:id/approve unless its auth key
       // was made pre-approved.
       const status: NodeStatus = net.join_policy === 'approval' && !preApproved ? 'pending' : 'active'
       // 2. Limits and uniqueness.
-      const count = Number(
-        (this.db.prepare('SELECT count(*) AS c FROM nodes WHERE network_id = ?').get(networkId) as Row).c,
-      )
+      // Kept by triggers (migration 0002): counting rows would cost O(nodes) per registration.
+      const count = Number(net.node_count)
       if (net.max_nodes !== null && count >= Number(net.max_nodes)) {
         throw new MeshError('NETWORK_MAX_NODES', {
           message: `the network is limited to ${String(net.max_nodes)} nodes`,
         })
       }
       if (
-        this.db
-          .prepare('SELECT 1 FROM nodes WHERE network_id = ? AND public_key = ?')
-          .get(networkId, node.publicKey)
+        this.q('SELECT 1 FROM nodes WHERE network_id = ? AND public_key = ?').get(networkId, node.publicKey)
       ) {
         throw new MeshError('PUBLIC_KEY_TAKEN')
       }
@@ -835,34 +798,32 @@ export class SqliteStore implements Store {
       // 3. The address: cursor-based, see ipam.ts.
       const cidr = parseCidr(str(net.cidr))
       if (!cidr) throw new Error(`stored CIDR ${str(net.cidr)} does not parse`)
-      const takenStmt = this.db.prepare('SELECT 1 FROM nodes WHERE network_id = ? AND address = ?')
+      const takenStmt = this.q('SELECT 1 FROM nodes WHERE network_id = ? AND address = ?')
       const address = allocateAddress({
         cidr,
         cursor: net.ipam_cursor === null ? null : Number(net.ipam_cursor),
         used: count,
         taken: (a) => takenStmt.get(networkId, a) !== undefined,
       })
-      this.db.prepare('UPDATE networks SET ipam_cursor = ? WHERE id = ?').run(address, networkId)
-      this.db
-        .prepare(
-          `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
+      this.q('UPDATE networks SET ipam_cursor = ? WHERE id = ?').run(address, networkId)
+      this.q(
+        `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
              endpoints, tags, ephemeral, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-        )
-        .run(
-          node.id,
-          networkId,
-          name,
-          node.hostname,
-          node.os,
-          node.publicKey,
-          address,
-          node.credentialHash,
-          status,
-          JSON.stringify(node.endpoints),
-          JSON.stringify(tags),
-          ephemeral ? 1 : 0,
-          now,
-        )
+      ).run(
+        node.id,
+        networkId,
+        name,
+        node.hostname,
+        node.os,
+        node.publicKey,
+        address,
+        node.credentialHash,
+        status,
+        JSON.stringify(node.endpoints),
+        JSON.stringify(tags),
+        ephemeral ? 1 : 0,
+        now,
+      )
       const version = this.bump(networkId, node.id)
       const stored = toNode(this.nodeRow(node.id) as Row)
       this.audit(ctx, {
@@ -887,7 +848,7 @@ export class SqliteStore implements Store {
 
   /** `want`, or `want-N` with the smallest free N >= 2, kept within 63 characters. */
   private freeName(networkId: string, want: string): string {
-    const taken = this.db.prepare('SELECT 1 FROM nodes WHERE network_id = ? AND name = ?')
+    const taken = this.q('SELECT 1 FROM nodes WHERE network_id = ? AND name = ?')
     if (!taken.get(networkId, want)) return want
     // Bounded: a network has at most ~16M nodes; names are probed in order.
     for (let n = 2; n < 20_000_000; n++) {
@@ -904,8 +865,7 @@ export class SqliteStore implements Store {
   }
 
   async getNodeByCredential(credentialHash: string): Promise<StoredNode | undefined> {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE credential_hash = ?').get(credentialHash) as
-      Row | undefined
+    const r = this.q('SELECT * FROM nodes WHERE credential_hash = ?').get(credentialHash) as Row | undefined
     return r && toNode(r)
   }
 
@@ -914,38 +874,34 @@ export class SqliteStore implements Store {
     filter: {status?: NodeStatus | undefined},
     page: PageRequest,
   ): Promise<Page<StoredNode>> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM nodes WHERE network_id = ? AND (? IS NULL OR status = ?) AND seq > ? ORDER BY seq LIMIT ?`,
-      )
-      .all(
-        networkId,
-        filter.status ?? null,
-        filter.status ?? null,
-        decodeCursor(page.cursor),
-        page.limit + 1,
-      ) as Row[]
+    const rows = this.q(
+      `SELECT * FROM nodes WHERE network_id = ? AND (? IS NULL OR status = ?) AND seq > ? ORDER BY seq LIMIT ?`,
+    ).all(
+      networkId,
+      filter.status ?? null,
+      filter.status ?? null,
+      decodeCursor(page.cursor),
+      page.limit + 1,
+    ) as Row[]
     return this.page(rows, page.limit, toNode)
   }
 
   async allNodes(networkId: string): Promise<StoredNode[]> {
-    return (
-      this.db.prepare('SELECT * FROM nodes WHERE network_id = ? ORDER BY seq').all(networkId) as Row[]
-    ).map(toNode)
+    return (this.q('SELECT * FROM nodes WHERE network_id = ? ORDER BY seq').all(networkId) as Row[]).map(
+      toNode,
+    )
   }
 
   async tenantNodes(tenantId: string): Promise<StoredNode[]> {
     return (
-      this.db
-        .prepare(
-          'SELECT nd.* FROM nodes nd JOIN networks n ON n.id = nd.network_id WHERE n.tenant_id = ? ORDER BY nd.seq',
-        )
-        .all(tenantId) as Row[]
+      this.q(
+        'SELECT nd.* FROM nodes nd JOIN networks n ON n.id = nd.network_id WHERE n.tenant_id = ? ORDER BY nd.seq',
+      ).all(tenantId) as Row[]
     ).map(toNode)
   }
 
   async ephemeralNodes(): Promise<StoredNode[]> {
-    return (this.db.prepare('SELECT * FROM nodes WHERE ephemeral = 1').all() as Row[]).map(toNode)
+    return (this.q('SELECT * FROM nodes WHERE ephemeral = 1').all() as Row[]).map(toNode)
   }
 
   /** Applies `change` to one node in a transaction with a version bump and an audit entry. */
@@ -987,7 +943,7 @@ export class SqliteStore implements Store {
   async approveNode(id: string, ctx: AuditContext): Promise<NodeChange> {
     return this.mutateNode(id, ctx, 'node.approve', (before) => {
       if (before.status !== 'pending') throw new MeshError('NODE_NOT_PENDING')
-      this.db.prepare("UPDATE nodes SET status = 'active' WHERE id = ?").run(id)
+      this.q("UPDATE nodes SET status = 'active' WHERE id = ?").run(id)
       return {name: before.name}
     }) as NodeChange
   }
@@ -995,22 +951,20 @@ export class SqliteStore implements Store {
   async renameNode(id: string, name: string, ctx: AuditContext): Promise<NodeChange> {
     return this.mutateNode(id, ctx, 'node.rename', (before) => {
       if (name !== before.name) {
-        if (
-          this.db.prepare('SELECT 1 FROM nodes WHERE network_id = ? AND name = ?').get(before.networkId, name)
-        ) {
+        if (this.q('SELECT 1 FROM nodes WHERE network_id = ? AND name = ?').get(before.networkId, name)) {
           throw new MeshError('NODE_NAME_TAKEN', {
             message: `a node named ${name} already exists in the network`,
           })
         }
       }
-      this.db.prepare('UPDATE nodes SET name = ? WHERE id = ?').run(name, id)
+      this.q('UPDATE nodes SET name = ? WHERE id = ?').run(name, id)
       return {name, previousName: before.name}
     }) as NodeChange
   }
 
   async removeNode(id: string, ctx: AuditContext): Promise<NodeChange> {
     return this.mutateNode(id, ctx, 'node.remove', (before) => {
-      this.db.prepare('DELETE FROM nodes WHERE id = ?').run(id)
+      this.q('DELETE FROM nodes WHERE id = ?').run(id)
       return {name: before.name, address: before.address, publicKey: before.publicKey}
     }) as NodeChange
   }
@@ -1022,23 +976,24 @@ export class SqliteStore implements Store {
   ): Promise<NodeChange | undefined> {
     return this.mutateNode(id, ctx, 'node.endpoints', (before) => {
       if (JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) return undefined
-      this.db
-        .prepare('UPDATE nodes SET endpoints = ?, last_seen = ? WHERE id = ?')
-        .run(JSON.stringify(endpoints), ctx.at, id)
+      this.q('UPDATE nodes SET endpoints = ?, last_seen = ? WHERE id = ?').run(
+        JSON.stringify(endpoints),
+        ctx.at,
+        id,
+      )
       return {endpoints}
     })
   }
 
   async touchNode(id: string, at: string): Promise<void> {
-    this.db.prepare('UPDATE nodes SET last_seen = ? WHERE id = ?').run(at, id)
+    this.q('UPDATE nodes SET last_seen = ? WHERE id = ?').run(at, id)
   }
 
   // ---------------------------------------------------------------------------------------------
   // netmap versions
 
   async netmapVersion(networkId: string): Promise<number> {
-    const r = this.db.prepare('SELECT netmap_version FROM networks WHERE id = ?').get(networkId) as
-      Row | undefined
+    const r = this.q('SELECT netmap_version FROM networks WHERE id = ?').get(networkId) as Row | undefined
     return r ? Number(r.netmap_version) : 0
   }
 
@@ -1048,20 +1003,18 @@ export class SqliteStore implements Store {
   ): Promise<{version: number; nodeIds: string[]} | undefined> {
     return this.db.transaction(() => {
       const current = Number(
-        (
-          this.db.prepare('SELECT netmap_version FROM networks WHERE id = ?').get(networkId) as
-            Row | undefined
-        )?.netmap_version ?? 0,
+        (this.q('SELECT netmap_version FROM networks WHERE id = ?').get(networkId) as Row | undefined)
+          ?.netmap_version ?? 0,
       )
       if (version > current) return undefined
       if (version === current) return {version: current, nodeIds: []}
-      const oldest = this.db
-        .prepare('SELECT min(version) AS v FROM netmap_changes WHERE network_id = ?')
-        .get(networkId) as Row
+      const oldest = this.q('SELECT min(version) AS v FROM netmap_changes WHERE network_id = ?').get(
+        networkId,
+      ) as Row
       if (oldest.v === null || Number(oldest.v) > version + 1) return undefined
-      const rows = this.db
-        .prepare('SELECT DISTINCT node_id FROM netmap_changes WHERE network_id = ? AND version > ?')
-        .all(networkId, version) as Row[]
+      const rows = this.q(
+        'SELECT DISTINCT node_id FROM netmap_changes WHERE network_id = ? AND version > ?',
+      ).all(networkId, version) as Row[]
       return {version: current, nodeIds: rows.map((r) => str(r.node_id))}
     })()
   }
@@ -1087,26 +1040,24 @@ export class SqliteStore implements Store {
     // Newest first: the cursor is the last id seen; 0 means "from the newest".
     const before = decodeCursor(page.cursor) || Number.MAX_SAFE_INTEGER
     const actor = filter.actor ?? null
-    const rows = this.db
-      .prepare(
-        `SELECT *, id AS seq FROM audit WHERE tenant_id = ? AND id < ?
+    const rows = this.q(
+      `SELECT *, id AS seq FROM audit WHERE tenant_id = ? AND id < ?
            AND (? IS NULL OR at >= ?)
            AND (? IS NULL OR actor = ? OR actor_name = ?)
            AND (? IS NULL OR network_id = ?)
          ORDER BY id DESC LIMIT ?`,
-      )
-      .all(
-        filter.tenantId,
-        before,
-        filter.since ?? null,
-        filter.since ?? null,
-        actor,
-        actor,
-        actor,
-        filter.networkId ?? null,
-        filter.networkId ?? null,
-        page.limit + 1,
-      ) as Row[]
+    ).all(
+      filter.tenantId,
+      before,
+      filter.since ?? null,
+      filter.since ?? null,
+      actor,
+      actor,
+      actor,
+      filter.networkId ?? null,
+      filter.networkId ?? null,
+      page.limit + 1,
+    ) as Row[]
     return this.page(rows, page.limit, toAudit)
   }
 }
