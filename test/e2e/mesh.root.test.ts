@@ -124,14 +124,12 @@ describe.skipIf(skip !== undefined)(`mesh end to end${skip ? ` (skipped: ${skip}
     expect(await answered(a, b.addresses[NET]!, 1)).toBe(1)
   })
 
-  it('makes a newly joined node reachable from every node within 2 s', async () => {
+  it('makes a newly joined node reachable from every node within 2 s of its registration', async () => {
     const [a, b] = lab.nodes as [LabNode, LabNode]
     const d = await lab.addNode()
     const joinString = await lab.invite(NET)
     const t0 = Date.now()
     await lab.join(d, NET, {joinString})
-    // Joined: `mesh join` returned (registered, interface up). The peers learn of it by netmap delta.
-    const joined = Date.now()
     await Promise.all(
       [a, b].map((n) =>
         waitFor(`${n.name} -> ${d.name}`, () => lab.ping(n, d.addresses[NET]!), {
@@ -140,14 +138,19 @@ describe.skipIf(skip !== undefined)(`mesh end to end${skip ? ` (skipped: ${skip}
         }),
       ),
     )
-    const sinceJoined = Date.now() - joined
-    const sinceStart = Date.now() - t0
+    const reached = Date.now()
+    // Joined = registered: the controller stamps the node when it accepts the invite. The peers
+    // learn of it by netmap delta from then on; the controller runs on this machine's clock.
+    const registered = Date.parse((await lab.admin().showNode({id: d.nodeIds[NET]!})).createdAt)
+    const sinceRegistered = reached - registered
+    const sinceStart = reached - t0
     console.log(
-      `[e2e] a new node was reachable from all ${sinceJoined} ms after joining, ` +
+      `[e2e] a new node was reachable from all ${sinceRegistered} ms after it registered, ` +
         `${sinceStart} ms after \`mesh join\` started (CLI start-up included)`,
     )
-    expect(sinceJoined).toBeLessThanOrEqual(2000)
-    // The whole join, CLI start-up included, stays well bounded too (it is ~1 s on an idle machine).
+    expect(sinceRegistered).toBeGreaterThan(0)
+    expect(sinceRegistered).toBeLessThanOrEqual(2000)
+    // The whole join, CLI start-up included, stays bounded too (about 1 s on an idle machine).
     expect(sinceStart).toBeLessThanOrEqual(5000)
     await recordKeys(d)
     expect(await answered(d, a.addresses[NET]!, 1)).toBe(1)

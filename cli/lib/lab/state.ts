@@ -89,7 +89,7 @@ export function readState(prefix: string): LabState | undefined {
   }
 }
 
-/** Prefixes of every lab with a directory under the lab root, oldest first. */
+/** Prefixes of every lab with a state file under the lab root, oldest first (by createdAt). */
 export function listLabs(): string[] {
   let names: string[]
   try {
@@ -99,7 +99,8 @@ export function listLabs(): string[] {
   }
   return names
     .filter((n) => PREFIX_RE.test(n))
-    .map((n) => ({n, t: fs.statSync(path.join(labRoot(), n)).mtimeMs}))
-    .sort((a, b) => a.t - b.t)
+    .map((n) => ({n, t: readState(n)?.createdAt}))
+    .filter((x): x is {n: string; t: string} => x.t !== undefined)
+    .sort((a, b) => a.t.localeCompare(b.t))
     .map((x) => x.n)
 }
