@@ -9,6 +9,7 @@
  * documented close code and every server frame must match its schema.
  */
 import {mkdtempSync, rmSync} from 'node:fs'
+import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import fc from 'fast-check'
@@ -35,6 +36,7 @@ import {
   uniqueCidr24,
   uniqueName,
   wireErrorProblem,
+  type HttpReply,
 } from './helpers.js'
 
 const TOTAL = Number(process.env.FUZZ_REQUESTS ?? 10_500)
@@ -632,6 +634,91 @@ function strayCaseArb(pools: Pools): fc.Arbitrary<FuzzCase> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Raw HTTP that no client library would send
+
+const WS_KEY = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+const RAW_REQUESTS: [string, string][] = [
+  ['garbage request line', 'GARBAGE\r\n\r\n'],
+  ['unknown method', 'FOO /api/v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n'],
+  ['header without colon', 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
+  ['NUL in a header', 'GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\u0000b\r\n\r\n'],
+  [
+    'Content-Length with Transfer-Encoding',
+    'POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+  ],
+  [
+    'two Content-Lengths',
+    'POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+  ],
+  ['headers over 16 KiB', `GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+  [
+    'absolute-form target',
+    'GET http://203.0.113.9/api/v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  ],
+  ['raw non-ASCII path', 'GET /api/v1/nodes/\u00ff\u00fe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+  ['HTTP/1.0 without Host', 'GET /api/v1/whoami HTTP/1.0\r\n\r\n'],
+  [
+    'pipelined requests',
+    'GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  ],
+  [
+    'upgrade with a bad WebSocket version',
+    `GET /api/v1/netmap HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\n${WS_KEY}\r\n`,
+  ],
+  [
+    'upgrade without a key',
+    'GET /api/v1/events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  ],
+  [
+    'upgrade on a REST path',
+    `GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${WS_KEY}\r\n`,
+  ],
+]
+
+/** Writes bytes to a fresh connection and parses every HTTP response that comes back before it closes. */
+function rawExchange(port: number, data: string): Promise<{status?: number; replies: HttpReply[]}> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(Buffer.from(data, 'latin1')))
+    const done = () => {
+      clearTimeout(timer)
+      socket.destroy()
+      const replies = parseResponses(Buffer.concat(chunks).toString('latin1'))
+      resolve({status: replies[0]?.status, replies})
+    }
+    // Keep-alive connections stay open: two seconds of silence ends the exchange.
+    const timer = setTimeout(done, 2_000)
+    socket.on('data', (d) => chunks.push(d))
+    socket.on('close', done)
+    socket.on('error', done)
+  })
+}
+
+function parseResponses(text: string): HttpReply[] {
+  const replies: HttpReply[] = []
+  let rest = text
+  for (let i = 0; i < 10 && rest.startsWith('HTTP/'); i++) {
+    const end = rest.indexOf('\r\n\r\n')
+    if (end < 0) break
+    const [statusLine, ...headerLines] = rest.slice(0, end).split('\r\n')
+    const headers: Record<string, string> = {}
+    for (const l of headerLines)
+      headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim()
+    const length = Number(headers['content-length'] ?? 0)
+    const body = rest.slice(end + 4, end + 4 + length)
+    rest = rest.slice(end + 4 + length)
+    let json: unknown
+    try {
+      json = JSON.parse(Buffer.from(body, 'latin1').toString('utf8'))
+    } catch {
+      json = undefined
+    }
+    replies.push({status: Number(statusLine!.split(' ')[1]), headers, text: body, json})
+  }
+  return replies
+}
+
+// ---------------------------------------------------------------------------------------------
 // WebSocket sessions
 
 const WS_SESSIONS = Number(process.env.FUZZ_WS_SESSIONS ?? 600)
@@ -952,6 +1039,27 @@ describe('controller fuzzing', () => {
     )
     expect(failures.slice(0, 25), `${failures.length} failures (seed ${SEED})`).toEqual([])
     expect(after.firstFrameType).toBe('full')
+    expect((await http(ctl.url, 'GET', '/healthz', {dispatcher: agent})).status).toBe(200)
+  })
+
+  it('answers malformed HTTP (bad request lines, huge headers, smuggling attempts) with the error shape and keeps serving', async () => {
+    const port = Number(new URL(ctl.url).port)
+    const failures: string[] = []
+    const seen: string[] = []
+    for (const [label, data] of RAW_REQUESTS) {
+      const res = await rawExchange(port, data)
+      seen.push(`${label}: ${res.status ?? 'no reply'}`)
+      if (res.status === undefined) continue // the server may just close a connection it cannot parse
+      if (res.status >= 500) failures.push(`${label}: ${res.status}`)
+      // Every HTTP response the server writes here is an error (or a normal reply to a valid one).
+      for (const reply of res.replies)
+        if (reply.status >= 400) {
+          const problem = wireErrorProblem(reply)
+          if (problem) failures.push(`${label}: ${problem}`)
+        }
+    }
+    console.log(`raw HTTP: ${seen.join('; ')}`)
+    expect(failures).toEqual([])
     expect((await http(ctl.url, 'GET', '/healthz', {dispatcher: agent})).status).toBe(200)
   })
 
