@@ -1,0 +1,105 @@
+/**
+ * The lab's pure parts, no root needed: the state file (atomic write, schema check, listing by
+ * creation time), ping output parsing, and the raw HTTP request builders of the e2e tests.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {listLabs, readState, stateFile, writeState, type LabState} from '../../cli/lib/lab/state.js'
+import {chunkedRequest, dechunk, httpRequest, longestGap, pingStats} from './e2e-helpers.js'
+
+const state = (prefix: string, createdAt: string): LabState => ({
+  version: 1,
+  prefix,
+  createdAt,
+  runDir: path.join(process.env.MESH_LAB_ROOT!, prefix),
+  namespaces: [`${prefix}-sw`],
+  switchNs: `${prefix}-sw`,
+  nodes: [],
+  networks: [],
+  procs: [
+    {name: 'controller', pid: 4242, startTime: '123', ns: `${prefix}-ctl`, log: '/x.log', argv: ['node']},
+  ],
+})
+
+describe('lab state file', () => {
+  let dir: string
+  const saved = process.env.MESH_LAB_ROOT
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-lab-unit-'))
+    process.env.MESH_LAB_ROOT = dir
+  })
+  afterEach(() => {
+    if (saved === undefined) delete process.env.MESH_LAB_ROOT
+    else process.env.MESH_LAB_ROOT = saved
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('round-trips a state with mode 0600 and leaves no temp file', () => {
+    writeState(state('ml0001', '2026-11-22T04:00:00.000Z'))
+    expect(readState('ml0001')).toEqual(state('ml0001', '2026-11-22T04:00:00.000Z'))
+    expect(fs.statSync(stateFile('ml0001')).mode & 0o777).toBe(0o600)
+    expect(fs.readdirSync(path.join(dir, 'ml0001'))).toEqual(['lab.json'])
+  })
+
+  it('lists labs oldest first by creation time and ignores foreign or broken entries', () => {
+    writeState(state('ml00bb', '2026-11-22T04:00:02.000Z'))
+    writeState(state('ml00aa', '2026-11-22T04:00:01.000Z'))
+    fs.mkdirSync(path.join(dir, 'ml00cc'))
+    fs.writeFileSync(path.join(dir, 'ml00cc', 'lab.json'), '{"version": 1, "prefix": "ml00cc"')
+    fs.mkdirSync(path.join(dir, 'not-a-lab'))
+    expect(listLabs()).toEqual(['ml00aa', 'ml00bb'])
+    expect(readState('ml00cc')).toBeUndefined()
+  })
+
+  it('rejects a state whose prefix is not a lab prefix', () => {
+    const bad = {...state('ml0001', '2026-11-22T04:00:00.000Z'), prefix: '../etc'}
+    fs.mkdirSync(path.join(dir, 'ml0001'))
+    fs.writeFileSync(stateFile('ml0001'), JSON.stringify(bad))
+    expect(readState('ml0001')).toBeUndefined()
+  })
+})
+
+describe('ping output', () => {
+  const out = [
+    '64 bytes from 10.240.0.2: icmp_seq=1 ttl=64 time=0.5 ms',
+    '64 bytes from 10.240.0.2: icmp_seq=2 ttl=64 time=0.5 ms',
+    '64 bytes from 10.240.0.2: icmp_seq=5 ttl=64 time=0.5 ms',
+    '',
+    '--- 10.240.0.2 ping statistics ---',
+    '6 packets transmitted, 3 received, 50% packet loss, time 2505ms',
+  ].join('\n')
+
+  it('reads packets sent and received from the summary', () => {
+    expect(pingStats(out)).toEqual({sent: 6, received: 3})
+  })
+
+  it('finds the longest run of unanswered sequence numbers, the tail included', () => {
+    expect(longestGap(out, 6)).toBe(2)
+    expect(longestGap(out, 9)).toBe(4)
+  })
+
+  it('throws when there is no summary', () => {
+    expect(() => pingStats('connect: Network is unreachable')).toThrow(/no ping summary/)
+  })
+})
+
+describe('raw HTTP requests', () => {
+  it('builds a request with Content-Length, keeping an explicitly declared one', () => {
+    expect(httpRequest('POST', '/v1/up', '{}')).toBe(
+      'POST /v1/up HTTP/1.1\r\nhost: meshd\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}',
+    )
+    expect(httpRequest('POST', '/v1/up', '{', {'content-length': '99'})).toContain('content-length: 99\r\n')
+  })
+
+  it('chunks a body so that dechunk gives it back', () => {
+    const body = 'x'.repeat(150_000)
+    const req = chunkedRequest('POST', '/v1/join', body)
+    const split = req.indexOf('\r\n\r\n')
+    expect(req.slice(0, split)).toContain('transfer-encoding: chunked')
+    expect(req.endsWith('0\r\n\r\n')).toBe(true)
+    const decoded = dechunk({status: 200, headers: 'transfer-encoding: chunked', body: req.slice(split + 4)})
+    expect(decoded).toBe(body)
+  })
+})
