@@ -3,11 +3,13 @@
  * or no token) × whose object (tenant A's own or tenant B's), each cell its own test, with the
  * expected status derived from the route's auth and ROLE_PERMISSIONS rather than written down.
  * Networks are named by id and by name. A few tests beside the matrix cover what it cannot:
- * network roles overriding tenant roles, cross-tenant member grants, audit and event-stream leaks.
+ * network roles overriding tenant roles, cross-tenant member grants, audit and event-stream leaks,
+ * and what a node credential sees (its own network's active peers only) and loses on removal.
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import WebSocket from 'ws'
 import {startTestController} from '../../controller/testing/test-controller.js'
+import {CLOSE} from '../../shared/protocol/netmap.js'
 import {
   ROLES,
   ROUTES,
@@ -21,6 +23,7 @@ import {
   Api,
   errorCode,
   newAgent,
+  openStream,
   registerBody,
   uniqueCidr24,
   uniqueName,
@@ -147,6 +150,10 @@ const freshAuthKey = async (t: TenantWorld) =>
   ).authKey
 const freshNode = async (t: TenantWorld) =>
   (await world.api.ok<{node: {id: string}}>('register', {body: registerBody({authKey: t.authKey})})).node
+const registerWithCredential = (authKey: string) =>
+  world.api.ok<{node: {id: string; status: string}; credential: string}>('register', {
+    body: registerBody({authKey}),
+  })
 async function freshPendingNode(t: TenantWorld) {
   const {node} = await world.api.ok<{node: {id: string; status: string}}>('register', {
     body: registerBody({authKey: t.approvalKey}),
@@ -409,6 +416,86 @@ describe('controller authorization matrix', () => {
       ).toEqual([])
     } finally {
       ws.terminate()
+    }
+  })
+
+  it("gives a node only its own network's active peers, and no other network's changes", async () => {
+    const {api, A, B} = world
+    const self = await registerWithCredential(A.authKey)
+    const netmap = openStream(api.url, WS_PATHS.netmap, self.credential)
+    try {
+      const full = await netmap.waitFor((f) => f.type === 'full')
+      const listed = await api.ok<{items: {id: string; status: string}[]}>('node.list', {
+        token: A.ownerToken,
+        params: {network: A.net.id},
+        query: {limit: '500'},
+      })
+      const activeIds = new Set(listed.items.filter((n) => n.status === 'active').map((n) => n.id))
+      const peers = (full.peers as {id: string}[]).map((p) => p.id)
+      expect(peers.filter((id) => !activeIds.has(id))).toEqual([])
+      expect(peers).not.toContain(self.node.id)
+      const foreign = [
+        (await registerWithCredential(B.authKey)).node.id,
+        (await registerWithCredential(A.approvalKey)).node.id,
+      ]
+      const neighbour = await registerWithCredential(A.authKey)
+      await netmap.waitFor((f) => JSON.stringify(f).includes(neighbour.node.id))
+      await new Promise((r) => setTimeout(r, 200))
+      const seen = JSON.stringify(netmap.frames)
+      for (const id of foreign) expect(seen).not.toContain(id)
+    } finally {
+      netmap.close()
+    }
+  })
+
+  it('keeps a pending node out of every netmap until it is approved', async () => {
+    const {api, A} = world
+    const first = await registerWithCredential(A.approvalKey)
+    await api.ok('node.approve', {token: A.ownerToken, params: {id: first.node.id}})
+    const pending = await registerWithCredential(A.approvalKey)
+    const active = openStream(api.url, WS_PATHS.netmap, first.credential)
+    const waiting = openStream(api.url, WS_PATHS.netmap, pending.credential)
+    try {
+      const pendingFull = await waiting.waitFor((f) => f.type === 'full')
+      expect((pendingFull.self as {status: string}).status).toBe('pending')
+      expect(pendingFull.peers).toEqual([])
+      const activeFull = await active.waitFor((f) => f.type === 'full')
+      expect(JSON.stringify(activeFull.peers)).not.toContain(pending.node.id)
+      expect(JSON.stringify(active.frames)).not.toContain(pending.credential)
+
+      await api.ok('node.approve', {token: A.ownerToken, params: {id: pending.node.id}})
+      await active.waitFor(
+        (f) => f.type === 'delta' && JSON.stringify(f.added ?? f.changed ?? []).includes(pending.node.id),
+      )
+      await waiting.waitFor(
+        (f) => JSON.stringify(f.peers ?? f.added ?? f.changed ?? []).includes(first.node.id),
+        5_000,
+        1,
+      )
+    } finally {
+      active.close()
+      waiting.close()
+    }
+  })
+
+  it("revokes a removed node's netmap at once and refuses its credential afterwards", async () => {
+    const {api, A} = world
+    const doomed = await registerWithCredential(A.authKey)
+    const netmap = openStream(api.url, WS_PATHS.netmap, doomed.credential)
+    try {
+      await netmap.waitFor((f) => f.type === 'full')
+      await api.ok('node.remove', {token: A.ownerToken, params: {id: doomed.node.id}})
+      await netmap.waitFor((f) => f.type === 'revoked', 5_000, 1).catch(() => undefined)
+      expect(await netmap.closed()).toBe(CLOSE.REVOKED)
+    } finally {
+      netmap.close()
+    }
+    const again = openStream(api.url, WS_PATHS.netmap, doomed.credential)
+    try {
+      expect(await again.closed()).toBe(CLOSE.UNAUTHENTICATED)
+      expect(again.frames).toEqual([])
+    } finally {
+      again.close()
     }
   })
 

@@ -11,6 +11,7 @@ import {createInterface} from 'node:readline'
 import Database from 'better-sqlite3'
 import nacl from 'tweetnacl'
 import {Agent, getGlobalDispatcher, type Dispatcher} from 'undici'
+import WebSocket from 'ws'
 import {ERRORS, isErrorCode} from '../../shared/errors.js'
 import {ROUTES, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
 
@@ -331,4 +332,57 @@ export async function mapLimit<T, R>(
   }
   await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
   return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket sessions
+
+export interface WsSession {
+  /** Parsed frames in arrival order. */
+  frames: Record<string, unknown>[]
+  /** Close code, once closed. */
+  closeCode?: number
+  /** Resolves with the first frame (index >= from) that satisfies `pred`; rejects after `ms`. */
+  waitFor(
+    pred: (f: Record<string, unknown>) => boolean,
+    ms?: number,
+    from?: number,
+  ): Promise<Record<string, unknown>>
+  /** Resolves once the socket is closed (or after `ms`). */
+  closed(ms?: number): Promise<number | undefined>
+  close(): void
+}
+
+/** Opens a netmap or event stream with a bearer credential and records what arrives. */
+export function openStream(baseUrl: string, wsPath: string, credential: string): WsSession {
+  const ws = new WebSocket(baseUrl.replace(/^http/, 'ws') + wsPath, {
+    headers: {authorization: `Bearer ${credential}`},
+    perMessageDeflate: false,
+  })
+  const session: WsSession = {
+    frames: [],
+    async waitFor(pred, ms = 5_000, from = 0) {
+      const deadline = Date.now() + ms
+      for (;;) {
+        const hit = session.frames.slice(from).find(pred)
+        if (hit) return hit
+        if (Date.now() > deadline || session.closeCode !== undefined)
+          throw new Error(
+            `no matching frame within ${ms} ms (close ${session.closeCode ?? 'none'}); got ${JSON.stringify(session.frames).slice(0, 500)}`,
+          )
+        await new Promise((r) => setTimeout(r, 10))
+      }
+    },
+    async closed(ms = 5_000) {
+      const deadline = Date.now() + ms
+      while (session.closeCode === undefined && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10))
+      return session.closeCode
+    },
+    close: () => ws.terminate(),
+  }
+  ws.on('message', (d: Buffer) => session.frames.push(JSON.parse(d.toString()) as Record<string, unknown>))
+  ws.on('close', (code) => (session.closeCode = code))
+  ws.on('error', () => undefined)
+  return session
 }
