@@ -56,6 +56,9 @@ export default class LabUp extends MeshCommand {
         '',
         `  mesh lab exec ${first.name} -- mesh status`,
         `  mesh lab exec ${first.name} -- ping -c1 ${other.address}`,
+        ...(summary.adminCli
+          ? [`  mesh lab exec ${first.name} -- mesh node list -n ${summary.network.name}`]
+          : []),
         `  mesh lab status`,
         `  mesh lab down`,
       ].join('\n'),

@@ -251,6 +251,21 @@ export class Lab {
     this.#save()
   }
 
+  /**
+   * Logs the lab's admin CLI in (`mesh login`, config in RUN/cli-config, shared by every
+   * namespace of the lab), so `mesh lab exec node1 -- mesh node list -n lab` just works.
+   */
+  async loginCli(): Promise<void> {
+    const c = this.state.controller
+    if (!c) throw new Error('the lab has no controller')
+    const r = await run(
+      process.execPath,
+      [meshJs(), 'login', '--controller', c.url, '--user', c.adminUser, '--password-stdin'],
+      {ns: c.ns, env: this.env(), input: c.adminPassword, timeoutMs: 30_000},
+    )
+    if (r.code !== 0) throw new Error(`mesh login in the lab failed (exit ${r.code}): ${r.stderr.trim()}`)
+  }
+
   /** Kills the controller (SIGKILL by default: the data-plane-survives test). */
   async killController(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const p = this.proc('controller')

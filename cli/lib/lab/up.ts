@@ -11,6 +11,8 @@ export interface LabSummary {
   controller: {url: string; namespace: string; adminUser: string; adminPassword: string}
   network: {name: string; cidr: string}
   nodes: Array<{name: string; namespace: string; underlay: string; address: string; socket: string}>
+  /** Whether `mesh` inside the lab is logged in to the controller as the admin. */
+  adminCli: boolean
   /** Milliseconds: the whole build, and the part spent waiting for all pairs to ping. */
   timings: {totalMs: number; allPairsPingMs: number}
 }
@@ -46,6 +48,14 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
     say(`lab ${lab.prefix}: starting the controller`)
     await lab.startController()
     await lab.createNetwork(network, cidr)
+    // The admin CLI inside the lab is a convenience: the lab works without it.
+    const adminCli = await lab.loginCli().then(
+      () => true,
+      (err: Error) => {
+        say(`lab ${lab.prefix}: warning: ${err.message}`)
+        return false
+      },
+    )
     say(`lab ${lab.prefix}: starting ${opts.nodes} node(s)`)
     const nodes = await Promise.all(Array.from({length: opts.nodes}, () => lab.addNode()))
     // Joins one at a time: each is a registration and a netmap push to the others.
@@ -68,6 +78,7 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
         address: n.addresses[network]!,
         socket: n.socket,
       })),
+      adminCli,
       timings: {totalMs: Date.now() - t0, allPairsPingMs},
     }
     if (!opts.teardownOnExit) lab.keepAfterExit()
