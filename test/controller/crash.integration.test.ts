@@ -3,17 +3,21 @@
  * concurrent registrations and is SIGKILLed mid-stream, three times over. After each restart on
  * the same data dir every registration that was answered 2xx must still be there unchanged,
  * no address may be assigned twice, and the SQLite file must pass PRAGMA integrity_check.
- * Also: no client input may take the process down (oversize WebSocket frames).
+ * Also: no client input may take the process down (oversize WebSocket frames), and limits
+ * (single-use keys, invite uses, max nodes, the address pool, one key per node) hold when
+ * registrations race.
  */
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startTestController} from '../../controller/testing/test-controller.js'
 import WebSocket from 'ws'
 import {LIMITS, WS_PATHS, type Node, type RegisterResponse} from '../../shared/protocol/control-api.js'
 import {
   Api,
   CLI_BUILT,
+  errorCode,
   http,
   integrityCheck,
   listAll,
@@ -21,6 +25,7 @@ import {
   newAgent,
   registerBody,
   startCliController,
+  uniqueCidr24,
   uniqueName,
   type ChildController,
 } from './helpers.js'
@@ -206,6 +211,92 @@ describe('controller crash safety', () => {
       await ctl?.kill()
       await Promise.all(agents.map((a) => a.destroy().catch(() => undefined)))
       rmSync(dataDir, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('controller under concurrent registrations', () => {
+  let ctl: Awaited<ReturnType<typeof startTestController>> | undefined
+  let api: Api
+  let token: string
+  const agent = newAgent(20)
+
+  beforeAll(async () => {
+    ctl = await startTestController()
+    api = new Api(ctl.url, agent)
+    token = ctl.adminToken
+  })
+  afterAll(async () => {
+    await ctl?.close()
+    await agent.close()
+  })
+
+  const network = (body: Record<string, unknown> = {}) =>
+    api.ok<{id: string}>('network.create', {
+      token,
+      body: {name: uniqueName('race'), cidr: uniqueCidr24(), ...body},
+    })
+  /** Fires all bodies at once; returns the statuses and error codes. */
+  const burst = async (bodies: unknown[]) => {
+    const replies = await Promise.all(bodies.map((body) => api.call('register', {body})))
+    const ok = replies.filter((r) => r.status === 201).map((r) => (r.json as RegisterResponse).node)
+    const codes = replies.filter((r) => r.status !== 201).map((r) => errorCode(r) ?? String(r.status))
+    return {ok, codes}
+  }
+
+  it('admits exactly one of 20 simultaneous registrations with a single-use auth key', async () => {
+    const net = await network()
+    const {key} = await api.ok<{key: string}>('authkey.create', {token, params: {network: net.id}, body: {}})
+    const {ok, codes} = await burst(Array.from({length: 20}, () => registerBody({authKey: key})))
+    expect(ok).toHaveLength(1)
+    expect(new Set(codes)).toEqual(new Set(['AUTHKEY_USED']))
+  })
+
+  it('admits exactly 3 of 20 simultaneous registrations with an invite for 3 uses', async () => {
+    const net = await network()
+    const {code} = await api.ok<{code: string}>('invite.create', {
+      token,
+      params: {network: net.id},
+      body: {maxUses: 3},
+    })
+    const {ok, codes} = await burst(Array.from({length: 20}, () => registerBody({invite: code})))
+    expect(ok).toHaveLength(3)
+    expect(new Set(codes)).toEqual(new Set(['INVITE_USED_UP']))
+  })
+
+  it('registers one public key once when it is sent 10 times at once', async () => {
+    const net = await network()
+    const {key} = await api.ok<{key: string}>('authkey.create', {
+      token,
+      params: {network: net.id},
+      body: {reusable: true},
+    })
+    const publicKey = registerBody({authKey: key}).publicKey
+    const {ok, codes} = await burst(
+      Array.from({length: 10}, () => ({...registerBody({authKey: key}), publicKey})),
+    )
+    expect(ok).toHaveLength(1)
+    expect(new Set(codes)).toEqual(new Set(['PUBLIC_KEY_TAKEN']))
+  })
+
+  it('stops at maxNodes and at the end of the address pool, with distinct addresses', async () => {
+    const limited = await network({maxNodes: 5})
+    const small = await network({
+      cidr: `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}.8/29`,
+    })
+    for (const [net, room, code] of [
+      [limited, 5, 'NETWORK_MAX_NODES'],
+      [small, 6, 'ADDRESS_POOL_EXHAUSTED'],
+    ] as const) {
+      const {key} = await api.ok<{key: string}>('authkey.create', {
+        token,
+        params: {network: net.id},
+        body: {reusable: true},
+      })
+      const {ok, codes} = await burst(Array.from({length: 20}, () => registerBody({authKey: key})))
+      expect(ok).toHaveLength(room)
+      expect(new Set(ok.map((n) => n.address)).size).toBe(room)
+      expect(new Set(codes)).toEqual(new Set([code]))
     }
   })
 })
