@@ -11,6 +11,7 @@ import {isAlive} from '../../cli/lib/lab/procs.js'
 import {run, waitFor} from '../../cli/lib/lab/sh.js'
 import {readState} from '../../cli/lib/lab/state.js'
 import {namespaceExists} from '../../cli/lib/lab/topology.js'
+import type {LabSummary} from '../../cli/lib/lab/up.js'
 import {labSkipReason} from './skip.js'
 
 const skip = labSkipReason()
@@ -20,6 +21,68 @@ describe.skipIf(skip !== undefined)(`mesh lab commands${skip ? ` (skipped: ${ski
   const labs: Lab[] = []
   afterAll(() => {
     for (const lab of labs) lab.teardownSync()
+  })
+
+  it('up --json builds a mesh whose nodes ping each other through exec, and down removes all of it', async () => {
+    const up = await run(process.execPath, [meshJs(), 'lab', 'up', '--nodes', '2', '--json'], {
+      timeoutMs: 120_000,
+    })
+    expect(up.code, up.stderr).toBe(0)
+    const summary = JSON.parse(up.stdout) as LabSummary
+    const lab = Lab.open(summary.prefix)!
+    labs.push(lab)
+    expect(summary.nodes.map((n) => n.name)).toEqual(['node1', 'node2'])
+    expect(summary.adminCli).toBe(true)
+    const ping = await mesh([
+      'lab',
+      'exec',
+      '--lab',
+      summary.prefix,
+      'node1',
+      '--',
+      'ping',
+      '-c1',
+      '-W2',
+      summary.nodes[1]!.address,
+    ])
+    expect(ping.code, ping.stdout + ping.stderr).toBe(0)
+    const status = await mesh([
+      'lab',
+      'exec',
+      '--lab',
+      summary.prefix,
+      'node2',
+      '--',
+      'mesh',
+      'status',
+      '--json',
+    ])
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      networks: [{name: 'lab', address: summary.nodes[1]!.address}],
+    })
+    const nodes = await mesh([
+      'lab',
+      'exec',
+      '--lab',
+      summary.prefix,
+      'node1',
+      '--',
+      'mesh',
+      'node',
+      'list',
+      '-n',
+      'lab',
+      '--json',
+    ])
+    expect(nodes.code, nodes.stderr).toBe(0)
+    expect(nodes.stdout).toContain(summary.nodes[0]!.address)
+
+    const down = await mesh(['lab', 'down', '--lab', summary.prefix])
+    expect(down.code).toBe(0)
+    for (const ns of lab.state.namespaces) expect(namespaceExists(ns)).toBe(false)
+    for (const p of lab.state.procs) expect(isAlive(p)).toBe(false)
+    expect(fs.readdirSync('/var/run/wireguard').filter((f) => f.startsWith(summary.prefix))).toEqual([])
+    expect(fs.existsSync(summary.runDir)).toBe(false)
   })
 
   it('exec runs the command in the node namespace with MESH_SOCKET and mesh on PATH, passing its exit code', async () => {
