@@ -1130,6 +1130,8 @@ describe('controller fuzzing', () => {
     )
 
     expect(cases.length).toBeGreaterThanOrEqual(10_000)
+    // Every route (new ones included: the generators walk ROUTES) got its share.
+    expect(ids.filter((id) => (byRoute.get(id) ?? 0) < 100)).toEqual([])
     expect(failures.slice(0, 25), `${failures.length} failures (seed ${SEED})`).toEqual([])
     expect(health.status).toBe(200)
     expect(Object.values(tokenStatus), 'fixture tokens still valid').toEqual(
