@@ -11,5 +11,11 @@ if (problem) {
   process.exit(78)
 }
 
+// `mesh ... | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 const {execute} = await import('@oclif/core')
 await execute({dir: import.meta.url})
