@@ -85,6 +85,7 @@ export class ControllerState {
   private readonly online = new Map<string, number>()
   private readonly nodeListeners = new Set<(c: NodeChange) => void>()
   private readonly presenceListeners = new Set<(e: PresenceEvent) => void>()
+  private readonly networkListeners = new Set<(n: Network) => void>()
   private readonly loginByAddress: FailureLimiter
   private readonly loginByUser: FailureLimiter
 
@@ -105,6 +106,12 @@ export class ControllerState {
   onNodeChange(fn: (c: NodeChange) => void): () => void {
     this.nodeListeners.add(fn)
     return () => this.nodeListeners.delete(fn)
+  }
+
+  /** A network's name, description or policy changed. */
+  onNetworkChange(fn: (n: Network) => void): () => void {
+    this.networkListeners.add(fn)
+    return () => this.networkListeners.delete(fn)
   }
 
   onPresence(fn: (e: PresenceEvent) => void): () => void {
@@ -328,6 +335,13 @@ export class ControllerState {
 
   async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
     await this.findUser(p, id)
+    if (id === p.user.id && role !== p.user.role) {
+      // Demoting yourself could leave a tenant without anyone able to manage it.
+      throw new MeshError('FORBIDDEN', {
+        message: 'you cannot change your own role',
+        hint: 'ask another owner',
+      })
+    }
     return this.store.updateUserRole(id, role, this.userCtx(p, meta))
   }
 
@@ -371,13 +385,15 @@ export class ControllerState {
     )
   }
 
-  updateNetwork(
+  async updateNetwork(
     p: Principal,
     net: Network,
     patch: UpdateNetworkRequest,
     meta: RequestMeta,
   ): Promise<Network> {
-    return this.store.updateNetwork(net.id, patch, this.userCtx(p, meta))
+    const updated = await this.store.updateNetwork(net.id, patch, this.userCtx(p, meta))
+    for (const fn of this.networkListeners) fn(updated)
+    return updated
   }
 
   async deleteNetwork(p: Principal, net: Network, meta: RequestMeta): Promise<void> {

@@ -354,6 +354,19 @@ describe('registration', () => {
   })
 })
 
+describe('users', () => {
+  it('refuses changing your own role or deleting yourself with 403', async () => {
+    const who = await api.req('GET', '/api/v1/whoami', {token: admin})
+    const demote = await api.req('PATCH', `/api/v1/users/${who.body.user.id}`, {
+      token: admin,
+      body: {role: 'guest'},
+    })
+    expect([demote.status, demote.body.error.code]).toEqual([403, 'FORBIDDEN'])
+    const del = await api.req('DELETE', `/api/v1/users/${who.body.user.id}`, {token: admin})
+    expect([del.status, del.body.error.code]).toEqual([403, 'FORBIDDEN'])
+  })
+})
+
 describe('tokens', () => {
   it('expires user tokens after 30 days and revokes them on logout', async () => {
     const u = {username: name('tok'), password: 'long enough', role: 'member'}

@@ -57,6 +57,9 @@ export class EventHub {
       .then((principal) => {
         if (socket.destroyed) return
         this.wss.handleUpgrade(req, socket, head, (ws) => {
+          // First: an 'error' without a listener (an oversize frame, a protocol violation)
+          // would throw and take the whole controller down.
+          ws.on('error', () => ws.terminate())
           if (!principal || this.closing) {
             ws.close(
               this.closing ? CLOSE.SHUTTING_DOWN : CLOSE.UNAUTHENTICATED,

@@ -1,6 +1,8 @@
 // The netmap and admin-event WebSockets against a real controller: full map first, deltas within
 // a second of each change, resume by version, revocation, bad frames, presence, ephemeral nodes.
+import {connect as tcpConnect} from 'node:net'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.js'
 import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
@@ -225,6 +227,73 @@ describe('netmap WebSocket', () => {
     await new Promise((r) => setTimeout(r, 100))
     const off = await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})
     expect(off.body.online).toBe(false)
+  })
+
+  it('revokes every session of a deleted network without sending peer deltas', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const wsA = await open(a.credential)
+    const wsB = await open(b.credential)
+    await nextFrame<Full>(wsA)
+    await nextFrame<Full>(wsB)
+    expect((await api.req('DELETE', `/api/v1/networks/${net.id}`, {token: ctl.adminToken})).status).toBe(200)
+    expect((await wsA.closed).code).toBe(CLOSE.REVOKED)
+    expect((await wsB.closed).code).toBe(CLOSE.REVOKED)
+    for (const ws of [wsA, wsB]) expect(ws.pending().map((f) => (f as Frame).type)).toEqual(['revoked'])
+  })
+
+  it('shows a renamed network in the next full map', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const ws = await open(a.credential)
+    await nextFrame<Full>(ws)
+    await api.req('PATCH', `/api/v1/networks/${net.id}`, {
+      token: ctl.adminToken,
+      body: {name: `renamed-${++seq}`},
+    })
+    const again = await open(a.credential)
+    const full = await nextFrame<Full & {network: {name: string}}>(again)
+    expect(full.network.name).toBe(`renamed-${seq}`)
+  })
+
+  it('survives frames over the size limit, with or without credentials (close 1009)', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    for (const [p, token] of [
+      ['/api/v1/netmap', undefined],
+      ['/api/v1/netmap', a.credential],
+      ['/api/v1/events', 'mtok_forged'],
+      ['/api/v1/events', ctl.adminToken],
+    ] as const) {
+      const ws = await connectWs(`${ctl.url}${p}`, token)
+      ws.ws.send('x'.repeat(LIMITS.maxFrameBytes + 1024))
+      expect([1009, CLOSE.UNAUTHENTICATED, 1006]).toContain((await ws.closed).code)
+    }
+    expect((await api.req('GET', '/healthz')).status).toBe(200)
+  })
+
+  it('answers a malformed upgrade with the JSON error body', async () => {
+    const port = Number(new URL(ctl.url).port)
+    const raw = await new Promise<string>((resolve, reject) => {
+      const sock = tcpConnect(port, '127.0.0.1', () =>
+        sock.write(
+          'GET /api/v1/netmap HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+        ),
+      )
+      let data = ''
+      sock.on('data', (d) => (data += String(d)))
+      sock.on('end', () => resolve(data))
+      sock.on('error', reject)
+    })
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /)
+    const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as {
+      error: {code: string; message: string}
+    }
+    expect(body.error).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      message: expect.stringContaining('sec-websocket-key'),
+    })
   })
 
   it('closes a connection without a valid credential with CLOSE.UNAUTHENTICATED', async () => {

@@ -87,7 +87,15 @@ export class NetmapHub {
     opts: {pingIntervalMs?: number} = {},
   ) {
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
-    this.unsubscribe = state.onNodeChange((c) => this.onChange(c))
+    const offNodes = state.onNodeChange((c) => this.onChange(c))
+    const offNetworks = state.onNetworkChange((n) => {
+      const net = this.nets.get(n.id)
+      if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
+    })
+    this.unsubscribe = () => {
+      offNodes()
+      offNetworks()
+    }
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
     this.pinger.unref()
   }
@@ -115,6 +123,9 @@ export class NetmapHub {
       .then((node) => {
         if (socket.destroyed) return
         this.wss.handleUpgrade(req, socket, head, (ws) => {
+          // First: an 'error' without a listener (an oversize frame, a protocol violation)
+          // would throw and take the whole controller down.
+          ws.on('error', () => ws.terminate())
           if (!node || this.closing) {
             ws.close(
               this.closing ? CLOSE.SHUTTING_DOWN : CLOSE.UNAUTHENTICATED,
@@ -285,6 +296,15 @@ export class NetmapHub {
     if (!net) return
     if (net.loading) {
       net.queued.push(change)
+      return
+    }
+    if (change.networkDeleted) {
+      // The whole network is going: revoke each node's sessions, no peer deltas (which would be
+      // O(nodes²) for one deletion).
+      net.nodes.delete(change.nodeId)
+      net.peerJson.delete(change.nodeId)
+      net.peerList = null
+      for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
     this.apply(net, change, true)

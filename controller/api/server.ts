@@ -97,6 +97,36 @@ const bearer = (req: FastifyRequest): string | undefined => {
   return /^Bearer (\S{1,300})$/i.exec(h)?.[1]
 }
 
+/** A raw HTTP error response in our wire format, for sockets fastify does not answer itself. */
+function rawErrorResponse(error: MeshError, extraHeaders = ''): string {
+  const body = JSON.stringify(error.toWire())
+  const reasons: Record<number, string> = {400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed'}
+  return (
+    `HTTP/1.1 ${error.status} ${reasons[error.status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extraHeaders}\r\n${body}`
+  )
+}
+
+/**
+ * The checks `ws` makes before a handshake (RFC 6455 4.2.1), done first so a bad upgrade gets
+ * our error body instead of ws's plain-text one.
+ */
+function upgradeProblem(req: IncomingMessage): MeshError | undefined {
+  if (req.method !== 'GET')
+    return new MeshError('METHOD_NOT_ALLOWED', {message: 'WebSocket upgrades use GET'})
+  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+    return new MeshError('VALIDATION_FAILED', {message: 'upgrade: expected websocket'})
+  }
+  if (!/^[+/0-9A-Za-z]{22}==$/.test(req.headers['sec-websocket-key'] ?? '')) {
+    return new MeshError('VALIDATION_FAILED', {message: 'sec-websocket-key: missing or invalid'})
+  }
+  const version = req.headers['sec-websocket-version']
+  if (version !== '13' && version !== '8') {
+    return new MeshError('VALIDATION_FAILED', {message: 'sec-websocket-version: expected 13'})
+  }
+  return undefined
+}
+
 const HOST_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/
 
 export async function buildServer(opts: ServerOptions): Promise<ControllerServer> {
@@ -108,6 +138,19 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     return503OnClosing: true,
     routerOptions: {maxParamLength: 200, ignoreTrailingSlash: false},
     // Malformed URLs and the like never reach a route: answer them in our error format.
+    // Requests node's HTTP parser rejects (bad request line, header overflow, smuggling
+    // attempts) never reach fastify: answer them in our format and close.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy()
+        return
+      }
+      const error =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? new MeshError('VALIDATION_FAILED', {message: 'the request headers are larger than 16 KiB'})
+          : new MeshError('VALIDATION_FAILED', {message: 'the request is not valid HTTP/1.1'})
+      socket.end(rawErrorResponse(error))
+    },
     frameworkErrors: (err, req, reply) => {
       const {error} = toMeshError(err)
       void (reply as FastifyReply)
@@ -282,16 +325,20 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     } catch {
       url = new URL('http://localhost/')
     }
-    if (url.pathname === WS_PATHS.netmap) netmap.handleUpgrade(req, socket, head, url)
-    else if (url.pathname === WS_PATHS.events) events.handleUpgrade(req, socket, head)
-    else {
-      const body = JSON.stringify(
-        new MeshError('NOT_FOUND', {message: 'no WebSocket endpoint here'}).toWire(),
-      )
-      socket.end(
-        `HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      )
+    socket.on('error', () => socket.destroy())
+    if (url.pathname !== WS_PATHS.netmap && url.pathname !== WS_PATHS.events) {
+      socket.end(rawErrorResponse(new MeshError('NOT_FOUND', {message: 'no WebSocket endpoint here'})))
+      return
     }
+    const problem = upgradeProblem(req)
+    if (problem) {
+      socket.end(rawErrorResponse(problem, problem.status === 400 ? 'Sec-WebSocket-Version: 13, 8\r\n' : ''))
+      return
+    }
+    // We offer no subprotocols; a malformed list must not make ws answer in its own format.
+    delete req.headers['sec-websocket-protocol']
+    if (url.pathname === WS_PATHS.netmap) netmap.handleUpgrade(req, socket, head, url)
+    else events.handleUpgrade(req, socket, head)
   })
 
   await app.ready()

@@ -66,6 +66,8 @@ export interface NodeChange {
   readonly node: StoredNode | null
   /** The node before the change; null when added. */
   readonly before: StoredNode | null
+  /** Set when the node went because its whole network was deleted (no peer deltas needed). */
+  readonly networkDeleted?: boolean
 }
 
 export interface Page<T> {

@@ -524,6 +524,7 @@ export class SqliteStore implements Store {
         kind: 'removed',
         node: null,
         before: n,
+        networkDeleted: true,
       }))
     })()
   }
