@@ -49,6 +49,7 @@ export interface RunningController {
   readonly logger: Logger
   readonly server: ControllerServer
   readonly state: ControllerState
+  readonly store: Store
   close(): Promise<void>
 }
 
@@ -140,6 +141,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       logger,
       server: srv,
       state,
+      store,
       close: () =>
         (closing ??= (async () => {
           clearInterval(reaper)

@@ -90,7 +90,7 @@ export class ControllerState {
   private readonly loginByUser: FailureLimiter
 
   constructor(
-    readonly store: Store,
+    private readonly store: Store,
     opts: StateOptions = {},
   ) {
     this.now = opts.now ?? (() => new Date())
@@ -636,6 +636,35 @@ export class ControllerState {
       }
     }
     return removed
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // netmap sessions and readiness
+
+  /** Readiness: throws when the database does not answer. */
+  ping(): Promise<void> {
+    return this.store.ping()
+  }
+
+  /**
+   * What a netmap session needs to start: the network, its version and every node. The version
+   * is read FIRST, so the node list is at least as new as the version it is paired with.
+   */
+  async netmapSnapshot(
+    networkId: string,
+  ): Promise<{network: Network; version: number; nodes: StoredNode[]} | undefined> {
+    const version = await this.store.netmapVersion(networkId)
+    const network = await this.store.getNetwork(networkId)
+    if (!network) return undefined
+    return {network, version, nodes: await this.store.allNodes(networkId)}
+  }
+
+  /** Node ids changed since `version`, or undefined when only a full map will do. */
+  changesSince(
+    networkId: string,
+    version: number,
+  ): Promise<{version: number; nodeIds: string[]} | undefined> {
+    return this.store.changesSince(networkId, version)
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -446,7 +446,7 @@ describe('separate controllers', () => {
       logDestination: sink,
     })
     try {
-      await own.state.store.close()
+      await own.store.close()
       const r = await client(own.url).req('GET', '/readyz')
       expect([r.status, r.body.status, r.body.error.code]).toEqual([503, 'unavailable', 'NOT_READY'])
     } finally {

@@ -38,7 +38,8 @@ interface Conn {
 
 interface NetState {
   readonly id: string
-  readonly tenantId: string
+  /** Filled in by the initial load. */
+  tenantId: string
   /** JSON of {id, name, cidr}. */
   headerJson: string
   version: number
@@ -179,7 +180,7 @@ export class NetmapHub {
       return
     }
     if (resumeFrom !== undefined && self.status === 'active') {
-      const since = await this.state.store.changesSince(net.id, resumeFrom)
+      const since = await this.state.changesSince(net.id, resumeFrom)
       if (since && !since.nodeIds.includes(self.id)) {
         const changed: string[] = []
         const removed: string[] = []
@@ -276,11 +277,10 @@ export class NetmapHub {
   private async load(net: NetState): Promise<void> {
     // Version first, nodes second: the snapshot is at least as new as the version, and queued
     // changes newer than the version are re-applied (upserts and removals are idempotent).
-    const version = await this.state.store.netmapVersion(net.id)
-    const info = await this.state.store.getNetwork(net.id)
-    if (!info) return
-    const nodes = await this.state.store.allNodes(net.id)
-    ;(net as {tenantId: string}).tenantId = info.tenantId
+    const snap = await this.state.netmapSnapshot(net.id)
+    if (!snap) return
+    const {network: info, version, nodes} = snap
+    net.tenantId = info.tenantId
     net.headerJson = JSON.stringify({id: info.id, name: info.name, cidr: info.cidr})
     net.version = version
     for (const n of nodes) {

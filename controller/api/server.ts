@@ -209,7 +209,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   app.get('/healthz', async () => ({status: 'ok'}))
   app.get('/readyz', async (req, reply) => {
     try {
-      await state.store.ping()
+      await state.ping()
       return {status: 'ok'}
     } catch (err) {
       req.log.warn({err}, 'readiness check failed')
