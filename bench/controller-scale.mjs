@@ -24,12 +24,13 @@ const {values: opts} = parseArgs({
     'register-concurrency': {type: 'string', default: '32'},
     'connect-concurrency': {type: 'string', default: '100'},
     'time-limit': {type: 'string', default: '570', short: 't'},
+    json: {type: 'boolean', default: false},
     help: {type: 'boolean', short: 'h', default: false},
   },
 })
 if (opts.help) {
   console.log(`usage: npm run bench:controller -- [--nodes N] [--baseline N|0] [--repeats R]
-  [--register-concurrency C] [--connect-concurrency C] [--time-limit SECONDS]`)
+  [--register-concurrency C] [--connect-concurrency C] [--time-limit SECONDS] [--json]`)
   process.exit(0)
 }
 const NODES = Number(opts.nodes)
@@ -384,6 +385,10 @@ async function main() {
   const results = []
   for (const n of BASELINE > 0 && BASELINE < NODES ? [BASELINE, NODES] : [NODES])
     results.push(await measure(n))
+  if (opts.json) {
+    console.log(JSON.stringify({node: process.version, seconds: (now() - started) / 1000, results}, null, 2))
+    return
+  }
   console.log(`\ncontroller scale benchmark (${process.version}, ${((now() - started) / 1000) | 0} s)\n`)
   console.log(table(results))
 }
