@@ -77,6 +77,30 @@ export function parseDatabase(url: string | undefined, dataDir: string): string 
   })
 }
 
+/** Validates --public-url: an http(s) URL without query or fragment; no trailing slash. */
+export function parsePublicUrl(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined
+  let url: URL | undefined
+  try {
+    url = new URL(text)
+  } catch {
+    url = undefined
+  }
+  if (
+    !url ||
+    !/^https?:$/.test(url.protocol) ||
+    url.search !== '' ||
+    url.hash !== '' ||
+    url.username !== ''
+  ) {
+    throw new MeshError('CONFIG_INVALID', {
+      message: `--public-url: expected an http(s) URL such as https://mesh.example.com, got ${JSON.stringify(text)}`,
+      hint: 'give the URL nodes use to reach this controller',
+    })
+  }
+  return url.href.replace(/\/+$/, '')
+}
+
 function prepareDataDir(dir: string): void {
   fs.mkdirSync(dir, {recursive: true, mode: 0o700})
   fs.chmodSync(dir, 0o700)
@@ -86,6 +110,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const dataDir = path.resolve(opts.dataDir)
   const {host, port} = parseListen(opts.listen ?? '127.0.0.1:8080')
   const dbPath = parseDatabase(opts.database, dataDir)
+  const publicUrl = parsePublicUrl(opts.publicUrl)
   const logger = pino(
     {level: opts.logLevel ?? 'info', base: {pid: process.pid, component: 'controller'}},
     opts.logDestination ?? pino.destination({fd: 1, sync: true}),
@@ -106,7 +131,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       state,
       metrics,
       logger,
-      publicUrl: opts.publicUrl,
+      publicUrl,
       pingIntervalMs: opts.pingIntervalMs,
     })
     try {

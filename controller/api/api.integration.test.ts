@@ -436,6 +436,24 @@ describe('separate controllers', () => {
     }
   })
 
+  it('fails with LISTEN_FAILED when the port is taken, leaving nothing open', async () => {
+    const port = new URL(ctl.url).port
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-busy-'))
+    const sink = new Writable({write: (_c, _e, cb) => cb()})
+    try {
+      await expect(
+        startController({
+          dataDir: dir,
+          listen: `127.0.0.1:${port}`,
+          adminPassword: 'long enough',
+          logDestination: sink,
+        }),
+      ).rejects.toMatchObject({code: 'LISTEN_FAILED'})
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+
   it('answers /readyz with 503 when the database is gone', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-ready-'))
     const sink = new Writable({write: (_c, _e, cb) => cb()})
