@@ -2,6 +2,7 @@
 import {Flags} from '@oclif/core'
 import type {CreateAuthKeyResponse} from '../../../shared/protocol/control-api.js'
 import {authKeyRequest} from '../../lib/admin.js'
+import {networkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {formatTime} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
@@ -14,7 +15,7 @@ export default class AuthkeyCreate extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override flags = {
-    network: Flags.string({char: 'n', description: 'network name or id', required: true}),
+    network: networkFlag(),
     reusable: Flags.boolean({description: 'may register any number of nodes (default: one)', default: false}),
     ephemeral: Flags.boolean({
       description: 'nodes joined with it are removed when they go away',

@@ -1,6 +1,7 @@
 // `mesh authkey list`: a network's auth keys (prefixes only; keys are never shown again).
 import {Flags} from '@oclif/core'
 import type {PageOf} from '../../lib/controller-client.js'
+import {networkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {authKeysTable} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
@@ -10,7 +11,7 @@ export default class AuthkeyList extends MeshCommand {
   static override examples = ['<%= config.bin %> authkey list --network ci']
   static override enableJsonFlag = true
   static override flags = {
-    network: Flags.string({char: 'n', description: 'network name or id', required: true}),
+    network: networkFlag(),
     limit: Flags.integer({description: 'at most this many (default: all)', min: 1}),
   }
 

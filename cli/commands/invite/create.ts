@@ -2,6 +2,7 @@
 import {Flags} from '@oclif/core'
 import {ROLES, type CreateInviteResponse} from '../../../shared/protocol/control-api.js'
 import {inviteRequest} from '../../lib/admin.js'
+import {networkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {formatTime} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
@@ -17,7 +18,7 @@ export default class InviteCreate extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override flags = {
-    network: Flags.string({char: 'n', description: 'network name or id', required: true}),
+    network: networkFlag(),
     expires: Flags.string({description: 'how long the invite is valid (30m, 12h, 7d, 2w)', default: '7d'}),
     'max-uses': Flags.integer({
       description: 'how many nodes may join with it',

@@ -2,6 +2,7 @@
 import {Flags} from '@oclif/core'
 import {NodeStatusSchema} from '../../../shared/protocol/control-api.js'
 import type {PageOf} from '../../lib/controller-client.js'
+import {networkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {nodesTable} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
@@ -14,7 +15,7 @@ export default class NodeList extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override flags = {
-    network: Flags.string({char: 'n', description: 'network name or id', required: true}),
+    network: networkFlag(),
     status: Flags.string({description: 'only nodes in this state', options: [...NodeStatusSchema.options]}),
     limit: Flags.integer({description: 'at most this many (default: all)', min: 1}),
   }

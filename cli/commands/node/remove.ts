@@ -1,7 +1,8 @@
 // `mesh node remove`: take a node out of its network, after asking.
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 import type {RouteReply} from '../../../shared/protocol/control-api.js'
 import {resolveNodeId} from '../../lib/admin.js'
+import {nodeArg, nodeNetworkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {confirmOrAbort, requireTty} from '../../lib/prompt.js'
 import {openSession} from '../../lib/session.js'
@@ -14,10 +15,10 @@ export default class NodeRemove extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override args = {
-    node: Args.string({description: 'node id, or its name with --network', required: true}),
+    node: nodeArg(),
   }
   static override flags = {
-    network: Flags.string({char: 'n', description: 'look the node up by name in this network'}),
+    network: nodeNetworkFlag(),
     yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation', default: false}),
   }
 

@@ -1,7 +1,8 @@
 // `mesh node rename`: give a node a new name within its network.
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 import type {Node} from '../../../shared/protocol/control-api.js'
 import {resolveNodeId} from '../../lib/admin.js'
+import {nodeArg, nodeNetworkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {openSession} from '../../lib/session.js'
 
@@ -13,11 +14,11 @@ export default class NodeRename extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override args = {
-    node: Args.string({description: 'node id, or its name with --network', required: true}),
+    node: nodeArg(),
     name: Args.string({description: 'new name (lowercase letters, digits, dashes)', required: true}),
   }
   static override flags = {
-    network: Flags.string({char: 'n', description: 'look the node up by name in this network'}),
+    network: nodeNetworkFlag(),
   }
 
   async run(): Promise<Node> {

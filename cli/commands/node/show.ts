@@ -1,7 +1,7 @@
 // `mesh node show`: one node in detail.
-import {Args, Flags} from '@oclif/core'
 import type {Node} from '../../../shared/protocol/control-api.js'
 import {resolveNodeId} from '../../lib/admin.js'
+import {nodeArg, nodeNetworkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 import {nodeDetails} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
@@ -14,10 +14,10 @@ export default class NodeShow extends MeshCommand {
   ]
   static override enableJsonFlag = true
   static override args = {
-    node: Args.string({description: 'node id, or its name with --network', required: true}),
+    node: nodeArg(),
   }
   static override flags = {
-    network: Flags.string({char: 'n', description: 'look the node up by name in this network'}),
+    network: nodeNetworkFlag(),
   }
 
   async run(): Promise<Node> {
