@@ -124,6 +124,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     const state = new ControllerState(store, {
       now: opts.now,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
+      log: logger.child({component: 'state'}),
     })
     const createdAdminPassword = await bootstrapAdmin(state, dataDir, opts.adminPassword, logger)
     const metrics = new ControllerMetrics()
@@ -171,6 +172,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         (closing ??= (async () => {
           clearInterval(reaper)
           await srv.close()
+          await state.close()
           await store.close()
           logger.info('stopped')
         })()),

@@ -66,6 +66,19 @@ export interface StateOptions {
   readonly now?: () => Date
   /** Failed logins allowed per source address and per user name per minute. */
   readonly loginFailuresPerMinute?: number
+  /** At most one endpoint change per node is applied per this window; default 2 s. */
+  readonly endpointWindowMs?: number
+  /** Where node telemetry (endpoint reports) is logged, at debug level. */
+  readonly log?: {debug(obj: object, msg: string): void; warn(obj: object, msg: string): void}
+}
+
+/** A node's endpoint report waiting for its coalescing window to end (latest value wins). */
+interface PendingEndpoints {
+  node: StoredNode
+  endpoints: string[] | undefined
+  /** When the last change of this node was applied (ms). */
+  appliedAt: number
+  timer: NodeJS.Timeout | undefined
 }
 
 const publicUser = (u: UserRecord): User => ({
@@ -88,6 +101,12 @@ export class ControllerState {
   private readonly networkListeners = new Set<(n: Network) => void>()
   private readonly loginByAddress: FailureLimiter
   private readonly loginByUser: FailureLimiter
+  /** Node changes committed but not yet told to listeners; see emit(). */
+  private readonly unsent: NodeChange[] = []
+  private flushScheduled = false
+  private readonly endpointWindowMs: number
+  private readonly endpointState = new Map<string, PendingEndpoints>()
+  private readonly log: NonNullable<StateOptions['log']>
 
   constructor(
     private readonly store: Store,
@@ -98,6 +117,8 @@ export class ControllerState {
     const clock = () => this.now().getTime()
     this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
     this.loginByUser = new FailureLimiter({max, windowMs: 60_000, now: clock})
+    this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
+    this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -119,9 +140,30 @@ export class ControllerState {
     return () => this.presenceListeners.delete(fn)
   }
 
+  /**
+   * Tells listeners (netmap fan-out, admin events) about committed changes on the next turn of
+   * the event loop, not now: the HTTP reply of the request that made the change is written first,
+   * so its latency does not grow with the number of connected nodes. One FIFO queue for every
+   * network keeps deltas in commit order, and setImmediate keeps the delay far below a second.
+   */
   private emit(changes: NodeChange | NodeChange[]): void {
-    for (const c of Array.isArray(changes) ? changes : [changes]) {
-      for (const fn of this.nodeListeners) fn(c)
+    for (const c of Array.isArray(changes) ? changes : [changes]) this.unsent.push(c)
+    if (this.flushScheduled || this.unsent.length === 0) return
+    this.flushScheduled = true
+    setImmediate(() => this.flushChanges())
+  }
+
+  private flushChanges(): void {
+    this.flushScheduled = false
+    for (const c of this.unsent.splice(0)) {
+      for (const fn of this.nodeListeners) {
+        try {
+          fn(c)
+        } catch (err) {
+          // One broken listener must not keep a change from the others.
+          this.log.warn({err, nodeId: c.nodeId}, 'node change listener failed')
+        }
+      }
     }
   }
 
@@ -573,18 +615,105 @@ export class ControllerState {
 
   async removeNode(p: Principal | undefined, id: string, meta: RequestMeta): Promise<void> {
     const change = await this.store.removeNode(id, p ? this.userCtx(p, meta) : this.systemCtx())
+    this.forgetEndpoints(id)
     this.emit(change)
   }
 
-  /** A node reported its endpoint candidates; fans out only when they changed. */
-  async reportEndpoints(node: StoredNode, endpoints: readonly string[], meta: RequestMeta): Promise<void> {
-    const unique = [...new Set(endpoints)]
-    const change = await this.store.setNodeEndpoints(
+  /** A node removes itself with its own credential (`mesh leave`): audited as node.leave. */
+  async leaveNode(node: StoredNode, meta: RequestMeta): Promise<void> {
+    const change = await this.store.removeNode(
       node.id,
-      unique,
       this.ctx({actor: `node:${node.id}`, actorName: node.name}, meta),
+      'node.leave',
     )
-    if (change) this.emit(change)
+    this.forgetEndpoints(node.id)
+    this.emit(change)
+  }
+
+  /**
+   * A node reported its endpoint candidates. Coalesced per node: at most one change is written
+   * and fanned out per endpoint window; a report inside the window replaces any pending one
+   * (latest wins) and is applied when the window ends, so peers always converge on the last
+   * report. Without this, one node alternating its reports would cost a DB write and a delta to
+   * every peer per frame.
+   *
+   * Not audited: endpoints are presence telemetry the node sends every few seconds, not an
+   * administrative change (the audit log records who changed what; a node's NAT mapping moving
+   * is neither). They are logged at debug level instead.
+   */
+  async reportEndpoints(node: StoredNode, endpoints: readonly string[]): Promise<void> {
+    const unique = [...new Set(endpoints)]
+    const now = Date.now()
+    let st = this.endpointState.get(node.id)
+    if (!st) {
+      st = {node, endpoints: undefined, appliedAt: -Infinity, timer: undefined}
+      this.endpointState.set(node.id, st)
+    }
+    st.node = node
+    const wait = st.appliedAt + this.endpointWindowMs - now
+    if (wait <= 0 && !st.timer) {
+      await this.applyEndpoints(st, unique)
+      return
+    }
+    st.endpoints = unique
+    if (!st.timer) {
+      const entry = st
+      entry.timer = setTimeout(
+        () => {
+          entry.timer = undefined
+          const latest = entry.endpoints
+          entry.endpoints = undefined
+          if (latest !== undefined && this.endpointState.get(entry.node.id) === entry) {
+            this.applyEndpoints(entry, latest).catch((err: unknown) => {
+              if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+                this.log.warn({err, nodeId: entry.node.id}, 'endpoint update failed')
+            })
+          }
+        },
+        Math.max(0, wait),
+      )
+      entry.timer.unref()
+    }
+  }
+
+  private async applyEndpoints(st: PendingEndpoints, endpoints: string[]): Promise<void> {
+    // The window starts now, before the write: reports arriving while it runs wait for the window.
+    const previous = st.appliedAt
+    const started = (st.appliedAt = Date.now())
+    const change = await this.store.setNodeEndpoints(st.node.id, endpoints, this.now().toISOString())
+    if (!change) {
+      // Nothing changed: the window is not used up, unless another report already relied on it.
+      if (st.appliedAt === started && !st.timer) st.appliedAt = previous
+      return
+    }
+    this.log.debug({nodeId: st.node.id, endpoints}, 'node endpoints changed')
+    this.emit(change)
+  }
+
+  /** Drops a removed node's pending endpoint report. */
+  private forgetEndpoints(nodeId: string): void {
+    const st = this.endpointState.get(nodeId)
+    if (st?.timer) clearTimeout(st.timer)
+    this.endpointState.delete(nodeId)
+  }
+
+  /** A node's last netmap socket closed: writes its pending report now and forgets its window. */
+  private async settleEndpoints(nodeId: string): Promise<void> {
+    const st = this.endpointState.get(nodeId)
+    if (!st) return
+    if (st.timer) clearTimeout(st.timer)
+    this.endpointState.delete(nodeId)
+    if (st.endpoints !== undefined) await this.applyEndpoints(st, st.endpoints)
+  }
+
+  /** Shutdown: writes pending endpoint reports so nothing a node said is lost. */
+  async close(): Promise<void> {
+    for (const id of [...this.endpointState.keys()]) {
+      await this.settleEndpoints(id).catch((err: unknown) => {
+        if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+          this.log.warn({err, nodeId: id}, 'endpoint update failed')
+      })
+    }
   }
 
   /** Presence: a netmap socket of this node opened or closed. Several sockets count once. */
@@ -602,6 +731,9 @@ export class ControllerState {
       return
     }
     this.online.delete(node.id)
+    await this.settleEndpoints(node.id).catch((err: unknown) => {
+      if (!(err instanceof MeshError && err.code === 'NOT_FOUND')) throw err
+    })
     await this.touch(node.id)
     this.emitPresence('offline', node, tenantId)
   }

@@ -93,6 +93,12 @@ export const ERRORS = {
     'method not allowed on this path',
     'see /api/v1/openapi.json for the routes',
   ),
+  UPGRADE_REQUIRED: e(
+    426,
+    EXIT.USAGE,
+    'this endpoint needs a WebSocket upgrade',
+    'connect with a WebSocket client',
+  ),
   UNAUTHENTICATED: e(
     401,
     EXIT.NOUSER,

@@ -16,6 +16,7 @@ type Def<R extends RouteId> = (typeof ROUTES)[R]
 /** What the server resolved before the handler runs. */
 export interface Scope {
   network?: Network
+  /** The node named in the path, or for auth 'node' routes the calling node. */
   node?: StoredNode
   invite?: {networkId: string}
   authKey?: {networkId: string}
@@ -117,6 +118,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       return {ok: true}
     },
 
+    'node.leave': async (ctx) => {
+      await state.leaveNode(must(ctx.scope.node), ctx.meta)
+      return {ok: true}
+    },
+
     register: async (ctx) => state.register(ctx.body, ctx.principal, ctx.meta),
 
     audit: async (ctx) =>
@@ -163,6 +169,8 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'node.approve': 'node',
   'node.update': 'node',
   'node.remove': 'node',
+  // The caller is the node (auth 'node'): the server puts it into scope.node itself.
+  'node.leave': 'none',
   register: 'none',
   audit: 'tenant',
 }

@@ -183,6 +183,58 @@ describe('netmap WebSocket', () => {
     expect((await api.req('GET', '/healthz')).status).toBe(200)
   })
 
+  it('coalesces a flood of alternating endpoint reports into a few deltas, ending on the last report, unaudited', async () => {
+    const net = await network('open')
+    const flooder = await join(net.id, 'flooder')
+    const peers = await Promise.all(Array.from({length: 20}, (_, i) => join(net.id, `watch${i}`)))
+    const wsF = await open(flooder.credential)
+    await nextFrame<Full>(wsF)
+    const wsPeers = await Promise.all(peers.map((p) => open(p.credential)))
+    for (const ws of wsPeers) await nextFrame<Full>(ws)
+    const X = ['198.51.100.30:51820']
+    const Y = ['198.51.100.31:51820', '203.0.113.31:51820']
+    const last = ['203.0.113.99:51820']
+    for (let i = 0; i < 1000; i++)
+      wsF.ws.send(JSON.stringify({type: 'report', endpoints: i % 2 === 0 ? X : Y, peers: []}))
+    wsF.ws.send(JSON.stringify({type: 'report', endpoints: last, peers: []}))
+    const isFlooder = (f: Delta) =>
+      f.type === 'delta' && (f.changed ?? []).some((c) => c.id === flooder.node.id)
+    // Every peer converges on the last report (one endpoint window, ~2 s, plus slack)...
+    for (const ws of wsPeers)
+      await ws.next<Delta>((f) => isFlooder(f) && f.changed!.at(-1)!.endpoints.join() === last.join(), 6000)
+    // ...and nothing more arrives afterwards.
+    await new Promise((r) => setTimeout(r, 2500))
+    const counts = wsPeers.map((ws) => ws.frames.filter((f) => isFlooder(f as Delta)).length)
+    // Before coalescing each peer got one delta per changing report: up to 1,001.
+    expect(Math.max(...counts)).toBeLessThanOrEqual(4)
+    for (const ws of wsPeers) {
+      const mine = ws.frames.filter((f) => isFlooder(f as Delta)) as Delta[]
+      expect(mine.at(-1)!.changed!.find((c) => c.id === flooder.node.id)!.endpoints).toEqual(last)
+    }
+    const shown = await api.req('GET', `/api/v1/nodes/${flooder.node.id}`, {token: ctl.adminToken})
+    expect((shown.body as {endpoints: string[]}).endpoints).toEqual(last)
+    // Endpoint telemetry is not an administrative change: no audit entries for it.
+    const audit = await api.req('GET', `/api/v1/audit?actor=node:${flooder.node.id}&limit=500`, {
+      token: ctl.adminToken,
+    })
+    expect(audit.status, audit.text).toBe(200)
+    expect((audit.body as {items: {action: string}[]}).items.map((e) => e.action)).not.toContain(
+      'node.endpoints',
+    )
+    // The flooder itself stays connected (excess frames are dropped, not punished with a close).
+    expect(wsF.ws.readyState).toBe(wsF.ws.OPEN)
+  })
+
+  it('answers a plain GET without Upgrade on the WebSocket paths with 426 and the JSON error body', async () => {
+    for (const path of ['/api/v1/netmap', '/api/v1/events']) {
+      const r = await api.req('GET', path, {token: ctl.adminToken})
+      expect(r.status, r.text).toBe(426)
+      expect(r.body).toMatchObject({
+        error: {code: 'UPGRADE_REQUIRED', message: 'this endpoint needs a WebSocket upgrade'},
+      })
+    }
+  })
+
   it('resumes with ?version=N by sending only what changed since N', async () => {
     const net = await network('open')
     const a = await join(net.id)

@@ -26,6 +26,15 @@ import type {NodeChange, StoredNode} from '../store/store.js'
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 /** Last-seen is written on connect/disconnect and at most this often from reports. */
 const TOUCH_EVERY_MS = 60_000
+/**
+ * Client frames per socket: a burst of REPORT_BURST, then REPORT_RATE per second sustained. A
+ * daemon reports every 10 s and on config changes, far below this. Excess frames are dropped,
+ * not answered with a close: a close would cost a reconnect, presence events and a full map,
+ * more than the frames themselves. The newest dropped frame is kept (one per socket) and handled
+ * when the budget allows, so a flood still ends with the node's last report applied.
+ */
+const REPORT_RATE = 20
+const REPORT_BURST = 40
 
 interface Conn {
   readonly ws: WebSocket
@@ -34,6 +43,12 @@ interface Conn {
   lastTouch: number
   /** The node's last report of per-peer WireGuard stats (kept for status views). */
   lastStats: unknown
+  /** Token bucket of client frames (see REPORT_RATE). */
+  tokens: number
+  tokensAt: number
+  /** The newest frame dropped by the rate limit, handled once a token is back. */
+  held: {data: unknown; isBinary: boolean} | undefined
+  heldTimer: NodeJS.Timeout | undefined
 }
 
 interface NetState {
@@ -43,6 +58,8 @@ interface NetState {
   /** JSON of {id, name, cidr}. */
   headerJson: string
   version: number
+  /** The version the initial load read: changes up to it are in the cache already. */
+  loadedVersion: number
   readonly nodes: Map<string, StoredNode>
   /** Peer JSON of active nodes only. */
   readonly peerJson: Map<string, string>
@@ -149,7 +166,17 @@ export class NetmapHub {
       ws.close(CLOSE.REVOKED, 'network gone')
       return
     }
-    const conn: Conn = {ws, nodeId: node.id, alive: true, lastTouch: Date.now(), lastStats: undefined}
+    const conn: Conn = {
+      ws,
+      nodeId: node.id,
+      alive: true,
+      lastTouch: Date.now(),
+      lastStats: undefined,
+      tokens: REPORT_BURST,
+      tokensAt: Date.now(),
+      held: undefined,
+      heldTimer: undefined,
+    }
     let set = net.conns.get(node.id)
     if (!set) net.conns.set(node.id, (set = new Set()))
     set.add(conn)
@@ -158,6 +185,8 @@ export class NetmapHub {
       conn.alive = true
     })
     ws.on('close', () => {
+      clearTimeout(conn.heldTimer)
+      conn.held = undefined
       const s = net.conns.get(node.id)
       s?.delete(conn)
       if (s && s.size === 0) net.conns.delete(node.id)
@@ -167,7 +196,7 @@ export class NetmapHub {
         this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
     })
-    ws.on('message', (data, isBinary) => this.onFrame(conn, node, data, isBinary))
+    ws.on('message', (data, isBinary) => this.limitFrame(conn, node, data, isBinary))
     await this.state.nodeConnected(node, net.tenantId)
     await this.sendInitial(net, conn, resumeFrom)
   }
@@ -211,6 +240,29 @@ export class NetmapHub {
     return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]}`
   }
 
+  /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */
+  private limitFrame(conn: Conn, node: StoredNode, data: unknown, isBinary: boolean): void {
+    const now = Date.now()
+    conn.tokens = Math.min(REPORT_BURST, conn.tokens + ((now - conn.tokensAt) * REPORT_RATE) / 1000)
+    conn.tokensAt = now
+    if (conn.tokens >= 1 && !conn.held) {
+      conn.tokens -= 1
+      this.onFrame(conn, node, data, isBinary)
+      return
+    }
+    if (!conn.held) this.log.debug({nodeId: node.id}, 'netmap frames over the rate limit; dropping')
+    conn.held = {data, isBinary}
+    if (conn.heldTimer) return
+    const waitMs = Math.ceil(((1 - conn.tokens) * 1000) / REPORT_RATE)
+    conn.heldTimer = setTimeout(() => {
+      conn.heldTimer = undefined
+      const held = conn.held
+      conn.held = undefined
+      if (held && conn.ws.readyState === conn.ws.OPEN) this.limitFrame(conn, node, held.data, held.isBinary)
+    }, waitMs)
+    conn.heldTimer.unref()
+  }
+
   private onFrame(conn: Conn, node: StoredNode, data: unknown, isBinary: boolean): void {
     let parsed: unknown
     try {
@@ -229,7 +281,7 @@ export class NetmapHub {
     if (frame.data.endpoints !== undefined) {
       conn.lastTouch = now
       void this.state
-        .reportEndpoints(current, frame.data.endpoints, {sourceAddress: null, requestId: null})
+        .reportEndpoints(current, frame.data.endpoints)
         .catch((err: unknown) => this.log.warn({err, nodeId: node.id}, 'endpoint report failed'))
     } else if (now - conn.lastTouch > TOUCH_EVERY_MS) {
       conn.lastTouch = now
@@ -246,6 +298,7 @@ export class NetmapHub {
         tenantId: '',
         headerJson: '',
         version: 0,
+        loadedVersion: 0,
         nodes: new Map(),
         peerJson: new Map(),
         peerList: null,
@@ -283,6 +336,7 @@ export class NetmapHub {
     net.tenantId = info.tenantId
     net.headerJson = JSON.stringify({id: info.id, name: info.name, cidr: info.cidr})
     net.version = version
+    net.loadedVersion = version
     for (const n of nodes) {
       net.nodes.set(n.id, n)
       if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
@@ -307,6 +361,9 @@ export class NetmapHub {
       for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
+    // Changes are told after their commit (ControllerState.emit): one the initial load already
+    // read is stale here and would only send peers an old state again.
+    if (change.version <= net.loadedVersion) return
     this.apply(net, change, true)
   }
 

@@ -17,6 +17,7 @@ import {MeshError, isMeshError, type ErrorCode} from '../../shared/errors.js'
 import {LIMITS, ROUTES, WS_PATHS, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import type {StoredNode} from '../store/store.js'
 import {EventHub} from './events.js'
 import {makeHandlers, ROUTE_SCOPES, type HandlerContext, type Scope} from './handlers.js'
 import {NetmapHub} from './netmap.js'
@@ -278,12 +279,22 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
         // 1. Who is calling.
         let principal: Principal | undefined
+        let nodeCaller: StoredNode | undefined
         const token = bearer(req)
         if (r.auth === 'user' || r.auth === 'superuser') {
           principal = token === undefined ? undefined : await state.authenticateUser(token)
           if (!principal) throw new MeshError('UNAUTHENTICATED')
           if (r.auth === 'superuser' && !principal.user.superuser) {
             throw new MeshError('FORBIDDEN', {message: 'only superusers may do this'})
+          }
+        } else if (r.auth === 'node') {
+          nodeCaller = token === undefined ? undefined : await state.authenticateNode(token)
+          if (!nodeCaller) {
+            throw token === undefined
+              ? new MeshError('UNAUTHENTICATED', {
+                  message: 'this route needs a node credential in Authorization: Bearer',
+                })
+              : new MeshError('NODE_CREDENTIAL_INVALID')
           }
         } else if (token !== undefined && id === 'register') {
           // Optional: open-policy registration names a network and brings a user token.
@@ -300,7 +311,11 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
         const query = parse('query', r.query, req.query)
         const body = parse('body', r.body, req.body)
         // 3. The object named, and whether this caller may act on it.
-        const scope = principal ? await resolveScope(id, principal, params) : {}
+        const scope: Scope = principal
+          ? await resolveScope(id, principal, params)
+          : nodeCaller
+            ? {node: nodeCaller}
+            : {}
         const meta: RequestMeta = {sourceAddress: req.ip ?? null, requestId: req.id}
         const result = await handler({
           principal,
@@ -314,6 +329,15 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
         if (id === 'register') metrics.registrations.inc()
         return reply.code(r.status).send(result)
       },
+    })
+  }
+
+  // ---- WebSockets: a plain GET (no Upgrade header) on their paths gets 426, not 404.
+  for (const wsPath of [WS_PATHS.netmap, WS_PATHS.events]) {
+    app.get(wsPath, async (req, reply) => {
+      const error = new MeshError('UPGRADE_REQUIRED')
+      void reply.header('upgrade', 'websocket').header('connection', 'Upgrade')
+      return reply.code(error.status).send(error.toWire(req.id))
     })
   }
 

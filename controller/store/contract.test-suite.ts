@@ -327,8 +327,8 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       expect(approved).toMatchObject({version: 3, kind: 'changed'})
       expect(approved.node?.status).toBe('active')
       expect(await codeOf(store.approveNode(a.nodeId, ctx()))).toBe('NODE_NOT_PENDING')
-      expect(await store.setNodeEndpoints(b.nodeId, [], ctx())).toBeUndefined()
-      const ep = await store.setNodeEndpoints(b.nodeId, ['198.51.100.7:51820'], ctx())
+      expect(await store.setNodeEndpoints(b.nodeId, [], ctx().at)).toBeUndefined()
+      const ep = await store.setNodeEndpoints(b.nodeId, ['198.51.100.7:51820'], ctx().at)
       expect(ep?.version).toBe(4)
       expect(await store.changesSince(net.id, 2)).toEqual({
         version: 4,
@@ -339,6 +339,21 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       const removed = await store.removeNode(b.nodeId, ctx())
       expect(removed).toMatchObject({kind: 'removed', node: null, version: 5})
       expect(removed.before?.id).toBe(b.nodeId)
+    })
+
+    it('writes no audit entry for endpoint telemetry, and audits a self-removal as node.leave', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.72.0.0/24'})
+      const a = await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
+      const ep = await store.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
+      expect(ep?.node?.endpoints).toEqual(['198.51.100.9:51820'])
+      const left = await store.removeNode(a.nodeId, ctx({actor: `node:${a.nodeId}`}), 'node.leave')
+      expect(left).toMatchObject({kind: 'removed', node: null})
+      const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
+      expect(entries.filter((e) => e.targetId === a.nodeId).map((e) => e.action)).toEqual(
+        expect.arrayContaining(['node.leave']),
+      )
+      expect(entries.filter((e) => e.action === 'node.endpoints')).toEqual([])
+      expect(entries.find((e) => e.action === 'node.leave')?.actor).toBe(`node:${a.nodeId}`)
     })
 
     it('pages through a list exactly once with limit and cursor', async () => {

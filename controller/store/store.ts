@@ -221,13 +221,13 @@ export interface Store {
   ephemeralNodes(): Promise<StoredNode[]>
   approveNode(id: string, audit: AuditContext): Promise<NodeChange>
   renameNode(id: string, name: string, audit: AuditContext): Promise<NodeChange>
-  removeNode(id: string, audit: AuditContext): Promise<NodeChange>
-  /** Returns undefined when the endpoints did not change (nothing written). */
-  setNodeEndpoints(
-    id: string,
-    endpoints: readonly string[],
-    audit: AuditContext,
-  ): Promise<NodeChange | undefined>
+  /** Audited as `action`: node.remove (an admin or the reaper) or node.leave (the node itself). */
+  removeNode(id: string, audit: AuditContext, action?: 'node.remove' | 'node.leave'): Promise<NodeChange>
+  /**
+   * Returns undefined when the endpoints did not change (nothing written). Bumps the netmap
+   * version but writes no audit entry: endpoints are node telemetry, not an administrative change.
+   */
+  setNodeEndpoints(id: string, endpoints: readonly string[], at: string): Promise<NodeChange | undefined>
   /** Presence bookkeeping: last-seen time only; not audited, no netmap change. */
   touchNode(id: string, at: string): Promise<void>
 

@@ -611,6 +611,14 @@ export const ROUTES = {
     response: OkSchema,
     status: 200,
   }),
+  'node.leave': route({
+    method: 'POST',
+    path: '/api/v1/node/leave',
+    summary: 'Remove the calling node (node credential in Authorization: Bearer)',
+    auth: 'node',
+    response: OkSchema,
+    status: 200,
+  }),
 
   register: route({
     method: 'POST',

@@ -216,6 +216,8 @@ const FIXTURES = {
   'node.approve': async (t) => ({params: {id: (await freshPendingNode(t)).id}}),
   'node.update': async (t) => ({params: {id: t.node.id}, body: {name: uniqueName('renamed')}}),
   'node.remove': async (t) => ({params: {id: (await freshNode(t)).id}}),
+  // A user token is no node credential: every cell is 401 (the node's own call is tested below).
+  'node.leave': async () => ({}),
   register: async () => ({body: registerBody({authKey: world.A.authKey})}),
   audit: async () => ({}),
 } satisfies Record<RouteId, Fixture>
@@ -499,6 +501,40 @@ describe('controller authorization matrix', () => {
     }
   })
 
+  it('lets a node remove itself with its credential: peers get a removal, its netmap is revoked, node.leave is audited', async () => {
+    const {api, A} = world
+    const leaver = await registerWithCredential(A.authKey)
+    const peer = await registerWithCredential(A.authKey)
+    const leaverMap = openStream(api.url, WS_PATHS.netmap, leaver.credential)
+    const peerMap = openStream(api.url, WS_PATHS.netmap, peer.credential)
+    try {
+      await leaverMap.waitFor((f) => f.type === 'full')
+      await peerMap.waitFor((f) => f.type === 'full')
+      const reply = await api.call('node.leave', {token: leaver.credential})
+      expect(reply.status, reply.text).toBe(200)
+      expect(reply.json).toEqual({ok: true})
+      await peerMap.waitFor(
+        (f) => f.type === 'delta' && ((f.removed as string[] | undefined) ?? []).includes(leaver.node.id),
+      )
+      expect(await leaverMap.closed()).toBe(CLOSE.REVOKED)
+    } finally {
+      leaverMap.close()
+      peerMap.close()
+    }
+    const shown = await api.call('node.show', {token: A.ownerToken, params: {id: leaver.node.id}})
+    expect(shown.status).toBe(404)
+    const again = await api.call('node.leave', {token: leaver.credential})
+    expect(again.status).toBe(401)
+    expect(errorCode(again)).toBe('NODE_CREDENTIAL_INVALID')
+    const audit = await api.ok<{items: {action: string; actor: string; targetId: string | null}[]}>('audit', {
+      token: A.ownerToken,
+      query: {actor: `node:${leaver.node.id}`},
+    })
+    expect(audit.items.filter((e) => e.targetId === leaver.node.id).map((e) => e.action)).toContain(
+      'node.leave',
+    )
+  })
+
   it.each(cells)('$name', async ({id, caller, side, expected}) => {
     const t = side.startsWith('own') ? world.A : world.B
     const fixture = FIXTURES[id] as Fixture
@@ -521,7 +557,12 @@ describe('controller authorization matrix', () => {
     expect(reply.status, reply.text.slice(0, 300)).toBe(expected)
     if (expected >= 400) {
       expect(wireErrorProblem(reply)).toBeUndefined()
-      expect(errorCode(reply)).toBe(EXPECTED_CODE[expected])
+      // A node route given a user token: a credential was sent, and it is not a node's.
+      const code =
+        ROUTES[id].auth === 'node' && token !== undefined
+          ? 'NODE_CREDENTIAL_INVALID'
+          : EXPECTED_CODE[expected]
+      expect(errorCode(reply)).toBe(code)
     } else {
       const parsed = ROUTES[id].response.safeParse(reply.json)
       expect(parsed.success, parsed.error?.message).toBe(true)

@@ -64,6 +64,8 @@ interface Pools {
   tokens: {owner: string; admin: string; member: string; guest: string; superuser: string; node: string}
   /** Tokens of a user that exists for logout to revoke. */
   throwawayTokens: string[]
+  /** Credentials of nodes that exist for node.leave to remove. */
+  leaverCredentials: string[]
   usernames: string[]
   networks: string[]
   sacrificialNetworks: string[]
@@ -499,9 +501,17 @@ function authArb(pools: Pools, id: RouteId): fc.Arbitrary<string | undefined> {
   const t = pools.tokens
   // logout revokes the token it is called with, also when spelt "bearer": it only ever sees
   // throwaway tokens, never one the rest of the run needs.
-  const subject = id === 'logout' ? fc.constantFrom(...pools.throwawayTokens) : fc.constant(t.owner)
-  const good: fc.Arbitrary<string | undefined> =
+  // node.leave removes the node whose credential it is called with: it only ever sees the
+  // credentials of nodes made for it, never t.node.
+  const subject =
     id === 'logout'
+      ? fc.constantFrom(...pools.throwawayTokens)
+      : id === 'node.leave'
+        ? fc.constantFrom(...pools.leaverCredentials)
+        : fc.constant(t.owner)
+  const nodeCredential = id === 'node.leave' ? `mnode_${'x'.repeat(43)}` : t.node
+  const good: fc.Arbitrary<string | undefined> =
+    id === 'logout' || id === 'node.leave'
       ? subject.map((s) => `Bearer ${s}`)
       : fc.oneof(
           {weight: 30, arbitrary: fc.constant(`Bearer ${t.owner}`)},
@@ -534,7 +544,7 @@ function authArb(pools: Pools, id: RouteId): fc.Arbitrary<string | undefined> {
         'Bearer',
         'Bearer ',
         'Basic YWRtaW46eA==',
-        `Bearer ${t.node}`,
+        `Bearer ${nodeCredential}`,
         `Bearer ${'A'.repeat(8_000)}`,
         'Token abc',
         `Bearer ${Buffer.from('{"alg":"none"}').toString('base64url')}.e30.`,
@@ -965,6 +975,7 @@ describe('controller fuzzing', () => {
     const sacrificialNodes = await mapLimit(Array.from({length: 20}), 4, () => register(registrationKey))
     const approvalNodes = await mapLimit(Array.from({length: 10}), 4, () => register(approvalKey))
     const wsNodes = await mapLimit(Array.from({length: 6}), 4, () => register(registrationKey))
+    const leavers = await mapLimit(Array.from({length: 20}), 4, () => register(registrationKey))
     const pendingNode = await register(approvalKey)
     const sacrificialNetworks = await mapLimit(Array.from({length: 20}), 4, () =>
       api.ok<{id: string}>('network.create', {
@@ -994,6 +1005,7 @@ describe('controller fuzzing', () => {
         node: nodes[0]!.credential,
       },
       throwawayTokens,
+      leaverCredentials: leavers.map((n) => n.credential),
       usernames,
       networks: [net.id, net.name, apnet.id, apnet.name],
       sacrificialNetworks: sacrificialNetworks.map((n) => n.id),

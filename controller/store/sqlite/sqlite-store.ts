@@ -906,10 +906,11 @@ export class SqliteStore implements Store {
   }
 
   /** Applies `change` to one node in a transaction with a version bump and an audit entry. */
+  /** One node change in a transaction: version bump, audit entry (unless `action` is null). */
   private mutateNode(
     id: string,
-    ctx: AuditContext,
-    action: string,
+    ctx: AuditContext | {at: string},
+    action: string | null,
     change: (before: StoredNode) => Record<string, unknown> | undefined,
   ): NodeChange | undefined {
     return this.db.transaction(() => {
@@ -920,14 +921,15 @@ export class SqliteStore implements Store {
       if (detail === undefined) return undefined
       const version = this.bump(before.networkId, id)
       const tenantId = this.tenantOfNetwork(before.networkId)
-      this.audit(ctx, {
-        tenantId,
-        action,
-        targetType: 'node',
-        targetId: id,
-        networkId: before.networkId,
-        detail,
-      })
+      if (action !== null)
+        this.audit(ctx as AuditContext, {
+          tenantId,
+          action,
+          targetType: 'node',
+          targetId: id,
+          networkId: before.networkId,
+          detail,
+        })
       const after = this.nodeRow(id)
       return {
         networkId: before.networkId,
@@ -963,8 +965,12 @@ export class SqliteStore implements Store {
     }) as NodeChange
   }
 
-  async removeNode(id: string, ctx: AuditContext): Promise<NodeChange> {
-    return this.mutateNode(id, ctx, 'node.remove', (before) => {
+  async removeNode(
+    id: string,
+    ctx: AuditContext,
+    action: 'node.remove' | 'node.leave' = 'node.remove',
+  ): Promise<NodeChange> {
+    return this.mutateNode(id, ctx, action, (before) => {
       this.q('DELETE FROM nodes WHERE id = ?').run(id)
       return {name: before.name, address: before.address, publicKey: before.publicKey}
     }) as NodeChange
@@ -973,13 +979,14 @@ export class SqliteStore implements Store {
   async setNodeEndpoints(
     id: string,
     endpoints: readonly string[],
-    ctx: AuditContext,
+    at: string,
   ): Promise<NodeChange | undefined> {
-    return this.mutateNode(id, ctx, 'node.endpoints', (before) => {
+    // Telemetry, not an administrative change: no audit entry (see ControllerState.reportEndpoints).
+    return this.mutateNode(id, {at}, null, (before) => {
       if (JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) return undefined
       this.q('UPDATE nodes SET endpoints = ?, last_seen = ? WHERE id = ?').run(
         JSON.stringify(endpoints),
-        ctx.at,
+        at,
         id,
       )
       return {endpoints}

@@ -1,0 +1,96 @@
+// The coordinator on a real SQLite file: node changes reach listeners only after the call that
+// made them has returned, in commit order, and endpoint reports are coalesced per node.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {CreateNetworkRequestSchema, RegisterRequestSchema} from '../shared/protocol/control-api.js'
+import {ControllerState, type Principal} from './state.js'
+import {SqliteStore} from './store/sqlite/sqlite-store.js'
+import type {NodeChange, StoredNode} from './store/store.js'
+import {publicKey} from './testing/client.js'
+
+const META = {sourceAddress: '127.0.0.1', requestId: null}
+const PASSWORD = 'a long enough password'
+
+let dir: string
+let store: SqliteStore
+let state: ControllerState
+let admin: Principal
+let seq = 0
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const nextTurn = () => new Promise((r) => setImmediate(r))
+
+async function registerIn(network: string): Promise<StoredNode> {
+  const reg = await state.register(
+    RegisterRequestSchema.parse({network, publicKey: publicKey(), name: `n${++seq}`}),
+    admin,
+    META,
+  )
+  return (await store.getNode(reg.node.id))!
+}
+
+const makeNetwork = (cidr: string) =>
+  state.createNetwork(admin, CreateNetworkRequestSchema.parse({name: 'lab', cidr, joinPolicy: 'open'}), META)
+
+beforeEach(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-state-'))
+  store = await SqliteStore.open(path.join(dir, 'mesh.db'))
+  state = new ControllerState(store, {endpointWindowMs: 300})
+  await state.bootstrap(PASSWORD)
+  const {token} = await state.login('admin', PASSWORD, META)
+  admin = (await state.authenticateUser(token))!
+})
+afterEach(async () => {
+  await state.close()
+  await store.close()
+  fs.rmSync(dir, {recursive: true, force: true})
+})
+
+describe('ControllerState', () => {
+  it('tells node listeners about a registration after register() has returned, in commit order', async () => {
+    await makeNetwork('10.9.0.0/24')
+    const seen: NodeChange[] = []
+    state.onNodeChange((c) => seen.push(c))
+    const first = await registerIn('lab')
+    // The HTTP reply is written in this turn: the fan-out must not have run yet.
+    expect(seen).toEqual([])
+    const second = await registerIn('lab')
+    await nextTurn()
+    expect(seen.map((c) => [c.nodeId, c.kind])).toEqual([
+      [first.id, 'added'],
+      [second.id, 'added'],
+    ])
+    expect(seen[0]!.version).toBeLessThan(seen[1]!.version)
+  })
+
+  it('applies at most one endpoint change per node per window, the latest report last, unaudited', async () => {
+    await makeNetwork('10.9.1.0/24')
+    const node = await registerIn('lab')
+    await nextTurn()
+    const seen: NodeChange[] = []
+    state.onNodeChange((c) => seen.push(c))
+    const reports = Array.from({length: 200}, (_, i) => [`198.51.100.${(i % 2) + 1}:51820`])
+    await Promise.all(reports.map((e) => state.reportEndpoints(node, e)))
+    await state.reportEndpoints(node, ['203.0.113.5:51820'])
+    await nextTurn()
+    expect(seen).toHaveLength(1)
+    await sleep(500)
+    expect(seen).toHaveLength(2)
+    expect(seen[1]!.node?.endpoints).toEqual(['203.0.113.5:51820'])
+    expect((await store.getNode(node.id))!.endpoints).toEqual(['203.0.113.5:51820'])
+    const audit = await state.listAudit(admin, {}, {limit: 500})
+    expect(audit.items.map((e) => e.action)).not.toContain('node.endpoints')
+  })
+
+  it('writes a pending endpoint report on close, so nothing a node said is lost', async () => {
+    await makeNetwork('10.9.2.0/24')
+    const node = await registerIn('lab')
+    await state.reportEndpoints(node, ['198.51.100.7:51820'])
+    await state.reportEndpoints(node, ['198.51.100.8:51820'])
+    expect((await store.getNode(node.id))!.endpoints).toEqual(['198.51.100.7:51820'])
+    await state.close()
+    expect((await store.getNode(node.id))!.endpoints).toEqual(['198.51.100.8:51820'])
+  })
+})
