@@ -21,4 +21,13 @@ done
 tsc -p tsconfig.check.json
 eslint --max-warnings 0 .
 prettier --check . >/dev/null || { prettier --check . ; exit 1; }
-vitest run "$@"
+# vitest's own summary is for people; the last line is the plain "N passed, N failed" count.
+report="$(mktemp)"
+trap 'rm -rf "$before" "$report"' EXIT
+status=0
+vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+node -e '
+const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"))
+console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`)
+' "$report" || true
+exit "$status"
