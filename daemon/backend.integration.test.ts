@@ -132,12 +132,19 @@ describe('meshd against a real controller', () => {
     expect(ip.addresses.map((x) => x.network).sort()).toEqual(['lab', 'other'])
   })
 
-  it('refuses to join a network twice', async () => {
+  it('refuses to join a network twice and removes the node it registered meanwhile', async () => {
+    const names = async () =>
+      (await api<{items: {name: string}[]}>(ctl, 'GET', '/api/v1/networks/other/nodes')).items.map(
+        (n) => n.name,
+      )
+    const before = await names()
     const inv = await invite(ctl, 'other')
     const err = await aClient
       .join({controller: inv.controller, invite: inv.code, name: 'alpha2'})
       .catch((e) => e)
     expect(err.code).toBe('ALREADY_JOINED')
+    expect(await names()).toEqual(before)
+    expect(before).not.toContain('alpha2')
   })
 
   it('passes controller errors through with their code (a used invite)', async () => {
@@ -184,10 +191,41 @@ describe('meshd against a real controller', () => {
   it('leave forgets the network: interface, keys and cache are gone', async () => {
     const st = await aClient.status()
     const other = st.networks.find((n) => n.name === 'other')!
-    expect(await aClient.leave({network: 'other'})).toEqual({left: 'other', interface: 'tmesh1'})
+    expect(await aClient.leave({network: 'other'})).toEqual({
+      left: 'other',
+      interface: 'tmesh1',
+      deregistered: true,
+    })
     expect(a.fake.interfaces.has('tmesh1')).toBe(false)
+    const gone = await fetch(`${ctl.url}/api/v1/nodes/${other.nodeId}`, {
+      headers: {authorization: `Bearer ${ctl.adminToken}`},
+    })
+    expect(gone.status).toBe(404)
     expect(fs.existsSync(`${a.stateDir}/networks/${other.id}`)).toBe(false)
     expect((await aClient.status()).networks.map((n) => n.name)).toEqual(['lab'])
+  })
+
+  it("leave removes the node at the controller: it is gone from the node list and from peers' interfaces", async () => {
+    const g = await start()
+    const gClient = new DaemonClient({socketPath: g.socketPath})
+    const inv = await invite(ctl, 'lab')
+    const res = await gClient.join({controller: inv.controller, invite: inv.code, name: 'golf'})
+    await waitFor('golf on alpha', () =>
+      a.fake.interfaces.get('tmesh0')?.peers.some((p) => p.publicKey === res.publicKey),
+    )
+    expect(await gClient.leave({network: 'lab'})).toMatchObject({left: 'lab', deregistered: true})
+    await waitFor('golf gone from alpha', () =>
+      a.fake.interfaces.get('tmesh0')!.peers.every((p) => p.publicKey !== res.publicKey),
+    )
+    const listed = await api<{items: {id: string}[]}>(ctl, 'GET', '/api/v1/networks/lab/nodes?limit=500')
+    expect(listed.items.map((n) => n.id)).not.toContain(res.nodeId)
+    expect(g.fake.interfaces.size).toBe(0)
+    const audit = await api<{items: {action: string; actor: string}[]}>(
+      ctl,
+      'GET',
+      `/api/v1/audit?actor=node:${res.nodeId}`,
+    )
+    expect(audit.items.map((e) => e.action)).toContain('node.leave')
   })
 
   it('a node removed at the controller is revoked: its daemon tears the interface down, peers drop it', async () => {
@@ -242,5 +280,31 @@ describe('meshd against a real controller', () => {
     await waitFor('echo on alpha', () =>
       fresh.interfaces.get('tmesh0')?.peers.some((p) => p.publicKey === eRes.publicKey),
     )
+  })
+})
+
+describe('meshd leaving while the controller is down', () => {
+  it('still leaves locally and answers deregistered: false with a warning', async () => {
+    const dir = tempDir('mesh-ctl-')
+    const ctl = await startTestController({dataDir: dir})
+    const d = await startFakeDaemon()
+    try {
+      await api(ctl, 'POST', '/api/v1/networks', {name: 'gone', cidr: '10.79.0.0/24'})
+      const inv = await invite(ctl, 'gone')
+      const client = new DaemonClient({socketPath: d.socketPath})
+      const res = await client.join({controller: inv.controller, invite: inv.code, name: 'hotel'})
+      await ctl.close()
+      const left = await client.leave({network: 'gone'})
+      expect(left).toMatchObject({left: 'gone', interface: res.interface, deregistered: false})
+      expect(left.warning).toMatch(/controller was not told.*stays listed/)
+      expect(d.fake.interfaces.size).toBe(0)
+      expect((await client.status()).networks).toEqual([])
+      expect(fs.readdirSync(`${d.stateDir}/networks`)).toEqual([])
+    } finally {
+      await d.stop()
+      await ctl.close()
+      fs.rmSync(dir, {recursive: true, force: true})
+      fs.rmSync(d.dir, {recursive: true, force: true})
+    }
   })
 })

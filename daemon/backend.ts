@@ -30,7 +30,7 @@ import type {
 } from '../shared/protocol/local-api.js'
 import type {NetmapFull, PeerStats, ServerFrame} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
-import {registerNode} from './control-client.js'
+import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {generateKeyPair} from './keys.js'
 import {NetmapSync} from './netmap/sync.js'
@@ -232,12 +232,23 @@ export class Backend {
       endpoints: localEndpoints(listenPort, this.meshInterfaces()),
     })
     // The network is only known from the reply (an invite names no network), so a second join
-    // is caught after registering: that extra node stays at the controller until an admin
-    // removes it. `mesh up --auth-key` avoids it by checking for a network of that controller.
-    if (this.nets.has(reg.network.id))
+    // is caught after registering: the node just registered is removed again with its own
+    // credential, so no stray node stays at the controller.
+    if (this.nets.has(reg.network.id)) {
+      const stray = await deregisterNode(controller, reg.credential).then(
+        () => undefined,
+        (err: unknown) => (err as Error).message,
+      )
+      if (stray !== undefined)
+        this.log.warn({network: reg.network.name, nodeId: reg.node.id, err: stray}, 'stray node not removed')
       throw new MeshError('ALREADY_JOINED', {
-        message: `this node already belongs to network ${reg.network.name}`,
+        message:
+          `this node already belongs to network ${reg.network.name}` +
+          (stray === undefined
+            ? ''
+            : `; the node registered meanwhile (${reg.node.name}, ${reg.node.id}) could not be removed (${stray}): an admin can remove it`),
       })
+    }
     const record: NetworkRecord = {
       id: reg.network.id,
       name: reg.network.name,
@@ -294,10 +305,34 @@ export class Backend {
     return {changed}
   }
 
+  /**
+   * Removes the node at the controller with its credential (best effort), then locally. With the
+   * controller unreachable the node still leaves here; the reply says `deregistered: false` and
+   * the node stays listed at the controller until an admin removes it (or, if ephemeral, the
+   * controller reaps it).
+   */
   async leave(network: string): Promise<LeaveResult> {
-    const [rt] = this.select(network)
-    await this.forget(rt!, 'left')
-    return {left: rt!.record.name, interface: rt!.record.interface}
+    const rt = this.select(network)[0]!
+    // The netmap session first: removing the node revokes it, and that revocation must not race
+    // the local removal below.
+    await this.stopSync(rt)
+    let warning: string | undefined
+    try {
+      await deregisterNode(rt.record.controller, rt.credential)
+    } catch (err) {
+      // NODE_CREDENTIAL_INVALID: the controller no longer knows the node, which is the goal.
+      if (!(err instanceof MeshError && err.code === 'NODE_CREDENTIAL_INVALID'))
+        warning =
+          `the controller was not told (${(err as Error).message}); node ${rt.record.nodeName} ` +
+          `(${rt.record.nodeId}) stays listed there until an admin removes it`
+    }
+    await this.forget(rt, warning === undefined ? 'left' : 'left without the controller')
+    return {
+      left: rt.record.name,
+      interface: rt.record.interface,
+      deregistered: warning === undefined,
+      ...(warning !== undefined && {warning}),
+    }
   }
 
   ip(): IpResult {

@@ -128,9 +128,25 @@ describe.skipIf(!built)('mesh join/up/down/leave/status/ip', () => {
     }
   })
 
-  it('leave forgets the network', async () => {
+  it('leave forgets the network and removes the node at the controller', async () => {
     const r = await mesh(d.socketPath, ['leave', 'cli', '--json'])
-    expect(JSON.parse(r.stdout)).toEqual({left: 'cli', interface: 'tmesh0'})
+    expect(JSON.parse(r.stdout)).toEqual({left: 'cli', interface: 'tmesh0', deregistered: true})
     expect((await mesh(d.socketPath, ['leave', 'cli'])).code).toBe(66)
+  })
+
+  it('leave still leaves with the controller down, and warns that the controller was not told', async () => {
+    const res = await fetch(`${ctl.url}/api/v1/networks/cli/invites`, {
+      method: 'POST',
+      headers: {authorization: `Bearer ${ctl.adminToken}`, 'content-type': 'application/json'},
+      body: '{}',
+    })
+    const {joinString: again} = (await res.json()) as {joinString: string}
+    expect((await mesh(d.socketPath, ['join', again])).code).toBe(0)
+    await ctl.close()
+    const r = await mesh(d.socketPath, ['leave', 'cli'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/left cli/)
+    expect(r.stderr).toMatch(/controller was not told/)
+    expect((await mesh(d.socketPath, ['status', '--json'])).stdout).not.toContain('"cli"')
   })
 })

@@ -110,7 +110,14 @@ export type DownResult = z.infer<typeof DownResultSchema>
 
 export const LeaveRequestSchema = z.object({network: NetworkRefSchema}).strict()
 export type LeaveRequest = z.infer<typeof LeaveRequestSchema>
-export const LeaveResultSchema = z.object({left: NameSchema, interface: InterfaceNameSchema})
+export const LeaveResultSchema = z.object({
+  left: NameSchema,
+  interface: InterfaceNameSchema,
+  /** Whether the controller removed the node too (false: unreachable; it stays listed there). */
+  deregistered: z.boolean().optional(),
+  /** Why deregistering failed, for the CLI to show. */
+  warning: z.string().optional(),
+})
 export type LeaveResult = z.infer<typeof LeaveResultSchema>
 
 export const IpEntrySchema = z.object({
@@ -167,7 +174,8 @@ export const LOCAL_ROUTES = {
   'POST /v1/leave': route({
     method: 'POST',
     path: '/v1/leave',
-    summary: 'Remove the interface and forget the network (keys, credential, cached netmap)',
+    summary:
+      'Remove the node at the controller (best effort), remove the interface and forget the network (keys, credential, cached netmap)',
     request: LeaveRequestSchema,
     response: LeaveResultSchema,
   }),
