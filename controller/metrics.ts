@@ -35,6 +35,11 @@ export class ControllerMetrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   })
+  readonly netmapFramesDropped = new Counter({
+    name: 'mesh_netmap_client_frames_dropped_total',
+    help: 'Frames from nodes dropped by the per-socket rate limit',
+    registers: [this.registry],
+  })
   readonly eventSubscribers = new Gauge({
     name: 'mesh_event_subscribers',
     help: 'Open admin event WebSockets',

@@ -221,8 +221,12 @@ describe('netmap WebSocket', () => {
     expect((audit.body as {items: {action: string}[]}).items.map((e) => e.action)).not.toContain(
       'node.endpoints',
     )
-    // The flooder itself stays connected (excess frames are dropped, not punished with a close).
+    // The flooder itself stays connected: excess frames are dropped by the per-socket rate
+    // limit (burst 40, then 20/s), not punished with a close.
     expect(wsF.ws.readyState).toBe(wsF.ws.OPEN)
+    const metrics = await api.req('GET', '/metrics')
+    const dropped = Number(/^mesh_netmap_client_frames_dropped_total (\d+)/m.exec(metrics.text)?.[1])
+    expect(dropped).toBeGreaterThan(900)
   })
 
   it('answers a plain GET without Upgrade on the WebSocket paths with 426 and the JSON error body', async () => {

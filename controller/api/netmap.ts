@@ -250,7 +250,8 @@ export class NetmapHub {
       this.onFrame(conn, node, data, isBinary)
       return
     }
-    if (!conn.held) this.log.debug({nodeId: node.id}, 'netmap frames over the rate limit; dropping')
+    if (conn.held) this.metrics.netmapFramesDropped.inc()
+    else this.log.debug({nodeId: node.id}, 'netmap frames over the rate limit; dropping')
     conn.held = {data, isBinary}
     if (conn.heldTimer) return
     const waitMs = Math.ceil(((1 - conn.tokens) * 1000) / REPORT_RATE)
