@@ -19,27 +19,28 @@ import {
 } from 'node:fs'
 import path from 'node:path'
 import {z} from 'zod'
-import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from '../shared/protocol/control-api.js'
-import {InterfaceNameSchema} from '../shared/protocol/local-api.js'
+import {InterfaceNameSchema, NetworkStatusSchema} from '../shared/protocol/local-api.js'
 import {NetmapFullSchema, type NetmapFull} from '../shared/protocol/netmap.js'
 
-export const NetworkRecordSchema = z.object({
-  id: IdSchema,
-  name: NameSchema,
-  cidr: z.string(),
-  controller: z.string(),
-  interface: InterfaceNameSchema,
-  nodeId: IdSchema,
-  nodeName: NameSchema,
-  nodeStatus: NodeStatusSchema,
-  /** The node's mesh address as registration returned it; the netmap's self wins later. */
-  address: z.string(),
-  publicKey: PublicKeySchema,
-  listenPort: z.number().int().min(1).max(65535),
-  /** What the user asked for with `mesh up` / `mesh down`. */
-  up: z.boolean(),
-  joinedAt: z.string(),
-})
+/**
+ * What the daemon keeps per joined network: the durable part of what `mesh status` reports
+ * (the live parts — connection, netmap version, errors, peers — are left out), plus when it
+ * joined. `address` is what registration returned; the netmap's self wins later.
+ */
+export const NetworkRecordSchema = NetworkStatusSchema.pick({
+  id: true,
+  name: true,
+  cidr: true,
+  controller: true,
+  interface: true,
+  nodeId: true,
+  nodeName: true,
+  nodeStatus: true,
+  address: true,
+  publicKey: true,
+  listenPort: true,
+  up: true,
+}).extend({joinedAt: z.string()})
 export type NetworkRecord = z.infer<typeof NetworkRecordSchema>
 
 const DaemonStateSchema = z.object({
