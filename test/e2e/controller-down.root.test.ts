@@ -3,13 +3,12 @@
  * between existing nodes go on for 30 s, and a meshd restarted meanwhile brings its tunnel back
  * from its cached netmap within 5 s.
  */
-import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type {Lab} from '../../cli/lib/lab/lab.js'
 import {isAlive} from '../../cli/lib/lab/procs.js'
 import {run, waitFor} from '../../cli/lib/lab/sh.js'
 import type {LabNode} from '../../cli/lib/lab/state.js'
-import {upLab} from '../../cli/lib/lab/up.js'
-import {longestGap, pingStats} from '../lab/e2e-helpers.js'
+import {longestGap, pingStats, useLab} from '../lab/e2e-helpers.js'
 import {labSkipReason} from '../lab/skip.js'
 
 const skip = labSkipReason()
@@ -19,30 +18,8 @@ describe.skipIf(skip !== undefined)(
   `mesh with its controller down${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let lab: Lab
-    let failed = false
-
-    beforeAll(async () => {
-      const t0 = Date.now()
-      lab = (
-        await upLab({
-          nodes: 3,
-          network: NET,
-          cidr: '10.242.0.0/24',
-          teardownOnExit: true,
-          onCreated: (l) => (lab = l),
-        })
-      ).lab
-      console.log(`[e2e] lab ${lab.prefix} with 3 nodes up in ${Date.now() - t0} ms`)
-    })
-    beforeEach(({onTestFailed}) => {
-      onTestFailed(() => {
-        failed = true
-      })
-    })
-    afterAll(() => {
-      if (!lab) return
-      const {logs} = lab.teardownSync({keepLogs: failed})
-      if (logs) console.log(`[e2e] lab logs kept in ${logs}`)
+    useLab({nodes: 3, network: NET, cidr: '10.242.0.0/24'}, (l) => {
+      lab = l
     })
 
     it('keeps pings flowing for 30 s after a SIGKILL of the controller, and a restarted meshd is back within 5 s', async () => {

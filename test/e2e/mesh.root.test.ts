@@ -7,12 +7,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type {Lab} from '../../cli/lib/lab/lab.js'
 import {isAlive} from '../../cli/lib/lab/procs.js'
 import {run, runOk, waitFor} from '../../cli/lib/lab/sh.js'
 import type {LabNode} from '../../cli/lib/lab/state.js'
-import {upLab} from '../../cli/lib/lab/up.js'
 import {
   chunkedRequest,
   dechunk,
@@ -21,6 +20,7 @@ import {
   pingStats,
   privateKeysIn,
   rawRequest,
+  useLab,
   walkFiles,
 } from '../lab/e2e-helpers.js'
 import {labSkipReason} from '../lab/skip.js'
@@ -32,7 +32,6 @@ const NOBODY = {uid: 65534, gid: 65534}
 
 describe.skipIf(skip !== undefined)(`mesh end to end${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let lab: Lab
-  let failed = false
   /** Public keys each node has had, by node name (removed nodes included). */
   const publicKeys = new Map<string, Set<string>>()
 
@@ -59,29 +58,9 @@ describe.skipIf(skip !== undefined)(`mesh end to end${skip ? ` (skipped: ${skip}
     return pingStats(r.stdout + r.stderr).received
   }
 
-  beforeAll(async () => {
-    const t0 = Date.now()
-    lab = (
-      await upLab({
-        nodes: 3,
-        network: NET,
-        cidr: '10.240.0.0/24',
-        teardownOnExit: true,
-        onCreated: (l) => (lab = l),
-      })
-    ).lab
-    console.log(`[e2e] lab ${lab.prefix} with 3 nodes up in ${Date.now() - t0} ms`)
+  useLab({nodes: 3, network: NET, cidr: '10.240.0.0/24'}, async (l) => {
+    lab = l
     for (const n of lab.nodes) await recordKeys(n)
-  })
-  beforeEach(({onTestFailed}) => {
-    onTestFailed(() => {
-      failed = true
-    })
-  })
-  afterAll(() => {
-    if (!lab) return
-    const {logs} = lab.teardownSync({keepLogs: failed})
-    if (logs) console.log(`[e2e] lab logs kept in ${logs}`)
   })
 
   it('lets every pair of three nodes ping over their mesh addresses', async () => {

@@ -2,6 +2,9 @@
  * Helpers of the end-to-end tests: finding a node's private key in its state dir (whatever the
  * file format), scanning files for secrets, raw requests on meshd's socket, and ping statistics.
  */
+import {afterAll, beforeAll, beforeEach} from 'vitest'
+import type {Lab} from '../../cli/lib/lab/lab.js'
+import {upLab} from '../../cli/lib/lab/up.js'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -188,4 +191,34 @@ export function longestGap(output: string, count: number): number {
     longest = Math.max(longest, cur)
   }
   return longest
+}
+
+/**
+ * Registers a lab's lifecycle on the surrounding `describe`: builds it in beforeAll (then calls
+ * `ready`), notes whether any test failed, and tears it down in afterAll — keeping the logs when
+ * something failed. A lab half-built when beforeAll fails is torn down too (onCreated), and on
+ * process exit (teardownOnExit).
+ */
+export function useLab(
+  opts: {nodes: number; network: string; cidr: string},
+  ready: (lab: Lab) => void | Promise<void>,
+): void {
+  let lab: Lab | undefined
+  let failed = false
+  beforeAll(async () => {
+    const t0 = Date.now()
+    lab = (await upLab({...opts, teardownOnExit: true, onCreated: (l) => (lab = l)})).lab
+    console.log(`[e2e] lab ${lab.prefix} with ${opts.nodes} nodes up in ${Date.now() - t0} ms`)
+    await ready(lab)
+  })
+  beforeEach(({onTestFailed}) => {
+    onTestFailed(() => {
+      failed = true
+    })
+  })
+  afterAll(() => {
+    if (!lab) return
+    const {logs} = lab.teardownSync({keepLogs: failed})
+    if (logs) console.log(`[e2e] lab logs kept in ${logs}`)
+  })
 }
