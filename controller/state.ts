@@ -39,6 +39,7 @@ import type {
   StoredNode,
   UserRecord,
 } from './store/store.js'
+import {publicUser} from './store/store.js'
 
 /** User tokens live this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
@@ -80,15 +81,6 @@ interface PendingEndpoints {
   appliedAt: number
   timer: NodeJS.Timeout | undefined
 }
-
-const publicUser = (u: UserRecord): User => ({
-  id: u.id,
-  tenantId: u.tenantId,
-  username: u.username,
-  role: u.role,
-  superuser: u.superuser,
-  createdAt: u.createdAt,
-})
 
 const SINCE_RE = /^(\d{1,6})([smhd])$/
 const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const

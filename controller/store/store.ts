@@ -46,6 +46,16 @@ export interface UserRecord extends User {
   readonly passwordHash: string
 }
 
+/** A user as the API shows it: the record without its password hash. */
+export const publicUser = (u: UserRecord): User => ({
+  id: u.id,
+  tenantId: u.tenantId,
+  username: u.username,
+  role: u.role,
+  superuser: u.superuser,
+  createdAt: u.createdAt,
+})
+
 export interface InviteRecord extends Invite {
   readonly tenantId: string
 }

@@ -33,6 +33,7 @@ import type {
   StoredNode,
   UserRecord,
 } from '../store.js'
+import {publicUser} from '../store.js'
 import {openSqlite} from './open.js'
 import type {Migration} from './migrations.js'
 
@@ -54,14 +55,6 @@ const toUser = (r: Row): UserRecord => ({
   superuser: bool(r.superuser),
   createdAt: str(r.created_at),
   passwordHash: str(r.password_hash),
-})
-const publicUser = (u: UserRecord): User => ({
-  id: u.id,
-  tenantId: u.tenantId,
-  username: u.username,
-  role: u.role,
-  superuser: u.superuser,
-  createdAt: u.createdAt,
 })
 const toNetwork = (r: Row): Network => ({
   id: str(r.id),
