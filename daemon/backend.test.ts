@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {NAME_RE} from '../shared/protocol/control-api.js'
-import {defaultNodeName} from './backend.js'
+import {addressInCidr, defaultNodeName, usablePeers} from './backend.js'
 
 describe('defaultNodeName', () => {
   it('makes a valid node name from any hostname', () => {
@@ -12,5 +12,50 @@ describe('defaultNodeName', () => {
     expect(long.length).toBe(63)
     for (const h of ['x', 'ÄÖÜ', 'a-'.repeat(40), '1.2.3.4'])
       expect(NAME_RE.test(defaultNodeName(h))).toBe(true)
+  })
+})
+
+describe('usablePeers', () => {
+  const key = (n: number): string => Buffer.alloc(32, n).toString('base64')
+  const peer = (n: number, address: string) => ({
+    id: `n${n}`,
+    name: `node${n}`,
+    publicKey: key(n),
+    address,
+    endpoints: [],
+    hostname: 'h',
+    os: 'linux',
+    tags: [],
+  })
+  const self = {address: '10.1.0.1', publicKey: key(1), cidr: '10.1.0.0/24'}
+
+  it('never lets a peer cover an address outside the network CIDR, this node, or another peer', () => {
+    const dropped: string[] = []
+    const peers = [
+      peer(1, '10.1.0.1'), // this node itself: skipped silently
+      peer(2, '10.1.0.2'),
+      peer(3, '8.8.8.8'), // outside the CIDR
+      peer(4, '10.1.0.0/8'), // not a plain address: would become 10.1.0.0/8/32
+      peer(5, '10.1.0.1'), // claims this node's address
+      peer(6, '10.1.0.2'), // duplicates peer 2
+      peer(7, '10.1.0.7'),
+      peer(8, '0.0.0.0'),
+    ]
+    const ok = usablePeers(peers, self, (p) => dropped.push(p.id))
+    expect(ok.map((p) => p.id)).toEqual(['n2', 'n7'])
+    expect(dropped).toEqual(['n3', 'n4', 'n5', 'n6', 'n8'])
+  })
+
+  it('drops every peer when the network CIDR itself is unreadable', () => {
+    expect(usablePeers([peer(2, '10.1.0.2')], {...self, cidr: 'garbage'})).toEqual([])
+  })
+})
+
+describe('addressInCidr', () => {
+  it('accepts only dotted-quad addresses inside the CIDR', () => {
+    expect(addressInCidr('10.1.0.9', '10.1.0.0/24')).toBe(true)
+    expect(addressInCidr('10.1.1.9', '10.1.0.0/24')).toBe(false)
+    expect(addressInCidr('010.1.0.9', '10.1.0.0/24')).toBe(false)
+    expect(addressInCidr('10.1.0.9/32', '10.1.0.0/24')).toBe(false)
   })
 })

@@ -15,7 +15,7 @@ import {existsSync} from 'node:fs'
 import os from 'node:os'
 import type {Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
-import {parseCidr} from '../shared/net/ipv4.js'
+import {cidrContains, parseCidr, parseIPv4} from '../shared/net/ipv4.js'
 import {NAME_RE} from '../shared/protocol/control-api.js'
 import type {
   BackendKind,
@@ -28,7 +28,7 @@ import type {
   Status,
   UpResult,
 } from '../shared/protocol/local-api.js'
-import type {NetmapFull, PeerStats, ServerFrame} from '../shared/protocol/netmap.js'
+import type {NetmapFull, Peer, PeerStats, ServerFrame} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
@@ -89,6 +89,45 @@ export function defaultNodeName(hostname = os.hostname()): string {
     .slice(0, 63)
     .replace(/-+$/, '')
   return NAME_RE.test(name) ? name : 'node'
+}
+
+/** Whether `address` is a plain IPv4 address inside the network `cidr`. */
+export function addressInCidr(address: string, cidr: string): boolean {
+  const net = parseCidr(cidr)
+  const addr = parseIPv4(address)
+  return net !== undefined && addr !== undefined && cidrContains(net, addr)
+}
+
+/**
+ * The netmap peers that may go on the interface. Each becomes one `address/32` allowed IP, so a
+ * peer whose address is not a plain IPv4 inside the network CIDR (it would route foreign
+ * traffic into the tunnel), that claims this node's own address or key, or whose address an
+ * earlier peer already holds (WireGuard would move the /32 to it) is dropped and reported.
+ */
+export function usablePeers(
+  peers: readonly Peer[],
+  self: {address: string; publicKey: string; cidr: string},
+  onDrop: (peer: Peer, why: string) => void = () => {},
+): Peer[] {
+  const taken = new Set([self.address])
+  const out: Peer[] = []
+  for (const p of peers) {
+    if (p.publicKey === self.publicKey) continue // this node itself
+    const why = !addressInCidr(p.address, self.cidr)
+      ? `address ${p.address} is not inside ${self.cidr}`
+      : p.address === self.address
+        ? `it claims this node's address ${p.address}`
+        : taken.has(p.address)
+          ? `another peer already has ${p.address}`
+          : undefined
+    if (why !== undefined) {
+      onDrop(p, why)
+      continue
+    }
+    taken.add(p.address)
+    out.push(p)
+  }
+  return out
 }
 
 /** A UDP port nobody in this network namespace uses right now. */
@@ -398,6 +437,7 @@ export class Backend {
       await this.forget(rt, `revoked: ${frame.reason}`)
       return
     }
+    const previous = rt.netmap
     if (frame.type === 'full') {
       rt.netmap = frame
     } else {
@@ -418,6 +458,16 @@ export class Backend {
       }
     }
     const self = rt.netmap.self
+    if (!addressInCidr(self.address, rt.record.cidr)) {
+      // The interface gets self.address with the network's prefix: one outside the CIDR would
+      // route foreign addresses into the mesh. Keep the last good map and wait for the next.
+      this.log.error(
+        {network: rt.record.name, address: self.address, cidr: rt.record.cidr},
+        "ignoring a netmap whose address for this node is outside the network's CIDR",
+      )
+      rt.netmap = previous
+      return
+    }
     if (
       self.address !== rt.record.address ||
       self.status !== rt.record.nodeStatus ||
@@ -445,16 +495,22 @@ export class Backend {
       // A pending or disabled node gets no peers, whatever the map says.
       peers: !active
         ? []
-        : (rt.netmap?.peers ?? [])
-            .filter((p) => p.publicKey !== rt.record.publicKey)
-            .map((p) => ({
-              publicKey: p.publicKey,
-              allowedIps: [`${p.address}/32`],
-              ...(p.endpoints[0] !== undefined && {endpoint: p.endpoints[0]}),
-              endpointCandidates: p.endpoints,
-              persistentKeepalive: PERSISTENT_KEEPALIVE,
-            })),
+        : this.usablePeers(rt).map((p) => ({
+            publicKey: p.publicKey,
+            allowedIps: [`${p.address}/32`],
+            ...(p.endpoints[0] !== undefined && {endpoint: p.endpoints[0]}),
+            endpointCandidates: p.endpoints,
+            persistentKeepalive: PERSISTENT_KEEPALIVE,
+          })),
     }
+  }
+
+  private usablePeers(rt: NetRuntime): Peer[] {
+    return usablePeers(
+      rt.netmap?.peers ?? [],
+      {address: this.selfAddress(rt), publicKey: rt.record.publicKey, cidr: rt.record.cidr},
+      (p, why) => this.log.warn({network: rt.record.name, peer: p.id, why}, 'ignoring a netmap peer'),
+    )
   }
 
   private selfAddress(rt: NetRuntime): string {
