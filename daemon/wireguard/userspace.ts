@@ -60,11 +60,14 @@ export class UserspaceDriver extends WgToolsDriver {
     }
     child.unref()
     let exited: number | null | undefined
+    let ready = false
     child.once('error', () => (exited = -1))
     child.once('exit', (code) => {
       exited = code
       if (this.children.get(name) === child) this.children.delete(name)
-      if (this.supervised.has(name)) {
+      // Only a process that came up is "lost". One that dies while starting fails this apply,
+      // whose retry is paced; reporting it lost too would re-apply at once, in a tight loop.
+      if (ready && this.supervised.has(name)) {
         this.opts.log?.('warn', 'wireguard-go exited', {interface: name, code})
         this.onLost?.(name)
       }
@@ -75,6 +78,7 @@ export class UserspaceDriver extends WgToolsDriver {
       if (exited !== undefined) break
       if (existsSync(path.join(UAPI_DIR, `${name}.sock`)) && (await this.linkExists(name))) {
         this.opts.log?.('info', 'wireguard-go started', {interface: name, pid: child.pid})
+        ready = true
         return
       }
       await sleep(50)
