@@ -93,4 +93,22 @@ describe('ControllerState', () => {
     await state.close()
     expect((await store.getNode(node.id))!.endpoints).toEqual(['198.51.100.8:51820'])
   })
+
+  it('lets no more concurrent wrong guesses through than the login limit allows', async () => {
+    // Guesses sent at once all arrive before the first slow password check has finished.
+    const guesses = await Promise.allSettled(
+      Array.from({length: 30}, (_, i) => state.login('admin', `wrong-${i}`, META)),
+    )
+    const codes = guesses.map((g) => (g.status === 'rejected' ? (g.reason as {code: string}).code : 'OK'))
+    expect(codes.filter((c) => c === 'INVALID_CREDENTIALS')).toHaveLength(10)
+    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(20)
+  })
+
+  it('does not count a successful login against the limit', async () => {
+    for (let i = 0; i < 9; i++) await expect(state.login('admin', 'wrong', META)).rejects.toThrow()
+    // One more than the limit in total, but the successes must not use it up.
+    for (let i = 0; i < 3; i++) await expect(state.login('admin', PASSWORD, META)).resolves.toBeTruthy()
+    await expect(state.login('admin', 'wrong', META)).rejects.toMatchObject({code: 'INVALID_CREDENTIALS'})
+    await expect(state.login('admin', 'wrong', META)).rejects.toMatchObject({code: 'RATE_LIMITED'})
+  })
 })

@@ -208,12 +208,14 @@ export class ControllerState {
         hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), this.loginByUser.retryAfter(username))} s and try again`,
       })
     }
+    // Charged before the slow password check and taken back on success: charged only after it,
+    // guesses sent at once would all pass blocked() before the first of them had failed.
+    this.loginByAddress.fail(addrKey)
+    this.loginByUser.fail(username)
     const user = await this.store.getUserByUsername(username)
     // Unknown users cost a scrypt too, so response time does not reveal which names exist.
     const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
     if (!user || !ok) {
-      this.loginByAddress.fail(addrKey)
-      this.loginByUser.fail(username)
       if (user) {
         await this.store.appendAudit(
           {
@@ -229,6 +231,8 @@ export class ControllerState {
       }
       throw new MeshError('INVALID_CREDENTIALS')
     }
+    this.loginByAddress.forgive(addrKey)
+    this.loginByUser.forgive(username)
     const token = newSecret('token')
     const expiresAt = new Date(this.now().getTime() + TOKEN_TTL_MS).toISOString()
     await this.store.createToken(

@@ -32,6 +32,12 @@ export class FailureLimiter {
     if (this.windows.size > 100_000) this.sweep(now)
   }
 
+  /** Takes back one failure of `key` (an attempt charged up front that succeeded). */
+  forgive(key: string): void {
+    const w = this.windows.get(key)
+    if (w && w.count > 0) w.count--
+  }
+
   /** Seconds until `key` may try again. */
   retryAfter(key: string): number {
     const w = this.windows.get(key)
