@@ -60,12 +60,18 @@ export function writeFileAtomic(file: string, data: string, mode = 0o600): void 
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`)
   const fd = openSync(tmp, 'wx', mode)
   try {
-    writeSync(fd, data)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
+    try {
+      writeSync(fd, data)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, file)
+  } catch (err) {
+    // The temp file may hold a private key or credential: never leave it behind.
+    rmSync(tmp, {force: true})
+    throw err
   }
-  renameSync(tmp, file)
 }
 
 /** A directory name for a network id: the id itself when it is plain, else its hash. */
