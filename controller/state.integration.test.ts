@@ -111,4 +111,18 @@ describe('ControllerState', () => {
     await expect(state.login('admin', 'wrong', META)).rejects.toMatchObject({code: 'INVALID_CREDENTIALS'})
     await expect(state.login('admin', 'wrong', META)).rejects.toMatchObject({code: 'RATE_LIMITED'})
   })
+
+  it('ends a quick reconnect with the node online, its last presence event online', async () => {
+    const net = await makeNetwork('10.9.3.0/24')
+    const node = await registerIn('lab')
+    const events: string[] = []
+    state.onPresence((e) => events.push(`${e.kind}:${e.node.online}`))
+    await state.nodeConnected(node, net.tenantId)
+    // The old socket's close and the new socket's open overlap.
+    await Promise.all([state.nodeDisconnected(node, net.tenantId), state.nodeConnected(node, net.tenantId)])
+    expect(state.isOnline(node.id)).toBe(true)
+    expect(events.at(-1)).toBe('online:true')
+    await state.nodeDisconnected(node, net.tenantId)
+    expect([state.isOnline(node.id), events.at(-1)]).toEqual([false, 'offline:false'])
+  })
 })

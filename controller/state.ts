@@ -717,7 +717,8 @@ export class ControllerState {
     const n = (this.online.get(node.id) ?? 0) + 1
     this.online.set(node.id, n)
     await this.touch(node.id)
-    if (n === 1) this.emitPresence('online', node, tenantId)
+    // A close that overlapped the await has already told everyone the node is offline.
+    if (n === 1 && this.online.has(node.id)) this.emitPresence('online', node, tenantId)
   }
 
   async nodeDisconnected(node: StoredNode, tenantId: string): Promise<void> {
@@ -731,7 +732,9 @@ export class ControllerState {
       if (!(err instanceof MeshError && err.code === 'NOT_FOUND')) throw err
     })
     await this.touch(node.id)
-    this.emitPresence('offline', node, tenantId)
+    // A new socket opened during the awaits: the node is online again, so saying offline now
+    // would leave admins (and the event's own online flag) contradicting the presence state.
+    if (!this.online.has(node.id)) this.emitPresence('offline', node, tenantId)
   }
 
   async touch(nodeId: string): Promise<void> {
