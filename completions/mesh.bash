@@ -7,14 +7,16 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey controller daemon down invite ip join lab leave login logout network node status up user whoami' ;;
+    '') words='audit authkey controller daemon down invite ip join lab leave login logout network node status tenant up user whoami' ;;
     'authkey') words='create list revoke' ;;
     'controller') words='start' ;;
     'daemon') words='run' ;;
     'invite') words='create list revoke' ;;
     'lab') words='down exec status up' ;;
-    'network') words='create delete list set show' ;;
+    'network') words='create delete list member set show' ;;
+    'network member') words='list remove set' ;;
     'node') words='approve list remove rename show' ;;
+    'tenant') words='create' ;;
     'user') words='create delete list set-role' ;;
     *) words="" ;;
   esac
@@ -42,6 +44,9 @@ _mesh() {
     'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;
     'network delete') words='--json --verbose --yes -y' ;;
     'network list') words='--json --limit --verbose' ;;
+    'network member list') words='--json --verbose' ;;
+    'network member remove') words='--json --verbose' ;;
+    'network member set') words='--json --role --verbose' ;;
     'network set') words='--description --json --max-nodes --name --policy --verbose' ;;
     'network show') words='--json --verbose' ;;
     'node approve') words='--json --network -n --verbose' ;;
@@ -50,6 +55,7 @@ _mesh() {
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
     'status') words='--json --socket --verbose' ;;
+    'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
     'user delete') words='--json --verbose --yes -y' ;;

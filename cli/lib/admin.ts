@@ -2,13 +2,14 @@
  * Turns admin-command flags into controller requests, so the command files stay thin and the
  * judgement calls (what "unlimited" means, what an empty `set` is) are testable on their own.
  */
-import {MeshError} from '../../shared/errors.js'
+import {MeshError, isMeshError} from '../../shared/errors.js'
 import type {
   CreateAuthKeyRequest,
   CreateInviteRequest,
   JoinPolicy,
   Node,
   UpdateNetworkRequest,
+  User,
 } from '../../shared/protocol/control-api.js'
 import type {ControllerClient} from './controller-client.js'
 import {parseDuration} from './duration.js'
@@ -91,4 +92,31 @@ export async function resolveNodeId(api: ControllerClient, ref: string, network?
     })
   }
   return match.id
+}
+
+/**
+ * The id of a user named by id or user name, for `mesh network member`. Members of the network
+ * are looked up first (that needs only network.view, so a network admin can remove one by name);
+ * anyone else comes from the tenant's user list. Without tenant.manage that list is FORBIDDEN,
+ * and the reference is then passed on as an id for the controller to judge.
+ */
+export async function resolveUserId(api: ControllerClient, network: string, ref: string): Promise<string> {
+  const {items: members} = await api.listMembers({network})
+  const member = members.find((m) => m.userId === ref) ?? members.find((m) => m.username === ref)
+  if (member) return member.userId
+  let users: User[]
+  try {
+    users = (await api.listAll('user.list', {})).items
+  } catch (err) {
+    if (isMeshError(err) && err.code === 'FORBIDDEN') return ref
+    throw err
+  }
+  const user = users.find((u) => u.id === ref) ?? users.find((u) => u.username === ref)
+  if (!user) {
+    throw new MeshError('NOT_FOUND', {
+      message: `no user "${ref}" in your tenant`,
+      hint: 'list them with `mesh user list`',
+    })
+  }
+  return user.id
 }

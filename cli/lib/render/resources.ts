@@ -1,5 +1,14 @@
 // Human renderings of the controller's resources; --json prints the protocol objects instead.
-import type {AuditEntry, AuthKey, Invite, Network, Node, User} from '../../../shared/protocol/control-api.js'
+import type {
+  AuditEntry,
+  AuthKey,
+  Invite,
+  Network,
+  NetworkMember,
+  Node,
+  Tenant,
+  User,
+} from '../../../shared/protocol/control-api.js'
 import {type Column, renderFields, renderTable, stdoutColor} from './table.js'
 
 /** `2026-11-22 10:04Z`: minutes are enough on a screen, and UTC avoids guessing the zone. */
@@ -150,3 +159,23 @@ export const usersTable = (rows: readonly User[]): string =>
     ],
     'No users.',
   )
+
+export const membersTable = (rows: readonly NetworkMember[], network: string): string =>
+  table(
+    rows,
+    [
+      {header: 'USER', get: (m) => m.username},
+      {header: 'ROLE', get: (m) => m.role},
+      {header: 'ID', get: (m) => m.userId},
+    ],
+    `No network roles; everyone has their tenant role. Give one with \`mesh network member set ${network} USER --role admin\`.`,
+  )
+
+export const tenantDetails = (t: {tenant: Tenant; owner: User}): string =>
+  renderFields([
+    ['tenant', t.tenant.name],
+    ['id', t.tenant.id],
+    ['owner', t.owner.username],
+    ['owner id', t.owner.id],
+    ['created', formatTime(t.tenant.createdAt)],
+  ])
