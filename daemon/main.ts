@@ -8,7 +8,7 @@ import {pino, type Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
 import {defaultDaemonStateDir, defaultSocketPath} from '../shared/paths.js'
 import {handlers} from './api/routes.js'
-import {serveApi} from './api/server.js'
+import {claimSocketPath, serveApi} from './api/server.js'
 import {Backend} from './backend.js'
 import {StateStore} from './state-store.js'
 import type {WireGuardDriver} from './wireguard/driver.js'
@@ -62,6 +62,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
       // Defence in depth: nothing logs these on purpose.
       redact: {paths: ['privateKey', '*.privateKey', 'credential', '*.credential'], censor: '[secret]'},
     })
+  // Before any state or interface is touched: a second meshd must not fight the running one.
+  await claimSocketPath(socketPath)
   const store = new StateStore(stateDir)
   const driver =
     opts.driver ??

@@ -9,6 +9,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {connectError, DaemonClient} from '../../cli/lib/daemon-client.js'
 import {isMeshError, type MeshError} from '../../shared/errors.js'
 import {PROTOCOL_HEADER} from '../../shared/protocol/version.js'
+import {generateKeyPair} from '../keys.js'
+import {StateStore} from '../state-store.js'
+import {FakeDriver} from '../testing/fake-driver.js'
 import {startFakeDaemon, tempDir, type FakeDaemon} from '../testing/harness.js'
 import {groupId, serveApi, type Handlers} from './server.js'
 
@@ -166,6 +169,49 @@ describe('socket lifecycle', () => {
         await a.stop()
       }
       expect(fs.existsSync(sock)).toBe(false)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('a second meshd on the same socket', () => {
+  it('gives up before it loads state or touches an interface of the running one', async () => {
+    const dir = tempDir()
+    try {
+      // A joined network on disk (its controller unreachable), so a daemon has an interface to build.
+      const store = new StateStore(path.join(dir, 'state'))
+      store.init()
+      const {privateKey, publicKey} = generateKeyPair()
+      store.createNetwork(
+        {
+          id: 'net1',
+          name: 'lab',
+          cidr: '10.9.0.0/24',
+          controller: 'http://127.0.0.1:9',
+          interface: 'tmesh0',
+          nodeId: 'node1',
+          nodeName: 'alpha',
+          nodeStatus: 'active',
+          address: '10.9.0.2',
+          publicKey,
+          listenPort: 51999,
+          up: true,
+          joinedAt: new Date().toISOString(),
+        },
+        privateKey,
+        'cred',
+      )
+      const a = await startFakeDaemon({dir})
+      try {
+        expect(a.fake.interfaces.has('tmesh0')).toBe(true)
+        const second = new FakeDriver()
+        const err = await startFakeDaemon({dir, driver: second}).catch((e) => e)
+        expect(err.code).toBe('LISTEN_FAILED')
+        expect(second.calls).toEqual([])
+      } finally {
+        await a.stop()
+      }
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})
     }

@@ -60,6 +60,28 @@ function socketAlive(socketPath: string): Promise<boolean> {
   })
 }
 
+/**
+ * Makes the socket's directory and removes a stale socket left by a crash; a live one means
+ * another meshd, and LISTEN_FAILED. meshd calls this before it loads state or touches an
+ * interface, so a second daemon gives up before it can fight the first over them.
+ */
+export async function claimSocketPath(socketPath: string): Promise<void> {
+  mkdirSync(path.dirname(socketPath), {recursive: true, mode: 0o755})
+  try {
+    const st = lstatSync(socketPath)
+    if (!st.isSocket())
+      throw new MeshError('LISTEN_FAILED', {message: `${socketPath} exists and is not a socket`})
+    if (await socketAlive(socketPath))
+      throw new MeshError('LISTEN_FAILED', {
+        message: `another meshd is already listening on ${socketPath}`,
+        hint: 'stop it first, or pass --socket PATH',
+      })
+    unlinkSync(socketPath)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
 class HttpError extends Error {
   constructor(readonly meshError: MeshError) {
     super(meshError.message)
@@ -201,23 +223,10 @@ export async function serveApi(opts: {
     else socket.destroy()
   })
 
-  // 1. The directory; 2. a stale socket from a crash is removed, a live one means another
-  // meshd and we refuse; 3. listen with a umask that keeps the socket 0660 from the first
-  // instant; 4. chmod/chown to be explicit.
-  mkdirSync(path.dirname(socketPath), {recursive: true, mode: 0o755})
-  try {
-    const st = lstatSync(socketPath)
-    if (!st.isSocket())
-      throw new MeshError('LISTEN_FAILED', {message: `${socketPath} exists and is not a socket`})
-    if (await socketAlive(socketPath))
-      throw new MeshError('LISTEN_FAILED', {
-        message: `another meshd is already listening on ${socketPath}`,
-        hint: 'stop it first, or pass --socket PATH',
-      })
-    unlinkSync(socketPath)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
+  // 1. The socket path is claimed (again: startDaemon claims it before touching any state);
+  // 2. listen with a umask that keeps the socket 0660 from the first instant; 3. chmod/chown
+  // to be explicit.
+  await claimSocketPath(socketPath)
   const oldMask = process.umask(0o117)
   try {
     await new Promise<void>((resolve, reject) => {
