@@ -513,8 +513,10 @@ export class Backend {
     )
   }
 
+  /** The netmap's address for this node, unless it lies outside the CIDR (a stale or bad cache). */
   private selfAddress(rt: NetRuntime): string {
-    return rt.netmap?.self.address ?? rt.record.address
+    const fromMap = rt.netmap?.self.address
+    return fromMap !== undefined && addressInCidr(fromMap, rt.record.cidr) ? fromMap : rt.record.address
   }
 
   private exclusive<T>(rt: NetRuntime, fn: () => Promise<T>): Promise<T> {
