@@ -288,6 +288,14 @@ export class Backend {
             : `; the node registered meanwhile (${reg.node.name}, ${reg.node.id}) could not be removed (${stray}): an admin can remove it`),
       })
     }
+    if (!addressInCidr(reg.node.address, reg.network.cidr)) {
+      // The interface would get this address with the network's prefix: a route to foreign
+      // addresses. The node just registered is removed again, as above.
+      await deregisterNode(controller, reg.credential).catch(() => {})
+      throw new MeshError('CONTROLLER_UNREACHABLE', {
+        message: `the controller gave this node the address ${reg.node.address}, which is not inside its network ${reg.network.cidr}`,
+      })
+    }
     const record: NetworkRecord = {
       id: reg.network.id,
       name: reg.network.name,

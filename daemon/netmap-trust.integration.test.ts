@@ -1,8 +1,11 @@
-// What meshd takes from a netmap it restores from its cache: nothing that routes addresses
-// outside the network's CIDR into the tunnel (with the in-memory driver, state in a temp dir).
+// What meshd takes from a controller's registration reply and from a netmap it restores from
+// its cache: nothing that routes addresses outside the network's CIDR into the tunnel (with the
+// in-memory driver, state in a temp dir, a stand-in controller on real HTTP).
 import fs from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
+import {DaemonClient} from '../cli/lib/daemon-client.js'
 import {generateKeyPair} from './keys.js'
 import {StateStore} from './state-store.js'
 import {startFakeDaemon, tempDir} from './testing/harness.js'
@@ -63,6 +66,59 @@ describe('a restored netmap', () => {
       expect(st.networks[0]!.peers.map((p) => p.id)).toEqual(['n2'])
     } finally {
       await d.stop()
+    }
+  })
+})
+
+describe('a registration reply', () => {
+  const dir = tempDir()
+  afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  it('whose node address is outside the network CIDR is refused, and the node is removed again', async () => {
+    const seen: string[] = []
+    const server = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`)
+      req.resume()
+      const body =
+        req.url === '/api/v1/register'
+          ? {
+              node: {
+                id: 'n1',
+                networkId: 'net1',
+                name: 'alpha',
+                hostname: 'h',
+                os: 'linux',
+                publicKey: generateKeyPair().publicKey,
+                address: '203.0.113.9',
+                status: 'active',
+                online: false,
+                lastSeen: null,
+                endpoints: [],
+                tags: [],
+                ephemeral: false,
+                createdAt: new Date().toISOString(),
+              },
+              network: {id: 'net1', name: 'lab', cidr: '10.9.0.0/24'},
+              credential: 'cred',
+            }
+          : {ok: true}
+      res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify(body))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    const port = (server.address() as {port: number}).port
+    const d = await startFakeDaemon({dir})
+    try {
+      const err = await new DaemonClient({socketPath: d.socketPath})
+        .join({controller: `http://127.0.0.1:${port}`, invite: 'code', name: 'alpha'})
+        .catch((e: unknown) => e)
+      expect((err as {code?: string}).code).toBe('CONTROLLER_UNREACHABLE')
+      expect((err as Error).message).toContain('203.0.113.9')
+      expect(d.fake.calls).toEqual([])
+      expect((await d.backend.status()).networks).toEqual([])
+      expect(seen).toEqual(['POST /api/v1/register', 'POST /api/v1/node/leave'])
+    } finally {
+      await d.stop()
+      server.close()
     }
   })
 })
