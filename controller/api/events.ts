@@ -16,6 +16,12 @@ import type {NodeChange} from '../store/store.js'
 
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
+/** What the periodic check needs of each subscriber. */
+interface Subscriber {
+  readonly token: string
+  alive: boolean
+}
+
 export class EventHub {
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -25,13 +31,18 @@ export class EventHub {
   /** Subscribers by tenant id. */
   private readonly subs = new Map<string, Set<WebSocket>>()
   private readonly unsubscribe: (() => void)[] = []
+  private readonly subscribers = new Map<WebSocket, Subscriber>()
+  private readonly checker: NodeJS.Timeout
   private closing = false
 
   constructor(
     private readonly state: ControllerState,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
+    opts: {pingIntervalMs?: number | undefined} = {},
   ) {
+    this.checker = setInterval(() => this.checkAll(), opts.pingIntervalMs ?? 30_000)
+    this.checker.unref()
     this.unsubscribe.push(
       state.onNodeChange((c) => this.onChange(c)),
       state.onPresence((e) =>
@@ -67,7 +78,7 @@ export class EventHub {
             )
             return
           }
-          this.attach(ws, principal).catch((err: unknown) => {
+          this.attach(ws, principal, token).catch((err: unknown) => {
             this.log.error({err}, 'event stream failed')
             ws.terminate()
           })
@@ -75,7 +86,7 @@ export class EventHub {
       })
   }
 
-  private async attach(ws: WebSocket, p: Principal): Promise<void> {
+  private async attach(ws: WebSocket, p: Principal, token: string): Promise<void> {
     ws.on('error', () => ws.terminate())
     // Subscribe before reading the snapshot so no event falls between the two; a client may see
     // an event for a node the snapshot already shows, which is harmless (events are upserts).
@@ -85,8 +96,14 @@ export class EventHub {
     const sub = ws as WebSocket & {meshQueue?: Buffer[] | undefined}
     sub.meshQueue = pending
     set.add(ws)
+    const subscriber: Subscriber = {token, alive: true}
+    this.subscribers.set(ws, subscriber)
     this.metrics.eventSubscribers.inc()
+    ws.on('pong', () => {
+      subscriber.alive = true
+    })
     ws.on('close', () => {
+      this.subscribers.delete(ws)
       set.delete(ws)
       if (set.size === 0) this.subs.delete(p.tenant.id)
       this.metrics.eventSubscribers.dec()
@@ -131,8 +148,31 @@ export class EventHub {
     }
   }
 
+  /**
+   * Every ping interval: drops sockets that did not answer the last ping (half-open TCP would
+   * otherwise stay subscribed forever) and closes streams whose token no longer authenticates
+   * (logged out, expired, or its user deleted): the token was checked only at the upgrade.
+   */
+  private checkAll(): void {
+    for (const [ws, sub] of this.subscribers) {
+      if (!sub.alive) {
+        ws.terminate()
+        continue
+      }
+      sub.alive = false
+      ws.ping()
+      this.state.authenticateUser(sub.token).then(
+        (p) => {
+          if (!p) ws.close(CLOSE.UNAUTHENTICATED, 'UNAUTHENTICATED')
+        },
+        (err: unknown) => this.log.warn({err}, 'event stream token check failed'),
+      )
+    }
+  }
+
   async close(): Promise<void> {
     this.closing = true
+    clearInterval(this.checker)
     for (const u of this.unsubscribe) u()
     const all = [...this.subs.values()].flatMap((s) => [...s])
     await Promise.all(

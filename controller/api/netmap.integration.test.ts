@@ -7,6 +7,7 @@ import {CLOSE, NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/
 import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
+import WebSocket from 'ws'
 
 type Frame = {type: string; version: number; [k: string]: unknown}
 type Full = {
@@ -402,6 +403,41 @@ describe('admin event stream', () => {
     await api.req('DELETE', `/api/v1/nodes/${n.node.id}`, {token: ctl.adminToken})
     expect(await events.next<Ev>()).toMatchObject({type: 'node_removed', node: {id: n.node.id}})
     expect(events.frames.some((f) => (f as Ev).node?.name === 'foreign')).toBe(false)
+  })
+
+  it('closes an event stream with CLOSE.UNAUTHENTICATED once its token is logged out', async () => {
+    const own = await startTestController({pingIntervalMs: 100})
+    try {
+      const c = client(own.url)
+      const login = await c.req('POST', '/api/v1/login', {
+        body: {username: 'admin', password: own.adminPassword},
+      })
+      const events = await connectWs(`${own.url}/api/v1/events`, login.body.token)
+      expect((await events.next<{type: string}>()).type).toBe('snapshot')
+      expect((await c.req('POST', '/api/v1/logout', {token: login.body.token})).status).toBe(200)
+      const closed = await Promise.race([
+        events.closed,
+        new Promise((r) => setTimeout(() => r('still open'), 3000)),
+      ])
+      expect(closed).toMatchObject({code: CLOSE.UNAUTHENTICATED})
+    } finally {
+      await own.close()
+    }
+  })
+
+  it('drops an event stream whose client stops answering pings', async () => {
+    const own = await startTestController({pingIntervalMs: 100})
+    try {
+      const silent = new WebSocket(`${own.url.replace(/^http/, 'ws')}/api/v1/events`, {
+        headers: {authorization: `Bearer ${own.adminToken}`},
+        autoPong: false,
+      })
+      const closed = new Promise((r) => silent.on('close', (code) => r(code)))
+      const timeout = new Promise((r) => setTimeout(() => r('still open'), 3000))
+      expect(await Promise.race([closed, timeout])).toBe(1006)
+    } finally {
+      await own.close()
+    }
   })
 
   it('closes an event stream without a valid user token with CLOSE.UNAUTHENTICATED', async () => {

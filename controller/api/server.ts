@@ -164,7 +164,9 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   const netmap = new NetmapHub(state, metrics, logger.child({component: 'netmap'}), {
     pingIntervalMs: opts.pingIntervalMs,
   })
-  const events = new EventHub(state, metrics, logger.child({component: 'events'}))
+  const events = new EventHub(state, metrics, logger.child({component: 'events'}), {
+    pingIntervalMs: opts.pingIntervalMs,
+  })
 
   // ---- body parsing: JSON only, our own parser so every failure has our code.
   app.removeAllContentTypeParsers()
