@@ -20,7 +20,14 @@ export function forward(socketPath: string, host: string, port: number): net.Ser
     client.on('close', close)
     upstream.on('close', close)
   })
-  server.listen(socketPath, () => fs.chmodSync(socketPath, 0o600))
+  // bind(2) happens inside listen(): the umask makes the socket 0600 from its first instant,
+  // so no other user can connect before the chmod.
+  const oldMask = process.umask(0o177)
+  try {
+    server.listen(socketPath, () => fs.chmodSync(socketPath, 0o600))
+  } finally {
+    process.umask(oldMask)
+  }
   return server
 }
 
