@@ -12,11 +12,11 @@ import type {AddressInfo} from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {createInterface} from 'node:readline'
-import {fileURLToPath} from 'node:url'
 import nacl from 'tweetnacl'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
 import {ControllerClient} from '../cli/lib/controller-client.js'
+import {BIN, ROOT, json, mesh, wireCode} from './cli-runner.js'
 import {startTestController} from '../controller/testing/test-controller.js'
 import {EXIT} from '../shared/errors.js'
 import {decodeJoinString} from '../shared/invite.js'
@@ -34,55 +34,6 @@ import {
   WhoamiResponseSchema,
   page,
 } from '../shared/protocol/control-api.js'
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = path.join(ROOT, 'bin/mesh.js')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs the built CLI with stdin a pipe (never a TTY), bounded in time. */
-function mesh(
-  args: string[],
-  opts: {configDir: string; input?: string; env?: Record<string, string | undefined>},
-): Promise<Run> {
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    MESH_CONFIG_DIR: opts.configDir,
-    NO_COLOR: '1',
-  }
-  delete env.MESH_CONTROLLER
-  delete env.MESH_TOKEN
-  delete env.CI
-  Object.assign(env, opts.env)
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({code, stdout, stderr})
-    })
-    child.stdin.end(opts.input ?? '')
-  })
-}
-
-/** Parses --json stdout with a shared schema; a failure names the command's output. */
-function json<S extends z.ZodType>(schema: S, run: Run): z.infer<S> {
-  expect(run.code, `exit code; stderr: ${run.stderr}; stdout: ${run.stdout}`).toBe(0)
-  return schema.parse(JSON.parse(run.stdout))
-}
-
-/** The wire error a failed --json command printed. */
-const wireCode = (run: Run): string | undefined =>
-  (JSON.parse(run.stdout) as {error?: {code?: string}}).error?.code
 
 const publicKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
 

@@ -4,15 +4,14 @@
  * that a network role really changes what a user may do there and nowhere else, and that a new
  * tenant is walled off from the default one. Needs `bash scripts/build.sh` first.
  */
-import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
 import {ControllerClient} from '../cli/lib/controller-client.js'
+import {ROOT, json, mesh as runMesh, wireCode} from './cli-runner.js'
 import {startTestController} from '../controller/testing/test-controller.js'
 import {EXIT} from '../shared/errors.js'
 import {
@@ -24,46 +23,8 @@ import {
   page,
 } from '../shared/protocol/control-api.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = path.join(ROOT, 'bin/mesh.js')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs the built CLI as one user (its own config dir), stdin a pipe, bounded in time. */
-function mesh(configDir: string, args: string[], input = ''): Promise<Run> {
-  const env: Record<string, string | undefined> = {...process.env, MESH_CONFIG_DIR: configDir, NO_COLOR: '1'}
-  delete env.MESH_CONTROLLER
-  delete env.MESH_TOKEN
-  delete env.CI
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({code, stdout, stderr})
-    })
-    child.stdin.end(input)
-  })
-}
-
-/** Parses --json stdout with a shared schema; a failure names the command's output. */
-function json<S extends z.ZodType>(schema: S, run: Run): z.infer<S> {
-  expect(run.code, `exit code; stderr: ${run.stderr}; stdout: ${run.stdout}`).toBe(0)
-  return schema.parse(JSON.parse(run.stdout))
-}
-
-/** The wire error a failed --json command printed. */
-const wireCode = (run: Run): string | undefined =>
-  (JSON.parse(run.stdout) as {error?: {code?: string}}).error?.code
+/** Runs the built CLI as one user: each user has its own config dir. */
+const mesh = (configDir: string, args: string[], input = '') => runMesh(args, {configDir, input})
 
 describe('network roles and tenants through the CLI', () => {
   let ctl: Awaited<ReturnType<typeof startTestController>>

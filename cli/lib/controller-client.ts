@@ -152,7 +152,7 @@ export class ControllerClient {
     this.#dispatcher = opts.dispatcher
   }
 
-  // One method per ROUTES entry (tenant.create is for superusers and has no CLI command yet).
+  // One method per ROUTES entry.
   login = (body: Body<'login'>) => this.call('login', {body})
   logout = () => this.call('logout', {})
   whoami = () => this.call('whoami', {})
