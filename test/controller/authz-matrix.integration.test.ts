@@ -567,6 +567,8 @@ describe('controller authorization matrix', () => {
       const parsed = ROUTES[id].response.safeParse(reply.json)
       expect(parsed.success, parsed.error?.message).toBe(true)
       expect(leaks(id, reply)).toEqual([])
+      // No reply carries a password hash or a stored secret hash, under any name.
+      expect(reply.text).not.toMatch(/scrypt\$|passwordHash|password_hash|credentialHash|codeHash|keyHash/i)
     }
   })
 })
