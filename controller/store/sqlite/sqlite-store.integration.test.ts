@@ -105,4 +105,30 @@ describe('SQLite adapter', () => {
     expect(tables.map((t) => t.name)).not.toContain('half_done')
     expect(applied.map((a) => a.name)).not.toContain('9001-broken')
   })
+
+  it('resumes from the oldest version its trimmed change log still covers, and no older one', async () => {
+    const store = await SqliteStore.open(tempFile())
+    try {
+      await store.createTenantWithOwner(
+        {id: 't1', name: 'acme'},
+        {id: 'u1', username: 'boss', passwordHash: 'x', superuser: false},
+        ctx(),
+      )
+      const net = {id: 'n1', tenantId: 't1', name: 'lab', cidr: '10.0.0.0/24', description: ''}
+      await store.createNetwork({...net, joinPolicy: 'open', maxNodes: null}, ctx())
+      const node = {id: 'nd1', name: 'a', hostname: 'a', os: 'linux', endpoints: [], credentialHash: 'c1'}
+      const publicKey = Buffer.alloc(32, 7).toString('base64')
+      await store.registerNode({kind: 'open', networkId: 'n1'}, {...node, publicKey}, ctx())
+      // Version 1 is the registration; 10,999 endpoint changes bring it to 11,000, where the log
+      // drops everything up to 1,000 (it keeps 10,000 versions).
+      for (let i = 0; i < 10_999; i++) {
+        await store.setNodeEndpoints('nd1', [`198.51.100.${(i % 2) + 1}:51820`], ctx().at)
+      }
+      expect(await store.netmapVersion('n1')).toBe(11_000)
+      expect(await store.changesSince('n1', 1000)).toEqual({version: 11_000, nodeIds: ['nd1']})
+      expect(await store.changesSince('n1', 999)).toBeUndefined()
+    } finally {
+      await store.close()
+    }
+  })
 })
