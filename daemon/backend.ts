@@ -33,7 +33,7 @@ import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {generateKeyPair} from './keys.js'
-import {NetmapSync} from './netmap/sync.js'
+import {backoffDelay, NetmapSync} from './netmap/sync.js'
 import type {StateStore, NetworkRecord} from './state-store.js'
 import {
   DEFAULT_MTU,
@@ -58,6 +58,8 @@ export interface BackendOptions {
 /** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
 export const ONLINE_WINDOW_MS = 3 * 60_000
 const UAPI_DIR = '/var/run/wireguard'
+/** An interface lost again within this long counts as the same crash loop. */
+const LOSS_WINDOW_MS = 30_000
 
 interface NetRuntime {
   record: NetworkRecord
@@ -70,6 +72,9 @@ interface NetRuntime {
   /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
   queue: Promise<unknown>
   retryTimer: NodeJS.Timeout | undefined
+  /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
+  losses: number
+  lastLossAt: number
   firstMap: {promise: Promise<void>; resolve: () => void}
 }
 
@@ -155,7 +160,22 @@ export class Backend {
   constructor(private readonly opts: BackendOptions) {
     opts.driver.onLost = (name) => {
       const rt = [...this.nets.values()].find((n) => n.record.interface === name)
-      if (rt && rt.record.up && !this.closed) void this.reconcile(rt, 'interface lost')
+      if (!rt || !rt.record.up || this.closed) return
+      // The first loss is rebuilt at once; one that keeps dying (a wireguard-go that crashes
+      // right after start) is rebuilt after a jittered, capped backoff, not in a tight loop.
+      const now = Date.now()
+      rt.losses = now - rt.lastLossAt < LOSS_WINDOW_MS ? rt.losses + 1 : 0
+      rt.lastLossAt = now
+      if (rt.losses === 0) {
+        void this.reconcile(rt, 'interface lost')
+        return
+      }
+      clearTimeout(rt.retryTimer)
+      rt.retryTimer = setTimeout(
+        () => void this.reconcile(rt, 'interface lost again'),
+        backoffDelay(rt.losses - 1, 500, 30_000),
+      )
+      rt.retryTimer.unref()
     }
   }
 
@@ -235,6 +255,8 @@ export class Backend {
       lastError: null,
       queue: Promise.resolve(),
       retryTimer: undefined,
+      losses: 0,
+      lastLossAt: 0,
       firstMap: deferred(),
     }
   }

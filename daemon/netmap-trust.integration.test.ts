@@ -3,42 +3,19 @@
 // in-memory driver, state in a temp dir, a stand-in controller on real HTTP).
 import fs from 'node:fs'
 import http from 'node:http'
-import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {DaemonClient} from '../cli/lib/daemon-client.js'
 import {generateKeyPair} from './keys.js'
-import {StateStore} from './state-store.js'
-import {startFakeDaemon, tempDir} from './testing/harness.js'
+import {seedNetwork, startFakeDaemon, tempDir} from './testing/harness.js'
 
 describe('a restored netmap', () => {
   const dir = tempDir()
   afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
 
   it('puts neither a self address nor a peer outside the network CIDR on the interface', async () => {
-    const store = new StateStore(path.join(dir, 'state'))
-    store.init()
-    const me = generateKeyPair()
+    const {store, keys: me} = seedNetwork(dir)
     const good = generateKeyPair()
     const bad = generateKeyPair()
-    store.createNetwork(
-      {
-        id: 'net1',
-        name: 'lab',
-        cidr: '10.9.0.0/24',
-        controller: 'http://127.0.0.1:9',
-        interface: 'tmesh0',
-        nodeId: 'n1',
-        nodeName: 'alpha',
-        nodeStatus: 'active',
-        address: '10.9.0.2',
-        publicKey: me.publicKey,
-        listenPort: 51999,
-        up: true,
-        joinedAt: new Date().toISOString(),
-      },
-      me.privateKey,
-      'cred',
-    )
     const peer = (id: string, publicKey: string, address: string) => ({
       id,
       name: id,

@@ -9,10 +9,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {connectError, DaemonClient} from '../../cli/lib/daemon-client.js'
 import {isMeshError, type MeshError} from '../../shared/errors.js'
 import {PROTOCOL_HEADER} from '../../shared/protocol/version.js'
-import {generateKeyPair} from '../keys.js'
-import {StateStore} from '../state-store.js'
 import {FakeDriver} from '../testing/fake-driver.js'
-import {startFakeDaemon, tempDir, type FakeDaemon} from '../testing/harness.js'
+import {seedNetwork, startFakeDaemon, tempDir, type FakeDaemon} from '../testing/harness.js'
 import {groupId, serveApi, type Handlers} from './server.js'
 
 function raw(
@@ -180,28 +178,7 @@ describe('a second meshd on the same socket', () => {
     const dir = tempDir()
     try {
       // A joined network on disk (its controller unreachable), so a daemon has an interface to build.
-      const store = new StateStore(path.join(dir, 'state'))
-      store.init()
-      const {privateKey, publicKey} = generateKeyPair()
-      store.createNetwork(
-        {
-          id: 'net1',
-          name: 'lab',
-          cidr: '10.9.0.0/24',
-          controller: 'http://127.0.0.1:9',
-          interface: 'tmesh0',
-          nodeId: 'node1',
-          nodeName: 'alpha',
-          nodeStatus: 'active',
-          address: '10.9.0.2',
-          publicKey,
-          listenPort: 51999,
-          up: true,
-          joinedAt: new Date().toISOString(),
-        },
-        privateKey,
-        'cred',
-      )
+      seedNetwork(dir)
       const a = await startFakeDaemon({dir})
       try {
         expect(a.fake.interfaces.has('tmesh0')).toBe(true)

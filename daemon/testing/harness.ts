@@ -7,7 +7,9 @@ import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pino} from 'pino'
+import {generateKeyPair, type KeyPair} from '../keys.js'
 import {startDaemon, type DaemonHandle, type DaemonOptions} from '../main.js'
+import {StateStore, type NetworkRecord} from '../state-store.js'
 import {FakeDriver} from './fake-driver.js'
 
 export interface FakeDaemon extends DaemonHandle {
@@ -56,4 +58,39 @@ export async function waitFor<T>(
     await sleep(intervalMs)
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+}
+
+/**
+ * Writes a joined, up network into `<dir>/state` as a daemon would have (interface tmesh0,
+ * 10.9.0.2 in 10.9.0.0/24, an unreachable controller), so a daemon started on `dir` has an
+ * interface to build without any controller.
+ */
+export function seedNetwork(
+  dir: string,
+  overrides: Partial<NetworkRecord> = {},
+): {store: StateStore; keys: KeyPair} {
+  const store = new StateStore(path.join(dir, 'state'))
+  store.init()
+  const keys = generateKeyPair()
+  store.createNetwork(
+    {
+      id: 'net1',
+      name: 'lab',
+      cidr: '10.9.0.0/24',
+      controller: 'http://127.0.0.1:9',
+      interface: 'tmesh0',
+      nodeId: 'n1',
+      nodeName: 'alpha',
+      nodeStatus: 'active',
+      address: '10.9.0.2',
+      publicKey: keys.publicKey,
+      listenPort: 51999,
+      up: true,
+      joinedAt: new Date().toISOString(),
+      ...overrides,
+    },
+    keys.privateKey,
+    'cred',
+  )
+  return {store, keys}
 }
