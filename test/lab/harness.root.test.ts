@@ -4,6 +4,8 @@
  * namespaces, wireguard-go sockets, the run dir), also when done from the state file alone.
  */
 import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {Lab} from '../../cli/lib/lab/lab.js'
 import {isAlive, procStartTime} from '../../cli/lib/lab/procs.js'
@@ -37,6 +39,25 @@ describe.skipIf(skip !== undefined)(`namespace lab plumbing${skip ? ` (skipped: 
     // The root namespace cannot reach the lab: it has no route there.
     expect((await run('ping', ['-c', '1', '-W', '1', a.underlay], {timeoutMs: 4000})).code).not.toBe(0)
     lab.teardownSync()
+  })
+
+  it('leaves the mode of an existing lab root (MESH_LAB_ROOT=/tmp, say) alone', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-labroot-'))
+    fs.chmodSync(root, 0o1777)
+    const saved = process.env.MESH_LAB_ROOT
+    process.env.MESH_LAB_ROOT = root
+    try {
+      const lab = await Lab.create({teardownOnExit: true})
+      labs.push(lab)
+      expect(path.dirname(lab.runDir)).toBe(root)
+      expect(fs.statSync(root).mode & 0o7777).toBe(0o1777)
+      expect(fs.statSync(lab.runDir).mode & 0o777).toBe(0o711)
+      lab.teardownSync()
+    } finally {
+      if (saved === undefined) delete process.env.MESH_LAB_ROOT
+      else process.env.MESH_LAB_ROOT = saved
+      fs.rmSync(root, {recursive: true, force: true})
+    }
   })
 
   it('carries traffic over a static wireguard-go pair whose interface names carry the run prefix', async () => {

@@ -99,10 +99,13 @@ export class Lab {
     }
     if (prefix === undefined) throw new Error('no free lab prefix after 20 tries')
     const runDir = labDir(prefix)
-    fs.mkdirSync(path.join(runDir, 'logs'), {recursive: true, mode: 0o700})
     // Traversable by anyone, listable by no one: sockets inside are guarded by their own mode
-    // (which is what the socket-permission test must exercise), secrets by 0600/0700.
-    fs.chmodSync(path.dirname(runDir), 0o711)
+    // (which is what the socket-permission test must exercise), secrets by 0600/0700. The lab
+    // root gets that mode only when the lab makes it: MESH_LAB_ROOT may name a shared dir
+    // such as /tmp, whose mode is not ours to change.
+    if (fs.mkdirSync(path.dirname(runDir), {recursive: true, mode: 0o711}) !== undefined)
+      fs.chmodSync(path.dirname(runDir), 0o711)
+    fs.mkdirSync(path.join(runDir, 'logs'), {recursive: true, mode: 0o700})
     fs.chmodSync(runDir, 0o711)
     fs.mkdirSync(path.join(runDir, 'bin'), {recursive: true})
     // Inside namespaces `mesh` must resolve to this build on the pinned Node.
