@@ -8,7 +8,7 @@ import type {ROUTES, RouteId, RouteReply} from '../../shared/protocol/control-ap
 import type {Network} from '../../shared/protocol/control-api.js'
 import {encodeJoinString} from '../../shared/invite.js'
 import type {ControllerState, Principal, RequestMeta} from '../state.js'
-import type {StoredNode, UserRecord} from '../store/store.js'
+import {publicUser, type StoredNode, type UserRecord} from '../store/store.js'
 
 type Out<T> = T extends z.ZodType ? z.output<T> : undefined
 type Def<R extends RouteId> = (typeof ROUTES)[R]
@@ -52,17 +52,7 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     },
     whoami: async (ctx) => {
       const {user, tenant} = p(ctx)
-      return {
-        user: {
-          id: user.id,
-          tenantId: user.tenantId,
-          username: user.username,
-          role: user.role,
-          superuser: user.superuser,
-          createdAt: user.createdAt,
-        },
-        tenant,
-      }
+      return {user: publicUser(user), tenant}
     },
 
     'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),
