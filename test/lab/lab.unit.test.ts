@@ -2,10 +2,12 @@
  * The lab's pure parts, no root needed: the state file (atomic write, schema check, listing by
  * creation time), ping output parsing, and the raw HTTP request builders of the e2e tests.
  */
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {teardownSync} from '../../cli/lib/lab/lab.js'
 import {listLabs, readState, stateFile, writeState, type LabState} from '../../cli/lib/lab/state.js'
 import {chunkedRequest, dechunk, httpRequest, longestGap, pingStats} from './e2e-helpers.js'
 
@@ -58,6 +60,41 @@ describe('lab state file', () => {
     fs.mkdirSync(path.join(dir, 'ml0001'))
     fs.writeFileSync(stateFile('ml0001'), JSON.stringify(bad))
     expect(readState('ml0001')).toBeUndefined()
+  })
+})
+
+describe('teardown with keepLogs', () => {
+  it('copies the logs into a fresh 0700 dir, never through a name planted in /tmp', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-lab-unit-'))
+    const prefix = `ml${randomBytes(2).toString('hex')}`
+    // What another user could have put at the old fixed name beforehand.
+    const planted = path.join(os.tmpdir(), `mesh-lab-${prefix}-logs`)
+    fs.mkdirSync(planted)
+    fs.writeFileSync(path.join(planted, 'theirs'), 'x')
+    let logs: string | undefined
+    const saved = process.env.MESH_LAB_ROOT
+    process.env.MESH_LAB_ROOT = root
+    try {
+      const runDir = path.join(root, prefix)
+      fs.mkdirSync(path.join(runDir, 'logs'), {recursive: true})
+      fs.writeFileSync(path.join(runDir, 'logs', 'node1-meshd.log'), 'hello\n')
+      logs = teardownSync(
+        {...state(prefix, new Date().toISOString()), runDir, namespaces: [], procs: []},
+        {
+          keepLogs: true,
+        },
+      ).logs
+      expect(logs).toBeDefined()
+      expect(logs).not.toBe(planted)
+      expect(fs.statSync(logs!).mode & 0o777).toBe(0o700)
+      expect(fs.readFileSync(path.join(logs!, 'node1-meshd.log'), 'utf8')).toBe('hello\n')
+      expect(fs.readdirSync(planted)).toEqual(['theirs'])
+      expect(fs.existsSync(runDir)).toBe(false)
+    } finally {
+      if (saved === undefined) delete process.env.MESH_LAB_ROOT
+      else process.env.MESH_LAB_ROOT = saved
+      for (const d of [root, planted, logs]) if (d) fs.rmSync(d, {recursive: true, force: true})
+    }
   })
 })
 

@@ -6,6 +6,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {Agent} from 'undici'
@@ -555,8 +556,8 @@ export class Lab {
 /**
  * Undoes a lab from its state alone: stops the recorded processes (only those, checked by start
  * time), deletes its namespaces (which takes veths and tun devices with them), removes stale
- * wireguard-go sockets of its prefix and the run dir. With keepLogs the logs move to
- * /tmp/mesh-lab-<prefix>-logs first.
+ * wireguard-go sockets of its prefix and the run dir. With keepLogs the logs are copied to a
+ * fresh /tmp/mesh-lab-<prefix>-logs-XXXXXX first.
  */
 export function teardownSync(state: LabState, opts: {keepLogs?: boolean} = {}): {logs?: string} {
   const procs = [...state.procs].reverse()
@@ -576,11 +577,13 @@ export function teardownSync(state: LabState, opts: {keepLogs?: boolean} = {}): 
   }
   let logs: string | undefined
   if (opts.keepLogs) {
-    logs = `/tmp/mesh-lab-${state.prefix}-logs`
-    fs.rmSync(logs, {recursive: true, force: true})
+    // A fresh 0700 dir of our own: a fixed name in the shared /tmp could be planted (a symlink,
+    // say) by another user for root to write through.
+    logs = fs.mkdtempSync(path.join(os.tmpdir(), `mesh-lab-${state.prefix}-logs-`))
     try {
       fs.cpSync(path.join(state.runDir, 'logs'), logs, {recursive: true})
     } catch {
+      fs.rmSync(logs, {recursive: true, force: true})
       logs = undefined
     }
   }
