@@ -467,7 +467,6 @@ export class Backend {
       await this.forget(rt, `revoked: ${frame.reason}`)
       return
     }
-    const previous = rt.netmap
     if (frame.type === 'full') {
       rt.netmap = frame
     } else {
@@ -488,22 +487,24 @@ export class Backend {
       }
     }
     const self = rt.netmap.self
-    if (!addressInCidr(self.address, rt.record.cidr)) {
-      // The interface gets self.address with the network's prefix: one outside the CIDR would
-      // route foreign addresses into the mesh. Keep the last good map and wait for the next.
+    // The interface gets this node's address with the network's prefix: one outside the CIDR
+    // would route foreign addresses into the mesh. Such an address is not taken (selfAddress()
+    // ignores it too); the rest of the map, each peer checked on its own, still applies, so
+    // later deltas build on what the controller sent.
+    let address = self.address
+    if (!addressInCidr(address, rt.record.cidr)) {
       this.log.error(
-        {network: rt.record.name, address: self.address, cidr: rt.record.cidr},
-        "ignoring a netmap whose address for this node is outside the network's CIDR",
+        {network: rt.record.name, address, cidr: rt.record.cidr},
+        "ignoring this node's netmap address: it is outside the network's CIDR",
       )
-      rt.netmap = previous
-      return
+      address = rt.record.address
     }
     if (
-      self.address !== rt.record.address ||
+      address !== rt.record.address ||
       self.status !== rt.record.nodeStatus ||
       self.name !== rt.record.nodeName
     ) {
-      rt.record = {...rt.record, address: self.address, nodeStatus: self.status, nodeName: self.name}
+      rt.record = {...rt.record, address, nodeStatus: self.status, nodeName: self.name}
       this.opts.store.saveRecord(rt.record)
     }
     this.opts.store.saveNetmap(rt.record.id, rt.netmap)

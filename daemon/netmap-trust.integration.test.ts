@@ -4,9 +4,10 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import {afterAll, describe, expect, it} from 'vitest'
+import {WebSocketServer} from 'ws'
 import {DaemonClient} from '../cli/lib/daemon-client.js'
 import {generateKeyPair} from './keys.js'
-import {seedNetwork, startFakeDaemon, tempDir} from './testing/harness.js'
+import {seedNetwork, startFakeDaemon, tempDir, waitFor} from './testing/harness.js'
 
 describe('a restored netmap', () => {
   const dir = tempDir()
@@ -96,6 +97,57 @@ describe('a registration reply', () => {
     } finally {
       await d.stop()
       server.close()
+    }
+  })
+})
+
+describe('a live netmap', () => {
+  const dir = tempDir()
+  afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  it('applies its peers but not a self address outside the network CIDR', async () => {
+    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+    await new Promise((r) => wss.once('listening', r))
+    const port = (wss.address() as {port: number}).port
+    const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
+    const good = generateKeyPair()
+    const bad = generateKeyPair()
+    const peer = (id: string, publicKey: string, address: string) => ({
+      id,
+      name: id,
+      publicKey,
+      address,
+      endpoints: ['198.51.100.7:51820'],
+      hostname: id,
+      os: 'linux',
+      tags: [],
+    })
+    wss.on('connection', (ws) =>
+      ws.send(
+        JSON.stringify({
+          type: 'full',
+          version: 4,
+          network: {id: 'net1', name: 'lab', cidr: '10.9.0.0/24'},
+          self: {id: 'n1', name: 'alpha', publicKey: me.publicKey, address: '203.0.113.9', status: 'active'},
+          peers: [peer('n2', good.publicKey, '10.9.0.3'), peer('n3', bad.publicKey, '203.0.113.10')],
+        }),
+      ),
+    )
+    const d = await startFakeDaemon({dir})
+    try {
+      const net = await waitFor('the netmap applied', async () => {
+        const n = (await d.backend.status()).networks[0]
+        return n?.netmapVersion === 4 ? n : undefined
+      })
+      expect(net.address).toBe('10.9.0.2')
+      expect(net.peers.map((p) => p.id)).toEqual(['n2'])
+      const iface = d.fake.interfaces.get('tmesh0')!
+      expect(iface.addresses).toEqual(['10.9.0.2/24'])
+      expect(iface.peers.map((p) => p.allowedIps)).toEqual([['10.9.0.3/32']])
+    } finally {
+      await d.stop()
+      for (const c of wss.clients) c.terminate()
+      await new Promise((r) => wss.close(r))
     }
   })
 })
