@@ -431,7 +431,8 @@ export class Backend {
   // Netmap frames and reconcile
 
   private startSync(rt: NetRuntime): void {
-    if (rt.sync || this.closed) return
+    // Checked here, after the caller's awaits: a down or leave that ran meanwhile wins.
+    if (rt.sync || this.closed || !rt.record.up || this.nets.get(rt.record.id) !== rt) return
     const sync = new NetmapSync({
       controller: rt.record.controller,
       credential: rt.credential,
