@@ -23,7 +23,9 @@ export default class LabDown extends MeshCommand {
       env: 'MESH_LAB',
     }),
     all: Flags.boolean({description: 'remove every lab', default: false}),
-    'keep-logs': Flags.boolean({description: 'copy the logs to a new private directory under /tmp first (its path is printed)'}),
+    'keep-logs': Flags.boolean({
+      description: 'copy the logs to a new private directory under /tmp first (its path is printed)',
+    }),
   }
 
   async run(): Promise<LabDownResult> {
