@@ -9,6 +9,18 @@ import {DaemonClient} from '../cli/lib/daemon-client.js'
 import {generateKeyPair} from './keys.js'
 import {seedNetwork, startFakeDaemon, tempDir, waitFor} from './testing/harness.js'
 
+/** A netmap peer with only the fields these tests vary. */
+const peer = (id: string, publicKey: string, address: string) => ({
+  id,
+  name: id,
+  publicKey,
+  address,
+  endpoints: ['198.51.100.7:51820'],
+  hostname: id,
+  os: 'linux',
+  tags: [],
+})
+
 describe('a restored netmap', () => {
   const dir = tempDir()
   afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
@@ -17,16 +29,6 @@ describe('a restored netmap', () => {
     const {store, keys: me} = seedNetwork(dir)
     const good = generateKeyPair()
     const bad = generateKeyPair()
-    const peer = (id: string, publicKey: string, address: string) => ({
-      id,
-      name: id,
-      publicKey,
-      address,
-      endpoints: ['198.51.100.7:51820'],
-      hostname: id,
-      os: 'linux',
-      tags: [],
-    })
     store.saveNetmap('net1', {
       type: 'full',
       version: 3,
@@ -112,16 +114,6 @@ describe('a live netmap', () => {
     const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
     const good = generateKeyPair()
     const bad = generateKeyPair()
-    const peer = (id: string, publicKey: string, address: string) => ({
-      id,
-      name: id,
-      publicKey,
-      address,
-      endpoints: ['198.51.100.7:51820'],
-      hostname: id,
-      os: 'linux',
-      tags: [],
-    })
     wss.on('connection', (ws) =>
       ws.send(
         JSON.stringify({
