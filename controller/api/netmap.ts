@@ -17,7 +17,13 @@ import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
 import {EndpointSchema, LIMITS} from '../../shared/protocol/control-api.js'
-import {CLOSE, ClientFrameSchema, type Peer, type PeerReport, type Self} from '../../shared/protocol/netmap.js'
+import {
+  CLOSE,
+  ClientFrameSchema,
+  type Peer,
+  type PeerReport,
+  type Self,
+} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState} from '../state.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
@@ -289,7 +295,8 @@ export class NetmapHub {
       conn.ws.close(CLOSE.BAD_FRAME, 'invalid frame')
       return
     }
-    if (frame.data.reset || frame.data.peers) this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
+    if (frame.data.reset || frame.data.peers)
+      this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
     const now = Date.now()
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {

@@ -41,8 +41,7 @@ export class PeerReporter {
       if (this.sent.get(p.id) !== entryKey(p)) changed.push(p)
     }
     // Peers the node no longer has: tell the controller once that they are gone from its view.
-    for (const id of this.sent.keys())
-      if (!seen.has(id)) changed.push({id, online: false, endpoint: null})
+    for (const id of this.sent.keys()) if (!seen.has(id)) changed.push({id, online: false, endpoint: null})
 
     const first: NodeReport = {type: 'report'}
     if (this.fresh) first.reset = true
