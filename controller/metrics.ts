@@ -35,6 +35,11 @@ export class ControllerMetrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   })
+  readonly reportedPeers = new Counter({
+    name: 'mesh_netmap_reported_peers_total',
+    help: 'Peer entries received in node reports (nodes report only changes)',
+    registers: [this.registry],
+  })
   readonly netmapFramesDropped = new Counter({
     name: 'mesh_netmap_client_frames_dropped_total',
     help: 'Frames from nodes dropped by the per-socket rate limit',

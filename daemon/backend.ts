@@ -28,11 +28,12 @@ import type {
   Status,
   UpResult,
 } from '../shared/protocol/local-api.js'
-import type {NetmapFull, Peer, PeerStats, ServerFrame} from '../shared/protocol/netmap.js'
+import type {NetmapFull, Peer, PeerReport, ServerFrame} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {generateKeyPair} from './keys.js'
+import {PeerReporter} from './netmap/peer-report.js'
 import {backoffDelay, NetmapSync} from './netmap/sync.js'
 import type {StateStore, NetworkRecord} from './state-store.js'
 import {
@@ -67,6 +68,10 @@ interface NetRuntime {
   credential: string
   netmap: NetmapFull | undefined
   sync: NetmapSync | undefined
+  /** The report being built and sent: reports of one network run one after the other. */
+  reporting: Promise<void>
+  /** What this session already told the controller; reports carry only changes. */
+  reporter: PeerReporter
   connected: boolean
   lastError: string | null
   /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
@@ -251,6 +256,8 @@ export class Backend {
       credential,
       netmap,
       sync: undefined,
+      reporting: Promise.resolve(),
+      reporter: new PeerReporter(),
       connected: false,
       lastError: null,
       queue: Promise.resolve(),
@@ -444,6 +451,7 @@ export class Backend {
         if (error !== null || connected) rt.lastError = error
         if (connected && !was) {
           this.log.info({network: rt.record.name}, 'controller connected')
+          rt.reporter.reset()
           this.report(rt)
         } else if (!connected && was)
           this.log.warn({network: rt.record.name, error}, 'controller disconnected')
@@ -616,25 +624,39 @@ export class Backend {
   }
 
   /**
-   * Sends this node's endpoints and per-peer WireGuard stats: every report interval (fresh
-   * stats), on (re)connect, and whenever the interface config changed.
+   * Tells the controller what changed in this node's view: its endpoints and, per peer, whether
+   * they handshook recently and the endpoint in use (see PeerReporter). Every report interval, on
+   * (re)connect, and whenever the interface config changed. Reports of one network never overlap,
+   * so each builds on what the previous one sent.
    */
   private report(rt: NetRuntime): void {
     if (!rt.sync?.connected) return
-    void (async () => {
-      const endpoints = localEndpoints(rt.record.listenPort, this.meshInterfaces())
-      const state = rt.record.up
-        ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
-        : undefined
-      const peers: PeerStats[] = (state?.peers ?? []).map((p) => ({
-        publicKey: p.publicKey,
-        lastHandshake: p.lastHandshakeMs > 0 ? new Date(p.lastHandshakeMs).toISOString() : null,
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        endpoint: p.endpoint ?? null,
-      }))
-      rt.sync?.send({type: 'report', endpoints, peers})
-    })().catch((err) => this.log.debug({err: String(err)}, 'report failed'))
+    rt.reporting = rt.reporting
+      .then(async () => {
+        if (!rt.sync?.connected) return
+        const endpoints = localEndpoints(rt.record.listenPort, this.meshInterfaces())
+        const state = rt.record.up
+          ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+          : undefined
+        const ids = new Map((rt.netmap?.peers ?? []).map((p) => [p.publicKey, p.id]))
+        const now = Date.now()
+        const peers: PeerReport[] = []
+        for (const p of state?.peers ?? []) {
+          const id = ids.get(p.publicKey)
+          if (id === undefined) continue
+          peers.push({
+            id,
+            online: p.lastHandshakeMs > 0 && now - p.lastHandshakeMs < ONLINE_WINDOW_MS,
+            endpoint: p.endpoint !== undefined && p.endpoint.length <= 64 ? p.endpoint : null,
+          })
+        }
+        for (const frame of rt.reporter.frames(endpoints, peers)) {
+          if (rt.sync?.send(frame)) continue
+          rt.reporter.reset()
+          return
+        }
+      })
+      .catch((err) => this.log.debug({err: String(err)}, 'report failed'))
   }
 
   // -------------------------------------------------------------------------------------------

@@ -72,6 +72,14 @@ async function open(credential: string, version?: number) {
   sockets.push(ws)
   return ws
 }
+/** Waits (bounded) until `check` holds. */
+async function waitUntil(check: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
 /** Waits for the next frame and checks it against the shared schemas. */
 async function nextFrame<T extends Frame>(
   ws: WsClient,
@@ -182,6 +190,49 @@ describe('netmap WebSocket', () => {
     expect((await wsC.closed).code).toBe(CLOSE.BAD_FRAME)
     expect(wsA.pending().filter((f) => (f as Delta).changed?.[0]?.id === b.node.id)).toEqual([])
     expect((await api.req('GET', '/healthz')).status).toBe(200)
+  })
+
+  it('keeps what a node reports about its peers only for other active nodes of its own network', async () => {
+    const net = await network('open')
+    const other = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const stranger = await join(other.id)
+    const wsA = await open(a.credential)
+    await nextFrame<Full>(wsA)
+    const hub = ctl.running.server.netmap
+    wsA.ws.send(
+      JSON.stringify({
+        type: 'report',
+        reset: true,
+        peers: [
+          {id: b.node.id, online: true, endpoint: '198.51.100.7:51820'},
+          {id: stranger.node.id, online: true, endpoint: '198.51.100.8:51820'},
+          {id: a.node.id, online: true, endpoint: '198.51.100.9:51820'},
+          {id: 'made-up', online: true, endpoint: '198.51.100.10:51820'},
+        ],
+      }),
+    )
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size > 0)
+    expect([...hub.peerLinks(net.id, a.node.id)]).toEqual([
+      [b.node.id, {online: true, endpoint: '198.51.100.7:51820'}],
+    ])
+    // An endpoint that does not parse is kept as none; reset drops what was reported before.
+    wsA.ws.send(
+      JSON.stringify({type: 'report', peers: [{id: b.node.id, online: false, endpoint: 'not an endpoint'}]}),
+    )
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).get(b.node.id)?.online === false)
+    expect(hub.peerLinks(net.id, a.node.id).get(b.node.id)).toEqual({online: false, endpoint: null})
+    wsA.ws.send(JSON.stringify({type: 'report', reset: true}))
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 0)
+    // A peer that is removed disappears from every report.
+    wsA.ws.send(JSON.stringify({type: 'report', peers: [{id: b.node.id, online: true, endpoint: null}]}))
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 1)
+    expect((await api.req('DELETE', `/api/v1/nodes/${b.node.id}`, {token: ctl.adminToken})).status).toBe(200)
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 0)
+    // A report with a peer entry that breaks the schema is a bad frame.
+    wsA.ws.send(JSON.stringify({type: 'report', peers: [{id: b.node.id, online: 'yes', endpoint: null}]}))
+    expect((await wsA.closed).code).toBe(CLOSE.BAD_FRAME)
   })
 
   it('coalesces a flood of alternating endpoint reports into a few deltas, ending on the last report, unaudited', async () => {

@@ -16,8 +16,14 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
-import {LIMITS} from '../../shared/protocol/control-api.js'
-import {CLOSE, ClientFrameSchema, type Peer, type Self} from '../../shared/protocol/netmap.js'
+import {EndpointSchema, LIMITS} from '../../shared/protocol/control-api.js'
+import {
+  CLOSE,
+  ClientFrameSchema,
+  type Peer,
+  type PeerReport,
+  type Self,
+} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState} from '../state.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
@@ -41,8 +47,6 @@ interface Conn {
   readonly nodeId: string
   alive: boolean
   lastTouch: number
-  /** The node's last report of per-peer WireGuard stats (kept for status views). */
-  lastStats: unknown
   /** Token bucket of client frames (see REPORT_RATE). */
   tokens: number
   tokensAt: number
@@ -66,9 +70,22 @@ interface NetState {
   /** [id, json] of all active peers, rebuilt lazily after a change. */
   peerList: [string, string][] | null
   readonly conns: Map<string, Set<Conn>>
+  /**
+   * What each connected node reports about its peers (reporter id -> peer id -> link). Only
+   * entries about other active nodes of this network are kept, so it is bounded by nodes²
+   * of the network and a node cannot fill it with made-up ids.
+   */
+  readonly links: Map<string, Map<string, PeerLink>>
   /** Set while the initial load runs; changes meanwhile are queued and applied after. */
   loading: Promise<void> | null
   queued: NodeChange[]
+}
+
+/** A node's view of one peer, from its reports. */
+export interface PeerLink {
+  online: boolean
+  /** The endpoint the node's WireGuard uses for the peer; null when none or unusable. */
+  endpoint: string | null
 }
 
 export const toPeer = (n: StoredNode): Peer => ({
@@ -171,7 +188,6 @@ export class NetmapHub {
       nodeId: node.id,
       alive: true,
       lastTouch: Date.now(),
-      lastStats: undefined,
       tokens: REPORT_BURST,
       tokensAt: Date.now(),
       held: undefined,
@@ -189,7 +205,10 @@ export class NetmapHub {
       conn.held = undefined
       const s = net.conns.get(node.id)
       s?.delete(conn)
-      if (s && s.size === 0) net.conns.delete(node.id)
+      if (s && s.size === 0) {
+        net.conns.delete(node.id)
+        net.links.delete(node.id)
+      }
       this.metrics.connectedNodes.dec()
       if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
       void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
@@ -276,7 +295,8 @@ export class NetmapHub {
       conn.ws.close(CLOSE.BAD_FRAME, 'invalid frame')
       return
     }
-    conn.lastStats = frame.data.peers
+    if (frame.data.reset || frame.data.peers)
+      this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
     const now = Date.now()
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
@@ -288,6 +308,38 @@ export class NetmapHub {
       conn.lastTouch = now
       void this.state.touch(node.id).catch(() => undefined)
     }
+  }
+
+  /**
+   * Takes a node's report about its peers: entries for ids that are not other active nodes of
+   * its network are ignored; an endpoint that does not parse is kept as null.
+   */
+  private applyLinks(node: StoredNode, reset: boolean, peers: readonly PeerReport[]): void {
+    const net = this.nets.get(node.networkId)
+    if (!net) return
+    if (reset) net.links.delete(node.id)
+    if (peers.length === 0) return
+    this.metrics.reportedPeers.inc(peers.length)
+    let links = net.links.get(node.id)
+    if (!links) net.links.set(node.id, (links = new Map()))
+    for (const p of peers) {
+      if (p.id === node.id || net.nodes.get(p.id)?.status !== 'active') continue
+      const endpoint = p.endpoint !== null && EndpointSchema.safeParse(p.endpoint).success ? p.endpoint : null
+      links.set(p.id, {online: p.online, endpoint})
+    }
+  }
+
+  /**
+   * What a connected node last reported about each of its peers (peer id -> link); empty when
+   * the node has no open session.
+   */
+  peerLinks(networkId: string, nodeId: string): ReadonlyMap<string, PeerLink> {
+    const net = this.nets.get(networkId)
+    const links = net?.links.get(nodeId)
+    if (!net || !links) return new Map()
+    const out = new Map<string, PeerLink>()
+    for (const [id, link] of links) if (net.nodes.get(id)?.status === 'active') out.set(id, link)
+    return out
   }
 
   /** The NetState of a network, loading it on first use; undefined when the network is gone. */
@@ -304,6 +356,7 @@ export class NetmapHub {
         peerJson: new Map(),
         peerList: null,
         conns: new Map(),
+        links: new Map(),
         loading: null,
         queued: [],
       }
@@ -383,6 +436,10 @@ export class NetmapHub {
       net.peerJson.set(next.id, peerJson)
     } else {
       net.peerJson.delete(change.nodeId)
+      if (wasPeer || !next) {
+        net.links.delete(change.nodeId)
+        for (const links of net.links.values()) links.delete(change.nodeId)
+      }
     }
     net.peerList = null
     if (!fanOut) return

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {Writable} from 'node:stream'
-import {startController, type ControllerOptions} from '../main.js'
+import {startController, type ControllerOptions, type RunningController} from '../main.js'
 
 export interface TestController {
   url: string
@@ -16,6 +16,8 @@ export interface TestController {
   dbPath: string
   adminPassword: string
   adminToken: string
+  /** The controller itself, for tests that look inside (the netmap hub, the store). */
+  running: RunningController
   close(): Promise<void>
 }
 
@@ -65,6 +67,7 @@ export async function startTestController(
       dbPath: ctl.dbPath,
       adminPassword,
       adminToken: token,
+      running: ctl,
       close: async () => {
         await ctl.close()
         if (ownDir) fs.rmSync(dataDir, {recursive: true, force: true})

@@ -77,20 +77,39 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
 ])
 export type ServerFrame = z.infer<typeof ServerFrameSchema>
 
-export const PeerStatsSchema = z.object({
-  publicKey: PublicKeySchema,
-  lastHandshake: z.string().nullable(),
-  rxBytes: z.number().int().nonnegative(),
-  txBytes: z.number().int().nonnegative(),
-  endpoint: z.string().nullable(),
+/**
+ * What a node tells the controller about one peer: whether they handshook recently and the
+ * endpoint its WireGuard uses for it. Only what changed since the node's previous report is
+ * sent (see daemon/netmap/peer-report.ts): per-peer byte counters and handshake times change
+ * all the time and the controller has no use for them, so they stay on the node.
+ */
+export const PeerReportSchema = z.object({
+  /** The peer's node id. */
+  id: IdSchema,
+  online: z.boolean(),
+  /** As `wg` shows it; the controller keeps it only when it parses as an endpoint. */
+  endpoint: z.string().max(64).nullable(),
 })
-export type PeerStats = z.infer<typeof PeerStatsSchema>
+export type PeerReport = z.infer<typeof PeerReportSchema>
 
-/** Node -> server: what the node sees (its endpoints, per-peer WireGuard stats). */
+/**
+ * Bounds of one report. Each frame stays far below LIMITS.maxFrameBytes (an entry is at most
+ * ~200 bytes of JSON) and a report is at most `framesPerReport` frames, inside the controller's
+ * per-socket frame budget; peers beyond that go out with the next report.
+ */
+export const REPORT_LIMITS = {peersPerFrame: 500, framesPerReport: 10} as const
+
+/**
+ * Node -> server: what changed in what the node sees. `endpoints` (its local candidates) when
+ * they changed or on a new session; `peers` the peers whose entry changed; `reset` on the first
+ * frame of a session, telling the controller to drop what this node reported before. A report
+ * with neither is a heartbeat.
+ */
 export const NodeReportSchema = z.object({
   type: z.literal('report'),
   endpoints: z.array(EndpointSchema).max(16).optional(),
-  peers: z.array(PeerStatsSchema).max(100_000).optional(),
+  reset: z.literal(true).optional(),
+  peers: z.array(PeerReportSchema).max(REPORT_LIMITS.peersPerFrame).optional(),
 })
 export type NodeReport = z.infer<typeof NodeReportSchema>
 
