@@ -4,7 +4,7 @@
  * authorization matrix test walks. One schema per message; types are inferred, never hand-written.
  */
 import {z} from 'zod'
-import {isWireGuardKey} from '../keys.js'
+import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
 
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
@@ -63,7 +63,13 @@ export const UsernameSchema = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, dot, dash, underscore; 1-63 characters')
 export const PasswordSchema = z.string().min(8, 'at least 8 characters').max(1024)
 export const IdSchema = z.string().min(1).max(100)
-export const PublicKeySchema = z.string().refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
+export const PublicKeySchema = z
+  .string()
+  .refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
+  .refine(
+    (k) => !isWireGuardKey(k) || !isLowOrderPublicKey(Buffer.from(k, 'base64')),
+    'a low-order X25519 key (such as all zeros): no shared secret can come of it; use the key `wg pubkey` prints',
+  )
 /** "host:port" with an IPv4 or bracketed IPv6 host. */
 export const EndpointSchema = z
   .string()
