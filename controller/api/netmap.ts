@@ -16,6 +16,7 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
+import {usableEndpoints} from '../../shared/net/endpoint.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, ClientFrameSchema, type Peer, type Self} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
@@ -76,7 +77,8 @@ export const toPeer = (n: StoredNode): Peer => ({
   name: n.name,
   publicKey: n.publicKey,
   address: n.address,
-  endpoints: n.endpoints,
+  // Stored before endpoints were checked one by one, a bad one must still not reach peers.
+  endpoints: usableEndpoints(n.endpoints).endpoints,
   hostname: n.hostname,
   os: n.os,
   tags: n.tags,

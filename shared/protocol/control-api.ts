@@ -5,6 +5,7 @@
  */
 import {z} from 'zod'
 import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
+import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
 
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
@@ -70,11 +71,19 @@ export const PublicKeySchema = z
     (k) => !isWireGuardKey(k) || !isLowOrderPublicKey(Buffer.from(k, 'base64')),
     'a low-order X25519 key (such as all zeros): no shared secret can come of it; use the key `wg pubkey` prints',
   )
-/** "host:port" with an IPv4 or bracketed IPv6 host. */
+/**
+ * "host:port" with an IPv4 or bracketed IPv6 literal host and a port 1-65535, that another node
+ * could send to (not loopback, link-local, multicast, broadcast or unspecified). The pattern is
+ * for the OpenAPI document; shared/net/endpoint.ts (which meshd uses too) decides.
+ */
 export const EndpointSchema = z
   .string()
-  .max(64)
+  .max(ENDPOINT_MAX_LENGTH)
   .regex(/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'an endpoint such as 203.0.113.7:51820')
+  .refine(
+    (s) => parseUsableEndpoint(s) !== null,
+    'an endpoint such as 203.0.113.7:51820 or [2001:db8::1]:51820: an IP literal another node can reach, port 1-65535',
+  )
 export const TimestampSchema = z.string().describe('RFC 3339 time')
 export const JoinPolicySchema = z.enum(['open', 'invite', 'approval'])
 export type JoinPolicy = z.infer<typeof JoinPolicySchema>

@@ -16,6 +16,7 @@ import {
   PublicKeySchema,
   TagSchema,
 } from './control-api.js'
+import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
 
 export const PeerSchema = z.object({
   id: IdSchema,
@@ -86,10 +87,17 @@ export const PeerStatsSchema = z.object({
 })
 export type PeerStats = z.infer<typeof PeerStatsSchema>
 
+/** An endpoint candidate in a node's report: bounded text, checked with EndpointSchema later. */
+export const ReportedEndpointSchema = z.string().max(ENDPOINT_MAX_LENGTH)
+
 /** Node -> server: what the node sees (its endpoints, per-peer WireGuard stats). */
 export const NodeReportSchema = z.object({
   type: z.literal('report'),
-  endpoints: z.array(EndpointSchema).max(16).optional(),
+  /**
+   * Candidates as the node sees them. Each is checked by the controller on its own (a bad one is
+   * dropped, the rest are kept), so one odd interface address does not cost the node its report.
+   */
+  endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
   peers: z.array(PeerStatsSchema).max(100_000).optional(),
 })
 export type NodeReport = z.infer<typeof NodeReportSchema>
