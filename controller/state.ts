@@ -26,6 +26,7 @@ import type {
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
+import {usableEndpoints} from '../shared/net/endpoint.js'
 import {parseCidr} from '../shared/net/ipv4.js'
 import {newId, newSecret, hashSecret} from './auth/secrets.js'
 import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './auth/password.js'
@@ -572,7 +573,7 @@ export class ControllerState {
         hostname: req.hostname,
         os: req.os,
         publicKey: req.publicKey,
-        endpoints: [...new Set(req.endpoints)],
+        endpoints: usableEndpoints(req.endpoints).endpoints,
         credentialHash: hashSecret(credential),
       },
       this.ctx(actor, meta),
@@ -638,7 +639,10 @@ export class ControllerState {
    * is neither). They are logged at debug level instead.
    */
   async reportEndpoints(node: StoredNode, endpoints: readonly string[]): Promise<void> {
-    const unique = [...new Set(endpoints)]
+    // Each candidate on its own: one that is not an IP literal another node can reach is dropped
+    // (never stored, never sent to peers), the others still count.
+    const {endpoints: unique, dropped} = usableEndpoints(endpoints)
+    if (dropped > 0) this.log.debug({nodeId: node.id, dropped}, 'dropped unusable endpoints from a report')
     const now = Date.now()
     let st = this.endpointState.get(node.id)
     if (!st) {

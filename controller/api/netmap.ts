@@ -16,7 +16,8 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
-import {EndpointSchema, LIMITS} from '../../shared/protocol/control-api.js'
+import {isEndpoint, usableEndpoints} from '../../shared/net/endpoint.js'
+import {LIMITS} from '../../shared/protocol/control-api.js'
 import {
   CLOSE,
   ClientFrameSchema,
@@ -93,7 +94,8 @@ export const toPeer = (n: StoredNode): Peer => ({
   name: n.name,
   publicKey: n.publicKey,
   address: n.address,
-  endpoints: n.endpoints,
+  // Stored before endpoints were checked one by one, a bad one must still not reach peers.
+  endpoints: usableEndpoints(n.endpoints).endpoints,
   hostname: n.hostname,
   os: n.os,
   tags: n.tags,
@@ -324,7 +326,7 @@ export class NetmapHub {
     if (!links) net.links.set(node.id, (links = new Map()))
     for (const p of peers) {
       if (p.id === node.id || net.nodes.get(p.id)?.status !== 'active') continue
-      const endpoint = p.endpoint !== null && EndpointSchema.safeParse(p.endpoint).success ? p.endpoint : null
+      const endpoint = p.endpoint !== null && isEndpoint(p.endpoint) ? p.endpoint : null
       links.set(p.id, {online: p.online, endpoint})
     }
   }

@@ -4,7 +4,8 @@
  * authorization matrix test walks. One schema per message; types are inferred, never hand-written.
  */
 import {z} from 'zod'
-import {isWireGuardKey} from '../keys.js'
+import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
+import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
 
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
@@ -63,12 +64,26 @@ export const UsernameSchema = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, dot, dash, underscore; 1-63 characters')
 export const PasswordSchema = z.string().min(8, 'at least 8 characters').max(1024)
 export const IdSchema = z.string().min(1).max(100)
-export const PublicKeySchema = z.string().refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
-/** "host:port" with an IPv4 or bracketed IPv6 host. */
+export const PublicKeySchema = z
+  .string()
+  .refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
+  .refine(
+    (k) => !isWireGuardKey(k) || !isLowOrderPublicKey(Buffer.from(k, 'base64')),
+    'a low-order X25519 key (such as all zeros): no shared secret can come of it; use the key `wg pubkey` prints',
+  )
+/**
+ * "host:port" with an IPv4 or bracketed IPv6 literal host and a port 1-65535, that another node
+ * could send to (not loopback, link-local, multicast, broadcast or unspecified). The pattern is
+ * for the OpenAPI document; shared/net/endpoint.ts (which meshd uses too) decides.
+ */
 export const EndpointSchema = z
   .string()
-  .max(64)
+  .max(ENDPOINT_MAX_LENGTH)
   .regex(/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'an endpoint such as 203.0.113.7:51820')
+  .refine(
+    (s) => parseUsableEndpoint(s) !== null,
+    'an endpoint such as 203.0.113.7:51820 or [2001:db8::1]:51820: an IP literal another node can reach, port 1-65535',
+  )
 export const TimestampSchema = z.string().describe('RFC 3339 time')
 export const JoinPolicySchema = z.enum(['open', 'invite', 'approval'])
 export type JoinPolicy = z.infer<typeof JoinPolicySchema>

@@ -16,6 +16,7 @@ import {
   PublicKeySchema,
   TagSchema,
 } from './control-api.js'
+import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
 
 export const PeerSchema = z.object({
   id: IdSchema,
@@ -99,6 +100,9 @@ export type PeerReport = z.infer<typeof PeerReportSchema>
  */
 export const REPORT_LIMITS = {peersPerFrame: 500, framesPerReport: 10} as const
 
+/** An endpoint candidate in a node's report: bounded text, checked with EndpointSchema later. */
+export const ReportedEndpointSchema = z.string().max(ENDPOINT_MAX_LENGTH)
+
 /**
  * Node -> server: what changed in what the node sees. `endpoints` (its local candidates) when
  * they changed or on a new session; `peers` the peers whose entry changed; `reset` on the first
@@ -107,7 +111,11 @@ export const REPORT_LIMITS = {peersPerFrame: 500, framesPerReport: 10} as const
  */
 export const NodeReportSchema = z.object({
   type: z.literal('report'),
-  endpoints: z.array(EndpointSchema).max(16).optional(),
+  /**
+   * Candidates as the node sees them. Each is checked by the controller on its own (a bad one is
+   * dropped, the rest are kept), so one odd interface address does not cost the node its report.
+   */
+  endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
   reset: z.literal(true).optional(),
   peers: z.array(PeerReportSchema).max(REPORT_LIMITS.peersPerFrame).optional(),
 })
