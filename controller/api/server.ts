@@ -8,7 +8,8 @@
  * codes, unknown routes to NOT_FOUND, and only a genuine bug answers INTERNAL.
  */
 import {randomUUID} from 'node:crypto'
-import type {IncomingMessage} from 'node:http'
+import type {IncomingMessage, ServerResponse} from 'node:http'
+import type {Socket} from 'node:net'
 import type {Duplex} from 'node:stream'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import type {Logger} from 'pino'
@@ -128,6 +129,61 @@ function upgradeProblem(req: IncomingMessage): MeshError | undefined {
   return undefined
 }
 
+/**
+ * Lingering close bounds: after an early 413 we read and discard at most this much more of the
+ * client's body, for at most this long, before we close. Enough for a client that sends a few
+ * MiB too many to finish and read our reply; a client that keeps sending is cut off.
+ */
+export const LINGER_MAX_BYTES = 16 * 1024 * 1024
+export const LINGER_MAX_MS = 5_000
+
+const lingering = new WeakSet<Socket>()
+
+/**
+ * Lingering close (RFC 9112 section 9.6; Apache and nginx do the same). A server that answers
+ * before it has read the whole body (our 413) and then closes with unread bytes in its receive
+ * buffer makes the kernel send a reset: the client's send fails, and it often reports the reset
+ * instead of our reply. So when node would close such a connection (socket.destroySoon, called
+ * once a `Connection: close` reply is written), we only shut down our sending side (FIN) and
+ * keep reading and discarding until the client closes, LINGER_MAX_BYTES were read, or
+ * LINGER_MAX_MS passed, whichever comes first.
+ */
+function lingerOnClose(socket: Socket): void {
+  if (lingering.has(socket)) return
+  lingering.add(socket)
+  const s = socket as Socket & {destroySoon?: () => void}
+  s.destroySoon = () => {
+    if (socket.destroyed) return
+    if (socket.writable) socket.end()
+    let read = 0
+    const timer = setTimeout(() => socket.destroy(), LINGER_MAX_MS)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+    // A 'data' listener also takes the socket back from node's native parser consumer, so every
+    // byte passes here; node's parser keeps discarding the rest of the request body.
+    socket.on('data', (chunk: Buffer) => {
+      read += chunk.length
+      if (read > LINGER_MAX_BYTES) socket.destroy()
+    })
+    socket.resume()
+  }
+}
+
+/** The 413 for a declared Content-Length over the limit, sent instead of `100 Continue`. */
+function refuseBeforeContinue(req: IncomingMessage, res: ServerResponse): void {
+  const requestId = randomUUID()
+  const body = JSON.stringify(new MeshError('PAYLOAD_TOO_LARGE').toWire(requestId))
+  lingerOnClose(req.socket)
+  res.writeHead(413, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    // We will not read the body: the connection cannot carry another request.
+    connection: 'close',
+  })
+  res.end(body)
+}
+
 const HOST_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/
 
 export async function buildServer(opts: ServerOptions): Promise<ControllerServer> {
@@ -201,6 +257,12 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     if (bug) req.log.error({err}, 'request failed')
     else if (error.status >= 500) req.log.warn({err}, 'request failed')
     if (error.code === 'RATE_LIMITED') void reply.header('retry-after', '60')
+    // The body was not (fully) read: the reply closes the connection, lingering so the client
+    // still reads it (fastify itself sets `connection: close` on body errors).
+    if (error.code === 'PAYLOAD_TOO_LARGE') {
+      lingerOnClose(req.raw.socket)
+      void reply.header('connection', 'close')
+    }
     return reply.code(error.status).send(error.toWire(req.id))
   })
   app.setNotFoundHandler((req, reply) => {
@@ -342,6 +404,19 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       return reply.code(error.status).send(error.toWire(req.id))
     })
   }
+
+  // ---- Expect: 100-continue. node answers it by itself unless we listen for it: refuse a
+  // declared body over the limit before the client sends it; let everything else through as a
+  // normal request (a chunked body over the limit gets its 413 from the body parser).
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const declared = Number(req.headers['content-length'])
+    if (Number.isFinite(declared) && declared > LIMITS.maxBodyBytes) {
+      refuseBeforeContinue(req, res)
+      return
+    }
+    res.writeContinue()
+    app.server.emit('request', req, res)
+  })
 
   // ---- WebSockets: upgrades on the same server
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
