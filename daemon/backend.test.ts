@@ -46,6 +46,14 @@ describe('usablePeers', () => {
     expect(dropped).toEqual(['n3', 'n4', 'n5', 'n6', 'n8'])
   })
 
+  it('drops a second peer with the public key of an earlier one', () => {
+    const dropped: string[] = []
+    const twin = {...peer(9, '10.1.0.9'), publicKey: key(2)}
+    const ok = usablePeers([peer(2, '10.1.0.2'), twin], self, (p) => dropped.push(p.id))
+    expect(ok.map((p) => p.id)).toEqual(['n2'])
+    expect(dropped).toEqual(['n9'])
+  })
+
   it('drops every peer when the network CIDR itself is unreadable', () => {
     expect(usablePeers([peer(2, '10.1.0.2')], {...self, cidr: 'garbage'})).toEqual([])
   })

@@ -111,8 +111,9 @@ export function addressInCidr(address: string, cidr: string): boolean {
 /**
  * The netmap peers that may go on the interface. Each becomes one `address/32` allowed IP, so a
  * peer whose address is not a plain IPv4 inside the network CIDR (it would route foreign
- * traffic into the tunnel), that claims this node's own address or key, or whose address an
- * earlier peer already holds (WireGuard would move the /32 to it) is dropped and reported.
+ * traffic into the tunnel), that claims this node's own address or key, or whose address or key an
+ * earlier peer already holds (WireGuard would move the /32 to it, or merge the two) is dropped
+ * and reported.
  */
 export function usablePeers(
   peers: readonly Peer[],
@@ -120,6 +121,7 @@ export function usablePeers(
   onDrop: (peer: Peer, why: string) => void = () => {},
 ): Peer[] {
   const taken = new Set([self.address])
+  const keys = new Set<string>()
   const out: Peer[] = []
   for (const p of peers) {
     if (p.publicKey === self.publicKey) continue // this node itself
@@ -129,12 +131,15 @@ export function usablePeers(
         ? `it claims this node's address ${p.address}`
         : taken.has(p.address)
           ? `another peer already has ${p.address}`
-          : undefined
+          : keys.has(p.publicKey)
+            ? 'another peer already has its public key'
+            : undefined
     if (why !== undefined) {
       onDrop(p, why)
       continue
     }
     taken.add(p.address)
+    keys.add(p.publicKey)
     out.push(p)
   }
   return out

@@ -20,7 +20,8 @@ import {
 import path from 'node:path'
 import {z} from 'zod'
 import {InterfaceNameSchema, NetworkStatusSchema} from '../shared/protocol/local-api.js'
-import {NetmapFullSchema, type NetmapFull} from '../shared/protocol/netmap.js'
+import type {NetmapFull} from '../shared/protocol/netmap.js'
+import {parseServerFrame} from './netmap/parse.js'
 
 /**
  * What the daemon keeps per joined network: the durable part of what `mesh status` reports
@@ -104,7 +105,11 @@ export class StateStore {
         const credential = readFileSync(path.join(dir, 'credential'), 'utf8').trim()
         let netmap: NetmapFull | undefined
         try {
-          netmap = NetmapFullSchema.parse(JSON.parse(readFileSync(path.join(dir, 'netmap.json'), 'utf8')))
+          // Peer by peer, as a live frame: one bad peer in the cache does not cost the others.
+          const cached = parseServerFrame(
+            JSON.parse(readFileSync(path.join(dir, 'netmap.json'), 'utf8')),
+          ).frame
+          netmap = cached?.type === 'full' ? cached : undefined
         } catch {
           netmap = undefined // no cache yet, or unreadable: the controller sends a full map
         }

@@ -6,7 +6,11 @@
  */
 import WebSocket from 'ws'
 import {WS_PATHS, LIMITS} from '../../shared/protocol/control-api.js'
-import {CLOSE, ServerFrameSchema, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
+import {CLOSE, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
+import {parseServerFrame} from './parse.js'
+
+/** Per frame, at most this many dropped peers are logged one by one (then a count). */
+const MAX_DROPS_LOGGED = 10
 
 export interface SyncLogger {
   info(obj: object, msg: string): void
@@ -137,18 +141,29 @@ export class NetmapSync {
     ws.on('message', (data, isBinary) => {
       alive = true
       if (isBinary) return
-      let frame: ServerFrame
+      let json: unknown
       try {
-        const parsed = ServerFrameSchema.safeParse(JSON.parse(data.toString()))
-        if (!parsed.success) {
-          this.opts.log.warn({issues: parsed.error.issues.slice(0, 3)}, 'ignoring an invalid netmap frame')
-          return
-        }
-        frame = parsed.data
+        json = JSON.parse(data.toString())
       } catch {
         this.opts.log.warn({}, 'ignoring a netmap frame that is not JSON')
         return
       }
+      // Peers one by one: a bad entry is dropped (and logged), the others still apply.
+      let logged = 0
+      const parsed = parseServerFrame(json, (drop) => {
+        if (logged++ < MAX_DROPS_LOGGED)
+          this.opts.log.warn(
+            drop,
+            drop.what === 'peer' ? 'dropping an invalid netmap peer' : 'dropping bad peer endpoints',
+          )
+      })
+      if (logged > MAX_DROPS_LOGGED)
+        this.opts.log.warn({more: logged - MAX_DROPS_LOGGED}, 'more netmap peers or endpoints dropped')
+      if (parsed.frame === null) {
+        this.opts.log.warn({issues: parsed.issues}, 'ignoring an invalid netmap frame')
+        return
+      }
+      const frame = parsed.frame
       this.queue = this.queue.then(async () => {
         if (this.ws !== ws) return
         try {
