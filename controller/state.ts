@@ -425,6 +425,7 @@ export class ControllerState {
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
+    await this.requireMayGrant(p, req.role)
     return this.store.createUser(
       {
         id: newId('u'),
@@ -438,7 +439,7 @@ export class ControllerState {
   }
 
   async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
-    await this.findUser(p, id)
+    const target = await this.findUser(p, id)
     if (id === p.user.id && role !== p.user.role) {
       // Demoting yourself could leave a tenant without anyone able to manage it.
       throw new MeshError('FORBIDDEN', {
@@ -446,14 +447,17 @@ export class ControllerState {
         hint: 'ask another owner',
       })
     }
+    await this.requireNotOutranked(p, target)
+    await this.requireMayGrant(p, role)
     return this.store.updateUserRole(id, role, this.userCtx(p, meta))
   }
 
   async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
-    await this.findUser(p, id)
+    const target = await this.findUser(p, id)
     if (id === p.user.id) {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
+    await this.requireNotOutranked(p, target)
     await this.store.deleteUser(id, this.userCtx(p, meta))
   }
 
@@ -516,12 +520,17 @@ export class ControllerState {
     role: Role,
     meta: RequestMeta,
   ): Promise<NetworkMember> {
-    await this.findUser(p, userId)
+    const target = await this.findUser(p, userId)
+    // Who first (OUTRANKED), then what (ROLE_TOO_HIGH): a tenant admin can neither demote the
+    // tenant owner on a network nor make itself owner there.
+    await this.requireNotOutranked(p, target, net.id)
+    await this.requireMayGrant(p, role, net.id)
     return this.store.setMember(net.id, userId, role, this.userCtx(p, meta))
   }
 
   async removeMember(p: Principal, net: Network, userId: string, meta: RequestMeta): Promise<void> {
-    await this.findUser(p, userId)
+    // Removing a network role gives the user its tenant role back there: never above `standing`.
+    await this.requireNotOutranked(p, await this.findUser(p, userId), net.id)
     await this.store.removeMember(net.id, userId, this.userCtx(p, meta))
   }
 

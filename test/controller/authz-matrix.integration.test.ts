@@ -362,6 +362,83 @@ const FLAG_CASES: FlagCase[] = [
   },
 ]
 
+/** A fresh user of tenant A with tenant role `role`, and optionally a role on A's network. */
+async function freshUserOfRole(role: Role, networkRole?: Role): Promise<{id: string}> {
+  const user = await world.api.ok<{id: string}>('user.create', {
+    token: world.A.ownerToken,
+    body: {username: uniqueName(role), password: PASSWORD, role},
+  })
+  if (networkRole) {
+    await world.api.ok('member.set', {
+      token: world.A.ownerToken,
+      params: {network: world.A.net.id, id: user.id},
+      body: {role: networkRole},
+    })
+  }
+  return user
+}
+
+/** Ranks, each user protected by the higher of its tenant and network role (equal may act). */
+const ROLE_TOO_HIGH_403 = {status: 403, code: 'ROLE_TOO_HIGH'} as const
+const OUTRANKED_403 = {status: 403, code: 'OUTRANKED'} as const
+const grantRefusal = (role: Role, caller: Role): Refusal =>
+  outranks(role, caller) ? ROLE_TOO_HIGH_403 : undefined
+
+FLAG_CASES.push(
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role} for a tenant member (no role above the caller's)`,
+    id: 'member.set',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('member')).id},
+      body: {role},
+    }),
+    refusal: (caller) => grantRefusal(role, caller),
+  })),
+  ...ROLES.map((target): FlagCase => ({
+    what: `role:guest for a tenant ${target} (nobody who outranks the caller)`,
+    id: 'member.set',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole(target)).id},
+      body: {role: 'guest'},
+    }),
+    refusal: (caller) => (outranks(target, caller) ? OUTRANKED_403 : undefined),
+  })),
+  {
+    what: 'of a tenant owner already lowered to guest there (its tenant role still counts)',
+    id: 'member.remove',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('owner', 'guest')).id},
+    }),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+  {
+    what: 'of a tenant guest raised to admin there',
+    id: 'member.remove',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('guest', 'admin')).id},
+    }),
+    refusal: (caller) => (outranks('admin', caller) ? OUTRANKED_403 : undefined),
+  },
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role}`,
+    id: 'user.create',
+    fixture: async () => ({body: {username: uniqueName('u'), password: PASSWORD, role}}),
+    refusal: (caller) => grantRefusal(role, caller),
+  })),
+  {
+    what: 'of another tenant owner to guest (equal rank may)',
+    id: 'user.update',
+    fixture: async () => ({params: {id: (await freshUserOfRole('owner')).id}, body: {role: 'guest'}}),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+  {
+    what: 'of another tenant owner',
+    id: 'user.delete',
+    fixture: async () => ({params: {id: (await freshUserOfRole('owner')).id}}),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+)
+
 interface FlagCell {
   name: string
   flagCase: FlagCase
@@ -653,6 +730,88 @@ describe('controller authorization matrix', () => {
     })
     const {node} = await api.ok<{node: {status: string}}>('register', {body: registerBody({authKey: key})})
     expect(node.status).toBe('pending')
+  })
+
+  it('refuses a tenant admin demoting the tenant owner on a network or making itself owner there; the owner keeps its access', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    const demote = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.owner.id},
+      body: {role: 'guest'},
+    })
+    expect([demote.status, errorCode(demote)], demote.text).toEqual([403, 'OUTRANKED'])
+    expect(wireErrorProblem(demote)).toBeUndefined()
+    const promote = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.admin.id},
+      body: {role: 'owner'},
+    })
+    expect([promote.status, errorCode(promote)], promote.text).toEqual([403, 'ROLE_TOO_HIGH'])
+    const members = await api.ok<{items: {userId: string; role: string}[]}>('member.list', {
+      token: A.ownerToken,
+      params: {network: net.id},
+    })
+    expect(members.items).toEqual([])
+    // The owner still configures the network, sees its members and sets its own role there.
+    await api.ok('network.update', {
+      token: callers.owner.token,
+      params: {network: net.id},
+      body: {description: 'still mine'},
+    })
+    await api.ok('member.set', {
+      token: callers.owner.token,
+      params: {network: net.id, id: callers.owner.id},
+      body: {role: 'owner'},
+    })
+    const removeOwner = await api.call('member.remove', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.owner.id},
+    })
+    expect([removeOwner.status, errorCode(removeOwner)]).toEqual([403, 'OUTRANKED'])
+  })
+
+  it('lets a tenant admin raised to owner on one network act as owner there only', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    await api.ok('member.set', {
+      token: A.ownerToken,
+      params: {network: net.id, id: callers.admin.id},
+      body: {role: 'owner'},
+    })
+    const peer = await freshUserOfRole('admin')
+    const there = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: peer.id},
+      body: {role: 'owner'},
+    })
+    expect(there.status, there.text).toBe(200)
+    const elsewhere = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: A.net.id, id: peer.id},
+      body: {role: 'owner'},
+    })
+    expect([elsewhere.status, errorCode(elsewhere)]).toEqual([403, 'ROLE_TOO_HIGH'])
+  })
+
+  it('refuses a tenant owner changing or deleting a superuser of its tenant (OUTRANKED)', async () => {
+    const {api, superToken} = world
+    const me = await api.ok<{user: {id: string}}>('whoami', {token: superToken})
+    const ownerName = uniqueName('owner')
+    await api.ok('user.create', {
+      token: superToken,
+      body: {username: ownerName, password: PASSWORD, role: 'owner'},
+    })
+    const ownerToken = await login(ownerName)
+    const update = await api.call('user.update', {
+      token: ownerToken,
+      params: {id: me.user.id},
+      body: {role: 'guest'},
+    })
+    expect([update.status, errorCode(update)], update.text).toEqual([403, 'OUTRANKED'])
+    const del = await api.call('user.delete', {token: ownerToken, params: {id: me.user.id}})
+    expect([del.status, errorCode(del)], del.text).toEqual([403, 'OUTRANKED'])
+    await api.ok('whoami', {token: superToken})
   })
 
   it.each(flagCells)('$name', async ({flagCase, caller, expected}) => {
