@@ -23,7 +23,7 @@ import type {
   UpdateNetworkRequest,
   User,
 } from '../shared/protocol/control-api.js'
-import {roleAllows} from '../shared/protocol/control-api.js'
+import {ROLE_RANK, SUPERUSER_RANK, roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
 import {usableEndpoints} from '../shared/net/endpoint.js'
@@ -294,6 +294,72 @@ export class ControllerState {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // ranks: owner > admin > member > guest, a superuser above all (ROLE_RANK)
+
+  /**
+   * The caller's rank, on a network or (no network) in the tenant: the rank of the role its access
+   * comes from there (networkRole), so a tenant admin lowered to member on a network acts as a
+   * member there, exactly as its permissions do.
+   */
+  private async callerRank(p: Principal, networkId?: string): Promise<{rank: number; role: string}> {
+    if (p.user.superuser) return {rank: SUPERUSER_RANK, role: 'superuser'}
+    const role = networkId === undefined ? p.user.role : await this.networkRole(p, networkId)
+    return {rank: ROLE_RANK[role], role}
+  }
+
+  /**
+   * How far up a user stands when someone acts on it: the higher of its tenant role and its role
+   * on the network. A network role lowers what a user may do there, never who may act on it: a
+   * tenant owner an owner lowered on one network still outranks the tenant's admins there.
+   */
+  private async standing(user: UserRecord, networkId?: string): Promise<{rank: number; role: string}> {
+    if (user.superuser) return {rank: SUPERUSER_RANK, role: 'superuser'}
+    const there = networkId === undefined ? undefined : await this.store.getMemberRole(networkId, user.id)
+    const role = there !== undefined && ROLE_RANK[there] > ROLE_RANK[user.role] ? there : user.role
+    return {rank: ROLE_RANK[role], role}
+  }
+
+  /** ROLE_TOO_HIGH unless the caller's rank (there) is at least that of `role`. */
+  private async requireMayGrant(p: Principal, role: Role, networkId?: string): Promise<void> {
+    const me = await this.callerRank(p, networkId)
+    if (ROLE_RANK[role] > me.rank) {
+      throw new MeshError('ROLE_TOO_HIGH', {
+        message: `your role ${me.role}${networkId ? ' on this network' : ''} cannot grant the role ${role}`,
+      })
+    }
+  }
+
+  /** OUTRANKED when `target` stands above the caller (there); an equal rank may act. */
+  private async requireNotOutranked(p: Principal, target: UserRecord, networkId?: string): Promise<void> {
+    const me = await this.callerRank(p, networkId)
+    const them = await this.standing(target, networkId)
+    if (them.rank > me.rank) {
+      throw new MeshError('OUTRANKED', {
+        message: `${target.username} is ${them.role}, above your role ${me.role}${networkId ? ' on this network' : ''}`,
+      })
+    }
+  }
+
+  /**
+   * Revoking an invite or auth key: its creator may, anyone else needs admin rank on its network
+   * (a tenant admin or owner without a lower role there, or a superuser).
+   */
+  private async requireMayRevoke(
+    p: Principal,
+    what: 'invite' | 'auth key',
+    obj: {networkId: string; createdBy: string},
+  ): Promise<void> {
+    if (obj.createdBy === p.user.id) return
+    const me = await this.callerRank(p, obj.networkId)
+    if (me.rank < ROLE_RANK.admin) {
+      throw new MeshError('FORBIDDEN', {
+        message: `your role ${me.role} on this network may revoke only the ${what}s you created`,
+        hint: `ask an admin of the network to revoke this ${what}`,
+      })
+    }
+  }
+
   /** A network of the user's tenant by id or name. */
   async findNetwork(p: Principal, ref: string): Promise<Network> {
     const byId = await this.store.getNetwork(ref)
@@ -360,6 +426,7 @@ export class ControllerState {
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
+    await this.requireMayGrant(p, req.role)
     return this.store.createUser(
       {
         id: newId('u'),
@@ -373,7 +440,7 @@ export class ControllerState {
   }
 
   async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
-    await this.findUser(p, id)
+    const target = await this.findUser(p, id)
     if (id === p.user.id && role !== p.user.role) {
       // Demoting yourself could leave a tenant without anyone able to manage it.
       throw new MeshError('FORBIDDEN', {
@@ -381,14 +448,17 @@ export class ControllerState {
         hint: 'ask another owner',
       })
     }
+    await this.requireNotOutranked(p, target)
+    await this.requireMayGrant(p, role)
     return this.store.updateUserRole(id, role, this.userCtx(p, meta))
   }
 
   async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
-    await this.findUser(p, id)
+    const target = await this.findUser(p, id)
     if (id === p.user.id) {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
+    await this.requireNotOutranked(p, target)
     await this.store.deleteUser(id, this.userCtx(p, meta))
   }
 
@@ -451,12 +521,17 @@ export class ControllerState {
     role: Role,
     meta: RequestMeta,
   ): Promise<NetworkMember> {
-    await this.findUser(p, userId)
+    const target = await this.findUser(p, userId)
+    // Who first (OUTRANKED), then what (ROLE_TOO_HIGH): a tenant admin can neither demote the
+    // tenant owner on a network nor make itself owner there.
+    await this.requireNotOutranked(p, target, net.id)
+    await this.requireMayGrant(p, role, net.id)
     return this.store.setMember(net.id, userId, role, this.userCtx(p, meta))
   }
 
   async removeMember(p: Principal, net: Network, userId: string, meta: RequestMeta): Promise<void> {
-    await this.findUser(p, userId)
+    // Removing a network role gives the user its tenant role back there: never above `standing`.
+    await this.requireNotOutranked(p, await this.findUser(p, userId), net.id)
     await this.store.removeMember(net.id, userId, this.userCtx(p, meta))
   }
 
@@ -469,6 +544,7 @@ export class ControllerState {
     req: z.output<typeof CreateInviteRequestSchema>,
     meta: RequestMeta,
   ): Promise<{invite: Invite; code: string}> {
+    await this.requireMayGrant(p, req.role, net.id)
     const code = newSecret('invite')
     const invite = await this.store.createInvite(
       {
@@ -489,7 +565,9 @@ export class ControllerState {
     return this.store.listInvites(net.id, page)
   }
 
-  revokeInvite(p: Principal, id: string, meta: RequestMeta): Promise<Invite> {
+  async revokeInvite(p: Principal, id: string, meta: RequestMeta): Promise<Invite> {
+    const inv = await this.store.getInvite(id)
+    if (inv) await this.requireMayRevoke(p, 'invite', inv)
     return this.store.revokeInvite(id, this.userCtx(p, meta))
   }
 
@@ -499,6 +577,16 @@ export class ControllerState {
     req: z.output<typeof CreateAuthKeyRequestSchema>,
     meta: RequestMeta,
   ): Promise<{authKey: AuthKey; key: string}> {
+    if (req.preApproved) {
+      // A pre-approved key lets its nodes skip approval, so it needs what approving needs.
+      const role = await this.networkRole(p, net.id)
+      if (!roleAllows(role, 'node.approve')) {
+        throw new MeshError('FORBIDDEN', {
+          message: `a pre-approved auth key needs node.approve, which your role ${role} on this network lacks`,
+          hint: 'create the key without pre-approval and ask an admin to approve its nodes',
+        })
+      }
+    }
     const key = newSecret('authKey')
     const authKey = await this.store.createAuthKey(
       {
@@ -522,7 +610,9 @@ export class ControllerState {
     return this.store.listAuthKeys(net.id, page)
   }
 
-  revokeAuthKey(p: Principal, id: string, meta: RequestMeta): Promise<AuthKey> {
+  async revokeAuthKey(p: Principal, id: string, meta: RequestMeta): Promise<AuthKey> {
+    const key = await this.store.getAuthKey(id)
+    if (key) await this.requireMayRevoke(p, 'auth key', key)
     return this.store.revokeAuthKey(id, this.userCtx(p, meta))
   }
 

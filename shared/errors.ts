@@ -117,6 +117,18 @@ export const ERRORS = {
     'your role does not allow this',
     'ask an owner or admin of the tenant or network',
   ),
+  ROLE_TOO_HIGH: e(
+    403,
+    EXIT.NOPERM,
+    'you cannot grant a role above your own',
+    'grant a role at or below yours, or ask an owner',
+  ),
+  OUTRANKED: e(
+    403,
+    EXIT.NOPERM,
+    "this user's role outranks yours",
+    'ask an owner (or a superuser) to change this user',
+  ),
   RATE_LIMITED: e(429, EXIT.TEMPFAIL, 'too many attempts', 'wait a minute and try again'),
   INTERNAL: e(
     500,

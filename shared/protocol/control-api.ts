@@ -30,7 +30,9 @@ export type Permission = (typeof PERMISSIONS)[number]
 
 /**
  * What each role may do. A user's role on a network is its network membership role when it has
- * one, else its tenant role. `node.register` covers creating auth keys (which register nodes).
+ * one, else its tenant role. `node.register` covers creating auth keys (which register nodes);
+ * a pre-approved key needs `node.approve` too. Revoking an invite or key someone else created
+ * needs admin rank on its network; its creator may always revoke it.
  */
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   owner: PERMISSIONS,
@@ -51,6 +53,14 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
 
 export const roleAllows = (role: Role, permission: Permission): boolean =>
   ROLE_PERMISSIONS[role].includes(permission)
+
+/**
+ * How far up each role stands: owner > admin > member > guest; a superuser stands above every
+ * role. Nobody may grant a role above its own rank, nor change or remove the role of a user
+ * that outranks it (an equal rank may: owners manage each other, so do admins).
+ */
+export const ROLE_RANK: Record<Role, number> = {guest: 0, member: 1, admin: 2, owner: 3}
+export const SUPERUSER_RANK = 4
 
 // ---------------------------------------------------------------------------------------------
 // Field schemas

@@ -2,7 +2,9 @@
  * The authorization matrix: every ROUTES entry × caller (owner, admin, member, guest of tenant A,
  * or no token) × whose object (tenant A's own or tenant B's), each cell its own test, with the
  * expected status derived from the route's auth and ROLE_PERMISSIONS rather than written down.
- * Networks are named by id and by name. A few tests beside the matrix cover what it cannot:
+ * Networks are named by id and by name. Beside it, FLAG_CASES check what a request's flags ask
+ * for beyond the route (a pre-approved key, the role an invite grants, revoking another user's
+ * invite or key), every role in turn. A few tests beside the matrix cover what it cannot:
  * network roles overriding tenant roles, cross-tenant member grants, audit and event-stream leaks,
  * and what a node credential sees (its own network's active peers only) and loses on removal.
  */
@@ -12,6 +14,7 @@ import {startTestController} from '../../controller/testing/test-controller.js'
 import {CLOSE} from '../../shared/protocol/netmap.js'
 import {
   ROLES,
+  ROLE_RANK,
   ROUTES,
   WS_PATHS,
   roleAllows,
@@ -132,18 +135,19 @@ const freshNetwork = async (t: TenantWorld) =>
     token: t.ownerToken,
     body: {name: uniqueName('net'), cidr: uniqueCidr24()},
   })
-const freshInvite = async (t: TenantWorld) =>
+/** `token` makes it (default: the tenant owner); the revoke routes' cells use the caller's own. */
+const freshInvite = async (t: TenantWorld, token = t.ownerToken) =>
   (
     await world.api.ok<{invite: {id: string}}>('invite.create', {
-      token: t.ownerToken,
+      token,
       params: {network: t.net.id},
       body: {},
     })
   ).invite
-const freshAuthKey = async (t: TenantWorld) =>
+const freshAuthKey = async (t: TenantWorld, token = t.ownerToken) =>
   (
     await world.api.ok<{authKey: {id: string}}>('authkey.create', {
-      token: t.ownerToken,
+      token,
       params: {network: t.net.id},
       body: {},
     })
@@ -160,6 +164,13 @@ async function freshPendingNode(t: TenantWorld) {
   })
   if (node.status !== 'pending') throw new Error(`fixture: expected a pending node, got ${node.status}`)
   return node
+}
+
+/** The caller's token when it is of tenant `t` and its role may create via `id`, else t's owner's. */
+function creatorToken(t: TenantWorld, caller: Caller, id: RouteId): string {
+  if (t !== world.A || !(caller in world.callers)) return t.ownerToken
+  const perm = (ROUTES[id] as RouteDef).permission
+  return perm && roleAllows(caller as Role, perm) ? world.callers[caller as Role].token : t.ownerToken
 }
 
 /**
@@ -207,10 +218,15 @@ const FIXTURES = {
   },
   'invite.list': async (t) => ({params: {network: t.net.id}}),
   'invite.create': async (t) => ({params: {network: t.net.id}, body: {}}),
-  'invite.revoke': async (t) => ({params: {id: (await freshInvite(t)).id}}),
+  // The caller's own object where it may make one (revoking another user's: FLAG_CASES).
+  'invite.revoke': async (t, caller) => ({
+    params: {id: (await freshInvite(t, creatorToken(t, caller, 'invite.create'))).id},
+  }),
   'authkey.list': async (t) => ({params: {network: t.net.id}}),
   'authkey.create': async (t) => ({params: {network: t.net.id}, body: {}}),
-  'authkey.revoke': async (t) => ({params: {id: (await freshAuthKey(t)).id}}),
+  'authkey.revoke': async (t, caller) => ({
+    params: {id: (await freshAuthKey(t, creatorToken(t, caller, 'authkey.create'))).id},
+  }),
   'node.list': async (t) => ({params: {network: t.net.id}}),
   'node.show': async (t) => ({params: {id: t.node.id}}),
   'node.approve': async (t) => ({params: {id: (await freshPendingNode(t)).id}}),
@@ -276,6 +292,176 @@ for (const id of Object.keys(ROUTES) as RouteId[]) {
       })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Request flags: what a request asks for can need more than its route's permission. Each case
+// names its extra rule; the expectation comes from ROLE_PERMISSIONS and ROLE_RANK only. The
+// route's own permission is checked first (403 FORBIDDEN), then the case's rule.
+
+type Refusal = {status: 403; code: 'FORBIDDEN' | 'ROLE_TOO_HIGH' | 'OUTRANKED'} | undefined
+
+interface FlagCase {
+  /** What the request asks for, as the test name says it. */
+  what: string
+  id: RouteId
+  /** The request for one caller of tenant A (without its token). */
+  fixture: (caller: Role) => Promise<CallOptions>
+  /** The case's extra rule for a caller that has the route's permission. */
+  refusal: (caller: Role) => Refusal
+}
+
+const FORBIDDEN_403 = {status: 403, code: 'FORBIDDEN'} as const
+const outranks = (role: Role, caller: Role) => ROLE_RANK[role] > ROLE_RANK[caller]
+
+const FLAG_CASES: FlagCase[] = [
+  {
+    what: 'preApproved:true (needs node.approve)',
+    id: 'authkey.create',
+    fixture: async () => ({params: {network: world.A.approvalNet.id}, body: {preApproved: true}}),
+    refusal: (caller) => (roleAllows(caller, 'node.approve') ? undefined : FORBIDDEN_403),
+  },
+  {
+    what: 'preApproved:false',
+    id: 'authkey.create',
+    fixture: async () => ({params: {network: world.A.approvalNet.id}, body: {preApproved: false}}),
+    refusal: () => undefined,
+  },
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role} (no role above the creator's)`,
+    id: 'invite.create',
+    fixture: async () => ({params: {network: world.A.net.id}, body: {role}}),
+    refusal: (caller) => (outranks(role, caller) ? {status: 403, code: 'ROLE_TOO_HIGH'} : undefined),
+  })),
+  {
+    what: "of an invite the owner created (another user's: needs admin)",
+    id: 'invite.revoke',
+    fixture: async () => ({params: {id: (await freshInvite(world.A)).id}}),
+    refusal: (caller) => (outranks('admin', caller) ? FORBIDDEN_403 : undefined),
+  },
+  {
+    what: 'of an invite the caller created itself',
+    id: 'invite.revoke',
+    fixture: async (caller) => ({
+      params: {id: (await freshInvite(world.A, creatorToken(world.A, caller, 'invite.create'))).id},
+    }),
+    refusal: () => undefined,
+  },
+  {
+    what: "of an auth key the owner created (another user's: needs admin)",
+    id: 'authkey.revoke',
+    fixture: async () => ({params: {id: (await freshAuthKey(world.A)).id}}),
+    refusal: (caller) => (outranks('admin', caller) ? FORBIDDEN_403 : undefined),
+  },
+  {
+    what: 'of an auth key the caller created itself',
+    id: 'authkey.revoke',
+    fixture: async (caller) => ({
+      params: {id: (await freshAuthKey(world.A, creatorToken(world.A, caller, 'authkey.create'))).id},
+    }),
+    refusal: () => undefined,
+  },
+]
+
+/** A fresh user of tenant A with tenant role `role`, and optionally a role on A's network. */
+async function freshUserOfRole(role: Role, networkRole?: Role): Promise<{id: string}> {
+  const user = await world.api.ok<{id: string}>('user.create', {
+    token: world.A.ownerToken,
+    body: {username: uniqueName(role), password: PASSWORD, role},
+  })
+  if (networkRole) {
+    await world.api.ok('member.set', {
+      token: world.A.ownerToken,
+      params: {network: world.A.net.id, id: user.id},
+      body: {role: networkRole},
+    })
+  }
+  return user
+}
+
+/** Ranks, each user protected by the higher of its tenant and network role (equal may act). */
+const ROLE_TOO_HIGH_403 = {status: 403, code: 'ROLE_TOO_HIGH'} as const
+const OUTRANKED_403 = {status: 403, code: 'OUTRANKED'} as const
+const grantRefusal = (role: Role, caller: Role): Refusal =>
+  outranks(role, caller) ? ROLE_TOO_HIGH_403 : undefined
+
+FLAG_CASES.push(
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role} for a tenant member (no role above the caller's)`,
+    id: 'member.set',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('member')).id},
+      body: {role},
+    }),
+    refusal: (caller) => grantRefusal(role, caller),
+  })),
+  ...ROLES.map((target): FlagCase => ({
+    what: `role:guest for a tenant ${target} (nobody who outranks the caller)`,
+    id: 'member.set',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole(target)).id},
+      body: {role: 'guest'},
+    }),
+    refusal: (caller) => (outranks(target, caller) ? OUTRANKED_403 : undefined),
+  })),
+  {
+    what: 'of a tenant owner already lowered to guest there (its tenant role still counts)',
+    id: 'member.remove',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('owner', 'guest')).id},
+    }),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+  {
+    what: 'of a tenant guest raised to admin there',
+    id: 'member.remove',
+    fixture: async () => ({
+      params: {network: world.A.net.id, id: (await freshUserOfRole('guest', 'admin')).id},
+    }),
+    refusal: (caller) => (outranks('admin', caller) ? OUTRANKED_403 : undefined),
+  },
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role}`,
+    id: 'user.create',
+    fixture: async () => ({body: {username: uniqueName('u'), password: PASSWORD, role}}),
+    refusal: (caller) => grantRefusal(role, caller),
+  })),
+  {
+    what: 'of another tenant owner to guest (equal rank may)',
+    id: 'user.update',
+    fixture: async () => ({params: {id: (await freshUserOfRole('owner')).id}, body: {role: 'guest'}}),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+  {
+    what: 'of another tenant owner',
+    id: 'user.delete',
+    fixture: async () => ({params: {id: (await freshUserOfRole('owner')).id}}),
+    refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
+  },
+)
+
+interface FlagCell {
+  name: string
+  flagCase: FlagCase
+  caller: Role
+  expected: {status: number; code?: string}
+}
+
+const flagCells: FlagCell[] = FLAG_CASES.flatMap((flagCase) =>
+  ROLES.map((caller): FlagCell => {
+    const r: RouteDef = ROUTES[flagCase.id]
+    const expected: FlagCell['expected'] =
+      r.permission && !roleAllows(caller, r.permission)
+        ? FORBIDDEN_403
+        : (flagCase.refusal(caller) ?? {status: r.status})
+    const shown = expected.code ? `${expected.status} ${expected.code}` : `${expected.status}`
+    return {
+      name: `${flagCase.id} ${flagCase.what} as ${caller} → ${shown}`,
+      flagCase,
+      caller,
+      expected,
+    }
+  }),
+)
 
 /** Ids of tenant B objects that must never show up in tenant A's lists. */
 function leaks(id: RouteId, reply: HttpReply): string[] {
@@ -533,6 +719,112 @@ describe('controller authorization matrix', () => {
     expect(audit.items.filter((e) => e.targetId === leaver.node.id).map((e) => e.action)).toContain(
       'node.leave',
     )
+  })
+
+  it('keeps a node registered with a member-made auth key pending on an approval network', async () => {
+    const {api, A, callers} = world
+    const {key} = await api.ok<{key: string}>('authkey.create', {
+      token: callers.member.token,
+      params: {network: A.approvalNet.id},
+      body: {},
+    })
+    const {node} = await api.ok<{node: {status: string}}>('register', {body: registerBody({authKey: key})})
+    expect(node.status).toBe('pending')
+  })
+
+  it('refuses a tenant admin demoting the tenant owner on a network or making itself owner there; the owner keeps its access', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    const demote = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.owner.id},
+      body: {role: 'guest'},
+    })
+    expect([demote.status, errorCode(demote)], demote.text).toEqual([403, 'OUTRANKED'])
+    expect(wireErrorProblem(demote)).toBeUndefined()
+    const promote = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.admin.id},
+      body: {role: 'owner'},
+    })
+    expect([promote.status, errorCode(promote)], promote.text).toEqual([403, 'ROLE_TOO_HIGH'])
+    const members = await api.ok<{items: {userId: string; role: string}[]}>('member.list', {
+      token: A.ownerToken,
+      params: {network: net.id},
+    })
+    expect(members.items).toEqual([])
+    // The owner still configures the network, sees its members and sets its own role there.
+    await api.ok('network.update', {
+      token: callers.owner.token,
+      params: {network: net.id},
+      body: {description: 'still mine'},
+    })
+    await api.ok('member.set', {
+      token: callers.owner.token,
+      params: {network: net.id, id: callers.owner.id},
+      body: {role: 'owner'},
+    })
+    const removeOwner = await api.call('member.remove', {
+      token: callers.admin.token,
+      params: {network: net.id, id: callers.owner.id},
+    })
+    expect([removeOwner.status, errorCode(removeOwner)]).toEqual([403, 'OUTRANKED'])
+  })
+
+  it('lets a tenant admin raised to owner on one network act as owner there only', async () => {
+    const {api, A, callers} = world
+    const net = await freshNetwork(A)
+    await api.ok('member.set', {
+      token: A.ownerToken,
+      params: {network: net.id, id: callers.admin.id},
+      body: {role: 'owner'},
+    })
+    const peer = await freshUserOfRole('admin')
+    const there = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: net.id, id: peer.id},
+      body: {role: 'owner'},
+    })
+    expect(there.status, there.text).toBe(200)
+    const elsewhere = await api.call('member.set', {
+      token: callers.admin.token,
+      params: {network: A.net.id, id: peer.id},
+      body: {role: 'owner'},
+    })
+    expect([elsewhere.status, errorCode(elsewhere)]).toEqual([403, 'ROLE_TOO_HIGH'])
+  })
+
+  it('refuses a tenant owner changing or deleting a superuser of its tenant (OUTRANKED)', async () => {
+    const {api, superToken} = world
+    const me = await api.ok<{user: {id: string}}>('whoami', {token: superToken})
+    const ownerName = uniqueName('owner')
+    await api.ok('user.create', {
+      token: superToken,
+      body: {username: ownerName, password: PASSWORD, role: 'owner'},
+    })
+    const ownerToken = await login(ownerName)
+    const update = await api.call('user.update', {
+      token: ownerToken,
+      params: {id: me.user.id},
+      body: {role: 'guest'},
+    })
+    expect([update.status, errorCode(update)], update.text).toEqual([403, 'OUTRANKED'])
+    const del = await api.call('user.delete', {token: ownerToken, params: {id: me.user.id}})
+    expect([del.status, errorCode(del)], del.text).toEqual([403, 'OUTRANKED'])
+    await api.ok('whoami', {token: superToken})
+  })
+
+  it.each(flagCells)('$name', async ({flagCase, caller, expected}) => {
+    const opts = await flagCase.fixture(caller)
+    const reply = await world.api.call(flagCase.id, {...opts, token: world.callers[caller].token})
+    expect(reply.status, reply.text.slice(0, 300)).toBe(expected.status)
+    if (expected.code) {
+      expect(wireErrorProblem(reply)).toBeUndefined()
+      expect(errorCode(reply)).toBe(expected.code)
+    } else {
+      const parsed = ROUTES[flagCase.id].response.safeParse(reply.json)
+      expect(parsed.success, parsed.error?.message).toBe(true)
+    }
   })
 
   it.each(cells)('$name', async ({id, caller, side, expected}) => {
