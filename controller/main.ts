@@ -11,6 +11,7 @@ import {MeshError} from '../shared/errors.js'
 import {buildServer, type ControllerServer} from './api/server.js'
 import {ControllerMetrics} from './metrics.js'
 import {ControllerState} from './state.js'
+import {storageError, StorageFailureLog} from './store/sqlite/errors.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
 import type {Store} from './store/store.js'
 import type {Migration} from './store/sqlite/migrations.js'
@@ -149,9 +150,14 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     logger.info({url, dataDir, database: dbPath}, 'listening')
 
     const timeoutMs = (opts.ephemeralTimeoutSec ?? 120) * 1000
+    const sweepStorageLog = new StorageFailureLog(logger.child({component: 'storage'}))
     const reaper = setInterval(
       () => {
-        state.reapEphemeral(timeoutMs).catch((err: unknown) => logger.warn({err}, 'ephemeral sweep failed'))
+        state.reapEphemeral(timeoutMs).catch((err: unknown) => {
+          const storage = storageError(err)
+          if (storage) sweepStorageLog.report(storage, 'ephemeral sweep')
+          else logger.warn({err}, 'ephemeral sweep failed')
+        })
       },
       Math.max(250, Math.min(timeoutMs / 4, 10_000)),
     )

@@ -48,7 +48,7 @@ export const EXIT_DESCRIPTIONS: Record<number, string> = {
   [EXIT.UNAVAILABLE]: 'the controller or meshd could not be reached, or is not ready',
   [EXIT.SOFTWARE]: 'the server failed (HTTP 5xx)',
   [EXIT.CANTCREAT]: 'conflict: the name, key or address is taken, or a limit is reached (HTTP 409)',
-  [EXIT.TEMPFAIL]: 'temporary failure; retry later (HTTP 429)',
+  [EXIT.TEMPFAIL]: 'temporary failure; retry later (HTTP 429, or 503 when the controller storage is full)',
   [EXIT.NOPERM]: 'not allowed (HTTP 403): role, revoked/expired invite or key, socket permissions',
   [EXIT.CONFIG]: 'configuration or environment problem (Node version, database version, config file)',
 }
@@ -141,6 +141,18 @@ export const ERRORS = {
     EXIT.UNAVAILABLE,
     'the service is not ready',
     'check the controller log; the database may be unreachable',
+  ),
+  STORAGE_FULL: e(
+    503,
+    EXIT.TEMPFAIL,
+    "the controller's storage is full",
+    'free disk space on the controller host; writes resume by themselves',
+  ),
+  STORAGE_UNAVAILABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'the controller cannot write its database',
+    "check the controller log and its data directory's disk (read-only, failing, or out of quota)",
   ),
 
   // ---- model rules (controller)

@@ -18,6 +18,7 @@ import {MeshError, isMeshError, type ErrorCode} from '../../shared/errors.js'
 import {LIMITS, ROUTES, WS_PATHS, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import {isStorageErrorCode, storageError, StorageFailureLog} from '../store/sqlite/errors.js'
 import type {StoredNode} from '../store/store.js'
 import {EventHub} from './events.js'
 import {makeHandlers, ROUTE_SCOPES, type HandlerContext, type Scope} from './handlers.js'
@@ -56,6 +57,9 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 /** Turns any thrown value into a MeshError; `bug` is true for what no client input explains. */
 export function toMeshError(err: unknown): {error: MeshError; bug: boolean} {
   if (isMeshError(err)) return {error: err, bug: false}
+  // A full or broken disk is the host's doing: 503 with its own code, not INTERNAL.
+  const storage = storageError(err)
+  if (storage) return {error: storage, bug: false}
   const e = err as {code?: unknown; statusCode?: unknown; message?: unknown}
   if (typeof e?.code === 'string' && Object.hasOwn(FASTIFY_CODES, e.code)) {
     const code = FASTIFY_CODES[e.code] as ErrorCode
@@ -138,6 +142,9 @@ export const LINGER_MAX_BYTES = 16 * 1024 * 1024
 export const LINGER_MAX_MS = 5_000
 
 const lingering = new WeakSet<Socket>()
+
+/** Retry-After on STORAGE_FULL: freeing disk space takes a person a while. */
+const STORAGE_RETRY_AFTER_SEC = 30
 
 /**
  * Lingering close (RFC 9112 section 9.6; Apache and nginx do the same). A server that answers
@@ -252,11 +259,15 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000)
   })
 
+  const storageLog = new StorageFailureLog(logger.child({component: 'storage'}))
   app.setErrorHandler((err, req, reply) => {
     const {error, bug} = toMeshError(err)
     if (bug) req.log.error({err}, 'request failed')
+    else if (isStorageErrorCode(error.code))
+      storageLog.report(error, `${req.method} ${req.routeOptions.url ?? '?'}`)
     else if (error.status >= 500) req.log.warn({err}, 'request failed')
     if (error.code === 'RATE_LIMITED') void reply.header('retry-after', '60')
+    if (error.code === 'STORAGE_FULL') void reply.header('retry-after', String(STORAGE_RETRY_AFTER_SEC))
     // The body was not (fully) read: the reply closes the connection, lingering so the client
     // still reads it (fastify itself sets `connection: close` on body errors).
     if (error.code === 'PAYLOAD_TOO_LARGE') {
@@ -272,13 +283,24 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
 
   // ---- operational endpoints
   app.get('/healthz', async () => ({status: 'ok'}))
+  // Ready = the database answers and a write commits (SqliteStore.ping): a controller whose
+  // disk is full answers 503 STORAGE_FULL here, so a load balancer takes it out until space is
+  // freed, and puts it back by itself after.
   app.get('/readyz', async (req, reply) => {
     try {
       await state.ping()
       return {status: 'ok'}
     } catch (err) {
-      req.log.warn({err}, 'readiness check failed')
-      const error = new MeshError('NOT_READY', {message: 'the database does not answer'})
+      const {error: mapped} = toMeshError(err)
+      let error: MeshError
+      if (isStorageErrorCode(mapped.code)) {
+        error = mapped
+        storageLog.report(mapped, 'readiness probe')
+        if (mapped.code === 'STORAGE_FULL') void reply.header('retry-after', String(STORAGE_RETRY_AFTER_SEC))
+      } else {
+        req.log.warn({err}, 'readiness check failed')
+        error = new MeshError('NOT_READY', {message: 'the database does not answer'})
+      }
       return reply.code(503).send({status: 'unavailable', ...error.toWire(req.id)})
     }
   })

@@ -132,7 +132,10 @@ export interface AuditFilter {
 }
 
 export interface Store {
-  /** Cheap liveness probe of the database (`SELECT 1`). */
+  /**
+   * Readiness probe: the database answers AND a small write commits (a full disk must fail it).
+   * Throws the storage's own error, or STORAGE_FULL when the disk is (nearly) full.
+   */
   ping(): Promise<void>
   close(): Promise<void>
 

@@ -164,6 +164,19 @@ CREATE TRIGGER nodes_count_delete AFTER DELETE ON nodes
 BEGIN UPDATE networks SET node_count = node_count - 1 WHERE id = OLD.network_id; END;
 `,
   },
+  {
+    // /readyz proves that a write can commit, not only that the database answers: a full disk
+    // must take the controller out of a load balancer. One row, rewritten by each probe.
+    name: '0003-readiness-probe',
+    sql: `
+CREATE TABLE readiness_probe (
+  id INTEGER PRIMARY KEY CHECK (id = 1), -- the one row
+  probed_at TEXT NOT NULL,               -- RFC 3339 time of the last write probe that committed
+  headroom BLOB                          -- random bytes each probe rewrites (see SqliteStore.ping)
+);
+INSERT INTO readiness_probe (id, probed_at) VALUES (1, '1970-01-01T00:00:00.000Z');
+`,
+  },
 ]
 
 /**

@@ -2,6 +2,8 @@
  * The Store on better-sqlite3: every mutation is one db.transaction() that also appends its
  * audit row; rules needing a consistent view are decided inside it (see store.ts).
  */
+import fs from 'node:fs'
+import path from 'node:path'
 import type Database from 'better-sqlite3'
 import type {
   AuditEntry,
@@ -36,6 +38,21 @@ import type {
 import {publicUser} from '../store.js'
 import {openSqlite} from './open.js'
 import type {Migration} from './migrations.js'
+
+/**
+ * The readiness write probe: a successful one is trusted this long (an unauthenticated
+ * /readyz must not turn into a stream of disk writes); a failed one is retried on every call,
+ * so recovery shows at once.
+ */
+const WRITE_PROBE_INTERVAL_MS = 1_000
+/**
+ * Bytes each write probe rewrites (random, so SQLite cannot skip unchanged pages): a few pages,
+ * more than a typical mutation writes, so a probe does not pass in the room a failed larger
+ * write left behind in the WAL.
+ */
+const WRITE_PROBE_BYTES = 16 * 1024
+/** Free space on the database's file system below which the controller is not ready. */
+const MIN_FREE_BYTES = 1024 * 1024
 
 /** Change-log rows kept per network for resume-by-version; older resumes get a full map. */
 const CHANGE_LOG_KEEP = 10_000
@@ -140,6 +157,8 @@ export class SqliteStore implements Store {
   /** Prepared statements by SQL text: preparing costs far more than running these queries. */
   private readonly statements = new Map<string, Database.Statement>()
 
+  private lastWriteProbeAt = -Infinity
+
   private constructor(readonly db: Database.Database) {}
 
   private q(sql: string): Database.Statement {
@@ -152,8 +171,36 @@ export class SqliteStore implements Store {
     return new SqliteStore(await openSqlite(file, opts))
   }
 
+  /**
+   * Readiness: the database answers, a small write commits (rolled back on SQLITE_FULL and the
+   * like, which reach the caller as they are: storageError() maps them), and the file system
+   * holding the database has at least MIN_FREE_BYTES free (else STORAGE_FULL: a write may still
+   * fit in the WAL's old room, but the next larger one will not).
+   */
   async ping(): Promise<void> {
     this.q('SELECT 1').get()
+    let free: number | undefined
+    try {
+      const st = fs.statfsSync(path.dirname(this.db.name))
+      // root may also use the blocks reserved for it (ext4's 5 %); others may not.
+      free = (process.getuid?.() === 0 ? st.bfree : st.bavail) * st.bsize
+    } catch {
+      free = undefined // not knowable here (e.g. an in-memory database): the write probe decides
+    }
+    if (free !== undefined && free < MIN_FREE_BYTES) {
+      this.lastWriteProbeAt = -Infinity
+      throw new MeshError('STORAGE_FULL', {
+        message: `the controller's storage is full (${Math.floor(free / 1024)} KiB free on the database's file system)`,
+      })
+    }
+    const t = performance.now()
+    if (t - this.lastWriteProbeAt < WRITE_PROBE_INTERVAL_MS) return
+    this.lastWriteProbeAt = -Infinity
+    this.q('UPDATE readiness_probe SET probed_at = ?, headroom = randomblob(?) WHERE id = 1').run(
+      new Date().toISOString(),
+      WRITE_PROBE_BYTES,
+    )
+    this.lastWriteProbeAt = t
   }
 
   async close(): Promise<void> {
