@@ -6,6 +6,12 @@
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
 import {
+  MAX_CONTROLLER_REPLY_BYTES,
+  ReplyTooLargeError,
+  formatByteLimit,
+  readCapped,
+} from '../shared/limits.js'
+import {
   ROUTES,
   type RegisterRequest,
   type RegisterResponse,
@@ -15,7 +21,9 @@ import {
 /**
  * Calls one route of the controller's table and parses the reply with the route's schema.
  * No answer → CONTROLLER_UNREACHABLE; an error body → that error (MeshError.fromWire); a reply
- * outside the contract → CONTROLLER_UNREACHABLE too, since nothing here could use it.
+ * over MAX_CONTROLLER_REPLY_BYTES, not JSON, or outside the contract → CONTROLLER_BAD_REPLY. The
+ * controller comes from a join string, so it may be hostile: the body is read up to the cap and
+ * the request aborted there, never buffered whole.
  */
 async function callController<R extends RouteId>(
   controller: string,
@@ -24,23 +32,46 @@ async function callController<R extends RouteId>(
 ): Promise<z.infer<(typeof ROUTES)[R]['response']>> {
   const route = ROUTES[id]
   const url = new URL(route.path, controller.endsWith('/') ? controller : `${controller}/`)
-  const headers: Record<string, string> = {}
+  const headers: Record<string, string> = {accept: 'application/json'}
   if (opts.body !== undefined) headers['content-type'] = 'application/json'
   if (opts.credential !== undefined) headers.authorization = `Bearer ${opts.credential}`
+  const abort = new AbortController()
+  const unreachable = (err: unknown): MeshError => {
+    const e = err as Error & {cause?: unknown}
+    const reason = e.name === 'TimeoutError' ? 'timed out' : String(e.cause ?? e.message)
+    return new MeshError('CONTROLLER_UNREACHABLE', {
+      message: `cannot reach the controller at ${url.origin}: ${reason}`,
+    })
+  }
   let res: Response
+  let text: string
   try {
     res = await fetch(url, {
       method: route.method,
       headers,
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-      signal: AbortSignal.timeout(opts.timeoutMs),
+      signal: AbortSignal.any([abort.signal, AbortSignal.timeout(opts.timeoutMs)]),
     })
   } catch (err) {
-    throw new MeshError('CONTROLLER_UNREACHABLE', {
-      message: `cannot reach the controller at ${url.origin}: ${(err as Error).cause ?? (err as Error).message}`,
-    })
+    throw unreachable(err)
   }
-  const text = await res.text()
+  try {
+    text = res.body
+      ? await readCapped(
+          res.body,
+          MAX_CONTROLLER_REPLY_BYTES,
+          () => abort.abort(),
+          res.headers.get('content-length'),
+        )
+      : ''
+  } catch (err) {
+    if (err instanceof ReplyTooLargeError) {
+      throw new MeshError('CONTROLLER_BAD_REPLY', {
+        message: `the controller at ${url.origin} sent a reply larger than ${formatByteLimit(err.limit)}`,
+      })
+    }
+    throw unreachable(err)
+  }
   let body: unknown
   try {
     body = JSON.parse(text)
@@ -50,8 +81,8 @@ async function callController<R extends RouteId>(
   if (!res.ok) throw MeshError.fromWire(body, res.status)
   const parsed = route.response.safeParse(body)
   if (!parsed.success) {
-    throw new MeshError('CONTROLLER_UNREACHABLE', {
-      message: `the controller at ${url.origin} sent a ${id} reply mesh does not understand`,
+    throw new MeshError('CONTROLLER_BAD_REPLY', {
+      message: `the controller at ${url.origin} sent a ${id} reply mesh does not understand${body === undefined ? ' (not JSON)' : ''}`,
     })
   }
   return parsed.data as z.infer<(typeof ROUTES)[R]['response']>

@@ -33,6 +33,8 @@ export const EXIT = {
   SOFTWARE: 70,
   CANTCREAT: 73,
   TEMPFAIL: 75,
+  /** The controller's reply was too large, not JSON, or outside the protocol (EX_PROTOCOL). */
+  PROTOCOL: 76,
   NOPERM: 77,
   CONFIG: 78,
 } as const
@@ -49,6 +51,8 @@ export const EXIT_DESCRIPTIONS: Record<number, string> = {
   [EXIT.SOFTWARE]: 'the server failed (HTTP 5xx)',
   [EXIT.CANTCREAT]: 'conflict: the name, key or address is taken, or a limit is reached (HTTP 409)',
   [EXIT.TEMPFAIL]: 'temporary failure; retry later (HTTP 429, or 503 when the controller storage is full)',
+  [EXIT.PROTOCOL]:
+    'the controller sent a reply mesh cannot use: too large, not JSON, or outside the protocol',
   [EXIT.NOPERM]: 'not allowed (HTTP 403): role, revoked/expired invite or key, socket permissions',
   [EXIT.CONFIG]: 'configuration or environment problem (Node version, database version, config file)',
 }
@@ -290,6 +294,12 @@ export const ERRORS = {
     EXIT.UNAVAILABLE,
     'cannot reach the controller',
     'check the URL and that `mesh controller start` is running there',
+  ),
+  CONTROLLER_BAD_REPLY: e(
+    502,
+    EXIT.PROTOCOL,
+    'the controller sent a reply mesh cannot use',
+    'check the controller URL; the server at it is not a mesh controller or is misbehaving',
   ),
   NOT_LOGGED_IN: e(
     401,

@@ -4,6 +4,8 @@ import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {MeshError} from '../../shared/errors.js'
+import {MAX_CONTROLLER_REPLY_BYTES} from '../../shared/limits.js'
+import {startHostileServer} from '../../test/hostile-server.js'
 import {ControllerClient, normalizeControllerUrl} from './controller-client.js'
 
 interface Seen {
@@ -146,6 +148,38 @@ describe('ControllerClient', () => {
     })
   })
 
+  it('asks for pages that fit the reply cap even when every node field is at its maximum', async () => {
+    const node = {
+      id: `n_${'x'.repeat(16)}`,
+      networkId: `n_${'y'.repeat(16)}`,
+      name: 'n'.repeat(63),
+      hostname: '漢'.repeat(253),
+      os: '漢'.repeat(64),
+      publicKey: `${'A'.repeat(43)}=`,
+      address: '10.255.255.254',
+      status: 'active',
+      online: true,
+      lastSeen: '2026-11-22T00:00:00.000Z',
+      endpoints: Array.from({length: 16}, () => '[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535'),
+      tags: Array.from({length: 32}, (_, t) => `tag:${String(t).padEnd(62, 't')}`),
+      ephemeral: false,
+      createdAt: '2026-11-22T00:00:00.000Z',
+    }
+    let asked = 0
+    replies.set('GET /api/v1/networks/big/nodes', (s) => {
+      asked = Number(new URL(s.url, base).searchParams.get('limit'))
+      return {status: 200, body: {items: Array.from({length: asked}, () => node), nextCursor: null}}
+    })
+    const res = await new ControllerClient({url: base, token: 't'}).listAll('node.list', {
+      params: {network: 'big'},
+    })
+    expect(asked).toBeGreaterThan(0)
+    expect(res.items).toHaveLength(asked)
+    expect(Buffer.byteLength(JSON.stringify({items: res.items, nextCursor: null}))).toBeLessThan(
+      MAX_CONTROLLER_REPLY_BYTES,
+    )
+  })
+
   it('does not follow a redirect, so the token stays where it was sent', async () => {
     replies.set('GET /api/v1/users', () => ({status: 301, body: ''}))
     const before = seen.length
@@ -156,12 +190,39 @@ describe('ControllerClient', () => {
     expect(seen.length).toBe(before + 1)
   })
 
-  it('treats a 2xx reply that breaks the response schema as INTERNAL, not as data', async () => {
+  it('treats a 2xx reply that breaks the response schema as CONTROLLER_BAD_REPLY (exit 76), not as data', async () => {
     replies.set('GET /api/v1/nodes/n1', () => ({status: 200, body: {id: 'n1'}}))
     await expect(new ControllerClient({url: base, token: 't'}).showNode({id: 'n1'})).rejects.toMatchObject({
-      code: 'INTERNAL',
+      code: 'CONTROLLER_BAD_REPLY',
+      exit: 76,
       message: expect.stringContaining('does not understand'),
     })
+  })
+
+  it('treats a 2xx reply that is not JSON (a web page) as CONTROLLER_BAD_REPLY', async () => {
+    replies.set('GET /api/v1/nodes/n2', () => ({status: 200, body: '<html>captive portal</html>'}))
+    await expect(new ControllerClient({url: base, token: 't'}).showNode({id: 'n2'})).rejects.toMatchObject({
+      code: 'CONTROLLER_BAD_REPLY',
+      message: expect.stringContaining('(not JSON)'),
+    })
+  })
+
+  it('stops reading an endless reply at 1 MiB with CONTROLLER_BAD_REPLY; the server wrote < 8 MiB', async () => {
+    const hostile = await startHostileServer({kind: 'endless'})
+    try {
+      const err = await new ControllerClient({url: hostile.url, token: 't'}).whoami().catch((e: unknown) => e)
+      expect(err).toMatchObject({
+        code: 'CONTROLLER_BAD_REPLY',
+        exit: 76,
+        message: `the controller at ${hostile.url} sent a reply larger than 1 MiB`,
+        hint: 'check the controller URL; the server at it is not a mesh controller or is misbehaving',
+      })
+      await hostile.drained()
+      expect(hostile.bytesWritten).toBeGreaterThan(MAX_CONTROLLER_REPLY_BYTES)
+      expect(hostile.bytesWritten).toBeLessThan(8 * 1024 * 1024)
+    } finally {
+      await hostile.close()
+    }
   })
 
   it('reports a refused connection as CONTROLLER_UNREACHABLE naming the URL (exit 69)', async () => {

@@ -5,7 +5,13 @@
  */
 import {Agent, request, type Dispatcher} from 'undici'
 import {type z} from 'zod'
-import {MeshError, isMeshError} from '../../shared/errors.js'
+import {ERRORS, MeshError, isMeshError} from '../../shared/errors.js'
+import {
+  MAX_CONTROLLER_REPLY_BYTES,
+  ReplyTooLargeError,
+  formatByteLimit,
+  readCapped,
+} from '../../shared/limits.js'
 import {ROUTES, type RouteDef, type RouteId, type RouteReply} from '../../shared/protocol/control-api.js'
 import {PROTOCOL_VERSION} from '../../shared/protocol/version.js'
 
@@ -46,11 +52,13 @@ export interface ControllerClientOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
-/** Largest reply body read; a page of 500 nodes is well under 1 MiB. */
-const MAX_REPLY_BYTES = 16 * 1024 * 1024
-/** Most pages listAll() fetches: 100 pages of 500 items is more than any admin screen needs. */
-const MAX_PAGES = 100
-const MAX_PAGE_SIZE = 500
+/**
+ * Most pages listAll() fetches, and their size: 500 pages of 100 items is more than any admin
+ * screen needs. A page of 100 nodes with every field at its maximum is about 450 KB, so every
+ * page fits in MAX_CONTROLLER_REPLY_BYTES (a test checks it).
+ */
+const MAX_PAGES = 500
+const MAX_PAGE_SIZE = 100
 
 let sharedAgent: Agent | undefined
 const defaultDispatcher = (): Agent =>
@@ -125,18 +133,24 @@ function reasonOf(err: unknown): string {
   return code ?? e.message ?? 'unknown error'
 }
 
-async function readBody(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > MAX_REPLY_BYTES) {
-      body.destroy()
-      throw new MeshError('INTERNAL', {message: 'the controller reply is larger than 16 MiB'})
-    }
-    chunks.push(chunk)
+/**
+ * Reads a reply body up to MAX_CONTROLLER_REPLY_BYTES; past it the stream (and with it the
+ * connection) is destroyed and the reply is CONTROLLER_BAD_REPLY.
+ */
+async function readBody(res: Dispatcher.ResponseData, url: string): Promise<string> {
+  try {
+    return await readCapped(
+      res.body,
+      MAX_CONTROLLER_REPLY_BYTES,
+      () => res.body.destroy(),
+      res.headers['content-length'],
+    )
+  } catch (err) {
+    if (!(err instanceof ReplyTooLargeError)) throw err
+    throw new MeshError('CONTROLLER_BAD_REPLY', {
+      message: `the controller at ${url} sent a reply larger than ${formatByteLimit(err.limit)}`,
+    })
   }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 export class ControllerClient {
@@ -233,7 +247,7 @@ export class ControllerClient {
       })
       status = res.statusCode
       location = typeof res.headers.location === 'string' ? res.headers.location : undefined
-      text = await readBody(res.body)
+      text = await readBody(res, this.url)
     } catch (err) {
       if (isMeshError(err)) throw err
       // Everything request() throws happens before a whole reply arrived: DNS, connect, TLS,
@@ -264,10 +278,12 @@ export class ControllerClient {
     if (status < 200 || status > 299) throw MeshError.fromWire(json, status)
     const reply = route.response.safeParse(json)
     if (!reply.success) {
-      throw new MeshError('INTERNAL', {
-        message: `the controller at ${this.url} sent a reply this CLI does not understand (${id})`,
-        hint: 'use the same mesh version for the CLI and the controller',
-        detail: reply.error.issues,
+      // Not JSON, or JSON outside the contract: a server that is not a mesh controller (a
+      // captive portal, a web server), a hostile one, or a much older or newer controller.
+      throw new MeshError('CONTROLLER_BAD_REPLY', {
+        message: `the controller at ${this.url} sent a ${id} reply this CLI does not understand${json === undefined ? ' (not JSON)' : ''}`,
+        hint: `${ERRORS.CONTROLLER_BAD_REPLY.hint}; if it is a mesh controller, use the same mesh version for the CLI and the controller`,
+        detail: reply.error.issues.slice(0, 5),
       })
     }
     return reply.data as RouteReply<K>

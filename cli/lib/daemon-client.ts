@@ -6,6 +6,7 @@
  */
 import {Client} from 'undici'
 import {MeshError} from '../../shared/errors.js'
+import {MAX_DAEMON_REPLY_BYTES, ReplyTooLargeError, formatByteLimit, readCapped} from '../../shared/limits.js'
 import {defaultSocketPath} from '../../shared/paths.js'
 import {
   LOCAL_ROUTES,
@@ -64,7 +65,21 @@ export class DaemonClient {
       } catch (err) {
         throw connectError(err, this.socketPath, this.timeoutMs)
       }
-      const text = await res.body.text()
+      let text: string
+      try {
+        text = await readCapped(
+          res.body,
+          MAX_DAEMON_REPLY_BYTES,
+          () => res.body.destroy(),
+          res.headers['content-length'],
+        )
+      } catch (err) {
+        if (!(err instanceof ReplyTooLargeError)) throw connectError(err, this.socketPath, this.timeoutMs)
+        throw new MeshError('INTERNAL', {
+          message: `meshd at ${this.socketPath} sent a reply larger than ${formatByteLimit(err.limit)}`,
+          hint: 'see the meshd log (journalctl -u meshd, or the terminal running `mesh daemon run`) and report it',
+        })
+      }
       let json: unknown
       try {
         json = JSON.parse(text)

@@ -5,6 +5,7 @@
  * the controller gone the tunnels simply keep their last config.
  */
 import WebSocket from 'ws'
+import {MAX_NETMAP_FRAME_BYTES} from '../../shared/limits.js'
 import {WS_PATHS, LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
 import {parseServerFrame} from './parse.js'
@@ -114,7 +115,8 @@ export class NetmapSync {
     const ws = new WebSocket(url, {
       headers: {authorization: `Bearer ${this.opts.credential}`},
       handshakeTimeout: 10_000,
-      maxPayload: 64 * 1024 * 1024,
+      // Refused from the frame header, before the payload is buffered (ws closes with 1009).
+      maxPayload: MAX_NETMAP_FRAME_BYTES,
     })
     this.ws = ws
     let alive = true
@@ -179,6 +181,9 @@ export class NetmapSync {
     })
     ws.on('error', (err) => {
       lastError = lastError ?? `cannot reach the controller: ${err.message}`
+      // An error ends the session at once. After a frame over maxPayload, ws would otherwise
+      // keep reading (and dropping) whatever the controller sends until its 30 s close timeout.
+      ws.terminate()
     })
     ws.on('close', (code, reasonBuf) => {
       clearInterval(this.pingTimer)
