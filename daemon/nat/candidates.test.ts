@@ -1,0 +1,45 @@
+import {describe, expect, it} from 'vitest'
+import {parseCidr} from '../../shared/net/ipv4.js'
+import {MAX_CANDIDATES, orderCandidates} from './candidates.js'
+
+const LAN = [parseCidr('10.1.0.0/24')!]
+
+describe('orderCandidates', () => {
+  it('puts an address on our own LAN first, then the observed mapping, then public, then other private', () => {
+    expect(
+      orderCandidates(
+        {
+          endpoints: ['172.16.5.4:51820', '198.51.100.9:51820', '10.1.0.7:51820'],
+          observedEndpoint: '203.0.113.4:40001',
+        },
+        LAN,
+      ),
+    ).toEqual(['10.1.0.7:51820', '203.0.113.4:40001', '198.51.100.9:51820', '172.16.5.4:51820'])
+  })
+
+  it('drops malformed, unusable and repeated endpoints and caps the list', () => {
+    const out = orderCandidates(
+      {
+        endpoints: [
+          '999.1.1.1:1',
+          '127.0.0.1:51820',
+          '169.254.1.1:51820',
+          'host:1',
+          '198.51.100.9:51820',
+          '198.51.100.9:51820',
+          '198.51.100.10:1',
+          '198.51.100.11:1',
+          '198.51.100.12:1',
+        ],
+        observedEndpoint: '0.0.0.0:5',
+      },
+      LAN,
+    )
+    expect(out).toEqual(['198.51.100.9:51820', '198.51.100.10:1', '198.51.100.11:1', '198.51.100.12:1'])
+    expect(out).toHaveLength(MAX_CANDIDATES)
+  })
+
+  it('returns nothing for a peer without usable endpoints (WireGuard learns it when the peer calls)', () => {
+    expect(orderCandidates({endpoints: [], observedEndpoint: null}, LAN)).toEqual([])
+  })
+})

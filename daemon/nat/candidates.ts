@@ -1,0 +1,74 @@
+/**
+ * Which of a peer's endpoints to try, best first.
+ *
+ * A peer reports its interface addresses with its WireGuard port, and the controller adds the
+ * public mapping it observed for the peer's WireGuard socket. Order: an address on one of this
+ * node's own subnets first (the same LAN: no NAT in between), then the observed public mapping
+ * (what works through NATs), then reported addresses that are public (a peer with a public
+ * address, no NAT), then other private addresses (reachable only through routing we cannot
+ * see). Malformed and unusable endpoints (loopback, link-local, ...) are dropped, duplicates
+ * too, and the list is capped: each candidate costs an attempt of several seconds.
+ */
+import os from 'node:os'
+import {formatEndpoint, parseUsableEndpoint, type Endpoint} from '../../shared/net/endpoint.js'
+import {cidrContains, parseCidr, parseIPv4, type Cidr} from '../../shared/net/ipv4.js'
+
+export const MAX_CANDIDATES = 4
+
+const PRIVATE: Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'].map((c) =>
+  parseCidr(c)!,
+)
+
+const inAny = (cidrs: readonly Cidr[], ep: Endpoint): boolean => {
+  if (ep.family !== 4) return false
+  const addr = parseIPv4(ep.host)
+  return addr !== undefined && cidrs.some((c) => cidrContains(c, addr))
+}
+
+/** Whether an endpoint is in a private (RFC 1918 or shared CGN) IPv4 range, or IPv6 ULA. */
+export function isPrivateEndpoint(ep: Endpoint): boolean {
+  return ep.family === 4 ? inAny(PRIVATE, ep) : /^f[cd]/i.test(ep.host)
+}
+
+export interface PeerEndpoints {
+  /** What the peer reported: its interface addresses with its WireGuard port. */
+  readonly endpoints: readonly string[]
+  /** The public mapping of the peer's WireGuard socket, as the controller observed it. */
+  readonly observedEndpoint?: string | null | undefined
+}
+
+export function orderCandidates(peer: PeerEndpoints, localSubnets: readonly Cidr[]): string[] {
+  const sameLan: Endpoint[] = []
+  const observed: Endpoint[] = []
+  const publicOnes: Endpoint[] = []
+  const otherPrivate: Endpoint[] = []
+  const obs = parseUsableEndpoint(peer.observedEndpoint)
+  if (obs) observed.push(obs)
+  for (const text of peer.endpoints) {
+    const ep = parseUsableEndpoint(text)
+    if (!ep) continue
+    if (inAny(localSubnets, ep)) sameLan.push(ep)
+    else if (isPrivateEndpoint(ep)) otherPrivate.push(ep)
+    else publicOnes.push(ep)
+  }
+  const out = new Set<string>()
+  for (const ep of [...sameLan, ...observed, ...publicOnes, ...otherPrivate]) {
+    if (out.size >= MAX_CANDIDATES) break
+    out.add(formatEndpoint(ep))
+  }
+  return [...out]
+}
+
+/** This machine's IPv4 subnets, except on the interfaces named in `skip` (mesh's own). */
+export function localSubnets(skip: ReadonlySet<string>): Cidr[] {
+  const out: Cidr[] = []
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    if (skip.has(name)) continue
+    for (const a of addrs ?? []) {
+      if (a.family !== 'IPv4' || a.internal || a.cidr === null) continue
+      const c = parseCidr(a.cidr, {strict: false})
+      if (c) out.push(c)
+    }
+  }
+  return out
+}
