@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {NAME_RE} from '../shared/protocol/control-api.js'
-import {addressInCidr, defaultNodeName, usablePeers} from './backend.js'
+import {addressInCidr, applyRetryDelay, defaultNodeName, usablePeers} from './backend.js'
 
 describe('defaultNodeName', () => {
   it('makes a valid node name from any hostname', () => {
@@ -65,5 +65,19 @@ describe('addressInCidr', () => {
     expect(addressInCidr('10.1.1.9', '10.1.0.0/24')).toBe(false)
     expect(addressInCidr('010.1.0.9', '10.1.0.0/24')).toBe(false)
     expect(addressInCidr('10.1.0.9/32', '10.1.0.0/24')).toBe(false)
+  })
+})
+
+describe('applyRetryDelay', () => {
+  it('backs off with jitter from about 5 s to at most 5 min, never a fixed 5 s forever', () => {
+    const lo = (n: number) => applyRetryDelay(n, () => 0)
+    const hi = (n: number) => applyRetryDelay(n, () => 0.999999)
+    expect([lo(0), hi(0)]).toEqual([2_500, 5_000])
+    expect(lo(3)).toBe(20_000)
+    for (let n = 0; n < 60; n++) {
+      expect(hi(n)).toBeLessThanOrEqual(300_000)
+      expect(lo(n)).toBeLessThanOrEqual(hi(n))
+    }
+    expect(lo(59)).toBe(150_000)
   })
 })

@@ -54,7 +54,17 @@ export interface BackendOptions {
   maxReconnectDelayMs?: number
   /** How long `join` waits for the first netmap before answering; default 5 s. */
   joinWaitMs?: number
+  /** Delay before the n-th retry (0-based) of a failed apply; default applyRetryDelay. */
+  retryDelayMs?: (attempt: number) => number
 }
+
+/**
+ * Retries of a failed apply (or of the peers WireGuard refused) back off with jitter from ~5 s to
+ * at most 5 min: a peer that keeps failing costs a few calls an hour, not one every 5 s forever.
+ * A new netmap applies at once regardless.
+ */
+export const applyRetryDelay = (attempt: number, random = Math.random): number =>
+  backoffDelay(attempt, 5_000, 5 * 60_000, random)
 
 /** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
 export const ONLINE_WINDOW_MS = 3 * 60_000
@@ -77,6 +87,8 @@ interface NetRuntime {
   /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
   queue: Promise<unknown>
   retryTimer: NodeJS.Timeout | undefined
+  /** Applies in a row that failed or left peers unset, for the retry backoff. */
+  applyFailures: number
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -267,6 +279,7 @@ export class Backend {
       lastError: null,
       queue: Promise.resolve(),
       retryTimer: undefined,
+      applyFailures: 0,
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -570,7 +583,10 @@ export class Backend {
     return next
   }
 
-  /** Applies the desired config; a failure is kept in status and retried in 5 s. */
+  /**
+   * Applies the desired config. A failure, or peers WireGuard refused (the rest applied), is
+   * kept in status, logged with the peer's key, and retried after applyRetryDelay.
+   */
   private reconcile(rt: NetRuntime, why: string): Promise<void> {
     return this.exclusive(rt, async () => {
       if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
@@ -578,25 +594,47 @@ export class Backend {
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
+      let failure: string | undefined
       try {
         const res = await this.opts.driver.apply(desired)
-        if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        const failed = res.failed ?? []
         if (res.changed) {
           this.log.info(
-            {network: rt.record.name, interface: desired.name, why, ...res, peers: desired.peers.length},
+            {
+              network: rt.record.name,
+              interface: desired.name,
+              why,
+              ...res,
+              failed: failed.length,
+              peers: desired.peers.length,
+            },
             'WireGuard interface updated',
           )
           this.report(rt)
         }
+        for (const f of failed)
+          this.log.error(
+            {network: rt.record.name, interface: desired.name, peer: f.publicKey, err: f.error},
+            'WireGuard refused a peer; the others are applied',
+          )
+        if (failed.length > 0)
+          failure = `WireGuard: ${failed.length} peer(s) not applied, first ${failed[0]!.publicKey}: ${failed[0]!.error}`
       } catch (err) {
-        rt.lastError = `WireGuard: ${(err as Error).message}`
+        failure = `WireGuard: ${(err as Error).message}`
         this.log.error(
           {network: rt.record.name, interface: desired.name, err: (err as Error).message},
           'apply failed',
         )
-        rt.retryTimer = setTimeout(() => void this.reconcile(rt, 'retry'), 5_000)
-        rt.retryTimer.unref()
       }
+      if (failure === undefined) {
+        rt.applyFailures = 0
+        if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        return
+      }
+      rt.lastError = failure
+      const delay = (this.opts.retryDelayMs ?? applyRetryDelay)(rt.applyFailures++)
+      rt.retryTimer = setTimeout(() => void this.reconcile(rt, 'retry'), delay)
+      rt.retryTimer.unref()
     })
   }
 

@@ -28,6 +28,8 @@ export interface DaemonOptions {
   logger?: Logger
   reportIntervalMs?: number
   maxReconnectDelayMs?: number
+  /** Tests: the delay before the n-th retry of a failed apply (default applyRetryDelay). */
+  retryDelayMs?: (attempt: number) => number
 }
 
 export interface DaemonHandle {
@@ -79,6 +81,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     interfacePrefix,
     ...(opts.reportIntervalMs !== undefined && {reportIntervalMs: opts.reportIntervalMs}),
     ...(opts.maxReconnectDelayMs !== undefined && {maxReconnectDelayMs: opts.maxReconnectDelayMs}),
+    ...(opts.retryDelayMs !== undefined && {retryDelayMs: opts.retryDelayMs}),
   })
   try {
     await backend.start()

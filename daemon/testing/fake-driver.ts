@@ -28,6 +28,8 @@ export class FakeDriver implements WireGuardDriver {
   readonly calls: FakeCall[] = []
   /** Links that exist but are not ours (to test INTERFACE_NAME_TAKEN). */
   readonly foreignLinks = new Set<string>()
+  /** Public keys this "WireGuard" refuses to add or change, as wg refuses a bad peer. */
+  readonly refuse = new Set<string>()
 
   async apply(desired: InterfaceConfig): Promise<ApplyResult> {
     const current = this.interfaces.get(desired.name)
@@ -36,10 +38,16 @@ export class FakeDriver implements WireGuardDriver {
     const d = diffInterface(current, desired, Date.now())
     if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0}
     const old = new Map((current?.peers ?? []).map((p) => [p.publicKey, p]))
-    const peers: PeerState[] = desired.peers.map((p) => {
+    const failed = [...d.add, ...d.update]
+      .filter((p) => this.refuse.has(p.publicKey))
+      .map((p) => ({publicKey: p.publicKey, error: 'wg: refused by the fake driver'}))
+    const refused = new Set(failed.map((f) => f.publicKey))
+    const peers: PeerState[] = desired.peers.flatMap((p): PeerState[] => {
       const prev = old.get(p.publicKey)
+      // A refused peer stays as it was: absent when new, unchanged when it existed.
+      if (refused.has(p.publicKey)) return prev ? [prev] : []
       const change = d.update.find((u) => u.publicKey === p.publicKey)
-      return {
+      const state: PeerState = {
         publicKey: p.publicKey,
         allowedIps: [...p.allowedIps],
         ...((change?.endpoint ?? prev?.endpoint ?? p.endpoint) !== undefined && {
@@ -50,6 +58,7 @@ export class FakeDriver implements WireGuardDriver {
         rxBytes: prev?.rxBytes ?? 0,
         txBytes: prev?.txBytes ?? 0,
       }
+      return [state]
     })
     this.interfaces.set(desired.name, {
       name: desired.name,
@@ -64,11 +73,18 @@ export class FakeDriver implements WireGuardDriver {
     this.calls.push({
       op: 'apply',
       name: desired.name,
-      added: d.add.map((p) => p.publicKey),
-      updated: d.update.map((p) => p.publicKey),
+      added: d.add.map((p) => p.publicKey).filter((k) => !refused.has(k)),
+      updated: d.update.map((p) => p.publicKey).filter((k) => !refused.has(k)),
       removed: [...d.remove],
     })
-    return {changed: true, created, added: d.add.length, updated: d.update.length, removed: d.remove.length}
+    return {
+      changed: true,
+      created,
+      added: d.add.filter((p) => !refused.has(p.publicKey)).length,
+      updated: d.update.filter((p) => !refused.has(p.publicKey)).length,
+      removed: d.remove.length,
+      failed,
+    }
   }
 
   async read(name: string): Promise<InterfaceState | undefined> {

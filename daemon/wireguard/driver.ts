@@ -53,13 +53,25 @@ export interface InterfaceState {
   readonly peers: readonly PeerState[]
 }
 
+/** A peer WireGuard refused to take, and why (the tool's own message). */
+export interface PeerFailure {
+  readonly publicKey: string
+  readonly error: string
+}
+
 export interface ApplyResult {
   /** False is the normal no-op: the interface already matched. */
   readonly changed: boolean
   readonly created: boolean
+  /** Peers added and changed (those in `failed` not counted), and removed. */
   readonly added: number
   readonly updated: number
   readonly removed: number
+  /**
+   * Peers that could not be set while the rest of the config applied (one peer never holds back
+   * the others). Absent or empty when all went through; the daemon retries these with backoff.
+   */
+  readonly failed?: readonly PeerFailure[]
 }
 
 export interface WireGuardDriver {

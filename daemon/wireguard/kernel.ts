@@ -1,11 +1,11 @@
 /** Kernel WireGuard: the link is `ip link add … type wireguard`; everything else is wg-tools. */
-import {run, WgToolsDriver} from './wg-tools.js'
+import {WgToolsDriver} from './wg-tools.js'
 
 export class KernelDriver extends WgToolsDriver {
   readonly kind = 'kernel' as const
 
   protected async createLink(name: string): Promise<void> {
-    await run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'])
+    await this.run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'])
   }
 
   async remove(name: string): Promise<void> {

@@ -11,7 +11,7 @@ import {closeSync, existsSync, mkdirSync, openSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {MeshError} from '../../shared/errors.js'
-import {WgToolsDriver} from './wg-tools.js'
+import {WgToolsDriver, type CommandRunner} from './wg-tools.js'
 
 export interface UserspaceDriverOptions {
   /** Where wireguard-go's own output goes (one file per interface). */
@@ -20,6 +20,8 @@ export interface UserspaceDriverOptions {
   /** How often adopted and spawned interfaces are checked; default 2 s. */
   pollMs?: number
   log?: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void
+  /** Runs ip and wg; default execa (tests enter a network namespace through it). */
+  runner?: CommandRunner
 }
 
 const UAPI_DIR = '/var/run/wireguard'
@@ -33,7 +35,7 @@ export class UserspaceDriver extends WgToolsDriver {
   private polling = false
 
   constructor(private readonly opts: UserspaceDriverOptions) {
-    super()
+    super(opts.runner)
     this.timer = setInterval(() => void this.poll(), opts.pollMs ?? 2_000)
     this.timer.unref()
   }
