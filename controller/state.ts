@@ -44,6 +44,9 @@ import {publicUser} from './store/store.js'
 /** User tokens live this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
 
+/** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
+export const USERNAME_TAKEN_PER_HOUR = 10
+
 /** Where a request came from: stamped on audit entries. */
 export interface RequestMeta {
   readonly sourceAddress: string | null
@@ -97,6 +100,8 @@ export class ControllerState {
   private readonly loginByAddress: FailureLimiter
   private readonly loginByUser: TokenBucketLimiter
   private readonly loginTrusted: TrustedSources
+  /** USERNAME_TAKEN answers per tenant; see createUser. */
+  private readonly usernameProbes: FailureLimiter
   /** Node changes committed but not yet told to listeners; see emit(). */
   private readonly unsent: NodeChange[] = []
   private flushScheduled = false
@@ -114,6 +119,11 @@ export class ControllerState {
     this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
     this.loginByUser = new TokenBucketLimiter({capacity: max, refillEveryMs: 60_000 / max, now: clock})
     this.loginTrusted = new TrustedSources({ttlMs: TOKEN_TTL_MS, perKey: 16, maxKeys: 100_000, now: clock})
+    this.usernameProbes = new FailureLimiter({
+      max: USERNAME_TAKEN_PER_HOUR,
+      windowMs: 3_600_000,
+      now: clock,
+    })
     this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
     this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
   }
@@ -437,12 +447,46 @@ export class ControllerState {
     return this.store.listUsers(p.tenant.id, page)
   }
 
+  /**
+   * User names are unique across tenants, because login carries only a name and a password. So
+   * USERNAME_TAKEN tells a tenant's owner that a name exists somewhere, maybe in another tenant.
+   * To keep that from becoming a directory of other tenants' users, each tenant gets
+   * USERNAME_TAKEN_PER_HOUR such answers an hour; after that EVERY create of the tenant is
+   * RATE_LIMITED until the window ends (refusing only the colliding ones would answer the same
+   * question). Keyed by tenant, not by user: an owner could otherwise mint more owners to probe.
+   * The collision is charged before the lookup and taken back when the name is free, so
+   * concurrent probes cannot all slip past the check.
+   */
   async createUser(
     p: Principal,
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
     await this.requireMayGrant(p, req.role)
+    const probes = p.tenant.id
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many user creates with a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per tenant)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    this.usernameProbes.fail(probes)
+    if (await this.store.getUserByUsername(req.username)) throw new MeshError('USERNAME_TAKEN')
+    this.usernameProbes.forgive(probes)
+    try {
+      return await this.createUserRecord(p, req, meta)
+    } catch (err) {
+      // Taken meanwhile by a concurrent create: an answer like any other.
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
+  }
+
+  private async createUserRecord(
+    p: Principal,
+    req: {username: string; password: string; role: Role},
+    meta: RequestMeta,
+  ): Promise<User> {
     return this.store.createUser(
       {
         id: newId('u'),
