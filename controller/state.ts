@@ -30,7 +30,7 @@ import {usableEndpoints} from '../shared/net/endpoint.js'
 import {parseCidr} from '../shared/net/ipv4.js'
 import {newId, newSecret, hashSecret} from './auth/secrets.js'
 import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './auth/password.js'
-import {FailureLimiter} from './auth/rate-limit.js'
+import {FailureLimiter, TokenBucketLimiter, TrustedSources} from './auth/rate-limit.js'
 import type {
   AuditContext,
   NodeChange,
@@ -44,6 +44,9 @@ import {publicUser} from './store/store.js'
 
 /** User tokens live this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
+
+/** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
+export const USERNAME_TAKEN_PER_HOUR = 10
 
 /** Where a request came from: stamped on audit entries. */
 export interface RequestMeta {
@@ -66,7 +69,10 @@ export type PresenceEvent = {
 
 export interface StateOptions {
   readonly now?: () => Date
-  /** Failed logins allowed per source address and per user name per minute. */
+  /**
+   * Failed logins allowed per source address per minute; also the burst (and per-minute refill)
+   * of a user's bucket for sources it has not logged in from recently. Default 10.
+   */
   readonly loginFailuresPerMinute?: number
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
@@ -93,7 +99,10 @@ export class ControllerState {
   private readonly presenceListeners = new Set<(e: PresenceEvent) => void>()
   private readonly networkListeners = new Set<(n: Network) => void>()
   private readonly loginByAddress: FailureLimiter
-  private readonly loginByUser: FailureLimiter
+  private readonly loginByUser: TokenBucketLimiter
+  private readonly loginTrusted: TrustedSources
+  /** USERNAME_TAKEN answers per tenant; see createUser. */
+  private readonly usernameProbes: FailureLimiter
   /** Node changes committed but not yet told to listeners; see emit(). */
   private readonly unsent: NodeChange[] = []
   private flushScheduled = false
@@ -109,7 +118,13 @@ export class ControllerState {
     const max = opts.loginFailuresPerMinute ?? 10
     const clock = () => this.now().getTime()
     this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
-    this.loginByUser = new FailureLimiter({max, windowMs: 60_000, now: clock})
+    this.loginByUser = new TokenBucketLimiter({capacity: max, refillEveryMs: 60_000 / max, now: clock})
+    this.loginTrusted = new TrustedSources({ttlMs: TOKEN_TTL_MS, perKey: 16, maxKeys: 100_000, now: clock})
+    this.usernameProbes = new FailureLimiter({
+      max: USERNAME_TAKEN_PER_HOUR,
+      windowMs: 3_600_000,
+      now: clock,
+    })
     this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
     this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
   }
@@ -201,18 +216,29 @@ export class ControllerState {
   // ---------------------------------------------------------------------------------------------
   // authentication
 
+  /**
+   * Failed logins are limited twice. Per source address strictly (a fixed window). Per user by a
+   * token bucket that only sources the user has not logged in from recently draw on: a per-user
+   * block that every address shares would let anyone who knows a user name lock that user out
+   * from everywhere, for free and for as long as it likes. So a source where this user logged in
+   * with the right password within the token lifetime skips the user's bucket (its own address
+   * limit still holds), and a new source is throttled, not blocked: once the failures stop it
+   * waits at most one refill interval. Guessing one account from many addresses stays capped at
+   * the bucket's refill rate, as before.
+   */
   async login(username: string, password: string, meta: RequestMeta): Promise<LoginResponse> {
     const addrKey = meta.sourceAddress ?? 'unknown'
-    if (this.loginByAddress.blocked(addrKey) || this.loginByUser.blocked(username)) {
+    const trusted = meta.sourceAddress !== null && this.loginTrusted.isTrusted(username, addrKey)
+    if (this.loginByAddress.blocked(addrKey) || (!trusted && this.loginByUser.blocked(username))) {
       throw new MeshError('RATE_LIMITED', {
         message: 'too many failed logins',
-        hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), this.loginByUser.retryAfter(username))} s and try again`,
+        hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), trusted ? 0 : this.loginByUser.retryAfter(username))} s and try again`,
       })
     }
     // Charged before the slow password check and taken back on success: charged only after it,
     // guesses sent at once would all pass blocked() before the first of them had failed.
     this.loginByAddress.fail(addrKey)
-    this.loginByUser.fail(username)
+    if (!trusted) this.loginByUser.take(username)
     const user = await this.store.getUserByUsername(username)
     // Unknown users cost a scrypt too, so response time does not reveal which names exist.
     const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
@@ -233,7 +259,8 @@ export class ControllerState {
       throw new MeshError('INVALID_CREDENTIALS')
     }
     this.loginByAddress.forgive(addrKey)
-    this.loginByUser.forgive(username)
+    if (!trusted) this.loginByUser.refund(username)
+    if (meta.sourceAddress !== null) this.loginTrusted.trust(username, addrKey)
     const token = newSecret('token')
     const expiresAt = new Date(this.now().getTime() + TOKEN_TTL_MS).toISOString()
     await this.store.createToken(
@@ -421,12 +448,46 @@ export class ControllerState {
     return this.store.listUsers(p.tenant.id, page)
   }
 
+  /**
+   * User names are unique across tenants, because login carries only a name and a password. So
+   * USERNAME_TAKEN tells a tenant's owner that a name exists somewhere, maybe in another tenant.
+   * To keep that from becoming a directory of other tenants' users, each tenant gets
+   * USERNAME_TAKEN_PER_HOUR such answers an hour; after that EVERY create of the tenant is
+   * RATE_LIMITED until the window ends (refusing only the colliding ones would answer the same
+   * question). Keyed by tenant, not by user: an owner could otherwise mint more owners to probe.
+   * The collision is charged before the lookup and taken back when the name is free, so
+   * concurrent probes cannot all slip past the check.
+   */
   async createUser(
     p: Principal,
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
     await this.requireMayGrant(p, req.role)
+    const probes = p.tenant.id
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many user creates with a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per tenant)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    this.usernameProbes.fail(probes)
+    if (await this.store.getUserByUsername(req.username)) throw new MeshError('USERNAME_TAKEN')
+    this.usernameProbes.forgive(probes)
+    try {
+      return await this.createUserRecord(p, req, meta)
+    } catch (err) {
+      // Taken meanwhile by a concurrent create: an answer like any other.
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
+  }
+
+  private async createUserRecord(
+    p: Principal,
+    req: {username: string; password: string; role: Role},
+    meta: RequestMeta,
+  ): Promise<User> {
     return this.store.createUser(
       {
         id: newId('u'),
