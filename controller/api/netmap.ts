@@ -21,6 +21,9 @@ import {CLOSE, ClientFrameSchema, type Peer, type Self} from '../../shared/proto
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState} from '../state.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
+import {MeshError} from '../../shared/errors.js'
+import {rawErrorResponse} from './raw-response.js'
+import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -97,6 +100,8 @@ export class NetmapHub {
   private readonly pinger: NodeJS.Timeout
   private readonly unsubscribe: () => void
   private closing = false
+  /** New sessions per node credential; see session-limit.ts. */
+  private readonly sessionLimit = new SessionRateLimiter()
 
   constructor(
     private readonly state: ControllerState,
@@ -140,6 +145,16 @@ export class NetmapHub {
       })
       .then((node) => {
         if (socket.destroyed) return
+        const retryAfter = node && !this.closing ? this.sessionLimit.take(node.id) : 0
+        if (retryAfter > 0) {
+          // Before the upgrade: a refused session costs no WebSocket and no full map.
+          const error = new MeshError('RATE_LIMITED', {
+            message: 'too many new netmap sessions for this node',
+            hint: 'one meshd per node; it reconnects by itself',
+          })
+          socket.end(rawErrorResponse(error, `Retry-After: ${retryAfter}\r\n`))
+          return
+        }
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           // First: an 'error' without a listener (an oversize frame, a protocol violation)
           // would throw and take the whole controller down.
@@ -180,6 +195,12 @@ export class NetmapHub {
     let set = net.conns.get(node.id)
     if (!set) net.conns.set(node.id, (set = new Set()))
     set.add(conn)
+    // At most MAX_SESSIONS_PER_NODE: the oldest (first in insertion order) make way.
+    for (const old of set) {
+      if (set.size <= MAX_SESSIONS_PER_NODE) break
+      set.delete(old)
+      old.ws.close(CLOSE.REPLACED, 'replaced by a newer session')
+    }
     this.metrics.connectedNodes.inc()
     ws.on('pong', () => {
       conn.alive = true
@@ -432,6 +453,7 @@ export class NetmapHub {
   }
 
   private pingAll(): void {
+    this.sessionLimit.prune()
     for (const net of this.nets.values())
       for (const conns of net.conns.values())
         for (const conn of conns) {
