@@ -24,6 +24,7 @@ import type {NodeChange, StoredNode} from '../store/store.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
+import {storageError, StorageFailureLog} from '../store/sqlite/errors.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -102,6 +103,7 @@ export class NetmapHub {
   private closing = false
   /** New sessions per node credential; see session-limit.ts. */
   private readonly sessionLimit = new SessionRateLimiter()
+  private readonly storageLog: StorageFailureLog
 
   constructor(
     private readonly state: ControllerState,
@@ -109,6 +111,7 @@ export class NetmapHub {
     private readonly log: Logger,
     opts: {pingIntervalMs?: number} = {},
   ) {
+    this.storageLog = new StorageFailureLog(log)
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
     const offNodes = state.onNodeChange((c) => this.onChange(c))
     const offNetworks = state.onNetworkChange((n) => {
@@ -214,12 +217,22 @@ export class NetmapHub {
       this.metrics.connectedNodes.dec()
       if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
       void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
-        this.log.warn({err, nodeId: node.id}, 'presence update failed')
+        if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
     })
     ws.on('message', (data, isBinary) => this.limitFrame(conn, node, data, isBinary))
-    await this.state.nodeConnected(node, net.tenantId)
+    // A full or read-only disk loses the last-seen time, not the node's netmap (it is in memory).
+    await this.state.nodeConnected(node, net.tenantId).catch((err: unknown) => {
+      if (!this.storageFailure(err)) throw err
+    })
     await this.sendInitial(net, conn, resumeFrom)
+  }
+
+  /** Logs a storage failure (full disk) once per 10 s without a stack; false for anything else. */
+  private storageFailure(err: unknown): boolean {
+    const error = storageError(err)
+    if (error) this.storageLog.report(error, 'netmap presence')
+    return error !== undefined
   }
 
   /** The first frame: a full map, or what changed since the version the node already has. */
