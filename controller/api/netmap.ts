@@ -28,6 +28,10 @@ import {
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState} from '../state.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
+import {MeshError} from '../../shared/errors.js'
+import {rawErrorResponse} from './raw-response.js'
+import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
+import {storageError, StorageFailureLog} from '../store/sqlite/errors.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -116,6 +120,9 @@ export class NetmapHub {
   private readonly pinger: NodeJS.Timeout
   private readonly unsubscribe: () => void
   private closing = false
+  /** New sessions per node credential; see session-limit.ts. */
+  private readonly sessionLimit = new SessionRateLimiter()
+  private readonly storageLog: StorageFailureLog
 
   constructor(
     private readonly state: ControllerState,
@@ -123,6 +130,7 @@ export class NetmapHub {
     private readonly log: Logger,
     opts: {pingIntervalMs?: number} = {},
   ) {
+    this.storageLog = new StorageFailureLog(log)
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
     const offNodes = state.onNodeChange((c) => this.onChange(c))
     const offNetworks = state.onNetworkChange((n) => {
@@ -159,6 +167,16 @@ export class NetmapHub {
       })
       .then((node) => {
         if (socket.destroyed) return
+        const retryAfter = node && !this.closing ? this.sessionLimit.take(node.id) : 0
+        if (retryAfter > 0) {
+          // Before the upgrade: a refused session costs no WebSocket and no full map.
+          const error = new MeshError('RATE_LIMITED', {
+            message: 'too many new netmap sessions for this node',
+            hint: 'one meshd per node; it reconnects by itself',
+          })
+          socket.end(rawErrorResponse(error, `Retry-After: ${retryAfter}\r\n`))
+          return
+        }
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           // First: an 'error' without a listener (an oversize frame, a protocol violation)
           // would throw and take the whole controller down.
@@ -198,6 +216,12 @@ export class NetmapHub {
     let set = net.conns.get(node.id)
     if (!set) net.conns.set(node.id, (set = new Set()))
     set.add(conn)
+    // At most MAX_SESSIONS_PER_NODE: the oldest (first in insertion order) make way.
+    for (const old of set) {
+      if (set.size <= MAX_SESSIONS_PER_NODE) break
+      set.delete(old)
+      old.ws.close(CLOSE.REPLACED, 'replaced by a newer session')
+    }
     this.metrics.connectedNodes.inc()
     ws.on('pong', () => {
       conn.alive = true
@@ -214,12 +238,22 @@ export class NetmapHub {
       this.metrics.connectedNodes.dec()
       if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
       void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
-        this.log.warn({err, nodeId: node.id}, 'presence update failed')
+        if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
     })
     ws.on('message', (data, isBinary) => this.limitFrame(conn, node, data, isBinary))
-    await this.state.nodeConnected(node, net.tenantId)
+    // A full or read-only disk loses the last-seen time, not the node's netmap (it is in memory).
+    await this.state.nodeConnected(node, net.tenantId).catch((err: unknown) => {
+      if (!this.storageFailure(err)) throw err
+    })
     await this.sendInitial(net, conn, resumeFrom)
+  }
+
+  /** Logs a storage failure (full disk) once per 10 s without a stack; false for anything else. */
+  private storageFailure(err: unknown): boolean {
+    const error = storageError(err)
+    if (error) this.storageLog.report(error, 'netmap presence')
+    return error !== undefined
   }
 
   /** The first frame: a full map, or what changed since the version the node already has. */
@@ -491,6 +525,7 @@ export class NetmapHub {
   }
 
   private pingAll(): void {
+    this.sessionLimit.prune()
     for (const net of this.nets.values())
       for (const conns of net.conns.values())
         for (const conn of conns) {

@@ -24,6 +24,7 @@ import {EventHub} from './events.js'
 import {makeHandlers, ROUTE_SCOPES, type HandlerContext, type Scope} from './handlers.js'
 import {NetmapHub} from './netmap.js'
 import {buildOpenApi} from './openapi.js'
+import {rawErrorResponse} from './raw-response.js'
 
 export interface ServerOptions {
   readonly state: ControllerState
@@ -101,16 +102,6 @@ const bearer = (req: FastifyRequest): string | undefined => {
   const h = req.headers.authorization
   if (typeof h !== 'string') return undefined
   return /^Bearer (\S{1,300})$/i.exec(h)?.[1]
-}
-
-/** A raw HTTP error response in our wire format, for sockets fastify does not answer itself. */
-function rawErrorResponse(error: MeshError, extraHeaders = ''): string {
-  const body = JSON.stringify(error.toWire())
-  const reasons: Record<number, string> = {400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed'}
-  return (
-    `HTTP/1.1 ${error.status} ${reasons[error.status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extraHeaders}\r\n${body}`
-  )
 }
 
 /**

@@ -129,6 +129,11 @@ export const CLOSE = {
   UNAUTHENTICATED: 4401,
   REVOKED: 4403,
   BAD_FRAME: 4400,
+  /**
+   * The node opened more netmap sessions than the controller keeps per node: this, its oldest,
+   * was closed for a newer one. A client just reconnects with its usual backoff.
+   */
+  REPLACED: 4409,
   SHUTTING_DOWN: 1001,
 } as const
 

@@ -12,7 +12,8 @@ import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ERRORS, MeshError} from '../../../shared/errors.js'
 import {startController, type RunningController} from '../../main.js'
-import {client, type Client} from '../../testing/client.js'
+import {client, publicKey, type Client} from '../../testing/client.js'
+import {connectWs} from '../../testing/ws-client.js'
 import {storageError, StorageFailureLog} from './errors.js'
 import type {SqliteStore} from './sqlite-store.js'
 
@@ -154,5 +155,42 @@ describe('a controller whose database cannot grow', () => {
     } finally {
       check.close()
     }
+  })
+
+  it('answers 503 STORAGE_UNAVAILABLE on a read-only database and still serves netmap sessions from memory', async () => {
+    const net = await api.req('POST', '/api/v1/networks', {
+      token,
+      body: {name: 'readonly-net', cidr: '10.250.0.0/24', joinPolicy: 'open'},
+    })
+    expect(net.status, net.text).toBe(201)
+    const reg = await api.req('POST', '/api/v1/register', {
+      token,
+      body: {network: net.body.id, publicKey: publicKey(), name: 'ro-node'},
+    })
+    expect(reg.status, reg.text).toBe(201)
+
+    db().pragma('query_only = ON') // every write now fails with SQLITE_READONLY
+    try {
+      const write = await api.req('POST', '/api/v1/networks', {
+        token,
+        body: {name: 'readonly-refused', cidr: '10.251.0.0/24'},
+      })
+      expect([write.status, write.body.error.code]).toEqual([503, 'STORAGE_UNAVAILABLE'])
+      // The node's session writes its last-seen time, which fails: it still gets its map.
+      const ws = await connectWs(`${ctl.url}/api/v1/netmap`, reg.body.credential)
+      try {
+        const full = await ws.next<{type: string; self: {id: string}}>((f) => f.type === 'full', 5000)
+        expect(full.self.id).toBe(reg.body.node.id)
+      } finally {
+        await ws.close()
+      }
+    } finally {
+      db().pragma('query_only = OFF')
+    }
+    const after = await api.req('POST', '/api/v1/networks', {
+      token,
+      body: {name: 'readonly-after', cidr: '10.252.0.0/24'},
+    })
+    expect(after.status, after.text).toBe(201)
   })
 })
