@@ -2,8 +2,14 @@
  * Base class of every mesh command: the shared global flags, and the one place that turns
  * errors into what a person (or a script, with --json) sees and the documented exit code.
  */
-import {Command, Flags} from '@oclif/core'
+import {format} from 'node:util'
+import {Command, Flags, ux} from '@oclif/core'
 import {ERRORS, EXIT, MeshError, isMeshError} from '../../shared/errors.js'
+import {jsonForTerminal, terminalText} from '../../shared/text.js'
+
+/** Longest message or hint printed for an error; the rest of a hostile 1 MiB message is cut. */
+const MAX_ERROR_TEXT = 1000
+const oneLine = (text: unknown): string => terminalText(text, {max: MAX_ERROR_TEXT})
 
 export abstract class MeshCommand extends Command {
   static override baseFlags = {
@@ -12,6 +18,32 @@ export abstract class MeshCommand extends Command {
       default: false,
       helpGroup: 'GLOBAL',
     }),
+  }
+
+  /*
+   * Everything a command prints goes through shared/text.ts: what it prints mixes its own words
+   * with names, ids, addresses and warnings from a controller or meshd, and none of those may
+   * drive the terminal (escape sequences) or disguise itself (bidi, zero-width). Human output is
+   * sanitized (line feeds kept; the only escape sequences left are the bold on/off of our own
+   * table headers, whose cells were sanitized one by one); --json output stays the exact JSON
+   * value, with the characters a terminal would act on written as \uXXXX escapes.
+   */
+  override log(message: unknown = '', ...args: unknown[]): void {
+    super.log(terminalText(format(message, ...args), {multiline: true, allowBold: true}))
+  }
+
+  override logToStderr(message: unknown = '', ...args: unknown[]): void {
+    super.logToStderr(terminalText(format(message, ...args), {multiline: true}))
+  }
+
+  override warn(input: string | Error): string | Error {
+    super.warn(oneLine(input instanceof Error ? input.message : input))
+    return input
+  }
+
+  override logJson(json: unknown): void {
+    const text = jsonForTerminal(JSON.stringify(json, null, 2))
+    ux.stdout(ux.colorizeJson(text, {pretty: false, theme: this.config.theme?.json}))
   }
 
   /** True when stdin is a terminal: only then may a command prompt. */
@@ -51,7 +83,13 @@ export abstract class MeshCommand extends Command {
       this.logJson(meshErr.toWire())
       return
     }
-    if (verbose && !isMeshError(err) && err.stack) process.stderr.write(`${err.stack}\n`)
-    this.error(meshErr.message, {code: meshErr.code, exit, suggestions: [meshErr.hint]})
+    if (verbose && !isMeshError(err) && err.stack)
+      process.stderr.write(`${terminalText(err.stack, {multiline: true})}\n`)
+    // Message and hint may be a controller's or meshd's words, relayed as they came.
+    this.error(oneLine(meshErr.message), {
+      code: oneLine(meshErr.code),
+      exit,
+      suggestions: [oneLine(meshErr.hint)],
+    })
   }
 }

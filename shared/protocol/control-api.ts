@@ -6,6 +6,7 @@
 import {z} from 'zod'
 import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
 import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
+import {CONTROL_CHARACTERS_MESSAGE, hasNoControlCharacters} from '../text.js'
 
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
@@ -95,6 +96,14 @@ export const EndpointSchema = z
     'an endpoint such as 203.0.113.7:51820 or [2001:db8::1]:51820: an IP literal another node can reach, port 1-65535',
   )
 export const TimestampSchema = z.string().describe('RFC 3339 time')
+/**
+ * Free text a person gives (network description) or a node reports (hostname, OS), in requests:
+ * at most `max` characters, none that a terminal would act on or hide (controls, bidi and
+ * zero-width characters, separators; shared/text.ts). Replies keep plain z.string() so rows
+ * stored before this rule still read.
+ */
+export const freeText = (max: number) =>
+  z.string().max(max).refine(hasNoControlCharacters, CONTROL_CHARACTERS_MESSAGE)
 export const JoinPolicySchema = z.enum(['open', 'invite', 'approval'])
 export type JoinPolicy = z.infer<typeof JoinPolicySchema>
 export const NodeStatusSchema = z.enum(['pending', 'active', 'disabled'])
@@ -241,7 +250,7 @@ export const UpdateUserRequestSchema = z.object({role: RoleSchema})
 export const CreateNetworkRequestSchema = z.object({
   name: NameSchema,
   cidr: z.string().max(43),
-  description: z.string().max(500).default(''),
+  description: freeText(500).default(''),
   joinPolicy: JoinPolicySchema.default('invite'),
   maxNodes: z.number().int().min(1).max(1_000_000).nullable().default(null),
 })
@@ -249,7 +258,7 @@ export type CreateNetworkRequest = z.input<typeof CreateNetworkRequestSchema>
 export const UpdateNetworkRequestSchema = z
   .object({
     name: NameSchema,
-    description: z.string().max(500),
+    description: freeText(500),
     joinPolicy: JoinPolicySchema,
     maxNodes: z.number().int().min(1).max(1_000_000).nullable(),
   })
@@ -300,8 +309,8 @@ export const RegisterRequestSchema = z
     network: z.string().min(1).max(100).optional(),
     publicKey: PublicKeySchema,
     name: NameSchema,
-    hostname: z.string().max(253).default(''),
-    os: z.string().max(64).default(''),
+    hostname: freeText(253).default(''),
+    os: freeText(64).default(''),
     endpoints: z.array(EndpointSchema).max(16).default([]),
   })
   .refine((r) => [r.invite, r.authKey, r.network].filter((v) => v !== undefined).length === 1, {

@@ -1,4 +1,5 @@
 // A small renderer of plain, aligned text tables for people (scripts use --json instead).
+import {terminalText} from '../../../shared/text.js'
 
 export interface Column<T> {
   header: string
@@ -17,11 +18,11 @@ export interface TableOptions {
 const BOLD = '\u001B[1m'
 const RESET = '\u001B[0m'
 
-// Values come from the controller: strip control characters so a crafted name cannot move the
-// cursor or recolour the terminal, and keep each cell on one line.
-const CONTROL_RE = /[\u0000-\u001F\u007F-\u009F]/g
+// Values come from the controller or meshd: terminalText() keeps each cell on one line and
+// turns escape sequences, controls, bidi and invisible characters into "?", so a crafted name can
+// neither drive the terminal nor pass for another name.
 const cell = (v: string | number | boolean | null | undefined): string =>
-  v === null || v === undefined || v === '' ? '-' : String(v).replace(CONTROL_RE, '?')
+  v === null || v === undefined || v === '' ? '-' : terminalText(v)
 
 /**
  * Columns separated by two spaces, each as wide as its widest cell, no trailing spaces.
