@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc; do
+for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -14,6 +14,14 @@ if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # coturn is here for its RFC 5780 client (turnutils_natdiscovery, a test reference for our
+    # STUN server); its TURN server must not stay running or start at boot.
+    if [[ " ${need[*]} " == *" coturn "* ]]; then
+      systemctl disable --now coturn.service >/dev/null 2>&1 || true
+      command -v deb-systemd-helper >/dev/null 2>&1 && deb-systemd-helper disable coturn.service >/dev/null 2>&1 || true
+      command -v update-rc.d >/dev/null 2>&1 && update-rc.d coturn disable >/dev/null 2>&1 || true
+      service coturn stop >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard tests will skip" >&2
   fi
