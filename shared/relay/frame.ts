@@ -11,6 +11,9 @@
  * is strict (every rule above is checked) and never copies the payload.
  */
 
+/** The controller serves the relay here, on its HTTP(S) port. */
+export const RELAY_WS_PATH = '/api/v1/relay'
+
 export const RELAY_FRAME_DATA = 1
 export const RELAY_MAX_ID_BYTES = 100
 /**

@@ -1,0 +1,407 @@
+/**
+ * The relay (WS /api/v1/relay): forwards still-encrypted WireGuard packets between connected
+ * nodes of the same network. Frame format and close codes: shared/relay/frame.ts.
+ *
+ * Isolation: a node's frames are looked up ONLY among the connected nodes of its own network
+ * (the network the credential authenticated to). An id that is not there (offline, removed,
+ * forged, or a node of another network) is dropped and counted; nothing is ever delivered
+ * across networks, and the sender learns nothing (no error frame, no close).
+ *
+ * Bad input: every frame pays the sender's token buckets (packets/s, bytes/s) BEFORE it is
+ * parsed, so garbage costs a flooding node its own budget. A malformed frame (text, bad type,
+ * bad id, empty or oversize payload) is dropped and counted, never answered with a close: one
+ * corrupt packet must not cut a node's relayed sessions to all its peers. A message over the
+ * WebSocket limit (header + maxPayload) is a protocol violation: ws closes that socket with 1009.
+ *
+ * Slow receivers: a receiver whose socket backlog (ws.bufferedAmount) is over maxBacklogBytes
+ * gets nothing more until it drains; those packets are dropped and counted ("backlog"). WireGuard
+ * and the TCP inside it cope with loss; a queue that grows without bound would not.
+ *
+ * One session per node: a new authenticated upgrade for a node replaces its open socket, which
+ * is closed with RELAY_CLOSE.REPLACED; the new session inherits the old one's token buckets.
+ *
+ * Wiring (controller/api/server.ts): route upgrades of WS_PATHS.relay to handleUpgrade; call
+ * disconnect(nodeId) when a node is removed; close() on shutdown.
+ */
+import {EventEmitter} from 'node:events'
+import type {IncomingMessage} from 'node:http'
+import type {Duplex} from 'node:stream'
+import {Counter, Gauge, Registry} from 'prom-client'
+import {WebSocketServer, type RawData, type WebSocket} from 'ws'
+import {
+  decodeRelayFrame,
+  encodeRelayFrame,
+  isRelayPeerId,
+  RELAY_CLOSE,
+  RELAY_MAX_PAYLOAD,
+  relayFrameHeader,
+  relayMaxFrameBytes,
+} from '../../shared/relay/frame.js'
+
+export interface RelayIdentity {
+  readonly nodeId: string
+  readonly networkId: string
+}
+
+export interface RelayLimits {
+  /** Largest WireGuard packet relayed (bytes); the WebSocket message limit follows from it. */
+  maxPayload: number
+  /** Per node: sustained packets per second, and the burst above it. */
+  packetsPerSecond: number
+  packetBurst: number
+  /** Per node: sustained bytes per second (whole frames), and the burst above it. */
+  bytesPerSecond: number
+  byteBurst: number
+  /** Per receiver: the socket backlog (ws.bufferedAmount) above which packets to it are dropped. */
+  maxBacklogBytes: number
+}
+
+/**
+ * Per node about 50k packets/s and 64 MB/s (~540 Mbit/s), above the ~440 Mbit/s one
+ * wireguard-go pair pushes on this kind of machine (TOOLCHAIN), with 1/10 s of burst. The
+ * backlog cap is 1 MiB per receiver, ~20 ms at that rate.
+ */
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  maxPayload: RELAY_MAX_PAYLOAD,
+  packetsPerSecond: 50_000,
+  packetBurst: 5_000,
+  bytesPerSecond: 64 * 1024 * 1024,
+  byteBurst: 6.4 * 1024 * 1024,
+  maxBacklogBytes: 1024 * 1024,
+}
+
+/**
+ * Why a frame was not delivered:
+ * - malformed: not a well-formed binary data frame (shared/relay/frame.ts);
+ * - rate: over the sender's packets/s or bytes/s bucket;
+ * - unknown: the destination is not connected in the sender's network (offline, removed,
+ *   forged, or the sender itself);
+ * - foreign: the destination id is connected, but in another network;
+ * - backlog: the receiver's socket backlog is over the cap.
+ */
+export type RelayDropReason = 'malformed' | 'rate' | 'unknown' | 'foreign' | 'backlog'
+
+export interface RelayDrop {
+  readonly networkId: string
+  /** The sender. */
+  readonly nodeId: string
+  readonly reason: RelayDropReason
+}
+
+/** The relay's Prometheus metrics, on the registry given (the controller's). */
+export class RelayMetrics {
+  readonly bytes: Counter<'network'>
+  readonly packets: Counter<'network'>
+  readonly dropped: Counter<'network' | 'reason'>
+  readonly connected: Gauge<'network'>
+
+  constructor(registry: Registry = new Registry()) {
+    this.bytes = new Counter({
+      name: 'mesh_relay_bytes_total',
+      help: 'WireGuard packet bytes delivered by the relay, by network',
+      labelNames: ['network'] as const,
+      registers: [registry],
+    })
+    this.packets = new Counter({
+      name: 'mesh_relay_packets_total',
+      help: 'WireGuard packets delivered by the relay, by network',
+      labelNames: ['network'] as const,
+      registers: [registry],
+    })
+    this.dropped = new Counter({
+      name: 'mesh_relay_dropped_packets_total',
+      help: 'Relay frames not delivered, by network of the sender and reason (malformed, rate, unknown, foreign, backlog)',
+      labelNames: ['network', 'reason'] as const,
+      registers: [registry],
+    })
+    this.connected = new Gauge({
+      name: 'mesh_relay_connected_nodes',
+      help: 'Nodes with an open relay WebSocket, by network',
+      labelNames: ['network'] as const,
+      registers: [registry],
+    })
+  }
+}
+
+export interface RelayLog {
+  warn(obj: object, msg: string): void
+  error(obj: object, msg: string): void
+}
+
+export interface RelayServerOptions {
+  /** The node a credential belongs to, or undefined when it is not valid (removed, wrong, pending). */
+  authenticate(credential: string): Promise<RelayIdentity | undefined>
+  metrics?: RelayMetrics
+  limits?: Partial<RelayLimits>
+  /** Milliseconds, for the token buckets; Date.now by default. */
+  now?: () => number
+  log?: RelayLog
+  /** Sockets that do not answer a ping within this interval are dropped. 30 s by default. */
+  pingIntervalMs?: number
+}
+
+interface Buckets {
+  packets: number
+  bytes: number
+  at: number
+}
+
+interface Conn {
+  readonly ws: WebSocket
+  readonly id: RelayIdentity
+  readonly net: Net
+  /** The frame header with this node as source, prefixed to every packet it sends. */
+  readonly header: Buffer
+  buckets: Buckets
+  alive: boolean
+}
+
+/** Connected nodes of one network, and its metric children (label lookups done once). */
+interface Net {
+  readonly id: string
+  readonly nodes: Map<string, Conn>
+  readonly bytes: {inc(n: number): void}
+  readonly packets: {inc(n?: number): void}
+  readonly dropped: Record<RelayDropReason, {inc(n?: number): void}>
+}
+
+const REASONS: readonly RelayDropReason[] = ['malformed', 'rate', 'unknown', 'foreign', 'backlog']
+
+const noLog: RelayLog = {warn: () => undefined, error: () => undefined}
+
+export class RelayServer extends EventEmitter<{
+  drop: [RelayDrop]
+  connect: [RelayIdentity]
+  disconnect: [RelayIdentity]
+}> {
+  readonly limits: RelayLimits
+  readonly metrics: RelayMetrics
+  private readonly wss: WebSocketServer
+  private readonly nets = new Map<string, Net>()
+  /** Node id -> number of networks it is connected in (to tell "foreign" from "unknown"). */
+  private readonly connectedIds = new Map<string, number>()
+  private readonly now: () => number
+  private readonly log: RelayLog
+  private readonly pinger: NodeJS.Timeout
+  private closing = false
+
+  constructor(private readonly opts: RelayServerOptions) {
+    super()
+    this.limits = {...DEFAULT_RELAY_LIMITS, ...opts.limits}
+    this.metrics = opts.metrics ?? new RelayMetrics()
+    this.now = opts.now ?? Date.now
+    this.log = opts.log ?? noLog
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: relayMaxFrameBytes(this.limits.maxPayload),
+    })
+    this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
+    this.pinger.unref()
+  }
+
+  /** Open relay sockets. */
+  get connections(): number {
+    let n = 0
+    for (const net of this.nets.values()) n += net.nodes.size
+    return n
+  }
+
+  /** Whether a node has an open relay socket in a network. */
+  isConnected(networkId: string, nodeId: string): boolean {
+    return this.nets.get(networkId)?.nodes.has(nodeId) ?? false
+  }
+
+  /**
+   * Takes over an HTTP upgrade on the relay path. The credential is `Authorization: Bearer`;
+   * an invalid one gets a WebSocket close with RELAY_CLOSE.UNAUTHENTICATED.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const auth = req.headers.authorization ?? ''
+    const credential = /^Bearer (\S{1,300})$/i.exec(auth)?.[1] ?? ''
+    socket.on('error', () => socket.destroy())
+    const authenticated =
+      credential === ''
+        ? Promise.resolve(undefined)
+        : this.opts.authenticate(credential).catch((err: unknown) => {
+            this.log.error({err}, 'relay authentication failed')
+            return undefined
+          })
+    void authenticated.then((id) => {
+      if (socket.destroyed) return
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        // First: an 'error' without a listener (oversize message, protocol violation) would
+        // throw and take the controller down.
+        ws.on('error', () => ws.terminate())
+        if (this.closing) {
+          ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'shutting down')
+          return
+        }
+        if (!id || !isRelayPeerId(id.nodeId)) {
+          if (id) this.log.error({nodeId: id.nodeId}, 'relay: node id cannot travel in a frame')
+          ws.close(RELAY_CLOSE.UNAUTHENTICATED, 'NODE_CREDENTIAL_INVALID')
+          return
+        }
+        this.attach(ws, {nodeId: id.nodeId, networkId: id.networkId})
+      })
+    })
+  }
+
+  private attach(ws: WebSocket, id: RelayIdentity): void {
+    const net = this.net(id.networkId)
+    const old = net.nodes.get(id.nodeId)
+    const conn: Conn = {
+      ws,
+      id,
+      net,
+      header: relayFrameHeader(id.nodeId),
+      buckets: old
+        ? old.buckets
+        : {packets: this.limits.packetBurst, bytes: this.limits.byteBurst, at: this.now()},
+      alive: true,
+    }
+    if (old) {
+      this.detach(old)
+      old.ws.close(RELAY_CLOSE.REPLACED, 'replaced by a newer session')
+    }
+    net.nodes.set(id.nodeId, conn)
+    this.connectedIds.set(id.nodeId, (this.connectedIds.get(id.nodeId) ?? 0) + 1)
+    this.metrics.connected.inc({network: id.networkId})
+    ws.on('pong', () => {
+      conn.alive = true
+    })
+    ws.on('close', () => this.detach(conn))
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary))
+    this.emit('connect', id)
+  }
+
+  /** Forgets a connection (idempotent: only the first call for a conn counts). */
+  private detach(conn: Conn): void {
+    const {net, id} = conn
+    if (net.nodes.get(id.nodeId) !== conn) return
+    net.nodes.delete(id.nodeId)
+    const n = (this.connectedIds.get(id.nodeId) ?? 1) - 1
+    if (n > 0) this.connectedIds.set(id.nodeId, n)
+    else this.connectedIds.delete(id.nodeId)
+    this.metrics.connected.dec({network: id.networkId})
+    if (net.nodes.size === 0) this.nets.delete(net.id)
+    this.emit('disconnect', id)
+  }
+
+  private net(networkId: string): Net {
+    let net = this.nets.get(networkId)
+    if (!net) {
+      const labels = {network: networkId}
+      const dropped = {} as Record<RelayDropReason, {inc(n?: number): void}>
+      for (const reason of REASONS) dropped[reason] = this.metrics.dropped.labels({...labels, reason})
+      net = {
+        id: networkId,
+        nodes: new Map(),
+        bytes: this.metrics.bytes.labels(labels),
+        packets: this.metrics.packets.labels(labels),
+        dropped,
+      }
+      this.nets.set(networkId, net)
+    }
+    return net
+  }
+
+  private onMessage(conn: Conn, data: RawData, isBinary: boolean): void {
+    // binaryType is 'nodebuffer': data is one Buffer, fragments already joined.
+    const buf = data as Buffer
+    if (!this.take(conn, buf.length)) return this.drop(conn, 'rate')
+    if (!isBinary) return this.drop(conn, 'malformed')
+    let peerId: string
+    let payload: Buffer
+    try {
+      ;({peerId, payload} = decodeRelayFrame(buf, {maxPayload: this.limits.maxPayload}))
+    } catch {
+      return this.drop(conn, 'malformed')
+    }
+    const dst = conn.net.nodes.get(peerId)
+    if (!dst || dst === conn)
+      return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown')
+    if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown')
+    if (dst.ws.bufferedAmount > this.limits.maxBacklogBytes) return this.drop(conn, 'backlog')
+    dst.ws.send(
+      encodeRelayFrame(conn.id.nodeId, payload, {header: conn.header, maxPayload: this.limits.maxPayload}),
+    )
+    conn.net.packets.inc()
+    conn.net.bytes.inc(payload.length)
+  }
+
+  /** Takes one packet of `size` bytes from the sender's buckets; false when over either rate. */
+  private take(conn: Conn, size: number): boolean {
+    const b = conn.buckets
+    const now = this.now()
+    const elapsed = Math.max(0, now - b.at)
+    b.at = now
+    const l = this.limits
+    b.packets = Math.min(l.packetBurst, b.packets + (elapsed * l.packetsPerSecond) / 1000)
+    b.bytes = Math.min(l.byteBurst, b.bytes + (elapsed * l.bytesPerSecond) / 1000)
+    if (b.packets < 1 || b.bytes < size) return false
+    b.packets -= 1
+    b.bytes -= size
+    return true
+  }
+
+  private drop(conn: Conn, reason: RelayDropReason): void {
+    conn.net.dropped[reason].inc()
+    if (this.listenerCount('drop') > 0)
+      this.emit('drop', {networkId: conn.id.networkId, nodeId: conn.id.nodeId, reason})
+  }
+
+  /**
+   * Closes a node's relay socket (RELAY_CLOSE.REVOKED by default): for a node removed from its
+   * network. Without networkId, in every network it is connected in.
+   */
+  disconnect(nodeId: string, opts: {networkId?: string; code?: number; reason?: string} = {}): void {
+    const nets = opts.networkId === undefined ? [...this.nets.values()] : [this.nets.get(opts.networkId)]
+    for (const net of nets) {
+      const conn = net?.nodes.get(nodeId)
+      if (!conn) continue
+      this.detach(conn)
+      conn.ws.close(opts.code ?? RELAY_CLOSE.REVOKED, opts.reason ?? 'node removed')
+    }
+  }
+
+  private pingAll(): void {
+    for (const net of [...this.nets.values()])
+      for (const conn of [...net.nodes.values()]) {
+        if (!conn.alive) {
+          this.detach(conn)
+          conn.ws.terminate()
+          continue
+        }
+        conn.alive = false
+        conn.ws.ping()
+      }
+  }
+
+  /** Closes every relay socket with 1001 (going away); sockets that do not close in 2 s are cut. */
+  async close(): Promise<void> {
+    this.closing = true
+    clearInterval(this.pinger)
+    const closed: Promise<void>[] = []
+    for (const net of [...this.nets.values()])
+      for (const conn of [...net.nodes.values()]) {
+        closed.push(
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              conn.ws.terminate()
+              resolve()
+            }, 2000)
+            timer.unref()
+            conn.ws.once('close', () => {
+              clearTimeout(timer)
+              resolve()
+            })
+            conn.ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'controller shutting down')
+          }),
+        )
+      }
+    await Promise.all(closed)
+    this.wss.close()
+  }
+}

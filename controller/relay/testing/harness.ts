@@ -1,0 +1,151 @@
+/**
+ * Test-only: a RelayServer behind a real HTTP server on 127.0.0.1:0, and a binary WebSocket
+ * client that queues relay frames and waits for them on events (no sleeps).
+ */
+import {once} from 'node:events'
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import WebSocket from 'ws'
+import {
+  decodeRelayFrame,
+  encodeRelayFrame,
+  RELAY_WS_PATH,
+  type RelayFrame,
+} from '../../../shared/relay/frame.js'
+import {RelayMetrics, RelayServer, type RelayIdentity, type RelayServerOptions} from '../server.js'
+
+export interface TestRelay {
+  readonly relay: RelayServer
+  readonly http: Server
+  /** http://127.0.0.1:port (no path). */
+  readonly base: string
+  /** ws://127.0.0.1:port/api/v1/relay */
+  readonly url: string
+  close(): Promise<void>
+}
+
+/** credentials: credential -> identity. */
+export async function startTestRelay(
+  credentials: Record<string, RelayIdentity>,
+  opts: Partial<RelayServerOptions> = {},
+): Promise<TestRelay> {
+  const relay = new RelayServer({
+    authenticate: async (c) => credentials[c],
+    metrics: new RelayMetrics(),
+    ...opts,
+  })
+  const http = createServer((_req, res) => res.writeHead(404).end())
+  http.on('upgrade', (req, socket, head) => {
+    if (new URL(req.url ?? '/', 'http://x').pathname === RELAY_WS_PATH) relay.handleUpgrade(req, socket, head)
+    else socket.destroy()
+  })
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  const {port} = http.address() as AddressInfo
+  const base = `http://127.0.0.1:${port}`
+  return {
+    relay,
+    http,
+    base,
+    url: `ws://127.0.0.1:${port}${RELAY_WS_PATH}`,
+    async close() {
+      await relay.close()
+      http.closeAllConnections()
+      http.close()
+      await once(http, 'close')
+    },
+  }
+}
+
+export interface RelayTestClient {
+  readonly ws: WebSocket
+  readonly frames: RelayFrame[]
+  readonly closed: Promise<{code: number; reason: string}>
+  send(peerId: string, payload: Uint8Array | string): void
+  sendRaw(data: Buffer | string, binary?: boolean): void
+  /** The next frame not yet taken, waiting up to timeoutMs. */
+  next(timeoutMs?: number): Promise<RelayFrame>
+  /** Resolves once `n` frames (in total) have arrived. */
+  count(n: number, timeoutMs?: number): Promise<void>
+  close(): Promise<void>
+}
+
+export async function connectRelay(url: string, credential: string | undefined): Promise<RelayTestClient> {
+  const ws = new WebSocket(url, {
+    headers: credential === undefined ? {} : {authorization: `Bearer ${credential}`},
+  })
+  const frames: RelayFrame[] = []
+  let taken = 0
+  const waiters = new Set<() => void>()
+  const wake = () => {
+    for (const w of [...waiters]) w()
+  }
+  ws.on('message', (data) => {
+    frames.push(decodeRelayFrame(data as Buffer, {maxPayload: 65535}))
+    wake()
+  })
+  ws.on('error', () => undefined)
+  const closed = new Promise<{code: number; reason: string}>((resolve) =>
+    ws.on('close', (code, reason) => {
+      resolve({code, reason: String(reason)})
+      wake()
+    }),
+  )
+  const waitFor = (ready: () => boolean, what: string, timeoutMs: number) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (ready()) {
+          cleanup()
+          resolve()
+        } else if (ws.readyState === WebSocket.CLOSED) {
+          cleanup()
+          reject(new Error(`socket closed while waiting for ${what} (${frames.length} frames)`))
+        }
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`timed out waiting for ${what} (${frames.length} frames)`))
+      }, timeoutMs)
+      const cleanup = () => {
+        clearTimeout(timer)
+        waiters.delete(check)
+      }
+      waiters.add(check)
+      check()
+    })
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('close', () => resolve())
+    ws.once('error', reject)
+  })
+  return {
+    ws,
+    frames,
+    closed,
+    send: (peerId, payload) =>
+      ws.send(encodeRelayFrame(peerId, typeof payload === 'string' ? Buffer.from(payload) : payload)),
+    sendRaw: (data, binary = true) => ws.send(data, {binary}),
+    async next(timeoutMs = 5000) {
+      await waitFor(() => taken < frames.length, 'a frame', timeoutMs)
+      return frames[taken++]!
+    },
+    count: (n, timeoutMs = 5000) => waitFor(() => frames.length >= n, `${n} frames`, timeoutMs),
+    async close() {
+      if (ws.readyState === WebSocket.CLOSED) return
+      ws.close()
+      await closed
+    },
+  }
+}
+
+/** The value of a labelled counter or gauge (0 when the label set was never touched). */
+export async function metricValue(
+  metric: {get(): Promise<{values: {labels: object; value: number}[]}>},
+  labels: Record<string, string>,
+): Promise<number> {
+  const {values} = await metric.get()
+  const hit = values.find((v) =>
+    Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val),
+  )
+  return hit?.value ?? 0
+}

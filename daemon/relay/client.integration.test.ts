@@ -1,0 +1,249 @@
+import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
+import {once} from 'node:events'
+import {afterEach, describe, expect, it} from 'vitest'
+import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
+import {RELAY_CLOSE} from '../../shared/relay/frame.js'
+import {backoffDelay, RelayClient, type RelayClientOptions} from './client.js'
+import type {ShimClock} from './shim.js'
+
+const CREDS = {
+  'cred-a': {nodeId: 'nd_a', networkId: 'n1'},
+  'cred-b': {nodeId: 'nd_b', networkId: 'n1'},
+}
+
+/** A plain UDP socket standing in for a WireGuard listen port; queues what it receives. */
+interface FakeWireGuard {
+  readonly socket: Socket
+  readonly port: number
+  readonly got: {data: string; from: number}[]
+  /** Resolves once `n` datagrams (in total) have arrived. */
+  count(n: number): Promise<void>
+  sendTo(port: number, data: string): void
+}
+
+async function fakeWireGuard(): Promise<FakeWireGuard> {
+  const socket = createSocket('udp4')
+  sockets.push(socket)
+  socket.bind(0, '127.0.0.1')
+  await once(socket, 'listening')
+  const got: {data: string; from: number}[] = []
+  socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+    got.push({data: msg.toString(), from: rinfo.port})
+    socket.emit('got')
+  })
+  return {
+    socket,
+    port: socket.address().port,
+    got,
+    count: async (n) => {
+      while (got.length < n) await once(socket, 'got')
+    },
+    sendTo: (port, data) => socket.send(data, port, '127.0.0.1'),
+  }
+}
+
+/** Timers that run only when the test advances time. */
+class ManualClock implements ShimClock {
+  private t = 0
+  private timers = new Map<number, {at: number; fn: () => void}>()
+  private next = 1
+  now = () => this.t
+  setTimeout = (fn: () => void, ms: number) => {
+    const id = this.next++
+    this.timers.set(id, {at: this.t + ms, fn})
+    return id
+  }
+  clearTimeout = (id: unknown) => void this.timers.delete(id as number)
+  advance(ms: number): void {
+    this.t += ms
+    for (;;) {
+      const due = [...this.timers].filter(([, v]) => v.at <= this.t).sort((x, y) => x[1].at - y[1].at)[0]
+      if (!due) return
+      this.timers.delete(due[0])
+      due[1].fn()
+    }
+  }
+}
+
+let env: TestRelay | undefined
+const sockets: Socket[] = []
+const relayClients: RelayClient[] = []
+
+afterEach(async () => {
+  await Promise.all(relayClients.splice(0).map((c) => c.close()))
+  for (const s of sockets.splice(0)) s.close()
+  await env?.close()
+  env = undefined
+})
+
+function client(credential: string, wg: FakeWireGuard, opts: Partial<RelayClientOptions> = {}): RelayClient {
+  const c = new RelayClient({controller: env!.base, credential, wireGuardPort: wg.port, ...opts})
+  relayClients.push(c)
+  return c
+}
+
+/** Two nodes of one network, each with its relay client, fake WireGuard port and shim for the other. */
+async function pair(opts: Partial<RelayClientOptions> = {}) {
+  env ??= await startTestRelay(CREDS)
+  const wgA = await fakeWireGuard()
+  const wgB = await fakeWireGuard()
+  const a = client('cred-a', wgA, opts)
+  const b = client('cred-b', wgB, opts)
+  await Promise.all([a.whenOpen(), b.whenOpen()])
+  const shimAB = await a.shimFor('nd_b') // A's endpoint for peer B
+  const shimBA = await b.shimFor('nd_a')
+  return {a, b, wgA, wgB, shimAB, shimBA}
+}
+
+describe('relay client and peer shims', () => {
+  it("a datagram WireGuard sends to A's shim for B arrives at B's WireGuard from B's shim for A, and back", async () => {
+    const {wgA, wgB, shimAB, shimBA, a, b} = await pair()
+    expect(shimAB.endpoint).toBe(`127.0.0.1:${shimAB.port}`)
+    wgA.sendTo(shimAB.port, 'handshake initiation')
+    await wgB.count(1)
+    expect(wgB.got[0]).toEqual({data: 'handshake initiation', from: shimBA.port})
+    wgB.sendTo(shimBA.port, 'handshake response')
+    await wgA.count(1)
+    expect(wgA.got[0]).toEqual({data: 'handshake response', from: shimAB.port})
+    // A burst keeps its order.
+    for (let i = 0; i < 100; i++) wgA.sendTo(shimAB.port, `data ${i}`)
+    await wgB.count(101)
+    expect(wgB.got.slice(1).map((g) => g.data)).toEqual(Array.from({length: 100}, (_, i) => `data ${i}`))
+    expect(a.stats('nd_b')).toMatchObject({toRelayPackets: 101, toWireGuardPackets: 1})
+    expect(b.stats('nd_a')).toMatchObject({toRelayPackets: 1, toWireGuardPackets: 101})
+    // shimFor is stable until release.
+    expect((await a.shimFor('nd_b')).port).toBe(shimAB.port)
+  })
+
+  it("datagrams to a shim from anything but WireGuard's port are dropped", async () => {
+    const {a, wgA, wgB, shimAB} = await pair()
+    const intruder = await fakeWireGuard()
+    const dropped = once(a, 'drop')
+    intruder.sendTo(shimAB.port, 'not from wireguard')
+    expect(await dropped).toEqual([{peerId: 'nd_b', reason: 'foreign_source'}])
+    wgA.sendTo(shimAB.port, 'from wireguard')
+    await wgB.count(1)
+    expect(wgB.got.map((g) => g.data)).toEqual(['from wireguard'])
+    expect(a.stats('nd_b')!.dropped.foreign_source).toBe(1)
+  })
+
+  it('hold buffers relayed packets and releases them in order on deliver; drop discards them', async () => {
+    const {b, wgA, wgB, shimAB} = await pair()
+    b.setMode('nd_a', 'hold')
+    const held = new Promise<void>((resolve) => b.on('held', (_p, n) => n === 5 && resolve()))
+    for (let i = 0; i < 5; i++) wgA.sendTo(shimAB.port, `held ${i}`)
+    await held
+    expect(wgB.got).toEqual([])
+    expect(b.stats('nd_a')!.held).toBe(5)
+    b.setMode('nd_a', 'deliver')
+    await wgB.count(5)
+    expect(wgB.got.map((g) => g.data)).toEqual(['held 0', 'held 1', 'held 2', 'held 3', 'held 4'])
+
+    b.setMode('nd_a', 'hold')
+    const held2 = new Promise<void>((resolve) => b.on('held', (_p, n) => n === 2 && resolve()))
+    wgA.sendTo(shimAB.port, 'stale 1')
+    wgA.sendTo(shimAB.port, 'stale 2')
+    await held2
+    b.setMode('nd_a', 'drop')
+    expect(b.stats('nd_a')).toMatchObject({held: 0, mode: 'drop'})
+    expect(b.stats('nd_a')!.dropped.mode_drop).toBe(2)
+    b.setMode('nd_a', 'deliver')
+    wgA.sendTo(shimAB.port, 'after')
+    await wgB.count(6)
+    expect(wgB.got.map((g) => g.data).slice(5)).toEqual(['after'])
+  })
+
+  it('a hold keeps at most maxPackets and ends by itself at its time bound', async () => {
+    const clock = new ManualClock()
+    const {b, wgA, wgB, shimAB} = await pair({clock})
+    b.setMode('nd_a', 'hold', {maxPackets: 3, maxMs: 200})
+    const overflow = new Promise<void>((resolve) =>
+      b.on(
+        'drop',
+        (d) => d.reason === 'hold_overflow' && b.stats('nd_a')!.dropped.hold_overflow === 2 && resolve(),
+      ),
+    )
+    for (let i = 0; i < 5; i++) wgA.sendTo(shimAB.port, `p ${i}`)
+    await overflow
+    clock.advance(199)
+    expect(b.stats('nd_a')).toMatchObject({mode: 'hold', held: 3})
+    clock.advance(1)
+    await wgB.count(3)
+    expect(wgB.got.map((g) => g.data)).toEqual(['p 0', 'p 1', 'p 2'])
+    expect(b.stats('nd_a')!.mode).toBe('deliver')
+
+    b.setMode('nd_a', 'hold', {maxMs: 50, then: 'drop'})
+    const held = new Promise<void>((resolve) => b.on('held', () => resolve()))
+    wgA.sendTo(shimAB.port, 'dropped at the bound')
+    await held
+    clock.advance(50)
+    expect(b.stats('nd_a')).toMatchObject({mode: 'drop', held: 0})
+  })
+
+  it('a frame from the relay for a peer without a shim is dropped and reported', async () => {
+    const {a, b} = await pair()
+    await b.release('nd_a')
+    expect(b.stats('nd_a')).toBeUndefined()
+    const unknown = once(b, 'unknownPeer')
+    // A's shim for B still exists; its frames reach B's client, which has no shim for A now.
+    const wgA2 = await fakeWireGuard()
+    a.setWireGuardPort(wgA2.port)
+    const shim = await a.shimFor('nd_b')
+    wgA2.sendTo(shim.port, 'for a released peer')
+    expect(await unknown).toEqual(['nd_a'])
+    expect(b.dropped.unknown_peer).toBe(1)
+  })
+
+  it('the client reconnects after the relay drops it, and traffic flows again', async () => {
+    const {a, wgA, wgB, shimAB} = await pair({backoff: {minMs: 5, maxMs: 50}})
+    const closed = once(a, 'close')
+    env!.relay.disconnect('nd_a', {code: 1011, reason: 'test'})
+    const [info] = (await closed) as [{code: number; reconnectInMs: number}]
+    expect(info.code).toBe(1011)
+    expect(info.reconnectInMs).toBeGreaterThanOrEqual(2)
+    expect(info.reconnectInMs).toBeLessThanOrEqual(5)
+    await a.whenOpen()
+    wgA.sendTo(shimAB.port, 'after reconnect')
+    await wgB.count(1)
+    expect(wgB.got.map((g) => g.data)).toEqual(['after reconnect'])
+  })
+
+  it('a client replaced by another session of its node stops reconnecting', async () => {
+    const {a} = await pair()
+    const replaced = once(a, 'replaced')
+    const other = await connectRelay(env!.url, 'cred-a')
+    await replaced
+    expect(a.connected).toBe(false)
+    expect(env!.relay.isConnected('n1', 'nd_a')).toBe(true)
+    await other.close()
+  })
+
+  it('an invalid credential is retried with backoff, never crashing', async () => {
+    env = await startTestRelay(CREDS)
+    const wg = await fakeWireGuard()
+    const c = client('cred-wrong', wg, {backoff: {minMs: 1, maxMs: 4}})
+    const codes: number[] = []
+    await new Promise<void>((resolve) =>
+      c.on('close', ({code}) => {
+        codes.push(code)
+        if (codes.length === 3) resolve()
+      }),
+    )
+    expect(codes).toEqual([
+      RELAY_CLOSE.UNAUTHENTICATED,
+      RELAY_CLOSE.UNAUTHENTICATED,
+      RELAY_CLOSE.UNAUTHENTICATED,
+    ])
+  })
+})
+
+describe('backoffDelay', () => {
+  it('doubles from minMs up to maxMs and takes a random half away', () => {
+    const opts = {minMs: 100, maxMs: 1000}
+    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, opts, () => 1))).toEqual([
+      100, 200, 400, 800, 1000, 1000,
+    ])
+    expect([0, 1, 4].map((n) => backoffDelay(n, opts, () => 0))).toEqual([50, 100, 500])
+    expect(backoffDelay(1e6, opts, () => 0.5)).toBe(750)
+  })
+})

@@ -1,0 +1,345 @@
+/**
+ * The daemon's side of the relay: one WebSocket per joined network to the controller's
+ * /api/v1/relay (Bearer node credential), and one PeerShim (daemon/relay/shim.ts) per relayed
+ * peer, whose 127.0.0.1 address is WireGuard's endpoint for that peer.
+ *
+ * The socket reconnects by itself with jittered exponential backoff after any close, except
+ * RELAY_CLOSE.REPLACED (another session of this node took over: reconnecting would push it out
+ * in turn) and close(). Shims live across reconnects; while the socket is down their packets
+ * to the relay are dropped (WireGuard retransmits its handshakes).
+ *
+ * Every frame from the relay is decoded strictly (bounded by maxPayload) and handed only to the
+ * shim of the peer it names; a frame for a peer without a shim is dropped and reported
+ * ('unknownPeer'), so the daemon may decide to relay that peer too.
+ *
+ * Wiring (daemon/backend.ts): one RelayClient per network the node has joined and whose netmap
+ * names a relay; shimFor(peerId) when the path says relay, then set the peer's WireGuard
+ * endpoint to the returned endpoint; setMode() around an upgrade; release() when the peer
+ * leaves or goes direct for good; setWireGuardPort() when the interface is recreated.
+ */
+import {EventEmitter} from 'node:events'
+import WebSocket, {type ClientOptions} from 'ws'
+import {
+  decodeRelayFrame,
+  RELAY_CLOSE,
+  RELAY_MAX_PAYLOAD,
+  RELAY_WS_PATH,
+  relayMaxFrameBytes,
+} from '../../shared/relay/frame.js'
+import {
+  PeerShim,
+  systemShimClock,
+  type HoldOptions,
+  type ShimClock,
+  type ShimDropReason,
+  type ShimMode,
+  type ShimStats,
+} from './shim.js'
+
+export interface BackoffOptions {
+  /** First retry delay (ms), before jitter. 250 by default. */
+  minMs?: number
+  /** Largest retry delay (ms), before jitter. 30,000 by default. */
+  maxMs?: number
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (0-based): min(maxMs, minMs·2^attempt), of which
+ * a random half is taken away ("equal jitter"), so clients that lost the relay together do not
+ * come back together.
+ */
+export function backoffDelay(
+  attempt: number,
+  opts: BackoffOptions = {},
+  random: () => number = Math.random,
+): number {
+  const min = opts.minMs ?? 250
+  const max = opts.maxMs ?? 30_000
+  const ceiling = Math.min(max, min * 2 ** Math.min(attempt, 30))
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2)
+}
+
+export interface RelayClientOptions {
+  /** The controller's base URL (http or https); the relay is at RELAY_WS_PATH on it. */
+  controller: string
+  /** The node credential of this network. */
+  credential: string
+  /** WireGuard's listen port on 127.0.0.1 (0 when not known yet). */
+  wireGuardPort: number
+  /** Largest WireGuard packet carried; the same as the relay's. 2048 by default. */
+  maxPayload?: number
+  backoff?: BackoffOptions
+  random?: () => number
+  clock?: ShimClock
+  /** Defaults for setMode('hold'). */
+  hold?: HoldOptions
+  /** The relay socket's send backlog above which packets are dropped. 1 MiB by default. */
+  maxSendBacklogBytes?: number
+  /**
+   * The socket is pinged this often; with nothing heard from the relay for 3 intervals it is
+   * cut and reconnected (a NAT that dropped the TCP mapping leaves it silent). 15 s by default.
+   */
+  keepaliveMs?: number
+  /** TLS options (ca) and the like for the WebSocket. */
+  ws?: Pick<ClientOptions, 'ca' | 'rejectUnauthorized' | 'handshakeTimeout' | 'localAddress'>
+}
+
+export type RelayClientDropReason = ShimDropReason | 'malformed' | 'unknown_peer'
+
+export interface RelayClientEvents {
+  /** The relay socket is open (again). */
+  open: []
+  /** The relay socket closed; a reconnect follows unless `reconnectInMs` is undefined. */
+  close: [info: {code: number; reason: string; reconnectInMs: number | undefined}]
+  /** Another session of this node replaced this one; this client stopped. */
+  replaced: []
+  /** A frame from the relay for a peer that has no shim (dropped). */
+  unknownPeer: [peerId: string]
+  drop: [info: {peerId: string | undefined; reason: RelayClientDropReason}]
+  /** A packet was added to a peer's hold; `count` are held now. */
+  held: [peerId: string, count: number]
+}
+
+export class RelayClient extends EventEmitter<RelayClientEvents> {
+  private readonly url: string
+  private readonly clock: ShimClock
+  private readonly maxPayload: number
+  private readonly maxSendBacklog: number
+  private readonly keepaliveMs: number
+  private ws: WebSocket | undefined
+  private wgPort: number
+  private attempt = 0
+  private retryTimer: unknown = undefined
+  private keepaliveTimer: unknown = undefined
+  private lastHeard = 0
+  private stopped = false
+  private readonly shims = new Map<string, PeerShim>()
+  private readonly opening = new Map<string, Promise<PeerShim>>()
+  private readonly clientDrops = {malformed: 0, unknown_peer: 0}
+
+  constructor(private readonly opts: RelayClientOptions) {
+    super()
+    const url = new URL(RELAY_WS_PATH, opts.controller)
+    if (url.protocol === 'http:') url.protocol = 'ws:'
+    else if (url.protocol === 'https:') url.protocol = 'wss:'
+    else throw new Error(`relay: controller URL must be http(s), not ${url.protocol}`)
+    this.url = url.toString()
+    this.clock = opts.clock ?? systemShimClock
+    this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
+    this.maxSendBacklog = opts.maxSendBacklogBytes ?? 1024 * 1024
+    this.keepaliveMs = opts.keepaliveMs ?? 15_000
+    this.wgPort = opts.wireGuardPort
+    this.connect()
+  }
+
+  /** Whether the relay socket is open now. */
+  get connected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN
+  }
+
+  /** Resolves when the relay socket is open (at once when it is). */
+  whenOpen(): Promise<void> {
+    if (this.connected) return Promise.resolve()
+    return new Promise((resolve) => this.once('open', () => resolve()))
+  }
+
+  setWireGuardPort(port: number): void {
+    this.wgPort = port
+  }
+
+  private connect(): void {
+    if (this.stopped) return
+    const ws = new WebSocket(this.url, {
+      ...this.opts.ws,
+      headers: {authorization: `Bearer ${this.opts.credential}`},
+      maxPayload: relayMaxFrameBytes(this.maxPayload),
+      perMessageDeflate: false,
+      handshakeTimeout: this.opts.ws?.handshakeTimeout ?? 10_000,
+      followRedirects: false,
+    })
+    this.ws = ws
+    ws.binaryType = 'nodebuffer'
+    ws.on('error', () => undefined) // a 'close' always follows
+    ws.on('open', () => {
+      this.attempt = 0
+      this.heard()
+      this.scheduleKeepalive(ws)
+      this.emit('open')
+    })
+    ws.on('message', (data, isBinary) => {
+      this.heard()
+      this.onMessage(data as Buffer, isBinary)
+    })
+    ws.on('ping', () => this.heard())
+    ws.on('pong', () => this.heard())
+    ws.on('close', (code, reasonBuf) => this.onClose(ws, code, reasonBuf.toString()))
+  }
+
+  private heard(): void {
+    this.lastHeard = this.clock.now()
+  }
+
+  private scheduleKeepalive(ws: WebSocket): void {
+    this.keepaliveTimer = this.clock.setTimeout(() => {
+      this.keepaliveTimer = undefined
+      if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return
+      if (this.clock.now() - this.lastHeard >= 3 * this.keepaliveMs) {
+        ws.terminate()
+        return
+      }
+      ws.ping()
+      this.scheduleKeepalive(ws)
+    }, this.keepaliveMs)
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (this.ws !== ws) return
+    this.ws = undefined
+    if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
+    this.keepaliveTimer = undefined
+    if (this.stopped) {
+      this.emit('close', {code, reason, reconnectInMs: undefined})
+      return
+    }
+    if (code === RELAY_CLOSE.REPLACED) {
+      this.stopped = true
+      this.emit('close', {code, reason, reconnectInMs: undefined})
+      this.emit('replaced')
+      return
+    }
+    const delay = backoffDelay(this.attempt++, this.opts.backoff, this.opts.random)
+    this.emit('close', {code, reason, reconnectInMs: delay})
+    this.retryTimer = this.clock.setTimeout(() => {
+      this.retryTimer = undefined
+      this.connect()
+    }, delay)
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (!isBinary) return this.clientDrop(undefined, 'malformed')
+    let peerId: string
+    let payload: Buffer
+    try {
+      ;({peerId, payload} = decodeRelayFrame(data, {maxPayload: this.maxPayload}))
+    } catch {
+      return this.clientDrop(undefined, 'malformed')
+    }
+    const shim = this.shims.get(peerId)
+    if (!shim) {
+      this.clientDrop(peerId, 'unknown_peer')
+      this.emit('unknownPeer', peerId)
+      return
+    }
+    shim.fromRelay(payload)
+  }
+
+  private clientDrop(peerId: string | undefined, reason: 'malformed' | 'unknown_peer'): void {
+    this.clientDrops[reason]++
+    if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
+  }
+
+  private sendFrame(frame: Buffer): undefined | 'relay_down' | 'relay_backlog' {
+    const ws = this.ws
+    if (!ws || ws.readyState !== WebSocket.OPEN) return 'relay_down'
+    if (ws.bufferedAmount > this.maxSendBacklog) return 'relay_backlog'
+    ws.send(frame)
+    return undefined
+  }
+
+  /**
+   * The local endpoint for a relayed peer ("127.0.0.1:port"), opening its shim on first use;
+   * the same one until release(peerId).
+   */
+  async shimFor(peerId: string): Promise<{endpoint: string; port: number}> {
+    if (this.stopped) throw new Error('relay client is closed')
+    let shim = this.shims.get(peerId)
+    if (!shim) {
+      let opening = this.opening.get(peerId)
+      if (!opening) {
+        opening = PeerShim.open(peerId, {
+          wireGuardPort: () => this.wgPort,
+          sendFrame: (f) => this.sendFrame(f),
+          maxPayload: this.maxPayload,
+          clock: this.clock,
+          hold: this.opts.hold,
+          onDrop: (reason) => {
+            if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
+          },
+          onHeld: (count) => this.emit('held', peerId, count),
+        })
+        this.opening.set(peerId, opening)
+        opening
+          .then(async (s) => {
+            if (this.opening.get(peerId) !== opening) return void (await s.close())
+            this.opening.delete(peerId)
+            this.shims.set(peerId, s)
+          })
+          .catch(() => this.opening.delete(peerId))
+      }
+      await opening
+      shim = this.shims.get(peerId)
+      if (!shim) throw new Error('relay: the shim was released while it opened')
+    }
+    return {endpoint: shim.endpoint, port: shim.port}
+  }
+
+  /** Sets a peer's shim mode (see daemon/relay/shim.ts); false when the peer has no shim. */
+  setMode(peerId: string, mode: ShimMode, hold?: HoldOptions): boolean {
+    const shim = this.shims.get(peerId)
+    if (!shim) return false
+    shim.setMode(mode, hold)
+    return true
+  }
+
+  /** Counters of a peer's shim; undefined when it has none. */
+  stats(peerId: string): ShimStats | undefined {
+    return this.shims.get(peerId)?.stats()
+  }
+
+  /** Frames from the relay dropped before reaching a shim. */
+  get dropped(): {malformed: number; unknown_peer: number} {
+    return {...this.clientDrops}
+  }
+
+  /** The peers that have a shim. */
+  get peers(): string[] {
+    return [...this.shims.keys()]
+  }
+
+  /** Closes a peer's shim (held packets are discarded). */
+  async release(peerId: string): Promise<void> {
+    this.opening.delete(peerId)
+    const shim = this.shims.get(peerId)
+    if (!shim) return
+    this.shims.delete(peerId)
+    await shim.close()
+  }
+
+  /** Stops reconnecting, closes the relay socket and every shim. */
+  async close(): Promise<void> {
+    this.stopped = true
+    if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer)
+    if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
+    this.retryTimer = this.keepaliveTimer = undefined
+    const ws = this.ws
+    const closing: Promise<unknown>[] = [...this.shims.keys()].map((p) => this.release(p))
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      closing.push(
+        new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            ws.terminate()
+            resolve()
+          }, 2000)
+          t.unref()
+          ws.once('close', () => {
+            clearTimeout(t)
+            resolve()
+          })
+          if (ws.readyState === WebSocket.CONNECTING) ws.terminate()
+          else ws.close(1000, 'meshd leaving')
+        }),
+      )
+    }
+    await Promise.all(closing)
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * One relayed peer's local UDP endpoint (TOOLCHAIN "Relay and relay → direct upgrade").
+ *
+ * WireGuard tells peers apart only by endpoint, so each relayed peer gets its own socket on
+ * 127.0.0.1:0, and that address becomes WireGuard's endpoint for the peer:
+ *  - a datagram WireGuard sends there (source must be 127.0.0.1:<WireGuard listen port>;
+ *    anything else on the machine is dropped) goes to the relay, addressed to the peer;
+ *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
+ *    port, so WireGuard sees it coming from the endpoint it has for that peer.
+ *
+ * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
+ * endpoint is this socket):
+ *  - deliver: hand packets to WireGuard at once;
+ *  - hold: keep up to maxPackets packets for up to maxMs, for the upgrade switch (a relayed
+ *    packet arriving after WireGuard switched to a direct endpoint would roam it back here).
+ *    Ends with setMode('deliver') (held packets go out first, in order) or setMode('drop')
+ *    (discarded). If neither comes within maxMs, the `then` action runs: 'deliver' by default,
+ *    so a forgotten hold never becomes a black hole. Packets over maxPackets are dropped;
+ *  - drop: discard everything from the relay.
+ */
+import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
+import {once} from 'node:events'
+import {encodeRelayFrame, RELAY_MAX_PAYLOAD, relayFrameHeader} from '../../shared/relay/frame.js'
+
+export type ShimMode = 'deliver' | 'hold' | 'drop'
+
+export interface HoldOptions {
+  /** Packets kept at most; later ones are dropped. 256 by default. */
+  maxPackets?: number
+  /** How long a hold lasts at most, in ms. 200 by default (follow the measured relay latency). */
+  maxMs?: number
+  /** What happens when maxMs passes without a decision. 'deliver' by default. */
+  then?: 'deliver' | 'drop'
+}
+
+export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as const
+
+/**
+ * Why a packet did not go through the shim:
+ * - foreign_source: a datagram to the shim from anything but WireGuard's listen port;
+ * - too_large: a datagram from WireGuard over the relay's payload limit (or empty);
+ * - relay_down / relay_backlog: the relay socket is not open, or its send backlog is full;
+ * - hold_overflow: over maxPackets while holding;
+ * - mode_drop: discarded by drop mode or a hold that ended in drop;
+ * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0).
+ */
+export type ShimDropReason =
+  | 'foreign_source'
+  | 'too_large'
+  | 'relay_down'
+  | 'relay_backlog'
+  | 'hold_overflow'
+  | 'mode_drop'
+  | 'no_wireguard_port'
+
+export interface ShimStats {
+  mode: ShimMode
+  /** WireGuard -> relay. */
+  toRelayPackets: number
+  toRelayBytes: number
+  /** Relay -> WireGuard (delivered). */
+  toWireGuardPackets: number
+  toWireGuardBytes: number
+  /** Packets held now. */
+  held: number
+  dropped: Record<ShimDropReason, number>
+}
+
+/** A Clock-shaped timer source (shared/clock.ts when it lands). */
+export interface ShimClock {
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+export const systemShimClock: ShimClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms)
+    t.unref()
+    return t
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+}
+
+export interface PeerShimOptions {
+  /** WireGuard's listen port on 127.0.0.1 now (0 when unknown: everything is dropped). */
+  wireGuardPort(): number
+  /** Hands one encoded frame to the relay; the reason when it could not. */
+  sendFrame(frame: Buffer): undefined | 'relay_down' | 'relay_backlog'
+  maxPayload?: number
+  clock?: ShimClock
+  hold?: HoldOptions
+  onDrop?(reason: ShimDropReason): void
+  /** Called with the number held after each packet is added to a hold. */
+  onHeld?(count: number): void
+}
+
+const LOOPBACK = '127.0.0.1'
+
+export class PeerShim {
+  private readonly header: Buffer
+  private readonly maxPayload: number
+  private readonly clock: ShimClock
+  private mode: ShimMode = 'deliver'
+  private held: Buffer[] = []
+  private holdLimit: number = DEFAULT_HOLD.maxPackets
+  private holdTimer: unknown = undefined
+  private closed = false
+  private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
+  private readonly drops: Record<ShimDropReason, number> = {
+    foreign_source: 0,
+    too_large: 0,
+    relay_down: 0,
+    relay_backlog: 0,
+    hold_overflow: 0,
+    mode_drop: 0,
+    no_wireguard_port: 0,
+  }
+
+  private constructor(
+    readonly peerId: string,
+    private readonly socket: Socket,
+    readonly port: number,
+    private readonly opts: PeerShimOptions,
+  ) {
+    this.header = relayFrameHeader(peerId)
+    this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
+    this.clock = opts.clock ?? systemShimClock
+    socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
+  }
+
+  /** Binds a socket on 127.0.0.1:0 for the peer. */
+  static async open(peerId: string, opts: PeerShimOptions): Promise<PeerShim> {
+    relayFrameHeader(peerId) // throws on an id that cannot travel in a frame
+    const socket = createSocket({type: 'udp4'})
+    // A socket error (e.g. a send refused by the kernel) must never take meshd down.
+    socket.on('error', () => undefined)
+    socket.bind(0, LOOPBACK)
+    await once(socket, 'listening')
+    // Bigger buffers ride out bursts at relay throughput; the kernel may cap them.
+    try {
+      socket.setRecvBufferSize(1 << 21)
+      socket.setSendBufferSize(1 << 21)
+    } catch {
+      // keep the defaults
+    }
+    return new PeerShim(peerId, socket, socket.address().port, opts)
+  }
+
+  /** WireGuard's endpoint for the peer. */
+  get endpoint(): string {
+    return `${LOOPBACK}:${this.port}`
+  }
+
+  get currentMode(): ShimMode {
+    return this.mode
+  }
+
+  stats(): ShimStats {
+    return {mode: this.mode, ...this.counters, held: this.held.length, dropped: {...this.drops}}
+  }
+
+  private drop(reason: ShimDropReason, n = 1): void {
+    if (n <= 0) return
+    this.drops[reason] += n
+    this.opts.onDrop?.(reason)
+  }
+
+  private fromWireGuard(msg: Buffer, rinfo: RemoteInfo): void {
+    const wg = this.opts.wireGuardPort()
+    if (rinfo.address !== LOOPBACK || wg === 0 || rinfo.port !== wg) return this.drop('foreign_source')
+    if (msg.length < 1 || msg.length > this.maxPayload) return this.drop('too_large')
+    const problem = this.opts.sendFrame(
+      encodeRelayFrame(this.peerId, msg, {header: this.header, maxPayload: this.maxPayload}),
+    )
+    if (problem) return this.drop(problem)
+    this.counters.toRelayPackets++
+    this.counters.toRelayBytes += msg.length
+  }
+
+  /** A packet the relay brought from the peer. */
+  fromRelay(payload: Buffer): void {
+    if (this.closed) return
+    switch (this.mode) {
+      case 'deliver':
+        return this.toWireGuard(payload)
+      case 'drop':
+        return this.drop('mode_drop')
+      case 'hold':
+        if (this.held.length >= this.holdLimit) return this.drop('hold_overflow')
+        this.held.push(payload)
+        this.opts.onHeld?.(this.held.length)
+    }
+  }
+
+  private toWireGuard(payload: Buffer): void {
+    const wg = this.opts.wireGuardPort()
+    if (wg === 0) return this.drop('no_wireguard_port')
+    this.socket.send(payload, wg, LOOPBACK)
+    this.counters.toWireGuardPackets++
+    this.counters.toWireGuardBytes += payload.length
+  }
+
+  /**
+   * Switches mode. Entering hold starts its time bound (a hold while holding keeps the first
+   * deadline); leaving it delivers (deliver) or discards (drop) what was held, in order.
+   */
+  setMode(mode: ShimMode, hold: HoldOptions = {}): void {
+    if (this.closed) return
+    if (mode === 'hold') {
+      if (this.mode === 'hold') return
+      const h = {...DEFAULT_HOLD, ...this.opts.hold, ...hold}
+      this.mode = 'hold'
+      this.holdLimit = Math.max(0, Math.floor(h.maxPackets))
+      this.holdTimer = this.clock.setTimeout(() => {
+        this.holdTimer = undefined
+        if (this.mode === 'hold') this.setMode(h.then)
+      }, h.maxMs)
+      return
+    }
+    if (this.holdTimer !== undefined) {
+      this.clock.clearTimeout(this.holdTimer)
+      this.holdTimer = undefined
+    }
+    this.mode = mode
+    const held = this.held
+    this.held = []
+    if (mode === 'deliver') for (const p of held) this.toWireGuard(p)
+    else this.drop('mode_drop', held.length)
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    this.closed = true
+    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
+    this.held = []
+    return new Promise((resolve) => this.socket.close(() => resolve()))
+  }
+}
