@@ -3,6 +3,7 @@
  * API; then it runs until SIGTERM/SIGINT. `mesh daemon run` calls main(); tests call
  * startDaemon() with a fake driver and stop it through the returned handle.
  */
+import type {Clock} from '../shared/clock.js'
 import path from 'node:path'
 import {pino, type Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
@@ -28,6 +29,8 @@ export interface DaemonOptions {
   logger?: Logger
   reportIntervalMs?: number
   maxReconnectDelayMs?: number
+  /** Tests: a FakeClock for the daemon's state machines (paths, reports, retries). */
+  clock?: Clock
 }
 
 export interface DaemonHandle {
@@ -79,6 +82,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     interfacePrefix,
     ...(opts.reportIntervalMs !== undefined && {reportIntervalMs: opts.reportIntervalMs}),
     ...(opts.maxReconnectDelayMs !== undefined && {maxReconnectDelayMs: opts.maxReconnectDelayMs}),
+    ...(opts.clock !== undefined && {clock: opts.clock}),
   })
   try {
     await backend.start()

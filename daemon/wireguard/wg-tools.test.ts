@@ -57,7 +57,7 @@ describe('wgSetArgs', () => {
   }
 
   it('sets key, port and peers of a new interface in one call, the key only as a file path', () => {
-    const args = wgSetArgs('mesh0', desired, diffInterface(undefined, desired, 0), '/tmp/k/key')
+    const args = wgSetArgs('mesh0', desired, diffInterface(undefined, desired), '/tmp/k/key')
     expect(args).toEqual([
       'set',
       'mesh0',
@@ -88,7 +88,7 @@ describe('wgSetArgs', () => {
       up: true,
       peers: [{publicKey: key(6), allowedIps: ['10.0.0.6/32'], lastHandshakeMs: 0, rxBytes: 0, txBytes: 0}],
     }
-    const args = wgSetArgs('mesh0', desired, diffInterface(current, desired, 0))
+    const args = wgSetArgs('mesh0', desired, diffInterface(current, desired))
     expect(args.slice(0, 5)).toEqual(['set', 'mesh0', 'peer', key(6), 'remove'])
     expect(args).not.toContain('private-key')
   })
