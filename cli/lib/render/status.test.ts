@@ -60,7 +60,9 @@ describe('status rendering', () => {
     expect(text).toMatch(/controller:\s+http:\/\/198\.51\.100\.1:8080 \(not connected\)/)
     expect(text).toContain('ECONNREFUSED')
     expect(text).toMatch(/server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820/)
-    expect(text).toMatch(/server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/)
+    expect(text).toMatch(
+      /server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/,
+    )
   })
 
   it('says how to join when there is no network', () => {
