@@ -14,6 +14,7 @@ import dgram from 'node:dgram'
 import {existsSync} from 'node:fs'
 import os from 'node:os'
 import type {Logger} from 'pino'
+import {delay, systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {MeshError} from '../shared/errors.js'
 import {cidrContains, parseCidr, parseIPv4} from '../shared/net/ipv4.js'
 import {NAME_RE} from '../shared/protocol/control-api.js'
@@ -32,6 +33,8 @@ import type {NetmapFull, Peer, PeerReport, ServerFrame} from '../shared/protocol
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
+import {localSubnets, orderCandidates} from './nat/candidates.js'
+import {PeerPath} from './nat/path.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
 import {backoffDelay, NetmapSync} from './netmap/sync.js'
@@ -40,6 +43,7 @@ import {
   DEFAULT_MTU,
   PERSISTENT_KEEPALIVE,
   type InterfaceConfig,
+  type InterfaceState,
   type WireGuardDriver,
 } from './wireguard/driver.js'
 
@@ -56,6 +60,8 @@ export interface BackendOptions {
   joinWaitMs?: number
   /** Delay before the n-th retry (0-based) of a failed apply; default applyRetryDelay. */
   retryDelayMs?: (attempt: number) => number
+  /** Time and timers of the daemon's state machines; the real clock by default. */
+  clock?: Clock
 }
 
 /**
@@ -65,6 +71,10 @@ export interface BackendOptions {
  */
 export const applyRetryDelay = (attempt: number, random = Math.random): number =>
   backoffDelay(attempt, 5_000, 5 * 60_000, random)
+
+/** How often peer paths are re-checked while one of them probes a candidate, and otherwise. */
+export const PATH_TICK_FAST_MS = 1_000
+export const PATH_TICK_SLOW_MS = 5_000
 
 /** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
 export const ONLINE_WINDOW_MS = 3 * 60_000
@@ -86,9 +96,11 @@ interface NetRuntime {
   lastError: string | null
   /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
   queue: Promise<unknown>
-  retryTimer: NodeJS.Timeout | undefined
+  retryTimer: TimerHandle | undefined
   /** Applies in a row that failed or left peers unset, for the retry backoff. */
   applyFailures: number
+  /** The path to each peer (by public key): which endpoint its WireGuard peer gets. */
+  paths: Map<string, PeerPath>
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -174,7 +186,8 @@ async function freeUdpPort(avoid: ReadonlySet<number>): Promise<number> {
 export class Backend {
   private readonly nets = new Map<string, NetRuntime>()
   private readonly startedAt = new Date().toISOString()
-  private reportTimer: NodeJS.Timeout | undefined
+  private reportTimer: TimerHandle | undefined
+  private pathTimer: TimerHandle | undefined
   private closed = false
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
@@ -185,19 +198,18 @@ export class Backend {
       if (!rt || !rt.record.up || this.closed) return
       // The first loss is rebuilt at once; one that keeps dying (a wireguard-go that crashes
       // right after start) is rebuilt after a jittered, capped backoff, not in a tight loop.
-      const now = Date.now()
+      const now = this.clock.now()
       rt.losses = now - rt.lastLossAt < LOSS_WINDOW_MS ? rt.losses + 1 : 0
       rt.lastLossAt = now
       if (rt.losses === 0) {
         void this.reconcile(rt, 'interface lost')
         return
       }
-      clearTimeout(rt.retryTimer)
-      rt.retryTimer = setTimeout(
+      this.clearRetry(rt)
+      rt.retryTimer = this.clock.setTimeout(
         () => void this.reconcile(rt, 'interface lost again'),
         backoffDelay(rt.losses - 1, 500, 30_000),
       )
-      rt.retryTimer.unref()
     }
   }
 
@@ -207,6 +219,15 @@ export class Backend {
 
   private get log(): Logger {
     return this.opts.log
+  }
+
+  private get clock(): Clock {
+    return this.opts.clock ?? systemClock
+  }
+
+  private clearRetry(rt: NetRuntime): void {
+    if (rt.retryTimer !== undefined) this.clock.clearTimeout(rt.retryTimer)
+    rt.retryTimer = undefined
   }
 
   // -------------------------------------------------------------------------------------------
@@ -239,16 +260,25 @@ export class Backend {
       await this.reconcile(rt, rt.netmap ? 'restored from the cached netmap' : 'start')
       this.startSync(rt)
     }
-    this.reportTimer = setInterval(() => this.reportAll(), this.opts.reportIntervalMs ?? 10_000)
-    this.reportTimer.unref()
+    this.scheduleReports()
+    this.schedulePaths(PATH_TICK_SLOW_MS)
+  }
+
+  private scheduleReports(): void {
+    if (this.closed) return
+    this.reportTimer = this.clock.setTimeout(() => {
+      this.reportAll()
+      this.scheduleReports()
+    }, this.opts.reportIntervalMs ?? 10_000)
   }
 
   /** Stops syncs and timers; interfaces stay up unless `removeInterfaces`. */
   async close(opts: {removeInterfaces?: boolean} = {}): Promise<void> {
     this.closed = true
-    clearInterval(this.reportTimer)
+    if (this.reportTimer !== undefined) this.clock.clearTimeout(this.reportTimer)
+    if (this.pathTimer !== undefined) this.clock.clearTimeout(this.pathTimer)
     for (const rt of this.nets.values()) {
-      clearTimeout(rt.retryTimer)
+      this.clearRetry(rt)
       await rt.sync?.stop()
       rt.sync = undefined
     }
@@ -280,6 +310,7 @@ export class Backend {
       queue: Promise.resolve(),
       retryTimer: undefined,
       applyFailures: 0,
+      paths: new Map(),
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -368,7 +399,7 @@ export class Backend {
     await this.reconcile(rt, 'join')
     this.startSync(rt)
     // Answer with peers when the controller is quick; a slow one only delays the answer a bit.
-    await Promise.race([rt.firstMap.promise, delay(this.opts.joinWaitMs ?? 5_000)])
+    await Promise.race([rt.firstMap.promise, delay(this.clock, this.opts.joinWaitMs ?? 5_000)])
     return this.networkStatus(rt)
   }
 
@@ -556,11 +587,65 @@ export class Backend {
         : this.usablePeers(rt).map((p) => ({
             publicKey: p.publicKey,
             allowedIps: [`${p.address}/32`],
-            ...(p.endpoints[0] !== undefined && {endpoint: p.endpoints[0]}),
-            endpointCandidates: p.endpoints,
+            // The path decides (see updatePaths); undefined leaves WireGuard's own choice.
+            endpoint: rt.paths.get(p.publicKey)?.current.endpoint,
             persistentKeepalive: PERSISTENT_KEEPALIVE,
           })),
     }
+  }
+
+  /**
+   * Feeds each peer's path with what WireGuard shows now and the peer's candidates, and drops the
+   * paths of peers that are gone. Returns whether a path wants an endpoint WireGuard does not have.
+   */
+  private updatePaths(rt: NetRuntime, state: InterfaceState | undefined): boolean {
+    const now = this.clock.now()
+    const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
+    const subnets = localSubnets(this.meshInterfaces())
+    const keep = new Set<string>()
+    let wantsChange = false
+    for (const p of this.usablePeers(rt)) {
+      keep.add(p.publicKey)
+      let path = rt.paths.get(p.publicKey)
+      if (!path) rt.paths.set(p.publicKey, (path = new PeerPath()))
+      const l = live.get(p.publicKey)
+      const d = path.update({
+        candidates: orderCandidates(p, subnets),
+        relay: undefined,
+        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs},
+        now,
+      })
+      if (d.endpoint !== undefined && d.endpoint !== l?.endpoint) wantsChange = true
+    }
+    for (const key of rt.paths.keys()) if (!keep.has(key)) rt.paths.delete(key)
+    return wantsChange
+  }
+
+  /**
+   * Re-checks the paths of every network that is up: fast while a peer probes a candidate (an
+   * attempt lasts seconds), slowly otherwise. Runs without a controller: paths are data plane.
+   */
+  private schedulePaths(ms: number): void {
+    if (this.closed) return
+    this.pathTimer = this.clock.setTimeout(() => {
+      void this.checkPaths().then((fast) => this.schedulePaths(fast ? PATH_TICK_FAST_MS : PATH_TICK_SLOW_MS))
+    }, ms)
+  }
+
+  /**
+   * One round of path checks (the timer runs it; tests call it after moving a fake clock).
+   * Returns whether a peer is probing, which calls for the fast tick.
+   */
+  async checkPaths(): Promise<boolean> {
+    let fast = false
+    for (const rt of [...this.nets.values()]) {
+      if (!rt.record.up || rt.paths.size === 0) continue
+      const state = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      if (!state) continue
+      if (this.updatePaths(rt, state)) await this.reconcile(rt, 'path change').catch(() => {})
+      if ([...rt.paths.values()].some((p) => p.current.state === 'probing')) fast = true
+    }
+    return fast
   }
 
   private usablePeers(rt: NetRuntime): Peer[] {
@@ -590,7 +675,9 @@ export class Backend {
   private reconcile(rt: NetRuntime, why: string): Promise<void> {
     return this.exclusive(rt, async () => {
       if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
-      clearTimeout(rt.retryTimer)
+      this.clearRetry(rt)
+      const current = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      this.updatePaths(rt, current)
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
@@ -633,8 +720,7 @@ export class Backend {
       }
       rt.lastError = failure
       const delay = (this.opts.retryDelayMs ?? applyRetryDelay)(rt.applyFailures++)
-      rt.retryTimer = setTimeout(() => void this.reconcile(rt, 'retry'), delay)
-      rt.retryTimer.unref()
+      rt.retryTimer = this.clock.setTimeout(() => void this.reconcile(rt, 'retry'), delay)
     })
   }
 
@@ -647,7 +733,7 @@ export class Backend {
   private async forget(rt: NetRuntime, why: string): Promise<void> {
     if (!this.nets.has(rt.record.id)) return
     this.nets.delete(rt.record.id)
-    clearTimeout(rt.retryTimer)
+    this.clearRetry(rt)
     // stop() waits for the frame being applied, which may be this very 'revoked' frame: do not
     // await it here.
     const sync = rt.sync
@@ -682,7 +768,7 @@ export class Backend {
           ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
           : undefined
         const ids = new Map((rt.netmap?.peers ?? []).map((p) => [p.publicKey, p.id]))
-        const now = Date.now()
+        const now = this.clock.now()
         const peers: PeerReport[] = []
         for (const p of state?.peers ?? []) {
           const id = ids.get(p.publicKey)
@@ -757,7 +843,7 @@ export class Backend {
       ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
       : undefined
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
-    const now = Date.now()
+    const now = this.clock.now()
     const peers: PeerStatus[] = this.desiredConfig(rt).peers.map((cfg) => {
       const peer = rt.netmap!.peers.find((p) => p.publicKey === cfg.publicKey)!
       const l = live.get(cfg.publicKey)
@@ -768,6 +854,7 @@ export class Backend {
         address: peer.address,
         publicKey: peer.publicKey,
         endpoint: l?.endpoint ?? cfg.endpoint ?? null,
+        path: rt.paths.get(cfg.publicKey)?.current.state ?? 'idle',
         lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
         rxBytes: l?.rxBytes ?? 0,
         txBytes: l?.txBytes ?? 0,
@@ -794,9 +881,3 @@ export class Backend {
     }
   }
 }
-
-const delay = (ms: number): Promise<void> =>
-  new Promise((r) => {
-    const t = setTimeout(r, ms)
-    t.unref()
-  })

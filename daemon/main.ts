@@ -3,6 +3,7 @@
  * API; then it runs until SIGTERM/SIGINT. `mesh daemon run` calls main(); tests call
  * startDaemon() with a fake driver and stop it through the returned handle.
  */
+import type {Clock} from '../shared/clock.js'
 import path from 'node:path'
 import {pino, type Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
@@ -30,6 +31,8 @@ export interface DaemonOptions {
   maxReconnectDelayMs?: number
   /** Tests: the delay before the n-th retry of a failed apply (default applyRetryDelay). */
   retryDelayMs?: (attempt: number) => number
+  /** Tests: a FakeClock for the daemon's state machines (paths, reports, retries). */
+  clock?: Clock
 }
 
 export interface DaemonHandle {
@@ -82,6 +85,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     ...(opts.reportIntervalMs !== undefined && {reportIntervalMs: opts.reportIntervalMs}),
     ...(opts.maxReconnectDelayMs !== undefined && {maxReconnectDelayMs: opts.maxReconnectDelayMs}),
     ...(opts.retryDelayMs !== undefined && {retryDelayMs: opts.retryDelayMs}),
+    ...(opts.clock !== undefined && {clock: opts.clock}),
   })
   try {
     await backend.start()

@@ -20,7 +20,8 @@ export interface Clock {
 /** The real clock: Date.now and the global timers. */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)) as unknown as TimerHandle,
+  // Unref'd: a pending timer of a state machine never keeps the process alive by itself.
+  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)).unref() as unknown as TimerHandle,
   clearTimeout: (handle) => clearTimeout(handle as unknown as ReturnType<typeof setTimeout>),
 }
 

@@ -23,7 +23,9 @@
  * - `idle`: nothing to point at; WireGuard learns the endpoint when the peer reaches us.
  */
 
-export type PathState = 'idle' | 'probing' | 'direct' | 'relay' | 'waiting'
+import type {PathState} from '../../shared/protocol/local-api.js'
+
+export type {PathState}
 
 export interface PathTuning {
   /** How long one direct candidate gets to handshake (WireGuard retries every 5 s). */

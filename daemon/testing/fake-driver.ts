@@ -19,6 +19,8 @@ export interface FakeCall {
   added?: string[]
   updated?: string[]
   removed?: string[]
+  /** Endpoints set on updated peers, by public key. */
+  endpoints?: Record<string, string>
 }
 
 export class FakeDriver implements WireGuardDriver {
@@ -35,7 +37,7 @@ export class FakeDriver implements WireGuardDriver {
     const current = this.interfaces.get(desired.name)
     const created = current === undefined
     if (created) this.calls.push({op: 'create', name: desired.name})
-    const d = diffInterface(current, desired, Date.now())
+    const d = diffInterface(current, desired)
     if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0}
     const old = new Map((current?.peers ?? []).map((p) => [p.publicKey, p]))
     const failed = [...d.add, ...d.update]
@@ -76,6 +78,9 @@ export class FakeDriver implements WireGuardDriver {
       added: d.add.map((p) => p.publicKey).filter((k) => !refused.has(k)),
       updated: d.update.map((p) => p.publicKey).filter((k) => !refused.has(k)),
       removed: [...d.remove],
+      endpoints: Object.fromEntries(
+        d.update.flatMap((u) => (u.endpoint === undefined ? [] : [[u.publicKey, u.endpoint]])),
+      ),
     })
     return {
       changed: true,

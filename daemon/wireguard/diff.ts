@@ -27,25 +27,17 @@ export interface InterfaceDiff {
   readonly remove: readonly string[]
 }
 
-/** A peer that handshook within this long keeps the endpoint WireGuard roamed to. */
-export const ROAM_TRUST_MS = 3 * 60_000
-
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',')
 
-function peerChange(cur: PeerState, want: PeerConfig, nowMs: number): PeerChange | undefined {
+function peerChange(cur: PeerState, want: PeerConfig): PeerChange | undefined {
   let allowedIps: readonly string[] | undefined
   let endpoint: string | undefined
   let persistentKeepalive: number | undefined
   if (!sameSet(cur.allowedIps, want.allowedIps)) allowedIps = want.allowedIps
-  if (want.endpoint !== undefined && cur.endpoint !== want.endpoint) {
-    // WireGuard roams: a live endpoint that is one of the candidates, or that carried a recent
-    // handshake, works; forcing the first candidate back would break NATed paths.
-    const candidates = want.endpointCandidates ?? [want.endpoint]
-    const roamedToCandidate = cur.endpoint !== undefined && candidates.includes(cur.endpoint)
-    const recentlyAlive = cur.endpoint !== undefined && nowMs - cur.lastHandshakeMs < ROAM_TRUST_MS
-    if (!roamedToCandidate && !recentlyAlive) endpoint = want.endpoint
-  }
+  // Which endpoint a peer should have is the path's decision (daemon/nat/path.ts), which adopts
+  // wherever WireGuard roamed; the diff only applies it.
+  if (want.endpoint !== undefined && cur.endpoint !== want.endpoint) endpoint = want.endpoint
   if ((want.persistentKeepalive ?? 0) !== (cur.persistentKeepalive ?? 0))
     persistentKeepalive = want.persistentKeepalive ?? 0
   if (allowedIps === undefined && endpoint === undefined && persistentKeepalive === undefined)
@@ -59,11 +51,7 @@ function peerChange(cur: PeerState, want: PeerConfig, nowMs: number): PeerChange
 }
 
 /** `current` undefined means the interface does not exist: everything is added. */
-export function diffInterface(
-  current: InterfaceState | undefined,
-  desired: InterfaceConfig,
-  nowMs: number,
-): InterfaceDiff {
+export function diffInterface(current: InterfaceState | undefined, desired: InterfaceConfig): InterfaceDiff {
   const curPeers = new Map((current?.peers ?? []).map((p) => [p.publicKey, p]))
   const wantKeys = new Set(desired.peers.map((p) => p.publicKey))
   const add: PeerConfig[] = []
@@ -72,7 +60,7 @@ export function diffInterface(
     const cur = curPeers.get(want.publicKey)
     if (!cur) add.push(want)
     else {
-      const change = peerChange(cur, want, nowMs)
+      const change = peerChange(cur, want)
       if (change) update.push(change)
     }
   }

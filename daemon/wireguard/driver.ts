@@ -9,13 +9,8 @@ export interface PeerConfig {
   readonly publicKey: string
   /** CIDRs; for mesh peers one address/32. */
   readonly allowedIps: readonly string[]
-  /** host:port to send to; undefined leaves WireGuard to learn it from the peer. */
-  readonly endpoint?: string
-  /**
-   * Every endpoint candidate of the peer. When WireGuard has roamed to one of them, or the peer
-   * handshook recently, the live endpoint is kept instead of being forced back to `endpoint`.
-   */
-  readonly endpointCandidates?: readonly string[]
+  /** host:port to send to; undefined leaves WireGuard's endpoint as it is (or learnt from the peer). */
+  readonly endpoint?: string | undefined
   readonly persistentKeepalive?: number
 }
 

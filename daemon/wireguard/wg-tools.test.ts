@@ -58,7 +58,7 @@ describe('wgSetCalls', () => {
   }
 
   it('sets key and port of a new interface in one call, the key only as a file path, then its peers', () => {
-    const calls = wgSetCalls('mesh0', desired, diffInterface(undefined, desired, 0), '/tmp/k/key')
+    const calls = wgSetCalls('mesh0', desired, diffInterface(undefined, desired), '/tmp/k/key')
     expect(calls).toEqual({
       settings: ['set', 'mesh0', 'listen-port', '40000', 'private-key', '/tmp/k/key'],
       peers: [
@@ -91,7 +91,7 @@ describe('wgSetCalls', () => {
       up: true,
       peers: [{publicKey: key(6), allowedIps: ['10.0.0.6/32'], lastHandshakeMs: 0, rxBytes: 0, txBytes: 0}],
     }
-    const calls = wgSetCalls('mesh0', desired, diffInterface(current, desired, 0))
+    const calls = wgSetCalls('mesh0', desired, diffInterface(current, desired))
     expect(calls.remove).toEqual(['set', 'mesh0', 'peer', key(6), 'remove'])
     expect(calls.settings).toBeUndefined()
     expect(calls.peers.map((p) => p.publicKey)).toEqual([key(5)])

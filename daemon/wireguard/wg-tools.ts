@@ -207,7 +207,7 @@ export abstract class WgToolsDriver implements WireGuardDriver {
       created = true
       current = await this.read(desired.name)
     }
-    const d = diffInterface(current, desired, Date.now())
+    const d = diffInterface(current, desired)
     if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0, failed: []}
     const failed: PeerFailure[] = []
     await withKeyFile(d.privateKey ? desired.privateKey : undefined, async (keyFile) => {

@@ -23,13 +23,22 @@ const NetworkRefSchema = z.string().min(1).max(100)
 // ---------------------------------------------------------------------------------------------
 // Status
 
+export const PathStateSchema = z.enum(['idle', 'probing', 'direct', 'relay', 'waiting'])
+export type PathState = z.infer<typeof PathStateSchema>
+
 export const PeerStatusSchema = z.object({
   id: IdSchema,
   name: NameSchema,
   address: z.string(),
   publicKey: PublicKeySchema,
-  /** The endpoint WireGuard uses now (it roams), else the first candidate from the netmap. */
+  /** The endpoint WireGuard uses now (it roams), else the one the path points at. */
   endpoint: z.string().nullable(),
+  /**
+   * How meshd reaches the peer: `direct` (a proven endpoint), `relay`, `probing` (trying a
+   * candidate), `waiting` (no candidate answered; retrying later) or `idle` (nothing to try: the
+   * peer must reach this node).
+   */
+  path: PathStateSchema,
   /** RFC 3339, null when there has never been a handshake. */
   lastHandshake: z.string().nullable(),
   rxBytes: z.number().int().nonnegative(),

@@ -44,6 +44,7 @@ describe('status rendering', () => {
               address: '10.7.0.2',
               publicKey: Buffer.alloc(32, 2).toString('base64'),
               endpoint: '198.51.100.2:51820',
+              path: 'direct',
               lastHandshake: '2026-11-22T11:59:30Z',
               rxBytes: 2048,
               txBytes: 100,
@@ -58,7 +59,10 @@ describe('status rendering', () => {
     expect(text).toMatch(/interface:\s+mesh0 \(up, port 51820\)/)
     expect(text).toMatch(/controller:\s+http:\/\/198\.51\.100\.1:8080 \(not connected\)/)
     expect(text).toContain('ECONNREFUSED')
-    expect(text).toMatch(/server\s+10\.7\.0\.2\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/)
+    expect(text).toMatch(/server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820/)
+    expect(text).toMatch(
+      /server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/,
+    )
   })
 
   it('says how to join when there is no network', () => {

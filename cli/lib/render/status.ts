@@ -30,6 +30,7 @@ export function peersTable(peers: readonly PeerStatus[], now = Date.now()): stri
     [
       {header: 'PEER', get: (p) => p.name},
       {header: 'ADDRESS', get: (p) => p.address},
+      {header: 'PATH', get: (p) => p.path},
       {header: 'ENDPOINT', get: (p) => p.endpoint},
       {header: 'HANDSHAKE', get: (p) => formatAgo(p.lastHandshake, now)},
       {header: 'RX', get: (p) => formatBytes(p.rxBytes), align: 'right'},

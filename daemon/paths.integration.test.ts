@@ -1,0 +1,118 @@
+// Peer paths in meshd against a real controller, on a fake clock: which endpoint each WireGuard
+// peer gets is the path's decision (daemon/nat/path.ts), no longer a guess in the diff.
+import fs from 'node:fs'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {DaemonClient} from '../cli/lib/daemon-client.js'
+import {client, publicKey} from '../controller/testing/client.js'
+import {startTestController, type TestController} from '../controller/testing/test-controller.js'
+import {decodeJoinString} from '../shared/invite.js'
+import {FakeClock} from '../shared/testing/fake-clock.js'
+import {DEFAULT_TUNING} from './nat/path.js'
+import {startFakeDaemon, waitFor, type FakeDaemon} from './testing/harness.js'
+import type {PeerState} from './wireguard/driver.js'
+
+const FIRST = '198.51.100.21:51820'
+const SECOND = '203.0.113.21:40001'
+
+describe('peer paths', () => {
+  let ctl: TestController
+  let d: FakeDaemon
+  const clock = new FakeClock(Date.now())
+  let iface: string
+  let peerKey: string
+
+  beforeAll(async () => {
+    ctl = await startTestController()
+    const api = client(ctl.url)
+    const net = await api.req('POST', '/api/v1/networks', {
+      token: ctl.adminToken,
+      body: {name: 'paths', cidr: '10.61.0.0/24', joinPolicy: 'open'},
+    })
+    const networkId = (net.body as {id: string}).id
+    peerKey = publicKey()
+    const reg = await api.req('POST', '/api/v1/register', {
+      token: ctl.adminToken,
+      body: {network: networkId, publicKey: peerKey, name: 'far', endpoints: [FIRST, SECOND]},
+    })
+    expect(reg.status, reg.text).toBe(201)
+    d = await startFakeDaemon({clock})
+    const inv = await api.req('POST', `/api/v1/networks/${networkId}/invites`, {
+      token: ctl.adminToken,
+      body: {maxUses: 1},
+    })
+    const join = decodeJoinString((inv.body as {joinString: string}).joinString)!
+    const res = await new DaemonClient({socketPath: d.socketPath}).join({
+      controller: join.controller,
+      invite: join.code,
+      name: 'near',
+    })
+    iface = res.interface
+  })
+  afterAll(async () => {
+    await d?.stop().catch(() => {})
+    if (d) fs.rmSync(d.dir, {recursive: true, force: true})
+    await ctl?.close()
+  })
+
+  const peer = (): PeerState | undefined =>
+    d.fake.interfaces.get(iface)?.peers.find((p) => p.publicKey === peerKey)
+  const setPeer = (patch: Partial<PeerState>) => {
+    const s = d.fake.interfaces.get(iface)!
+    d.fake.interfaces.set(iface, {
+      ...s,
+      peers: s.peers.map((p) => (p.publicKey === peerKey ? {...p, ...patch} : p)),
+    })
+  }
+  /** Moves the fake clock in 1 s steps, checking the paths after each as the timer would. */
+  const pass = async (ms: number) => {
+    for (let t = 0; t < ms; t += 1_000) {
+      clock.advance(1_000)
+      await d.backend.checkPaths()
+    }
+  }
+  const status = async () =>
+    (await new DaemonClient({socketPath: d.socketPath}).status()).networks[0]!.peers.find(
+      (p) => p.name === 'far',
+    )!
+
+  it('tries candidates best first, moves on after an attempt without a handshake, and keeps a proven one', async () => {
+    await waitFor('the peer on its first candidate', () => peer()?.endpoint === FIRST)
+    expect((await status()).path).toBe('probing')
+    await pass(DEFAULT_TUNING.attemptMs)
+    expect(peer()?.endpoint).toBe(SECOND)
+    // A handshake there proves the path.
+    setPeer({lastHandshakeMs: clock.now()})
+    await pass(1_000)
+    expect((await status()).path).toBe('direct')
+    expect((await status()).endpoint).toBe(SECOND)
+  })
+
+  it('adopts an endpoint WireGuard roamed to instead of forcing a candidate back', async () => {
+    const roamed = '203.0.113.99:61000'
+    setPeer({endpoint: roamed, lastHandshakeMs: clock.now()})
+    const applies = d.fake.calls.length
+    await pass(10_000)
+    expect((await status()).endpoint).toBe(roamed)
+    expect((await status()).path).toBe('direct')
+    expect(peer()?.endpoint).toBe(roamed)
+    expect(d.fake.calls.slice(applies).filter((c) => c.updated?.includes(peerKey))).toEqual([])
+  })
+
+  it('starts over from the best candidate once the direct path is quiet for aliveMs, then waits when none answers', async () => {
+    const applies = d.fake.calls.length
+    const start = clock.now()
+    for (let i = 0; i < 300 && (await status()).path !== 'waiting'; i++) await pass(1_000)
+    expect((await status()).path).toBe('waiting')
+    // Quiet for aliveMs, then one attempt per candidate.
+    expect(clock.now() - start).toBeGreaterThanOrEqual(
+      DEFAULT_TUNING.aliveMs - 10_000 + 2 * DEFAULT_TUNING.attemptMs,
+    )
+    // It went back to the first candidate, tried the second, and waits on the first.
+    const endpoints = d.fake.calls
+      .slice(applies)
+      .filter((c) => c.updated?.includes(peerKey))
+      .map((c) => c.endpoints?.[peerKey])
+    expect(endpoints).toEqual([FIRST, SECOND, FIRST])
+    expect(peer()?.endpoint).toBe(FIRST)
+  })
+})
