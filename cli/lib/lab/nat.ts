@@ -65,6 +65,8 @@ export interface RouterCounters {
   udpOutTo: Record<string, PacketCount>
   /** UDP let in by source address. */
   udpInFrom: Record<string, PacketCount>
+  /** Unsolicited inbound packets (any protocol) dropped on the WAN side, by source address. */
+  droppedFrom: Record<string, PacketCount>
 }
 
 /** Parses `--nat none,cone,...`; a MeshError naming the bad kind otherwise. */
@@ -105,6 +107,7 @@ const commonSets = (controller: readonly string[]): string =>
     `  set blocked { type ipv4_addr; }`,
     `  set udp_out_by_dst { type ipv4_addr; size 4096; flags dynamic; counter; }`,
     `  set udp_in_by_src { type ipv4_addr; size 4096; flags dynamic; counter; }`,
+    `  set wan_in_dropped_by_src { type ipv4_addr; size 4096; flags dynamic; counter; }`,
   ].join('\n')
 
 /** The counting chains: the per-address updates sit in rules of their own (a full set fails the rule). */
@@ -169,6 +172,7 @@ export function routerRuleset(opts: {
     `  chain wan_in {`,
     `    ct state established,related goto count_in`,
     ...(cone ? [`    ct status dnat goto count_in`] : []),
+    `    update @wan_in_dropped_by_src { ip saddr }`,
     `    counter name wan_in_dropped drop`,
     `  }`,
     `  chain forward {`,
@@ -181,6 +185,7 @@ export function routerRuleset(opts: {
     `  chain input {`,
     `    type filter hook input priority filter; policy accept;`,
     `    iifname "${WAN_IF}" ct state established,related accept`,
+    `    iifname "${WAN_IF}" update @wan_in_dropped_by_src { ip saddr }`,
     `    iifname "${WAN_IF}" counter name wan_in_dropped drop`,
     `  }`,
     `}`,
@@ -241,7 +246,11 @@ export function parseCounters(json: string, kind: NatKind, ns: string): RouterCo
     CounterName,
     PacketCount
   >
-  const sets: Record<string, Record<string, PacketCount>> = {udp_out_by_dst: {}, udp_in_by_src: {}}
+  const sets: Record<string, Record<string, PacketCount>> = {
+    udp_out_by_dst: {},
+    udp_in_by_src: {},
+    wan_in_dropped_by_src: {},
+  }
   for (const o of doc.nftables ?? []) {
     if (o.counter && (COUNTER_NAMES as readonly string[]).includes(o.counter.name))
       counters[o.counter.name as CounterName] = {packets: o.counter.packets, bytes: o.counter.bytes}
@@ -253,7 +262,14 @@ export function parseCounters(json: string, kind: NatKind, ns: string): RouterCo
       if (inner && typeof inner.val === 'string') target[inner.val] = count(inner)
     }
   }
-  return {kind, ns, counters, udpOutTo: sets.udp_out_by_dst!, udpInFrom: sets.udp_in_by_src!}
+  return {
+    kind,
+    ns,
+    counters,
+    udpOutTo: sets.udp_out_by_dst!,
+    udpInFrom: sets.udp_in_by_src!,
+    droppedFrom: sets.wan_in_dropped_by_src!,
+  }
 }
 
 /** What the lab needs to find a node by name (the Lab class). */
@@ -307,6 +323,9 @@ export async function unblockUdp(lab: NodeLookup, node: LabNode | string, target
   if (r.code !== 0 && !/No such file or directory/i.test(r.stderr))
     throw new Error(`nft delete element blocked { ${addr} } in ${ns}: ${r.stderr.trim()}`)
 }
+
+/** Packets from `from` so far in one of a RouterCounters' per-address maps (0 when none). */
+export const packetsOf = (m: Record<string, PacketCount>, from: string): number => m[from]?.packets ?? 0
 
 /** The addresses whose UDP is blocked at a node's router. */
 export async function blockedUdp(lab: NodeLookup, node: LabNode | string): Promise<string[]> {
