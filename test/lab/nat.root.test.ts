@@ -109,24 +109,30 @@ describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}
   })
 
   it('reaches the controller over TCP from behind every kind, udp-blocked included', async () => {
-    for (const kind of KINDS) {
-      const n = node(kind)
-      const before = (await routerCounters(lab, n)).counters.tcp_out_controller.packets
-      expect(await tcpConnects(n.ns, `${PRIMARY}:8080`), kind).toBe(true)
-      expect((await routerCounters(lab, n)).counters.tcp_out_controller.packets, kind).toBeGreaterThan(before)
-    }
+    await Promise.all(
+      KINDS.map(async (kind) => {
+        const n = node(kind)
+        const before = (await routerCounters(lab, n)).counters.tcp_out_controller.packets
+        expect(await tcpConnects(n.ns, `${PRIMARY}:8080`), kind).toBe(true)
+        expect((await routerCounters(lab, n)).counters.tcp_out_controller.packets, kind).toBeGreaterThan(
+          before,
+        )
+      }),
+    )
   })
 
   it('keeps one mapping (port preserved) across destinations behind none, cone and restricted', async () => {
-    for (const kind of ['none', 'cone', 'restricted'] as const) {
-      const n = node(kind)
-      const c = await client(n)
-      const mapped: string[] = []
-      for (const to of [`${PRIMARY}:${STUN_PORT}`, `${PRIMARY}:${ALT_PORT}`, `${ALTERNATE}:${STUN_PORT}`])
-        mapped.push((await c.request(to))?.mapped ?? 'no answer')
-      expect(mapped, kind).toEqual(Array(3).fill(`${publicAddress(n)}:${c.port}`))
-      c.stop()
-    }
+    await Promise.all(
+      (['none', 'cone', 'restricted'] as const).map(async (kind) => {
+        const n = node(kind)
+        const c = await client(n)
+        const mapped: string[] = []
+        for (const to of [`${PRIMARY}:${STUN_PORT}`, `${PRIMARY}:${ALT_PORT}`, `${ALTERNATE}:${STUN_PORT}`])
+          mapped.push((await c.request(to))?.mapped ?? 'no answer')
+        expect(mapped, kind).toEqual(Array(3).fill(`${publicAddress(n)}:${c.port}`))
+        c.stop()
+      }),
+    )
   })
 
   it('gives symmetric a new mapping per destination, stable for each destination', async () => {
@@ -145,39 +151,43 @@ describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}
 
   it('lets unsolicited UDP from a third address and from the server’s other address/port in only behind cone and none', async () => {
     const stranger = await lab.stranger()
-    for (const kind of ['none', 'cone', 'restricted', 'symmetric'] as const) {
-      const n = node(kind)
-      const c = await client(n)
-      const first = await c.request(`${PRIMARY}:${STUN_PORT}`)
-      expect(first, kind).toBeDefined()
-      const open = kind === 'none' || kind === 'cone'
+    const kinds = ['none', 'cone', 'restricted', 'symmetric'] as const
+    await Promise.all(
+      kinds.map(async (kind, i) => {
+        const n = node(kind)
+        const c = await client(n)
+        const first = await c.request(`${PRIMARY}:${STUN_PORT}`)
+        expect(first, kind).toBeDefined()
+        const open = kind === 'none' || kind === 'cone'
 
-      // A third party sends to the mapping the server saw.
-      const beforeStranger = open ? 0 : await droppedFrom(n, stranger.address)
-      await sendUdpOnce(stranger.ns, `${stranger.address}:5000`, first!.mapped, `to ${kind}`)
-      if (open) await c.waitEvent((e) => e.from === `${stranger.address}:5000`, 5000)
-      else await droppedAtRouter(n, stranger.address, beforeStranger)
+        // A third party sends to the mapping the server saw.
+        const from = `${stranger.address}:${5000 + i}`
+        const beforeStranger = open ? 0 : await droppedFrom(n, stranger.address)
+        await sendUdpOnce(stranger.ns, from, first!.mapped, `to ${kind}`)
+        if (open) await c.waitEvent((e) => e.from === from, 5000)
+        else await droppedAtRouter(n, stranger.address, beforeStranger)
 
-      // RFC 5780 filtering tests: the answer comes from the other address, then the other port.
-      for (const replyFrom of [`${ALTERNATE}:${STUN_PORT}`, `${PRIMARY}:${ALT_PORT}`]) {
-        const src = replyFrom.split(':')[0]!
-        if (open) {
-          const r = await c.request(`${PRIMARY}:${STUN_PORT}`, {replyFrom})
-          expect(r?.server, `${kind} ${replyFrom}`).toBe(replyFrom)
-        } else {
-          const before = await droppedFrom(n, src)
-          const at = c.events.length
-          c.send({to: `${PRIMARY}:${STUN_PORT}`, id: `f-${replyFrom}`, echo: true, replyFrom})
-          await droppedAtRouter(n, src, before)
-          expect(
-            c.events.slice(at).filter((e) => e.data?.id === `f-${replyFrom}`),
-            `${kind} ${replyFrom}`,
-          ).toEqual([])
+        // RFC 5780 filtering tests: the answer comes from the other address, then the other port.
+        for (const replyFrom of [`${ALTERNATE}:${STUN_PORT}`, `${PRIMARY}:${ALT_PORT}`]) {
+          const src = replyFrom.split(':')[0]!
+          if (open) {
+            const r = await c.request(`${PRIMARY}:${STUN_PORT}`, {replyFrom})
+            expect(r?.server, `${kind} ${replyFrom}`).toBe(replyFrom)
+          } else {
+            const before = await droppedFrom(n, src)
+            const at = c.events.length
+            c.send({to: `${PRIMARY}:${STUN_PORT}`, id: `f-${replyFrom}`, echo: true, replyFrom})
+            await droppedAtRouter(n, src, before)
+            expect(
+              c.events.slice(at).filter((e) => e.data?.id === `f-${replyFrom}`),
+              `${kind} ${replyFrom}`,
+            ).toEqual([])
+          }
         }
-      }
-      expect(c.unsolicitedFrom(stranger.address).length, kind).toBe(open ? 1 : 0)
-      c.stop()
-    }
+        expect(c.unsolicitedFrom(stranger.address).length, kind).toBe(open ? 1 : 0)
+        c.stop()
+      }),
+    )
   })
 
   it('lets no UDP out from behind udp-blocked, and counts what it dropped', async () => {
@@ -215,7 +225,10 @@ describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}
     const pb = publicAddress(b)
     let direct = false
     for (let round = 1; round <= 2 && !direct; round++) {
-      const [da, db] = [a.router ? await droppedFrom(a, pb) : 0, b.router ? await droppedFrom(b, pa) : 0]
+      const [da, db] = await Promise.all([
+        a.router ? droppedFrom(a, pb) : 0,
+        b.router ? droppedFrom(b, pa) : 0,
+      ])
       const [ia, ib] = [ca.events.length, cb.events.length]
       ca.send({to: mb.mapped, id: `a${round}`, echo: true})
       cb.send({to: ma.mapped, id: `b${round}`, echo: true})
@@ -259,23 +272,33 @@ describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}
     const kinds = ['none', 'cone', 'restricted', 'symmetric'] as const
     const results: Record<string, boolean> = {}
     const expected: Record<string, boolean> = {}
+    const pairs: Array<[string, LabNode, LabNode]> = []
     for (const [i, k1] of kinds.entries()) {
       for (const k2 of kinds.slice(i)) {
         const key = `${k1}<->${k2}`
         // Symmetric's mapping toward the peer is not the one the server saw: only a peer that
         // lets in what it did not ask for (none, cone) can answer it.
         expected[key] = !(k2 === 'symmetric' && (k1 === 'symmetric' || k1 === 'restricted'))
-        results[key] = await punch(node(k1), k1 === k2 ? twin.get(k2)! : node(k2))
+        pairs.push([key, node(k1), k1 === k2 ? twin.get(k2)! : node(k2)])
       }
     }
+    // Pairs run four at a time: each (receiving router, sending address) belongs to one pair
+    // only, so their drop counters cannot mix.
+    const queue = [...pairs]
+    await Promise.all(
+      Array.from({length: 4}, async () => {
+        for (let p = queue.shift(); p; p = queue.shift()) results[p[0]] = await punch(p[1], p[2])
+      }),
+    )
     expect(Object.keys(results)).toHaveLength(10)
     expect(results).toEqual(expected)
     expect(Object.values(results).filter(Boolean)).toHaveLength(8)
   })
 
   it('counts UDP per destination, and blockUdp drops a pair’s UDP both ways until unblockUdp', async () => {
-    const pub = node('none')
-    const cone = node('cone')
+    // The bare twins: no meshd traffic of their own in the counters.
+    const pub = twin.get('none')!
+    const cone = twin.get('cone')!
     const echo = await startEchoServer(pub.ns, [`${pub.underlay}:${STUN_PORT}`])
     procs.push(echo)
     const c = await client(cone)
@@ -289,31 +312,34 @@ describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}
     )
     expect(after.counters.udp_out_other.packets).toBeGreaterThan(before.counters.udp_out_other.packets)
 
-    await blockUdp(lab, cone, pub)
-    await blockUdp(lab, cone, pub) // idempotent
-    expect(await blockedUdp(lab, cone)).toEqual([pub.underlay])
-    // Outbound on the established flow: dropped at cone's router.
-    let blocked = (await routerCounters(lab, cone)).counters.udp_blocked.packets
-    const at = c.events.length
-    c.send({to, id: 'while-blocked', echo: true})
-    blocked = await waitFor(
-      'the block rule to drop the outbound datagram',
-      async () => {
-        const n = (await routerCounters(lab, cone)).counters.udp_blocked.packets
-        return n > blocked ? n : undefined
-      },
-      {timeoutMs: 5000, intervalMs: 50},
-    )
-    // Inbound from the blocked address to cone's open mapping (cone would let it in): dropped too.
-    await sendUdpOnce(pub.ns, `${pub.underlay}:5001`, `${publicAddress(cone)}:${c.port}`, 'in')
-    await waitFor(
-      'the block rule to drop the inbound datagram',
-      async () => (await routerCounters(lab, cone)).counters.udp_blocked.packets > blocked,
-      {timeoutMs: 5000, intervalMs: 50},
-    )
-    expect(c.events.slice(at)).toEqual([])
-
-    await unblockUdp(lab, cone, pub)
+    try {
+      await blockUdp(lab, cone, pub)
+      await blockUdp(lab, cone, pub) // idempotent
+      expect(await blockedUdp(lab, cone)).toEqual([pub.underlay])
+      // Outbound on the established flow: dropped at cone's router.
+      let blocked = (await routerCounters(lab, cone)).counters.udp_blocked.packets
+      const at = c.events.length
+      c.send({to, id: 'while-blocked', echo: true})
+      blocked = await waitFor(
+        'the block rule to drop the outbound datagram',
+        async () => {
+          const n = (await routerCounters(lab, cone)).counters.udp_blocked.packets
+          return n > blocked ? n : undefined
+        },
+        {timeoutMs: 5000, intervalMs: 50},
+      )
+      // Inbound from the blocked address to cone's open mapping (cone would let it in): dropped too.
+      await sendUdpOnce(pub.ns, `${pub.underlay}:5001`, `${publicAddress(cone)}:${c.port}`, 'in')
+      await waitFor(
+        'the block rule to drop the inbound datagram',
+        async () => (await routerCounters(lab, cone)).counters.udp_blocked.packets > blocked,
+        {timeoutMs: 5000, intervalMs: 50},
+      )
+      expect(c.events.slice(at)).toEqual([])
+    } finally {
+      // Also when an expectation failed: later tests must not inherit the block.
+      await unblockUdp(lab, cone, pub)
+    }
     await unblockUdp(lab, cone, pub) // idempotent
     expect(await blockedUdp(lab, cone)).toEqual([])
     expect(await c.request(to)).toBeDefined()
