@@ -37,7 +37,7 @@ _mesh() {
     'lab down') words='--all --json --keep-logs --lab --verbose' ;;
     'lab exec') words='--lab --verbose' ;;
     'lab status') words='--json --lab --verbose' ;;
-    'lab up') words='--cidr --json --keep-on-failure --network --nodes --verbose' ;;
+    'lab up') words='--cidr --json --keep-on-failure --nat --network --nodes --verbose' ;;
     'leave') words='--json --socket --verbose' ;;
     'login') words='--controller -c --json --password-stdin --user -u --verbose' ;;
     'logout') words='--json --verbose' ;;

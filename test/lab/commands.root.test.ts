@@ -168,4 +168,60 @@ describe.skipIf(skip !== undefined)(`mesh lab commands${skip ? ` (skipped: ${ski
     const again = await mesh(['lab', 'down', '--lab', prefix])
     expect(again.code).toBe(66)
   })
+
+  it('up --nat refuses an unknown kind and a --nodes that disagrees with the kinds, before building anything', async () => {
+    const before = fs.existsSync('/run/mesh-lab') ? fs.readdirSync('/run/mesh-lab').length : 0
+    const bogus = await mesh(['lab', 'up', '--nat', 'cone,fullcone'])
+    expect(bogus.code).toBe(64)
+    expect(bogus.stderr).toContain('unknown NAT kind "fullcone"')
+    const count = await mesh(['lab', 'up', '--nat', 'none,cone', '--nodes', '3'])
+    expect(count.code).toBe(64)
+    expect(count.stderr).toContain('--nat names 2 kind(s) but --nodes is 3')
+    expect(fs.existsSync('/run/mesh-lab') ? fs.readdirSync('/run/mesh-lab').length : 0).toBe(before)
+  })
+
+  it('down removes a NAT lab whose creator was killed: routers, LANs, the stranger and their nft tables', async () => {
+    const script = `
+      import {Lab} from ${JSON.stringify(path.join(projectRoot(), 'dist/cli/lib/lab/lab.js'))}
+      const lab = await Lab.create()
+      await lab.addNode({daemon: false, nat: 'cone'})
+      await lab.addNode({daemon: false, nat: 'none'})
+      await lab.stranger()
+      process.stdout.write(lab.prefix + '\\n')
+      setInterval(() => {}, 1000)
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const prefix = await waitFor(
+      'the creator to report its prefix',
+      () => out.match(/^(ml[0-9a-f]{4})$/m)?.[1],
+      {
+        timeoutMs: 20_000,
+      },
+    )
+    child.kill('SIGKILL')
+    await new Promise((r) => child.once('exit', r))
+    const state = readState(prefix)!
+    expect(state.namespaces).toEqual([
+      `${prefix}-sw`,
+      `${prefix}-r1`,
+      `${prefix}-n1`,
+      `${prefix}-n2`,
+      `${prefix}-x`,
+    ])
+    expect(state.nodes.map((n) => [n.nat, n.router?.ns])).toEqual([
+      ['cone', `${prefix}-r1`],
+      ['none', undefined],
+    ])
+    const table = await run('nft', ['list', 'table', 'ip', 'natlab'], {ns: `${prefix}-r1`})
+    expect(table.stdout).toContain('cone_udp')
+
+    const r = await mesh(['lab', 'down', '--lab', prefix, '--json'])
+    expect(r.code).toBe(0)
+    for (const ns of state.namespaces) expect(namespaceExists(ns)).toBe(false)
+    expect(fs.existsSync(state.runDir)).toBe(false)
+  })
 })

@@ -4,6 +4,7 @@
  */
 import {afterAll, beforeAll, beforeEach} from 'vitest'
 import type {Lab} from '../../cli/lib/lab/lab.js'
+import type {NatKind} from '../../cli/lib/lab/nat.js'
 import {upLab} from '../../cli/lib/lab/up.js'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -200,7 +201,7 @@ export function longestGap(output: string, count: number): number {
  * process exit (teardownOnExit).
  */
 export function useLab(
-  opts: {nodes: number; network: string; cidr: string},
+  opts: {nodes?: number; nat?: NatKind[]; network: string; cidr: string},
   ready: (lab: Lab) => void | Promise<void>,
 ): void {
   let lab: Lab | undefined
@@ -208,7 +209,8 @@ export function useLab(
   beforeAll(async () => {
     const t0 = Date.now()
     lab = (await upLab({...opts, teardownOnExit: true, onCreated: (l) => (lab = l)})).lab
-    console.log(`[e2e] lab ${lab.prefix} with ${opts.nodes} nodes up in ${Date.now() - t0} ms`)
+    const what = opts.nat ? `NATs ${opts.nat.join(',')}` : `${opts.nodes} nodes`
+    console.log(`[e2e] lab ${lab.prefix} with ${what} up in ${Date.now() - t0} ms`)
     await ready(lab)
   })
   beforeEach(({onTestFailed}) => {

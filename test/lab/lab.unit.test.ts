@@ -8,6 +8,14 @@ import os from 'node:os'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {teardownSync} from '../../cli/lib/lab/lab.js'
+import {
+  COUNTER_NAMES,
+  hostRuleset,
+  parseCounters,
+  parseNatKinds,
+  routerLan,
+  routerRuleset,
+} from '../../cli/lib/lab/nat.js'
 import {listLabs, readState, stateFile, writeState, type LabState} from '../../cli/lib/lab/state.js'
 import {chunkedRequest, dechunk, httpRequest, longestGap, pingStats} from './e2e-helpers.js'
 
@@ -138,5 +146,95 @@ describe('raw HTTP requests', () => {
     expect(req.endsWith('0\r\n\r\n')).toBe(true)
     const decoded = dechunk({status: 200, headers: 'transfer-encoding: chunked', body: req.slice(split + 4)})
     expect(decoded).toBe(body)
+  })
+})
+
+describe('NAT lab rulesets', () => {
+  const controller = ['198.51.100.1', '198.51.100.2']
+  const ruleset = (kind: 'cone' | 'restricted' | 'symmetric' | 'udp-blocked'): string =>
+    routerRuleset({kind, client: '172.16.2.2', controller})
+
+  it('parses --nat kinds and refuses an unknown or empty one with INVALID_ARGUMENT', () => {
+    expect(parseNatKinds('none, cone,restricted,symmetric,udp-blocked')).toEqual([
+      'none',
+      'cone',
+      'restricted',
+      'symmetric',
+      'udp-blocked',
+    ])
+    expect(() => parseNatKinds('cone,fullcone')).toThrow(expect.objectContaining({code: 'INVALID_ARGUMENT'}))
+    expect(() => parseNatKinds(' , ')).toThrow(expect.objectContaining({code: 'INVALID_ARGUMENT'}))
+  })
+
+  it('gives node N the private LAN 172.16.N.0/24 and no LAN outside 1..254', () => {
+    expect(routerLan(3)).toEqual({cidr: '172.16.3.0/24', gateway: '172.16.3.1', host: '172.16.3.2'})
+    expect(() => routerLan(0)).toThrow()
+    expect(() => routerLan(255)).toThrow()
+  })
+
+  it('makes each kind from its own rules: fully-random only for symmetric, the learned-port DNAT only for cone, the UDP drop only for udp-blocked', () => {
+    expect(ruleset('symmetric')).toContain('masquerade fully-random')
+    for (const k of ['cone', 'restricted', 'udp-blocked'] as const) {
+      expect(ruleset(k)).toContain('masquerade\n')
+      expect(ruleset(k)).not.toContain('fully-random')
+    }
+    expect(ruleset('cone')).toMatch(/udp dport @cone_udp dnat to 172\.16\.2\.2/)
+    expect(ruleset('cone')).toMatch(/priority srcnat \+ 10;[^}]*update @cone_udp \{ udp sport/)
+    for (const k of ['restricted', 'symmetric', 'udp-blocked'] as const)
+      expect(ruleset(k)).not.toContain('cone_udp')
+    expect(ruleset('udp-blocked')).toContain('meta l4proto udp counter name udp_out_dropped drop')
+    expect(ruleset('restricted')).not.toContain('udp_out_dropped drop')
+  })
+
+  it('drops unsolicited WAN input on every router, and on no none host', () => {
+    for (const k of ['cone', 'restricted', 'symmetric', 'udp-blocked'] as const) {
+      const r = ruleset(k)
+      expect(r).toContain('type filter hook forward priority filter; policy drop;')
+      expect(r).toMatch(/chain wan_in \{\n\s+ct state established,related goto count_in/)
+      expect(r).toMatch(
+        /chain input \{\n.*policy accept;\n.*ct state established,related accept\n.*\n.*counter name wan_in_dropped drop\n {2}\}/,
+      )
+    }
+    expect(hostRuleset({controller})).not.toContain('drop;')
+    expect(hostRuleset({controller})).not.toContain('wan_in_dropped drop')
+  })
+
+  it('declares every named counter and the controller addresses in every table', () => {
+    for (const r of [ruleset('cone'), ruleset('symmetric'), hostRuleset({controller})]) {
+      for (const c of COUNTER_NAMES) expect(r).toContain(`counter ${c} {}`)
+      expect(r).toContain('elements = { 198.51.100.1, 198.51.100.2 }')
+    }
+  })
+
+  it('reads counters and per-address set counters from `nft -j list table`', () => {
+    const json = JSON.stringify({
+      nftables: [
+        {metainfo: {version: '1.0.6'}},
+        {counter: {family: 'ip', name: 'udp_out_other', table: 'natlab', handle: 10, packets: 7, bytes: 560}},
+        {counter: {family: 'ip', name: 'someone_elses', table: 'natlab', handle: 11, packets: 1, bytes: 1}},
+        {
+          set: {
+            family: 'ip',
+            name: 'udp_out_by_dst',
+            table: 'natlab',
+            type: 'ipv4_addr',
+            elem: [{elem: {val: '198.51.100.12', counter: {packets: 3, bytes: 120}}}],
+          },
+        },
+        {
+          set: {
+            name: 'wan_in_dropped_by_src',
+            elem: [{elem: {val: '198.51.100.3', counter: {packets: 1, bytes: 41}}}, 'garbage'],
+          },
+        },
+      ],
+    })
+    const c = parseCounters(json, 'cone', 'ml0001-r2')
+    expect(c.counters.udp_out_other).toEqual({packets: 7, bytes: 560})
+    expect(c.counters.wan_in_dropped).toEqual({packets: 0, bytes: 0})
+    expect(Object.keys(c.counters)).toEqual([...COUNTER_NAMES])
+    expect(c.udpOutTo).toEqual({'198.51.100.12': {packets: 3, bytes: 120}})
+    expect(c.droppedFrom).toEqual({'198.51.100.3': {packets: 1, bytes: 41}})
+    expect(c.udpInFrom).toEqual({})
   })
 })

@@ -1,6 +1,7 @@
 // `mesh lab status`: the labs on this machine, their processes and nodes.
 import {Flags} from '@oclif/core'
 import {Lab, requireRoot} from '../../lib/lab/lab.js'
+import {publicAddress, type NatKind} from '../../lib/lab/nat.js'
 import {isAlive} from '../../lib/lab/procs.js'
 import {listLabs} from '../../lib/lab/state.js'
 import {namespaceExists} from '../../lib/lab/topology.js'
@@ -17,6 +18,10 @@ export interface LabStatus {
       name: string
       namespace: string
       underlay: string
+      publicAddress: string
+      /** NAT labs: the node's NAT kind and its router's namespace. */
+      nat?: NatKind
+      routerNamespace?: string
       addresses: Record<string, string>
       meshd: boolean
       namespaceExists: boolean
@@ -57,6 +62,9 @@ export default class LabStatusCommand extends MeshCommand {
           name: n.name,
           namespace: n.ns,
           underlay: n.underlay,
+          publicAddress: publicAddress(n),
+          ...(n.nat ? {nat: n.nat} : {}),
+          ...(n.router ? {routerNamespace: n.router.ns} : {}),
           addresses: n.addresses,
           meshd: running(`${n.name}/meshd`),
           namespaceExists: namespaceExists(n.ns),
@@ -76,7 +84,9 @@ export default class LabStatusCommand extends MeshCommand {
           [
             {header: 'NODE', get: (n) => n.name},
             {header: 'NAMESPACE', get: (n) => n.namespace},
+            {header: 'NAT', get: (n) => n.nat ?? '-'},
             {header: 'UNDERLAY', get: (n) => n.underlay},
+            {header: 'PUBLIC', get: (n) => n.publicAddress},
             {
               header: 'ADDRESSES',
               get: (n) =>

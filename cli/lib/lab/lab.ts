@@ -14,18 +14,24 @@ import {MeshError} from '../../../shared/errors.js'
 import type {Node as ControllerNode} from '../../../shared/protocol/control-api.js'
 import {JoinResultSchema, StatusSchema, type Status} from '../../../shared/protocol/local-api.js'
 import {ControllerClient} from '../controller-client.js'
+import {DaemonClient} from '../daemon-client.js'
 import {isAlive, signalProc, startProc, stopProc, stopProcSync, tail, type ProcRecord} from './procs.js'
 import {run, runSync, sleep, waitFor, type RunOptions, type RunResult} from './sh.js'
 import {labDir, listLabs, readState, writeState, type LabNode, type LabState} from './state.js'
 import {
+  CONTROLLER_ALTERNATE,
   CONTROLLER_UNDERLAY,
   MAX_NODES,
+  STRANGER_UNDERLAY,
+  addAddress,
+  attachBehindRouter,
   attachHost,
   createSwitch,
   deleteNamespaceSync,
   namespaceExists,
   nodeUnderlay,
 } from './topology.js'
+import {LAN_IF, hostRuleset, loadRuleset, routerLan, routerRuleset, type NatKind} from './nat.js'
 
 export const CONTROLLER_PORT = 8080
 export const ADMIN_USER = 'admin'
@@ -54,6 +60,15 @@ export function labPrerequisiteProblem(): string | undefined {
   if (!fs.existsSync('/dev/net/tun')) return '/dev/net/tun is missing'
   if (!fs.existsSync(meshJs()) || !fs.existsSync(forwarderJs()))
     return 'mesh is not built (run bash scripts/build.sh)'
+  return undefined
+}
+
+/** What a NAT lab (`--nat`) needs on top of labPrerequisiteProblem(). */
+export function natPrerequisiteProblem(): string | undefined {
+  for (const cmd of ['nft', 'sysctl']) {
+    if (runSync('sh', ['-c', `command -v ${cmd}`], {timeoutMs: 5000}).code !== 0)
+      return `${cmd} is not installed (the NAT routers need nftables)`
+  }
   return undefined
 }
 
@@ -195,9 +210,11 @@ export class Lab {
           address: CONTROLLER_UNDERLAY,
         }),
       )
+      await addAddress(ns, CONTROLLER_ALTERNATE)
       this.state.controller = {
         ns,
         underlay: CONTROLLER_UNDERLAY,
+        alternateUnderlay: CONTROLLER_ALTERNATE,
         url: `http://${CONTROLLER_UNDERLAY}:${CONTROLLER_PORT}`,
         dataDir: path.join(this.runDir, 'controller'),
         apiSocket: path.join(this.runDir, 'controller-api.sock'),
@@ -313,18 +330,35 @@ export class Lab {
   // Nodes
 
   /**
-   * Adds a node namespace on the underlay and (unless `daemon: false`, a bare host for static
-   * WireGuard comparisons) starts its meshd and waits for its socket.
+   * Adds a node namespace and (unless `daemon: false`, a bare host for static WireGuard
+   * comparisons and probes) starts its meshd and waits for its socket. Without `nat` the node
+   * sits on the underlay with no firewall (the plain lab); with `nat: 'none'` too, plus the
+   * counting table; with any other kind it sits on a private LAN behind its own NAT router
+   * (cli/lib/lab/nat.ts), whose WAN address takes the node's slot on the underlay.
    */
-  async addNode(opts: {daemon?: boolean} = {}): Promise<LabNode> {
+  async addNode(opts: {daemon?: boolean; nat?: NatKind} = {}): Promise<LabNode> {
     const index = Math.max(0, ...this.state.nodes.map((n) => n.index)) + 1
     if (index > MAX_NODES) throw new Error(`the lab holds at most ${MAX_NODES} nodes`)
     const name = `node${index}`
+    const kind = opts.nat
+    const behindRouter = kind !== undefined && kind !== 'none'
+    const lan = behindRouter ? routerLan(index) : undefined
     const node: LabNode = {
       name,
       index,
       ns: `${this.prefix}-n${index}`,
-      underlay: nodeUnderlay(index),
+      underlay: lan ? lan.host : nodeUnderlay(index),
+      ...(kind ? {nat: kind} : {}),
+      ...(lan
+        ? {
+            router: {
+              ns: `${this.prefix}-r${index}`,
+              wan: nodeUnderlay(index),
+              lan: lan.cidr,
+              gateway: lan.gateway,
+            },
+          }
+        : {}),
       socket: path.join(this.runDir, `${name}.sock`),
       stateDir: path.join(this.runDir, name),
       interfacePrefix: `${this.prefix}n${index}`,
@@ -332,16 +366,61 @@ export class Lab {
       nodeIds: {},
     }
     this.state.nodes.push(node)
-    await this.#addNamespace(node.ns, () =>
-      attachHost({
-        switchNs: this.state.switchNs,
-        ns: node.ns,
-        port: `${this.prefix}-n${index}`,
-        address: node.underlay,
-      }),
-    )
+    const controller = this.#controllerAddresses()
+    if (node.router && lan) {
+      const router = node.router
+      await this.#addNamespace(router.ns, () =>
+        attachHost({
+          switchNs: this.state.switchNs,
+          ns: router.ns,
+          port: `${this.prefix}-r${index}`,
+          address: router.wan,
+        }),
+      )
+      await this.#addNamespace(node.ns, () =>
+        attachBehindRouter({routerNs: router.ns, ns: node.ns, lanIf: LAN_IF, ...lan}),
+      )
+      await loadRuleset(
+        router.ns,
+        routerRuleset({kind: kind as Exclude<NatKind, 'none'>, client: lan.host, controller}),
+      )
+    } else {
+      await this.#addNamespace(node.ns, () =>
+        attachHost({
+          switchNs: this.state.switchNs,
+          ns: node.ns,
+          port: `${this.prefix}-n${index}`,
+          address: node.underlay,
+        }),
+      )
+      if (kind === 'none') await loadRuleset(node.ns, hostRuleset({controller}))
+    }
     if (opts.daemon !== false) await this.startDaemon(node)
     return node
+  }
+
+  /** The controller's public addresses (also before it runs: they are fixed). */
+  #controllerAddresses(): string[] {
+    const c = this.state.controller
+    return c
+      ? [c.underlay, ...(c.alternateUnderlay ? [c.alternateUnderlay] : [])]
+      : [CONTROLLER_UNDERLAY, CONTROLLER_ALTERNATE]
+  }
+
+  /**
+   * A bare host on the internet (198.51.100.3) that is neither the controller nor a node: the
+   * third party of the NAT filtering tests. Made on first use.
+   */
+  async stranger(): Promise<{ns: string; address: string}> {
+    if (!this.state.stranger) {
+      const ns = `${this.prefix}-x`
+      await this.#addNamespace(ns, () =>
+        attachHost({switchNs: this.state.switchNs, ns, port: `${this.prefix}-x`, address: STRANGER_UNDERLAY}),
+      )
+      this.state.stranger = {ns, address: STRANGER_UNDERLAY}
+      this.#save()
+    }
+    return this.state.stranger
   }
 
   node(name: string): LabNode {
@@ -377,9 +456,13 @@ export class Lab {
       `${node.name}'s meshd to answer`,
       async () => {
         if (!isAlive(p)) throw new Error(`meshd of ${node.name} exited:\n${tail(log)}`)
-        return fs.existsSync(node.socket) && (await this.status(node)) !== undefined
+        // Asked on the socket directly: a CLI process per probe is slow on a loaded machine.
+        if (!fs.existsSync(node.socket)) return false
+        await new DaemonClient({socketPath: node.socket, timeoutMs: 5000}).status()
+        return true
       },
-      {timeoutMs: opts.timeoutMs ?? 20_000, intervalMs: 100},
+      // Generous: nodes start in parallel, and CI machines run other tests beside the lab.
+      {timeoutMs: opts.timeoutMs ?? 60_000, intervalMs: 100},
     )
   }
 

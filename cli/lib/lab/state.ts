@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {z} from 'zod'
+import {NAT_KINDS} from './nat.js'
 
 /** Where labs live; tests and benches may point it elsewhere. */
 export const labRoot = (): string => process.env.MESH_LAB_ROOT ?? '/run/mesh-lab'
@@ -27,8 +28,24 @@ export const LabNodeSchema = z.object({
   name: z.string(),
   index: z.number().int().positive(),
   ns: z.string(),
-  /** Underlay address in 198.51.100.0/24. */
+  /**
+   * The node's own eth0 address: in 198.51.100.0/24 on the switch, or, behind a NAT router,
+   * on its private LAN (172.16.N.2).
+   */
   underlay: z.string(),
+  /** The NAT kind it was built with (`--nat`); absent for a plain lab node (no nft table). */
+  nat: z.enum(NAT_KINDS).optional(),
+  /** Its NAT router, for every kind but `none`. */
+  router: z
+    .object({
+      ns: z.string(),
+      /** The router's public (WAN) address in 198.51.100.0/24: what the internet sees. */
+      wan: z.string(),
+      /** The LAN: CIDR, the router's address on it (the node's default gateway). */
+      lan: z.string(),
+      gateway: z.string(),
+    })
+    .optional(),
   socket: z.string(),
   stateDir: z.string(),
   interfacePrefix: z.string(),
@@ -51,6 +68,8 @@ export const LabStateSchema = z.object({
     .object({
       ns: z.string(),
       underlay: z.string(),
+      /** A second public address of the controller's namespace (STUN RFC 5780 tests). */
+      alternateUnderlay: z.string().optional(),
       url: z.string(),
       dataDir: z.string(),
       /** Unix socket in the run dir forwarded to the controller's TCP port inside its namespace. */
@@ -61,6 +80,8 @@ export const LabStateSchema = z.object({
     })
     .optional(),
   nodes: z.array(LabNodeSchema),
+  /** A bare host on the internet that is neither controller nor node (unsolicited traffic). */
+  stranger: z.object({ns: z.string(), address: z.string()}).optional(),
   /** Networks the lab created, by name. */
   networks: z.array(z.object({name: z.string(), cidr: z.string()})).default([]),
   procs: z.array(ProcSchema),

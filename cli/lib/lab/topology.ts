@@ -8,7 +8,11 @@ import {run, runOk, runSync} from './sh.js'
 
 export const UNDERLAY_PREFIX_LEN = 24
 export const CONTROLLER_UNDERLAY = '198.51.100.1'
-/** node1 is .11, node2 .12, ... */
+/** The controller namespace's second address (STUN RFC 5780 behaviour tests). */
+export const CONTROLLER_ALTERNATE = '198.51.100.2'
+/** A host on the internet that is neither controller nor node (NAT labs: unsolicited traffic). */
+export const STRANGER_UNDERLAY = '198.51.100.3'
+/** node1 is .11, node2 .12, ... (a NAT node's router WAN address takes its slot). */
 export const nodeUnderlay = (index: number): string => `198.51.100.${10 + index}`
 export const MAX_NODES = 200
 
@@ -51,6 +55,49 @@ export async function attachHost(opts: {
   await runOk('ip', ['-n', switchNs, 'link', 'set', port, 'master', 'br0', 'up'])
   await runOk('ip', ['-n', ns, 'addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', 'eth0'])
   await runOk('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+}
+
+/** Adds a further address to a host's eth0. */
+export async function addAddress(ns: string, address: string): Promise<void> {
+  await runOk('ip', ['-n', ns, 'addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', 'eth0'])
+}
+
+/**
+ * Turns `routerNs` (already on the switch) into the gateway of a private LAN: creates host
+ * namespace `ns` with `eth0` = `host`/24 whose default route is `gateway` on the router's `lanIf`.
+ */
+export async function attachBehindRouter(opts: {
+  routerNs: string
+  ns: string
+  lanIf: string
+  cidr: string
+  gateway: string
+  host: string
+}): Promise<void> {
+  const {routerNs, ns, lanIf, gateway, host} = opts
+  const len = opts.cidr.split('/')[1]
+  await runOk('ip', ['netns', 'add', ns])
+  await runOk('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+  await runOk('ip', [
+    '-n',
+    routerNs,
+    'link',
+    'add',
+    lanIf,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'eth0',
+    'netns',
+    ns,
+  ])
+  await runOk('ip', ['-n', routerNs, 'addr', 'add', `${gateway}/${len}`, 'dev', lanIf])
+  await runOk('ip', ['-n', routerNs, 'link', 'set', lanIf, 'up'])
+  await runOk('ip', ['-n', ns, 'addr', 'add', `${host}/${len}`, 'dev', 'eth0'])
+  await runOk('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+  await runOk('ip', ['-n', ns, 'route', 'add', 'default', 'via', gateway])
+  await runOk('sysctl', ['-qw', 'net.ipv4.ip_forward=1'], {ns: routerNs})
 }
 
 export const namespaceExists = (ns: string): boolean => fs.existsSync(`/run/netns/${ns}`)
