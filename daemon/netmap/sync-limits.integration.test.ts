@@ -17,7 +17,7 @@ function largestPeer(i: number, publicKey: string): Peer {
     name: `n${i}`.padEnd(63, 'a'),
     publicKey,
     address: '10.255.255.254',
-    endpoints: Array.from({length: 16}, () => '[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535'),
+    endpoints: Array.from({length: 16}, () => '[2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535'),
     // Three bytes each in UTF-8, the most a character the schema counts as one can take.
     hostname: '漢'.repeat(253),
     os: '漢'.repeat(64),
