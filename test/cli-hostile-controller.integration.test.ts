@@ -107,7 +107,7 @@ describe.skipIf(!built)('admin commands against a hostile controller', () => {
       name: 'web',
       hostname: 'gnp.\u202Eexe\u200B',
       os: `linux${HOSTILE_TEXT}`,
-      publicKey: `${'A'.repeat(43)}=`,
+      publicKey: Buffer.alloc(32, 7).toString('base64'),
       address: '10.20.0.2',
       status: 'active',
       online: true,
