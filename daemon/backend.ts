@@ -11,7 +11,9 @@
  */
 import {randomInt} from 'node:crypto'
 import dgram from 'node:dgram'
+import {lookup} from 'node:dns/promises'
 import {existsSync} from 'node:fs'
+import {isIP} from 'node:net'
 import os from 'node:os'
 import type {Logger} from 'pino'
 import {delay, systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
@@ -29,12 +31,13 @@ import type {
   Status,
   UpResult,
 } from '../shared/protocol/local-api.js'
-import type {NetmapFull, Peer, PeerReport, ServerFrame} from '../shared/protocol/netmap.js'
+import type {NetmapFull, Peer, PeerReport, ServerFrame, UdpService} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
+import {RelayClient} from './relay/client.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
 import {backoffDelay, NetmapSync} from './netmap/sync.js'
@@ -44,6 +47,7 @@ import {
   PERSISTENT_KEEPALIVE,
   type InterfaceConfig,
   type InterfaceState,
+  type PeerConfig,
   type WireGuardDriver,
 } from './wireguard/driver.js'
 
@@ -75,6 +79,8 @@ export const applyRetryDelay = (attempt: number, random = Math.random): number =
 /** How often peer paths are re-checked while one of them probes a candidate, and otherwise. */
 export const PATH_TICK_FAST_MS = 1_000
 export const PATH_TICK_SLOW_MS = 5_000
+/** Keepalive of the discovery peer: below 5 s, wireguard-go keeps sending initiations. */
+export const DISCOVERY_KEEPALIVE = 4
 
 /** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
 export const ONLINE_WINDOW_MS = 3 * 60_000
@@ -101,6 +107,12 @@ interface NetRuntime {
   applyFailures: number
   /** The path to each peer (by public key): which endpoint its WireGuard peer gets. */
   paths: Map<string, PeerPath>
+  /** The relay of this network (created when a peer first needs it) and each relayed peer's
+   *  local endpoint, by peer id. */
+  relay: RelayClient | undefined
+  shims: Map<string, string>
+  /** The controller's discovery port as WireGuard should reach it; undefined when not offered. */
+  discoveryEndpoint: string | undefined
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -279,6 +291,7 @@ export class Backend {
     if (this.pathTimer !== undefined) this.clock.clearTimeout(this.pathTimer)
     for (const rt of this.nets.values()) {
       this.clearRetry(rt)
+      await this.closeRelay(rt)
       await rt.sync?.stop()
       rt.sync = undefined
     }
@@ -311,6 +324,9 @@ export class Backend {
       retryTimer: undefined,
       applyFailures: 0,
       paths: new Map(),
+      relay: undefined,
+      shims: new Map(),
+      discoveryEndpoint: undefined,
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -423,6 +439,8 @@ export class Backend {
       rt.record = {...rt.record, up: false}
       this.opts.store.saveRecord(rt.record)
       await this.stopSync(rt)
+      await this.closeRelay(rt)
+      rt.paths.clear()
       await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
       changed.push(rt.record.name)
       this.log.info({network: rt.record.name, interface: rt.record.interface}, 'network down')
@@ -582,16 +600,109 @@ export class Backend {
       address: `${this.selfAddress(rt)}/${cidr?.prefix ?? 32}`,
       mtu: DEFAULT_MTU,
       // A pending or disabled node gets no peers, whatever the map says.
-      peers: !active
-        ? []
-        : this.usablePeers(rt).map((p) => ({
-            publicKey: p.publicKey,
-            allowedIps: [`${p.address}/32`],
-            // The path decides (see updatePaths); undefined leaves WireGuard's own choice.
-            endpoint: rt.paths.get(p.publicKey)?.current.endpoint,
-            persistentKeepalive: PERSISTENT_KEEPALIVE,
-          })),
+      peers: !active ? [] : [...this.meshPeerConfigs(rt), ...this.discoveryPeer(rt)],
     }
+  }
+
+  /** One WireGuard peer per usable netmap peer, pointed where its path says. */
+  private meshPeerConfigs(rt: NetRuntime): PeerConfig[] {
+    return this.usablePeers(rt).map((p) => ({
+      publicKey: p.publicKey,
+      allowedIps: [`${p.address}/32`],
+      // The path decides (see updatePaths); undefined leaves WireGuard's own choice.
+      endpoint: rt.paths.get(p.publicKey)?.current.endpoint,
+      persistentKeepalive: PERSISTENT_KEEPALIVE,
+    }))
+  }
+
+  /**
+   * The controller's endpoint-discovery key as a peer with no allowed IPs and a keepalive under
+   * 5 s: WireGuard itself then sends handshake initiations from its own port, and the controller
+   * learns the public mapping of that port (no traffic can flow: nothing is routed to it).
+   */
+  private discoveryPeer(rt: NetRuntime): PeerConfig[] {
+    const d = rt.netmap?.nat?.discovery
+    if (!d || rt.discoveryEndpoint === undefined) return []
+    if (rt.netmap!.peers.some((p) => p.publicKey === d.publicKey)) return []
+    return [
+      {
+        publicKey: d.publicKey,
+        allowedIps: [],
+        endpoint: rt.discoveryEndpoint,
+        persistentKeepalive: DISCOVERY_KEEPALIVE,
+      },
+    ]
+  }
+
+  /**
+   * Where a controller UDP service is, as an IP endpoint: its host, or the host of the network's
+   * controller URL; a DNS name is looked up (the first address). Undefined when it cannot be.
+   */
+  private async serviceEndpoint(rt: NetRuntime, svc: UdpService): Promise<string | undefined> {
+    let host = svc.host
+    if (host === undefined) {
+      try {
+        host = new URL(rt.record.controller).hostname.replace(/^\[|\]$/g, '')
+      } catch {
+        return undefined
+      }
+    }
+    let ip = host
+    if (isIP(host) === 0) {
+      ip = await lookup(host)
+        .then((r) => r.address)
+        .catch(() => '')
+      if (ip === '') return undefined
+    }
+    return isIP(ip) === 6 ? `[${ip}]:${svc.port}` : `${ip}:${svc.port}`
+  }
+
+  /**
+   * Before paths are updated: the discovery peer's endpoint, the relay client when the netmap
+   * names a relay, and a local relay endpoint for each peer that needs one (no candidates, or no
+   * candidate answered); the others get none, so a big network costs no sockets while direct.
+   */
+  private async prepareNat(rt: NetRuntime): Promise<void> {
+    const nat = rt.netmap?.nat
+    rt.discoveryEndpoint = nat?.discovery ? await this.serviceEndpoint(rt, nat.discovery.service) : undefined
+    const relayInfo = nat?.relays?.[0]
+    if (!relayInfo) {
+      if (rt.relay) await this.closeRelay(rt)
+      return
+    }
+    const peers = this.usablePeers(rt)
+    const subnets = localSubnets(this.meshInterfaces())
+    const needy = peers.filter((p) => {
+      const state = rt.paths.get(p.publicKey)?.current.state
+      return state === 'waiting' || state === 'relay' || orderCandidates(p, subnets).length === 0
+    })
+    const wanted = new Set(peers.map((p) => p.id))
+    for (const id of [...rt.shims.keys()]) {
+      if (wanted.has(id)) continue
+      rt.shims.delete(id)
+      await rt.relay?.release(id).catch(() => {})
+    }
+    if (needy.length === 0) return
+    rt.relay ??= new RelayClient({
+      controller: relayInfo.url ?? rt.record.controller,
+      credential: rt.credential,
+      wireGuardPort: rt.record.listenPort,
+    })
+    for (const p of needy) {
+      if (rt.shims.has(p.id)) continue
+      const shim = await rt.relay.shimFor(p.id).catch((err: unknown) => {
+        this.log.warn({network: rt.record.name, peer: p.id, err: String(err)}, 'no relay endpoint for a peer')
+        return undefined
+      })
+      if (shim) rt.shims.set(p.id, shim.endpoint)
+    }
+  }
+
+  private async closeRelay(rt: NetRuntime): Promise<void> {
+    const relay = rt.relay
+    rt.relay = undefined
+    rt.shims.clear()
+    await relay?.close().catch(() => {})
   }
 
   /**
@@ -611,8 +722,8 @@ export class Backend {
       const l = live.get(p.publicKey)
       const d = path.update({
         candidates: orderCandidates(p, subnets),
-        relay: undefined,
-        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs},
+        relay: rt.shims.get(p.id),
+        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs, rxBytes: l.rxBytes},
         now,
       })
       if (d.endpoint !== undefined && d.endpoint !== l?.endpoint) wantsChange = true
@@ -642,7 +753,10 @@ export class Backend {
       if (!rt.record.up || rt.paths.size === 0) continue
       const state = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
       if (!state) continue
-      if (this.updatePaths(rt, state)) await this.reconcile(rt, 'path change').catch(() => {})
+      const needsRelay = [...rt.paths.values()].some(
+        (p) => p.current.state === 'waiting' && rt.netmap?.nat?.relays?.length,
+      )
+      if (this.updatePaths(rt, state) || needsRelay) await this.reconcile(rt, 'path change').catch(() => {})
       if ([...rt.paths.values()].some((p) => p.current.state === 'probing')) fast = true
     }
     return fast
@@ -677,6 +791,7 @@ export class Backend {
       if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
       this.clearRetry(rt)
       const current = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      await this.prepareNat(rt)
       this.updatePaths(rt, current)
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
@@ -739,6 +854,7 @@ export class Backend {
     const sync = rt.sync
     rt.sync = undefined
     void sync?.stop()
+    await this.closeRelay(rt)
     await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
     this.opts.store.deleteNetwork(rt.record.id)
     rt.firstMap.resolve()
@@ -844,7 +960,7 @@ export class Backend {
       : undefined
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
     const now = this.clock.now()
-    const peers: PeerStatus[] = this.desiredConfig(rt).peers.map((cfg) => {
+    const peers: PeerStatus[] = this.meshPeerConfigs(rt).map((cfg) => {
       const peer = rt.netmap!.peers.find((p) => p.publicKey === cfg.publicKey)!
       const l = live.get(cfg.publicKey)
       const hs = l?.lastHandshakeMs ?? 0

@@ -6,9 +6,10 @@ const PUB = '198.51.100.7:40001'
 const RELAY = '127.0.0.1:47001'
 const T0 = 1_000_000
 
-const wg = (endpoint: string | undefined, lastHandshakeMs: number): WireGuardView => ({
+const wg = (endpoint: string | undefined, lastHandshakeMs: number, rxBytes = 0): WireGuardView => ({
   endpoint,
   lastHandshakeMs,
+  rxBytes,
 })
 
 describe('PeerPath without a relay', () => {
@@ -128,65 +129,113 @@ describe('PeerPath without a relay', () => {
 })
 
 describe('PeerPath with a relay', () => {
-  it('goes through the relay at once and tries direct candidates in the background', () => {
+  const fail = (p: PeerPath, candidates: string[], from: number): number => {
+    let now = from
+    if (p.current.state === 'idle') p.update({candidates, relay: RELAY, wg: undefined, now})
+    for (let i = 0; i < candidates.length; i++) {
+      now += DEFAULT_TUNING.attemptMs
+      p.update({candidates, relay: RELAY, wg: wg(RELAY, 0), now})
+    }
+    return now
+  }
+
+  it('tries the candidates first and falls back to the relay when none answers', () => {
     const p = new PeerPath()
-    const d = p.update({candidates: [LAN, PUB], relay: RELAY, wg: undefined, now: T0})
-    expect(d).toEqual({state: 'relay', endpoint: RELAY, tryDirect: [LAN, PUB]})
-    // Relayed handshakes do not count as direct.
-    expect(p.update({candidates: [LAN, PUB], relay: RELAY, wg: wg(RELAY, T0 + 100), now: T0 + 200})).toEqual({
-      state: 'relay',
-      endpoint: RELAY,
-      tryDirect: undefined,
-    })
-    expect(p.proven(PUB)).toMatchObject({state: 'direct', endpoint: PUB})
-    // WireGuard follows; the path stays direct while it is alive.
-    expect(
-      p.update({candidates: [LAN, PUB], relay: RELAY, wg: wg(PUB, T0 + 900), now: T0 + 1000}).state,
-    ).toBe('direct')
+    expect(p.update({candidates: [LAN, PUB], relay: RELAY, wg: undefined, now: T0}).endpoint).toBe(LAN)
+    const t = fail(p, [LAN, PUB], T0)
+    expect(p.current).toEqual({state: 'relay', endpoint: RELAY})
+    // Handshakes through the relay are not direct.
+    expect(p.update({candidates: [LAN, PUB], relay: RELAY, wg: wg(RELAY, t + 100), now: t + 200}).state).toBe(
+      'relay',
+    )
   })
 
-  it('backs off between background rounds that prove nothing, up to retryMaxMs', () => {
+  it('goes through the relay at once for a peer without candidates', () => {
     const p = new PeerPath()
-    let now = T0
-    p.update({candidates: [PUB], relay: RELAY, wg: undefined, now})
+    expect(p.update({candidates: [], relay: RELAY, wg: undefined, now: T0})).toEqual({
+      state: 'relay',
+      endpoint: RELAY,
+    })
+  })
+
+  it('retries direct from the relay with a growing backoff, up to retryMaxMs', () => {
+    const p = new PeerPath()
+    let now = fail(p, [PUB], T0)
     const rounds: number[] = []
-    for (let i = 0; i < 2000 && rounds.length < 8; i++) {
+    for (let i = 0; i < 3000 && rounds.length < 8; i++) {
       now += 1000
+      const before = p.current.state
       const d = p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, now), now})
-      expect(d.endpoint).toBe(RELAY)
-      if (d.tryDirect) rounds.push(now)
+      if (before === 'relay' && d.state === 'probing') rounds.push(now)
     }
     const gaps = rounds.slice(1).map((t, i) => t - rounds[i]!)
     for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThanOrEqual(gaps[i - 1]!)
-    // The first round (at T0) failed after attemptMs; the next came retryBaseMs later.
-    expect(rounds[0]! - T0).toBeLessThanOrEqual(DEFAULT_TUNING.attemptMs + DEFAULT_TUNING.retryBaseMs + 1000)
     expect(Math.max(...gaps)).toBeLessThanOrEqual(DEFAULT_TUNING.attemptMs + DEFAULT_TUNING.retryMaxMs + 1000)
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(DEFAULT_TUNING.attemptMs + DEFAULT_TUNING.retryBaseMs)
   })
 
-  it('falls back to the relay when a direct path dies, and a new candidate starts a round at once', () => {
+  it('takes traffic received while WireGuard still points at the candidate as proof of a direct path', () => {
     const p = new PeerPath()
-    p.update({candidates: [PUB], relay: RELAY, wg: undefined, now: T0})
-    p.proven(PUB)
+    const t = fail(p, [PUB], T0)
+    const retry = t + DEFAULT_TUNING.retryBaseMs
+    // An old session (handshake through the relay before the attempt) keeps running.
+    const hs = retry - 30_000
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry}).endpoint).toBe(
+      PUB,
+    )
+    // First look at the candidate: the baseline.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000}).state).toBe(
+      'probing',
+    )
+    // More bytes, and WireGuard still at the candidate: they came directly.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1500), now: retry + 2000})).toEqual({
+      state: 'direct',
+      endpoint: PUB,
+    })
+  })
+
+  it('does not take bytes that moved WireGuard back to the relay as proof', () => {
+    const p = new PeerPath()
+    const t = fail(p, [PUB], T0)
+    const retry = t + DEFAULT_TUNING.retryBaseMs
+    const hs = retry - 30_000
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry})
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000})
+    expect(
+      p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1500), now: retry + 2000}).state,
+    ).toBe('probing')
+    expect(
+      p.update({
+        candidates: [PUB],
+        relay: RELAY,
+        wg: wg(RELAY, hs, 2000),
+        now: retry + DEFAULT_TUNING.attemptMs,
+      }),
+    ).toEqual({state: 'relay', endpoint: RELAY})
+  })
+
+  it('falls back when a direct path dies, and a new candidate starts a round at once', () => {
+    const p = new PeerPath()
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: T0})
+    expect(p.current.state).toBe('direct')
     const dead = T0 + DEFAULT_TUNING.aliveMs + 1
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: dead})).toEqual({
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: dead}).state).toBe('probing')
+    const t = dead + DEFAULT_TUNING.attemptMs
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: t})).toEqual({
       state: 'relay',
       endpoint: RELAY,
-      tryDirect: [PUB],
     })
-    const later = dead + DEFAULT_TUNING.attemptMs + 1
-    expect(
-      p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, later), now: later}).tryDirect,
-    ).toBeUndefined()
     const moved = '198.51.100.8:40002'
-    expect(
-      p.update({candidates: [moved], relay: RELAY, wg: wg(RELAY, later), now: later + 1}).tryDirect,
-    ).toEqual([moved])
+    expect(p.update({candidates: [moved], relay: RELAY, wg: wg(RELAY, t), now: t + 1})).toEqual({
+      state: 'probing',
+      endpoint: moved,
+    })
   })
 
   it('adopts a direct endpoint WireGuard roamed to while relayed (the other side switched first)', () => {
     const p = new PeerPath()
-    p.update({candidates: [PUB], relay: RELAY, wg: undefined, now: T0})
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0 + 500), now: T0 + 600})).toMatchObject({
+    const t = fail(p, [PUB], T0)
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t + 500), now: t + 600})).toEqual({
       state: 'direct',
       endpoint: PUB,
     })

@@ -9,17 +9,18 @@
  * tests drive it through any timeline without waiting.
  *
  * States:
- * - `probing` (no relay at hand): WireGuard is pointed at one direct candidate after the other,
- *   best first, each for `attemptMs`; a handshake that happens after the attempt began proves it.
+ * - `probing`: WireGuard is pointed at one direct candidate after the other, best first, each for
+ *   `attemptMs`. Proof: a handshake after the attempt began, or traffic from the peer while
+ *   WireGuard still points at the candidate (WireGuard moves its endpoint to the source of every
+ *   authenticated packet, so packets that came through the relay would have moved it there).
  * - `direct`: a direct endpoint handshook within `aliveMs`. Where WireGuard roamed to (an
  *   authenticated packet from a new address) is adopted, never fought.
- * - `relay`: the peer goes through the relay endpoint at once, and direct candidates are tried in
- *   the background without moving it (`tryDirect`: the caller opens its NAT toward them and
- *   reports an answer with proven()). A round that proves nothing within `attemptMs` per candidate
- *   is repeated after a backoff (`retryBaseMs` doubling up to `retryMaxMs`, reset when the
- *   candidates change), so a pair that can never go direct costs little.
- * - `waiting`: no candidate answered and there is no relay: the first candidate stays set (the
- *   peer may still reach us there) until the next round.
+ * - `relay`: no candidate answered: the peer goes through the relay's local endpoint, and the
+ *   candidates are tried again after a backoff (`retryBaseMs` doubling up to `retryMaxMs`, reset
+ *   when the candidates change), so a pair that can never go direct costs little. While a retry
+ *   fails, the other side's relayed packets move WireGuard back to the relay by themselves.
+ * - `waiting`: like relay, without a relay: the first candidate stays set (the peer may still
+ *   reach this node there) until the next round.
  * - `idle`: nothing to point at; WireGuard learns the endpoint when the peer reaches us.
  */
 
@@ -28,11 +29,11 @@ import type {PathState} from '../../shared/protocol/local-api.js'
 export type {PathState}
 
 export interface PathTuning {
-  /** How long one direct candidate gets to handshake (WireGuard retries every 5 s). */
+  /** How long one direct candidate gets to prove itself (WireGuard retries handshakes every 5 s). */
   readonly attemptMs: number
   /** A path with a handshake within this long is alive (WireGuard rekeys every 2 min). */
   readonly aliveMs: number
-  /** First background retry of direct candidates after a round failed. */
+  /** First retry of direct candidates after a round failed. */
   readonly retryBaseMs: number
   /** Cap of the retry backoff. */
   readonly retryMaxMs: number
@@ -51,6 +52,8 @@ export interface WireGuardView {
   readonly endpoint: string | undefined
   /** Milliseconds since the epoch; 0 = never. */
   readonly lastHandshakeMs: number
+  /** Bytes received from the peer so far. */
+  readonly rxBytes: number
 }
 
 export interface PathInput {
@@ -67,23 +70,16 @@ export interface PathDecision {
   readonly state: PathState
   /** The endpoint WireGuard should have; undefined leaves WireGuard's own choice alone. */
   readonly endpoint: string | undefined
-  /**
-   * Set while relayed when a background round of direct attempts is due: the candidates to try
-   * without moving the peer off the relay (the caller opens its NAT toward them and probes), and
-   * to report back with proven().
-   */
-  readonly tryDirect: readonly string[] | undefined
 }
 
 export class PeerPath {
   private state: PathState = 'idle'
   private endpoint: string | undefined
-  /** Probing: the round's candidates, the one being tried and since when. */
+  /** Probing: the round's candidates, the one being tried, since when, and rx seen there first. */
   private round: readonly string[] = []
   private attempt = 0
   private attemptAt = 0
-  /** Relayed: the background round running since (0 = none). */
-  private backgroundAt = 0
+  private rxBase: number | undefined
   /** Failed rounds in a row, for the backoff, and when the next round is due. */
   private failures = 0
   private retryAt = 0
@@ -92,17 +88,7 @@ export class PeerPath {
   constructor(private readonly tuning: PathTuning = DEFAULT_TUNING) {}
 
   get current(): PathDecision {
-    return {state: this.state, endpoint: this.endpoint, tryDirect: undefined}
-  }
-
-  /**
-   * A background attempt proved a direct endpoint (the caller saw an answer from it): the peer
-   * moves there now.
-   */
-  proven(endpoint: string): PathDecision {
-    this.failures = 0
-    this.backgroundAt = 0
-    return this.set('direct', endpoint)
+    return {state: this.state, endpoint: this.endpoint}
   }
 
   /** Takes what is known now and returns where WireGuard should point. */
@@ -116,87 +102,68 @@ export class PeerPath {
       this.retryAt = now
     }
 
-    // A live direct path wins, wherever WireGuard found it: it roams to the source of every
-    // authenticated packet. While probing, only a handshake after the attempt began counts.
-    const live =
+    if (
+      this.state === 'probing' &&
       wg !== undefined &&
-      wg.endpoint !== undefined &&
-      wg.endpoint !== relay &&
-      wg.lastHandshakeMs > 0 &&
-      now - wg.lastHandshakeMs < this.tuning.aliveMs &&
-      (this.state !== 'probing' || wg.lastHandshakeMs >= this.attemptAt)
-    if (live) {
+      wg.endpoint === this.endpoint &&
+      this.rxBase === undefined
+    )
+      this.rxBase = wg.rxBytes
+    if (this.isLiveDirect(wg, relay, now)) {
       this.failures = 0
-      this.backgroundAt = 0
-      return this.set('direct', wg.endpoint)
+      return this.set('direct', wg!.endpoint)
     }
 
     switch (this.state) {
       case 'idle':
-        return this.startRound(candidates, relay, now)
       case 'direct':
-        // The direct path went quiet: start over from the best candidate (or the relay).
+        // Nothing tried yet, or the direct path went quiet: start from the best candidate.
         return this.startRound(candidates, relay, now)
       case 'probing':
         if (candidatesChanged) return this.startRound(candidates, relay, now)
         if (now - this.attemptAt < this.tuning.attemptMs) return this.current
-        if (this.attempt + 1 < this.round.length) {
-          this.attempt++
-          this.attemptAt = now
-          return this.set('probing', this.round[this.attempt])
-        }
+        if (this.attempt + 1 < this.round.length) return this.probe(this.attempt + 1, now)
         return this.giveUp(candidates, relay, now)
       case 'waiting':
-        if (relay !== undefined) return this.set('relay', relay)
+      case 'relay':
         if (now >= this.retryAt) return this.startRound(candidates, relay, now)
-        return this.current
-      case 'relay': {
-        if (relay === undefined) return this.set('waiting', candidates[0])
-        this.set('relay', relay)
-        if (this.backgroundAt > 0) {
-          // A round in the background: it failed when proven() did not come in time.
-          if (now - this.backgroundAt < this.tuning.attemptMs * Math.max(1, this.round.length))
-            return this.current
-          this.backgroundAt = 0
-          this.scheduleRetry(now)
-          return this.current
-        }
-        if (now < this.retryAt || candidates.length === 0) return this.current
-        this.round = [...candidates]
-        this.backgroundAt = now
-        return {...this.current, tryDirect: this.round}
-      }
+        if (relay !== undefined) return this.set('relay', relay)
+        return this.set('waiting', this.state === 'waiting' ? this.endpoint : candidates[0])
     }
+  }
+
+  /**
+   * A direct endpoint is alive when it handshook within aliveMs; while a candidate is being
+   * tried, only a handshake after the attempt began or traffic received there counts.
+   */
+  private isLiveDirect(wg: WireGuardView | undefined, relay: string | undefined, now: number): boolean {
+    if (wg === undefined || wg.endpoint === undefined || wg.endpoint === relay) return false
+    if (wg.lastHandshakeMs <= 0 || now - wg.lastHandshakeMs >= this.tuning.aliveMs) return false
+    if (this.state !== 'probing') return true
+    if (wg.lastHandshakeMs >= this.attemptAt) return true
+    return wg.endpoint === this.endpoint && this.rxBase !== undefined && wg.rxBytes > this.rxBase
   }
 
   private startRound(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
     this.round = [...candidates]
-    this.attempt = 0
-    this.attemptAt = now
-    this.backgroundAt = 0
-    if (this.round.length > 0) {
-      // With a relay at hand, direct attempts run in the background and traffic keeps flowing.
-      if (relay !== undefined) {
-        this.set('relay', relay)
-        this.backgroundAt = now
-        return {...this.current, tryDirect: this.round}
-      }
-      return this.set('probing', this.round[0])
-    }
+    if (this.round.length > 0) return this.probe(0, now)
     if (relay !== undefined) return this.set('relay', relay)
     return this.set('idle', undefined)
   }
 
-  private giveUp(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
-    this.scheduleRetry(now)
-    if (relay !== undefined) return this.set('relay', relay)
-    return this.set('waiting', candidates[0])
+  private probe(i: number, now: number): PathDecision {
+    this.attempt = i
+    this.attemptAt = now
+    this.rxBase = undefined
+    return this.set('probing', this.round[i])
   }
 
-  private scheduleRetry(now: number): void {
+  private giveUp(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
     const delay = Math.min(this.tuning.retryMaxMs, this.tuning.retryBaseMs * 2 ** Math.min(this.failures, 20))
     this.failures++
     this.retryAt = now + delay
+    if (relay !== undefined) return this.set('relay', relay)
+    return this.set('waiting', candidates[0])
   }
 
   private set(state: PathState, endpoint: string | undefined): PathDecision {

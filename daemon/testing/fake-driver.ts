@@ -78,9 +78,11 @@ export class FakeDriver implements WireGuardDriver {
       added: d.add.map((p) => p.publicKey).filter((k) => !refused.has(k)),
       updated: d.update.map((p) => p.publicKey).filter((k) => !refused.has(k)),
       removed: [...d.remove],
-      endpoints: Object.fromEntries(
-        d.update.flatMap((u) => (u.endpoint === undefined ? [] : [[u.publicKey, u.endpoint]])),
-      ),
+      ...(d.update.some((u) => u.endpoint !== undefined) && {
+        endpoints: Object.fromEntries(
+          d.update.flatMap((u) => (u.endpoint === undefined ? [] : [[u.publicKey, u.endpoint]])),
+        ),
+      }),
     })
     return {
       changed: true,

@@ -25,11 +25,50 @@ export const PeerSchema = z.object({
   /** The peer's mesh address (no prefix length). */
   address: z.string(),
   endpoints: z.array(EndpointSchema),
+  /**
+   * The public address:port the controller observed for the peer's WireGuard socket on its
+   * endpoint-discovery port (the peer's NAT mapping); kept apart from the endpoints the peer
+   * reports, so its reports never erase it. Absent or null when none was observed yet.
+   */
+  observedEndpoint: EndpointSchema.nullable().optional(),
   hostname: z.string(),
   os: z.string(),
   tags: z.array(TagSchema),
 })
 export type Peer = z.infer<typeof PeerSchema>
+
+/**
+ * A UDP service of the controller: at `host` (an IP literal or DNS name; absent = the host the
+ * node reaches the controller at, from its controller URL) and `port`.
+ */
+export const UdpServiceSchema = z.object({
+  host: z.string().min(1).max(253).optional(),
+  port: z.number().int().min(1).max(65535),
+})
+export type UdpService = z.infer<typeof UdpServiceSchema>
+
+/** A relay nodes may use; `url` absent = the controller itself, at RELAY path on its own URL. */
+export const RelayInfoSchema = z.object({
+  url: z.string().max(2048).optional(),
+  region: z.string().min(1).max(64),
+})
+export type RelayInfo = z.infer<typeof RelayInfoSchema>
+
+/**
+ * NAT traversal services the controller offers; each absent (or null, or empty) when not offered,
+ * as with a controller older than them.
+ */
+export const NatServicesSchema = z.object({
+  /** RFC 5389 STUN, with the RFC 5780 alternate when the controller has a second address/port. */
+  stun: z.object({primary: UdpServiceSchema, alternate: UdpServiceSchema.optional()}).nullable().optional(),
+  /**
+   * Endpoint discovery: meshd adds this key as a WireGuard peer with no allowed IPs and a short
+   * keepalive, so the controller sees the public mapping of the node's WireGuard socket.
+   */
+  discovery: z.object({publicKey: PublicKeySchema, service: UdpServiceSchema}).nullable().optional(),
+  relays: z.array(RelayInfoSchema).max(16).optional(),
+})
+export type NatServices = z.infer<typeof NatServicesSchema>
 
 export const SelfSchema = z.object({
   id: IdSchema,
@@ -49,6 +88,7 @@ export const NetmapFullSchema = z.object({
   network: NetmapNetworkSchema,
   self: SelfSchema,
   peers: z.array(PeerSchema),
+  nat: NatServicesSchema.optional(),
 })
 export type NetmapFull = z.infer<typeof NetmapFullSchema>
 
