@@ -55,7 +55,7 @@ _mesh() {
     'node remove') words='--json --network -n --verbose --yes -y' ;;
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
-    'ping') words='--count -c --json --network --socket --verbose' ;;
+    'ping') words='--count -c --json --network --socket --timeout --verbose' ;;
     'status') words='--json --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;

@@ -191,6 +191,7 @@ complete -c mesh -n '__fish_seen_subcommand_from ping' -l count -s c -r -d 'echo
 complete -c mesh -n '__fish_seen_subcommand_from ping' -l json -d 'Format output as json.'
 complete -c mesh -n '__fish_seen_subcommand_from ping' -l network -r -d 'network name or id [default: the one network that has the peer]'
 complete -c mesh -n '__fish_seen_subcommand_from ping' -l socket -r -d 'meshd'\''s unix socket [default: /run/mesh/meshd.sock]'
+complete -c mesh -n '__fish_seen_subcommand_from ping' -l timeout -r -d 'milliseconds to wait for each reply (50-10000)'
 complete -c mesh -n '__fish_seen_subcommand_from ping' -l verbose -d 'print stack traces of unexpected errors'
 complete -c mesh -n '__fish_seen_subcommand_from status' -l json -d 'Format output as json.'
 complete -c mesh -n '__fish_seen_subcommand_from status' -l socket -r -d 'meshd'\''s unix socket [default: /run/mesh/meshd.sock]'

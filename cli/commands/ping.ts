@@ -6,7 +6,6 @@ import {DaemonCommand} from '../lib/daemon-command.js'
 import {pingLine} from '../lib/render/ping.js'
 
 const INTERVAL_MS = 1000
-const TIMEOUT_MS = 2000
 
 export default class PingCommand extends DaemonCommand {
   static override summary = 'Ping a peer over the mesh and show the path of each reply'
@@ -29,6 +28,12 @@ export default class PingCommand extends DaemonCommand {
       max: PING_MAX_COUNT,
     }),
     network: Flags.string({description: 'network name or id [default: the one network that has the peer]'}),
+    timeout: Flags.integer({
+      description: 'milliseconds to wait for each reply (50-10000)',
+      default: 2000,
+      min: 50,
+      max: 10_000,
+    }),
   }
 
   async run(): Promise<PingResult> {
@@ -41,12 +46,12 @@ export default class PingCommand extends DaemonCommand {
       const [a] = await daemon.ping({
         peer: args.peer,
         count: 1,
-        timeoutMs: TIMEOUT_MS,
+        timeoutMs: flags.timeout,
         ...(flags.network !== undefined && {network: flags.network}),
       })
       const attempt = {...a!, seq}
       attempts.push(attempt)
-      this.log(pingLine(attempt, TIMEOUT_MS))
+      this.log(pingLine(attempt, flags.timeout))
       if (seq < flags.count) await sleep(Math.max(0, INTERVAL_MS - (Date.now() - started)))
     }
     if (attempts.every((a) => a.rttMs === null)) process.exitCode = 1

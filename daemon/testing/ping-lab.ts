@@ -1,13 +1,14 @@
 /**
  * A meshd for `mesh ping` tests, on loopback: network "lab" (127.0.0.0/24, this node 127.0.0.1)
  * with peers beta (127.0.0.2, an echo Prober answers there) and gamma (127.0.0.3, silent), and a
- * second API socket whose ping route sends to the responder's port (port 41820 stays free).
+ * second API socket whose ping route sends to the responder's port (port 41820 stays free), and
+ * optionally NAT services in the netmap.
  * Test-only.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import {pino} from 'pino'
-import type {NetmapFull} from '../../shared/protocol/netmap.js'
+import type {NatServices, NetmapFull} from '../../shared/protocol/netmap.js'
 import {handlers} from '../api/routes.js'
 import {serveApi, type ApiServer} from '../api/server.js'
 import {generateKeyPair} from '../keys.js'
@@ -35,7 +36,8 @@ export const peerOf = (name: string, address: string) => ({
   tags: [],
 })
 
-export async function startPingLab(): Promise<PingLab> {
+/** `nat`: the NAT services the netmap names (for netcheck through the same daemon). */
+export async function startPingLab(opts: {nat?: NatServices} = {}): Promise<PingLab> {
   const dir = tempDir()
   let publicKey = ''
   const peers = [peerOf('beta', '127.0.0.2'), peerOf('gamma', '127.0.0.3')]
@@ -45,6 +47,7 @@ export async function startPingLab(): Promise<PingLab> {
     network: {id: 'net1', name: 'lab', cidr: '127.0.0.0/24'},
     self: {id: 'n1', name: 'alpha', publicKey, address: '127.0.0.1', status: 'active'},
     peers,
+    ...(opts.nat !== undefined && {nat: opts.nat}),
   }))
   publicKey = seedNetwork(dir, {controller: ctl.url, cidr: '127.0.0.0/24', address: '127.0.0.1'}).keys
     .publicKey
