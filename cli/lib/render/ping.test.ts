@@ -22,7 +22,8 @@ describe('pingLine', () => {
     )
   })
   it('falls back to the path state when there is no endpoint, and reports a timeout', () => {
-    expect(pingLine(a({path: 'idle', endpoint: null}), 2000)).toContain('via idle')
+    expect(pingLine(a({path: 'idle', endpoint: null}), 2000)).toContain('via idle in')
+    expect(pingLine(a({path: 'probing'}), 2000)).toContain('via 198.51.100.5:51820 (probing) in')
     expect(pingLine(a({rttMs: null}), 2000)).toBe('no reply from beta (10.20.0.3) within 2000 ms')
   })
 })

@@ -2,10 +2,14 @@
 import type {PingAttempt} from '../../../shared/protocol/local-api.js'
 import {formatMs} from './netcheck.js'
 
-/** How the reply travelled: "relay", the direct endpoint, or the path state when there is neither. */
+/**
+ * How the reply travelled: "relay", the direct endpoint, or — while the path is not settled
+ * (probing, waiting, idle) — WireGuard's endpoint then with the path state beside it.
+ */
 export function via(a: PingAttempt): string {
   if (a.path === 'relay') return 'relay'
-  return a.endpoint ?? a.path
+  if (a.endpoint === null) return a.path
+  return a.path === 'direct' ? a.endpoint : `${a.endpoint} (${a.path})`
 }
 
 export function pingLine(a: PingAttempt, timeoutMs: number): string {
