@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey controller daemon down invite ip join lab leave login logout network node status tenant up user whoami' ;;
+    '') words='audit authkey controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant up user whoami' ;;
     'authkey') words='create list revoke' ;;
     'controller') words='start' ;;
     'daemon') words='run' ;;
@@ -41,6 +41,7 @@ _mesh() {
     'leave') words='--json --socket --verbose' ;;
     'login') words='--controller -c --json --password-stdin --user -u --verbose' ;;
     'logout') words='--json --verbose' ;;
+    'netcheck') words='--json --network --socket --verbose' ;;
     'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;
     'network delete') words='--json --verbose --yes -y' ;;
     'network list') words='--json --limit --verbose' ;;
@@ -54,6 +55,7 @@ _mesh() {
     'node remove') words='--json --network -n --verbose --yes -y' ;;
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
+    'ping') words='--count -c --json --network --socket --timeout --verbose' ;;
     'status') words='--json --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;

@@ -996,4 +996,51 @@ export class Backend {
       peers,
     }
   }
+
+  // -------------------------------------------------------------------------------------------
+  // NAT diagnostics (`mesh netcheck`, `mesh ping`): read-only views for daemon/nat/*-service.ts
+
+  /**
+   * The network `mesh netcheck` checks: the one named, else the first joined network whose netmap
+   * names a STUN server (else the first joined). NETWORK_NOT_JOINED when there is none.
+   */
+  netcheckTarget(ref: string | undefined): {
+    network: string
+    controller: string
+    nat: NetmapFull['nat']
+  } {
+    const nets = this.select(ref)
+    if (nets.length === 0) throw new MeshError('NETWORK_NOT_JOINED', {message: 'no network joined'})
+    const rt = nets.find((n) => n.netmap?.nat?.stun) ?? nets[0]!
+    return {network: rt.record.name, controller: rt.record.controller, nat: rt.netmap?.nat}
+  }
+
+  /**
+   * The peer `mesh ping` pings (by name, node id or mesh address) with its network, as `status`
+   * reports them (path, endpoint). PEER_NOT_FOUND when no joined network (or the one named) has
+   * it; INVALID_ARGUMENT when several do.
+   */
+  async pingTarget(
+    ref: string | undefined,
+    peer: string,
+  ): Promise<{network: NetworkStatus; peer: PeerStatus}> {
+    const nets = this.select(ref)
+    if (nets.length === 0) throw new MeshError('NETWORK_NOT_JOINED', {message: 'no network joined'})
+    const found: {network: NetworkStatus; peer: PeerStatus}[] = []
+    for (const rt of nets) {
+      const st = await this.networkStatus(rt)
+      for (const p of st.peers)
+        if (p.name === peer || p.id === peer || p.address === peer) found.push({network: st, peer: p})
+    }
+    if (found.length === 0)
+      throw new MeshError('PEER_NOT_FOUND', {
+        message: `no peer ${peer} in ${ref === undefined ? 'any joined network' : `network ${ref}`}`,
+      })
+    if (found.length > 1)
+      throw new MeshError('INVALID_ARGUMENT', {
+        message: `several peers match ${peer} (in ${[...new Set(found.map((f) => f.network.name))].join(', ')})`,
+        hint: 'name the network with --network, or the peer by its node id',
+      })
+    return found[0]!
+  }
 }

@@ -371,6 +371,24 @@ export const ERRORS = {
     'see the meshd log; check that /dev/net/tun exists and meshd runs as root',
   ),
   ROOT_REQUIRED: e(500, EXIT.NOPERM, 'this must run as root', 'run it with sudo'),
+  NETCHECK_UNAVAILABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'netcheck cannot run: the network offers no STUN server',
+    'wait for the netmap (`mesh status` shows the controller connected), or ask its admin to enable STUN',
+  ),
+  PEER_NOT_FOUND: e(
+    404,
+    EXIT.NOINPUT,
+    'no such peer',
+    'name a peer by its name, node id or mesh address as `mesh status` lists them',
+  ),
+  PING_UNAVAILABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'cannot ping: the network is down',
+    'bring it up with `mesh up NETWORK`',
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

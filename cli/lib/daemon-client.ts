@@ -16,6 +16,8 @@ import {
   type LocalRequest,
   type LocalResponse,
   type LocalRouteKey,
+  type NetcheckRequest,
+  type PingRequest,
   type UpRequest,
 } from '../../shared/protocol/local-api.js'
 import {PROTOCOL_HEADER, PROTOCOL_VERSION} from '../../shared/protocol/version.js'
@@ -42,6 +44,8 @@ export class DaemonClient {
   down = (req: DownRequest = {}) => this.call('POST /v1/down', req)
   leave = (req: LeaveRequest) => this.call('POST /v1/leave', req)
   ip = () => this.call('GET /v1/ip', undefined)
+  netcheck = (req: NetcheckRequest = {}) => this.call('POST /v1/netcheck', req)
+  ping = (req: PingRequest) => this.call('POST /v1/ping', req)
 
   async call<K extends LocalRouteKey>(key: K, body: LocalRequest<K>): Promise<LocalResponse<K>> {
     const route = LOCAL_ROUTES[key]

@@ -4,6 +4,7 @@
  * these schemas before a handler runs; the CLI parses replies with the same ones.
  */
 import {z} from 'zod'
+import {NetReportSchema} from '../nat/net-report.js'
 import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './control-api.js'
 
 /** Linux interface names: at most 15 bytes, and a conservative character set. */
@@ -139,6 +140,70 @@ export const IpResultSchema = z.object({addresses: z.array(IpEntrySchema)})
 export type IpResult = z.infer<typeof IpResultSchema>
 
 // ---------------------------------------------------------------------------------------------
+// Netcheck and ping (NAT traversal diagnostics)
+
+export const NetcheckRequestSchema = z.object({network: NetworkRefSchema.optional()}).strict()
+export type NetcheckRequest = z.infer<typeof NetcheckRequestSchema>
+
+/** One relay of the netmap, as reached from this node over HTTP(S). */
+export const RelayCheckSchema = z.object({
+  region: z.string().max(64),
+  /** What was fetched: the relay's origin + /healthz. */
+  url: z.string().max(2100),
+  /** An HTTP answer (any status below 500) came back within the time limit. */
+  reachable: z.boolean(),
+  /** The faster of two GETs on one connection (the second without the TCP/TLS handshake), ms. */
+  latencyMs: z.number().nonnegative().nullable(),
+  /** Why it is not reachable (one line), null when it is. */
+  error: z.string().max(200).nullable(),
+})
+export type RelayCheck = z.infer<typeof RelayCheckSchema>
+
+/** `mesh netcheck --json`: the NetReport of the network's STUN server, plus which network and its relays. */
+export const NetcheckResultSchema = NetReportSchema.extend({
+  network: NameSchema,
+  controller: z.string(),
+  /** Empty when the controller names no relay. */
+  relays: z.array(RelayCheckSchema).max(16),
+})
+export type NetcheckResult = z.infer<typeof NetcheckResultSchema>
+
+/** Pings per request, and the interval bounds (the echo responder allows 20/s per source). */
+export const PING_MAX_COUNT = 100
+export const PING_MIN_INTERVAL_MS = 50
+
+export const PingRequestSchema = z
+  .object({
+    network: NetworkRefSchema.optional(),
+    /** The peer's name, node id or mesh address. */
+    peer: z.string().min(1).max(100),
+    count: z.number().int().min(1).max(PING_MAX_COUNT).default(1),
+    /** Between the starts of two attempts. */
+    intervalMs: z.number().int().min(PING_MIN_INTERVAL_MS).max(10_000).default(1000),
+    /** How long one attempt waits for its reply. */
+    timeoutMs: z.number().int().min(50).max(10_000).default(2000),
+  })
+  .strict()
+export type PingRequest = z.input<typeof PingRequestSchema>
+
+export const PingAttemptSchema = z.object({
+  /** 1-based attempt number. */
+  seq: z.number().int().min(1),
+  /** The peer's name and mesh address. */
+  peer: z.string(),
+  address: z.string(),
+  /** Round trip over the mesh, ms; null when no reply came within the timeout. */
+  rttMs: z.number().nonnegative().nullable(),
+  /** The peer's path when the attempt ended (as in `mesh status`). */
+  path: PathStateSchema,
+  /** The peer's WireGuard endpoint then (for a relayed peer: the local relay socket). */
+  endpoint: z.string().nullable(),
+})
+export type PingAttempt = z.infer<typeof PingAttemptSchema>
+export const PingResultSchema = z.array(PingAttemptSchema).min(1).max(PING_MAX_COUNT)
+export type PingResult = z.infer<typeof PingResultSchema>
+
+// ---------------------------------------------------------------------------------------------
 // The route table
 
 export interface LocalRouteDef {
@@ -193,6 +258,21 @@ export const LOCAL_ROUTES = {
     path: '/v1/ip',
     summary: "This node's mesh addresses",
     response: IpResultSchema,
+  }),
+  'POST /v1/netcheck': route({
+    method: 'POST',
+    path: '/v1/netcheck',
+    summary:
+      "UDP, public address, NAT mapping and filtering (the network's STUN server) and relay reachability",
+    request: NetcheckRequestSchema,
+    response: NetcheckResultSchema,
+  }),
+  'POST /v1/ping': route({
+    method: 'POST',
+    path: '/v1/ping',
+    summary: 'Echo requests to a peer over the mesh: round trip and path of each',
+    request: PingRequestSchema,
+    response: PingResultSchema,
   }),
 } as const satisfies Record<string, LocalRouteDef>
 
