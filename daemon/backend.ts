@@ -37,6 +37,7 @@ import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
+import {Prober} from './nat/probe.js'
 import {RelayClient} from './relay/client.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
@@ -113,6 +114,8 @@ interface NetRuntime {
   shims: Map<string, string>
   /** The controller's discovery port as WireGuard should reach it; undefined when not offered. */
   discoveryEndpoint: string | undefined
+  /** Answers `mesh ping` probes on this node's mesh address (started once the address is up). */
+  prober: Prober | undefined
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -291,6 +294,7 @@ export class Backend {
     if (this.pathTimer !== undefined) this.clock.clearTimeout(this.pathTimer)
     for (const rt of this.nets.values()) {
       this.clearRetry(rt)
+      this.closeProber(rt)
       await this.closeRelay(rt)
       await rt.sync?.stop()
       rt.sync = undefined
@@ -327,6 +331,7 @@ export class Backend {
       relay: undefined,
       shims: new Map(),
       discoveryEndpoint: undefined,
+      prober: undefined,
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -439,6 +444,7 @@ export class Backend {
       rt.record = {...rt.record, up: false}
       this.opts.store.saveRecord(rt.record)
       await this.stopSync(rt)
+      this.closeProber(rt)
       await this.closeRelay(rt)
       rt.paths.clear()
       await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
@@ -698,6 +704,31 @@ export class Backend {
     }
   }
 
+  /**
+   * The echo service of `mesh ping` on this node's mesh address, (re)started when the address
+   * changed. Binding fails while the address is not on a link yet (and always with the fake
+   * driver): logged at debug, tried again after the next apply.
+   */
+  private async ensureProber(rt: NetRuntime): Promise<void> {
+    const address = this.selfAddress(rt)
+    if (rt.prober?.address === address) return
+    this.closeProber(rt)
+    const prober = await Prober.start({address, log: this.log.child({network: rt.record.name})}).catch(
+      (err: unknown) => {
+        this.log.debug({network: rt.record.name, err: String(err)}, 'ping responder not started')
+        return undefined
+      },
+    )
+    // A down, leave or stop that ran meanwhile wins.
+    if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) prober?.close()
+    else rt.prober = prober
+  }
+
+  private closeProber(rt: NetRuntime): void {
+    rt.prober?.close()
+    rt.prober = undefined
+  }
+
   private async closeRelay(rt: NetRuntime): Promise<void> {
     const relay = rt.relay
     rt.relay = undefined
@@ -831,6 +862,7 @@ export class Backend {
       if (failure === undefined) {
         rt.applyFailures = 0
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        await this.ensureProber(rt)
         return
       }
       rt.lastError = failure
@@ -854,6 +886,7 @@ export class Backend {
     const sync = rt.sync
     rt.sync = undefined
     void sync?.stop()
+    this.closeProber(rt)
     await this.closeRelay(rt)
     await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
     this.opts.store.deleteNetwork(rt.record.id)

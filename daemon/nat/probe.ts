@@ -123,6 +123,11 @@ export class Prober {
     sock.onMessage((data, from) => this.onMessage(data, from))
   }
 
+  /** The address this prober is bound to. */
+  get address(): string {
+    return this.opts.address
+  }
+
   /** Binds the socket and starts answering; rejects when the address cannot be bound (e.g. the interface is down). */
   static async start(opts: ProberOptions): Promise<Prober> {
     const sock = await (opts.bind ?? nodeUdpBind)({address: opts.address, port: opts.port ?? PROBE_PORT})
