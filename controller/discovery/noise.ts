@@ -12,10 +12,12 @@
  * anyone holding our public key can compute it); the Noise IKpsk2 chain up to the initiator's static
  * key (one X25519); `accept(staticKey)` (known nodes only); the second X25519 and the timestamp.
  * mac2 (cookie reply under load) is ignored: we never send cookies, so initiators never fill it.
+ * node:crypto has BLAKE2s-256 but no keyed BLAKE2s, so mac1 and HMAC use @noble/hashes' blake2s.
  */
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -107,8 +109,9 @@ export function tai64nFromUnixMs(unixMs: number): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Noise primitives over BLAKE2s
 
+/** Unkeyed BLAKE2s-256: node:crypto's native one (about 3× faster here than the JS one). */
 const hash = (...parts: Uint8Array[]): Uint8Array => {
-  const h = blake2s.create()
+  const h = createHash('blake2s256')
   for (const p of parts) h.update(p)
   return h.digest()
 }
