@@ -8,7 +8,7 @@
  *
  * Message (148 bytes, WireGuard whitepaper section 5.4.2):
  *   type u32le = 1 | sender u32le | ephemeral[32] | static[32+16] | timestamp[12+16] | mac1[16] | mac2[16]
- * Processing, cheapest first: size and type; mac1 (keyed BLAKE2s, about 2 µs, stops random junk but
+ * Processing, cheapest first: size and type; mac1 (keyed BLAKE2s, ≈ 7 µs here, stops random junk but
  * anyone holding our public key can compute it); the Noise IKpsk2 chain up to the initiator's static
  * key (one X25519); `accept(staticKey)` (known nodes only); the second X25519 and the timestamp.
  * mac2 (cookie reply under load) is ignored: we never send cookies, so initiators never fill it.
