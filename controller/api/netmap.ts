@@ -16,7 +16,7 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
-import {isEndpoint, usableEndpoints} from '../../shared/net/endpoint.js'
+import {formatEndpoint, isEndpoint, parseUsableEndpoint, usableEndpoints} from '../../shared/net/endpoint.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {
   CLOSE,
@@ -93,17 +93,24 @@ export interface PeerLink {
   endpoint: string | null
 }
 
-export const toPeer = (n: StoredNode): Peer => ({
-  id: n.id,
-  name: n.name,
-  publicKey: n.publicKey,
-  address: n.address,
+export const toPeer = (n: StoredNode): Peer => {
   // Stored before endpoints were checked one by one, a bad one must still not reach peers.
-  endpoints: usableEndpoints(n.endpoints).endpoints,
-  hostname: n.hostname,
-  os: n.os,
-  tags: n.tags,
-})
+  const peer: Peer = {
+    id: n.id,
+    name: n.name,
+    publicKey: n.publicKey,
+    address: n.address,
+    endpoints: usableEndpoints(n.endpoints).endpoints,
+    hostname: n.hostname,
+    os: n.os,
+    tags: n.tags,
+  }
+  // The observed mapping is stored as seen (a loopback or link-local source included): only a
+  // usable one reaches peers.
+  const observed = parseUsableEndpoint(n.observedEndpoint)
+  if (observed) peer.observedEndpoint = formatEndpoint(observed)
+  return peer
+}
 export const toSelf = (n: StoredNode): Self => ({
   id: n.id,
   name: n.name,

@@ -198,6 +198,11 @@ export const NodeSchema = z.object({
   online: z.boolean(),
   lastSeen: TimestampSchema.nullable(),
   endpoints: z.array(EndpointSchema),
+  /**
+   * The public address:port the controller observed for the node's WireGuard socket on its
+   * endpoint-discovery port (NAT traversal); absent when none was observed.
+   */
+  observedEndpoint: z.string().max(64).optional(),
   tags: z.array(TagSchema),
   ephemeral: z.boolean(),
   createdAt: TimestampSchema,
