@@ -21,6 +21,7 @@ import {LIMITS} from '../../shared/protocol/control-api.js'
 import {
   CLOSE,
   ClientFrameSchema,
+  type NatServices,
   type Peer,
   type PeerReport,
   type Self,
@@ -130,13 +131,16 @@ export class NetmapHub {
   /** New sessions per node credential; see session-limit.ts. */
   private readonly sessionLimit = new SessionRateLimiter()
   private readonly storageLog: StorageFailureLog
+  /** `,"nat":{...}` for full maps: the controller's NAT services, fixed at start; '' when none. */
+  private readonly natJson: string
 
   constructor(
     private readonly state: ControllerState,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
-    opts: {pingIntervalMs?: number} = {},
+    opts: {pingIntervalMs?: number; nat?: NatServices | undefined} = {},
   ) {
+    this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
     this.storageLog = new StorageFailureLog(log)
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
     const offNodes = state.onNodeChange((c) => this.onChange(c))
@@ -299,7 +303,7 @@ export class NetmapHub {
       for (const [id, json] of net.peerList) if (id !== self.id) parts.push(json)
       peers = parts.join(',')
     }
-    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]}`
+    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]${this.natJson}}`
   }
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */
