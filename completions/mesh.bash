@@ -26,7 +26,7 @@ _mesh() {
     'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
     'authkey list') words='--json --limit --network -n --verbose' ;;
     'authkey revoke') words='--json --verbose' ;;
-    'controller start') words='--data-dir --database --ephemeral-timeout --listen --log-level --public-url --verbose' ;;
+    'controller start') words='--data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --stun-alternate --stun-listen --verbose' ;;
     'daemon run') words='--down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;
     'down') words='--json --socket --verbose' ;;
     'invite create') words='--expires --json --max-uses --network -n --role --unlimited --verbose' ;;

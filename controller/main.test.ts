@@ -1,7 +1,8 @@
-// Parsing of the controller's start options: --listen, --database and --public-url.
+// Parsing of the controller's start options: --listen, --database, --public-url and the NAT
+// services' UDP addresses.
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {parseDatabase, parseListen, parsePublicUrl} from './main.js'
+import {parseDatabase, parseListen, parsePublicUrl, parseUdpService} from './main.js'
 
 describe('controller start options', () => {
   it('parses HOST:PORT for --listen, IPv6 in brackets, and refuses the rest with CONFIG_INVALID', () => {
@@ -35,5 +36,32 @@ describe('controller start options', () => {
     for (const bad of ['mesh.example.com', 'ftp://x', 'https://x/?a=1', 'https://u:p@x']) {
       expect(() => parsePublicUrl(bad), bad).toThrow(expect.objectContaining({code: 'CONFIG_INVALID'}))
     }
+  })
+
+  it('defaults STUN and discovery to the --listen host on their ports (free ports when --listen is :0); off disables', () => {
+    const listen = {host: '198.51.100.1', port: 8080}
+    expect(parseUdpService(undefined, '--stun-listen', listen, 3478)).toEqual({
+      host: '198.51.100.1',
+      port: 3478,
+    })
+    expect(parseUdpService(undefined, '--stun-listen', {host: '127.0.0.1', port: 0}, 3478)).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+    })
+    expect(parseUdpService(undefined, '--discovery-listen', {host: 'localhost', port: 8080}, 51820)).toEqual({
+      host: '127.0.0.1',
+      port: 51820,
+    })
+    expect(parseUdpService('[::]:3478', '--stun-listen', listen, 3478)).toEqual({host: '::', port: 3478})
+    expect(parseUdpService('off', '--stun-listen', listen, 3478)).toBeUndefined()
+    for (const bad of ['stun.example.com:3478', '3478', '1.2.3.4:99999']) {
+      expect(() => parseUdpService(bad, '--stun-listen', listen, 3478), bad).toThrow(
+        expect.objectContaining({code: 'CONFIG_INVALID'}),
+      )
+    }
+    // A --listen host name that is not localhost cannot default a UDP bind: say which flag to give.
+    expect(() => parseUdpService(undefined, '--stun-listen', {host: 'ctl.example', port: 80}, 3478)).toThrow(
+      expect.objectContaining({code: 'CONFIG_INVALID', message: expect.stringContaining('--stun-listen')}),
+    )
   })
 })

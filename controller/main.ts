@@ -1,15 +1,22 @@
 /**
- * The controller's composition root: options → data dir → store → state → HTTP/WS server, the
- * first-start admin account, the ephemeral-node reaper, and clean shutdown on SIGTERM/SIGINT.
+ * The controller's composition root: options → data dir → store → state → NAT services (STUN,
+ * endpoint discovery, relay) → HTTP/WS server, the first-start admin account, the ephemeral-node
+ * reaper, and clean shutdown on SIGTERM/SIGINT.
  * `mesh controller start` calls main(); tests call startController() in-process.
  */
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {isIP} from 'node:net'
 import {pino, type DestinationStream, type Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
+import type {NatServices, UdpService} from '../shared/protocol/netmap.js'
 import {buildServer, type ControllerServer} from './api/server.js'
-import {ControllerMetrics} from './metrics.js'
+import {loadOrCreateDiscoveryKey} from './discovery/key.js'
+import {DiscoveryServer} from './discovery/server.js'
+import {ControllerMetrics, registerNatMetrics} from './metrics.js'
+import {RelayMetrics, RelayServer} from './relay/server.js'
+import {StunServer} from './stun/server.js'
 import {ControllerState} from './state.js'
 import {storageError, StorageFailureLog} from './store/sqlite/errors.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
@@ -39,6 +46,18 @@ export interface ControllerOptions {
   readonly loginFailuresPerMinute?: number
   /** Tests play an older binary with fewer migrations. */
   readonly migrations?: readonly Migration[]
+  /**
+   * STUN (RFC 5389) UDP HOST:PORT, or `off`. Default: the --listen host with port 3478 (port 0,
+   * a free port, when the --listen port is 0).
+   */
+  readonly stunListen?: string
+  /** RFC 5780 alternate HOST:PORT: another address and/or port of this host; none by default. */
+  readonly stunAlternate?: string
+  /**
+   * Endpoint-discovery UDP HOST:PORT, or `off`. Default: the --listen host with port 51820
+   * (port 0 when the --listen port is 0).
+   */
+  readonly discoveryListen?: string
 }
 
 export interface RunningController {
@@ -51,21 +70,88 @@ export interface RunningController {
   readonly server: ControllerServer
   readonly state: ControllerState
   readonly store: Store
+  readonly relay: RelayServer
+  /** Absent when --stun-listen is off. */
+  readonly stun: StunServer | undefined
+  /** Absent when --discovery-listen is off. */
+  readonly discovery: DiscoveryServer | undefined
+  /** What full netmaps tell nodes about these services. */
+  readonly nat: NatServices
   close(): Promise<void>
 }
 
 export const INITIAL_PASSWORD_FILE = 'initial-admin-password'
 
-export function parseListen(text: string): {host: string; port: number} {
+export function parseListen(
+  text: string,
+  flag = '--listen',
+  example = '127.0.0.1:8080',
+): {host: string; port: number} {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text)
   const port = m ? Number(m[2]) : NaN
   if (!m || port > 65535) {
     throw new MeshError('CONFIG_INVALID', {
-      message: `--listen: expected HOST:PORT such as 127.0.0.1:8080, got ${JSON.stringify(text)}`,
+      message: `${flag}: expected HOST:PORT such as ${example}, got ${JSON.stringify(text)}`,
       hint: 'give an address and a port; port 0 picks a free one',
     })
   }
   return {host: m[1]!.replace(/^\[|\]$/g, ''), port}
+}
+
+export const DEFAULT_STUN_PORT = 3478
+export const DEFAULT_DISCOVERY_PORT = 51820
+const UNSPECIFIED_HOSTS = new Set(['0.0.0.0', '::'])
+
+/**
+ * A UDP service's address: `off` (undefined), the given HOST:PORT (HOST an IP address), or by
+ * default the --listen host with `defaultPort` (0 when the --listen port is 0, so test
+ * controllers never collide on a fixed port).
+ */
+export function parseUdpService(
+  text: string | undefined,
+  flag: string,
+  listen: {host: string; port: number},
+  defaultPort: number,
+): {host: string; port: number} | undefined {
+  if (text === 'off') return undefined
+  const given = text !== undefined
+  const at = given
+    ? parseListen(text, flag, `0.0.0.0:${defaultPort}`)
+    : {
+        host: listen.host === 'localhost' ? '127.0.0.1' : listen.host,
+        port: listen.port === 0 ? 0 : defaultPort,
+      }
+  if (isIP(at.host) === 0) {
+    throw new MeshError('CONFIG_INVALID', {
+      message: given
+        ? `${flag}: the host must be an IP address, got ${JSON.stringify(at.host)}`
+        : `${flag} defaults to the --listen host, which is not an IP address (${JSON.stringify(at.host)})`,
+      hint: `give ${flag} IP:PORT, or ${flag} off`,
+    })
+  }
+  return at
+}
+
+/** A UDP service as the netmap names it: no host when bound to every address (nodes use the controller URL's). */
+const udpService = (address: string, port: number): UdpService =>
+  UNSPECIFIED_HOSTS.has(address) ? {port} : {host: address, port}
+
+/** The RFC 5780 alternate for StunServer: what differs from the primary (address and/or port). */
+function stunAlternate(
+  text: string | undefined,
+  primary: {host: string; port: number},
+): {address?: string; port?: number} | undefined {
+  if (text === undefined) return undefined
+  const alt = parseUdpService(text, '--stun-alternate', primary, DEFAULT_STUN_PORT)!
+  const address = alt.host !== primary.host ? alt.host : undefined
+  // Port 0 is a free port, so always a different one.
+  const port = alt.port === 0 || alt.port !== primary.port ? alt.port : undefined
+  if (address === undefined && port === undefined) {
+    throw new MeshError('CONFIG_INVALID', {
+      message: '--stun-alternate: give another address and/or port than --stun-listen',
+    })
+  }
+  return {...(address === undefined ? {} : {address}), ...(port === undefined ? {} : {port})}
 }
 
 export function parseDatabase(url: string | undefined, dataDir: string): string {
@@ -119,8 +205,20 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   prepareDataDir(dataDir)
   fs.mkdirSync(path.dirname(dbPath), {recursive: true, mode: 0o700})
 
+  const stunAt = parseUdpService(opts.stunListen, '--stun-listen', {host, port}, DEFAULT_STUN_PORT)
+  const stunAlt = stunAt === undefined ? undefined : stunAlternate(opts.stunAlternate, stunAt)
+  const discoveryAt = parseUdpService(
+    opts.discoveryListen,
+    '--discovery-listen',
+    {host, port},
+    DEFAULT_DISCOVERY_PORT,
+  )
+
   const store: Store = await SqliteStore.open(dbPath, {migrations: opts.migrations})
   let server: ControllerServer | undefined
+  let relay: RelayServer | undefined
+  let stun: StunServer | undefined
+  let discovery: DiscoveryServer | undefined
   try {
     const state = new ControllerState(store, {
       now: opts.now,
@@ -129,12 +227,85 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     })
     const createdAdminPassword = await bootstrapAdmin(state, dataDir, opts.adminPassword, logger)
     const metrics = new ControllerMetrics()
+    const nat: NatServices = {stun: null, discovery: null, relays: [{region: 'default'}]}
+
+    // ---- NAT traversal: STUN, endpoint discovery, and the relay (served by the HTTP server).
+    if (stunAt) {
+      stun = new StunServer({
+        primary: {address: stunAt.host, port: stunAt.port},
+        ...(stunAlt ? {alternate: stunAlt} : {}),
+      })
+      const bound = await stun.start()
+      nat.stun = {
+        primary: udpService(bound.primary.address, bound.primary.port),
+        ...(bound.other ? {alternate: udpService(bound.other.address, bound.other.port)} : {}),
+      }
+      logger.info({stun: bound.all}, 'STUN listening')
+    }
+    if (discoveryAt) {
+      const key = loadOrCreateDiscoveryKey(dataDir)
+      await state.indexNodeKeys()
+      const discoveryLog = logger.child({component: 'discovery'})
+      const observedLog = new StorageFailureLog(discoveryLog)
+      discovery = new DiscoveryServer({
+        host: discoveryAt.host,
+        port: discoveryAt.port,
+        privateKey: key.privateKey,
+        lookupNode: (publicKey) => {
+          const nodeId = state.activeNodeByPublicKey(publicKey)
+          return nodeId === undefined ? undefined : {nodeId}
+        },
+        onObserved: (o) => {
+          state.reportObservedEndpoint({id: o.nodeId}, o.endpoint).catch((err: unknown) => {
+            const storage = storageError(err)
+            if (storage) observedLog.report(storage, 'observed endpoint')
+            else if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+              discoveryLog.warn({err, nodeId: o.nodeId}, 'observed endpoint update failed')
+          })
+        },
+        onError: (err) => discoveryLog.warn({err}, 'discovery socket error'),
+      })
+      let bound: {address: string; port: number}
+      try {
+        bound = await discovery.listen()
+      } catch (err) {
+        throw new MeshError('LISTEN_FAILED', {
+          message: `could not bind the discovery socket ${discoveryAt.host}:${discoveryAt.port}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          hint: 'pick a free UDP port (and an address of this host) with --discovery-listen, or --discovery-listen off',
+          cause: err,
+        })
+      }
+      nat.discovery = {publicKey: key.publicKey, service: udpService(bound.address, bound.port)}
+      logger.info({discovery: bound, publicKey: key.publicKey}, 'endpoint discovery listening')
+    }
+    const stunStats = stun?.stats.bind(stun)
+    const discoveryStats = discovery?.stats.bind(discovery)
+    registerNatMetrics(metrics.registry, {
+      ...(stunStats ? {stun: stunStats} : {}),
+      ...(discoveryStats ? {discovery: discoveryStats} : {}),
+    })
+    relay = new RelayServer({
+      authenticate: async (credential) => {
+        const n = await state.authenticateNode(credential)
+        return n?.status === 'active' ? {nodeId: n.id, networkId: n.networkId} : undefined
+      },
+      metrics: new RelayMetrics(metrics.registry),
+      log: logger.child({component: 'relay'}),
+    })
+    const relayServer = relay
+    // A node removed (or no longer active) loses its relay socket at once.
+    state.onNodeChange((c) => {
+      if (c.node?.status !== 'active') relayServer.disconnect(c.nodeId, {networkId: c.networkId})
+    })
+
     server = await buildServer({
       state,
       metrics,
       logger,
       publicUrl,
       pingIntervalMs: opts.pingIntervalMs,
+      relay,
+      nat,
     })
     try {
       await server.app.listen({host, port})
@@ -164,6 +335,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     reaper.unref()
 
     const srv = server
+    const stunServer = stun
+    const discoveryServer = discovery
     let closing: Promise<void> | undefined
     return {
       url,
@@ -174,17 +347,26 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       server: srv,
       state,
       store,
+      relay,
+      stun,
+      discovery,
+      nat,
       close: () =>
         (closing ??= (async () => {
           clearInterval(reaper)
           await srv.close()
+          stunServer?.close()
+          await discoveryServer?.close()
           await state.close()
           await store.close()
           logger.info('stopped')
         })()),
     }
   } catch (err) {
-    await server?.close().catch(() => undefined)
+    if (server) await server.close().catch(() => undefined)
+    else await relay?.close().catch(() => undefined)
+    stun?.close()
+    await discovery?.close().catch(() => undefined)
     await store.close()
     throw err
   }

@@ -51,3 +51,46 @@ export class ControllerMetrics {
     registers: [this.registry],
   })
 }
+
+/** What the NAT metrics read at each scrape: the servers' own counters (no per-packet cost). */
+export interface NatStatsSources {
+  readonly stun?: () => {answered: number; errorResponses: number; dropped: Record<string, number>}
+  readonly discovery?: () => {observed: number; dropped: Record<string, number>}
+}
+
+/**
+ * The STUN and endpoint-discovery ports' counters as Prometheus counters on `registry`, read
+ * from the servers' stats() at scrape time.
+ */
+export function registerNatMetrics(registry: Registry, sources: NatStatsSources): void {
+  const {stun, discovery} = sources
+  if (stun) {
+    new Counter({
+      name: 'mesh_stun_packets_total',
+      help: 'STUN packets received, by outcome (answered, error-response, dropped) and drop reason',
+      labelNames: ['outcome', 'reason'] as const,
+      registers: [registry],
+      collect() {
+        const s = stun()
+        this.reset()
+        this.inc({outcome: 'answered', reason: ''}, s.answered)
+        this.inc({outcome: 'error-response', reason: ''}, s.errorResponses)
+        for (const [reason, n] of Object.entries(s.dropped)) this.inc({outcome: 'dropped', reason}, n)
+      },
+    })
+  }
+  if (discovery) {
+    new Counter({
+      name: 'mesh_discovery_packets_total',
+      help: 'Endpoint-discovery datagrams, by outcome (observed, dropped) and drop reason',
+      labelNames: ['outcome', 'reason'] as const,
+      registers: [registry],
+      collect() {
+        const s = discovery()
+        this.reset()
+        this.inc({outcome: 'observed', reason: ''}, s.observed)
+        for (const [reason, n] of Object.entries(s.dropped)) this.inc({outcome: 'dropped', reason}, n)
+      },
+    })
+  }
+}

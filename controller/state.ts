@@ -89,6 +89,16 @@ interface PendingEndpoints {
   timer: NodeJS.Timeout | undefined
 }
 
+/** A node's observed endpoint waiting for its coalescing window to end (latest value wins). */
+interface PendingObserved {
+  readonly nodeId: string
+  endpoint: string | undefined
+  /** The last value written (or found unchanged): repeats cost no store call. */
+  applied: string | undefined
+  appliedAt: number
+  timer: NodeJS.Timeout | undefined
+}
+
 const SINCE_RE = /^(\d{1,6})([smhd])$/
 const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
 
@@ -108,6 +118,9 @@ export class ControllerState {
   private flushScheduled = false
   private readonly endpointWindowMs: number
   private readonly endpointState = new Map<string, PendingEndpoints>()
+  private readonly observedState = new Map<string, PendingObserved>()
+  /** Active nodes by WireGuard public key (the discovery port's lookup); built by indexNodeKeys. */
+  private keyIndex: Map<string, string> | undefined
   private readonly log: NonNullable<StateOptions['log']>
 
   constructor(
@@ -841,11 +854,99 @@ export class ControllerState {
     this.emit(change)
   }
 
-  /** Drops a removed node's pending endpoint report. */
+  /** Drops a removed node's pending endpoint report (and observed endpoint). */
   private forgetEndpoints(nodeId: string): void {
     const st = this.endpointState.get(nodeId)
     if (st?.timer) clearTimeout(st.timer)
     this.endpointState.delete(nodeId)
+    const ob = this.observedState.get(nodeId)
+    if (ob?.timer) clearTimeout(ob.timer)
+    this.observedState.delete(nodeId)
+  }
+
+  /**
+   * The controller observed a node's public mapping on its discovery port. Stored apart from
+   * the endpoints the node reports (a report never erases it), and coalesced per node like
+   * reportEndpoints: at most one change per endpoint window, the latest value wins. WireGuard
+   * sends an initiation every few seconds, so repeats of the value last written cost no store
+   * call. Not audited (telemetry). Unusable values are stored (peers never see them: toPeer
+   * filters) so an operator can still see what was observed.
+   */
+  async reportObservedEndpoint(node: {readonly id: string}, endpoint: string): Promise<void> {
+    const now = Date.now()
+    let st = this.observedState.get(node.id)
+    if (!st) {
+      st = {nodeId: node.id, endpoint: undefined, applied: undefined, appliedAt: -Infinity, timer: undefined}
+      this.observedState.set(node.id, st)
+    }
+    if (!st.timer && st.applied === endpoint) return
+    const wait = st.appliedAt + this.endpointWindowMs - now
+    if (wait <= 0 && !st.timer) {
+      await this.applyObserved(st, endpoint)
+      return
+    }
+    st.endpoint = endpoint
+    if (!st.timer) {
+      const entry = st
+      entry.timer = setTimeout(
+        () => {
+          entry.timer = undefined
+          const latest = entry.endpoint
+          entry.endpoint = undefined
+          if (latest !== undefined && this.observedState.get(entry.nodeId) === entry) {
+            this.applyObserved(entry, latest).catch((err: unknown) => {
+              if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+                this.log.warn({err, nodeId: entry.nodeId}, 'observed endpoint update failed')
+            })
+          }
+        },
+        Math.max(0, wait),
+      )
+      entry.timer.unref()
+    }
+  }
+
+  private async applyObserved(st: PendingObserved, endpoint: string): Promise<void> {
+    if (st.applied === endpoint) return
+    const previous = st.appliedAt
+    const started = (st.appliedAt = Date.now())
+    let change: NodeChange | undefined
+    try {
+      change = await this.store.setNodeObservedEndpoint(st.nodeId, endpoint, this.now().toISOString())
+    } catch (err) {
+      // A node removed meanwhile: forget it, so its entry does not linger.
+      if (err instanceof MeshError && err.code === 'NOT_FOUND') this.observedState.delete(st.nodeId)
+      throw err
+    }
+    st.applied = endpoint
+    if (!change) {
+      if (st.appliedAt === started && !st.timer) st.appliedAt = previous
+      return
+    }
+    this.log.debug({nodeId: st.nodeId, observedEndpoint: endpoint}, 'node observed endpoint changed')
+    this.emit(change)
+  }
+
+  /**
+   * Builds the in-memory index of active nodes by WireGuard public key and keeps it current from
+   * node changes (the discovery port looks keys up synchronously, once per initiation).
+   */
+  async indexNodeKeys(): Promise<void> {
+    if (this.keyIndex) return
+    const index = new Map<string, string>()
+    this.keyIndex = index
+    // Changes committed before the read are in it; re-applying them later is harmless.
+    this.onNodeChange((c) => {
+      const before = c.before
+      if (before && index.get(before.publicKey) === before.id) index.delete(before.publicKey)
+      if (c.node?.status === 'active') index.set(c.node.publicKey, c.node.id)
+    })
+    for (const n of await this.store.activeNodeKeys()) index.set(n.publicKey, n.id)
+  }
+
+  /** The active node with this WireGuard public key (needs indexNodeKeys first). */
+  activeNodeByPublicKey(publicKey: string): string | undefined {
+    return this.keyIndex?.get(publicKey)
   }
 
   /** A node's last netmap socket closed: writes its pending report now and forgets its window. */
@@ -859,6 +960,8 @@ export class ControllerState {
 
   /** Shutdown: writes pending endpoint reports so nothing a node said is lost. */
   async close(): Promise<void> {
+    for (const st of this.observedState.values()) if (st.timer) clearTimeout(st.timer)
+    this.observedState.clear()
     for (const id of [...this.endpointState.keys()]) {
       await this.settleEndpoints(id).catch((err: unknown) => {
         if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))

@@ -16,11 +16,12 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
-import {isEndpoint, usableEndpoints} from '../../shared/net/endpoint.js'
+import {formatEndpoint, isEndpoint, parseUsableEndpoint, usableEndpoints} from '../../shared/net/endpoint.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {
   CLOSE,
   ClientFrameSchema,
+  type NatServices,
   type Peer,
   type PeerReport,
   type Self,
@@ -93,17 +94,24 @@ export interface PeerLink {
   endpoint: string | null
 }
 
-export const toPeer = (n: StoredNode): Peer => ({
-  id: n.id,
-  name: n.name,
-  publicKey: n.publicKey,
-  address: n.address,
+export const toPeer = (n: StoredNode): Peer => {
   // Stored before endpoints were checked one by one, a bad one must still not reach peers.
-  endpoints: usableEndpoints(n.endpoints).endpoints,
-  hostname: n.hostname,
-  os: n.os,
-  tags: n.tags,
-})
+  const peer: Peer = {
+    id: n.id,
+    name: n.name,
+    publicKey: n.publicKey,
+    address: n.address,
+    endpoints: usableEndpoints(n.endpoints).endpoints,
+    hostname: n.hostname,
+    os: n.os,
+    tags: n.tags,
+  }
+  // The observed mapping is stored as seen (a loopback or link-local source included): only a
+  // usable one reaches peers.
+  const observed = parseUsableEndpoint(n.observedEndpoint)
+  if (observed) peer.observedEndpoint = formatEndpoint(observed)
+  return peer
+}
 export const toSelf = (n: StoredNode): Self => ({
   id: n.id,
   name: n.name,
@@ -123,13 +131,16 @@ export class NetmapHub {
   /** New sessions per node credential; see session-limit.ts. */
   private readonly sessionLimit = new SessionRateLimiter()
   private readonly storageLog: StorageFailureLog
+  /** `,"nat":{...}` for full maps: the controller's NAT services, fixed at start; '' when none. */
+  private readonly natJson: string
 
   constructor(
     private readonly state: ControllerState,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
-    opts: {pingIntervalMs?: number} = {},
+    opts: {pingIntervalMs?: number; nat?: NatServices | undefined} = {},
   ) {
+    this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
     this.storageLog = new StorageFailureLog(log)
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
     const offNodes = state.onNodeChange((c) => this.onChange(c))
@@ -292,7 +303,7 @@ export class NetmapHub {
       for (const [id, json] of net.peerList) if (id !== self.id) parts.push(json)
       peers = parts.join(',')
     }
-    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]}`
+    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]${this.natJson}}`
   }
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */

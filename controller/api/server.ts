@@ -1,8 +1,9 @@
 /**
  * The controller's HTTP server: fastify serving every ROUTES entry through one generic loop
  * (authenticate per route.auth, parse params/query/body with the route's zod schemas, resolve
- * and authorize the named object, call the handler), health/metrics/OpenAPI endpoints, the two
- * WebSocket endpoints, and the one error mapping that turns anything into {error:{code,...}}.
+ * and authorize the named object, call the handler), health/metrics/OpenAPI endpoints, the
+ * WebSocket endpoints (netmap, events, and the relay when given), and the one error mapping
+ * that turns anything into {error:{code,...}}.
  *
  * No client input may produce a 5xx: fastify's own errors (FST_ERR_*) are mapped to their 4xx
  * codes, unknown routes to NOT_FOUND, and only a genuine bug answers INTERNAL.
@@ -25,6 +26,8 @@ import {makeHandlers, ROUTE_SCOPES, type HandlerContext, type Scope} from './han
 import {NetmapHub} from './netmap.js'
 import {buildOpenApi} from './openapi.js'
 import {rawErrorResponse} from './raw-response.js'
+import type {NatServices} from '../../shared/protocol/netmap.js'
+import type {RelayServer} from '../relay/server.js'
 
 export interface ServerOptions {
   readonly state: ControllerState
@@ -33,6 +36,10 @@ export interface ServerOptions {
   /** The URL put into join strings; derived from the request's Host when absent. */
   readonly publicUrl?: string | undefined
   readonly pingIntervalMs?: number | undefined
+  /** Serves WS_PATHS.relay; without it that path is NOT_FOUND. Closed by close(). */
+  readonly relay?: RelayServer | undefined
+  /** The NAT services full netmaps name (see NatServices). */
+  readonly nat?: NatServices | undefined
 }
 
 export interface ControllerServer {
@@ -217,6 +224,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   const handlers = makeHandlers(state)
   const netmap = new NetmapHub(state, metrics, logger.child({component: 'netmap'}), {
     pingIntervalMs: opts.pingIntervalMs,
+    nat: opts.nat,
   })
   const events = new EventHub(state, metrics, logger.child({component: 'events'}), {
     pingIntervalMs: opts.pingIntervalMs,
@@ -410,7 +418,10 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   }
 
   // ---- WebSockets: a plain GET (no Upgrade header) on their paths gets 426, not 404.
-  for (const wsPath of [WS_PATHS.netmap, WS_PATHS.events]) {
+  const relay = opts.relay
+  const wsPaths: string[] = [WS_PATHS.netmap, WS_PATHS.events]
+  if (relay) wsPaths.push(WS_PATHS.relay)
+  for (const wsPath of wsPaths) {
     app.get(wsPath, async (req, reply) => {
       const error = new MeshError('UPGRADE_REQUIRED')
       void reply.header('upgrade', 'websocket').header('connection', 'Upgrade')
@@ -440,7 +451,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       url = new URL('http://localhost/')
     }
     socket.on('error', () => socket.destroy())
-    if (url.pathname !== WS_PATHS.netmap && url.pathname !== WS_PATHS.events) {
+    if (!wsPaths.includes(url.pathname)) {
       socket.end(rawErrorResponse(new MeshError('NOT_FOUND', {message: 'no WebSocket endpoint here'})))
       return
     }
@@ -452,6 +463,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     // We offer no subprotocols; a malformed list must not make ws answer in its own format.
     delete req.headers['sec-websocket-protocol']
     if (url.pathname === WS_PATHS.netmap) netmap.handleUpgrade(req, socket, head, url)
+    else if (url.pathname === WS_PATHS.relay && relay) relay.handleUpgrade(req, socket, head)
     else events.handleUpgrade(req, socket, head)
   })
 
@@ -462,7 +474,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     netmap,
     events,
     async close() {
-      await Promise.all([netmap.close(), events.close()])
+      await Promise.all([netmap.close(), events.close(), relay?.close()])
       await app.close()
     },
   }

@@ -6,7 +6,8 @@
 //
 // Lab: <p>-n (node, 198.51.100.2/24) and <p>-c (controller, 198.51.100.1/24) joined by a veth
 // pair. Nothing is added to the root namespace. Node (this process) cannot enter a namespace, so
-// the receiving side is a child `node` started with `ip netns exec`, which prints JSON lines.
+// the receiving side is a child `node` started with `ip netns exec`, which prints JSON lines; the
+// server case runs the built DiscoveryServer (dist/, from `npm run build`) in that child.
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
@@ -16,6 +17,8 @@ import {createInterface} from 'node:readline'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {InitiationDecoder, tai64nToUnixMs} from './noise.js'
 
+const root = path.resolve(import.meta.dirname, '..', '..')
+const distServer = path.join(root, 'dist', 'controller', 'discovery', 'server.js')
 const has = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, {stdio: 'ignore'}).status === 0
 const canRun =
   process.platform === 'linux' &&
@@ -89,7 +92,12 @@ class LineChild {
   }
 
   kill(): void {
-    if (this.proc.exitCode === null && this.proc.pid) process.kill(this.proc.pid, 'SIGKILL')
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null || !this.proc.pid) return
+    try {
+      process.kill(this.proc.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
   }
 }
 
@@ -147,7 +155,13 @@ describe.skipIf(!canRun)('endpoint discovery with a real wireguard-go', () => {
   afterAll(() => {
     for (const c of children) c.kill()
     spawnSync('ip', ['-n', NS.node, 'link', 'del', WG_IF], {stdio: 'ignore'})
-    if (wgGo?.pid && wgGo.exitCode === null) process.kill(wgGo.pid, 'SIGKILL')
+    if (wgGo?.pid && wgGo.exitCode === null && wgGo.signalCode === null) {
+      try {
+        process.kill(wgGo.pid, 'SIGKILL')
+      } catch {
+        // exited when its link went away
+      }
+    }
     for (const ns of [NS.node, NS.ctl]) spawnSync('ip', ['netns', 'del', ns], {stdio: 'ignore'})
     fs.rmSync(dir, {recursive: true, force: true})
   })
@@ -218,4 +232,66 @@ describe.skipIf(!canRun)('endpoint discovery with a real wireguard-go', () => {
       receiver.kill()
     }
   })
+  it.skipIf(!fs.existsSync(distServer))(
+    "the controller's DiscoveryServer observes the node's key and real listen port, and never answers",
+    async () => {
+      const discoveryPrivate = privateKey()
+      const port = 30_000 + (randomBytes(2).readUInt16BE() % 9_000)
+      const script = `
+        const {DiscoveryServer} = await import(process.env.DIST_SERVER)
+        const server = new DiscoveryServer({
+          host: process.env.HOST, port: Number(process.env.PORT), privateKey: process.env.DISCOVERY_PRIVATE,
+          lookupNode: (k) => (k === process.env.NODE_PUBLIC ? {nodeId: 'node-a'} : undefined),
+          onObserved: (o) => console.log(JSON.stringify({observed: o, stats: server.stats()})),
+        })
+        console.log(JSON.stringify({listening: await server.listen(), publicKey: server.publicKey}))`
+      const child = new LineChild(NS.ctl, [
+        'env',
+        `DIST_SERVER=${distServer}`,
+        `HOST=${ADDR.ctl}`,
+        `PORT=${port}`,
+        `DISCOVERY_PRIVATE=${discoveryPrivate}`,
+        `NODE_PUBLIC=${nodePublic}`,
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        script,
+      ])
+      children.push(child)
+      type Listening = {listening: {port: number}; publicKey: string}
+      const {publicKey} = await child.waitFor(
+        'the server to listen',
+        (ls) => ls.find((l): l is Listening => (l as Listening).listening !== undefined),
+        10_000,
+      )
+      addDiscoveryPeer(publicKey, port)
+      try {
+        type Observed = {
+          observed: {nodeId: string; publicKey: string; endpoint: string}
+          stats: {received: number}
+        }
+        const seen = await child.waitFor(
+          'two observations',
+          (ls) => {
+            const o = ls.filter((l): l is Observed => (l as Observed).observed !== undefined)
+            return o.length >= 2 ? o : undefined
+          },
+          20_000,
+        )
+        for (const o of seen)
+          expect(o.observed).toEqual({
+            nodeId: 'node-a',
+            publicKey: nodePublic,
+            endpoint: `${ADDR.node}:${LISTEN_PORT}`,
+            at: expect.any(Number),
+          })
+        expect(seen[1]!.stats.received).toBe(2) // nothing dropped: each initiation observed once
+        // No reply ever goes back, so WireGuard never completes a handshake with the discovery key.
+        expect(sh(['wg', 'show', WG_IF, 'latest-handshakes'], NS.node)).toBe(`${publicKey}\t0`)
+      } finally {
+        removePeer(publicKey)
+        child.kill()
+      }
+    },
+  )
 })

@@ -179,6 +179,26 @@ describe('InitiationDecoder on built and altered messages', () => {
     expect(d.work).toEqual({mac1Checks: 2, dh: 3})
   })
 
+  it("makes the static-static DH once per node key: a node's later initiations cost one DH", () => {
+    const d = new InitiationDecoder(responderPrivate)
+    for (let i = 0; i < 3; i++) ok(d.decode(build(), acceptAll))
+    expect(d.work.dh).toBe(2 + 1 + 1)
+    const other = privateKey()
+    ok(d.decode(build({initiatorPrivate: other}), acceptAll))
+    expect(d.work.dh).toBe(4 + 2)
+  })
+
+  it('keeps the static-static cache bounded (LRU) and can do without it', () => {
+    const small = new InitiationDecoder(responderPrivate, {staticCacheSize: 1})
+    const other = privateKey()
+    for (const k of [initiatorPrivate, other, initiatorPrivate])
+      ok(small.decode(build({initiatorPrivate: k}), acceptAll))
+    expect(small.work.dh).toBe(6) // each key evicted the other
+    const none = new InitiationDecoder(responderPrivate, {staticCacheSize: 0})
+    for (let i = 0; i < 2; i++) ok(none.decode(build(), acceptAll))
+    expect(none.work.dh).toBe(4)
+  })
+
   it('refuses a forgery that claims a known node key without holding its private key', () => {
     const d = new InitiationDecoder(responderPrivate)
     const forged = build({initiatorPrivate: privateKey(), claimedStatic: initiatorPublic})

@@ -12,7 +12,7 @@
  *   4. the ephemeral against a bounded set of recent authenticated ones (drops replays before DH);
  *   5. a global budget of decodes per second (caps the CPU a many-source flood can take);
  *   6. first DH, initiator static key, `lookupNode` (unknown keys stop before the second DH);
- *   7. second DH and the timestamp, which must rise per key (bounded LRU table).
+ *   7. second DH (cached per known key) and the timestamp, which must rise per key (bounded LRU).
  * A replay from another address (to fake a node's endpoint) fails 4 or 7. What is left is an
  * on-path attacker racing the original packet, which WireGuard's own roaming also allows.
  */
@@ -74,6 +74,8 @@ export interface DiscoveryLimits {
   maxKeys: number
   /** Decodes (datagrams past mac1) per second, all sources together. Default 4 000. */
   globalDecodeRate: number
+  /** Node keys whose static-static DH is kept, so their later initiations cost one DH. Default 16 384. */
+  staticCacheSize: number
 }
 
 export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
@@ -83,6 +85,7 @@ export const DEFAULT_DISCOVERY_LIMITS: DiscoveryLimits = {
   maxEphemerals: 65_536,
   maxKeys: 1_048_576,
   globalDecodeRate: 4_000,
+  staticCacheSize: 16_384,
 }
 
 export interface DiscoveryServerOptions {
@@ -138,7 +141,7 @@ export class DiscoveryServer {
     this.#opts = opts
     this.#limits = {...DEFAULT_DISCOVERY_LIMITS, ...opts.limits}
     this.#now = opts.now ?? Date.now
-    this.#decoder = new InitiationDecoder(opts.privateKey)
+    this.#decoder = new InitiationDecoder(opts.privateKey, {staticCacheSize: this.#limits.staticCacheSize})
     this.publicKey = this.#decoder.publicKey
     this.#global = {tokens: this.#limits.globalDecodeRate, last: this.#now()}
   }

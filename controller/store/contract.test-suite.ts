@@ -356,6 +356,31 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       expect(entries.find((e) => e.action === 'node.leave')?.actor).toBe(`node:${a.nodeId}`)
     })
 
+    it('keeps the observed endpoint apart: reports never touch it, an unchanged one writes nothing, no audit', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.73.0.0/24'})
+      const a = await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
+      expect((await store.getNode(a.nodeId))?.observedEndpoint).toBeUndefined()
+      const seen = await store.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641', ctx().at)
+      expect(seen).toMatchObject({kind: 'changed', version: a.version + 1})
+      expect(seen?.node?.observedEndpoint).toBe('203.0.113.40:41641')
+      expect(seen?.node?.endpoints).toEqual([])
+      expect(await store.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641', ctx().at)).toBeUndefined()
+      const reported = await store.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
+      expect(reported?.node).toMatchObject({
+        endpoints: ['198.51.100.9:51820'],
+        observedEndpoint: '203.0.113.40:41641',
+      })
+      expect(await store.changesSince(net.id, a.version)).toEqual({
+        version: a.version + 2,
+        nodeIds: [a.nodeId],
+      })
+      expect((await store.activeNodeKeys()).find((k) => k.id === a.nodeId)?.publicKey).toBe(
+        reported?.node?.publicKey,
+      )
+      const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
+      expect(entries.filter((e) => e.targetId === a.nodeId).map((e) => e.action)).toEqual(['node.register'])
+    })
+
     it('pages through a list exactly once with limit and cursor', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.80.0.0/24'})
       const ids: string[] = []

@@ -241,6 +241,14 @@ export interface Store {
    * version but writes no audit entry: endpoints are node telemetry, not an administrative change.
    */
   setNodeEndpoints(id: string, endpoints: readonly string[], at: string): Promise<NodeChange | undefined>
+  /**
+   * The public mapping observed on the discovery port (null: none). Kept apart from the reported
+   * endpoints, which it never touches (and setNodeEndpoints never touches it). Like
+   * setNodeEndpoints: undefined when unchanged, bumps the netmap version, no audit entry.
+   */
+  setNodeObservedEndpoint(id: string, endpoint: string | null, at: string): Promise<NodeChange | undefined>
+  /** Id and WireGuard public key of every active node (the discovery port's key index). */
+  activeNodeKeys(): Promise<{id: string; publicKey: string}[]>
   /** Presence bookkeeping: last-seen time only; not audited, no netmap change. */
   touchNode(id: string, at: string): Promise<void>
 

@@ -6,6 +6,7 @@
 import {z} from 'zod'
 import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
 import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
+import {RELAY_WS_PATH} from '../relay/frame.js'
 import {CONTROL_CHARACTERS_MESSAGE, hasNoControlCharacters} from '../text.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -198,6 +199,11 @@ export const NodeSchema = z.object({
   online: z.boolean(),
   lastSeen: TimestampSchema.nullable(),
   endpoints: z.array(EndpointSchema),
+  /**
+   * The public address:port the controller observed for the node's WireGuard socket on its
+   * endpoint-discovery port (NAT traversal); absent when none was observed.
+   */
+  observedEndpoint: z.string().max(64).optional(),
   tags: z.array(TagSchema),
   ephemeral: z.boolean(),
   createdAt: TimestampSchema,
@@ -688,6 +694,8 @@ export const WS_PATHS = {
   netmap: '/api/v1/netmap',
   /** User token in `Authorization: Bearer`; admin events: shared/protocol/netmap.ts AdminEvent */
   events: '/api/v1/events',
+  /** Node credential in `Authorization: Bearer`; binary relay frames: shared/relay/frame.ts */
+  relay: RELAY_WS_PATH,
 } as const
 
 /** Limits every client and server agrees on. */

@@ -38,8 +38,10 @@ const KINDS: NatKind[] = ['none', 'cone', 'restricted', 'symmetric', 'udp-blocke
 const NET = 'natlab'
 const PRIMARY = '198.51.100.1'
 const ALTERNATE = '198.51.100.2'
-const STUN_PORT = 3478
-const ALT_PORT = 3479
+// The probe's echo ports. Not 3478/3479: the lab's controller serves STUN there itself (and
+// endpoint discovery on 51820).
+const STUN_PORT = 3578
+const ALT_PORT = 3579
 
 describe.skipIf(skip !== undefined)(`NAT lab${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let lab: Lab

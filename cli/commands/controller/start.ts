@@ -10,11 +10,15 @@ export default class ControllerStart extends MeshCommand {
   static override description = `Serves the REST and WebSocket API on --listen, with its SQLite database in the data dir.
 On the first start it creates the tenant "default" and the superuser "admin"; the password is
 MESH_ADMIN_PASSWORD when set, else generated, printed once to stderr and saved (mode 0600) in
-DATA_DIR/initial-admin-password. Logs are JSON lines on stdout.`
+DATA_DIR/initial-admin-password. Logs are JSON lines on stdout.
+For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discovery port (UDP,
+--discovery-listen, key in DATA_DIR/discovery.key) and a relay (WebSocket /api/v1/relay on the
+--listen port); full netmaps tell nodes where they are.`
   static override examples = [
     '<%= config.bin %> controller start',
     '<%= config.bin %> controller start --listen 0.0.0.0:8080 --public-url https://mesh.example.com',
     '<%= config.bin %> controller start --data-dir /var/lib/mesh-controller --database sqlite:/srv/mesh.db',
+    '<%= config.bin %> controller start --listen 198.51.100.1:8080 --stun-alternate 198.51.100.2:3479',
   ]
   static override flags = {
     'data-dir': Flags.string({
@@ -34,6 +38,18 @@ DATA_DIR/initial-admin-password. Logs are JSON lines on stdout.`
       options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
       default: 'info',
     }),
+    'stun-listen': Flags.string({
+      description:
+        'UDP HOST:PORT of the STUN server (NAT traversal), or "off" (default: the --listen host, port 3478; a free port when the --listen port is 0)',
+    }),
+    'stun-alternate': Flags.string({
+      description:
+        'UDP HOST:PORT of the RFC 5780 alternate STUN address: another address and/or port of this host, for mapping and filtering tests',
+    }),
+    'discovery-listen': Flags.string({
+      description:
+        'UDP HOST:PORT of the endpoint-discovery port that observes nodes\' public WireGuard mappings, or "off" (default: the --listen host, port 51820; a free port when the --listen port is 0)',
+    }),
     'ephemeral-timeout': Flags.integer({
       description: 'seconds an ephemeral node may stay offline before it is removed',
       default: 120,
@@ -51,6 +67,9 @@ DATA_DIR/initial-admin-password. Logs are JSON lines on stdout.`
       publicUrl: flags['public-url'],
       logLevel: flags['log-level'],
       ephemeralTimeoutSec: flags['ephemeral-timeout'],
+      stunListen: flags['stun-listen'],
+      stunAlternate: flags['stun-alternate'],
+      discoveryListen: flags['discovery-listen'],
     })
   }
 }

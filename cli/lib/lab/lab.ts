@@ -34,6 +34,11 @@ import {
 import {LAN_IF, hostRuleset, loadRuleset, routerLan, routerRuleset, type NatKind} from './nat.js'
 
 export const CONTROLLER_PORT = 8080
+/** The lab controller's STUN port, and its RFC 5780 alternate (on CONTROLLER_ALTERNATE). */
+export const STUN_PORT = 3478
+export const STUN_ALTERNATE_PORT = 3479
+/** The lab controller's endpoint-discovery port. */
+export const DISCOVERY_PORT = 51820
 export const ADMIN_USER = 'admin'
 
 /** The repository (or installed package) root: where bin/mesh.js and dist/ are. */
@@ -242,6 +247,14 @@ export class Lab {
           `${c.underlay}:${CONTROLLER_PORT}`,
           '--public-url',
           c.url,
+          // NAT traversal: STUN with its RFC 5780 alternate (other address and port), and
+          // endpoint discovery, all on the controller's public addresses.
+          '--stun-listen',
+          `${c.underlay}:${STUN_PORT}`,
+          '--stun-alternate',
+          `${c.alternateUnderlay ?? CONTROLLER_ALTERNATE}:${STUN_ALTERNATE_PORT}`,
+          '--discovery-listen',
+          `${c.underlay}:${DISCOVERY_PORT}`,
         ],
         env: {...this.env(), MESH_ADMIN_PASSWORD: c.adminPassword},
       }),

@@ -177,6 +177,15 @@ CREATE TABLE readiness_probe (
 INSERT INTO readiness_probe (id, probed_at) VALUES (1, '1970-01-01T00:00:00.000Z');
 `,
   },
+  {
+    // NAT traversal: the public mapping the controller observed for a node's WireGuard socket on
+    // its endpoint-discovery port, kept apart from the endpoints the node reports so that a
+    // report never erases it.
+    name: '0004-observed-endpoint',
+    sql: `
+ALTER TABLE nodes ADD COLUMN observed_endpoint TEXT; -- host:port seen on the discovery port; NULL when none yet
+`,
+  },
 ]
 
 /**

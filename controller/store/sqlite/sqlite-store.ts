@@ -127,6 +127,8 @@ const toNode = (r: Row): StoredNode => ({
   tags: JSON.parse(str(r.tags)) as string[],
   ephemeral: bool(r.ephemeral),
   createdAt: str(r.created_at),
+  // Absent rather than null when none was observed: most nodes' shapes stay as they were.
+  ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
 })
 const toAudit = (r: Row): AuditEntry => ({
   id: Number(r.id),
@@ -1031,6 +1033,24 @@ export class SqliteStore implements Store {
       )
       return {endpoints}
     })
+  }
+
+  async setNodeObservedEndpoint(
+    id: string,
+    endpoint: string | null,
+    at: string,
+  ): Promise<NodeChange | undefined> {
+    // Telemetry like setNodeEndpoints: no audit entry. The reported endpoints are not touched.
+    return this.mutateNode(id, {at}, null, (before) => {
+      if ((before.observedEndpoint ?? null) === endpoint) return undefined
+      this.q('UPDATE nodes SET observed_endpoint = ? WHERE id = ?').run(endpoint, id)
+      return {observedEndpoint: endpoint}
+    })
+  }
+
+  async activeNodeKeys(): Promise<{id: string; publicKey: string}[]> {
+    const rows = this.q("SELECT id, public_key FROM nodes WHERE status = 'active'").all() as Row[]
+    return rows.map((r) => ({id: str(r.id), publicKey: str(r.public_key)}))
   }
 
   async touchNode(id: string, at: string): Promise<void> {
