@@ -194,6 +194,40 @@ describe('PeerPath with a relay', () => {
     })
   })
 
+  it('does not take a relayed handshake that raced the switch to the candidate as proof', () => {
+    const p = new PeerPath()
+    const t = fail(p, [PUB], T0)
+    const retry = t + DEFAULT_TUNING.retryBaseMs
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, retry - 30_000, 1000), now: retry})
+    // A handshake through the relay landed just after the switch was decided; the apply then
+    // pointed WireGuard at the candidate again, so it shows the candidate with a fresh handshake.
+    expect(
+      p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, retry + 10, 1100), now: retry + 1000}).state,
+    ).toBe('probing')
+    expect(
+      p.update({
+        candidates: [PUB],
+        relay: RELAY,
+        wg: wg(PUB, retry + 10, 1100),
+        now: retry + DEFAULT_TUNING.attemptMs,
+      }),
+    ).toEqual({
+      state: 'relay',
+      endpoint: RELAY,
+    })
+  })
+
+  it('follows the other side back to the relay when WireGuard moved there from a direct path', () => {
+    const p = new PeerPath()
+    const t = fail(p, [PUB], T0)
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t + 500), now: t + 600})
+    expect(p.current.state).toBe('direct')
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, t + 900), now: t + 1000})).toEqual({
+      state: 'relay',
+      endpoint: RELAY,
+    })
+  })
+
   it('does not take bytes that moved WireGuard back to the relay as proof', () => {
     const p = new PeerPath()
     const t = fail(p, [PUB], T0)

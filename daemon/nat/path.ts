@@ -115,9 +115,13 @@ export class PeerPath {
     }
 
     switch (this.state) {
-      case 'idle':
       case 'direct':
-        // Nothing tried yet, or the direct path went quiet: start from the best candidate.
+        // The other side went back to the relay (WireGuard followed its packets there): follow,
+        // and try direct again later.
+        if (relay !== undefined && wg?.endpoint === relay) return this.giveUp(candidates, relay, now)
+        // The direct path went quiet: start from the best candidate.
+        return this.startRound(candidates, relay, now)
+      case 'idle':
         return this.startRound(candidates, relay, now)
       case 'probing':
         if (candidatesChanged) return this.startRound(candidates, relay, now)
@@ -133,15 +137,21 @@ export class PeerPath {
   }
 
   /**
-   * A direct endpoint is alive when it handshook within aliveMs; while a candidate is being
-   * tried, only a handshake after the attempt began or traffic received there counts.
+   * A direct endpoint is alive when it handshook within aliveMs. While a candidate is being
+   * tried: a handshake after the attempt began from wherever WireGuard roamed to, or traffic
+   * received at the candidate (more bytes than at the first look after the switch, WireGuard
+   * still pointing there). A handshake at the candidate itself counts only without a relay: a
+   * relayed handshake that lands between reading WireGuard's state and pointing it at the
+   * candidate would look like one.
    */
   private isLiveDirect(wg: WireGuardView | undefined, relay: string | undefined, now: number): boolean {
     if (wg === undefined || wg.endpoint === undefined || wg.endpoint === relay) return false
     if (wg.lastHandshakeMs <= 0 || now - wg.lastHandshakeMs >= this.tuning.aliveMs) return false
     if (this.state !== 'probing') return true
-    if (wg.lastHandshakeMs >= this.attemptAt) return true
-    return wg.endpoint === this.endpoint && this.rxBase !== undefined && wg.rxBytes > this.rxBase
+    // Roamed elsewhere (not to the relay): the peer reached this node directly.
+    if (wg.endpoint !== this.endpoint) return wg.lastHandshakeMs >= this.attemptAt
+    if (relay === undefined && wg.lastHandshakeMs >= this.attemptAt) return true
+    return this.rxBase !== undefined && wg.rxBytes > this.rxBase
   }
 
   private startRound(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
