@@ -80,6 +80,8 @@ export const applyRetryDelay = (attempt: number, random = Math.random): number =
 /** How often peer paths are re-checked while one of them probes a candidate, and otherwise. */
 export const PATH_TICK_FAST_MS = 1_000
 export const PATH_TICK_SLOW_MS = 5_000
+/** Probes sent through the tunnel per path check, to peers trying a candidate. */
+const MAX_PROBES_PER_TICK = 64
 /** Keepalive of the discovery peer: below 5 s, wireguard-go keeps sending initiations. */
 export const DISCOVERY_KEEPALIVE = 4
 
@@ -789,8 +791,26 @@ export class Backend {
       )
       if (this.updatePaths(rt, state) || needsRelay) await this.reconcile(rt, 'path change').catch(() => {})
       if ([...rt.paths.values()].some((p) => p.current.state === 'probing')) fast = true
+      this.probeCandidates(rt)
     }
     return fast
+  }
+
+  /**
+   * Sends one probe through the tunnel to each peer whose path is trying a candidate (at most
+   * MAX_PROBES_PER_TICK a tick): its answer is the traffic that proves the candidate, also for an
+   * idle pair. Fire and forget; the next check reads what arrived.
+   */
+  private probeCandidates(rt: NetRuntime): void {
+    const prober = rt.prober
+    if (!prober) return
+    let sent = 0
+    for (const p of this.usablePeers(rt)) {
+      if (sent >= MAX_PROBES_PER_TICK) break
+      if (rt.paths.get(p.publicKey)?.current.state !== 'probing') continue
+      sent++
+      void prober.ping(p.address, {timeoutMs: PATH_TICK_FAST_MS}).catch(() => undefined)
+    }
   }
 
   private usablePeers(rt: NetRuntime): Peer[] {

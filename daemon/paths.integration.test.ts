@@ -80,8 +80,8 @@ describe('peer paths', () => {
     expect((await status()).path).toBe('probing')
     await pass(DEFAULT_TUNING.attemptMs)
     expect(peer()?.endpoint).toBe(SECOND)
-    // A handshake there proves the path.
-    setPeer({lastHandshakeMs: clock.now()})
+    // Traffic received there proves the path (a handshake, then the probes' answers).
+    setPeer({lastHandshakeMs: clock.now(), rxBytes: 92})
     await pass(1_000)
     expect((await status()).path).toBe('direct')
     expect((await status()).endpoint).toBe(SECOND)

@@ -26,9 +26,13 @@ describe('PeerPath without a relay', () => {
       state: 'probing',
       endpoint: PUB,
     })
-    // A handshake after the attempt began proves the path.
+    // A handshake alone at the candidate is no proof (the peer may have come in elsewhere just
+    // before the apply); traffic received there after the first look is.
     expect(
-      p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(PUB, t2 + 50), now: t2 + 100}),
+      p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(PUB, t2 + 50, 148), now: t2 + 100}).state,
+    ).toBe('probing')
+    expect(
+      p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(PUB, t2 + 50, 300), now: t2 + 1100}),
     ).toMatchObject({
       state: 'direct',
       endpoint: PUB,

@@ -10,9 +10,9 @@
  *
  * States:
  * - `probing`: WireGuard is pointed at one direct candidate after the other, best first, each for
- *   `attemptMs`. Proof: a handshake after the attempt began, or traffic from the peer while
- *   WireGuard still points at the candidate (WireGuard moves its endpoint to the source of every
- *   authenticated packet, so packets that came through the relay would have moved it there).
+ *   `attemptMs`. Proof: traffic from the peer while WireGuard still points at the candidate
+ *   (WireGuard moves its endpoint to the source of every authenticated packet, so packets that
+ *   came another way would have moved it there), or a handshake from wherever it roamed to.
  * - `direct`: a direct endpoint handshook within `aliveMs`. Where WireGuard roamed to (an
  *   authenticated packet from a new address) is adopted, never fought.
  * - `relay`: no candidate answered: the peer goes through the relay's local endpoint, and the
@@ -138,19 +138,17 @@ export class PeerPath {
 
   /**
    * A direct endpoint is alive when it handshook within aliveMs. While a candidate is being
-   * tried: a handshake after the attempt began from wherever WireGuard roamed to, or traffic
-   * received at the candidate (more bytes than at the first look after the switch, WireGuard
-   * still pointing there). A handshake at the candidate itself counts only without a relay: a
-   * relayed handshake that lands between reading WireGuard's state and pointing it at the
-   * candidate would look like one.
+   * tried: a handshake after the attempt began from wherever WireGuard roamed to (not the relay),
+   * or traffic received at the candidate (more bytes than at the first look after the switch,
+   * WireGuard still pointing there; meshd sends probes through the tunnel while it tries). A
+   * fresh handshake at the candidate itself is no proof: the peer may have reached this node
+   * elsewhere just before the apply pointed WireGuard back at the candidate.
    */
   private isLiveDirect(wg: WireGuardView | undefined, relay: string | undefined, now: number): boolean {
     if (wg === undefined || wg.endpoint === undefined || wg.endpoint === relay) return false
     if (wg.lastHandshakeMs <= 0 || now - wg.lastHandshakeMs >= this.tuning.aliveMs) return false
     if (this.state !== 'probing') return true
-    // Roamed elsewhere (not to the relay): the peer reached this node directly.
     if (wg.endpoint !== this.endpoint) return wg.lastHandshakeMs >= this.attemptAt
-    if (relay === undefined && wg.lastHandshakeMs >= this.attemptAt) return true
     return this.rxBase !== undefined && wg.rxBytes > this.rxBase
   }
 
