@@ -20,7 +20,11 @@ describe('PeerPath without a relay', () => {
       endpoint: LAN,
     })
     const t1 = T0 + DEFAULT_TUNING.attemptMs - 1
-    expect(p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(LAN, 0), now: t1}).endpoint).toBe(LAN)
+    // Once WireGuard points at the candidate, the attempt leaves it alone.
+    expect(p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(LAN, 0), now: t1})).toEqual({
+      state: 'probing',
+      endpoint: undefined,
+    })
     const t2 = T0 + DEFAULT_TUNING.attemptMs
     expect(p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(LAN, 0), now: t2})).toMatchObject({
       state: 'probing',
@@ -229,6 +233,22 @@ describe('PeerPath with a relay', () => {
     expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, t + 900), now: t + 1000})).toEqual({
       state: 'relay',
       endpoint: RELAY,
+    })
+  })
+
+  it('leaves WireGuard where relayed packets moved it during an attempt, so they cannot pass for proof', () => {
+    const p = new PeerPath()
+    const t = fail(p, [PUB], T0)
+    const retry = t + DEFAULT_TUNING.retryBaseMs
+    const hs = retry - 30_000
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry}).endpoint).toBe(
+      PUB,
+    )
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000})
+    // Relayed packets moved WireGuard back to the relay: no endpoint to apply, no proof.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1400), now: retry + 2000})).toEqual({
+      state: 'probing',
+      endpoint: undefined,
     })
   })
 

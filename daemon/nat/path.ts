@@ -80,6 +80,12 @@ export class PeerPath {
   private attempt = 0
   private attemptAt = 0
   private rxBase: number | undefined
+  /**
+   * Probing: WireGuard was seen pointing at the candidate; from then on until the attempt ends it
+   * is left alone, so packets that arrive another way (through the relay) move it away for good
+   * instead of being hidden by the next apply.
+   */
+  private handsOff = false
   /** Failed rounds in a row, for the backoff, and when the next round is due. */
   private failures = 0
   private retryAt = 0
@@ -88,7 +94,10 @@ export class PeerPath {
   constructor(private readonly tuning: PathTuning = DEFAULT_TUNING) {}
 
   get current(): PathDecision {
-    return {state: this.state, endpoint: this.endpoint}
+    return {
+      state: this.state,
+      endpoint: this.state === 'probing' && this.handsOff ? undefined : this.endpoint,
+    }
   }
 
   /** Takes what is known now and returns where WireGuard should point. */
@@ -107,8 +116,10 @@ export class PeerPath {
       wg !== undefined &&
       wg.endpoint === this.endpoint &&
       this.rxBase === undefined
-    )
+    ) {
       this.rxBase = wg.rxBytes
+      this.handsOff = true
+    }
     if (this.isLiveDirect(wg, relay, now)) {
       this.failures = 0
       return this.set('direct', wg!.endpoint)
@@ -148,8 +159,12 @@ export class PeerPath {
     if (wg === undefined || wg.endpoint === undefined || wg.endpoint === relay) return false
     if (wg.lastHandshakeMs <= 0 || now - wg.lastHandshakeMs >= this.tuning.aliveMs) return false
     if (this.state !== 'probing') return true
-    if (wg.endpoint !== this.endpoint) return wg.lastHandshakeMs >= this.attemptAt
-    return this.rxBase !== undefined && wg.rxBytes > this.rxBase
+    // Bytes received since WireGuard was seen at the candidate, and it is still at a direct
+    // address (the candidate, or wherever the peer's packets came from): they came directly.
+    if (this.rxBase !== undefined) return wg.rxBytes > this.rxBase
+    // Not seen at the candidate yet: a handshake since the attempt began, from an address the
+    // peer's packets moved WireGuard to.
+    return wg.endpoint !== this.endpoint && wg.lastHandshakeMs >= this.attemptAt
   }
 
   private startRound(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
@@ -163,6 +178,7 @@ export class PeerPath {
     this.attempt = i
     this.attemptAt = now
     this.rxBase = undefined
+    this.handsOff = false
     return this.set('probing', this.round[i])
   }
 
