@@ -753,12 +753,29 @@ export class Backend {
       let path = rt.paths.get(p.publicKey)
       if (!path) rt.paths.set(p.publicKey, (path = new PeerPath()))
       const l = live.get(p.publicKey)
+      const before = path.current
+      const candidates = orderCandidates(p, subnets)
       const d = path.update({
-        candidates: orderCandidates(p, subnets),
+        candidates,
         relay: rt.shims.get(p.id),
         wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs, rxBytes: l.rxBytes},
         now,
       })
+      if (d.state !== before.state)
+        this.log.info(
+          {
+            network: rt.record.name,
+            peer: p.name,
+            from: before.state,
+            to: d.state,
+            endpoint: d.endpoint ?? l?.endpoint,
+            candidates,
+            wg: l?.endpoint,
+            rx: l?.rxBytes,
+            handshake: l?.lastHandshakeMs,
+          },
+          'peer path changed',
+        )
       if (d.endpoint !== undefined && d.endpoint !== l?.endpoint) wantsChange = true
     }
     for (const key of rt.paths.keys()) if (!keep.has(key)) rt.paths.delete(key)

@@ -227,10 +227,19 @@ describe('PeerPath with a relay', () => {
 
   it('follows the other side back to the relay when WireGuard moved there from a direct path', () => {
     const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t + 500), now: t + 600})
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0 - 1000), now: T0})
     expect(p.current.state).toBe('direct')
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, t + 900), now: t + 1000})).toEqual({
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, T0 + 900), now: T0 + 1000})).toEqual({
+      state: 'relay',
+      endpoint: RELAY,
+    })
+  })
+
+  it('does not take the candidate WireGuard still shows after a failed round, with a relayed handshake, as direct', () => {
+    const p = new PeerPath()
+    const t = fail(p, [PUB], T0)
+    // Read before the relay endpoint was applied: the candidate, and a handshake through the relay.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t - 100, 900), now: t + 50})).toEqual({
       state: 'relay',
       endpoint: RELAY,
     })
@@ -290,12 +299,20 @@ describe('PeerPath with a relay', () => {
     })
   })
 
-  it('adopts a direct endpoint WireGuard roamed to while relayed (the other side switched first)', () => {
+  it('verifies a direct address WireGuard roamed to while relayed (the other side switched first), then adopts it', () => {
     const p = new PeerPath()
     const t = fail(p, [PUB], T0)
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t + 500), now: t + 600})).toEqual({
-      state: 'direct',
-      endpoint: PUB,
+    const roamed = '203.0.113.50:61000'
+    // WireGuard is left where it roamed while bytes are counted there.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(roamed, t + 500, 2000), now: t + 600})).toEqual({
+      state: 'probing',
+      endpoint: undefined,
     })
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(roamed, t + 500, 2300), now: t + 1600})).toEqual(
+      {
+        state: 'direct',
+        endpoint: roamed,
+      },
+    )
   })
 })

@@ -86,6 +86,8 @@ export class PeerPath {
    * instead of being hidden by the next apply.
    */
   private handsOff = false
+  /** The candidate tried last: WireGuard may still show it for a moment after a round failed. */
+  private lastTried: string | undefined
   /** Failed rounds in a row, for the backoff, and when the next round is due. */
   private failures = 0
   private retryAt = 0
@@ -124,6 +126,24 @@ export class PeerPath {
       this.failures = 0
       return this.set('direct', wg!.endpoint)
     }
+    // Relayed or waiting, and WireGuard moved to another direct address (the peer's packets came
+    // from there): verify it like a candidate, without pointing WireGuard anywhere.
+    if (
+      (this.state === 'relay' || this.state === 'waiting') &&
+      wg?.endpoint !== undefined &&
+      wg.endpoint !== relay &&
+      wg.endpoint !== this.lastTried &&
+      wg.endpoint !== this.endpoint &&
+      wg.lastHandshakeMs > 0 &&
+      now - wg.lastHandshakeMs < this.tuning.aliveMs
+    ) {
+      this.round = [wg.endpoint]
+      this.attempt = 0
+      this.attemptAt = now
+      this.rxBase = wg.rxBytes
+      this.handsOff = true
+      return this.set('probing', wg.endpoint)
+    }
 
     switch (this.state) {
       case 'direct':
@@ -158,7 +178,11 @@ export class PeerPath {
   private isLiveDirect(wg: WireGuardView | undefined, relay: string | undefined, now: number): boolean {
     if (wg === undefined || wg.endpoint === undefined || wg.endpoint === relay) return false
     if (wg.lastHandshakeMs <= 0 || now - wg.lastHandshakeMs >= this.tuning.aliveMs) return false
-    if (this.state !== 'probing') return true
+    // Proven before, or a session found at start-up: alive while it handshakes.
+    if (this.state === 'direct' || this.state === 'idle') return true
+    // Relayed or waiting: WireGuard may still show the candidate of the failed round; a move to
+    // another address is verified first (see update()).
+    if (this.state !== 'probing') return false
     // Bytes received since WireGuard was seen at the candidate, and it is still at a direct
     // address (the candidate, or wherever the peer's packets came from): they came directly.
     if (this.rxBase !== undefined) return wg.rxBytes > this.rxBase
@@ -179,6 +203,7 @@ export class PeerPath {
     this.attemptAt = now
     this.rxBase = undefined
     this.handsOff = false
+    this.lastTried = this.round[i]
     return this.set('probing', this.round[i])
   }
 
