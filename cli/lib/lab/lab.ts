@@ -564,11 +564,19 @@ export class Lab {
     return net.interface
   }
 
-  /** Public keys of the peers WireGuard itself has on an interface (`wg show IF peers`). */
+  /**
+   * Public keys of the mesh peers WireGuard itself has on an interface: those with allowed IPs
+   * (`wg show IF allowed-ips`). The controller's endpoint-discovery key, which meshd adds with no
+   * allowed IPs (it routes nothing), is left out.
+   */
   async wgPeers(node: LabNode, iface: string): Promise<string[]> {
-    const r = await run('wg', ['show', iface, 'peers'], {ns: node.ns, timeoutMs: 5000})
-    if (r.code !== 0) throw new Error(`wg show ${iface} peers in ${node.ns}: ${r.stderr.trim()}`)
-    return r.stdout.split('\n').filter(Boolean)
+    const r = await run('wg', ['show', iface, 'allowed-ips'], {ns: node.ns, timeoutMs: 5000})
+    if (r.code !== 0) throw new Error(`wg show ${iface} allowed-ips in ${node.ns}: ${r.stderr.trim()}`)
+    return r.stdout
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f.length >= 2 && f[1] !== '(none)')
+      .map((f) => f[0]!)
   }
 
   /** One ping from a node's namespace; true when it was answered within `waitS` seconds. */
