@@ -16,6 +16,7 @@
  * A replay from another address (to fake a node's endpoint) fails 4 or 7. What is left is an
  * on-path attacker racing the original packet, which WireGuard's own roaming also allows.
  */
+import {SourceRateLimiter} from '../../shared/net/source-rate-limit.js'
 import dgram from 'node:dgram'
 import net from 'node:net'
 import {DECODE_FAILURES, InitiationDecoder, type DecodeFailure, type DecoderWork} from './noise.js'
@@ -122,7 +123,7 @@ export class DiscoveryServer {
   readonly #limits: DiscoveryLimits
   readonly #now: () => number
   readonly #decoder: InitiationDecoder
-  readonly #sources = new Map<string, Bucket>()
+  readonly #sources: SourceRateLimiter
   readonly #ephemerals = new Set<string>()
   readonly #lastTimestamp = new Map<string, bigint>()
   readonly #global: Bucket
@@ -144,6 +145,12 @@ export class DiscoveryServer {
     this.#decoder = new InitiationDecoder(opts.privateKey, {staticCacheSize: this.#limits.staticCacheSize})
     this.publicKey = this.#decoder.publicKey
     this.#global = {tokens: this.#limits.globalDecodeRate, last: this.#now()}
+    this.#sources = new SourceRateLimiter({
+      perSecond: this.#limits.perSourceRate,
+      burst: this.#limits.perSourceBurst,
+      maxSources: this.#limits.maxSources,
+      clock: {now: this.#now},
+    })
   }
 
   /** Binds the UDP socket; resolves with the bound address. */
@@ -187,7 +194,7 @@ export class DiscoveryServer {
       dropped: {...this.#stats.dropped},
       work: {...this.#decoder.work},
       tables: {
-        sources: this.#sources.size,
+        sources: this.#sources.stats().sources,
         ephemerals: this.#ephemerals.size,
         keys: this.#lastTimestamp.size,
       },
@@ -206,7 +213,7 @@ export class DiscoveryServer {
     // 2. Per-source bucket, before any crypto.
     const now = this.#now()
     const address = normalizeAddress(from.address)
-    if (!this.#take(address, now)) return drop('rate')
+    if (!this.#sources.take(rateKey(address))) return drop('rate')
     // 3. mac1.
     const bad = this.#decoder.precheck(msg)
     if (bad) return drop(bad)
@@ -238,22 +245,6 @@ export class DiscoveryServer {
     } catch {
       this.#stats.observerErrors++
     }
-  }
-
-  #take(address: string, now: number): boolean {
-    const key = rateKey(address)
-    let b = this.#sources.get(key)
-    if (b)
-      this.#sources.delete(key) // re-insert below: Map order is our LRU order
-    else {
-      b = {tokens: this.#limits.perSourceBurst, last: now}
-      if (this.#sources.size >= this.#limits.maxSources) {
-        const oldest = this.#sources.keys().next().value
-        if (oldest !== undefined) this.#sources.delete(oldest)
-      }
-    }
-    this.#sources.set(key, b)
-    return takeToken(b, now, this.#limits.perSourceRate, this.#limits.perSourceBurst)
   }
 }
 

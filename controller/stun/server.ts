@@ -26,7 +26,7 @@ import {
   type StunAttribute,
   type StunMessage,
 } from '../../shared/stun/codec.js'
-import {SourceRateLimiter} from './rate-limit.js'
+import {SourceRateLimiter} from '../../shared/net/source-rate-limit.js'
 
 export interface StunServerOptions {
   /** Where Binding requests arrive (port 0: any free port). Must be a specific address for RFC 5780. */

@@ -18,6 +18,7 @@
  * its bounds.
  */
 
+import {SourceRateLimiter} from '../../shared/net/source-rate-limit.js'
 import {randomBytes} from 'node:crypto'
 import {performance} from 'node:perf_hooks'
 import {systemClock, type Clock, type TimerHandle} from '../../shared/clock.js'
@@ -97,7 +98,7 @@ interface Pending {
 
 export class Prober {
   private readonly pending = new Map<string, Pending>()
-  private readonly buckets = new Map<string, {tokens: number; at: number}>()
+  private readonly limiter: SourceRateLimiter
   private readonly counts: ProberStats = {
     received: 0,
     answered: 0,
@@ -107,9 +108,6 @@ export class Prober {
   private closed = false
   private readonly clock: Clock
   private readonly now: () => number
-  private readonly perSecond: number
-  private readonly burst: number
-  private readonly maxSources: number
 
   private constructor(
     private readonly sock: UdpSocket,
@@ -117,9 +115,12 @@ export class Prober {
   ) {
     this.clock = opts.clock ?? systemClock
     this.now = opts.now ?? (() => performance.now())
-    this.perSecond = opts.rateLimit?.perSecond ?? 20
-    this.burst = opts.rateLimit?.burst ?? 40
-    this.maxSources = opts.rateLimit?.maxSources ?? 1024
+    this.limiter = new SourceRateLimiter({
+      perSecond: opts.rateLimit?.perSecond ?? 20,
+      burst: opts.rateLimit?.burst ?? 40,
+      maxSources: opts.rateLimit?.maxSources ?? 1024,
+      clock: this.clock,
+    })
     sock.onMessage((data, from) => this.onMessage(data, from))
   }
 
@@ -188,7 +189,7 @@ export class Prober {
     this.counts.received++
     // Cheapest checks first: a wrong size costs nothing, the bucket one map lookup.
     if (data.length !== PROBE_PACKET_BYTES) return void this.counts.dropped.malformed++
-    if (!this.take(from.address)) return void this.counts.dropped['rate-limited']++
+    if (!this.limiter.take(from.address)) return void this.counts.dropped['rate-limited']++
     const msg = decodeProbe(data)
     if (msg === undefined) return void this.counts.dropped.malformed++
     if (msg.type === PROBE_REQUEST) {
@@ -202,26 +203,5 @@ export class Prober {
       return void this.counts.dropped['unexpected-reply']++
     this.counts.replies++
     this.settle(key, Math.max(0, this.now() - p.sentAt))
-  }
-
-  /** Per-source token bucket; the least recently seen source is evicted when the table is full. */
-  private take(source: string): boolean {
-    const now = this.clock.now()
-    let b = this.buckets.get(source)
-    if (b === undefined) {
-      if (this.buckets.size >= this.maxSources) {
-        const oldest = this.buckets.keys().next().value
-        if (oldest !== undefined) this.buckets.delete(oldest)
-      }
-      b = {tokens: this.burst, at: now}
-    } else {
-      this.buckets.delete(source)
-      b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) * this.perSecond) / 1000)
-      b.at = now
-    }
-    this.buckets.set(source, b)
-    if (b.tokens < 1) return false
-    b.tokens -= 1
-    return true
   }
 }

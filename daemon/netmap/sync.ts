@@ -6,7 +6,7 @@
  */
 import WebSocket from 'ws'
 import {MAX_NETMAP_FRAME_BYTES} from '../../shared/limits.js'
-import {WS_PATHS, LIMITS} from '../../shared/protocol/control-api.js'
+import {WS_PATHS} from '../../shared/protocol/control-api.js'
 import {CLOSE, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
 import {parseServerFrame} from './parse.js'
 
@@ -204,6 +204,3 @@ export class NetmapSync {
     })
   }
 }
-
-/** The largest report frame the controller accepts (it drops bigger ones). */
-export const MAX_REPORT_BYTES = LIMITS.maxFrameBytes

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import {FakeClock} from '../../shared/testing/fake-clock.js'
-import {SourceRateLimiter} from './rate-limit.js'
+import {FakeClock} from '../testing/fake-clock.js'
+import {SourceRateLimiter} from './source-rate-limit.js'
 
 describe('SourceRateLimiter', () => {
   it('lets a burst through, then refuses until tokens refill at the sustained rate', () => {

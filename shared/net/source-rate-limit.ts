@@ -7,7 +7,7 @@
  * can never lock out a real one.
  */
 
-import type {Clock} from '../../shared/clock.js'
+import type {Clock} from '../clock.js'
 
 export interface SourceRateLimitOptions {
   /** Tokens added per second (sustained packets per second per source). */
@@ -16,7 +16,8 @@ export interface SourceRateLimitOptions {
   readonly burst: number
   /** Most sources tracked at once. */
   readonly maxSources: number
-  readonly clock: Clock
+  /** Only its now() is read. */
+  readonly clock: Pick<Clock, 'now'>
 }
 
 interface Bucket {
