@@ -37,7 +37,8 @@ import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
-import {Prober} from './nat/probe.js'
+import {Prober, type UpgradeMessage} from './nat/probe.js'
+import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
 import {RelayClient} from './relay/client.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
@@ -77,11 +78,17 @@ export interface BackendOptions {
 export const applyRetryDelay = (attempt: number, random = Math.random): number =>
   backoffDelay(attempt, 5_000, 5 * 60_000, random)
 
-/** How often peer paths are re-checked while one of them probes a candidate, and otherwise. */
+/**
+ * How often peer paths are re-checked while a network has peers (a dead direct path must be back
+ * on the relay within a few seconds), and otherwise.
+ */
 export const PATH_TICK_FAST_MS = 1_000
 export const PATH_TICK_SLOW_MS = 5_000
-/** Probes sent through the tunnel per path check, to peers trying a candidate. */
+/** Probes sent through the tunnel per path check (candidates being tried, stalled direct paths). */
 const MAX_PROBES_PER_TICK = 64
+/** Latency probes per path check, and how old a peer's last measurement may get. */
+const MAX_LATENCY_PROBES_PER_TICK = 16
+export const LATENCY_EVERY_MS = 30_000
 /** Keepalive of the discovery peer: below 5 s, wireguard-go keeps sending initiations. */
 export const DISCOVERY_KEEPALIVE = 4
 
@@ -118,6 +125,11 @@ interface NetRuntime {
   discoveryEndpoint: string | undefined
   /** Answers `mesh ping` probes on this node's mesh address (started once the address is up). */
   prober: Prober | undefined
+  /** Relay -> direct upgrades of this network's peers (started with the prober). */
+  upgrader: Upgrader | undefined
+  /** Throwaway peers an upgrade opened the NAT with, by public key: kept in the desired config
+   *  while they live, so an apply in between does not remove them. */
+  punch: Map<string, PeerConfig>
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -334,6 +346,8 @@ export class Backend {
       shims: new Map(),
       discoveryEndpoint: undefined,
       prober: undefined,
+      upgrader: undefined,
+      punch: new Map(),
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -608,7 +622,7 @@ export class Backend {
       address: `${this.selfAddress(rt)}/${cidr?.prefix ?? 32}`,
       mtu: DEFAULT_MTU,
       // A pending or disabled node gets no peers, whatever the map says.
-      peers: !active ? [] : [...this.meshPeerConfigs(rt), ...this.discoveryPeer(rt)],
+      peers: !active ? [] : [...this.meshPeerConfigs(rt), ...this.discoveryPeer(rt), ...rt.punch.values()],
     }
   }
 
@@ -667,8 +681,8 @@ export class Backend {
 
   /**
    * Before paths are updated: the discovery peer's endpoint, the relay client when the netmap
-   * names a relay, and a local relay endpoint for each peer that needs one (no candidates, or no
-   * candidate answered); the others get none, so a big network costs no sockets while direct.
+   * names a relay, and a local relay endpoint for every peer (relay first: a new peer is reached
+   * through the relay at once, and a direct path that dies falls back to it within seconds).
    */
   private async prepareNat(rt: NetRuntime): Promise<void> {
     const nat = rt.netmap?.nat
@@ -679,11 +693,7 @@ export class Backend {
       return
     }
     const peers = this.usablePeers(rt)
-    const subnets = localSubnets(this.meshInterfaces())
-    const needy = peers.filter((p) => {
-      const state = rt.paths.get(p.publicKey)?.current.state
-      return state === 'waiting' || state === 'relay' || orderCandidates(p, subnets).length === 0
-    })
+    const needy = peers
     const wanted = new Set(peers.map((p) => p.id))
     for (const id of [...rt.shims.keys()]) {
       if (wanted.has(id)) continue
@@ -691,11 +701,21 @@ export class Backend {
       await rt.relay?.release(id).catch(() => {})
     }
     if (needy.length === 0) return
-    rt.relay ??= new RelayClient({
-      controller: relayInfo.url ?? rt.record.controller,
-      credential: rt.credential,
-      wireGuardPort: rt.record.listenPort,
-    })
+    if (!rt.relay) {
+      const relay = new RelayClient({
+        controller: relayInfo.url ?? rt.record.controller,
+        credential: rt.credential,
+        wireGuardPort: rt.record.listenPort,
+      })
+      rt.relay = relay
+      // Peers go through the relay as soon as it is open, not at the next path check.
+      void relay.whenOpen().then(
+        () => {
+          if (rt.relay === relay) void this.reconcile(rt, 'relay open').catch(() => {})
+        },
+        () => {},
+      )
+    }
     for (const p of needy) {
       if (rt.shims.has(p.id)) continue
       const shim = await rt.relay.shimFor(p.id).catch((err: unknown) => {
@@ -715,7 +735,11 @@ export class Backend {
     const address = this.selfAddress(rt)
     if (rt.prober?.address === address) return
     this.closeProber(rt)
-    const prober = await Prober.start({address, log: this.log.child({network: rt.record.name})}).catch(
+    const prober = await Prober.start({
+      address,
+      log: this.log.child({network: rt.record.name}),
+      onControl: (msg, from) => this.onUpgradeMessage(rt, msg, from.address),
+    }).catch(
       (err: unknown) => {
         this.log.debug({network: rt.record.name, err: String(err)}, 'ping responder not started')
         return undefined
@@ -723,12 +747,87 @@ export class Backend {
     )
     // A down, leave or stop that ran meanwhile wins.
     if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) prober?.close()
-    else rt.prober = prober
+    else if (prober) {
+      rt.prober = prober
+      rt.upgrader = new Upgrader(this.upgradeLink(rt))
+    }
   }
 
   private closeProber(rt: NetRuntime): void {
+    rt.upgrader?.close()
+    rt.upgrader = undefined
     rt.prober?.close()
     rt.prober = undefined
+    rt.punch.clear()
+  }
+
+  /** What an upgrade of this network's peers works with (daemon/nat/upgrade.ts). */
+  private upgradeLink(rt: NetRuntime): UpgradeLink {
+    const driver = this.opts.driver
+    const iface = (): string => rt.record.interface
+    return {
+      clock: this.clock,
+      read: async (key) => {
+        const st = await driver.read(iface()).catch(() => undefined)
+        const p = st?.peers.find((x) => x.publicKey === key)
+        return p && {endpoint: p.endpoint, lastHandshakeMs: p.lastHandshakeMs, rxBytes: p.rxBytes, txBytes: p.txBytes}
+      },
+      setEndpoint: (key, endpoint) => driver.setPeers(iface(), [{publicKey: key, endpoint}]),
+      openNat: async (targets) => {
+        // Random keys nobody holds: WireGuard sends one handshake initiation to each target from
+        // its own port, which opens this node's NAT toward it; nothing is ever routed to them.
+        const peers: PeerConfig[] = targets.map((endpoint) => ({
+          publicKey: generateKeyPair().publicKey,
+          allowedIps: [],
+          endpoint,
+          persistentKeepalive: 1,
+        }))
+        for (const p of peers) rt.punch.set(p.publicKey, p)
+        const close = async (): Promise<void> => {
+          for (const p of peers) rt.punch.delete(p.publicKey)
+          await driver.setPeers(iface(), peers.map((p) => ({publicKey: p.publicKey, remove: true})))
+        }
+        try {
+          await driver.setPeers(
+            iface(),
+            peers.map((p) => ({publicKey: p.publicKey, endpoint: p.endpoint, persistentKeepalive: 1})),
+          )
+        } catch (err) {
+          await close().catch(() => {})
+          throw err
+        }
+        return close
+      },
+      shim: (id) => {
+        const endpoint = rt.shims.get(id)
+        const relay = rt.relay
+        if (endpoint === undefined || !relay?.connected) return undefined
+        return {endpoint, setMode: (mode, hold) => void relay.setMode(id, mode, hold)}
+      },
+      ping: (address, timeoutMs) => rt.prober?.ping(address, {timeoutMs}) ?? Promise.resolve(null),
+      send: (address, msg) => rt.prober?.sendControl(address, msg),
+      log: this.log.child({network: rt.record.name}),
+    }
+  }
+
+  /** A peer as an upgrade sees it: its candidates in this node's order. */
+  private upgradePeer(p: Peer): UpgradePeer {
+    return {
+      id: p.id,
+      publicKey: p.publicKey,
+      address: p.address,
+      candidates: orderCandidates(p, localSubnets(this.meshInterfaces())),
+    }
+  }
+
+  /** An upgrade message from the tunnel: only from a peer of this network, to its own path. */
+  private onUpgradeMessage(rt: NetRuntime, msg: UpgradeMessage, from: string): void {
+    const peer = this.usablePeers(rt).find((p) => p.address === from)
+    const path = peer && rt.paths.get(peer.publicKey)
+    if (!peer || !path || !rt.upgrader) return
+    void rt.upgrader.onMessage(this.upgradePeer(peer), path, msg).then((res) => {
+      if (res === 'direct') this.report(rt)
+    })
   }
 
   private async closeRelay(rt: NetRuntime): Promise<void> {
@@ -742,8 +841,9 @@ export class Backend {
    * Feeds each peer's path with what WireGuard shows now and the peer's candidates, and drops the
    * paths of peers that are gone. Returns whether a path wants an endpoint WireGuard does not have.
    */
-  private updatePaths(rt: NetRuntime, state: InterfaceState | undefined): boolean {
+  private updatePaths(rt: NetRuntime, state: InterfaceState | undefined, probe: Peer[] = []): boolean {
     const now = this.clock.now()
+    const relayUp = rt.relay?.connected === true
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
     const subnets = localSubnets(this.meshInterfaces())
     const keep = new Set<string>()
@@ -757,10 +857,11 @@ export class Backend {
       const candidates = orderCandidates(p, subnets)
       const d = path.update({
         candidates,
-        relay: rt.shims.get(p.id),
-        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs, rxBytes: l.rxBytes},
+        relay: relayUp ? rt.shims.get(p.id) : undefined,
+        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs, rxBytes: l.rxBytes, txBytes: l.txBytes},
         now,
       })
+      if (d.probe) probe.push(p)
       if (d.state !== before.state)
         this.log.info(
           {
@@ -783,8 +884,9 @@ export class Backend {
   }
 
   /**
-   * Re-checks the paths of every network that is up: fast while a peer probes a candidate (an
-   * attempt lasts seconds), slowly otherwise. Runs without a controller: paths are data plane.
+   * Re-checks the paths of every network that is up, every PATH_TICK_FAST_MS while it has peers
+   * (a stalled direct path is caught within seconds), slowly otherwise. Runs without a
+   * controller: paths are data plane.
    */
   private schedulePaths(ms: number): void {
     if (this.closed) return
@@ -794,39 +896,75 @@ export class Backend {
   }
 
   /**
-   * One round of path checks (the timer runs it; tests call it after moving a fake clock).
-   * Returns whether a peer is probing, which calls for the fast tick.
+   * One round of path checks (the timer runs it; tests call it after moving a fake clock):
+   * paths updated from WireGuard, probes to peers that need one, the upgrades this node leads,
+   * latency samples. Returns whether a network has peers, which calls for the fast tick.
    */
   async checkPaths(): Promise<boolean> {
     let fast = false
     for (const rt of [...this.nets.values()]) {
       if (!rt.record.up || rt.paths.size === 0) continue
+      fast = true
       const state = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
       if (!state) continue
       const needsRelay = [...rt.paths.values()].some(
         (p) => p.current.state === 'waiting' && rt.netmap?.nat?.relays?.length,
       )
-      if (this.updatePaths(rt, state) || needsRelay) await this.reconcile(rt, 'path change').catch(() => {})
-      if ([...rt.paths.values()].some((p) => p.current.state === 'probing')) fast = true
-      this.probeCandidates(rt)
+      const stalled: Peer[] = []
+      if (this.updatePaths(rt, state, stalled) || needsRelay) await this.reconcile(rt, 'path change').catch(() => {})
+      this.probePeers(rt, stalled)
+      this.startUpgrades(rt)
     }
     return fast
   }
 
   /**
-   * Sends one probe through the tunnel to each peer whose path is trying a candidate (at most
-   * MAX_PROBES_PER_TICK a tick): its answer is the traffic that proves the candidate, also for an
-   * idle pair. Fire and forget; the next check reads what arrived.
+   * Sends one probe through the tunnel to each peer whose path is trying a candidate or whose
+   * direct path went quiet while packets went out (their answers are the traffic that proves or
+   * clears the path, also for an idle pair), and latency samples to online peers measured longer
+   * than LATENCY_EVERY_MS ago. Bounded per tick; fire and forget, the next check reads the result.
    */
-  private probeCandidates(rt: NetRuntime): void {
+  private probePeers(rt: NetRuntime, stalled: readonly Peer[]): void {
     const prober = rt.prober
     if (!prober) return
     let sent = 0
+    const now = this.clock.now()
+    const probing = this.usablePeers(rt).filter((p) => rt.paths.get(p.publicKey)?.current.state === 'probing')
+    for (const p of [...stalled, ...probing]) {
+      if (sent++ >= MAX_PROBES_PER_TICK) break
+      const path = rt.paths.get(p.publicKey)
+      void prober
+        .ping(p.address, {timeoutMs: PATH_TICK_FAST_MS})
+        .then((ms) => ms !== null && path?.noteLatency(ms, this.clock.now()))
+    }
+    let sampled = 0
     for (const p of this.usablePeers(rt)) {
-      if (sent >= MAX_PROBES_PER_TICK) break
-      if (rt.paths.get(p.publicKey)?.current.state !== 'probing') continue
-      sent++
-      void prober.ping(p.address, {timeoutMs: PATH_TICK_FAST_MS}).catch(() => undefined)
+      if (sampled >= MAX_LATENCY_PROBES_PER_TICK) break
+      const path = rt.paths.get(p.publicKey)
+      const state = path?.current.state
+      if (!path || (state !== 'direct' && state !== 'relay')) continue
+      if (path.latency.at !== 0 && now - path.latency.at < LATENCY_EVERY_MS) continue
+      sampled++
+      // Marked as measured now, so a peer that never answers is retried later, not every tick.
+      path.latencyAsked(now)
+      void prober.ping(p.address, {timeoutMs: 2_000}).then((ms) => {
+        if (ms !== null) path.noteLatency(ms, this.clock.now())
+      })
+    }
+  }
+
+  /** Starts the due upgrades of the relayed peers this node leads (the Upgrader bounds how many). */
+  private startUpgrades(rt: NetRuntime): void {
+    const upgrader = rt.upgrader
+    if (!upgrader) return
+    const now = this.clock.now()
+    for (const p of this.usablePeers(rt)) {
+      if (upgrader.active >= DEFAULT_UPGRADE_TUNING.maxConcurrent) break
+      const path = rt.paths.get(p.publicKey)
+      if (!path?.upgradeDue(now) || !leads(rt.record.publicKey, p.publicKey)) continue
+      void upgrader.lead(this.upgradePeer(p), path).then((res) => {
+        if (res === 'direct') this.report(rt)
+      })
     }
   }
 

@@ -75,21 +75,23 @@ describe('peer paths', () => {
       (p) => p.name === 'far',
     )!
 
-  it('tries candidates best first, moves on after an attempt without a handshake, and keeps a proven one', async () => {
-    await waitFor('the peer on its first candidate', () => peer()?.endpoint === FIRST)
-    expect((await status()).path).toBe('probing')
-    await pass(DEFAULT_TUNING.attemptMs)
-    expect(peer()?.endpoint).toBe(SECOND)
-    // Traffic received there proves the path (a handshake, then the probes' answers).
-    setPeer({lastHandshakeMs: clock.now(), rxBytes: 92})
-    await pass(1_000)
-    expect((await status()).path).toBe('direct')
-    expect((await status()).endpoint).toBe(SECOND)
+  const RELAYED = /^127\.0\.0\.1:\d+$/
+
+  it('reaches a new peer through the relay at once, although it has direct candidates', async () => {
+    await waitFor('the peer on the relay', () => RELAYED.test(peer()?.endpoint ?? ''))
+    expect((await status()).path).toBe('relay')
+    // Candidates are never forced on WireGuard while relayed: upgrades switch in a coordinated
+    // way (daemon/nat/upgrade.ts), not by the path tick.
+    await pass(10_000)
+    expect(peer()?.endpoint).toMatch(RELAYED)
+    expect(d.fake.calls.some((c) => c.endpoints?.[peerKey] === FIRST || c.endpoints?.[peerKey] === SECOND)).toBe(
+      false,
+    )
   })
 
-  it('adopts an endpoint WireGuard roamed to instead of forcing a candidate back', async () => {
+  it('adopts the direct address WireGuard roamed to while relayed (the other side switched), touching nothing', async () => {
     const roamed = '203.0.113.99:61000'
-    setPeer({endpoint: roamed, lastHandshakeMs: clock.now()})
+    setPeer({endpoint: roamed, lastHandshakeMs: clock.now(), rxBytes: (peer()?.rxBytes ?? 0) + 500})
     const applies = d.fake.calls.length
     await pass(10_000)
     expect((await status()).endpoint).toBe(roamed)
@@ -98,23 +100,16 @@ describe('peer paths', () => {
     expect(d.fake.calls.slice(applies).filter((c) => c.updated?.includes(peerKey))).toEqual([])
   })
 
-  it('starts over from the best candidate once the direct path is quiet for aliveMs, then falls back to the relay', async () => {
-    const applies = d.fake.calls.length
+  it('falls back to the relay within a few seconds when packets go out and nothing comes back', async () => {
     const start = clock.now()
-    for (let i = 0; i < 300 && (await status()).path !== 'relay'; i++) await pass(1_000)
+    let tx = peer()?.txBytes ?? 0
+    for (let i = 0; i < 10 && (await status()).path !== 'relay'; i++) {
+      tx += 148
+      setPeer({txBytes: tx})
+      await pass(1_000)
+    }
     expect((await status()).path).toBe('relay')
-    // Quiet for aliveMs, then one attempt per candidate.
-    expect(clock.now() - start).toBeGreaterThanOrEqual(
-      DEFAULT_TUNING.aliveMs - 10_000 + 2 * DEFAULT_TUNING.attemptMs,
-    )
-    // It went back to the first candidate, tried the second, and went to the controller's relay
-    // (a local endpoint of meshd's relay client for this peer).
-    const endpoints = d.fake.calls
-      .slice(applies)
-      .filter((c) => c.updated?.includes(peerKey))
-      .map((c) => c.endpoints?.[peerKey])
-    expect(endpoints.slice(0, 2)).toEqual([FIRST, SECOND])
-    expect(endpoints.slice(2).every((e) => e === FIRST || /^127\.0\.0\.1:\d+$/.test(e ?? ''))).toBe(true)
-    expect(peer()?.endpoint).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect(clock.now() - start).toBeLessThanOrEqual(DEFAULT_TUNING.deadMs + 1_000)
+    expect(peer()?.endpoint).toMatch(RELAYED)
   })
 })

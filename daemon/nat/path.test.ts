@@ -136,183 +136,143 @@ describe('PeerPath without a relay', () => {
   })
 })
 
-describe('PeerPath with a relay', () => {
-  const fail = (p: PeerPath, candidates: string[], from: number): number => {
-    let now = from
-    if (p.current.state === 'idle') p.update({candidates, relay: RELAY, wg: undefined, now})
-    for (let i = 0; i < candidates.length; i++) {
-      now += DEFAULT_TUNING.attemptMs
-      p.update({candidates, relay: RELAY, wg: wg(RELAY, 0), now})
-    }
-    return now
-  }
+describe('PeerPath with a relay (relay first, then upgrades)', () => {
+  const up = (p: PeerPath, candidates: string[], w: WireGuardView | undefined, now: number) =>
+    p.update({candidates, relay: RELAY, wg: w, now})
+  const tx = (endpoint: string, hs: number, rx: number, txBytes: number): WireGuardView => ({
+    endpoint,
+    lastHandshakeMs: hs,
+    rxBytes: rx,
+    txBytes,
+  })
 
-  it('tries the candidates first and falls back to the relay when none answers', () => {
+  it('goes through the relay at once, also when the peer has candidates, and an upgrade is due at once', () => {
     const p = new PeerPath()
-    expect(p.update({candidates: [LAN, PUB], relay: RELAY, wg: undefined, now: T0}).endpoint).toBe(LAN)
-    const t = fail(p, [LAN, PUB], T0)
-    expect(p.current).toEqual({state: 'relay', endpoint: RELAY})
+    expect(up(p, [LAN, PUB], undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(p.upgradeDue(T0)).toBe(true)
     // Handshakes through the relay are not direct.
-    expect(p.update({candidates: [LAN, PUB], relay: RELAY, wg: wg(RELAY, t + 100), now: t + 200}).state).toBe(
-      'relay',
-    )
+    expect(up(p, [LAN, PUB], wg(RELAY, T0 + 100, 500), T0 + 200).state).toBe('relay')
   })
 
-  it('goes through the relay at once for a peer without candidates', () => {
+  it('goes through the relay for a peer without candidates, with no upgrade to try', () => {
     const p = new PeerPath()
-    expect(p.update({candidates: [], relay: RELAY, wg: undefined, now: T0})).toEqual({
-      state: 'relay',
-      endpoint: RELAY,
-    })
+    expect(up(p, [], undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(p.upgradeDue(T0 + 60_000)).toBe(false)
   })
 
-  it('retries direct from the relay with a growing backoff, up to retryMaxMs', () => {
+  it('stops a round of candidates and goes to the relay as soon as the relay is usable', () => {
     const p = new PeerPath()
-    let now = fail(p, [PUB], T0)
-    const rounds: number[] = []
-    for (let i = 0; i < 3000 && rounds.length < 8; i++) {
-      now += 1000
-      const before = p.current.state
-      const d = p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, now), now})
-      if (before === 'relay' && d.state === 'probing') rounds.push(now)
+    expect(p.update({candidates: [PUB], relay: undefined, wg: undefined, now: T0}).endpoint).toBe(PUB)
+    expect(up(p, [PUB], wg(PUB, 0), T0 + 500)).toEqual({state: 'relay', endpoint: RELAY})
+    // WireGuard still shows the candidate until the relay is applied: that is no roam.
+    expect(up(p, [PUB], wg(PUB, T0 + 400, 100), T0 + 600).state).toBe('relay')
+    expect(p.upgradeDue(T0 + 600)).toBe(false)
+    up(p, [PUB], wg(RELAY, T0 + 400, 200), T0 + 700)
+    expect(p.upgradeDue(T0 + 700)).toBe(true)
+  })
+
+  it('adopts a direct address WireGuard roamed to while relayed: the other side switched', () => {
+    const p = new PeerPath()
+    up(p, [PUB], wg(RELAY, T0, 1000), T0)
+    const roamed = '203.0.113.50:61000'
+    expect(up(p, [PUB], wg(roamed, T0, 1200), T0 + 600)).toEqual({state: 'direct', endpoint: roamed})
+  })
+
+  it('leaves WireGuard alone during an upgrade switch and takes the outcome it is told', () => {
+    const p = new PeerPath()
+    up(p, [PUB], wg(RELAY, T0, 1000), T0)
+    p.beginSwitch(PUB, T0 + 10)
+    expect(p.current).toEqual({state: 'probing', endpoint: undefined})
+    // Whatever WireGuard shows meanwhile (the switch's own endpoint, a roam) changes nothing.
+    expect(up(p, [PUB], wg(PUB, T0, 1000), T0 + 100)).toEqual({state: 'probing', endpoint: undefined})
+    p.upgradeSucceeded(PUB, T0 + 200)
+    expect(up(p, [PUB], wg(PUB, T0, 1100), T0 + 300)).toEqual({state: 'direct', endpoint: PUB})
+  })
+
+  it('backs off after failed upgrades, doubling from upgradeBaseMs up to upgradeMaxMs, and a new candidate resets it', () => {
+    const p = new PeerPath()
+    let now = T0
+    up(p, [PUB], wg(RELAY, now, 1000), now)
+    const gaps: number[] = []
+    for (let i = 0; i < 8; i++) {
+      const start = now
+      p.beginSwitch(PUB, now)
+      p.upgradeFailed(RELAY, now)
+      up(p, [PUB], wg(RELAY, now, 1000), now) // the relay is applied again
+      while (!p.upgradeDue(now)) now += 100
+      gaps.push(now - start)
     }
-    const gaps = rounds.slice(1).map((t, i) => t - rounds[i]!)
+    expect(gaps[0]).toBe(DEFAULT_TUNING.upgradeBaseMs)
     for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThanOrEqual(gaps[i - 1]!)
-    expect(Math.max(...gaps)).toBeLessThanOrEqual(DEFAULT_TUNING.attemptMs + DEFAULT_TUNING.retryMaxMs + 1000)
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(DEFAULT_TUNING.attemptMs + DEFAULT_TUNING.retryBaseMs)
+    expect(Math.max(...gaps)).toBe(DEFAULT_TUNING.upgradeMaxMs)
+    p.upgradeFailed(RELAY, now)
+    expect(p.upgradeDue(now + 1)).toBe(false)
+    up(p, ['198.51.100.8:40002'], wg(RELAY, now, 1000), now + 1)
+    expect(p.upgradeDue(now + 1)).toBe(true)
   })
 
-  it('takes traffic received while WireGuard still points at the candidate as proof of a direct path', () => {
+  it('alternates the side that switches and walks through the candidates', () => {
     const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    const retry = t + DEFAULT_TUNING.retryBaseMs
-    // An old session (handshake through the relay before the attempt) keeps running.
-    const hs = retry - 30_000
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry}).endpoint).toBe(
-      PUB,
-    )
-    // First look at the candidate: the baseline.
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000}).state).toBe(
-      'probing',
-    )
-    // More bytes, and WireGuard still at the candidate: they came directly.
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1500), now: retry + 2000})).toEqual({
-      state: 'direct',
-      endpoint: PUB,
-    })
-  })
-
-  it('does not take a relayed handshake that raced the switch to the candidate as proof', () => {
-    const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    const retry = t + DEFAULT_TUNING.retryBaseMs
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, retry - 30_000, 1000), now: retry})
-    // A handshake through the relay landed just after the switch was decided; the apply then
-    // pointed WireGuard at the candidate again, so it shows the candidate with a fresh handshake.
-    expect(
-      p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, retry + 10, 1100), now: retry + 1000}).state,
-    ).toBe('probing')
-    expect(
-      p.update({
-        candidates: [PUB],
-        relay: RELAY,
-        wg: wg(PUB, retry + 10, 1100),
-        now: retry + DEFAULT_TUNING.attemptMs,
-      }),
-    ).toEqual({
-      state: 'relay',
-      endpoint: RELAY,
-    })
+    up(p, [LAN, PUB], undefined, T0)
+    expect([0, 1, 2, 3, 4].map(() => p.nextUpgrade(2))).toEqual([
+      {mode: 'open', index: 0},
+      {mode: 'switch', index: 0},
+      {mode: 'open', index: 1},
+      {mode: 'switch', index: 1},
+      {mode: 'open', index: 0},
+    ])
   })
 
   it('follows the other side back to the relay when WireGuard moved there from a direct path', () => {
     const p = new PeerPath()
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0 - 1000), now: T0})
+    up(p, [PUB], wg(PUB, T0 - 1000), T0)
     expect(p.current.state).toBe('direct')
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, T0 + 900), now: T0 + 1000})).toEqual({
-      state: 'relay',
-      endpoint: RELAY,
-    })
+    expect(up(p, [PUB], wg(RELAY, T0 + 900), T0 + 1000)).toEqual({state: 'relay', endpoint: RELAY})
   })
 
-  it('does not take the candidate WireGuard still shows after a failed round, with a relayed handshake, as direct', () => {
+  it('asks for a probe when packets go out and nothing comes back, and falls back to the relay after deadMs', () => {
     const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    // Read before the relay endpoint was applied: the candidate, and a handshake through the relay.
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t - 100, 900), now: t + 50})).toEqual({
-      state: 'relay',
-      endpoint: RELAY,
-    })
-  })
-
-  it('leaves WireGuard where relayed packets moved it during an attempt, so they cannot pass for proof', () => {
-    const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    const retry = t + DEFAULT_TUNING.retryBaseMs
-    const hs = retry - 30_000
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry}).endpoint).toBe(
-      PUB,
-    )
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000})
-    // Relayed packets moved WireGuard back to the relay: no endpoint to apply, no proof.
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1400), now: retry + 2000})).toEqual({
-      state: 'probing',
-      endpoint: undefined,
-    })
-  })
-
-  it('does not take bytes that moved WireGuard back to the relay as proof', () => {
-    const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    const retry = t + DEFAULT_TUNING.retryBaseMs
-    const hs = retry - 30_000
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1000), now: retry})
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, hs, 1000), now: retry + 1000})
-    expect(
-      p.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, hs, 1500), now: retry + 2000}).state,
-    ).toBe('probing')
-    expect(
-      p.update({
-        candidates: [PUB],
-        relay: RELAY,
-        wg: wg(RELAY, hs, 2000),
-        now: retry + DEFAULT_TUNING.attemptMs,
-      }),
-    ).toEqual({state: 'relay', endpoint: RELAY})
-  })
-
-  it('falls back when a direct path dies, and a new candidate starts a round at once', () => {
-    const p = new PeerPath()
-    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: T0})
+    up(p, [PUB], tx(PUB, T0, 1000, 1000), T0)
     expect(p.current.state).toBe('direct')
-    const dead = T0 + DEFAULT_TUNING.aliveMs + 1
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: dead}).state).toBe('probing')
-    const t = dead + DEFAULT_TUNING.attemptMs
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, T0), now: t})).toEqual({
+    // Sending, nothing back.
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 1500), T0 + 1000)).toEqual({state: 'direct', endpoint: PUB})
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 1800), T0 + DEFAULT_TUNING.stallMs)).toEqual({
+      state: 'direct',
+      endpoint: PUB,
+      probe: true,
+    })
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 2000), T0 + DEFAULT_TUNING.deadMs)).toEqual({
       state: 'relay',
       endpoint: RELAY,
     })
-    const moved = '198.51.100.8:40002'
-    expect(p.update({candidates: [moved], relay: RELAY, wg: wg(RELAY, t), now: t + 1})).toEqual({
-      state: 'probing',
-      endpoint: moved,
-    })
+    // WireGuard still shows the dead endpoint until the relay is applied: no roam, no upgrade yet.
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 2100), T0 + DEFAULT_TUNING.deadMs + 500).state).toBe('relay')
+    up(p, [PUB], tx(RELAY, T0, 1100, 2200), T0 + DEFAULT_TUNING.deadMs + 1000)
+    expect(p.upgradeDue(T0 + DEFAULT_TUNING.deadMs + DEFAULT_TUNING.reupgradeMs)).toBe(true)
   })
 
-  it('verifies a direct address WireGuard roamed to while relayed (the other side switched first), then adopts it', () => {
+  it('keeps a direct path whose packets are answered, and an idle one that sends nothing', () => {
     const p = new PeerPath()
-    const t = fail(p, [PUB], T0)
-    const roamed = '203.0.113.50:61000'
-    // WireGuard is left where it roamed while bytes are counted there.
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(roamed, t + 500, 2000), now: t + 600})).toEqual({
-      state: 'probing',
-      endpoint: undefined,
+    up(p, [PUB], tx(PUB, T0, 1000, 1000), T0)
+    for (let i = 1; i <= 20; i++)
+      expect(up(p, [PUB], tx(PUB, T0, 1000 + i * 50, 1000 + i * 60), T0 + i * 1000).state).toBe('direct')
+    // Idle: nothing either way for a minute.
+    for (let i = 21; i <= 80; i++)
+      expect(up(p, [PUB], tx(PUB, T0 + 60_000, 2000, 2200), T0 + i * 1000).state).toBe('direct')
+  })
+})
+
+describe('PeerPath without a relay, when a direct path dies', () => {
+  it('starts a new round of candidates after deadMs without an answer', () => {
+    const p = new PeerPath()
+    p.update({candidates: [PUB], relay: undefined, wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 10}, now: T0})
+    expect(p.current.state).toBe('direct')
+    const d = p.update({
+      candidates: [PUB],
+      relay: undefined,
+      wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 900},
+      now: T0 + DEFAULT_TUNING.deadMs,
     })
-    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(roamed, t + 500, 2300), now: t + 1600})).toEqual(
-      {
-        state: 'direct',
-        endpoint: roamed,
-      },
-    )
+    expect(d).toEqual({state: 'probing', endpoint: PUB})
   })
 })

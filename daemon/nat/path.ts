@@ -4,23 +4,30 @@
  * Endpoint choice used to live in the WireGuard diff, which kept any endpoint that handshook in
  * the last 3 minutes. A relayed peer keeps handshaking, so a switch to direct (and back) would
  * have been refused for minutes. Here one small state machine per peer decides, from what
- * WireGuard shows (endpoint, last handshake) and the peer's candidates; the diff applies what it
- * is told. It holds no timers and reads no clock: the caller passes `now` on every update, so
- * tests drive it through any timeline without waiting.
+ * WireGuard shows (endpoint, last handshake, bytes) and the peer's candidates; the diff applies
+ * what it is told. It holds no timers and reads no clock: the caller passes `now` on every
+ * update, so tests drive it through any timeline without waiting.
+ *
+ * With a relay (the netmap names one and its socket is open) the peer goes through the relay at
+ * once, and direct is reached by upgrades (daemon/nat/upgrade.ts) that never take the relayed
+ * session down: WireGuard is pointed at a candidate only for the short, coordinated switch of
+ * an upgrade. Without a relay, the candidates are tried one after the other (probing).
  *
  * States:
- * - `probing`: WireGuard is pointed at one direct candidate after the other, best first, each for
- *   `attemptMs`. Proof: traffic from the peer while WireGuard still points at the candidate
- *   (WireGuard moves its endpoint to the source of every authenticated packet, so packets that
- *   came another way would have moved it there), or a handshake from wherever it roamed to.
- * - `direct`: a direct endpoint handshook within `aliveMs`. Where WireGuard roamed to (an
- *   authenticated packet from a new address) is adopted, never fought.
- * - `relay`: no candidate answered: the peer goes through the relay's local endpoint, and the
- *   candidates are tried again after a backoff (`retryBaseMs` doubling up to `retryMaxMs`, reset
- *   when the candidates change), so a pair that can never go direct costs little. While a retry
- *   fails, the other side's relayed packets move WireGuard back to the relay by themselves.
- * - `waiting`: like relay, without a relay: the first candidate stays set (the peer may still
- *   reach this node there) until the next round.
+ * - `relay`: through the relay's local endpoint. An upgrade is due at `retryAt` (at once for a
+ *   new peer, then with a backoff from `upgradeBaseMs` doubling up to `upgradeMaxMs`, reset when
+ *   the candidates change), so a pair that can never go direct costs little. When WireGuard
+ *   roams away from the relay (an authenticated packet came from a direct address: the other
+ *   side switched), that address is adopted as direct.
+ * - `probing`: without a relay, WireGuard is pointed at one direct candidate after the other,
+ *   best first, each for `attemptMs`; proof is traffic from the peer while WireGuard still points
+ *   at the candidate, or a handshake from wherever it roamed to. With a relay, `probing` is the
+ *   switch of an upgrade, owned by the upgrade until it ends.
+ * - `direct`: a direct endpoint handshook within `aliveMs`. Where WireGuard roamed to is adopted,
+ *   never fought. When packets go out and nothing comes back for `stallMs` the decision asks for
+ *   a probe; after `deadMs` the path is dead: back to the relay (or to probing without one).
+ * - `waiting`: no relay and no candidate answered: the first candidate stays set (the peer may
+ *   still reach this node there) until the next round.
  * - `idle`: nothing to point at; WireGuard learns the endpoint when the peer reaches us.
  */
 
@@ -33,10 +40,21 @@ export interface PathTuning {
   readonly attemptMs: number
   /** A path with a handshake within this long is alive (WireGuard rekeys every 2 min). */
   readonly aliveMs: number
-  /** First retry of direct candidates after a round failed. */
+  /** Without a relay: first retry of direct candidates after a round failed. */
   readonly retryBaseMs: number
-  /** Cap of the retry backoff. */
+  /** Cap of that backoff. */
   readonly retryMaxMs: number
+  /** With a relay: the next upgrade after a failed one; doubles up to upgradeMaxMs. */
+  readonly upgradeBaseMs: number
+  readonly upgradeMaxMs: number
+  /** An upgrade whose start was put off (the relayed tunnel did not answer yet) is due again after this. */
+  readonly deferMs: number
+  /** Direct: packets sent and nothing received for this long calls for a probe... */
+  readonly stallMs: number
+  /** ...and for this long means the direct path is dead. */
+  readonly deadMs: number
+  /** After a direct path died, the first upgrade waits this long. */
+  readonly reupgradeMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -44,6 +62,12 @@ export const DEFAULT_TUNING: PathTuning = {
   aliveMs: 180_000,
   retryBaseMs: 10_000,
   retryMaxMs: 120_000,
+  upgradeBaseMs: 2_000,
+  upgradeMaxMs: 20_000,
+  deferMs: 1_000,
+  stallMs: 1_500,
+  deadMs: 3_000,
+  reupgradeMs: 4_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -54,12 +78,14 @@ export interface WireGuardView {
   readonly lastHandshakeMs: number
   /** Bytes received from the peer so far. */
   readonly rxBytes: number
+  /** Bytes sent to the peer so far (absent: no stall detection). */
+  readonly txBytes?: number
 }
 
 export interface PathInput {
   /** Direct candidates, best first. */
   readonly candidates: readonly string[]
-  /** The local endpoint that carries this peer over the relay; undefined without a relay. */
+  /** The local endpoint that carries this peer over the relay; undefined without a usable relay. */
   readonly relay: string | undefined
   /** undefined before the peer is on the interface. */
   readonly wg: WireGuardView | undefined
@@ -70,6 +96,19 @@ export interface PathDecision {
   readonly state: PathState
   /** The endpoint WireGuard should have; undefined leaves WireGuard's own choice alone. */
   readonly endpoint: string | undefined
+  /** Direct and nothing heard back lately: send a probe through the tunnel (its answer is traffic). */
+  readonly probe?: boolean
+}
+
+/**
+ * How an upgrade attempt goes: `open` — this side opens its NAT toward the peer's candidates and
+ * the peer switches; `switch` — the peer opens and this side switches. They alternate, because
+ * which side must switch depends on the NATs (an endpoint-dependent mapping must be the side that
+ * sends first). `index` picks the candidate the switching side aims at.
+ */
+export interface UpgradePlan {
+  readonly mode: 'open' | 'switch'
+  readonly index: number
 }
 
 export class PeerPath {
@@ -82,16 +121,33 @@ export class PeerPath {
   private rxBase: number | undefined
   /**
    * Probing: WireGuard was seen pointing at the candidate; from then on until the attempt ends it
-   * is left alone, so packets that arrive another way (through the relay) move it away for good
-   * instead of being hidden by the next apply.
+   * is left alone, so packets that arrive another way move it away for good instead of being
+   * hidden by the next apply.
    */
   private handsOff = false
+  /** Probing without a relay: verifying an address WireGuard roamed to (not a round). */
+  private verifying = false
+  /** An upgrade's switch owns the endpoint (see beginSwitch). */
+  private switching = false
   /** The candidate tried last: WireGuard may still show it for a moment after a round failed. */
   private lastTried: string | undefined
-  /** Failed rounds in a row, for the backoff, and when the next round is due. */
+  /**
+   * Relay: set when the path went to the relay from a direct endpoint; cleared once WireGuard is
+   * seen at the relay. Until then WireGuard still shows the old endpoint, which is no roam.
+   */
+  private relayPending = false
+  /** Failed rounds or upgrades in a row, for the backoff, and when the next is due. */
   private failures = 0
   private retryAt = 0
+  /** Upgrade attempts since the last success (the plan rotates through modes and candidates). */
+  private attempts = 0
   private candidatesKey: string | undefined
+  /** Traffic: the last rx seen, when it changed, and tx then (tx above it = sent since). */
+  private rxSeen: number | undefined
+  private rxChangedAt = 0
+  private txAtRx = 0
+  private latencyMs: number | undefined
+  private latencyAt = 0
 
   constructor(private readonly tuning: PathTuning = DEFAULT_TUNING) {}
 
@@ -102,6 +158,22 @@ export class PeerPath {
     }
   }
 
+  /** The last measured round trip through the tunnel, and when (0 = never). */
+  get latency(): {ms: number | undefined; at: number} {
+    return {ms: this.latencyMs, at: this.latencyAt}
+  }
+
+  /** A latency sample was asked for now (a peer that never answers is not asked every tick). */
+  latencyAsked(now: number): void {
+    this.latencyAt = now
+  }
+
+  noteLatency(ms: number, now: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return
+    this.latencyMs = ms
+    this.latencyAt = now
+  }
+
   /** Takes what is known now and returns where WireGuard should point. */
   update(input: PathInput): PathDecision {
     const {candidates, relay, wg, now} = input
@@ -110,8 +182,12 @@ export class PeerPath {
     this.candidatesKey = key
     if (candidatesChanged) {
       this.failures = 0
+      this.attempts = 0
       this.retryAt = now
     }
+    this.trackTraffic(wg, now)
+    if (this.switching) return this.current
+    if (relay !== undefined && wg?.endpoint === relay) this.relayPending = false
 
     if (
       this.state === 'probing' &&
@@ -123,15 +199,21 @@ export class PeerPath {
       this.handsOff = true
     }
     if (this.isLiveDirect(wg, relay, now)) {
+      if (this.state === 'direct' && this.stalled(wg, now, this.tuning.deadMs))
+        return this.fallBack(wg!.endpoint, candidates, relay, now)
       this.failures = 0
-      return this.set('direct', wg!.endpoint)
+      this.verifying = false
+      const d = this.set('direct', wg!.endpoint)
+      return this.stalled(wg, now, this.tuning.stallMs) ? {...d, probe: true} : d
     }
-    // Relayed or waiting, and WireGuard moved to another direct address (the peer's packets came
-    // from there): verify it like a candidate, without pointing WireGuard anywhere.
+
+    if (relay !== undefined) return this.withRelay(candidates, relay, wg, now)
+
+    // No relay: relayed or waiting, and WireGuard moved to another direct address (the peer's
+    // packets came from there): verify it like a candidate, without pointing WireGuard anywhere.
     if (
       (this.state === 'relay' || this.state === 'waiting') &&
       wg?.endpoint !== undefined &&
-      wg.endpoint !== relay &&
       wg.endpoint !== this.lastTried &&
       wg.endpoint !== this.endpoint &&
       wg.lastHandshakeMs > 0 &&
@@ -142,29 +224,132 @@ export class PeerPath {
       this.attemptAt = now
       this.rxBase = wg.rxBytes
       this.handsOff = true
+      this.verifying = true
       return this.set('probing', wg.endpoint)
     }
 
     switch (this.state) {
       case 'direct':
-        // The other side went back to the relay (WireGuard followed its packets there): follow,
-        // and try direct again later.
-        if (relay !== undefined && wg?.endpoint === relay) return this.giveUp(candidates, relay, now)
         // The direct path went quiet: start from the best candidate.
-        return this.startRound(candidates, relay, now)
+        return this.startRound(candidates, now)
       case 'idle':
-        return this.startRound(candidates, relay, now)
+        return this.startRound(candidates, now)
       case 'probing':
-        if (candidatesChanged) return this.startRound(candidates, relay, now)
+        if (candidatesChanged) return this.startRound(candidates, now)
         if (now - this.attemptAt < this.tuning.attemptMs) return this.current
         if (this.attempt + 1 < this.round.length) return this.probe(this.attempt + 1, now)
-        return this.giveUp(candidates, relay, now)
+        return this.giveUp(candidates, now)
       case 'waiting':
       case 'relay':
-        if (now >= this.retryAt) return this.startRound(candidates, relay, now)
-        if (relay !== undefined) return this.set('relay', relay)
+        if (now >= this.retryAt) return this.startRound(candidates, now)
         return this.set('waiting', this.state === 'waiting' ? this.endpoint : candidates[0])
     }
+  }
+
+  /** Relay-first: everything that is not a live direct path goes through the relay. */
+  private withRelay(
+    candidates: readonly string[],
+    relay: string,
+    wg: WireGuardView | undefined,
+    now: number,
+  ): PathDecision {
+    // The peer went back to the relay (WireGuard followed its packets there) or the direct path
+    // stopped handshaking: back to the relay, and upgrade again later.
+    if (this.state === 'direct') return this.fallBack(wg?.endpoint, candidates, relay, now)
+    // WireGuard roamed away from the relay after it was applied: only an authenticated packet
+    // from a direct address moves it, so the other side switched. Adopt it (a dead one is caught
+    // by the stall check and falls back within deadMs).
+    if (
+      this.state === 'relay' &&
+      !this.relayPending &&
+      wg?.endpoint !== undefined &&
+      wg.endpoint !== relay &&
+      wg.lastHandshakeMs > 0 &&
+      now - wg.lastHandshakeMs < this.tuning.aliveMs
+    ) {
+      this.failures = 0
+      this.attempts = 0
+      this.rxChangedAt = now
+      this.txAtRx = wg.txBytes ?? 0
+      return this.set('direct', wg.endpoint)
+    }
+    if (this.state !== 'relay') {
+      // A round in progress (the relay came up meanwhile) or idle: the relay at once; the relay
+      // must be applied before a move away from it counts as a roam.
+      this.relayPending = wg?.endpoint !== undefined && wg.endpoint !== relay
+      this.handsOff = false
+      this.verifying = false
+    }
+    return this.set('relay', relay)
+  }
+
+  /** Whether an upgrade attempt should start now (the caller decides which side leads). */
+  upgradeDue(now: number): boolean {
+    return (
+      this.state === 'relay' &&
+      !this.switching &&
+      !this.relayPending &&
+      (this.candidatesKey ?? '') !== '' &&
+      now >= this.retryAt
+    )
+  }
+
+  /** The plan of the next attempt, counting it. */
+  nextUpgrade(candidateCount: number): UpgradePlan {
+    const n = this.attempts++
+    return {mode: n % 2 === 0 ? 'open' : 'switch', index: Math.floor(n / 2) % Math.max(1, candidateCount)}
+  }
+
+  /** The attempt could not start (the relayed tunnel did not answer yet): try again soon. */
+  upgradeDeferred(now: number): void {
+    if (this.attempts > 0) this.attempts--
+    this.retryAt = now + this.tuning.deferMs
+  }
+
+  /**
+   * This side switches WireGuard to `endpoint` for an upgrade: the path is `probing` and leaves
+   * WireGuard alone (the upgrade sets the endpoint itself) until upgradeSucceeded/upgradeFailed.
+   */
+  beginSwitch(endpoint: string, now: number): void {
+    this.switching = true
+    this.attemptAt = now
+    this.rxBase = undefined
+    this.handsOff = true
+    this.set('probing', endpoint)
+  }
+
+  /** The direct path is proven (a reply came back while only the direct path could carry it). */
+  upgradeSucceeded(endpoint: string, now: number): void {
+    this.switching = false
+    this.failures = 0
+    this.attempts = 0
+    this.handsOff = false
+    this.verifying = false
+    this.relayPending = false
+    this.rxChangedAt = now
+    this.txAtRx = Number.POSITIVE_INFINITY // rebased at the next look
+    this.rxSeen = undefined
+    this.set('direct', endpoint)
+  }
+
+  /** The attempt failed: back on the relay, next attempt after the backoff. */
+  upgradeFailed(relay: string | undefined, now: number): void {
+    const wasSwitching = this.switching
+    this.switching = false
+    this.handsOff = false
+    const delay = Math.min(
+      this.tuning.upgradeMaxMs,
+      this.tuning.upgradeBaseMs * 2 ** Math.min(this.failures, 20),
+    )
+    this.failures++
+    this.retryAt = now + delay
+    if (relay === undefined) {
+      this.set('waiting', this.endpoint)
+      return
+    }
+    // The switch pointed WireGuard at the candidate: it is no roam until the relay is back.
+    if (wasSwitching) this.relayPending = true
+    this.set('relay', relay)
   }
 
   /**
@@ -191,10 +376,43 @@ export class PeerPath {
     return wg.endpoint !== this.endpoint && wg.lastHandshakeMs >= this.attemptAt
   }
 
-  private startRound(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
+  private trackTraffic(wg: WireGuardView | undefined, now: number): void {
+    if (wg === undefined) return
+    const tx = wg.txBytes ?? 0
+    if (this.rxSeen === undefined || wg.rxBytes !== this.rxSeen) {
+      this.rxSeen = wg.rxBytes
+      this.rxChangedAt = now
+      this.txAtRx = tx
+    } else if (this.txAtRx === Number.POSITIVE_INFINITY) this.txAtRx = tx
+  }
+
+  /** Packets went out since the last byte came in, and that byte is at least `ms` old. */
+  private stalled(wg: WireGuardView | undefined, now: number, ms: number): boolean {
+    if (wg?.txBytes === undefined) return false
+    return wg.txBytes > this.txAtRx && now - this.rxChangedAt >= ms
+  }
+
+  /** The direct path died: to the relay (upgrade again after reupgradeMs), or a new round. */
+  private fallBack(
+    from: string | undefined,
+    candidates: readonly string[],
+    relay: string | undefined,
+    now: number,
+  ): PathDecision {
+    this.failures = 0
+    this.attempts = 0
+    this.lastTried = from
+    this.rxSeen = undefined
+    if (relay === undefined) return this.startRound(candidates, now)
+    this.retryAt = now + this.tuning.reupgradeMs
+    this.relayPending = from !== undefined && from !== relay
+    return this.set('relay', relay)
+  }
+
+  private startRound(candidates: readonly string[], now: number): PathDecision {
     this.round = [...candidates]
+    this.verifying = false
     if (this.round.length > 0) return this.probe(0, now)
-    if (relay !== undefined) return this.set('relay', relay)
     return this.set('idle', undefined)
   }
 
@@ -207,11 +425,11 @@ export class PeerPath {
     return this.set('probing', this.round[i])
   }
 
-  private giveUp(candidates: readonly string[], relay: string | undefined, now: number): PathDecision {
+  private giveUp(candidates: readonly string[], now: number): PathDecision {
     const delay = Math.min(this.tuning.retryMaxMs, this.tuning.retryBaseMs * 2 ** Math.min(this.failures, 20))
     this.failures++
     this.retryAt = now + delay
-    if (relay !== undefined) return this.set('relay', relay)
+    this.verifying = false
     return this.set('waiting', candidates[0])
   }
 

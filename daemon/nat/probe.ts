@@ -7,11 +7,16 @@
  *
  *     0..3   magic "MPNG"
  *     4      version 1
- *     5      type: 1 = echo request, 2 = echo reply
- *     6..7   zero
+ *     5      type: 1 = echo request, 2 = echo reply,
+ *                  3 = upgrade "opened", 4 = upgrade "open" (daemon/nat/upgrade.ts)
+ *     6..7   zero for echoes; for upgrades the switch window in units of 10 ms, and the index
+ *            of the candidate the switching side aims at
  *     8..15  nonce (random, chosen by the requester)
  *
  * A reply is the request with the type changed: the same size, so the service amplifies nothing.
+ * Upgrade messages are never answered here: they go to `onControl`, which only the peer they
+ * came from can be affected by (they travel inside WireGuard, whose allowed IPs bind the source
+ * address to the peer's key).
  * Every packet is hostile: the length is checked first, then a per-source token bucket (a bounded
  * table) is charged, then the header; replies are matched by nonce and must come from the address
  * and port the request went to. Nothing a peer sends makes the prober throw or allocate beyond
@@ -33,6 +38,36 @@ const MAGIC = Buffer.from('MPNG', 'ascii')
 const VERSION = 1
 export const PROBE_REQUEST = 1
 export const PROBE_REPLY = 2
+export const UPGRADE_OPENED = 3
+export const UPGRADE_OPEN = 4
+
+/** An upgrade message: see daemon/nat/upgrade.ts. */
+export interface UpgradeMessage {
+  readonly type: typeof UPGRADE_OPENED | typeof UPGRADE_OPEN
+  /** The switch window in ms (a multiple of 10, at most 2,550). */
+  readonly windowMs: number
+  readonly index: number
+  readonly nonce: Buffer
+}
+
+/** The wire form of an upgrade message. */
+export function encodeUpgrade(msg: UpgradeMessage): Buffer {
+  const b = encodeProbe(PROBE_REQUEST, msg.nonce)
+  b[5] = msg.type
+  b[6] = Math.max(0, Math.min(255, Math.round(msg.windowMs / 10)))
+  b[7] = Math.max(0, Math.min(255, Math.floor(msg.index)))
+  return b
+}
+
+/** An upgrade message, undefined for anything else. */
+export function decodeUpgrade(data: Uint8Array): UpgradeMessage | undefined {
+  if (data.length !== PROBE_PACKET_BYTES) return undefined
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  if (!b.subarray(0, 4).equals(MAGIC) || b[4] !== VERSION) return undefined
+  const type = b[5]
+  if (type !== UPGRADE_OPENED && type !== UPGRADE_OPEN) return undefined
+  return {type, windowMs: b[6]! * 10, index: b[7]!, nonce: Buffer.from(b.subarray(8, 16))}
+}
 
 /** Pings waiting for a reply at once; more resolve null at once (never unbounded memory). */
 export const MAX_PENDING_PINGS = 1024
@@ -74,6 +109,8 @@ export interface ProberOptions {
   readonly clock?: Clock
   /** Monotonic milliseconds for round trips; performance.now by default. */
   readonly now?: () => number
+  /** Upgrade messages (already rate-limited per source); dropped when absent. */
+  readonly onControl?: (msg: UpgradeMessage, from: UdpEndpoint) => void
   /** Per-source limit on packets handled; defaults: 20/s sustained, bursts of 40, 1,024 sources. */
   readonly rateLimit?: {readonly perSecond?: number; readonly burst?: number; readonly maxSources?: number}
 }
@@ -86,6 +123,8 @@ export interface ProberStats {
   answered: number
   /** Replies that matched a ping of ours. */
   replies: number
+  /** Upgrade messages handed on. */
+  control: number
   dropped: Record<ProbeDropReason, number>
 }
 
@@ -103,6 +142,7 @@ export class Prober {
     received: 0,
     answered: 0,
     replies: 0,
+    control: 0,
     dropped: {malformed: 0, 'rate-limited': 0, 'unexpected-reply': 0},
   }
   private closed = false
@@ -168,6 +208,15 @@ export class Prober {
     return {...this.counts, dropped: {...this.counts.dropped}}
   }
 
+  /** Sends an upgrade message to `address` (port PROBE_PORT unless given). */
+  sendControl(address: string, msg: UpgradeMessage, port = PROBE_PORT): void {
+    const ip = canonicalIp(address)
+    if (this.closed || ip === undefined) return
+    this.sock.send(encodeUpgrade(msg), {address: ip, port}, (err) => {
+      this.opts.log?.debug({to: ip, err: err.message}, 'upgrade message send failed')
+    })
+  }
+
   /** Closes the socket; pings in flight resolve null. */
   close(): void {
     if (this.closed) return
@@ -191,7 +240,14 @@ export class Prober {
     if (data.length !== PROBE_PACKET_BYTES) return void this.counts.dropped.malformed++
     if (!this.limiter.take(from.address)) return void this.counts.dropped['rate-limited']++
     const msg = decodeProbe(data)
-    if (msg === undefined) return void this.counts.dropped.malformed++
+    if (msg === undefined) {
+      const control = decodeUpgrade(data)
+      if (control === undefined || this.opts.onControl === undefined)
+        return void this.counts.dropped.malformed++
+      this.counts.control++
+      this.opts.onControl(control, from)
+      return
+    }
     if (msg.type === PROBE_REQUEST) {
       this.sock.send(encodeProbe(PROBE_REPLY, msg.nonce), from)
       this.counts.answered++

@@ -8,13 +8,14 @@ import type {
   ApplyResult,
   InterfaceConfig,
   InterfaceState,
+  PeerEdit,
   PeerState,
   WireGuardDriver,
 } from '../wireguard/driver.js'
 import {publicKeyOf} from '../keys.js'
 
 export interface FakeCall {
-  op: 'create' | 'apply' | 'remove'
+  op: 'create' | 'apply' | 'remove' | 'setPeers'
   name: string
   added?: string[]
   updated?: string[]
@@ -92,6 +93,37 @@ export class FakeDriver implements WireGuardDriver {
       removed: d.remove.length,
       failed,
     }
+  }
+
+  async setPeers(name: string, edits: readonly PeerEdit[]): Promise<void> {
+    const iface = this.interfaces.get(name)
+    if (!iface) throw new Error(`wg: no interface ${name}`)
+    const peers = new Map(iface.peers.map((p) => [p.publicKey, p]))
+    for (const e of edits) {
+      if (e.remove) {
+        peers.delete(e.publicKey)
+        continue
+      }
+      const prev = peers.get(e.publicKey)
+      peers.set(e.publicKey, {
+        publicKey: e.publicKey,
+        allowedIps: [...(e.allowedIps ?? prev?.allowedIps ?? [])],
+        ...((e.endpoint ?? prev?.endpoint) !== undefined && {endpoint: e.endpoint ?? prev?.endpoint}),
+        ...((e.persistentKeepalive ?? prev?.persistentKeepalive) !== undefined && {
+          persistentKeepalive: e.persistentKeepalive ?? prev?.persistentKeepalive,
+        }),
+        lastHandshakeMs: prev?.lastHandshakeMs ?? 0,
+        rxBytes: prev?.rxBytes ?? 0,
+        txBytes: prev?.txBytes ?? 0,
+      })
+    }
+    this.interfaces.set(name, {...iface, peers: [...peers.values()]})
+    this.calls.push({
+      op: 'setPeers',
+      name,
+      added: edits.filter((e) => !e.remove).map((e) => e.publicKey),
+      removed: edits.filter((e) => e.remove).map((e) => e.publicKey),
+    })
   }
 
   async read(name: string): Promise<InterfaceState | undefined> {

@@ -14,6 +14,15 @@ export interface PeerConfig {
   readonly persistentKeepalive?: number
 }
 
+/** One peer of setPeers(): its key and only what should change. */
+export interface PeerEdit {
+  readonly publicKey: string
+  readonly remove?: boolean
+  readonly endpoint?: string
+  readonly allowedIps?: readonly string[]
+  readonly persistentKeepalive?: number
+}
+
 export interface InterfaceConfig {
   readonly name: string
   /** base64; never logged. */
@@ -75,6 +84,12 @@ export interface WireGuardDriver {
   apply(desired: InterfaceConfig): Promise<ApplyResult>
   /** Undefined when the interface does not exist. */
   read(name: string): Promise<InterfaceState | undefined>
+  /**
+   * Changes single peers at once, outside apply() (an upgrade's switch cannot wait for a whole
+   * apply): each peer is added when missing, otherwise only the fields given change. A peer with
+   * `remove` is removed. The caller keeps its desired config in step, or the next apply undoes this.
+   */
+  setPeers(name: string, peers: readonly PeerEdit[]): Promise<void>
   /** Removes the interface; a missing one is not an error. */
   remove(name: string): Promise<void>
   /** Whether an interface (of any kind) with this name exists in this network namespace. */

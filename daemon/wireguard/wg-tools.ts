@@ -17,6 +17,7 @@ import {MeshError} from '../../shared/errors.js'
 import type {BackendKind} from '../../shared/protocol/local-api.js'
 import {diffInterface, isEmptyDiff, type InterfaceDiff, type PeerChange} from './diff.js'
 import type {
+  PeerEdit,
   ApplyResult,
   InterfaceConfig,
   InterfaceState,
@@ -109,6 +110,16 @@ export function addPeerArgs(p: PeerConfig): string[] {
 
 /** `peer …` arguments that change only what the diff says changed. */
 export function updatePeerArgs(p: PeerChange): string[] {
+  const args = ['peer', p.publicKey]
+  if (p.allowedIps) args.push('allowed-ips', p.allowedIps.join(','))
+  if (p.endpoint) args.push('endpoint', p.endpoint)
+  if (p.persistentKeepalive !== undefined) args.push('persistent-keepalive', String(p.persistentKeepalive))
+  return args
+}
+
+/** `peer …` arguments of a setPeers() edit. */
+export function editPeerArgs(p: PeerEdit): string[] {
+  if (p.remove) return ['peer', p.publicKey, 'remove']
   const args = ['peer', p.publicKey]
   if (p.allowedIps) args.push('allowed-ips', p.allowedIps.join(','))
   if (p.endpoint) args.push('endpoint', p.endpoint)
@@ -214,7 +225,7 @@ export abstract class WgToolsDriver implements WireGuardDriver {
       const calls = wgSetCalls(desired.name, desired, d, keyFile)
       if (calls.remove) await this.run('wg', calls.remove)
       if (calls.settings) await this.run('wg', calls.settings)
-      failed.push(...(await this.setPeers(desired.name, calls.peers)))
+      failed.push(...(await this.applyPeers(desired.name, calls.peers)))
     })
     for (const a of d.delAddresses) await this.run('ip', ['addr', 'del', a, 'dev', desired.name])
     for (const a of d.addAddresses) await this.run('ip', ['addr', 'add', a, 'dev', desired.name])
@@ -231,11 +242,16 @@ export abstract class WgToolsDriver implements WireGuardDriver {
     }
   }
 
+  async setPeers(name: string, peers: readonly PeerEdit[]): Promise<void> {
+    if (peers.length === 0) return
+    await this.run('wg', ['set', name, ...peers.flatMap(editPeerArgs)])
+  }
+
   /**
    * All peers in one `wg set`; when that fails, one call per peer, so a peer wg refuses cannot
    * hold back the others. Throws only when the interface itself does not answer.
    */
-  private async setPeers(name: string, peers: {publicKey: string; args: string[]}[]): Promise<PeerFailure[]> {
+  private async applyPeers(name: string, peers: {publicKey: string; args: string[]}[]): Promise<PeerFailure[]> {
     if (peers.length === 0) return []
     let first: unknown
     try {
