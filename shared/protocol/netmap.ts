@@ -124,12 +124,29 @@ export type ServerFrame = z.infer<typeof ServerFrameSchema>
  * sent (see daemon/netmap/peer-report.ts): per-peer byte counters and handshake times change
  * all the time and the controller has no use for them, so they stay on the node.
  */
+/**
+ * How a node's packets reach a peer: `direct` (WireGuard talks to the peer's endpoint itself),
+ * `relay` (through the controller's relay) or `none` (no working path).
+ */
+export const PeerPathSchema = z.enum(['direct', 'relay', 'none'])
+export type PeerPath = z.infer<typeof PeerPathSchema>
+
+/** Largest latency a report carries (ms); a round trip beyond it is no working path anyway. */
+export const MAX_REPORTED_LATENCY_MS = 60_000
+
 export const PeerReportSchema = z.object({
   /** The peer's node id. */
   id: IdSchema,
   online: z.boolean(),
   /** As `wg` shows it; the controller keeps it only when it parses as an endpoint. */
   endpoint: z.string().max(64).nullable(),
+  /**
+   * The path the node uses for the peer. Absent from older nodes (which have no relay): the
+   * controller then takes an online peer as direct and an offline one as none.
+   */
+  path: PeerPathSchema.optional(),
+  /** The last measured round trip to the peer over `path`, in ms; absent when not measured. */
+  latencyMs: z.number().min(0).max(MAX_REPORTED_LATENCY_MS).optional(),
 })
 export type PeerReport = z.infer<typeof PeerReportSchema>
 
