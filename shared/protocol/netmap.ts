@@ -12,8 +12,11 @@ import {
   IdSchema,
   NameSchema,
   NodeSchema,
+  NodeRefSchema,
   NodeStatusSchema,
+  PathSchema,
   PublicKeySchema,
+  TimestampSchema,
   TagSchema,
 } from './control-api.js'
 import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
@@ -128,7 +131,7 @@ export type ServerFrame = z.infer<typeof ServerFrameSchema>
  * How a node's packets reach a peer: `direct` (WireGuard talks to the peer's endpoint itself),
  * `relay` (through the controller's relay) or `none` (no working path).
  */
-export const PeerPathSchema = z.enum(['direct', 'relay', 'none'])
+export const PeerPathSchema = PathSchema
 export type PeerPath = z.infer<typeof PeerPathSchema>
 
 /** Largest latency a report carries (ms); a round trip beyond it is no working path anyway. */
@@ -204,12 +207,31 @@ export const AdminEventTypeSchema = z.enum([
   'node_removed',
   'node_changed',
 ])
-export const AdminEventSchema = z.object({
+export const NodeEventSchema = z.object({
   type: AdminEventTypeSchema,
   at: z.string(),
   networkId: IdSchema,
   node: NodeSchema,
 })
+export type NodeEvent = z.infer<typeof NodeEventSchema>
+/**
+ * The path between two nodes changed (connected, disconnected, upgraded to direct, fell back to
+ * the relay): `from` and `to` are the merged paths of the pair (controller/connections.ts).
+ */
+export const ConnectionChangedEventSchema = z.object({
+  type: z.literal('connection_changed'),
+  at: TimestampSchema,
+  networkId: IdSchema,
+  /** The pair, a.id < b.id. */
+  a: NodeRefSchema,
+  b: NodeRefSchema,
+  from: PathSchema,
+  to: PathSchema,
+  /** Round trip on `to` in ms; null when not measured (or `to` is none). */
+  latencyMs: z.number().nullable(),
+})
+export type ConnectionChangedEvent = z.infer<typeof ConnectionChangedEventSchema>
+export const AdminEventSchema = z.union([NodeEventSchema, ConnectionChangedEventSchema])
 export type AdminEvent = z.infer<typeof AdminEventSchema>
 /** First frame on the admin stream: the current nodes the user may see. */
 export const AdminSnapshotSchema = z.object({type: z.literal('snapshot'), nodes: z.array(NodeSchema)})
