@@ -41,6 +41,8 @@ export interface ControllerOptions {
   readonly logDestination?: DestinationStream
   /** Injected clock (tests). */
   readonly now?: () => Date
+  /** How often reported connection paths are merged and written (ms; default 1,000; tests). */
+  readonly connectionFlushMs?: number
   readonly pingIntervalMs?: number
   /** Failed logins allowed per address and per user name per minute (default 10). */
   readonly loginFailuresPerMinute?: number
@@ -222,6 +224,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   try {
     const state = new ControllerState(store, {
       now: opts.now,
+      connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),
     })

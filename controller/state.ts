@@ -41,6 +41,8 @@ import type {
   UserRecord,
 } from './store/store.js'
 import {publicUser} from './store/store.js'
+import {systemClock, type Clock} from '../shared/clock.js'
+import {ConnectionTracker} from './connections.js'
 
 /** User tokens live this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
@@ -76,6 +78,13 @@ export interface StateOptions {
   readonly loginFailuresPerMinute?: number
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
+  /**
+   * Time and timers of the connection tracker (controller/connections.ts); default: the system
+   * clock, reading the time from `now` when that is given.
+   */
+  readonly clock?: Clock | undefined
+  /** How often reported paths are merged and written (ms); default 1,000. */
+  readonly connectionFlushMs?: number | undefined
   /** Where node telemetry (endpoint reports) is logged, at debug level. */
   readonly log?: {debug(obj: object, msg: string): void; warn(obj: object, msg: string): void}
 }
@@ -122,6 +131,8 @@ export class ControllerState {
   /** Active nodes by WireGuard public key (the discovery port's lookup); built by indexNodeKeys. */
   private keyIndex: Map<string, string> | undefined
   private readonly log: NonNullable<StateOptions['log']>
+  /** Per-pair paths and latency from node reports, their log and change events. */
+  readonly connections: ConnectionTracker
 
   constructor(
     private readonly store: Store,
@@ -140,6 +151,14 @@ export class ControllerState {
     })
     this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
     this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
+    const now = opts.now
+    const trackerClock: Clock =
+      opts.clock ?? (now ? {...systemClock, now: () => now().getTime()} : systemClock)
+    this.connections = new ConnectionTracker(store, {
+      clock: trackerClock,
+      flushMs: opts.connectionFlushMs,
+      log: this.log,
+    })
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -958,8 +977,9 @@ export class ControllerState {
     if (st.endpoints !== undefined) await this.applyEndpoints(st, st.endpoints)
   }
 
-  /** Shutdown: writes pending endpoint reports so nothing a node said is lost. */
+  /** Shutdown: writes pending endpoint reports and paths so nothing a node said is lost. */
   async close(): Promise<void> {
+    await this.connections.close()
     for (const st of this.observedState.values()) if (st.timer) clearTimeout(st.timer)
     this.observedState.clear()
     for (const id of [...this.endpointState.keys()]) {

@@ -8,6 +8,9 @@ import {DaemonClient} from '../cli/lib/daemon-client.js'
 import {client, publicKey} from '../controller/testing/client.js'
 import {startTestController, type TestController} from '../controller/testing/test-controller.js'
 import {decodeJoinString} from '../shared/invite.js'
+import type {PeerReport} from '../shared/protocol/netmap.js'
+import {connectWs} from '../controller/testing/ws-client.js'
+import {PeerReporter} from './netmap/peer-report.js'
 import type {PeerState} from './wireguard/driver.js'
 import {startFakeDaemon, waitFor, type FakeDaemon} from './testing/harness.js'
 
@@ -24,6 +27,8 @@ describe('node reports in a 2,000-peer network', () => {
   let ctl: TestController
   let d: FakeDaemon
   let networkId: string
+  /** Node id -> credential of every registered peer. */
+  const creds = new Map<string, string>()
 
   beforeAll(async () => {
     ctl = await startTestController()
@@ -42,6 +47,7 @@ describe('node reports in a 2,000-peer network', () => {
             body: {network: networkId, publicKey: publicKey(), name: `p${i + j}`},
           })
           expect(r.status, r.text).toBe(201)
+          creds.set((r.body as {node: {id: string}}).node.id, (r.body as {credential: string}).credential)
         }),
       )
     }
@@ -120,5 +126,74 @@ describe('node reports in a 2,000-peer network', () => {
     await waitFor('the peer gone offline', () => hub.peerLinks(networkId, self).get(goneId)?.online === false)
     expect((await metric(ctl, 'mesh_netmap_reported_peers_total')) - before).toBe(2)
     expect(await metric(ctl, 'mesh_netmap_frames_total{type="full"}')).toBe(1)
+  })
+
+  it('keeps path and latency reports of 2,000 peers bounded: jitter sends no entry and writes no row', async () => {
+    const [reporterId, credential] = [...creds][0]!
+    const peerIds = [...creds.keys()].filter((id) => id !== reporterId)
+    const ws = await connectWs(`${ctl.url}/api/v1/netmap`, credential)
+    try {
+      await ws.next((f: {type: string}) => f.type === 'full')
+      const store = ctl.running.store
+      // Rows of the pairs the reporter reports, written (the watcher daemon above reports too).
+      const reported = new Set(peerIds)
+      let written = 0
+      const real = store.writeConnections.bind(store)
+      store.writeConnections = async (net, batch, at) => {
+        written += batch.filter(
+          (w) =>
+            (w.nodeA === reporterId && reported.has(w.nodeB)) ||
+            (w.nodeB === reporterId && reported.has(w.nodeA)),
+        ).length
+        return real(net, batch, at)
+      }
+      const reporter = new PeerReporter()
+      const view = (jitter: number): PeerReport[] =>
+        peerIds.map((id, i) => ({
+          id,
+          online: true,
+          endpoint: i % 4 === 0 ? '127.0.0.1:40001' : `198.51.100.${(i % 250) + 1}:${40000 + i}`,
+          path: i % 4 === 0 ? 'relay' : 'direct',
+          latencyMs: 20 + (i % 40) + jitter,
+        }))
+      const send = (peers: PeerReport[]) => {
+        const frames = reporter.frames([], peers)
+        for (const f of frames) ws.ws.send(JSON.stringify(f))
+        return frames
+      }
+      const first = send(view(0))
+      expect(first.flatMap((f) => f.peers ?? [])).toHaveLength(peerIds.length)
+      const links = () => ctl.running.server.netmap.peerLinks(networkId, reporterId)
+      await waitFor(
+        'every path reported',
+        () => [...links().values()].filter((l) => l.path).length === peerIds.length,
+      )
+      await ctl.running.state.connections.flush()
+      expect(written).toBe(peerIds.length)
+      const listed = await client(ctl.url).req(
+        'GET',
+        `/api/v1/networks/${networkId}/connections?node=${reporterId}&limit=500`,
+        {
+          token: ctl.adminToken,
+        },
+      )
+      expect(listed.status, listed.text).toBe(200)
+      expect((listed.body as {items: {path: string}[]}).items.filter((c) => c.path === 'relay')).toHaveLength(
+        125,
+      )
+
+      // Jitter on every peer: each report is one heartbeat frame, and nothing is written.
+      written = 0
+      for (const jitter of [2, -3, 4.5, -1]) expect(send(view(jitter))).toEqual([{type: 'report'}])
+      // One real change after them: once it is written, everything before it was merged.
+      const moved = view(0)
+      moved[1] = {...moved[1]!, path: 'relay', endpoint: '127.0.0.1:40002'}
+      expect(send(moved).flatMap((f) => f.peers ?? [])).toHaveLength(1)
+      await waitFor('the moved path', () => links().get(peerIds[1]!)?.path === 'relay')
+      await ctl.running.state.connections.flush()
+      expect(written).toBe(1)
+    } finally {
+      await ws.close()
+    }
   })
 })

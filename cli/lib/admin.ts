@@ -4,10 +4,12 @@
  */
 import {MeshError, isMeshError} from '../../shared/errors.js'
 import type {
+  Connection,
   CreateAuthKeyRequest,
   CreateInviteRequest,
   JoinPolicy,
   Node,
+  NodeDetail,
   UpdateNetworkRequest,
   User,
 } from '../../shared/protocol/control-api.js'
@@ -119,4 +121,27 @@ export async function resolveUserId(api: ControllerClient, network: string, ref:
     })
   }
   return user.id
+}
+
+/**
+ * `mesh node show`: the node with its current connections, each seen from the node (the peer,
+ * and the endpoint this node's WireGuard uses for it), lowest latency first, unmeasured last.
+ */
+export function nodeDetail(node: Node, connections: readonly Connection[]): NodeDetail {
+  const mine = connections
+    .filter((c) => c.a.id === node.id || c.b.id === node.id)
+    .map((c) => {
+      const self = c.a.id === node.id
+      return {
+        peer: self ? c.b : c.a,
+        path: c.path,
+        latencyMs: c.latencyMs,
+        endpoint: self ? c.endpoints.a : c.endpoints.b,
+        since: c.since,
+      }
+    })
+    .sort(
+      (x, y) => (x.latencyMs ?? Infinity) - (y.latencyMs ?? Infinity) || x.peer.id.localeCompare(y.peer.id),
+    )
+  return {...node, connections: mine}
 }

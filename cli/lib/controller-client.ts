@@ -199,6 +199,10 @@ export class ControllerClient {
   listNodes = (params: Params<'node.list'>, query?: Query<'node.list'>) =>
     this.call('node.list', {params, query})
   showNode = (params: Params<'node.show'>) => this.call('node.show', {params})
+  listConnections = (params: Params<'connection.list'>, query?: Query<'connection.list'>) =>
+    this.call('connection.list', {params, query})
+  connectionLog = (params: Params<'connection.log'>, query?: Query<'connection.log'>) =>
+    this.call('connection.log', {params, query})
   approveNode = (params: Params<'node.approve'>) => this.call('node.approve', {params})
   updateNode = (params: Params<'node.update'>, body: Body<'node.update'>) =>
     this.call('node.update', {params, body})

@@ -1,7 +1,8 @@
 /**
  * The admin event stream (WS /api/v1/events): a user token in `Authorization: Bearer`, first a
  * snapshot of the nodes the user may see, then node_added / node_removed / node_changed /
- * node_online / node_offline for the user's tenant only. Each event is serialized once and the
+ * node_online / node_offline, and connection_changed when the path between two nodes changes
+ * (controller/connections.ts), for the user's tenant only. Each event is serialized once and the
  * same bytes go to every subscriber of that tenant.
  */
 import type {IncomingMessage} from 'node:http'
@@ -51,6 +52,18 @@ export class EventHub {
           at: state.now().toISOString(),
           networkId: e.node.networkId,
           node: e.node,
+        }),
+      ),
+      state.connections.onChange((c) =>
+        this.publish(c.tenantId, {
+          type: 'connection_changed',
+          at: c.at,
+          networkId: c.networkId,
+          a: c.a,
+          b: c.b,
+          from: c.from,
+          to: c.to,
+          latencyMs: c.latencyMs,
         }),
       ),
     )

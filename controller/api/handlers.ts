@@ -100,6 +100,18 @@ export function makeHandlers(state: ControllerState): HandlerMap {
           cursor: ctx.query.cursor,
         },
       ),
+    'connection.list': async (ctx) =>
+      state.connections.list(
+        must(ctx.scope.network).id,
+        {nodeId: ctx.query.node},
+        {limit: ctx.query.limit, cursor: ctx.query.cursor},
+      ),
+    'connection.log': async (ctx) =>
+      state.connections.logOf(
+        must(ctx.scope.network).id,
+        {nodeId: ctx.query.node},
+        {limit: ctx.query.limit, cursor: ctx.query.cursor},
+      ),
     'node.show': async (ctx) => state.withPresence(must(ctx.scope.node)),
     'node.approve': async (ctx) => state.approveNode(p(ctx), ctx.params.id, ctx.meta),
     'node.update': async (ctx) => state.renameNode(p(ctx), ctx.params.id, ctx.body.name, ctx.meta),
@@ -155,6 +167,8 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'authkey.create': 'network',
   'authkey.revoke': 'authkey',
   'node.list': 'network',
+  'connection.list': 'network',
+  'connection.log': 'network',
   'node.show': 'node',
   'node.approve': 'node',
   'node.update': 'node',

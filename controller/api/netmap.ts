@@ -23,6 +23,7 @@ import {
   ClientFrameSchema,
   type NatServices,
   type Peer,
+  type PeerPath,
   type PeerReport,
   type Self,
 } from '../../shared/protocol/netmap.js'
@@ -92,6 +93,10 @@ export interface PeerLink {
   online: boolean
   /** The endpoint the node's WireGuard uses for the peer; null when none or unusable. */
   endpoint: string | null
+  /** The path the node uses for the peer; absent from meshd older than the relay. */
+  path?: PeerPath
+  /** Round trip in ms on `path`; absent when not measured. */
+  latencyMs?: number
 }
 
 export const toPeer = (n: StoredNode): Peer => {
@@ -245,6 +250,8 @@ export class NetmapHub {
       if (s && s.size === 0) {
         net.conns.delete(node.id)
         net.links.delete(node.id)
+        // Not at shutdown: every session closing then is no news about any pair.
+        if (!this.closing) this.state.connections.forgetReporter(net.id, node.id)
       }
       this.metrics.connectedNodes.dec()
       if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
@@ -364,7 +371,10 @@ export class NetmapHub {
   private applyLinks(node: StoredNode, reset: boolean, peers: readonly PeerReport[]): void {
     const net = this.nets.get(node.networkId)
     if (!net) return
-    if (reset) net.links.delete(node.id)
+    if (reset) {
+      net.links.delete(node.id)
+      this.state.connections.resetReporter(net.id, node.id)
+    }
     if (peers.length === 0) return
     this.metrics.reportedPeers.inc(peers.length)
     let links = net.links.get(node.id)
@@ -372,7 +382,12 @@ export class NetmapHub {
     for (const p of peers) {
       if (p.id === node.id || net.nodes.get(p.id)?.status !== 'active') continue
       const endpoint = p.endpoint !== null && isEndpoint(p.endpoint) ? p.endpoint : null
-      links.set(p.id, {online: p.online, endpoint})
+      const link: PeerLink = {online: p.online, endpoint}
+      if (p.path !== undefined) link.path = p.path
+      if (p.latencyMs !== undefined) link.latencyMs = p.latencyMs
+      links.set(p.id, link)
+      // Coalesced there: a report that changes nothing costs no write.
+      this.state.connections.report(net, node.id, p.id, link)
     }
   }
 
@@ -486,6 +501,7 @@ export class NetmapHub {
       if (wasPeer || !next) {
         net.links.delete(change.nodeId)
         for (const links of net.links.values()) links.delete(change.nodeId)
+        this.state.connections.forgetNode(net.id, change.nodeId)
       }
     }
     net.peerList = null

@@ -5,7 +5,13 @@
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import nacl from 'tweetnacl'
 import {isMeshError} from '../../shared/errors.js'
-import type {AuditContext, NewNode, Store} from './store.js'
+import {
+  CONNECTION_LOG_KEEP,
+  type AuditContext,
+  type ConnectionWrite,
+  type NewNode,
+  type Store,
+} from './store.js'
 
 const key = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
 
@@ -379,6 +385,163 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       )
       const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
       expect(entries.filter((e) => e.targetId === a.nodeId).map((e) => e.action)).toEqual(['node.register'])
+    })
+
+    it('stores the current path of a pair, logs path changes only, and removes the row at none', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.74.0.0/24'})
+      const ids = [
+        (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())).nodeId,
+        (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'b'}), ctx())).nodeId,
+      ].sort()
+      const [a, b] = ids as [string, string]
+      const pair = (over: Partial<ConnectionWrite>): ConnectionWrite => ({
+        nodeA: a,
+        nodeB: b,
+        path: 'relay',
+        latencyMs: 30,
+        endpointA: null,
+        endpointB: null,
+        ...over,
+      })
+      const t0 = '2026-11-22T10:00:00.000Z'
+      const logged = await store.writeConnections(
+        net.id,
+        [pair({event: {event: 'connected', from: 'none'}})],
+        t0,
+      )
+      expect(logged).toEqual([
+        {
+          id: expect.any(Number),
+          at: t0,
+          a: {id: a, name: expect.any(String)},
+          b: {id: b, name: expect.any(String)},
+          event: 'connected',
+          from: 'none',
+          to: 'relay',
+          latencyMs: 30,
+        },
+      ])
+      // A latency update without an event keeps `since` and logs nothing.
+      const t1 = '2026-11-22T10:00:05.000Z'
+      expect(await store.writeConnections(net.id, [pair({latencyMs: 45})], t1)).toEqual([])
+      expect(await store.allConnections(net.id)).toEqual([
+        {
+          nodeA: a,
+          nodeB: b,
+          path: 'relay',
+          latencyMs: 45,
+          endpointA: null,
+          endpointB: null,
+          since: t0,
+          updatedAt: t1,
+        },
+      ])
+      const t2 = '2026-11-22T10:00:09.000Z'
+      await store.writeConnections(
+        net.id,
+        [
+          pair({
+            path: 'direct',
+            latencyMs: 4,
+            endpointA: '198.51.100.2:51820',
+            event: {event: 'upgraded_to_direct', from: 'relay'},
+          }),
+        ],
+        t2,
+      )
+      const listed = await store.listConnections(net.id, {nodeId: b}, {limit: 10})
+      expect(listed.items).toEqual([
+        {
+          a: {id: a, name: expect.any(String)},
+          b: {id: b, name: expect.any(String)},
+          path: 'direct',
+          latencyMs: 4,
+          endpoints: {a: '198.51.100.2:51820', b: null},
+          since: t2,
+          updatedAt: t2,
+        },
+      ])
+      expect((await store.listConnections(net.id, {nodeId: 'nd_other'}, {limit: 10})).items).toEqual([])
+      await store.writeConnections(
+        net.id,
+        [pair({path: 'none', latencyMs: null, event: {event: 'disconnected', from: 'direct'}})],
+        '2026-11-22T10:01:00.000Z',
+      )
+      expect(await store.allConnections(net.id)).toEqual([])
+      const log = await store.connectionLog(net.id, {}, {limit: 10})
+      expect(log.items.map((e) => [e.event, e.from, e.to])).toEqual([
+        ['disconnected', 'direct', 'none'],
+        ['upgraded_to_direct', 'relay', 'direct'],
+        ['connected', 'none', 'relay'],
+      ])
+      // Telemetry: no audit entry, no netmap change.
+      const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
+      expect(entries.filter((e) => e.action.startsWith('connection'))).toEqual([])
+      expect(await store.changesSince(net.id, 2)).toEqual({version: 2, nodeIds: []})
+    })
+
+    it('skips pairs whose node left the network, and drops their rows with the node', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.75.0.0/24'})
+      const x = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
+        .nodeId
+      const y = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
+        .nodeId
+      const [a, b] = [x, y].sort() as [string, string]
+      const w: ConnectionWrite = {
+        nodeA: a,
+        nodeB: b,
+        path: 'direct',
+        latencyMs: null,
+        endpointA: null,
+        endpointB: null,
+        event: {event: 'connected', from: 'none'},
+      }
+      expect(await store.writeConnections(net.id, [w, {...w, nodeB: 'nd_gone'}], ctx().at)).toHaveLength(1)
+      await store.removeNode(b, ctx())
+      expect(await store.allConnections(net.id)).toEqual([])
+      // The log outlives the node; its name is then unknown.
+      const [entry] = (await store.connectionLog(net.id, {nodeId: b}, {limit: 10})).items
+      expect(entry?.b).toEqual({id: b, name: null})
+      expect(await store.writeConnections(net.id, [w], ctx().at)).toEqual([])
+    })
+
+    it('keeps the newest CONNECTION_LOG_KEEP log entries of a network and pages them newest first', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.76.0.0/24'})
+      const x = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
+        .nodeId
+      const y = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
+        .nodeId
+      const [a, b] = [x, y].sort() as [string, string]
+      const flip = (i: number): ConnectionWrite => ({
+        nodeA: a,
+        nodeB: b,
+        path: i % 2 === 0 ? 'direct' : 'relay',
+        latencyMs: i,
+        endpointA: null,
+        endpointB: null,
+        event: {
+          event: i % 2 === 0 ? 'upgraded_to_direct' : 'fell_back_to_relay',
+          from: i % 2 === 0 ? 'relay' : 'direct',
+        },
+      })
+      const total = CONNECTION_LOG_KEEP + 250
+      for (let i = 0; i < total; i += 1000)
+        await store.writeConnections(
+          net.id,
+          Array.from({length: Math.min(1000, total - i)}, (_, j) => flip(i + j)),
+          ctx().at,
+        )
+      const seen: number[] = []
+      let cursor: string | undefined
+      for (let i = 0; i < 30; i++) {
+        const page = await store.connectionLog(net.id, {}, {limit: 500, cursor})
+        seen.push(...page.items.map((e) => e.latencyMs as number))
+        if (!page.nextCursor) break
+        cursor = page.nextCursor
+      }
+      expect(seen).toHaveLength(CONNECTION_LOG_KEEP)
+      expect(seen[0]).toBe(total - 1)
+      expect(seen.at(-1)).toBe(total - CONNECTION_LOG_KEEP)
     })
 
     it('pages through a list exactly once with limit and cursor', async () => {

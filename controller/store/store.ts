@@ -17,12 +17,16 @@
 import type {
   AuditEntry,
   AuthKey,
+  Connection,
+  ConnectionEvent,
+  ConnectionLogEntry,
   Invite,
   JoinPolicy,
   Network,
   NetworkMember,
   Node,
   NodeStatus,
+  Path,
   Role,
   Tenant,
   User,
@@ -130,6 +134,35 @@ export interface AuditFilter {
   readonly actor?: string | undefined
   readonly networkId?: string | undefined
 }
+
+/** A pair's current state as stored (a pair with no working path has none). */
+export interface StoredConnection {
+  /** The smaller node id of the pair. */
+  readonly nodeA: string
+  readonly nodeB: string
+  readonly path: 'direct' | 'relay'
+  readonly latencyMs: number | null
+  /** The endpoint a's WireGuard uses for b. */
+  readonly endpointA: string | null
+  readonly endpointB: string | null
+  readonly since: string
+  readonly updatedAt: string
+}
+
+/** One pair's new state for writeConnections; `path: 'none'` removes the pair's row. */
+export interface ConnectionWrite {
+  readonly nodeA: string
+  readonly nodeB: string
+  readonly path: Path
+  readonly latencyMs: number | null
+  readonly endpointA: string | null
+  readonly endpointB: string | null
+  /** Set when the path changed: the row's `since` becomes the write time and this is logged. */
+  readonly event?: {readonly event: ConnectionEvent; readonly from: Path} | undefined
+}
+
+/** Connection-log entries kept per network; older ones are dropped as new ones come. */
+export const CONNECTION_LOG_KEEP = 10_000
 
 export interface Store {
   /**
@@ -259,6 +292,33 @@ export interface Store {
    * that far (or `version` is from the future): the caller sends a full map.
    */
   changesSince(networkId: string, version: number): Promise<{version: number; nodeIds: string[]} | undefined>
+
+  // ---- connections (NAT traversal reporting; telemetry: no audit entry, no netmap change)
+  /**
+   * Writes a batch of pair states in one transaction: upserts (or for `none` deletes) each pair's
+   * row, appends a log entry for each write with an `event`, and drops log entries beyond the
+   * newest CONNECTION_LOG_KEEP of the network. Writes naming a node that is no longer in the
+   * network are skipped. Returns the appended log entries, with node names.
+   */
+  writeConnections(
+    networkId: string,
+    writes: readonly ConnectionWrite[],
+    at: string,
+  ): Promise<ConnectionLogEntry[]>
+  /** Every stored pair of a network (the connection tracker's starting point). */
+  allConnections(networkId: string): Promise<StoredConnection[]>
+  /** Pairs of a network whose nodes are both active, optionally only those of one node. */
+  listConnections(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    page: PageRequest,
+  ): Promise<Page<Connection>>
+  /** The connection log of a network, newest first, optionally only entries of one node. */
+  connectionLog(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    page: PageRequest,
+  ): Promise<Page<ConnectionLogEntry>>
 
   // ---- audit
   /** An audit entry with no other change (failed logins, for instance). */

@@ -30,7 +30,7 @@ describe('PeerReporter', () => {
     const r = new PeerReporter()
     r.frames([], many(3))
     expect(r.frames([], many(2))).toEqual([
-      {type: 'report', peers: [{id: 'node-2', online: false, endpoint: null}]},
+      {type: 'report', peers: [{id: 'node-2', online: false, endpoint: null, path: 'none'}]},
     ])
     expect(r.frames([], many(2))).toEqual([{type: 'report'}])
   })
@@ -69,5 +69,64 @@ describe('PeerReporter', () => {
   it('lists a peer id the node sees twice only once', () => {
     const r = new PeerReporter()
     expect(peersIn(r.frames([], [peer(1), peer(1, {online: false})]))).toEqual([peer(1)])
+  })
+
+  it('sends a peer again when its path changes, and not when only its latency jitters', () => {
+    const r = new PeerReporter()
+    const direct = (latencyMs?: number) =>
+      peer(1, {path: 'direct', ...(latencyMs === undefined ? {} : {latencyMs})})
+    expect(peersIn(r.frames([], [direct(20)]))).toEqual([direct(20)])
+    // Jitter: within 20 % or within 5 ms of the latency last sent.
+    for (const ms of [21, 18.5, 23.9, 16.2, 25])
+      expect(r.frames([], [direct(ms)])).toEqual([{type: 'report'}])
+    // The path changes: sent at once, with the latency of the new path.
+    const relayed = peer(1, {path: 'relay', latencyMs: 23, endpoint: '127.0.0.1:40001'})
+    expect(peersIn(r.frames([], [relayed]))).toEqual([relayed])
+    // A latency change that matters (more than 20 % and more than 5 ms of 23).
+    expect(peersIn(r.frames([], [{...relayed, latencyMs: 40}]))).toEqual([{...relayed, latencyMs: 40}])
+    // Losing the measurement is a change too; an old node's entry (no path, no latency) is as before.
+    expect(peersIn(r.frames([], [{...relayed, latencyMs: undefined}]))).toEqual([
+      {id: 'node-1', online: true, endpoint: '127.0.0.1:40001', path: 'relay'},
+    ])
+    expect(peersIn(r.frames([], [peer(1)]))).toEqual([peer(1)])
+  })
+
+  it('lets a slow latency drift through once it adds up', () => {
+    const r = new PeerReporter()
+    r.frames([], [peer(1, {path: 'direct', latencyMs: 20})])
+    const sent: number[] = []
+    for (let ms = 20; ms <= 40; ms++)
+      for (const p of peersIn(r.frames([], [peer(1, {path: 'direct', latencyMs: ms})])))
+        sent.push(p.latencyMs!)
+    expect(sent).toEqual([26, 32, 39])
+  })
+
+  it('rounds latency to 0.1 ms and clamps it to what the schema accepts', () => {
+    const r = new PeerReporter()
+    const out = peersIn(
+      r.frames(
+        [],
+        [peer(1, {path: 'direct', latencyMs: 0.04321}), peer(2, {path: 'relay', latencyMs: 75_000})],
+      ),
+    )
+    expect(out.map((p) => p.latencyMs)).toEqual([0, 60_000])
+    for (const f of r.frames([], [])) expect(NodeReportSchema.safeParse(f).success).toBe(true)
+  })
+
+  it('keeps 2,000 peers whose latency all jitter at once down to a heartbeat', () => {
+    const r = new PeerReporter()
+    const at = (jitter: number) =>
+      many(2000).map((p, i) => ({
+        ...p,
+        path: i % 3 === 0 ? ('relay' as const) : ('direct' as const),
+        latencyMs: 30 + (i % 50) + jitter,
+      }))
+    expect(peersIn(r.frames([], at(0)))).toHaveLength(2000)
+    for (const jitter of [3, -2, 4.9, -4]) expect(r.frames([], at(jitter))).toEqual([{type: 'report'}])
+    // Every peer's latency doubles: all of them again, still within the frame bounds.
+    const frames = r.frames([], at(80))
+    expect(peersIn(frames)).toHaveLength(2000)
+    expect(frames.length).toBeLessThanOrEqual(REPORT_LIMITS.framesPerReport)
+    for (const f of frames) expect(JSON.stringify(f).length).toBeLessThan(64 * 1024)
   })
 })

@@ -6,16 +6,37 @@
  * reconnected and reported again, forever. Now the first report of a session carries every peer
  * (split into frames of REPORT_LIMITS.peersPerFrame, at most REPORT_LIMITS.framesPerReport per
  * report; the rest follows with the next reports), and later ones only the peers whose entry
- * changed. Entries are coarse on purpose (online or not, endpoint), so a quiet network sends
- * almost nothing.
+ * changed. Entries are coarse on purpose (online or not, endpoint, path, latency only when it
+ * moved more than shared/nat/latency.ts allows), so a quiet network sends almost nothing, and
+ * round-trip jitter does not turn every report into a change.
  */
+import {latencyChanged} from '../../shared/nat/latency.js'
 import {REPORT_LIMITS, type NodeReport, type PeerReport} from '../../shared/protocol/netmap.js'
 
-const entryKey = (e: PeerReport): string => `${e.online ? 1 : 0}|${e.endpoint ?? ''}`
+/** What decides whether an entry changed, apart from its latency (see `latencyChanged`). */
+const entryKey = (e: PeerReport): string => `${e.online ? 1 : 0}|${e.endpoint ?? ''}|${e.path ?? ''}`
+
+/** What the controller holds of one peer: the key and the latency last sent. */
+interface Sent {
+  readonly key: string
+  readonly latencyMs: number | undefined
+}
+
+/** 0.1 ms is finer than any path needs, and keeps entries short. */
+const roundLatency = (ms: number): number => Math.round(ms * 10) / 10
+
+/** The entry as it goes out: latency rounded, absent fields left out. */
+function outgoing(p: PeerReport): PeerReport {
+  const out: PeerReport = {id: p.id, online: p.online, endpoint: p.endpoint}
+  if (p.path !== undefined) out.path = p.path
+  if (p.latencyMs !== undefined && Number.isFinite(p.latencyMs))
+    out.latencyMs = roundLatency(Math.min(Math.max(p.latencyMs, 0), 60_000))
+  return out
+}
 
 export class PeerReporter {
-  /** What the controller holds for this session: peer id -> entryKey. */
-  private readonly sent = new Map<string, string>()
+  /** What the controller holds for this session: peer id -> what was last sent. */
+  private readonly sent = new Map<string, Sent>()
   private sentEndpoints: string | undefined
   private fresh = true
 
@@ -35,13 +56,18 @@ export class PeerReporter {
   frames(endpoints: readonly string[], peers: readonly PeerReport[]): NodeReport[] {
     const changed: PeerReport[] = []
     const seen = new Set<string>()
-    for (const p of peers) {
-      if (seen.has(p.id)) continue
-      seen.add(p.id)
-      if (this.sent.get(p.id) !== entryKey(p)) changed.push(p)
+    for (const raw of peers) {
+      if (seen.has(raw.id)) continue
+      seen.add(raw.id)
+      const p = outgoing(raw)
+      const last = this.sent.get(p.id)
+      // Sent again when online, endpoint or path changed, or the latency moved by more than
+      // jitter (compared with the latency last SENT, so a slow drift still gets through).
+      if (!last || last.key !== entryKey(p) || latencyChanged(last.latencyMs, p.latencyMs)) changed.push(p)
     }
     // Peers the node no longer has: tell the controller once that they are gone from its view.
-    for (const id of this.sent.keys()) if (!seen.has(id)) changed.push({id, online: false, endpoint: null})
+    for (const id of this.sent.keys())
+      if (!seen.has(id)) changed.push({id, online: false, endpoint: null, path: 'none'})
 
     const first: NodeReport = {type: 'report'}
     if (this.fresh) first.reset = true
@@ -59,7 +85,7 @@ export class PeerReporter {
       else out.push({type: 'report', peers: chunk})
     }
     for (const p of batch) {
-      if (seen.has(p.id)) this.sent.set(p.id, entryKey(p))
+      if (seen.has(p.id)) this.sent.set(p.id, {key: entryKey(p), latencyMs: p.latencyMs})
       else this.sent.delete(p.id)
     }
     return out

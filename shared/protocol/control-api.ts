@@ -210,6 +210,72 @@ export const NodeSchema = z.object({
 })
 export type Node = z.infer<typeof NodeSchema>
 
+/**
+ * How packets travel between two nodes: `direct` (WireGuard to the peer's endpoint), `relay`
+ * (through the controller's relay) or `none` (no working path).
+ */
+export const PathSchema = z.enum(['direct', 'relay', 'none'])
+export type Path = z.infer<typeof PathSchema>
+
+/** A node named in a connection; `name` is null when the node was removed since. */
+export const NodeRefSchema = z.object({id: IdSchema, name: z.string().nullable()})
+export type NodeRef = z.infer<typeof NodeRefSchema>
+
+/**
+ * The current path between two nodes of a network, merged from what both report (see
+ * controller/connections.ts). Only pairs with a working path are listed; `a.id < b.id`.
+ */
+export const ConnectionSchema = z.object({
+  a: NodeRefSchema,
+  b: NodeRefSchema,
+  path: z.enum(['direct', 'relay']),
+  /** Round trip in ms, as the nodes last measured it on `path`; null when not measured. */
+  latencyMs: z.number().nullable(),
+  /** The endpoint each side's WireGuard uses for the other (a: where a sends to b); null when none. */
+  endpoints: z.object({a: z.string().nullable(), b: z.string().nullable()}),
+  /** When the pair got its current path. */
+  since: TimestampSchema,
+  /** When this row was last written (path, latency or endpoint change). */
+  updatedAt: TimestampSchema,
+})
+export type Connection = z.infer<typeof ConnectionSchema>
+
+export const ConnectionEventSchema = z.enum([
+  'connected',
+  'disconnected',
+  'upgraded_to_direct',
+  'fell_back_to_relay',
+])
+export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>
+
+/** One entry of a network's connection log (newest first in replies). */
+export const ConnectionLogEntrySchema = z.object({
+  id: z.number().int(),
+  at: TimestampSchema,
+  a: NodeRefSchema,
+  b: NodeRefSchema,
+  event: ConnectionEventSchema,
+  from: PathSchema,
+  to: PathSchema,
+  latencyMs: z.number().nullable(),
+})
+export type ConnectionLogEntry = z.infer<typeof ConnectionLogEntrySchema>
+
+/** `mesh node show --json`: the node and its current connections. */
+export const NodeDetailSchema = NodeSchema.extend({
+  connections: z.array(
+    z.object({
+      peer: NodeRefSchema,
+      path: z.enum(['direct', 'relay']),
+      latencyMs: z.number().nullable(),
+      /** The endpoint this node's WireGuard uses for the peer. */
+      endpoint: z.string().nullable(),
+      since: TimestampSchema,
+    }),
+  ),
+})
+export type NodeDetail = z.infer<typeof NodeDetailSchema>
+
 export const AuditEntrySchema = z.object({
   id: z.number().int(),
   at: TimestampSchema,
@@ -342,6 +408,15 @@ export const AuditQuerySchema = PageQuerySchema.extend({
 
 export const NodeListQuerySchema = PageQuerySchema.extend({
   status: NodeStatusSchema.optional(),
+})
+
+export const ConnectionListQuerySchema = PageQuerySchema.extend({
+  node: IdSchema.optional().describe('only the connections of this node (id)'),
+})
+export const ConnectionLogQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+  node: IdSchema.optional().describe('only the entries of this node (id)'),
 })
 
 export const OkSchema = z.object({ok: z.literal(true)})
@@ -608,6 +683,28 @@ export const ROUTES = {
     params: NetworkParams,
     query: NodeListQuerySchema,
     response: page(NodeSchema),
+    status: 200,
+  }),
+  'connection.list': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/connections',
+    summary: 'Current paths (direct or relay) and latency between the nodes of a network',
+    auth: 'user',
+    permission: 'network.view',
+    params: NetworkParams,
+    query: ConnectionListQuerySchema,
+    response: page(ConnectionSchema),
+    status: 200,
+  }),
+  'connection.log': route({
+    method: 'GET',
+    path: '/api/v1/networks/:network/connections/log',
+    summary: 'Recent connection changes in a network, newest first',
+    auth: 'user',
+    permission: 'network.view',
+    params: NetworkParams,
+    query: ConnectionLogQuerySchema,
+    response: page(ConnectionLogEntrySchema),
     status: 200,
   }),
   'node.show': route({

@@ -12,8 +12,11 @@ import {
   IdSchema,
   NameSchema,
   NodeSchema,
+  NodeRefSchema,
   NodeStatusSchema,
+  PathSchema,
   PublicKeySchema,
+  TimestampSchema,
   TagSchema,
 } from './control-api.js'
 import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
@@ -124,12 +127,29 @@ export type ServerFrame = z.infer<typeof ServerFrameSchema>
  * sent (see daemon/netmap/peer-report.ts): per-peer byte counters and handshake times change
  * all the time and the controller has no use for them, so they stay on the node.
  */
+/**
+ * How a node's packets reach a peer: `direct` (WireGuard talks to the peer's endpoint itself),
+ * `relay` (through the controller's relay) or `none` (no working path).
+ */
+export const PeerPathSchema = PathSchema
+export type PeerPath = z.infer<typeof PeerPathSchema>
+
+/** Largest latency a report carries (ms); a round trip beyond it is no working path anyway. */
+export const MAX_REPORTED_LATENCY_MS = 60_000
+
 export const PeerReportSchema = z.object({
   /** The peer's node id. */
   id: IdSchema,
   online: z.boolean(),
   /** As `wg` shows it; the controller keeps it only when it parses as an endpoint. */
   endpoint: z.string().max(64).nullable(),
+  /**
+   * The path the node uses for the peer. Absent from older nodes (which have no relay): the
+   * controller then takes an online peer as direct and an offline one as none.
+   */
+  path: PeerPathSchema.optional(),
+  /** The last measured round trip to the peer over `path`, in ms; absent when not measured. */
+  latencyMs: z.number().min(0).max(MAX_REPORTED_LATENCY_MS).optional(),
 })
 export type PeerReport = z.infer<typeof PeerReportSchema>
 
@@ -187,12 +207,31 @@ export const AdminEventTypeSchema = z.enum([
   'node_removed',
   'node_changed',
 ])
-export const AdminEventSchema = z.object({
+export const NodeEventSchema = z.object({
   type: AdminEventTypeSchema,
   at: z.string(),
   networkId: IdSchema,
   node: NodeSchema,
 })
+export type NodeEvent = z.infer<typeof NodeEventSchema>
+/**
+ * The path between two nodes changed (connected, disconnected, upgraded to direct, fell back to
+ * the relay): `from` and `to` are the merged paths of the pair (controller/connections.ts).
+ */
+export const ConnectionChangedEventSchema = z.object({
+  type: z.literal('connection_changed'),
+  at: TimestampSchema,
+  networkId: IdSchema,
+  /** The pair, a.id < b.id. */
+  a: NodeRefSchema,
+  b: NodeRefSchema,
+  from: PathSchema,
+  to: PathSchema,
+  /** Round trip on `to` in ms; null when not measured (or `to` is none). */
+  latencyMs: z.number().nullable(),
+})
+export type ConnectionChangedEvent = z.infer<typeof ConnectionChangedEventSchema>
+export const AdminEventSchema = z.union([NodeEventSchema, ConnectionChangedEventSchema])
 export type AdminEvent = z.infer<typeof AdminEventSchema>
 /** First frame on the admin stream: the current nodes the user may see. */
 export const AdminSnapshotSchema = z.object({type: z.literal('snapshot'), nodes: z.array(NodeSchema)})

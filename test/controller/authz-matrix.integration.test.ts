@@ -228,6 +228,8 @@ const FIXTURES = {
     params: {id: (await freshAuthKey(t, creatorToken(t, caller, 'authkey.create'))).id},
   }),
   'node.list': async (t) => ({params: {network: t.net.id}}),
+  'connection.list': async (t) => ({params: {network: t.net.id}}),
+  'connection.log': async (t) => ({params: {network: t.net.id}, query: {limit: '5'}}),
   'node.show': async (t) => ({params: {id: t.node.id}}),
   'node.approve': async (t) => ({params: {id: (await freshPendingNode(t)).id}}),
   'node.update': async (t) => ({params: {id: t.node.id}, body: {name: uniqueName('renamed')}}),

@@ -1,9 +1,9 @@
-// `mesh node show`: one node in detail.
-import type {Node} from '../../../shared/protocol/control-api.js'
-import {resolveNodeId} from '../../lib/admin.js'
+// `mesh node show`: one node in detail, with its current connections (path, latency, since).
+import type {NodeDetail} from '../../../shared/protocol/control-api.js'
+import {nodeDetail, resolveNodeId} from '../../lib/admin.js'
 import {nodeArg, nodeNetworkFlag} from '../../lib/flags.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
-import {nodeDetails} from '../../lib/render/resources.js'
+import {nodeConnectionsTable, nodeDetails} from '../../lib/render/resources.js'
 import {openSession} from '../../lib/session.js'
 
 export default class NodeShow extends MeshCommand {
@@ -20,11 +20,18 @@ export default class NodeShow extends MeshCommand {
     network: nodeNetworkFlag(),
   }
 
-  async run(): Promise<Node> {
+  async run(): Promise<NodeDetail> {
     const {args, flags} = await this.parse(NodeShow)
     const {api} = await openSession()
     const node = await api.showNode({id: await resolveNodeId(api, args.node, flags.network)})
+    const {items} = await api.listAll('connection.list', {
+      params: {network: node.networkId},
+      query: {node: node.id},
+    })
+    const detail = nodeDetail(node, items)
     this.log(nodeDetails(node))
-    return node
+    this.log('')
+    this.log(nodeConnectionsTable(detail))
+    return detail
   }
 }

@@ -6,6 +6,7 @@ import type {
   Network,
   NetworkMember,
   Node,
+  NodeDetail,
   Tenant,
   User,
 } from '../../../shared/protocol/control-api.js'
@@ -133,6 +134,24 @@ export const nodeDetails = (n: Node): string =>
     ['last seen', formatTime(n.lastSeen)],
     ['created', formatTime(n.createdAt)],
   ])
+
+/** `12.3 ms`; `<1 ms` below a millisecond; `-` when not measured. */
+export const formatLatency = (ms: number | null): string =>
+  ms === null ? '-' : ms < 1 ? '<1 ms' : `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`
+
+/** The node's connections under its details (`mesh node show`). */
+export const nodeConnectionsTable = (n: NodeDetail): string =>
+  table(
+    n.connections,
+    [
+      {header: 'PEER', get: (c) => c.peer.name ?? c.peer.id},
+      {header: 'PATH', get: (c) => c.path},
+      {header: 'LATENCY', get: (c) => formatLatency(c.latencyMs), align: 'right'},
+      {header: 'ENDPOINT', get: (c) => c.endpoint},
+      {header: 'SINCE', get: (c) => formatTime(c.since)},
+    ],
+    'No connections reported.',
+  )
 
 export const auditTable = (rows: readonly AuditEntry[]): string =>
   table(

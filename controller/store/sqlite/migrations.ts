@@ -186,6 +186,44 @@ INSERT INTO readiness_probe (id, probed_at) VALUES (1, '1970-01-01T00:00:00.000Z
 ALTER TABLE nodes ADD COLUMN observed_endpoint TEXT; -- host:port seen on the discovery port; NULL when none yet
 `,
   },
+  {
+    // NAT traversal reporting: the current path of each pair of nodes (merged from what both
+    // report; controller/connections.ts) and a bounded log of path changes. A pair with no working
+    // path has no row: the table holds at most the pairs that are connected now. The log keeps
+    // the newest CONNECTION_LOG_KEEP entries per network (sqlite-store.ts), so a flapping pair
+    // cannot fill the disk.
+    name: '0005-connections',
+    sql: `
+CREATE TABLE connections (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of both nodes
+  node_a TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the node with the smaller id
+  node_b TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the node with the larger id
+  path TEXT NOT NULL CHECK (path IN ('direct','relay')), -- merged path of the pair
+  latency_ms REAL,                       -- round trip on path in ms; NULL when not measured
+  endpoint_a TEXT,                       -- endpoint a's WireGuard uses for b; NULL when none
+  endpoint_b TEXT,                       -- endpoint b's WireGuard uses for a; NULL when none
+  since TEXT NOT NULL,                   -- RFC 3339 time the pair got this path
+  updated_at TEXT NOT NULL,              -- RFC 3339 time of the last write to the row
+  CHECK (node_a < node_b),
+  UNIQUE (network_id, node_a, node_b)
+);
+CREATE INDEX connections_node_b ON connections (network_id, node_b);
+
+CREATE TABLE connection_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- entry number, strictly increasing
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of both nodes
+  node_a TEXT NOT NULL,                  -- the node with the smaller id (no FK: outlives the node)
+  node_b TEXT NOT NULL,                  -- the node with the larger id (no FK: outlives the node)
+  event TEXT NOT NULL CHECK (event IN ('connected','disconnected','upgraded_to_direct','fell_back_to_relay')), -- what happened
+  from_path TEXT NOT NULL CHECK (from_path IN ('direct','relay','none')), -- merged path before
+  to_path TEXT NOT NULL CHECK (to_path IN ('direct','relay','none')),     -- merged path after
+  latency_ms REAL,                       -- round trip on to_path in ms; NULL when not measured
+  at TEXT NOT NULL                       -- RFC 3339 time of the change
+);
+CREATE INDEX connection_log_network ON connection_log (network_id, seq);
+`,
+  },
 ]
 
 /**

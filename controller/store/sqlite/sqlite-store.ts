@@ -8,10 +8,14 @@ import type Database from 'better-sqlite3'
 import type {
   AuditEntry,
   AuthKey,
+  Connection,
+  ConnectionEvent,
+  ConnectionLogEntry,
   Invite,
   Network,
   NetworkMember,
   NodeStatus,
+  Path,
   Role,
   Tenant,
   User,
@@ -23,6 +27,7 @@ import type {
   AuditContext,
   AuditFilter,
   AuthKeyRecord,
+  ConnectionWrite,
   InviteRecord,
   JoinProof,
   NetworkPatch,
@@ -32,10 +37,11 @@ import type {
   Page,
   PageRequest,
   Store,
+  StoredConnection,
   StoredNode,
   UserRecord,
 } from '../store.js'
-import {publicUser} from '../store.js'
+import {CONNECTION_LOG_KEEP, publicUser} from '../store.js'
 import {openSqlite} from './open.js'
 import type {Migration} from './migrations.js'
 
@@ -62,6 +68,18 @@ type Row = Record<string, unknown>
 const str = (v: unknown): string => v as string
 const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string))
 const bool = (v: unknown): boolean => v === 1 || v === 1n
+
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v))
+const toStoredConnection = (r: Row): StoredConnection => ({
+  nodeA: str(r.node_a),
+  nodeB: str(r.node_b),
+  path: r.path as StoredConnection['path'],
+  latencyMs: numOrNull(r.latency_ms),
+  endpointA: strOrNull(r.endpoint_a),
+  endpointB: strOrNull(r.endpoint_b),
+  since: str(r.since),
+  updatedAt: str(r.updated_at),
+})
 
 const toTenant = (r: Row): Tenant => ({id: str(r.id), name: str(r.name), createdAt: str(r.created_at)})
 const toUser = (r: Row): UserRecord => ({
@@ -1085,6 +1103,137 @@ export class SqliteStore implements Store {
       ).all(networkId, version) as Row[]
       return {version: current, nodeIds: rows.map((r) => str(r.node_id))}
     })()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // connections
+
+  async writeConnections(
+    networkId: string,
+    writes: readonly ConnectionWrite[],
+    at: string,
+  ): Promise<ConnectionLogEntry[]> {
+    if (writes.length === 0) return []
+    return this.db.transaction(() => {
+      const logged: ConnectionLogEntry[] = []
+      const inNetwork = this.q('SELECT id, name FROM nodes WHERE id = ? AND network_id = ?')
+      for (const w of writes) {
+        const a = inNetwork.get(w.nodeA, networkId) as Row | undefined
+        const b = inNetwork.get(w.nodeB, networkId) as Row | undefined
+        if (!a || !b || !(w.nodeA < w.nodeB)) continue
+        if (w.path === 'none') {
+          this.q('DELETE FROM connections WHERE network_id = ? AND node_a = ? AND node_b = ?').run(
+            networkId,
+            w.nodeA,
+            w.nodeB,
+          )
+        } else {
+          // `since` moves only with a path change (an event); a latency or endpoint update keeps it.
+          this.q(
+            `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+                 since, updated_at) VALUES (?,?,?,?,?,?,?,?,?)
+               ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+                 latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+                 endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+                 since = CASE WHEN ? THEN excluded.since ELSE connections.since END`,
+          ).run(
+            networkId,
+            w.nodeA,
+            w.nodeB,
+            w.path,
+            w.latencyMs,
+            w.endpointA,
+            w.endpointB,
+            at,
+            at,
+            w.event ? 1 : 0,
+          )
+        }
+        if (!w.event) continue
+        const row = this.q(
+          `INSERT INTO connection_log (network_id, node_a, node_b, event, from_path, to_path, latency_ms, at)
+             VALUES (?,?,?,?,?,?,?,?) RETURNING seq`,
+        ).get(networkId, w.nodeA, w.nodeB, w.event.event, w.event.from, w.path, w.latencyMs, at) as Row
+        logged.push({
+          id: Number(row.seq),
+          at,
+          a: {id: w.nodeA, name: str(a.name)},
+          b: {id: w.nodeB, name: str(b.name)},
+          event: w.event.event,
+          from: w.event.from,
+          to: w.path,
+          latencyMs: w.latencyMs,
+        })
+      }
+      if (logged.length > 0) {
+        // Retention: the newest CONNECTION_LOG_KEEP entries of the network (by count, not age, so
+        // a flapping pair cannot fill the disk however fast it flaps).
+        const cut = this.q(
+          'SELECT seq FROM connection_log WHERE network_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?',
+        ).get(networkId, CONNECTION_LOG_KEEP) as Row | undefined
+        if (cut)
+          this.q('DELETE FROM connection_log WHERE network_id = ? AND seq <= ?').run(networkId, cut.seq)
+      }
+      return logged
+    })()
+  }
+
+  async allConnections(networkId: string): Promise<StoredConnection[]> {
+    const rows = this.q('SELECT * FROM connections WHERE network_id = ?').all(networkId) as Row[]
+    return rows.map(toStoredConnection)
+  }
+
+  async listConnections(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    page: PageRequest,
+  ): Promise<Page<Connection>> {
+    const node = filter.nodeId ?? null
+    const rows = this.q(
+      `SELECT c.*, na.name AS name_a, nb.name AS name_b FROM connections c
+         JOIN nodes na ON na.id = c.node_a AND na.status = 'active'
+         JOIN nodes nb ON nb.id = c.node_b AND nb.status = 'active'
+         WHERE c.network_id = ? AND c.seq > ? AND (? IS NULL OR c.node_a = ? OR c.node_b = ?)
+         ORDER BY c.seq LIMIT ?`,
+    ).all(networkId, decodeCursor(page.cursor), node, node, node, page.limit + 1) as Row[]
+    return this.page(rows, page.limit, (r) => {
+      const c = toStoredConnection(r)
+      return {
+        a: {id: c.nodeA, name: str(r.name_a)},
+        b: {id: c.nodeB, name: str(r.name_b)},
+        path: c.path,
+        latencyMs: c.latencyMs,
+        endpoints: {a: c.endpointA, b: c.endpointB},
+        since: c.since,
+        updatedAt: c.updatedAt,
+      }
+    })
+  }
+
+  async connectionLog(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    page: PageRequest,
+  ): Promise<Page<ConnectionLogEntry>> {
+    const before = decodeCursor(page.cursor) || Number.MAX_SAFE_INTEGER
+    const node = filter.nodeId ?? null
+    const rows = this.q(
+      `SELECT l.*, na.name AS name_a, nb.name AS name_b FROM connection_log l
+         LEFT JOIN nodes na ON na.id = l.node_a
+         LEFT JOIN nodes nb ON nb.id = l.node_b
+         WHERE l.network_id = ? AND l.seq < ? AND (? IS NULL OR l.node_a = ? OR l.node_b = ?)
+         ORDER BY l.seq DESC LIMIT ?`,
+    ).all(networkId, before, node, node, node, page.limit + 1) as Row[]
+    return this.page(rows, page.limit, (r) => ({
+      id: Number(r.seq),
+      at: str(r.at),
+      a: {id: str(r.node_a), name: strOrNull(r.name_a)},
+      b: {id: str(r.node_b), name: strOrNull(r.name_b)},
+      event: r.event as ConnectionEvent,
+      from: r.from_path as Path,
+      to: r.to_path as Path,
+      latencyMs: numOrNull(r.latency_ms),
+    }))
   }
 
   // ---------------------------------------------------------------------------------------------
