@@ -15,7 +15,7 @@
  */
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {Lab} from '../../cli/lib/lab/lab.js'
-import {STUN_PORT} from '../../cli/lib/lab/lab.js'
+import {STUN_ALTERNATE_PORT, STUN_PORT} from '../../cli/lib/lab/lab.js'
 import {publicAddress, routerCounters, type NatKind, type RouterCounters} from '../../cli/lib/lab/nat.js'
 import {run, waitFor} from '../../cli/lib/lab/sh.js'
 import type {LabNode} from '../../cli/lib/lab/state.js'
@@ -197,7 +197,7 @@ describe.skipIf(skip !== undefined)(
           mapping: want.mapping,
           filtering: want.filtering,
           direct: want.direct,
-          otherAddress: {address: lab.state.controller!.alternateUnderlay, port: STUN_PORT + 1},
+          otherAddress: {address: lab.state.controller!.alternateUnderlay, port: STUN_ALTERNATE_PORT},
         })
         if (want.portPreserved !== undefined) expect(netcheck.portPreserved).toBe(want.portPreserved)
 
