@@ -1,43 +1,24 @@
 // A third-party STUN client agrees with ours: coturn's turnutils_natdiscovery (RFC 5780 mapping and
 // filtering discovery) against our StunServer on loopback must report what our Netcheck reports.
 // Loopback has no NAT, so both must say endpoint-independent mapping and filtering. The namespace
-// NAT lab will run the same comparison from behind each NAT kind.
+// NAT lab runs the same comparison from behind each NAT kind (test/lab/nat-behaviour.root.test.ts).
 import {execa} from 'execa'
-import {accessSync, constants} from 'node:fs'
-import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {StunServer, type StunServerAddresses} from '../controller/stun/server.js'
 import {Netcheck} from '../daemon/nat/netcheck.js'
-import type {FilteringBehaviour, MappingBehaviour} from '../shared/nat/net-report.js'
 import {nodeUdpBind} from '../shared/net/udp.js'
+import {
+  NATDISCOVERY_BIN,
+  findNatdiscovery,
+  natdiscoveryArgs,
+  parseNatdiscovery,
+} from './coturn-natdiscovery.js'
 
-const BIN = 'turnutils_natdiscovery'
-
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const candidate = path.join(dir, name)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined
-}
-
-const bin = findOnPath(BIN)
+const bin = findNatdiscovery()
 if (bin === undefined) {
   console.warn(
-    `${BIN} not found: coturn cross-check skipped (apt-get install coturn; scripts/setup.sh does it)`,
+    `${NATDISCOVERY_BIN} not found: coturn cross-check skipped (apt-get install coturn; scripts/setup.sh does it)`,
   )
-}
-
-/** coturn's wording → RFC 4787 names as in NetReport. */
-const BEHAVIOUR: Record<string, MappingBehaviour & FilteringBehaviour> = {
-  'Endpoint Independent': 'endpoint-independent',
-  'Address Dependent': 'address-dependent',
-  'Address and Port Dependent': 'address-and-port-dependent',
 }
 
 describe.skipIf(bin === undefined)('coturn turnutils_natdiscovery against our StunServer', () => {
@@ -63,24 +44,15 @@ describe.skipIf(bin === undefined)('coturn turnutils_natdiscovery against our St
   it('reports the same mapping and filtering as our Netcheck (no NAT on loopback: endpoint-independent both)', async (ctx) => {
     // natdiscovery's mapping test needs a second server address; without 127.0.0.2 there is none.
     if (!secondAddress) return ctx.skip()
-    const run = await execa(
-      bin!,
-      ['-m', '-f', '-L', '127.0.0.1', '-p', String(addresses.primary.port), '127.0.0.1'],
-      {
-        timeout: 30_000,
-        reject: false,
-      },
-    )
+    const run = await execa(bin!, natdiscoveryArgs(addresses.primary, '127.0.0.1'), {
+      timeout: 30_000,
+      reject: false,
+    })
     const out = `${run.stdout}\n${run.stderr}`
-    const mapping = /NAT with (.+?) Mapping!/.exec(out)?.[1]
-    const filtering = /NAT with (.+?) Filtering!/.exec(out)?.[1]
-    expect(mapping, out).toBeDefined()
-    expect(filtering, out).toBeDefined()
-    const theirs = {
-      mapping: BEHAVIOUR[mapping!],
-      filtering: BEHAVIOUR[filtering!],
-      noNat: /No NAT!/.test(out),
-    }
+    const verdict = parseNatdiscovery(out)
+    expect(verdict.mapping, out).toBeDefined()
+    expect(verdict.filtering, out).toBeDefined()
+    const theirs = {mapping: verdict.mapping, filtering: verdict.filtering, noNat: verdict.noNat}
 
     const ours = await new Netcheck({
       server: addresses.primary,
