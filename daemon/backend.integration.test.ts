@@ -98,10 +98,21 @@ describe('meshd against a real controller', () => {
     expect(peer.allowedIps).toEqual([`${bRes.address}/32`])
     expect(peer.persistentKeepalive).toBe(25)
     const applies = a.fake.calls.slice(callsBefore).filter((c) => c.op === 'apply')
-    expect(applies[0]).toEqual({op: 'apply', name: 'tmesh0', added: [bRes.publicKey], updated: [], removed: []})
+    expect(applies[0]).toEqual({
+      op: 'apply',
+      name: 'tmesh0',
+      added: [bRes.publicKey],
+      updated: [],
+      removed: [],
+    })
     // Then at most the move of that peer to its relay endpoint once the relay socket is open.
     for (const c of applies.slice(1))
-      expect(c).toMatchObject({added: [], updated: [bRes.publicKey], removed: [], endpoints: {[bRes.publicKey]: expect.stringMatching(/^127\.0\.0\.1:\d+$/)}})
+      expect(c).toMatchObject({
+        added: [],
+        updated: [bRes.publicKey],
+        removed: [],
+        endpoints: {[bRes.publicKey]: expect.stringMatching(/^127\.0\.0\.1:\d+$/)},
+      })
     // bravo got alpha in its full map.
     const bStatus = (await bClient.status()).networks[0]!
     expect(bStatus.peers.map((p) => p.name)).toEqual(['alpha'])

@@ -739,12 +739,10 @@ export class Backend {
       address,
       log: this.log.child({network: rt.record.name}),
       onControl: (msg, from) => this.onUpgradeMessage(rt, msg, from.address),
-    }).catch(
-      (err: unknown) => {
-        this.log.debug({network: rt.record.name, err: String(err)}, 'ping responder not started')
-        return undefined
-      },
-    )
+    }).catch((err: unknown) => {
+      this.log.debug({network: rt.record.name, err: String(err)}, 'ping responder not started')
+      return undefined
+    })
     // A down, leave or stop that ran meanwhile wins.
     if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) prober?.close()
     else if (prober) {
@@ -770,7 +768,14 @@ export class Backend {
       read: async (key) => {
         const st = await driver.read(iface()).catch(() => undefined)
         const p = st?.peers.find((x) => x.publicKey === key)
-        return p && {endpoint: p.endpoint, lastHandshakeMs: p.lastHandshakeMs, rxBytes: p.rxBytes, txBytes: p.txBytes}
+        return (
+          p && {
+            endpoint: p.endpoint,
+            lastHandshakeMs: p.lastHandshakeMs,
+            rxBytes: p.rxBytes,
+            txBytes: p.txBytes,
+          }
+        )
       },
       setEndpoint: (key, endpoint) => driver.setPeers(iface(), [{publicKey: key, endpoint}]),
       openNat: async (targets) => {
@@ -785,7 +790,10 @@ export class Backend {
         for (const p of peers) rt.punch.set(p.publicKey, p)
         const close = async (): Promise<void> => {
           for (const p of peers) rt.punch.delete(p.publicKey)
-          await driver.setPeers(iface(), peers.map((p) => ({publicKey: p.publicKey, remove: true})))
+          await driver.setPeers(
+            iface(),
+            peers.map((p) => ({publicKey: p.publicKey, remove: true})),
+          )
         }
         try {
           await driver.setPeers(
@@ -858,7 +866,12 @@ export class Backend {
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
-        wg: l && {endpoint: l.endpoint, lastHandshakeMs: l.lastHandshakeMs, rxBytes: l.rxBytes, txBytes: l.txBytes},
+        wg: l && {
+          endpoint: l.endpoint,
+          lastHandshakeMs: l.lastHandshakeMs,
+          rxBytes: l.rxBytes,
+          txBytes: l.txBytes,
+        },
         now,
       })
       if (d.probe) probe.push(p)
@@ -911,7 +924,8 @@ export class Backend {
         (p) => p.current.state === 'waiting' && rt.netmap?.nat?.relays?.length,
       )
       const stalled: Peer[] = []
-      if (this.updatePaths(rt, state, stalled) || needsRelay) await this.reconcile(rt, 'path change').catch(() => {})
+      if (this.updatePaths(rt, state, stalled) || needsRelay)
+        await this.reconcile(rt, 'path change').catch(() => {})
       this.probePeers(rt, stalled)
       this.startUpgrades(rt)
     }
@@ -1092,15 +1106,21 @@ export class Backend {
           ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
           : undefined
         const ids = new Map((rt.netmap?.peers ?? []).map((p) => [p.publicKey, p.id]))
+        const relayed = new Set(rt.shims.values())
         const now = this.clock.now()
         const peers: PeerReport[] = []
         for (const p of state?.peers ?? []) {
           const id = ids.get(p.publicKey)
           if (id === undefined) continue
+          const online = p.lastHandshakeMs > 0 && now - p.lastHandshakeMs < ONLINE_WINDOW_MS
+          const latencyMs = rt.paths.get(p.publicKey)?.latency.ms
           peers.push({
             id,
-            online: p.lastHandshakeMs > 0 && now - p.lastHandshakeMs < ONLINE_WINDOW_MS,
+            online,
             endpoint: p.endpoint !== undefined && p.endpoint.length <= 64 ? p.endpoint : null,
+            // Where WireGuard sends now: a relay socket, or the peer's own address.
+            path: !online || p.endpoint === undefined ? 'none' : relayed.has(p.endpoint) ? 'relay' : 'direct',
+            ...(latencyMs !== undefined && {latencyMs}),
           })
         }
         for (const frame of rt.reporter.frames(endpoints, peers)) {
@@ -1179,6 +1199,7 @@ export class Backend {
         publicKey: peer.publicKey,
         endpoint: l?.endpoint ?? cfg.endpoint ?? null,
         path: rt.paths.get(cfg.publicKey)?.current.state ?? 'idle',
+        latencyMs: rt.paths.get(cfg.publicKey)?.latency.ms ?? null,
         lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
         rxBytes: l?.rxBytes ?? 0,
         txBytes: l?.txBytes ?? 0,

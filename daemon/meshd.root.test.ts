@@ -360,7 +360,12 @@ describe.skipIf(!canRun)('meshd with wireguard-go in network namespaces', () => 
     // The relay lives in the controller: what must survive it is the direct tunnel, which the
     // pair upgrades to within seconds of being relayed (e.g. after the wireguard-go restart above).
     for (const n of ['a', 'b'] as const)
-      await waitFor(`${n} direct`, async () => (await status(n)).networks[0]?.peers[0]?.path === 'direct', 30_000, 200)
+      await waitFor(
+        `${n} direct`,
+        async () => (await status(n)).networks[0]?.peers[0]?.path === 'direct',
+        30_000,
+        200,
+      )
     controller!.kill('SIGTERM')
     await waitFor('controller to exit', () => controller!.exitCode !== null, 10_000)
     expect(shOk('ping', ['-c', '1', '-W', '2', addr.b!], NS.a)).toBe(true)

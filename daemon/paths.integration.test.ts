@@ -84,9 +84,9 @@ describe('peer paths', () => {
     // way (daemon/nat/upgrade.ts), not by the path tick.
     await pass(10_000)
     expect(peer()?.endpoint).toMatch(RELAYED)
-    expect(d.fake.calls.some((c) => c.endpoints?.[peerKey] === FIRST || c.endpoints?.[peerKey] === SECOND)).toBe(
-      false,
-    )
+    expect(
+      d.fake.calls.some((c) => c.endpoints?.[peerKey] === FIRST || c.endpoints?.[peerKey] === SECOND),
+    ).toBe(false)
   })
 
   it('adopts the direct address WireGuard roamed to while relayed (the other side switched), touching nothing', async () => {

@@ -265,7 +265,12 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
 describe('PeerPath without a relay, when a direct path dies', () => {
   it('starts a new round of candidates after deadMs without an answer', () => {
     const p = new PeerPath()
-    p.update({candidates: [PUB], relay: undefined, wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 10}, now: T0})
+    p.update({
+      candidates: [PUB],
+      relay: undefined,
+      wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 10},
+      now: T0,
+    })
     expect(p.current.state).toBe('direct')
     const d = p.update({
       candidates: [PUB],

@@ -71,7 +71,8 @@ function lab(nat: Nat) {
   const directPasses = (from: Side): boolean => {
     if (nat === 'open') return true
     if (nat === 'blocked') return false
-    if (nat === 'needs-open') return from.other.openedToward.has(from.candidate) || from.other.wg.endpoint === from.candidate
+    if (nat === 'needs-open')
+      return from.other.openedToward.has(from.candidate) || from.other.wg.endpoint === from.candidate
     return from.name === nat.switcher || from.other.wg.endpoint === from.candidate
   }
   const onPath = (s: Side): 'relay' | 'direct' => (s.wg.endpoint === s.shimEndpoint ? 'relay' : 'direct')
@@ -153,7 +154,12 @@ function lab(nat: Nat) {
   }
   for (const s of [a, b]) {
     s.upgrader = new Upgrader(link(s))
-    s.peer = {id: s.other.name, publicKey: s.other.key, address: s.other.address, candidates: [s.other.candidate]}
+    s.peer = {
+      id: s.other.name,
+      publicKey: s.other.key,
+      address: s.other.address,
+      candidates: [s.other.candidate],
+    }
     s.path.update({candidates: [s.other.candidate], relay: s.shimEndpoint, wg: {...s.wg}, now: clock.now()})
   }
   const settle = async <T>(p: Promise<T>): Promise<T> => {
@@ -167,7 +173,12 @@ function lab(nat: Nat) {
   }
   /** One path check, as meshd's tick does. */
   const tick = (s: Side): void =>
-    void s.path.update({candidates: [s.other.candidate], relay: s.shimEndpoint, wg: {...s.wg}, now: clock.now()})
+    void s.path.update({
+      candidates: [s.other.candidate],
+      relay: s.shimEndpoint,
+      wg: {...s.wg},
+      now: clock.now(),
+    })
   const untilDue = async (s: Side): Promise<void> => {
     for (let n = 0; n < 100 && !s.path.upgradeDue(clock.now()); n++) {
       await clock.advanceAsync(500)
@@ -252,7 +263,12 @@ describe('Upgrader', () => {
   })
 
   it('round-trips upgrade messages and refuses other packets as upgrades', () => {
-    const msg: UpgradeMessage = {type: UPGRADE_OPEN, windowMs: 730, index: 2, nonce: Buffer.from('0123456789abcdef', 'hex')}
+    const msg: UpgradeMessage = {
+      type: UPGRADE_OPEN,
+      windowMs: 730,
+      index: 2,
+      nonce: Buffer.from('0123456789abcdef', 'hex'),
+    }
     expect(decodeUpgrade(encodeUpgrade(msg))).toEqual(msg)
     const bad = encodeUpgrade(msg)
     bad[5] = 9

@@ -200,11 +200,7 @@ export class Upgrader {
     for (let i = 0; i < 100 && clock.now() < deadline && !this.closed; i++) {
       await delay(clock, this.tuning.watchEveryMs)
       const v = await this.link.read(peer.publicKey)
-      if (
-        v?.endpoint !== undefined &&
-        v.endpoint !== shim.endpoint &&
-        v.rxBytes > (before?.rxBytes ?? 0)
-      ) {
+      if (v?.endpoint !== undefined && v.endpoint !== shim.endpoint && v.rxBytes > (before?.rxBytes ?? 0)) {
         this.dropLateRelayed(peer.id, shim)
         path.upgradeSucceeded(v.endpoint, clock.now())
         this.link.log.info({peer: peer.id, endpoint: v.endpoint, side: 'opener'}, 'upgraded to direct')

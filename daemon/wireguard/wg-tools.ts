@@ -251,7 +251,10 @@ export abstract class WgToolsDriver implements WireGuardDriver {
    * All peers in one `wg set`; when that fails, one call per peer, so a peer wg refuses cannot
    * hold back the others. Throws only when the interface itself does not answer.
    */
-  private async applyPeers(name: string, peers: {publicKey: string; args: string[]}[]): Promise<PeerFailure[]> {
+  private async applyPeers(
+    name: string,
+    peers: {publicKey: string; args: string[]}[],
+  ): Promise<PeerFailure[]> {
     if (peers.length === 0) return []
     let first: unknown
     try {

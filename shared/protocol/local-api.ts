@@ -40,6 +40,8 @@ export const PeerStatusSchema = z.object({
    * peer must reach this node).
    */
   path: PathStateSchema,
+  /** The last round trip measured through the tunnel (on the path then), in ms; null when none yet. */
+  latencyMs: z.number().nonnegative().nullable().optional(),
   /** RFC 3339, null when there has never been a handshake. */
   lastHandshake: z.string().nullable(),
   rxBytes: z.number().int().nonnegative(),

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import type {Status} from '../../../shared/protocol/local-api.js'
-import {formatAgo, formatBytes, statusText} from './status.js'
+import {formatAgo, formatBytes, formatLatency, statusText} from './status.js'
 
 const NOW = Date.parse('2026-11-22T12:00:00Z')
 
@@ -61,7 +61,7 @@ describe('status rendering', () => {
     expect(text).toContain('ECONNREFUSED')
     expect(text).toMatch(/server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820/)
     expect(text).toMatch(
-      /server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820\s+30s ago\s+2\.0 KiB\s+100 B\s+online/,
+      /server\s+10\.7\.0\.2\s+direct\s+198\.51\.100\.2:51820\s+-\s+30s ago\s+2\.0 KiB\s+100 B\s+online/,
     )
   })
 
@@ -69,5 +69,14 @@ describe('status rendering', () => {
     expect(
       statusText({protocolVersion: 1, backend: 'kernel', pid: 1, startedAt: '', networks: []}),
     ).toContain('mesh join')
+  })
+})
+
+describe('latency rendering', () => {
+  it('prints a tenth of a millisecond below 10 ms, whole ms above, and "-" when not measured', () => {
+    expect(formatLatency(0.42)).toBe('0.4 ms')
+    expect(formatLatency(12.6)).toBe('13 ms')
+    expect(formatLatency(null)).toBe('-')
+    expect(formatLatency(undefined)).toBe('-')
   })
 })

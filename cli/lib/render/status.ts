@@ -24,6 +24,12 @@ export function formatAgo(iso: string | null, now = Date.now()): string {
   return `${Math.round(s / 86_400)}d ago`
 }
 
+/** "0.4 ms", "12 ms", "-" when not measured. */
+export function formatLatency(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '-'
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`
+}
+
 export function peersTable(peers: readonly PeerStatus[], now = Date.now()): string {
   return renderTable(
     peers,
@@ -32,6 +38,7 @@ export function peersTable(peers: readonly PeerStatus[], now = Date.now()): stri
       {header: 'ADDRESS', get: (p) => p.address},
       {header: 'PATH', get: (p) => p.path},
       {header: 'ENDPOINT', get: (p) => p.endpoint},
+      {header: 'LATENCY', get: (p) => formatLatency(p.latencyMs), align: 'right'},
       {header: 'HANDSHAKE', get: (p) => formatAgo(p.lastHandshake, now)},
       {header: 'RX', get: (p) => formatBytes(p.rxBytes), align: 'right'},
       {header: 'TX', get: (p) => formatBytes(p.txBytes), align: 'right'},
