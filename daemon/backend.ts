@@ -30,6 +30,7 @@ import type {
   PeerStatus,
   Status,
   UpResult,
+  PathState,
 } from '../shared/protocol/local-api.js'
 import type {NetmapFull, Peer, PeerReport, ServerFrame, UdpService} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
@@ -84,6 +85,8 @@ export const applyRetryDelay = (attempt: number, random = Math.random): number =
  */
 export const PATH_TICK_FAST_MS = 1_000
 export const PATH_TICK_SLOW_MS = 5_000
+/** While a direct path looks stalled: its fallback should not wait for a whole tick. */
+export const PATH_TICK_URGENT_MS = 250
 /** Probes sent through the tunnel per path check (candidates being tried, stalled direct paths). */
 const MAX_PROBES_PER_TICK = 64
 /** Latency probes per path check, and how old a peer's last measurement may get. */
@@ -904,20 +907,21 @@ export class Backend {
   private schedulePaths(ms: number): void {
     if (this.closed) return
     this.pathTimer = this.clock.setTimeout(() => {
-      void this.checkPaths().then((fast) => this.schedulePaths(fast ? PATH_TICK_FAST_MS : PATH_TICK_SLOW_MS))
+      void this.checkPaths().then((next) => this.schedulePaths(next))
     }, ms)
   }
 
   /**
    * One round of path checks (the timer runs it; tests call it after moving a fake clock):
    * paths updated from WireGuard, probes to peers that need one, the upgrades this node leads,
-   * latency samples. Returns whether a network has peers, which calls for the fast tick.
+   * latency samples. Returns when the next check is due: urgent while a direct path looks
+   * stalled, fast while a network has peers, slow otherwise.
    */
-  async checkPaths(): Promise<boolean> {
-    let fast = false
+  async checkPaths(): Promise<number> {
+    let next = PATH_TICK_SLOW_MS
     for (const rt of [...this.nets.values()]) {
       if (!rt.record.up || rt.paths.size === 0) continue
-      fast = true
+      next = Math.min(next, PATH_TICK_FAST_MS)
       const state = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
       if (!state) continue
       const needsRelay = [...rt.paths.values()].some(
@@ -926,10 +930,12 @@ export class Backend {
       const stalled: Peer[] = []
       if (this.updatePaths(rt, state, stalled) || needsRelay)
         await this.reconcile(rt, 'path change').catch(() => {})
+      if (stalled.some((p) => rt.paths.get(p.publicKey)?.current.state === 'direct'))
+        next = PATH_TICK_URGENT_MS
       this.probePeers(rt, stalled)
       this.startUpgrades(rt)
     }
-    return fast
+    return next
   }
 
   /**
@@ -1182,6 +1188,21 @@ export class Backend {
       throw new MeshError('INTERFACE_NAME_TAKEN', {message: `the interface name ${name} is already used`})
   }
 
+  /**
+   * The path as the user should see it: the path's state, except that WireGuard already sending
+   * to the relay (it followed the peer's relayed packets) is the relay, even before the next
+   * path check notices.
+   */
+  private effectivePath(
+    rt: NetRuntime,
+    publicKey: string,
+    peerId: string,
+    live: string | undefined,
+  ): PathState {
+    const state = rt.paths.get(publicKey)?.current.state ?? 'idle'
+    return state === 'direct' && live !== undefined && live === rt.shims.get(peerId) ? 'relay' : state
+  }
+
   private async networkStatus(rt: NetRuntime): Promise<NetworkStatus> {
     const state = rt.record.up
       ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
@@ -1198,7 +1219,7 @@ export class Backend {
         address: peer.address,
         publicKey: peer.publicKey,
         endpoint: l?.endpoint ?? cfg.endpoint ?? null,
-        path: rt.paths.get(cfg.publicKey)?.current.state ?? 'idle',
+        path: this.effectivePath(rt, cfg.publicKey, peer.id, l?.endpoint),
         latencyMs: rt.paths.get(cfg.publicKey)?.latency.ms ?? null,
         lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
         rxBytes: l?.rxBytes ?? 0,

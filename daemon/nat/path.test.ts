@@ -189,12 +189,12 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(up(p, [PUB], wg(PUB, T0, 1100), T0 + 300)).toEqual({state: 'direct', endpoint: PUB})
   })
 
-  it('backs off after failed upgrades, doubling from upgradeBaseMs up to upgradeMaxMs, and a new candidate resets it', () => {
+  it('backs off after failed upgrades, doubling from upgradeBaseMs up to upgradeMaxMs, then slowly, and a new candidate resets it', () => {
     const p = new PeerPath()
     let now = T0
     up(p, [PUB], wg(RELAY, now, 1000), now)
     const gaps: number[] = []
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 10; i++) {
       const start = now
       p.beginSwitch(PUB, now)
       p.upgradeFailed(RELAY, now)
@@ -204,51 +204,72 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     }
     expect(gaps[0]).toBe(DEFAULT_TUNING.upgradeBaseMs)
     for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThanOrEqual(gaps[i - 1]!)
-    expect(Math.max(...gaps)).toBe(DEFAULT_TUNING.upgradeMaxMs)
+    expect(
+      gaps.slice(0, DEFAULT_TUNING.upgradeSlowAfter).every((g) => g <= DEFAULT_TUNING.upgradeMaxMs),
+    ).toBe(true)
+    expect(gaps[DEFAULT_TUNING.upgradeSlowAfter - 1]).toBe(DEFAULT_TUNING.upgradeMaxMs)
+    expect(gaps.slice(DEFAULT_TUNING.upgradeSlowAfter)).toEqual([
+      DEFAULT_TUNING.upgradeSlowMs,
+      DEFAULT_TUNING.upgradeSlowMs,
+    ])
     p.upgradeFailed(RELAY, now)
     expect(p.upgradeDue(now + 1)).toBe(false)
     up(p, ['198.51.100.8:40002'], wg(RELAY, now, 1000), now + 1)
     expect(p.upgradeDue(now + 1)).toBe(true)
   })
 
-  it('alternates the side that switches and walks through the candidates', () => {
+  it('alternates the side that switches, giving the best candidate two rounds of every three', () => {
     const p = new PeerPath()
-    up(p, [LAN, PUB], undefined, T0)
-    expect([0, 1, 2, 3, 4].map(() => p.nextUpgrade(2))).toEqual([
-      {mode: 'open', index: 0},
-      {mode: 'switch', index: 0},
-      {mode: 'open', index: 1},
-      {mode: 'switch', index: 1},
-      {mode: 'open', index: 0},
-    ])
+    up(p, [LAN, PUB, '10.9.0.1:1'], undefined, T0)
+    const plans = Array.from({length: 12}, () => p.nextUpgrade(3))
+    expect(plans.map((x) => x.mode)).toEqual(
+      Array.from({length: 12}, (_, i) => (i % 2 === 0 ? 'open' : 'switch')),
+    )
+    expect(plans.map((x) => x.index)).toEqual([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 2, 2])
   })
 
   it('follows the other side back to the relay when WireGuard moved there from a direct path', () => {
     const p = new PeerPath()
     up(p, [PUB], wg(PUB, T0 - 1000), T0)
     expect(p.current.state).toBe('direct')
-    expect(up(p, [PUB], wg(RELAY, T0 + 900), T0 + 1000)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(up(p, [PUB], wg(RELAY, T0 + 900), T0 + 1000)).toMatchObject({state: 'relay', endpoint: RELAY})
   })
 
   it('asks for a probe when packets go out and nothing comes back, and falls back to the relay after deadMs', () => {
     const p = new PeerPath()
     up(p, [PUB], tx(PUB, T0, 1000, 1000), T0)
     expect(p.current.state).toBe('direct')
-    // Sending, nothing back.
-    expect(up(p, [PUB], tx(PUB, T0, 1000, 1500), T0 + 1000)).toEqual({state: 'direct', endpoint: PUB})
-    expect(up(p, [PUB], tx(PUB, T0, 1000, 1800), T0 + DEFAULT_TUNING.stallMs)).toEqual({
+    // Sent since the look at T0, nothing back: a probe at once once that is stallMs old.
+    const s = T0 + DEFAULT_TUNING.stallMs
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 1500), s)).toEqual({state: 'direct', endpoint: PUB, probe: true})
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 1800), T0 + DEFAULT_TUNING.deadMs - 1)).toMatchObject({
       state: 'direct',
-      endpoint: PUB,
-      probe: true,
     })
+    // Dead: to the relay, with a probe through it that brings the other side over.
     expect(up(p, [PUB], tx(PUB, T0, 1000, 2000), T0 + DEFAULT_TUNING.deadMs)).toEqual({
       state: 'relay',
       endpoint: RELAY,
+      probe: true,
     })
     // WireGuard still shows the dead endpoint until the relay is applied: no roam, no upgrade yet.
-    expect(up(p, [PUB], tx(PUB, T0, 1000, 2100), T0 + DEFAULT_TUNING.deadMs + 500).state).toBe('relay')
-    up(p, [PUB], tx(RELAY, T0, 1100, 2200), T0 + DEFAULT_TUNING.deadMs + 1000)
-    expect(p.upgradeDue(T0 + DEFAULT_TUNING.deadMs + DEFAULT_TUNING.reupgradeMs)).toBe(true)
+    const d = T0 + DEFAULT_TUNING.deadMs
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 2100), d + 500).state).toBe('relay')
+    up(p, [PUB], tx(RELAY, T0, 1100, 2200), d + 1000)
+    expect(p.upgradeDue(d + DEFAULT_TUNING.reupgradeMs)).toBe(true)
+  })
+
+  it('takes the keepalive of an idle pair after a quiet minute as a question, not as a dead path', () => {
+    const p = new PeerPath()
+    up(p, [PUB], tx(PUB, T0, 1000, 1000), T0)
+    // A minute without a look (the caller paused), then one keepalive out: at most stallMs old.
+    const t = T0 + 60_000
+    expect(up(p, [PUB], tx(PUB, T0, 1000, 1032), t)).toEqual({state: 'direct', endpoint: PUB, probe: true})
+    // The probe is answered: all is well.
+    expect(up(p, [PUB], tx(PUB, T0, 1100, 1080), t + 500)).toEqual({state: 'direct', endpoint: PUB})
+    expect(up(p, [PUB], tx(PUB, T0, 1100, 1080), t + DEFAULT_TUNING.deadMs + 500)).toEqual({
+      state: 'direct',
+      endpoint: PUB,
+    })
   })
 
   it('keeps a direct path whose packets are answered, and an idle one that sends nothing', () => {
@@ -272,11 +293,17 @@ describe('PeerPath without a relay, when a direct path dies', () => {
       now: T0,
     })
     expect(p.current.state).toBe('direct')
+    p.update({
+      candidates: [PUB],
+      relay: undefined,
+      wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 500},
+      now: T0 + 1_000,
+    })
     const d = p.update({
       candidates: [PUB],
       relay: undefined,
       wg: {endpoint: PUB, lastHandshakeMs: T0, rxBytes: 10, txBytes: 900},
-      now: T0 + DEFAULT_TUNING.deadMs,
+      now: T0 + 1_000 + DEFAULT_TUNING.deadMs,
     })
     expect(d).toEqual({state: 'probing', endpoint: PUB})
   })

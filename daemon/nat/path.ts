@@ -15,8 +15,9 @@
  *
  * States:
  * - `relay`: through the relay's local endpoint. An upgrade is due at `retryAt` (at once for a
- *   new peer, then with a backoff from `upgradeBaseMs` doubling up to `upgradeMaxMs`, reset when
- *   the candidates change), so a pair that can never go direct costs little. When WireGuard
+ *   new peer, then with a backoff from `upgradeBaseMs` doubling up to `upgradeMaxMs`, and only
+ *   every `upgradeSlowMs` after `upgradeSlowAfter` failures in a row; reset when the candidates
+ *   change or a direct path dies), so a pair that can never go direct costs little. When WireGuard
  *   roams away from the relay (an authenticated packet came from a direct address: the other
  *   side switched), that address is adopted as direct.
  * - `probing`: without a relay, WireGuard is pointed at one direct candidate after the other,
@@ -44,12 +45,19 @@ export interface PathTuning {
   readonly retryBaseMs: number
   /** Cap of that backoff. */
   readonly retryMaxMs: number
-  /** With a relay: the next upgrade after a failed one; doubles up to upgradeMaxMs. */
+  /** With a relay: the next upgrade after a failed one; doubles up to upgradeMaxMs... */
   readonly upgradeBaseMs: number
   readonly upgradeMaxMs: number
+  /**
+   * ...and after upgradeSlowAfter failures in a row (every mode and candidate tried several
+   * times: the NATs will not let this pair go direct) only every upgradeSlowMs, since a failed
+   * switch costs the switching side the packets it sent in the window.
+   */
+  readonly upgradeSlowAfter: number
+  readonly upgradeSlowMs: number
   /** An upgrade whose start was put off (the relayed tunnel did not answer yet) is due again after this. */
   readonly deferMs: number
-  /** Direct: packets sent and nothing received for this long calls for a probe... */
+  /** Direct: packets sent and nothing received since the first of them for this long calls for a probe... */
   readonly stallMs: number
   /** ...and for this long means the direct path is dead. */
   readonly deadMs: number
@@ -63,10 +71,12 @@ export const DEFAULT_TUNING: PathTuning = {
   retryBaseMs: 10_000,
   retryMaxMs: 120_000,
   upgradeBaseMs: 2_000,
-  upgradeMaxMs: 20_000,
+  upgradeMaxMs: 10_000,
+  upgradeSlowAfter: 8,
+  upgradeSlowMs: 60_000,
   deferMs: 1_000,
-  stallMs: 1_500,
-  deadMs: 3_000,
+  stallMs: 1_000,
+  deadMs: 2_000,
   reupgradeMs: 4_000,
 }
 
@@ -142,10 +152,16 @@ export class PeerPath {
   /** Upgrade attempts since the last success (the plan rotates through modes and candidates). */
   private attempts = 0
   private candidatesKey: string | undefined
-  /** Traffic: the last rx seen, when it changed, and tx then (tx above it = sent since). */
+  /**
+   * Traffic: the last rx seen, and tx then (tx above it = sent since); when tx was first seen
+   * above it (undefined: nothing sent since). An idle pair's keepalive after a quiet minute is
+   * not a stall: the clock starts at the first packet that went unanswered.
+   */
   private rxSeen: number | undefined
-  private rxChangedAt = 0
   private txAtRx = 0
+  private unansweredSince: number | undefined
+  /** When WireGuard's counters were last looked at. */
+  private lookedAt: number | undefined
   private latencyMs: number | undefined
   private latencyAt = 0
 
@@ -269,8 +285,8 @@ export class PeerPath {
     ) {
       this.failures = 0
       this.attempts = 0
-      this.rxChangedAt = now
       this.txAtRx = wg.txBytes ?? 0
+      this.unansweredSince = undefined
       return this.set('direct', wg.endpoint)
     }
     if (this.state !== 'relay') {
@@ -294,10 +310,17 @@ export class PeerPath {
     )
   }
 
-  /** The plan of the next attempt, counting it. */
+  /**
+   * The plan of the next attempt, counting it: both modes on the best candidate, twice, then
+   * both on the next candidate (in turn), and so on — the best candidate gets two rounds of
+   * every three, since later ones (other private addresses) rarely answer.
+   */
   nextUpgrade(candidateCount: number): UpgradePlan {
     const n = this.attempts++
-    return {mode: n % 2 === 0 ? 'open' : 'switch', index: Math.floor(n / 2) % Math.max(1, candidateCount)}
+    const round = Math.floor(n / 2)
+    const others = Math.max(0, candidateCount - 1)
+    const index = round % 3 === 2 && others > 0 ? 1 + (Math.floor(round / 3) % others) : 0
+    return {mode: n % 2 === 0 ? 'open' : 'switch', index}
   }
 
   /** The attempt could not start (the relayed tunnel did not answer yet): try again soon. */
@@ -326,9 +349,9 @@ export class PeerPath {
     this.handsOff = false
     this.verifying = false
     this.relayPending = false
-    this.rxChangedAt = now
-    this.txAtRx = Number.POSITIVE_INFINITY // rebased at the next look
-    this.rxSeen = undefined
+    this.rxSeen = undefined // rebased at the next look
+    this.unansweredSince = undefined
+    this.attemptAt = now
     this.set('direct', endpoint)
   }
 
@@ -337,10 +360,10 @@ export class PeerPath {
     const wasSwitching = this.switching
     this.switching = false
     this.handsOff = false
-    const delay = Math.min(
-      this.tuning.upgradeMaxMs,
-      this.tuning.upgradeBaseMs * 2 ** Math.min(this.failures, 20),
-    )
+    const delay =
+      this.failures >= this.tuning.upgradeSlowAfter
+        ? this.tuning.upgradeSlowMs
+        : Math.min(this.tuning.upgradeMaxMs, this.tuning.upgradeBaseMs * 2 ** Math.min(this.failures, 20))
     this.failures++
     this.retryAt = now + delay
     if (relay === undefined) {
@@ -379,17 +402,22 @@ export class PeerPath {
   private trackTraffic(wg: WireGuardView | undefined, now: number): void {
     if (wg === undefined) return
     const tx = wg.txBytes ?? 0
+    const previous = this.lookedAt ?? now
+    this.lookedAt = now
     if (this.rxSeen === undefined || wg.rxBytes !== this.rxSeen) {
       this.rxSeen = wg.rxBytes
-      this.rxChangedAt = now
       this.txAtRx = tx
-    } else if (this.txAtRx === Number.POSITIVE_INFINITY) this.txAtRx = tx
+      this.unansweredSince = undefined
+    } else if (tx > this.txAtRx && this.unansweredSince === undefined)
+      // Sent at some point since the previous look (at most stallMs ago: looks are a tick apart,
+      // unless the caller paused), and nothing has come back since then.
+      this.unansweredSince = Math.max(previous, now - this.tuning.stallMs)
   }
 
-  /** Packets went out since the last byte came in, and that byte is at least `ms` old. */
+  /** Packets went out since the last byte came in, the first of them at least `ms` ago. */
   private stalled(wg: WireGuardView | undefined, now: number, ms: number): boolean {
-    if (wg?.txBytes === undefined) return false
-    return wg.txBytes > this.txAtRx && now - this.rxChangedAt >= ms
+    if (wg?.txBytes === undefined || this.unansweredSince === undefined) return false
+    return now - this.unansweredSince >= ms
   }
 
   /** The direct path died: to the relay (upgrade again after reupgradeMs), or a new round. */
@@ -403,10 +431,12 @@ export class PeerPath {
     this.attempts = 0
     this.lastTried = from
     this.rxSeen = undefined
+    this.unansweredSince = undefined
     if (relay === undefined) return this.startRound(candidates, now)
     this.retryAt = now + this.tuning.reupgradeMs
     this.relayPending = from !== undefined && from !== relay
-    return this.set('relay', relay)
+    // A probe through the relay brings the other side over (its WireGuard follows our packets).
+    return {...this.set('relay', relay), probe: true}
   }
 
   private startRound(candidates: readonly string[], now: number): PathDecision {
