@@ -283,11 +283,17 @@ const bothPaths = async (a, b, net) => {
 
 let netSeq = 0
 /** The timed start-up of one mesh pair: fresh nodes, joins, first ping. */
-async function meshStart(lab, [ka, kb]) {
+/** Untimed: the pair's network, and two fresh nodes behind their routers with meshd running. */
+async function meshPrepare(lab, [ka, kb]) {
   const seq = ++netSeq
   const net = `p${seq}`
   await lab.createNetwork(net, `10.250.${seq}.0/24`)
   const [a, b] = await Promise.all([lab.addNode({nat: ka}), lab.addNode({nat: kb})])
+  return {a, b, net}
+}
+
+/** Timed: both join at once ("both up" when both have returned), then the first ping. */
+async function meshStart(lab, {a, b, net}) {
   await Promise.all([lab.join(a, net), lab.join(b, net)])
   const t0 = performance.now()
   const t0Wall = Date.now()
@@ -445,8 +451,13 @@ async function startNebulaPair(lab, na, nb) {
   )
 }
 
-async function nebulaStart(lab, [ka, kb]) {
+/** Untimed: two fresh nodes behind their routers, with certificates and configs. */
+async function nebulaPrepare(lab, [ka, kb]) {
   const [na, nb] = await Promise.all([nebNode(lab, ka), nebNode(lab, kb)])
+  return {na, nb}
+}
+
+async function nebulaStart(lab, {na, nb}) {
   await startNebulaPair(lab, na, nb)
   const t0 = performance.now()
   const t0Wall = Date.now()
@@ -539,24 +550,32 @@ async function meshThroughput(lab) {
   const t0Wall = Date.now()
   const back = await firstReply(a.ns, bAddr, 20)
   let fallbackMs = back === null ? null : back - t0Wall
+  let relayPair = 'cone-cone, UDP blocked'
+  let [ra, rb, rAddr] = [a, b, bAddr]
   if (back === null) {
-    // No fallback by itself (yet): restart both meshd with the block in place, as for Nebula.
-    say('mesh did not reach the peer through the relay within 20 s; restarting both meshd')
+    // Not through the relay by itself: measure the relay on a pair theory keeps there instead.
+    say(
+      'mesh did not reach the peer through the relay within 20 s; measuring the relay on symmetric-symmetric',
+    )
     await Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)])
-    await Promise.all([lab.startDaemon(a), lab.startDaemon(b)])
-    await waitFor('mesh throughput pair through the relay after a restart', () => lab.ping(a, bAddr, 1), {
+    await lab.createNetwork('tput2', '10.249.1.0/24')
+    ;[ra, rb] = await Promise.all([lab.addNode({nat: 'symmetric'}), lab.addNode({nat: 'symmetric'})])
+    await Promise.all([lab.join(ra, 'tput2'), lab.join(rb, 'tput2')])
+    rAddr = rb.addresses.tput2
+    await waitFor('mesh symmetric pair through the relay', () => lab.ping(ra, rAddr, 1), {
       timeoutMs: 40_000,
       intervalMs: 100,
     })
+    relayPair = 'symmetric-symmetric (the blocked cone pair never got through)'
   } else say(`mesh back through the relay ${fallbackMs.toFixed(0)} ms after the block`)
-  const pathOnRelay = await bothPaths(a, b, net)
+  const pathOnRelay = await bothPaths(ra, rb, ra === a ? net : 'tput2')
   const ctl = lab.proc('controller').pid
-  const relay = await withCpu(ctl, () => iperf(lab, a, b, bAddr, 'mesh-relay'))
+  const relay = await withCpu(ctl, () => iperf(lab, ra, rb, rAddr, 'mesh-relay'))
   say(
     `mesh relay: ${(relay.value / 1e6).toFixed(0)} Mbit/s, controller CPU ${(relay.cpu * 100).toFixed(0)} %`,
   )
-  await Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)])
-  return {directBps: direct, relayBps: relay.value, relayCpu: relay.cpu, fallbackMs, pathOnRelay}
+  await Promise.all([lab.stopDaemon(ra), lab.stopDaemon(rb)])
+  return {directBps: direct, relayBps: relay.value, relayCpu: relay.cpu, fallbackMs, pathOnRelay, relayPair}
 }
 
 async function nebulaThroughput(lab) {
@@ -600,8 +619,24 @@ async function nebulaThroughput(lab) {
 // The run
 
 const systems = [
-  {name: 'mesh', start: meshStart, window: meshWindow},
-  ...(NEBULA ? [{name: 'nebula', start: nebulaStart, window: nebulaWindow}] : []),
+  {
+    name: 'mesh',
+    prepare: meshPrepare,
+    start: meshStart,
+    window: meshWindow,
+    stop: (lab, {a, b}) => Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)]),
+  },
+  ...(NEBULA
+    ? [
+        {
+          name: 'nebula',
+          prepare: nebulaPrepare,
+          start: nebulaStart,
+          window: nebulaWindow,
+          stop: (lab, {na, nb}) => Promise.all([stopNebula(lab, na), stopNebula(lab, nb)]),
+        },
+      ]
+    : []),
 ]
 /** results[system][pair] = [trial, ...] */
 const results = Object.fromEntries(
@@ -620,8 +655,19 @@ try {
     // Alternate which system goes first, so neither always meets the quieter machine.
     const order = r % 2 ? systems : [...systems].reverse()
     for (const sys of order) {
+      // Every pair's nodes first (untimed, four at a time), so the timed phases run back to back.
+      const prepared = []
+      for (let i = 0; i < PAIRS.length; i += 4)
+        prepared.push(
+          ...(await Promise.all(
+            PAIRS.slice(i, i + 4).map((p) =>
+              sys.prepare(lab, p).catch((err) => ({error: err.message.split('\n')[0]})),
+            ),
+          )),
+        )
+      say(`${sys.name} run ${r}: ${PAIRS.length} pairs of nodes ready`)
       const windows = []
-      for (const pair of PAIRS) {
+      for (const [k, pair] of PAIRS.entries()) {
         const name = pairName(pair)
         const record = (v) => {
           results[sys.name][name].push(v)
@@ -632,9 +678,11 @@ try {
         }
         let started
         try {
-          started = await sys.start(lab, pair)
+          if (prepared[k].error) throw new Error(prepared[k].error)
+          started = await sys.start(lab, prepared[k])
         } catch (err) {
           record({firstPingMs: null, directAtMs: null, pathAtEnd: 'error', error: err.message.split('\n')[0]})
+          if (!prepared[k].error) await sys.stop(lab, prepared[k]).catch(() => undefined)
           continue
         }
         const w = sys
@@ -755,8 +803,13 @@ if (opts.json) {
     s.directAtMs === null
       ? 'never'
       : `${ms(s.directAtMs)}${s.directRuns < s.runs ? ` (${s.directRuns}/${s.runs})` : ''}`
-  const pathCell = (s) =>
-    s.pathsAtEnd.every((p) => p === s.pathAtEnd) ? s.pathAtEnd : `${s.pathAtEnd} (${s.pathsAtEnd.join(',')})`
+  // Each run's path ("down (probing)" shortened to "down"; the JSON has it whole), with counts.
+  const pathCell = (s) => {
+    const n = new Map()
+    for (const p of s.pathsAtEnd.map((x) => x.replace(/ \(.*\)$/, ''))) n.set(p, (n.get(p) ?? 0) + 1)
+    const e = [...n.entries()].sort((x, y) => y[1] - x[1])
+    return e.length === 1 ? e[0][0] : e.map(([p, c]) => `${p} ${c}/${s.runs}`).join(', ')
+  }
   const at = `path@${WINDOW_MS / 1000}s`
   const header = ['pair (theory)', 'mesh first ping', 'mesh direct at', `mesh ${at}`]
   if (NEBULA) header.push('nebula first ping', 'nebula direct at', `nebula ${at}`)
@@ -780,7 +833,9 @@ if (opts.json) {
     '',
   ]
   if (Object.keys(throughput).length) {
-    out.push(`throughput (iperf3 -t ${SECONDS}, cone<->cone, relay: UDP between the routers blocked):`)
+    out.push(
+      `throughput (iperf3 -t ${SECONDS}; direct: a cone-cone pair; relay: the same pair with UDP between its routers blocked):`,
+    )
     const mbps = (x) => `${(x / 1e6).toFixed(0)} Mbit/s`
     for (const [sys, t] of Object.entries(throughput)) {
       if (t.error) {
@@ -789,7 +844,7 @@ if (opts.json) {
       }
       const who = sys === 'mesh' ? 'controller' : 'lighthouse'
       out.push(
-        `  ${sys.padEnd(7)} direct ${mbps(t.directBps)}${t.directReached === false ? ' (never went direct)' : ''}, relay ${mbps(t.relayBps)}, ratio ${((t.relayBps / t.directBps) * 100).toFixed(0)} %, relay CPU (${who}) ${(t.relayCpu * 100).toFixed(0)} % of a core${t.fallbackMs !== undefined ? (t.fallbackMs === null ? ', no ping through the relay within 20 s of the block (measured after restarting both daemons)' : `, pinging through the relay ${ms(t.fallbackMs)} after the block (meshd says ${t.pathOnRelay})`) : ''}`,
+        `  ${sys.padEnd(7)} direct ${mbps(t.directBps)}${t.directReached === false ? ' (never went direct)' : ''}, relay ${mbps(t.relayBps)}, ratio ${((t.relayBps / t.directBps) * 100).toFixed(0)} %, relay CPU (${who}) ${(t.relayCpu * 100).toFixed(0)} % of a core${t.fallbackMs !== undefined ? (t.fallbackMs === null ? `; no ping through the relay within 20 s of the block, relay measured on ${t.relayPair}` : `; pinging through the relay ${ms(t.fallbackMs)} after the block (meshd says ${t.pathOnRelay})`) : ''}${sys === 'nebula' ? '; Nebula restarted with the block in place' : ''}`,
       )
     }
     out.push('')
