@@ -178,6 +178,19 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(up(p, [PUB], wg(roamed, T0, 1200), T0 + 600)).toEqual({state: 'direct', endpoint: roamed})
   })
 
+  it('takes an address WireGuard keeps showing relayApplyMs after the move to the relay as a roam', () => {
+    const p = new PeerPath()
+    // A round found the peer directly before the relay came up; the other side keeps sending
+    // there, so WireGuard never shows the relay endpoint.
+    p.update({candidates: [PUB], relay: undefined, wg: undefined, now: T0})
+    expect(up(p, [PUB], wg(PUB, T0 + 100, 100), T0 + 500)).toMatchObject({state: 'relay'})
+    expect(up(p, [PUB], wg(PUB, T0 + 900, 300), T0 + 1_000).state).toBe('relay')
+    expect(up(p, [PUB], wg(PUB, T0 + 2_400, 600), T0 + 500 + DEFAULT_TUNING.relayApplyMs)).toEqual({
+      state: 'direct',
+      endpoint: PUB,
+    })
+  })
+
   it('leaves WireGuard alone during an upgrade switch and takes the outcome it is told', () => {
     const p = new PeerPath()
     up(p, [PUB], wg(RELAY, T0, 1000), T0)

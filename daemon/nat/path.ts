@@ -63,6 +63,8 @@ export interface PathTuning {
   readonly deadMs: number
   /** After a direct path died, the first upgrade waits this long. */
   readonly reupgradeMs: number
+  /** How long WireGuard may still show an old endpoint after the path moved to the relay. */
+  readonly relayApplyMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -78,6 +80,7 @@ export const DEFAULT_TUNING: PathTuning = {
   stallMs: 1_000,
   deadMs: 2_000,
   reupgradeMs: 4_000,
+  relayApplyMs: 2_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -143,9 +146,11 @@ export class PeerPath {
   private lastTried: string | undefined
   /**
    * Relay: set when the path went to the relay from a direct endpoint; cleared once WireGuard is
-   * seen at the relay. Until then WireGuard still shows the old endpoint, which is no roam.
+   * seen at the relay, or after relayApplyMs (the apply has long run by then: an address other
+   * than the relay's is a roam, e.g. the other side kept sending directly). Until then WireGuard
+   * still shows the old endpoint, which is no roam.
    */
-  private relayPending = false
+  private relayPendingUntil = 0
   /** Failed rounds or upgrades in a row, for the backoff, and when the next is due. */
   private failures = 0
   private retryAt = 0
@@ -203,7 +208,7 @@ export class PeerPath {
     }
     this.trackTraffic(wg, now)
     if (this.switching) return this.current
-    if (relay !== undefined && wg?.endpoint === relay) this.relayPending = false
+    if (relay !== undefined && wg?.endpoint === relay) this.relayPendingUntil = 0
 
     if (
       this.state === 'probing' &&
@@ -277,7 +282,7 @@ export class PeerPath {
     // by the stall check and falls back within deadMs).
     if (
       this.state === 'relay' &&
-      !this.relayPending &&
+      now >= this.relayPendingUntil &&
       wg?.endpoint !== undefined &&
       wg.endpoint !== relay &&
       wg.lastHandshakeMs > 0 &&
@@ -292,7 +297,8 @@ export class PeerPath {
     if (this.state !== 'relay') {
       // A round in progress (the relay came up meanwhile) or idle: the relay at once; the relay
       // must be applied before a move away from it counts as a roam.
-      this.relayPending = wg?.endpoint !== undefined && wg.endpoint !== relay
+      this.relayPendingUntil =
+        wg?.endpoint !== undefined && wg.endpoint !== relay ? now + this.tuning.relayApplyMs : 0
       this.handsOff = false
       this.verifying = false
     }
@@ -304,7 +310,7 @@ export class PeerPath {
     return (
       this.state === 'relay' &&
       !this.switching &&
-      !this.relayPending &&
+      now >= this.relayPendingUntil &&
       (this.candidatesKey ?? '') !== '' &&
       now >= this.retryAt
     )
@@ -348,7 +354,7 @@ export class PeerPath {
     this.attempts = 0
     this.handsOff = false
     this.verifying = false
-    this.relayPending = false
+    this.relayPendingUntil = 0
     this.rxSeen = undefined // rebased at the next look
     this.unansweredSince = undefined
     this.attemptAt = now
@@ -371,7 +377,7 @@ export class PeerPath {
       return
     }
     // The switch pointed WireGuard at the candidate: it is no roam until the relay is back.
-    if (wasSwitching) this.relayPending = true
+    if (wasSwitching) this.relayPendingUntil = now + this.tuning.relayApplyMs
     this.set('relay', relay)
   }
 
@@ -434,7 +440,7 @@ export class PeerPath {
     this.unansweredSince = undefined
     if (relay === undefined) return this.startRound(candidates, now)
     this.retryAt = now + this.tuning.reupgradeMs
-    this.relayPending = from !== undefined && from !== relay
+    this.relayPendingUntil = from !== undefined && from !== relay ? now + this.tuning.relayApplyMs : 0
     // A probe through the relay brings the other side over (its WireGuard follows our packets).
     return {...this.set('relay', relay), probe: true}
   }

@@ -82,8 +82,8 @@ export const DEFAULT_UPGRADE_TUNING: UpgradeTuning = {
   openLeadMs: 50,
   settleMs: 20,
   graceMs: 1_000,
-  minWindowMs: 400,
-  maxWindowMs: 2_000,
+  minWindowMs: 200,
+  maxWindowMs: 1_500,
   watchEveryMs: 100,
 }
 
@@ -131,7 +131,9 @@ export class Upgrader {
         return 'deferred'
       }
       path.noteLatency(rtt, now)
-      const windowMs = clamp(Math.round(rtt * 4) + 300, this.tuning.minWindowMs, this.tuning.maxWindowMs)
+      // The direct round trip is rarely longer than the relayed one: a window of a little more
+      // than two of those keeps what a failed switch costs (the switcher's packets in it) small.
+      const windowMs = clamp(Math.round(rtt * 2.5) + 150, this.tuning.minWindowMs, this.tuning.maxWindowMs)
       const msg = {windowMs, index: plan.index, nonce: randomBytes(8)}
       this.link.log.debug({peer: peer.id, plan, rtt, windowMs}, 'upgrade attempt')
       if (plan.mode === 'open') {
