@@ -690,20 +690,21 @@ export class Backend {
   private async prepareNat(rt: NetRuntime): Promise<void> {
     const nat = rt.netmap?.nat
     rt.discoveryEndpoint = nat?.discovery ? await this.serviceEndpoint(rt, nat.discovery.service) : undefined
+    // A stop (or down) that ran meanwhile closed the relay: never open a new one after it.
+    if (this.closed || !rt.record.up) return
     const relayInfo = nat?.relays?.[0]
     if (!relayInfo) {
       if (rt.relay) await this.closeRelay(rt)
       return
     }
     const peers = this.usablePeers(rt)
-    const needy = peers
     const wanted = new Set(peers.map((p) => p.id))
     for (const id of [...rt.shims.keys()]) {
       if (wanted.has(id)) continue
       rt.shims.delete(id)
       await rt.relay?.release(id).catch(() => {})
     }
-    if (needy.length === 0) return
+    if (peers.length === 0) return
     if (!rt.relay) {
       const relay = new RelayClient({
         controller: relayInfo.url ?? rt.record.controller,
@@ -719,13 +720,15 @@ export class Backend {
         () => {},
       )
     }
-    for (const p of needy) {
+    const relay = rt.relay
+    for (const p of peers) {
+      if (this.closed || rt.relay !== relay) return
       if (rt.shims.has(p.id)) continue
-      const shim = await rt.relay.shimFor(p.id).catch((err: unknown) => {
+      const shim = await relay.shimFor(p.id).catch((err: unknown) => {
         this.log.warn({network: rt.record.name, peer: p.id, err: String(err)}, 'no relay endpoint for a peer')
         return undefined
       })
-      if (shim) rt.shims.set(p.id, shim.endpoint)
+      if (shim && rt.relay === relay) rt.shims.set(p.id, shim.endpoint)
     }
   }
 

@@ -127,9 +127,18 @@ export async function main(opts: DaemonOptions = {}): Promise<void> {
       daemon.log.info({signal}, 'stopping')
       process.off('SIGTERM', onSignal)
       process.off('SIGINT', onSignal)
-      void daemon.stop().then(resolve, (err: unknown) => {
-        daemon.log.error({err: String(err)}, 'stop failed')
+      const exitSoon = (): void => {
+        // Everything is closed; should a handle still hold the event loop open (a socket that
+        // raced the stop), say so and exit rather than linger as a half-stopped daemon.
+        setTimeout(() => {
+          daemon.log.warn({}, 'handles still open 3 s after stopping; exiting')
+          process.exit(0)
+        }, 3_000).unref()
         resolve()
+      }
+      void daemon.stop().then(exitSoon, (err: unknown) => {
+        daemon.log.error({err: String(err)}, 'stop failed')
+        exitSoon()
       })
     }
     process.on('SIGTERM', onSignal)
