@@ -858,6 +858,7 @@ export class Backend {
   private updatePaths(rt: NetRuntime, state: InterfaceState | undefined, probe: Peer[] = []): boolean {
     const now = this.clock.now()
     const relayUp = rt.relay?.connected === true
+    const relayExpected = (rt.netmap?.nat?.relays?.length ?? 0) > 0
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
     const subnets = localSubnets(this.meshInterfaces())
     const keep = new Set<string>()
@@ -872,6 +873,7 @@ export class Backend {
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
+        relayExpected: relayExpected && !relayUp,
         wg: l && {
           endpoint: l.endpoint,
           lastHandshakeMs: l.lastHandshakeMs,

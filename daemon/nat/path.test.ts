@@ -160,6 +160,22 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(p.upgradeDue(T0 + 60_000)).toBe(false)
   })
 
+  it('has a new peer wait for a relay that is opening instead of handshaking toward a candidate', () => {
+    const p = new PeerPath()
+    const opening = {candidates: [PUB], relay: undefined, relayExpected: true}
+    expect(p.update({...opening, wg: undefined, now: T0})).toEqual({state: 'idle', endpoint: undefined})
+    expect(p.update({...opening, wg: undefined, now: T0 + 300})).toEqual({state: 'idle', endpoint: undefined})
+    // The relay opened: through it, never having pointed WireGuard at the candidate.
+    expect(up(p, [PUB], undefined, T0 + 400)).toEqual({state: 'relay', endpoint: RELAY})
+    // A relay that does not open in relayWaitMs: the candidates without it.
+    const q = new PeerPath()
+    q.update({...opening, wg: undefined, now: T0})
+    expect(q.update({...opening, wg: undefined, now: T0 + DEFAULT_TUNING.relayWaitMs})).toMatchObject({
+      state: 'probing',
+      endpoint: PUB,
+    })
+  })
+
   it('stops a round of candidates and goes to the relay as soon as the relay is usable', () => {
     const p = new PeerPath()
     expect(p.update({candidates: [PUB], relay: undefined, wg: undefined, now: T0}).endpoint).toBe(PUB)

@@ -65,6 +65,8 @@ export interface PathTuning {
   readonly reupgradeMs: number
   /** How long WireGuard may still show an old endpoint after the path moved to the relay. */
   readonly relayApplyMs: number
+  /** How long a new peer waits for an expected relay before trying candidates without it. */
+  readonly relayWaitMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -81,6 +83,7 @@ export const DEFAULT_TUNING: PathTuning = {
   deadMs: 2_000,
   reupgradeMs: 4_000,
   relayApplyMs: 2_000,
+  relayWaitMs: 3_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -100,6 +103,12 @@ export interface PathInput {
   readonly candidates: readonly string[]
   /** The local endpoint that carries this peer over the relay; undefined without a usable relay. */
   readonly relay: string | undefined
+  /**
+   * The netmap names a relay that is not usable yet (its socket is opening). A new peer then
+   * waits for it up to relayWaitMs instead of handshaking toward a candidate: WireGuard retries an
+   * unanswered handshake only after 5 s, so one sent the wrong way delays the first packet.
+   */
+  readonly relayExpected?: boolean
   /** undefined before the peer is on the interface. */
   readonly wg: WireGuardView | undefined
   readonly now: number
@@ -157,6 +166,8 @@ export class PeerPath {
   /** Upgrade attempts since the last success (the plan rotates through modes and candidates). */
   private attempts = 0
   private candidatesKey: string | undefined
+  /** When this path was first updated (a new peer waits for an expected relay from then). */
+  private bornAt: number | undefined
   /**
    * Traffic: the last rx seen, and tx then (tx above it = sent since); when tx was first seen
    * above it (undefined: nothing sent since). An idle pair's keepalive after a quiet minute is
@@ -207,6 +218,7 @@ export class PeerPath {
       this.retryAt = now
     }
     this.trackTraffic(wg, now)
+    this.bornAt ??= now
     if (this.switching) return this.current
     if (relay !== undefined && wg?.endpoint === relay) this.relayPendingUntil = 0
 
@@ -229,6 +241,8 @@ export class PeerPath {
     }
 
     if (relay !== undefined) return this.withRelay(candidates, relay, wg, now)
+    if (this.state === 'idle' && input.relayExpected && now - this.bornAt < this.tuning.relayWaitMs)
+      return this.current
 
     // No relay: relayed or waiting, and WireGuard moved to another direct address (the peer's
     // packets came from there): verify it like a candidate, without pointing WireGuard anywhere.
