@@ -631,13 +631,16 @@ export class Backend {
 
   /** One WireGuard peer per usable netmap peer, pointed where its path says. */
   private meshPeerConfigs(rt: NetRuntime): PeerConfig[] {
-    return this.usablePeers(rt).map((p) => ({
-      publicKey: p.publicKey,
-      allowedIps: [`${p.address}/32`],
-      // The path decides (see updatePaths); undefined leaves WireGuard's own choice.
-      endpoint: rt.paths.get(p.publicKey)?.current.endpoint,
-      persistentKeepalive: PERSISTENT_KEEPALIVE,
-    }))
+    // A peer waiting for the relay to open stays off WireGuard until then (see PeerPath).
+    return this.usablePeers(rt)
+      .filter((p) => rt.paths.get(p.publicKey)?.awaitingRelay !== true)
+      .map((p) => ({
+        publicKey: p.publicKey,
+        allowedIps: [`${p.address}/32`],
+        // The path decides (see updatePaths); undefined leaves WireGuard's own choice.
+        endpoint: rt.paths.get(p.publicKey)?.current.endpoint,
+        persistentKeepalive: PERSISTENT_KEEPALIVE,
+      }))
   }
 
   /**
@@ -873,7 +876,8 @@ export class Backend {
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
-        relayExpected: relayExpected && !relayUp,
+        // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits.
+        relayExpected: relayExpected && !relayUp && l === undefined && rt.connected,
         wg: l && {
           endpoint: l.endpoint,
           lastHandshakeMs: l.lastHandshakeMs,

@@ -166,6 +166,11 @@ export class PeerPath {
   /** Upgrade attempts since the last success (the plan rotates through modes and candidates). */
   private attempts = 0
   private candidatesKey: string | undefined
+  /**
+   * A new peer waiting for the relay to open: meshd keeps it off WireGuard meanwhile, because a
+   * packet to a peer without an endpoint already spends WireGuard's one handshake per 5 s.
+   */
+  awaitingRelay = false
   /** When this path was first updated (a new peer waits for an expected relay from then). */
   private bornAt: number | undefined
   /**
@@ -240,9 +245,15 @@ export class PeerPath {
       return this.stalled(wg, now, this.tuning.stallMs) ? {...d, probe: true} : d
     }
 
-    if (relay !== undefined) return this.withRelay(candidates, relay, wg, now)
-    if (this.state === 'idle' && input.relayExpected && now - this.bornAt < this.tuning.relayWaitMs)
+    if (relay !== undefined) {
+      this.awaitingRelay = false
+      return this.withRelay(candidates, relay, wg, now)
+    }
+    if (this.state === 'idle' && input.relayExpected && now - this.bornAt < this.tuning.relayWaitMs) {
+      this.awaitingRelay = true
       return this.current
+    }
+    this.awaitingRelay = false
 
     // No relay: relayed or waiting, and WireGuard moved to another direct address (the peer's
     // packets came from there): verify it like a candidate, without pointing WireGuard anywhere.
