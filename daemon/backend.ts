@@ -18,7 +18,7 @@ import os from 'node:os'
 import type {Logger} from 'pino'
 import {delay, systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {MeshError} from '../shared/errors.js'
-import {cidrContains, parseCidr, parseIPv4} from '../shared/net/ipv4.js'
+import {cidrContains, parseCidr, parseIPv4, type Cidr} from '../shared/net/ipv4.js'
 import {NAME_RE} from '../shared/protocol/control-api.js'
 import type {
   BackendKind,
@@ -828,23 +828,20 @@ export class Backend {
   }
 
   /** A peer as an upgrade sees it: its candidates in this node's order. */
-  private upgradePeer(p: Peer): UpgradePeer {
-    return {
-      id: p.id,
-      publicKey: p.publicKey,
-      address: p.address,
-      candidates: orderCandidates(p, localSubnets(this.meshInterfaces())),
-    }
+  private upgradePeer(p: Peer, subnets: readonly Cidr[]): UpgradePeer {
+    return {id: p.id, publicKey: p.publicKey, address: p.address, candidates: orderCandidates(p, subnets)}
   }
 
   /** An upgrade message from the tunnel: only from a peer of this network, to its own path. */
   private onUpgradeMessage(rt: NetRuntime, msg: UpgradeMessage, from: string): void {
-    const peer = this.usablePeers(rt).find((p) => p.address === from)
+    const peer = this.usablePeers(rt, true).find((p) => p.address === from)
     const path = peer && rt.paths.get(peer.publicKey)
     if (!peer || !path || !rt.upgrader) return
-    void rt.upgrader.onMessage(this.upgradePeer(peer), path, msg).then((res) => {
-      if (res === 'direct') this.report(rt)
-    })
+    void rt.upgrader
+      .onMessage(this.upgradePeer(peer, localSubnets(this.meshInterfaces())), path, msg)
+      .then((res) => {
+        if (res === 'direct') this.report(rt)
+      })
   }
 
   private async closeRelay(rt: NetRuntime): Promise<void> {
@@ -858,7 +855,12 @@ export class Backend {
    * Feeds each peer's path with what WireGuard shows now and the peer's candidates, and drops the
    * paths of peers that are gone. Returns whether a path wants an endpoint WireGuard does not have.
    */
-  private updatePaths(rt: NetRuntime, state: InterfaceState | undefined, probe: Peer[] = []): boolean {
+  private updatePaths(
+    rt: NetRuntime,
+    state: InterfaceState | undefined,
+    probe: Peer[] = [],
+    peers: readonly Peer[] = this.usablePeers(rt),
+  ): boolean {
     const now = this.clock.now()
     const relayUp = rt.relay?.connected === true
     const relayExpected = (rt.netmap?.nat?.relays?.length ?? 0) > 0
@@ -866,7 +868,7 @@ export class Backend {
     const subnets = localSubnets(this.meshInterfaces())
     const keep = new Set<string>()
     let wantsChange = false
-    for (const p of this.usablePeers(rt)) {
+    for (const p of peers) {
       keep.add(p.publicKey)
       let path = rt.paths.get(p.publicKey)
       if (!path) rt.paths.set(p.publicKey, (path = new PeerPath()))
@@ -936,13 +938,14 @@ export class Backend {
       const needsRelay = [...rt.paths.values()].some(
         (p) => p.current.state === 'waiting' && rt.netmap?.nat?.relays?.length,
       )
+      const peers = this.usablePeers(rt, true)
       const stalled: Peer[] = []
-      if (this.updatePaths(rt, state, stalled) || needsRelay)
+      if (this.updatePaths(rt, state, stalled, peers) || needsRelay)
         await this.reconcile(rt, 'path change').catch(() => {})
       if (stalled.some((p) => rt.paths.get(p.publicKey)?.current.state === 'direct'))
         next = PATH_TICK_URGENT_MS
-      this.probePeers(rt, stalled)
-      this.startUpgrades(rt)
+      this.probePeers(rt, peers, stalled)
+      this.startUpgrades(rt, peers)
     }
     return next
   }
@@ -953,12 +956,12 @@ export class Backend {
    * clears the path, also for an idle pair), and latency samples to online peers measured longer
    * than LATENCY_EVERY_MS ago. Bounded per tick; fire and forget, the next check reads the result.
    */
-  private probePeers(rt: NetRuntime, stalled: readonly Peer[]): void {
+  private probePeers(rt: NetRuntime, peers: readonly Peer[], stalled: readonly Peer[]): void {
     const prober = rt.prober
     if (!prober) return
     let sent = 0
     const now = this.clock.now()
-    const probing = this.usablePeers(rt).filter((p) => rt.paths.get(p.publicKey)?.current.state === 'probing')
+    const probing = peers.filter((p) => rt.paths.get(p.publicKey)?.current.state === 'probing')
     for (const p of [...stalled, ...probing]) {
       if (sent++ >= MAX_PROBES_PER_TICK) break
       const path = rt.paths.get(p.publicKey)
@@ -967,7 +970,7 @@ export class Backend {
         .then((ms) => ms !== null && path?.noteLatency(ms, this.clock.now()))
     }
     let sampled = 0
-    for (const p of this.usablePeers(rt)) {
+    for (const p of peers) {
       if (sampled >= MAX_LATENCY_PROBES_PER_TICK) break
       const path = rt.paths.get(p.publicKey)
       const state = path?.current.state
@@ -983,25 +986,30 @@ export class Backend {
   }
 
   /** Starts the due upgrades of the relayed peers this node leads (the Upgrader bounds how many). */
-  private startUpgrades(rt: NetRuntime): void {
+  private startUpgrades(rt: NetRuntime, peers: readonly Peer[]): void {
     const upgrader = rt.upgrader
     if (!upgrader) return
     const now = this.clock.now()
-    for (const p of this.usablePeers(rt)) {
+    let subnets: Cidr[] | undefined
+    for (const p of peers) {
       if (upgrader.active >= DEFAULT_UPGRADE_TUNING.maxConcurrent) break
       const path = rt.paths.get(p.publicKey)
       if (!path?.upgradeDue(now) || !leads(rt.record.publicKey, p.publicKey)) continue
-      void upgrader.lead(this.upgradePeer(p), path).then((res) => {
+      subnets ??= localSubnets(this.meshInterfaces())
+      void upgrader.lead(this.upgradePeer(p, subnets), path).then((res) => {
         if (res === 'direct') this.report(rt)
       })
     }
   }
 
-  private usablePeers(rt: NetRuntime): Peer[] {
+  /** `quiet`: the path ticks ask every second; the applies already said which peers are dropped. */
+  private usablePeers(rt: NetRuntime, quiet = false): Peer[] {
     return usablePeers(
       rt.netmap?.peers ?? [],
       {address: this.selfAddress(rt), publicKey: rt.record.publicKey, cidr: rt.record.cidr},
-      (p, why) => this.log.warn({network: rt.record.name, peer: p.id, why}, 'ignoring a netmap peer'),
+      quiet
+        ? () => {}
+        : (p, why) => this.log.warn({network: rt.record.name, peer: p.id, why}, 'ignoring a netmap peer'),
     )
   }
 

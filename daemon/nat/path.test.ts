@@ -214,7 +214,7 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(p.current).toEqual({state: 'probing', endpoint: undefined})
     // Whatever WireGuard shows meanwhile (the switch's own endpoint, a roam) changes nothing.
     expect(up(p, [PUB], wg(PUB, T0, 1000), T0 + 100)).toEqual({state: 'probing', endpoint: undefined})
-    p.upgradeSucceeded(PUB, T0 + 200)
+    p.upgradeSucceeded(PUB)
     expect(up(p, [PUB], wg(PUB, T0, 1100), T0 + 300)).toEqual({state: 'direct', endpoint: PUB})
   })
 

@@ -170,7 +170,10 @@ export class PeerPath {
    * A new peer waiting for the relay to open: meshd keeps it off WireGuard meanwhile, because a
    * packet to a peer without an endpoint already spends WireGuard's one handshake per 5 s.
    */
-  awaitingRelay = false
+  private waitingForRelay = false
+  get awaitingRelay(): boolean {
+    return this.waitingForRelay
+  }
   /** When this path was first updated (a new peer waits for an expected relay from then). */
   private bornAt: number | undefined
   /**
@@ -246,14 +249,14 @@ export class PeerPath {
     }
 
     if (relay !== undefined) {
-      this.awaitingRelay = false
+      this.waitingForRelay = false
       return this.withRelay(candidates, relay, wg, now)
     }
     if (this.state === 'idle' && input.relayExpected && now - this.bornAt < this.tuning.relayWaitMs) {
-      this.awaitingRelay = true
+      this.waitingForRelay = true
       return this.current
     }
-    this.awaitingRelay = false
+    this.waitingForRelay = false
 
     // No relay: relayed or waiting, and WireGuard moved to another direct address (the peer's
     // packets came from there): verify it like a candidate, without pointing WireGuard anywhere.
@@ -373,7 +376,7 @@ export class PeerPath {
   }
 
   /** The direct path is proven (a reply came back while only the direct path could carry it). */
-  upgradeSucceeded(endpoint: string, now: number): void {
+  upgradeSucceeded(endpoint: string): void {
     this.switching = false
     this.failures = 0
     this.attempts = 0
@@ -382,7 +385,6 @@ export class PeerPath {
     this.relayPendingUntil = 0
     this.rxSeen = undefined // rebased at the next look
     this.unansweredSince = undefined
-    this.attemptAt = now
     this.set('direct', endpoint)
   }
 

@@ -195,9 +195,9 @@ describe('Upgrader', () => {
   })
 
   it('moves a relayed pair to direct: the opener opens its NAT, only the other side switches, both end direct', async () => {
-    const {a, b, settle} = lab('needs-open')
+    const {clock, a, b, settle} = lab('needs-open')
     expect(a.path.current.state).toBe('relay')
-    expect(a.path.upgradeDue(a.upgrader ? Date.UTC(2026, 0, 1) : 0)).toBe(true)
+    expect(a.path.upgradeDue(clock.now())).toBe(true)
     expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('direct')
     // B switched: it held relayed packets while switching and dropped the late ones.
     expect(b.shimModes.slice(0, 2)).toEqual(['hold', 'drop'])
@@ -256,7 +256,7 @@ describe('Upgrader', () => {
 
   it('ignores upgrade messages unless the path is relayed and no attempt runs', async () => {
     const {b, settle} = lab('open')
-    b.path.upgradeSucceeded(b.other.candidate, Date.UTC(2026, 0, 1))
+    b.path.upgradeSucceeded(b.other.candidate)
     const msg: UpgradeMessage = {type: UPGRADE_OPENED, windowMs: 500, index: 0, nonce: Buffer.alloc(8)}
     expect(await settle(b.upgrader.onMessage(b.peer, b.path, msg))).toBe('ignored')
     expect(b.shimModes).toEqual([])

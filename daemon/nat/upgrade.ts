@@ -204,7 +204,7 @@ export class Upgrader {
       const v = await this.link.read(peer.publicKey)
       if (v?.endpoint !== undefined && v.endpoint !== shim.endpoint && v.rxBytes > (before?.rxBytes ?? 0)) {
         this.dropLateRelayed(peer.id, shim)
-        path.upgradeSucceeded(v.endpoint, clock.now())
+        path.upgradeSucceeded(v.endpoint)
         this.link.log.info({peer: peer.id, endpoint: v.endpoint, side: 'opener'}, 'upgraded to direct')
         return 'direct'
       }
@@ -240,7 +240,7 @@ export class Upgrader {
     }
     if (rtt !== null) {
       this.dropLateRelayed(peer.id, shim)
-      path.upgradeSucceeded(target, clock.now())
+      path.upgradeSucceeded(target)
       path.noteLatency(rtt, clock.now())
       this.link.log.info({peer: peer.id, endpoint: target, rtt, side: 'switcher'}, 'upgraded to direct')
       // Traffic of our own: if a late relayed packet rolled the opener back, this pulls it over.

@@ -119,12 +119,7 @@ export function updatePeerArgs(p: PeerChange): string[] {
 
 /** `peer …` arguments of a setPeers() edit. */
 export function editPeerArgs(p: PeerEdit): string[] {
-  if (p.remove) return ['peer', p.publicKey, 'remove']
-  const args = ['peer', p.publicKey]
-  if (p.allowedIps) args.push('allowed-ips', p.allowedIps.join(','))
-  if (p.endpoint) args.push('endpoint', p.endpoint)
-  if (p.persistentKeepalive !== undefined) args.push('persistent-keepalive', String(p.persistentKeepalive))
-  return args
+  return p.remove ? ['peer', p.publicKey, 'remove'] : updatePeerArgs(p)
 }
 
 /** The `wg set` calls of a diff, in the order they run (each undefined when there is nothing). */

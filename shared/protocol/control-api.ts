@@ -248,16 +248,22 @@ export const ConnectionEventSchema = z.enum([
 ])
 export type ConnectionEvent = z.infer<typeof ConnectionEventSchema>
 
-/** One entry of a network's connection log (newest first in replies). */
-export const ConnectionLogEntrySchema = z.object({
-  id: z.number().int(),
+/** A pair's change of path: the fields a log entry and the `connection_changed` event share. */
+export const ConnectionChangeSchema = z.object({
   at: TimestampSchema,
+  /** The pair, a.id < b.id. */
   a: NodeRefSchema,
   b: NodeRefSchema,
-  event: ConnectionEventSchema,
   from: PathSchema,
   to: PathSchema,
+  /** Round trip on `to` in ms; null when not measured (or `to` is none). */
   latencyMs: z.number().nullable(),
+})
+
+/** One entry of a network's connection log (newest first in replies). */
+export const ConnectionLogEntrySchema = ConnectionChangeSchema.extend({
+  id: z.number().int(),
+  event: ConnectionEventSchema,
 })
 export type ConnectionLogEntry = z.infer<typeof ConnectionLogEntrySchema>
 

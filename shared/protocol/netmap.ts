@@ -8,15 +8,14 @@
  */
 import {z} from 'zod'
 import {
+  ConnectionChangeSchema,
   EndpointSchema,
   IdSchema,
   NameSchema,
   NodeSchema,
-  NodeRefSchema,
   NodeStatusSchema,
   PathSchema,
   PublicKeySchema,
-  TimestampSchema,
   TagSchema,
 } from './control-api.js'
 import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
@@ -218,17 +217,9 @@ export type NodeEvent = z.infer<typeof NodeEventSchema>
  * The path between two nodes changed (connected, disconnected, upgraded to direct, fell back to
  * the relay): `from` and `to` are the merged paths of the pair (controller/connections.ts).
  */
-export const ConnectionChangedEventSchema = z.object({
+export const ConnectionChangedEventSchema = ConnectionChangeSchema.extend({
   type: z.literal('connection_changed'),
-  at: TimestampSchema,
   networkId: IdSchema,
-  /** The pair, a.id < b.id. */
-  a: NodeRefSchema,
-  b: NodeRefSchema,
-  from: PathSchema,
-  to: PathSchema,
-  /** Round trip on `to` in ms; null when not measured (or `to` is none). */
-  latencyMs: z.number().nullable(),
 })
 export type ConnectionChangedEvent = z.infer<typeof ConnectionChangedEventSchema>
 export const AdminEventSchema = z.union([NodeEventSchema, ConnectionChangedEventSchema])
