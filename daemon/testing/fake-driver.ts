@@ -45,8 +45,10 @@ export class FakeDriver implements WireGuardDriver {
       .filter((p) => this.refuse.has(p.publicKey))
       .map((p) => ({publicKey: p.publicKey, error: 'wg: refused by the fake driver'}))
     const refused = new Set(failed.map((f) => f.publicKey))
+    const removed = new Set(d.remove)
     const peers: PeerState[] = desired.peers.flatMap((p): PeerState[] => {
-      const prev = old.get(p.publicKey)
+      // A peer the diff re-creates (removed and added) starts afresh.
+      const prev = removed.has(p.publicKey) ? undefined : old.get(p.publicKey)
       // A refused peer stays as it was: absent when new, unchanged when it existed.
       if (refused.has(p.publicKey)) return prev ? [prev] : []
       const change = d.update.find((u) => u.publicKey === p.publicKey)

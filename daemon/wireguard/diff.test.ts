@@ -110,4 +110,26 @@ describe('diffInterface', () => {
       {publicKey: key(2), persistentKeepalive: 25},
     ])
   })
+
+  it('re-creates a peer that never handshook when it moves to another endpoint (its one initiation per 5 s is spent)', () => {
+    const cur = current([live(peer(2), {endpoint: '172.16.2.2:51820'}), live(peer(3))])
+    const d = diffInterface(cur, desired([peer(2, {endpoint: '127.0.0.1:40000'}), peer(3)]))
+    expect(d.remove).toEqual([key(2)])
+    expect(d.add).toEqual([peer(2, {endpoint: '127.0.0.1:40000'})])
+    expect(d.update).toEqual([])
+  })
+
+  it('moves a peer with a session in place, and a never-handshaken one without a keepalive too', () => {
+    const hs = current([live(peer(2), {endpoint: '172.16.2.2:51820', lastHandshakeMs: 1})])
+    const moved = diffInterface(hs, desired([peer(2, {endpoint: '127.0.0.1:40000'})]))
+    expect(moved.remove).toEqual([])
+    expect(moved.update).toEqual([{publicKey: key(2), endpoint: '127.0.0.1:40000'}])
+    const quiet = current([live(peer(2, {persistentKeepalive: undefined}), {endpoint: '172.16.2.2:51820'})])
+    const d = diffInterface(
+      quiet,
+      desired([peer(2, {endpoint: '127.0.0.1:40000', persistentKeepalive: undefined})]),
+    )
+    expect(d.remove).toEqual([])
+    expect(d.update).toEqual([{publicKey: key(2), endpoint: '127.0.0.1:40000'}])
+  })
 })

@@ -56,10 +56,14 @@ export function diffInterface(current: InterfaceState | undefined, desired: Inte
   const wantKeys = new Set(desired.peers.map((p) => p.publicKey))
   const add: PeerConfig[] = []
   const update: PeerChange[] = []
+  const recreate: string[] = []
   for (const want of desired.peers) {
     const cur = curPeers.get(want.publicKey)
     if (!cur) add.push(want)
-    else {
+    else if (spentHandshake(cur, want)) {
+      recreate.push(want.publicKey)
+      add.push(want)
+    } else {
       const change = peerChange(cur, want)
       if (change) update.push(change)
     }
@@ -74,8 +78,26 @@ export function diffInterface(current: InterfaceState | undefined, desired: Inte
     up: current?.up !== true,
     add,
     update,
-    remove: [...curPeers.keys()].filter((k) => !wantKeys.has(k)),
+    remove: [...[...curPeers.keys()].filter((k) => !wantKeys.has(k)), ...recreate],
   }
+}
+
+/**
+ * A peer that never completed a handshake and is moved to another endpoint is removed and added
+ * again (it has no session to lose). WireGuard sends a handshake initiation at most once per
+ * 5 s (REKEY_TIMEOUT) per peer, and the one a new peer sent at once (persistent keepalive)
+ * toward an endpoint that does not answer spends that slot: moved, it would stay silent toward
+ * the new endpoint (the relay, say) for up to 5 s. A re-created peer with a keepalive sends an
+ * initiation at once. Removes are applied before adds, so the peer comes back in the same apply.
+ */
+function spentHandshake(cur: PeerState, want: PeerConfig): boolean {
+  return (
+    cur.lastHandshakeMs === 0 &&
+    want.endpoint !== undefined &&
+    cur.endpoint !== undefined &&
+    cur.endpoint !== want.endpoint &&
+    (want.persistentKeepalive ?? 0) > 0
+  )
 }
 
 export const isEmptyDiff = (d: InterfaceDiff): boolean =>
