@@ -112,6 +112,9 @@ interface NetRuntime {
   /** What this session already told the controller; reports carry only changes. */
   reporter: PeerReporter
   connected: boolean
+  /** A netmap frame is being applied: the controller answers, though `connected` (set after the
+   *  session's first frame is applied) may not say so yet. */
+  applyingFrame: boolean
   lastError: string | null
   /** Serialises applies of this network: frames, up/down and re-creation never interleave. */
   queue: Promise<unknown>
@@ -340,6 +343,7 @@ export class Backend {
       reporting: Promise.resolve(),
       reporter: new PeerReporter(),
       connected: false,
+      applyingFrame: false,
       lastError: null,
       queue: Promise.resolve(),
       retryTimer: undefined,
@@ -609,7 +613,12 @@ export class Backend {
       this.opts.store.saveRecord(rt.record)
     }
     this.opts.store.saveNetmap(rt.record.id, rt.netmap)
-    await this.reconcile(rt, frame.type === 'full' ? 'full netmap' : 'netmap delta')
+    rt.applyingFrame = true
+    try {
+      await this.reconcile(rt, frame.type === 'full' ? 'full netmap' : 'netmap delta')
+    } finally {
+      rt.applyingFrame = false
+    }
     rt.firstMap.resolve()
   }
 
@@ -712,6 +721,7 @@ export class Backend {
       const relay = new RelayClient({
         controller: relayInfo.url ?? rt.record.controller,
         credential: rt.credential,
+        selfId: rt.record.nodeId,
         wireGuardPort: rt.record.listenPort,
       })
       rt.relay = relay
@@ -878,8 +888,9 @@ export class Backend {
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
-        // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits.
-        relayExpected: relayExpected && !relayUp && l === undefined && rt.connected,
+        // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits
+        // (also during the session's first netmap, which arrives before `connected` is set).
+        relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),
         wg: l && {
           endpoint: l.endpoint,
           lastHandshakeMs: l.lastHandshakeMs,
