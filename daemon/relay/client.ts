@@ -26,6 +26,7 @@ import {
   RELAY_WS_PATH,
   relayMaxFrameBytes,
 } from '../../shared/relay/frame.js'
+import {InitiationTieBreak, initiationWinner} from './initiation-tie-break.js'
 import {
   PeerShim,
   systemShimClock,
@@ -64,6 +65,11 @@ export interface RelayClientOptions {
   controller: string
   /** The node credential of this network. */
   credential: string
+  /**
+   * This node's id in the network: with it, each shim settles handshake-initiation races with
+   * its peer (daemon/relay/initiation-tie-break.ts); without it, WireGuard's 5 s retry does.
+   */
+  selfId?: string
   /** WireGuard's listen port on 127.0.0.1 (0 when not known yet). */
   wireGuardPort: number
   /** Largest WireGuard packet carried; the same as the relay's. 2048 by default. */
@@ -266,6 +272,12 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
             if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
           },
           onHeld: (count) => this.emit('held', peerId, count),
+          ...(this.opts.selfId !== undefined &&
+            this.opts.selfId !== peerId && {
+              tieBreak: new InitiationTieBreak(initiationWinner(this.opts.selfId, peerId), () =>
+                this.clock.now(),
+              ),
+            }),
         })
         this.opening.set(peerId, opening)
         opening

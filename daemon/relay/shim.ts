@@ -21,6 +21,7 @@
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {once} from 'node:events'
 import {encodeRelayFrame, RELAY_MAX_PAYLOAD, relayFrameHeader} from '../../shared/relay/frame.js'
+import type {InitiationTieBreak} from './initiation-tie-break.js'
 
 export type ShimMode = 'deliver' | 'hold' | 'drop'
 
@@ -94,6 +95,8 @@ export interface PeerShimOptions {
   onDrop?(reason: ShimDropReason): void
   /** Called with the number held after each packet is added to a hold. */
   onHeld?(count: number): void
+  /** Settles handshake-initiation races with the peer (daemon/relay/initiation-tie-break.ts). */
+  tieBreak?: InitiationTieBreak
 }
 
 const LOOPBACK = '127.0.0.1'
@@ -175,6 +178,7 @@ export class PeerShim {
       encodeRelayFrame(this.peerId, msg, {header: this.header, maxPayload: this.maxPayload}),
     )
     if (problem) return this.drop(problem)
+    this.opts.tieBreak?.outgoing(msg)
     this.counters.toRelayPackets++
     this.counters.toRelayBytes += msg.length
   }
@@ -182,6 +186,14 @@ export class PeerShim {
   /** A packet the relay brought from the peer. */
   fromRelay(payload: Buffer): void {
     if (this.closed) return
+    const settled = this.opts.tieBreak?.incoming(payload)
+    if (settled && !settled.deliver) {
+      // Our own initiation goes to the peer again instead (see InitiationTieBreak).
+      this.opts.sendFrame(
+        encodeRelayFrame(this.peerId, settled.resend, {header: this.header, maxPayload: this.maxPayload}),
+      )
+      return
+    }
     switch (this.mode) {
       case 'deliver':
         return this.toWireGuard(payload)

@@ -107,4 +107,35 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
     it(`connects udp-blocked with ${other} through the relay`, async () => {
       await checkPair(node('udp-blocked'), node(other), 'relay')
     })
+
+  // Both nodes add each other within milliseconds and both WireGuards send a handshake
+  // initiation through the relay at once; unsettled, that race (or an initiation that arrived
+  // before the other side knew the peer) waits for WireGuard's 5 s retry.
+  it('answers the first ping of a pair that joined at the same moment well before WireGuard retries a handshake (5 s)', async () => {
+    const trials: [NatKind, NatKind][] = [
+      ['none', 'cone'],
+      ['cone', 'cone'],
+      ['restricted', 'symmetric'],
+    ]
+    for (const [i, [ka, kb]] of trials.entries()) {
+      const net = `fresh${i}`
+      await lab.createNetwork(net, `10.246.${i}.0/24`)
+      const [a, b] = await Promise.all([lab.addNode({nat: ka}), lab.addNode({nat: kb})])
+      await Promise.all([lab.join(a, net), lab.join(b, net)])
+      const t0 = Date.now()
+      await Promise.all(
+        [
+          [a, b],
+          [b, a],
+        ].map(([x, y]) =>
+          waitFor(`${x!.nat} -> ${y!.nat} first ping`, () => lab.ping(x!, y!.addresses[net]!, 1), {
+            timeoutMs: 3000,
+            intervalMs: 20,
+          }),
+        ),
+      )
+      console.log(`[nat] fresh ${ka}<->${kb}: first ping both ways ${Date.now() - t0} ms after both joined`)
+      await Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)])
+    }
+  })
 })
