@@ -53,6 +53,7 @@ import {
   type PeerConfig,
   type WireGuardDriver,
 } from './wireguard/driver.js'
+import {InterfaceSampler} from './wireguard/sampler.js'
 
 export interface BackendOptions {
   driver: WireGuardDriver
@@ -224,10 +225,13 @@ export class Backend {
   private reportTimer: TimerHandle | undefined
   private pathTimer: TimerHandle | undefined
   private closed = false
+  /** The one reader of every interface: status calls, watchers and reports share its samples. */
+  readonly sampler: InterfaceSampler
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
 
   constructor(private readonly opts: BackendOptions) {
+    this.sampler = new InterfaceSampler({read: (name) => opts.driver.read(name), clock: this.clock})
     opts.driver.onLost = (name) => {
       const rt = [...this.nets.values()].find((n) => n.record.interface === name)
       if (!rt || !rt.record.up || this.closed) return
@@ -785,7 +789,7 @@ export class Backend {
     return {
       clock: this.clock,
       read: async (key) => {
-        const st = await driver.read(iface()).catch(() => undefined)
+        const st = await this.sampler.get(iface(), {fresh: true})
         const p = st?.peers.find((x) => x.publicKey === key)
         return (
           p && {
@@ -944,7 +948,8 @@ export class Backend {
     for (const rt of [...this.nets.values()]) {
       if (!rt.record.up || rt.paths.size === 0) continue
       next = Math.min(next, PATH_TICK_FAST_MS)
-      const state = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      // Fresh: a stalled direct path is judged on counters of this very tick.
+      const state = await this.sampler.get(rt.record.interface, {fresh: true})
       if (!state) continue
       const needsRelay = [...rt.paths.values()].some(
         (p) => p.current.state === 'waiting' && rt.netmap?.nat?.relays?.length,
@@ -1044,7 +1049,7 @@ export class Backend {
     return this.exclusive(rt, async () => {
       if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
       this.clearRetry(rt)
-      const current = await this.opts.driver.read(rt.record.interface).catch(() => undefined)
+      const current = await this.sampler.get(rt.record.interface, {fresh: true})
       await this.prepareNat(rt)
       this.updatePaths(rt, current)
       const desired = this.desiredConfig(rt)
@@ -1053,6 +1058,7 @@ export class Backend {
       let failure: string | undefined
       try {
         const res = await this.opts.driver.apply(desired)
+        this.sampler.invalidate(desired.name)
         const failed = res.failed ?? []
         if (res.changed) {
           this.log.info(
@@ -1096,6 +1102,7 @@ export class Backend {
 
   private async removeInterface(name: string): Promise<void> {
     await this.opts.driver.remove(name)
+    this.sampler.forget(name)
     this.opts.store.setOwnedInterfaces(this.opts.store.ownedInterfaces().filter((n) => n !== name))
   }
 
@@ -1136,9 +1143,7 @@ export class Backend {
       .then(async () => {
         if (!rt.sync?.connected) return
         const endpoints = localEndpoints(rt.record.listenPort, this.meshInterfaces())
-        const state = rt.record.up
-          ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
-          : undefined
+        const state = rt.record.up ? await this.sampler.get(rt.record.interface) : undefined
         const ids = new Map((rt.netmap?.peers ?? []).map((p) => [p.publicKey, p.id]))
         const relayed = new Set(rt.shims.values())
         const now = this.clock.now()
@@ -1232,15 +1237,15 @@ export class Backend {
   }
 
   private async networkStatus(rt: NetRuntime): Promise<NetworkStatus> {
-    const state = rt.record.up
-      ? await this.opts.driver.read(rt.record.interface).catch(() => undefined)
-      : undefined
+    const state = rt.record.up ? await this.sampler.get(rt.record.interface) : undefined
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
+    const byKey = new Map((rt.netmap?.peers ?? []).map((p) => [p.publicKey, p]))
     const now = this.clock.now()
     const peers: PeerStatus[] = this.meshPeerConfigs(rt).map((cfg) => {
-      const peer = rt.netmap!.peers.find((p) => p.publicKey === cfg.publicKey)!
+      const peer = byKey.get(cfg.publicKey)!
       const l = live.get(cfg.publicKey)
       const hs = l?.lastHandshakeMs ?? 0
+      const rates = this.sampler.rates(rt.record.interface, cfg.publicKey)
       return {
         id: peer.id,
         name: peer.name,
@@ -1252,6 +1257,8 @@ export class Backend {
         lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
         rxBytes: l?.rxBytes ?? 0,
         txBytes: l?.txBytes ?? 0,
+        rxBytesPerSecond: rates.rxBytesPerSecond,
+        txBytesPerSecond: rates.txBytesPerSecond,
         online: hs > 0 && now - hs < ONLINE_WINDOW_MS,
       }
     })

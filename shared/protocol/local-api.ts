@@ -46,6 +46,9 @@ export const PeerStatusSchema = z.object({
   lastHandshake: z.string().nullable(),
   rxBytes: z.number().int().nonnegative(),
   txBytes: z.number().int().nonnegative(),
+  /** Bytes per second received from and sent to the peer over the last second or so. */
+  rxBytesPerSecond: z.number().nonnegative(),
+  txBytesPerSecond: z.number().nonnegative(),
   /** A handshake within the last 3 minutes (WireGuard rekeys every 2). */
   online: z.boolean(),
 })

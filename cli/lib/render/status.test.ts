@@ -48,6 +48,8 @@ describe('status rendering', () => {
               lastHandshake: '2026-11-22T11:59:30Z',
               rxBytes: 2048,
               txBytes: 100,
+              rxBytesPerSecond: 1500,
+              txBytesPerSecond: 20,
               online: true,
             },
           ],
