@@ -9,11 +9,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {isIP} from 'node:net'
 import {pino, type DestinationStream, type Logger} from 'pino'
+import {systemClock, type Clock} from '../shared/clock.js'
 import {MeshError} from '../shared/errors.js'
 import type {NatServices, UdpService} from '../shared/protocol/netmap.js'
 import {buildServer, type ControllerServer} from './api/server.js'
 import {loadOrCreateDiscoveryKey} from './discovery/key.js'
 import {DiscoveryServer} from './discovery/server.js'
+import {every} from './every.js'
 import {ControllerMetrics, registerNatMetrics} from './metrics.js'
 import {RelayMetrics, RelayServer} from './relay/server.js'
 import {StunServer} from './stun/server.js'
@@ -39,8 +41,12 @@ export interface ControllerOptions {
   readonly adminPassword?: string
   /** Where the JSON log lines go; default stdout. */
   readonly logDestination?: DestinationStream
-  /** Injected clock (tests). */
-  readonly now?: () => Date
+  /**
+   * The controller's one clock: state, the netmap and event hubs, the connection tracker, the
+   * ephemeral reaper and the NAT services' rate limits read time and set timers on it. Default:
+   * the system clock; tests pass a FakeClock (shared/testing/fake-clock.ts) and move it.
+   */
+  readonly clock?: Clock
   /** How often reported connection paths are merged and written (ms; default 1,000; tests). */
   readonly connectionFlushMs?: number
   readonly pingIntervalMs?: number
@@ -83,6 +89,9 @@ export interface RunningController {
 }
 
 export const INITIAL_PASSWORD_FILE = 'initial-admin-password'
+
+/** How often the ephemeral reaper looks: a quarter of the timeout, within 250 ms..10 s. */
+export const ephemeralSweepMs = (timeoutMs: number): number => Math.max(250, Math.min(timeoutMs / 4, 10_000))
 
 export function parseListen(
   text: string,
@@ -216,6 +225,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     DEFAULT_DISCOVERY_PORT,
   )
 
+  const clock = opts.clock ?? systemClock
   const store: Store = await SqliteStore.open(dbPath, {migrations: opts.migrations})
   let server: ControllerServer | undefined
   let relay: RelayServer | undefined
@@ -223,7 +233,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   let discovery: DiscoveryServer | undefined
   try {
     const state = new ControllerState(store, {
-      now: opts.now,
+      clock,
       connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),
@@ -235,6 +245,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // ---- NAT traversal: STUN, endpoint discovery, and the relay (served by the HTTP server).
     if (stunAt) {
       stun = new StunServer({
+        clock,
         primary: {address: stunAt.host, port: stunAt.port},
         ...(stunAlt ? {alternate: stunAlt} : {}),
       })
@@ -249,8 +260,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       const key = loadOrCreateDiscoveryKey(dataDir)
       await state.indexNodeKeys()
       const discoveryLog = logger.child({component: 'discovery'})
-      const observedLog = new StorageFailureLog(discoveryLog)
+      const observedLog = new StorageFailureLog(discoveryLog, undefined, () => clock.now())
       discovery = new DiscoveryServer({
+        now: () => clock.now(),
         host: discoveryAt.host,
         port: discoveryAt.port,
         privateKey: key.privateKey,
@@ -294,6 +306,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       },
       metrics: new RelayMetrics(metrics.registry),
       log: logger.child({component: 'relay'}),
+      now: () => clock.now(),
     })
     const relayServer = relay
     // A node removed (or no longer active) loses its relay socket at once.
@@ -324,18 +337,16 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     logger.info({url, dataDir, database: dbPath}, 'listening')
 
     const timeoutMs = (opts.ephemeralTimeoutSec ?? 120) * 1000
-    const sweepStorageLog = new StorageFailureLog(logger.child({component: 'storage'}))
-    const reaper = setInterval(
-      () => {
-        state.reapEphemeral(timeoutMs).catch((err: unknown) => {
-          const storage = storageError(err)
-          if (storage) sweepStorageLog.report(storage, 'ephemeral sweep')
-          else logger.warn({err}, 'ephemeral sweep failed')
-        })
-      },
-      Math.max(250, Math.min(timeoutMs / 4, 10_000)),
+    const sweepStorageLog = new StorageFailureLog(logger.child({component: 'storage'}), undefined, () =>
+      clock.now(),
     )
-    reaper.unref()
+    const stopReaper = every(clock, ephemeralSweepMs(timeoutMs), () => {
+      state.reapEphemeral(timeoutMs).catch((err: unknown) => {
+        const storage = storageError(err)
+        if (storage) sweepStorageLog.report(storage, 'ephemeral sweep')
+        else logger.warn({err}, 'ephemeral sweep failed')
+      })
+    })
 
     const srv = server
     const stunServer = stun
@@ -356,7 +367,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       nat,
       close: () =>
         (closing ??= (async () => {
-          clearInterval(reaper)
+          stopReaper()
           await srv.close()
           stunServer?.close()
           await discoveryServer?.close()
@@ -412,7 +423,8 @@ export async function main(opts: ControllerOptions): Promise<void> {
       process.off('SIGTERM', stop)
       process.off('SIGINT', stop)
       ctl.logger.info({signal}, 'shutting down')
-      // A stuck close must not keep the process alive forever.
+      // A stuck close must not keep the process alive forever. Real time, not the clock: this
+      // bounds real I/O (sockets, SQLite) at the end of the process, and only main() sets it.
       setTimeout(() => process.exit(1), 15_000).unref()
       ctl.close().then(
         () => resolve(),

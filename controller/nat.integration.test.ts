@@ -1,6 +1,7 @@
 // The controller's NAT traversal services, wired into a real controller (HTTP on 127.0.0.1:0,
 // UDP on loopback, a real SQLite file): observed endpoints kept apart from reported ones and
 // fanned out to peers; STUN, the relay and the discovery port as full netmaps name them.
+// The controller's clock is a FakeClock: endpoint coalescing windows end when the test moves it.
 import dgram from 'node:dgram'
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -12,12 +13,14 @@ import {connectRelay, type RelayTestClient} from './relay/testing/harness.js'
 import {client, publicKey, type Client} from './testing/client.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {connectWs, type WsClient} from './testing/ws-client.js'
+import {FakeClock} from '../shared/testing/fake-clock.js'
 
 type Full = {type: 'full'; version: number; peers: Peer[]; nat?: NatServices}
 type Delta = {type: 'delta'; version: number; changed?: Peer[]; removed?: string[]}
 type Joined = {node: {id: string; name: string}; credential: string; publicKey: string}
 
 let ctl: TestController
+let clock: FakeClock
 let api: Client
 const sockets: WsClient[] = []
 const relays: RelayTestClient[] = []
@@ -27,7 +30,8 @@ let seq = 0
 beforeAll(async () => {
   // STUN with an RFC 5780 alternate address and port (127.0.0.2 is loopback on Linux);
   // discovery on its default (the --listen host, a free port since the --listen port is 0).
-  ctl = await startTestController({stunAlternate: '127.0.0.2:0'})
+  clock = new FakeClock()
+  ctl = await startTestController({stunAlternate: '127.0.0.2:0', clock})
   api = client(ctl.url)
 })
 afterAll(async () => {
@@ -139,10 +143,12 @@ describe('observed endpoints', () => {
     await ctl.running.state.reportObservedEndpoint({id: b.node.id}, '203.0.113.41:50000')
     await deltaFor(wsA, b.node.id, (p) => p.observedEndpoint === '203.0.113.41:50000')
     wsB.ws.send(JSON.stringify({type: 'report', endpoints: ['198.51.100.20:51820']}))
-    const peer = await deltaFor(wsA, b.node.id, (p) => p.endpoints.includes('198.51.100.20:51820'), 3000)
+    const peer = await deltaFor(wsA, b.node.id, (p) => p.endpoints.includes('198.51.100.20:51820'))
     expect(peer.observedEndpoint).toBe('203.0.113.41:50000')
+    // Inside the endpoint window (2 s) the next report waits for its end; the clock ends it.
     wsB.ws.send(JSON.stringify({type: 'report', endpoints: []}))
-    const cleared = await deltaFor(wsA, b.node.id, (p) => p.endpoints.length === 0, 3000)
+    await clock.advanceAsync(2_000)
+    const cleared = await deltaFor(wsA, b.node.id, (p) => p.endpoints.length === 0)
     expect(cleared.observedEndpoint).toBe('203.0.113.41:50000')
     expect((await ctl.running.store.getNode(b.node.id))?.observedEndpoint).toBe('203.0.113.41:50000')
   })

@@ -1,5 +1,6 @@
-// The coordinator on a real SQLite file: node changes reach listeners only after the call that
-// made them has returned, in commit order, and endpoint reports are coalesced per node.
+// The coordinator on a real SQLite file and a FakeClock: node changes reach listeners only after
+// the call that made them has returned, in commit order, and endpoint reports are coalesced per
+// node, the held one applied when the clock reaches the end of the window.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -9,6 +10,7 @@ import {ControllerState, type Principal} from './state.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
 import type {NodeChange, StoredNode} from './store/store.js'
 import {publicKey} from './testing/client.js'
+import {FakeClock} from '../shared/testing/fake-clock.js'
 
 const META = {sourceAddress: '127.0.0.1', requestId: null}
 const PASSWORD = 'a long enough password'
@@ -16,10 +18,11 @@ const PASSWORD = 'a long enough password'
 let dir: string
 let store: SqliteStore
 let state: ControllerState
+let clock: FakeClock
 let admin: Principal
 let seq = 0
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const WINDOW_MS = 300
 const nextTurn = () => new Promise((r) => setImmediate(r))
 
 async function registerIn(network: string): Promise<StoredNode> {
@@ -37,7 +40,8 @@ const makeNetwork = (cidr: string) =>
 beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-state-'))
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
-  state = new ControllerState(store, {endpointWindowMs: 300})
+  clock = new FakeClock()
+  state = new ControllerState(store, {endpointWindowMs: WINDOW_MS, clock})
   await state.bootstrap(PASSWORD)
   const {token} = await state.login('admin', PASSWORD, META)
   admin = (await state.authenticateUser(token))!
@@ -76,12 +80,70 @@ describe('ControllerState', () => {
     await state.reportEndpoints(node, ['203.0.113.5:51820'])
     await nextTurn()
     expect(seen).toHaveLength(1)
-    await sleep(500)
+    await clock.advanceAsync(WINDOW_MS)
+    await nextTurn()
     expect(seen).toHaveLength(2)
     expect(seen[1]!.node?.endpoints).toEqual(['203.0.113.5:51820'])
     expect((await store.getNode(node.id))!.endpoints).toEqual(['203.0.113.5:51820'])
     const audit = await state.listAudit(admin, {}, {limit: 500})
     expect(audit.items.map((e) => e.action)).not.toContain('node.endpoints')
+  })
+
+  it('applies a held endpoint report exactly when the clock reaches the end of the window, not before', async () => {
+    await makeNetwork('10.9.4.0/24')
+    const node = await registerIn('lab')
+    await nextTurn()
+    const seen: NodeChange[] = []
+    state.onNodeChange((c) => seen.push(c))
+    await state.reportEndpoints(node, ['198.51.100.1:51820'])
+    clock.advance(100)
+    // Inside the window: held, and a later report replaces it (latest wins).
+    await state.reportEndpoints(node, ['198.51.100.2:51820'])
+    await state.reportEndpoints(node, ['198.51.100.3:51820'])
+    await clock.advanceAsync(WINDOW_MS - 100 - 1)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.endpoints)).toEqual([['198.51.100.1:51820']])
+    expect((await store.getNode(node.id))!.endpoints).toEqual(['198.51.100.1:51820'])
+    await clock.advanceAsync(1)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.endpoints)).toEqual([['198.51.100.1:51820'], ['198.51.100.3:51820']])
+    // The window restarts with that write: the next report waits a whole window again.
+    await state.reportEndpoints(node, ['198.51.100.4:51820'])
+    await clock.advanceAsync(WINDOW_MS - 1)
+    await nextTurn()
+    expect(seen).toHaveLength(2)
+    await clock.advanceAsync(1)
+    await nextTurn()
+    expect(seen.at(-1)!.node?.endpoints).toEqual(['198.51.100.4:51820'])
+    // A report after a quiet window is applied at once.
+    await clock.advanceAsync(WINDOW_MS)
+    await state.reportEndpoints(node, ['198.51.100.5:51820'])
+    await nextTurn()
+    expect(seen.at(-1)!.node?.endpoints).toEqual(['198.51.100.5:51820'])
+    expect(clock.pending()).toBe(0)
+  })
+
+  it('coalesces observed endpoints per window and never writes a repeat of the stored value', async () => {
+    await makeNetwork('10.9.5.0/24')
+    const node = await registerIn('lab')
+    await nextTurn()
+    const seen: NodeChange[] = []
+    state.onNodeChange((c) => seen.push(c))
+    await state.reportObservedEndpoint(node, '203.0.113.10:41641')
+    await state.reportObservedEndpoint(node, '203.0.113.10:41641')
+    await state.reportObservedEndpoint(node, '203.0.113.11:41641')
+    await clock.advanceAsync(WINDOW_MS - 1)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.observedEndpoint)).toEqual(['203.0.113.10:41641'])
+    await clock.advanceAsync(1)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.observedEndpoint)).toEqual(['203.0.113.10:41641', '203.0.113.11:41641'])
+    expect((await store.getNode(node.id))!.observedEndpoint).toBe('203.0.113.11:41641')
+    // Long after: the value already stored costs no timer and no write.
+    await clock.advanceAsync(10 * WINDOW_MS)
+    await state.reportObservedEndpoint(node, '203.0.113.11:41641')
+    await nextTurn()
+    expect([seen.length, clock.pending()]).toEqual([2, 0])
   })
 
   it('writes a pending endpoint report on close, so nothing a node said is lost', async () => {

@@ -41,7 +41,7 @@ import type {
   UserRecord,
 } from './store/store.js'
 import {publicUser} from './store/store.js'
-import {systemClock, type Clock} from '../shared/clock.js'
+import {systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {ConnectionTracker} from './connections.js'
 
 /** User tokens live this long. */
@@ -70,7 +70,13 @@ export type PresenceEvent = {
 }
 
 export interface StateOptions {
-  readonly now?: () => Date
+  /**
+   * The controller's one source of time and timers: timestamps written to the store, token
+   * expiry, login limits, endpoint coalescing, the connection tracker, and (through `clock`) the
+   * netmap and event hubs and the ephemeral reaper. Default: the system clock; tests pass a
+   * FakeClock and move it.
+   */
+  readonly clock?: Clock | undefined
   /**
    * Failed logins allowed per source address per minute; also the burst (and per-minute refill)
    * of a user's bucket for sources it has not logged in from recently. Default 10.
@@ -78,11 +84,6 @@ export interface StateOptions {
   readonly loginFailuresPerMinute?: number
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
-  /**
-   * Time and timers of the connection tracker (controller/connections.ts); default: the system
-   * clock, reading the time from `now` when that is given.
-   */
-  readonly clock?: Clock | undefined
   /** How often reported paths are merged and written (ms); default 1,000. */
   readonly connectionFlushMs?: number | undefined
   /** Where node telemetry (endpoint reports) is logged, at debug level. */
@@ -95,7 +96,7 @@ interface PendingEndpoints {
   endpoints: string[] | undefined
   /** When the last change of this node was applied (ms). */
   appliedAt: number
-  timer: NodeJS.Timeout | undefined
+  timer: TimerHandle | undefined
 }
 
 /** A node's observed endpoint waiting for its coalescing window to end (latest value wins). */
@@ -105,14 +106,15 @@ interface PendingObserved {
   /** The last value written (or found unchanged): repeats cost no store call. */
   applied: string | undefined
   appliedAt: number
-  timer: NodeJS.Timeout | undefined
+  timer: TimerHandle | undefined
 }
 
 const SINCE_RE = /^(\d{1,6})([smhd])$/
 const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
 
 export class ControllerState {
-  readonly now: () => Date
+  /** Time and timers for everything the controller schedules; see StateOptions.clock. */
+  readonly clock: Clock
   private readonly online = new Map<string, number>()
   private readonly nodeListeners = new Set<(c: NodeChange) => void>()
   private readonly presenceListeners = new Set<(e: PresenceEvent) => void>()
@@ -138,9 +140,9 @@ export class ControllerState {
     private readonly store: Store,
     opts: StateOptions = {},
   ) {
-    this.now = opts.now ?? (() => new Date())
+    this.clock = opts.clock ?? systemClock
     const max = opts.loginFailuresPerMinute ?? 10
-    const clock = () => this.now().getTime()
+    const clock = () => this.clock.now()
     this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
     this.loginByUser = new TokenBucketLimiter({capacity: max, refillEveryMs: 60_000 / max, now: clock})
     this.loginTrusted = new TrustedSources({ttlMs: TOKEN_TTL_MS, perKey: 16, maxKeys: 100_000, now: clock})
@@ -151,14 +153,16 @@ export class ControllerState {
     })
     this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
     this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
-    const now = opts.now
-    const trackerClock: Clock =
-      opts.clock ?? (now ? {...systemClock, now: () => now().getTime()} : systemClock)
     this.connections = new ConnectionTracker(store, {
-      clock: trackerClock,
+      clock: this.clock,
       flushMs: opts.connectionFlushMs,
       log: this.log,
     })
+  }
+
+  /** The clock's time as a Date (for ISO timestamps). */
+  now(): Date {
+    return new Date(this.clock.now())
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -826,7 +830,7 @@ export class ControllerState {
     // (never stored, never sent to peers), the others still count.
     const {endpoints: unique, dropped} = usableEndpoints(endpoints)
     if (dropped > 0) this.log.debug({nodeId: node.id, dropped}, 'dropped unusable endpoints from a report')
-    const now = Date.now()
+    const now = this.clock.now()
     let st = this.endpointState.get(node.id)
     if (!st) {
       st = {node, endpoints: undefined, appliedAt: -Infinity, timer: undefined}
@@ -841,7 +845,7 @@ export class ControllerState {
     st.endpoints = unique
     if (!st.timer) {
       const entry = st
-      entry.timer = setTimeout(
+      entry.timer = this.clock.setTimeout(
         () => {
           entry.timer = undefined
           const latest = entry.endpoints
@@ -855,14 +859,13 @@ export class ControllerState {
         },
         Math.max(0, wait),
       )
-      entry.timer.unref()
     }
   }
 
   private async applyEndpoints(st: PendingEndpoints, endpoints: string[]): Promise<void> {
     // The window starts now, before the write: reports arriving while it runs wait for the window.
     const previous = st.appliedAt
-    const started = (st.appliedAt = Date.now())
+    const started = (st.appliedAt = this.clock.now())
     const change = await this.store.setNodeEndpoints(st.node.id, endpoints, this.now().toISOString())
     if (!change) {
       // Nothing changed: the window is not used up, unless another report already relied on it.
@@ -876,10 +879,10 @@ export class ControllerState {
   /** Drops a removed node's pending endpoint report (and observed endpoint). */
   private forgetEndpoints(nodeId: string): void {
     const st = this.endpointState.get(nodeId)
-    if (st?.timer) clearTimeout(st.timer)
+    if (st?.timer) this.clock.clearTimeout(st.timer)
     this.endpointState.delete(nodeId)
     const ob = this.observedState.get(nodeId)
-    if (ob?.timer) clearTimeout(ob.timer)
+    if (ob?.timer) this.clock.clearTimeout(ob.timer)
     this.observedState.delete(nodeId)
   }
 
@@ -892,7 +895,7 @@ export class ControllerState {
    * filters) so an operator can still see what was observed.
    */
   async reportObservedEndpoint(node: {readonly id: string}, endpoint: string): Promise<void> {
-    const now = Date.now()
+    const now = this.clock.now()
     let st = this.observedState.get(node.id)
     if (!st) {
       st = {nodeId: node.id, endpoint: undefined, applied: undefined, appliedAt: -Infinity, timer: undefined}
@@ -907,7 +910,7 @@ export class ControllerState {
     st.endpoint = endpoint
     if (!st.timer) {
       const entry = st
-      entry.timer = setTimeout(
+      entry.timer = this.clock.setTimeout(
         () => {
           entry.timer = undefined
           const latest = entry.endpoint
@@ -921,14 +924,13 @@ export class ControllerState {
         },
         Math.max(0, wait),
       )
-      entry.timer.unref()
     }
   }
 
   private async applyObserved(st: PendingObserved, endpoint: string): Promise<void> {
     if (st.applied === endpoint) return
     const previous = st.appliedAt
-    const started = (st.appliedAt = Date.now())
+    const started = (st.appliedAt = this.clock.now())
     let change: NodeChange | undefined
     try {
       change = await this.store.setNodeObservedEndpoint(st.nodeId, endpoint, this.now().toISOString())
@@ -972,7 +974,7 @@ export class ControllerState {
   private async settleEndpoints(nodeId: string): Promise<void> {
     const st = this.endpointState.get(nodeId)
     if (!st) return
-    if (st.timer) clearTimeout(st.timer)
+    if (st.timer) this.clock.clearTimeout(st.timer)
     this.endpointState.delete(nodeId)
     if (st.endpoints !== undefined) await this.applyEndpoints(st, st.endpoints)
   }
@@ -980,7 +982,7 @@ export class ControllerState {
   /** Shutdown: writes pending endpoint reports and paths so nothing a node said is lost. */
   async close(): Promise<void> {
     await this.connections.close()
-    for (const st of this.observedState.values()) if (st.timer) clearTimeout(st.timer)
+    for (const st of this.observedState.values()) if (st.timer) this.clock.clearTimeout(st.timer)
     this.observedState.clear()
     for (const id of [...this.endpointState.keys()]) {
       await this.settleEndpoints(id).catch((err: unknown) => {

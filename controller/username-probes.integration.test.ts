@@ -6,6 +6,7 @@ import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {ControllerState, USERNAME_TAKEN_PER_HOUR, type Principal} from './state.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
+import {FakeClock} from '../shared/testing/fake-clock.js'
 
 const META = {sourceAddress: '127.0.0.1', requestId: null}
 const PASSWORD = 'a long enough password'
@@ -13,7 +14,7 @@ const PASSWORD = 'a long enough password'
 let dir: string
 let store: SqliteStore
 let state: ControllerState
-let clock: number
+let clock: FakeClock
 let superuser: Principal
 
 async function tenantOwner(name: string): Promise<Principal> {
@@ -32,8 +33,8 @@ const create = (p: Principal, username: string) =>
 beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-names-'))
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
-  clock = Date.parse('2030-01-01T00:00:00Z')
-  state = new ControllerState(store, {now: () => new Date(clock)})
+  clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
+  state = new ControllerState(store, {clock})
   await state.bootstrap(PASSWORD)
   const {token} = await state.login('admin', PASSWORD, META)
   superuser = (await state.authenticateUser(token))!
@@ -57,7 +58,7 @@ describe('user name probes', () => {
     expect(await create(prober, 'surely-free')).toBe('RATE_LIMITED')
     // Another tenant has its own allowance.
     expect(await create(victim, 'staff-0')).toBe('USERNAME_TAKEN')
-    clock += 3_600_000
+    clock.advance(3_600_000)
     expect(await create(prober, 'surely-free')).toBe('OK')
     expect(await create(prober, 'staff-11')).toBe('USERNAME_TAKEN')
   })

@@ -7,6 +7,7 @@ import {ROUTES} from '../../shared/protocol/control-api.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {client, publicKey, type Client} from '../testing/client.js'
 import {startController} from '../main.js'
+import {systemClock} from '../../shared/clock.js'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -15,11 +16,14 @@ import {Writable} from 'node:stream'
 let ctl: TestController
 let api: Client
 let admin: string
-/** The controller's clock runs this far ahead of real time (expiry tests move it). */
+/**
+ * The controller's clock runs this far ahead of real time (expiry tests move it); its timers are
+ * real ones, so everything else behaves as with the system clock.
+ */
 let skewMs = 0
 
 beforeAll(async () => {
-  ctl = await startTestController({now: () => new Date(Date.now() + skewMs)})
+  ctl = await startTestController({clock: {...systemClock, now: () => Date.now() + skewMs}})
   api = client(ctl.url)
   admin = ctl.adminToken
 })

@@ -14,6 +14,7 @@ import {CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState, Principal} from '../state.js'
 import type {NodeChange} from '../store/store.js'
+import {every} from '../every.js'
 
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
@@ -33,7 +34,7 @@ export class EventHub {
   private readonly subs = new Map<string, Set<WebSocket>>()
   private readonly unsubscribe: (() => void)[] = []
   private readonly subscribers = new Map<WebSocket, Subscriber>()
-  private readonly checker: NodeJS.Timeout
+  private readonly stopChecker: () => void
   private closing = false
 
   constructor(
@@ -42,8 +43,7 @@ export class EventHub {
     private readonly log: Logger,
     opts: {pingIntervalMs?: number | undefined} = {},
   ) {
-    this.checker = setInterval(() => this.checkAll(), opts.pingIntervalMs ?? 30_000)
-    this.checker.unref()
+    this.stopChecker = every(state.clock, opts.pingIntervalMs ?? 30_000, () => this.checkAll())
     this.unsubscribe.push(
       state.onNodeChange((c) => this.onChange(c)),
       state.onPresence((e) =>
@@ -185,7 +185,7 @@ export class EventHub {
 
   async close(): Promise<void> {
     this.closing = true
-    clearInterval(this.checker)
+    this.stopChecker()
     for (const u of this.unsubscribe) u()
     const all = [...this.subs.values()].flatMap((s) => [...s])
     await Promise.all(
@@ -194,6 +194,7 @@ export class EventHub {
           new Promise<void>((resolve) => {
             ws.once('close', () => resolve())
             ws.close(CLOSE.SHUTTING_DOWN, 'controller shutting down')
+            // Real time: a bound on socket I/O at shutdown (see NetmapHub.close).
             setTimeout(() => {
               ws.terminate()
               resolve()

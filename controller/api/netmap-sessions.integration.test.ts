@@ -1,21 +1,25 @@
 // One node credential cannot hold or open netmap sessions without bound (each costs a full
 // map): at most MAX_SESSIONS_PER_NODE stay open, a newer one closes the oldest with
-// CLOSE.REPLACED, and a burst of new sessions is refused with 429 before any map is sent.
+// CLOSE.REPLACED, and a burst of new sessions is refused with 429 before any map is sent. The
+// controller's clock is a FakeClock: the session bucket refills only when the test moves it.
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import WebSocket from 'ws'
 import {CLOSE} from '../../shared/protocol/netmap.js'
 import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {MAX_SESSIONS_PER_NODE, SESSION_BURST, SESSION_RATE_PER_SEC} from './session-limit.js'
+import {FakeClock} from '../../shared/testing/fake-clock.js'
 
 let ctl: TestController
+let clock: FakeClock
 let api: Client
 let netId: string
 let seq = 0
 const opened: WebSocket[] = []
 
 beforeAll(async () => {
-  ctl = await startTestController()
+  clock = new FakeClock()
+  ctl = await startTestController({clock})
   api = client(ctl.url)
   const r = await api.req('POST', '/api/v1/networks', {
     token: ctl.adminToken,
@@ -144,7 +148,6 @@ describe('netmap sessions per node credential', () => {
   it('refuses a burst of new sessions with 429 before any full map, so the bytes sent stay bounded', async () => {
     const {credential} = await join()
     const attempts = 60
-    const started = performance.now()
     const results: Session[] = []
     // A burst: each attempt closes its socket once it has its map (the cap is not what stops it).
     for (let i = 0; i < attempts; i++) {
@@ -152,19 +155,16 @@ describe('netmap sessions per node credential', () => {
       results.push(s)
       if (s.status === 101) s.ws.close()
     }
-    const elapsedSec = (performance.now() - started) / 1000
     const granted = results.filter((s) => s.status === 101)
     const refused = results.filter((s) => s.status !== 101)
-    // At most the burst plus what the bucket refilled meanwhile.
-    expect(granted.length).toBeGreaterThanOrEqual(SESSION_BURST)
-    expect(granted.length).toBeLessThanOrEqual(
-      SESSION_BURST + Math.ceil(elapsedSec * SESSION_RATE_PER_SEC) + 1,
-    )
-    expect(refused.length).toBeGreaterThan(0)
+    // The clock stood still: exactly the burst, in order, and nothing refilled.
+    expect(results.map((s) => s.status)).toEqual([
+      ...Array(SESSION_BURST).fill(101),
+      ...Array(attempts - SESSION_BURST).fill(429),
+    ])
     for (const s of refused) {
-      expect(s.status).toBe(429)
       expect(JSON.parse(s.refusal).error.code).toBe('RATE_LIMITED')
-      expect(Number(s.retryAfter)).toBeGreaterThanOrEqual(1)
+      expect(s.retryAfter).toBe(String(Math.ceil(1 / SESSION_RATE_PER_SEC)))
       expect(s.bytes()).toBe(0)
     }
     // Bytes: one full map per granted session, none for the refused ones.
@@ -172,6 +172,16 @@ describe('netmap sessions per node credential', () => {
     const total = results.reduce((n, s) => n + s.bytes(), 0)
     expect(total).toBeLessThanOrEqual(granted.length * fullBytes)
     expect(total).toBeLessThan((attempts / 2) * fullBytes)
+
+    // One token back per 1/SESSION_RATE_PER_SEC s: one more session then, not a millisecond earlier.
+    const tokenMs = 1000 / SESSION_RATE_PER_SEC
+    clock.advance(tokenMs - 1)
+    expect((await session(credential)).status).toBe(429)
+    clock.advance(1)
+    const again = await session(credential)
+    expect([again.status, (await again.first)?.type]).toEqual([101, 'full'])
+    again.ws.close()
+    expect((await session(credential)).status).toBe(429)
 
     // Another node is not affected by this one's bucket.
     const other = await join()

@@ -1,5 +1,7 @@
 // The netmap and admin-event WebSockets against a real controller: full map first, deltas within
 // a second of each change, resume by version, revocation, bad frames, presence, ephemeral nodes.
+// Time is a FakeClock the tests move: coalescing windows, rate limits, ping rounds and the
+// ephemeral reaper act exactly when it passes their deadlines, and no test sleeps for them.
 import {connect as tcpConnect} from 'node:net'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {LIMITS} from '../../shared/protocol/control-api.js'
@@ -8,6 +10,8 @@ import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import WebSocket from 'ws'
+import {FakeClock} from '../../shared/testing/fake-clock.js'
+import {ephemeralSweepMs} from '../main.js'
 
 type Frame = {type: string; version: number; [k: string]: unknown}
 type Full = {
@@ -26,13 +30,24 @@ type Delta = {
 }
 
 let ctl: TestController
+/**
+ * The shared controller's clock. Tests move it by less than a ping interval (30 s) in all: two
+ * ping rounds with no real time between them would drop every socket, however well it answers.
+ */
+let clock: FakeClock
 let api: Client
 const sockets: WsClient[] = []
 let seq = 0
 let octet = 0
 
+/** The netmap hub's ping round (its default interval). */
+const PING_MS = 30_000
+/** The endpoint coalescing window (state.ts default). */
+const WINDOW_MS = 2_000
+
 beforeAll(async () => {
-  ctl = await startTestController()
+  clock = new FakeClock()
+  ctl = await startTestController({clock})
   api = client(ctl.url)
 })
 afterAll(async () => {
@@ -72,13 +87,29 @@ async function open(credential: string, version?: number) {
   sockets.push(ws)
   return ws
 }
-/** Waits (bounded) until `check` holds. */
-async function waitUntil(check: () => boolean, ms = 2000): Promise<void> {
+/** Waits (bounded) until `check` holds: for the controller to handle what a test sent. */
+async function waitUntil(check: () => boolean | Promise<boolean>, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error('timed out')
     await new Promise((r) => setTimeout(r, 10))
   }
+}
+/** mesh_netmap_client_frames_dropped_total of a controller. */
+async function droppedFrames(url = ctl.url): Promise<number> {
+  const text = (await client(url).req('GET', '/metrics')).text
+  return Number(/^mesh_netmap_client_frames_dropped_total (\d+)/m.exec(text)?.[1] ?? 0)
+}
+/**
+ * Renames `marker` (a node of the same network) and waits until every socket has the delta: all
+ * frames the controller sent them before are in by then (one socket delivers in order).
+ */
+async function barrier(marker: {node: {id: string}}, sockets: WsClient[]): Promise<void> {
+  const name = `marker-${++seq}`
+  const r = await api.req('PATCH', `/api/v1/nodes/${marker.node.id}`, {token: ctl.adminToken, body: {name}})
+  expect(r.status, r.text).toBe(200)
+  const hasMarker = (f: unknown) => (f as Delta).changed?.some((p) => p.name === name) === true
+  for (const ws of sockets) await waitUntil(() => ws.frames.some(hasMarker))
 }
 /** Waits for the next frame and checks it against the shared schemas. */
 async function nextFrame<T extends Frame>(
@@ -236,34 +267,46 @@ describe('netmap WebSocket', () => {
     expect((await wsA.closed).code).toBe(CLOSE.BAD_FRAME)
   })
 
-  it('coalesces a flood of alternating endpoint reports into a few deltas, ending on the last report, unaudited', async () => {
+  it('coalesces a flood of alternating endpoint reports into two deltas: the first report at once, the last when the window ends', async () => {
     const net = await network('open')
     const flooder = await join(net.id, 'flooder')
+    const marker = await join(net.id, 'marker')
     const peers = await Promise.all(Array.from({length: 20}, (_, i) => join(net.id, `watch${i}`)))
     const wsF = await open(flooder.credential)
     await nextFrame<Full>(wsF)
     const wsPeers = await Promise.all(peers.map((p) => open(p.credential)))
     for (const ws of wsPeers) await nextFrame<Full>(ws)
+    const droppedBefore = await droppedFrames()
     const X = ['198.51.100.30:51820']
     const Y = ['198.51.100.31:51820', '203.0.113.31:51820']
     const last = ['203.0.113.99:51820']
     for (let i = 0; i < 1000; i++)
       wsF.ws.send(JSON.stringify({type: 'report', endpoints: i % 2 === 0 ? X : Y, peers: []}))
     wsF.ws.send(JSON.stringify({type: 'report', endpoints: last, peers: []}))
-    const isFlooder = (f: Delta) =>
-      f.type === 'delta' && (f.changed ?? []).some((c) => c.id === flooder.node.id)
-    // Every peer converges on the last report (one endpoint window, ~2 s, plus slack)...
-    for (const ws of wsPeers)
-      await ws.next<Delta>((f) => isFlooder(f) && f.changed!.at(-1)!.endpoints.join() === last.join(), 6000)
-    // ...and nothing more arrives afterwards.
-    await new Promise((r) => setTimeout(r, 2500))
-    const counts = wsPeers.map((ws) => ws.frames.filter((f) => isFlooder(f as Delta)).length)
+    // The clock stands still, so the socket's budget is its burst: 40 frames are handled, the
+    // 41st is held, and each later one replaces the held one (counted as dropped).
+    await waitUntil(async () => (await droppedFrames()) - droppedBefore === 1001 - 40 - 1, 5000)
+    const flooderEndpoints = (ws: WsClient) =>
+      (ws.frames as Delta[]).flatMap((f) =>
+        f.type === 'delta'
+          ? (f.changed ?? []).filter((c) => c.id === flooder.node.id).map((c) => c.endpoints)
+          : [],
+      )
+    // The first report is applied at once; the other 39 handled ones wait for the window.
+    for (const ws of wsPeers) await waitUntil(() => flooderEndpoints(ws).length === 1)
+    // The held frame (the last report) is handled when a token is back, 50 ms on; it replaces
+    // the pending report, still inside the window.
+    await clock.advanceAsync(WINDOW_MS - 1)
+    await barrier(marker, wsPeers)
+    for (const ws of wsPeers) expect(flooderEndpoints(ws)).toEqual([X])
+    // The window ends: the last report goes out, to every peer, in one delta.
+    await clock.advanceAsync(1)
+    for (const ws of wsPeers) await waitUntil(() => flooderEndpoints(ws).length === 2)
+    // Nothing more comes, however long the clock runs on (less than a ping round here).
+    await clock.advanceAsync(5 * WINDOW_MS)
+    await barrier(marker, wsPeers)
     // Before coalescing each peer got one delta per changing report: up to 1,001.
-    expect(Math.max(...counts)).toBeLessThanOrEqual(4)
-    for (const ws of wsPeers) {
-      const mine = ws.frames.filter((f) => isFlooder(f as Delta)) as Delta[]
-      expect(mine.at(-1)!.changed!.find((c) => c.id === flooder.node.id)!.endpoints).toEqual(last)
-    }
+    for (const ws of wsPeers) expect(flooderEndpoints(ws)).toEqual([X, last])
     const shown = await api.req('GET', `/api/v1/nodes/${flooder.node.id}`, {token: ctl.adminToken})
     expect((shown.body as {endpoints: string[]}).endpoints).toEqual(last)
     // Endpoint telemetry is not an administrative change: no audit entries for it.
@@ -275,11 +318,35 @@ describe('netmap WebSocket', () => {
       'node.endpoints',
     )
     // The flooder itself stays connected: excess frames are dropped by the per-socket rate
-    // limit (burst 40, then 20/s), not punished with a close.
+    // limit, not punished with a close.
     expect(wsF.ws.readyState).toBe(wsF.ws.OPEN)
-    const metrics = await api.req('GET', '/metrics')
-    const dropped = Number(/^mesh_netmap_client_frames_dropped_total (\d+)/m.exec(metrics.text)?.[1])
-    expect(dropped).toBeGreaterThan(900)
+  })
+
+  it('handles a frame held by the rate limit exactly when the clock gives a token back, the newest one only', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const wsA = await open(a.credential)
+    await nextFrame<Full>(wsA)
+    const hub = ctl.running.server.netmap
+    const report = (endpoint: string) =>
+      wsA.ws.send(JSON.stringify({type: 'report', peers: [{id: b.node.id, online: true, endpoint}]}))
+    const seen = () => hub.peerLinks(net.id, a.node.id).get(b.node.id)?.endpoint
+    const droppedBefore = await droppedFrames()
+    // A burst of 40 is handled; the 41st is held and the 42nd replaces it.
+    for (let i = 1; i <= 42; i++) report(`198.51.100.${i}:51820`)
+    await waitUntil(async () => (await droppedFrames()) === droppedBefore + 1)
+    expect(seen()).toBe('198.51.100.40:51820')
+    // One token per 50 ms (20/s): the held frame waits for it, and not a millisecond longer.
+    await clock.advanceAsync(49)
+    expect(seen()).toBe('198.51.100.40:51820')
+    await clock.advanceAsync(1)
+    expect(seen()).toBe('198.51.100.42:51820')
+    // The budget refills with the clock: 40 tokens after 2 s, a burst again.
+    await clock.advanceAsync(2_000)
+    for (let i = 43; i <= 82; i++) report(`198.51.100.${i}:51820`)
+    await waitUntil(() => seen() === '198.51.100.82:51820')
+    expect(await droppedFrames()).toBe(droppedBefore + 1)
   })
 
   it('answers a plain GET without Upgrade on the WebSocket paths with 426 and the JSON error body', async () => {
@@ -332,10 +399,14 @@ describe('netmap WebSocket', () => {
     const on = await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})
     expect(on.body.online).toBe(true)
     expect(on.body.lastSeen).not.toBeNull()
+    clock.advance(1_000)
     await ws.close()
-    await new Promise((r) => setTimeout(r, 100))
-    const off = await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})
-    expect(off.body.online).toBe(false)
+    // Last seen becomes the clock's time at the close.
+    const closedAt = new Date(clock.now()).toISOString()
+    const shown = async () =>
+      (await api.req('GET', `/api/v1/nodes/${a.node.id}`, {token: ctl.adminToken})).body
+    await waitUntil(async () => (await shown()).lastSeen === closedAt)
+    expect((await shown()).online).toBe(false)
   })
 
   it('revokes every session of a deleted network without sending peer deltas', async () => {
@@ -457,8 +528,9 @@ describe('admin event stream', () => {
     expect(events.frames.some((f) => (f as Ev).node?.name === 'foreign')).toBe(false)
   })
 
-  it('closes an event stream with CLOSE.UNAUTHENTICATED once its token is logged out', async () => {
-    const own = await startTestController({pingIntervalMs: 100})
+  it('closes an event stream with CLOSE.UNAUTHENTICATED at the first check round after its token is logged out', async () => {
+    const own = await startTestController({clock: new FakeClock()})
+    const ownClock = own.running.state.clock as FakeClock
     try {
       const c = client(own.url)
       const login = await c.req('POST', '/api/v1/login', {
@@ -467,6 +539,8 @@ describe('admin event stream', () => {
       const events = await connectWs(`${own.url}/api/v1/events`, login.body.token)
       expect((await events.next<{type: string}>()).type).toBe('snapshot')
       expect((await c.req('POST', '/api/v1/logout', {token: login.body.token})).status).toBe(200)
+      // The token was checked at the upgrade; the next check round (one ping interval on) ends it.
+      await ownClock.advanceAsync(PING_MS)
       const closed = await Promise.race([
         events.closed,
         new Promise((r) => setTimeout(() => r('still open'), 3000)),
@@ -477,14 +551,21 @@ describe('admin event stream', () => {
     }
   })
 
-  it('drops an event stream whose client stops answering pings', async () => {
-    const own = await startTestController({pingIntervalMs: 100})
+  it('pings an event stream every interval and drops it at the round after one it left unanswered', async () => {
+    const own = await startTestController({clock: new FakeClock()})
+    const ownClock = own.running.state.clock as FakeClock
     try {
       const silent = new WebSocket(`${own.url.replace(/^http/, 'ws')}/api/v1/events`, {
         headers: {authorization: `Bearer ${own.adminToken}`},
         autoPong: false,
       })
       const closed = new Promise((r) => silent.on('close', (code) => r(code)))
+      await new Promise((r) => silent.once('message', r))
+      const pinged = new Promise((r) => silent.once('ping', r))
+      await ownClock.advanceAsync(PING_MS)
+      await pinged
+      expect(silent.readyState).toBe(WebSocket.OPEN)
+      await ownClock.advanceAsync(PING_MS)
       const timeout = new Promise((r) => setTimeout(() => r('still open'), 3000))
       expect(await Promise.race([closed, timeout])).toBe(1006)
     } finally {
@@ -499,8 +580,68 @@ describe('admin event stream', () => {
 })
 
 describe('lifecycle', () => {
-  it('removes an ephemeral node once it has been offline longer than the timeout', async () => {
-    const own = await startTestController({ephemeralTimeoutSec: 1})
+  it('drops a netmap session that leaves a ping unanswered for a round, keeping one that answers', async () => {
+    const own = await startTestController({clock: new FakeClock()})
+    const ownClock = own.running.state.clock as FakeClock
+    try {
+      const c = client(own.url)
+      const net = await c.req('POST', '/api/v1/networks', {
+        token: own.adminToken,
+        body: {name: 'pings', cidr: '10.9.1.0/24', joinPolicy: 'open'},
+      })
+      const register = (name: string) =>
+        c.req('POST', '/api/v1/register', {
+          token: own.adminToken,
+          body: {network: net.body.id, publicKey: publicKey(), name},
+        })
+      const talker = (await register('talker')).body
+      const quiet = (await register('quiet')).body
+      const answering = await connectWs(`${own.url}/api/v1/netmap`, talker.credential)
+      await answering.next()
+      const silent = new WebSocket(`${own.url.replace(/^http/, 'ws')}/api/v1/netmap`, {
+        headers: {authorization: `Bearer ${quiet.credential}`},
+        autoPong: false,
+      })
+      const silentClosed = new Promise((r) => silent.on('close', (code) => r(code)))
+      await new Promise((r) => silent.once('message', r))
+      const state = own.running.state
+      expect([state.isOnline(talker.node.id), state.isOnline(quiet.node.id)]).toEqual([true, true])
+
+      // Round 1: both are pinged, both stay.
+      const pinged = [answering.ws, silent].map((ws) => new Promise((r) => ws.once('ping', r)))
+      await ownClock.advanceAsync(PING_MS)
+      await Promise.all(pinged)
+      // The answering client's pong went out before its 'ping' event; a report sent after it
+      // reaches the hub after the pong, so once the report is in, so is the pong.
+      answering.ws.send(
+        JSON.stringify({type: 'report', peers: [{id: quiet.node.id, online: true, endpoint: null}]}),
+      )
+      await waitUntil(() => own.running.server.netmap.peerLinks(net.body.id, talker.node.id).size === 1)
+      expect(silent.readyState).toBe(WebSocket.OPEN)
+
+      // Round 2: the silent one never answered round 1 and is dropped; the other is pinged again.
+      await ownClock.advanceAsync(PING_MS)
+      const timeout = new Promise((r) => setTimeout(() => r('still open'), 3000))
+      expect(await Promise.race([silentClosed, timeout])).toBe(1006)
+      await waitUntil(() => !state.isOnline(quiet.node.id))
+      expect(answering.ws.readyState).toBe(WebSocket.OPEN)
+      expect(state.isOnline(talker.node.id)).toBe(true)
+      await answering.close()
+    } finally {
+      await own.close()
+    }
+  })
+
+  it('removes an offline ephemeral node at the first sweep once the clock passes its timeout, never an online one', async () => {
+    const timeoutSec = 120
+    // Ping rounds every hour: this test moves the clock by minutes at once, faster than any
+    // client could answer a ping.
+    const own = await startTestController({
+      clock: new FakeClock(),
+      ephemeralTimeoutSec: timeoutSec,
+      pingIntervalMs: 3_600_000,
+    })
+    const ownClock = own.running.state.clock as FakeClock
     try {
       const c = client(own.url)
       const net = await c.req('POST', '/api/v1/networks', {
@@ -515,20 +656,25 @@ describe('lifecycle', () => {
         body: {authKey: key.body.key, publicKey: publicKey(), name: 'ci'},
       })
       expect(reg.body.node.ephemeral).toBe(true)
+      const status = async () =>
+        (await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})).status
       const ws = await connectWs(`${own.url}/api/v1/netmap`, reg.body.credential)
       await ws.next()
-      // Online: kept, however long.
-      await new Promise((r) => setTimeout(r, 1600))
-      expect((await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})).status).toBe(
-        200,
-      )
+      // Online: kept, however long (sweeps every 10 s for 10 min).
+      const sweepMs = ephemeralSweepMs(timeoutSec * 1000)
+      expect(sweepMs).toBe(10_000)
+      await ownClock.advanceAsync(60 * sweepMs)
+      expect(await status()).toBe(200)
+      // Offline from now (a sweep instant): last seen is now, and the timeout counts from it.
       await ws.close()
-      let status = 200
-      for (let i = 0; i < 40 && status === 200; i++) {
-        await new Promise((r) => setTimeout(r, 100))
-        status = (await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})).status
-      }
-      expect(status).toBe(404)
+      await waitUntil(async () => {
+        const shown = await c.req('GET', `/api/v1/nodes/${reg.body.node.id}`, {token: own.adminToken})
+        return shown.body.online === false && shown.body.lastSeen === new Date(ownClock.now()).toISOString()
+      })
+      await ownClock.advanceAsync(timeoutSec * 1000 - 1)
+      expect(await status()).toBe(200)
+      await ownClock.advanceAsync(1)
+      await waitUntil(async () => (await status()) === 404)
     } finally {
       await own.close()
     }

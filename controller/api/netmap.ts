@@ -34,6 +34,8 @@ import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/sqlite/errors.js'
+import type {Clock, TimerHandle} from '../../shared/clock.js'
+import {every} from '../every.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -59,7 +61,7 @@ interface Conn {
   tokensAt: number
   /** The newest frame dropped by the rate limit, handled once a token is back. */
   held: {data: unknown; isBinary: boolean} | undefined
-  heldTimer: NodeJS.Timeout | undefined
+  heldTimer: TimerHandle | undefined
 }
 
 interface NetState {
@@ -130,11 +132,13 @@ const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was rem
 export class NetmapHub {
   private readonly wss: WebSocketServer
   private readonly nets = new Map<string, NetState>()
-  private readonly pinger: NodeJS.Timeout
+  /** Time and timers (rate limits, ping rounds): the state's clock. */
+  private readonly clock: Clock
+  private readonly stopPinger: () => void
   private readonly unsubscribe: () => void
   private closing = false
   /** New sessions per node credential; see session-limit.ts. */
-  private readonly sessionLimit = new SessionRateLimiter()
+  private readonly sessionLimit: SessionRateLimiter
   private readonly storageLog: StorageFailureLog
   /** `,"nat":{...}` for full maps: the controller's NAT services, fixed at start; '' when none. */
   private readonly natJson: string
@@ -145,8 +149,10 @@ export class NetmapHub {
     private readonly log: Logger,
     opts: {pingIntervalMs?: number; nat?: NatServices | undefined} = {},
   ) {
+    const clock = (this.clock = state.clock)
     this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
-    this.storageLog = new StorageFailureLog(log)
+    this.sessionLimit = new SessionRateLimiter(undefined, undefined, () => clock.now())
+    this.storageLog = new StorageFailureLog(log, undefined, () => clock.now())
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
     const offNodes = state.onNodeChange((c) => this.onChange(c))
     const offNetworks = state.onNetworkChange((n) => {
@@ -157,8 +163,7 @@ export class NetmapHub {
       offNodes()
       offNetworks()
     }
-    this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
-    this.pinger.unref()
+    this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
   }
 
   /** Number of open node sockets. */
@@ -223,9 +228,9 @@ export class NetmapHub {
       ws,
       nodeId: node.id,
       alive: true,
-      lastTouch: Date.now(),
+      lastTouch: this.clock.now(),
       tokens: REPORT_BURST,
-      tokensAt: Date.now(),
+      tokensAt: this.clock.now(),
       held: undefined,
       heldTimer: undefined,
     }
@@ -243,7 +248,7 @@ export class NetmapHub {
       conn.alive = true
     })
     ws.on('close', () => {
-      clearTimeout(conn.heldTimer)
+      if (conn.heldTimer) this.clock.clearTimeout(conn.heldTimer)
       conn.held = undefined
       const s = net.conns.get(node.id)
       s?.delete(conn)
@@ -315,7 +320,7 @@ export class NetmapHub {
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */
   private limitFrame(conn: Conn, node: StoredNode, data: unknown, isBinary: boolean): void {
-    const now = Date.now()
+    const now = this.clock.now()
     conn.tokens = Math.min(REPORT_BURST, conn.tokens + ((now - conn.tokensAt) * REPORT_RATE) / 1000)
     conn.tokensAt = now
     if (conn.tokens >= 1 && !conn.held) {
@@ -328,13 +333,12 @@ export class NetmapHub {
     conn.held = {data, isBinary}
     if (conn.heldTimer) return
     const waitMs = Math.ceil(((1 - conn.tokens) * 1000) / REPORT_RATE)
-    conn.heldTimer = setTimeout(() => {
+    conn.heldTimer = this.clock.setTimeout(() => {
       conn.heldTimer = undefined
       const held = conn.held
       conn.held = undefined
       if (held && conn.ws.readyState === conn.ws.OPEN) this.limitFrame(conn, node, held.data, held.isBinary)
     }, waitMs)
-    conn.heldTimer.unref()
   }
 
   private onFrame(conn: Conn, node: StoredNode, data: unknown, isBinary: boolean): void {
@@ -351,7 +355,7 @@ export class NetmapHub {
     }
     if (frame.data.reset || frame.data.peers)
       this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
-    const now = Date.now()
+    const now = this.clock.now()
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
       conn.lastTouch = now
@@ -568,7 +572,7 @@ export class NetmapHub {
   /** Closes every node socket with 1001 (going away). */
   async close(): Promise<void> {
     this.closing = true
-    clearInterval(this.pinger)
+    this.stopPinger()
     this.unsubscribe()
     const closed: Promise<void>[] = []
     for (const net of this.nets.values())
@@ -578,6 +582,8 @@ export class NetmapHub {
             new Promise<void>((resolve) => {
               conn.ws.once('close', () => resolve())
               conn.ws.close(CLOSE.SHUTTING_DOWN, 'controller shutting down')
+              // Real time, not the clock: a bound on socket I/O at shutdown, which a test's
+              // FakeClock (never moved once the test ends) must not hold up.
               setTimeout(() => {
                 conn.ws.terminate()
                 resolve()

@@ -258,7 +258,9 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000)
   })
 
-  const storageLog = new StorageFailureLog(logger.child({component: 'storage'}))
+  const storageLog = new StorageFailureLog(logger.child({component: 'storage'}), undefined, () =>
+    state.clock.now(),
+  )
   app.setErrorHandler((err, req, reply) => {
     const {error, bug} = toMeshError(err)
     if (bug) req.log.error({err}, 'request failed')

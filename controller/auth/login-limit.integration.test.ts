@@ -7,6 +7,7 @@ import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {ControllerState, type RequestMeta} from '../state.js'
 import {SqliteStore} from '../store/sqlite/sqlite-store.js'
+import {FakeClock} from '../../shared/testing/fake-clock.js'
 
 const PASSWORD = 'a long enough password'
 const from = (sourceAddress: string): RequestMeta => ({sourceAddress, requestId: null})
@@ -17,7 +18,7 @@ const NEW_PLACE = from('198.51.100.3')
 let dir: string
 let store: SqliteStore
 let state: ControllerState
-let clock: number
+let clock: FakeClock
 
 /** The error code of a login, or 'OK'. */
 const attempt = (password: string, meta: RequestMeta, username = 'admin') =>
@@ -29,8 +30,8 @@ const attempt = (password: string, meta: RequestMeta, username = 'admin') =>
 beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-login-'))
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
-  clock = Date.parse('2030-01-01T00:00:00Z')
-  state = new ControllerState(store, {now: () => new Date(clock)})
+  clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
+  state = new ControllerState(store, {clock})
   await state.bootstrap(PASSWORD)
 })
 afterEach(async () => {
@@ -42,7 +43,7 @@ afterEach(async () => {
 describe('login limits', () => {
   it('lets a user in from an address it logged in from before while an attacker exhausts the limit elsewhere', async () => {
     expect(await attempt(PASSWORD, HOME)).toBe('OK')
-    clock += 1_000
+    clock.advance(1_000)
     const guesses: string[] = []
     for (let i = 0; i < 11; i++) guesses.push(await attempt(`wrong-${i}`, ATTACKER))
     expect(guesses.slice(0, 10)).toEqual(Array(10).fill('INVALID_CREDENTIALS'))
@@ -62,10 +63,10 @@ describe('login limits', () => {
       code: 'RATE_LIMITED',
       hint: 'wait 6 s and try again',
     })
-    clock += 6_000
+    clock.advance(6_000)
     expect(await attempt(PASSWORD, NEW_PLACE)).toBe('OK')
     // Now trusted: the attacker, still going, no longer keeps it out.
-    clock += 60_000
+    clock.advance(60_000)
     for (let i = 0; i < 10; i++) await attempt(`again-${i}`, ATTACKER)
     expect(await attempt(PASSWORD, NEW_PLACE)).toBe('OK')
   })
@@ -75,7 +76,7 @@ describe('login limits', () => {
     for (let i = 0; i < 15; i++) codes.push(await attempt(`wrong-${i}`, from(`203.0.113.${10 + i}`)))
     expect(codes.filter((c) => c === 'INVALID_CREDENTIALS')).toHaveLength(10)
     expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(5)
-    clock += 6_000
+    clock.advance(6_000)
     expect(await attempt('wrong', from('203.0.113.99'))).toBe('INVALID_CREDENTIALS')
     expect(await attempt('wrong', from('203.0.113.98'))).toBe('RATE_LIMITED')
   })
@@ -84,7 +85,7 @@ describe('login limits', () => {
     expect(await attempt(PASSWORD, HOME)).toBe('OK')
     for (let i = 0; i < 10; i++) await attempt(`wrong-${i}`, HOME, `nobody-${i}`)
     expect(await attempt(PASSWORD, HOME)).toBe('RATE_LIMITED')
-    clock += 60_000
+    clock.advance(60_000)
     expect(await attempt(PASSWORD, HOME)).toBe('OK')
   })
 })

@@ -15,6 +15,7 @@ import path from 'node:path'
 import fc from 'fast-check'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startTestController} from '../../controller/testing/test-controller.js'
+import {systemClock} from '../../shared/clock.js'
 import WebSocket from 'ws'
 import {z} from 'zod'
 import {NAME_RE, ROUTES, WS_PATHS, type RouteId} from '../../shared/protocol/control-api.js'
@@ -936,9 +937,11 @@ describe('controller fuzzing', () => {
 
   // Our own data dir: the test controller deletes only dirs it made, and the file must outlive close().
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mesh-fuzz-'))
+  /** The controller's clock runs this far ahead of real time (with real timers): see the 429 retry. */
+  let skewMs = 0
 
   beforeAll(async () => {
-    ctl = await startTestController({dataDir})
+    ctl = await startTestController({dataDir, clock: {...systemClock, now: () => Date.now() + skewMs}})
     const api = new Api(ctl.url, agent)
     const ownerName = uniqueName('owner')
     const superuser = ctl.adminToken
@@ -1047,7 +1050,8 @@ describe('controller fuzzing', () => {
         failures.push(`#${i} ${c.kind} ${c.path.slice(0, 80)}: ${problem}`)
     })
     // A well-behaved node still gets its full map afterwards. The fuzzing may have used up this
-    // credential's new-session budget (429, one more per second): retry as meshd's backoff does.
+    // credential's new-session budget (429, one more per second): move the controller's clock a
+    // second on and retry, as meshd's backoff would after waiting.
     const check: WsCase = {
       kind: 'check',
       path: WS_PATHS.netmap,
@@ -1056,7 +1060,7 @@ describe('controller fuzzing', () => {
     }
     let after = await runWsCase(ctl.url, check)
     for (let i = 0; i < 3 && after.label === 'http 429'; i++) {
-      await new Promise((r) => setTimeout(r, 1100))
+      skewMs += 1_000
       after = await runWsCase(ctl.url, check)
     }
     console.log(
