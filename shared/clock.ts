@@ -29,3 +29,24 @@ export const systemClock: Clock = {
 export function delay(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimeout(resolve, ms))
 }
+
+/**
+ * Runs `fn` every `ms` (at least 1) on `clock` until the returned function is called. Like
+ * setInterval: the next run is scheduled before `fn` runs, so a throw does not end the series,
+ * and an `fn` that returns a promise is not awaited.
+ */
+export function every(clock: Clock, ms: number, fn: () => void): () => void {
+  const period = Math.max(1, ms)
+  let stopped = false
+  let handle: TimerHandle
+  const tick = (): void => {
+    if (stopped) return
+    handle = clock.setTimeout(tick, period)
+    fn()
+  }
+  handle = clock.setTimeout(tick, period)
+  return () => {
+    stopped = true
+    clock.clearTimeout(handle)
+  }
+}

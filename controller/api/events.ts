@@ -9,12 +9,12 @@ import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
+import {every} from '../../shared/clock.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
 import type {ControllerState, Principal} from '../state.js'
 import type {NodeChange} from '../store/store.js'
-import {every} from '../every.js'
 
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 

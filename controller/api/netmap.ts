@@ -34,8 +34,7 @@ import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/sqlite/errors.js'
-import type {Clock, TimerHandle} from '../../shared/clock.js'
-import {every} from '../every.js'
+import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024

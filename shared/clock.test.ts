@@ -1,7 +1,7 @@
 // every(): a repeating timer on a Clock, driven here by a FakeClock.
 import {describe, expect, it} from 'vitest'
-import {FakeClock} from '../shared/testing/fake-clock.js'
-import {every} from './every.js'
+import {FakeClock} from './testing/fake-clock.js'
+import {every} from './clock.js'
 
 describe('every', () => {
   it('runs once per period, first after one period, until stopped', () => {
