@@ -227,11 +227,14 @@ export class Backend {
   private closed = false
   /** The one reader of every interface: status calls, watchers and reports share its samples. */
   readonly sampler: InterfaceSampler
+  /** Who wants to hear that the status may have changed (status watchers). */
+  private readonly changeListeners = new Set<() => void>()
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
 
   constructor(private readonly opts: BackendOptions) {
     this.sampler = new InterfaceSampler({read: (name) => opts.driver.read(name), clock: this.clock})
+    this.sampler.on('sample', () => this.changed())
     opts.driver.onLost = (name) => {
       const rt = [...this.nets.values()].find((n) => n.record.interface === name)
       if (!rt || !rt.record.up || this.closed) return
@@ -522,6 +525,16 @@ export class Backend {
     }
   }
 
+  /** Calls `fn` whenever the status may have changed (many times; callers coalesce). */
+  onChange(fn: () => void): () => void {
+    this.changeListeners.add(fn)
+    return () => this.changeListeners.delete(fn)
+  }
+
+  private changed(): void {
+    for (const fn of this.changeListeners) fn()
+  }
+
   async status(): Promise<Status> {
     const networks: NetworkStatus[] = []
     for (const rt of this.nets.values()) networks.push(await this.networkStatus(rt))
@@ -549,6 +562,7 @@ export class Backend {
         const was = rt.connected
         rt.connected = connected
         if (error !== null || connected) rt.lastError = error
+        if (connected !== was) this.changed()
         if (connected && !was) {
           this.log.info({network: rt.record.name}, 'controller connected')
           rt.reporter.reset()
@@ -904,6 +918,7 @@ export class Backend {
         now,
       })
       if (d.probe) probe.push(p)
+      if (d.state !== before.state) this.changed()
       if (d.state !== before.state)
         this.log.info(
           {
@@ -1059,6 +1074,7 @@ export class Backend {
       try {
         const res = await this.opts.driver.apply(desired)
         this.sampler.invalidate(desired.name)
+        if (res.changed) this.changed()
         const failed = res.failed ?? []
         if (res.changed) {
           this.log.info(
@@ -1103,6 +1119,7 @@ export class Backend {
   private async removeInterface(name: string): Promise<void> {
     await this.opts.driver.remove(name)
     this.sampler.forget(name)
+    this.changed()
     this.opts.store.setOwnedInterfaces(this.opts.store.ownedInterfaces().filter((n) => n !== name))
   }
 

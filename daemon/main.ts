@@ -3,13 +3,14 @@
  * API; then it runs until SIGTERM/SIGINT. `mesh daemon run` calls main(); tests call
  * startDaemon() with a fake driver and stop it through the returned handle.
  */
-import type {Clock} from '../shared/clock.js'
+import {systemClock, type Clock} from '../shared/clock.js'
 import path from 'node:path'
 import {pino, type Logger} from 'pino'
 import {MeshError} from '../shared/errors.js'
 import {defaultDaemonStateDir, defaultSocketPath} from '../shared/paths.js'
 import {handlers} from './api/routes.js'
 import {claimSocketPath, serveApi} from './api/server.js'
+import {StatusWatch} from './api/watch.js'
 import {Backend} from './backend.js'
 import {StateStore} from './state-store.js'
 import type {WireGuardDriver} from './wireguard/driver.js'
@@ -96,7 +97,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
   }
   let api
   try {
-    api = await serveApi({socketPath, handlers: handlers(backend), log})
+    const watch = new StatusWatch({source: backend, clock: opts.clock ?? systemClock, log})
+    api = await serveApi({socketPath, handlers: handlers(backend), log, watch})
   } catch (err) {
     await backend.close()
     await driver.close()

@@ -4,6 +4,7 @@
  * the shared schemas; error bodies come back as MeshError via fromWire; a socket that is missing
  * or refuses is DAEMON_UNREACHABLE, one we may not open is SOCKET_PERMISSION_DENIED.
  */
+import {StringDecoder} from 'node:string_decoder'
 import {Client} from 'undici'
 import {MeshError} from '../../shared/errors.js'
 import {MAX_DAEMON_REPLY_BYTES, ReplyTooLargeError, formatByteLimit, readCapped} from '../../shared/limits.js'
@@ -19,6 +20,10 @@ import {
   type NetcheckRequest,
   type PingRequest,
   type UpRequest,
+  WATCH_MAX_LINE_BYTES,
+  WATCH_PATH,
+  WatchEventSchema,
+  type WatchEvent,
 } from '../../shared/protocol/local-api.js'
 import {PROTOCOL_HEADER, PROTOCOL_VERSION} from '../../shared/protocol/version.js'
 
@@ -46,6 +51,86 @@ export class DaemonClient {
   ip = () => this.call('GET /v1/ip', undefined)
   netcheck = (req: NetcheckRequest = {}) => this.call('POST /v1/netcheck', req)
   ping = (req: PingRequest) => this.call('POST /v1/ping', req)
+
+  /**
+   * Streams meshd's status (GET /v1/watch): `onEvent` gets the whole status first, then each
+   * change, until close() or the stream ends. `ended` settles when it ends: resolved on close()
+   * or when meshd closes it, rejected with DAEMON_UNREACHABLE/PROTOCOL_MISMATCH on a failure.
+   * Every line is bounded (WATCH_MAX_LINE_BYTES) and parsed with the shared schema.
+   */
+  watch(onEvent: (ev: WatchEvent) => void): {ended: Promise<void>; close(): void} {
+    const client = new Client('http://meshd', {
+      socketPath: this.socketPath,
+      headersTimeout: this.timeoutMs,
+      // Events come when things change; a quiet network is not a dead stream.
+      bodyTimeout: 0,
+    })
+    let closing = false
+    const ended = (async () => {
+      let res
+      try {
+        res = await client.request({
+          method: 'GET',
+          path: WATCH_PATH,
+          headers: {[PROTOCOL_HEADER]: String(PROTOCOL_VERSION)},
+        })
+      } catch (err) {
+        if (closing) return
+        throw connectError(err, this.socketPath, this.timeoutMs)
+      }
+      if (res.statusCode !== 200) {
+        const text = await readCapped(res.body, MAX_DAEMON_REPLY_BYTES, () => res.body.destroy()).catch(
+          () => '',
+        )
+        let json: unknown
+        try {
+          json = JSON.parse(text)
+        } catch {
+          json = undefined
+        }
+        throw MeshError.fromWire(json, res.statusCode)
+      }
+      let buf = ''
+      // A character split across two chunks is joined, not mangled.
+      const decoder = new StringDecoder('utf8')
+      try {
+        for await (const chunk of res.body) {
+          buf += decoder.write(chunk as Buffer)
+          let nl
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const text = buf.slice(0, nl)
+            buf = buf.slice(nl + 1)
+            let json: unknown
+            try {
+              json = JSON.parse(text)
+            } catch {
+              json = undefined
+            }
+            const ev = WatchEventSchema.safeParse(json)
+            if (!ev.success)
+              throw new MeshError('PROTOCOL_MISMATCH', {
+                message: `meshd at ${this.socketPath} sent a status event this CLI does not understand`,
+              })
+            onEvent(ev.data)
+          }
+          if (buf.length > WATCH_MAX_LINE_BYTES)
+            throw new MeshError('PROTOCOL_MISMATCH', {
+              message: `meshd at ${this.socketPath} sent a status line longer than ${formatByteLimit(WATCH_MAX_LINE_BYTES)}`,
+            })
+        }
+      } catch (err) {
+        if (closing) return
+        throw err instanceof MeshError ? err : connectError(err, this.socketPath, this.timeoutMs)
+      }
+    })().finally(() => client.destroy().catch(() => {}))
+    return {
+      ended,
+      close: () => {
+        closing = true
+        void client.destroy().catch(() => {})
+      },
+    }
+  }
 
   async call<K extends LocalRouteKey>(key: K, body: LocalRequest<K>): Promise<LocalResponse<K>> {
     const route = LOCAL_ROUTES[key]

@@ -13,11 +13,13 @@ import {MeshError, isMeshError} from '../../shared/errors.js'
 import {
   LOCAL_MAX_BODY_BYTES,
   LOCAL_ROUTES,
+  WATCH_PATH,
   type LocalParsedRequest,
   type LocalResponse,
   type LocalRouteKey,
 } from '../../shared/protocol/local-api.js'
 import {PROTOCOL_HEADER, PROTOCOL_VERSION} from '../../shared/protocol/version.js'
+import type {StatusWatch} from './watch.js'
 
 export type Handlers = {
   [K in LocalRouteKey]: (req: LocalParsedRequest<K>) => Promise<LocalResponse<K>> | LocalResponse<K>
@@ -125,13 +127,13 @@ export async function serveApi(opts: {
   log: ApiLogger
   /** Group allowed to use the socket; default `mesh`. Ignored when it does not exist. */
   group?: string
+  /** Serves GET /v1/watch; without it that path is NOT_FOUND. */
+  watch?: StatusWatch
 }): Promise<ApiServer> {
   const {socketPath, handlers, log} = opts
 
-  async function handle(req: http.IncomingMessage): Promise<{status: number; body: unknown}> {
-    const url = new URL(req.url ?? '/', 'http://meshd')
-    const key = `${req.method} ${url.pathname}` as LocalRouteKey
-    const route = Object.hasOwn(LOCAL_ROUTES, key) ? LOCAL_ROUTES[key] : undefined
+  /** The protocol header must match, on every route. */
+  function checkProtocol(req: http.IncomingMessage): void {
     const header = req.headers[PROTOCOL_HEADER]
     if (header !== String(PROTOCOL_VERSION))
       throw new HttpError(
@@ -142,6 +144,44 @@ export async function serveApi(opts: {
               : `the CLI speaks protocol ${String(header)}, meshd speaks ${PROTOCOL_VERSION}`,
         }),
       )
+  }
+
+  /** GET /v1/watch: a stream of status events, or an error body like any route. */
+  function startWatch(req: http.IncomingMessage, res: http.ServerResponse, watch: StatusWatch): void {
+    let problem: MeshError | undefined
+    try {
+      checkProtocol(req)
+      if (req.method !== 'GET') problem = new MeshError('METHOD_NOT_ALLOWED', {hint: 'GET /v1/watch'})
+    } catch (err) {
+      problem = (err as HttpError).meshError
+    }
+    req.resume()
+    if (!problem) {
+      res.writeHead(200, {
+        'content-type': 'application/x-ndjson',
+        'cache-control': 'no-store',
+        [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+      })
+      // Headers go out now: the CLI knows the stream is open before the first event.
+      res.flushHeaders()
+      if (watch.attach(res)) return
+      res.destroy()
+      return
+    }
+    const text = JSON.stringify(problem.toWire())
+    res.writeHead(problem.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+    })
+    res.end(text)
+  }
+
+  async function handle(req: http.IncomingMessage): Promise<{status: number; body: unknown}> {
+    const url = new URL(req.url ?? '/', 'http://meshd')
+    const key = `${req.method} ${url.pathname}` as LocalRouteKey
+    const route = Object.hasOwn(LOCAL_ROUTES, key) ? LOCAL_ROUTES[key] : undefined
+    checkProtocol(req)
     if (!route) {
       const pathKnown = Object.values(LOCAL_ROUTES).some((r) => r.path === url.pathname)
       throw new HttpError(
@@ -186,6 +226,10 @@ export async function serveApi(opts: {
 
   const server = http.createServer({requestTimeout: 120_000}, (req, res) => {
     const started = Date.now()
+    if (opts.watch && new URL(req.url ?? '/', 'http://meshd').pathname === WATCH_PATH) {
+      startWatch(req, res, opts.watch)
+      return
+    }
     handle(req)
       .then(
         (r) => r,
@@ -251,6 +295,7 @@ export async function serveApi(opts: {
   return {
     socketPath,
     close: async () => {
+      opts.watch?.close()
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()

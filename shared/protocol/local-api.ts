@@ -209,6 +209,52 @@ export const PingResultSchema = z.array(PingAttemptSchema).min(1).max(PING_MAX_C
 export type PingResult = z.infer<typeof PingResultSchema>
 
 // ---------------------------------------------------------------------------------------------
+// The status stream (GET /v1/watch): newline-delimited JSON, one WatchEvent per line
+
+/** The stream's path; not in LOCAL_ROUTES (its reply is a stream of events, not one body). */
+export const WATCH_PATH = '/v1/watch'
+/** Longest line meshd writes (a full status of a very large network), and the CLI accepts. */
+export const WATCH_MAX_LINE_BYTES = 16 * 1024 * 1024
+
+const NetworkHeaderSchema = NetworkStatusSchema.omit({peers: true})
+export type NetworkHeader = z.infer<typeof NetworkHeaderSchema>
+
+/**
+ * - status: the whole status; always first, and again when networks were joined or left;
+ * - network: a network's own fields changed (connection, address, errors…);
+ * - peers: peers of one network changed (whole entries) or are gone (ids).
+ * Applied in order to the last `status`, they give what GET /v1/status would answer then.
+ */
+export const WatchEventSchema = z.discriminatedUnion('type', [
+  z.object({type: z.literal('status'), status: StatusSchema}),
+  z.object({type: z.literal('network'), network: NetworkHeaderSchema}),
+  z.object({
+    type: z.literal('peers'),
+    networkId: IdSchema,
+    changed: z.array(PeerStatusSchema),
+    removed: z.array(IdSchema),
+  }),
+])
+export type WatchEvent = z.infer<typeof WatchEventSchema>
+
+/** Applies one event to a status (a new object; the old one is left as it was). */
+export function applyWatchEvent(st: Status | undefined, ev: WatchEvent): Status | undefined {
+  if (ev.type === 'status') return ev.status
+  if (!st) return st
+  const networks = st.networks.map((n) => {
+    if (ev.type === 'network') return n.id === ev.network.id ? {...ev.network, peers: n.peers} : n
+    if (n.id !== ev.networkId) return n
+    const changed = new Map(ev.changed.map((p) => [p.id, p]))
+    const removed = new Set(ev.removed)
+    const peers = n.peers.filter((p) => !removed.has(p.id)).map((p) => changed.get(p.id) ?? p)
+    const known = new Set(peers.map((p) => p.id))
+    for (const p of ev.changed) if (!known.has(p.id)) peers.push(p)
+    return {...n, peers}
+  })
+  return {...st, networks}
+}
+
+// ---------------------------------------------------------------------------------------------
 // The route table
 
 export interface LocalRouteDef {
