@@ -56,7 +56,7 @@ _mesh() {
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
     'ping') words='--count -c --json --network --socket --timeout --verbose' ;;
-    'status') words='--json --socket --verbose' ;;
+    'status') words='--json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
