@@ -30,9 +30,8 @@ export function currentEntryProbe(): EntryProbe {
  */
 export function meshEntry(probe: EntryProbe = currentEntryProbe()): string[] {
   const real = probe.realpath ?? ((p: string) => fs.realpathSync(p))
-  const exec = real(path.resolve(probe.execPath))
-  if (probe.sea) return [exec]
+  if (probe.sea) return [real(path.resolve(probe.execPath))]
   if (probe.script === undefined || probe.script === '')
     throw new Error('cannot tell which script runs mesh: process.argv[1] is empty')
-  return [exec, real(path.resolve(probe.script))]
+  return [real(path.resolve(probe.execPath)), real(path.resolve(probe.script))]
 }

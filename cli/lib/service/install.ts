@@ -269,27 +269,42 @@ export async function installDaemon(sys: ServiceSystem, opts: DaemonInstallOptio
   }
 }
 
+/** The result of an uninstall with no unit to remove: success, nothing done, on any host. */
+function notInstalled(
+  sys: ServiceSystem,
+  service: ServiceName,
+  kept: string[],
+  dryRun: boolean,
+): UninstallResult | undefined {
+  const unitPath = unitPathFor(sys.platform, service)
+  if (sys.readFile(unitPath) !== undefined) return undefined
+  return {
+    service,
+    manager: sys.platform === 'darwin' ? 'launchd' : 'systemd',
+    unitPath,
+    dryRun,
+    wasInstalled: false,
+    files: [{path: unitPath, action: 'absent'}],
+    removed: [],
+    kept,
+    commands: [],
+    warnings: [],
+  }
+}
+
 /** `mesh daemon uninstall`. */
 export async function uninstallDaemon(
   sys: ServiceSystem,
   opts: {keepGroup: boolean; dryRun: boolean},
 ): Promise<UninstallResult> {
+  const kept = [`${DAEMON_STATE_DIR} (this node's keys and credentials; remove it to forget the node)`]
+  const none = notInstalled(sys, 'meshd', kept, opts.dryRun)
+  if (none) return none
   const t = target(sys, 'meshd')
   if (!opts.dryRun) requireRoot(sys, 'uninstalling', t)
   const run = new Runner(sys, t)
-  const kept = [`${DAEMON_STATE_DIR} (this node's keys and credentials; remove it to forget the node)`]
   const existing = sys.readFile(t.unitPath)
   const base = {service: 'meshd' as const, manager: t.manager, unitPath: t.unitPath, dryRun: opts.dryRun}
-  if (existing === undefined)
-    return {
-      ...base,
-      wasInstalled: false,
-      files: [{path: t.unitPath, action: 'absent'}],
-      removed: [],
-      kept,
-      commands: [],
-      warnings: [],
-    }
 
   await stopAndRemove(run, sys, t)
   const removed: string[] = []
@@ -442,22 +457,14 @@ export async function uninstallController(
   sys: ServiceSystem,
   opts: {keepUser: boolean; dryRun: boolean},
 ): Promise<UninstallResult> {
+  const kept = [`${CONTROLLER_DATA_DIR} (the database; remove it to delete every network, node and user)`]
+  const none = notInstalled(sys, 'controller', kept, opts.dryRun)
+  if (none) return none
   const t = target(sys, 'controller')
   if (!opts.dryRun) requireRoot(sys, 'uninstalling', t)
   const run = new Runner(sys, t)
-  const kept = [`${CONTROLLER_DATA_DIR} (the database; remove it to delete every network, node and user)`]
   const existing = sys.readFile(t.unitPath)
   const base = {service: 'controller' as const, manager: t.manager, unitPath: t.unitPath, dryRun: opts.dryRun}
-  if (existing === undefined)
-    return {
-      ...base,
-      wasInstalled: false,
-      files: [{path: t.unitPath, action: 'absent'}],
-      removed: [],
-      kept,
-      commands: [],
-      warnings: [],
-    }
 
   await stopAndRemove(run, sys, t)
   const removed: string[] = []
