@@ -14,8 +14,7 @@ export function shellLine(argv: readonly string[]): string {
 const ACCOUNT_COMMANDS = new Set(['groupadd', 'useradd', 'dseditgroup', 'install'])
 
 export function installLines(res: InstallResult): string[] {
-  const would = res.dryRun ? 'would ' : ''
-  const ran = (c: readonly string[]): string => `${would}run: ${shellLine(c)}`
+  const ran = (c: readonly string[]): string => `${res.dryRun ? 'would run' : 'ran'}: ${shellLine(c)}`
   // Accounts and directories come first in the flow, the unit file next, the manager last.
   const first = res.commands.filter((c) => ACCOUNT_COMMANDS.has(c[0] ?? ''))
   const then = res.commands.filter((c) => !ACCOUNT_COMMANDS.has(c[0] ?? ''))
@@ -30,9 +29,10 @@ export function installLines(res: InstallResult): string[] {
 
 export function uninstallLines(res: UninstallResult): string[] {
   if (!res.wasInstalled) return [`${res.unitPath} does not exist: nothing to uninstall`]
-  const would = res.dryRun ? 'would ' : ''
-  const lines = res.files.filter((f) => f.action === 'removed').map((f) => `${would}remove ${f.path}`)
-  for (const c of res.commands) lines.push(`${would}run: ${shellLine(c)}`)
+  const lines = res.files
+    .filter((f) => f.action === 'removed')
+    .map((f) => `${res.dryRun ? 'would remove' : 'removed'} ${f.path}`)
+  for (const c of res.commands) lines.push(`${res.dryRun ? 'would run' : 'ran'}: ${shellLine(c)}`)
   for (const k of res.kept) lines.push(`kept ${k}`)
   return lines
 }
