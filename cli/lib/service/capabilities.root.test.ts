@@ -1,6 +1,8 @@
 // meshd holds only the capabilities meshd.service leaves it, and still works: run with the unit's
-// CapabilityBoundingSet (setpriv, as systemd would bound it) in a network namespace of its own, it
-// joins a network and brings up a wireguard-go interface; and the unit's supplementary group is
+// CapabilityBoundingSet (setpriv, as systemd would bound it), on a file system read-only but where
+// the unit lets it write (ProtectSystem=strict, emulated with a mount namespace), in a network
+// namespace of its own, it joins a network and brings up a wireguard-go interface; and the unit's
+// supplementary group is
 // what lets it hand its socket to `mesh` without CAP_CHOWN. Needs root, setpriv, ip, wg and
 // wireguard-go; skips otherwise. Nothing touches the root namespace but files under a temp dir.
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
@@ -34,6 +36,27 @@ function unitBoundingSet(): string {
   const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)![1]!.split(/\s+/).filter(Boolean)
   return ['-all', ...caps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',')
 }
+
+/**
+ * ProtectSystem=strict, emulated in a private mount namespace: every mount read-only but /dev,
+ * /proc, /sys and what the unit leaves writable: /run/wireguard (RuntimeDirectory=wireguard) and
+ * /tmp (PrivateTmp=yes gives a writable one; the test's state dir and socket, standing in for
+ * StateDirectory= and RuntimeDirectory=mesh, live under it). Then exec "$@".
+ */
+const READ_ONLY_SYSTEM = `
+set -e
+mkdir -p /run/wireguard
+mount --bind /tmp /tmp
+mount --bind /run/wireguard /run/wireguard
+for m in $(awk '{print $2}' /proc/self/mounts | sort -u); do
+  case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*|/tmp|/tmp/*|/run/wireguard) continue ;; esac
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+for probe in /etc/.mesh-rw-probe /var/lib/.mesh-rw-probe /run/.mesh-rw-probe; do
+  if touch "$probe" 2>/dev/null; then rm -f "$probe"; echo "$probe is writable" >&2; exit 99; fi
+done
+exec "$@"
+`
 
 /** CAP_NET_ADMIN's number (linux/capability.h): bit 12 of CapBnd in /proc/PID/status. */
 const NET_ADMIN = 12
@@ -119,7 +142,7 @@ describe.skipIf(!canRun)('meshd bounded to the capabilities of meshd.service', (
     fs.rmSync(dir, {recursive: true, force: true})
   })
 
-  it('joins a network and configures a wireguard-go interface with CAP_NET_ADMIN alone', async () => {
+  it('joins a network and configures a wireguard-go interface with CAP_NET_ADMIN alone, writing only where the unit lets it', async () => {
     mesh(['network', 'create', 'capnet', '--cidr', '10.77.0.0/24'])
     const key = (
       JSON.parse(mesh(['authkey', 'create', '--network', 'capnet', '--pre-approved', '--json'])) as {
@@ -127,6 +150,15 @@ describe.skipIf(!canRun)('meshd bounded to the capabilities of meshd.service', (
       }
     ).key
     const daemon = start('meshd', [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      READ_ONLY_SYSTEM,
+      'sh',
       'setpriv',
       '--bounding-set',
       unitBoundingSet(),
@@ -148,7 +180,7 @@ describe.skipIf(!canRun)('meshd bounded to the capabilities of meshd.service', (
     ])
     await waitFor('the socket', () => fs.existsSync(sock), 20_000, 100)
     const status = fs.readFileSync(`/proc/${daemon.pid}/status`, 'utf8')
-    // ip netns exec execs setpriv execs node: the same pid, now bounded.
+    // ip netns exec, unshare, sh, setpriv and node exec one another: the same pid, now bounded.
     expect(BigInt(`0x${/^CapBnd:\s*(\w+)$/m.exec(status)![1]}`)).toBe(1n << BigInt(NET_ADMIN))
 
     mesh(['up', '--auth-key', key, '--controller', url, '--socket', sock, '--name', 'capnode'])
