@@ -139,6 +139,9 @@ describe.skipIf(!canRun)('meshd bounded to the capabilities of meshd.service', (
       }
     }
     spawnSync('ip', ['netns', 'del', ns])
+    // A killed wireguard-go leaves its UAPI socket behind.
+    for (const f of fs.existsSync('/run/wireguard') ? fs.readdirSync('/run/wireguard') : [])
+      if (f.startsWith(ns)) fs.rmSync(path.join('/run/wireguard', f), {force: true})
     fs.rmSync(dir, {recursive: true, force: true})
   })
 
