@@ -181,6 +181,8 @@ export function controllerUnit(opts: ControllerServiceOptions): string {
     `StateDirectory=${CONTROLLER_DATA_DIR.slice('/var/lib/'.length)}`,
     'StateDirectoryMode=0700',
     'UMask=0077',
+    '# No LimitNOFILE=: Node raises its soft limit to the hard one (524288 under systemd), room',
+    '# for a WebSocket per node.',
     ...(caps
       ? [
           `# CAP_NET_BIND_SERVICE only because it binds port${opts.privilegedPorts.length > 1 ? 's' : ''} ${opts.privilegedPorts.join(', ')} (below 1024).`,
