@@ -9,8 +9,8 @@ _mesh() {
   case "$path" in
     '') words='audit authkey controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant up user whoami' ;;
     'authkey') words='create list revoke' ;;
-    'controller') words='start' ;;
-    'daemon') words='run' ;;
+    'controller') words='install start uninstall' ;;
+    'daemon') words='install run uninstall' ;;
     'invite') words='create list revoke' ;;
     'lab') words='down exec status up' ;;
     'network') words='create delete list member set show' ;;
@@ -26,8 +26,12 @@ _mesh() {
     'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
     'authkey list') words='--json --limit --network -n --verbose' ;;
     'authkey revoke') words='--json --verbose' ;;
+    'controller install') words='--discovery-listen --dry-run --json --listen --log-level --no-start --print --public-url --stun-alternate --stun-listen --verbose' ;;
     'controller start') words='--data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --stun-alternate --stun-listen --verbose' ;;
+    'controller uninstall') words='--dry-run --json --keep-user --verbose' ;;
+    'daemon install') words='--dry-run --json --log-level --no-start --print --verbose --wireguard' ;;
     'daemon run') words='--down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;
+    'daemon uninstall') words='--dry-run --json --keep-group --verbose' ;;
     'down') words='--json --socket --verbose' ;;
     'invite create') words='--expires --json --max-uses --network -n --role --unlimited --verbose' ;;
     'invite list') words='--json --limit --network -n --verbose' ;;

@@ -321,12 +321,26 @@ export const ERRORS = {
     'paste the whole string printed by `mesh invite create`',
   ),
 
+  // ---- service install (mesh daemon|controller install|uninstall)
+  SERVICE_MANAGER_UNAVAILABLE: e(
+    503,
+    EXIT.UNAVAILABLE,
+    'there is no service manager to install into',
+    'the unit is printed on stdout; run the program under your own supervisor',
+  ),
+  SERVICE_COMMAND_FAILED: e(
+    500,
+    EXIT.SOFTWARE,
+    'a service manager command failed',
+    'see `systemctl status UNIT` and `journalctl -u UNIT`',
+  ),
+
   // ---- daemon (meshd) and its socket
   DAEMON_UNREACHABLE: e(
     503,
     EXIT.UNAVAILABLE,
     'cannot reach meshd',
-    'start it with `sudo systemctl start meshd` or run `sudo mesh daemon run`',
+    'start it with `sudo systemctl start meshd` (install it with `sudo mesh daemon install`) or run `sudo mesh daemon run`',
   ),
   SOCKET_PERMISSION_DENIED: e(
     403,
