@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant up user whoami' ;;
+    '') words='audit authkey controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant topology up user whoami' ;;
     'authkey') words='create list revoke' ;;
     'controller') words='install start uninstall' ;;
     'daemon') words='install run uninstall' ;;
@@ -62,6 +62,7 @@ _mesh() {
     'ping') words='--count -c --json --network --socket --timeout --verbose' ;;
     'status') words='--json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
+    'topology') words='--json --once --verbose' ;;
     'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
     'user delete') words='--json --verbose --yes -y' ;;

@@ -1,6 +1,7 @@
 /**
- * `mesh node show` with connections: the BUILT CLI against a real controller on a temp SQLite
- * file, after two nodes reported their paths over the netmap WebSocket.
+ * `mesh node show` with connections, and `mesh topology`: the BUILT CLI against a real
+ * controller on a temp SQLite file, after two nodes reported their paths over the netmap
+ * WebSocket; and the CLI's client of the admin event stream against the same controller.
  * Needs `bash scripts/build.sh` first (the test fails with that hint otherwise).
  */
 import {existsSync} from 'node:fs'
@@ -110,5 +111,76 @@ describe('mesh node show: connections', () => {
     expect(none.connections).toEqual([])
     const text = await run(['node', 'show', 'delta', '--network', 'lab'])
     expect(text.stdout).toContain('No connections reported.')
+  })
+
+  it('prints the network as a graph once with `mesh topology --json` (nodes, direct and relayed edges)', async () => {
+    const r = await run(['topology', 'lab', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const g = JSON.parse(r.stdout) as {
+      network: {name: string}
+      nodes: {name: string}[]
+      edges: {a: string; b: string; path: string; latencyMs: number | null}[]
+    }
+    expect(g.network.name).toBe('lab')
+    expect(g.nodes.map((n) => n.name)).toEqual(['alpha', 'beta', 'delta', 'gamma'])
+    const pair = (x: string, y: string) => [ids[x]!, ids[y]!].sort().join(' ')
+    expect(g.edges.map((e) => `${[e.a, e.b].sort().join(' ')} ${e.path}`).sort()).toEqual(
+      [`${pair('alpha', 'beta')} direct`, `${pair('alpha', 'gamma')} relay`].sort(),
+    )
+    // Not on a terminal, and without --json: plain lines, printed once.
+    const text = await run(['topology'])
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/^lab: 4 nodes \(\d online\), 1 direct, 1 relayed paths$/m)
+    expect(text.stdout).toMatch(/ alpha 10\.98\.0\.\d+\s+direct: beta\s+relay: gamma$/m)
+  })
+
+  it('follows the admin event stream: a snapshot first, then a node that registers', async () => {
+    const {watchAdminEvents} = await import('../cli/lib/controller-events.js')
+    const snapshots: string[][] = []
+    const added: string[] = []
+    let gotSnapshot: () => void = () => undefined
+    const snap = new Promise<void>((r) => (gotSnapshot = r))
+    let gotAdded: () => void = () => undefined
+    const add = new Promise<void>((r) => (gotAdded = r))
+    const w = watchAdminEvents(
+      {controller: ctl.url, token: ctl.adminToken},
+      {
+        onSnapshot: (nodes) => {
+          snapshots.push(nodes.map((n) => n.name).sort())
+          gotSnapshot()
+        },
+        onEvent: (ev) => {
+          if (ev.type === 'node_added') {
+            added.push(ev.node.name)
+            gotAdded()
+          }
+        },
+      },
+    )
+    try {
+      await snap
+      expect(snapshots[0]).toEqual(['alpha', 'beta', 'delta', 'gamma'])
+      const net = await client(ctl.url).req('GET', '/api/v1/networks/lab', {token: ctl.adminToken})
+      const r = await client(ctl.url).req('POST', '/api/v1/register', {
+        token: ctl.adminToken,
+        body: {network: (net.body as {id: string}).id, publicKey: publicKey(), name: 'echo'},
+      })
+      expect(r.status, r.text).toBe(201)
+      await add
+      expect(added).toEqual(['echo'])
+    } finally {
+      w.close()
+      await w.ended
+    }
+  })
+
+  it('ends the event stream with UNAUTHENTICATED for a token the controller refuses', async () => {
+    const {watchAdminEvents} = await import('../cli/lib/controller-events.js')
+    const w = watchAdminEvents(
+      {controller: ctl.url, token: 'not-a-token'},
+      {onSnapshot: () => {}, onEvent: () => {}},
+    )
+    const err = (await w.ended.catch((e: unknown) => e)) as {code?: string}
+    expect(err?.code).toBe('UNAUTHENTICATED')
   })
 })

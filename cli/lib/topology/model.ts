@@ -37,7 +37,7 @@ const nodeOf = (n: Node): TopologyNode => ({
 })
 
 const byName = (a: TopologyNode, b: TopologyNode): number =>
-  a.name.localeCompare(b.name) || a.id.localeCompare(b.id)
+  a.name.localeCompare(b.name, 'en', {numeric: true}) || a.id.localeCompare(b.id)
 const pairKey = (a: string, b: string): string => (a < b ? `${a}\n${b}` : `${b}\n${a}`)
 
 export function buildTopology(
