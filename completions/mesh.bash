@@ -37,7 +37,7 @@ _mesh() {
     'invite list') words='--json --limit --network -n --verbose' ;;
     'invite revoke') words='--json --verbose' ;;
     'ip') words='--json --socket --verbose' ;;
-    'join') words='--interface --json --listen-port --name --socket --verbose' ;;
+    'join') words='--interface --json --listen-port --name --socket --timeout --verbose --wait' ;;
     'lab down') words='--all --json --keep-logs --lab --verbose' ;;
     'lab exec') words='--lab --verbose' ;;
     'lab status') words='--json --lab --verbose' ;;
@@ -63,7 +63,7 @@ _mesh() {
     'status') words='--json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'topology') words='--json --once --verbose' ;;
-    'up') words='--auth-key --controller --interface --json --name --socket --verbose' ;;
+    'up') words='--auth-key --controller --interface --json --name --socket --timeout --verbose --wait' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
     'user delete') words='--json --verbose --yes -y' ;;
     'user list') words='--json --limit --verbose' ;;

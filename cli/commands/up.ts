@@ -3,6 +3,8 @@ import {Args, Flags} from '@oclif/core'
 import {MeshError} from '../../shared/errors.js'
 import type {JoinResult, UpResult} from '../../shared/protocol/local-api.js'
 import {DaemonCommand} from '../lib/daemon-command.js'
+import {waitFlags} from '../lib/flags.js'
+import {joinWithSteps} from '../lib/steps/join.js'
 
 export type UpCommandResult = UpResult & {joined?: JoinResult}
 
@@ -24,6 +26,7 @@ export default class Up extends DaemonCommand {
     controller: Flags.string({description: 'controller URL (with --auth-key)', env: 'MESH_CONTROLLER'}),
     name: Flags.string({description: "this node's name (with --auth-key) [default: the hostname]"}),
     interface: Flags.string({description: 'WireGuard interface name (with --auth-key)'}),
+    ...waitFlags,
   }
 
   async run(): Promise<UpCommandResult> {
@@ -37,12 +40,20 @@ export default class Up extends DaemonCommand {
       const controller = flags.controller.replace(/\/+$/, '')
       const st = await daemon.status()
       if (!st.networks.some((n) => n.controller === controller)) {
-        const joined = await daemon.join({
-          controller,
-          authKey: flags['auth-key'],
-          ...(flags.name !== undefined && {name: flags.name}),
-          ...(flags.interface !== undefined && {interface: flags.interface}),
-        })
+        const {joined} = await joinWithSteps(
+          daemon,
+          {
+            controller,
+            authKey: flags['auth-key'],
+            ...(flags.name !== undefined && {name: flags.name}),
+            ...(flags.interface !== undefined && {interface: flags.interface}),
+          },
+          {
+            json: this.jsonEnabled(),
+            wait: flags.wait ?? (Boolean(process.stdin.isTTY) && Boolean(process.stderr.isTTY)),
+            timeoutMs: flags.timeout * 1000,
+          },
+        )
         this.log(`joined ${joined.name} as ${joined.nodeName} ${joined.address} on ${joined.interface}`)
         return {changed: [joined.name], joined}
       }

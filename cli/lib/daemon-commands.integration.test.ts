@@ -66,6 +66,68 @@ describe.skipIf(!built)('mesh join/up/down/leave/status/ip', () => {
     const r = await mesh(d.socketPath, ['join', joinString, '--name', 'cli-node'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/joined cli as cli-node 10\.66\.0\.\d+ on tmesh0/)
+    // Not on a terminal: its steps as plain lines on stderr, and no waiting by default.
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      `registering with ${ctl.url}…`,
+      expect.stringMatching(/^registered as cli-node in cli, 10\.66\.0\.\d+$/),
+      'approved',
+      expect.stringMatching(/^WireGuard tmesh0 up, 10\.66\.0\.\d+$/),
+      'no peers yet',
+    ])
+  })
+
+  it('with --wait, follows approval by an admin while it waits, then WireGuard', async () => {
+    const call = (method: string, p: string, body?: unknown) =>
+      fetch(`${ctl.url}${p}`, {
+        method,
+        headers: {authorization: `Bearer ${ctl.adminToken}`, 'content-type': 'application/json'},
+        ...(body !== undefined && {body: JSON.stringify(body)}),
+      }).then(async (res) => {
+        if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`)
+        return res.json() as Promise<Record<string, unknown>>
+      })
+    await call('POST', '/api/v1/networks', {name: 'gated', cidr: '10.67.0.0/24', joinPolicy: 'approval'})
+    const invite = String((await call('POST', '/api/v1/networks/gated/invites', {})).joinString)
+    const other = await startFakeDaemon()
+    try {
+      const child = execa(
+        process.execPath,
+        [meshJs, 'join', invite, '--name', 'gated-1', '--wait', '--timeout', '30'],
+        {
+          reject: false,
+          env: {MESH_SOCKET: other.socketPath, NO_COLOR: '1'},
+          timeout: 60_000,
+        },
+      )
+      // Approve when the command says it waits for it.
+      let stderr = ''
+      const waiting = new Promise<void>((resolve) =>
+        child.stderr!.on('data', (d: Buffer) => {
+          stderr += d.toString()
+          if (stderr.includes('waiting for approval')) resolve()
+        }),
+      )
+      await Promise.race([waiting, child])
+      const nodes = (await call('GET', '/api/v1/networks/gated/nodes')) as {
+        items: {id: string; status: string}[]
+      }
+      const pendingId = nodes.items.find((n) => n.status === 'pending')?.id
+      expect(pendingId).toBeDefined()
+      await call('POST', `/api/v1/nodes/${pendingId}/approve`)
+      const done = await child
+      const r = {code: done.exitCode, stdout: String(done.stdout), stderr: String(done.stderr)}
+      expect(r.code, r.stderr).toBe(0)
+      const lines = r.stderr.split('\n').filter(Boolean)
+      expect(lines.indexOf('waiting for approval by an admin (`mesh node approve`)…')).toBeGreaterThan(0)
+      expect(lines.indexOf('approved')).toBeGreaterThan(
+        lines.indexOf('waiting for approval by an admin (`mesh node approve`)…'),
+      )
+      expect(lines).toContainEqual(expect.stringMatching(/^WireGuard tmesh0 up, 10\.67\.0\.\d+$/))
+      expect(r.stdout).not.toContain('waiting for approval')
+    } finally {
+      await other.stop()
+      fs.rmSync(other.dir, {recursive: true, force: true})
+    }
   })
 
   it('status --json is the protocol Status; the table names network, interface and controller', async () => {
