@@ -37,6 +37,8 @@ export const EXIT = {
   PROTOCOL: 76,
   NOPERM: 77,
   CONFIG: 78,
+  /** No such command (the shell's "command not found"). */
+  COMMAND_NOT_FOUND: 127,
 } as const
 
 export const EXIT_DESCRIPTIONS: Record<number, string> = {
@@ -55,6 +57,7 @@ export const EXIT_DESCRIPTIONS: Record<number, string> = {
     'the controller sent a reply mesh cannot use: too large, not JSON, or outside the protocol',
   [EXIT.NOPERM]: 'not allowed (HTTP 403): role, revoked/expired invite or key, socket permissions',
   [EXIT.CONFIG]: 'configuration or environment problem (Node version, database version, config file)',
+  [EXIT.COMMAND_NOT_FOUND]: 'no such command (a suggestion of the closest one is printed)',
 }
 
 const e = (status: number, exit: number, message: string, hint: string): ErrorSpec => ({
@@ -314,6 +317,7 @@ export const ERRORS = {
     'pass the value as a flag (see --help)',
   ),
   INVALID_ARGUMENT: e(400, EXIT.USAGE, 'invalid argument', 'see the command help with --help'),
+  COMMAND_NOT_FOUND: e(404, EXIT.COMMAND_NOT_FOUND, 'no such command', '`mesh help` lists every command'),
   INVALID_INVITE_STRING: e(
     400,
     EXIT.USAGE,
