@@ -224,6 +224,8 @@ export class Backend {
   private readonly startedAt = new Date().toISOString()
   private reportTimer: TimerHandle | undefined
   private pathTimer: TimerHandle | undefined
+  /** A path check was asked for while one ran: the next follows at once. */
+  private pathsSoon = false
   private closed = false
   /** The one reader of every interface: status calls, watchers and reports share its samples. */
   readonly sampler: InterfaceSampler
@@ -743,6 +745,11 @@ export class Backend {
         wireGuardPort: rt.record.listenPort,
       })
       rt.relay = relay
+      // Relayed peers look for a direct path as soon as the relay goes away (the controller
+      // died, say), not at the next path check: nothing else carries them meanwhile.
+      relay.on('close', () => {
+        if (rt.relay === relay) this.checkPathsSoon()
+      })
       // Peers go through the relay as soon as it is open, not at the next path check.
       void relay.whenOpen().then(
         () => {
@@ -948,8 +955,27 @@ export class Backend {
   private schedulePaths(ms: number): void {
     if (this.closed) return
     this.pathTimer = this.clock.setTimeout(() => {
-      void this.checkPaths().then((next) => this.schedulePaths(next))
+      this.pathTimer = undefined
+      void this.checkPaths().then((next) => {
+        const soon = this.pathsSoon
+        this.pathsSoon = false
+        this.schedulePaths(soon ? 0 : next)
+      })
     }, ms)
+  }
+
+  /**
+   * Runs the next path check now instead of at its tick (the timer goes on from there); while
+   * one runs, the next starts right after it. Never two at once.
+   */
+  private checkPathsSoon(): void {
+    if (this.closed) return
+    if (this.pathTimer === undefined) {
+      this.pathsSoon = true
+      return
+    }
+    this.clock.clearTimeout(this.pathTimer)
+    this.schedulePaths(0)
   }
 
   /**

@@ -187,6 +187,21 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(p.upgradeDue(T0 + 700)).toBe(true)
   })
 
+  it('tries the direct candidates at once when the relay goes away under a relayed peer, whatever the upgrade backoff', () => {
+    const p = new PeerPath()
+    up(p, [LAN, PUB], wg(RELAY, T0, 1000), T0)
+    // An upgrade failed: the next one is due only after the backoff.
+    p.upgradeFailed(RELAY, T0 + 100)
+    expect(p.upgradeDue(T0 + 200)).toBe(false)
+    // The relay is gone (its socket closed): no waiting for the backoff.
+    expect(
+      p.update({candidates: [LAN, PUB], relay: undefined, wg: wg(RELAY, T0, 1000), now: T0 + 300}),
+    ).toEqual({
+      state: 'probing',
+      endpoint: LAN,
+    })
+  })
+
   it('adopts a direct address WireGuard roamed to while relayed: the other side switched', () => {
     const p = new PeerPath()
     up(p, [PUB], wg(RELAY, T0, 1000), T0)

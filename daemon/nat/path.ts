@@ -288,10 +288,13 @@ export class PeerPath {
         if (now - this.attemptAt < this.tuning.attemptMs) return this.current
         if (this.attempt + 1 < this.round.length) return this.probe(this.attempt + 1, now)
         return this.giveUp(candidates, now)
-      case 'waiting':
       case 'relay':
+        // The relay went away under a relayed peer (the controller is down, say): its direct
+        // candidates at once, whatever the upgrade backoff says, since nothing else carries it.
+        return this.startRound(candidates, now)
+      case 'waiting':
         if (now >= this.retryAt) return this.startRound(candidates, now)
-        return this.set('waiting', this.state === 'waiting' ? this.endpoint : candidates[0])
+        return this.set('waiting', this.endpoint)
     }
   }
 
