@@ -7,54 +7,13 @@ import {
   type WatchEvent,
 } from '../../shared/protocol/local-api.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
+import {networkStatus, peerStatus, statusOf} from '../../shared/testing/status-fixtures.js'
 import {diffStatus, StatusWatch, type WatchSink} from './watch.js'
 
-const key = (n: number): string => Buffer.alloc(32, n).toString('base64')
-
-const peer = (n: number, extra: Partial<PeerStatus> = {}): PeerStatus => ({
-  id: `nd_${n}`,
-  name: `peer${n}`,
-  address: `10.9.0.${n}`,
-  publicKey: key(n),
-  endpoint: null,
-  path: 'relay',
-  latencyMs: null,
-  lastHandshake: null,
-  rxBytes: 0,
-  txBytes: 0,
-  rxBytesPerSecond: 0,
-  txBytesPerSecond: 0,
-  online: false,
-  ...extra,
-})
-
-const network = (id: string, peers: PeerStatus[], extra: Partial<NetworkStatus> = {}): NetworkStatus => ({
-  id,
-  name: id,
-  cidr: '10.9.0.0/24',
-  controller: 'http://198.51.100.1:8080',
-  interface: 'mesh0',
-  nodeId: 'nd_self',
-  nodeName: 'self',
-  nodeStatus: 'active',
-  address: '10.9.0.1',
-  publicKey: key(1),
-  listenPort: 51820,
-  up: true,
-  connected: true,
-  netmapVersion: 1,
-  lastError: null,
-  peers,
-  ...extra,
-})
-
-const status = (networks: NetworkStatus[]): Status => ({
-  protocolVersion: 1,
-  backend: 'fake',
-  pid: 1,
-  startedAt: '2026-12-03T00:00:00.000Z',
-  networks,
-})
+const peer = peerStatus
+const network = (id: string, peers: PeerStatus[], extra: Partial<NetworkStatus> = {}): NetworkStatus =>
+  networkStatus(peers, {id, name: id, ...extra})
+const status = statusOf
 
 class Sink implements WatchSink {
   lines: WatchEvent[] = []

@@ -5,42 +5,11 @@ import {followSteps, settled, stepsOf, type Step} from './join-steps.js'
 import {plainReporter} from './reporter.js'
 import {StepsView} from './steps-view.js'
 import {applyWatchEvent, type Status, type WatchEvent} from '../../../shared/protocol/local-api.js'
+import {networkStatus, peerStatus, statusOf} from '../../../shared/testing/status-fixtures.js'
 
-const key = (n: number): string => Buffer.alloc(32, n).toString('base64')
-const peer = (n: number, hs: string | null): PeerStatus => ({
-  id: `nd_${n}`,
-  name: `peer${n}`,
-  address: `10.9.0.${n}`,
-  publicKey: key(n),
-  endpoint: null,
-  path: 'relay',
-  latencyMs: null,
-  lastHandshake: hs,
-  rxBytes: 0,
-  txBytes: 0,
-  rxBytesPerSecond: 0,
-  txBytesPerSecond: 0,
-  online: hs !== null,
-})
-const network = (extra: Partial<NetworkStatus> = {}): NetworkStatus => ({
-  id: 'net1',
-  name: 'home',
-  cidr: '10.9.0.0/24',
-  controller: 'http://198.51.100.1:8080',
-  interface: 'mesh0',
-  nodeId: 'nd_1',
-  nodeName: 'laptop',
-  nodeStatus: 'active',
-  address: '10.9.0.1',
-  publicKey: key(1),
-  listenPort: 51820,
-  up: true,
-  connected: true,
-  netmapVersion: 1,
-  lastError: null,
-  peers: [],
-  ...extra,
-})
+const peer = (n: number, hs: string | null): PeerStatus =>
+  peerStatus(n, {lastHandshake: hs, online: hs !== null})
+const network = (extra: Partial<NetworkStatus> = {}): NetworkStatus => networkStatus([], extra)
 const states = (steps: Step[]) => steps.map((s) => `${s.id}:${s.state}`)
 
 describe('join steps', () => {
@@ -86,13 +55,7 @@ describe('join steps', () => {
       },
     }
     const seen: string[][] = []
-    const st = (n: NetworkStatus): Status => ({
-      protocolVersion: 1,
-      backend: 'fake',
-      pid: 1,
-      startedAt: 'x',
-      networks: [n],
-    })
+    const st = (n: NetworkStatus): Status => statusOf([n])
     const done = followSteps(client as never, 'net1', {
       timeoutMs: 10_000,
       onSteps: (s) => seen.push(states(s)),
@@ -118,13 +81,7 @@ describe('join steps', () => {
       watch: (on: (ev: WatchEvent) => void) => {
         on({
           type: 'status',
-          status: {
-            protocolVersion: 1,
-            backend: 'fake',
-            pid: 1,
-            startedAt: 'x',
-            networks: [network({nodeStatus: 'pending'})],
-          },
+          status: statusOf([network({nodeStatus: 'pending'})]),
         })
         let end: () => void = () => undefined
         return {ended: new Promise<void>((r) => (end = r)), close: () => end()}

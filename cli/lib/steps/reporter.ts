@@ -40,6 +40,8 @@ export async function terminalReporter(stream: NodeJS.WriteStream): Promise<Step
     stdout: stream,
     patchConsole: false,
     exitOnCtrlC: true,
+    // Chosen by the caller (a terminal): Ink's own CI guess would hold every frame until exit.
+    interactive: true,
   })
   return {
     update(next) {

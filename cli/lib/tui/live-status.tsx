@@ -4,9 +4,9 @@
  * (meshd restarted, say) the last status stays on screen with the problem above it, and the
  * stream is opened again after a short, growing pause (0.5 s up to 5 s).
  */
-import {render} from 'ink'
 import {applyWatchEvent, type Status} from '../../../shared/protocol/local-api.js'
 import type {DaemonClient} from '../daemon-client.js'
+import {startLive} from './live.js'
 import {StatusDashboard} from './status-dashboard.js'
 
 export interface LiveStatusOptions {
@@ -17,27 +17,23 @@ export interface LiveStatusOptions {
 export async function runLiveStatus(client: DaemonClient, opts: LiveStatusOptions = {}): Promise<void> {
   const stdout = opts.stdout ?? process.stdout
   const stdin = opts.stdin ?? process.stdin
-  const interactive = Boolean(stdin.isTTY)
   let status: Status | undefined
   let problem: string | undefined
-  let quit: () => void = () => undefined
-  const done = new Promise<void>((resolve) => (quit = resolve))
-
-  const view = () => (
-    <StatusDashboard
-      status={status}
-      problem={problem}
-      width={stdout.columns || 80}
-      height={stdout.rows || 24}
-      interactive={interactive}
-      onQuit={quit}
-    />
+  const screen = startLive(
+    (quit) => (
+      <StatusDashboard
+        status={status}
+        problem={problem}
+        width={stdout.columns || 80}
+        height={stdout.rows || 24}
+        interactive={Boolean(stdin.isTTY)}
+        onQuit={quit}
+      />
+    ),
+    {stdout, stdin},
   )
-  const app = render(view(), {stdout, stdin, exitOnCtrlC: false, patchConsole: false})
-  const redraw = () => app.rerender(view())
-  stdout.on('resize', redraw)
   // Handshake ages move with the clock even when nothing else changes.
-  const ticker = setInterval(redraw, 1000)
+  const ticker = setInterval(screen.redraw, 1000)
 
   let stream: ReturnType<DaemonClient['watch']> | undefined
   let stopped = false
@@ -49,7 +45,7 @@ export async function runLiveStatus(client: DaemonClient, opts: LiveStatusOption
       failures = 0
       problem = undefined
       status = applyWatchEvent(status, ev)
-      redraw()
+      screen.redraw()
     })
     stream = s
     s.ended
@@ -59,24 +55,18 @@ export async function runLiveStatus(client: DaemonClient, opts: LiveStatusOption
       )
       .finally(() => {
         if (stopped) return
-        redraw()
-        const delay = Math.min(5000, 500 * 2 ** failures++)
-        retry = setTimeout(open, delay)
+        screen.redraw()
+        retry = setTimeout(open, Math.min(5000, 500 * 2 ** failures++))
       })
   }
   open()
-  // Ctrl-C without a terminal on stdin (keys not read): quit the same way.
-  const onSigint = () => quit()
-  process.once('SIGINT', onSigint)
   try {
-    await done
+    await screen.done
   } finally {
     stopped = true
-    process.off('SIGINT', onSigint)
     clearInterval(ticker)
     if (retry) clearTimeout(retry)
-    stdout.off('resize', redraw)
     stream?.close()
-    app.unmount()
+    screen.stop()
   }
 }

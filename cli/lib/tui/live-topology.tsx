@@ -4,9 +4,9 @@
  * stream breaks, the last picture stays with the problem above it; on reconnect the
  * connections are read again (events missed meanwhile are not replayed by the controller).
  */
-import {render} from 'ink'
 import type {AdminEventHandlers} from '../controller-events.js'
 import {applyAdminEvent, type Topology} from '../topology/model.js'
+import {startLive} from './live.js'
 import {TopologyView} from './topology-view.js'
 
 export interface TopologySource {
@@ -25,22 +25,20 @@ export async function runLiveTopology(
   const stdin = opts.stdin ?? process.stdin
   let topology: Topology | undefined
   let problem: string | undefined
-  let quit: () => void = () => undefined
-  const done = new Promise<void>((resolve) => (quit = resolve))
-  const view = () => (
-    <TopologyView
-      topology={topology}
-      networkName={networkName}
-      problem={problem}
-      width={stdout.columns || 80}
-      height={stdout.rows || 24}
-      interactive={Boolean(stdin.isTTY)}
-      onQuit={quit}
-    />
+  const screen = startLive(
+    (quit) => (
+      <TopologyView
+        topology={topology}
+        networkName={networkName}
+        problem={problem}
+        width={stdout.columns || 80}
+        height={stdout.rows || 24}
+        interactive={Boolean(stdin.isTTY)}
+        onQuit={quit}
+      />
+    ),
+    {stdout, stdin},
   )
-  const app = render(view(), {stdout, stdin, exitOnCtrlC: false, patchConsole: false})
-  const redraw = () => app.rerender(view())
-  stdout.on('resize', redraw)
 
   let stopped = false
   let stream: {ended: Promise<void>; close(): void} | undefined
@@ -57,7 +55,7 @@ export async function runLiveTopology(
         onEvent: (ev) => {
           if (!loaded) return void early.push(ev)
           if (topology) topology = applyAdminEvent(topology, ev)
-          redraw()
+          screen.redraw()
         },
       })
       stream = s
@@ -66,27 +64,23 @@ export async function runLiveTopology(
       loaded = true
       failures = 0
       problem = undefined
-      redraw()
+      screen.redraw()
       await s.ended
       if (!stopped) problem = 'the controller closed its event stream; reconnecting…'
     } catch (err) {
       problem = `${(err as Error).message}; retrying…`
     }
     if (stopped) return
-    redraw()
+    screen.redraw()
     retry = setTimeout(() => void connect(), Math.min(10_000, 500 * 2 ** failures++))
   }
   void connect()
-  const onSigint = () => quit()
-  process.once('SIGINT', onSigint)
   try {
-    await done
+    await screen.done
   } finally {
     stopped = true
-    process.off('SIGINT', onSigint)
     if (retry) clearTimeout(retry)
-    stdout.off('resize', redraw)
     stream?.close()
-    app.unmount()
+    screen.stop()
   }
 }

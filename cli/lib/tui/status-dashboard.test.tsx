@@ -1,55 +1,25 @@
 import {render} from 'ink-testing-library'
 import {describe, expect, it} from 'vitest'
 import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
+import {networkStatus, peerStatus, statusOf} from '../../../shared/testing/status-fixtures.js'
 import {columnsFor, fit, StatusDashboard} from './status-dashboard.js'
 
 const NOW = Date.parse('2026-12-03T12:00:00Z')
-const key = (n: number): string => Buffer.alloc(32, n).toString('base64')
-
-const peer = (n: number, extra: Partial<PeerStatus> = {}): PeerStatus => ({
-  id: `nd_${n}`,
-  name: `peer${n}`,
-  address: `10.9.0.${n}`,
-  publicKey: key(n),
-  endpoint: '127.0.0.1:40000',
-  path: 'relay',
-  latencyMs: 1.6,
-  lastHandshake: '2026-12-03T11:59:48Z',
-  rxBytes: 4096,
-  txBytes: 1024,
-  rxBytesPerSecond: 2048,
-  txBytesPerSecond: 512,
-  online: true,
-  ...extra,
-})
-
-const network = (peers: PeerStatus[], extra: Partial<NetworkStatus> = {}): NetworkStatus => ({
-  id: 'net1',
-  name: 'home',
-  cidr: '10.9.0.0/24',
-  controller: 'http://198.51.100.1:8080',
-  interface: 'mesh0',
-  nodeId: 'nd_1',
-  nodeName: 'laptop',
-  nodeStatus: 'active',
-  address: '10.9.0.1',
-  publicKey: key(1),
-  listenPort: 51820,
-  up: true,
-  connected: true,
-  netmapVersion: 3,
-  lastError: null,
-  peers,
-  ...extra,
-})
-
-const status = (networks: NetworkStatus[]): Status => ({
-  protocolVersion: 1,
-  backend: 'userspace',
-  pid: 42,
-  startedAt: '2026-12-03T10:00:00Z',
-  networks,
-})
+const peer = (n: number, extra: Partial<PeerStatus> = {}): PeerStatus =>
+  peerStatus(n, {
+    endpoint: '127.0.0.1:40000',
+    latencyMs: 1.6,
+    lastHandshake: '2026-12-03T11:59:48Z',
+    rxBytes: 4096,
+    txBytes: 1024,
+    rxBytesPerSecond: 2048,
+    txBytesPerSecond: 512,
+    online: true,
+    ...extra,
+  })
+const network = (peers: PeerStatus[], extra: Partial<NetworkStatus> = {}): NetworkStatus =>
+  networkStatus(peers, {netmapVersion: 3, ...extra})
+const status = (networks: NetworkStatus[]): Status => ({...statusOf(networks), backend: 'userspace', pid: 42})
 
 const tick = () => new Promise<void>((r) => setTimeout(r, 0))
 const noop = () => undefined
