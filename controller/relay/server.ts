@@ -7,8 +7,14 @@
  * forged, or a node of another network) is dropped and counted; nothing is ever delivered
  * across networks, and the sender learns nothing (no error frame, no close).
  *
- * Bad input: every frame pays the sender's token buckets (packets/s, bytes/s) BEFORE it is
- * parsed, so garbage costs a flooding node its own budget. A malformed frame (text, bad type,
+ * Batches (shared/relay/frame.ts): a node that sent RELAY_BATCH_HEADER at the upgrade gets the
+ * same header back and may receive batches; a batch goes on as one batch to such a node (its
+ * packets unchanged, under the sender's id), and as one data frame per packet to any other.
+ *
+ * Bad input: every message pays the sender's token buckets (its bytes, and one packet) BEFORE
+ * it is parsed, so garbage costs a flooding node its own budget; the other packets of a batch
+ * pay once it is decoded, and those over the packets/s budget are dropped ("rate"), the first
+ * ones going on. A malformed frame (text, bad type,
  * bad id, empty or oversize payload) is dropped and counted, never answered with a close: one
  * corrupt packet must not cut a node's relayed sessions to all its peers. A message over the
  * WebSocket limit (header + maxPayload) is a protocol violation: ws closes that socket with 1009.
@@ -29,13 +35,15 @@ import type {Duplex} from 'node:stream'
 import {Counter, Gauge, Registry} from 'prom-client'
 import {WebSocketServer, type RawData, type WebSocket} from 'ws'
 import {
-  decodeRelayFrame,
-  encodeRelayFrame,
+  decodeRelayMessage,
   isRelayPeerId,
+  RELAY_BATCH_HEADER,
   RELAY_CLOSE,
+  RELAY_FRAME_BATCH,
+  RELAY_FRAME_DATA,
   RELAY_MAX_PAYLOAD,
   relayFrameHeader,
-  relayMaxFrameBytes,
+  relayMaxMessageBytes,
 } from '../../shared/relay/frame.js'
 
 export interface RelayIdentity {
@@ -150,8 +158,11 @@ interface Conn {
   readonly ws: WebSocket
   readonly id: RelayIdentity
   readonly net: Net
-  /** The frame header with this node as source, prefixed to every packet it sends. */
+  /** The frame headers (data, batch) with this node as source, prefixed to what it sends. */
   readonly header: Buffer
+  readonly batchHeader: Buffer
+  /** Whether this node takes batches (it announced them at the upgrade). */
+  readonly batchIn: boolean
   buckets: Buckets
   alive: boolean
 }
@@ -195,7 +206,11 @@ export class RelayServer extends EventEmitter<{
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: relayMaxFrameBytes(this.limits.maxPayload),
+      maxPayload: relayMaxMessageBytes(this.limits.maxPayload),
+    })
+    // Tell a client that announced batches that this relay takes and sends them.
+    this.wss.on('headers', (headers, req) => {
+      if (req.headers[RELAY_BATCH_HEADER] === '1') headers.push(`${RELAY_BATCH_HEADER}: 1`)
     })
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
     this.pinger.unref()
@@ -243,12 +258,12 @@ export class RelayServer extends EventEmitter<{
           ws.close(RELAY_CLOSE.UNAUTHENTICATED, 'NODE_CREDENTIAL_INVALID')
           return
         }
-        this.attach(ws, {nodeId: id.nodeId, networkId: id.networkId})
+        this.attach(ws, {nodeId: id.nodeId, networkId: id.networkId}, req.headers[RELAY_BATCH_HEADER] === '1')
       })
     })
   }
 
-  private attach(ws: WebSocket, id: RelayIdentity): void {
+  private attach(ws: WebSocket, id: RelayIdentity, batchIn: boolean): void {
     const net = this.net(id.networkId)
     const old = net.nodes.get(id.nodeId)
     const conn: Conn = {
@@ -256,6 +271,8 @@ export class RelayServer extends EventEmitter<{
       id,
       net,
       header: relayFrameHeader(id.nodeId),
+      batchHeader: relayFrameHeader(id.nodeId, RELAY_FRAME_BATCH),
+      batchIn,
       buckets: old
         ? old.buckets
         : {packets: this.limits.packetBurst, bytes: this.limits.byteBurst, at: this.now()},
@@ -312,23 +329,40 @@ export class RelayServer extends EventEmitter<{
     const buf = data as Buffer
     if (!this.take(conn, buf.length)) return this.drop(conn, 'rate')
     if (!isBinary) return this.drop(conn, 'malformed')
-    let peerId: string
-    let payload: Buffer
+    let msg: ReturnType<typeof decodeRelayMessage>
     try {
-      ;({peerId, payload} = decodeRelayFrame(buf, {maxPayload: this.limits.maxPayload}))
+      msg = decodeRelayMessage(buf, {maxPayload: this.limits.maxPayload})
     } catch {
       return this.drop(conn, 'malformed')
     }
+    const {peerId, payloads} = msg
+    // The first packet paid before decoding; the others pay now, and those over budget drop.
+    const n = 1 + this.takePackets(conn, payloads.length - 1)
+    if (n < payloads.length) this.drop(conn, 'rate', payloads.length - n)
     const dst = conn.net.nodes.get(peerId)
     if (!dst || dst === conn)
-      return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown')
-    if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown')
-    if (dst.ws.bufferedAmount > this.limits.maxBacklogBytes) return this.drop(conn, 'backlog')
-    dst.ws.send(
-      encodeRelayFrame(conn.id.nodeId, payload, {header: conn.header, maxPayload: this.limits.maxPayload}),
-    )
-    conn.net.packets.inc()
-    conn.net.bytes.inc(payload.length)
+      return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown', n)
+    if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown', n)
+    if (dst.ws.bufferedAmount > this.limits.maxBacklogBytes) return this.drop(conn, 'backlog', n)
+    let bytes = 0
+    if (msg.type === RELAY_FRAME_DATA) {
+      bytes = payloads[0]!.length
+      dst.ws.send(Buffer.concat([conn.header, payloads[0]!], conn.header.length + bytes))
+    } else if (dst.batchIn && n > 1) {
+      // The entries unchanged, up to the end of the last one that paid, under the sender's id.
+      const last = payloads[n - 1]!
+      const end = last.byteOffset - buf.byteOffset + last.length
+      const body = buf.subarray(msg.bodyAt, end)
+      for (let i = 0; i < n; i++) bytes += payloads[i]!.length
+      dst.ws.send(Buffer.concat([conn.batchHeader, body], conn.batchHeader.length + body.length))
+    } else
+      for (let i = 0; i < n; i++) {
+        const p = payloads[i]!
+        bytes += p.length
+        dst.ws.send(Buffer.concat([conn.header, p], conn.header.length + p.length))
+      }
+    conn.net.packets.inc(n)
+    conn.net.bytes.inc(bytes)
   }
 
   /** Takes one packet of `size` bytes from the sender's buckets; false when over either rate. */
@@ -346,8 +380,18 @@ export class RelayServer extends EventEmitter<{
     return true
   }
 
-  private drop(conn: Conn, reason: RelayDropReason): void {
-    conn.net.dropped[reason].inc()
+  /** Takes up to `count` more packets (bytes were paid with the message); how many it could. */
+  private takePackets(conn: Conn, count: number): number {
+    if (count <= 0) return 0
+    const b = conn.buckets
+    const n = Math.min(count, Math.floor(b.packets))
+    b.packets -= n
+    return n
+  }
+
+  private drop(conn: Conn, reason: RelayDropReason, n = 1): void {
+    if (n <= 0) return
+    conn.net.dropped[reason].inc(n)
     if (this.listenerCount('drop') > 0)
       this.emit('drop', {networkId: conn.id.networkId, nodeId: conn.id.nodeId, reason})
   }

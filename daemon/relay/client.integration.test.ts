@@ -1,8 +1,10 @@
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {once} from 'node:events'
 import {afterEach, describe, expect, it} from 'vitest'
+import type {AddressInfo} from 'node:net'
+import {WebSocketServer} from 'ws'
 import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
-import {RELAY_CLOSE} from '../../shared/relay/frame.js'
+import {decodeRelayFrame, RELAY_BATCH_HEADER, RELAY_CLOSE} from '../../shared/relay/frame.js'
 import {backoffDelay, RelayClient, type RelayClientOptions} from './client.js'
 import type {ShimClock} from './shim.js'
 
@@ -113,6 +115,69 @@ describe('relay client and peer shims', () => {
     expect(b.stats('nd_a')).toMatchObject({toRelayPackets: 1, toWireGuardPackets: 101})
     // shimFor is stable until release.
     expect((await a.shimFor('nd_b')).port).toBe(shimAB.port)
+  })
+
+  it('a burst from WireGuard leaves in batches and arrives whole and in order', async () => {
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA)
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    const shim = await a.shimFor('nd_b')
+    // 300 datagrams land in the shim's socket before the loop reads it: read 32 at a time.
+    for (let i = 0; i < 300; i++) wgA.sendTo(shim.port, `data ${i}`)
+    await b.count(300)
+    expect(b.frames.map((f) => f.payload.toString())).toEqual(
+      Array.from({length: 300}, (_, i) => `data ${i}`),
+    )
+    expect(b.frames.every((f) => f.peerId === 'nd_a')).toBe(true)
+    expect(b.messageTypes.length).toBeLessThan(300)
+    expect(b.messageTypes).toContain(2)
+    expect(a.stats('nd_b')).toMatchObject({toRelayPackets: 300})
+    // And a batch from the relay reaches WireGuard packet by packet, in order.
+    b.sendBatch('nd_a', ['back 1', 'back 2', 'back 3'])
+    await wgA.count(3)
+    expect(wgA.got.map((g) => [g.data, g.from])).toEqual([
+      ['back 1', shim.port],
+      ['back 2', shim.port],
+      ['back 3', shim.port],
+    ])
+    await b.close()
+  })
+
+  it('to a relay that does not announce batches, the client sends one data frame per packet', async () => {
+    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+    await once(wss, 'listening')
+    const seen: {peerId: string; data: string}[] = []
+    const headers: (string | undefined)[] = []
+    wss.on('connection', (ws, req) => {
+      headers.push(req.headers[RELAY_BATCH_HEADER] as string | undefined)
+      ws.on('message', (data) => {
+        const f = decodeRelayFrame(data as Buffer)
+        seen.push({peerId: f.peerId, data: f.payload.toString()})
+        wss.emit('seen')
+      })
+    })
+    try {
+      const wg = await fakeWireGuard()
+      const {port} = wss.address() as AddressInfo
+      const c = new RelayClient({
+        controller: `http://127.0.0.1:${port}`,
+        credential: 'x',
+        wireGuardPort: wg.port,
+      })
+      relayClients.push(c)
+      await c.whenOpen()
+      const shim = await c.shimFor('nd_b')
+      for (let i = 0; i < 100; i++) wg.sendTo(shim.port, `p ${i}`)
+      while (seen.length < 100) await once(wss, 'seen')
+      expect(seen).toEqual(Array.from({length: 100}, (_, i) => ({peerId: 'nd_b', data: `p ${i}`})))
+      expect(headers).toEqual(['1'])
+      await c.close()
+    } finally {
+      for (const ws of wss.clients) ws.terminate()
+      wss.close()
+    }
   })
 
   it("datagrams to a shim from anything but WireGuard's port are dropped", async () => {

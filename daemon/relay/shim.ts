@@ -4,7 +4,11 @@
  * WireGuard tells peers apart only by endpoint, so each relayed peer gets its own socket on
  * 127.0.0.1:0, and that address becomes WireGuard's endpoint for the peer:
  *  - a datagram WireGuard sends there (source must be 127.0.0.1:<WireGuard listen port>;
- *    anything else on the machine is dropped) goes to the relay, addressed to the peer;
+ *    anything else on the machine is dropped) goes to the relay, addressed to the peer. The
+ *    datagrams read in one turn of the event loop (libuv reads up to 32 per socket wakeup)
+ *    leave together, in order, at the end of that turn (setImmediate), as one batch of at most
+ *    RELAY_MAX_BATCH_BYTES (shared/relay/frame.ts): a lone packet waits for nothing, and under
+ *    load the relay pays per batch rather than per packet;
  *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
  *    port, so WireGuard sees it coming from the endpoint it has for that peer.
  *
@@ -20,7 +24,13 @@
  */
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {once} from 'node:events'
-import {encodeRelayFrame, RELAY_MAX_PAYLOAD, relayFrameHeader} from '../../shared/relay/frame.js'
+import {
+  RELAY_MAX_BATCH_BYTES,
+  RELAY_MAX_BATCH_PACKETS,
+  RELAY_MAX_PAYLOAD,
+  relayBatchBytes,
+  relayFrameHeader,
+} from '../../shared/relay/frame.js'
 
 export type ShimMode = 'deliver' | 'hold' | 'drop'
 
@@ -86,8 +96,12 @@ export const systemShimClock: ShimClock = {
 export interface PeerShimOptions {
   /** WireGuard's listen port on 127.0.0.1 now (0 when unknown: everything is dropped). */
   wireGuardPort(): number
-  /** Hands one encoded frame to the relay; the reason when it could not. */
-  sendFrame(frame: Buffer): undefined | 'relay_down' | 'relay_backlog'
+  /**
+   * Hands packets from WireGuard for this peer (1..RELAY_MAX_BATCH_PACKETS, at most
+   * RELAY_MAX_BATCH_BYTES as a batch) to the relay, in order; the reason when it could not (then
+   * none of them went).
+   */
+  sendPackets(packets: Buffer[]): undefined | 'relay_down' | 'relay_backlog'
   maxPayload?: number
   clock?: ShimClock
   hold?: HoldOptions
@@ -99,7 +113,6 @@ export interface PeerShimOptions {
 const LOOPBACK = '127.0.0.1'
 
 export class PeerShim {
-  private readonly header: Buffer
   private readonly maxPayload: number
   private readonly clock: ShimClock
   private mode: ShimMode = 'deliver'
@@ -107,6 +120,10 @@ export class PeerShim {
   private holdLimit: number = DEFAULT_HOLD.maxPackets
   private holdTimer: unknown = undefined
   private closed = false
+  /** Packets from WireGuard waiting for the end of this event-loop turn, and their bytes. */
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private flushHandle: NodeJS.Immediate | undefined = undefined
   private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
   private readonly drops: Record<ShimDropReason, number> = {
     foreign_source: 0,
@@ -124,7 +141,6 @@ export class PeerShim {
     readonly port: number,
     private readonly opts: PeerShimOptions,
   ) {
-    this.header = relayFrameHeader(peerId)
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.clock = opts.clock ?? systemShimClock
     socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
@@ -171,12 +187,31 @@ export class PeerShim {
     const wg = this.opts.wireGuardPort()
     if (rinfo.address !== LOOPBACK || wg === 0 || rinfo.port !== wg) return this.drop('foreign_source')
     if (msg.length < 1 || msg.length > this.maxPayload) return this.drop('too_large')
-    const problem = this.opts.sendFrame(
-      encodeRelayFrame(this.peerId, msg, {header: this.header, maxPayload: this.maxPayload}),
+    if (
+      this.pending.length === RELAY_MAX_BATCH_PACKETS ||
+      relayBatchBytes(this.peerId.length, this.pending.length + 1, this.pendingBytes + msg.length) >
+        RELAY_MAX_BATCH_BYTES
     )
-    if (problem) return this.drop(problem)
-    this.counters.toRelayPackets++
-    this.counters.toRelayBytes += msg.length
+      this.flush()
+    this.pending.push(msg)
+    this.pendingBytes += msg.length
+    this.flushHandle ??= setImmediate(() => {
+      this.flushHandle = undefined
+      this.flush()
+    })
+  }
+
+  /** Sends what WireGuard gave since the last flush, as one batch. */
+  private flush(): void {
+    const packets = this.pending
+    if (packets.length === 0) return
+    const bytes = this.pendingBytes
+    this.pending = []
+    this.pendingBytes = 0
+    const problem = this.opts.sendPackets(packets)
+    if (problem) return this.drop(problem, packets.length)
+    this.counters.toRelayPackets += packets.length
+    this.counters.toRelayBytes += bytes
   }
 
   /** A packet the relay brought from the peer. */
@@ -234,7 +269,9 @@ export class PeerShim {
     if (this.closed) return Promise.resolve()
     this.closed = true
     if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
     this.held = []
+    this.pending = []
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
 }
