@@ -6,7 +6,7 @@ import {WebSocketServer} from 'ws'
 import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
 import {decodeRelayFrame, RELAY_BATCH_HEADER, RELAY_CLOSE} from '../../shared/relay/frame.js'
 import {backoffDelay, RelayClient, type RelayClientOptions} from './client.js'
-import type {ShimClock} from './shim.js'
+import {PACE, type ShimClock} from './shim.js'
 
 const CREDS = {
   'cred-a': {nodeId: 'nd_a', networkId: 'n1'},
@@ -243,6 +243,56 @@ describe('relay client and peer shims', () => {
     await held
     clock.advance(50)
     expect(b.stats('nd_a')).toMatchObject({mode: 'drop', held: 0})
+  })
+
+  it('packets to WireGuard are paced: a burst beyond PACE.burst waits in order for the next millisecond', async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    await a.shimFor('nd_b')
+    // One batch of 210 packets: the shim takes all of them in one turn of the loop.
+    const batch = (from: number, n: number) => Array.from({length: n}, (_, i) => `p ${from + i}`)
+    b.sendBatch('nd_a', batch(0, 210))
+    await wgA.count(PACE.burst)
+    expect(a.stats('nd_b')).toMatchObject({toWireGuardPackets: PACE.burst, paced: 210 - PACE.burst})
+    // Each millisecond lets PACE.perMs more go: 64 + 64 + 64 + 18.
+    clock.advance(1)
+    await wgA.count(PACE.burst + PACE.perMs)
+    expect(a.stats('nd_b')!.paced).toBe(210 - PACE.burst - PACE.perMs)
+    clock.advance(1)
+    await wgA.count(PACE.burst + 2 * PACE.perMs)
+    clock.advance(1)
+    await wgA.count(210)
+    expect(wgA.got.map((g) => g.data)).toEqual(batch(0, 210))
+    expect(a.stats('nd_b')).toMatchObject({paced: 0, dropped: {wireguard_backlog: 0}})
+    await b.close()
+  })
+
+  it('packets waiting for WireGuard are bounded by PACE.maxQueued; the excess is dropped and counted', async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    await a.shimFor('nd_b')
+    const over = 12
+    const total = PACE.burst + PACE.maxQueued + over
+    let backlogDrops = 0
+    const dropped = new Promise<void>((resolve) =>
+      a.on('drop', (d) => d.reason === 'wireguard_backlog' && ++backlogDrops === over && resolve()),
+    )
+    for (let sent = 0; sent < total; sent += 200)
+      b.sendBatch(
+        'nd_a',
+        Array.from({length: Math.min(200, total - sent)}, (_, i) => `p ${sent + i}`),
+      )
+    await dropped
+    expect(a.stats('nd_b')).toMatchObject({paced: PACE.maxQueued, dropped: {wireguard_backlog: over}})
+    await b.close()
   })
 
   it('a frame from the relay for a peer without a shim is dropped and reported', async () => {

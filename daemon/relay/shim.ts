@@ -10,7 +10,13 @@
  *    RELAY_MAX_BATCH_BYTES (shared/relay/frame.ts): a lone packet waits for nothing, and under
  *    load the relay pays per batch rather than per packet;
  *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
- *    port, so WireGuard sees it coming from the endpoint it has for that peer.
+ *    port, so WireGuard sees it coming from the endpoint it has for that peer. These sends are
+ *    paced (PACE): wireguard-go's socket keeps the kernel's default receive buffer (212,992
+ *    bytes: 92 packets of 1452 bytes), and a daemon that was off the CPU for a few ms finds
+ *    hundreds of relayed packets waiting in its WebSocket and would hand them all over at once;
+ *    what does not fit is lost, and TCP inside the tunnel pays for every loss with a relayed
+ *    round trip. At most PACE.burst packets go at once, then PACE.perMs per millisecond; the
+ *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog).
  *
  * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
  * endpoint is this socket):
@@ -46,13 +52,23 @@ export interface HoldOptions {
 export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as const
 
 /**
+ * Pacing of relay -> WireGuard sends (see the file comment). burst 64 fits wireguard-go's
+ * default socket buffer (92 packets of 1452 bytes) with room for what it has not read yet;
+ * 64 per ms refill is 740 Mbit/s of 1452-byte packets, above what one wireguard-go pair moves
+ * on this kind of machine (~440-520 Mbit/s), so steady traffic never waits; maxQueued 2048 is
+ * ~3 MB, about 30 ms at that rate.
+ */
+export const PACE = {burst: 64, perMs: 64, maxQueued: 2048} as const
+
+/**
  * Why a packet did not go through the shim:
  * - foreign_source: a datagram to the shim from anything but WireGuard's listen port;
  * - too_large: a datagram from WireGuard over the relay's payload limit (or empty);
  * - relay_down / relay_backlog: the relay socket is not open, or its send backlog is full;
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
- * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0).
+ * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
+ * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard.
  */
 export type ShimDropReason =
   | 'foreign_source'
@@ -62,6 +78,7 @@ export type ShimDropReason =
   | 'hold_overflow'
   | 'mode_drop'
   | 'no_wireguard_port'
+  | 'wireguard_backlog'
 
 export interface ShimStats {
   mode: ShimMode
@@ -73,6 +90,8 @@ export interface ShimStats {
   toWireGuardBytes: number
   /** Packets held now. */
   held: number
+  /** Packets waiting for their turn to WireGuard (pacing) now. */
+  paced: number
   dropped: Record<ShimDropReason, number>
 }
 
@@ -124,6 +143,11 @@ export class PeerShim {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private flushHandle: NodeJS.Immediate | undefined = undefined
+  /** Packets for WireGuard waiting for the pace budget, in order; the budget and its time. */
+  private paced: Buffer[] = []
+  private paceTokens: number = PACE.burst
+  private paceAt = 0
+  private paceTimer: unknown = undefined
   private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
   private readonly drops: Record<ShimDropReason, number> = {
     foreign_source: 0,
@@ -133,6 +157,7 @@ export class PeerShim {
     hold_overflow: 0,
     mode_drop: 0,
     no_wireguard_port: 0,
+    wireguard_backlog: 0,
   }
 
   private constructor(
@@ -174,7 +199,13 @@ export class PeerShim {
   }
 
   stats(): ShimStats {
-    return {mode: this.mode, ...this.counters, held: this.held.length, dropped: {...this.drops}}
+    return {
+      mode: this.mode,
+      ...this.counters,
+      held: this.held.length,
+      paced: this.paced.length,
+      dropped: {...this.drops},
+    }
   }
 
   private drop(reason: ShimDropReason, n = 1): void {
@@ -230,6 +261,37 @@ export class PeerShim {
   }
 
   private toWireGuard(payload: Buffer): void {
+    if (this.paced.length === 0 && this.paceToken()) return this.sendToWireGuard(payload)
+    if (this.paced.length >= PACE.maxQueued) return this.drop('wireguard_backlog')
+    this.paced.push(payload)
+    this.schedulePace()
+  }
+
+  /** Takes one packet of the pace budget; false when it is spent for now. */
+  private paceToken(): boolean {
+    const now = this.clock.now()
+    if (now > this.paceAt) {
+      this.paceTokens = Math.min(PACE.burst, this.paceTokens + (now - this.paceAt) * PACE.perMs)
+      this.paceAt = now
+    }
+    if (this.paceTokens < 1) return false
+    this.paceTokens--
+    return true
+  }
+
+  private schedulePace(): void {
+    if (this.paceTimer !== undefined) return
+    this.paceTimer = this.clock.setTimeout(() => {
+      this.paceTimer = undefined
+      if (this.closed) return
+      let i = 0
+      while (i < this.paced.length && this.paceToken()) this.sendToWireGuard(this.paced[i++]!)
+      this.paced.splice(0, i)
+      if (this.paced.length > 0) this.schedulePace()
+    }, 1)
+  }
+
+  private sendToWireGuard(payload: Buffer): void {
     const wg = this.opts.wireGuardPort()
     if (wg === 0) return this.drop('no_wireguard_port')
     this.socket.send(payload, wg, LOOPBACK)
@@ -270,7 +332,9 @@ export class PeerShim {
     this.closed = true
     if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
     if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
+    if (this.paceTimer !== undefined) this.clock.clearTimeout(this.paceTimer)
     this.held = []
+    this.paced = []
     this.pending = []
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
