@@ -54,11 +54,14 @@ export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as co
 /**
  * Pacing of relay -> WireGuard sends (see the file comment). burst 64 fits wireguard-go's
  * default socket buffer (92 packets of 1452 bytes) with room for what it has not read yet;
- * 64 per ms refill is 740 Mbit/s of 1452-byte packets, above what one wireguard-go pair moves
- * on this kind of machine (~440-520 Mbit/s), so steady traffic never waits; maxQueued 2048 is
- * ~3 MB, about 30 ms at that rate.
+ * 64 per ms refill is 740 Mbit/s of 1452-byte packets, above the relay's own per-node byte
+ * budget (64 MiB/s, ~537 Mbit/s) and what one wireguard-go pair moves on this kind of machine
+ * (~320-520 Mbit/s), so steady traffic never waits. maxQueued 1024 is 16 ms at 64/ms, more than
+ * the 300-420 KB (200-290 packets) seen waiting in a daemon's WebSocket after a stall; a packet
+ * that waits is copied (a view would keep its whole 64 KiB socket read alive), so what waits is
+ * at most 1024 x maxPayload (2 MiB) per relayed peer.
  */
-export const PACE = {burst: 64, perMs: 64, maxQueued: 2048} as const
+export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
 
 /**
  * Why a packet did not go through the shim:
@@ -255,7 +258,8 @@ export class PeerShim {
         return this.drop('mode_drop')
       case 'hold':
         if (this.held.length >= this.holdLimit) return this.drop('hold_overflow')
-        this.held.push(payload)
+        // A copy: a view would keep its whole 64 KiB socket read alive for the hold.
+        this.held.push(Buffer.from(payload))
         this.opts.onHeld?.(this.held.length)
     }
   }
@@ -263,7 +267,7 @@ export class PeerShim {
   private toWireGuard(payload: Buffer): void {
     if (this.paced.length === 0 && this.paceToken()) return this.sendToWireGuard(payload)
     if (this.paced.length >= PACE.maxQueued) return this.drop('wireguard_backlog')
-    this.paced.push(payload)
+    this.paced.push(Buffer.from(payload))
     this.schedulePace()
   }
 
