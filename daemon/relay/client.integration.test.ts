@@ -11,6 +11,7 @@ import {PACE, type ShimClock} from './shim.js'
 const CREDS = {
   'cred-a': {nodeId: 'nd_a', networkId: 'n1'},
   'cred-b': {nodeId: 'nd_b', networkId: 'n1'},
+  'cred-c': {nodeId: 'nd_c', networkId: 'n1'},
 }
 
 /** A plain UDP socket standing in for a WireGuard listen port; queues what it receives. */
@@ -293,6 +294,46 @@ describe('relay client and peer shims', () => {
     await dropped
     expect(a.stats('nd_b')).toMatchObject({paced: PACE.maxQueued, dropped: {wireguard_backlog: over}})
     await b.close()
+  })
+
+  it("all shims of a client share one pace budget and one bound (WireGuard's socket is one); each peer keeps its order", async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    const c = await connectRelay(env.url, 'cred-c', {batch: true})
+    const fromB = await a.shimFor('nd_b')
+    const fromC = await a.shimFor('nd_c')
+    const packets = (tag: string, from: number, n: number) =>
+      Array.from({length: n}, (_, i) => `${tag} ${from + i}`)
+    // c's 100: the budget's 64 go, 36 wait.
+    c.sendBatch('nd_a', packets('c', 0, 100))
+    await wgA.count(PACE.burst)
+    // b's 1000 find the budget spent: they wait too, up to the bound shared with c's 36.
+    const over = 100 - PACE.burst + 1000 - PACE.maxQueued
+    let drops = 0
+    const dropped = new Promise<void>((resolve) =>
+      a.on(
+        'drop',
+        (d) => d.reason === 'wireguard_backlog' && d.peerId === 'nd_b' && ++drops === over && resolve(),
+      ),
+    )
+    for (let i = 0; i < 1000; i += 250) b.sendBatch('nd_a', packets('b', i, 250))
+    await dropped
+    expect(a.stats('nd_c')!.paced).toBe(100 - PACE.burst)
+    expect(a.stats('nd_b')).toMatchObject({paced: 1000 - over, dropped: {wireguard_backlog: over}})
+    // A millisecond at a time (the fake WireGuard's socket buffer is the kernel default too).
+    for (let ms = 1; ms <= PACE.maxQueued / PACE.perMs; ms++) {
+      clock.advance(1)
+      await wgA.count(PACE.burst + ms * PACE.perMs)
+    }
+    const got = (port: number) => wgA.got.filter((g) => g.from === port).map((g) => g.data)
+    expect(got(fromC.port)).toEqual(packets('c', 0, 100))
+    expect(got(fromB.port)).toEqual(packets('b', 0, 1000 - over))
+    expect([a.stats('nd_b')!.paced, a.stats('nd_c')!.paced]).toEqual([0, 0])
+    await Promise.all([b.close(), c.close()])
   })
 
   it('a frame from the relay for a peer without a shim is dropped and reported', async () => {

@@ -40,6 +40,7 @@ import {
 import {
   PeerShim,
   systemShimClock,
+  WireGuardPacer,
   type HoldOptions,
   type ShimClock,
   type ShimDropReason,
@@ -130,6 +131,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private lastHeard = 0
   private stopped = false
   private readonly shims = new Map<string, PeerShim>()
+  /** The pace budget of WireGuard's listen socket, shared by every shim of this client. */
+  private readonly pacer: WireGuardPacer
   private readonly opening = new Map<string, Promise<PeerShim>>()
   private readonly clientDrops = {malformed: 0, unknown_peer: 0}
 
@@ -145,6 +148,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.maxSendBacklog = opts.maxSendBacklogBytes ?? 1024 * 1024
     this.keepaliveMs = opts.keepaliveMs ?? 15_000
     this.wgPort = opts.wireGuardPort
+    this.pacer = new WireGuardPacer(this.clock)
     this.connect()
   }
 
@@ -292,6 +296,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
           maxPayload: this.maxPayload,
           clock: this.clock,
           hold: this.opts.hold,
+          pacer: this.pacer,
           onDrop: (reason) => {
             if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
           },

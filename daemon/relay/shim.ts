@@ -16,7 +16,8 @@
  *    hundreds of relayed packets waiting in its WebSocket and would hand them all over at once;
  *    what does not fit is lost, and TCP inside the tunnel pays for every loss with a relayed
  *    round trip. At most PACE.burst packets go at once, then PACE.perMs per millisecond; the
- *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog).
+ *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog). The
+ *    budget belongs to WireGuard's socket: a RelayClient's shims share one WireGuardPacer.
  *
  * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
  * endpoint is this socket):
@@ -59,7 +60,7 @@ export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as co
  * (~320-520 Mbit/s), so steady traffic never waits. maxQueued 1024 is 16 ms at 64/ms, more than
  * the 300-420 KB (200-290 packets) seen waiting in a daemon's WebSocket after a stall; a packet
  * that waits is copied (a view would keep its whole 64 KiB socket read alive), so what waits is
- * at most 1024 x maxPayload (2 MiB) per relayed peer.
+ * at most 1024 x maxPayload (2 MiB) per WireGuard socket (per RelayClient), however many peers.
  */
 export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
 
@@ -115,6 +116,79 @@ export const systemShimClock: ShimClock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 }
 
+/**
+ * The pace budget of one WireGuard listen socket, shared by all shims that send to it (a
+ * RelayClient's): the socket buffer it protects is one, however many peers are relayed. One
+ * queue in arrival order keeps each peer's packets in order.
+ */
+export class WireGuardPacer {
+  private queue: {send: (payload: Buffer) => void; payload: Buffer; owner: object}[] = []
+  private head = 0
+  private tokens: number = PACE.burst
+  private at = 0
+  private timer: unknown = undefined
+  private readonly waiting = new Map<object, number>()
+
+  constructor(private readonly clock: ShimClock = systemShimClock) {}
+
+  /**
+   * Sends `payload` with `send` now, or later in order when the budget is spent; false when
+   * PACE.maxQueued packets already wait (the packet is dropped).
+   */
+  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+    if (this.head === this.queue.length && this.token()) {
+      send(payload)
+      return true
+    }
+    if (this.queue.length - this.head >= PACE.maxQueued) return false
+    this.queue.push({send, payload: Buffer.from(payload), owner})
+    this.waiting.set(owner, (this.waiting.get(owner) ?? 0) + 1)
+    this.schedule()
+    return true
+  }
+
+  /** Packets of `owner` waiting now. */
+  waitingFor(owner: object): number {
+    return this.waiting.get(owner) ?? 0
+  }
+
+  /** Forgets what `owner` has waiting (a shim that closed). */
+  forget(owner: object): void {
+    if (!this.waiting.delete(owner)) return
+    this.queue = this.queue.slice(this.head).filter((q) => q.owner !== owner)
+    this.head = 0
+  }
+
+  private token(): boolean {
+    const now = this.clock.now()
+    if (now > this.at) {
+      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
+      this.at = now
+    }
+    if (this.tokens < 1) return false
+    this.tokens--
+    return true
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined) return
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined
+      while (this.head < this.queue.length && this.token()) {
+        const q = this.queue[this.head++]!
+        const n = (this.waiting.get(q.owner) ?? 1) - 1
+        if (n > 0) this.waiting.set(q.owner, n)
+        else this.waiting.delete(q.owner)
+        q.send(q.payload)
+      }
+      if (this.head === this.queue.length) {
+        this.queue = []
+        this.head = 0
+      } else this.schedule()
+    }, 1)
+  }
+}
+
 export interface PeerShimOptions {
   /** WireGuard's listen port on 127.0.0.1 now (0 when unknown: everything is dropped). */
   wireGuardPort(): number
@@ -130,6 +204,8 @@ export interface PeerShimOptions {
   onDrop?(reason: ShimDropReason): void
   /** Called with the number held after each packet is added to a hold. */
   onHeld?(count: number): void
+  /** The pace budget of WireGuard's socket, shared by the shims that send to it; one of its own by default. */
+  pacer?: WireGuardPacer
 }
 
 const LOOPBACK = '127.0.0.1'
@@ -146,11 +222,8 @@ export class PeerShim {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private flushHandle: NodeJS.Immediate | undefined = undefined
-  /** Packets for WireGuard waiting for the pace budget, in order; the budget and its time. */
-  private paced: Buffer[] = []
-  private paceTokens: number = PACE.burst
-  private paceAt = 0
-  private paceTimer: unknown = undefined
+  private readonly pacer: WireGuardPacer
+  private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
   private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
   private readonly drops: Record<ShimDropReason, number> = {
     foreign_source: 0,
@@ -171,6 +244,7 @@ export class PeerShim {
   ) {
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.clock = opts.clock ?? systemShimClock
+    this.pacer = opts.pacer ?? new WireGuardPacer(this.clock)
     socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
   }
 
@@ -206,7 +280,7 @@ export class PeerShim {
       mode: this.mode,
       ...this.counters,
       held: this.held.length,
-      paced: this.paced.length,
+      paced: this.pacer.waitingFor(this),
       dropped: {...this.drops},
     }
   }
@@ -265,37 +339,11 @@ export class PeerShim {
   }
 
   private toWireGuard(payload: Buffer): void {
-    if (this.paced.length === 0 && this.paceToken()) return this.sendToWireGuard(payload)
-    if (this.paced.length >= PACE.maxQueued) return this.drop('wireguard_backlog')
-    this.paced.push(Buffer.from(payload))
-    this.schedulePace()
-  }
-
-  /** Takes one packet of the pace budget; false when it is spent for now. */
-  private paceToken(): boolean {
-    const now = this.clock.now()
-    if (now > this.paceAt) {
-      this.paceTokens = Math.min(PACE.burst, this.paceTokens + (now - this.paceAt) * PACE.perMs)
-      this.paceAt = now
-    }
-    if (this.paceTokens < 1) return false
-    this.paceTokens--
-    return true
-  }
-
-  private schedulePace(): void {
-    if (this.paceTimer !== undefined) return
-    this.paceTimer = this.clock.setTimeout(() => {
-      this.paceTimer = undefined
-      if (this.closed) return
-      let i = 0
-      while (i < this.paced.length && this.paceToken()) this.sendToWireGuard(this.paced[i++]!)
-      this.paced.splice(0, i)
-      if (this.paced.length > 0) this.schedulePace()
-    }, 1)
+    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload)) this.drop('wireguard_backlog')
   }
 
   private sendToWireGuard(payload: Buffer): void {
+    if (this.closed) return
     const wg = this.opts.wireGuardPort()
     if (wg === 0) return this.drop('no_wireguard_port')
     this.socket.send(payload, wg, LOOPBACK)
@@ -336,9 +384,8 @@ export class PeerShim {
     this.closed = true
     if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
     if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
-    if (this.paceTimer !== undefined) this.clock.clearTimeout(this.paceTimer)
+    this.pacer.forget(this)
     this.held = []
-    this.paced = []
     this.pending = []
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
