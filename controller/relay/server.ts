@@ -8,8 +8,11 @@
  * across networks, and the sender learns nothing (no error frame, no close).
  *
  * Batches (shared/relay/frame.ts): a node that sent RELAY_BATCH_HEADER at the upgrade gets the
- * same header back and may receive batches; a batch goes on as one batch to such a node (its
- * packets unchanged, under the sender's id), and as one data frame per packet to any other.
+ * same header back and may receive batches. Packets are not sent as they are read: what one turn
+ * of the event loop read for a receiver from one sender (a socket read holds many messages under
+ * load) leaves at the end of that turn (setImmediate), in batches of up to RELAY_MAX_BATCH_BYTES
+ * to a node that takes them, one data frame per packet to any other. The backlog cap counts
+ * these queued packets too.
  *
  * Bad input: every message pays the sender's token buckets (its bytes, and one packet) BEFORE
  * it is parsed, so garbage costs a flooding node its own budget; the other packets of a batch
@@ -36,12 +39,15 @@ import {Counter, Gauge, Registry} from 'prom-client'
 import {WebSocketServer, type RawData, type WebSocket} from 'ws'
 import {
   decodeRelayMessage,
+  encodeRelayBatch,
   isRelayPeerId,
   RELAY_BATCH_HEADER,
   RELAY_CLOSE,
   RELAY_FRAME_BATCH,
-  RELAY_FRAME_DATA,
+  RELAY_MAX_BATCH_BYTES,
+  RELAY_MAX_BATCH_PACKETS,
   RELAY_MAX_PAYLOAD,
+  relayBatchBytes,
   relayFrameHeader,
   relayMaxMessageBytes,
 } from '../../shared/relay/frame.js'
@@ -165,6 +171,9 @@ interface Conn {
   readonly batchIn: boolean
   buckets: Buckets
   alive: boolean
+  /** Packets for this node not sent yet (they go at the end of this event-loop turn), by sender. */
+  pending: Map<Conn, Buffer[]>
+  pendingBytes: number
 }
 
 /** Connected nodes of one network, and its metric children (label lookups done once). */
@@ -195,6 +204,9 @@ export class RelayServer extends EventEmitter<{
   private readonly log: RelayLog
   private readonly pinger: NodeJS.Timeout
   private closing = false
+  /** Receivers with packets queued this turn, and the flush that sends them. */
+  private readonly dirty = new Set<Conn>()
+  private flushHandle: NodeJS.Immediate | undefined = undefined
 
   constructor(private readonly opts: RelayServerOptions) {
     super()
@@ -277,6 +289,8 @@ export class RelayServer extends EventEmitter<{
         ? old.buckets
         : {packets: this.limits.packetBurst, bytes: this.limits.byteBurst, at: this.now()},
       alive: true,
+      pending: new Map(),
+      pendingBytes: 0,
     }
     if (old) {
       this.detach(old)
@@ -343,26 +357,69 @@ export class RelayServer extends EventEmitter<{
     if (!dst || dst === conn)
       return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown', n)
     if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown', n)
-    if (dst.ws.bufferedAmount > this.limits.maxBacklogBytes) return this.drop(conn, 'backlog', n)
+    if (dst.ws.bufferedAmount + dst.pendingBytes > this.limits.maxBacklogBytes)
+      return this.drop(conn, 'backlog', n)
+    let list = dst.pending.get(conn)
+    if (!list) dst.pending.set(conn, (list = []))
+    for (let i = 0; i < n; i++) {
+      list.push(payloads[i]!)
+      dst.pendingBytes += payloads[i]!.length
+    }
+    this.dirty.add(dst)
+    this.flushHandle ??= setImmediate(() => this.flush())
+  }
+
+  /**
+   * Sends what this turn of the event loop queued, per receiver and sender: one batch per
+   * RELAY_MAX_BATCH_BYTES to a node that takes batches, one data frame per packet to any other.
+   * Messages read together (a socket read holds many) thus leave together, in fewer messages and
+   * writes than arrived.
+   */
+  private flush(): void {
+    this.flushHandle = undefined
+    const dirty = [...this.dirty]
+    this.dirty.clear()
+    for (const dst of dirty) {
+      const pending = dst.pending
+      dst.pending = new Map()
+      dst.pendingBytes = 0
+      const open = dst.ws.readyState === dst.ws.OPEN && dst.net.nodes.get(dst.id.nodeId) === dst
+      for (const [src, packets] of pending)
+        if (open) this.send(dst, src, packets)
+        else this.drop(src, 'unknown', packets.length)
+    }
+  }
+
+  private send(dst: Conn, src: Conn, packets: Buffer[]): void {
     let bytes = 0
-    if (msg.type === RELAY_FRAME_DATA) {
-      bytes = payloads[0]!.length
-      dst.ws.send(Buffer.concat([conn.header, payloads[0]!], conn.header.length + bytes))
-    } else if (dst.batchIn && n > 1) {
-      // The entries unchanged, up to the end of the last one that paid, under the sender's id.
-      const last = payloads[n - 1]!
-      const end = last.byteOffset - buf.byteOffset + last.length
-      const body = buf.subarray(msg.bodyAt, end)
-      for (let i = 0; i < n; i++) bytes += payloads[i]!.length
-      dst.ws.send(Buffer.concat([conn.batchHeader, body], conn.batchHeader.length + body.length))
-    } else
-      for (let i = 0; i < n; i++) {
-        const p = payloads[i]!
-        bytes += p.length
-        dst.ws.send(Buffer.concat([conn.header, p], conn.header.length + p.length))
+    const maxPayload = this.limits.maxPayload
+    const one = (p: Buffer) => dst.ws.send(Buffer.concat([src.header, p], src.header.length + p.length))
+    if (!dst.batchIn) for (const p of packets) one(p)
+    else {
+      const idBytes = src.id.nodeId.length
+      let chunk: Buffer[] = []
+      let chunkBytes = 0
+      const out = () => {
+        if (chunk.length === 1) one(chunk[0]!)
+        else if (chunk.length > 1)
+          dst.ws.send(encodeRelayBatch(src.id.nodeId, chunk, {header: src.batchHeader, maxPayload}))
+        chunk = []
+        chunkBytes = 0
       }
-    conn.net.packets.inc(n)
-    conn.net.bytes.inc(bytes)
+      for (const p of packets) {
+        if (
+          chunk.length === RELAY_MAX_BATCH_PACKETS ||
+          relayBatchBytes(idBytes, chunk.length + 1, chunkBytes + p.length) > RELAY_MAX_BATCH_BYTES
+        )
+          out()
+        chunk.push(p)
+        chunkBytes += p.length
+      }
+      out()
+    }
+    for (const p of packets) bytes += p.length
+    src.net.packets.inc(packets.length)
+    src.net.bytes.inc(bytes)
   }
 
   /** Takes one packet of `size` bytes from the sender's buckets; false when over either rate. */
@@ -427,6 +484,9 @@ export class RelayServer extends EventEmitter<{
   async close(): Promise<void> {
     this.closing = true
     clearInterval(this.pinger)
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
+    this.flushHandle = undefined
+    this.dirty.clear()
     const closed: Promise<void>[] = []
     for (const net of [...this.nets.values()])
       for (const conn of [...net.nodes.values()]) {
