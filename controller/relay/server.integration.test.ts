@@ -1,7 +1,7 @@
 import {once} from 'node:events'
 import {connect, type Socket} from 'node:net'
 import {afterEach, describe, expect, it} from 'vitest'
-import {RELAY_CLOSE, RELAY_MAX_PAYLOAD} from '../../shared/relay/frame.js'
+import {RELAY_CLOSE, RELAY_MAX_BATCH_BYTES, RELAY_MAX_PAYLOAD} from '../../shared/relay/frame.js'
 import type {RelayDrop, RelayDropReason, RelayServer} from './server.js'
 import {
   connectRelay,
@@ -37,8 +37,8 @@ async function start(opts: Parameters<typeof startTestRelay>[1] = {}): Promise<T
   return env
 }
 
-async function join(credential: string | undefined): Promise<RelayTestClient> {
-  const c = await connectRelay(env!.url, credential)
+async function join(credential: string | undefined, opts: {batch?: boolean} = {}): Promise<RelayTestClient> {
+  const c = await connectRelay(env!.url, credential, opts)
   clients.push(c)
   return c
 }
@@ -265,9 +265,9 @@ describe('relay server', () => {
     const a = await join('cred-a')
     const b = await join('cred-b')
     const e = await join('cred-e')
-    e.sendRaw(
-      Buffer.concat([Buffer.from([1, 4]), Buffer.from('nd_b'), Buffer.alloc(RELAY_MAX_PAYLOAD + 101)]),
-    )
+    // Over the largest message of the protocol (a full batch); a data frame over maxPayload but
+    // within that is only dropped as malformed.
+    e.sendRaw(Buffer.concat([Buffer.from([2, 4]), Buffer.from('nd_b'), Buffer.alloc(RELAY_MAX_BATCH_BYTES)]))
     expect((await e.closed).code).toBe(1009)
     // Raw garbage in place of WebSocket framing (an unmasked client frame, then junk).
     const raw = await rawUpgrade(port(), 'cred-f')
@@ -286,6 +286,115 @@ describe('relay server', () => {
     a.send('nd_b', 'still here')
     expect((await b.next()).payload.toString()).toBe('still here')
     expect(env!.relay.connections).toBe(2)
+  })
+
+  it('a batch reaches a node that takes batches as one batch, and any other as one frame per packet, in order', async () => {
+    await start()
+    const a = await join('cred-a', {batch: true})
+    const b = await join('cred-b', {batch: true})
+    const e = await join('cred-e')
+    expect([a.batchAccepted, b.batchAccepted, e.batchAccepted]).toEqual([true, true, false])
+    a.sendBatch('nd_b', ['one', 'two', 'three'])
+    a.sendBatch('nd_e', ['four', 'five'])
+    a.send('nd_b', 'six')
+    await b.count(4)
+    await e.count(2)
+    expect(b.frames.map((f) => [f.peerId, f.payload.toString()])).toEqual([
+      ['nd_a', 'one'],
+      ['nd_a', 'two'],
+      ['nd_a', 'three'],
+      ['nd_a', 'six'],
+    ])
+    // The batch arrives as a batch ('six' may join it when the relay read both together).
+    expect(b.messageTypes[0]).toBe(2)
+    expect(b.messageTypes.length).toBeLessThanOrEqual(2)
+    expect(e.frames.map((f) => [f.peerId, f.payload.toString()])).toEqual([
+      ['nd_a', 'four'],
+      ['nd_a', 'five'],
+    ])
+    expect(e.messageTypes).toEqual([1, 1])
+    expect(await metricValue(env!.relay.metrics.packets, {network: 'n1'})).toBe(6)
+    expect(await metricValue(env!.relay.metrics.bytes, {network: 'n1'})).toBe(3 + 3 + 5 + 4 + 4 + 3)
+  })
+
+  it('packets read together leave together: data frames from a plain node reach a node that takes batches in fewer messages, in order', async () => {
+    await start()
+    const a = await join('cred-a')
+    const b = await join('cred-b', {batch: true})
+    const e = await join('cred-e')
+    for (let i = 0; i < 50; i++) a.send('nd_b', `p ${i}`)
+    for (let i = 0; i < 50; i++) a.send('nd_e', `q ${i}`)
+    await b.count(50)
+    await e.count(50)
+    expect(b.frames.map((f) => [f.peerId, f.payload.toString()])).toEqual(
+      Array.from({length: 50}, (_, i) => ['nd_a', `p ${i}`]),
+    )
+    expect(b.messageTypes.length).toBeLessThan(50)
+    // A node that did not announce batches still gets one data frame per packet.
+    expect(e.frames.map((f) => f.payload.toString())).toEqual(Array.from({length: 50}, (_, i) => `q ${i}`))
+    expect(e.messageTypes).toEqual(Array(50).fill(1))
+    expect(await metricValue(env!.relay.metrics.packets, {network: 'n1'})).toBe(100)
+  })
+
+  it('a batch to another network, a forged id or itself is dropped whole; every packet is counted', async () => {
+    await start()
+    const a = await join('cred-a', {batch: true})
+    const b = await join('cred-b', {batch: true})
+    const c = await join('cred-c', {batch: true})
+    a.sendBatch('nd_c', ['x', 'y', 'z'])
+    a.sendBatch('nd_forged', ['x', 'y'])
+    a.sendBatch('nd_a', ['x'])
+    c.sendBatch('nd_b', ['from another network', 'again'])
+    a.send('nd_b', 'marker')
+    expect((await b.next()).payload.toString()).toBe('marker')
+    c.sendBatch('nd_c', ['to itself'])
+    c.send('nd_a', 'n2 to n1')
+    // c's messages are decided in order: once d has c's marker, all of c's earlier ones were.
+    const d = await join('cred-d', {batch: true})
+    c.sendBatch('nd_d', ['marker 2'])
+    expect((await d.next()).payload.toString()).toBe('marker 2')
+    b.sendBatch('nd_a', ['from b'])
+    expect((await a.next()).payload.toString()).toBe('from b')
+    expect(a.frames).toHaveLength(1)
+    expect(b.frames).toHaveLength(1)
+    expect(c.frames).toHaveLength(0)
+    expect(await dropped('n1', 'foreign')).toBe(3)
+    expect(await dropped('n1', 'unknown')).toBe(3)
+    expect(await dropped('n2', 'foreign')).toBe(3)
+    expect(await dropped('n2', 'unknown')).toBe(1)
+  })
+
+  it('the packet budget counts every packet of a batch: the first ones go on, the rest are dropped', async () => {
+    const {relay} = await start({now: () => 0, limits: {packetsPerSecond: 1, packetBurst: 5}})
+    const a = await join('cred-a', {batch: true})
+    const b = await join('cred-b', {batch: true})
+    const limited = drops(relay, 'rate', 1)
+    a.sendBatch(
+      'nd_b',
+      Array.from({length: 8}, (_, i) => `p${i}`),
+    )
+    await b.count(5)
+    await limited
+    expect(b.frames.map((f) => f.payload.toString())).toEqual(['p0', 'p1', 'p2', 'p3', 'p4'])
+    expect(b.messageTypes).toEqual([2])
+    expect(await dropped('n1', 'rate')).toBe(3)
+    // The budget is spent: the next batch pays its first packet before decoding and is dropped.
+    a.sendBatch('nd_b', ['late'])
+    await drops(relay, 'rate', 1)
+    expect(await dropped('n1', 'rate')).toBe(4)
+  })
+
+  it('a batch with one bad entry is dropped whole as malformed', async () => {
+    const {relay} = await start()
+    const a = await join('cred-a', {batch: true})
+    const b = await join('cred-b', {batch: true})
+    const bad = drops(relay, 'malformed', 1)
+    // Two good entries, then one whose length runs past the end.
+    a.sendRaw(Buffer.from([2, 4, 0x6e, 0x64, 0x5f, 0x62, 0, 1, 0x61, 0, 1, 0x62, 0, 9, 0x63]))
+    await bad
+    a.sendBatch('nd_b', ['after'])
+    expect((await b.next()).payload.toString()).toBe('after')
+    expect(b.frames).toHaveLength(1)
   })
 
   it('disconnect() closes a removed node with 4403; close() closes everyone with 1001', async () => {

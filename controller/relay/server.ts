@@ -7,8 +7,17 @@
  * forged, or a node of another network) is dropped and counted; nothing is ever delivered
  * across networks, and the sender learns nothing (no error frame, no close).
  *
- * Bad input: every frame pays the sender's token buckets (packets/s, bytes/s) BEFORE it is
- * parsed, so garbage costs a flooding node its own budget. A malformed frame (text, bad type,
+ * Batches (shared/relay/frame.ts): a node that sent RELAY_BATCH_HEADER at the upgrade gets the
+ * same header back and may receive batches. Packets are not sent as they are read: what one turn
+ * of the event loop read for a receiver from one sender (a socket read holds many messages under
+ * load) leaves at the end of that turn (setImmediate), in batches of up to RELAY_MAX_BATCH_BYTES
+ * to a node that takes them, one data frame per packet to any other. The backlog cap counts
+ * these queued packets too.
+ *
+ * Bad input: every message pays the sender's token buckets (its bytes, and one packet) BEFORE
+ * it is parsed, so garbage costs a flooding node its own budget; the other packets of a batch
+ * pay once it is decoded, and those over the packets/s budget are dropped ("rate"), the first
+ * ones going on. A malformed frame (text, bad type,
  * bad id, empty or oversize payload) is dropped and counted, never answered with a close: one
  * corrupt packet must not cut a node's relayed sessions to all its peers. A message over the
  * WebSocket limit (header + maxPayload) is a protocol violation: ws closes that socket with 1009.
@@ -29,13 +38,18 @@ import type {Duplex} from 'node:stream'
 import {Counter, Gauge, Registry} from 'prom-client'
 import {WebSocketServer, type RawData, type WebSocket} from 'ws'
 import {
-  decodeRelayFrame,
-  encodeRelayFrame,
+  decodeRelayMessage,
+  encodeRelayBatch,
   isRelayPeerId,
+  RELAY_BATCH_HEADER,
   RELAY_CLOSE,
+  RELAY_FRAME_BATCH,
+  RELAY_MAX_BATCH_BYTES,
+  RELAY_MAX_BATCH_PACKETS,
   RELAY_MAX_PAYLOAD,
+  relayBatchBytes,
   relayFrameHeader,
-  relayMaxFrameBytes,
+  relayMaxMessageBytes,
 } from '../../shared/relay/frame.js'
 
 export interface RelayIdentity {
@@ -150,10 +164,16 @@ interface Conn {
   readonly ws: WebSocket
   readonly id: RelayIdentity
   readonly net: Net
-  /** The frame header with this node as source, prefixed to every packet it sends. */
+  /** The frame headers (data, batch) with this node as source, prefixed to what it sends. */
   readonly header: Buffer
+  readonly batchHeader: Buffer
+  /** Whether this node takes batches (it announced them at the upgrade). */
+  readonly batchIn: boolean
   buckets: Buckets
   alive: boolean
+  /** Packets for this node not sent yet (they go at the end of this event-loop turn), by sender. */
+  pending: Map<Conn, Buffer[]>
+  pendingBytes: number
 }
 
 /** Connected nodes of one network, and its metric children (label lookups done once). */
@@ -184,6 +204,9 @@ export class RelayServer extends EventEmitter<{
   private readonly log: RelayLog
   private readonly pinger: NodeJS.Timeout
   private closing = false
+  /** Receivers with packets queued this turn, and the flush that sends them. */
+  private readonly dirty = new Set<Conn>()
+  private flushHandle: NodeJS.Immediate | undefined = undefined
 
   constructor(private readonly opts: RelayServerOptions) {
     super()
@@ -195,7 +218,11 @@ export class RelayServer extends EventEmitter<{
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: relayMaxFrameBytes(this.limits.maxPayload),
+      maxPayload: relayMaxMessageBytes(this.limits.maxPayload),
+    })
+    // Tell a client that announced batches that this relay takes and sends them.
+    this.wss.on('headers', (headers, req) => {
+      if (req.headers[RELAY_BATCH_HEADER] === '1') headers.push(`${RELAY_BATCH_HEADER}: 1`)
     })
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
     this.pinger.unref()
@@ -243,12 +270,12 @@ export class RelayServer extends EventEmitter<{
           ws.close(RELAY_CLOSE.UNAUTHENTICATED, 'NODE_CREDENTIAL_INVALID')
           return
         }
-        this.attach(ws, {nodeId: id.nodeId, networkId: id.networkId})
+        this.attach(ws, {nodeId: id.nodeId, networkId: id.networkId}, req.headers[RELAY_BATCH_HEADER] === '1')
       })
     })
   }
 
-  private attach(ws: WebSocket, id: RelayIdentity): void {
+  private attach(ws: WebSocket, id: RelayIdentity, batchIn: boolean): void {
     const net = this.net(id.networkId)
     const old = net.nodes.get(id.nodeId)
     const conn: Conn = {
@@ -256,10 +283,14 @@ export class RelayServer extends EventEmitter<{
       id,
       net,
       header: relayFrameHeader(id.nodeId),
+      batchHeader: relayFrameHeader(id.nodeId, RELAY_FRAME_BATCH),
+      batchIn,
       buckets: old
         ? old.buckets
         : {packets: this.limits.packetBurst, bytes: this.limits.byteBurst, at: this.now()},
       alive: true,
+      pending: new Map(),
+      pendingBytes: 0,
     }
     if (old) {
       this.detach(old)
@@ -312,23 +343,83 @@ export class RelayServer extends EventEmitter<{
     const buf = data as Buffer
     if (!this.take(conn, buf.length)) return this.drop(conn, 'rate')
     if (!isBinary) return this.drop(conn, 'malformed')
-    let peerId: string
-    let payload: Buffer
+    let msg: ReturnType<typeof decodeRelayMessage>
     try {
-      ;({peerId, payload} = decodeRelayFrame(buf, {maxPayload: this.limits.maxPayload}))
+      msg = decodeRelayMessage(buf, {maxPayload: this.limits.maxPayload})
     } catch {
       return this.drop(conn, 'malformed')
     }
+    const {peerId, payloads} = msg
+    // The first packet paid before decoding; the others pay now, and those over budget drop.
+    const n = 1 + this.takePackets(conn, payloads.length - 1)
+    if (n < payloads.length) this.drop(conn, 'rate', payloads.length - n)
     const dst = conn.net.nodes.get(peerId)
     if (!dst || dst === conn)
-      return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown')
-    if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown')
-    if (dst.ws.bufferedAmount > this.limits.maxBacklogBytes) return this.drop(conn, 'backlog')
-    dst.ws.send(
-      encodeRelayFrame(conn.id.nodeId, payload, {header: conn.header, maxPayload: this.limits.maxPayload}),
-    )
-    conn.net.packets.inc()
-    conn.net.bytes.inc(payload.length)
+      return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown', n)
+    if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown', n)
+    if (dst.ws.bufferedAmount + dst.pendingBytes > this.limits.maxBacklogBytes)
+      return this.drop(conn, 'backlog', n)
+    let list = dst.pending.get(conn)
+    if (!list) dst.pending.set(conn, (list = []))
+    for (let i = 0; i < n; i++) {
+      list.push(payloads[i]!)
+      dst.pendingBytes += payloads[i]!.length
+    }
+    this.dirty.add(dst)
+    this.flushHandle ??= setImmediate(() => this.flush())
+  }
+
+  /**
+   * Sends what this turn of the event loop queued, per receiver and sender: one batch per
+   * RELAY_MAX_BATCH_BYTES to a node that takes batches, one data frame per packet to any other.
+   * Messages read together (a socket read holds many) thus leave together, in fewer messages and
+   * writes than arrived.
+   */
+  private flush(): void {
+    this.flushHandle = undefined
+    const dirty = [...this.dirty]
+    this.dirty.clear()
+    for (const dst of dirty) {
+      const pending = dst.pending
+      dst.pending = new Map()
+      dst.pendingBytes = 0
+      const open = dst.ws.readyState === dst.ws.OPEN && dst.net.nodes.get(dst.id.nodeId) === dst
+      for (const [src, packets] of pending)
+        if (open) this.send(dst, src, packets)
+        else this.drop(src, 'unknown', packets.length)
+    }
+  }
+
+  private send(dst: Conn, src: Conn, packets: Buffer[]): void {
+    let bytes = 0
+    const maxPayload = this.limits.maxPayload
+    const one = (p: Buffer) => dst.ws.send(Buffer.concat([src.header, p], src.header.length + p.length))
+    if (!dst.batchIn) for (const p of packets) one(p)
+    else {
+      const idBytes = src.id.nodeId.length
+      let chunk: Buffer[] = []
+      let chunkBytes = 0
+      const out = () => {
+        if (chunk.length === 1) one(chunk[0]!)
+        else if (chunk.length > 1)
+          dst.ws.send(encodeRelayBatch(src.id.nodeId, chunk, {header: src.batchHeader, maxPayload}))
+        chunk = []
+        chunkBytes = 0
+      }
+      for (const p of packets) {
+        if (
+          chunk.length === RELAY_MAX_BATCH_PACKETS ||
+          relayBatchBytes(idBytes, chunk.length + 1, chunkBytes + p.length) > RELAY_MAX_BATCH_BYTES
+        )
+          out()
+        chunk.push(p)
+        chunkBytes += p.length
+      }
+      out()
+    }
+    for (const p of packets) bytes += p.length
+    src.net.packets.inc(packets.length)
+    src.net.bytes.inc(bytes)
   }
 
   /** Takes one packet of `size` bytes from the sender's buckets; false when over either rate. */
@@ -346,8 +437,18 @@ export class RelayServer extends EventEmitter<{
     return true
   }
 
-  private drop(conn: Conn, reason: RelayDropReason): void {
-    conn.net.dropped[reason].inc()
+  /** Takes up to `count` more packets (bytes were paid with the message); how many it could. */
+  private takePackets(conn: Conn, count: number): number {
+    if (count <= 0) return 0
+    const b = conn.buckets
+    const n = Math.min(count, Math.floor(b.packets))
+    b.packets -= n
+    return n
+  }
+
+  private drop(conn: Conn, reason: RelayDropReason, n = 1): void {
+    if (n <= 0) return
+    conn.net.dropped[reason].inc(n)
     if (this.listenerCount('drop') > 0)
       this.emit('drop', {networkId: conn.id.networkId, nodeId: conn.id.nodeId, reason})
   }
@@ -383,6 +484,9 @@ export class RelayServer extends EventEmitter<{
   async close(): Promise<void> {
     this.closing = true
     clearInterval(this.pinger)
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
+    this.flushHandle = undefined
+    this.dirty.clear()
     const closed: Promise<void>[] = []
     for (const net of [...this.nets.values()])
       for (const conn of [...net.nodes.values()]) {

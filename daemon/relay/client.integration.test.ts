@@ -1,14 +1,17 @@
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {once} from 'node:events'
 import {afterEach, describe, expect, it} from 'vitest'
+import type {AddressInfo} from 'node:net'
+import {WebSocketServer} from 'ws'
 import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
-import {RELAY_CLOSE} from '../../shared/relay/frame.js'
+import {decodeRelayFrame, RELAY_BATCH_HEADER, RELAY_CLOSE} from '../../shared/relay/frame.js'
 import {backoffDelay, RelayClient, type RelayClientOptions} from './client.js'
-import type {ShimClock} from './shim.js'
+import {PACE, type ShimClock} from './shim.js'
 
 const CREDS = {
   'cred-a': {nodeId: 'nd_a', networkId: 'n1'},
   'cred-b': {nodeId: 'nd_b', networkId: 'n1'},
+  'cred-c': {nodeId: 'nd_c', networkId: 'n1'},
 }
 
 /** A plain UDP socket standing in for a WireGuard listen port; queues what it receives. */
@@ -115,6 +118,69 @@ describe('relay client and peer shims', () => {
     expect((await a.shimFor('nd_b')).port).toBe(shimAB.port)
   })
 
+  it('a burst from WireGuard leaves in batches and arrives whole and in order', async () => {
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA)
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    const shim = await a.shimFor('nd_b')
+    // 300 datagrams land in the shim's socket before the loop reads it: read 32 at a time.
+    for (let i = 0; i < 300; i++) wgA.sendTo(shim.port, `data ${i}`)
+    await b.count(300)
+    expect(b.frames.map((f) => f.payload.toString())).toEqual(
+      Array.from({length: 300}, (_, i) => `data ${i}`),
+    )
+    expect(b.frames.every((f) => f.peerId === 'nd_a')).toBe(true)
+    expect(b.messageTypes.length).toBeLessThan(300)
+    expect(b.messageTypes).toContain(2)
+    expect(a.stats('nd_b')).toMatchObject({toRelayPackets: 300})
+    // And a batch from the relay reaches WireGuard packet by packet, in order.
+    b.sendBatch('nd_a', ['back 1', 'back 2', 'back 3'])
+    await wgA.count(3)
+    expect(wgA.got.map((g) => [g.data, g.from])).toEqual([
+      ['back 1', shim.port],
+      ['back 2', shim.port],
+      ['back 3', shim.port],
+    ])
+    await b.close()
+  })
+
+  it('to a relay that does not announce batches, the client sends one data frame per packet', async () => {
+    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+    await once(wss, 'listening')
+    const seen: {peerId: string; data: string}[] = []
+    const headers: (string | undefined)[] = []
+    wss.on('connection', (ws, req) => {
+      headers.push(req.headers[RELAY_BATCH_HEADER] as string | undefined)
+      ws.on('message', (data) => {
+        const f = decodeRelayFrame(data as Buffer)
+        seen.push({peerId: f.peerId, data: f.payload.toString()})
+        wss.emit('seen')
+      })
+    })
+    try {
+      const wg = await fakeWireGuard()
+      const {port} = wss.address() as AddressInfo
+      const c = new RelayClient({
+        controller: `http://127.0.0.1:${port}`,
+        credential: 'x',
+        wireGuardPort: wg.port,
+      })
+      relayClients.push(c)
+      await c.whenOpen()
+      const shim = await c.shimFor('nd_b')
+      for (let i = 0; i < 100; i++) wg.sendTo(shim.port, `p ${i}`)
+      while (seen.length < 100) await once(wss, 'seen')
+      expect(seen).toEqual(Array.from({length: 100}, (_, i) => ({peerId: 'nd_b', data: `p ${i}`})))
+      expect(headers).toEqual(['1'])
+      await c.close()
+    } finally {
+      for (const ws of wss.clients) ws.terminate()
+      wss.close()
+    }
+  })
+
   it("datagrams to a shim from anything but WireGuard's port are dropped", async () => {
     const {a, wgA, wgB, shimAB} = await pair()
     const intruder = await fakeWireGuard()
@@ -178,6 +244,96 @@ describe('relay client and peer shims', () => {
     await held
     clock.advance(50)
     expect(b.stats('nd_a')).toMatchObject({mode: 'drop', held: 0})
+  })
+
+  it('packets to WireGuard are paced: a burst beyond PACE.burst waits in order for the next millisecond', async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    await a.shimFor('nd_b')
+    // One batch of 210 packets: the shim takes all of them in one turn of the loop.
+    const batch = (from: number, n: number) => Array.from({length: n}, (_, i) => `p ${from + i}`)
+    b.sendBatch('nd_a', batch(0, 210))
+    await wgA.count(PACE.burst)
+    expect(a.stats('nd_b')).toMatchObject({toWireGuardPackets: PACE.burst, paced: 210 - PACE.burst})
+    // Each millisecond lets PACE.perMs more go: 64 + 64 + 64 + 18.
+    clock.advance(1)
+    await wgA.count(PACE.burst + PACE.perMs)
+    expect(a.stats('nd_b')!.paced).toBe(210 - PACE.burst - PACE.perMs)
+    clock.advance(1)
+    await wgA.count(PACE.burst + 2 * PACE.perMs)
+    clock.advance(1)
+    await wgA.count(210)
+    expect(wgA.got.map((g) => g.data)).toEqual(batch(0, 210))
+    expect(a.stats('nd_b')).toMatchObject({paced: 0, dropped: {wireguard_backlog: 0}})
+    await b.close()
+  })
+
+  it('packets waiting for WireGuard are bounded by PACE.maxQueued; the excess is dropped and counted', async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    await a.shimFor('nd_b')
+    const over = 12
+    const total = PACE.burst + PACE.maxQueued + over
+    let backlogDrops = 0
+    const dropped = new Promise<void>((resolve) =>
+      a.on('drop', (d) => d.reason === 'wireguard_backlog' && ++backlogDrops === over && resolve()),
+    )
+    for (let sent = 0; sent < total; sent += 200)
+      b.sendBatch(
+        'nd_a',
+        Array.from({length: Math.min(200, total - sent)}, (_, i) => `p ${sent + i}`),
+      )
+    await dropped
+    expect(a.stats('nd_b')).toMatchObject({paced: PACE.maxQueued, dropped: {wireguard_backlog: over}})
+    await b.close()
+  })
+
+  it("all shims of a client share one pace budget and one bound (WireGuard's socket is one); each peer keeps its order", async () => {
+    const clock = new ManualClock()
+    env = await startTestRelay(CREDS)
+    const wgA = await fakeWireGuard()
+    const a = client('cred-a', wgA, {clock})
+    await a.whenOpen()
+    const b = await connectRelay(env.url, 'cred-b', {batch: true})
+    const c = await connectRelay(env.url, 'cred-c', {batch: true})
+    const fromB = await a.shimFor('nd_b')
+    const fromC = await a.shimFor('nd_c')
+    const packets = (tag: string, from: number, n: number) =>
+      Array.from({length: n}, (_, i) => `${tag} ${from + i}`)
+    // c's 100: the budget's 64 go, 36 wait.
+    c.sendBatch('nd_a', packets('c', 0, 100))
+    await wgA.count(PACE.burst)
+    // b's 1000 find the budget spent: they wait too, up to the bound shared with c's 36.
+    const over = 100 - PACE.burst + 1000 - PACE.maxQueued
+    let drops = 0
+    const dropped = new Promise<void>((resolve) =>
+      a.on(
+        'drop',
+        (d) => d.reason === 'wireguard_backlog' && d.peerId === 'nd_b' && ++drops === over && resolve(),
+      ),
+    )
+    for (let i = 0; i < 1000; i += 250) b.sendBatch('nd_a', packets('b', i, 250))
+    await dropped
+    expect(a.stats('nd_c')!.paced).toBe(100 - PACE.burst)
+    expect(a.stats('nd_b')).toMatchObject({paced: 1000 - over, dropped: {wireguard_backlog: over}})
+    // A millisecond at a time (the fake WireGuard's socket buffer is the kernel default too).
+    for (let ms = 1; ms <= PACE.maxQueued / PACE.perMs; ms++) {
+      clock.advance(1)
+      await wgA.count(PACE.burst + ms * PACE.perMs)
+    }
+    const got = (port: number) => wgA.got.filter((g) => g.from === port).map((g) => g.data)
+    expect(got(fromC.port)).toEqual(packets('c', 0, 100))
+    expect(got(fromB.port)).toEqual(packets('b', 0, 1000 - over))
+    expect([a.stats('nd_b')!.paced, a.stats('nd_c')!.paced]).toEqual([0, 0])
+    await Promise.all([b.close(), c.close()])
   })
 
   it('a frame from the relay for a peer without a shim is dropped and reported', async () => {

@@ -8,8 +8,14 @@
  * in turn) and close(). Shims live across reconnects; while the socket is down their packets
  * to the relay are dropped (WireGuard retransmits its handshakes).
  *
- * Every frame from the relay is decoded strictly (bounded by maxPayload) and handed only to the
- * shim of the peer it names; a frame for a peer without a shim is dropped and reported
+ * Packets go out in batches when the relay announced them at the upgrade (RELAY_BATCH_HEADER;
+ * shared/relay/frame.ts), else one data frame each. Frames are sent with an all-zero WebSocket
+ * mask, which ws then skips (no per-byte XOR here, nor the unmasking at the relay): masking
+ * protects HTTP intermediaries from attacker-chosen bytes, and everything we send is WireGuard
+ * ciphertext, which nobody can choose.
+ *
+ * Every message from the relay is decoded strictly (bounded by maxPayload) and its packets are
+ * handed only to the shim of the peer it names; a frame for a peer without a shim is dropped and reported
  * ('unknownPeer'), so the daemon may decide to relay that peer too.
  *
  * Wiring (daemon/backend.ts): one RelayClient per network the node has joined and whose netmap
@@ -20,16 +26,22 @@
 import {EventEmitter} from 'node:events'
 import WebSocket, {type ClientOptions} from 'ws'
 import {
-  decodeRelayFrame,
+  decodeRelayMessage,
+  encodeRelayBatch,
+  encodeRelayFrame,
+  RELAY_BATCH_HEADER,
   RELAY_CLOSE,
+  RELAY_FRAME_BATCH,
   RELAY_MAX_PAYLOAD,
   RELAY_WS_PATH,
-  relayMaxFrameBytes,
+  relayFrameHeader,
+  relayMaxMessageBytes,
 } from '../../shared/relay/frame.js'
 import {InitiationTieBreak, initiationWinner} from './initiation-tie-break.js'
 import {
   PeerShim,
   systemShimClock,
+  WireGuardPacer,
   type HoldOptions,
   type ShimClock,
   type ShimDropReason,
@@ -106,6 +118,9 @@ export interface RelayClientEvents {
   held: [peerId: string, count: number]
 }
 
+/** ws's generateMask: an all-zero key, which ws does not apply (see the file comment). */
+const zeroMask = (mask: Buffer): void => void mask.fill(0)
+
 export class RelayClient extends EventEmitter<RelayClientEvents> {
   private readonly url: string
   private readonly clock: ShimClock
@@ -113,6 +128,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private readonly maxSendBacklog: number
   private readonly keepaliveMs: number
   private ws: WebSocket | undefined
+  /** Whether the relay of the open socket takes batches. */
+  private batchOut = false
   private wgPort: number
   private attempt = 0
   private retryTimer: unknown = undefined
@@ -120,6 +137,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private lastHeard = 0
   private stopped = false
   private readonly shims = new Map<string, PeerShim>()
+  /** The pace budget of WireGuard's listen socket, shared by every shim of this client. */
+  private readonly pacer: WireGuardPacer
   private readonly opening = new Map<string, Promise<PeerShim>>()
   private readonly clientDrops = {malformed: 0, unknown_peer: 0}
 
@@ -135,6 +154,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.maxSendBacklog = opts.maxSendBacklogBytes ?? 1024 * 1024
     this.keepaliveMs = opts.keepaliveMs ?? 15_000
     this.wgPort = opts.wireGuardPort
+    this.pacer = new WireGuardPacer(this.clock)
     this.connect()
   }
 
@@ -157,15 +177,20 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (this.stopped) return
     const ws = new WebSocket(this.url, {
       ...this.opts.ws,
-      headers: {authorization: `Bearer ${this.opts.credential}`},
-      maxPayload: relayMaxFrameBytes(this.maxPayload),
+      headers: {authorization: `Bearer ${this.opts.credential}`, [RELAY_BATCH_HEADER]: '1'},
+      maxPayload: relayMaxMessageBytes(this.maxPayload),
       perMessageDeflate: false,
       handshakeTimeout: this.opts.ws?.handshakeTimeout ?? 10_000,
       followRedirects: false,
+      generateMask: zeroMask,
     })
     this.ws = ws
+    this.batchOut = false
     ws.binaryType = 'nodebuffer'
     ws.on('error', () => undefined) // a 'close' always follows
+    ws.on('upgrade', (res) => {
+      if (this.ws === ws) this.batchOut = res.headers[RELAY_BATCH_HEADER] === '1'
+    })
     ws.on('open', () => {
       this.attempt = 0
       this.heard()
@@ -224,31 +249,39 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (!isBinary) return this.clientDrop(undefined, 'malformed')
     let peerId: string
-    let payload: Buffer
+    let payloads: Buffer[]
     try {
-      ;({peerId, payload} = decodeRelayFrame(data, {maxPayload: this.maxPayload}))
+      ;({peerId, payloads} = decodeRelayMessage(data, {maxPayload: this.maxPayload}))
     } catch {
       return this.clientDrop(undefined, 'malformed')
     }
     const shim = this.shims.get(peerId)
     if (!shim) {
-      this.clientDrop(peerId, 'unknown_peer')
+      this.clientDrop(peerId, 'unknown_peer', payloads.length)
       this.emit('unknownPeer', peerId)
       return
     }
-    shim.fromRelay(payload)
+    for (const p of payloads) shim.fromRelay(p)
   }
 
-  private clientDrop(peerId: string | undefined, reason: 'malformed' | 'unknown_peer'): void {
-    this.clientDrops[reason]++
+  private clientDrop(peerId: string | undefined, reason: 'malformed' | 'unknown_peer', n = 1): void {
+    this.clientDrops[reason] += n
     if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
   }
 
-  private sendFrame(frame: Buffer): undefined | 'relay_down' | 'relay_backlog' {
+  /** Packets of one peer to the relay: one batch when it takes them, else a data frame each. */
+  private sendPackets(
+    peerId: string,
+    headers: {data: Buffer; batch: Buffer},
+    packets: Buffer[],
+  ): undefined | 'relay_down' | 'relay_backlog' {
     const ws = this.ws
     if (!ws || ws.readyState !== WebSocket.OPEN) return 'relay_down'
     if (ws.bufferedAmount > this.maxSendBacklog) return 'relay_backlog'
-    ws.send(frame)
+    const maxPayload = this.maxPayload
+    if (this.batchOut && packets.length > 1)
+      ws.send(encodeRelayBatch(peerId, packets, {header: headers.batch, maxPayload}))
+    else for (const p of packets) ws.send(encodeRelayFrame(peerId, p, {header: headers.data, maxPayload}))
     return undefined
   }
 
@@ -262,12 +295,14 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (!shim) {
       let opening = this.opening.get(peerId)
       if (!opening) {
+        const headers = {data: relayFrameHeader(peerId), batch: relayFrameHeader(peerId, RELAY_FRAME_BATCH)}
         opening = PeerShim.open(peerId, {
           wireGuardPort: () => this.wgPort,
-          sendFrame: (f) => this.sendFrame(f),
+          sendPackets: (packets) => this.sendPackets(peerId, headers, packets),
           maxPayload: this.maxPayload,
           clock: this.clock,
           hold: this.opts.hold,
+          pacer: this.pacer,
           onDrop: (reason) => {
             if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})
           },

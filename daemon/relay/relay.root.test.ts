@@ -63,17 +63,30 @@ process.stdin.on('data', async () => {
 const CLIENT_SCRIPT = `
 import {RelayClient} from ${JSON.stringify(dist('daemon/relay/client.js'))}
 const e = process.env
-const c = new RelayClient({controller: e.RELAY_URL, credential: e.RELAY_CRED, wireGuardPort: Number(e.WG_PORT)})
+const c = new RelayClient({controller: e.RELAY_URL, credential: e.RELAY_CRED, wireGuardPort: Number(e.WG_PORT), selfId: e.SELF_ID || undefined})
 await c.whenOpen()
 const shim = await c.shimFor(e.PEER_ID)
 console.log(JSON.stringify(shim))
-process.stdin.on('data', () => console.log(JSON.stringify(c.stats(e.PEER_ID))))
+// One answer (the shim's stats) per line: '?' asks, 'hold' and 'deliver' set the shim's mode first.
+let buf = ''
+process.stdin.on('data', (d) => {
+  buf += d.toString()
+  let nl
+  while ((nl = buf.indexOf('\\n')) >= 0) {
+    const cmd = buf.slice(0, nl)
+    buf = buf.slice(nl + 1)
+    if (cmd === 'hold') c.setMode(e.PEER_ID, 'hold', {maxMs: 10000, maxPackets: 64})
+    if (cmd === 'deliver') c.setMode(e.PEER_ID, 'deliver')
+    console.log(JSON.stringify(c.stats(e.PEER_ID)))
+  }
+})
 `
 
 interface LineProc {
   readonly proc: ChildProcess
   next(timeoutMs?: number): Promise<Record<string, unknown>>
   ask(): Promise<Record<string, unknown>>
+  command(cmd: 'hold' | 'deliver'): Promise<Record<string, unknown>>
 }
 
 function startScript(
@@ -120,6 +133,10 @@ function startScript(
       proc.stdin!.write('?\n')
       return next()
     },
+    command: (cmd) => {
+      proc.stdin!.write(`${cmd}\n`)
+      return next()
+    },
   }
 }
 
@@ -129,6 +146,7 @@ describe.skipIf(!canRun)('relay between two wireguard-go peers in namespaces', (
   let relay: LineProc
   const clients: Partial<Record<'a' | 'b', LineProc>> = {}
   const shims: Partial<Record<'a' | 'b', {endpoint: string; port: number}>> = {}
+  const keys: Record<string, {priv: string; pub: string}> = {}
 
   beforeAll(async () => {
     for (const ns of Object.values(NS)) sh('ip', ['netns', 'add', ns])
@@ -159,7 +177,6 @@ describe.skipIf(!canRun)('relay between two wireguard-go peers in namespaces', (
     )
     const {port} = (await relay.next()) as {port: number}
 
-    const keys: Record<string, {priv: string; pub: string}> = {}
     for (const n of ['a', 'b'] as const) {
       const priv = sh('wg', ['genkey']).trim()
       keys[n] = {priv, pub: sh('wg', ['pubkey'], {input: priv}).trim()}
@@ -191,6 +208,7 @@ describe.skipIf(!canRun)('relay between two wireguard-go peers in namespaces', (
           RELAY_CRED: `cred-${n}`,
           WG_PORT: wgPort,
           PEER_ID: IDS[other],
+          SELF_ID: IDS[n],
         },
         procs,
       )
@@ -252,5 +270,42 @@ describe.skipIf(!canRun)('relay between two wireguard-go peers in namespaces', (
     const m = (await relay.ask()) as {packets: number; dropped: number}
     expect(m.packets).toBeGreaterThanOrEqual(46)
     expect(m.dropped).toBe(0)
+  })
+
+  // Both WireGuards initiate and each one's initiation reaches the other only after it sent its
+  // own (the shims hold what the relay brings until both sent): unsettled, each answers the
+  // other's, refuses the answer to its own, and nothing moves until WireGuard's 5 s retry.
+  it('completes a handshake whose initiations cross in the relay long before the 5 s WireGuard retry (one side resends its own)', async () => {
+    const peerArgs = (n: 'a' | 'b') => {
+      const other = n === 'a' ? 'b' : 'a'
+      return ['peer', keys[other]!.pub, 'allowed-ips', `${TUN[other]}/32`, 'endpoint', shims[n]!.endpoint]
+    }
+    const sent = async (n: 'a' | 'b') =>
+      ((await clients[n]!.ask()) as {toRelayPackets: number}).toRelayPackets
+    // Fresh handshake state on both sides.
+    for (const n of ['a', 'b'] as const) {
+      const other = n === 'a' ? 'b' : 'a'
+      sh('wg', ['set', WG[n], 'peer', keys[other]!.pub, 'remove'], {ns: NS[n]})
+      await clients[n]!.command('hold')
+    }
+    // a initiates first (a new peer with a keepalive sends an initiation at once)...
+    const aBefore = await sent('a')
+    sh('wg', ['set', WG.a, ...peerArgs('a'), 'persistent-keepalive', '1'], {ns: NS.a})
+    await waitFor('a to send its initiation', async () => (await sent('a')) > aBefore, 5000, 10)
+    // ...then b, whose WireGuard has not seen a's initiation yet (held in b's shim).
+    const bBefore = await sent('b')
+    sh('wg', ['set', WG.b, ...peerArgs('b'), 'persistent-keepalive', '1'], {ns: NS.b})
+    await waitFor('b to send its initiation', async () => (await sent('b')) > bBefore, 5000, 10)
+    const released = Date.now()
+    for (const n of ['a', 'b'] as const) await clients[n]!.command('deliver')
+    const handshook = (n: 'a' | 'b') =>
+      sh('wg', ['show', WG[n], 'latest-handshakes'], {ns: NS[n]}).trim().split(/\s+/)[1] !== '0'
+    await waitFor('both sides to complete the handshake', () => handshook('a') && handshook('b'), 4000, 20)
+    console.log(`crossing initiations: handshake ${Date.now() - released} ms after the holds ended`)
+    expect(has('ip', ['netns', 'exec', NS.a, 'ping', '-c1', '-W1', TUN.b])).toBe(true)
+    for (const n of ['a', 'b'] as const)
+      sh('wg', ['set', WG[n], 'peer', keys[n === 'a' ? 'b' : 'a']!.pub, 'persistent-keepalive', '0'], {
+        ns: NS[n],
+      })
   })
 })

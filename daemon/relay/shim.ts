@@ -4,9 +4,20 @@
  * WireGuard tells peers apart only by endpoint, so each relayed peer gets its own socket on
  * 127.0.0.1:0, and that address becomes WireGuard's endpoint for the peer:
  *  - a datagram WireGuard sends there (source must be 127.0.0.1:<WireGuard listen port>;
- *    anything else on the machine is dropped) goes to the relay, addressed to the peer;
+ *    anything else on the machine is dropped) goes to the relay, addressed to the peer. The
+ *    datagrams read in one turn of the event loop (libuv reads up to 32 per socket wakeup)
+ *    leave together, in order, at the end of that turn (setImmediate), as one batch of at most
+ *    RELAY_MAX_BATCH_BYTES (shared/relay/frame.ts): a lone packet waits for nothing, and under
+ *    load the relay pays per batch rather than per packet;
  *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
- *    port, so WireGuard sees it coming from the endpoint it has for that peer.
+ *    port, so WireGuard sees it coming from the endpoint it has for that peer. These sends are
+ *    paced (PACE): wireguard-go's socket keeps the kernel's default receive buffer (212,992
+ *    bytes: 92 packets of 1452 bytes), and a daemon that was off the CPU for a few ms finds
+ *    hundreds of relayed packets waiting in its WebSocket and would hand them all over at once;
+ *    what does not fit is lost, and TCP inside the tunnel pays for every loss with a relayed
+ *    round trip. At most PACE.burst packets go at once, then PACE.perMs per millisecond; the
+ *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog). The
+ *    budget belongs to WireGuard's socket: a RelayClient's shims share one WireGuardPacer.
  *
  * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
  * endpoint is this socket):
@@ -20,7 +31,13 @@
  */
 import {createSocket, type RemoteInfo, type Socket} from 'node:dgram'
 import {once} from 'node:events'
-import {encodeRelayFrame, RELAY_MAX_PAYLOAD, relayFrameHeader} from '../../shared/relay/frame.js'
+import {
+  RELAY_MAX_BATCH_BYTES,
+  RELAY_MAX_BATCH_PACKETS,
+  RELAY_MAX_PAYLOAD,
+  relayBatchBytes,
+  relayFrameHeader,
+} from '../../shared/relay/frame.js'
 import type {InitiationTieBreak} from './initiation-tie-break.js'
 
 export type ShimMode = 'deliver' | 'hold' | 'drop'
@@ -37,13 +54,26 @@ export interface HoldOptions {
 export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as const
 
 /**
+ * Pacing of relay -> WireGuard sends (see the file comment). burst 64 fits wireguard-go's
+ * default socket buffer (92 packets of 1452 bytes) with room for what it has not read yet;
+ * 64 per ms refill is 740 Mbit/s of 1452-byte packets, above the relay's own per-node byte
+ * budget (64 MiB/s, ~537 Mbit/s) and what one wireguard-go pair moves on this kind of machine
+ * (~320-520 Mbit/s), so steady traffic never waits. maxQueued 1024 is 16 ms at 64/ms, more than
+ * the 300-420 KB (200-290 packets) seen waiting in a daemon's WebSocket after a stall; a packet
+ * that waits is copied (a view would keep its whole 64 KiB socket read alive), so what waits is
+ * at most 1024 x maxPayload (2 MiB) per WireGuard socket (per RelayClient), however many peers.
+ */
+export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
+
+/**
  * Why a packet did not go through the shim:
  * - foreign_source: a datagram to the shim from anything but WireGuard's listen port;
  * - too_large: a datagram from WireGuard over the relay's payload limit (or empty);
  * - relay_down / relay_backlog: the relay socket is not open, or its send backlog is full;
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
- * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0).
+ * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
+ * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard.
  */
 export type ShimDropReason =
   | 'foreign_source'
@@ -53,6 +83,7 @@ export type ShimDropReason =
   | 'hold_overflow'
   | 'mode_drop'
   | 'no_wireguard_port'
+  | 'wireguard_backlog'
 
 export interface ShimStats {
   mode: ShimMode
@@ -64,6 +95,8 @@ export interface ShimStats {
   toWireGuardBytes: number
   /** Packets held now. */
   held: number
+  /** Packets waiting for their turn to WireGuard (pacing) now. */
+  paced: number
   dropped: Record<ShimDropReason, number>
 }
 
@@ -84,17 +117,96 @@ export const systemShimClock: ShimClock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 }
 
+/**
+ * The pace budget of one WireGuard listen socket, shared by all shims that send to it (a
+ * RelayClient's): the socket buffer it protects is one, however many peers are relayed. One
+ * queue in arrival order keeps each peer's packets in order.
+ */
+export class WireGuardPacer {
+  private queue: {send: (payload: Buffer) => void; payload: Buffer; owner: object}[] = []
+  private head = 0
+  private tokens: number = PACE.burst
+  private at = 0
+  private timer: unknown = undefined
+  private readonly waiting = new Map<object, number>()
+
+  constructor(private readonly clock: ShimClock = systemShimClock) {}
+
+  /**
+   * Sends `payload` with `send` now, or later in order when the budget is spent; false when
+   * PACE.maxQueued packets already wait (the packet is dropped).
+   */
+  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+    if (this.head === this.queue.length && this.token()) {
+      send(payload)
+      return true
+    }
+    if (this.queue.length - this.head >= PACE.maxQueued) return false
+    this.queue.push({send, payload: Buffer.from(payload), owner})
+    this.waiting.set(owner, (this.waiting.get(owner) ?? 0) + 1)
+    this.schedule()
+    return true
+  }
+
+  /** Packets of `owner` waiting now. */
+  waitingFor(owner: object): number {
+    return this.waiting.get(owner) ?? 0
+  }
+
+  /** Forgets what `owner` has waiting (a shim that closed). */
+  forget(owner: object): void {
+    if (!this.waiting.delete(owner)) return
+    this.queue = this.queue.slice(this.head).filter((q) => q.owner !== owner)
+    this.head = 0
+  }
+
+  private token(): boolean {
+    const now = this.clock.now()
+    if (now > this.at) {
+      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
+      this.at = now
+    }
+    if (this.tokens < 1) return false
+    this.tokens--
+    return true
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined) return
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined
+      while (this.head < this.queue.length && this.token()) {
+        const q = this.queue[this.head++]!
+        const n = (this.waiting.get(q.owner) ?? 1) - 1
+        if (n > 0) this.waiting.set(q.owner, n)
+        else this.waiting.delete(q.owner)
+        q.send(q.payload)
+      }
+      if (this.head === this.queue.length) {
+        this.queue = []
+        this.head = 0
+      } else this.schedule()
+    }, 1)
+  }
+}
+
 export interface PeerShimOptions {
   /** WireGuard's listen port on 127.0.0.1 now (0 when unknown: everything is dropped). */
   wireGuardPort(): number
-  /** Hands one encoded frame to the relay; the reason when it could not. */
-  sendFrame(frame: Buffer): undefined | 'relay_down' | 'relay_backlog'
+  /**
+   * Hands packets from WireGuard for this peer (1..RELAY_MAX_BATCH_PACKETS, at most
+   * RELAY_MAX_BATCH_BYTES as a batch) to the relay, in order; the reason when it could not (then
+   * none of them went).
+   */
+  sendPackets(packets: Buffer[]): undefined | 'relay_down' | 'relay_backlog'
   maxPayload?: number
   clock?: ShimClock
   hold?: HoldOptions
   onDrop?(reason: ShimDropReason): void
   /** Called with the number held after each packet is added to a hold. */
   onHeld?(count: number): void
+  /** The pace budget of WireGuard's socket, shared by the shims that send to it; one of its own by default. */
+  pacer?: WireGuardPacer
   /** Settles handshake-initiation races with the peer (daemon/relay/initiation-tie-break.ts). */
   tieBreak?: InitiationTieBreak
 }
@@ -102,7 +214,6 @@ export interface PeerShimOptions {
 const LOOPBACK = '127.0.0.1'
 
 export class PeerShim {
-  private readonly header: Buffer
   private readonly maxPayload: number
   private readonly clock: ShimClock
   private mode: ShimMode = 'deliver'
@@ -110,6 +221,12 @@ export class PeerShim {
   private holdLimit: number = DEFAULT_HOLD.maxPackets
   private holdTimer: unknown = undefined
   private closed = false
+  /** Packets from WireGuard waiting for the end of this event-loop turn, and their bytes. */
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private flushHandle: NodeJS.Immediate | undefined = undefined
+  private readonly pacer: WireGuardPacer
+  private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
   private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
   private readonly drops: Record<ShimDropReason, number> = {
     foreign_source: 0,
@@ -119,6 +236,7 @@ export class PeerShim {
     hold_overflow: 0,
     mode_drop: 0,
     no_wireguard_port: 0,
+    wireguard_backlog: 0,
   }
 
   private constructor(
@@ -127,9 +245,9 @@ export class PeerShim {
     readonly port: number,
     private readonly opts: PeerShimOptions,
   ) {
-    this.header = relayFrameHeader(peerId)
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.clock = opts.clock ?? systemShimClock
+    this.pacer = opts.pacer ?? new WireGuardPacer(this.clock)
     socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
   }
 
@@ -161,7 +279,13 @@ export class PeerShim {
   }
 
   stats(): ShimStats {
-    return {mode: this.mode, ...this.counters, held: this.held.length, dropped: {...this.drops}}
+    return {
+      mode: this.mode,
+      ...this.counters,
+      held: this.held.length,
+      paced: this.pacer.waitingFor(this),
+      dropped: {...this.drops},
+    }
   }
 
   private drop(reason: ShimDropReason, n = 1): void {
@@ -174,13 +298,32 @@ export class PeerShim {
     const wg = this.opts.wireGuardPort()
     if (rinfo.address !== LOOPBACK || wg === 0 || rinfo.port !== wg) return this.drop('foreign_source')
     if (msg.length < 1 || msg.length > this.maxPayload) return this.drop('too_large')
-    const problem = this.opts.sendFrame(
-      encodeRelayFrame(this.peerId, msg, {header: this.header, maxPayload: this.maxPayload}),
+    if (
+      this.pending.length === RELAY_MAX_BATCH_PACKETS ||
+      relayBatchBytes(this.peerId.length, this.pending.length + 1, this.pendingBytes + msg.length) >
+        RELAY_MAX_BATCH_BYTES
     )
-    if (problem) return this.drop(problem)
+      this.flush()
     this.opts.tieBreak?.outgoing(msg)
-    this.counters.toRelayPackets++
-    this.counters.toRelayBytes += msg.length
+    this.pending.push(msg)
+    this.pendingBytes += msg.length
+    this.flushHandle ??= setImmediate(() => {
+      this.flushHandle = undefined
+      this.flush()
+    })
+  }
+
+  /** Sends what WireGuard gave since the last flush, as one batch. */
+  private flush(): void {
+    const packets = this.pending
+    if (packets.length === 0) return
+    const bytes = this.pendingBytes
+    this.pending = []
+    this.pendingBytes = 0
+    const problem = this.opts.sendPackets(packets)
+    if (problem) return this.drop(problem, packets.length)
+    this.counters.toRelayPackets += packets.length
+    this.counters.toRelayBytes += bytes
   }
 
   /** A packet the relay brought from the peer. */
@@ -189,9 +332,8 @@ export class PeerShim {
     const settled = this.opts.tieBreak?.incoming(payload)
     if (settled && !settled.deliver) {
       // Our own initiation goes to the peer again instead (see InitiationTieBreak).
-      this.opts.sendFrame(
-        encodeRelayFrame(this.peerId, settled.resend, {header: this.header, maxPayload: this.maxPayload}),
-      )
+      const problem = this.opts.sendPackets([settled.resend])
+      if (problem) this.drop(problem)
       return
     }
     switch (this.mode) {
@@ -201,12 +343,18 @@ export class PeerShim {
         return this.drop('mode_drop')
       case 'hold':
         if (this.held.length >= this.holdLimit) return this.drop('hold_overflow')
-        this.held.push(payload)
+        // A copy: a view would keep its whole 64 KiB socket read alive for the hold.
+        this.held.push(Buffer.from(payload))
         this.opts.onHeld?.(this.held.length)
     }
   }
 
   private toWireGuard(payload: Buffer): void {
+    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload)) this.drop('wireguard_backlog')
+  }
+
+  private sendToWireGuard(payload: Buffer): void {
+    if (this.closed) return
     const wg = this.opts.wireGuardPort()
     if (wg === 0) return this.drop('no_wireguard_port')
     this.socket.send(payload, wg, LOOPBACK)
@@ -246,7 +394,10 @@ export class PeerShim {
     if (this.closed) return Promise.resolve()
     this.closed = true
     if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
+    this.pacer.forget(this)
     this.held = []
+    this.pending = []
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
 }

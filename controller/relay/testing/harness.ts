@@ -7,8 +7,11 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import WebSocket from 'ws'
 import {
-  decodeRelayFrame,
+  decodeRelayMessage,
+  encodeRelayBatch,
   encodeRelayFrame,
+  RELAY_BATCH_HEADER,
+  RELAY_FRAME_DATA,
   RELAY_WS_PATH,
   type RelayFrame,
 } from '../../../shared/relay/frame.js'
@@ -59,9 +62,15 @@ export async function startTestRelay(
 
 export interface RelayTestClient {
   readonly ws: WebSocket
+  /** Every packet received, one entry per packet (a batch gives several, in order). */
   readonly frames: RelayFrame[]
+  /** The type of every message received (1 data, 2 batch), in order. */
+  readonly messageTypes: number[]
+  /** Whether the relay answered the upgrade with RELAY_BATCH_HEADER. */
+  readonly batchAccepted: boolean
   readonly closed: Promise<{code: number; reason: string}>
   send(peerId: string, payload: Uint8Array | string): void
+  sendBatch(peerId: string, payloads: (Uint8Array | string)[]): void
   sendRaw(data: Buffer | string, binary?: boolean): void
   /** The next frame not yet taken, waiting up to timeoutMs. */
   next(timeoutMs?: number): Promise<RelayFrame>
@@ -70,18 +79,31 @@ export interface RelayTestClient {
   close(): Promise<void>
 }
 
-export async function connectRelay(url: string, credential: string | undefined): Promise<RelayTestClient> {
+/** With `batch`, the client announces batches at the upgrade (RELAY_BATCH_HEADER). */
+export async function connectRelay(
+  url: string,
+  credential: string | undefined,
+  opts: {batch?: boolean} = {},
+): Promise<RelayTestClient> {
   const ws = new WebSocket(url, {
-    headers: credential === undefined ? {} : {authorization: `Bearer ${credential}`},
+    headers: {
+      ...(credential === undefined ? {} : {authorization: `Bearer ${credential}`}),
+      ...(opts.batch ? {[RELAY_BATCH_HEADER]: '1'} : {}),
+    },
   })
   const frames: RelayFrame[] = []
+  const messageTypes: number[] = []
+  let batchAccepted = false
+  ws.on('upgrade', (res) => (batchAccepted = res.headers[RELAY_BATCH_HEADER] === '1'))
   let taken = 0
   const waiters = new Set<() => void>()
   const wake = () => {
     for (const w of [...waiters]) w()
   }
   ws.on('message', (data) => {
-    frames.push(decodeRelayFrame(data as Buffer, {maxPayload: 65535}))
+    const m = decodeRelayMessage(data as Buffer, {maxPayload: 65535})
+    messageTypes.push(m.type)
+    for (const payload of m.payloads) frames.push({type: RELAY_FRAME_DATA, peerId: m.peerId, payload})
     wake()
   })
   ws.on('error', () => undefined)
@@ -121,9 +143,20 @@ export async function connectRelay(url: string, credential: string | undefined):
   return {
     ws,
     frames,
+    messageTypes,
+    get batchAccepted() {
+      return batchAccepted
+    },
     closed,
     send: (peerId, payload) =>
       ws.send(encodeRelayFrame(peerId, typeof payload === 'string' ? Buffer.from(payload) : payload)),
+    sendBatch: (peerId, payloads) =>
+      ws.send(
+        encodeRelayBatch(
+          peerId,
+          payloads.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)),
+        ),
+      ),
     sendRaw: (data, binary = true) => ws.send(data, {binary}),
     async next(timeoutMs = 5000) {
       await waitFor(() => taken < frames.length, 'a frame', timeoutMs)
