@@ -1,0 +1,90 @@
+// Bundles the CLI for start-up speed (run by scripts/build.sh after tsc and the manifest).
+//
+// Unbundled, `mesh status --json` resolves and compiles ~420 module files (oclif alone ~150,
+// zod ~95, undici ~100) before it reaches meshd's socket. esbuild turns every command into one
+// entry point of a code-split ESM bundle in dist/bundle/: each command file, plus the chunks it
+// shares with others, and one copy of @oclif/core for all of them (a second copy would be a
+// second oclif). Modules a command imports lazily (Ink in `status`, the daemon in `daemon run`,
+// the controller in `controller start`) stay lazy: esbuild keeps dynamic import() as a chunk
+// that loads only when that line runs.
+//
+// dist/bundle/ is an oclif root of its own: package.json (the project's, unchanged but for the
+// command dir) and oclif.manifest.json (the checked-in one, paths pointing into the bundle), so
+// oclif discovers commands exactly as it does from dist/cli/commands. bin/mesh.js runs it when
+// it is there and falls back to dist/ otherwise.
+import fs from 'node:fs'
+import path from 'node:path'
+import {build} from 'esbuild'
+
+const root = path.resolve(import.meta.dirname, '..')
+const out = path.join(root, 'dist', 'bundle')
+const pjson = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+const manifest = JSON.parse(fs.readFileSync(path.join(root, 'oclif.manifest.json'), 'utf8'))
+
+// Native addons cannot be bundled: better-sqlite3 loads its .node file by path at run time.
+// react-devtools-core is an optional peer of Ink, imported only under DEV=true; not installed.
+// typescript (9.7 MB) is what oclif's tsconfig reader tries for TypeScript plugins, inside a
+// try/catch; we ship compiled commands, so it stays out.
+const EXTERNAL = ['better-sqlite3', 'react-devtools-core', 'typescript']
+
+// `undici` → the three things mesh takes from it (see scripts/bundle-undici.cjs). The shim's own
+// require('undici/lib/...') resolve normally; undici has no exports map.
+const undiciSlim = {
+  name: 'undici-slim',
+  setup(b) {
+    b.onResolve({filter: /^undici$/}, () => ({path: path.join(root, 'scripts', 'bundle-undici.cjs')}))
+  },
+}
+
+const entryPoints = {oclif: path.join(root, 'scripts', 'bundle-oclif-entry.mjs')}
+const bundledManifest = {...manifest, commands: {}}
+for (const [id, cmd] of Object.entries(manifest.commands)) {
+  // relativePath is [dist, cli, commands, ..., file.js], relative to the root.
+  const rel = cmd.relativePath.slice(3).join('/').replace(/\.js$/, '')
+  entryPoints[`commands/${rel}`] = path.join(root, ...cmd.relativePath)
+  bundledManifest.commands[id] = {...cmd, relativePath: ['commands', ...cmd.relativePath.slice(3)]}
+}
+
+// A fresh directory, renamed into place: a mesh process that starts during the build sees the
+// old bundle or the new one, never half of each.
+const tmp = `${out}.tmp-${process.pid}`
+fs.rmSync(tmp, {recursive: true, force: true})
+const result = await build({
+  entryPoints,
+  outdir: tmp,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node24',
+  external: EXTERNAL,
+  plugins: [undiciSlim],
+  // Dependencies written as CommonJS call require() and read __dirname; ESM has neither.
+  banner: {
+    js: [
+      "import {createRequire as __meshCreateRequire} from 'node:module'",
+      "import {fileURLToPath as __meshFileURLToPath} from 'node:url'",
+      "import {dirname as __meshDirname} from 'node:path'",
+      'const require = __meshCreateRequire(import.meta.url)',
+      'const __filename = __meshFileURLToPath(import.meta.url)',
+      'const __dirname = __meshDirname(__filename)',
+    ].join(';'),
+  },
+  chunkNames: 'chunks/[name]-[hash]',
+  legalComments: 'none',
+  logLevel: 'warning',
+  metafile: Boolean(process.env.MESH_BUNDLE_META),
+  // No minification: stack traces under --verbose stay readable; minifying saved < 10 ms.
+})
+fs.writeFileSync(
+  path.join(tmp, 'package.json'),
+  JSON.stringify({...pjson, oclif: {...pjson.oclif, commands: './commands'}}, null, 2) + '\n',
+)
+fs.writeFileSync(path.join(tmp, 'oclif.manifest.json'), JSON.stringify(bundledManifest, null, 2) + '\n')
+const old = `${out}.old-${process.pid}`
+if (fs.existsSync(out)) fs.renameSync(out, old)
+fs.renameSync(tmp, out)
+fs.rmSync(old, {recursive: true, force: true})
+// MESH_BUNDLE_META=FILE: esbuild's metafile, to see what went into which chunk (esbuild --analyze).
+if (process.env.MESH_BUNDLE_META)
+  fs.writeFileSync(process.env.MESH_BUNDLE_META, JSON.stringify(result.metafile))
