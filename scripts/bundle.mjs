@@ -40,9 +40,26 @@ const entryPoints = {oclif: path.join(root, 'scripts', 'bundle-oclif-entry.mjs')
 const bundledManifest = {...manifest, commands: {}}
 for (const [id, cmd] of Object.entries(manifest.commands)) {
   // relativePath is [dist, cli, commands, ..., file.js], relative to the root.
-  const rel = cmd.relativePath.slice(3).join('/').replace(/\.js$/, '')
-  entryPoints[`commands/${rel}`] = path.join(root, ...cmd.relativePath)
-  bundledManifest.commands[id] = {...cmd, relativePath: ['commands', ...cmd.relativePath.slice(3)]}
+  const rel = cmd.relativePath.slice(3)
+  entryPoints[`commands/${rel.join('/').replace(/\.js$/, '')}`] = path.join(root, ...cmd.relativePath)
+  bundledManifest.commands[id] = {...cmd, relativePath: ['commands', ...rel]}
+}
+// oclif plugins (@oclif/plugin-help's `help`) become commands of the bundle: a plugin loaded
+// from node_modules would bring its own unbundled copy of @oclif/core (and need node_modules,
+// which the single binary does not ship).
+for (const name of pjson.oclif.plugins ?? []) {
+  const pluginRoot = path.join(root, 'node_modules', ...name.split('/'))
+  const pm = JSON.parse(fs.readFileSync(path.join(pluginRoot, 'oclif.manifest.json'), 'utf8'))
+  for (const [id, cmd] of Object.entries(pm.commands)) {
+    const file = `plugin-${id.replaceAll(':', '-')}`
+    entryPoints[`commands/${file}`] = path.join(pluginRoot, ...cmd.relativePath)
+    bundledManifest.commands[id] = {
+      ...cmd,
+      pluginName: pjson.name,
+      pluginAlias: pjson.name,
+      relativePath: ['commands', `${file}.js`],
+    }
+  }
 }
 
 // A fresh directory, renamed into place: a mesh process that starts during the build sees the
@@ -78,7 +95,7 @@ const result = await build({
 })
 fs.writeFileSync(
   path.join(tmp, 'package.json'),
-  JSON.stringify({...pjson, oclif: {...pjson.oclif, commands: './commands'}}, null, 2) + '\n',
+  JSON.stringify({...pjson, oclif: {...pjson.oclif, commands: './commands', plugins: []}}, null, 2) + '\n',
 )
 fs.writeFileSync(path.join(tmp, 'oclif.manifest.json'), JSON.stringify(bundledManifest, null, 2) + '\n')
 const old = `${out}.old-${process.pid}`
