@@ -27,12 +27,24 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'oclif.manifest.json
 // try/catch; we ship compiled commands, so it stays out.
 const EXTERNAL = ['better-sqlite3', 'react-devtools-core', 'typescript']
 
-// `undici` → the three things mesh takes from it (see scripts/bundle-undici.cjs). The shim's own
-// require('undici/lib/...') resolve normally; undici has no exports map.
+// `undici` → the three things mesh uses of it (see scripts/bundle-undici.cjs); and its HTTP/2
+// client, which undici's HTTP/1 client requires at load and which loads node:http2 (≈ 10 ms,
+// never used: meshd and the controller speak HTTP/1.1), only when undici calls it.
 const undiciSlim = {
   name: 'undici-slim',
   setup(b) {
     b.onResolve({filter: /^undici$/}, () => ({path: path.join(root, 'scripts', 'bundle-undici.cjs')}))
+    b.onResolve({filter: /^\.\/client-h2\.js$/}, (args) =>
+      args.importer.endsWith(path.join('undici', 'lib', 'dispatcher', 'client.js'))
+        ? {path: 'lazy-client-h2', namespace: 'mesh-bundle'}
+        : undefined,
+    )
+    b.onLoad({filter: /^lazy-client-h2$/, namespace: 'mesh-bundle'}, () => ({
+      contents:
+        "'use strict'\nmodule.exports = (client, socket) => require('undici/lib/dispatcher/client-h2.js')(client, socket)\n",
+      loader: 'js',
+      resolveDir: root,
+    }))
   },
 }
 
@@ -76,6 +88,10 @@ const result = await build({
   target: 'node24',
   external: EXTERNAL,
   plugins: [undiciSlim],
+  // oclif checks the Node version against its own engines field with semver when it loads
+  // (≈ 8 ms, semver is used nowhere else); bin/mesh.js has already checked it, with a clearer
+  // error. This turns that check off inside the bundle only, not in the environment.
+  define: {'process.env.OCLIF_DISABLE_ENGINE_WARNING': '"1"'},
   // Dependencies written as CommonJS call require() and read __dirname; ESM has neither.
   banner: {
     js: [
