@@ -48,6 +48,30 @@ const undiciSlim = {
   },
 }
 
+// Our zod schemas are plain values: a command that imports one schema of a module need not
+// build the other hundred (zod's schema construction was the largest single cost of `mesh
+// status --json`). esbuild drops an unused top-level value only when it knows it is free of side
+// effects, so the top-level `const X = z...` and `const X = YSchema.extend(...)`-style
+// declarations of our compiled code are marked pure (nothing in them registers anything).
+const PURE_SCHEMA =
+  /^((?:export )?const \w+ = )(z\b|\w+Schema\s*\.\s*(?:extend|pick|omit|partial|merge|and|or|array|nullable|optional|refine|superRefine|transform|strict|passthrough)\b)/gm
+// And `import {z} from 'zod'` makes esbuild keep all of zod (the namespace object z, with every
+// locale), while `import * as z` from zod's module that defines that namespace lets it keep only
+// the members the code names. Same module as zod's index imports: one zod, not two.
+const ZOD_IMPORT = /^import \{ z \} from 'zod';$/gm
+const zodNamespace = path.join(root, 'node_modules', 'zod', 'v4', 'classic', 'external.js')
+const pureSchemas = {
+  name: 'pure-schemas',
+  setup(b) {
+    b.onLoad({filter: /[\\/]dist[\\/](shared|cli|daemon|controller)[\\/].*\.js$/}, async (args) => ({
+      contents: (await fs.promises.readFile(args.path, 'utf8'))
+        .replace(PURE_SCHEMA, '$1/* @__PURE__ */ $2')
+        .replace(ZOD_IMPORT, `import * as z from ${JSON.stringify(zodNamespace)};`),
+      loader: 'js',
+    }))
+  },
+}
+
 const entryPoints = {oclif: path.join(root, 'scripts', 'bundle-oclif-entry.mjs')}
 const bundledManifest = {...manifest, commands: {}}
 for (const [id, cmd] of Object.entries(manifest.commands)) {
@@ -87,7 +111,7 @@ const result = await build({
   platform: 'node',
   target: 'node24',
   external: EXTERNAL,
-  plugins: [undiciSlim],
+  plugins: [undiciSlim, pureSchemas],
   // oclif checks the Node version against its own engines field with semver when it loads
   // (≈ 8 ms, semver is used nowhere else); bin/mesh.js has already checked it, with a clearer
   // error. This turns that check off inside the bundle only, not in the environment.
