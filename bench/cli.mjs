@@ -1,6 +1,6 @@
 // CLI start-up benchmark (not a test): the median wall time of `mesh --version`, `mesh --help`
-// and `mesh status --json` against a running meshd, each beside `node -e 0` measured in the same
-// run, for the bundled CLI (bin/mesh.js → dist/bundle/), the unbundled tsc output
+// and `mesh status --json` against a running meshd, each beside the median of `node -e 0`
+// measured right before it, for the bundled CLI (bin/mesh.js → dist/bundle/), the unbundled tsc output
 // (MESH_NO_BUNDLE=1) and, when built, the single binary (dist/mesh). hyperfine when installed
 // (scripts/setup.sh installs it), else a loop of our own; user+system CPU beside the wall time,
 // because on a shared machine the wall time swings with the other workers' load.
@@ -20,12 +20,13 @@ const {values: opts} = parseArgs({
     json: {type: 'boolean', default: false},
     'no-binary': {type: 'boolean', default: false},
     'no-unbundled': {type: 'boolean', default: false},
+    'no-hyperfine': {type: 'boolean', default: false},
     help: {type: 'boolean', short: 'h', default: false},
   },
 })
 if (opts.help) {
   console.log(
-    'usage: npm run bench:cli -- [--runs N (15)] [--warmup N (3)] [--no-binary] [--no-unbundled] [--json]',
+    'usage: npm run bench:cli -- [--runs N (15)] [--warmup N (3)] [--no-binary] [--no-unbundled] [--no-hyperfine] [--json]',
   )
   process.exit(0)
 }
@@ -35,7 +36,9 @@ const node = process.execPath
 const meshJs = path.join(ROOT, 'bin', 'mesh.js')
 const binary = path.join(ROOT, 'dist', 'mesh')
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-bench-cli-'))
-const hyperfine = spawnSync('sh', ['-c', 'command -v hyperfine'], {encoding: 'utf8'}).stdout.trim()
+const hyperfine = opts['no-hyperfine']
+  ? ''
+  : spawnSync('sh', ['-c', 'command -v hyperfine'], {encoding: 'utf8'}).stdout.trim()
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -120,13 +123,14 @@ try {
     variants.push(['binary', [binary], env])
   }
   for (const [variant, argv, env] of variants) {
-    // node -e 0 right before each variant's rows, so both see the same load.
-    const base = measure([node, '-e', '0'])
-    rows.push({variant, command: 'node -e 0', ...base})
     const cmds = [['--version'], ['--help']]
     if (meshd) cmds.push(['status', '--json', '--socket', meshd.socket])
-    for (const args of cmds)
-      rows.push({variant, command: `mesh ${args.slice(0, 2).join(' ')}`, ...measure([...argv, ...args], env)})
+    for (const args of cmds) {
+      // node -e 0 right before each command, so both see the same load.
+      const base = measure([node, '-e', '0'])
+      const r = measure([...argv, ...args], env)
+      rows.push({variant, command: `mesh ${args.slice(0, 2).join(' ')}`, ...r, node: base.median})
+    }
   }
 } finally {
   meshd?.stop()
@@ -146,10 +150,10 @@ if (opts.json) {
       .join(' ')}${meshd ? '' : '; status skipped (meshd needs root)'}`,
   )
   console.log(
-    `${'variant'.padEnd(10)} ${'command'.padEnd(22)} ${'median'.padStart(8)} ${'mean'.padStart(8)} ${'cpu'.padStart(8)}`,
+    `${'variant'.padEnd(10)} ${'command'.padEnd(20)} ${'median'.padStart(8)} ${'mean'.padStart(8)} ${'cpu'.padStart(8)} ${'node -e 0'.padStart(10)}`,
   )
   for (const r of rows)
     console.log(
-      `${r.variant.padEnd(10)} ${r.command.padEnd(22)} ${f(r.median).padStart(8)} ${f(r.mean).padStart(8)} ${f(r.cpu).padStart(8)}`,
+      `${r.variant.padEnd(10)} ${r.command.padEnd(20)} ${f(r.median).padStart(8)} ${f(r.mean).padStart(8)} ${f(r.cpu).padStart(8)} ${f(r.node).padStart(10)}`,
     )
 }

@@ -20,11 +20,10 @@
 //
 // `BINARY --mesh-internal-node-script FILE ARGS...` runs one of the app's Node scripts (the lab's
 // forwarder and UDP probe) with this binary as Node (cli/lib/self.ts builds that command line).
+// crypto, zlib and os load only on the first run (unpack) or without $HOME: every later start
+// pays for fs, path, sea, module and url only.
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
-const crypto = require('node:crypto')
-const zlib = require('node:zlib')
 const sea = require('node:sea')
 const {createRequire} = require('node:module')
 const {pathToFileURL} = require('node:url')
@@ -69,6 +68,8 @@ function privateRoot(root) {
 
 /** The payload (brotli of: u32 LE header length, header JSON [[path, mode, size]...], bytes). */
 function unpack(into) {
+  const crypto = require('node:crypto')
+  const zlib = require('node:zlib')
   const raw = Buffer.from(sea.getRawAsset('app.br'))
   const want = sea.getAsset('app.sha256', 'utf8').trim()
   const got = crypto.createHash('sha256').update(raw).digest('hex')

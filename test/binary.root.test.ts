@@ -14,7 +14,7 @@ import {run, runSync, waitFor, type RunResult} from '../cli/lib/lab/sh.js'
 import type {LabSummary} from '../cli/lib/lab/up.js'
 import {labSkipReason} from './lab/skip.js'
 
-const skip = process.arch !== 'x64' ? 'the binary is built for linux-x64' : labSkipReason({tools: ['strip']})
+const skip = process.arch !== 'x64' ? 'the binary is built for linux-x64' : labSkipReason()
 const binary = path.join(projectRoot(), 'dist', 'mesh')
 const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as {version: string}
 
