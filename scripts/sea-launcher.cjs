@@ -6,7 +6,8 @@
 // finds commands on disk and Node loads native addons from files, so the launcher unpacks the
 // app once into a cache directory keyed by the payload's SHA-256 and runs it from there:
 //
-//   $XDG_CACHE_HOME/mesh/app/<sha256>/   (else ~/.cache/..., ~ from $HOME or the password file)
+//   ~/.cache/mesh/app/<sha256>/   (or under $MESH_CACHE_DIR, systemd's $CACHE_DIRECTORY or
+//                                  $XDG_CACHE_HOME/mesh; see cacheRoot())
 //
 // Safety of that directory, since whatever is in it runs (as root for meshd):
 // - mesh/app and each app dir are made 0700 by this user; every ancestor must belong to root or
@@ -35,12 +36,18 @@ const fail = (message) => {
   process.exit(70)
 }
 
+/**
+ * MESH_CACHE_DIR, else systemd's CacheDirectory= ($CACHE_DIRECTORY: a service with
+ * ProtectHome= cannot use ~), else $XDG_CACHE_HOME/mesh, else ~/.cache/mesh; then app/ in it.
+ */
 function cacheRoot() {
-  const xdg = process.env.XDG_CACHE_HOME
-  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'mesh', 'app')
-  const home =
-    process.env.HOME && path.isAbsolute(process.env.HOME) ? process.env.HOME : os.userInfo().homedir
-  return path.join(home, '.cache', 'mesh', 'app')
+  const abs = (p) => (p && path.isAbsolute(p) ? p : undefined)
+  const dir =
+    abs(process.env.MESH_CACHE_DIR) ??
+    abs(process.env.CACHE_DIRECTORY?.split(':')[0]) ??
+    (abs(process.env.XDG_CACHE_HOME) && path.join(process.env.XDG_CACHE_HOME, 'mesh')) ??
+    path.join(abs(process.env.HOME) ?? require('node:os').userInfo().homedir, '.cache', 'mesh')
+  return path.join(dir, 'app')
 }
 
 const uid = process.geteuid()
@@ -57,13 +64,15 @@ function checkChain(dir) {
   }
 }
 
-/** mesh/app: made 0700 by us, or already ours and private. */
+/** The cache root: made 0700 by us, or already ours and private; its real path, checked. */
 function privateRoot(root) {
   fs.mkdirSync(root, {recursive: true, mode: 0o700})
-  const st = fs.lstatSync(root)
-  if (st.isDirectory() && st.uid === uid && (st.mode & 0o077) !== 0) fs.chmodSync(root, 0o700)
-  checkChain(root)
-  return root
+  // Symlinks above it (/home -> /data/home) are resolved once; the checked chain is the real one.
+  const real = fs.realpathSync(root)
+  const st = fs.lstatSync(real)
+  if (st.isDirectory() && st.uid === uid && (st.mode & 0o077) !== 0) fs.chmodSync(real, 0o700)
+  checkChain(real)
+  return real
 }
 
 /** The payload (brotli of: u32 LE header length, header JSON [[path, mode, size]...], bytes). */
@@ -93,6 +102,12 @@ function appDir() {
   const root = privateRoot(cacheRoot())
   const dir = path.join(root, key)
   if (!fs.existsSync(dir)) {
+    // What a run killed half-way through its unpack left behind (older than ten minutes).
+    for (const name of fs.readdirSync(root)) {
+      const p = path.join(root, name)
+      if (name.startsWith('.unpack-') && Date.now() - fs.lstatSync(p).mtimeMs > 600_000)
+        fs.rmSync(p, {recursive: true, force: true})
+    }
     const tmp = fs.mkdtempSync(path.join(root, `.unpack-${key.slice(0, 12)}-`))
     try {
       unpack(tmp)

@@ -90,12 +90,13 @@ describe.skipIf(skip !== undefined)(`the single binary${skip ? ` (skipped: ${ski
     expect(fs.existsSync(path.join(cache, dir!, 'node_modules', '@oclif'))).toBe(false)
   })
 
-  it('unpacks once when several first runs race, and leaves no temporary directory', async () => {
-    const raceHome = path.join(tmp, 'race-home')
-    fs.mkdirSync(raceHome, {mode: 0o700})
-    const runs = await Promise.all(Array.from({length: 4}, () => mesh(['--version'], {HOME: raceHome})))
+  it('unpacks once when several first runs race (into MESH_CACHE_DIR), leaving no temporary directory', async () => {
+    const cacheDir = path.join(tmp, 'race-cache')
+    const runs = await Promise.all(
+      Array.from({length: 4}, () => mesh(['--version'], {MESH_CACHE_DIR: cacheDir})),
+    )
     for (const r of runs) expect(r.code, r.stderr).toBe(0)
-    expect(fs.readdirSync(path.join(raceHome, '.cache', 'mesh', 'app'))).toHaveLength(1)
+    expect(fs.readdirSync(path.join(cacheDir, 'app'))).toHaveLength(1)
   })
 
   it('refuses a cache directory that others may write to, and scripts from outside the app', async () => {
