@@ -17,3 +17,5 @@ m.commands = Object.fromEntries(Object.entries(m.commands).sort(([a], [b]) => a.
 fs.writeFileSync("oclif.manifest.json", JSON.stringify(m, null, 2) + "\n")
 '
 if [ -f dist/scripts/gen-docs.js ]; then node dist/scripts/gen-docs.js; fi
+# The bundled CLI that bin/mesh.js runs (start-up time; see scripts/bundle.mjs).
+node scripts/bundle.mjs

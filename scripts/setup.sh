@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 # systemd brings systemd-analyze, which verifies the units `mesh daemon|controller install` write;
-# tmux runs the live `mesh status` dashboard in a real terminal in the end-to-end tests.
-for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery nebula:nebula systemd:systemd-analyze tmux:tmux; do
+# tmux runs the live `mesh status` dashboard in a real terminal in the end-to-end tests; binutils
+# (strip) slims the single binary; hyperfine times the CLI in bench/cli.
+for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery nebula:nebula systemd:systemd-analyze tmux:tmux binutils:strip hyperfine:hyperfine; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -8,13 +8,13 @@ import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Agent} from 'undici'
 import {MeshError} from '../../../shared/errors.js'
 import type {Node as ControllerNode} from '../../../shared/protocol/control-api.js'
 import {JoinResultSchema, StatusSchema, type Status} from '../../../shared/protocol/local-api.js'
 import {ControllerClient} from '../controller-client.js'
 import {DaemonClient} from '../daemon-client.js'
+import {meshArgv, meshJs, nodeScriptArgv, projectRoot, shellQuote} from '../self.js'
 import {isAlive, signalProc, startProc, stopProc, stopProcSync, tail, type ProcRecord} from './procs.js'
 import {run, runSync, sleep, waitFor, type RunOptions, type RunResult} from './sh.js'
 import {labDir, listLabs, readState, writeState, type LabNode, type LabState} from './state.js'
@@ -41,18 +41,9 @@ export const STUN_ALTERNATE_PORT = 3479
 export const DISCOVERY_PORT = 51820
 export const ADMIN_USER = 'admin'
 
-/** The repository (or installed package) root: where bin/mesh.js and dist/ are. */
-export function projectRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 8; i++) {
-    const pkg = path.join(dir, 'package.json')
-    if (fs.existsSync(pkg) && fs.existsSync(path.join(dir, 'bin', 'mesh.js'))) return dir
-    dir = path.dirname(dir)
-  }
-  throw new Error('cannot find the mesh package root (bin/mesh.js)')
-}
+// Where mesh is and how it runs itself again (under Node or as the single binary): self.ts.
+export {meshJs, projectRoot}
 
-export const meshJs = (): string => path.join(projectRoot(), 'bin', 'mesh.js')
 const forwarderJs = (): string => path.join(projectRoot(), 'dist', 'cli', 'lib', 'lab', 'forwarder.js')
 
 /** What the lab needs from the machine; the first missing thing, or undefined when all is there. */
@@ -132,7 +123,7 @@ export class Lab {
     // Inside namespaces `mesh` must resolve to this build on the pinned Node.
     fs.writeFileSync(
       path.join(runDir, 'bin', 'mesh'),
-      `#!/bin/sh\nexec '${process.execPath}' '${meshJs()}' "$@"\n`,
+      `#!/bin/sh\nexec ${meshArgv().map(shellQuote).join(' ')} "$@"\n`,
       {mode: 0o755},
     )
     const lab = new Lab({
@@ -237,8 +228,7 @@ export class Lab {
         ns,
         log,
         argv: [
-          process.execPath,
-          meshJs(),
+          ...meshArgv(),
           'controller',
           'start',
           '--data-dir',
@@ -265,7 +255,7 @@ export class Lab {
           name: 'forwarder',
           ns,
           log: this.log('forwarder'),
-          argv: [process.execPath, forwarderJs(), c.apiSocket, c.underlay, String(CONTROLLER_PORT)],
+          argv: [...nodeScriptArgv(forwarderJs()), c.apiSocket, c.underlay, String(CONTROLLER_PORT)],
         }),
       )
     }
@@ -292,9 +282,10 @@ export class Lab {
   async loginCli(): Promise<void> {
     const c = this.state.controller
     if (!c) throw new Error('the lab has no controller')
+    const [program, ...self] = meshArgv()
     const r = await run(
-      process.execPath,
-      [meshJs(), 'login', '--controller', c.url, '--user', c.adminUser, '--password-stdin'],
+      program!,
+      [...self, 'login', '--controller', c.url, '--user', c.adminUser, '--password-stdin'],
       {ns: c.ns, env: this.env(), input: c.adminPassword, timeoutMs: 30_000},
     )
     if (r.code !== 0) throw new Error(`mesh login in the lab failed (exit ${r.code}): ${r.stderr.trim()}`)
@@ -451,8 +442,7 @@ export class Lab {
       ns: node.ns,
       log,
       argv: [
-        process.execPath,
-        meshJs(),
+        ...meshArgv(),
         'daemon',
         'run',
         '--socket',
@@ -509,7 +499,8 @@ export class Lab {
 
   /** Runs the mesh CLI inside a node's namespace against its meshd. */
   mesh(node: LabNode, args: string[], opts: Omit<RunOptions, 'ns'> = {}): Promise<RunResult> {
-    return run(process.execPath, [meshJs(), ...args], {
+    const [program, ...self] = meshArgv()
+    return run(program!, [...self, ...args], {
       ns: node.ns,
       env: {...this.env(node), ...opts.env},
       timeoutMs: opts.timeoutMs ?? 30_000,

@@ -6,7 +6,7 @@
 import {spawn, type ChildProcess} from 'node:child_process'
 import path from 'node:path'
 import readline from 'node:readline'
-import {projectRoot} from './lab.js'
+import {nodeScriptArgv, projectRoot} from '../self.js'
 import {run} from './sh.js'
 
 export const udpProbeJs = (): string => path.join(projectRoot(), 'dist', 'cli', 'lib', 'lab', 'udp-probe.js')
@@ -27,7 +27,7 @@ export class ProbeProcess {
   #stderr = ''
 
   constructor(ns: string, args: string[]) {
-    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, udpProbeJs(), ...args], {
+    this.child = spawn('ip', ['netns', 'exec', ns, ...nodeScriptArgv(udpProbeJs()), ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     readline.createInterface({input: this.child.stdout!}).on('line', (line) => {
@@ -166,12 +166,14 @@ export class UdpProbeClient extends ProbeProcess {
 
 /** Sends one datagram {text} from `from` to `to` (ADDR:PORT each) inside `ns`. */
 export async function sendUdpOnce(ns: string, from: string, to: string, text: string): Promise<void> {
-  const r = await run(process.execPath, [udpProbeJs(), 'send', from, to, text], {ns, timeoutMs: 10_000})
+  const [node, ...script] = nodeScriptArgv(udpProbeJs())
+  const r = await run(node!, [...script, 'send', from, to, text], {ns, timeoutMs: 10_000})
   if (r.code !== 0) throw new Error(`udp-probe send in ${ns} failed: ${r.stdout}${r.stderr}`)
 }
 
 /** True when a TCP connection from `ns` to `to` (ADDR:PORT) is accepted within 5 s. */
 export async function tcpConnects(ns: string, to: string): Promise<boolean> {
-  const r = await run(process.execPath, [udpProbeJs(), 'tcp', to], {ns, timeoutMs: 10_000})
+  const [node, ...script] = nodeScriptArgv(udpProbeJs())
+  const r = await run(node!, [...script, 'tcp', to], {ns, timeoutMs: 10_000})
   return r.code === 0
 }
