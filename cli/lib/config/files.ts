@@ -146,6 +146,7 @@ async function searchCwd(cwd: string): Promise<ConfigLayer | undefined> {
     searchPlaces: [...SEARCH_PLACES],
     searchStrategy: 'none',
     cache: false,
+    loaders: YAML_LOADERS,
   })
   let result: Awaited<ReturnType<typeof explorer.search>>
   try {
@@ -165,7 +166,7 @@ async function readCliFile(file: string, opts: {mustExist: boolean}): Promise<Co
     return missingOrUnreadable(file, err, opts.mustExist)
   }
   const {cosmiconfig} = await import('cosmiconfig')
-  const explorer = cosmiconfig('mesh', {cache: false})
+  const explorer = cosmiconfig('mesh', {cache: false, loaders: YAML_LOADERS})
   let result: Awaited<ReturnType<typeof explorer.load>>
   try {
     result = await explorer.load(file)
@@ -200,16 +201,28 @@ async function readServiceFile(file: string, opts: {mustExist: boolean}): Promis
   } finally {
     await handle.close()
   }
-  if (text.trim() === '') return validate(file, {})
   const {defaultLoaders} = await import('cosmiconfig')
   let data: unknown
   try {
-    data = await (ext === '.json' ? defaultLoaders['.json'] : defaultLoaders['.yaml'])(file, text)
+    data = ext === '.json' ? defaultLoaders['.json'](file, text) : await loadYaml(file, text)
   } catch (err) {
     throw parseFailure(err, file)
   }
   return validate(file, data ?? {})
 }
+
+/**
+ * cosmiconfig's YAML loader, except that a file of only comments sets nothing: js-yaml 5 calls it
+ * "expected a document, but the input is empty", and a commented-out example config is what an
+ * operator leaves in /etc/mesh.
+ */
+async function loadYaml(file: string, text: string): Promise<unknown> {
+  if (/^(\s*(#.*)?(\r?\n|$))*$/.test(text)) return undefined
+  const {defaultLoaders} = await import('cosmiconfig')
+  return defaultLoaders['.yaml'](file, text)
+}
+
+const YAML_LOADERS = {'.yaml': loadYaml, '.yml': loadYaml, noExt: loadYaml}
 
 /**
  * A root service refuses a config file that anyone but root (or the service's own user) could
