@@ -95,14 +95,26 @@ export function configShowText(r: ConfigShowResult): string {
       '',
     )
   }
+  // One row per file and outcome: /etc/mesh/config.yaml is usually read alike by both readers.
+  const rows = new Map<string, {file: string; readers: string[]; role: string; status: string}>()
+  for (const f of r.files) {
+    const status = f.reason ? `${f.status}: ${f.reason}` : f.status
+    const id = JSON.stringify([f.file, f.role, status])
+    const row = rows.get(id) ?? {file: f.file, readers: [], role: f.role, status}
+    row.readers.push(f.reader === 'cli' ? 'CLI' : 'meshd, controller')
+    rows.set(id, row)
+  }
   out.push('Files:')
   out.push(
-    renderTable(r.files, [
-      {header: 'FILE', get: (f) => f.file},
-      {header: 'READ BY', get: (f) => (f.reader === 'cli' ? 'CLI' : 'meshd, controller')},
-      {header: 'AS', get: (f) => f.role},
-      {header: 'STATUS', get: (f) => (f.reason ? `${f.status}: ${f.reason}` : f.status)},
-    ]),
+    renderTable(
+      [...rows.values()],
+      [
+        {header: 'FILE', get: (f) => f.file},
+        {header: 'READ BY', get: (f) => f.readers.join(', ')},
+        {header: 'AS', get: (f) => f.role},
+        {header: 'STATUS', get: (f) => f.status},
+      ],
+    ),
   )
   return out.join('\n')
 }
