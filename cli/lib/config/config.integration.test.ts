@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import {startTestController} from '../../../controller/testing/test-controller.js'
 import {startFakeDaemon, type FakeDaemon} from '../../../daemon/testing/harness.js'
 import type {ConfigShowResult} from './show.js'
 
@@ -23,9 +24,10 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
   return {...env, ...extra}
 }
 
-async function mesh(cwd: string, args: string[], env: Record<string, string> = {}) {
+async function mesh(cwd: string, args: string[], env: Record<string, string> = {}, input = '') {
   const r = await execa(process.execPath, [meshJs, ...args], {
     cwd,
+    input,
     reject: false,
     env: cleanEnv(env),
     extendEnv: false,
@@ -184,6 +186,49 @@ describe.skipIf(!built)('config files and `mesh config show`', () => {
     const d = await mesh(dir, ['daemon', 'run'], {MESH_CONFIG_FILE: loose})
     expect(d.code).toBe(78)
     expect(d.stderr.replace(/\s+›\s+/g, ' ')).toContain('writable by group or others (mode 0666)')
+  })
+
+  it('logs in (and up --auth-key joins) with the controller of the file, the --controller flag beating it', async () => {
+    const ctl = await startTestController()
+    try {
+      const env = {MESH_CONFIG_DIR: path.join(dir, 'cli-config')}
+      const login = (args: string[]) =>
+        mesh(dir, ['login', '--user', 'admin', '--password-stdin', '--json', ...args], env, ctl.adminPassword)
+      write('.meshrc.yaml', `cli:\n  controller: ${ctl.url}\n`)
+      const viaFile = await login([])
+      expect(viaFile.code, viaFile.stdout + viaFile.stderr).toBe(0)
+      expect(JSON.parse(viaFile.stdout)).toMatchObject({controller: ctl.url})
+      // An unreachable controller in the file; the flag wins.
+      write('.meshrc.yaml', 'cli:\n  controller: http://127.0.0.1:9\n')
+      const viaFlag = await login(['--controller', ctl.url])
+      expect(viaFlag.code, viaFlag.stdout + viaFlag.stderr).toBe(0)
+      // `mesh up --auth-key` takes its controller from the file too: the controller it names
+      // answers (and refuses the made-up key); with no controller anywhere the CLI asks for one.
+      const up = (socket: string) => [
+        'up',
+        '--auth-key',
+        'meshkey_madeup',
+        '--no-wait',
+        '--json',
+        '--socket',
+        socket,
+      ]
+      write('.meshrc.yaml', `cli:\n  controller: ${ctl.url}\n`)
+      const upViaFile = await mesh(dir, up(daemon.socketPath), env)
+      expect(JSON.parse(upViaFile.stdout)).toMatchObject({error: {code: 'AUTHKEY_INVALID'}})
+      fs.rmSync(path.join(dir, '.meshrc.yaml'))
+      const upNowhere = await mesh(dir, up(daemon.socketPath), env)
+      expect(upNowhere.code).toBe(64)
+      expect(JSON.parse(upNowhere.stdout)).toMatchObject({
+        error: {
+          message:
+            '--auth-key needs --controller URL (or MESH_CONTROLLER, or cli.controller in a config file)',
+        },
+      })
+    } finally {
+      await ctl.close()
+      fs.rmSync(ctl.dataDir, {recursive: true, force: true})
+    }
   })
 
   it('starts the controller with the settings of its file, a variable beating the file', async () => {
