@@ -143,7 +143,7 @@ ${roff('The one config file to read instead of the usual places (also --config);
 ${roff('Settings of the CLI, the first found in the current directory (sections cli and daemon); flags and MESH_* variables beat them.')}
 .TP
 .I /etc/mesh/config.yaml
-${roff('Settings of meshd and the controller (sections daemon and controller), read by the CLI after its own file.')}
+${roff('Settings of meshd and the controller (sections daemon and controller), read by the CLI after its own file. YAML or JSON; refused when group or others may write it, or when it belongs to another user than root or the reader.')}
 .TP
 .I ~/.config/mesh/credentials.json
 ${roff('Controller URL and token saved by mesh login (mode 0600).')}
@@ -187,7 +187,7 @@ ${roff('State (mode 0700): one key pair per network (private keys 0600, never se
 ${roff('The local API socket, mode 0660, owner root, group mesh.')}
 .TP
 .I /etc/mesh/config.yaml
-${roff('Settings (section daemon, YAML or JSON); each flag and its MESH_* variable beat it. Refused when group or others may write it, or when it belongs to another user than root.')}
+${roff('Settings (section daemon, YAML or JSON); each flag and its MESH_* variable beat it. Refused when group or others may write it, or when it belongs to another user than root or the reader.')}
 .SH SEE ALSO
 .BR mesh (1),
 .BR mesh-errors (7)

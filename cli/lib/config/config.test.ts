@@ -288,11 +288,14 @@ describe('loadConfigFiles', () => {
     expect(err.message).toMatch(new RegExp(`^${bad}: cannot parse: [^\\n]+$`))
   })
 
-  it('refuses a group-writable system file for a service but not for the CLI', async () => {
+  it('refuses a group-writable system file, for a service and the CLI alike', async () => {
     const sys = write('etc/config.yaml', 'daemon:\n  logLevel: warn\n', 0o664)
     const err = await asyncFailure(loadConfigFiles('service', {systemFile: sys}))
     expect(err.message).toContain('writable by group or others (mode 0664)')
-    expect((await loadConfigFiles('cli', {cwd: dir, systemFile: sys})).layers).toHaveLength(1)
+    const cliErr = await asyncFailure(loadConfigFiles('cli', {cwd: dir, systemFile: sys}))
+    expect(cliErr.message).toContain('writable by group or others (mode 0664)')
+    // A file named explicitly to the CLI is the user's own choice: no such rule.
+    expect((await loadConfigFiles('cli', {explicit: sys})).layers).toHaveLength(1)
   })
 
   it('refuses JavaScript config files for a service', async () => {

@@ -9,9 +9,12 @@
  * - the services (`mesh daemon run`, `mesh controller start`, run as root or as their own user by
  *   systemd): only /etc/mesh/config.yaml. They never look in the current directory (a `.meshrc`
  *   left in whatever directory root happens to start in must not move meshd's socket or state
- *   dir), take YAML or JSON only (no code from a config file runs in a root process, and no
- *   cosmiconfig `$import` pulls in a second file past the checks), and refuse a file that a user
- *   other than root or their own could change (see `checkOwnership`).
+ *   dir).
+ *
+ * /etc/mesh/config.yaml is read the same way by both: YAML or JSON only (no code from a config
+ * file runs in a root process, and no cosmiconfig `$import` pulls in a second file past the
+ * checks), and refused when a user other than root or the reader could change it (see
+ * `checkOwnership`), so `sudo mesh up` cannot be steered by it either.
  *
  * MESH_CONFIG_FILE (or --config) names one file instead, for either kind; tests use it.
  * Validation happens here too, so every error names the file and the key.
@@ -80,7 +83,8 @@ export interface LoadOptions {
   systemFile?: string
   /**
    * An unreadable system file (EACCES) is reported and skipped instead of failing. The CLI
-   * always skips (a user may not read root's file); `mesh config show` uses it for the services.
+   * always skips (a user may not read root's mode-0600 file); `mesh config show` uses it for the
+   * services.
    */
   tolerateUnreadable?: boolean
 }
@@ -94,9 +98,7 @@ export async function loadConfigFiles(reader: Reader, opts: LoadOptions = {}): P
   if (opts.explicit !== undefined) {
     const file = path.resolve(opts.cwd ?? process.cwd(), opts.explicit)
     const layer =
-      reader === 'service'
-        ? await readServiceFile(file, {mustExist: true})
-        : await readCliFile(file, {mustExist: true})
+      reader === 'service' ? await readStrictFile(file, {mustExist: true}) : await readCliFile(file)
     return {layers: layer ? [layer] : [], files: [{file, role: 'explicit', status: 'loaded'}]}
   }
   const layers: ConfigLayer[] = []
@@ -109,10 +111,8 @@ export async function loadConfigFiles(reader: Reader, opts: LoadOptions = {}): P
     }
   }
   try {
-    const layer =
-      reader === 'service'
-        ? await readServiceFile(systemFile, {mustExist: false})
-        : await readCliFile(systemFile, {mustExist: false})
+    // Read the same way by everyone: what the CLI takes from it is what meshd would accept.
+    const layer = await readStrictFile(systemFile, {mustExist: false})
     if (layer) layers.push(layer)
     files.push({file: systemFile, role: 'system', status: layer ? 'loaded' : 'absent'})
   } catch (err) {
@@ -122,7 +122,7 @@ export async function loadConfigFiles(reader: Reader, opts: LoadOptions = {}): P
   return {layers, files}
 }
 
-/** EACCES and the like on a file that exists: the CLI skips it; a service fails. */
+/** EACCES and the like on a system file that exists: the CLI skips it; a service fails. */
 class UnreadableError extends MeshError {
   constructor(
     file: string,
@@ -158,12 +158,12 @@ async function searchCwd(cwd: string): Promise<ConfigLayer | undefined> {
   return validate(result.filepath, result.config ?? {})
 }
 
-async function readCliFile(file: string, opts: {mustExist: boolean}): Promise<ConfigLayer | undefined> {
-  // Checked before cosmiconfig is loaded: the usual case (no /etc/mesh/config.yaml) costs one stat.
+/** A file named to the CLI with --config or MESH_CONFIG_FILE: any format cosmiconfig reads. */
+async function readCliFile(file: string): Promise<ConfigLayer | undefined> {
   try {
     await fs.access(file, fsConstants.R_OK)
   } catch (err) {
-    return missingOrUnreadable(file, err, opts.mustExist)
+    return missingOrUnreadable(file, err, true)
   }
   const {cosmiconfig} = await import('cosmiconfig')
   const explorer = cosmiconfig('mesh', {cache: false, loaders: YAML_LOADERS})
@@ -177,10 +177,11 @@ async function readCliFile(file: string, opts: {mustExist: boolean}): Promise<Co
 }
 
 /**
- * Reads a service's file: YAML or JSON only, checked for ownership and mode on the same open
- * descriptor it is read from (no window between the check and the read).
+ * Reads /etc/mesh/config.yaml, or a file named to a service: YAML or JSON only, checked for
+ * ownership and mode on the same open descriptor it is read from (no window between the check
+ * and the read). A missing system file costs one failed open: cosmiconfig is not loaded then.
  */
-async function readServiceFile(file: string, opts: {mustExist: boolean}): Promise<ConfigLayer | undefined> {
+async function readStrictFile(file: string, opts: {mustExist: boolean}): Promise<ConfigLayer | undefined> {
   const ext = path.extname(file).toLowerCase()
   if (!['.yaml', '.yml', '.json', ''].includes(ext))
     throw invalid(
