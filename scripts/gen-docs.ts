@@ -134,7 +134,16 @@ ${roff('Password of the owner account admin made on the first controller start.'
 .TP
 .B MESH_CONFIG_DIR
 ${roff('Where mesh login keeps its credentials (default ~/.config/mesh).')}
+.TP
+.B MESH_CONFIG_FILE
+${roff('The one config file to read instead of the usual places (also --config); see mesh config show.')}
 .SH FILES
+.TP
+.I .meshrc, .meshrc.{json,yaml,yml,js,cjs,mjs}, mesh.config.{js,cjs,mjs}, package.json (key mesh)
+${roff('Settings of the CLI, the first found in the current directory (sections cli and daemon); flags and MESH_* variables beat them.')}
+.TP
+.I /etc/mesh/config.yaml
+${roff('Settings of meshd and the controller (sections daemon and controller), read by the CLI after its own file. YAML or JSON; refused when group or others may write it, or when it belongs to another user than root or the reader.')}
 .TP
 .I ~/.config/mesh/credentials.json
 ${roff('Controller URL and token saved by mesh login (mode 0600).')}
@@ -176,6 +185,9 @@ ${roff('State (mode 0700): one key pair per network (private keys 0600, never se
 .TP
 .I /run/mesh/meshd.sock
 ${roff('The local API socket, mode 0660, owner root, group mesh.')}
+.TP
+.I /etc/mesh/config.yaml
+${roff('Settings (section daemon, YAML or JSON); each flag and its MESH_* variable beat it. Refused when group or others may write it, or when it belongs to another user than root or the reader.')}
 .SH SEE ALSO
 .BR mesh (1),
 .BR mesh-errors (7)

@@ -290,6 +290,12 @@ export const ERRORS = {
     'run mesh on Node.js 24 or newer (see .node-version)',
   ),
   CONFIG_INVALID: e(400, EXIT.CONFIG, 'the configuration is invalid', 'fix the key named in the message'),
+  CONFIG_FILE_INVALID: e(
+    400,
+    EXIT.CONFIG,
+    'a config file cannot be used',
+    'fix the file and key named in the message; `mesh config show` prints every setting and where it comes from',
+  ),
 
   // ---- CLI
   CONTROLLER_UNREACHABLE: e(

@@ -1,5 +1,6 @@
 // `mesh login`: get a user token from a controller and keep it in the CLI's config dir.
 import {Flags} from '@oclif/core'
+import {cliSetting, configFlag, loadCliFiles, settingFlag} from '../lib/config/index.js'
 import {MeshCommand} from '../lib/mesh-command.js'
 import {askPassword, askText, readSecretFromStdin, requireTty} from '../lib/prompt.js'
 import {formatTime} from '../lib/render/resources.js'
@@ -8,24 +9,23 @@ import {type LoginResult, login, loginTarget} from '../lib/session.js'
 export default class Login extends MeshCommand {
   static override summary = 'Log in to a mesh controller'
   static override description =
-    'Asks for the password on a terminal; scripts pipe it in with --password-stdin. The token is stored in the config dir (credentials.json, mode 0600). MESH_CONTROLLER and MESH_TOKEN override the stored values.'
+    'Asks for the password on a terminal; scripts pipe it in with --password-stdin. The token is stored in the config dir (credentials.json, mode 0600). MESH_CONTROLLER and MESH_TOKEN override the stored values. Without --controller, MESH_CONTROLLER or cli.controller in a config file, it logs in to the controller used last.'
   static override examples = [
     '<%= config.bin %> login --controller https://mesh.example.com',
     'printf %s "$MESH_PASSWORD" | <%= config.bin %> login --controller http://127.0.0.1:8080 --user admin --password-stdin',
   ]
   static override enableJsonFlag = true
   static override flags = {
-    controller: Flags.string({
-      char: 'c',
-      description: 'controller URL (default: MESH_CONTROLLER, then the last one used)',
-    }),
+    controller: settingFlag.string('cli.controller', {char: 'c'}),
     user: Flags.string({char: 'u', description: 'user name (asked for on a terminal when omitted)'}),
     'password-stdin': Flags.boolean({description: 'read the password from stdin', default: false}),
+    config: configFlag(),
   }
 
   async run(): Promise<LoginResult> {
     const {flags} = await this.parse(Login)
-    const controller = await loginTarget(flags.controller)
+    const configured = cliSetting('cli.controller', flags, await loadCliFiles(flags))
+    const controller = await loginTarget(configured.value as string | undefined)
     // With --password-stdin, stdin carries the password, so the user name must come as a flag.
     let username = flags.user
     if (username === undefined) {

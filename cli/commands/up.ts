@@ -2,6 +2,7 @@
 import {Args, Flags} from '@oclif/core'
 import {MeshError} from '../../shared/errors.js'
 import type {JoinResult, UpResult} from '../../shared/protocol/local-api.js'
+import {settingFlag} from '../lib/config/index.js'
 import {DaemonCommand} from '../lib/daemon-command.js'
 import {waitFlags} from '../lib/flags.js'
 import {joinWithSteps} from '../lib/steps/join.js'
@@ -23,7 +24,7 @@ export default class Up extends DaemonCommand {
   }
   static override flags = {
     'auth-key': Flags.string({description: 'auth key from `mesh authkey create`', env: 'MESH_AUTH_KEY'}),
-    controller: Flags.string({description: 'controller URL (with --auth-key)', env: 'MESH_CONTROLLER'}),
+    controller: settingFlag.string('cli.controller'),
     name: Flags.string({description: "this node's name (with --auth-key) [default: the hostname]"}),
     interface: Flags.string({description: 'WireGuard interface name (with --auth-key)'}),
     ...waitFlags,
@@ -33,11 +34,13 @@ export default class Up extends DaemonCommand {
     const {args, flags} = await this.parse(Up)
     const daemon = this.connect(flags)
     if (flags['auth-key'] !== undefined) {
-      if (flags.controller === undefined)
+      const configured = this.setting('cli.controller', flags).value as string | undefined
+      if (configured === undefined)
         throw new MeshError('INVALID_ARGUMENT', {
-          message: '--auth-key needs --controller URL (or MESH_CONTROLLER)',
+          message:
+            '--auth-key needs --controller URL (or MESH_CONTROLLER, or cli.controller in a config file)',
         })
-      const controller = flags.controller.replace(/\/+$/, '')
+      const controller = configured.replace(/\/+$/, '')
       const st = await daemon.status()
       if (!st.networks.some((n) => n.controller === controller)) {
         const {joined} = await joinWithSteps(

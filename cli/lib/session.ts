@@ -40,15 +40,16 @@ export async function openSession(): Promise<{api: ControllerClient; session: Se
   return {api: new ControllerClient({url: session.controller, token: session.token}), session}
 }
 
-/** The controller to log in to: the flag, else MESH_CONTROLLER, else the one logged in to before. */
-export async function loginTarget(flag: string | undefined): Promise<string> {
-  const text =
-    flag ??
-    (process.env.MESH_CONTROLLER?.trim() || (await readCredentials().catch(() => undefined))?.controller)
+/**
+ * The controller to log in to: `configured` (the resolved cli.controller: --controller, else
+ * MESH_CONTROLLER, else a config file), else the one logged in to before.
+ */
+export async function loginTarget(configured: string | undefined): Promise<string> {
+  const text = configured ?? (await readCredentials().catch(() => undefined))?.controller
   if (!text) {
     throw new MeshError('INVALID_ARGUMENT', {
       message: 'which controller? --controller is required',
-      hint: 'pass --controller URL, e.g. `mesh login --controller https://mesh.example.com`',
+      hint: 'pass --controller URL, e.g. `mesh login --controller https://mesh.example.com`, or set cli.controller in a config file',
     })
   }
   return normalizeControllerUrl(text)

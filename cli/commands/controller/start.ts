@@ -1,8 +1,8 @@
 /**
  * `mesh controller start`: runs the controller in the foreground until SIGTERM/SIGINT.
+ * Settings: flags > MESH_* environment > /etc/mesh/config.yaml (controller section) > defaults.
  */
-import {Flags} from '@oclif/core'
-import {defaultControllerDataDir} from '../../../shared/paths.js'
+import {configFlag, loadSection, settingFlag} from '../../lib/config/index.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 
 export default class ControllerStart extends MeshCommand {
@@ -21,55 +21,34 @@ For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discove
     '<%= config.bin %> controller start --listen 198.51.100.1:8080 --stun-alternate 198.51.100.2:3479',
   ]
   static override flags = {
-    'data-dir': Flags.string({
-      description:
-        'directory for the database and the initial admin password (default: MESH_DATA_DIR or the platform default)',
-    }),
-    listen: Flags.string({
-      description: 'HOST:PORT to listen on; port 0 picks a free port',
-      default: '127.0.0.1:8080',
-    }),
-    database: Flags.string({description: 'database URL: sqlite:PATH (default: sqlite:DATA_DIR/mesh.db)'}),
-    'public-url': Flags.string({
-      description: 'URL nodes use to reach this controller (put into invites); default: from the Host header',
-    }),
-    'log-level': Flags.string({
-      description: 'log level',
-      options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: 'info',
-    }),
-    'stun-listen': Flags.string({
-      description:
-        'UDP HOST:PORT of the STUN server (NAT traversal), or "off" (default: the --listen host, port 3478; a free port when the --listen port is 0)',
-    }),
-    'stun-alternate': Flags.string({
-      description:
-        'UDP HOST:PORT of the RFC 5780 alternate STUN address: another address and/or port of this host, for mapping and filtering tests',
-    }),
-    'discovery-listen': Flags.string({
-      description:
-        'UDP HOST:PORT of the endpoint-discovery port that observes nodes\' public WireGuard mappings, or "off" (default: the --listen host, port 51820; a free port when the --listen port is 0)',
-    }),
-    'ephemeral-timeout': Flags.integer({
-      description: 'seconds an ephemeral node may stay offline before it is removed',
-      default: 120,
-      min: 1,
-    }),
+    'data-dir': settingFlag.string('controller.dataDir'),
+    listen: settingFlag.string('controller.listen'),
+    database: settingFlag.string('controller.database'),
+    'public-url': settingFlag.string('controller.publicUrl'),
+    'log-level': settingFlag.string('controller.logLevel'),
+    'stun-listen': settingFlag.string('controller.stunListen'),
+    'stun-alternate': settingFlag.string('controller.stunAlternate'),
+    'discovery-listen': settingFlag.string('controller.discoveryListen'),
+    'ephemeral-timeout': settingFlag.integer('controller.ephemeralTimeout'),
+    config: configFlag(),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ControllerStart)
+    // Flags, then MESH_* variables, then /etc/mesh/config.yaml (or MESH_CONFIG_FILE), then defaults.
+    const {values: v} = await loadSection('controller', flags)
     const {main} = await import('../../../controller/main.js')
+    const str = (x: unknown): string | undefined => x as string | undefined
     await main({
-      dataDir: flags['data-dir'] ?? defaultControllerDataDir(),
-      listen: flags.listen,
-      database: flags.database,
-      publicUrl: flags['public-url'],
-      logLevel: flags['log-level'],
-      ephemeralTimeoutSec: flags['ephemeral-timeout'],
-      stunListen: flags['stun-listen'],
-      stunAlternate: flags['stun-alternate'],
-      discoveryListen: flags['discovery-listen'],
+      dataDir: v.dataDir as string,
+      listen: str(v.listen),
+      database: str(v.database),
+      publicUrl: str(v.publicUrl),
+      logLevel: str(v.logLevel),
+      ephemeralTimeoutSec: v.ephemeralTimeout as number,
+      stunListen: str(v.stunListen),
+      stunAlternate: str(v.stunAlternate),
+      discoveryListen: str(v.discoveryListen),
     })
   }
 }

@@ -1,5 +1,6 @@
 // `mesh daemon run`: meshd in the foreground (systemd runs exactly this); JSON logs on stdout.
-import {Flags} from '@oclif/core'
+// Settings: flags > MESH_* environment > /etc/mesh/config.yaml (daemon section) > defaults.
+import {configFlag, loadSection, settingFlag} from '../../lib/config/index.js'
 import {MeshCommand} from '../../lib/mesh-command.js'
 
 export default class DaemonRun extends MeshCommand {
@@ -11,44 +12,27 @@ export default class DaemonRun extends MeshCommand {
     'sudo ip netns exec ns1 <%= config.bin %> daemon run --socket /run/mesh/ns1.sock --state-dir /var/lib/mesh-ns1 --interface-prefix ns1m',
   ]
   static override flags = {
-    socket: Flags.string({
-      description: 'unix socket of the local API [default: /run/mesh/meshd.sock]',
-      env: 'MESH_SOCKET',
-    }),
-    'state-dir': Flags.string({
-      description: 'keys, credentials, cached netmaps [default: /var/lib/mesh]',
-      env: 'MESH_STATE_DIR',
-    }),
-    'interface-prefix': Flags.string({
-      description: 'prefix of the interface names meshd picks',
-      default: 'mesh',
-    }),
-    wireguard: Flags.string({
-      description: 'WireGuard backend: kernel module, wireguard-go, or whichever works',
-      options: ['auto', 'kernel', 'userspace'],
-      default: 'auto',
-    }),
-    'log-level': Flags.string({
-      description: 'log level',
-      options: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'],
-      default: 'info',
-    }),
-    'down-on-exit': Flags.boolean({
-      description: 'remove the WireGuard interfaces when meshd stops',
-      default: false,
-    }),
+    socket: settingFlag.string('daemon.socket'),
+    'state-dir': settingFlag.string('daemon.stateDir'),
+    'interface-prefix': settingFlag.string('daemon.interfacePrefix'),
+    wireguard: settingFlag.string('daemon.wireguard'),
+    'log-level': settingFlag.string('daemon.logLevel'),
+    'down-on-exit': settingFlag.boolean('daemon.downOnExit'),
+    config: configFlag(),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(DaemonRun)
+    // Flags, then MESH_* variables, then /etc/mesh/config.yaml (or MESH_CONFIG_FILE), then defaults.
+    const {values: v} = await loadSection('daemon', flags)
     const {main} = await import('../../../daemon/main.js')
     await main({
-      ...(flags.socket !== undefined && {socket: flags.socket}),
-      ...(flags['state-dir'] !== undefined && {stateDir: flags['state-dir']}),
-      interfacePrefix: flags['interface-prefix'],
-      wireguard: flags.wireguard as 'auto' | 'kernel' | 'userspace',
-      logLevel: flags['log-level'],
-      downOnExit: flags['down-on-exit'],
+      socket: v.socket as string,
+      stateDir: v.stateDir as string,
+      interfacePrefix: v.interfacePrefix as string,
+      wireguard: v.wireguard as 'auto' | 'kernel' | 'userspace',
+      logLevel: v.logLevel as string,
+      downOnExit: v.downOnExit as boolean,
     })
   }
 }
