@@ -35,9 +35,9 @@ The first start writes the admin password to ${CONTROLLER_DATA_DIR}/initial-admi
         'UDP HOST:PORT of the endpoint-discovery port, or "off" (default: the --listen host, port 51820)',
     }),
     'log-level': Flags.string({
-      description: "the controller's log level",
+      description:
+        "the controller's log level; written into the unit only when given [default: from /etc/mesh/config.yaml, else info]",
       options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: 'info',
     }),
   }
 

@@ -22,14 +22,14 @@ Let a user talk to meshd without sudo: sudo usermod -aG ${MESH_GROUP} USER (effe
   static override flags = {
     ...ServiceCommand.installFlags,
     wireguard: Flags.string({
-      description: 'WireGuard backend meshd uses: kernel module, wireguard-go, or whichever works',
       options: ['auto', 'kernel', 'userspace'],
-      default: 'auto',
+      description:
+        'WireGuard backend meshd uses (kernel, userspace or auto); written into the unit only when given [default: daemon.wireguard in /etc/mesh/config.yaml, else auto]',
     }),
     'log-level': Flags.string({
-      description: "meshd's log level",
+      description:
+        "meshd's log level; written into the unit only when given [default: from /etc/mesh/config.yaml, else info]",
       options: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'],
-      default: 'info',
     }),
   }
 
@@ -37,7 +37,7 @@ Let a user talk to meshd without sudo: sudo usermod -aG ${MESH_GROUP} USER (effe
     const {flags} = await this.parse(DaemonInstall)
     const opts = {
       entry: meshEntry(currentEntryProbe()),
-      wireguard: flags.wireguard as WireguardBackend,
+      wireguard: flags.wireguard as WireguardBackend | undefined,
       logLevel: flags['log-level'],
     }
     if (flags.print) return this.printed(printDaemon(hostSystem(), opts))

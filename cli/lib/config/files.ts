@@ -141,7 +141,7 @@ class UnreadableError extends MeshError {
 async function searchCwd(cwd: string): Promise<ConfigLayer | undefined> {
   const present = await Promise.all(SEARCH_PLACES.map((p) => exists(path.join(cwd, p))))
   if (!present.some(Boolean)) return undefined
-  const {cosmiconfig} = await import('cosmiconfig')
+  const {cosmiconfig} = await loadCosmiconfig()
   const explorer = cosmiconfig('mesh', {
     searchPlaces: [...SEARCH_PLACES],
     searchStrategy: 'none',
@@ -165,7 +165,7 @@ async function readCliFile(file: string): Promise<ConfigLayer | undefined> {
   } catch (err) {
     return missingOrUnreadable(file, err, true)
   }
-  const {cosmiconfig} = await import('cosmiconfig')
+  const {cosmiconfig} = await loadCosmiconfig()
   const explorer = cosmiconfig('mesh', {cache: false, loaders: YAML_LOADERS})
   let result: Awaited<ReturnType<typeof explorer.load>>
   try {
@@ -202,7 +202,7 @@ async function readStrictFile(file: string, opts: {mustExist: boolean}): Promise
   } finally {
     await handle.close()
   }
-  const {defaultLoaders} = await import('cosmiconfig')
+  const {defaultLoaders} = await loadCosmiconfig()
   let data: unknown
   try {
     data = ext === '.json' ? defaultLoaders['.json'](file, text) : await loadYaml(file, text)
@@ -219,7 +219,7 @@ async function readStrictFile(file: string, opts: {mustExist: boolean}): Promise
  */
 async function loadYaml(file: string, text: string): Promise<unknown> {
   if (/^(\s*(#.*)?(\r?\n|$))*$/.test(text)) return undefined
-  const {defaultLoaders} = await import('cosmiconfig')
+  const {defaultLoaders} = await loadCosmiconfig()
   return defaultLoaders['.yaml'](file, text)
 }
 
@@ -311,4 +311,15 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+/**
+ * cosmiconfig, loaded on first use. It is CommonJS: under Node its named exports are there, but
+ * in the esbuild bundle a dynamic import of it yields them under `default` only.
+ */
+async function loadCosmiconfig(): Promise<typeof import('cosmiconfig')> {
+  const mod = (await import('cosmiconfig')) as typeof import('cosmiconfig') & {
+    default?: typeof import('cosmiconfig')
+  }
+  return typeof mod.cosmiconfig === 'function' ? mod : mod.default!
 }

@@ -74,8 +74,8 @@ export interface UninstallResult {
 
 export interface DaemonInstallOptions {
   entry: readonly string[]
-  wireguard: WireguardBackend
-  logLevel: string
+  wireguard?: WireguardBackend | undefined
+  logLevel?: string | undefined
   /** Enable only; do not start (or restart) now. */
   noStart: boolean
   dryRun: boolean
@@ -88,7 +88,7 @@ export interface ControllerInstallOptions {
   stunListen?: string | undefined
   stunAlternate?: string | undefined
   discoveryListen?: string | undefined
-  logLevel: string
+  logLevel?: string | undefined
   noStart: boolean
   dryRun: boolean
 }

@@ -30,8 +30,9 @@ export type WireguardBackend = 'auto' | 'kernel' | 'userspace'
 export interface DaemonServiceOptions {
   /** argv prefix that starts this mesh (entry.ts meshEntry()). */
   entry: readonly string[]
-  wireguard: WireguardBackend
-  logLevel: string
+  /** Passed to meshd only when given to install: otherwise /etc/mesh/config.yaml (or the default) decides. */
+  wireguard?: WireguardBackend | undefined
+  logLevel?: string | undefined
   /** True when install created MESH_GROUP, so uninstall may remove it. */
   createdGroup: boolean
 }
@@ -43,7 +44,8 @@ export interface ControllerServiceOptions {
   stunListen?: string | undefined
   stunAlternate?: string | undefined
   discoveryListen?: string | undefined
-  logLevel: string
+  /** Passed to the controller only when given to install (else /etc/mesh/config.yaml decides). */
+  logLevel?: string | undefined
   /** Ports below 1024 it binds: only then does it get CAP_NET_BIND_SERVICE. */
   privilegedPorts: number[]
   /** True when install created CONTROLLER_USER, so uninstall may remove it. */

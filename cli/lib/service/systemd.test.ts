@@ -80,6 +80,12 @@ describe('the meshd unit', () => {
     expect(DAEMON_STATE_DIR).toBe(`/var/lib/${d.get('StateDirectory')![0]}`)
   })
 
+  it('gives the single executable a private cache to unpack into, which ProtectHome would otherwise hide', () => {
+    expect(d.get('CacheDirectory')).toEqual(['mesh'])
+    expect(d.get('CacheDirectoryMode')).toEqual(['0700'])
+    expect(daemon).toMatch(/^ProtectHome=/m)
+  })
+
   it('records a group install created, and only then', () => {
     expect(unitMarker(daemon, 'X-Mesh-Created-Group')).toBeUndefined()
     const ours = daemonUnit({entry: ENTRY, wireguard: 'auto', logLevel: 'info', createdGroup: true})

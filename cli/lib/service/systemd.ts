@@ -84,10 +84,8 @@ export function daemonUnit(opts: DaemonServiceOptions): string {
     DAEMON_SOCKET,
     '--state-dir',
     DAEMON_STATE_DIR,
-    '--wireguard',
-    opts.wireguard,
-    '--log-level',
-    opts.logLevel,
+    ...(opts.wireguard === undefined ? [] : ['--wireguard', opts.wireguard]),
+    ...(opts.logLevel === undefined ? [] : ['--log-level', opts.logLevel]),
   ]
   return `${[
     '# meshd, the mesh node daemon. Written by `mesh daemon install`; `mesh daemon uninstall` removes it.',
@@ -126,6 +124,9 @@ export function daemonUnit(opts: DaemonServiceOptions): string {
     '# /var/lib/mesh: keys (0600), credentials, last netmaps.',
     'StateDirectory=mesh',
     'StateDirectoryMode=0700',
+    '# Where the single-executable mesh unpacks itself (CACHE_DIRECTORY); ProtectHome hides ~/.cache.',
+    'CacheDirectory=mesh',
+    'CacheDirectoryMode=0700',
     'UMask=0077',
     '# Only the tun device beyond the basic pseudo-devices (wireguard-go opens /dev/net/tun).',
     'DevicePolicy=closed',
@@ -155,8 +156,7 @@ export function controllerUnit(opts: ControllerServiceOptions): string {
     ...(opts.stunListen === undefined ? [] : ['--stun-listen', opts.stunListen]),
     ...(opts.stunAlternate === undefined ? [] : ['--stun-alternate', opts.stunAlternate]),
     ...(opts.discoveryListen === undefined ? [] : ['--discovery-listen', opts.discoveryListen]),
-    '--log-level',
-    opts.logLevel,
+    ...(opts.logLevel === undefined ? [] : ['--log-level', opts.logLevel]),
   ]
   const caps = opts.privilegedPorts.length > 0
   return `${[
@@ -180,6 +180,9 @@ export function controllerUnit(opts: ControllerServiceOptions): string {
     `# systemd creates it owned by ${CONTROLLER_USER} (and fixes the owner of older files).`,
     `StateDirectory=${CONTROLLER_DATA_DIR.slice('/var/lib/'.length)}`,
     'StateDirectoryMode=0700',
+    '# Where the single-executable mesh unpacks itself (CACHE_DIRECTORY); ProtectHome hides ~/.cache.',
+    'CacheDirectory=mesh-controller',
+    'CacheDirectoryMode=0700',
     'UMask=0077',
     '# No LimitNOFILE=: Node raises its soft limit to the hard one (524288 under systemd), room',
     '# for a WebSocket per node.',

@@ -82,14 +82,18 @@ describe('the built CLI on this host', () => {
   it('`daemon install --print` prints the unit for this mesh and changes nothing', async () => {
     const r = await mesh(['daemon', 'install', '--print'], {configDir})
     expect(r.code).toBe(0)
-    // the child runs the same Node as this test, and bin/mesh.js
-    expect(r.stdout).toBe(
-      daemonUnit({
-        entry: ENTRY,
-        wireguard: 'auto',
-        logLevel: 'info',
-        createdGroup: r.stdout.includes('X-Mesh-Created-Group'),
-      }),
+    // the child runs the same Node as this test, and bin/mesh.js; no --wireguard or --log-level
+    // unless given (/etc/mesh/config.yaml decides then)
+    expect(r.stdout).toBe(daemonUnit({entry: ENTRY, createdGroup: r.stdout.includes('X-Mesh-Created-Group')}))
+    expect(r.stdout).not.toMatch(/--wireguard|--log-level/)
+    const given = await mesh(
+      ['daemon', 'install', '--print', '--wireguard', 'userspace', '--log-level', 'debug'],
+      {
+        configDir,
+      },
+    )
+    expect(given.stdout).toMatch(
+      /daemon run --socket \/run\/mesh\/meshd\.sock --state-dir \/var\/lib\/mesh --wireguard userspace --log-level debug/,
     )
   })
 
