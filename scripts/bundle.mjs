@@ -96,6 +96,18 @@ for (const [id, cmd] of Object.entries(manifest.commands)) {
   entryPoints[`commands/${rel.join('/').replace(/\.js$/, '')}`] = path.join(root, ...cmd.relativePath)
   bundledManifest.commands[id] = {...cmd, relativePath: ['commands', ...rel]}
 }
+// Our hooks (package.json oclif.hooks, e.g. command_not_found) are entry points too, and the
+// bundle's package.json names their bundled files.
+const bundledHooks = {}
+for (const [event, target] of Object.entries(pjson.oclif.hooks ?? {})) {
+  const list = Array.isArray(target) ? target : [target]
+  bundledHooks[event] = list.map((t) => {
+    // './dist/cli/hooks/x' -> entry 'hooks/x'
+    const rel = path.relative(path.join(root, 'dist', 'cli'), path.join(root, t))
+    entryPoints[rel] = path.join(root, `${t}.js`)
+    return `./${rel}`
+  })
+}
 // oclif plugins (@oclif/plugin-help's `help`) become commands of the bundle: a plugin loaded
 // from node_modules would bring its own unbundled copy of @oclif/core (and need node_modules,
 // which the single binary does not ship).
@@ -151,7 +163,11 @@ const result = await build({
 })
 fs.writeFileSync(
   path.join(tmp, 'package.json'),
-  JSON.stringify({...pjson, oclif: {...pjson.oclif, commands: './commands', plugins: []}}, null, 2) + '\n',
+  JSON.stringify(
+    {...pjson, oclif: {...pjson.oclif, commands: './commands', plugins: [], hooks: bundledHooks}},
+    null,
+    2,
+  ) + '\n',
 )
 fs.writeFileSync(path.join(tmp, 'oclif.manifest.json'), JSON.stringify(bundledManifest, null, 2) + '\n')
 const old = `${out}.old-${process.pid}`

@@ -146,10 +146,12 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     txBytes,
   })
 
-  it('goes through the relay at once, also when the peer has candidates, and an upgrade is due at once', () => {
+  it('goes through the relay at once, also when the peer has candidates, and an upgrade is due firstUpgradeMs later', () => {
     const p = new PeerPath()
     expect(up(p, [LAN, PUB], undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})
-    expect(p.upgradeDue(T0)).toBe(true)
+    // The first packets of a new peer go through the relay undisturbed by a switch window.
+    expect(p.upgradeDue(T0 + DEFAULT_TUNING.firstUpgradeMs - 1)).toBe(false)
+    expect(p.upgradeDue(T0 + DEFAULT_TUNING.firstUpgradeMs)).toBe(true)
     // Handshakes through the relay are not direct.
     expect(up(p, [LAN, PUB], wg(RELAY, T0 + 100, 500), T0 + 200).state).toBe('relay')
   })

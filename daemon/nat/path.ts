@@ -67,6 +67,12 @@ export interface PathTuning {
   readonly relayApplyMs: number
   /** How long a new peer waits for an expected relay before trying candidates without it. */
   readonly relayWaitMs: number
+  /**
+   * A new relayed peer's first upgrade waits this long: an attempt that fails costs what the
+   * switching side sends during its window, and a new peer's first packets (the first ping, the
+   * first connection) should go through the relay undisturbed.
+   */
+  readonly firstUpgradeMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -84,6 +90,7 @@ export const DEFAULT_TUNING: PathTuning = {
   reupgradeMs: 4_000,
   relayApplyMs: 2_000,
   relayWaitMs: 3_000,
+  firstUpgradeMs: 1_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -325,6 +332,7 @@ export class PeerPath {
       this.unansweredSince = undefined
       return this.set('direct', wg.endpoint)
     }
+    if (this.state === 'idle') this.retryAt = Math.max(this.retryAt, now + this.tuning.firstUpgradeMs)
     if (this.state !== 'relay') {
       // A round in progress (the relay came up meanwhile) or idle: the relay at once; the relay
       // must be applied before a move away from it counts as a roam.

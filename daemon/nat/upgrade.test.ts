@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
-import {PeerPath, type WireGuardView} from './path.js'
+import {DEFAULT_TUNING, PeerPath, type WireGuardView} from './path.js'
 import {decodeUpgrade, encodeUpgrade, UPGRADE_OPEN, UPGRADE_OPENED, type UpgradeMessage} from './probe.js'
 import {leads, Upgrader, type UpgradeLink, type UpgradePeer, type UpgradeShim} from './upgrade.js'
 import type {ShimMode} from '../relay/shim.js'
@@ -197,6 +197,9 @@ describe('Upgrader', () => {
   it('moves a relayed pair to direct: the opener opens its NAT, only the other side switches, both end direct', async () => {
     const {clock, a, b, settle} = lab('needs-open')
     expect(a.path.current.state).toBe('relay')
+    // A new relayed peer's first upgrade waits firstUpgradeMs (its first packets go undisturbed).
+    expect(a.path.upgradeDue(clock.now())).toBe(false)
+    clock.advance(DEFAULT_TUNING.firstUpgradeMs)
     expect(a.path.upgradeDue(clock.now())).toBe(true)
     expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('direct')
     // B switched: it held relayed packets while switching and dropped the late ones.

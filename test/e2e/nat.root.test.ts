@@ -129,7 +129,7 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
           [b, a],
         ].map(([x, y]) =>
           waitFor(`${x!.nat} -> ${y!.nat} first ping`, () => lab.ping(x!, y!.addresses[net]!, 1), {
-            timeoutMs: 3000,
+            timeoutMs: 4000,
             intervalMs: 20,
           }),
         ),
