@@ -71,6 +71,9 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
         `${x.nat} ${x.name} to see ${y.nat} ${y.name} on the ${want} path`,
         async () => {
           const p = await pathOf(x, y)
+          // A relayed pair keeps trying to upgrade: during a failed attempt WireGuard points at a
+          // candidate for a moment, so the relay is asserted once WireGuard is back on it.
+          if (want === 'relay') return p?.path === 'relay' && /^127\.0\.0\.1:\d+$/.test(p.endpoint ?? '') && p
           return p?.path === want && p
         },
         {timeoutMs: 40_000, intervalMs: 500},
