@@ -4,7 +4,7 @@
  * authorization matrix test walks. One schema per message; types are inferred, never hand-written.
  */
 import {z} from 'zod'
-import {isLowOrderPublicKey, isWireGuardKey} from '../keys.js'
+import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './fields.js'
 import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
 import {RELAY_WS_PATH} from '../relay/frame.js'
 import {CONTROL_CHARACTERS_MESSAGE, hasNoControlCharacters} from '../text.js'
@@ -65,24 +65,14 @@ export const ROLE_RANK: Record<Role, number> = {guest: 0, member: 1, admin: 2, o
 export const SUPERUSER_RANK = 4
 
 // ---------------------------------------------------------------------------------------------
-// Field schemas
+// Field schemas (the few meshd's local API shares live in fields.ts, re-exported here)
 
-export const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
-export const NameSchema = z
-  .string()
-  .regex(NAME_RE, 'lowercase letters, digits and dashes, 1-63 characters, not starting or ending with a dash')
+export {IdSchema, NAME_RE, NameSchema, NodeStatusSchema, PublicKeySchema, type NodeStatus} from './fields.js'
+
 export const UsernameSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, dot, dash, underscore; 1-63 characters')
 export const PasswordSchema = z.string().min(8, 'at least 8 characters').max(1024)
-export const IdSchema = z.string().min(1).max(100)
-export const PublicKeySchema = z
-  .string()
-  .refine(isWireGuardKey, 'a WireGuard public key (32 bytes, base64)')
-  .refine(
-    (k) => !isWireGuardKey(k) || !isLowOrderPublicKey(Buffer.from(k, 'base64')),
-    'a low-order X25519 key (such as all zeros): no shared secret can come of it; use the key `wg pubkey` prints',
-  )
 /**
  * "host:port" with an IPv4 or bracketed IPv6 literal host and a port 1-65535, that another node
  * could send to (not loopback, link-local, multicast, broadcast or unspecified). The pattern is
@@ -107,8 +97,6 @@ export const freeText = (max: number) =>
   z.string().max(max).refine(hasNoControlCharacters, CONTROL_CHARACTERS_MESSAGE)
 export const JoinPolicySchema = z.enum(['open', 'invite', 'approval'])
 export type JoinPolicy = z.infer<typeof JoinPolicySchema>
-export const NodeStatusSchema = z.enum(['pending', 'active', 'disabled'])
-export type NodeStatus = z.infer<typeof NodeStatusSchema>
 export const TagSchema = z.string().regex(/^tag:[a-z0-9-]{1,62}$/, 'tags look like tag:name')
 /** Durations in seconds for expiries: at least a minute, at most ten years. */
 export const ExpiresInSchema = z

@@ -5,7 +5,7 @@
  */
 import {z} from 'zod'
 import {NetReportSchema} from '../nat/net-report.js'
-import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './control-api.js'
+import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './fields.js'
 
 /** Linux interface names: at most 15 bytes, and a conservative character set. */
 export const InterfaceNameSchema = z

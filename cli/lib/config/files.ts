@@ -139,7 +139,11 @@ class UnreadableError extends MeshError {
  * start-up, which `mesh status` should not pay in a directory with no config.
  */
 async function searchCwd(cwd: string): Promise<ConfigLayer | undefined> {
-  const present = await Promise.all(SEARCH_PLACES.map((p) => exists(path.join(cwd, p))))
+  const present = await Promise.all(
+    SEARCH_PLACES.map((p) =>
+      p === 'package.json' ? packageJsonHasMesh(path.join(cwd, p)) : exists(path.join(cwd, p)),
+    ),
+  )
   if (!present.some(Boolean)) return undefined
   const {cosmiconfig} = await loadCosmiconfig()
   const explorer = cosmiconfig('mesh', {
@@ -156,6 +160,30 @@ async function searchCwd(cwd: string): Promise<ConfigLayer | undefined> {
   }
   if (!result) return undefined
   return validate(result.filepath, result.config ?? {})
+}
+
+/**
+ * Whether a package.json holds a `mesh` key: only then is it a config (cosmiconfig skips it
+ * otherwise), and most directories with a package.json (every Node project) have none, so they
+ * should not cost cosmiconfig's load. One that cannot be read or parsed is left to cosmiconfig,
+ * which says what is wrong with it.
+ */
+async function packageJsonHasMesh(file: string): Promise<boolean> {
+  let text: string
+  try {
+    const st = await fs.stat(file)
+    if (!st.isFile()) return false
+    if (st.size > 4 * 1024 * 1024) return true
+    text = await fs.readFile(file, 'utf8')
+  } catch {
+    return false
+  }
+  try {
+    const json = JSON.parse(text) as unknown
+    return typeof json === 'object' && json !== null && Object.hasOwn(json, 'mesh')
+  } catch {
+    return true
+  }
 }
 
 /** A file named to the CLI with --config or MESH_CONFIG_FILE: any format cosmiconfig reads. */
