@@ -124,7 +124,7 @@ interface NetRuntime {
   applyFailures: number
   /** The path to each peer (by public key): which endpoint its WireGuard peer gets. */
   paths: Map<string, PeerPath>
-  /** The relay of this network (created when a peer first needs it) and each relayed peer's
+  /** The relay of this network (opened once the netmap names one) and each relayed peer's
    *  local endpoint, by peer id. */
   relay: RelayClient | undefined
   shims: Map<string, string>
@@ -736,7 +736,9 @@ export class Backend {
       rt.shims.delete(id)
       await rt.relay?.release(id).catch(() => {})
     }
-    if (peers.length === 0) return
+    // The relay socket opens as soon as the netmap names a relay, also before the first peer
+    // (like a home DERP connection): a peer that joins later goes through it at once, without
+    // waiting for a WebSocket to connect and authenticate first.
     if (!rt.relay) {
       const relay = new RelayClient({
         controller: relayInfo.url ?? rt.record.controller,
