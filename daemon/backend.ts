@@ -927,8 +927,8 @@ export class Backend {
         now,
       })
       if (d.probe) probe.push(p)
-      if (d.state !== before.state) this.changed()
-      if (d.state !== before.state)
+      if (d.state !== before.state) {
+        this.changed()
         this.log.info(
           {
             network: rt.record.name,
@@ -943,6 +943,7 @@ export class Backend {
           },
           'peer path changed',
         )
+      }
       if (d.endpoint !== undefined && d.endpoint !== l?.endpoint) wantsChange = true
     }
     for (const key of rt.paths.keys()) if (!keep.has(key)) rt.paths.delete(key)
@@ -1102,9 +1103,9 @@ export class Backend {
       try {
         const res = await this.opts.driver.apply(desired)
         this.sampler.invalidate(desired.name)
-        if (res.changed) this.changed()
         const failed = res.failed ?? []
         if (res.changed) {
+          this.changed()
           this.log.info(
             {
               network: rt.record.name,

@@ -4,6 +4,7 @@
  * Every frame is bounded and parsed with the shared schemas; one that does not parse ends the
  * stream with CONTROLLER_BAD_REPLY rather than being guessed at.
  */
+import {wsUrl} from '../../shared/net/ws-url.js'
 import WebSocket from 'ws'
 import {MeshError} from '../../shared/errors.js'
 import {WS_PATHS} from '../../shared/protocol/control-api.js'
@@ -11,17 +12,11 @@ import {AdminEventSchema, AdminSnapshotSchema, CLOSE, type AdminEvent} from '../
 import type {Node} from '../../shared/protocol/control-api.js'
 
 /** Largest frame accepted (the snapshot of a large tenant's nodes is the biggest). */
-export const MAX_EVENT_FRAME_BYTES = 16 * 1024 * 1024
+const MAX_EVENT_FRAME_BYTES = 16 * 1024 * 1024
 
 export interface AdminEventHandlers {
   onSnapshot(nodes: Node[]): void
   onEvent(ev: AdminEvent): void
-}
-
-export function eventsUrl(controller: string): string {
-  const url = new URL(WS_PATHS.events, controller)
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
-  return url.toString()
 }
 
 /**
@@ -32,7 +27,7 @@ export function watchAdminEvents(
   opts: {controller: string; token: string},
   handlers: AdminEventHandlers,
 ): {ended: Promise<void>; close(): void} {
-  const ws = new WebSocket(eventsUrl(opts.controller), {
+  const ws = new WebSocket(wsUrl(opts.controller, WS_PATHS.events), {
     headers: {authorization: `Bearer ${opts.token}`},
     maxPayload: MAX_EVENT_FRAME_BYTES,
     perMessageDeflate: false,

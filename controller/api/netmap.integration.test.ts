@@ -621,8 +621,8 @@ describe('lifecycle', () => {
 
       // Round 2: the silent one never answered round 1 and is dropped; the other is pinged again.
       await ownClock.advanceAsync(PING_MS)
-      const timeout = new Promise((r) => setTimeout(() => r('still open'), 3000))
-      expect(await Promise.race([silentClosed, timeout])).toBe(1006)
+      // Closed at this round (the test's own timeout catches a socket left open).
+      expect(await silentClosed).toBe(1006)
       await waitUntil(() => !state.isOnline(quiet.node.id))
       expect(answering.ws.readyState).toBe(WebSocket.OPEN)
       expect(state.isOnline(talker.node.id)).toBe(true)

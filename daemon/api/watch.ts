@@ -4,8 +4,9 @@
  * WatchEvent), one JSON object per line.
  *
  * One computation serves every watcher: the status is recomputed when the backend signals a
- * change (coalesced over `coalesceMs`) and every `refreshMs` (rates and handshake ages move on
- * their own), diffed against the previous one once, and the same lines go to all. Status reads
+ * change (coalesced over `coalesceMs`; every interface sample is one, so rates follow the 1 s
+ * path tick) and every `refreshMs` as a safety net for what nobody signals, diffed against the
+ * previous one once, and the same lines go to all. Handshake ages are the CLI's to compute. Status reads
  * come from the daemon's interface sampler, so watchers add no `wg`/`ip` processes.
  *
  * Bounds: at most `maxWatchers` streams (more get TOO_MANY_REQUESTS); a watcher that does not
@@ -38,7 +39,7 @@ export interface StatusWatchOptions {
   source: WatchSource
   clock: Clock
   log: WatchLog
-  /** Recompute at least this often while someone watches. 1 s by default. */
+  /** Recompute at least this often while someone watches. 5 s by default. */
   refreshMs?: number
   /** Change signals within this long are one recomputation. 100 ms by default. */
   coalesceMs?: number
@@ -87,11 +88,11 @@ export class StatusWatch {
   private closed = false
   private readonly refreshMs: number
   private readonly coalesceMs: number
-  readonly maxWatchers: number
+  private readonly maxWatchers: number
   private readonly maxBacklogBytes: number
 
   constructor(private readonly opts: StatusWatchOptions) {
-    this.refreshMs = opts.refreshMs ?? 1000
+    this.refreshMs = opts.refreshMs ?? 5000
     this.coalesceMs = opts.coalesceMs ?? 100
     this.maxWatchers = opts.maxWatchers ?? 32
     this.maxBacklogBytes = opts.maxBacklogBytes ?? 4 * 1024 * 1024

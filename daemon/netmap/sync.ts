@@ -4,6 +4,7 @@
  * backoff (capped at 10 s) and resumes with `?version=N`. It knows nothing about WireGuard: with
  * the controller gone the tunnels simply keep their last config.
  */
+import {wsUrl} from '../../shared/net/ws-url.js'
 import WebSocket from 'ws'
 import {MAX_NETMAP_FRAME_BYTES} from '../../shared/limits.js'
 import {WS_PATHS} from '../../shared/protocol/control-api.js'
@@ -40,9 +41,7 @@ export interface NetmapSyncOptions {
 
 /** ws:// or wss:// URL of the netmap endpoint of a controller base URL. */
 export function netmapUrl(controller: string, version: number | undefined): string {
-  const url = new URL(WS_PATHS.netmap, controller.endsWith('/') ? controller : `${controller}/`)
-  url.pathname = WS_PATHS.netmap
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+  const url = wsUrl(controller, WS_PATHS.netmap)
   if (version !== undefined) url.searchParams.set('version', String(version))
   return url.toString()
 }

@@ -23,6 +23,7 @@
  * endpoint to the returned endpoint; setMode() around an upgrade; release() when the peer
  * leaves or goes direct for good; setWireGuardPort() when the interface is recreated.
  */
+import {wsUrl} from '../../shared/net/ws-url.js'
 import {EventEmitter} from 'node:events'
 import WebSocket, {type ClientOptions} from 'ws'
 import {
@@ -144,11 +145,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
 
   constructor(private readonly opts: RelayClientOptions) {
     super()
-    const url = new URL(RELAY_WS_PATH, opts.controller)
-    if (url.protocol === 'http:') url.protocol = 'ws:'
-    else if (url.protocol === 'https:') url.protocol = 'wss:'
-    else throw new Error(`relay: controller URL must be http(s), not ${url.protocol}`)
-    this.url = url.toString()
+    this.url = wsUrl(opts.controller, RELAY_WS_PATH).toString()
     this.clock = opts.clock ?? systemShimClock
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.maxSendBacklog = opts.maxSendBacklogBytes ?? 1024 * 1024

@@ -73,13 +73,6 @@ describe('InitiationTieBreak', () => {
     expect(tb.incoming(initiation(2)).deliver).toBe(false)
   })
 
-  it('forgets its initiation on reset', () => {
-    const {tb} = setup()
-    tb.outgoing(initiation(1))
-    tb.reset()
-    expect(tb.incoming(initiation(2)).deliver).toBe(true)
-  })
-
   it('picks exactly one winner per pair', () => {
     expect(initiationWinner('nd_a', 'nd_b')).toBe(true)
     expect(initiationWinner('nd_b', 'nd_a')).toBe(false)

@@ -22,8 +22,8 @@
  */
 
 /** WireGuard message types (the first byte of every message; three zero bytes follow). */
-export const WG_INITIATION = 1
-export const WG_RESPONSE = 2
+const WG_INITIATION = 1
+const WG_RESPONSE = 2
 /** Sizes of the handshake messages (WireGuard whitepaper §5.4). */
 const INITIATION_BYTES = 148
 const RESPONSE_BYTES = 92
@@ -81,11 +81,6 @@ export class InitiationTieBreak {
     }
     pending.heldBack = true
     return {deliver: false, resend: pending.packet}
-  }
-
-  /** Forgets the unanswered initiation (the peer left the relay, say). */
-  reset(): void {
-    this.pending = undefined
   }
 }
 

@@ -99,11 +99,6 @@ export class InterfaceSampler extends EventEmitter<{
     return reading
   }
 
-  /** The last sample taken, however old (no read). */
-  peek(name: string): InterfaceState | undefined {
-    return this.entries.get(name)?.state
-  }
-
   /** A peer's rx/tx rates (0 until two samples a window apart were taken). */
   rates(name: string, publicKey: string): PeerRates {
     return this.entries.get(name)?.rates.get(publicKey) ?? ZERO

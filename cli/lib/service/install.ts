@@ -19,7 +19,8 @@ import {
   DAEMON_UNIT,
   MESH_GROUP,
   privilegedPorts,
-  type WireguardBackend,
+  type ControllerServiceOptions,
+  type DaemonServiceOptions,
 } from './spec.js'
 import type {ServiceSystem} from './system.js'
 import {
@@ -72,26 +73,18 @@ export interface UninstallResult {
   warnings: string[]
 }
 
-export interface DaemonInstallOptions {
-  entry: readonly string[]
-  wireguard?: WireguardBackend | undefined
-  logLevel?: string | undefined
+interface InstallSteps {
   /** Enable only; do not start (or restart) now. */
   noStart: boolean
   dryRun: boolean
 }
 
-export interface ControllerInstallOptions {
-  entry: readonly string[]
-  listen: string
-  publicUrl?: string | undefined
-  stunListen?: string | undefined
-  stunAlternate?: string | undefined
-  discoveryListen?: string | undefined
-  logLevel?: string | undefined
-  noStart: boolean
-  dryRun: boolean
-}
+/** What the unit is written from (install finds out whether it creates the group itself). */
+export type DaemonInstallOptions = Omit<DaemonServiceOptions, 'createdGroup'> & InstallSteps
+
+/** The unit's options but those install works out itself (user created, privileged ports). */
+export type ControllerInstallOptions = Omit<ControllerServiceOptions, 'createdUser' | 'privilegedPorts'> &
+  InstallSteps
 
 interface Target {
   service: ServiceName

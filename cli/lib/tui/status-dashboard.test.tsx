@@ -3,6 +3,7 @@ import {describe, expect, it} from 'vitest'
 import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
 import {networkStatus, peerStatus, statusOf} from '../../../shared/testing/status-fixtures.js'
 import {columnsFor, fit, StatusDashboard} from './status-dashboard.js'
+import {press} from './testing/keys.js'
 
 const NOW = Date.parse('2026-12-03T12:00:00Z')
 const peer = (n: number, extra: Partial<PeerStatus> = {}): PeerStatus =>
@@ -21,7 +22,6 @@ const network = (peers: PeerStatus[], extra: Partial<NetworkStatus> = {}): Netwo
   networkStatus(peers, {netmapVersion: 3, ...extra})
 const status = (networks: NetworkStatus[]): Status => ({...statusOf(networks), backend: 'userspace', pid: 42})
 
-const tick = () => new Promise<void>((r) => setTimeout(r, 0))
 const noop = () => undefined
 
 function view(st: Status | undefined, extra: {width?: number; height?: number} = {}) {
@@ -61,33 +61,25 @@ describe('StatusDashboard', () => {
 
   it('moves the selection with the arrow keys and shows the selected peer on Enter', async () => {
     const st = status([network([peer(2), peer(3), peer(4)])])
-    const {lastFrame, stdin} = render(view(st))
-    expect(lastFrame()).toMatch(/› ● peer2/)
-    stdin.write('\u001B[B') // down
-    await tick()
-    stdin.write('\u001B[B')
-    await tick()
-    expect(lastFrame()).toMatch(/› ● peer4/)
-    stdin.write('\u001B[A') // up
-    await tick()
-    expect(lastFrame()).toMatch(/› ● peer3/)
-    stdin.write('\r')
-    await tick()
-    expect(lastFrame()).toMatch(/public key\s+AwMDAwMD/)
-    expect(lastFrame()).toMatch(/node id\s+nd_3/)
-    stdin.write('\r')
-    await tick()
-    expect(lastFrame()).not.toMatch(/public key/)
+    const r = render(view(st))
+    expect(r.lastFrame()).toMatch(/› ● peer2/)
+    await press(r, '\u001B[B') // down
+    expect(await press(r, '\u001B[B')).toMatch(/› ● peer4/)
+    expect(await press(r, '\u001B[A')).toMatch(/› ● peer3/) // up
+    const details = await press(r, '\r')
+    expect(details).toMatch(/public key\s+AwMDAwMD/)
+    expect(details).toMatch(/node id\s+nd_3/)
+    expect(await press(r, '\r')).not.toMatch(/public key/)
   })
 
   it('quits on q', async () => {
-    let quit = 0
+    let quit: () => void = () => undefined
+    const quitted = new Promise<void>((resolve) => (quit = resolve))
     const {stdin} = render(
-      <StatusDashboard status={status([])} width={80} height={24} now={NOW} onQuit={() => quit++} />,
+      <StatusDashboard status={status([])} width={80} height={24} now={NOW} onQuit={() => quit()} />,
     )
     stdin.write('q')
-    await tick()
-    expect(quit).toBe(1)
+    await quitted
   })
 
   it('follows a new status: a peer appears, and one goes from relay to direct', () => {
@@ -104,13 +96,11 @@ describe('StatusDashboard', () => {
 
   it('scrolls a long peer list around the selection to fit the terminal', async () => {
     const peers = Array.from({length: 50}, (_, i) => peer(i + 2))
-    const {lastFrame, stdin} = render(view(status([network(peers)]), {height: 24}))
+    const r = render(view(status([network(peers)]), {height: 24}))
+    const {lastFrame} = r
     expect(lastFrame()!.split('\n').length).toBeLessThanOrEqual(24)
     expect(lastFrame()).toMatch(/↓ \d+ more/)
-    for (let i = 0; i < 30; i++) {
-      stdin.write('j')
-      await tick()
-    }
+    for (let i = 0; i < 30; i++) await press(r, 'j')
     expect(lastFrame()).toMatch(/› ● peer32/)
     expect(lastFrame()).toMatch(/↑ \d+ more/)
     expect(lastFrame()!.split('\n').length).toBeLessThanOrEqual(24)

@@ -1,6 +1,7 @@
 import {render} from 'ink-testing-library'
 import {describe, expect, it} from 'vitest'
 import type {Topology, TopologyEdge, TopologyNode} from '../topology/model.js'
+import {press} from './testing/keys.js'
 import {TopologyView} from './topology-view.js'
 
 const node = (i: number, online = true): TopologyNode => ({
@@ -21,14 +22,13 @@ function topology(n: number, dense: number): Topology {
   return {networkId: 'net1', nodes, edges}
 }
 
-const tick = () => new Promise<void>((r) => setTimeout(r, 0))
-
 describe('TopologyView', () => {
   it('stays readable at 50 nodes on 80x24: one line per node within the width, paged, with a legend', async () => {
     const t = topology(50, 12)
-    const {lastFrame, stdin} = render(
+    const r = render(
       <TopologyView topology={t} networkName="home" width={80} height={24} onQuit={() => undefined} />,
     )
+    const {lastFrame} = r
     const frame = lastFrame()!
     const lines = frame.split('\n')
     expect(lines.length).toBeLessThanOrEqual(24)
@@ -40,22 +40,21 @@ describe('TopologyView', () => {
     expect(frame).toMatch(/● node02\s+10\.9\.0\.2\s+══\s+6 ┄┄\s+5/)
     expect(frame).toMatch(/○ node10\s+10\.9\.0\.10/)
     expect(frame).not.toContain('node30')
-    stdin.write(' ')
-    await tick()
-    expect(lastFrame()).toContain('page 2/3')
-    expect(lastFrame()).toContain('node30')
+    const next = await press(r, ' ')
+    expect(next).toContain('page 2/3')
+    expect(next).toContain('node30')
   })
 
   it('follows a new picture and quits on q', async () => {
-    let quit = 0
-    const props = {networkName: 'home', width: 100, height: 24, onQuit: () => quit++}
+    let quit: () => void = () => undefined
+    const quitted = new Promise<void>((resolve) => (quit = resolve))
+    const props = {networkName: 'home', width: 100, height: 24, onQuit: () => quit()}
     const {lastFrame, rerender, stdin} = render(<TopologyView topology={topology(3, 0)} {...props} />)
     expect(lastFrame()).toMatch(/● node01\s+10\.9\.0\.1\s+══\s+0 ┄┄\s+0/)
     rerender(<TopologyView topology={topology(3, 3)} {...props} />)
     expect(lastFrame()).toMatch(/● node01\s+10\.9\.0\.1\s+══\s+2 ┄┄\s+0\s+node02 node03/)
     stdin.write('q')
-    await tick()
-    expect(quit).toBe(1)
+    await quitted
   })
 
   it('says when it waits for the controller, and shows a problem', () => {
