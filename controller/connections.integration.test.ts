@@ -17,7 +17,7 @@ import {
   type ConnectionChangedEvent,
   type PeerReport,
 } from '../shared/protocol/netmap.js'
-import type {ConnectionWrite} from './store/store.js'
+import {recordPairWrites, type RecordedPairWrite} from './testing/store-spy.js'
 import {client, publicKey, type Client} from './testing/client.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {connectWs, type WsClient} from './testing/ws-client.js'
@@ -26,18 +26,13 @@ let dataDir: string
 let ctl: TestController
 let api: Client
 const sockets: WsClient[] = []
-/** Every batch the tracker wrote (the store's writeConnections, wrapped). */
-let writes: ConnectionWrite[][] = []
+/** Every pair row the tracker's writes touched. */
+let writes: RecordedPairWrite[] = []
 
 async function start(): Promise<void> {
   ctl = await startTestController({dataDir, connectionFlushMs: 50})
   api = client(ctl.url)
-  const store = ctl.running.store
-  const real = store.writeConnections.bind(store)
-  store.writeConnections = async (networkId, batch, at) => {
-    writes.push([...batch])
-    return real(networkId, batch, at)
-  }
+  recordPairWrites(ctl.running.store, (w) => writes.push(w))
 }
 
 beforeAll(async () => {
@@ -165,7 +160,7 @@ describe('connection reports', () => {
       {id: c.node.id, online: true, endpoint: '198.51.100.30:51820', path: 'direct', latencyMs: 12},
     ])
     await changed((e) => [e.a.id, e.b.id].includes(c.node.id) && e.to === 'direct')
-    const touchedAB = writes.flat().filter((w) => w.nodeA === lo && w.nodeB === hi)
+    const touchedAB = writes.filter((w) => w.nodeA === lo && w.nodeB === hi)
     expect(touchedAB).toEqual([])
     expect((await log(net.id, `?node=${b.node.id}`)).map((e) => e.event)).toEqual([
       'upgraded_to_direct',
@@ -218,7 +213,7 @@ describe('connection reports', () => {
     const hub = ctl.running.server.netmap
     await expect.poll(() => hub.peerLinks(net.id, a.node.id).get(c.node.id)?.path).toBe('direct')
     await ctl.running.state.connections.flush()
-    expect(writes.flat()).toEqual([])
+    expect(writes).toEqual([])
     expect(await log(net.id)).toEqual(before)
     expect(await connections(net.id, c.node.id)).toHaveLength(1)
   })

@@ -31,6 +31,7 @@ import {latencyChanged} from '../shared/nat/latency.js'
 import type {Connection, ConnectionEvent, ConnectionLogEntry, Path} from '../shared/protocol/control-api.js'
 import type {PeerPath} from '../shared/protocol/netmap.js'
 import type {ConnectionWrite, Page, PageRequest, Store, StoredConnection} from './store/store.js'
+import {storeWrites, type Writes} from './domain/writes.js'
 
 /** What one node last reported about one peer (controller/api/netmap.ts PeerLink). */
 export interface PeerView {
@@ -167,11 +168,13 @@ export class ConnectionTracker {
   /** Set when the last flush failed. */
   private failed = false
   private closed = false
+  private readonly writes: Writes
 
   constructor(
     private readonly store: Store,
     opts: ConnectionTrackerOptions = {},
   ) {
+    this.writes = storeWrites(store)
     this.clock = opts.clock ?? systemClock
     this.flushMs = opts.flushMs ?? 1_000
     this.maxWrites = opts.maxWrites ?? 5_000
@@ -367,7 +370,7 @@ export class ConnectionTracker {
       const at = new Date(this.clock.now()).toISOString()
       let logged: ConnectionLogEntry[]
       try {
-        logged = await this.store.writeConnections(st.id, writes, at)
+        logged = await this.writes.writeConnections(st.id, writes, at)
       } catch (err) {
         // Tried again with the next flush (a full disk heals; a removed network is dropped).
         for (const key of keys) if (st.pairs.has(key)) st.dirty.add(key)

@@ -33,6 +33,7 @@ import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './auth/password.
 import {FailureLimiter, TokenBucketLimiter, TrustedSources} from './auth/rate-limit.js'
 import type {
   AuditContext,
+  JoinProof,
   NodeChange,
   Page,
   PageRequest,
@@ -41,6 +42,7 @@ import type {
   UserRecord,
 } from './store/store.js'
 import {publicUser} from './store/store.js'
+import {storeWrites, type Writes} from './domain/writes.js'
 import {systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {ConnectionTracker} from './connections.js'
 
@@ -135,11 +137,14 @@ export class ControllerState {
   private readonly log: NonNullable<StateOptions['log']>
   /** Per-pair paths and latency from node reports, their log and change events. */
   readonly connections: ConnectionTracker
+  /** Every write, each one transaction around its rule in controller/domain/. */
+  private readonly writes: Writes
 
   constructor(
     private readonly store: Store,
     opts: StateOptions = {},
   ) {
+    this.writes = storeWrites(store)
     this.clock = opts.clock ?? systemClock
     const max = opts.loginFailuresPerMinute ?? 10
     const clock = () => this.clock.now()
@@ -241,7 +246,7 @@ export class ControllerState {
    */
   async bootstrap(password: string): Promise<boolean> {
     if (await this.store.hasTenants()) return false
-    await this.store.createTenantWithOwner(
+    await this.writes.createTenantWithOwner(
       {id: newId('t'), name: 'default'},
       {id: newId('u'), username: 'admin', passwordHash: await hashPassword(password), superuser: true},
       this.systemCtx(),
@@ -280,7 +285,7 @@ export class ControllerState {
     const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
     if (!user || !ok) {
       if (user) {
-        await this.store.appendAudit(
+        await this.writes.appendAudit(
           {
             tenantId: user.tenantId,
             action: 'user.login_failed',
@@ -299,7 +304,7 @@ export class ControllerState {
     if (meta.sourceAddress !== null) this.loginTrusted.trust(username, addrKey)
     const token = newSecret('token')
     const expiresAt = new Date(this.now().getTime() + TOKEN_TTL_MS).toISOString()
-    await this.store.createToken(
+    await this.writes.createToken(
       {id: newId('tok'), hash: hashSecret(token), userId: user.id, expiresAt},
       this.ctx({actor: `user:${user.id}`, actorName: user.username}, meta),
     )
@@ -320,7 +325,7 @@ export class ControllerState {
   }
 
   async logout(p: Principal, meta: RequestMeta): Promise<void> {
-    await this.store.deleteToken(p.tokenHash, this.userCtx(p, meta))
+    await this.writes.deleteToken(p.tokenHash, this.userCtx(p, meta))
   }
 
   async authenticateNode(credential: string): Promise<StoredNode | undefined> {
@@ -468,7 +473,7 @@ export class ControllerState {
     meta: RequestMeta,
   ): Promise<{tenant: Tenant; owner: User}> {
     if (!p.user.superuser) throw new MeshError('FORBIDDEN', {message: 'only superusers can create tenants'})
-    return this.store.createTenantWithOwner(
+    return this.writes.createTenantWithOwner(
       {id: newId('t'), name: req.name},
       {
         id: newId('u'),
@@ -524,7 +529,7 @@ export class ControllerState {
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
-    return this.store.createUser(
+    return this.writes.createUser(
       {
         id: newId('u'),
         tenantId: p.tenant.id,
@@ -547,7 +552,7 @@ export class ControllerState {
     }
     await this.requireNotOutranked(p, target)
     await this.requireMayGrant(p, role)
-    return this.store.updateUserRole(id, role, this.userCtx(p, meta))
+    return this.writes.updateUserRole(id, role, this.userCtx(p, meta))
   }
 
   async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
@@ -556,7 +561,7 @@ export class ControllerState {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
     await this.requireNotOutranked(p, target)
-    await this.store.deleteUser(id, this.userCtx(p, meta))
+    await this.writes.deleteUser(id, this.userCtx(p, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -577,7 +582,7 @@ export class ControllerState {
         message: `cidr: ${JSON.stringify(req.cidr)} is not an IPv4 network prefix from /8 to /30 with host bits zero`,
       })
     }
-    return this.store.createNetwork(
+    return this.writes.createNetwork(
       {
         id: newId('n'),
         tenantId: p.tenant.id,
@@ -597,13 +602,13 @@ export class ControllerState {
     patch: UpdateNetworkRequest,
     meta: RequestMeta,
   ): Promise<Network> {
-    const updated = await this.store.updateNetwork(net.id, patch, this.userCtx(p, meta))
+    const updated = await this.writes.updateNetwork(net.id, patch, this.userCtx(p, meta))
     for (const fn of this.networkListeners) fn(updated)
     return updated
   }
 
   async deleteNetwork(p: Principal, net: Network, meta: RequestMeta): Promise<void> {
-    const changes = await this.store.deleteNetwork(net.id, this.userCtx(p, meta))
+    const changes = await this.writes.deleteNetwork(net.id, this.userCtx(p, meta))
     this.emit(changes)
   }
 
@@ -623,13 +628,13 @@ export class ControllerState {
     // tenant owner on a network nor make itself owner there.
     await this.requireNotOutranked(p, target, net.id)
     await this.requireMayGrant(p, role, net.id)
-    return this.store.setMember(net.id, userId, role, this.userCtx(p, meta))
+    return this.writes.setMember(net.id, userId, role, this.userCtx(p, meta))
   }
 
   async removeMember(p: Principal, net: Network, userId: string, meta: RequestMeta): Promise<void> {
     // Removing a network role gives the user its tenant role back there: never above `standing`.
     await this.requireNotOutranked(p, await this.findUser(p, userId), net.id)
-    await this.store.removeMember(net.id, userId, this.userCtx(p, meta))
+    await this.writes.removeMember(net.id, userId, this.userCtx(p, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -643,7 +648,7 @@ export class ControllerState {
   ): Promise<{invite: Invite; code: string}> {
     await this.requireMayGrant(p, req.role, net.id)
     const code = newSecret('invite')
-    const invite = await this.store.createInvite(
+    const invite = await this.writes.createInvite(
       {
         id: newId('iv'),
         networkId: net.id,
@@ -665,7 +670,7 @@ export class ControllerState {
   async revokeInvite(p: Principal, id: string, meta: RequestMeta): Promise<Invite> {
     const inv = await this.store.getInvite(id)
     if (inv) await this.requireMayRevoke(p, 'invite', inv)
-    return this.store.revokeInvite(id, this.userCtx(p, meta))
+    return this.writes.revokeInvite(id, this.userCtx(p, meta))
   }
 
   async createAuthKey(
@@ -685,7 +690,7 @@ export class ControllerState {
       }
     }
     const key = newSecret('authKey')
-    const authKey = await this.store.createAuthKey(
+    const authKey = await this.writes.createAuthKey(
       {
         id: newId('ak'),
         networkId: net.id,
@@ -710,7 +715,7 @@ export class ControllerState {
   async revokeAuthKey(p: Principal, id: string, meta: RequestMeta): Promise<AuthKey> {
     const key = await this.store.getAuthKey(id)
     if (key) await this.requireMayRevoke(p, 'auth key', key)
-    return this.store.revokeAuthKey(id, this.userCtx(p, meta))
+    return this.writes.revokeAuthKey(id, this.userCtx(p, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -728,7 +733,7 @@ export class ControllerState {
     const credential = newSecret('node')
     const nodeId = newId('nd')
     let actor = {actor: `node:${nodeId}`, actorName: req.name}
-    let proof: Parameters<Store['registerNode']>[0]
+    let proof: JoinProof
     if (req.invite !== undefined) {
       if (!req.invite.startsWith('inv_')) throw new MeshError('INVITE_INVALID')
       proof = {kind: 'invite', codeHash: hashSecret(req.invite)}
@@ -752,7 +757,7 @@ export class ControllerState {
       proof = {kind: 'open', networkId: net.id}
       actor = {actor: `user:${principal.user.id}`, actorName: principal.user.username}
     }
-    const change = await this.store.registerNode(
+    const change = await this.writes.registerNode(
       proof,
       {
         id: nodeId,
@@ -786,26 +791,26 @@ export class ControllerState {
   }
 
   async approveNode(p: Principal, id: string, meta: RequestMeta): Promise<Node> {
-    const change = await this.store.approveNode(id, this.userCtx(p, meta))
+    const change = await this.writes.approveNode(id, this.userCtx(p, meta))
     this.emit(change)
     return this.withPresence(change.node as StoredNode)
   }
 
   async renameNode(p: Principal, id: string, name: string, meta: RequestMeta): Promise<Node> {
-    const change = await this.store.renameNode(id, name, this.userCtx(p, meta))
+    const change = await this.writes.renameNode(id, name, this.userCtx(p, meta))
     this.emit(change)
     return this.withPresence(change.node as StoredNode)
   }
 
   async removeNode(p: Principal | undefined, id: string, meta: RequestMeta): Promise<void> {
-    const change = await this.store.removeNode(id, p ? this.userCtx(p, meta) : this.systemCtx())
+    const change = await this.writes.removeNode(id, p ? this.userCtx(p, meta) : this.systemCtx())
     this.forgetEndpoints(id)
     this.emit(change)
   }
 
   /** A node removes itself with its own credential (`mesh leave`): audited as node.leave. */
   async leaveNode(node: StoredNode, meta: RequestMeta): Promise<void> {
-    const change = await this.store.removeNode(
+    const change = await this.writes.removeNode(
       node.id,
       this.ctx({actor: `node:${node.id}`, actorName: node.name}, meta),
       'node.leave',
@@ -866,7 +871,7 @@ export class ControllerState {
     // The window starts now, before the write: reports arriving while it runs wait for the window.
     const previous = st.appliedAt
     const started = (st.appliedAt = this.clock.now())
-    const change = await this.store.setNodeEndpoints(st.node.id, endpoints, this.now().toISOString())
+    const change = await this.writes.setNodeEndpoints(st.node.id, endpoints, this.now().toISOString())
     if (!change) {
       // Nothing changed: the window is not used up, unless another report already relied on it.
       if (st.appliedAt === started && !st.timer) st.appliedAt = previous
@@ -933,7 +938,7 @@ export class ControllerState {
     const started = (st.appliedAt = this.clock.now())
     let change: NodeChange | undefined
     try {
-      change = await this.store.setNodeObservedEndpoint(st.nodeId, endpoint, this.now().toISOString())
+      change = await this.writes.setNodeObservedEndpoint(st.nodeId, endpoint)
     } catch (err) {
       // A node removed meanwhile: forget it, so its entry does not linger.
       if (err instanceof MeshError && err.code === 'NOT_FOUND') this.observedState.delete(st.nodeId)
@@ -1018,7 +1023,7 @@ export class ControllerState {
   }
 
   async touch(nodeId: string): Promise<void> {
-    await this.store.touchNode(nodeId, this.now().toISOString())
+    await this.writes.touchNode(nodeId, this.now().toISOString())
   }
 
   private emitPresence(kind: 'online' | 'offline', node: StoredNode, tenantId: string): void {

@@ -10,6 +10,7 @@ import {startTestController, type TestController} from '../controller/testing/te
 import {decodeJoinString} from '../shared/invite.js'
 import type {PeerReport} from '../shared/protocol/netmap.js'
 import {connectWs} from '../controller/testing/ws-client.js'
+import {recordPairWrites} from '../controller/testing/store-spy.js'
 import {PeerReporter} from './netmap/peer-report.js'
 import type {PeerState} from './wireguard/driver.js'
 import {startFakeDaemon, waitFor, type FakeDaemon} from './testing/harness.js'
@@ -138,15 +139,13 @@ describe('node reports in a 2,000-peer network', () => {
       // Rows of the pairs the reporter reports, written (the watcher daemon above reports too).
       const reported = new Set(peerIds)
       let written = 0
-      const real = store.writeConnections.bind(store)
-      store.writeConnections = async (net, batch, at) => {
-        written += batch.filter(
-          (w) =>
-            (w.nodeA === reporterId && reported.has(w.nodeB)) ||
-            (w.nodeB === reporterId && reported.has(w.nodeA)),
-        ).length
-        return real(net, batch, at)
-      }
+      recordPairWrites(store, (w) => {
+        if (
+          (w.nodeA === reporterId && reported.has(w.nodeB)) ||
+          (w.nodeB === reporterId && reported.has(w.nodeA))
+        )
+          written++
+      })
       const reporter = new PeerReporter()
       const view = (jitter: number): PeerReport[] =>
         peerIds.map((id, i) => ({

@@ -161,6 +161,12 @@ export const ERRORS = {
     'the controller cannot write its database',
     "check the controller log and its data directory's disk (read-only, failing, or out of quota)",
   ),
+  WRITE_CONFLICT: e(
+    409,
+    EXIT.TEMPFAIL,
+    'the change collided with a concurrent change',
+    'try again; the other change has been committed',
+  ),
 
   // ---- model rules (controller)
   INVALID_CIDR: e(

@@ -33,7 +33,7 @@ import type {NodeChange, StoredNode} from '../store/store.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
-import {storageError, StorageFailureLog} from '../store/sqlite/errors.js'
+import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */

@@ -12,6 +12,7 @@ import {
   type NewNode,
   type Store,
 } from './store.js'
+import {storeWrites, type Writes} from '../domain/writes.js'
 
 const key = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
 
@@ -49,15 +50,35 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   throw new Error('expected a MeshError, but the call succeeded')
 }
 
-export function storeContract(name: string, open: () => Promise<{store: Store; cleanup(): Promise<void>}>) {
+/**
+ * What an adapter's test gives the suite: a fresh, empty store, and a way to clean up.
+ * `openPeer` opens a second store on the same database, as a second controller replica would
+ * (its own connections); without it, the race tests run both sides on the one store.
+ */
+export interface ContractSubject {
+  readonly store: Store
+  cleanup(): Promise<void>
+  openPeer?(): Promise<Store>
+}
+
+export function storeContract(name: string, open: () => Promise<ContractSubject>) {
   describe(`Store contract: ${name}`, () => {
     let store: Store
+    let writes: Writes
     let cleanup: () => Promise<void>
     let tenantId: string
+    /** The second replica's writes (the same store when the adapter has no peers). */
+    let peer: {store: Store; writes: Writes}
+    const peers: Store[] = []
 
     beforeEach(async () => {
-      ;({store, cleanup} = await open())
-      const {tenant} = await store.createTenantWithOwner(
+      const subject = await open()
+      ;({store, cleanup} = subject)
+      writes = storeWrites(store)
+      const other = subject.openPeer ? await subject.openPeer() : store
+      if (other !== store) peers.push(other)
+      peer = {store: other, writes: storeWrites(other)}
+      const {tenant} = await writes.createTenantWithOwner(
         {id: uid('t'), name: 'acme'},
         {id: uid('u'), username: 'boss', passwordHash: 'x', superuser: true},
         ctx(),
@@ -65,6 +86,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       tenantId = tenant.id
     })
     afterEach(async () => {
+      for (const p of peers.splice(0)) await p.close()
       await store.close()
       await cleanup()
     })
@@ -77,7 +99,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         maxNodes?: number | null
       } = {},
     ) =>
-      store.createNetwork(
+      writes.createNetwork(
         {
           id: uid('n'),
           tenantId,
@@ -101,7 +123,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       } = {},
     ) => {
       const keyHash = uid('kh')
-      return store
+      return writes
         .createAuthKey(
           {
             id: uid('ak'),
@@ -123,7 +145,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
     it('keeps user names unique across tenants and tenant names unique', async () => {
       expect(
         await codeOf(
-          store.createTenantWithOwner(
+          writes.createTenantWithOwner(
             {id: uid('t'), name: 'other'},
             {id: uid('u'), username: 'boss', passwordHash: 'x', superuser: false},
             ctx(),
@@ -132,7 +154,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       ).toBe('USERNAME_TAKEN')
       expect(
         await codeOf(
-          store.createTenantWithOwner(
+          writes.createTenantWithOwner(
             {id: uid('t'), name: 'acme'},
             {id: uid('u'), username: 'someone', passwordHash: 'x', superuser: false},
             ctx(),
@@ -141,7 +163,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       ).toBe('TENANT_NAME_TAKEN')
       expect(
         await codeOf(
-          store.createUser(
+          writes.createUser(
             {id: uid('u'), tenantId, username: 'boss', passwordHash: 'x', role: 'member'},
             ctx(),
           ),
@@ -154,12 +176,12 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       expect(await codeOf(makeNetwork({name: 'home', cidr: '10.2.0.0/16'}))).toBe('NETWORK_NAME_TAKEN')
       expect(await codeOf(makeNetwork({name: 'lab', cidr: '10.1.5.0/24'}))).toBe('CIDR_OVERLAP')
       expect(await codeOf(makeNetwork({name: 'big', cidr: '10.0.0.0/8'}))).toBe('CIDR_OVERLAP')
-      const {tenant: other} = await store.createTenantWithOwner(
+      const {tenant: other} = await writes.createTenantWithOwner(
         {id: uid('t'), name: 'other'},
         {id: uid('u'), username: 'other-boss', passwordHash: 'x', superuser: false},
         ctx(),
       )
-      const same = await store.createNetwork(
+      const same = await writes.createNetwork(
         {
           id: uid('n'),
           tenantId: other.id,
@@ -182,7 +204,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         sourceAddress: '203.0.113.9',
         requestId: 'req-audit',
       })
-      const net = await store.createNetwork(
+      const net = await writes.createNetwork(
         {
           id: uid('n'),
           tenantId,
@@ -213,7 +235,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       await makeNetwork({name: 'one', cidr: '10.60.0.0/24'})
       const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
       await codeOf(makeNetwork({name: 'one', cidr: '10.61.0.0/24'}))
-      await codeOf(store.registerNode({kind: 'authkey', keyHash: 'nope'}, newNode(), ctx()))
+      await codeOf(writes.registerNode({kind: 'authkey', keyHash: 'nope'}, newNode(), ctx()))
       expect((await store.listAudit({tenantId}, {limit: 500})).items.length).toBe(before)
     })
 
@@ -221,7 +243,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       const net = await makeNetwork({joinPolicy: 'invite'})
       const mk = async (over: {maxUses?: number | null; expiresAt?: string} = {}) => {
         const codeHash = uid('ch')
-        const inv = await store.createInvite(
+        const inv = await writes.createInvite(
           {
             id: uid('iv'),
             networkId: net.id,
@@ -235,49 +257,53 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         )
         return {inv, codeHash}
       }
-      expect(await codeOf(store.registerNode({kind: 'invite', codeHash: 'unknown'}, newNode(), ctx()))).toBe(
+      expect(await codeOf(writes.registerNode({kind: 'invite', codeHash: 'unknown'}, newNode(), ctx()))).toBe(
         'INVITE_INVALID',
       )
       const once = await mk()
-      const change = await store.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())
+      const change = await writes.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())
       expect(change.node?.status).toBe('active')
       expect((await store.getInvite(once.inv.id))?.uses).toBe(1)
       expect(
-        await codeOf(store.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'invite', codeHash: once.codeHash}, newNode(), ctx())),
       ).toBe('INVITE_USED_UP')
       const expired = await mk({expiresAt: '2026-11-21T00:00:00.000Z'})
       expect(
-        await codeOf(store.registerNode({kind: 'invite', codeHash: expired.codeHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'invite', codeHash: expired.codeHash}, newNode(), ctx())),
       ).toBe('INVITE_EXPIRED')
       const revoked = await mk({maxUses: null})
-      await store.revokeInvite(revoked.inv.id, ctx())
+      await writes.revokeInvite(revoked.inv.id, ctx())
       expect(
-        await codeOf(store.registerNode({kind: 'invite', codeHash: revoked.codeHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'invite', codeHash: revoked.codeHash}, newNode(), ctx())),
       ).toBe('INVITE_REVOKED')
     })
 
     it('checks auth keys: single use, revoked, expired; pre-approval, ephemeral and tags carry over', async () => {
       const net = await makeNetwork({joinPolicy: 'approval'})
       const single = await makeKey(net.id, {reusable: false})
-      const first = await store.registerNode(
+      const first = await writes.registerNode(
         {kind: 'authkey', keyHash: single.keyHash},
         newNode({name: 'a'}),
         ctx(),
       )
       expect(first.node?.status).toBe('pending')
       expect(
-        await codeOf(store.registerNode({kind: 'authkey', keyHash: single.keyHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'authkey', keyHash: single.keyHash}, newNode(), ctx())),
       ).toBe('AUTHKEY_USED')
       const pre = await makeKey(net.id, {preApproved: true, ephemeral: true, tags: ['tag:ci']})
-      const n = await store.registerNode({kind: 'authkey', keyHash: pre.keyHash}, newNode({name: 'b'}), ctx())
+      const n = await writes.registerNode(
+        {kind: 'authkey', keyHash: pre.keyHash},
+        newNode({name: 'b'}),
+        ctx(),
+      )
       expect(n.node).toMatchObject({status: 'active', ephemeral: true, tags: ['tag:ci']})
       const expired = await makeKey(net.id, {expiresAt: '2026-01-01T00:00:00.000Z'})
       expect(
-        await codeOf(store.registerNode({kind: 'authkey', keyHash: expired.keyHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'authkey', keyHash: expired.keyHash}, newNode(), ctx())),
       ).toBe('AUTHKEY_EXPIRED')
-      await store.revokeAuthKey(pre.id, ctx())
+      await writes.revokeAuthKey(pre.id, ctx())
       expect(
-        await codeOf(store.registerNode({kind: 'authkey', keyHash: pre.keyHash}, newNode(), ctx())),
+        await codeOf(writes.registerNode({kind: 'authkey', keyHash: pre.keyHash}, newNode(), ctx())),
       ).toBe('AUTHKEY_REVOKED')
     })
 
@@ -286,39 +312,47 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       const names: string[] = []
       for (let i = 0; i < 3; i++) {
         names.push(
-          (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'web'}), ctx())).node!
+          (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'web'}), ctx())).node!
             .name,
         )
       }
       expect(names).toEqual(['web', 'web-2', 'web-3'])
       const pk = key()
-      await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'db', publicKey: pk}), ctx())
+      await writes.registerNode(
+        {kind: 'open', networkId: net.id},
+        newNode({name: 'db', publicKey: pk}),
+        ctx(),
+      )
       expect(
         await codeOf(
-          store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'db2', publicKey: pk}), ctx()),
+          writes.registerNode(
+            {kind: 'open', networkId: net.id},
+            newNode({name: 'db2', publicKey: pk}),
+            ctx(),
+          ),
         ),
       ).toBe('PUBLIC_KEY_TAKEN')
       const nodes = await store.allNodes(net.id)
-      expect(await codeOf(store.renameNode(nodes[1]!.id, 'web', ctx()))).toBe('NODE_NAME_TAKEN')
+      expect(await codeOf(writes.renameNode(nodes[1]!.id, 'web', ctx()))).toBe('NODE_NAME_TAKEN')
     })
 
     it('enforces max nodes and address pool exhaustion, never two nodes on one address', async () => {
       const capped = await makeNetwork({cidr: '10.70.0.0/24', joinPolicy: 'open', maxNodes: 2})
-      await store.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'a'}), ctx())
-      await store.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'b'}), ctx())
-      expect(await codeOf(store.registerNode({kind: 'open', networkId: capped.id}, newNode(), ctx()))).toBe(
+      await writes.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'a'}), ctx())
+      await writes.registerNode({kind: 'open', networkId: capped.id}, newNode({name: 'b'}), ctx())
+      expect(await codeOf(writes.registerNode({kind: 'open', networkId: capped.id}, newNode(), ctx()))).toBe(
         'NETWORK_MAX_NODES',
       )
       const tiny = await makeNetwork({cidr: '10.71.0.0/30', joinPolicy: 'open'})
-      const a = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'a'}), ctx())
-      const b = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'b'}), ctx())
+      const a = await writes.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'a'}), ctx())
+      const b = await writes.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'b'}), ctx())
       expect([a.node!.address, b.node!.address]).toEqual(['10.71.0.1', '10.71.0.2'])
-      expect(await codeOf(store.registerNode({kind: 'open', networkId: tiny.id}, newNode(), ctx()))).toBe(
+      expect(await codeOf(writes.registerNode({kind: 'open', networkId: tiny.id}, newNode(), ctx()))).toBe(
         'ADDRESS_POOL_EXHAUSTED',
       )
       // A removed node's address is free again only once the cursor wraps.
-      await store.removeNode(a.nodeId, ctx())
-      const c = await store.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'c'}), ctx())
+      await writes.removeNode(a.nodeId, ctx())
+      const c = await writes.registerNode({kind: 'open', networkId: tiny.id}, newNode({name: 'c'}), ctx())
       expect(c.node!.address).toBe('10.71.0.1')
     })
 
@@ -326,15 +360,15 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       const net = await makeNetwork({joinPolicy: 'approval'})
       const k = await makeKey(net.id)
       expect(await store.netmapVersion(net.id)).toBe(0)
-      const a = await store.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'a'}), ctx())
-      const b = await store.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'b'}), ctx())
+      const a = await writes.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'a'}), ctx())
+      const b = await writes.registerNode({kind: 'authkey', keyHash: k.keyHash}, newNode({name: 'b'}), ctx())
       expect([a.version, b.version]).toEqual([1, 2])
-      const approved = await store.approveNode(a.nodeId, ctx())
+      const approved = await writes.approveNode(a.nodeId, ctx())
       expect(approved).toMatchObject({version: 3, kind: 'changed'})
       expect(approved.node?.status).toBe('active')
-      expect(await codeOf(store.approveNode(a.nodeId, ctx()))).toBe('NODE_NOT_PENDING')
-      expect(await store.setNodeEndpoints(b.nodeId, [], ctx().at)).toBeUndefined()
-      const ep = await store.setNodeEndpoints(b.nodeId, ['198.51.100.7:51820'], ctx().at)
+      expect(await codeOf(writes.approveNode(a.nodeId, ctx()))).toBe('NODE_NOT_PENDING')
+      expect(await writes.setNodeEndpoints(b.nodeId, [], ctx().at)).toBeUndefined()
+      const ep = await writes.setNodeEndpoints(b.nodeId, ['198.51.100.7:51820'], ctx().at)
       expect(ep?.version).toBe(4)
       expect(await store.changesSince(net.id, 2)).toEqual({
         version: 4,
@@ -342,17 +376,17 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       })
       expect(await store.changesSince(net.id, 4)).toEqual({version: 4, nodeIds: []})
       expect(await store.changesSince(net.id, 99)).toBeUndefined()
-      const removed = await store.removeNode(b.nodeId, ctx())
+      const removed = await writes.removeNode(b.nodeId, ctx())
       expect(removed).toMatchObject({kind: 'removed', node: null, version: 5})
       expect(removed.before?.id).toBe(b.nodeId)
     })
 
     it('writes no audit entry for endpoint telemetry, and audits a self-removal as node.leave', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.72.0.0/24'})
-      const a = await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
-      const ep = await store.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
+      const a = await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
+      const ep = await writes.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
       expect(ep?.node?.endpoints).toEqual(['198.51.100.9:51820'])
-      const left = await store.removeNode(a.nodeId, ctx({actor: `node:${a.nodeId}`}), 'node.leave')
+      const left = await writes.removeNode(a.nodeId, ctx({actor: `node:${a.nodeId}`}), 'node.leave')
       expect(left).toMatchObject({kind: 'removed', node: null})
       const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
       expect(entries.filter((e) => e.targetId === a.nodeId).map((e) => e.action)).toEqual(
@@ -364,14 +398,14 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
 
     it('keeps the observed endpoint apart: reports never touch it, an unchanged one writes nothing, no audit', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.73.0.0/24'})
-      const a = await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
+      const a = await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
       expect((await store.getNode(a.nodeId))?.observedEndpoint).toBeUndefined()
-      const seen = await store.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641', ctx().at)
+      const seen = await writes.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641')
       expect(seen).toMatchObject({kind: 'changed', version: a.version + 1})
       expect(seen?.node?.observedEndpoint).toBe('203.0.113.40:41641')
       expect(seen?.node?.endpoints).toEqual([])
-      expect(await store.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641', ctx().at)).toBeUndefined()
-      const reported = await store.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
+      expect(await writes.setNodeObservedEndpoint(a.nodeId, '203.0.113.40:41641')).toBeUndefined()
+      const reported = await writes.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
       expect(reported?.node).toMatchObject({
         endpoints: ['198.51.100.9:51820'],
         observedEndpoint: '203.0.113.40:41641',
@@ -390,8 +424,8 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
     it('stores the current path of a pair, logs path changes only, and removes the row at none', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.74.0.0/24'})
       const ids = [
-        (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())).nodeId,
-        (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'b'}), ctx())).nodeId,
+        (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())).nodeId,
+        (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'b'}), ctx())).nodeId,
       ].sort()
       const [a, b] = ids as [string, string]
       const pair = (over: Partial<ConnectionWrite>): ConnectionWrite => ({
@@ -404,7 +438,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         ...over,
       })
       const t0 = '2026-11-22T10:00:00.000Z'
-      const logged = await store.writeConnections(
+      const logged = await writes.writeConnections(
         net.id,
         [pair({event: {event: 'connected', from: 'none'}})],
         t0,
@@ -423,7 +457,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       ])
       // A latency update without an event keeps `since` and logs nothing.
       const t1 = '2026-11-22T10:00:05.000Z'
-      expect(await store.writeConnections(net.id, [pair({latencyMs: 45})], t1)).toEqual([])
+      expect(await writes.writeConnections(net.id, [pair({latencyMs: 45})], t1)).toEqual([])
       expect(await store.allConnections(net.id)).toEqual([
         {
           nodeA: a,
@@ -437,7 +471,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         },
       ])
       const t2 = '2026-11-22T10:00:09.000Z'
-      await store.writeConnections(
+      await writes.writeConnections(
         net.id,
         [
           pair({
@@ -462,7 +496,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         },
       ])
       expect((await store.listConnections(net.id, {nodeId: 'nd_other'}, {limit: 10})).items).toEqual([])
-      await store.writeConnections(
+      await writes.writeConnections(
         net.id,
         [pair({path: 'none', latencyMs: null, event: {event: 'disconnected', from: 'direct'}})],
         '2026-11-22T10:01:00.000Z',
@@ -482,9 +516,9 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
 
     it('skips pairs whose node left the network, and drops their rows with the node', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.75.0.0/24'})
-      const x = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
+      const x = (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
         .nodeId
-      const y = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
+      const y = (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
         .nodeId
       const [a, b] = [x, y].sort() as [string, string]
       const w: ConnectionWrite = {
@@ -496,20 +530,20 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
         endpointB: null,
         event: {event: 'connected', from: 'none'},
       }
-      expect(await store.writeConnections(net.id, [w, {...w, nodeB: 'nd_gone'}], ctx().at)).toHaveLength(1)
-      await store.removeNode(b, ctx())
+      expect(await writes.writeConnections(net.id, [w, {...w, nodeB: 'nd_gone'}], ctx().at)).toHaveLength(1)
+      await writes.removeNode(b, ctx())
       expect(await store.allConnections(net.id)).toEqual([])
       // The log outlives the node; its name is then unknown.
       const [entry] = (await store.connectionLog(net.id, {nodeId: b}, {limit: 10})).items
       expect(entry?.b).toEqual({id: b, name: null})
-      expect(await store.writeConnections(net.id, [w], ctx().at)).toEqual([])
+      expect(await writes.writeConnections(net.id, [w], ctx().at)).toEqual([])
     })
 
     it('keeps the newest CONNECTION_LOG_KEEP log entries of a network and pages them newest first', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.76.0.0/24'})
-      const x = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
+      const x = (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'x'}), ctx()))
         .nodeId
-      const y = (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
+      const y = (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'y'}), ctx()))
         .nodeId
       const [a, b] = [x, y].sort() as [string, string]
       const flip = (i: number): ConnectionWrite => ({
@@ -526,7 +560,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       })
       const total = CONNECTION_LOG_KEEP + 250
       for (let i = 0; i < total; i += 1000)
-        await store.writeConnections(
+        await writes.writeConnections(
           net.id,
           Array.from({length: Math.min(1000, total - i)}, (_, j) => flip(i + j)),
           ctx().at,
@@ -549,7 +583,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       const ids: string[] = []
       for (let i = 0; i < 7; i++) {
         ids.push(
-          (await store.registerNode({kind: 'open', networkId: net.id}, newNode({name: `n${i}`}), ctx()))
+          (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: `n${i}`}), ctx()))
             .nodeId,
         )
       }
@@ -566,8 +600,8 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
 
     it('deletes a network with its nodes and reports each node as removed', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.90.0.0/24'})
-      const n = await store.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())
-      const changes = await store.deleteNetwork(net.id, ctx())
+      const n = await writes.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())
+      const changes = await writes.deleteNetwork(net.id, ctx())
       expect(changes.map((c) => [c.nodeId, c.kind])).toEqual([[n.nodeId, 'removed']])
       expect(await store.getNode(n.nodeId)).toBeUndefined()
       expect(await store.getNetwork(net.id)).toBeUndefined()
@@ -575,7 +609,7 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
 
     it('finds a node by its credential hash and a token by its hash only', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.91.0.0/24'})
-      const n = await store.registerNode(
+      const n = await writes.registerNode(
         {kind: 'open', networkId: net.id},
         newNode({credentialHash: 'abc123'}),
         ctx(),
@@ -583,13 +617,152 @@ export function storeContract(name: string, open: () => Promise<{store: Store; c
       expect((await store.getNodeByCredential('abc123'))?.id).toBe(n.nodeId)
       expect(await store.getNodeByCredential('abc124')).toBeUndefined()
       const user = await store.getUserByUsername('boss')
-      await store.createToken(
+      await writes.createToken(
         {id: 'tok1', hash: 'h1', userId: user!.id, expiresAt: '2030-01-01T00:00:00.000Z'},
         ctx(),
       )
       expect(await store.getToken('h1')).toMatchObject({userId: user!.id})
-      await store.deleteToken('h1', ctx())
+      await writes.deleteToken('h1', ctx())
       expect(await store.getToken('h1')).toBeUndefined()
+    })
+
+    describe('two writers at once (as two controller replicas)', () => {
+      /** Runs every call at once, alternating between the two writers, and settles them all. */
+      const race = <T>(n: number, call: (w: Writes, i: number) => Promise<T>) =>
+        Promise.allSettled(Array.from({length: n}, (_, i) => call(i % 2 === 0 ? writes : peer.writes, i)))
+      const codes = (results: PromiseSettledResult<unknown>[]) =>
+        results.map((r) =>
+          r.status === 'fulfilled' ? 'ok' : isMeshError(r.reason) ? r.reason.code : String(r.reason),
+        )
+
+      it('gives every node of a registration race its own name and address', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.90.0.0/24'})
+        const results = await race(12, (w) =>
+          w.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'web'}), ctx()),
+        )
+        expect(codes(results)).toEqual(Array(12).fill('ok'))
+        const nodes = await store.allNodes(net.id)
+        expect(new Set(nodes.map((n) => n.name)).size).toBe(12)
+        expect(new Set(nodes.map((n) => n.address)).size).toBe(12)
+        expect(nodes.map((n) => n.name)).toContain('web-12')
+        // Every registration bumped the version once: 12 distinct versions, ending at 12.
+        const versions = results.map((r) => (r.status === 'fulfilled' ? r.value.version : 0))
+        expect(new Set(versions).size).toBe(12)
+        expect(await store.netmapVersion(net.id)).toBe(12)
+      })
+
+      it('lets a single-use invite and a single-use auth key in once, however many race for it', async () => {
+        const net = await makeNetwork({joinPolicy: 'invite', cidr: '10.91.0.0/24'})
+        const codeHash = uid('code')
+        await writes.createInvite(
+          {
+            id: uid('iv'),
+            networkId: net.id,
+            codeHash,
+            role: 'member',
+            maxUses: 1,
+            expiresAt: '2030-01-01T00:00:00.000Z',
+            createdBy: 'u_test',
+          },
+          ctx(),
+        )
+        const byInvite = codes(
+          await race(6, (w) => w.registerNode({kind: 'invite', codeHash}, newNode({name: 'inv'}), ctx())),
+        )
+        expect(byInvite.filter((c) => c === 'ok')).toHaveLength(1)
+        expect(byInvite.filter((c) => c === 'INVITE_USED_UP')).toHaveLength(5)
+        const key = await makeKey(net.id, {reusable: false})
+        const byKey = codes(
+          await race(6, (w) =>
+            w.registerNode({kind: 'authkey', keyHash: key.keyHash}, newNode({name: 'key'}), ctx()),
+          ),
+        )
+        expect(byKey.filter((c) => c === 'ok')).toHaveLength(1)
+        expect(byKey.filter((c) => c === 'AUTHKEY_USED')).toHaveLength(5)
+        expect(await store.allNodes(net.id)).toHaveLength(2)
+      })
+
+      it('keeps max nodes under a registration race', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.92.0.0/24', maxNodes: 3})
+        const results = codes(
+          await race(8, (w) => w.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())),
+        )
+        expect(results.filter((c) => c === 'ok')).toHaveLength(3)
+        expect(results.filter((c) => c === 'NETWORK_MAX_NODES')).toHaveLength(5)
+        expect(await store.allNodes(net.id)).toHaveLength(3)
+      })
+
+      it('lets one of two overlapping networks, or two of one name, in', async () => {
+        const overlap = codes(
+          await race(2, (w, i) =>
+            w.createNetwork(
+              {
+                id: uid('n'),
+                tenantId,
+                name: `race-${i}`,
+                cidr: i === 0 ? '10.93.0.0/16' : '10.93.7.0/24',
+                description: '',
+                joinPolicy: 'open',
+                maxNodes: null,
+              },
+              ctx(),
+            ),
+          ),
+        )
+        expect(overlap.sort()).toEqual(['CIDR_OVERLAP', 'ok'])
+        const sameName = codes(
+          await race(2, (w, i) =>
+            w.createNetwork(
+              {
+                id: uid('n'),
+                tenantId,
+                name: 'twin',
+                cidr: `10.94.${i}.0/24`,
+                description: '',
+                joinPolicy: 'open',
+                maxNodes: null,
+              },
+              ctx(),
+            ),
+          ),
+        )
+        expect(sameName.sort()).toEqual(['NETWORK_NAME_TAKEN', 'ok'])
+      })
+
+      it('lets one of two users of one name in, and reports the other as USERNAME_TAKEN', async () => {
+        const results = codes(
+          await race(2, (w) =>
+            w.createUser(
+              {id: uid('u'), tenantId, username: 'carol', passwordHash: 'x', role: 'member'},
+              ctx(),
+            ),
+          ),
+        )
+        expect(results.sort()).toEqual(['USERNAME_TAKEN', 'ok'])
+      })
+
+      it('rolls back everything a failed write did, audit entry included', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.95.0.0/24'})
+        const auditBefore = (await store.listAudit({tenantId}, {limit: 500})).items.length
+        await expect(
+          store.write(async (tx) => {
+            await tx.appendAudit(ctx(), {
+              tenantId,
+              action: 'test.half',
+              targetType: 'network',
+              targetId: net.id,
+              networkId: net.id,
+            })
+            await tx.bumpNetmap(net.id, 'nd_none')
+            throw new Error('fails after writing')
+          }),
+        ).rejects.toThrow('fails after writing')
+        expect((await store.listAudit({tenantId}, {limit: 500})).items).toHaveLength(auditBefore)
+        expect(await store.netmapVersion(net.id)).toBe(0)
+        // The store still writes after the failure.
+        await writes.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())
+        expect(await peer.store.netmapVersion(net.id)).toBe(1)
+      })
     })
   })
 }

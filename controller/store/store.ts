@@ -1,16 +1,21 @@
 /**
- * The controller's storage port: every read and every atomic write the coordinator (state.ts)
- * needs, as Promise-returning methods so a PostgreSQL adapter can implement the same interface
- * without touching the handlers.
+ * The controller's storage port, cut in two:
+ *  - Store: the reads the coordinator (state.ts) needs, plus write(fn), ONE transaction in which
+ *    fn runs against a Tx.
+ *  - Tx: row-level reads and writes inside that transaction, SQL only, no business rules.
+ * The rules (who may register, name suffixing, address allocation, CIDR overlap, use counts,
+ * limits, which audit entry a change writes) live in controller/domain/, which runs inside
+ * store.write(tx => ...) and is the same code on every adapter (SQLite now, PostgreSQL next).
  *
- * Invariants every adapter keeps (the contract suite in contract.test-suite.ts checks them):
- *  1. Each mutating method is ONE transaction that also appends its audit entry: either both
- *     the change and its audit row are committed, or neither is.
- *  2. Rules that need a consistent view (unique names, CIDR overlap, invite/key use counts,
- *     address allocation, max nodes) are decided inside that transaction, so two concurrent
- *     controllers cannot both win. They throw MeshError with the stable code.
- *  3. Every change to a node that peers can see bumps its network's netmap version by one and
- *     records (network, version, node id) in the change log, in the same transaction.
+ * What every adapter guarantees (the contract suite in contract.test-suite.ts checks them):
+ *  1. write(fn) is one transaction: everything fn did, its audit rows included, commits, or none
+ *     of it does (fn threw, or the commit failed).
+ *  2. Concurrent writers are safe without check-then-insert races, also from two processes on
+ *     one database: lockTenant/lockNetwork take the row's write lock (SQLite's write
+ *     transaction is exclusive already, so they only read there), and UNIQUE constraints back
+ *     every uniqueness rule. A violated constraint leaves the adapter as the MeshError that
+ *     store/errors.ts maps it to (one table for every adapter), never as a driver error.
+ *  3. Reads outside write() see only committed data.
  *  4. Secrets (tokens, invite codes, auth keys, node credentials) are stored only as SHA-256
  *     hashes; passwords only as salted scrypt hashes.
  */
@@ -164,95 +169,211 @@ export interface ConnectionWrite {
 /** Connection-log entries kept per network; older ones are dropped as new ones come. */
 export const CONNECTION_LOG_KEEP = 10_000
 
+/** A network as stored: the API's view plus the allocation cursor and the netmap version. */
+export interface NetworkRecord extends Network {
+  /** The last address handed out (uint32), or null for none yet. */
+  readonly ipamCursor: number | null
+  readonly netmapVersion: number
+}
+
+/** The fields of a node that change after registration (absent: unchanged). */
+export interface NodePatch {
+  readonly status?: NodeStatus | undefined
+  readonly name?: string | undefined
+  readonly endpoints?: readonly string[] | undefined
+  readonly lastSeen?: string | undefined
+  readonly observedEndpoint?: string | null | undefined
+}
+
+/** An audit row: what changed (the who, where and when come from the AuditContext). */
+export interface AuditRecord {
+  readonly tenantId: string | null
+  readonly action: string
+  readonly targetType: string
+  readonly targetId: string | null
+  readonly networkId: string | null
+  readonly detail?: Record<string, unknown> | undefined
+}
+
+/**
+ * Row-level operations inside one write transaction. SQL only: every decision is the domain's.
+ * Methods that read return undefined (or false) for a missing row and never throw for it.
+ */
+export interface Tx {
+  // ---- locks: the row's write lock until the transaction ends (PostgreSQL: SELECT ... FOR
+  // UPDATE). Every rule that reads a network's rows and then writes (registration, renames,
+  // the allocation cursor) takes lockNetwork first; rules across a tenant's networks (CIDR
+  // overlap, network names) take lockTenant.
+  lockTenant(id: string): Promise<Tenant | undefined>
+  lockNetwork(id: string): Promise<NetworkRecord | undefined>
+
+  // ---- tenants, users, tokens
+  insertTenant(t: {id: string; name: string; at: string}): Promise<Tenant>
+  getUser(id: string): Promise<UserRecord | undefined>
+  usernameTaken(username: string): Promise<boolean>
+  insertUser(u: {
+    id: string
+    tenantId: string
+    username: string
+    passwordHash: string
+    role: Role
+    superuser: boolean
+    at: string
+  }): Promise<UserRecord>
+  setUserRole(id: string, role: Role): Promise<void>
+  deleteUser(id: string): Promise<void>
+  insertToken(t: {id: string; hash: string; userId: string; at: string; expiresAt: string}): Promise<void>
+  /** Deletes tokens that expired before `at`. */
+  deleteExpiredTokens(at: string): Promise<void>
+  /** The token with its user's tenant. */
+  getToken(hash: string): Promise<{id: string; userId: string; tenantId: string} | undefined>
+  deleteToken(hash: string): Promise<void>
+
+  // ---- networks and members
+  getNetwork(id: string): Promise<NetworkRecord | undefined>
+  networkNameTaken(tenantId: string, name: string): Promise<boolean>
+  /** Name and CIDR of every network of the tenant. */
+  networkCidrs(tenantId: string): Promise<{name: string; cidr: string}[]>
+  insertNetwork(net: NewNetwork, at: string): Promise<void>
+  updateNetwork(
+    id: string,
+    fields: {name: string; description: string; joinPolicy: JoinPolicy; maxNodes: number | null},
+  ): Promise<void>
+  /** Deletes the network; its nodes, invites, keys, members and connections go with it. */
+  deleteNetwork(id: string): Promise<void>
+  /** Inserts or updates the user's role on the network. */
+  upsertMember(networkId: string, userId: string, role: Role): Promise<void>
+  /** False when the user had no role on the network. */
+  deleteMember(networkId: string, userId: string): Promise<boolean>
+  setIpamCursor(networkId: string, address: number): Promise<void>
+  /** Bumps the network's netmap version, logs (version, node id) and returns the new version. */
+  bumpNetmap(networkId: string, nodeId: string): Promise<number>
+  /** Drops the network's change-log rows at or below `version`. */
+  trimChangeLog(networkId: string, version: number): Promise<void>
+
+  // ---- invites and auth keys
+  insertInvite(inv: {
+    id: string
+    networkId: string
+    codeHash: string
+    role: Role
+    maxUses: number | null
+    expiresAt: string
+    createdBy: string
+    at: string
+  }): Promise<void>
+  getInvite(id: string): Promise<InviteRecord | undefined>
+  inviteByCode(codeHash: string): Promise<InviteRecord | undefined>
+  /** Sets revoked_at unless it is set already (revoking twice keeps the first time). */
+  revokeInvite(id: string, at: string): Promise<void>
+  countInviteUse(id: string): Promise<void>
+  insertAuthKey(key: {
+    id: string
+    networkId: string
+    keyHash: string
+    prefix: string
+    reusable: boolean
+    ephemeral: boolean
+    preApproved: boolean
+    tags: readonly string[]
+    expiresAt: string
+    createdBy: string
+    at: string
+  }): Promise<void>
+  getAuthKey(id: string): Promise<AuthKeyRecord | undefined>
+  authKeyByHash(keyHash: string): Promise<AuthKeyRecord | undefined>
+  revokeAuthKey(id: string, at: string): Promise<void>
+  countAuthKeyUse(id: string): Promise<void>
+
+  // ---- nodes
+  getNode(id: string): Promise<StoredNode | undefined>
+  networkNodes(networkId: string): Promise<StoredNode[]>
+  publicKeyTaken(networkId: string, publicKey: string): Promise<boolean>
+  nodeNameTaken(networkId: string, name: string): Promise<boolean>
+  /** Names of the network's nodes that start with `prefix` (compared as plain text). */
+  nodeNamesWithPrefix(networkId: string, prefix: string): Promise<string[]>
+  /** The network's node addresses >= `from`, ascending, at most `limit` of them. */
+  nodeAddressesFrom(networkId: string, from: number, limit: number): Promise<number[]>
+  insertNode(n: {
+    id: string
+    networkId: string
+    name: string
+    hostname: string
+    os: string
+    publicKey: string
+    address: number
+    credentialHash: string
+    status: NodeStatus
+    endpoints: readonly string[]
+    tags: readonly string[]
+    ephemeral: boolean
+    at: string
+  }): Promise<StoredNode>
+  updateNode(id: string, patch: NodePatch): Promise<void>
+  deleteNode(id: string): Promise<void>
+
+  // ---- connections
+  /** Names of those of `ids` that are nodes of the network. */
+  nodeNamesIn(networkId: string, ids: readonly string[]): Promise<Map<string, string>>
+  /** Inserts or updates the pair's row; `since` moves to `at` only when `moveSince`. */
+  upsertConnection(networkId: string, w: ConnectionWrite, at: string, moveSince: boolean): Promise<void>
+  deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void>
+  /** Appends a connection-log row and returns its sequence number. */
+  appendConnectionLog(
+    networkId: string,
+    e: {
+      nodeA: string
+      nodeB: string
+      event: ConnectionEvent
+      from: Path
+      to: Path
+      latencyMs: number | null
+      at: string
+    },
+  ): Promise<number>
+  /** Keeps only the newest `keep` connection-log rows of the network. */
+  trimConnectionLog(networkId: string, keep: number): Promise<void>
+
+  // ---- audit
+  appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void>
+}
+
 export interface Store {
   /**
    * Readiness probe: the database answers AND a small write commits (a full disk must fail it).
-   * Throws the storage's own error, or STORAGE_FULL when the disk is (nearly) full.
+   * Throws STORAGE_FULL or STORAGE_UNAVAILABLE (store/errors.ts) when the storage is at fault.
    */
   ping(): Promise<void>
   close(): Promise<void>
 
+  /**
+   * Runs fn in one write transaction and commits what it did; rolls everything back when fn
+   * throws (and rethrows). Writes queue behind each other; fn must not call write() itself.
+   */
+  write<T>(fn: (tx: Tx) => Promise<T>): Promise<T>
+
   // ---- tenants and users
   hasTenants(): Promise<boolean>
-  createTenantWithOwner(
-    tenant: {id: string; name: string},
-    owner: {id: string; username: string; passwordHash: string; superuser: boolean},
-    audit: AuditContext,
-  ): Promise<{tenant: Tenant; owner: User}>
   getTenant(id: string): Promise<Tenant | undefined>
   getUser(id: string): Promise<UserRecord | undefined>
   getUserByUsername(username: string): Promise<UserRecord | undefined>
   listUsers(tenantId: string, page: PageRequest): Promise<Page<User>>
-  createUser(
-    user: {id: string; tenantId: string; username: string; passwordHash: string; role: Role},
-    audit: AuditContext,
-  ): Promise<User>
-  updateUserRole(id: string, role: Role, audit: AuditContext): Promise<User>
-  deleteUser(id: string, audit: AuditContext): Promise<void>
-
-  // ---- user tokens
-  createToken(
-    token: {id: string; hash: string; userId: string; expiresAt: string},
-    audit: AuditContext,
-  ): Promise<void>
   getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined>
-  deleteToken(hash: string, audit: AuditContext): Promise<void>
 
   // ---- networks and members
   listNetworks(tenantId: string, page: PageRequest): Promise<Page<Network>>
   getNetwork(id: string): Promise<Network | undefined>
   getNetworkByName(tenantId: string, name: string): Promise<Network | undefined>
-  createNetwork(net: NewNetwork, audit: AuditContext): Promise<Network>
-  updateNetwork(id: string, patch: NetworkPatch, audit: AuditContext): Promise<Network>
-  /** Deletes the network with its nodes, invites and keys; returns the removed nodes' changes. */
-  deleteNetwork(id: string, audit: AuditContext): Promise<NodeChange[]>
   listMembers(networkId: string): Promise<NetworkMember[]>
   getMemberRole(networkId: string, userId: string): Promise<Role | undefined>
-  setMember(networkId: string, userId: string, role: Role, audit: AuditContext): Promise<NetworkMember>
-  removeMember(networkId: string, userId: string, audit: AuditContext): Promise<void>
 
   // ---- invites and auth keys
-  createInvite(
-    invite: {
-      id: string
-      networkId: string
-      codeHash: string
-      role: Role
-      maxUses: number | null
-      expiresAt: string
-      createdBy: string
-    },
-    audit: AuditContext,
-  ): Promise<Invite>
   listInvites(networkId: string, page: PageRequest): Promise<Page<Invite>>
   getInvite(id: string): Promise<InviteRecord | undefined>
-  revokeInvite(id: string, audit: AuditContext): Promise<Invite>
-  createAuthKey(
-    key: {
-      id: string
-      networkId: string
-      keyHash: string
-      prefix: string
-      reusable: boolean
-      ephemeral: boolean
-      preApproved: boolean
-      tags: readonly string[]
-      expiresAt: string
-      createdBy: string
-    },
-    audit: AuditContext,
-  ): Promise<AuthKey>
   listAuthKeys(networkId: string, page: PageRequest): Promise<Page<AuthKey>>
   getAuthKey(id: string): Promise<AuthKeyRecord | undefined>
-  revokeAuthKey(id: string, audit: AuditContext): Promise<AuthKey>
 
   // ---- nodes
-  /**
-   * Registers a node in one transaction: checks the invite or auth key (INVITE_* / AUTHKEY_*),
-   * counts a use, enforces max nodes, picks a unique name (web, web-2, ...) and an address
-   * (controller/ipam.ts), inserts the node and bumps the netmap version.
-   */
-  registerNode(proof: JoinProof, node: NewNode, audit: AuditContext): Promise<NodeChange>
   getNode(id: string): Promise<StoredNode | undefined>
   getNodeByCredential(credentialHash: string): Promise<StoredNode | undefined>
   listNodes(
@@ -265,46 +386,19 @@ export interface Store {
   /** Every node of a tenant (admin event snapshot). */
   tenantNodes(tenantId: string): Promise<StoredNode[]>
   ephemeralNodes(): Promise<StoredNode[]>
-  approveNode(id: string, audit: AuditContext): Promise<NodeChange>
-  renameNode(id: string, name: string, audit: AuditContext): Promise<NodeChange>
-  /** Audited as `action`: node.remove (an admin or the reaper) or node.leave (the node itself). */
-  removeNode(id: string, audit: AuditContext, action?: 'node.remove' | 'node.leave'): Promise<NodeChange>
-  /**
-   * Returns undefined when the endpoints did not change (nothing written). Bumps the netmap
-   * version but writes no audit entry: endpoints are node telemetry, not an administrative change.
-   */
-  setNodeEndpoints(id: string, endpoints: readonly string[], at: string): Promise<NodeChange | undefined>
-  /**
-   * The public mapping observed on the discovery port (null: none). Kept apart from the reported
-   * endpoints, which it never touches (and setNodeEndpoints never touches it). Like
-   * setNodeEndpoints: undefined when unchanged, bumps the netmap version, no audit entry.
-   */
-  setNodeObservedEndpoint(id: string, endpoint: string | null, at: string): Promise<NodeChange | undefined>
   /** Id and WireGuard public key of every active node (the discovery port's key index). */
   activeNodeKeys(): Promise<{id: string; publicKey: string}[]>
-  /** Presence bookkeeping: last-seen time only; not audited, no netmap change. */
-  touchNode(id: string, at: string): Promise<void>
 
   // ---- netmap versions
   netmapVersion(networkId: string): Promise<number>
   /**
    * Node ids changed after `version`, or undefined when the change log no longer reaches back
-   * that far (or `version` is from the future): the caller sends a full map.
+   * that far (or `version` is from the future): the caller sends a full map. One consistent
+   * snapshot.
    */
   changesSince(networkId: string, version: number): Promise<{version: number; nodeIds: string[]} | undefined>
 
-  // ---- connections (NAT traversal reporting; telemetry: no audit entry, no netmap change)
-  /**
-   * Writes a batch of pair states in one transaction: upserts (or for `none` deletes) each pair's
-   * row, appends a log entry for each write with an `event`, and drops log entries beyond the
-   * newest CONNECTION_LOG_KEEP of the network. Writes naming a node that is no longer in the
-   * network are skipped. Returns the appended log entries, with node names.
-   */
-  writeConnections(
-    networkId: string,
-    writes: readonly ConnectionWrite[],
-    at: string,
-  ): Promise<ConnectionLogEntry[]>
+  // ---- connections (NAT traversal reporting)
   /** Every stored pair of a network (the connection tracker's starting point). */
   allConnections(networkId: string): Promise<StoredConnection[]>
   /** Pairs of a network whose nodes are both active, optionally only those of one node. */
@@ -321,17 +415,5 @@ export interface Store {
   ): Promise<Page<ConnectionLogEntry>>
 
   // ---- audit
-  /** An audit entry with no other change (failed logins, for instance). */
-  appendAudit(
-    entry: {
-      tenantId: string | null
-      action: string
-      targetType: string
-      targetId: string | null
-      networkId: string | null
-      detail: Record<string, unknown>
-    },
-    audit: AuditContext,
-  ): Promise<void>
   listAudit(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>
 }

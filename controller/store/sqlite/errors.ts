@@ -19,8 +19,8 @@ import {MeshError} from '../../../shared/errors.js'
 const FULL = new Set(['SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE'])
 const UNAVAILABLE = /^SQLITE_(?:READONLY|IOERR|CANTOPEN)(?:_[A-Z_]+)?$/
 
-/** The MeshError for a storage failure, or undefined when `err` is something else. */
-export function storageError(err: unknown): MeshError | undefined {
+/** The MeshError for a SQLite storage failure, or undefined when `err` is something else. */
+export function sqliteStorageError(err: unknown): MeshError | undefined {
   const code = (err as {code?: unknown} | null | undefined)?.code
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined
   // The SQLite code stays in `cause` (for the log), off the wire.
@@ -29,42 +29,17 @@ export function storageError(err: unknown): MeshError | undefined {
   return undefined
 }
 
-export const isStorageErrorCode = (code: string): boolean =>
-  code === 'STORAGE_FULL' || code === 'STORAGE_UNAVAILABLE'
-
-interface MinimalLogger {
-  error(obj: object, msg: string): void
-}
-
 /**
- * One log line per `intervalMs` for storage failures, with how many were left out since the
- * last one, and no stack: a full disk fails every write, and a stack per request would fill
- * what is left of the disk with the same line.
+ * The table and columns of a violated UNIQUE constraint, from better-sqlite3's
+ * "UNIQUE constraint failed: nodes.network_id, nodes.name"; undefined for anything else.
  */
-export class StorageFailureLog {
-  private lastAt = -Infinity
-  private suppressed = 0
-
-  constructor(
-    private readonly log: MinimalLogger,
-    private readonly intervalMs = 10_000,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
-
-  /** Logs (or counts) one failure; `where` names what failed (a route, "ephemeral sweep"). */
-  report(error: MeshError, where: string): void {
-    const t = this.now()
-    if (t - this.lastAt < this.intervalMs) {
-      this.suppressed++
-      return
-    }
-    const sqlite = (error.cause as {code?: unknown} | undefined)?.code
-    this.log.error(
-      {code: error.code, sqlite, where, suppressed: this.suppressed},
-      `${error.message}: writes fail until ${error.code === 'STORAGE_FULL' ? 'space is freed' : 'the disk is fixed'}` +
-        (this.suppressed > 0 ? ` (${this.suppressed} more such failures not logged)` : ''),
-    )
-    this.lastAt = t
-    this.suppressed = 0
-  }
+export function sqliteUniqueViolation(err: unknown): {table: string; columns: string[]} | undefined {
+  const e = err as {code?: unknown; message?: unknown} | null | undefined
+  if (e?.code !== 'SQLITE_CONSTRAINT_UNIQUE' && e?.code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') return undefined
+  const m = /constraint failed: (.+)$/.exec(String(e.message))
+  if (!m) return undefined
+  const cols = m[1]!.split(',').map((c) => c.trim().split('.'))
+  const table = cols[0]?.[0]
+  if (!table || cols.some((c) => c.length !== 2 || c[0] !== table)) return undefined
+  return {table, columns: cols.map((c) => c[1]!)}
 }

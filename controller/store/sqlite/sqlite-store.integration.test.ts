@@ -8,6 +8,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {storeContract, ctx} from '../contract.test-suite.js'
 import {SqliteStore} from './sqlite-store.js'
 import {MIGRATIONS} from './migrations.js'
+import {storeWrites} from '../../domain/writes.js'
 
 const dirs: string[] = []
 const tempFile = () => {
@@ -41,8 +42,9 @@ describe('SQLite adapter', () => {
 
   it('refuses to change or delete audit entries', async () => {
     const store = await SqliteStore.open(tempFile())
+    const w = storeWrites(store)
     try {
-      await store.createTenantWithOwner(
+      await w.createTenantWithOwner(
         {id: 't1', name: 'acme'},
         {id: 'u1', username: 'boss', passwordHash: 'x', superuser: false},
         ctx(),
@@ -108,21 +110,22 @@ describe('SQLite adapter', () => {
 
   it('resumes from the oldest version its trimmed change log still covers, and no older one', async () => {
     const store = await SqliteStore.open(tempFile())
+    const w = storeWrites(store)
     try {
-      await store.createTenantWithOwner(
+      await w.createTenantWithOwner(
         {id: 't1', name: 'acme'},
         {id: 'u1', username: 'boss', passwordHash: 'x', superuser: false},
         ctx(),
       )
       const net = {id: 'n1', tenantId: 't1', name: 'lab', cidr: '10.0.0.0/24', description: ''}
-      await store.createNetwork({...net, joinPolicy: 'open', maxNodes: null}, ctx())
+      await w.createNetwork({...net, joinPolicy: 'open', maxNodes: null}, ctx())
       const node = {id: 'nd1', name: 'a', hostname: 'a', os: 'linux', endpoints: [], credentialHash: 'c1'}
       const publicKey = Buffer.alloc(32, 7).toString('base64')
-      await store.registerNode({kind: 'open', networkId: 'n1'}, {...node, publicKey}, ctx())
+      await w.registerNode({kind: 'open', networkId: 'n1'}, {...node, publicKey}, ctx())
       // Version 1 is the registration; 10,999 endpoint changes bring it to 11,000, where the log
       // drops everything up to 1,000 (it keeps 10,000 versions).
       for (let i = 0; i < 10_999; i++) {
-        await store.setNodeEndpoints('nd1', [`198.51.100.${(i % 2) + 1}:51820`], ctx().at)
+        await w.setNodeEndpoints('nd1', [`198.51.100.${(i % 2) + 1}:51820`], ctx().at)
       }
       expect(await store.netmapVersion('n1')).toBe(11_000)
       expect(await store.changesSince('n1', 1000)).toEqual({version: 11_000, nodeIds: ['nd1']})

@@ -14,7 +14,7 @@ import {ERRORS, MeshError} from '../../../shared/errors.js'
 import {startController, type RunningController} from '../../main.js'
 import {client, publicKey, type Client} from '../../testing/client.js'
 import {connectWs} from '../../testing/ws-client.js'
-import {storageError, StorageFailureLog} from './errors.js'
+import {storageError, StorageFailureLog} from '../errors.js'
 import type {SqliteStore} from './sqlite-store.js'
 
 describe('storage errors', () => {
@@ -55,7 +55,7 @@ describe('storage errors', () => {
     expect(lines).toHaveLength(2)
     expect(lines[1]!.obj).toEqual({
       code: 'STORAGE_FULL',
-      sqlite: 'SQLITE_FULL',
+      driverCode: 'SQLITE_FULL',
       where: 'POST /api/v1/login',
       suppressed: 49,
     })
@@ -133,7 +133,7 @@ describe('a controller whose database cannot grow', () => {
     const storageLines = logLines.filter((l) => l.includes('"component":"storage"'))
     expect(storageLines).toHaveLength(1)
     expect(storageLines[0]).toContain('"code":"STORAGE_FULL"')
-    expect(storageLines[0]).toContain('"sqlite":"SQLITE_FULL"')
+    expect(storageLines[0]).toContain('"driverCode":"SQLITE_FULL"')
     expect(logLines.join('\n')).not.toContain('"stack"')
     expect(logLines.filter((l) => l.includes('request failed'))).toEqual([])
 

@@ -1,0 +1,260 @@
+/**
+ * Node registration and node changes: the rules, run inside store.write(tx => ...).
+ *
+ * Registration takes the network's row lock before it decides anything that depends on the
+ * network's other rows (the invite's or key's use count, max nodes, the public key, the name,
+ * the address), so two controllers registering into one network at once take turns; the
+ * UNIQUE constraints on (network, name|public key|address) back it. Every change a peer can see
+ * bumps the network's netmap version and logs the node in the change log.
+ */
+import type {NodeStatus} from '../../shared/protocol/control-api.js'
+import {MeshError} from '../../shared/errors.js'
+import {parseCidr} from '../../shared/net/ipv4.js'
+import type {AuditContext, JoinProof, NewNode, NodeChange, StoredNode, Tx} from '../store/store.js'
+import {allocateAddress} from './ipam.js'
+import {candidatePrefix, freeName} from './names.js'
+
+/** Change-log rows kept per network for resume-by-version; older resumes get a full map. */
+export const CHANGE_LOG_KEEP = 10_000
+/** The change log is trimmed every this many versions (not on every change). */
+const CHANGE_LOG_TRIM_EVERY = 1_000
+
+/** Bumps the netmap version for a change of `nodeId` and trims the change log now and then. */
+async function bump(tx: Tx, networkId: string, nodeId: string): Promise<number> {
+  const version = await tx.bumpNetmap(networkId, nodeId)
+  if (version % CHANGE_LOG_TRIM_EVERY === 0) await tx.trimChangeLog(networkId, version - CHANGE_LOG_KEEP)
+  return version
+}
+
+interface Admission {
+  readonly networkId: string
+  readonly preApproved: boolean
+  readonly ephemeral: boolean
+  readonly tags: readonly string[]
+  readonly via: Record<string, unknown>
+}
+
+/** The network a proof points at, read before any lock (the decision comes after it). */
+async function proofNetwork(tx: Tx, proof: JoinProof): Promise<string> {
+  if (proof.kind === 'open') return proof.networkId
+  if (proof.kind === 'invite') {
+    const inv = await tx.inviteByCode(proof.codeHash)
+    if (!inv) throw new MeshError('INVITE_INVALID')
+    return inv.networkId
+  }
+  const key = await tx.authKeyByHash(proof.keyHash)
+  if (!key) throw new MeshError('AUTHKEY_INVALID')
+  return key.networkId
+}
+
+/**
+ * Checks the proof and counts its use. Runs under the network's lock and reads the invite or
+ * key again there, so a single-use secret can be used once however many controllers race.
+ */
+async function admit(tx: Tx, proof: JoinProof, now: string): Promise<Admission> {
+  if (proof.kind === 'invite') {
+    const inv = await tx.inviteByCode(proof.codeHash)
+    if (!inv) throw new MeshError('INVITE_INVALID')
+    if (inv.revokedAt !== null) throw new MeshError('INVITE_REVOKED')
+    if (inv.expiresAt <= now) throw new MeshError('INVITE_EXPIRED')
+    if (inv.maxUses !== null && inv.uses >= inv.maxUses) throw new MeshError('INVITE_USED_UP')
+    await tx.countInviteUse(inv.id)
+    return {networkId: inv.networkId, preApproved: false, ephemeral: false, tags: [], via: {invite: inv.id}}
+  }
+  if (proof.kind === 'authkey') {
+    const key = await tx.authKeyByHash(proof.keyHash)
+    if (!key) throw new MeshError('AUTHKEY_INVALID')
+    if (key.revokedAt !== null) throw new MeshError('AUTHKEY_REVOKED')
+    if (key.expiresAt <= now) throw new MeshError('AUTHKEY_EXPIRED')
+    if (!key.reusable && key.uses >= 1) throw new MeshError('AUTHKEY_USED')
+    await tx.countAuthKeyUse(key.id)
+    return {
+      networkId: key.networkId,
+      preApproved: key.preApproved,
+      ephemeral: key.ephemeral,
+      tags: key.tags,
+      via: {authKey: key.id, preApproved: key.preApproved},
+    }
+  }
+  return {networkId: proof.networkId, preApproved: false, ephemeral: false, tags: [], via: {open: true}}
+}
+
+/**
+ * Registers a node: checks the invite or auth key (INVITE_* / AUTHKEY_*), counts a use,
+ * enforces max nodes, picks a unique name (web, web-2, ...) and an address (ipam.ts), inserts
+ * the node and bumps the netmap version.
+ */
+export async function registerNode(
+  tx: Tx,
+  proof: JoinProof,
+  node: NewNode,
+  ctx: AuditContext,
+): Promise<NodeChange> {
+  const net = await tx.lockNetwork(await proofNetwork(tx, proof))
+  if (!net) throw new MeshError('NOT_FOUND', {message: 'network not found'})
+  const admission = await admit(tx, proof, ctx.at)
+  // Under the approval policy a node waits for an admin unless its auth key was pre-approved.
+  const status: NodeStatus = net.joinPolicy === 'approval' && !admission.preApproved ? 'pending' : 'active'
+  if (net.maxNodes !== null && net.nodeCount >= net.maxNodes) {
+    throw new MeshError('NETWORK_MAX_NODES', {message: `the network is limited to ${net.maxNodes} nodes`})
+  }
+  if (await tx.publicKeyTaken(net.id, node.publicKey)) throw new MeshError('PUBLIC_KEY_TAKEN')
+  const name = (await tx.nodeNameTaken(net.id, node.name))
+    ? freeName(node.name, new Set(await tx.nodeNamesWithPrefix(net.id, candidatePrefix(node.name))))
+    : node.name
+  const cidr = parseCidr(net.cidr)
+  if (!cidr) throw new Error(`stored CIDR ${net.cidr} does not parse`)
+  const address = await allocateAddress({
+    cidr,
+    cursor: net.ipamCursor,
+    used: net.nodeCount,
+    addressesFrom: (from, limit) => tx.nodeAddressesFrom(net.id, from, limit),
+  })
+  await tx.setIpamCursor(net.id, address)
+  const stored = await tx.insertNode({
+    id: node.id,
+    networkId: net.id,
+    name,
+    hostname: node.hostname,
+    os: node.os,
+    publicKey: node.publicKey,
+    address,
+    credentialHash: node.credentialHash,
+    status,
+    endpoints: node.endpoints,
+    tags: admission.tags,
+    ephemeral: admission.ephemeral,
+    at: ctx.at,
+  })
+  const version = await bump(tx, net.id, node.id)
+  await tx.appendAudit(ctx, {
+    tenantId: net.tenantId,
+    action: 'node.register',
+    targetType: 'node',
+    targetId: node.id,
+    networkId: net.id,
+    detail: {name, address: stored.address, publicKey: node.publicKey, status, ...admission.via},
+  })
+  return {
+    networkId: net.id,
+    tenantId: net.tenantId,
+    version,
+    nodeId: node.id,
+    kind: 'added',
+    node: stored,
+    before: null,
+  }
+}
+
+/**
+ * One node change under its network's lock: `change` writes and returns the audit detail (or
+ * undefined: nothing changed, nothing is written); then the version bump and, unless `action`
+ * is null (telemetry), the audit entry.
+ */
+async function mutateNode(
+  tx: Tx,
+  id: string,
+  ctx: AuditContext | null,
+  action: string | null,
+  change: (before: StoredNode) => Promise<Record<string, unknown> | undefined>,
+): Promise<NodeChange | undefined> {
+  const found = await tx.getNode(id)
+  if (!found) throw new MeshError('NOT_FOUND', {message: 'node not found'})
+  const net = await tx.lockNetwork(found.networkId)
+  // Read again under the lock: another writer may have changed or removed it meanwhile.
+  const before = net && (await tx.getNode(id))
+  if (!net || !before) throw new MeshError('NOT_FOUND', {message: 'node not found'})
+  const detail = await change(before)
+  if (detail === undefined) return undefined
+  const version = await bump(tx, net.id, id)
+  if (action !== null && ctx !== null)
+    await tx.appendAudit(ctx, {
+      tenantId: net.tenantId,
+      action,
+      targetType: 'node',
+      targetId: id,
+      networkId: net.id,
+      detail,
+    })
+  const after = await tx.getNode(id)
+  return {
+    networkId: net.id,
+    tenantId: net.tenantId,
+    version,
+    nodeId: id,
+    kind: after ? 'changed' : 'removed',
+    node: after ?? null,
+    before,
+  }
+}
+
+export async function approveNode(tx: Tx, id: string, ctx: AuditContext): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, 'node.approve', async (before) => {
+    if (before.status !== 'pending') throw new MeshError('NODE_NOT_PENDING')
+    await tx.updateNode(id, {status: 'active'})
+    return {name: before.name}
+  })) as NodeChange
+}
+
+export async function renameNode(tx: Tx, id: string, name: string, ctx: AuditContext): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, 'node.rename', async (before) => {
+    if (name !== before.name && (await tx.nodeNameTaken(before.networkId, name))) {
+      throw new MeshError('NODE_NAME_TAKEN', {message: `a node named ${name} already exists in the network`})
+    }
+    await tx.updateNode(id, {name})
+    return {name, previousName: before.name}
+  })) as NodeChange
+}
+
+/** Audited as `action`: node.remove (an admin or the reaper) or node.leave (the node itself). */
+export async function removeNode(
+  tx: Tx,
+  id: string,
+  ctx: AuditContext,
+  action: 'node.remove' | 'node.leave' = 'node.remove',
+): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, action, async (before) => {
+    await tx.deleteNode(id)
+    return {name: before.name, address: before.address, publicKey: before.publicKey}
+  })) as NodeChange
+}
+
+/**
+ * The node's reported endpoints. Undefined when they did not change (nothing written). Bumps the
+ * netmap version but writes no audit entry: endpoints are node telemetry, not an administrative
+ * change.
+ */
+export async function setNodeEndpoints(
+  tx: Tx,
+  id: string,
+  endpoints: readonly string[],
+  at: string,
+): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, null, null, async (before) => {
+    if (JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) return undefined
+    await tx.updateNode(id, {endpoints, lastSeen: at})
+    return {endpoints}
+  })
+}
+
+/**
+ * The public mapping observed on the discovery port (null: none). Kept apart from the reported
+ * endpoints, which it never touches (and setNodeEndpoints never touches it). Like
+ * setNodeEndpoints: undefined when unchanged, bumps the netmap version, no audit entry.
+ */
+export async function setNodeObservedEndpoint(
+  tx: Tx,
+  id: string,
+  endpoint: string | null,
+): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, null, null, async (before) => {
+    if ((before.observedEndpoint ?? null) === endpoint) return undefined
+    await tx.updateNode(id, {observedEndpoint: endpoint})
+    return {observedEndpoint: endpoint}
+  })
+}
+
+/** Presence bookkeeping: last-seen time only; not audited, no netmap change. */
+export async function touchNode(tx: Tx, id: string, at: string): Promise<void> {
+  await tx.updateNode(id, {lastSeen: at})
+}

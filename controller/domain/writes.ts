@@ -1,0 +1,56 @@
+/**
+ * Every write the coordinator makes, each as one store.write() transaction around its domain
+ * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
+ * live in users.ts, networks.ts, nodes.ts and connection-log.ts.
+ */
+import type {Store} from '../store/store.js'
+import * as connections from './connection-log.js'
+import * as networks from './networks.js'
+import * as nodes from './nodes.js'
+import * as users from './users.js'
+
+type Rule = (tx: never, ...args: never[]) => Promise<unknown>
+type Rest<F> = F extends (tx: never, ...args: infer A) => Promise<unknown> ? A : never
+/** A rule with its transaction argument taken away: what callers of Writes see. */
+type Bound<F extends Rule> = (...args: Rest<F>) => ReturnType<F>
+
+const RULES = {
+  createTenantWithOwner: users.createTenantWithOwner,
+  createUser: users.createUser,
+  updateUserRole: users.updateUserRole,
+  deleteUser: users.deleteUser,
+  createToken: users.createToken,
+  deleteToken: users.deleteToken,
+  appendAudit: users.appendAudit,
+  createNetwork: networks.createNetwork,
+  updateNetwork: networks.updateNetwork,
+  deleteNetwork: networks.deleteNetwork,
+  setMember: networks.setMember,
+  removeMember: networks.removeMember,
+  createInvite: networks.createInvite,
+  revokeInvite: networks.revokeInvite,
+  createAuthKey: networks.createAuthKey,
+  revokeAuthKey: networks.revokeAuthKey,
+  registerNode: nodes.registerNode,
+  approveNode: nodes.approveNode,
+  renameNode: nodes.renameNode,
+  removeNode: nodes.removeNode,
+  setNodeEndpoints: nodes.setNodeEndpoints,
+  setNodeObservedEndpoint: nodes.setNodeObservedEndpoint,
+  touchNode: nodes.touchNode,
+  writeConnections: connections.writeConnections,
+} as const
+
+export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}
+
+/** The writes on `store`, each rule in its own transaction. */
+export function storeWrites(store: Store): Writes {
+  const bound = Object.fromEntries(
+    Object.entries(RULES).map(([name, rule]) => [
+      name,
+      (...args: unknown[]) =>
+        store.write((tx) => (rule as (...a: unknown[]) => Promise<unknown>)(tx, ...args)),
+    ]),
+  )
+  return bound as Writes
+}
