@@ -16,11 +16,7 @@ import type {
   NodeChange,
   Tx,
 } from '../store/store.js'
-
-/** The API's view of a stored network. */
-export const publicNetwork = ({ipamCursor: _c, netmapVersion: _v, ...net}: NetworkRecord): Network => net
-export const publicInvite = ({tenantId: _t, ...rest}: InviteRecord): Invite => rest
-export const publicAuthKey = ({tenantId: _t, ...rest}: AuthKeyRecord): AuthKey => rest
+import {publicAuthKey, publicInvite, publicNetwork} from '../store/store.js'
 
 const nameTaken = (name: string) =>
   new MeshError('NETWORK_NAME_TAKEN', {message: `a network named ${name} already exists`})

@@ -73,6 +73,9 @@ export interface AuthKeyRecord extends AuthKey {
   readonly tenantId: string
 }
 
+export const publicInvite = ({tenantId: _t, ...rest}: InviteRecord): Invite => rest
+export const publicAuthKey = ({tenantId: _t, ...rest}: AuthKeyRecord): AuthKey => rest
+
 /** A node change that peers must hear of; returned by every node mutation. */
 export interface NodeChange {
   readonly networkId: string
@@ -175,6 +178,9 @@ export interface NetworkRecord extends Network {
   readonly ipamCursor: number | null
   readonly netmapVersion: number
 }
+
+/** The API's view of a stored network. */
+export const publicNetwork = ({ipamCursor: _c, netmapVersion: _v, ...net}: NetworkRecord): Network => net
 
 /** The fields of a node that change after registration (absent: unchanged). */
 export interface NodePatch {

@@ -26,8 +26,6 @@ import type {
   User,
 } from '../../../shared/protocol/control-api.js'
 import {MeshError, isMeshError} from '../../../shared/errors.js'
-import {formatIPv4} from '../../../shared/net/ipv4.js'
-import {publicAuthKey, publicInvite, publicNetwork} from '../../domain/networks.js'
 import type {
   AuditContext,
   AuditFilter,
@@ -46,9 +44,23 @@ import type {
   Tx,
   UserRecord,
 } from '../store.js'
-import {publicUser} from '../store.js'
+import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
 import {storageError, uniqueViolation} from '../errors.js'
 import {decodeCursor, page} from '../paging.js'
+import {
+  numOrNull,
+  str,
+  strOrNull,
+  toAudit,
+  toAuthKey,
+  toInvite,
+  toNetwork,
+  toNode,
+  toStoredConnection,
+  toTenant,
+  toUser,
+  type Row,
+} from '../rows.js'
 import {openSqlite} from './open.js'
 import {sqliteUniqueViolation} from './errors.js'
 import type {Migration} from './migrations.js'
@@ -67,106 +79,6 @@ const WRITE_PROBE_INTERVAL_MS = 1_000
 const WRITE_PROBE_BYTES = 16 * 1024
 /** Free space on the database's file system below which the controller is not ready. */
 const MIN_FREE_BYTES = 1024 * 1024
-
-type Row = Record<string, unknown>
-
-const str = (v: unknown): string => v as string
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string))
-const bool = (v: unknown): boolean => v === 1 || v === 1n
-
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v))
-const toStoredConnection = (r: Row): StoredConnection => ({
-  nodeA: str(r.node_a),
-  nodeB: str(r.node_b),
-  path: r.path as StoredConnection['path'],
-  latencyMs: numOrNull(r.latency_ms),
-  endpointA: strOrNull(r.endpoint_a),
-  endpointB: strOrNull(r.endpoint_b),
-  since: str(r.since),
-  updatedAt: str(r.updated_at),
-})
-
-const toTenant = (r: Row): Tenant => ({id: str(r.id), name: str(r.name), createdAt: str(r.created_at)})
-const toUser = (r: Row): UserRecord => ({
-  id: str(r.id),
-  tenantId: str(r.tenant_id),
-  username: str(r.username),
-  role: r.role as Role,
-  superuser: bool(r.superuser),
-  createdAt: str(r.created_at),
-  passwordHash: str(r.password_hash),
-})
-const toNetwork = (r: Row): NetworkRecord => ({
-  id: str(r.id),
-  tenantId: str(r.tenant_id),
-  name: str(r.name),
-  cidr: str(r.cidr),
-  description: str(r.description),
-  joinPolicy: r.join_policy as Network['joinPolicy'],
-  maxNodes: r.max_nodes === null ? null : Number(r.max_nodes),
-  nodeCount: Number(r.node_count ?? 0),
-  createdAt: str(r.created_at),
-  ipamCursor: numOrNull(r.ipam_cursor),
-  netmapVersion: Number(r.netmap_version ?? 0),
-})
-const toInvite = (r: Row): InviteRecord => ({
-  id: str(r.id),
-  networkId: str(r.network_id),
-  tenantId: str(r.tenant_id),
-  role: r.role as Role,
-  maxUses: r.max_uses === null ? null : Number(r.max_uses),
-  uses: Number(r.uses),
-  expiresAt: str(r.expires_at),
-  revokedAt: strOrNull(r.revoked_at),
-  createdAt: str(r.created_at),
-  createdBy: str(r.created_by),
-})
-const toAuthKey = (r: Row): AuthKeyRecord => ({
-  id: str(r.id),
-  networkId: str(r.network_id),
-  tenantId: str(r.tenant_id),
-  prefix: str(r.prefix),
-  reusable: bool(r.reusable),
-  ephemeral: bool(r.ephemeral),
-  preApproved: bool(r.pre_approved),
-  tags: JSON.parse(str(r.tags)) as string[],
-  uses: Number(r.uses),
-  expiresAt: str(r.expires_at),
-  revokedAt: strOrNull(r.revoked_at),
-  createdAt: str(r.created_at),
-  createdBy: str(r.created_by),
-})
-const toNode = (r: Row): StoredNode => ({
-  id: str(r.id),
-  networkId: str(r.network_id),
-  name: str(r.name),
-  hostname: str(r.hostname),
-  os: str(r.os),
-  publicKey: str(r.public_key),
-  address: formatIPv4(Number(r.address)),
-  status: r.status as NodeStatus,
-  lastSeen: strOrNull(r.last_seen),
-  endpoints: JSON.parse(str(r.endpoints)) as string[],
-  tags: JSON.parse(str(r.tags)) as string[],
-  ephemeral: bool(r.ephemeral),
-  createdAt: str(r.created_at),
-  // Absent rather than null when none was observed: most nodes' shapes stay as they were.
-  ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
-})
-const toAudit = (r: Row): AuditEntry => ({
-  id: Number(r.id),
-  at: str(r.at),
-  tenantId: strOrNull(r.tenant_id),
-  actor: str(r.actor),
-  actorName: str(r.actor_name),
-  action: str(r.action),
-  targetType: str(r.target_type),
-  targetId: strOrNull(r.target_id),
-  networkId: strOrNull(r.network_id),
-  sourceAddress: strOrNull(r.source_address),
-  requestId: strOrNull(r.request_id),
-  detail: JSON.parse(str(r.detail)) as Record<string, unknown>,
-})
 
 /** A statement cache over one connection: preparing costs far more than running these queries. */
 class Statements {

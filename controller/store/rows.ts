@@ -1,0 +1,123 @@
+/**
+ * Row mappers shared by the adapters: a database row (snake_case columns) to the store's types.
+ * Tolerant of both drivers' value shapes: SQLite gives 0/1 for booleans and TEXT for JSON and
+ * times; PostgreSQL may give booleans, parsed JSON, Date objects and BIGINTs as strings.
+ */
+import type {AuditEntry, NodeStatus, Role, Tenant} from '../../shared/protocol/control-api.js'
+import {formatIPv4} from '../../shared/net/ipv4.js'
+import type {
+  AuthKeyRecord,
+  InviteRecord,
+  NetworkRecord,
+  StoredConnection,
+  StoredNode,
+  UserRecord,
+} from './store.js'
+
+export type Row = Record<string, unknown>
+
+/** A time column as RFC 3339 text (SQLite stores text; a timestamptz arrives as a Date). */
+const time = (v: unknown): string => (v instanceof Date ? v.toISOString() : (v as string))
+const timeOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : time(v))
+export const str = (v: unknown): string => v as string
+export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string))
+const bool = (v: unknown): boolean => v === true || v === 1 || v === 1n || v === '1'
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v))
+const json = <T>(v: unknown): T => (typeof v === 'string' ? (JSON.parse(v) as T) : (v as T))
+
+export const toStoredConnection = (r: Row): StoredConnection => ({
+  nodeA: str(r.node_a),
+  nodeB: str(r.node_b),
+  path: r.path as StoredConnection['path'],
+  latencyMs: numOrNull(r.latency_ms),
+  endpointA: strOrNull(r.endpoint_a),
+  endpointB: strOrNull(r.endpoint_b),
+  since: time(r.since),
+  updatedAt: time(r.updated_at),
+})
+
+export const toTenant = (r: Row): Tenant => ({
+  id: str(r.id),
+  name: str(r.name),
+  createdAt: time(r.created_at),
+})
+export const toUser = (r: Row): UserRecord => ({
+  id: str(r.id),
+  tenantId: str(r.tenant_id),
+  username: str(r.username),
+  role: r.role as Role,
+  superuser: bool(r.superuser),
+  createdAt: time(r.created_at),
+  passwordHash: str(r.password_hash),
+})
+export const toNetwork = (r: Row): NetworkRecord => ({
+  id: str(r.id),
+  tenantId: str(r.tenant_id),
+  name: str(r.name),
+  cidr: str(r.cidr),
+  description: str(r.description),
+  joinPolicy: r.join_policy as NetworkRecord['joinPolicy'],
+  maxNodes: numOrNull(r.max_nodes),
+  nodeCount: Number(r.node_count ?? 0),
+  createdAt: time(r.created_at),
+  ipamCursor: numOrNull(r.ipam_cursor),
+  netmapVersion: Number(r.netmap_version ?? 0),
+})
+export const toInvite = (r: Row): InviteRecord => ({
+  id: str(r.id),
+  networkId: str(r.network_id),
+  tenantId: str(r.tenant_id),
+  role: r.role as Role,
+  maxUses: numOrNull(r.max_uses),
+  uses: Number(r.uses),
+  expiresAt: time(r.expires_at),
+  revokedAt: timeOrNull(r.revoked_at),
+  createdAt: time(r.created_at),
+  createdBy: str(r.created_by),
+})
+export const toAuthKey = (r: Row): AuthKeyRecord => ({
+  id: str(r.id),
+  networkId: str(r.network_id),
+  tenantId: str(r.tenant_id),
+  prefix: str(r.prefix),
+  reusable: bool(r.reusable),
+  ephemeral: bool(r.ephemeral),
+  preApproved: bool(r.pre_approved),
+  tags: json<string[]>(r.tags),
+  uses: Number(r.uses),
+  expiresAt: time(r.expires_at),
+  revokedAt: timeOrNull(r.revoked_at),
+  createdAt: time(r.created_at),
+  createdBy: str(r.created_by),
+})
+export const toNode = (r: Row): StoredNode => ({
+  id: str(r.id),
+  networkId: str(r.network_id),
+  name: str(r.name),
+  hostname: str(r.hostname),
+  os: str(r.os),
+  publicKey: str(r.public_key),
+  address: formatIPv4(Number(r.address)),
+  status: r.status as NodeStatus,
+  lastSeen: timeOrNull(r.last_seen),
+  endpoints: json<string[]>(r.endpoints),
+  tags: json<string[]>(r.tags),
+  ephemeral: bool(r.ephemeral),
+  createdAt: time(r.created_at),
+  // Absent rather than null when none was observed: most nodes' shapes stay as they were.
+  ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
+})
+export const toAudit = (r: Row): AuditEntry => ({
+  id: Number(r.id),
+  at: time(r.at),
+  tenantId: strOrNull(r.tenant_id),
+  actor: str(r.actor),
+  actorName: str(r.actor_name),
+  action: str(r.action),
+  targetType: str(r.target_type),
+  targetId: strOrNull(r.target_id),
+  networkId: strOrNull(r.network_id),
+  sourceAddress: strOrNull(r.source_address),
+  requestId: strOrNull(r.request_id),
+  detail: json<Record<string, unknown>>(r.detail),
+})
