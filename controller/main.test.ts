@@ -3,6 +3,7 @@
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {parseDatabase, parseListen, parsePublicUrl, parseUdpService} from './main.js'
+import {describeDatabase} from './store/database.js'
 
 describe('controller start options', () => {
   it('parses HOST:PORT for --listen, IPv6 in brackets, and refuses the rest with CONFIG_INVALID', () => {
@@ -14,11 +15,14 @@ describe('controller start options', () => {
     }
   })
 
-  it('takes sqlite:PATH (relative to the working directory) and defaults to DATA_DIR/mesh.db', () => {
-    expect(parseDatabase(undefined, '/data')).toBe('/data/mesh.db')
-    expect(parseDatabase('sqlite:/srv/m.db', '/data')).toBe('/srv/m.db')
-    expect(parseDatabase('sqlite:rel.db', '/data')).toBe(path.resolve('rel.db'))
-    for (const bad of ['postgres://u:p@h/db', 'sqlite:', 'mesh.db']) {
+  it('takes sqlite:PATH (relative to the working directory), postgres:// URLs, and defaults to DATA_DIR/mesh.db', () => {
+    expect(parseDatabase(undefined, '/data')).toEqual({kind: 'sqlite', path: '/data/mesh.db'})
+    expect(parseDatabase('sqlite:/srv/m.db', '/data')).toEqual({kind: 'sqlite', path: '/srv/m.db'})
+    expect(parseDatabase('sqlite:rel.db', '/data')).toEqual({kind: 'sqlite', path: path.resolve('rel.db')})
+    for (const url of ['postgres://u:p@h/db', 'postgresql://mesh@db.example.com:5433/mesh?sslmode=require']) {
+      expect(parseDatabase(url, '/data')).toEqual({kind: 'postgres', url})
+    }
+    for (const bad of ['postgres://', 'mysql://u:p@h/db', 'sqlite:', 'mesh.db']) {
       expect(() => parseDatabase(bad, '/data'), bad).toThrow(
         expect.objectContaining({code: 'DATABASE_UNSUPPORTED'}),
       )
@@ -26,7 +30,8 @@ describe('controller start options', () => {
   })
 
   it('keeps the password of a database URL out of the error message', () => {
-    expect(() => parseDatabase('postgres://user:secret@db/mesh', '/d')).toThrow(/^(?!.*secret)/)
+    expect(() => parseDatabase('mysql://user:secret@db/mesh', '/d')).toThrow(/^(?!.*secret)/)
+    expect(describeDatabase(parseDatabase('postgres://user:secret@db/mesh', '/d'))).toBe('postgres://user:***@db/mesh')
   })
 
   it('accepts http(s) public URLs without a trailing slash and refuses others', () => {

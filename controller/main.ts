@@ -21,6 +21,10 @@ import {StunServer} from './stun/server.js'
 import {ControllerState} from './state.js'
 import {storageError, StorageFailureLog} from './store/errors.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
+import {openPostgres} from './store/postgres/open.js'
+import {PostgresStore} from './store/postgres/postgres-store.js'
+import {backupDatabase, restoreDatabase, type BackupResult} from './store/backup/index.js'
+import {describeDatabase, parseDatabase} from './store/database.js'
 import type {Store} from './store/store.js'
 import type {Migration} from './store/sqlite/migrations.js'
 
@@ -29,7 +33,7 @@ export interface ControllerOptions {
   readonly dataDir: string
   /** HOST:PORT; port 0 picks a free one. Default 127.0.0.1:8080. */
   readonly listen?: string
-  /** `sqlite:PATH`; default sqlite:DATA_DIR/mesh.db. */
+  /** `sqlite:PATH` (default sqlite:DATA_DIR/mesh.db) or `postgres://USER:PASSWORD@HOST:PORT/DB`. */
   readonly database?: string
   /** URL put into join strings; default: derived from each request's Host header. */
   readonly publicUrl?: string
@@ -164,14 +168,27 @@ function stunAlternate(
   return {...(address === undefined ? {} : {address}), ...(port === undefined ? {} : {port})}
 }
 
-export function parseDatabase(url: string | undefined, dataDir: string): string {
-  if (url === undefined) return path.join(dataDir, 'mesh.db')
-  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length) {
-    return path.resolve(url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, ''))
-  }
-  throw new MeshError('DATABASE_UNSUPPORTED', {
-    message: `unsupported database URL ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//***@'))}`,
-  })
+export {parseDatabase} from './store/database.js'
+
+/** `mesh controller backup`: an online, consistent backup of the controller's database. */
+export async function backupController(opts: {
+  dataDir: string
+  database?: string | undefined
+  file: string
+}): Promise<BackupResult> {
+  return backupDatabase(parseDatabase(opts.database, path.resolve(opts.dataDir)), path.resolve(opts.file))
+}
+
+/** `mesh controller restore`: a backup into an empty database. */
+export async function restoreController(opts: {
+  dataDir: string
+  database?: string | undefined
+  file: string
+}): Promise<{rows: number; schema: string; source: string; database: string}> {
+  const target = parseDatabase(opts.database, path.resolve(opts.dataDir))
+  if (target.kind === 'sqlite') fs.mkdirSync(path.dirname(target.path), {recursive: true, mode: 0o700})
+  const r = await restoreDatabase(target, path.resolve(opts.file))
+  return {...r, database: describeDatabase(target)}
 }
 
 /** Validates --public-url: an http(s) URL without query or fragment; no trailing slash. */
@@ -206,14 +223,16 @@ function prepareDataDir(dir: string): void {
 export async function startController(opts: ControllerOptions): Promise<RunningController> {
   const dataDir = path.resolve(opts.dataDir)
   const {host, port} = parseListen(opts.listen ?? '127.0.0.1:8080')
-  const dbPath = parseDatabase(opts.database, dataDir)
+  const database = parseDatabase(opts.database, dataDir)
+  /** The SQLite file, or the PostgreSQL URL without its password. */
+  const dbPath = describeDatabase(database)
   const publicUrl = parsePublicUrl(opts.publicUrl)
   const logger = pino(
     {level: opts.logLevel ?? 'info', base: {pid: process.pid, component: 'controller'}},
     opts.logDestination ?? pino.destination({fd: 1, sync: true}),
   )
   prepareDataDir(dataDir)
-  fs.mkdirSync(path.dirname(dbPath), {recursive: true, mode: 0o700})
+  if (database.kind === 'sqlite') fs.mkdirSync(path.dirname(database.path), {recursive: true, mode: 0o700})
 
   const stunAt = parseUdpService(opts.stunListen, '--stun-listen', {host, port}, DEFAULT_STUN_PORT)
   const stunAlt = stunAt === undefined ? undefined : stunAlternate(opts.stunAlternate, stunAt)
@@ -225,7 +244,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   )
 
   const clock = opts.clock ?? systemClock
-  const store: Store = await SqliteStore.open(dbPath, {migrations: opts.migrations})
+  const store: Store =
+    database.kind === 'sqlite'
+      ? await SqliteStore.open(database.path, {migrations: opts.migrations})
+      : new PostgresStore(await openPostgres(database.url, {log: logger.child({component: 'store'})}))
   let server: ControllerServer | undefined
   let relay: RelayServer | undefined
   let stun: StunServer | undefined

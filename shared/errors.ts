@@ -282,7 +282,24 @@ export const ERRORS = {
     'the database was written by a newer mesh',
     'run the newer mesh binary, or restore a backup made by this version',
   ),
-  DATABASE_UNSUPPORTED: e(500, EXIT.CONFIG, 'unsupported database URL', 'use --database sqlite:PATH'),
+  BACKUP_INVALID: e(
+    400,
+    EXIT.DATAERR,
+    'not a usable mesh controller backup',
+    'take the backup again with `mesh controller backup`; the message says what is wrong',
+  ),
+  RESTORE_TARGET_NOT_EMPTY: e(
+    409,
+    EXIT.CANTCREAT,
+    'the database to restore into is not empty',
+    'restore into a new SQLite path or an empty PostgreSQL database',
+  ),
+  DATABASE_UNSUPPORTED: e(
+    500,
+    EXIT.CONFIG,
+    'unsupported database URL',
+    'use --database sqlite:PATH or --database postgres://USER:PASSWORD@HOST:PORT/DB',
+  ),
   LISTEN_FAILED: e(
     500,
     EXIT.UNAVAILABLE,

@@ -12,6 +12,8 @@ type Area = (typeof PROGRAMS)[number]
 const ALLOWED_EDGES = new Set([
   'cli/commands/daemon/run.ts -> daemon/main.ts',
   'cli/commands/controller/start.ts -> controller/main.ts',
+  'cli/commands/controller/backup.ts -> controller/main.ts',
+  'cli/commands/controller/restore.ts -> controller/main.ts',
 ])
 
 /** Production sources only: tests and testing/ harnesses may cross programs on purpose. */

@@ -9,6 +9,7 @@
  * code); the codes come from here.
  */
 import {MeshError, isMeshError, type ErrorCode} from '../../shared/errors.js'
+import {postgresStorageError} from './postgres/errors.js'
 import {sqliteStorageError} from './sqlite/errors.js'
 
 /** table(columns) -> the code of the rule the constraint backs. */
@@ -32,7 +33,7 @@ export function uniqueViolation(table: string, columns: readonly string[], cause
  */
 export function storageError(err: unknown): MeshError | undefined {
   if (isMeshError(err) && isStorageErrorCode(err.code)) return err
-  return sqliteStorageError(err)
+  return sqliteStorageError(err) ?? postgresStorageError(err)
 }
 
 export const isStorageErrorCode = (code: string): boolean =>

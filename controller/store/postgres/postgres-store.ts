@@ -1,0 +1,851 @@
+/**
+ * The Store on PostgreSQL (node-postgres): SQL only; the rules are controller/domain/'s.
+ *
+ * write(fn) is one READ COMMITTED transaction on one pooled client. Rules that read and then
+ * write take a row lock first (lockNetwork / lockTenant: SELECT ... FOR UPDATE), so two
+ * controller replicas on one database take turns where it matters and read each other's
+ * committed rows after the lock; UNIQUE constraints back every uniqueness rule. A transaction
+ * that loses a deadlock or a serialization check is run again (at most WRITE_ATTEMPTS times):
+ * the rules are pure functions of the rows they read, so a rerun decides afresh.
+ *
+ * Reads outside write() go to the pool and see committed data. changesSince is one statement,
+ * so its version and change rows come from one snapshot.
+ */
+import crypto from 'node:crypto'
+import type pg from 'pg'
+import type {
+  AuditEntry,
+  AuthKey,
+  Connection,
+  ConnectionEvent,
+  ConnectionLogEntry,
+  Invite,
+  Network,
+  NetworkMember,
+  NodeStatus,
+  Path,
+  Role,
+  Tenant,
+  User,
+} from '../../../shared/protocol/control-api.js'
+import {MeshError, isMeshError} from '../../../shared/errors.js'
+import type {
+  AuditContext,
+  AuditFilter,
+  AuditRecord,
+  AuthKeyRecord,
+  ConnectionWrite,
+  InviteRecord,
+  NetworkRecord,
+  NewNetwork,
+  NodePatch,
+  Page,
+  PageRequest,
+  Store,
+  StoredConnection,
+  StoredNode,
+  Tx,
+  UserRecord,
+} from '../store.js'
+import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
+import {uniqueViolation} from '../errors.js'
+import {decodeCursor, page} from '../paging.js'
+import {
+  numOrNull,
+  str,
+  strOrNull,
+  toAudit,
+  toAuthKey,
+  toInvite,
+  toNetwork,
+  toNode,
+  toStoredConnection,
+  toTenant,
+  toUser,
+  type Row,
+} from '../rows.js'
+import {isPostgresRetryable, postgresStorageError, postgresUniqueViolation} from './errors.js'
+
+/** Runs of one write transaction before a deadlock or serialization failure is given up. */
+const WRITE_ATTEMPTS = 4
+/** Bytes each readiness write probe rewrites (see the SQLite adapter's ping for why). */
+const WRITE_PROBE_BYTES = 16 * 1024
+/** A successful write probe is trusted this long. */
+const WRITE_PROBE_INTERVAL_MS = 1_000
+
+/** Something that runs a query: the pool, or the client of an open transaction. */
+type Queryable = Pick<pg.Pool, 'query'>
+
+const INVITE_SQL = 'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id'
+const AUTHKEY_SQL = 'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id'
+
+async function rows(db: Queryable, sql: string, params: unknown[] = []): Promise<Row[]> {
+  return (await db.query(sql, params)).rows as Row[]
+}
+async function one(db: Queryable, sql: string, params: unknown[] = []): Promise<Row | undefined> {
+  return (await rows(db, sql, params))[0]
+}
+const flag = (b: boolean): number => (b ? 1 : 0)
+
+/** The row operations of one transaction, on its client. */
+class PgTx implements Tx {
+  constructor(private readonly c: Queryable) {}
+
+  async lockTenant(id: string): Promise<Tenant | undefined> {
+    const r = await one(this.c, 'SELECT * FROM tenants WHERE id = $1 FOR UPDATE', [id])
+    return r && toTenant(r)
+  }
+
+  async lockNetwork(id: string): Promise<NetworkRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM networks WHERE id = $1 FOR UPDATE', [id])
+    return r && toNetwork(r)
+  }
+
+  async insertTenant(t: {id: string; name: string; at: string}): Promise<Tenant> {
+    const r = await one(this.c, 'INSERT INTO tenants (id, name, created_at) VALUES ($1,$2,$3) RETURNING *', [
+      t.id,
+      t.name,
+      t.at,
+    ])
+    return toTenant(r as Row)
+  }
+
+  async getUser(id: string): Promise<UserRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM users WHERE id = $1', [id])
+    return r && toUser(r)
+  }
+
+  async usernameTaken(username: string): Promise<boolean> {
+    return (await one(this.c, 'SELECT 1 FROM users WHERE username = $1', [username])) !== undefined
+  }
+
+  async insertUser(u: {
+    id: string
+    tenantId: string
+    username: string
+    passwordHash: string
+    role: Role
+    superuser: boolean
+    at: string
+  }): Promise<UserRecord> {
+    const r = await one(
+      this.c,
+      `INSERT INTO users (id, tenant_id, username, password_hash, role, superuser, created_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING *`,
+      [u.id, u.tenantId, u.username, u.passwordHash, u.role, flag(u.superuser), u.at],
+    )
+    return toUser(r as Row)
+  }
+
+  async setUserRole(id: string, role: Role): Promise<void> {
+    await this.c.query('UPDATE users SET role = $1 WHERE id = $2', [role, id])
+  }
+
+  async deleteUser(id: string): Promise<void> {
+    await this.c.query('DELETE FROM users WHERE id = $1', [id])
+  }
+
+  async insertToken(t: {
+    id: string
+    hash: string
+    userId: string
+    at: string
+    expiresAt: string
+  }): Promise<void> {
+    await this.c.query(
+      'INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5)',
+      [t.id, t.hash, t.userId, t.at, t.expiresAt],
+    )
+  }
+
+  async deleteExpiredTokens(at: string): Promise<void> {
+    await this.c.query('DELETE FROM tokens WHERE expires_at < $1', [at])
+  }
+
+  async getToken(hash: string): Promise<{id: string; userId: string; tenantId: string} | undefined> {
+    const r = await one(
+      this.c,
+      'SELECT t.id, t.user_id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1',
+      [hash],
+    )
+    return r && {id: str(r.id), userId: str(r.user_id), tenantId: str(r.tenant_id)}
+  }
+
+  async deleteToken(hash: string): Promise<void> {
+    await this.c.query('DELETE FROM tokens WHERE token_hash = $1', [hash])
+  }
+
+  async getNetwork(id: string): Promise<NetworkRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM networks WHERE id = $1', [id])
+    return r && toNetwork(r)
+  }
+
+  async networkNameTaken(tenantId: string, name: string): Promise<boolean> {
+    return (
+      (await one(this.c, 'SELECT 1 FROM networks WHERE tenant_id = $1 AND name = $2', [tenantId, name])) !==
+      undefined
+    )
+  }
+
+  async networkCidrs(tenantId: string): Promise<{name: string; cidr: string}[]> {
+    const rs = await rows(this.c, 'SELECT name, cidr FROM networks WHERE tenant_id = $1', [tenantId])
+    return rs.map((r) => ({name: str(r.name), cidr: str(r.cidr)}))
+  }
+
+  async insertNetwork(net: NewNetwork, at: string): Promise<void> {
+    await this.c.query(
+      `INSERT INTO networks (id, tenant_id, name, cidr, description, join_policy, max_nodes, created_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [net.id, net.tenantId, net.name, net.cidr, net.description, net.joinPolicy, net.maxNodes, at],
+    )
+  }
+
+  async updateNetwork(
+    id: string,
+    f: {name: string; description: string; joinPolicy: string; maxNodes: number | null},
+  ): Promise<void> {
+    await this.c.query(
+      'UPDATE networks SET name = $1, description = $2, join_policy = $3, max_nodes = $4 WHERE id = $5',
+      [f.name, f.description, f.joinPolicy, f.maxNodes, id],
+    )
+  }
+
+  async deleteNetwork(id: string): Promise<void> {
+    await this.c.query('DELETE FROM networks WHERE id = $1', [id])
+  }
+
+  async upsertMember(networkId: string, userId: string, role: Role): Promise<void> {
+    await this.c.query(
+      `INSERT INTO network_members (network_id, user_id, role) VALUES ($1,$2,$3)
+         ON CONFLICT (network_id, user_id) DO UPDATE SET role = excluded.role`,
+      [networkId, userId, role],
+    )
+  }
+
+  async deleteMember(networkId: string, userId: string): Promise<boolean> {
+    const res = await this.c.query('DELETE FROM network_members WHERE network_id = $1 AND user_id = $2', [
+      networkId,
+      userId,
+    ])
+    return (res.rowCount ?? 0) > 0
+  }
+
+  async setIpamCursor(networkId: string, address: number): Promise<void> {
+    await this.c.query('UPDATE networks SET ipam_cursor = $1 WHERE id = $2', [address, networkId])
+  }
+
+  async bumpNetmap(networkId: string, nodeId: string): Promise<number> {
+    const r = await one(
+      this.c,
+      'UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = $1 RETURNING netmap_version',
+      [networkId],
+    )
+    if (!r) throw new MeshError('NOT_FOUND', {message: 'network not found'})
+    const version = Number(r.netmap_version)
+    await this.c.query('INSERT INTO netmap_changes (network_id, version, node_id) VALUES ($1,$2,$3)', [
+      networkId,
+      version,
+      nodeId,
+    ])
+    return version
+  }
+
+  async trimChangeLog(networkId: string, version: number): Promise<void> {
+    await this.c.query('DELETE FROM netmap_changes WHERE network_id = $1 AND version <= $2', [
+      networkId,
+      version,
+    ])
+  }
+
+  async insertInvite(inv: {
+    id: string
+    networkId: string
+    codeHash: string
+    role: Role
+    maxUses: number | null
+    expiresAt: string
+    createdBy: string
+    at: string
+  }): Promise<void> {
+    await this.c.query(
+      `INSERT INTO invites (id, network_id, code_hash, role, max_uses, expires_at, created_at, created_by)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [inv.id, inv.networkId, inv.codeHash, inv.role, inv.maxUses, inv.expiresAt, inv.at, inv.createdBy],
+    )
+  }
+
+  async getInvite(id: string): Promise<InviteRecord | undefined> {
+    const r = await one(this.c, `${INVITE_SQL} WHERE i.id = $1`, [id])
+    return r && toInvite(r)
+  }
+
+  async inviteByCode(codeHash: string): Promise<InviteRecord | undefined> {
+    const r = await one(this.c, `${INVITE_SQL} WHERE i.code_hash = $1`, [codeHash])
+    return r && toInvite(r)
+  }
+
+  async revokeInvite(id: string, at: string): Promise<void> {
+    await this.c.query('UPDATE invites SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [at, id])
+  }
+
+  async countInviteUse(id: string): Promise<void> {
+    await this.c.query('UPDATE invites SET uses = uses + 1 WHERE id = $1', [id])
+  }
+
+  async insertAuthKey(key: {
+    id: string
+    networkId: string
+    keyHash: string
+    prefix: string
+    reusable: boolean
+    ephemeral: boolean
+    preApproved: boolean
+    tags: readonly string[]
+    expiresAt: string
+    createdBy: string
+    at: string
+  }): Promise<void> {
+    await this.c.query(
+      `INSERT INTO auth_keys (id, network_id, key_hash, prefix, reusable, ephemeral, pre_approved, tags,
+           expires_at, created_at, created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+      [
+        key.id,
+        key.networkId,
+        key.keyHash,
+        key.prefix,
+        flag(key.reusable),
+        flag(key.ephemeral),
+        flag(key.preApproved),
+        JSON.stringify(key.tags),
+        key.expiresAt,
+        key.at,
+        key.createdBy,
+      ],
+    )
+  }
+
+  async getAuthKey(id: string): Promise<AuthKeyRecord | undefined> {
+    const r = await one(this.c, `${AUTHKEY_SQL} WHERE k.id = $1`, [id])
+    return r && toAuthKey(r)
+  }
+
+  async authKeyByHash(keyHash: string): Promise<AuthKeyRecord | undefined> {
+    const r = await one(this.c, `${AUTHKEY_SQL} WHERE k.key_hash = $1`, [keyHash])
+    return r && toAuthKey(r)
+  }
+
+  async revokeAuthKey(id: string, at: string): Promise<void> {
+    await this.c.query('UPDATE auth_keys SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [at, id])
+  }
+
+  async countAuthKeyUse(id: string): Promise<void> {
+    await this.c.query('UPDATE auth_keys SET uses = uses + 1 WHERE id = $1', [id])
+  }
+
+  async getNode(id: string): Promise<StoredNode | undefined> {
+    const r = await one(this.c, 'SELECT * FROM nodes WHERE id = $1', [id])
+    return r && toNode(r)
+  }
+
+  async networkNodes(networkId: string): Promise<StoredNode[]> {
+    return (await rows(this.c, 'SELECT * FROM nodes WHERE network_id = $1 ORDER BY seq', [networkId])).map(
+      toNode,
+    )
+  }
+
+  async publicKeyTaken(networkId: string, publicKey: string): Promise<boolean> {
+    const r = await one(this.c, 'SELECT 1 FROM nodes WHERE network_id = $1 AND public_key = $2', [
+      networkId,
+      publicKey,
+    ])
+    return r !== undefined
+  }
+
+  async nodeNameTaken(networkId: string, name: string): Promise<boolean> {
+    return (
+      (await one(this.c, 'SELECT 1 FROM nodes WHERE network_id = $1 AND name = $2', [networkId, name])) !==
+      undefined
+    )
+  }
+
+  async nodeNamesWithPrefix(networkId: string, prefix: string): Promise<string[]> {
+    // left() rather than LIKE: no wildcard characters to escape.
+    const rs = await rows(this.c, 'SELECT name FROM nodes WHERE network_id = $1 AND left(name, $2) = $3', [
+      networkId,
+      prefix.length,
+      prefix,
+    ])
+    return rs.map((r) => str(r.name))
+  }
+
+  async nodeAddressesFrom(networkId: string, from: number, limit: number): Promise<number[]> {
+    const rs = await rows(
+      this.c,
+      'SELECT address FROM nodes WHERE network_id = $1 AND address >= $2 ORDER BY address LIMIT $3',
+      [networkId, from, limit],
+    )
+    return rs.map((r) => Number(r.address))
+  }
+
+  async insertNode(n: {
+    id: string
+    networkId: string
+    name: string
+    hostname: string
+    os: string
+    publicKey: string
+    address: number
+    credentialHash: string
+    status: NodeStatus
+    endpoints: readonly string[]
+    tags: readonly string[]
+    ephemeral: boolean
+    at: string
+  }): Promise<StoredNode> {
+    const r = await one(
+      this.c,
+      `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
+           endpoints, tags, ephemeral, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING *`,
+      [
+        n.id,
+        n.networkId,
+        n.name,
+        n.hostname,
+        n.os,
+        n.publicKey,
+        n.address,
+        n.credentialHash,
+        n.status,
+        JSON.stringify(n.endpoints),
+        JSON.stringify(n.tags),
+        flag(n.ephemeral),
+        n.at,
+      ],
+    )
+    return toNode(r as Row)
+  }
+
+  async updateNode(id: string, patch: NodePatch): Promise<void> {
+    // Only the fields given; each column name is one of these literals, never caller text.
+    const sets: string[] = []
+    const params: unknown[] = []
+    const set = (column: string, value: unknown) => {
+      params.push(value)
+      sets.push(`${column} = $${params.length}`)
+    }
+    if (patch.status !== undefined) set('status', patch.status)
+    if (patch.name !== undefined) set('name', patch.name)
+    if (patch.endpoints !== undefined) set('endpoints', JSON.stringify(patch.endpoints))
+    if (patch.lastSeen !== undefined) set('last_seen', patch.lastSeen)
+    if (patch.observedEndpoint !== undefined) set('observed_endpoint', patch.observedEndpoint)
+    if (sets.length === 0) return
+    params.push(id)
+    await this.c.query(`UPDATE nodes SET ${sets.join(', ')} WHERE id = $${params.length}`, params)
+  }
+
+  async deleteNode(id: string): Promise<void> {
+    await this.c.query('DELETE FROM nodes WHERE id = $1', [id])
+  }
+
+  async nodeNamesIn(networkId: string, ids: readonly string[]): Promise<Map<string, string>> {
+    const rs = await rows(
+      this.c,
+      'SELECT id, name FROM nodes WHERE network_id = $1 AND id = ANY($2::text[])',
+      [networkId, [...ids]],
+    )
+    return new Map(rs.map((r) => [str(r.id), str(r.name)]))
+  }
+
+  async upsertConnection(
+    networkId: string,
+    w: ConnectionWrite,
+    at: string,
+    moveSince: boolean,
+  ): Promise<void> {
+    await this.c.query(
+      `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+           since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)
+         ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+           latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+           endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+           since = CASE WHEN $9 THEN excluded.since ELSE connections.since END`,
+      [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, moveSince],
+    )
+  }
+
+  async deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void> {
+    await this.c.query('DELETE FROM connections WHERE network_id = $1 AND node_a = $2 AND node_b = $3', [
+      networkId,
+      nodeA,
+      nodeB,
+    ])
+  }
+
+  async appendConnectionLog(
+    networkId: string,
+    e: {
+      nodeA: string
+      nodeB: string
+      event: ConnectionEvent
+      from: Path
+      to: Path
+      latencyMs: number | null
+      at: string
+    },
+  ): Promise<number> {
+    const r = await one(
+      this.c,
+      `INSERT INTO connection_log (network_id, node_a, node_b, event, from_path, to_path, latency_ms, at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING seq`,
+      [networkId, e.nodeA, e.nodeB, e.event, e.from, e.to, e.latencyMs, e.at],
+    )
+    return Number((r as Row).seq)
+  }
+
+  async trimConnectionLog(networkId: string, keep: number): Promise<void> {
+    await this.c.query(
+      `DELETE FROM connection_log WHERE network_id = $1 AND seq <= (
+         SELECT seq FROM connection_log WHERE network_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)`,
+      [networkId, keep],
+    )
+  }
+
+  async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
+    await this.c.query(
+      `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
+           source_address, request_id, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+      [
+        ctx.at,
+        e.tenantId,
+        ctx.actor,
+        ctx.actorName,
+        e.action,
+        e.targetType,
+        e.targetId,
+        e.networkId,
+        ctx.sourceAddress,
+        ctx.requestId,
+        JSON.stringify(e.detail ?? {}),
+      ],
+    )
+  }
+}
+
+/** A driver error as the MeshError the rest of the controller knows, or the error itself. */
+function mapError(err: unknown): unknown {
+  if (isMeshError(err)) return err
+  const unique = postgresUniqueViolation(err)
+  if (unique) return uniqueViolation(unique.table, unique.columns, err)
+  return postgresStorageError(err) ?? err
+}
+
+export class PostgresStore implements Store {
+  private lastWriteProbeAt = -Infinity
+
+  /** Takes a migrated pool (open.ts) and owns it from then on: close() ends it. */
+  constructor(readonly pool: pg.Pool) {}
+
+  private async q(sql: string, params: unknown[] = []): Promise<Row[]> {
+    try {
+      return await rows(this.pool, sql, params)
+    } catch (err) {
+      throw mapError(err)
+    }
+  }
+
+  private async q1(sql: string, params: unknown[] = []): Promise<Row | undefined> {
+    return (await this.q(sql, params))[0]
+  }
+
+  async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient
+      try {
+        client = await this.pool.connect()
+      } catch (err) {
+        throw mapError(err)
+      }
+      let broken = false
+      try {
+        await client.query('BEGIN')
+        const result = await fn(new PgTx(client))
+        await client.query('COMMIT')
+        return result
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK')
+        } catch {
+          broken = true // the connection is gone: do not return it to the pool
+        }
+        if (attempt < WRITE_ATTEMPTS && isPostgresRetryable(err)) continue
+        throw mapError(err)
+      } finally {
+        client.release(broken)
+      }
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.q('SELECT 1')
+    const t = performance.now()
+    if (t - this.lastWriteProbeAt < WRITE_PROBE_INTERVAL_MS) return
+    this.lastWriteProbeAt = -Infinity
+    await this.q('UPDATE readiness_probe SET probed_at = $1, headroom = $2 WHERE id = 1', [
+      new Date().toISOString(),
+      crypto.randomBytes(WRITE_PROBE_BYTES),
+    ])
+    this.lastWriteProbeAt = t
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // reads
+
+  async hasTenants(): Promise<boolean> {
+    return (await this.q1('SELECT 1 FROM tenants LIMIT 1')) !== undefined
+  }
+
+  async getTenant(id: string): Promise<Tenant | undefined> {
+    const r = await this.q1('SELECT * FROM tenants WHERE id = $1', [id])
+    return r && toTenant(r)
+  }
+
+  async getUser(id: string): Promise<UserRecord | undefined> {
+    const r = await this.q1('SELECT * FROM users WHERE id = $1', [id])
+    return r && toUser(r)
+  }
+
+  async getUserByUsername(username: string): Promise<UserRecord | undefined> {
+    const r = await this.q1('SELECT * FROM users WHERE username = $1', [username])
+    return r && toUser(r)
+  }
+
+  async listUsers(tenantId: string, req: PageRequest): Promise<Page<User>> {
+    const rs = await this.q('SELECT * FROM users WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
+      tenantId,
+      decodeCursor(req.cursor),
+      req.limit + 1,
+    ])
+    return page(rs, req.limit, (r) => publicUser(toUser(r)))
+  }
+
+  async getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined> {
+    const r = await this.q1('SELECT * FROM tokens WHERE token_hash = $1', [hash])
+    return r && {id: str(r.id), userId: str(r.user_id), expiresAt: toTimeText(r.expires_at)}
+  }
+
+  async listNetworks(tenantId: string, req: PageRequest): Promise<Page<Network>> {
+    const rs = await this.q(
+      'SELECT * FROM networks WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [tenantId, decodeCursor(req.cursor), req.limit + 1],
+    )
+    return page(rs, req.limit, (r) => publicNetwork(toNetwork(r)))
+  }
+
+  async getNetwork(id: string): Promise<Network | undefined> {
+    const r = await this.q1('SELECT * FROM networks WHERE id = $1', [id])
+    return r && publicNetwork(toNetwork(r))
+  }
+
+  async getNetworkByName(tenantId: string, name: string): Promise<Network | undefined> {
+    const r = await this.q1('SELECT * FROM networks WHERE tenant_id = $1 AND name = $2', [tenantId, name])
+    return r && publicNetwork(toNetwork(r))
+  }
+
+  async listMembers(networkId: string): Promise<NetworkMember[]> {
+    const rs = await this.q(
+      `SELECT m.user_id, u.username, m.role FROM network_members m JOIN users u ON u.id = m.user_id
+         WHERE m.network_id = $1 ORDER BY u.username`,
+      [networkId],
+    )
+    return rs.map((r) => ({userId: str(r.user_id), username: str(r.username), role: r.role as Role}))
+  }
+
+  async getMemberRole(networkId: string, userId: string): Promise<Role | undefined> {
+    const r = await this.q1('SELECT role FROM network_members WHERE network_id = $1 AND user_id = $2', [
+      networkId,
+      userId,
+    ])
+    return r ? (r.role as Role) : undefined
+  }
+
+  async listInvites(networkId: string, req: PageRequest): Promise<Page<Invite>> {
+    const rs = await this.q(`${INVITE_SQL} WHERE i.network_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3`, [
+      networkId,
+      decodeCursor(req.cursor),
+      req.limit + 1,
+    ])
+    return page(rs, req.limit, (r) => publicInvite(toInvite(r)))
+  }
+
+  async getInvite(id: string): Promise<InviteRecord | undefined> {
+    const r = await this.q1(`${INVITE_SQL} WHERE i.id = $1`, [id])
+    return r && toInvite(r)
+  }
+
+  async listAuthKeys(networkId: string, req: PageRequest): Promise<Page<AuthKey>> {
+    const rs = await this.q(`${AUTHKEY_SQL} WHERE k.network_id = $1 AND k.seq > $2 ORDER BY k.seq LIMIT $3`, [
+      networkId,
+      decodeCursor(req.cursor),
+      req.limit + 1,
+    ])
+    return page(rs, req.limit, (r) => publicAuthKey(toAuthKey(r)))
+  }
+
+  async getAuthKey(id: string): Promise<AuthKeyRecord | undefined> {
+    const r = await this.q1(`${AUTHKEY_SQL} WHERE k.id = $1`, [id])
+    return r && toAuthKey(r)
+  }
+
+  async getNode(id: string): Promise<StoredNode | undefined> {
+    const r = await this.q1('SELECT * FROM nodes WHERE id = $1', [id])
+    return r && toNode(r)
+  }
+
+  async getNodeByCredential(credentialHash: string): Promise<StoredNode | undefined> {
+    const r = await this.q1('SELECT * FROM nodes WHERE credential_hash = $1', [credentialHash])
+    return r && toNode(r)
+  }
+
+  async listNodes(
+    networkId: string,
+    filter: {status?: NodeStatus | undefined},
+    req: PageRequest,
+  ): Promise<Page<StoredNode>> {
+    const rs = await this.q(
+      `SELECT * FROM nodes WHERE network_id = $1 AND ($2::text IS NULL OR status = $2) AND seq > $3
+         ORDER BY seq LIMIT $4`,
+      [networkId, filter.status ?? null, decodeCursor(req.cursor), req.limit + 1],
+    )
+    return page(rs, req.limit, toNode)
+  }
+
+  async allNodes(networkId: string): Promise<StoredNode[]> {
+    return (await this.q('SELECT * FROM nodes WHERE network_id = $1 ORDER BY seq', [networkId])).map(toNode)
+  }
+
+  async tenantNodes(tenantId: string): Promise<StoredNode[]> {
+    const rs = await this.q(
+      'SELECT nd.* FROM nodes nd JOIN networks n ON n.id = nd.network_id WHERE n.tenant_id = $1 ORDER BY nd.seq',
+      [tenantId],
+    )
+    return rs.map(toNode)
+  }
+
+  async ephemeralNodes(): Promise<StoredNode[]> {
+    return (await this.q('SELECT * FROM nodes WHERE ephemeral = 1')).map(toNode)
+  }
+
+  async activeNodeKeys(): Promise<{id: string; publicKey: string}[]> {
+    const rs = await this.q("SELECT id, public_key FROM nodes WHERE status = 'active'")
+    return rs.map((r) => ({id: str(r.id), publicKey: str(r.public_key)}))
+  }
+
+  async netmapVersion(networkId: string): Promise<number> {
+    const r = await this.q1('SELECT netmap_version FROM networks WHERE id = $1', [networkId])
+    return r ? Number(r.netmap_version) : 0
+  }
+
+  async changesSince(
+    networkId: string,
+    version: number,
+  ): Promise<{version: number; nodeIds: string[]} | undefined> {
+    // One statement, one snapshot: the current version and the log rows agree.
+    const r = await this.q1(
+      `SELECT coalesce((SELECT netmap_version FROM networks WHERE id = $1), 0) AS current,
+              (SELECT min(version) FROM netmap_changes WHERE network_id = $1) AS oldest,
+              ARRAY(SELECT DISTINCT node_id FROM netmap_changes WHERE network_id = $1 AND version > $2) AS ids`,
+      [networkId, version],
+    )
+    const current = Number(r?.current ?? 0)
+    if (version > current) return undefined
+    if (version === current) return {version: current, nodeIds: []}
+    if (r?.oldest === null || r?.oldest === undefined || Number(r.oldest) > version + 1) return undefined
+    return {version: current, nodeIds: (r.ids as string[]).map(str)}
+  }
+
+  async allConnections(networkId: string): Promise<StoredConnection[]> {
+    return (await this.q('SELECT * FROM connections WHERE network_id = $1', [networkId])).map(
+      toStoredConnection,
+    )
+  }
+
+  async listConnections(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    req: PageRequest,
+  ): Promise<Page<Connection>> {
+    const rs = await this.q(
+      `SELECT c.*, na.name AS name_a, nb.name AS name_b FROM connections c
+         JOIN nodes na ON na.id = c.node_a AND na.status = 'active'
+         JOIN nodes nb ON nb.id = c.node_b AND nb.status = 'active'
+         WHERE c.network_id = $1 AND c.seq > $2 AND ($3::text IS NULL OR c.node_a = $3 OR c.node_b = $3)
+         ORDER BY c.seq LIMIT $4`,
+      [networkId, decodeCursor(req.cursor), filter.nodeId ?? null, req.limit + 1],
+    )
+    return page(rs, req.limit, (r) => {
+      const c = toStoredConnection(r)
+      return {
+        a: {id: c.nodeA, name: str(r.name_a)},
+        b: {id: c.nodeB, name: str(r.name_b)},
+        path: c.path,
+        latencyMs: c.latencyMs,
+        endpoints: {a: c.endpointA, b: c.endpointB},
+        since: c.since,
+        updatedAt: c.updatedAt,
+      }
+    })
+  }
+
+  async connectionLog(
+    networkId: string,
+    filter: {nodeId?: string | undefined},
+    req: PageRequest,
+  ): Promise<Page<ConnectionLogEntry>> {
+    const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
+    const rs = await this.q(
+      `SELECT l.*, na.name AS name_a, nb.name AS name_b FROM connection_log l
+         LEFT JOIN nodes na ON na.id = l.node_a
+         LEFT JOIN nodes nb ON nb.id = l.node_b
+         WHERE l.network_id = $1 AND l.seq < $2 AND ($3::text IS NULL OR l.node_a = $3 OR l.node_b = $3)
+         ORDER BY l.seq DESC LIMIT $4`,
+      [networkId, before, filter.nodeId ?? null, req.limit + 1],
+    )
+    return page(rs, req.limit, (r) => ({
+      id: Number(r.seq),
+      at: toTimeText(r.at),
+      a: {id: str(r.node_a), name: strOrNull(r.name_a)},
+      b: {id: str(r.node_b), name: strOrNull(r.name_b)},
+      event: r.event as ConnectionEvent,
+      from: r.from_path as Path,
+      to: r.to_path as Path,
+      latencyMs: numOrNull(r.latency_ms),
+    }))
+  }
+
+  async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
+    // Newest first: the cursor is the last id seen; 0 means "from the newest".
+    const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
+    const rs = await this.q(
+      `SELECT *, id AS seq FROM audit WHERE tenant_id = $1 AND id < $2
+           AND ($3::text IS NULL OR at >= $3)
+           AND ($4::text IS NULL OR actor = $4 OR actor_name = $4)
+           AND ($5::text IS NULL OR network_id = $5)
+         ORDER BY id DESC LIMIT $6`,
+      [
+        filter.tenantId,
+        before,
+        filter.since ?? null,
+        filter.actor ?? null,
+        filter.networkId ?? null,
+        req.limit + 1,
+      ],
+    )
+    return page(rs, req.limit, toAudit)
+  }
+}
+
+const toTimeText = (v: unknown): string => (v instanceof Date ? v.toISOString() : (v as string))
