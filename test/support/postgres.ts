@@ -50,7 +50,7 @@ export interface PostgresServer {
   /** Stops the server (immediate) and removes its directory. Never throws; safe to call twice. */
   stop(): Promise<void>
   /** What start and stop took, in ms (for the report, not for assertions). */
-  readonly timings: {initdbMs: number; startMs: number; stopMs?: number}
+  readonly timings: {initdbMs: number; startMs: number; createDatabaseMs: number[]; stopMs?: number}
 }
 
 export interface StartPostgresOptions {
@@ -244,7 +244,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         fsync: 'off',
         synchronous_commit: 'off',
         full_page_writes: 'off',
-        max_connections: 50,
+        max_connections: 100,
         shared_buffers: "'32MB'",
         ...opts.settings,
       }
@@ -264,7 +264,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
 
     const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
     let dbCounter = 0
-    const timings: PostgresServer['timings'] = {initdbMs, startMs}
+    const timings: PostgresServer['timings'] = {initdbMs, startMs, createDatabaseMs: []}
     return {
       url,
       port,
@@ -272,6 +272,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       timings,
       async createDatabase() {
         // Unique per server; the server dies with the file, so nothing is ever dropped.
+        const t = performance.now()
         const name = `mesh_test_${++dbCounter}_${randomBytes(4).toString('hex')}`
         const admin = new pg.Client({connectionString: url})
         // A client's 'error' unheard (the server stopping under it) is an uncaught exception.
@@ -282,6 +283,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         } finally {
           await admin.end()
         }
+        timings.createDatabaseMs.push(Math.round(performance.now() - t))
         return url.replace(/\/postgres$/, `/${name}`)
       },
       async stop() {

@@ -1,13 +1,14 @@
 // The PostgreSQL schema on a real PostgreSQL (test/support/postgres.ts): one server for the
 // file, a fresh database per test. Migrating, refusing a newer database, two replicas starting
 // at once, the constraints the domain layer relies on, and parity with the SQLite schema.
+import net from 'node:net'
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {migrate as migrateSqlite} from '../sqlite/migrations.js'
 import {MIGRATIONS as SQLITE_MIGRATIONS} from '../sqlite/migrations.js'
 import {startPostgres, postgresSkipReason, type PostgresServer} from '../../../test/support/postgres.js'
-import {MIGRATIONS} from './migrations.js'
+import {MIGRATION_LOCK, MIGRATIONS} from './migrations.js'
 import {openPostgres} from './open.js'
 
 const skip = postgresSkipReason()
@@ -132,6 +133,52 @@ describe.skipIf(skip !== undefined)(`PostgreSQL migrations${skip ? ` (skipped: $
     const pool = await open(url)
     expect(await migrationNames(pool)).toEqual(LATEST)
     expect((await pool.query(`SELECT 1 FROM pg_tables WHERE tablename = 'half'`)).rowCount).toBe(0)
+  })
+
+  it('fails start-up with STORAGE_UNAVAILABLE, and does not crash, when the connection is reset mid-migration', async () => {
+    const url = await server.createDatabase()
+    // A loopback TCP relay between us and the server, so that one connection can be reset (RST)
+    // the way a failing network or a killed server does, without stopping the shared server.
+    const links: net.Socket[] = []
+    const relay = net.createServer((down) => {
+      const up = net.connect(server.port, '127.0.0.1')
+      down.on('error', () => undefined)
+      up.on('error', () => undefined)
+      down.pipe(up).pipe(down)
+      links.push(down, up)
+    })
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+    const relayUrl = url.replace(`:${server.port}/`, `:${(relay.address() as net.AddressInfo).port}/`)
+    // Another "replica" holds the migration lock, so ours waits on it until the reset.
+    const holder = new pg.Client({connectionString: url})
+    holder.on('error', () => undefined)
+    await holder.connect()
+    try {
+      await holder.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK])
+      const opening = openPostgres(relayUrl).then(
+        () => new Error('opened'),
+        (err: unknown) => err,
+      )
+      // Bounded wait for our session to queue on the lock (each round is one query, no sleep).
+      let waiting = false
+      for (const deadline = performance.now() + 10_000; !waiting && performance.now() < deadline;) {
+        const r = await holder.query(
+          `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2`,
+          [...MIGRATION_LOCK],
+        )
+        waiting = r.rowCount === 1
+      }
+      expect(waiting).toBe(true)
+      for (const s of links) s.resetAndDestroy()
+      // pg's pool does not listen for 'error' on a checked-out client: before checkout() did,
+      // this reset was an uncaught ECONNRESET that killed the test worker.
+      expect(await opening).toMatchObject({code: 'STORAGE_UNAVAILABLE'})
+    } finally {
+      await holder.end()
+      relay.close()
+    }
+    // Nothing was half applied: a later start migrates from scratch.
+    expect(await migrationNames(await open(url))).toEqual(LATEST)
   })
 
   it('refuses a database it cannot log in to with STORAGE_UNAVAILABLE, without the password in the message', async () => {

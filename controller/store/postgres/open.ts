@@ -3,6 +3,7 @@
  */
 import pg from 'pg'
 import {MeshError} from '../../../shared/errors.js'
+import {postgresStorageError} from './errors.js'
 import {migrate, MIGRATIONS, type Migration} from './migrations.js'
 
 interface MinimalLogger {
@@ -57,8 +58,8 @@ const types: pg.CustomTypesConfig = {
  *    the controller; the pool has already dropped the connection and opens a new one on demand.
  *
  * Throws STORAGE_UNAVAILABLE when the server cannot be reached or refuses the login (the message
- * names host, port and database, never the password), and DATABASE_NEWER_THAN_BINARY as
- * migrate() does; the pool is closed on either.
+ * names host, port and database, never the password) or goes away while migrating, and
+ * DATABASE_NEWER_THAN_BINARY as migrate() does; the pool is closed on any error.
  */
 export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<pg.Pool> {
   const pool = new pg.Pool({
@@ -87,7 +88,7 @@ export async function openPostgres(url: string, opts: PostgresOptions = {}): Pro
     } catch (err) {
       // Thrown away, not returned to the pool: it may still hold the migration lock.
       lease.release(err)
-      throw err
+      throw postgresStorageError(err) ?? err
     }
     lease.release()
     return pool
