@@ -117,6 +117,19 @@ function serverUser(): {uid: number; gid: number; name: string} | undefined {
   throw new Error('running as root, and neither a postgres nor a nobody user exists to run PostgreSQL as')
 }
 
+/**
+ * Where the server's directory goes: os.tmpdir(), unless the server runs as another user who
+ * cannot pass through one of its parents (a TMPDIR under /root); then /tmp.
+ */
+function tempBase(user: ReturnType<typeof serverUser>): string {
+  const base = os.tmpdir()
+  if (!user) return base
+  for (let dir = base; ; dir = path.dirname(dir)) {
+    if ((fs.statSync(dir).mode & 0o001) === 0) return '/tmp'
+    if (dir === path.dirname(dir)) return base
+  }
+}
+
 /** A port nobody listens on right now (the server may still lose a race for it: start retries). */
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -173,7 +186,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   const bindir = findPostgresBinDir()
   if (bindir === undefined) throw new Error(MISSING)
   const user = serverUser()
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-pg-'))
+  const root = fs.mkdtempSync(path.join(tempBase(user), 'mesh-pg-'))
   const dataDir = path.join(root, 'data')
   const logFile = path.join(root, 'server.log')
   const password = randomBytes(18).toString('base64url')
