@@ -230,6 +230,9 @@ describe.skipIf(skip !== undefined)(`PostgreSQL migrations${skip ? ` (skipped: $
       await expect(node('nd_c', 'gamma', 0x100000000)).rejects.toMatchObject({code: '23514'})
       const {rows} = await pool.query(`SELECT address, seq FROM nodes WHERE id = 'nd_b'`)
       expect(rows[0]).toEqual({address: 0xffffffff, seq: 2})
+      // Past 2^53 the query fails rather than returning a rounded number (or a string).
+      await expect(pool.query('SELECT 9007199254740993::bigint AS n')).rejects.toThrow(/does not fit/)
+      expect((await pool.query('SELECT 1')).rowCount).toBe(1)
     })
 
     it('keeps networks.node_count equal to the number of nodes', async () => {
