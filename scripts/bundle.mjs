@@ -25,7 +25,10 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'oclif.manifest.json
 // react-devtools-core is an optional peer of Ink, imported only under DEV=true; not installed.
 // typescript (9.7 MB) is what oclif's tsconfig reader tries for TypeScript plugins, inside a
 // try/catch; we ship compiled commands, so it stays out.
-const EXTERNAL = ['better-sqlite3', 'react-devtools-core', 'typescript']
+// pg-native is node-postgres' optional libpq binding, required only when `pg.native` is read
+// (never by mesh); pg 8.23 wraps that require in try/catch, so esbuild would leave it alone
+// anyway: named here so a pg release without the try/catch cannot break the build.
+const EXTERNAL = ['better-sqlite3', 'react-devtools-core', 'typescript', 'pg-native']
 
 // `undici` → the three things mesh uses of it (see scripts/bundle-undici.cjs); and its HTTP/2
 // client, which undici's HTTP/1 client requires at load and which loads node:http2 (≈ 10 ms,

@@ -12,6 +12,9 @@ need=()
 for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery nebula:nebula systemd:systemd-analyze tmux:tmux binutils:strip hyperfine:hyperfine; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
+# postgresql: the real PostgreSQL the storage tests start on loopback (test/support/postgres.ts).
+# Debian keeps its server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need[*]}" >&2
@@ -25,8 +28,23 @@ if [ "${#need[@]}" -gt 0 ]; then
       command -v update-rc.d >/dev/null 2>&1 && update-rc.d coturn disable >/dev/null 2>&1 || true
       service coturn stop >/dev/null 2>&1 || true
     fi
+    # postgresql creates a cluster (main, port 5432) and starts it, also at every boot; the tests
+    # start throwaway servers of their own and nothing of mesh uses it. Stop it and mark it
+    # manual in start.conf (Debian's per-cluster switch, read by the init script and by systemd's
+    # postgresql@ generator), then disable the service as for coturn. Only when setup installed
+    # the package: a cluster that was there before may be someone's database.
+    if [[ " ${need[*]} " == *" postgresql "* ]]; then
+      pg_lsclusters -h 2>/dev/null | while read -r ver cluster _port _status _rest; do
+        pg_ctlcluster "$ver" "$cluster" stop -m fast >/dev/null 2>&1 || true
+        sed -i -E 's/^auto$/manual/' "/etc/postgresql/$ver/$cluster/start.conf" 2>/dev/null || true
+      done
+      systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+      command -v deb-systemd-helper >/dev/null 2>&1 && deb-systemd-helper disable postgresql.service >/dev/null 2>&1 || true
+      command -v update-rc.d >/dev/null 2>&1 && update-rc.d postgresql disable >/dev/null 2>&1 || true
+      service postgresql stop >/dev/null 2>&1 || true
+    fi
   else
-    echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard tests will skip" >&2
+    echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard and PostgreSQL tests will skip" >&2
   fi
 fi
 

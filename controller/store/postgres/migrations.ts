@@ -1,0 +1,354 @@
+/**
+ * The PostgreSQL schema as an append-only list of migrations: the SQLite schema
+ * (../sqlite/migrations.ts) translated, migration for migration, under the same names, so a
+ * schema version means the same on both backends.
+ *
+ * Rules (as for SQLite): never edit or reorder a shipped migration; add a new one at the end, on
+ * both backends, under the same name. Each migration runs in one transaction together with its
+ * row in `migrations`. A database that lists a migration this binary does not know was written
+ * by a newer mesh: start-up refuses it (DATABASE_NEWER_THAN_BINARY).
+ *
+ * Several controller replicas may start at once on one database: the whole run (creating the
+ * `migrations` table, the newer-than-binary check, every migration) holds a session advisory
+ * lock (MIGRATION_LOCK), so one replica migrates and the others wait, then find nothing to do.
+ *
+ * How the types translate, and why they stay close to SQLite's:
+ *  - seq / id counters: BIGINT GENERATED ALWAYS AS IDENTITY (never reused, like AUTOINCREMENT).
+ *    Under concurrent writers an identity is taken at insert, not at commit, so a reader paging
+ *    "seq > cursor" can see 12 before 11 commits: fine for listings, not for a tail that must
+ *    never miss a row (netmap_changes orders by version, which the network row lock serializes).
+ *  - Every TEXT column is COLLATE "C": SQLite compares text byte by byte (BINARY), and so must
+ *    PostgreSQL whatever the database's default collation. With en-US, 'nd_B' < 'nd_a' is false
+ *    (ids are base64url: both cases, '-' and '_'), which would make CHECK (node_a < node_b) refuse
+ *    pairs that the domain layer ordered with JavaScript's <, and ORDER BY username differ
+ *    between backends. Equality and UNIQUE do not depend on it.
+ *  - Times stay RFC 3339 TEXT, JSON stays TEXT and flags stay INTEGER 0/1 with the same CHECKs:
+ *    rows read back the same on both backends (one row mapping, one contract suite, and a
+ *    row-for-row copy from SQLite to PostgreSQL), and the ISO strings sort as times.
+ *  - uint32 addresses and the IPAM cursor are BIGINT (PostgreSQL's INTEGER is signed 32-bit)
+ *    with the range checked; open.ts reads BIGINT back as a JavaScript number.
+ *  - REAL (8 bytes in SQLite) is DOUBLE PRECISION (PostgreSQL's REAL has 4); BLOB is BYTEA.
+ *  - Triggers become PL/pgSQL trigger functions.
+ */
+import type pg from 'pg'
+import {Umzug, type UmzugStorage} from 'umzug'
+import {MeshError} from '../../../shared/errors.js'
+
+export interface Migration {
+  readonly name: string
+  readonly sql: string
+}
+
+/**
+ * The advisory lock key (two int4s) held while migrating: 'mesh' in ASCII, then 1 for
+ * migrations. Other replica-wide locks take the same first key and another second one.
+ * Advisory locks are per database, so two mesh databases on one server do not contend.
+ */
+export const MIGRATION_LOCK: readonly [number, number] = [0x6d657368, 1]
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    name: '0001-initial',
+    sql: `
+CREATE TABLE tenants (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (t_...)
+  name TEXT COLLATE "C" NOT NULL UNIQUE, -- tenant name, unique across the controller
+  created_at TEXT COLLATE "C" NOT NULL   -- RFC 3339 creation time
+);
+
+CREATE TABLE users (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (u_...)
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant the user belongs to
+  username TEXT COLLATE "C" NOT NULL UNIQUE, -- login name, unique across all tenants
+  password_hash TEXT COLLATE "C" NOT NULL, -- scrypt$N$r$p$salt$hash (salted; never the password)
+  role TEXT COLLATE "C" NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- role on the tenant
+  superuser INTEGER NOT NULL DEFAULT 0 CHECK (superuser IN (0,1)), -- 1: may create tenants
+  created_at TEXT COLLATE "C" NOT NULL   -- RFC 3339 creation time
+);
+
+CREATE TABLE tokens (
+  id TEXT COLLATE "C" PRIMARY KEY,       -- token id (for logs; the secret itself is never stored)
+  token_hash TEXT COLLATE "C" NOT NULL UNIQUE, -- hex SHA-256 of the bearer token
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- whose token
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 issue time
+  expires_at TEXT COLLATE "C" NOT NULL   -- RFC 3339 expiry; refused after this
+);
+
+CREATE TABLE networks (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (n_...)
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- owning tenant
+  name TEXT COLLATE "C" NOT NULL,        -- network name, unique per tenant
+  cidr TEXT COLLATE "C" NOT NULL,        -- IPv4 prefix the node addresses come from, e.g. 10.20.0.0/24
+  description TEXT COLLATE "C" NOT NULL DEFAULT '', -- free text for people
+  join_policy TEXT COLLATE "C" NOT NULL CHECK (join_policy IN ('open','invite','approval')), -- how nodes may join
+  max_nodes INTEGER,                     -- upper bound on nodes; NULL: only the CIDR limits
+  ipam_cursor BIGINT CHECK (ipam_cursor BETWEEN 0 AND 4294967295), -- last address handed out (uint32); NULL: none yet
+  netmap_version BIGINT NOT NULL DEFAULT 0, -- bumped on every peer-visible node change
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 creation time
+  UNIQUE (tenant_id, name)
+);
+
+CREATE TABLE network_members (
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- the network
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,       -- the user
+  role TEXT COLLATE "C" NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- overrides the tenant role here
+  PRIMARY KEY (network_id, user_id)
+);
+
+CREATE TABLE invites (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (iv_...)
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network the invite joins
+  code_hash TEXT COLLATE "C" NOT NULL UNIQUE, -- hex SHA-256 of the secret code (inv_...)
+  role TEXT COLLATE "C" NOT NULL CHECK (role IN ('owner','admin','member','guest')), -- role the invite grants
+  max_uses INTEGER,                      -- NULL: unlimited
+  uses INTEGER NOT NULL DEFAULT 0,       -- successful registrations with this invite
+  expires_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339; refused after this
+  revoked_at TEXT COLLATE "C",           -- RFC 3339 when revoked; NULL: live
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 creation time
+  created_by TEXT COLLATE "C" NOT NULL   -- user id of the creator (kept after the user is deleted)
+);
+
+CREATE TABLE auth_keys (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (ak_...)
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network the key joins
+  key_hash TEXT COLLATE "C" NOT NULL UNIQUE, -- hex SHA-256 of the secret key (mkey_...)
+  prefix TEXT COLLATE "C" NOT NULL,      -- first characters of the key, to recognise it in lists
+  reusable INTEGER NOT NULL CHECK (reusable IN (0,1)),         -- 0: single use
+  ephemeral INTEGER NOT NULL CHECK (ephemeral IN (0,1)),       -- 1: nodes are removed when gone
+  pre_approved INTEGER NOT NULL CHECK (pre_approved IN (0,1)), -- 1: skip approval
+  tags TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- JSON array of tag:name given to its nodes
+  uses INTEGER NOT NULL DEFAULT 0,       -- successful registrations with this key
+  expires_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339; refused after this
+  revoked_at TEXT COLLATE "C",           -- RFC 3339 when revoked; NULL: live
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 creation time
+  created_by TEXT COLLATE "C" NOT NULL   -- user id of the creator
+);
+
+CREATE TABLE nodes (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (nd_...)
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of the node
+  name TEXT COLLATE "C" NOT NULL,        -- node name, unique per network
+  hostname TEXT COLLATE "C" NOT NULL DEFAULT '', -- reported host name
+  os TEXT COLLATE "C" NOT NULL DEFAULT '', -- reported operating system
+  public_key TEXT COLLATE "C" NOT NULL,  -- WireGuard public key, unique per network
+  address BIGINT NOT NULL CHECK (address BETWEEN 0 AND 4294967295), -- mesh IPv4 address as uint32, unique per network
+  credential_hash TEXT COLLATE "C" NOT NULL UNIQUE, -- hex SHA-256 of the node credential (mnode_...)
+  status TEXT COLLATE "C" NOT NULL CHECK (status IN ('pending','active','disabled')), -- peers see active only
+  last_seen TEXT COLLATE "C",            -- RFC 3339 last contact; NULL: never connected
+  endpoints TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- JSON array of host:port candidates
+  tags TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- JSON array of tag:name
+  ephemeral INTEGER NOT NULL DEFAULT 0 CHECK (ephemeral IN (0,1)), -- 1: removed when offline too long
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 registration time
+  UNIQUE (network_id, name),
+  UNIQUE (network_id, public_key),
+  UNIQUE (network_id, address)
+);
+CREATE INDEX nodes_ephemeral ON nodes (ephemeral) WHERE ephemeral = 1;
+
+CREATE TABLE netmap_changes (
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network whose map changed
+  version BIGINT NOT NULL,               -- the netmap version this change produced
+  node_id TEXT COLLATE "C" NOT NULL,     -- the node that changed (may be gone since)
+  PRIMARY KEY (network_id, version)
+);
+
+CREATE TABLE audit (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- entry number, strictly increasing
+  at TEXT COLLATE "C" NOT NULL,          -- RFC 3339 time of the change
+  tenant_id TEXT COLLATE "C",            -- tenant the change belongs to (no FK: outlives it)
+  actor TEXT COLLATE "C" NOT NULL,       -- user:<id>, node:<id> or system
+  actor_name TEXT COLLATE "C" NOT NULL,  -- user name or node name at the time
+  action TEXT COLLATE "C" NOT NULL,      -- e.g. network.create, node.register
+  target_type TEXT COLLATE "C" NOT NULL, -- tenant, user, network, node, invite, authkey, token
+  target_id TEXT COLLATE "C",            -- id of the target, when it has one
+  network_id TEXT COLLATE "C",           -- network concerned, when there is one
+  source_address TEXT COLLATE "C",       -- client IP address of the request
+  request_id TEXT COLLATE "C",           -- request id (x-request-id) to find the log lines
+  detail TEXT COLLATE "C" NOT NULL DEFAULT '{}' -- JSON object with the change's particulars
+);
+CREATE INDEX audit_tenant ON audit (tenant_id, id);
+
+-- The audit log is append-only: no statement may change or remove an entry. TRUNCATE, which
+-- SQLite does not have and which fires no row trigger, is refused too.
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit log is append-only' USING ERRCODE = 'restrict_violation';
+END;
+$$;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+`,
+  },
+  {
+    // Counting a network's nodes per registration and per network read was O(nodes); a counter
+    // kept by triggers makes both O(1) and cannot drift from the rows. The update takes the
+    // network row's lock, so registrations in one network serialize on it (IPAM does anyway).
+    name: '0002-network-node-count',
+    sql: `
+ALTER TABLE networks ADD COLUMN node_count INTEGER NOT NULL DEFAULT 0; -- nodes in the network, kept by triggers
+UPDATE networks SET node_count = (SELECT count(*) FROM nodes WHERE nodes.network_id = networks.id);
+CREATE FUNCTION nodes_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE networks SET node_count = node_count + 1 WHERE id = NEW.network_id;
+  RETURN NULL;
+END;
+$$;
+CREATE FUNCTION nodes_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE networks SET node_count = node_count - 1 WHERE id = OLD.network_id;
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER nodes_count_insert AFTER INSERT ON nodes
+  FOR EACH ROW EXECUTE FUNCTION nodes_count_insert();
+CREATE TRIGGER nodes_count_delete AFTER DELETE ON nodes
+  FOR EACH ROW EXECUTE FUNCTION nodes_count_delete();
+`,
+  },
+  {
+    // /readyz proves that a write can commit, not only that the database answers: a full disk
+    // must take the controller out of a load balancer. One row, rewritten by each probe.
+    name: '0003-readiness-probe',
+    sql: `
+CREATE TABLE readiness_probe (
+  id INTEGER PRIMARY KEY CHECK (id = 1), -- the one row
+  probed_at TEXT COLLATE "C" NOT NULL,   -- RFC 3339 time of the last write probe that committed
+  headroom BYTEA                         -- random bytes each probe rewrites (see SqliteStore.ping)
+);
+INSERT INTO readiness_probe (id, probed_at) VALUES (1, '1970-01-01T00:00:00.000Z');
+`,
+  },
+  {
+    // NAT traversal: the public mapping the controller observed for a node's WireGuard socket on
+    // its endpoint-discovery port, kept apart from the endpoints the node reports so that a
+    // report never erases it.
+    name: '0004-observed-endpoint',
+    sql: `
+ALTER TABLE nodes ADD COLUMN observed_endpoint TEXT COLLATE "C"; -- host:port seen on the discovery port; NULL when none yet
+`,
+  },
+  {
+    // NAT traversal reporting: the current path of each pair of nodes and a bounded log of path
+    // changes (see the SQLite migration of the same name).
+    name: '0005-connections',
+    sql: `
+CREATE TABLE connections (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of both nodes
+  node_a TEXT COLLATE "C" NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the node with the smaller id
+  node_b TEXT COLLATE "C" NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the node with the larger id
+  path TEXT COLLATE "C" NOT NULL CHECK (path IN ('direct','relay')), -- merged path of the pair
+  latency_ms DOUBLE PRECISION,           -- round trip on path in ms; NULL when not measured
+  endpoint_a TEXT COLLATE "C",           -- endpoint a's WireGuard uses for b; NULL when none
+  endpoint_b TEXT COLLATE "C",           -- endpoint b's WireGuard uses for a; NULL when none
+  since TEXT COLLATE "C" NOT NULL,       -- RFC 3339 time the pair got this path
+  updated_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 time of the last write to the row
+  CHECK (node_a < node_b),               -- byte order: the columns are COLLATE "C"
+  UNIQUE (network_id, node_a, node_b)
+);
+CREATE INDEX connections_node_b ON connections (network_id, node_b);
+
+CREATE TABLE connection_log (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- entry number, strictly increasing
+  network_id TEXT COLLATE "C" NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network of both nodes
+  node_a TEXT COLLATE "C" NOT NULL,      -- the node with the smaller id (no FK: outlives the node)
+  node_b TEXT COLLATE "C" NOT NULL,      -- the node with the larger id (no FK: outlives the node)
+  event TEXT COLLATE "C" NOT NULL CHECK (event IN ('connected','disconnected','upgraded_to_direct','fell_back_to_relay')), -- what happened
+  from_path TEXT COLLATE "C" NOT NULL CHECK (from_path IN ('direct','relay','none')), -- merged path before
+  to_path TEXT COLLATE "C" NOT NULL CHECK (to_path IN ('direct','relay','none')),     -- merged path after
+  latency_ms DOUBLE PRECISION,           -- round trip on to_path in ms; NULL when not measured
+  at TEXT COLLATE "C" NOT NULL           -- RFC 3339 time of the change
+);
+CREATE INDEX connection_log_network ON connection_log (network_id, seq);
+`,
+  },
+]
+
+/** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */
+const NOW_RFC3339 = `to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+
+/**
+ * Applies pending migrations on `client` (one connection: the advisory lock belongs to its
+ * session). `known` is injectable so tests can play an older or a newer binary. Throws
+ * DATABASE_NEWER_THAN_BINARY when the database lists an unknown migration.
+ *
+ * On any error the caller must throw the connection away (release(err)), not reuse it: a failed
+ * run may leave the lock held and a transaction aborted on it.
+ */
+export async function migrate(
+  client: pg.ClientBase,
+  known: readonly Migration[] = MIGRATIONS,
+): Promise<{applied: string[]}> {
+  // 1. Wait for any other replica's run to finish. Everything below, even CREATE TABLE IF NOT
+  //    EXISTS (which races on the catalog when two sessions run it at once), happens under it.
+  await client.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK])
+  try {
+    await client.query(`CREATE TABLE IF NOT EXISTS migrations (
+      name TEXT COLLATE "C" PRIMARY KEY,  -- migration name, e.g. 0001-initial
+      applied_at TEXT COLLATE "C" NOT NULL -- RFC 3339 time it was applied
+    )`)
+    const executed = async () =>
+      (await client.query<{name: string}>('SELECT name FROM migrations ORDER BY name')).rows.map(
+        (r) => r.name,
+      )
+    // 2. Refuse a database written by a newer mesh before touching anything.
+    const knownNames = new Set(known.map((m) => m.name))
+    const unknown = (await executed()).filter((n) => !knownNames.has(n))
+    if (unknown.length > 0) {
+      throw new MeshError('DATABASE_NEWER_THAN_BINARY', {
+        message: `the database has migration ${unknown.join(', ')} that this mesh does not know`,
+        detail: {unknown},
+      })
+    }
+    // 3. Each migration and its row in one transaction. The migration's own up() records it;
+    //    logMigration is then a no-op that stays correct if umzug calls it.
+    const record = (name: string) =>
+      client.query(
+        `INSERT INTO migrations (name, applied_at) VALUES ($1, ${NOW_RFC3339}) ON CONFLICT (name) DO NOTHING`,
+        [name],
+      )
+    const storage: UmzugStorage = {
+      executed,
+      logMigration: async ({name}) => {
+        await record(name)
+      },
+      unlogMigration: async () => {
+        throw new Error('migrations are append-only; there is no down')
+      },
+    }
+    const umzug = new Umzug({
+      migrations: known.map((m) => ({
+        name: m.name,
+        up: async () => {
+          await client.query('BEGIN')
+          try {
+            await client.query(m.sql)
+            await record(m.name)
+            await client.query('COMMIT')
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined)
+            throw err
+          }
+        },
+      })),
+      storage,
+      logger: undefined,
+    })
+    const applied = await umzug.up()
+    return {applied: applied.map((m) => m.name)}
+  } finally {
+    // 4. Let the next replica in. If this fails the connection is broken, and the server drops
+    //    the lock with the session once the caller throws the connection away.
+    await client.query('SELECT pg_advisory_unlock($1, $2)', [...MIGRATION_LOCK]).catch(() => undefined)
+  }
+}
