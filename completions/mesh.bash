@@ -10,7 +10,7 @@ _mesh() {
     '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant topology up user whoami' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
-    'controller') words='install start uninstall' ;;
+    'controller') words='backup install restore start uninstall' ;;
     'daemon') words='install run uninstall' ;;
     'invite') words='create list revoke' ;;
     'lab') words='down exec status up' ;;
@@ -28,7 +28,9 @@ _mesh() {
     'authkey list') words='--json --limit --network -n --verbose' ;;
     'authkey revoke') words='--json --verbose' ;;
     'config show') words='--config --for --json --verbose' ;;
+    'controller backup') words='--config --data-dir --database --json --verbose' ;;
     'controller install') words='--discovery-listen --dry-run --json --listen --log-level --no-start --print --public-url --stun-alternate --stun-listen --verbose' ;;
+    'controller restore') words='--config --data-dir --database --json --verbose' ;;
     'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --stun-alternate --stun-listen --verbose' ;;
     'controller uninstall') words='--dry-run --json --keep-user --verbose' ;;
     'daemon install') words='--dry-run --json --log-level --no-start --print --verbose --wireguard' ;;

@@ -31,7 +31,9 @@ describe('controller start options', () => {
 
   it('keeps the password of a database URL out of the error message', () => {
     expect(() => parseDatabase('mysql://user:secret@db/mesh', '/d')).toThrow(/^(?!.*secret)/)
-    expect(describeDatabase(parseDatabase('postgres://user:secret@db/mesh', '/d'))).toBe('postgres://user:***@db/mesh')
+    expect(describeDatabase(parseDatabase('postgres://user:secret@db/mesh', '/d'))).toBe(
+      'postgres://user:***@db/mesh',
+    )
   })
 
   it('accepts http(s) public URLs without a trailing slash and refuses others', () => {

@@ -8,7 +8,6 @@
  */
 import path from 'node:path'
 import {MeshError} from '../../shared/errors.js'
-import type {Store} from './store.js'
 
 export type DatabaseTarget =
   {readonly kind: 'sqlite'; readonly path: string} | {readonly kind: 'postgres'; readonly url: string}

@@ -74,7 +74,9 @@ async function checkRestored(database: string): Promise<void> {
   })
   try {
     const api = client(ctl.url)
-    const nodes = await api.req('GET', `/api/v1/networks/${expected.networkId}/nodes`, {token: ctl.adminToken})
+    const nodes = await api.req('GET', `/api/v1/networks/${expected.networkId}/nodes`, {
+      token: ctl.adminToken,
+    })
     expect(nodes.status, nodes.text).toBe(200)
     const items = nodes.body.items as {id: string; name: string; address: string}[]
     expect(items.map((n) => n.id)).toEqual(expected.nodeIds)
@@ -117,11 +119,11 @@ describe('controller backup and restore', () => {
   it.skipIf(skipPg !== undefined)('moves a SQLite controller onto PostgreSQL and back', async () => {
     const url = await (pgServer as PostgresServer).createDatabase()
     await restoreController({dataDir: dir, database: url, file: backupFile})
-    await checkRestored(url)
-    // And back: a backup of the PostgreSQL database restores onto SQLite.
+    // And back: a backup of the PostgreSQL database (before the check below adds a node).
     const again = path.join(dir, 'from-pg.backup')
     const b = await backupController({dataDir: dir, database: url, file: again})
     expect(b.source).toBe('postgres')
+    await checkRestored(url)
     const target = path.join(dir, 'from-pg', 'mesh.db')
     await restoreController({dataDir: dir, database: `sqlite:${target}`, file: again})
     await checkRestored(`sqlite:${target}`)
@@ -158,7 +160,11 @@ describe('controller backup and restore', () => {
     const notGzip = path.join(dir, 'plain.backup')
     fs.writeFileSync(notGzip, 'hello')
     await expect(
-      restoreController({dataDir: dir, database: `sqlite:${path.join(dir, 'plain', 'mesh.db')}`, file: notGzip}),
+      restoreController({
+        dataDir: dir,
+        database: `sqlite:${path.join(dir, 'plain', 'mesh.db')}`,
+        file: notGzip,
+      }),
     ).rejects.toMatchObject({code: 'BACKUP_INVALID'})
   })
 })

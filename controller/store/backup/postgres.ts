@@ -9,7 +9,7 @@
  */
 import type pg from 'pg'
 import {MeshError} from '../../../shared/errors.js'
-import {openPostgres} from '../postgres/open.js'
+import {checkout, openPostgres} from '../postgres/open.js'
 import {MIGRATIONS} from '../postgres/migrations.js'
 import {BACKUP_FORMAT, BACKUP_VERSION, TABLES, checkColumns, type BackupReader, type Table} from './format.js'
 
@@ -28,13 +28,14 @@ export async function dumpPostgres(url: string): Promise<{
   close(): Promise<void>
 }> {
   const pool = await openPostgres(url, {max: 1})
-  const client = await pool.connect()
+  const lease = await checkout(pool)
+  const client = lease.client
   let closed = false
   const close = async () => {
     if (closed) return
     closed = true
-    await client.query('ROLLBACK').catch(() => undefined)
-    client.release()
+    await client.query('ROLLBACK').catch((err: unknown) => lease.release(err))
+    lease.release()
     await pool.end()
   }
   try {
@@ -78,7 +79,7 @@ export async function dumpPostgres(url: string): Promise<{
 }
 
 /** The table's primary key columns: a stable order to read it in. */
-async function orderOf(client: pg.PoolClient, table: Table): Promise<string> {
+async function orderOf(client: pg.ClientBase, table: Table): Promise<string> {
   const r = await client.query<{column_name: string}>(
     `SELECT a.attname AS column_name FROM pg_index i
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
@@ -101,7 +102,8 @@ export async function restorePostgres(url: string, backup: BackupReader): Promis
   const pool = await openPostgres(url, {max: 1, migrations: MIGRATIONS.slice(0, upTo + 1)})
   let count = 0
   try {
-    const client = await pool.connect()
+    const lease = await checkout(pool)
+    const client = lease.client
     try {
       await client.query('BEGIN')
       // Two restores at once, or a controller starting meanwhile: only one finds it empty.
@@ -149,10 +151,10 @@ export async function restorePostgres(url: string, backup: BackupReader): Promis
       )
       await client.query('COMMIT')
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined)
+      await client.query('ROLLBACK').catch((gone: unknown) => lease.release(gone))
       throw err
     } finally {
-      client.release()
+      lease.release()
     }
   } finally {
     await pool.end()

@@ -98,7 +98,7 @@ export async function openPostgres(url: string, opts: PostgresOptions = {}): Pro
   }
 }
 
-interface Lease {
+export interface Lease {
   readonly client: pg.PoolClient
   /** Back to the pool; with an error (or when the connection broke) closed instead. */
   release(err?: unknown): void

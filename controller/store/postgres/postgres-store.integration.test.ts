@@ -55,7 +55,10 @@ describe.skipIf(skip !== undefined)(`PostgreSQL store${skip ? ` (skipped: ${skip
       // replaced it); either way the next ones work.
       expect(['ok', 'STORAGE_UNAVAILABLE']).toContain(failed)
       expect((await store.getTenant('t1'))?.name).toBe('acme')
-      await writes.createUser({id: 'u2', tenantId: 't1', username: 'carol', passwordHash: 'x', role: 'member'}, ctx())
+      await writes.createUser(
+        {id: 'u2', tenantId: 't1', username: 'carol', passwordHash: 'x', role: 'member'},
+        ctx(),
+      )
       expect((await store.getUserByUsername('carol'))?.id).toBe('u2')
     } finally {
       await store.close()

@@ -65,6 +65,7 @@ import {
   type Row,
 } from '../rows.js'
 import {isPostgresRetryable, postgresStorageError, postgresUniqueViolation} from './errors.js'
+import {checkout, type Lease} from './open.js'
 
 /** Runs of one write transaction before a deadlock or serialization failure is given up. */
 const WRITE_ATTEMPTS = 4
@@ -559,28 +560,30 @@ export class PostgresStore implements Store {
 
   async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient
+      let lease: Lease
       try {
-        client = await this.pool.connect()
+        lease = await checkout(this.pool)
       } catch (err) {
         throw mapError(err)
       }
-      let broken = false
+      let failure: unknown
       try {
-        await client.query('BEGIN')
-        const result = await fn(new PgTx(client))
-        await client.query('COMMIT')
+        await lease.client.query('BEGIN')
+        const result = await fn(new PgTx(lease.client))
+        await lease.client.query('COMMIT')
         return result
       } catch (err) {
+        failure = err
         try {
-          await client.query('ROLLBACK')
+          await lease.client.query('ROLLBACK')
+          failure = undefined // the connection is fine: back to the pool
         } catch {
-          broken = true // the connection is gone: do not return it to the pool
+          // the connection is gone: closed on release, not returned to the pool
         }
         if (attempt < WRITE_ATTEMPTS && isPostgresRetryable(err)) continue
         throw mapError(err)
       } finally {
-        client.release(broken)
+        lease.release(failure)
       }
     }
   }
