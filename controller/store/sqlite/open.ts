@@ -18,7 +18,16 @@ import {migrate, MIGRATIONS, type Migration} from './migrations.js'
  *  - foreign_keys=ON: SQLite's default is off; cascades and references depend on it.
  *  - busy_timeout=5000: a second process (a backup, the sqlite3 shell) holding a lock makes us
  *    wait up to 5 s instead of failing at once with SQLITE_BUSY.
+ *  - wal_autocheckpoint=1000 (SQLite's default, set so it is stated): after a commit leaves more
+ *    than 1000 pages (~4 MiB) in the WAL, SQLite copies them into the database and starts the
+ *    WAL over. journal_size_limit=64 MiB: a WAL that grew past that during a burst (or while a
+ *    long read held the checkpoint back) is truncated back to it after the next checkpoint.
+ *    Without the limit the -wal file keeps its largest size for good; Headscale's grew to
+ *    gigabytes. The contract: the WAL stays below the limit plus one burst.
  */
+/** Bytes the -wal file is truncated back to after a checkpoint (see the pragmas above). */
+export const WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 export async function openSqlite(
   file: string,
   opts: {migrations?: readonly Migration[]} = {},
@@ -31,6 +40,8 @@ export async function openSqlite(
     db.pragma('synchronous = NORMAL')
     db.pragma('foreign_keys = ON')
     db.pragma('busy_timeout = 5000')
+    db.pragma('wal_autocheckpoint = 1000')
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`)
     await migrate(db, opts.migrations ?? MIGRATIONS)
     // The -wal and -shm files hold the same data: same mode as the database.
     for (const extra of [`${file}-wal`, `${file}-shm`]) {

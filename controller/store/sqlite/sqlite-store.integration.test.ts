@@ -8,6 +8,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {storeContract, ctx} from '../contract.test-suite.js'
 import {SqliteStore} from './sqlite-store.js'
 import {MIGRATIONS} from './migrations.js'
+import {WAL_SIZE_LIMIT} from './open.js'
 import {storeWrites} from '../../domain/writes.js'
 
 const dirs: string[] = []
@@ -130,6 +131,45 @@ describe('SQLite adapter', () => {
       expect(await store.netmapVersion('n1')).toBe(11_000)
       expect(await store.changesSince('n1', 1000)).toEqual({version: 11_000, nodeIds: ['nd1']})
       expect(await store.changesSince('n1', 999)).toBeUndefined()
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('keeps the WAL file bounded under a stream of writes (checkpoints restart it, the size limit truncates it)', async () => {
+    const file = tempFile()
+    const store = await SqliteStore.open(file)
+    try {
+      const w = storeWrites(store)
+      await w.createTenantWithOwner(
+        {id: 't1', name: 'acme'},
+        {id: 'u1', username: 'boss', passwordHash: 'x', superuser: false},
+        ctx(),
+      )
+      // ~48 MiB of audit entries in 6,000 commits, reads interleaved as a serving controller's are.
+      const detail = {blob: 'x'.repeat(8 * 1024)}
+      let largest = 0
+      for (let i = 0; i < 6_000; i++) {
+        await w.appendAudit(
+          {
+            tenantId: 't1',
+            action: 'test.fill',
+            targetType: 'tenant',
+            targetId: 't1',
+            networkId: null,
+            detail,
+          },
+          ctx(),
+        )
+        if (i % 100 === 0) {
+          await store.getTenant('t1')
+          largest = Math.max(largest, fs.statSync(`${file}-wal`).size)
+        }
+      }
+      expect(fs.statSync(file).size).toBeGreaterThan(40 * 1024 * 1024)
+      // About one autocheckpoint's worth (1000 pages of 4 KiB) plus the last commit, never the 48 MiB written.
+      expect(largest).toBeLessThan(8 * 1024 * 1024)
+      expect(store.db.pragma('journal_size_limit', {simple: true})).toBe(WAL_SIZE_LIMIT)
     } finally {
       await store.close()
     }
