@@ -26,7 +26,8 @@ export const BACKUP_VERSION = 1
 
 /**
  * Every table with data, parents before children (restore inserts in this order). Not here:
- * `migrations` (the header's schema says it) and `readiness_probe` (the /readyz scratch row).
+ * `migrations` (the header's schema says it), `readiness_probe` (the /readyz scratch row) and
+ * `presence` (who is connected to which running replica: nobody, once restored).
  */
 export const TABLES = [
   'tenants',

@@ -103,6 +103,7 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
     columns: ['network_id', 'node_a', 'node_b'],
   },
   connection_log_pkey: {table: 'connection_log', columns: ['seq']},
+  presence_pkey: {table: 'presence', columns: ['node_id', 'replica']},
 }
 
 /**

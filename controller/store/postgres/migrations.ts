@@ -272,6 +272,63 @@ CREATE TABLE connection_log (
 CREATE INDEX connection_log_network ON connection_log (network_id, seq);
 `,
   },
+  {
+    // Several controller replicas on one database: every committed netmap change and network
+    // change is announced with NOTIFY, from triggers, so the announcement commits with the
+    // change or not at all (a replica that dies between its commit and a NOTIFY of its own would
+    // leave the others stale). Payloads are ids and versions only (NOTIFY holds 8000 bytes);
+    // listeners read the rows themselves. Presence: one row per node and replica holding a
+    // session, with an expiry the replica keeps pushing forward; a replica that dies stops
+    // pushing and its rows expire. On SQLite (one controller process) this migration creates
+    // the same presence table, unused, so the two schemas stay alike.
+    name: '0006-replicas',
+    sql: `
+CREATE FUNCTION mesh_notify_netmap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mesh_netmap', NEW.network_id || ' ' || NEW.version || ' ' || NEW.node_id);
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER netmap_changes_notify AFTER INSERT ON netmap_changes
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_netmap();
+
+CREATE FUNCTION mesh_notify_network() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify('mesh_network', 'deleted ' || OLD.id);
+  ELSE
+    PERFORM pg_notify('mesh_network', lower(TG_OP) || ' ' || NEW.id);
+  END IF;
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER networks_notify AFTER INSERT OR DELETE OR UPDATE OF name, description, join_policy, max_nodes
+  ON networks FOR EACH ROW EXECUTE FUNCTION mesh_notify_network();
+
+CREATE TABLE presence (
+  node_id TEXT COLLATE "C" NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the connected node
+  replica TEXT COLLATE "C" NOT NULL,     -- id of the controller process holding its session(s)
+  since TEXT COLLATE "C" NOT NULL,       -- RFC 3339 time the replica's first session opened
+  expires_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339; the row counts as gone after this
+  PRIMARY KEY (node_id, replica)
+);
+CREATE INDEX presence_replica ON presence (replica);
+CREATE INDEX presence_expires ON presence (expires_at);
+
+CREATE FUNCTION mesh_notify_presence() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify('mesh_presence', 'off ' || OLD.node_id || ' ' || OLD.replica);
+  ELSE
+    PERFORM pg_notify('mesh_presence', 'on ' || NEW.node_id || ' ' || NEW.replica);
+  END IF;
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER presence_notify AFTER INSERT OR DELETE ON presence
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_presence();
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

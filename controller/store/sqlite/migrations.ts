@@ -224,6 +224,23 @@ CREATE TABLE connection_log (
 CREATE INDEX connection_log_network ON connection_log (network_id, seq);
 `,
   },
+  {
+    // Controller replicas (PostgreSQL): change notifications and shared presence. SQLite runs
+    // one controller process, which keeps presence in memory and needs no notifications; the
+    // table is created so that both backends have the same schema under the same version.
+    name: '0006-replicas',
+    sql: `
+CREATE TABLE presence (
+  node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the connected node
+  replica TEXT NOT NULL,                 -- id of the controller process holding its session(s)
+  since TEXT NOT NULL,                   -- RFC 3339 time the replica's first session opened
+  expires_at TEXT NOT NULL,              -- RFC 3339; the row counts as gone after this
+  PRIMARY KEY (node_id, replica)
+);
+CREATE INDEX presence_replica ON presence (replica);
+CREATE INDEX presence_expires ON presence (expires_at);
+`,
+  },
 ]
 
 /**
