@@ -67,13 +67,13 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
         {...node, publicKey: Buffer.alloc(32, 7).toString('base64')},
         ctx(),
       )
-      await waitFor(heard, (h) => h === 'mesh_netmap n1 1 nd1')
-      expect(heard).toContain('mesh_network insert n1')
+      await waitFor(heard, (h) => h === 'mesh_netmap n1 1 nd1 mesh-controller')
+      expect(heard).toContain('mesh_network insert n1 mesh-controller')
       expect(heard.filter((h) => h.includes('nd_ghost'))).toEqual([])
       await w.updateNetwork('n1', {description: 'renamed'}, ctx())
-      await waitFor(heard, (h) => h === 'mesh_network update n1')
+      await waitFor(heard, (h) => h === 'mesh_network update n1 mesh-controller')
       await w.deleteNetwork('n1', ctx())
-      await waitFor(heard, (h) => h === 'mesh_network deleted n1')
+      await waitFor(heard, (h) => h === 'mesh_network deleted n1 mesh-controller')
     } finally {
       await listener.close()
       await store.close()
@@ -122,7 +122,7 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
         },
         ctx(),
       )
-      await waitFor(heard, (h) => h === 'insert n2')
+      await waitFor(heard, (h) => h === 'insert n2 mesh-controller')
     } finally {
       await listener.close()
       await store.close()

@@ -276,8 +276,10 @@ CREATE INDEX connection_log_network ON connection_log (network_id, seq);
     // Several controller replicas on one database: every committed netmap change and network
     // change is announced with NOTIFY, from triggers, so the announcement commits with the
     // change or not at all (a replica that dies between its commit and a NOTIFY of its own would
-    // leave the others stale). Payloads are ids and versions only (NOTIFY holds 8000 bytes);
-    // listeners read the rows themselves. Presence: one row per node and replica holding a
+    // leave the others stale). Payloads are ids and versions only (NOTIFY holds 8000 bytes)
+    // and end with the writing connection's application_name (each replica names its
+    // connections after itself), so a replica can tell its own changes from others'; listeners
+    // read the rows themselves. Presence: one row per node and replica holding a
     // session, with an expiry the replica keeps pushing forward; a replica that dies stops
     // pushing and its rows expire. On SQLite (one controller process) this migration creates
     // the same presence table, unused, so the two schemas stay alike.
@@ -285,7 +287,7 @@ CREATE INDEX connection_log_network ON connection_log (network_id, seq);
     sql: `
 CREATE FUNCTION mesh_notify_netmap() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('mesh_netmap', NEW.network_id || ' ' || NEW.version || ' ' || NEW.node_id);
+  PERFORM pg_notify('mesh_netmap', NEW.network_id || ' ' || NEW.version || ' ' || NEW.node_id || ' ' || current_setting('application_name'));
   RETURN NULL;
 END;
 $$;
@@ -295,9 +297,9 @@ CREATE TRIGGER netmap_changes_notify AFTER INSERT ON netmap_changes
 CREATE FUNCTION mesh_notify_network() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    PERFORM pg_notify('mesh_network', 'deleted ' || OLD.id);
+    PERFORM pg_notify('mesh_network', 'deleted ' || OLD.id || ' ' || current_setting('application_name'));
   ELSE
-    PERFORM pg_notify('mesh_network', lower(TG_OP) || ' ' || NEW.id);
+    PERFORM pg_notify('mesh_network', lower(TG_OP) || ' ' || NEW.id || ' ' || current_setting('application_name'));
   END IF;
   RETURN NULL;
 END;

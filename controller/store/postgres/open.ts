@@ -13,6 +13,8 @@ interface MinimalLogger {
 export interface PostgresOptions {
   /** For tests: play an older or newer binary. */
   migrations?: readonly Migration[]
+  /** application_name of every connection (at most 63 bytes). Default `mesh-controller`. */
+  applicationName?: string
   /** Connections in the pool. Default 10. */
   max?: number
   /** Where a connection that breaks while idle in the pool is reported (pino-compatible). */
@@ -52,7 +54,9 @@ const types: pg.CustomTypesConfig = {
  *    row locks (a network's row: every registration in it) until the process dies; the server
  *    ends such a session instead.
  *  - keepAlive: TCP keepalives notice a server or load balancer that vanished without a FIN.
- *  - application_name mesh-controller: who is connected, in pg_stat_activity.
+ *  - application_name: `mesh-controller` (or opts.applicationName: each replica names its
+ *    connections after itself, which is also how the 0006 triggers tell replicas' changes apart),
+ *    who is connected, in pg_stat_activity.
  *  - An 'error' listener: node-postgres emits 'error' on the pool when an idle connection breaks
  *    (server restart, failover). Unheard, Node turns it into an uncaught exception that kills
  *    the controller; the pool has already dropped the connection and opens a new one on demand.
@@ -68,7 +72,7 @@ export async function openPostgres(url: string, opts: PostgresOptions = {}): Pro
     connectionTimeoutMillis: 10_000,
     idle_in_transaction_session_timeout: 60_000,
     keepAlive: true,
-    application_name: 'mesh-controller',
+    application_name: opts.applicationName ?? 'mesh-controller',
     types,
   })
   pool.on('error', (err) => opts.log?.warn({err}, 'PostgreSQL connection lost while idle'))
