@@ -19,8 +19,8 @@ let superuser: Principal
 
 async function tenantOwner(name: string): Promise<Principal> {
   await state.createTenant(superuser, {name, owner: {username: `${name}-owner`, password: PASSWORD}}, META)
-  const {token} = await state.login(`${name}-owner`, PASSWORD, META)
-  return (await state.authenticateUser(token))!
+  const {token} = await state.auth.login(`${name}-owner`, PASSWORD, META)
+  return (await state.auth.authenticateUser(token))!
 }
 
 /** The error code of a user create, or 'OK'. */
@@ -35,9 +35,9 @@ beforeEach(async () => {
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
   clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
   state = new ControllerState(store, {clock})
-  await state.bootstrap(PASSWORD)
-  const {token} = await state.login('admin', PASSWORD, META)
-  superuser = (await state.authenticateUser(token))!
+  await state.auth.bootstrap(PASSWORD)
+  const {token} = await state.auth.login('admin', PASSWORD, META)
+  superuser = (await state.auth.authenticateUser(token))!
 })
 afterEach(async () => {
   await state.close()

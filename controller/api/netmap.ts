@@ -11,6 +11,10 @@
  *  - A node that reconnects with ?version=N gets the ids changed since N from the store's change
  *    log (upserts for active peers, removals for the rest), or a full map when the log does not
  *    reach back to N or when its own entry changed.
+ *
+ * Replicas: the cache and the sessions are per replica (a node's sessions live where its socket
+ * landed); everything in them is rebuilt from the store, and kept current by the change feed.
+ * The peer links nodes report are per replica too: the node reports over its own session.
  */
 import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
@@ -28,8 +32,13 @@ import {
   type Self,
 } from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
-import type {ControllerState} from '../state.js'
+import type {Auth} from '../auth/auth.js'
+import type {ChangeFeed} from '../change-feed.js'
+import type {ConnectionTracker} from '../connections.js'
+import type {Presence} from '../presence.js'
+import type {EndpointTelemetry} from '../telemetry.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
+import type {NetmapSource} from '../netmap-source.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
@@ -126,12 +135,24 @@ export const toSelf = (n: StoredNode): Self => ({
   status: n.status,
 })
 
+/** What the hub takes from the rest of the controller, each part narrowed to what it calls. */
+export interface NetmapHubDeps {
+  /** Time and timers (rate limits, ping rounds). */
+  readonly clock: Clock
+  readonly auth: Pick<Auth, 'authenticateNode'>
+  readonly presence: Pick<Presence, 'connected' | 'disconnected' | 'touch'>
+  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints'>
+  readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
+  readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
+  readonly source: NetmapSource
+}
+
 const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})
 
 export class NetmapHub {
   private readonly wss: WebSocketServer
   private readonly nets = new Map<string, NetState>()
-  /** Time and timers (rate limits, ping rounds): the state's clock. */
+  /** Time and timers (rate limits, ping rounds). */
   private readonly clock: Clock
   private readonly stopPinger: () => void
   private readonly unsubscribe: () => void
@@ -143,18 +164,18 @@ export class NetmapHub {
   private readonly natJson: string
 
   constructor(
-    private readonly state: ControllerState,
+    private readonly deps: NetmapHubDeps,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
-    opts: {pingIntervalMs?: number; nat?: NatServices | undefined} = {},
+    opts: {pingIntervalMs?: number | undefined; nat?: NatServices | undefined} = {},
   ) {
-    const clock = (this.clock = state.clock)
+    const clock = (this.clock = deps.clock)
     this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
     this.sessionLimit = new SessionRateLimiter(undefined, undefined, () => clock.now())
     this.storageLog = new StorageFailureLog(log, undefined, () => clock.now())
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
-    const offNodes = state.onNodeChange((c) => this.onChange(c))
-    const offNetworks = state.onNetworkChange((n) => {
+    const offNodes = deps.feed.onNodeChange((c) => this.onChange(c))
+    const offNetworks = deps.feed.onNetworkChange((n) => {
       const net = this.nets.get(n.id)
       if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
     })
@@ -179,7 +200,7 @@ export class NetmapHub {
     const resumeFrom =
       versionText !== null && /^\d{1,15}$/.test(versionText) ? Number(versionText) : undefined
     socket.on('error', () => socket.destroy())
-    void this.state
+    void this.deps.auth
       .authenticateNode(credential)
       .catch((err: unknown) => {
         this.log.error({err}, 'netmap authentication failed')
@@ -255,17 +276,17 @@ export class NetmapHub {
         net.conns.delete(node.id)
         net.links.delete(node.id)
         // Not at shutdown: every session closing then is no news about any pair.
-        if (!this.closing) this.state.connections.forgetReporter(net.id, node.id)
+        if (!this.closing) this.deps.connections.forgetReporter(net.id, node.id)
       }
       this.metrics.connectedNodes.dec()
       if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
-      void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
+      void this.deps.presence.disconnected(node, net.tenantId).catch((err: unknown) => {
         if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
     })
     ws.on('message', (data, isBinary) => this.limitFrame(conn, node, data, isBinary))
     // A full or read-only disk loses the last-seen time, not the node's netmap (it is in memory).
-    await this.state.nodeConnected(node, net.tenantId).catch((err: unknown) => {
+    await this.deps.presence.connected(node, net.tenantId).catch((err: unknown) => {
       if (!this.storageFailure(err)) throw err
     })
     await this.sendInitial(net, conn, resumeFrom)
@@ -286,7 +307,7 @@ export class NetmapHub {
       return
     }
     if (resumeFrom !== undefined && self.status === 'active') {
-      const since = await this.state.changesSince(net.id, resumeFrom)
+      const since = await this.deps.source.changesSince(net.id, resumeFrom)
       if (since && !since.nodeIds.includes(self.id)) {
         const changed: string[] = []
         const removed: string[] = []
@@ -358,12 +379,12 @@ export class NetmapHub {
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
       conn.lastTouch = now
-      void this.state
+      void this.deps.telemetry
         .reportEndpoints(current, frame.data.endpoints)
         .catch((err: unknown) => this.log.warn({err, nodeId: node.id}, 'endpoint report failed'))
     } else if (now - conn.lastTouch > TOUCH_EVERY_MS) {
       conn.lastTouch = now
-      void this.state.touch(node.id).catch(() => undefined)
+      void this.deps.presence.touch(node.id).catch(() => undefined)
     }
   }
 
@@ -376,7 +397,7 @@ export class NetmapHub {
     if (!net) return
     if (reset) {
       net.links.delete(node.id)
-      this.state.connections.resetReporter(net.id, node.id)
+      this.deps.connections.resetReporter(net.id, node.id)
     }
     if (peers.length === 0) return
     this.metrics.reportedPeers.inc(peers.length)
@@ -390,7 +411,7 @@ export class NetmapHub {
       if (p.latencyMs !== undefined) link.latencyMs = p.latencyMs
       links.set(p.id, link)
       // Coalesced there: a report that changes nothing costs no write.
-      this.state.connections.report(net, node.id, p.id, link)
+      this.deps.connections.report(net, node.id, p.id, link)
     }
   }
 
@@ -449,7 +470,7 @@ export class NetmapHub {
   private async load(net: NetState): Promise<void> {
     // Version first, nodes second: the snapshot is at least as new as the version, and queued
     // changes newer than the version are re-applied (upserts and removals are idempotent).
-    const snap = await this.state.netmapSnapshot(net.id)
+    const snap = await this.deps.source.netmapSnapshot(net.id)
     if (!snap) return
     const {network: info, version, nodes} = snap
     net.tenantId = info.tenantId
@@ -480,8 +501,8 @@ export class NetmapHub {
       for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
-    // Changes are told after their commit (ControllerState.emit): one the initial load already
-    // read is stale here and would only send peers an old state again.
+    // Changes are told after their commit (change-feed.ts): one the initial load already read is
+    // stale here and would only send peers an old state again.
     if (change.version <= net.loadedVersion) return
     this.apply(net, change, true)
   }
@@ -504,7 +525,7 @@ export class NetmapHub {
       if (wasPeer || !next) {
         net.links.delete(change.nodeId)
         for (const links of net.links.values()) links.delete(change.nodeId)
-        this.state.connections.forgetNode(net.id, change.nodeId)
+        this.deps.connections.forgetNode(net.id, change.nodeId)
       }
     }
     net.peerList = null

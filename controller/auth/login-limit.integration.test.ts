@@ -22,7 +22,7 @@ let clock: FakeClock
 
 /** The error code of a login, or 'OK'. */
 const attempt = (password: string, meta: RequestMeta, username = 'admin') =>
-  state.login(username, password, meta).then(
+  state.auth.login(username, password, meta).then(
     () => 'OK',
     (err: {code?: string}) => err.code ?? String(err),
   )
@@ -32,7 +32,7 @@ beforeEach(async () => {
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
   clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
   state = new ControllerState(store, {clock})
-  await state.bootstrap(PASSWORD)
+  await state.auth.bootstrap(PASSWORD)
 })
 afterEach(async () => {
   await state.close()
@@ -59,7 +59,7 @@ describe('login limits', () => {
   it('throttles a new address after the attack, and lets it in once the bucket refills', async () => {
     for (let i = 0; i < 10; i++) expect(await attempt(`wrong-${i}`, ATTACKER)).toBe('INVALID_CREDENTIALS')
     // The right password from a source never used before: throttled while the bucket is empty.
-    await expect(state.login('admin', PASSWORD, NEW_PLACE)).rejects.toMatchObject({
+    await expect(state.auth.login('admin', PASSWORD, NEW_PLACE)).rejects.toMatchObject({
       code: 'RATE_LIMITED',
       hint: 'wait 6 s and try again',
     })
