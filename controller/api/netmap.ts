@@ -12,6 +12,13 @@
  *    log (upserts for active peers, removals for the rest), or a full map when the log does not
  *    reach back to N or when its own entry changed.
  *
+ * Version gaps: the cache of a network applies a change as a delta only when its version is the
+ * cached version + 1. A change feed that spans replicas may miss or reorder changes
+ * (change-feed.ts), so a change further ahead means the cache missed something: the hub reloads
+ * that network from the store and sends each connected node what differs (a full map when its
+ * own entry changed, else one delta with every changed and removed peer). Changes at or below
+ * the cached version are stale and dropped.
+ *
  * Replicas: the cache and the sessions are per replica (a node's sessions live where its socket
  * landed); everything in them is rebuilt from the store, and kept current by the change feed.
  * The peer links nodes report are per replica too: the node reports over its own session.
@@ -448,9 +455,7 @@ export class NetmapHub {
       }
       net = created
       this.nets.set(networkId, created)
-      created.loading = this.load(created).finally(() => {
-        created.loading = null
-      })
+      created.loading = this.load(created).finally(() => this.loaded(created))
     }
     if (net.loading) {
       try {
@@ -481,8 +486,17 @@ export class NetmapHub {
       net.nodes.set(n.id, n)
       if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
     }
-    const queued = net.queued.splice(0)
-    for (const c of queued) if (c.version > version) this.apply(net, c, false)
+  }
+
+  /**
+   * A load or reload of `net` ended: changes queued meanwhile go through onChange in version
+   * order (the stale ones are dropped there, a gap starts another reload).
+   */
+  private loaded(net: NetState): void {
+    net.loading = null
+    const queued = net.queued.splice(0).sort((a, b) => a.version - b.version)
+    if (this.nets.get(net.id) !== net || net.headerJson === '') return
+    for (const c of queued) this.onChange(c)
   }
 
   private onChange(change: NodeChange): void {
@@ -501,10 +515,123 @@ export class NetmapHub {
       for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
-    // Changes are told after their commit (change-feed.ts): one the initial load already read is
-    // stale here and would only send peers an old state again.
-    if (change.version <= net.loadedVersion) return
+    // Changes are told after their commit (change-feed.ts): one the cache already holds (the
+    // load read it, or it came twice) is stale here and would only send peers an old state again.
+    if (change.version <= net.version) return
+    if (change.version !== net.version + 1) {
+      this.resync(net, change)
+      return
+    }
     this.apply(net, change, true)
+  }
+
+  /**
+   * The cache of `net` missed at least one change (see the module comment): reloads the network
+   * and tells each connected node what differs. Changes arriving meanwhile are queued, as during
+   * the first load; `trigger` is queued too, in case the store read is older than it. A reload
+   * that fails drops the network's sessions: their nodes reconnect and resume from the store.
+   */
+  private resync(net: NetState, trigger: NodeChange): void {
+    this.log.info(
+      {networkId: net.id, cached: net.version, received: trigger.version},
+      'netmap version gap; reloading the network',
+    )
+    net.queued.push(trigger)
+    net.loading = this.reload(net)
+      .catch((err: unknown) => {
+        if (!this.storageFailure(err)) this.log.warn({err, networkId: net.id}, 'netmap reload failed')
+        if (this.nets.get(net.id) === net) this.nets.delete(net.id)
+        for (const conns of net.conns.values()) for (const conn of conns) conn.ws.terminate()
+      })
+      .finally(() => {
+        // Every session closed while it ran: nobody needs this cache any more.
+        if (net.conns.size === 0 && this.nets.get(net.id) === net) this.nets.delete(net.id)
+        this.loaded(net)
+      })
+  }
+
+  private async reload(net: NetState): Promise<void> {
+    const snap = await this.deps.source.netmapSnapshot(net.id)
+    if (!snap) {
+      // The network is gone: so is every session of it.
+      net.headerJson = ''
+      if (this.nets.get(net.id) === net) this.nets.delete(net.id)
+      for (const conns of net.conns.values()) for (const conn of conns) this.revoke(conn)
+      return
+    }
+    // From here to the end one synchronous block: no session sees a half-swapped cache.
+    const oldNodes = new Map(net.nodes)
+    const oldPeers = new Map(net.peerJson)
+    net.headerJson = JSON.stringify({id: snap.network.id, name: snap.network.name, cidr: snap.network.cidr})
+    net.version = Math.max(net.version, snap.version)
+    net.loadedVersion = net.version
+    net.nodes.clear()
+    net.peerJson.clear()
+    net.peerList = null
+    for (const n of snap.nodes) {
+      net.nodes.set(n.id, n)
+      if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
+    }
+
+    // 1. What changed for every active receiver: upserted and removed peers.
+    const changed = new Map<string, string>()
+    for (const [id, json] of net.peerJson) if (oldPeers.get(id) !== json) changed.set(id, json)
+    const removed: string[] = []
+    for (const id of oldPeers.keys()) if (!net.peerJson.has(id)) removed.push(id)
+    // 2. Links about nodes that are no longer peers go, as in apply().
+    for (const id of new Set([...removed, ...[...oldNodes.keys()].filter((id) => !net.nodes.has(id))])) {
+      net.links.delete(id)
+      for (const links of net.links.values()) links.delete(id)
+      this.deps.connections.forgetNode(net.id, id)
+    }
+    // 3. Each session: revoked, a full map, or one delta (shared bytes when nothing is its own).
+    const version = net.version
+    let shared: Buffer | undefined
+    const deltaFor = (selfId: string, self: StoredNode | undefined): string | undefined => {
+      const ups: string[] = []
+      for (const [id, json] of changed) if (id !== selfId) ups.push(json)
+      const gone = removed.filter((id) => id !== selfId).map((id) => JSON.stringify(id))
+      if (ups.length === 0 && gone.length === 0 && !self) return undefined
+      let frame = `{"type":"delta","version":${version}`
+      if (self) frame += `,"self":${JSON.stringify(toSelf(self))}`
+      if (ups.length > 0) frame += `,"changed":[${ups.join(',')}]`
+      if (gone.length > 0) frame += `,"removed":[${gone.join(',')}]`
+      return frame + '}'
+    }
+    for (const [id, conns] of net.conns) {
+      const self = net.nodes.get(id)
+      const old = oldNodes.get(id)
+      for (const conn of conns) {
+        if (!self) {
+          this.revoke(conn)
+          continue
+        }
+        const isPeer = self.status === 'active'
+        if (!old || (old.status === 'active') !== isPeer) {
+          this.send(conn, this.fullFrame(net, self), 'full')
+          continue
+        }
+        const selfChanged = JSON.stringify(toSelf(old)) !== JSON.stringify(toSelf(self))
+        if (!isPeer) {
+          // A pending node sees no peers: only its own entry.
+          if (selfChanged)
+            this.send(
+              conn,
+              `{"type":"delta","version":${version},"self":${JSON.stringify(toSelf(self))}}`,
+              'delta',
+            )
+          continue
+        }
+        if (!selfChanged && !changed.has(id) && !removed.includes(id)) {
+          if (changed.size === 0 && removed.length === 0) continue
+          shared ??= Buffer.from(deltaFor('', undefined)!)
+          this.send(conn, shared, 'delta')
+          continue
+        }
+        const frame = deltaFor(id, selfChanged ? self : undefined)
+        if (frame !== undefined) this.send(conn, frame, 'delta')
+      }
+    }
   }
 
   /** Updates the cache with one change and fans out one delta; see the module comment. */
