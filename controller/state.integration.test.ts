@@ -1,6 +1,7 @@
-// The coordinator on a real SQLite file and a FakeClock: node changes reach listeners only after
-// the call that made them has returned, in commit order, and endpoint reports are coalesced per
-// node, the held one applied when the clock reaches the end of the window.
+// The coordinator and its parts composed on a real SQLite file and a FakeClock: node changes reach
+// feed subscribers only after the call that made them has returned, in commit order; endpoint
+// reports are coalesced per node, the held one applied when the clock reaches the end of the
+// window; login limits hold under concurrency; presence ends a quick reconnect online.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -52,7 +53,7 @@ afterEach(async () => {
   fs.rmSync(dir, {recursive: true, force: true})
 })
 
-describe('ControllerState', () => {
+describe('the change feed, fed by the admin operations', () => {
   it('tells node listeners about a registration after register() has returned, in commit order', async () => {
     await makeNetwork('10.9.0.0/24')
     const seen: NodeChange[] = []
@@ -68,7 +69,9 @@ describe('ControllerState', () => {
     ])
     expect(seen[0]!.version).toBeLessThan(seen[1]!.version)
   })
+})
 
+describe('endpoint telemetry', () => {
   it('applies at most one endpoint change per node per window, the latest report last, unaudited', async () => {
     await makeNetwork('10.9.1.0/24')
     const node = await registerIn('lab')
@@ -155,7 +158,9 @@ describe('ControllerState', () => {
     await state.close()
     expect((await store.getNode(node.id))!.endpoints).toEqual(['198.51.100.8:51820'])
   })
+})
 
+describe('auth: login limits', () => {
   it('lets no more concurrent wrong guesses through than the login limit allows', async () => {
     // Guesses sent at once all arrive before the first slow password check has finished.
     const guesses = await Promise.allSettled(
@@ -174,6 +179,25 @@ describe('ControllerState', () => {
       code: 'INVALID_CREDENTIALS',
     })
     await expect(state.auth.login('admin', 'wrong', META)).rejects.toMatchObject({code: 'RATE_LIMITED'})
+  })
+})
+
+describe('presence with telemetry', () => {
+  it("writes a node's held endpoint report when its last session closes, before it goes offline", async () => {
+    const net = await makeNetwork('10.9.6.0/24')
+    const node = await registerIn('lab')
+    await state.presence.connected(node, net.tenantId)
+    await state.telemetry.reportEndpoints(node, ['198.51.100.9:51820'])
+    await state.telemetry.reportEndpoints(node, ['198.51.100.10:51820'])
+    const atOffline: string[][] = []
+    state.presence.onChange((e) => {
+      if (e.kind === 'offline') void store.getNode(node.id).then((n) => atOffline.push(n!.endpoints))
+    })
+    await state.presence.disconnected(node, net.tenantId)
+    await nextTurn()
+    expect(atOffline).toEqual([['198.51.100.10:51820']])
+    // Settled: no timer is left for the window.
+    expect(clock.pending()).toBe(0)
   })
 
   it('ends a quick reconnect with the node online, its last presence event online', async () => {
