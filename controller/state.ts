@@ -64,10 +64,6 @@ import {
   type RequestMeta,
 } from './context.js'
 
-export {TOKEN_TTL_MS, type Principal} from './auth/auth.js'
-export type {RequestMeta} from './context.js'
-export type {PresenceEvent} from './presence.js'
-
 /** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
 export const USERNAME_TAKEN_PER_HOUR = 10
 
@@ -104,13 +100,19 @@ const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
 export class ControllerState {
   /** Time and timers for everything the controller schedules; see StateOptions.clock. */
   readonly clock: Clock
+  /** Who is calling: login, tokens, node credentials. */
   readonly auth: Auth
+  /** What a caller may do, and the lookups in its tenant. */
   readonly access: Access
+  /** Committed node and network changes, for whoever keeps a cache of them. */
   readonly feed: ChangeFeed
+  /** Which nodes hold a netmap session. */
   readonly presence: Presence
+  /** Endpoint reports and observed mappings, coalesced per node; the public-key index. */
   readonly telemetry: EndpointTelemetry
   /** Per-pair paths and latency from node reports, their log and change events. */
   readonly connections: ConnectionTracker
+  /** Removes ephemeral nodes that went away; main.ts runs its sweeps. */
   readonly reaper: EphemeralReaper
   /** The reads a netmap session starts from (the netmap hub's). */
   readonly netmap: NetmapSource

@@ -42,7 +42,7 @@ let octet = 0
 
 /** The netmap hub's ping round (its default interval). */
 const PING_MS = 30_000
-/** The endpoint coalescing window (state.ts default). */
+/** The endpoint coalescing window (telemetry.ts default). */
 const WINDOW_MS = 2_000
 
 beforeAll(async () => {
