@@ -196,4 +196,24 @@ describe('netmap hub version gaps', () => {
     expect(toA).toMatchObject({type: 'delta', self: {name: 'a-renamed'}})
     expect(toA.changed?.map((x) => x.id)).toEqual([p.node.id])
   })
+
+  it('drops the network sessions when the reload fails, and a reconnect gets the current map', async () => {
+    const net = await network()
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const sa = await session(a.credential)
+    const store = ctl.running.store
+    const real = store.netmapVersion.bind(store)
+    store.netmapVersion = () => Promise.reject(new Error('database unreachable (test)'))
+    try {
+      await silent.renameNode(b.node.id, 'missed', CTX)
+      await rename(a.node.id, 'a-after')
+      expect((await sa.ws.closed).code).toBe(1006)
+    } finally {
+      store.netmapVersion = real
+    }
+    const again = await session(a.credential)
+    expect(again.full.self?.name).toBe('a-after')
+    expect(names(again.full.peers)).toEqual({[b.node.id]: 'missed'})
+  })
 })

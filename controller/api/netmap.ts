@@ -286,7 +286,8 @@ export class NetmapHub {
         if (!this.closing) this.deps.connections.forgetReporter(net.id, node.id)
       }
       this.metrics.connectedNodes.dec()
-      if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
+      // Only this cache: a reload that failed (or found the network gone) may have replaced it.
+      if (net.conns.size === 0 && !net.loading && this.nets.get(net.id) === net) this.nets.delete(net.id)
       void this.deps.presence.disconnected(node, net.tenantId).catch((err: unknown) => {
         if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
