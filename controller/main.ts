@@ -279,7 +279,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     }
     if (discoveryAt) {
       const key = loadOrCreateDiscoveryKey(dataDir)
-      await state.indexNodeKeys()
+      await state.telemetry.indexNodeKeys()
       const discoveryLog = logger.child({component: 'discovery'})
       const observedLog = new StorageFailureLog(discoveryLog, undefined, () => clock.now())
       discovery = new DiscoveryServer({
@@ -288,11 +288,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         port: discoveryAt.port,
         privateKey: key.privateKey,
         lookupNode: (publicKey) => {
-          const nodeId = state.activeNodeByPublicKey(publicKey)
+          const nodeId = state.telemetry.activeNodeByPublicKey(publicKey)
           return nodeId === undefined ? undefined : {nodeId}
         },
         onObserved: (o) => {
-          state.reportObservedEndpoint({id: o.nodeId}, o.endpoint).catch((err: unknown) => {
+          state.telemetry.reportObservedEndpoint({id: o.nodeId}, o.endpoint).catch((err: unknown) => {
             const storage = storageError(err)
             if (storage) observedLog.report(storage, 'observed endpoint')
             else if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
@@ -322,7 +322,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     })
     relay = new RelayServer({
       authenticate: async (credential) => {
-        const n = await state.authenticateNode(credential)
+        const n = await state.auth.authenticateNode(credential)
         return n?.status === 'active' ? {nodeId: n.id, networkId: n.networkId} : undefined
       },
       metrics: new RelayMetrics(metrics.registry),
@@ -331,7 +331,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     })
     const relayServer = relay
     // A node removed (or no longer active) loses its relay socket at once.
-    state.onNodeChange((c) => {
+    state.feed.onNodeChange((c) => {
       if (c.node?.status !== 'active') relayServer.disconnect(c.nodeId, {networkId: c.networkId})
     })
 
@@ -362,7 +362,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       clock.now(),
     )
     const stopReaper = every(clock, ephemeralSweepMs(timeoutMs), () => {
-      state.reapEphemeral(timeoutMs).catch((err: unknown) => {
+      state.reaper.sweep(timeoutMs).catch((err: unknown) => {
         const storage = storageError(err)
         if (storage) sweepStorageLog.report(storage, 'ephemeral sweep')
         else logger.warn({err}, 'ephemeral sweep failed')
@@ -421,7 +421,7 @@ async function bootstrapAdmin(
   const fromEnv = process.env.MESH_ADMIN_PASSWORD
   const password = given ?? (fromEnv && fromEnv.length > 0 ? fromEnv : undefined)
   const chosen = password ?? randomBytes(18).toString('base64url')
-  const created = await state.bootstrap(chosen)
+  const created = await state.auth.bootstrap(chosen)
   if (!created) return undefined
   logger.info({tenant: 'default', username: 'admin'}, 'created the first tenant and its admin account')
   if (password === undefined) {

@@ -1,7 +1,20 @@
 /**
- * The controller's coordinator: the API handlers, the netmap hub and the event stream call it;
- * it alone calls the store. It decides who may do what (roles), shapes audit contexts, mints
- * secrets, tracks node presence, and tells listeners about every node change after it commits.
+ * The controller's administrative operations (tenants, users, networks, members, invites, auth
+ * keys, node registration and removal, the audit log), and the composition of the parts that
+ * each hold one job:
+ *  - auth (auth/auth.ts): login and its limits, tokens, node credentials;
+ *  - access (auth/access.ts): roles, ranks, lookups in the caller's tenant;
+ *  - presence (presence.ts): which nodes hold a netmap session;
+ *  - telemetry (telemetry.ts): endpoint reports and observed mappings, the public-key index;
+ *  - feed (change-feed.ts): committed node and network changes, to whoever keeps a cache;
+ *  - reaper (reaper.ts, under the singleton lock of leader.ts): ephemeral nodes that went away.
+ * Callers take the part they use (the netmap hub never sees the admin operations); the API
+ * handlers call the operations here. Every write goes through `Writes` (domain/writes.ts), one
+ * transaction each, and every committed node change is published on the feed.
+ *
+ * Replicas: this class keeps one piece of process memory, the USERNAME_TAKEN limit per tenant
+ * (createUser), which is per replica today and belongs in the database with the login limits
+ * (see auth/auth.ts). The parts say for themselves what they keep.
  */
 import type {
   AuditEntry,
@@ -10,12 +23,10 @@ import type {
   CreateInviteRequestSchema,
   CreateNetworkRequestSchema,
   Invite,
-  LoginResponse,
   Network,
   NetworkMember,
   Node,
   NodeStatus,
-  Permission,
   RegisterRequestSchema,
   RegisterResponse,
   Role,
@@ -23,53 +34,38 @@ import type {
   UpdateNetworkRequest,
   User,
 } from '../shared/protocol/control-api.js'
-import {ROLE_RANK, SUPERUSER_RANK, roleAllows} from '../shared/protocol/control-api.js'
+import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
 import {usableEndpoints} from '../shared/net/endpoint.js'
 import {parseCidr} from '../shared/net/ipv4.js'
+import {systemClock, type Clock} from '../shared/clock.js'
 import {newId, newSecret, hashSecret} from './auth/secrets.js'
-import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './auth/password.js'
-import {FailureLimiter, TokenBucketLimiter, TrustedSources} from './auth/rate-limit.js'
-import type {
-  AuditContext,
-  JoinProof,
-  NodeChange,
-  Page,
-  PageRequest,
-  Store,
-  StoredNode,
-  UserRecord,
-} from './store/store.js'
-import {publicUser} from './store/store.js'
+import {hashPassword} from './auth/password.js'
+import {FailureLimiter} from './auth/rate-limit.js'
+import {Auth, type Principal} from './auth/auth.js'
+import {Access} from './auth/access.js'
+import type {JoinProof, Page, PageRequest, Store, StoredNode} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
-import {systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {ConnectionTracker} from './connections.js'
-
-/** User tokens live this long. */
-export const TOKEN_TTL_MS = 30 * 86400 * 1000
+import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
+import {InProcessPresence, withPresence, type InProcessPresenceOptions, type Presence} from './presence.js'
+import {EndpointTelemetry} from './telemetry.js'
+import {InProcessLock, type SingletonLock} from './leader.js'
+import {EphemeralReaper} from './reaper.js'
+import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
+import {
+  auditContext,
+  NO_REQUEST,
+  SILENT_LOG,
+  systemContext,
+  userContext,
+  type PartLog,
+  type RequestMeta,
+} from './context.js'
 
 /** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
 export const USERNAME_TAKEN_PER_HOUR = 10
-
-/** Where a request came from: stamped on audit entries. */
-export interface RequestMeta {
-  readonly sourceAddress: string | null
-  readonly requestId: string | null
-}
-
-/** An authenticated user and its tenant. */
-export interface Principal {
-  readonly user: UserRecord
-  readonly tenant: Tenant
-  readonly tokenHash: string
-}
-
-export type PresenceEvent = {
-  readonly kind: 'online' | 'offline'
-  readonly node: Node
-  readonly tenantId: string
-}
 
 export interface StateOptions {
   /**
@@ -89,26 +85,13 @@ export interface StateOptions {
   /** How often reported paths are merged and written (ms); default 1,000. */
   readonly connectionFlushMs?: number | undefined
   /** Where node telemetry (endpoint reports) is logged, at debug level. */
-  readonly log?: {debug(obj: object, msg: string): void; warn(obj: object, msg: string): void}
-}
-
-/** A node's endpoint report waiting for its coalescing window to end (latest value wins). */
-interface PendingEndpoints {
-  node: StoredNode
-  endpoints: string[] | undefined
-  /** When the last change of this node was applied (ms). */
-  appliedAt: number
-  timer: TimerHandle | undefined
-}
-
-/** A node's observed endpoint waiting for its coalescing window to end (latest value wins). */
-interface PendingObserved {
-  readonly nodeId: string
-  endpoint: string | undefined
-  /** The last value written (or found unchanged): repeats cost no store call. */
-  applied: string | undefined
-  appliedAt: number
-  timer: TimerHandle | undefined
+  readonly log?: PartLog
+  /** The change feed; default the in-process one (a replica set passes a shared one). */
+  readonly feed?: ChangeFeed | undefined
+  /** Builds presence from what it needs; default the in-process one. */
+  readonly presence?: ((deps: InProcessPresenceOptions) => Presence) | undefined
+  /** The lock singleton jobs (the reaper) run under; default the in-process one (always runs). */
+  readonly lock?: SingletonLock | undefined
 }
 
 const SINCE_RE = /^(\d{1,6})([smhd])$/
@@ -117,51 +100,62 @@ const UNIT_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
 export class ControllerState {
   /** Time and timers for everything the controller schedules; see StateOptions.clock. */
   readonly clock: Clock
-  private readonly online = new Map<string, number>()
-  private readonly nodeListeners = new Set<(c: NodeChange) => void>()
-  private readonly presenceListeners = new Set<(e: PresenceEvent) => void>()
-  private readonly networkListeners = new Set<(n: Network) => void>()
-  private readonly loginByAddress: FailureLimiter
-  private readonly loginByUser: TokenBucketLimiter
-  private readonly loginTrusted: TrustedSources
-  /** USERNAME_TAKEN answers per tenant; see createUser. */
-  private readonly usernameProbes: FailureLimiter
-  /** Node changes committed but not yet told to listeners; see emit(). */
-  private readonly unsent: NodeChange[] = []
-  private flushScheduled = false
-  private readonly endpointWindowMs: number
-  private readonly endpointState = new Map<string, PendingEndpoints>()
-  private readonly observedState = new Map<string, PendingObserved>()
-  /** Active nodes by WireGuard public key (the discovery port's lookup); built by indexNodeKeys. */
-  private keyIndex: Map<string, string> | undefined
-  private readonly log: NonNullable<StateOptions['log']>
+  /** Who is calling: login, tokens, node credentials. */
+  readonly auth: Auth
+  /** What a caller may do, and the lookups in its tenant. */
+  readonly access: Access
+  /** Committed node and network changes, for whoever keeps a cache of them. */
+  readonly feed: ChangeFeed
+  /** Which nodes hold a netmap session. */
+  readonly presence: Presence
+  /** Endpoint reports and observed mappings, coalesced per node; the public-key index. */
+  readonly telemetry: EndpointTelemetry
   /** Per-pair paths and latency from node reports, their log and change events. */
   readonly connections: ConnectionTracker
+  /** Removes ephemeral nodes that went away; main.ts runs its sweeps. */
+  readonly reaper: EphemeralReaper
+  /** The reads a netmap session starts from (the netmap hub's). */
+  readonly netmap: NetmapSource
+  /** USERNAME_TAKEN answers per tenant; see createUser. Per process (see the module comment). */
+  private readonly usernameProbes: FailureLimiter
   /** Every write, each one transaction around its rule in controller/domain/. */
   private readonly writes: Writes
+  private readonly withPresence = (n: StoredNode): Node => withPresence(this.presence, n)
 
   constructor(
     private readonly store: Store,
     opts: StateOptions = {},
   ) {
-    this.writes = storeWrites(store)
-    this.clock = opts.clock ?? systemClock
-    const max = opts.loginFailuresPerMinute ?? 10
-    const clock = () => this.clock.now()
-    this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now: clock})
-    this.loginByUser = new TokenBucketLimiter({capacity: max, refillEveryMs: 60_000 / max, now: clock})
-    this.loginTrusted = new TrustedSources({ttlMs: TOKEN_TTL_MS, perKey: 16, maxKeys: 100_000, now: clock})
+    const clock = (this.clock = opts.clock ?? systemClock)
+    const log = opts.log ?? SILENT_LOG
+    const writes = (this.writes = storeWrites(store))
     this.usernameProbes = new FailureLimiter({
       max: USERNAME_TAKEN_PER_HOUR,
       windowMs: 3_600_000,
-      now: clock,
+      now: () => clock.now(),
     })
-    this.endpointWindowMs = opts.endpointWindowMs ?? 2_000
-    this.log = opts.log ?? {debug: () => undefined, warn: () => undefined}
-    this.connections = new ConnectionTracker(store, {
-      clock: this.clock,
-      flushMs: opts.connectionFlushMs,
-      log: this.log,
+    this.auth = new Auth(store, writes, {clock, loginFailuresPerMinute: opts.loginFailuresPerMinute})
+    this.access = new Access(store)
+    this.netmap = storeNetmapSource(store)
+    this.feed = opts.feed ?? new InProcessChangeFeed(log)
+    const telemetry = (this.telemetry = new EndpointTelemetry(store, writes, this.feed, {
+      clock,
+      endpointWindowMs: opts.endpointWindowMs,
+      log,
+    }))
+    this.presence = (opts.presence ?? ((deps) => new InProcessPresence(deps)))({
+      clock,
+      writes,
+      // A node's last session closed: what it reported last is written before it goes offline.
+      beforeOffline: (nodeId) => telemetry.settle(nodeId),
+    })
+    this.connections = new ConnectionTracker(store, {clock, flushMs: opts.connectionFlushMs, log})
+    this.reaper = new EphemeralReaper({
+      store,
+      presence: this.presence,
+      lock: opts.lock ?? new InProcessLock(),
+      clock,
+      remove: (nodeId) => this.removeNode(undefined, nodeId, NO_REQUEST),
     })
   }
 
@@ -170,298 +164,15 @@ export class ControllerState {
     return new Date(this.clock.now())
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // listeners
-
-  onNodeChange(fn: (c: NodeChange) => void): () => void {
-    this.nodeListeners.add(fn)
-    return () => this.nodeListeners.delete(fn)
+  /** Readiness: throws when the database does not answer. */
+  ping(): Promise<void> {
+    return this.store.ping()
   }
 
-  /** A network's name, description or policy changed. */
-  onNetworkChange(fn: (n: Network) => void): () => void {
-    this.networkListeners.add(fn)
-    return () => this.networkListeners.delete(fn)
-  }
-
-  onPresence(fn: (e: PresenceEvent) => void): () => void {
-    this.presenceListeners.add(fn)
-    return () => this.presenceListeners.delete(fn)
-  }
-
-  /**
-   * Tells listeners (netmap fan-out, admin events) about committed changes on the next turn of
-   * the event loop, not now: the HTTP reply of the request that made the change is written first,
-   * so its latency does not grow with the number of connected nodes. One FIFO queue for every
-   * network keeps deltas in commit order, and setImmediate keeps the delay far below a second.
-   */
-  private emit(changes: NodeChange | NodeChange[]): void {
-    for (const c of Array.isArray(changes) ? changes : [changes]) this.unsent.push(c)
-    if (this.flushScheduled || this.unsent.length === 0) return
-    this.flushScheduled = true
-    setImmediate(() => this.flushChanges())
-  }
-
-  private flushChanges(): void {
-    this.flushScheduled = false
-    for (const c of this.unsent.splice(0)) {
-      for (const fn of this.nodeListeners) {
-        try {
-          fn(c)
-        } catch (err) {
-          // One broken listener must not keep a change from the others.
-          this.log.warn({err, nodeId: c.nodeId}, 'node change listener failed')
-        }
-      }
-    }
-  }
-
-  private ctx(actor: {actor: string; actorName: string}, meta: RequestMeta): AuditContext {
-    return {
-      ...actor,
-      sourceAddress: meta.sourceAddress,
-      requestId: meta.requestId,
-      at: this.now().toISOString(),
-    }
-  }
-
-  private userCtx(p: Principal, meta: RequestMeta): AuditContext {
-    return this.ctx({actor: `user:${p.user.id}`, actorName: p.user.username}, meta)
-  }
-
-  private systemCtx(): AuditContext {
-    return this.ctx({actor: 'system', actorName: 'system'}, {sourceAddress: null, requestId: null})
-  }
-
-  withPresence = (n: StoredNode): Node => ({...n, online: this.online.has(n.id)})
-
-  isOnline = (nodeId: string): boolean => this.online.has(nodeId)
-
-  // ---------------------------------------------------------------------------------------------
-  // first start
-
-  /**
-   * Creates tenant `default` with superuser owner `admin` when the database has no tenant.
-   * Returns the password when it created the account, undefined otherwise.
-   */
-  async bootstrap(password: string): Promise<boolean> {
-    if (await this.store.hasTenants()) return false
-    await this.writes.createTenantWithOwner(
-      {id: newId('t'), name: 'default'},
-      {id: newId('u'), username: 'admin', passwordHash: await hashPassword(password), superuser: true},
-      this.systemCtx(),
-    )
-    return true
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // authentication
-
-  /**
-   * Failed logins are limited twice. Per source address strictly (a fixed window). Per user by a
-   * token bucket that only sources the user has not logged in from recently draw on: a per-user
-   * block that every address shares would let anyone who knows a user name lock that user out
-   * from everywhere, for free and for as long as it likes. So a source where this user logged in
-   * with the right password within the token lifetime skips the user's bucket (its own address
-   * limit still holds), and a new source is throttled, not blocked: once the failures stop it
-   * waits at most one refill interval. Guessing one account from many addresses stays capped at
-   * the bucket's refill rate, as before.
-   */
-  async login(username: string, password: string, meta: RequestMeta): Promise<LoginResponse> {
-    const addrKey = meta.sourceAddress ?? 'unknown'
-    const trusted = meta.sourceAddress !== null && this.loginTrusted.isTrusted(username, addrKey)
-    if (this.loginByAddress.blocked(addrKey) || (!trusted && this.loginByUser.blocked(username))) {
-      throw new MeshError('RATE_LIMITED', {
-        message: 'too many failed logins',
-        hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), trusted ? 0 : this.loginByUser.retryAfter(username))} s and try again`,
-      })
-    }
-    // Charged before the slow password check and taken back on success: charged only after it,
-    // guesses sent at once would all pass blocked() before the first of them had failed.
-    this.loginByAddress.fail(addrKey)
-    if (!trusted) this.loginByUser.take(username)
-    const user = await this.store.getUserByUsername(username)
-    // Unknown users cost a scrypt too, so response time does not reveal which names exist.
-    const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
-    if (!user || !ok) {
-      if (user) {
-        await this.writes.appendAudit(
-          {
-            tenantId: user.tenantId,
-            action: 'user.login_failed',
-            targetType: 'user',
-            targetId: user.id,
-            networkId: null,
-            detail: {},
-          },
-          this.ctx({actor: `user:${user.id}`, actorName: user.username}, meta),
-        )
-      }
-      throw new MeshError('INVALID_CREDENTIALS')
-    }
-    this.loginByAddress.forgive(addrKey)
-    if (!trusted) this.loginByUser.refund(username)
-    if (meta.sourceAddress !== null) this.loginTrusted.trust(username, addrKey)
-    const token = newSecret('token')
-    const expiresAt = new Date(this.now().getTime() + TOKEN_TTL_MS).toISOString()
-    await this.writes.createToken(
-      {id: newId('tok'), hash: hashSecret(token), userId: user.id, expiresAt},
-      this.ctx({actor: `user:${user.id}`, actorName: user.username}, meta),
-    )
-    const tenant = await this.mustTenant(user.tenantId)
-    return {token, expiresAt, user: publicUser(user), tenant}
-  }
-
-  /** The user behind a bearer token, or undefined (unknown, expired, or its user deleted). */
-  async authenticateUser(token: string): Promise<Principal | undefined> {
-    if (!token.startsWith('mtok_') || token.length > 200) return undefined
-    const tokenHash = hashSecret(token)
-    const rec = await this.store.getToken(tokenHash)
-    if (!rec || rec.expiresAt <= this.now().toISOString()) return undefined
-    const user = await this.store.getUser(rec.userId)
-    if (!user) return undefined
-    const tenant = await this.store.getTenant(user.tenantId)
-    return tenant && {user, tenant, tokenHash}
-  }
-
-  async logout(p: Principal, meta: RequestMeta): Promise<void> {
-    await this.writes.deleteToken(p.tokenHash, this.userCtx(p, meta))
-  }
-
-  async authenticateNode(credential: string): Promise<StoredNode | undefined> {
-    if (!credential.startsWith('mnode_') || credential.length > 200) return undefined
-    return this.store.getNodeByCredential(hashSecret(credential))
-  }
-
-  private async mustTenant(id: string): Promise<Tenant> {
-    const t = await this.store.getTenant(id)
-    if (!t) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
-    return t
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // authorization: objects of another tenant are NOT_FOUND, never FORBIDDEN
-
-  /** The user's role on a network: its member role there, else its tenant role. */
-  async networkRole(p: Principal, networkId: string): Promise<Role> {
-    return (await this.store.getMemberRole(networkId, p.user.id)) ?? p.user.role
-  }
-
-  requireTenant(p: Principal, permission: Permission): void {
-    if (!roleAllows(p.user.role, permission)) {
-      throw new MeshError('FORBIDDEN', {message: `your role ${p.user.role} does not allow ${permission}`})
-    }
-  }
-
-  async requireNetwork(p: Principal, networkId: string, permission: Permission): Promise<void> {
-    const role = await this.networkRole(p, networkId)
-    if (!roleAllows(role, permission)) {
-      throw new MeshError('FORBIDDEN', {
-        message: `your role ${role} on this network does not allow ${permission}`,
-      })
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // ranks: owner > admin > member > guest, a superuser above all (ROLE_RANK)
-
-  /**
-   * The caller's rank, on a network or (no network) in the tenant: the rank of the role its access
-   * comes from there (networkRole), so a tenant admin lowered to member on a network acts as a
-   * member there, exactly as its permissions do.
-   */
-  private async callerRank(p: Principal, networkId?: string): Promise<{rank: number; role: string}> {
-    if (p.user.superuser) return {rank: SUPERUSER_RANK, role: 'superuser'}
-    const role = networkId === undefined ? p.user.role : await this.networkRole(p, networkId)
-    return {rank: ROLE_RANK[role], role}
-  }
-
-  /**
-   * How far up a user stands when someone acts on it: the higher of its tenant role and its role
-   * on the network. A network role lowers what a user may do there, never who may act on it: a
-   * tenant owner an owner lowered on one network still outranks the tenant's admins there.
-   */
-  private async standing(user: UserRecord, networkId?: string): Promise<{rank: number; role: string}> {
-    if (user.superuser) return {rank: SUPERUSER_RANK, role: 'superuser'}
-    const there = networkId === undefined ? undefined : await this.store.getMemberRole(networkId, user.id)
-    const role = there !== undefined && ROLE_RANK[there] > ROLE_RANK[user.role] ? there : user.role
-    return {rank: ROLE_RANK[role], role}
-  }
-
-  /** ROLE_TOO_HIGH unless the caller's rank (there) is at least that of `role`. */
-  private async requireMayGrant(p: Principal, role: Role, networkId?: string): Promise<void> {
-    const me = await this.callerRank(p, networkId)
-    if (ROLE_RANK[role] > me.rank) {
-      throw new MeshError('ROLE_TOO_HIGH', {
-        message: `your role ${me.role}${networkId ? ' on this network' : ''} cannot grant the role ${role}`,
-      })
-    }
-  }
-
-  /** OUTRANKED when `target` stands above the caller (there); an equal rank may act. */
-  private async requireNotOutranked(p: Principal, target: UserRecord, networkId?: string): Promise<void> {
-    const me = await this.callerRank(p, networkId)
-    const them = await this.standing(target, networkId)
-    if (them.rank > me.rank) {
-      throw new MeshError('OUTRANKED', {
-        message: `${target.username} is ${them.role}, above your role ${me.role}${networkId ? ' on this network' : ''}`,
-      })
-    }
-  }
-
-  /**
-   * Revoking an invite or auth key: its creator may, anyone else needs admin rank on its network
-   * (a tenant admin or owner without a lower role there, or a superuser).
-   */
-  private async requireMayRevoke(
-    p: Principal,
-    what: 'invite' | 'auth key',
-    obj: {networkId: string; createdBy: string},
-  ): Promise<void> {
-    if (obj.createdBy === p.user.id) return
-    const me = await this.callerRank(p, obj.networkId)
-    if (me.rank < ROLE_RANK.admin) {
-      throw new MeshError('FORBIDDEN', {
-        message: `your role ${me.role} on this network may revoke only the ${what}s you created`,
-        hint: `ask an admin of the network to revoke this ${what}`,
-      })
-    }
-  }
-
-  /** A network of the user's tenant by id or name. */
-  async findNetwork(p: Principal, ref: string): Promise<Network> {
-    const byId = await this.store.getNetwork(ref)
-    const net =
-      byId && byId.tenantId === p.tenant.id ? byId : await this.store.getNetworkByName(p.tenant.id, ref)
-    if (!net) throw new MeshError('NOT_FOUND', {message: `network ${ref} not found`})
-    return net
-  }
-
-  async findNode(p: Principal, id: string): Promise<StoredNode> {
-    const node = await this.store.getNode(id)
-    const net = node && (await this.store.getNetwork(node.networkId))
-    if (!node || !net || net.tenantId !== p.tenant.id)
-      throw new MeshError('NOT_FOUND', {message: 'node not found'})
-    return node
-  }
-
-  async findInvite(p: Principal, id: string): Promise<{networkId: string}> {
-    const inv = await this.store.getInvite(id)
-    if (!inv || inv.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'invite not found'})
-    return inv
-  }
-
-  async findAuthKey(p: Principal, id: string): Promise<{networkId: string}> {
-    const key = await this.store.getAuthKey(id)
-    if (!key || key.tenantId !== p.tenant.id)
-      throw new MeshError('NOT_FOUND', {message: 'auth key not found'})
-    return key
-  }
-
-  async findUser(p: Principal, id: string): Promise<UserRecord> {
-    const user = await this.store.getUser(id)
-    if (!user || user.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'user not found'})
-    return user
+  /** Shutdown: writes pending endpoint reports and paths so nothing a node said is lost. */
+  async close(): Promise<void> {
+    await this.connections.close()
+    await this.telemetry.close()
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -481,7 +192,7 @@ export class ControllerState {
         passwordHash: await hashPassword(req.owner.password),
         superuser: false,
       },
-      this.userCtx(p, meta),
+      userContext(this.clock, p.user, meta),
     )
   }
 
@@ -504,7 +215,7 @@ export class ControllerState {
     req: {username: string; password: string; role: Role},
     meta: RequestMeta,
   ): Promise<User> {
-    await this.requireMayGrant(p, req.role)
+    await this.access.requireMayGrant(p, req.role)
     const probes = p.tenant.id
     if (this.usernameProbes.blocked(probes)) {
       throw new MeshError('RATE_LIMITED', {
@@ -537,12 +248,12 @@ export class ControllerState {
         passwordHash: await hashPassword(req.password),
         role: req.role,
       },
-      this.userCtx(p, meta),
+      userContext(this.clock, p.user, meta),
     )
   }
 
   async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
-    const target = await this.findUser(p, id)
+    const target = await this.access.findUser(p, id)
     if (id === p.user.id && role !== p.user.role) {
       // Demoting yourself could leave a tenant without anyone able to manage it.
       throw new MeshError('FORBIDDEN', {
@@ -550,18 +261,18 @@ export class ControllerState {
         hint: 'ask another owner',
       })
     }
-    await this.requireNotOutranked(p, target)
-    await this.requireMayGrant(p, role)
-    return this.writes.updateUserRole(id, role, this.userCtx(p, meta))
+    await this.access.requireNotOutranked(p, target)
+    await this.access.requireMayGrant(p, role)
+    return this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
   }
 
   async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
-    const target = await this.findUser(p, id)
+    const target = await this.access.findUser(p, id)
     if (id === p.user.id) {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
-    await this.requireNotOutranked(p, target)
-    await this.writes.deleteUser(id, this.userCtx(p, meta))
+    await this.access.requireNotOutranked(p, target)
+    await this.writes.deleteUser(id, userContext(this.clock, p.user, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -592,7 +303,7 @@ export class ControllerState {
         joinPolicy: req.joinPolicy,
         maxNodes: req.maxNodes,
       },
-      this.userCtx(p, meta),
+      userContext(this.clock, p.user, meta),
     )
   }
 
@@ -602,14 +313,14 @@ export class ControllerState {
     patch: UpdateNetworkRequest,
     meta: RequestMeta,
   ): Promise<Network> {
-    const updated = await this.writes.updateNetwork(net.id, patch, this.userCtx(p, meta))
-    for (const fn of this.networkListeners) fn(updated)
+    const updated = await this.writes.updateNetwork(net.id, patch, userContext(this.clock, p.user, meta))
+    this.feed.publishNetwork(updated)
     return updated
   }
 
   async deleteNetwork(p: Principal, net: Network, meta: RequestMeta): Promise<void> {
-    const changes = await this.writes.deleteNetwork(net.id, this.userCtx(p, meta))
-    this.emit(changes)
+    const changes = await this.writes.deleteNetwork(net.id, userContext(this.clock, p.user, meta))
+    this.feed.publish(changes)
   }
 
   listMembers(net: Network): Promise<NetworkMember[]> {
@@ -623,18 +334,18 @@ export class ControllerState {
     role: Role,
     meta: RequestMeta,
   ): Promise<NetworkMember> {
-    const target = await this.findUser(p, userId)
+    const target = await this.access.findUser(p, userId)
     // Who first (OUTRANKED), then what (ROLE_TOO_HIGH): a tenant admin can neither demote the
     // tenant owner on a network nor make itself owner there.
-    await this.requireNotOutranked(p, target, net.id)
-    await this.requireMayGrant(p, role, net.id)
-    return this.writes.setMember(net.id, userId, role, this.userCtx(p, meta))
+    await this.access.requireNotOutranked(p, target, net.id)
+    await this.access.requireMayGrant(p, role, net.id)
+    return this.writes.setMember(net.id, userId, role, userContext(this.clock, p.user, meta))
   }
 
   async removeMember(p: Principal, net: Network, userId: string, meta: RequestMeta): Promise<void> {
     // Removing a network role gives the user its tenant role back there: never above `standing`.
-    await this.requireNotOutranked(p, await this.findUser(p, userId), net.id)
-    await this.writes.removeMember(net.id, userId, this.userCtx(p, meta))
+    await this.access.requireNotOutranked(p, await this.access.findUser(p, userId), net.id)
+    await this.writes.removeMember(net.id, userId, userContext(this.clock, p.user, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -646,7 +357,7 @@ export class ControllerState {
     req: z.output<typeof CreateInviteRequestSchema>,
     meta: RequestMeta,
   ): Promise<{invite: Invite; code: string}> {
-    await this.requireMayGrant(p, req.role, net.id)
+    await this.access.requireMayGrant(p, req.role, net.id)
     const code = newSecret('invite')
     const invite = await this.writes.createInvite(
       {
@@ -658,7 +369,7 @@ export class ControllerState {
         expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
         createdBy: p.user.id,
       },
-      this.userCtx(p, meta),
+      userContext(this.clock, p.user, meta),
     )
     return {invite, code}
   }
@@ -669,8 +380,8 @@ export class ControllerState {
 
   async revokeInvite(p: Principal, id: string, meta: RequestMeta): Promise<Invite> {
     const inv = await this.store.getInvite(id)
-    if (inv) await this.requireMayRevoke(p, 'invite', inv)
-    return this.writes.revokeInvite(id, this.userCtx(p, meta))
+    if (inv) await this.access.requireMayRevoke(p, 'invite', inv)
+    return this.writes.revokeInvite(id, userContext(this.clock, p.user, meta))
   }
 
   async createAuthKey(
@@ -681,7 +392,7 @@ export class ControllerState {
   ): Promise<{authKey: AuthKey; key: string}> {
     if (req.preApproved) {
       // A pre-approved key lets its nodes skip approval, so it needs what approving needs.
-      const role = await this.networkRole(p, net.id)
+      const role = await this.access.networkRole(p, net.id)
       if (!roleAllows(role, 'node.approve')) {
         throw new MeshError('FORBIDDEN', {
           message: `a pre-approved auth key needs node.approve, which your role ${role} on this network lacks`,
@@ -703,7 +414,7 @@ export class ControllerState {
         expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
         createdBy: p.user.id,
       },
-      this.userCtx(p, meta),
+      userContext(this.clock, p.user, meta),
     )
     return {authKey, key}
   }
@@ -714,8 +425,8 @@ export class ControllerState {
 
   async revokeAuthKey(p: Principal, id: string, meta: RequestMeta): Promise<AuthKey> {
     const key = await this.store.getAuthKey(id)
-    if (key) await this.requireMayRevoke(p, 'auth key', key)
-    return this.writes.revokeAuthKey(id, this.userCtx(p, meta))
+    if (key) await this.access.requireMayRevoke(p, 'auth key', key)
+    return this.writes.revokeAuthKey(id, userContext(this.clock, p.user, meta))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -746,8 +457,8 @@ export class ControllerState {
           message: 'registering with a network name needs a user token in Authorization: Bearer',
         })
       }
-      const net = await this.findNetwork(principal, req.network ?? '')
-      await this.requireNetwork(principal, net.id, 'node.register')
+      const net = await this.access.findNetwork(principal, req.network ?? '')
+      await this.access.requireNetwork(principal, net.id, 'node.register')
       if (net.joinPolicy !== 'open') {
         throw new MeshError('FORBIDDEN', {
           message: `network ${net.name} has join policy ${net.joinPolicy}: a token alone cannot register`,
@@ -768,9 +479,9 @@ export class ControllerState {
         endpoints: usableEndpoints(req.endpoints).endpoints,
         credentialHash: hashSecret(credential),
       },
-      this.ctx(actor, meta),
+      auditContext(this.clock, actor, meta),
     )
-    this.emit(change)
+    this.feed.publish(change)
     const node = change.node as StoredNode
     const net = (await this.store.getNetwork(node.networkId)) as Network
     return {node: this.withPresence(node), network: {id: net.id, name: net.name, cidr: net.cidr}, credential}
@@ -791,298 +502,36 @@ export class ControllerState {
   }
 
   async approveNode(p: Principal, id: string, meta: RequestMeta): Promise<Node> {
-    const change = await this.writes.approveNode(id, this.userCtx(p, meta))
-    this.emit(change)
+    const change = await this.writes.approveNode(id, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
     return this.withPresence(change.node as StoredNode)
   }
 
   async renameNode(p: Principal, id: string, name: string, meta: RequestMeta): Promise<Node> {
-    const change = await this.writes.renameNode(id, name, this.userCtx(p, meta))
-    this.emit(change)
+    const change = await this.writes.renameNode(id, name, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
     return this.withPresence(change.node as StoredNode)
   }
 
   async removeNode(p: Principal | undefined, id: string, meta: RequestMeta): Promise<void> {
-    const change = await this.writes.removeNode(id, p ? this.userCtx(p, meta) : this.systemCtx())
-    this.forgetEndpoints(id)
-    this.emit(change)
+    const change = await this.writes.removeNode(
+      id,
+      p ? userContext(this.clock, p.user, meta) : systemContext(this.clock),
+    )
+    this.telemetry.forget(id)
+    this.feed.publish(change)
   }
 
   /** A node removes itself with its own credential (`mesh leave`): audited as node.leave. */
   async leaveNode(node: StoredNode, meta: RequestMeta): Promise<void> {
     const change = await this.writes.removeNode(
       node.id,
-      this.ctx({actor: `node:${node.id}`, actorName: node.name}, meta),
+      auditContext(this.clock, {actor: `node:${node.id}`, actorName: node.name}, meta),
       'node.leave',
     )
-    this.forgetEndpoints(node.id)
-    this.emit(change)
+    this.telemetry.forget(node.id)
+    this.feed.publish(change)
   }
-
-  /**
-   * A node reported its endpoint candidates. Coalesced per node: at most one change is written
-   * and fanned out per endpoint window; a report inside the window replaces any pending one
-   * (latest wins) and is applied when the window ends, so peers always converge on the last
-   * report. Without this, one node alternating its reports would cost a DB write and a delta to
-   * every peer per frame.
-   *
-   * Not audited: endpoints are presence telemetry the node sends every few seconds, not an
-   * administrative change (the audit log records who changed what; a node's NAT mapping moving
-   * is neither). They are logged at debug level instead.
-   */
-  async reportEndpoints(node: StoredNode, endpoints: readonly string[]): Promise<void> {
-    // Each candidate on its own: one that is not an IP literal another node can reach is dropped
-    // (never stored, never sent to peers), the others still count.
-    const {endpoints: unique, dropped} = usableEndpoints(endpoints)
-    if (dropped > 0) this.log.debug({nodeId: node.id, dropped}, 'dropped unusable endpoints from a report')
-    const now = this.clock.now()
-    let st = this.endpointState.get(node.id)
-    if (!st) {
-      st = {node, endpoints: undefined, appliedAt: -Infinity, timer: undefined}
-      this.endpointState.set(node.id, st)
-    }
-    st.node = node
-    const wait = st.appliedAt + this.endpointWindowMs - now
-    if (wait <= 0 && !st.timer) {
-      await this.applyEndpoints(st, unique)
-      return
-    }
-    st.endpoints = unique
-    if (!st.timer) {
-      const entry = st
-      entry.timer = this.clock.setTimeout(
-        () => {
-          entry.timer = undefined
-          const latest = entry.endpoints
-          entry.endpoints = undefined
-          if (latest !== undefined && this.endpointState.get(entry.node.id) === entry) {
-            this.applyEndpoints(entry, latest).catch((err: unknown) => {
-              if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
-                this.log.warn({err, nodeId: entry.node.id}, 'endpoint update failed')
-            })
-          }
-        },
-        Math.max(0, wait),
-      )
-    }
-  }
-
-  private async applyEndpoints(st: PendingEndpoints, endpoints: string[]): Promise<void> {
-    // The window starts now, before the write: reports arriving while it runs wait for the window.
-    const previous = st.appliedAt
-    const started = (st.appliedAt = this.clock.now())
-    const change = await this.writes.setNodeEndpoints(st.node.id, endpoints, this.now().toISOString())
-    if (!change) {
-      // Nothing changed: the window is not used up, unless another report already relied on it.
-      if (st.appliedAt === started && !st.timer) st.appliedAt = previous
-      return
-    }
-    this.log.debug({nodeId: st.node.id, endpoints}, 'node endpoints changed')
-    this.emit(change)
-  }
-
-  /** Drops a removed node's pending endpoint report (and observed endpoint). */
-  private forgetEndpoints(nodeId: string): void {
-    const st = this.endpointState.get(nodeId)
-    if (st?.timer) this.clock.clearTimeout(st.timer)
-    this.endpointState.delete(nodeId)
-    const ob = this.observedState.get(nodeId)
-    if (ob?.timer) this.clock.clearTimeout(ob.timer)
-    this.observedState.delete(nodeId)
-  }
-
-  /**
-   * The controller observed a node's public mapping on its discovery port. Stored apart from
-   * the endpoints the node reports (a report never erases it), and coalesced per node like
-   * reportEndpoints: at most one change per endpoint window, the latest value wins. WireGuard
-   * sends an initiation every few seconds, so repeats of the value last written cost no store
-   * call. Not audited (telemetry). Unusable values are stored (peers never see them: toPeer
-   * filters) so an operator can still see what was observed.
-   */
-  async reportObservedEndpoint(node: {readonly id: string}, endpoint: string): Promise<void> {
-    const now = this.clock.now()
-    let st = this.observedState.get(node.id)
-    if (!st) {
-      st = {nodeId: node.id, endpoint: undefined, applied: undefined, appliedAt: -Infinity, timer: undefined}
-      this.observedState.set(node.id, st)
-    }
-    if (!st.timer && st.applied === endpoint) return
-    const wait = st.appliedAt + this.endpointWindowMs - now
-    if (wait <= 0 && !st.timer) {
-      await this.applyObserved(st, endpoint)
-      return
-    }
-    st.endpoint = endpoint
-    if (!st.timer) {
-      const entry = st
-      entry.timer = this.clock.setTimeout(
-        () => {
-          entry.timer = undefined
-          const latest = entry.endpoint
-          entry.endpoint = undefined
-          if (latest !== undefined && this.observedState.get(entry.nodeId) === entry) {
-            this.applyObserved(entry, latest).catch((err: unknown) => {
-              if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
-                this.log.warn({err, nodeId: entry.nodeId}, 'observed endpoint update failed')
-            })
-          }
-        },
-        Math.max(0, wait),
-      )
-    }
-  }
-
-  private async applyObserved(st: PendingObserved, endpoint: string): Promise<void> {
-    if (st.applied === endpoint) return
-    const previous = st.appliedAt
-    const started = (st.appliedAt = this.clock.now())
-    let change: NodeChange | undefined
-    try {
-      change = await this.writes.setNodeObservedEndpoint(st.nodeId, endpoint)
-    } catch (err) {
-      // A node removed meanwhile: forget it, so its entry does not linger.
-      if (err instanceof MeshError && err.code === 'NOT_FOUND') this.observedState.delete(st.nodeId)
-      throw err
-    }
-    st.applied = endpoint
-    if (!change) {
-      if (st.appliedAt === started && !st.timer) st.appliedAt = previous
-      return
-    }
-    this.log.debug({nodeId: st.nodeId, observedEndpoint: endpoint}, 'node observed endpoint changed')
-    this.emit(change)
-  }
-
-  /**
-   * Builds the in-memory index of active nodes by WireGuard public key and keeps it current from
-   * node changes (the discovery port looks keys up synchronously, once per initiation).
-   */
-  async indexNodeKeys(): Promise<void> {
-    if (this.keyIndex) return
-    const index = new Map<string, string>()
-    this.keyIndex = index
-    // Changes committed before the read are in it; re-applying them later is harmless.
-    this.onNodeChange((c) => {
-      const before = c.before
-      if (before && index.get(before.publicKey) === before.id) index.delete(before.publicKey)
-      if (c.node?.status === 'active') index.set(c.node.publicKey, c.node.id)
-    })
-    for (const n of await this.store.activeNodeKeys()) index.set(n.publicKey, n.id)
-  }
-
-  /** The active node with this WireGuard public key (needs indexNodeKeys first). */
-  activeNodeByPublicKey(publicKey: string): string | undefined {
-    return this.keyIndex?.get(publicKey)
-  }
-
-  /** A node's last netmap socket closed: writes its pending report now and forgets its window. */
-  private async settleEndpoints(nodeId: string): Promise<void> {
-    const st = this.endpointState.get(nodeId)
-    if (!st) return
-    if (st.timer) this.clock.clearTimeout(st.timer)
-    this.endpointState.delete(nodeId)
-    if (st.endpoints !== undefined) await this.applyEndpoints(st, st.endpoints)
-  }
-
-  /** Shutdown: writes pending endpoint reports and paths so nothing a node said is lost. */
-  async close(): Promise<void> {
-    await this.connections.close()
-    for (const st of this.observedState.values()) if (st.timer) this.clock.clearTimeout(st.timer)
-    this.observedState.clear()
-    for (const id of [...this.endpointState.keys()]) {
-      await this.settleEndpoints(id).catch((err: unknown) => {
-        if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
-          this.log.warn({err, nodeId: id}, 'endpoint update failed')
-      })
-    }
-  }
-
-  /** Presence: a netmap socket of this node opened or closed. Several sockets count once. */
-  async nodeConnected(node: StoredNode, tenantId: string): Promise<void> {
-    const n = (this.online.get(node.id) ?? 0) + 1
-    this.online.set(node.id, n)
-    await this.touch(node.id)
-    // A close that overlapped the await has already told everyone the node is offline.
-    if (n === 1 && this.online.has(node.id)) this.emitPresence('online', node, tenantId)
-  }
-
-  async nodeDisconnected(node: StoredNode, tenantId: string): Promise<void> {
-    const n = (this.online.get(node.id) ?? 1) - 1
-    if (n > 0) {
-      this.online.set(node.id, n)
-      return
-    }
-    this.online.delete(node.id)
-    await this.settleEndpoints(node.id).catch((err: unknown) => {
-      if (!(err instanceof MeshError && err.code === 'NOT_FOUND')) throw err
-    })
-    await this.touch(node.id)
-    // A new socket opened during the awaits: the node is online again, so saying offline now
-    // would leave admins (and the event's own online flag) contradicting the presence state.
-    if (!this.online.has(node.id)) this.emitPresence('offline', node, tenantId)
-  }
-
-  async touch(nodeId: string): Promise<void> {
-    await this.writes.touchNode(nodeId, this.now().toISOString())
-  }
-
-  private emitPresence(kind: 'online' | 'offline', node: StoredNode, tenantId: string): void {
-    const ev: PresenceEvent = {
-      kind,
-      node: this.withPresence({...node, lastSeen: this.now().toISOString()}),
-      tenantId,
-    }
-    for (const fn of this.presenceListeners) fn(ev)
-  }
-
-  /** Removes ephemeral nodes that have been offline longer than `timeoutMs`. */
-  async reapEphemeral(timeoutMs: number): Promise<number> {
-    const cutoff = this.now().getTime() - timeoutMs
-    let removed = 0
-    for (const node of await this.store.ephemeralNodes()) {
-      if (this.online.has(node.id)) continue
-      const seen = Date.parse(node.lastSeen ?? node.createdAt)
-      if (seen > cutoff) continue
-      try {
-        await this.removeNode(undefined, node.id, {sourceAddress: null, requestId: null})
-        removed++
-      } catch (err) {
-        // Removed meanwhile by someone else: nothing to do.
-        if (!(err instanceof MeshError && err.code === 'NOT_FOUND')) throw err
-      }
-    }
-    return removed
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // netmap sessions and readiness
-
-  /** Readiness: throws when the database does not answer. */
-  ping(): Promise<void> {
-    return this.store.ping()
-  }
-
-  /**
-   * What a netmap session needs to start: the network, its version and every node. The version
-   * is read FIRST, so the node list is at least as new as the version it is paired with.
-   */
-  async netmapSnapshot(
-    networkId: string,
-  ): Promise<{network: Network; version: number; nodes: StoredNode[]} | undefined> {
-    const version = await this.store.netmapVersion(networkId)
-    const network = await this.store.getNetwork(networkId)
-    if (!network) return undefined
-    return {network, version, nodes: await this.store.allNodes(networkId)}
-  }
-
-  /** Node ids changed since `version`, or undefined when only a full map will do. */
-  changesSince(
-    networkId: string,
-    version: number,
-  ): Promise<{version: number; nodeIds: string[]} | undefined> {
-    return this.store.changesSince(networkId, version)
-  }
-
   // ---------------------------------------------------------------------------------------------
   // audit
 
@@ -1104,7 +553,7 @@ export class ControllerState {
       }
       since = new Date(t).toISOString()
     }
-    const networkId = q.network === undefined ? undefined : (await this.findNetwork(p, q.network)).id
+    const networkId = q.network === undefined ? undefined : (await this.access.findNetwork(p, q.network)).id
     return this.store.listAudit({tenantId: p.tenant.id, since, actor: q.actor, networkId}, page)
   }
 }

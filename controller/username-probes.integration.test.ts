@@ -4,7 +4,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {ControllerState, USERNAME_TAKEN_PER_HOUR, type Principal} from './state.js'
+import type {Principal} from './auth/auth.js'
+import {ControllerState, USERNAME_TAKEN_PER_HOUR} from './state.js'
 import {SqliteStore} from './store/sqlite/sqlite-store.js'
 import {FakeClock} from '../shared/testing/fake-clock.js'
 
@@ -19,8 +20,8 @@ let superuser: Principal
 
 async function tenantOwner(name: string): Promise<Principal> {
   await state.createTenant(superuser, {name, owner: {username: `${name}-owner`, password: PASSWORD}}, META)
-  const {token} = await state.login(`${name}-owner`, PASSWORD, META)
-  return (await state.authenticateUser(token))!
+  const {token} = await state.auth.login(`${name}-owner`, PASSWORD, META)
+  return (await state.auth.authenticateUser(token))!
 }
 
 /** The error code of a user create, or 'OK'. */
@@ -35,9 +36,9 @@ beforeEach(async () => {
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
   clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
   state = new ControllerState(store, {clock})
-  await state.bootstrap(PASSWORD)
-  const {token} = await state.login('admin', PASSWORD, META)
-  superuser = (await state.authenticateUser(token))!
+  await state.auth.bootstrap(PASSWORD)
+  const {token} = await state.auth.login('admin', PASSWORD, META)
+  superuser = (await state.auth.authenticateUser(token))!
 })
 afterEach(async () => {
   await state.close()

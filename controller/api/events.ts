@@ -4,6 +4,9 @@
  * node_online / node_offline, and connection_changed when the path between two nodes changes
  * (controller/connections.ts), for the user's tenant only. Each event is serialized once and the
  * same bytes go to every subscriber of that tenant.
+ *
+ * Replicas: subscribers are per replica (their socket landed here); what they hear comes from
+ * the change feed, presence and the connection tracker, so it spans replicas once those do.
  */
 import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
@@ -13,8 +16,24 @@ import {every} from '../../shared/clock.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
-import type {ControllerState, Principal} from '../state.js'
+import type {Node} from '../../shared/protocol/control-api.js'
+import type {Clock} from '../../shared/clock.js'
+import type {Auth, Principal} from '../auth/auth.js'
+import type {ChangeFeed} from '../change-feed.js'
+import type {ConnectionTracker} from '../connections.js'
+import {withPresence, type Presence} from '../presence.js'
 import type {NodeChange} from '../store/store.js'
+
+/** What the stream takes from the rest of the controller, each part narrowed to what it calls. */
+export interface EventHubDeps {
+  readonly clock: Clock
+  readonly auth: Pick<Auth, 'authenticateUser'>
+  readonly feed: Pick<ChangeFeed, 'onNodeChange'>
+  readonly presence: Pick<Presence, 'onChange' | 'isOnline'>
+  readonly connections: Pick<ConnectionTracker, 'onChange'>
+  /** The snapshot a new subscriber starts from: every node of its tenant, with presence. */
+  readonly nodes: {tenantNodes(p: Principal): Promise<Node[]>}
+}
 
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
@@ -38,23 +57,24 @@ export class EventHub {
   private closing = false
 
   constructor(
-    private readonly state: ControllerState,
+    private readonly deps: EventHubDeps,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
     opts: {pingIntervalMs?: number | undefined} = {},
   ) {
-    this.stopChecker = every(state.clock, opts.pingIntervalMs ?? 30_000, () => this.checkAll())
+    const clock = deps.clock
+    this.stopChecker = every(clock, opts.pingIntervalMs ?? 30_000, () => this.checkAll())
     this.unsubscribe.push(
-      state.onNodeChange((c) => this.onChange(c)),
-      state.onPresence((e) =>
+      deps.feed.onNodeChange((c) => this.onChange(c)),
+      deps.presence.onChange((e) =>
         this.publish(e.tenantId, {
           type: e.kind === 'online' ? 'node_online' : 'node_offline',
-          at: state.now().toISOString(),
+          at: new Date(clock.now()).toISOString(),
           networkId: e.node.networkId,
           node: e.node,
         }),
       ),
-      state.connections.onChange((c) =>
+      deps.connections.onChange((c) =>
         this.publish(c.tenantId, {
           type: 'connection_changed',
           at: c.at,
@@ -72,7 +92,7 @@ export class EventHub {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const token = /^Bearer (\S{1,300})$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''
     socket.on('error', () => socket.destroy())
-    void this.state
+    void this.deps.auth
       .authenticateUser(token)
       .catch((err: unknown) => {
         this.log.error({err}, 'event stream authentication failed')
@@ -123,7 +143,7 @@ export class EventHub {
     })
     // Frames from the client carry no meaning on this stream; they are ignored.
     ws.on('message', () => undefined)
-    const nodes = await this.state.tenantNodes(p)
+    const nodes = await this.deps.nodes.tenantNodes(p)
     if (ws.readyState !== ws.OPEN) return
     ws.send(JSON.stringify({type: 'snapshot', nodes}))
     sub.meshQueue = undefined
@@ -136,9 +156,9 @@ export class EventHub {
     const type = c.kind === 'added' ? 'node_added' : c.kind === 'removed' ? 'node_removed' : 'node_changed'
     this.publish(c.tenantId, {
       type,
-      at: this.state.now().toISOString(),
+      at: new Date(this.deps.clock.now()).toISOString(),
       networkId: c.networkId,
-      node: c.node ? this.state.withPresence(c.node) : {...node, online: false},
+      node: c.node ? withPresence(this.deps.presence, c.node) : {...node, online: false},
     })
   }
 
@@ -174,7 +194,7 @@ export class EventHub {
       }
       sub.alive = false
       ws.ping()
-      this.state.authenticateUser(sub.token).then(
+      this.deps.auth.authenticateUser(sub.token).then(
         (p) => {
           if (!p) ws.close(CLOSE.UNAUTHENTICATED, 'UNAUTHENTICATED')
         },

@@ -7,8 +7,11 @@ import type {z} from 'zod'
 import type {ROUTES, RouteId, RouteReply} from '../../shared/protocol/control-api.js'
 import type {Network} from '../../shared/protocol/control-api.js'
 import {encodeJoinString} from '../../shared/invite.js'
-import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import type {Principal} from '../auth/auth.js'
+import type {RequestMeta} from '../context.js'
+import type {ControllerState} from '../state.js'
 import {publicUser, type StoredNode, type UserRecord} from '../store/store.js'
+import {withPresence} from '../presence.js'
 
 type Out<T> = T extends z.ZodType ? z.output<T> : undefined
 type Def<R extends RouteId> = (typeof ROUTES)[R]
@@ -45,9 +48,9 @@ const must = <T>(v: T | undefined): T => {
 export function makeHandlers(state: ControllerState): HandlerMap {
   const p = (ctx: {principal: Principal | undefined}) => must(ctx.principal)
   return {
-    login: async ({body, meta}) => state.login(body.username, body.password, meta),
+    login: async ({body, meta}) => state.auth.login(body.username, body.password, meta),
     logout: async (ctx) => {
-      await state.logout(p(ctx), ctx.meta)
+      await state.auth.logout(p(ctx), ctx.meta)
       return {ok: true}
     },
     whoami: async (ctx) => {
@@ -112,7 +115,7 @@ export function makeHandlers(state: ControllerState): HandlerMap {
         {nodeId: ctx.query.node},
         {limit: ctx.query.limit, cursor: ctx.query.cursor},
       ),
-    'node.show': async (ctx) => state.withPresence(must(ctx.scope.node)),
+    'node.show': async (ctx) => withPresence(state.presence, must(ctx.scope.node)),
     'node.approve': async (ctx) => state.approveNode(p(ctx), ctx.params.id, ctx.meta),
     'node.update': async (ctx) => state.renameNode(p(ctx), ctx.params.id, ctx.body.name, ctx.meta),
     'node.remove': async (ctx) => {

@@ -42,7 +42,7 @@ let octet = 0
 
 /** The netmap hub's ping round (its default interval). */
 const PING_MS = 30_000
-/** The endpoint coalescing window (state.ts default). */
+/** The endpoint coalescing window (telemetry.ts default). */
 const WINDOW_MS = 2_000
 
 beforeAll(async () => {
@@ -605,7 +605,10 @@ describe('lifecycle', () => {
       const silentClosed = new Promise((r) => silent.on('close', (code) => r(code)))
       await new Promise((r) => silent.once('message', r))
       const state = own.running.state
-      expect([state.isOnline(talker.node.id), state.isOnline(quiet.node.id)]).toEqual([true, true])
+      expect([state.presence.isOnline(talker.node.id), state.presence.isOnline(quiet.node.id)]).toEqual([
+        true,
+        true,
+      ])
 
       // Round 1: both are pinged, both stay.
       const pinged = [answering.ws, silent].map((ws) => new Promise((r) => ws.once('ping', r)))
@@ -623,9 +626,9 @@ describe('lifecycle', () => {
       await ownClock.advanceAsync(PING_MS)
       // Closed at this round (the test's own timeout catches a socket left open).
       expect(await silentClosed).toBe(1006)
-      await waitUntil(() => !state.isOnline(quiet.node.id))
+      await waitUntil(() => !state.presence.isOnline(quiet.node.id))
       expect(answering.ws.readyState).toBe(WebSocket.OPEN)
-      expect(state.isOnline(talker.node.id)).toBe(true)
+      expect(state.presence.isOnline(talker.node.id)).toBe(true)
       await answering.close()
     } finally {
       await own.close()

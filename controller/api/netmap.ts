@@ -11,6 +11,17 @@
  *  - A node that reconnects with ?version=N gets the ids changed since N from the store's change
  *    log (upserts for active peers, removals for the rest), or a full map when the log does not
  *    reach back to N or when its own entry changed.
+ *
+ * Version gaps: the cache of a network applies a change as a delta only when its version is the
+ * cached version + 1. A change feed that spans replicas may miss or reorder changes
+ * (change-feed.ts), so a change further ahead means the cache missed something: the hub reloads
+ * that network from the store and sends each connected node what differs (a full map when its
+ * own entry changed, else one delta with every changed and removed peer). Changes at or below
+ * the cached version are stale and dropped.
+ *
+ * Replicas: the cache and the sessions are per replica (a node's sessions live where its socket
+ * landed); everything in them is rebuilt from the store, and kept current by the change feed.
+ * The peer links nodes report are per replica too: the node reports over its own session.
  */
 import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
@@ -28,8 +39,13 @@ import {
   type Self,
 } from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
-import type {ControllerState} from '../state.js'
+import type {Auth} from '../auth/auth.js'
+import type {ChangeFeed} from '../change-feed.js'
+import type {ConnectionTracker} from '../connections.js'
+import type {Presence} from '../presence.js'
+import type {EndpointTelemetry} from '../telemetry.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
+import type {NetmapSource} from '../netmap-source.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
@@ -126,12 +142,24 @@ export const toSelf = (n: StoredNode): Self => ({
   status: n.status,
 })
 
+/** What the hub takes from the rest of the controller, each part narrowed to what it calls. */
+export interface NetmapHubDeps {
+  /** Time and timers (rate limits, ping rounds). */
+  readonly clock: Clock
+  readonly auth: Pick<Auth, 'authenticateNode'>
+  readonly presence: Pick<Presence, 'connected' | 'disconnected' | 'touch'>
+  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints'>
+  readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
+  readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
+  readonly source: NetmapSource
+}
+
 const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})
 
 export class NetmapHub {
   private readonly wss: WebSocketServer
   private readonly nets = new Map<string, NetState>()
-  /** Time and timers (rate limits, ping rounds): the state's clock. */
+  /** Time and timers (rate limits, ping rounds). */
   private readonly clock: Clock
   private readonly stopPinger: () => void
   private readonly unsubscribe: () => void
@@ -143,18 +171,18 @@ export class NetmapHub {
   private readonly natJson: string
 
   constructor(
-    private readonly state: ControllerState,
+    private readonly deps: NetmapHubDeps,
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
-    opts: {pingIntervalMs?: number; nat?: NatServices | undefined} = {},
+    opts: {pingIntervalMs?: number | undefined; nat?: NatServices | undefined} = {},
   ) {
-    const clock = (this.clock = state.clock)
+    const clock = (this.clock = deps.clock)
     this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
     this.sessionLimit = new SessionRateLimiter(undefined, undefined, () => clock.now())
     this.storageLog = new StorageFailureLog(log, undefined, () => clock.now())
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
-    const offNodes = state.onNodeChange((c) => this.onChange(c))
-    const offNetworks = state.onNetworkChange((n) => {
+    const offNodes = deps.feed.onNodeChange((c) => this.onChange(c))
+    const offNetworks = deps.feed.onNetworkChange((n) => {
       const net = this.nets.get(n.id)
       if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
     })
@@ -179,7 +207,7 @@ export class NetmapHub {
     const resumeFrom =
       versionText !== null && /^\d{1,15}$/.test(versionText) ? Number(versionText) : undefined
     socket.on('error', () => socket.destroy())
-    void this.state
+    void this.deps.auth
       .authenticateNode(credential)
       .catch((err: unknown) => {
         this.log.error({err}, 'netmap authentication failed')
@@ -255,17 +283,18 @@ export class NetmapHub {
         net.conns.delete(node.id)
         net.links.delete(node.id)
         // Not at shutdown: every session closing then is no news about any pair.
-        if (!this.closing) this.state.connections.forgetReporter(net.id, node.id)
+        if (!this.closing) this.deps.connections.forgetReporter(net.id, node.id)
       }
       this.metrics.connectedNodes.dec()
-      if (net.conns.size === 0 && !net.loading) this.nets.delete(net.id)
-      void this.state.nodeDisconnected(node, net.tenantId).catch((err: unknown) => {
+      // Only this cache: a reload that failed (or found the network gone) may have replaced it.
+      if (net.conns.size === 0 && !net.loading && this.nets.get(net.id) === net) this.nets.delete(net.id)
+      void this.deps.presence.disconnected(node, net.tenantId).catch((err: unknown) => {
         if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
     })
     ws.on('message', (data, isBinary) => this.limitFrame(conn, node, data, isBinary))
     // A full or read-only disk loses the last-seen time, not the node's netmap (it is in memory).
-    await this.state.nodeConnected(node, net.tenantId).catch((err: unknown) => {
+    await this.deps.presence.connected(node, net.tenantId).catch((err: unknown) => {
       if (!this.storageFailure(err)) throw err
     })
     await this.sendInitial(net, conn, resumeFrom)
@@ -286,7 +315,7 @@ export class NetmapHub {
       return
     }
     if (resumeFrom !== undefined && self.status === 'active') {
-      const since = await this.state.changesSince(net.id, resumeFrom)
+      const since = await this.deps.source.changesSince(net.id, resumeFrom)
       if (since && !since.nodeIds.includes(self.id)) {
         const changed: string[] = []
         const removed: string[] = []
@@ -358,12 +387,12 @@ export class NetmapHub {
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
       conn.lastTouch = now
-      void this.state
+      void this.deps.telemetry
         .reportEndpoints(current, frame.data.endpoints)
         .catch((err: unknown) => this.log.warn({err, nodeId: node.id}, 'endpoint report failed'))
     } else if (now - conn.lastTouch > TOUCH_EVERY_MS) {
       conn.lastTouch = now
-      void this.state.touch(node.id).catch(() => undefined)
+      void this.deps.presence.touch(node.id).catch(() => undefined)
     }
   }
 
@@ -376,7 +405,7 @@ export class NetmapHub {
     if (!net) return
     if (reset) {
       net.links.delete(node.id)
-      this.state.connections.resetReporter(net.id, node.id)
+      this.deps.connections.resetReporter(net.id, node.id)
     }
     if (peers.length === 0) return
     this.metrics.reportedPeers.inc(peers.length)
@@ -390,7 +419,7 @@ export class NetmapHub {
       if (p.latencyMs !== undefined) link.latencyMs = p.latencyMs
       links.set(p.id, link)
       // Coalesced there: a report that changes nothing costs no write.
-      this.state.connections.report(net, node.id, p.id, link)
+      this.deps.connections.report(net, node.id, p.id, link)
     }
   }
 
@@ -427,9 +456,7 @@ export class NetmapHub {
       }
       net = created
       this.nets.set(networkId, created)
-      created.loading = this.load(created).finally(() => {
-        created.loading = null
-      })
+      created.loading = this.load(created).finally(() => this.loaded(created))
     }
     if (net.loading) {
       try {
@@ -449,7 +476,7 @@ export class NetmapHub {
   private async load(net: NetState): Promise<void> {
     // Version first, nodes second: the snapshot is at least as new as the version, and queued
     // changes newer than the version are re-applied (upserts and removals are idempotent).
-    const snap = await this.state.netmapSnapshot(net.id)
+    const snap = await this.deps.source.netmapSnapshot(net.id)
     if (!snap) return
     const {network: info, version, nodes} = snap
     net.tenantId = info.tenantId
@@ -460,8 +487,17 @@ export class NetmapHub {
       net.nodes.set(n.id, n)
       if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
     }
-    const queued = net.queued.splice(0)
-    for (const c of queued) if (c.version > version) this.apply(net, c, false)
+  }
+
+  /**
+   * A load or reload of `net` ended: changes queued meanwhile go through onChange in version
+   * order (the stale ones are dropped there, a gap starts another reload).
+   */
+  private loaded(net: NetState): void {
+    net.loading = null
+    const queued = net.queued.splice(0).sort((a, b) => a.version - b.version)
+    if (this.nets.get(net.id) !== net || net.headerJson === '') return
+    for (const c of queued) this.onChange(c)
   }
 
   private onChange(change: NodeChange): void {
@@ -480,10 +516,123 @@ export class NetmapHub {
       for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
-    // Changes are told after their commit (ControllerState.emit): one the initial load already
-    // read is stale here and would only send peers an old state again.
-    if (change.version <= net.loadedVersion) return
+    // Changes are told after their commit (change-feed.ts): one the cache already holds (the
+    // load read it, or it came twice) is stale here and would only send peers an old state again.
+    if (change.version <= net.version) return
+    if (change.version !== net.version + 1) {
+      this.resync(net, change)
+      return
+    }
     this.apply(net, change, true)
+  }
+
+  /**
+   * The cache of `net` missed at least one change (see the module comment): reloads the network
+   * and tells each connected node what differs. Changes arriving meanwhile are queued, as during
+   * the first load; `trigger` is queued too, in case the store read is older than it. A reload
+   * that fails drops the network's sessions: their nodes reconnect and resume from the store.
+   */
+  private resync(net: NetState, trigger: NodeChange): void {
+    this.log.info(
+      {networkId: net.id, cached: net.version, received: trigger.version},
+      'netmap version gap; reloading the network',
+    )
+    net.queued.push(trigger)
+    net.loading = this.reload(net)
+      .catch((err: unknown) => {
+        if (!this.storageFailure(err)) this.log.warn({err, networkId: net.id}, 'netmap reload failed')
+        if (this.nets.get(net.id) === net) this.nets.delete(net.id)
+        for (const conns of net.conns.values()) for (const conn of conns) conn.ws.terminate()
+      })
+      .finally(() => {
+        // Every session closed while it ran: nobody needs this cache any more.
+        if (net.conns.size === 0 && this.nets.get(net.id) === net) this.nets.delete(net.id)
+        this.loaded(net)
+      })
+  }
+
+  private async reload(net: NetState): Promise<void> {
+    const snap = await this.deps.source.netmapSnapshot(net.id)
+    if (!snap) {
+      // The network is gone: so is every session of it.
+      net.headerJson = ''
+      if (this.nets.get(net.id) === net) this.nets.delete(net.id)
+      for (const conns of net.conns.values()) for (const conn of conns) this.revoke(conn)
+      return
+    }
+    // From here to the end one synchronous block: no session sees a half-swapped cache.
+    const oldNodes = new Map(net.nodes)
+    const oldPeers = new Map(net.peerJson)
+    net.headerJson = JSON.stringify({id: snap.network.id, name: snap.network.name, cidr: snap.network.cidr})
+    net.version = Math.max(net.version, snap.version)
+    net.loadedVersion = net.version
+    net.nodes.clear()
+    net.peerJson.clear()
+    net.peerList = null
+    for (const n of snap.nodes) {
+      net.nodes.set(n.id, n)
+      if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
+    }
+
+    // 1. What changed for every active receiver: upserted and removed peers.
+    const changed = new Map<string, string>()
+    for (const [id, json] of net.peerJson) if (oldPeers.get(id) !== json) changed.set(id, json)
+    const removed: string[] = []
+    for (const id of oldPeers.keys()) if (!net.peerJson.has(id)) removed.push(id)
+    // 2. Links about nodes that are no longer peers go, as in apply().
+    for (const id of new Set([...removed, ...[...oldNodes.keys()].filter((id) => !net.nodes.has(id))])) {
+      net.links.delete(id)
+      for (const links of net.links.values()) links.delete(id)
+      this.deps.connections.forgetNode(net.id, id)
+    }
+    // 3. Each session: revoked, a full map, or one delta (shared bytes when nothing is its own).
+    const version = net.version
+    let shared: Buffer | undefined
+    const deltaFor = (selfId: string, self: StoredNode | undefined): string | undefined => {
+      const ups: string[] = []
+      for (const [id, json] of changed) if (id !== selfId) ups.push(json)
+      const gone = removed.filter((id) => id !== selfId).map((id) => JSON.stringify(id))
+      if (ups.length === 0 && gone.length === 0 && !self) return undefined
+      let frame = `{"type":"delta","version":${version}`
+      if (self) frame += `,"self":${JSON.stringify(toSelf(self))}`
+      if (ups.length > 0) frame += `,"changed":[${ups.join(',')}]`
+      if (gone.length > 0) frame += `,"removed":[${gone.join(',')}]`
+      return frame + '}'
+    }
+    for (const [id, conns] of net.conns) {
+      const self = net.nodes.get(id)
+      const old = oldNodes.get(id)
+      for (const conn of conns) {
+        if (!self) {
+          this.revoke(conn)
+          continue
+        }
+        const isPeer = self.status === 'active'
+        if (!old || (old.status === 'active') !== isPeer) {
+          this.send(conn, this.fullFrame(net, self), 'full')
+          continue
+        }
+        const selfChanged = JSON.stringify(toSelf(old)) !== JSON.stringify(toSelf(self))
+        if (!isPeer) {
+          // A pending node sees no peers: only its own entry.
+          if (selfChanged)
+            this.send(
+              conn,
+              `{"type":"delta","version":${version},"self":${JSON.stringify(toSelf(self))}}`,
+              'delta',
+            )
+          continue
+        }
+        if (!selfChanged && !changed.has(id) && !removed.includes(id)) {
+          if (changed.size === 0 && removed.length === 0) continue
+          shared ??= Buffer.from(deltaFor('', undefined)!)
+          this.send(conn, shared, 'delta')
+          continue
+        }
+        const frame = deltaFor(id, selfChanged ? self : undefined)
+        if (frame !== undefined) this.send(conn, frame, 'delta')
+      }
+    }
   }
 
   /** Updates the cache with one change and fans out one delta; see the module comment. */
@@ -504,7 +653,7 @@ export class NetmapHub {
       if (wasPeer || !next) {
         net.links.delete(change.nodeId)
         for (const links of net.links.values()) links.delete(change.nodeId)
-        this.state.connections.forgetNode(net.id, change.nodeId)
+        this.deps.connections.forgetNode(net.id, change.nodeId)
       }
     }
     net.peerList = null

@@ -18,7 +18,9 @@ import type {z} from 'zod'
 import {MeshError, isMeshError, type ErrorCode} from '../../shared/errors.js'
 import {LIMITS, ROUTES, WS_PATHS, type RouteDef, type RouteId} from '../../shared/protocol/control-api.js'
 import type {ControllerMetrics} from '../metrics.js'
-import type {ControllerState, Principal, RequestMeta} from '../state.js'
+import type {Principal} from '../auth/auth.js'
+import type {RequestMeta} from '../context.js'
+import type {ControllerState} from '../state.js'
 import {isStorageErrorCode, storageError, StorageFailureLog} from '../store/errors.js'
 import type {StoredNode} from '../store/store.js'
 import {EventHub} from './events.js'
@@ -222,13 +224,38 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     },
   })
   const handlers = makeHandlers(state)
-  const netmap = new NetmapHub(state, metrics, logger.child({component: 'netmap'}), {
-    pingIntervalMs: opts.pingIntervalMs,
-    nat: opts.nat,
-  })
-  const events = new EventHub(state, metrics, logger.child({component: 'events'}), {
-    pingIntervalMs: opts.pingIntervalMs,
-  })
+  const netmap = new NetmapHub(
+    {
+      clock: state.clock,
+      auth: state.auth,
+      presence: state.presence,
+      telemetry: state.telemetry,
+      feed: state.feed,
+      connections: state.connections,
+      source: state.netmap,
+    },
+    metrics,
+    logger.child({component: 'netmap'}),
+    {
+      pingIntervalMs: opts.pingIntervalMs,
+      nat: opts.nat,
+    },
+  )
+  const events = new EventHub(
+    {
+      clock: state.clock,
+      auth: state.auth,
+      feed: state.feed,
+      presence: state.presence,
+      connections: state.connections,
+      nodes: state,
+    },
+    metrics,
+    logger.child({component: 'events'}),
+    {
+      pingIntervalMs: opts.pingIntervalMs,
+    },
+  )
 
   // ---- body parsing: JSON only, our own parser so every failure has our code.
   app.removeAllContentTypeParsers()
@@ -330,30 +357,30 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       case 'none':
         return scope
       case 'tenant':
-        if (perm) state.requireTenant(p, perm)
+        if (perm) state.access.requireTenant(p, perm)
         return scope
       case 'user':
-        scope.user = await state.findUser(p, params.id ?? '')
-        if (perm) state.requireTenant(p, perm)
+        scope.user = await state.access.findUser(p, params.id ?? '')
+        if (perm) state.access.requireTenant(p, perm)
         return scope
       case 'network':
-        scope.network = await state.findNetwork(p, params.network ?? '')
+        scope.network = await state.access.findNetwork(p, params.network ?? '')
         networkId = scope.network.id
         break
       case 'node':
-        scope.node = await state.findNode(p, params.id ?? '')
+        scope.node = await state.access.findNode(p, params.id ?? '')
         networkId = scope.node.networkId
         break
       case 'invite':
-        scope.invite = await state.findInvite(p, params.id ?? '')
+        scope.invite = await state.access.findInvite(p, params.id ?? '')
         networkId = scope.invite.networkId
         break
       case 'authkey':
-        scope.authKey = await state.findAuthKey(p, params.id ?? '')
+        scope.authKey = await state.access.findAuthKey(p, params.id ?? '')
         networkId = scope.authKey.networkId
         break
     }
-    if (perm && networkId) await state.requireNetwork(p, networkId, perm)
+    if (perm && networkId) await state.access.requireNetwork(p, networkId, perm)
     return scope
   }
 
@@ -369,13 +396,13 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
         let nodeCaller: StoredNode | undefined
         const token = bearer(req)
         if (r.auth === 'user' || r.auth === 'superuser') {
-          principal = token === undefined ? undefined : await state.authenticateUser(token)
+          principal = token === undefined ? undefined : await state.auth.authenticateUser(token)
           if (!principal) throw new MeshError('UNAUTHENTICATED')
           if (r.auth === 'superuser' && !principal.user.superuser) {
             throw new MeshError('FORBIDDEN', {message: 'only superusers may do this'})
           }
         } else if (r.auth === 'node') {
-          nodeCaller = token === undefined ? undefined : await state.authenticateNode(token)
+          nodeCaller = token === undefined ? undefined : await state.auth.authenticateNode(token)
           if (!nodeCaller) {
             throw token === undefined
               ? new MeshError('UNAUTHENTICATED', {
@@ -385,7 +412,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
           }
         } else if (token !== undefined && id === 'register') {
           // Optional: open-policy registration names a network and brings a user token.
-          principal = await state.authenticateUser(token)
+          principal = await state.auth.authenticateUser(token)
         }
         // 2. What was sent, validated by the route's schemas.
         const parse = (where: 'params' | 'query' | 'body', schema: z.ZodType | undefined, value: unknown) => {

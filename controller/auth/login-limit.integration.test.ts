@@ -1,11 +1,13 @@
-// Failed-login limits on the coordinator with a real SQLite file and an injected clock: an
+// Failed-login limits of auth (auth.ts) with a real SQLite file and an injected clock: an
 // attacker who knows a user name cannot lock that user out of the sources it already uses, and
 // a new source is only throttled, while guessing one account from many addresses stays capped.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {ControllerState, type RequestMeta} from '../state.js'
+import type {RequestMeta} from '../context.js'
+import {storeWrites} from '../domain/writes.js'
+import {Auth} from './auth.js'
 import {SqliteStore} from '../store/sqlite/sqlite-store.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 
@@ -17,12 +19,12 @@ const NEW_PLACE = from('198.51.100.3')
 
 let dir: string
 let store: SqliteStore
-let state: ControllerState
+let auth: Auth
 let clock: FakeClock
 
 /** The error code of a login, or 'OK'. */
 const attempt = (password: string, meta: RequestMeta, username = 'admin') =>
-  state.login(username, password, meta).then(
+  auth.login(username, password, meta).then(
     () => 'OK',
     (err: {code?: string}) => err.code ?? String(err),
   )
@@ -31,11 +33,10 @@ beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-login-'))
   store = await SqliteStore.open(path.join(dir, 'mesh.db'))
   clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'))
-  state = new ControllerState(store, {clock})
-  await state.bootstrap(PASSWORD)
+  auth = new Auth(store, storeWrites(store), {clock})
+  await auth.bootstrap(PASSWORD)
 })
 afterEach(async () => {
-  await state.close()
   await store.close()
   fs.rmSync(dir, {recursive: true, force: true})
 })
@@ -59,7 +60,7 @@ describe('login limits', () => {
   it('throttles a new address after the attack, and lets it in once the bucket refills', async () => {
     for (let i = 0; i < 10; i++) expect(await attempt(`wrong-${i}`, ATTACKER)).toBe('INVALID_CREDENTIALS')
     // The right password from a source never used before: throttled while the bucket is empty.
-    await expect(state.login('admin', PASSWORD, NEW_PLACE)).rejects.toMatchObject({
+    await expect(auth.login('admin', PASSWORD, NEW_PLACE)).rejects.toMatchObject({
       code: 'RATE_LIMITED',
       hint: 'wait 6 s and try again',
     })

@@ -8,7 +8,7 @@
  * - TrustedSources: where each user last logged in successfully. A trusted source skips the
  *   per-user bucket (its per-address limit still holds), so failures from elsewhere cannot lock
  *   the user out of the places it already uses; a new source waits for a token, never longer
- *   than one refill interval after the failures stop. See ControllerState.login.
+ *   than one refill interval after the failures stop. See Auth.login (auth.ts).
  */
 
 export class FailureLimiter {
