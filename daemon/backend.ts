@@ -36,7 +36,7 @@ import type {NetmapFull, Peer, PeerReport, ServerFrame, UdpService} from '../sha
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
 import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
-import {localSubnets, orderCandidates} from './nat/candidates.js'
+import {directOutOfReach, localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
 import {Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
@@ -903,6 +903,8 @@ export class Backend {
     const relayExpected = (rt.netmap?.nat?.relays?.length ?? 0) > 0
     const live = new Map((state?.peers ?? []).map((p) => [p.publicKey, p]))
     const subnets = localSubnets(this.meshInterfaces())
+    const discovery = rt.discoveryEndpoint !== undefined && rt.netmap?.nat?.discovery != null
+    const self = {observedEndpoint: rt.netmap?.self.observedEndpoint}
     const keep = new Set<string>()
     let wantsChange = false
     for (const p of peers) {
@@ -912,9 +914,18 @@ export class Backend {
       const l = live.get(p.publicKey)
       const before = path.current
       const candidates = orderCandidates(p, subnets)
+      const outOfReach = directOutOfReach({discovery, self, peer: p, localSubnets: subnets})
+      if (outOfReach !== path.directOutOfReach)
+        this.log.debug(
+          {network: rt.record.name, peer: p.name, why: outOfReach, candidates},
+          outOfReach
+            ? 'direct path out of reach: staying on the relay, no upgrade attempts'
+            : 'direct path within reach',
+        )
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
+        directOutOfReach: outOfReach,
         // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits
         // (also during the session's first netmap, which arrives before `connected` is set).
         relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),

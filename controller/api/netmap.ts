@@ -124,7 +124,14 @@ export const toSelf = (n: StoredNode): Self => ({
   publicKey: n.publicKey,
   address: n.address,
   status: n.status,
+  // Null when none (usable) was observed: meshd then knows its UDP does not get out.
+  observedEndpoint: formatUsable(n.observedEndpoint),
 })
+
+const formatUsable = (text: unknown): string | null => {
+  const ep = parseUsableEndpoint(text)
+  return ep ? formatEndpoint(ep) : null
+}
 
 const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})
 
