@@ -43,8 +43,8 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
   useLab({nat: KINDS, network: NET, cidr: '10.245.0.0/24'}, async (l) => {
     lab = l
     // The udp-blocked node joined last, a moment ago: its pair with the cone node is in its
-    // first seconds. Pings both ways through its first 30 s, read by the test at the end (no
-    // time of its own: the pairs before it take longer than that).
+    // first seconds. Pings both ways through its first 30 s, read by a test near the end (which
+    // waits for what is left of the 30 s: a few seconds, the pairs before it take the rest).
     for (const [x, y] of seriesPairs()) lab.startHelper(x, seriesName(y), seriesArgv(y))
     // A second meshd node of each kind, for the same-kind pairs.
     for (const kind of PAIR_KINDS) {
@@ -112,8 +112,15 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
           `${x.name} UDP to ${publicAddress(y)}`,
         ).toBeGreaterThan(0)
       }
-      // And it still carries traffic on that path.
-      expect(await lab.ping(x, y.addresses[NET]!, 2)).toBe(true)
+      // And it still carries traffic on that path. A pair of restricted or symmetric NATs that
+      // theory keeps on the relay still tries to upgrade now and then (meshd cannot tell it from a
+      // direct-capable pair), and a failed attempt loses what the switching side sends in its
+      // window (200-300 ms): one ping may fall into it, the next one must not (caught in a full
+      // run). udp-blocked pairs make no attempt at all: a lost ping fails them at once.
+      const blip = want === 'relay' && x.nat !== 'udp-blocked' && y.nat !== 'udp-blocked'
+      let carried = await lab.ping(x, y.addresses[NET]!, 2)
+      if (!carried && blip) carried = await lab.ping(x, y.addresses[NET]!, 2)
+      expect(carried).toBe(true)
     }
     console.log(
       `[nat] ${a.nat}<->${b.nat}: first ping both ways ${firstPingMs} ms, ${want} within ${Date.now() - t0} ms`,
