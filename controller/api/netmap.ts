@@ -124,13 +124,18 @@ export const toSelf = (n: StoredNode): Self => ({
   publicKey: n.publicKey,
   address: n.address,
   status: n.status,
-  // Null when none (usable) was observed: meshd then knows its UDP does not get out.
-  observedEndpoint: formatUsable(n.observedEndpoint),
+  ...selfObserved(n.observedEndpoint),
 })
 
-const formatUsable = (text: unknown): string | null => {
+/**
+ * Null when nothing was observed (meshd then knows its UDP does not get out); absent when what
+ * was observed is no usable endpoint (say loopback, for a node beside the controller), which
+ * says nothing about the node's UDP.
+ */
+const selfObserved = (text: unknown): {observedEndpoint?: string | null} => {
+  if (typeof text !== 'string') return {observedEndpoint: null}
   const ep = parseUsableEndpoint(text)
-  return ep ? formatEndpoint(ep) : null
+  return ep ? {observedEndpoint: formatEndpoint(ep)} : {}
 }
 
 const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})

@@ -69,6 +69,13 @@ describe('directOutOfReach', () => {
     ).toBe('udp-blocked-at-peer')
   })
 
+  it('keeps a peer without a mapping within reach when it reports a public address', () => {
+    const publicHost = {endpoints: ['203.0.113.9:51820', '172.16.1.2:51820']}
+    expect(
+      directOutOfReach({discovery: true, self: mapped, peer: publicHost, localSubnets: LAN}),
+    ).toBeUndefined()
+  })
+
   it('is within reach when both sides have a mapping', () => {
     expect(directOutOfReach({discovery: true, self: mapped, peer: CONE, localSubnets: LAN})).toBeUndefined()
   })

@@ -77,7 +77,8 @@ export interface MappingView {
  * WireGuard port: that side's UDP does not get out (WireGuard sends a discovery initiation every
  * few seconds, and the first one observed is applied at once), so neither NAT can be punched
  * from it. Only a peer candidate on one of this node's own subnets (one LAN, no NAT in between)
- * is still worth trying. Both sides see both mappings in their netmaps (`self` and the peer), so
+ * is still worth trying, and for a peer without a mapping a public address it reports (a host
+ * beside the controller may be observed at an address peers never get, e.g. loopback). Both sides see both mappings in their netmaps (`self` and the peer), so
  * they come to the same answer and the leader never starts an attempt the other side refuses.
  * It is "for now": a mapping observed later (UDP works again, or the first discovery initiation
  * was only late) makes the pair worth trying again.
@@ -90,14 +91,17 @@ export function directOutOfReach(opts: {
   readonly localSubnets: readonly Cidr[]
 }): 'udp-blocked-here' | 'udp-blocked-at-peer' | undefined {
   if (!opts.discovery) return undefined
-  const sameLan = opts.peer.endpoints.some((text) => {
+  let publicOne = false
+  for (const text of opts.peer.endpoints) {
     const ep = parseUsableEndpoint(text)
-    return ep !== null && inAny(opts.localSubnets, ep)
-  })
-  if (sameLan) return undefined
-  // null, not undefined: a controller that says so (an older one does not send the field).
+    if (ep === null) continue
+    if (inAny(opts.localSubnets, ep)) return undefined
+    if (!isPrivateEndpoint(ep)) publicOne = true
+  }
+  // null, not undefined: a controller that says it observed nothing (an older one, or one that
+  // observed an address it does not pass on, does not send the field).
   if (opts.self.observedEndpoint === null) return 'udp-blocked-here'
-  if (!parseUsableEndpoint(opts.peer.observedEndpoint)) return 'udp-blocked-at-peer'
+  if (!parseUsableEndpoint(opts.peer.observedEndpoint) && !publicOne) return 'udp-blocked-at-peer'
   return undefined
 }
 
