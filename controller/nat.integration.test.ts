@@ -5,7 +5,13 @@
 import dgram from 'node:dgram'
 import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {NetmapDeltaSchema, NetmapFullSchema, type NatServices, type Peer} from '../shared/protocol/netmap.js'
+import {
+  NetmapDeltaSchema,
+  NetmapFullSchema,
+  type NatServices,
+  type Peer,
+  type Self,
+} from '../shared/protocol/netmap.js'
 import {RELAY_CLOSE, RELAY_WS_PATH} from '../shared/relay/frame.js'
 import {encodeMessage, findAttribute, METHOD_BINDING, tryDecodeMessage} from '../shared/stun/codec.js'
 import {buildInitiation, tai64nFromUnixMs, x25519KeyPairFromPrivate} from './discovery/noise.js'
@@ -15,8 +21,8 @@ import {startTestController, type TestController} from './testing/test-controlle
 import {connectWs, type WsClient} from './testing/ws-client.js'
 import {FakeClock} from '../shared/testing/fake-clock.js'
 
-type Full = {type: 'full'; version: number; peers: Peer[]; nat?: NatServices}
-type Delta = {type: 'delta'; version: number; changed?: Peer[]; removed?: string[]}
+type Full = {type: 'full'; version: number; self: Self; peers: Peer[]; nat?: NatServices}
+type Delta = {type: 'delta'; version: number; self?: Self; changed?: Peer[]; removed?: string[]}
 type Joined = {node: {id: string; name: string}; credential: string; publicKey: string}
 
 let ctl: TestController
@@ -151,6 +157,26 @@ describe('observed endpoints', () => {
     const cleared = await deltaFor(wsA, b.node.id, (p) => p.endpoints.length === 0)
     expect(cleared.observedEndpoint).toBe('203.0.113.41:50000')
     expect((await ctl.running.store.getNode(b.node.id))?.observedEndpoint).toBe('203.0.113.41:50000')
+  })
+
+  it('tell the node its own mapping: null until one is observed, then the mapping; nothing for one peers could not use', async () => {
+    const net = await network()
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const {ws: wsA, full} = await open(a.credential)
+    const {ws: wsB} = await open(b.credential)
+    // null: the controller observed nothing for A's WireGuard port (with discovery offered, A's
+    // UDP does not get out).
+    expect(full.self.observedEndpoint).toBeNull()
+    await ctl.running.state.reportObservedEndpoint({id: a.node.id}, '203.0.113.42:41000')
+    const own = await wsA.next<Delta>((f) => f.type === 'delta' && f.self !== undefined, 1000)
+    expect(NetmapDeltaSchema.safeParse(own).success, JSON.stringify(own)).toBe(true)
+    expect(own.self?.observedEndpoint).toBe('203.0.113.42:41000')
+    // Loopback (a node beside the controller) says nothing about its UDP: absent, not null.
+    await ctl.running.state.reportObservedEndpoint({id: b.node.id}, '127.0.0.1:40001')
+    const selfB = await wsB.next<Delta>((f) => f.type === 'delta' && f.self !== undefined, 1000)
+    expect(selfB.self).toBeDefined()
+    expect(selfB.self).not.toHaveProperty('observedEndpoint')
   })
 
   it('are stored as seen but reach peers only when another node could use them', async () => {

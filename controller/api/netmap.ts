@@ -140,7 +140,19 @@ export const toSelf = (n: StoredNode): Self => ({
   publicKey: n.publicKey,
   address: n.address,
   status: n.status,
+  ...selfObserved(n.observedEndpoint),
 })
+
+/**
+ * Null when nothing was observed (meshd then knows its UDP does not get out); absent when what
+ * was observed is no usable endpoint (say loopback, for a node beside the controller), which
+ * says nothing about the node's UDP.
+ */
+const selfObserved = (text: unknown): {observedEndpoint?: string | null} => {
+  if (typeof text !== 'string') return {observedEndpoint: null}
+  const ep = parseUsableEndpoint(text)
+  return ep ? {observedEndpoint: formatEndpoint(ep)} : {}
+}
 
 /** What the hub takes from the rest of the controller, each part narrowed to what it calls. */
 export interface NetmapHubDeps {

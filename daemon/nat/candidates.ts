@@ -59,6 +59,52 @@ export function orderCandidates(peer: PeerEndpoints, localSubnets: readonly Cidr
   return [...out]
 }
 
+/** What a node knows of the public mapping of a WireGuard port (its own, or a peer's). */
+export interface MappingView {
+  /**
+   * The mapping the controller observed on its discovery port: a string when it saw one, null
+   * when it saw none, undefined when it did not say (a controller older than the field).
+   */
+  readonly observedEndpoint: string | null | undefined
+}
+
+/**
+ * Why a direct path between this node and a peer is out of reach for now, or undefined when it
+ * may be reachable. Each attempt at it costs the switching side what it sends in its window
+ * (daemon/nat/upgrade.ts), so a pair that cannot go direct should not try.
+ *
+ * The controller offers endpoint discovery and observed no public mapping for one side's
+ * WireGuard port: that side's UDP does not get out (WireGuard sends a discovery initiation every
+ * few seconds, and the first one observed is applied at once), so neither NAT can be punched
+ * from it. Only a peer candidate on one of this node's own subnets (one LAN, no NAT in between)
+ * is still worth trying, and for a peer without a mapping a public address it reports (a host
+ * beside the controller may be observed at an address peers never get, e.g. loopback). Both sides see both mappings in their netmaps (`self` and the peer), so
+ * they come to the same answer and the leader never starts an attempt the other side refuses.
+ * It is "for now": a mapping observed later (UDP works again, or the first discovery initiation
+ * was only late) makes the pair worth trying again.
+ */
+export function directOutOfReach(opts: {
+  /** Whether the controller offers endpoint discovery (without it no mapping is ever observed). */
+  readonly discovery: boolean
+  readonly self: MappingView
+  readonly peer: PeerEndpoints
+  readonly localSubnets: readonly Cidr[]
+}): 'udp-blocked-here' | 'udp-blocked-at-peer' | undefined {
+  if (!opts.discovery) return undefined
+  let publicOne = false
+  for (const text of opts.peer.endpoints) {
+    const ep = parseUsableEndpoint(text)
+    if (ep === null) continue
+    if (inAny(opts.localSubnets, ep)) return undefined
+    if (!isPrivateEndpoint(ep)) publicOne = true
+  }
+  // null, not undefined: a controller that says it observed nothing (an older one, or one that
+  // observed an address it does not pass on, does not send the field).
+  if (opts.self.observedEndpoint === null) return 'udp-blocked-here'
+  if (!parseUsableEndpoint(opts.peer.observedEndpoint) && !publicOne) return 'udp-blocked-at-peer'
+  return undefined
+}
+
 /** This machine's IPv4 subnets, except on the interfaces named in `skip` (mesh's own). */
 export function localSubnets(skip: ReadonlySet<string>): Cidr[] {
   const out: Cidr[] = []

@@ -264,6 +264,34 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(p.upgradeDue(now + 1)).toBe(true)
   })
 
+  it('attempts no upgrade while direct is out of reach, and one as soon as it comes within reach', () => {
+    const p = new PeerPath()
+    const blocked = (w: WireGuardView | undefined, now: number) =>
+      p.update({candidates: [PUB], relay: RELAY, directOutOfReach: 'udp-blocked-here', wg: w, now})
+    expect(blocked(undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(p.directOutOfReach).toBe('udp-blocked-here')
+    // However long the pair stays relayed, nothing is ever due: each attempt would be futile and
+    // cost the switching side what it sends in its window.
+    for (let now = T0; now <= T0 + 10 * 60_000; now += 1_000) {
+      expect(blocked(wg(RELAY, T0 + 100, 1000 + now - T0), now)).toEqual({state: 'relay', endpoint: RELAY})
+      expect(p.upgradeDue(now)).toBe(false)
+    }
+    // A mapping was observed: due at once, without the backoff.
+    const later = T0 + 10 * 60_000 + 1
+    expect(up(p, [PUB], wg(RELAY, T0 + 100, 2000), later)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(p.directOutOfReach).toBeUndefined()
+    expect(p.upgradeDue(later)).toBe(true)
+  })
+
+  it("keeps a new peer's first upgrade firstUpgradeMs away when its mapping arrives a moment after it", () => {
+    const p = new PeerPath()
+    p.update({candidates: [LAN], relay: RELAY, directOutOfReach: 'udp-blocked-here', wg: undefined, now: T0})
+    // 200 ms later the controller observed this node's mapping, and the peer's: new candidates too.
+    up(p, [LAN, PUB], wg(RELAY, T0 + 100, 500), T0 + 200)
+    expect(p.upgradeDue(T0 + 200)).toBe(false)
+    expect(p.upgradeDue(T0 + DEFAULT_TUNING.firstUpgradeMs)).toBe(true)
+  })
+
   it('alternates the side that switches, giving the best candidate two rounds of every three', () => {
     const p = new PeerPath()
     up(p, [LAN, PUB, '10.9.0.1:1'], undefined, T0)

@@ -17,9 +17,12 @@
  * - `relay`: through the relay's local endpoint. An upgrade is due at `retryAt` (at once for a
  *   new peer, then with a backoff from `upgradeBaseMs` doubling up to `upgradeMaxMs`, and only
  *   every `upgradeSlowMs` after `upgradeSlowAfter` failures in a row; reset when the candidates
- *   change or a direct path dies), so a pair that can never go direct costs little. When WireGuard
- *   roams away from the relay (an authenticated packet came from a direct address: the other
- *   side switched), that address is adopted as direct.
+ *   change or a direct path dies), so a pair that can never go direct costs little. No upgrade at
+ *   all while the caller says direct is out of reach (one side's UDP does not get out:
+ *   daemon/nat/candidates.ts directOutOfReach), since every attempt would be futile and costs the
+ *   switching side what it sends in its window; one is due at once when that changes. When
+ *   WireGuard roams away from the relay (an authenticated packet came from a direct address: the
+ *   other side switched), that address is adopted as direct.
  * - `probing`: without a relay, WireGuard is pointed at one direct candidate after the other,
  *   best first, each for `attemptMs`; proof is traffic from the peer while WireGuard still points
  *   at the candidate, or a handshake from wherever it roamed to. With a relay, `probing` is the
@@ -116,6 +119,12 @@ export interface PathInput {
    * unanswered handshake only after 5 s, so one sent the wrong way delays the first packet.
    */
   readonly relayExpected?: boolean
+  /**
+   * Why a direct path is out of reach for now (daemon/nat/candidates.ts directOutOfReach);
+   * undefined when it may be reachable. With a relay, no upgrade is attempted until it is
+   * undefined again. Without a relay the candidates are still tried: nothing else carries the peer.
+   */
+  readonly directOutOfReach?: string | undefined
   /** undefined before the peer is on the interface. */
   readonly wg: WireGuardView | undefined
   readonly now: number
@@ -173,6 +182,12 @@ export class PeerPath {
   /** Upgrade attempts since the last success (the plan rotates through modes and candidates). */
   private attempts = 0
   private candidatesKey: string | undefined
+  /** The caller's directOutOfReach at the last update. */
+  private outOfReach: string | undefined
+  /** Why a direct path is out of reach for now (no upgrade is started or joined); undefined if not. */
+  get directOutOfReach(): string | undefined {
+    return this.outOfReach
+  }
   /**
    * A new peer waiting for the relay to open: meshd keeps it off WireGuard meanwhile, because a
    * packet to a peer without an endpoint already spends WireGuard's one handshake per 5 s.
@@ -227,13 +242,19 @@ export class PeerPath {
     const key = candidates.join(',')
     const candidatesChanged = this.candidatesKey !== undefined && key !== this.candidatesKey
     this.candidatesKey = key
-    if (candidatesChanged) {
+    this.bornAt ??= now
+    const outOfReach = input.directOutOfReach
+    // Direct came within reach (a mapping was observed): an upgrade is due at once, as for new
+    // candidates, not after the backoff of attempts that could not work; but never before a new
+    // peer's firstUpgradeMs (both arrive within a moment of a node joining).
+    const reachable = this.outOfReach !== undefined && outOfReach === undefined
+    this.outOfReach = outOfReach
+    if (candidatesChanged || reachable) {
       this.failures = 0
       this.attempts = 0
-      this.retryAt = now
+      this.retryAt = Math.max(now, this.bornAt + this.tuning.firstUpgradeMs)
     }
     this.trackTraffic(wg, now)
-    this.bornAt ??= now
     if (this.switching) return this.current
     if (relay !== undefined && wg?.endpoint === relay) this.relayPendingUntil = 0
 
@@ -349,6 +370,7 @@ export class PeerPath {
     return (
       this.state === 'relay' &&
       !this.switching &&
+      this.outOfReach === undefined &&
       now >= this.relayPendingUntil &&
       (this.candidatesKey ?? '') !== '' &&
       now >= this.retryAt

@@ -265,6 +265,25 @@ describe('Upgrader', () => {
     expect(b.shimModes).toEqual([])
   })
 
+  it('refuses to switch or open for a peer whose direct path is out of reach, leaving the relay untouched', async () => {
+    const {clock, b, settle} = lab('blocked')
+    b.path.update({
+      candidates: b.peer.candidates,
+      relay: b.shimEndpoint,
+      directOutOfReach: 'udp-blocked-at-peer',
+      wg: {...b.wg},
+      now: clock.now(),
+    })
+    for (const type of [UPGRADE_OPENED, UPGRADE_OPEN] as const) {
+      const msg: UpgradeMessage = {type, windowMs: 500, index: 0, nonce: Buffer.alloc(8)}
+      expect(await settle(b.upgrader.onMessage(b.peer, b.path, msg))).toBe('ignored')
+    }
+    expect(b.shimModes).toEqual([])
+    expect(b.openedToward.size).toBe(0)
+    expect(b.wg.endpoint).toBe(b.shimEndpoint)
+    expect(b.path.current).toEqual({state: 'relay', endpoint: b.shimEndpoint})
+  })
+
   it('round-trips upgrade messages and refuses other packets as upgrades', () => {
     const msg: UpgradeMessage = {
       type: UPGRADE_OPEN,

@@ -159,12 +159,19 @@ export class Upgrader {
 
   /**
    * A message from the peer (the caller matched the source to the peer). Only taken while the
-   * path is relayed and no attempt with the peer runs; anything else is ignored.
+   * path is relayed, direct is not out of reach (a futile switch would cost what this side sends
+   * in its window) and no attempt with the peer runs; anything else is ignored.
    */
   async onMessage(peer: UpgradePeer, path: PeerPath, msg: UpgradeMessage): Promise<UpgradeResult> {
     if (this.closed || this.busy.has(peer.id) || this.busy.size >= this.tuning.maxConcurrent) return 'busy'
     const shim = this.link.shim(peer.id)
-    if (shim === undefined || path.current.state !== 'relay' || peer.candidates.length === 0) return 'ignored'
+    if (
+      shim === undefined ||
+      path.current.state !== 'relay' ||
+      path.directOutOfReach !== undefined ||
+      peer.candidates.length === 0
+    )
+      return 'ignored'
     const windowMs = clamp(msg.windowMs, this.tuning.minWindowMs, this.tuning.maxWindowMs)
     this.busy.add(peer.id)
     try {

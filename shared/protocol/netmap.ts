@@ -78,6 +78,13 @@ export const SelfSchema = z.object({
   publicKey: PublicKeySchema,
   address: z.string(),
   status: NodeStatusSchema,
+  /**
+   * The public mapping the controller observed for this node's own WireGuard socket (as peers
+   * get it for theirs); null when it observed none, which with discovery offered means this
+   * node's UDP does not get out. Absent from a controller older than the field, and when the
+   * observed address is none peers could use (loopback, for a node beside the controller).
+   */
+  observedEndpoint: EndpointSchema.nullable().optional(),
 })
 export type Self = z.infer<typeof SelfSchema>
 
