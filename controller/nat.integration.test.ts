@@ -168,12 +168,12 @@ describe('observed endpoints', () => {
     // null: the controller observed nothing for A's WireGuard port (with discovery offered, A's
     // UDP does not get out).
     expect(full.self.observedEndpoint).toBeNull()
-    await ctl.running.state.reportObservedEndpoint({id: a.node.id}, '203.0.113.42:41000')
+    await ctl.running.state.telemetry.reportObservedEndpoint({id: a.node.id}, '203.0.113.42:41000')
     const own = await wsA.next<Delta>((f) => f.type === 'delta' && f.self !== undefined, 1000)
     expect(NetmapDeltaSchema.safeParse(own).success, JSON.stringify(own)).toBe(true)
     expect(own.self?.observedEndpoint).toBe('203.0.113.42:41000')
     // Loopback (a node beside the controller) says nothing about its UDP: absent, not null.
-    await ctl.running.state.reportObservedEndpoint({id: b.node.id}, '127.0.0.1:40001')
+    await ctl.running.state.telemetry.reportObservedEndpoint({id: b.node.id}, '127.0.0.1:40001')
     const selfB = await wsB.next<Delta>((f) => f.type === 'delta' && f.self !== undefined, 1000)
     expect(selfB.self).toBeDefined()
     expect(selfB.self).not.toHaveProperty('observedEndpoint')
