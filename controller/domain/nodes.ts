@@ -20,8 +20,8 @@ export const CHANGE_LOG_KEEP = 10_000
 const CHANGE_LOG_TRIM_EVERY = 1_000
 
 /** Bumps the netmap version for a change of `nodeId` and trims the change log now and then. */
-async function bump(tx: Tx, networkId: string, nodeId: string): Promise<number> {
-  const version = await tx.bumpNetmap(networkId, nodeId)
+async function bump(tx: Tx, networkId: string, nodeId: string, kind: NodeChange['kind']): Promise<number> {
+  const version = await tx.bumpNetmap(networkId, nodeId, kind)
   if (version % CHANGE_LOG_TRIM_EVERY === 0) await tx.trimChangeLog(networkId, version - CHANGE_LOG_KEEP)
   return version
 }
@@ -126,7 +126,7 @@ export async function registerNode(
     ephemeral: admission.ephemeral,
     at: ctx.at,
   })
-  const version = await bump(tx, net.id, node.id)
+  const version = await bump(tx, net.id, node.id, 'added')
   await tx.appendAudit(ctx, {
     tenantId: net.tenantId,
     action: 'node.register',
@@ -166,7 +166,8 @@ async function mutateNode(
   if (!net || !before) throw new MeshError('NOT_FOUND', {message: 'node not found'})
   const detail = await change(before)
   if (detail === undefined) return undefined
-  const version = await bump(tx, net.id, id)
+  const after = await tx.getNode(id)
+  const version = await bump(tx, net.id, id, after ? 'changed' : 'removed')
   if (action !== null && ctx !== null)
     await tx.appendAudit(ctx, {
       tenantId: net.tenantId,
@@ -176,7 +177,6 @@ async function mutateNode(
       networkId: net.id,
       detail,
     })
-  const after = await tx.getNode(id)
   return {
     networkId: net.id,
     tenantId: net.tenantId,

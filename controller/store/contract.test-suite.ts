@@ -753,7 +753,7 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
               targetId: net.id,
               networkId: net.id,
             })
-            await tx.bumpNetmap(net.id, 'nd_none')
+            await tx.bumpNetmap(net.id, 'nd_none', 'changed')
             throw new Error('fails after writing')
           }),
         ).rejects.toThrow('fails after writing')

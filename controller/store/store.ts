@@ -252,8 +252,8 @@ export interface Tx {
   /** False when the user had no role on the network. */
   deleteMember(networkId: string, userId: string): Promise<boolean>
   setIpamCursor(networkId: string, address: number): Promise<void>
-  /** Bumps the network's netmap version, logs (version, node id) and returns the new version. */
-  bumpNetmap(networkId: string, nodeId: string): Promise<number>
+  /** Bumps the network's netmap version, logs (version, node id, kind) and returns the new version. */
+  bumpNetmap(networkId: string, nodeId: string, kind: NodeChange['kind']): Promise<number>
   /** Drops the network's change-log rows at or below `version`. */
   trimChangeLog(networkId: string, version: number): Promise<void>
 

@@ -57,7 +57,7 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
       await w.createNetwork({...net, joinPolicy: 'open', maxNodes: null}, ctx())
       await expect(
         store.write(async (tx) => {
-          await tx.bumpNetmap('n1', 'nd_ghost')
+          await tx.bumpNetmap('n1', 'nd_ghost', 'changed')
           throw new Error('rolled back')
         }),
       ).rejects.toThrow('rolled back')
@@ -67,7 +67,7 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
         {...node, publicKey: Buffer.alloc(32, 7).toString('base64')},
         ctx(),
       )
-      await waitFor(heard, (h) => h === 'mesh_netmap n1 1 nd1 mesh-controller')
+      await waitFor(heard, (h) => h === 'mesh_netmap n1 1 nd1 added mesh-controller')
       expect(heard).toContain('mesh_network insert n1 mesh-controller')
       expect(heard.filter((h) => h.includes('nd_ghost'))).toEqual([])
       await w.updateNetwork('n1', {description: 'renamed'}, ctx())

@@ -274,7 +274,8 @@ CREATE INDEX connection_log_network ON connection_log (network_id, seq);
   },
   {
     // Several controller replicas on one database: every committed netmap change and network
-    // change is announced with NOTIFY, from triggers, so the announcement commits with the
+    // change is announced with NOTIFY, from triggers (a netmap change with its kind, added,
+    // changed or removed, now kept in the change log), so the announcement commits with the
     // change or not at all (a replica that dies between its commit and a NOTIFY of its own would
     // leave the others stale). Payloads are ids and versions only (NOTIFY holds 8000 bytes)
     // and end with the writing connection's application_name (each replica names its
@@ -285,9 +286,11 @@ CREATE INDEX connection_log_network ON connection_log (network_id, seq);
     // the same presence table, unused, so the two schemas stay alike.
     name: '0006-replicas',
     sql: `
+ALTER TABLE netmap_changes ADD COLUMN kind TEXT COLLATE "C" CHECK (kind IN ('added','changed','removed')); -- NULL in rows older than this migration
+
 CREATE FUNCTION mesh_notify_netmap() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('mesh_netmap', NEW.network_id || ' ' || NEW.version || ' ' || NEW.node_id || ' ' || current_setting('application_name'));
+  PERFORM pg_notify('mesh_netmap', NEW.network_id || ' ' || NEW.version || ' ' || NEW.node_id || ' ' || coalesce(NEW.kind, 'changed') || ' ' || current_setting('application_name'));
   RETURN NULL;
 END;
 $$;

@@ -38,6 +38,7 @@ import type {
   InviteRecord,
   NetworkRecord,
   NewNetwork,
+  NodeChange,
   NodePatch,
   Page,
   PageRequest,
@@ -235,7 +236,7 @@ class PgTx implements Tx {
     await this.c.query('UPDATE networks SET ipam_cursor = $1 WHERE id = $2', [address, networkId])
   }
 
-  async bumpNetmap(networkId: string, nodeId: string): Promise<number> {
+  async bumpNetmap(networkId: string, nodeId: string, kind: NodeChange['kind']): Promise<number> {
     const r = await one(
       this.c,
       'UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = $1 RETURNING netmap_version',
@@ -243,11 +244,10 @@ class PgTx implements Tx {
     )
     if (!r) throw new MeshError('NOT_FOUND', {message: 'network not found'})
     const version = Number(r.netmap_version)
-    await this.c.query('INSERT INTO netmap_changes (network_id, version, node_id) VALUES ($1,$2,$3)', [
-      networkId,
-      version,
-      nodeId,
-    ])
+    await this.c.query(
+      'INSERT INTO netmap_changes (network_id, version, node_id, kind) VALUES ($1,$2,$3,$4)',
+      [networkId, version, nodeId, kind],
+    )
     return version
   }
 

@@ -225,11 +225,13 @@ CREATE INDEX connection_log_network ON connection_log (network_id, seq);
 `,
   },
   {
-    // Controller replicas (PostgreSQL): change notifications and shared presence. SQLite runs
-    // one controller process, which keeps presence in memory and needs no notifications; the
-    // table is created so that both backends have the same schema under the same version.
+    // Controller replicas (PostgreSQL): the change log keeps each change's kind (added, changed,
+    // removed: another replica needs it to tell admins), and shared presence. SQLite runs one
+    // controller process, which keeps presence in memory and needs no notifications; the
+    // presence table is created so that both backends have the same schema under one version.
     name: '0006-replicas',
     sql: `
+ALTER TABLE netmap_changes ADD COLUMN kind TEXT CHECK (kind IN ('added','changed','removed')); -- NULL in rows older than this migration
 CREATE TABLE presence (
   node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE, -- the connected node
   replica TEXT NOT NULL,                 -- id of the controller process holding its session(s)

@@ -35,6 +35,7 @@ import type {
   InviteRecord,
   NetworkRecord,
   NewNetwork,
+  NodeChange,
   NodePatch,
   Page,
   PageRequest,
@@ -238,16 +239,17 @@ class SqliteTx implements Tx {
     this.q('UPDATE networks SET ipam_cursor = ? WHERE id = ?').run(address, networkId)
   }
 
-  async bumpNetmap(networkId: string, nodeId: string): Promise<number> {
+  async bumpNetmap(networkId: string, nodeId: string, kind: NodeChange['kind']): Promise<number> {
     const row = this.q(
       'UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ? RETURNING netmap_version',
     ).get(networkId) as Row | undefined
     if (!row) throw new MeshError('NOT_FOUND', {message: 'network not found'})
     const version = Number(row.netmap_version)
-    this.q('INSERT INTO netmap_changes (network_id, version, node_id) VALUES (?,?,?)').run(
+    this.q('INSERT INTO netmap_changes (network_id, version, node_id, kind) VALUES (?,?,?,?)').run(
       networkId,
       version,
       nodeId,
+      kind,
     )
     return version
   }
