@@ -6,6 +6,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {isIP} from 'node:net'
 import {pino, type DestinationStream, type Logger} from 'pino'
@@ -24,7 +25,12 @@ import {SqliteStore} from './store/sqlite/sqlite-store.js'
 import {openPostgres} from './store/postgres/open.js'
 import {PostgresStore} from './store/postgres/postgres-store.js'
 import {backupDatabase, restoreDatabase, type BackupResult} from './store/backup/index.js'
-import {describeDatabase, parseDatabase} from './store/database.js'
+import {describeDatabase, parseDatabase, type DatabaseTarget} from './store/database.js'
+import {PgChangeFeed} from './replicas/pg-change-feed.js'
+import {SharedPresence} from './replicas/shared-presence.js'
+import {PgSingletonLock} from './store/postgres/lock.js'
+import {PgPresenceTable} from './store/postgres/presence-table.js'
+import type {InProcessPresenceOptions, Presence} from './presence.js'
 import type {Store} from './store/store.js'
 import type {Migration} from './store/sqlite/migrations.js'
 
@@ -170,6 +176,65 @@ function stunAlternate(
 
 export {parseDatabase} from './store/database.js'
 
+const dbPathOf = (t: DatabaseTarget): string => (t.kind === 'sqlite' ? t.path : '')
+
+/**
+ * This process's name among controller replicas: the application_name of its PostgreSQL
+ * connections and the last word of the NOTIFYs its writes cause (no spaces; at most 63 bytes).
+ */
+export const replicaName = (): string =>
+  `mc-${os
+    .hostname()
+    .replace(/[^A-Za-z0-9.-]/g, '')
+    .slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`
+
+/**
+ * The parts that make a controller one replica among several on one PostgreSQL: the store on a
+ * pool named after the replica, the change feed and presence shared through NOTIFY and the
+ * presence table, and the advisory-lock singleton for the reaper and the presence sweep.
+ */
+async function openReplicaParts(url: string, clock: Clock, logger: Logger) {
+  const replica = replicaName()
+  const log = logger.child({component: 'replicas', replica})
+  const pool = await openPostgres(url, {applicationName: replica, log})
+  const store = new PostgresStore(pool)
+  const lock = new PgSingletonLock(pool)
+  const feed = new PgChangeFeed({url, replica, store, clock, log})
+  let shared: SharedPresence | undefined
+  try {
+    await feed.start()
+  } catch (err) {
+    await feed.close()
+    await store.close()
+    throw err
+  }
+  log.info({}, 'controller replica on PostgreSQL')
+  return {
+    store,
+    lock,
+    feed,
+    presence: (deps: InProcessPresenceOptions): Presence =>
+      (shared = new SharedPresence({
+        url,
+        replica,
+        table: new PgPresenceTable(pool),
+        store,
+        writes: deps.writes,
+        lock,
+        clock,
+        log,
+        ...(deps.beforeOffline ? {beforeOffline: deps.beforeOffline} : {}),
+      })),
+    start: async () => {
+      await shared?.start()
+    },
+    close: async () => {
+      await shared?.close()
+      await feed.close()
+    },
+  }
+}
+
 /** `mesh controller backup`: an online, consistent backup of the controller's database. */
 export async function backupController(opts: {
   dataDir: string
@@ -244,10 +309,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   )
 
   const clock = opts.clock ?? systemClock
+  const replicas =
+    database.kind === 'postgres' ? await openReplicaParts(database.url, clock, logger) : undefined
   const store: Store =
-    database.kind === 'sqlite'
-      ? await SqliteStore.open(database.path, {migrations: opts.migrations})
-      : new PostgresStore(await openPostgres(database.url, {log: logger.child({component: 'store'})}))
+    replicas?.store ?? (await SqliteStore.open(dbPathOf(database), {migrations: opts.migrations}))
   let server: ControllerServer | undefined
   let relay: RelayServer | undefined
   let stun: StunServer | undefined
@@ -258,7 +323,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),
+      ...(replicas ? {feed: replicas.feed, presence: replicas.presence, lock: replicas.lock} : {}),
     })
+    await replicas?.start()
     const createdAdminPassword = await bootstrapAdmin(state, dataDir, opts.adminPassword, logger)
     const metrics = new ControllerMetrics()
     const nat: NatServices = {stun: null, discovery: null, relays: [{region: 'default'}]}
@@ -393,6 +460,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
           stunServer?.close()
           await discoveryServer?.close()
           await state.close()
+          await replicas?.close()
           await store.close()
           logger.info('stopped')
         })()),
@@ -402,6 +470,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     else await relay?.close().catch(() => undefined)
     stun?.close()
     await discovery?.close().catch(() => undefined)
+    await replicas?.close().catch(() => undefined)
     await store.close()
     throw err
   }

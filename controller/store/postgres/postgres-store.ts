@@ -770,6 +770,25 @@ export class PostgresStore implements Store {
     return {version: current, nodeIds: (r.ids as string[]).map(str)}
   }
 
+  /**
+   * The newest change-log row of every network (beyond the Store interface: the replica change
+   * feed replays these after its notification connection came back).
+   */
+  async latestChanges(): Promise<
+    {networkId: string; version: number; nodeId: string; kind: NodeChange['kind']}[]
+  > {
+    const rs = await this.q(
+      `SELECT DISTINCT ON (network_id) network_id, version, node_id, coalesce(kind, 'changed') AS kind
+         FROM netmap_changes ORDER BY network_id, version DESC`,
+    )
+    return rs.map((r) => ({
+      networkId: str(r.network_id),
+      version: Number(r.version),
+      nodeId: str(r.node_id),
+      kind: r.kind as NodeChange['kind'],
+    }))
+  }
+
   async allConnections(networkId: string): Promise<StoredConnection[]> {
     return (await this.q('SELECT * FROM connections WHERE network_id = $1', [networkId])).map(
       toStoredConnection,
