@@ -231,9 +231,14 @@ export const CLI_BUILT = existsSync(path.join(REPO_ROOT, 'dist/cli/commands/cont
  */
 export async function startCliController(opts: {
   dataDir: string
-  dbPath: string
+  /** The SQLite file; or give `database`. */
+  dbPath?: string
+  /** A --database URL (postgres://… for a replica); overrides dbPath. */
+  database?: string
   adminPassword: string
   timeoutMs?: number
+  /** Extra `controller start` flags. */
+  args?: readonly string[]
 }): Promise<ChildController> {
   const child = spawn(
     process.execPath,
@@ -246,7 +251,8 @@ export async function startCliController(opts: {
       '--listen',
       '127.0.0.1:0',
       '--database',
-      `sqlite:${opts.dbPath}`,
+      opts.database ?? `sqlite:${opts.dbPath ?? path.join(opts.dataDir, 'mesh.db')}`,
+      ...(opts.args ?? []),
     ],
     {
       cwd: REPO_ROOT,
