@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 need=()
 # systemd brings systemd-analyze, which verifies the units `mesh daemon|controller install` write;
 # tmux runs the live `mesh status` dashboard in a real terminal in the end-to-end tests; binutils
-# (strip) slims the single binary; hyperfine times the CLI in bench/cli.
-for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery nebula:nebula systemd:systemd-analyze tmux:tmux binutils:strip hyperfine:hyperfine; do
+# (strip) slims the single binary; hyperfine times the CLI in bench/cli; haproxy is the real load
+# balancer in front of controller replicas in the tests (test/support/haproxy.ts).
+for pkg_cmd in wireguard-go:wireguard-go wireguard-tools:wg iproute2:ip nftables:nft iperf3:iperf3 iputils-ping:ping procps:pgrep mandoc:mandoc coturn:turnutils_natdiscovery nebula:nebula systemd:systemd-analyze tmux:tmux binutils:strip hyperfine:hyperfine haproxy:haproxy; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need+=("${pkg_cmd%%:*}")
 done
 # postgresql: the real PostgreSQL the storage tests start on loopback (test/support/postgres.ts).
@@ -43,8 +44,17 @@ if [ "${#need[@]}" -gt 0 ]; then
       command -v update-rc.d >/dev/null 2>&1 && update-rc.d postgresql disable >/dev/null 2>&1 || true
       service postgresql stop >/dev/null 2>&1 || true
     fi
+    # haproxy starts its system service (Debian's /etc/haproxy/haproxy.cfg), also at every boot;
+    # the tests run their own `haproxy -db` children with their own configs. Only when setup
+    # installed it: a haproxy that was there before may be someone's load balancer.
+    if [[ " ${need[*]} " == *" haproxy "* ]]; then
+      systemctl disable --now haproxy.service >/dev/null 2>&1 || true
+      command -v deb-systemd-helper >/dev/null 2>&1 && deb-systemd-helper disable haproxy.service >/dev/null 2>&1 || true
+      command -v update-rc.d >/dev/null 2>&1 && update-rc.d haproxy disable >/dev/null 2>&1 || true
+      service haproxy stop >/dev/null 2>&1 || true
+    fi
   else
-    echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard and PostgreSQL tests will skip" >&2
+    echo "setup: missing ${need[*]}; install them (as root: apt-get install ${need[*]}); WireGuard, PostgreSQL and haproxy tests will skip" >&2
   fi
 fi
 
