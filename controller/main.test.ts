@@ -2,7 +2,7 @@
 // services' UDP addresses.
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {parseDatabase, parseListen, parsePublicUrl, parseUdpService} from './main.js'
+import {parseDatabase, parseListen, parsePublicUrl, parseTrustedProxies, parseUdpService} from './main.js'
 import {describeDatabase} from './store/database.js'
 
 describe('controller start options', () => {
@@ -70,5 +70,18 @@ describe('controller start options', () => {
     expect(() => parseUdpService(undefined, '--stun-listen', {host: 'ctl.example', port: 80}, 3478)).toThrow(
       expect.objectContaining({code: 'CONFIG_INVALID', message: expect.stringContaining('--stun-listen')}),
     )
+  })
+
+  it('takes --trusted-proxy as addresses or CIDRs of load balancers, and refuses catch-alls and junk', () => {
+    expect(parseTrustedProxies(undefined)).toEqual([])
+    expect(parseTrustedProxies('10.0.0.5, 10.1.0.0/24,fd00::1,fd00::/64')).toEqual([
+      '10.0.0.5',
+      '10.1.0.0/24',
+      'fd00::1',
+      'fd00::/64',
+    ])
+    for (const bad of ['0.0.0.0/0', '::/0', 'lb.example.com', '10.0.0.0/33', '10.0.0.1/8/1', '10.0.0.1/x']) {
+      expect(() => parseTrustedProxies(bad), bad).toThrow(expect.objectContaining({code: 'CONFIG_INVALID'}))
+    }
   })
 })

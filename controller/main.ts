@@ -75,6 +75,8 @@ export interface ControllerOptions {
    * (port 0 when the --listen port is 0).
    */
   readonly discoveryListen?: string
+  /** Comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For is believed. */
+  readonly trustedProxy?: string
 }
 
 export interface RunningController {
@@ -256,6 +258,29 @@ export async function restoreController(opts: {
   return {...r, database: describeDatabase(target)}
 }
 
+/**
+ * --trusted-proxy: comma-separated IPv4/IPv6 addresses or CIDRs of the load balancers in front
+ * of this controller. Refused: anything else, and catch-alls (0.0.0.0/0, ::/0) that would let
+ * any client forge its address.
+ */
+export function parseTrustedProxies(text: string | undefined): string[] {
+  if (text === undefined || text.trim() === '') return []
+  return text.split(',').map((raw) => {
+    const item = raw.trim()
+    const [addr, prefix, extra] = item.split('/')
+    const family = isIP(addr ?? '')
+    const bits = prefix === undefined ? undefined : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN
+    const max = family === 6 ? 128 : 32
+    if (family === 0 || extra !== undefined || (bits !== undefined && (!(bits >= 1) || bits > max))) {
+      throw new MeshError('CONFIG_INVALID', {
+        message: `--trusted-proxy: expected addresses or CIDRs of your load balancers (e.g. 10.0.0.5,10.1.0.0/24), got ${JSON.stringify(item)}`,
+        hint: 'list only the load balancers; never 0.0.0.0/0',
+      })
+    }
+    return item
+  })
+}
+
 /** Validates --public-url: an http(s) URL without query or fragment; no trailing slash. */
 export function parsePublicUrl(text: string | undefined): string | undefined {
   if (text === undefined) return undefined
@@ -292,6 +317,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   /** The SQLite file, or the PostgreSQL URL without its password. */
   const dbPath = describeDatabase(database)
   const publicUrl = parsePublicUrl(opts.publicUrl)
+  const trustedProxies = parseTrustedProxies(opts.trustedProxy)
   const logger = pino(
     {level: opts.logLevel ?? 'info', base: {pid: process.pid, component: 'controller'}},
     opts.logDestination ?? pino.destination({fd: 1, sync: true}),
@@ -410,6 +436,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       pingIntervalMs: opts.pingIntervalMs,
       relay,
       nat,
+      trustedProxies,
     })
     try {
       await server.app.listen({host, port})

@@ -42,6 +42,12 @@ export interface ServerOptions {
   readonly relay?: RelayServer | undefined
   /** The NAT services full netmaps name (see NatServices). */
   readonly nat?: NatServices | undefined
+  /**
+   * Load balancers whose X-Forwarded-For is believed (addresses or CIDRs, parseTrustedProxies):
+   * a request from one of them is recorded (audit, login limits) with the client address it
+   * forwards. Never every sender: a client reaching the controller directly could forge it.
+   */
+  readonly trustedProxies?: readonly string[] | undefined
 }
 
 export interface ControllerServer {
@@ -197,6 +203,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   const {state, metrics, logger} = opts
   const app = Fastify({
     loggerInstance: logger,
+    trustProxy: opts.trustedProxies && opts.trustedProxies.length > 0 ? [...opts.trustedProxies] : false,
     genReqId: () => randomUUID(),
     bodyLimit: LIMITS.maxBodyBytes,
     return503OnClosing: true,

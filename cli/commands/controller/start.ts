@@ -30,6 +30,7 @@ For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discove
     'stun-alternate': settingFlag.string('controller.stunAlternate'),
     'discovery-listen': settingFlag.string('controller.discoveryListen'),
     'ephemeral-timeout': settingFlag.integer('controller.ephemeralTimeout'),
+    'trusted-proxy': settingFlag.string('controller.trustedProxy'),
     config: configFlag(),
   }
 
@@ -49,6 +50,7 @@ For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discove
       stunListen: str(v.stunListen),
       stunAlternate: str(v.stunAlternate),
       discoveryListen: str(v.discoveryListen),
+      trustedProxy: str(v.trustedProxy),
     })
   }
 }

@@ -162,7 +162,7 @@ export const SETTINGS: readonly Setting[] = [
     schema: z.string({error: 'expected a string'}).min(1, 'expected a database URL'),
     default: none,
     defaultText: 'sqlite:DATA_DIR/mesh.db',
-    description: 'database URL: sqlite:PATH',
+    description: 'database URL: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB',
   }),
   setting('controller', 'publicUrl', 'public-url', {
     kind: 'string',
@@ -200,6 +200,15 @@ export const SETTINGS: readonly Setting[] = [
     defaultText: 'the listen host, port 51820; a free port when the listen port is 0',
     description:
       'UDP HOST:PORT of the endpoint-discovery port that observes nodes\' public WireGuard mappings, or "off"',
+  }),
+  setting('controller', 'trustedProxy', 'trusted-proxy', {
+    kind: 'string',
+    // Which entries work is the controller's to say (CONFIG_INVALID), as for the flag.
+    schema: z.string({error: 'expected a string'}),
+    default: none,
+    defaultText: 'none (the sender of each request is its source)',
+    description:
+      'comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For gives the client address (audit, login limits)',
   }),
   setting('controller', 'ephemeralTimeout', 'ephemeral-timeout', {
     kind: 'integer',
