@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {client, publicKey, type Client} from '../../controller/testing/client.js'
+import {client, publicKey, type Client, type Reply} from '../../controller/testing/client.js'
 import {connectWs, type WsClient} from '../../controller/testing/ws-client.js'
 import {haproxySkipReason, startHaproxy, type HaproxyServer} from '../support/haproxy.js'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../support/postgres.js'
@@ -184,7 +184,7 @@ describe.skipIf(skip !== undefined)(
       const listed = new Set<string>()
       let cursor: string | null = null
       for (let page = 0; page < 100; page++) {
-        const r: Awaited<ReturnType<Client['req']>> = await api.req(
+        const r: Reply<{items: {id: string}[]; nextCursor: string | null}> = await api.req(
           'GET',
           `/api/v1/networks/${net.id}/nodes?limit=500${cursor ? `&cursor=${cursor}` : ''}`,
           {token},
