@@ -91,8 +91,8 @@ interface NetState {
   readonly nodes: Map<string, StoredNode>
   /** Peer JSON of active nodes only. */
   readonly peerJson: Map<string, string>
-  /** [id, json] of all active peers, rebuilt lazily after a change. */
-  peerList: [string, string][] | null
+  /** Every active peer's JSON joined once, rebuilt lazily after a change; see peerBlob(). */
+  peerList: PeerBlob | null
   readonly conns: Map<string, Set<Conn>>
   /**
    * What each connected node reports about its peers (reporter id -> peer id -> link). Only
@@ -164,6 +164,40 @@ export interface NetmapHubDeps {
   readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
   readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
   readonly source: NetmapSource
+}
+
+/** The active peers' JSON joined with commas, and where each peer's entry lies in it. */
+export interface PeerBlob {
+  readonly bytes: Buffer
+  /** Byte range [start, end) of each peer's JSON in `bytes`. */
+  readonly ranges: ReadonlyMap<string, readonly [number, number]>
+}
+
+export function peerBlob(peerJson: ReadonlyMap<string, string>): PeerBlob {
+  const parts: Buffer[] = []
+  const ranges = new Map<string, [number, number]>()
+  let at = 0
+  for (const [id, json] of peerJson) {
+    if (parts.length > 0) {
+      parts.push(COMMA)
+      at += 1
+    }
+    const b = Buffer.from(json)
+    ranges.set(id, [at, at + b.length])
+    parts.push(b)
+    at += b.length
+  }
+  return {bytes: Buffer.concat(parts, at), ranges}
+}
+const COMMA = Buffer.from(',')
+
+/** The blob's peers without `id`'s entry (and one comma beside it), as views into the blob. */
+export function peersExcept(blob: PeerBlob, id: string): Buffer[] {
+  const own = blob.ranges.get(id)
+  if (!own) return [blob.bytes]
+  const [start, end] = own
+  if (start === 0) return [blob.bytes.subarray(Math.min(blob.bytes.length, end + 1))]
+  return [blob.bytes.subarray(0, start - 1), blob.bytes.subarray(end)]
 }
 
 const REVOKED_FRAME = JSON.stringify({type: 'revoked', reason: 'the node was removed from the network'})
@@ -347,15 +381,20 @@ export class NetmapHub {
     this.send(conn, this.fullFrame(net, self), 'full')
   }
 
-  private fullFrame(net: NetState, self: StoredNode): string {
-    let peers = ''
-    if (self.status === 'active') {
-      net.peerList ??= [...net.peerJson.entries()]
-      const parts: string[] = []
-      for (const [id, json] of net.peerList) if (id !== self.id) parts.push(json)
-      peers = parts.join(',')
-    }
-    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]${this.natJson}}`
+  /**
+   * A full map as the chunks of one message: its head, the network's shared peer bytes around
+   * the node's own entry, and its tail. The peer list is encoded once per change of the peer
+   * set and sent by reference to every node (send() writes the chunks as fragments of one
+   * WebSocket message), so a cold start of N nodes costs O(N) encoding, not O(N²), and the
+   * queued maps share one buffer instead of holding a copy each.
+   */
+  private fullFrame(net: NetState, self: StoredNode): Buffer[] {
+    const head = Buffer.from(
+      `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[`,
+    )
+    const tail = Buffer.from(`]${this.natJson}}`)
+    if (self.status !== 'active') return [head, tail]
+    return [head, ...peersExcept((net.peerList ??= peerBlob(net.peerJson)), self.id), tail]
   }
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */
@@ -699,14 +738,23 @@ export class NetmapHub {
     }
   }
 
-  private send(conn: Conn, data: string | Buffer, type: 'full' | 'delta' | 'revoked'): void {
+  /** One text message; chunks (fullFrame) go as the fragments of one message, in one go. */
+  private send(
+    conn: Conn,
+    data: string | Buffer | readonly Buffer[],
+    type: 'full' | 'delta' | 'revoked',
+  ): void {
     if (conn.ws.readyState !== conn.ws.OPEN) return
     if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
       this.log.warn({nodeId: conn.nodeId}, 'netmap socket too slow; dropping it')
       conn.ws.terminate()
       return
     }
-    conn.ws.send(data, {binary: false})
+    if (Array.isArray(data)) {
+      const chunks = (data as readonly Buffer[]).filter((c, i, all) => c.length > 0 || i === all.length - 1)
+      for (const [i, chunk] of chunks.entries())
+        conn.ws.send(chunk, {binary: false, fin: i === chunks.length - 1})
+    } else conn.ws.send(data as string | Buffer, {binary: false})
     this.metrics.netmapFrames.inc({type})
   }
 
