@@ -6,6 +6,8 @@ import {postgresSkipReason, startPostgres, type PostgresServer} from '../../../t
 import {storeContract, ctx} from '../contract.test-suite.js'
 import {storeWrites} from '../../domain/writes.js'
 import {openPostgres} from './open.js'
+import {MIGRATIONS} from './migrations.js'
+import {storeUpgrades} from '../upgrade.test-suite.js'
 import {PostgresStore} from './postgres-store.js'
 
 const skip = postgresSkipReason()
@@ -19,6 +21,20 @@ afterAll(async () => {
 })
 
 describe.skipIf(skip !== undefined)(`PostgreSQL store${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  storeUpgrades('postgres', async () => ({
+    migrations: MIGRATIONS.map((m) => m.name),
+    createAt: async (upTo, seed) => {
+      const url = await (server as PostgresServer).createDatabase()
+      const pool = await openPostgres(url, {migrations: MIGRATIONS.slice(0, upTo + 1)})
+      try {
+        for (const sql of seed) await pool.query(sql)
+      } finally {
+        await pool.end()
+      }
+      return {open: async () => new PostgresStore(await openPostgres(url))}
+    },
+  }))
+
   storeContract('postgres', async () => {
     const url = await (server as PostgresServer).createDatabase()
     return {

@@ -8,7 +8,8 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {storeContract, ctx} from '../contract.test-suite.js'
 import {SqliteStore} from './sqlite-store.js'
 import {MIGRATIONS} from './migrations.js'
-import {WAL_SIZE_LIMIT} from './open.js'
+import {WAL_SIZE_LIMIT, openSqlite} from './open.js'
+import {storeUpgrades} from '../upgrade.test-suite.js'
 import {storeWrites} from '../../domain/writes.js'
 
 const dirs: string[] = []
@@ -20,6 +21,17 @@ const tempFile = () => {
 afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, {recursive: true, force: true})
 })
+
+storeUpgrades('sqlite', async () => ({
+  migrations: MIGRATIONS.map((m) => m.name),
+  createAt: async (upTo, seed) => {
+    const file = tempFile()
+    const db = await openSqlite(file, {migrations: MIGRATIONS.slice(0, upTo + 1)})
+    for (const sql of seed) db.exec(sql)
+    db.close()
+    return {open: () => SqliteStore.open(file)}
+  },
+}))
 
 storeContract('sqlite', async () => {
   const file = tempFile()
