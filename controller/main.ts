@@ -29,6 +29,7 @@ import {describeDatabase, parseDatabase, type DatabaseTarget} from './store/data
 import {PgChangeFeed} from './replicas/pg-change-feed.js'
 import {SharedPresence} from './replicas/shared-presence.js'
 import {PgSingletonLock} from './store/postgres/lock.js'
+import {PgLoginLimits} from './store/postgres/login-limits.js'
 import {PgPresenceTable} from './store/postgres/presence-table.js'
 import type {InProcessPresenceOptions, Presence} from './presence.js'
 import type {Store} from './store/store.js'
@@ -193,9 +194,10 @@ export const replicaName = (): string =>
 /**
  * The parts that make a controller one replica among several on one PostgreSQL: the store on a
  * pool named after the replica, the change feed and presence shared through NOTIFY and the
- * presence table, and the advisory-lock singleton for the reaper and the presence sweep.
+ * presence table, the failed-login limits in tables, and the advisory-lock singleton for the
+ * reaper and the presence sweep.
  */
-async function openReplicaParts(url: string, clock: Clock, logger: Logger) {
+async function openReplicaParts(url: string, clock: Clock, logger: Logger, loginFailuresPerMinute: number) {
   const replica = replicaName()
   const log = logger.child({component: 'replicas', replica})
   const pool = await openPostgres(url, {applicationName: replica, log})
@@ -215,6 +217,7 @@ async function openReplicaParts(url: string, clock: Clock, logger: Logger) {
     store,
     lock,
     feed,
+    loginLimits: new PgLoginLimits(pool, {clock, max: loginFailuresPerMinute}),
     presence: (deps: InProcessPresenceOptions): Presence =>
       (shared = new SharedPresence({
         url,
@@ -336,7 +339,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
 
   const clock = opts.clock ?? systemClock
   const replicas =
-    database.kind === 'postgres' ? await openReplicaParts(database.url, clock, logger) : undefined
+    database.kind === 'postgres'
+      ? await openReplicaParts(database.url, clock, logger, opts.loginFailuresPerMinute ?? 10)
+      : undefined
   const store: Store =
     replicas?.store ?? (await SqliteStore.open(dbPathOf(database), {migrations: opts.migrations}))
   let server: ControllerServer | undefined
@@ -349,7 +354,14 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),
-      ...(replicas ? {feed: replicas.feed, presence: replicas.presence, lock: replicas.lock} : {}),
+      ...(replicas
+        ? {
+            feed: replicas.feed,
+            presence: replicas.presence,
+            lock: replicas.lock,
+            loginLimits: replicas.loginLimits,
+          }
+        : {}),
     })
     await replicas?.start()
     const createdAdminPassword = await bootstrapAdmin(state, dataDir, opts.adminPassword, logger)

@@ -52,6 +52,7 @@ import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
 import {InProcessPresence, withPresence, type InProcessPresenceOptions, type Presence} from './presence.js'
 import {EndpointTelemetry} from './telemetry.js'
 import {InProcessLock, type SingletonLock} from './leader.js'
+import type {LoginLimits} from './auth/login-limits.js'
 import {EphemeralReaper} from './reaper.js'
 import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
 import {
@@ -80,6 +81,8 @@ export interface StateOptions {
    * of a user's bucket for sources it has not logged in from recently. Default 10.
    */
   readonly loginFailuresPerMinute?: number
+  /** Where the failed-login limits live; default this process (a replica set passes shared ones). */
+  readonly loginLimits?: LoginLimits | undefined
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
   /** How often reported paths are merged and written (ms); default 1,000. */
@@ -134,7 +137,11 @@ export class ControllerState {
       windowMs: 3_600_000,
       now: () => clock.now(),
     })
-    this.auth = new Auth(store, writes, {clock, loginFailuresPerMinute: opts.loginFailuresPerMinute})
+    this.auth = new Auth(store, writes, {
+      clock,
+      loginFailuresPerMinute: opts.loginFailuresPerMinute,
+      loginLimits: opts.loginLimits,
+    })
     this.access = new Access(store)
     this.netmap = storeNetmapSource(store)
     this.feed = opts.feed ?? new InProcessChangeFeed(log)

@@ -4,16 +4,15 @@
  * access.ts).
  *
  * Replicas: tokens and credentials are rows, so any replica authenticates any caller. The
- * failed-login limits (loginByAddress, loginByUser, loginTrusted) are per process today: behind
- * a load balancer an attacker gets one budget per replica, so they must move to the database
- * (a counter row per key with its window) or the balancer must pin a source to one replica.
+ * failed-login limits are a LoginLimits (login-limits.ts): in memory for one controller, in
+ * tables for replicas on PostgreSQL, so replicas share one budget.
  */
 import type {LoginResponse, Tenant} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import type {Clock} from '../../shared/clock.js'
 import {newId, newSecret, hashSecret} from './secrets.js'
 import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './password.js'
-import {FailureLimiter, TokenBucketLimiter, TrustedSources} from './rate-limit.js'
+import {InProcessLoginLimits, type LoginLimits} from './login-limits.js'
 import {publicUser, type Store, type StoredNode, type UserRecord} from '../store/store.js'
 import type {Writes} from '../domain/writes.js'
 import {auditContext, systemContext, userContext, type RequestMeta} from '../context.js'
@@ -41,14 +40,13 @@ export interface AuthOptions {
    * of a user's bucket for sources it has not logged in from recently. Default 10.
    */
   readonly loginFailuresPerMinute?: number | undefined
+  /** Where the limits live; default in this process (built from loginFailuresPerMinute). */
+  readonly loginLimits?: LoginLimits | undefined
 }
 
 export class Auth {
   private readonly clock: Clock
-  // Owned by this process (see the module comment).
-  private readonly loginByAddress: FailureLimiter
-  private readonly loginByUser: TokenBucketLimiter
-  private readonly loginTrusted: TrustedSources
+  private readonly limits: LoginLimits
 
   constructor(
     private readonly store: AuthReads,
@@ -56,11 +54,8 @@ export class Auth {
     opts: AuthOptions,
   ) {
     const clock = (this.clock = opts.clock)
-    const max = opts.loginFailuresPerMinute ?? 10
-    const now = () => clock.now()
-    this.loginByAddress = new FailureLimiter({max, windowMs: 60_000, now})
-    this.loginByUser = new TokenBucketLimiter({capacity: max, refillEveryMs: 60_000 / max, now})
-    this.loginTrusted = new TrustedSources({ttlMs: TOKEN_TTL_MS, perKey: 16, maxKeys: 100_000, now})
+    this.limits =
+      opts.loginLimits ?? new InProcessLoginLimits({clock, max: opts.loginFailuresPerMinute ?? 10})
   }
 
   /**
@@ -88,18 +83,9 @@ export class Auth {
    * the bucket's refill rate, as before.
    */
   async login(username: string, password: string, meta: RequestMeta): Promise<LoginResponse> {
-    const addrKey = meta.sourceAddress ?? 'unknown'
-    const trusted = meta.sourceAddress !== null && this.loginTrusted.isTrusted(username, addrKey)
-    if (this.loginByAddress.blocked(addrKey) || (!trusted && this.loginByUser.blocked(username))) {
-      throw new MeshError('RATE_LIMITED', {
-        message: 'too many failed logins',
-        hint: `wait ${Math.max(this.loginByAddress.retryAfter(addrKey), trusted ? 0 : this.loginByUser.retryAfter(username))} s and try again`,
-      })
-    }
-    // Charged before the slow password check and taken back on success: charged only after it,
-    // guesses sent at once would all pass blocked() before the first of them had failed.
-    this.loginByAddress.fail(addrKey)
-    if (!trusted) this.loginByUser.take(username)
+    // Charged before the slow password check and given back on success: charged only after it,
+    // guesses sent at once would all pass the check before the first of them had failed.
+    const charged = await this.limits.charge(username, meta.sourceAddress)
     const user = await this.store.getUserByUsername(username)
     // Unknown users cost a scrypt too, so response time does not reveal which names exist.
     const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
@@ -119,9 +105,7 @@ export class Auth {
       }
       throw new MeshError('INVALID_CREDENTIALS')
     }
-    this.loginByAddress.forgive(addrKey)
-    if (!trusted) this.loginByUser.refund(username)
-    if (meta.sourceAddress !== null) this.loginTrusted.trust(username, addrKey)
+    await this.limits.succeeded(username, meta.sourceAddress, charged)
     const token = newSecret('token')
     const expiresAt = new Date(this.clock.now() + TOKEN_TTL_MS).toISOString()
     await this.writes.createToken(

@@ -104,6 +104,9 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   },
   connection_log_pkey: {table: 'connection_log', columns: ['seq']},
   presence_pkey: {table: 'presence', columns: ['node_id', 'replica']},
+  login_windows_pkey: {table: 'login_windows', columns: ['source']},
+  login_buckets_pkey: {table: 'login_buckets', columns: ['username']},
+  login_trusted_pkey: {table: 'login_trusted', columns: ['username', 'source']},
 }
 
 /**

@@ -332,6 +332,25 @@ END;
 $$;
 CREATE TRIGGER presence_notify AFTER INSERT OR DELETE ON presence
   FOR EACH ROW EXECUTE FUNCTION mesh_notify_presence();
+
+-- Failed-login limits shared by the replicas (controller/auth/login-limits.ts); times are
+-- milliseconds since the epoch from the controllers' clocks.
+CREATE TABLE login_windows (
+  source TEXT COLLATE "C" PRIMARY KEY,   -- client address
+  started_ms BIGINT NOT NULL,            -- start of its current one-minute window
+  failures INTEGER NOT NULL              -- attempts charged in that window
+);
+CREATE TABLE login_buckets (
+  username TEXT COLLATE "C" PRIMARY KEY, -- the user name tried (existing or not)
+  tokens DOUBLE PRECISION NOT NULL,      -- attempts left at at_ms
+  at_ms BIGINT NOT NULL                  -- when tokens was computed
+);
+CREATE TABLE login_trusted (
+  username TEXT COLLATE "C" NOT NULL,    -- a user that logged in with the right password
+  source TEXT COLLATE "C" NOT NULL,      -- from this address
+  until_ms BIGINT NOT NULL,              -- trusted until then
+  PRIMARY KEY (username, source)
+);
 `,
   },
 ]

@@ -241,6 +241,25 @@ CREATE TABLE presence (
 );
 CREATE INDEX presence_replica ON presence (replica);
 CREATE INDEX presence_expires ON presence (expires_at);
+
+-- Failed-login limits shared by the replicas (controller/auth/login-limits.ts); times are
+-- milliseconds since the epoch from the controllers' clocks.
+CREATE TABLE login_windows (
+  source TEXT PRIMARY KEY,   -- client address
+  started_ms INTEGER NOT NULL,            -- start of its current one-minute window
+  failures INTEGER NOT NULL              -- attempts charged in that window
+);
+CREATE TABLE login_buckets (
+  username TEXT PRIMARY KEY, -- the user name tried (existing or not)
+  tokens REAL NOT NULL,      -- attempts left at at_ms
+  at_ms INTEGER NOT NULL                  -- when tokens was computed
+);
+CREATE TABLE login_trusted (
+  username TEXT NOT NULL,    -- a user that logged in with the right password
+  source TEXT NOT NULL,      -- from this address
+  until_ms INTEGER NOT NULL,              -- trusted until then
+  PRIMARY KEY (username, source)
+);
 `,
   },
 ]
