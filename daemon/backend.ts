@@ -774,8 +774,11 @@ export class Backend {
     // Bounded, and only for a new socket: a relay that is down never slows later reconciles.
     if (fresh && peers.length > 0) {
       let timer: TimerHandle | undefined
+      // Settles on a failed attempt too: the clock's timers do not keep the process alive, so
+      // waiting on an open that never comes (the controller is down at start) would let meshd
+      // exit with nothing left to run.
       await Promise.race([
-        relay.whenOpen(),
+        relay.whenAttemptSettles(),
         new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, RELAY_FIRST_OPEN_WAIT_MS))),
       ])
       if (timer !== undefined) this.clock.clearTimeout(timer)

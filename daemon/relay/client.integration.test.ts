@@ -402,4 +402,22 @@ describe('backoffDelay', () => {
     expect([0, 1, 4].map((n) => backoffDelay(n, opts, () => 0))).toEqual([50, 100, 500])
     expect(backoffDelay(1e6, opts, () => 0.5)).toBe(750)
   })
+
+  it('settles a first attempt that cannot open (nothing listens) as false, and an open one as true', async () => {
+    const wg = await fakeWireGuard()
+    // A port that was free a moment ago: the connection is refused.
+    const probe = createSocket('udp4')
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()))
+    const port = (probe.address() as AddressInfo).port
+    probe.close()
+    const down = new RelayClient({
+      controller: `http://127.0.0.1:${port}`,
+      credential: 'x',
+      wireGuardPort: wg.port,
+    })
+    relayClients.push(down)
+    expect(await down.whenAttemptSettles()).toBe(false)
+    const {a} = await pair()
+    expect(await a.whenAttemptSettles()).toBe(true)
+  })
 })

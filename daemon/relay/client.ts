@@ -166,6 +166,27 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     return new Promise((resolve) => this.once('open', () => resolve()))
   }
 
+  /**
+   * Resolves when the socket is open (true) or its current attempt ended without opening
+   * (false: the controller is down, refused it, ...). Unlike whenOpen() it settles either way,
+   * so a caller awaiting it never waits on a socket that keeps failing.
+   */
+  whenAttemptSettles(): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const opened = () => {
+        this.off('close', closed)
+        resolve(true)
+      }
+      const closed = () => {
+        this.off('open', opened)
+        resolve(false)
+      }
+      this.once('open', opened)
+      this.once('close', closed)
+    })
+  }
+
   setWireGuardPort(port: number): void {
     this.wgPort = port
   }
