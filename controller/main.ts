@@ -17,7 +17,8 @@ import {buildServer, type ControllerServer} from './api/server.js'
 import {loadOrCreateDiscoveryKey} from './discovery/key.js'
 import {DiscoveryServer} from './discovery/server.js'
 import {ControllerMetrics, registerNatMetrics} from './metrics.js'
-import {RelayMetrics, RelayServer} from './relay/server.js'
+import {RelayMetrics, type RelayServer} from './relay/server.js'
+import {startBuiltInRelay, type BuiltInRelay} from './relay/builtin.js'
 import {StunServer} from './stun/server.js'
 import {ControllerState} from './state.js'
 import {storageError, StorageFailureLog} from './store/errors.js'
@@ -75,6 +76,8 @@ export interface ControllerOptions {
    * (port 0 when the --listen port is 0).
    */
   readonly discoveryListen?: string
+  /** How often stand-alone relays heartbeat (ms; default 5,000; tests). */
+  readonly relayHeartbeatMs?: number
 }
 
 export interface RunningController {
@@ -315,6 +318,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     replicas?.store ?? (await SqliteStore.open(dbPathOf(database), {migrations: opts.migrations}))
   let server: ControllerServer | undefined
   let relay: RelayServer | undefined
+  let relayHub: BuiltInRelay | undefined
   let stun: StunServer | undefined
   let discovery: DiscoveryServer | undefined
   try {
@@ -387,20 +391,25 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       ...(stunStats ? {stun: stunStats} : {}),
       ...(discoveryStats ? {discovery: discoveryStats} : {}),
     })
-    relay = new RelayServer({
+    // The built-in relay, the registry of stand-alone relays and the mesh between them. A node
+    // removed (or no longer active) loses its relay socket at once, on every relay.
+    relayHub = startBuiltInRelay({
+      dataDir,
+      clock,
       authenticate: async (credential) => {
         const n = await state.auth.authenticateNode(credential)
-        return n?.status === 'active' ? {nodeId: n.id, networkId: n.networkId} : undefined
+        return n && {nodeId: n.id, networkId: n.networkId, active: n.status === 'active'}
       },
+      removals: (fn) =>
+        state.feed.onNodeChange((c) => {
+          if (c.node?.status !== 'active') fn({nodeId: c.nodeId, networkId: c.networkId})
+        }),
       metrics: new RelayMetrics(metrics.registry),
       log: logger.child({component: 'relay'}),
-      now: () => clock.now(),
+      nat,
+      heartbeatMs: opts.relayHeartbeatMs,
     })
-    const relayServer = relay
-    // A node removed (or no longer active) loses its relay socket at once.
-    state.feed.onNodeChange((c) => {
-      if (c.node?.status !== 'active') relayServer.disconnect(c.nodeId, {networkId: c.networkId})
-    })
+    relay = relayHub.relay
 
     server = await buildServer({
       state,
@@ -410,6 +419,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       pingIntervalMs: opts.pingIntervalMs,
       relay,
       nat,
+      relays: relayHub.registry,
     })
     try {
       await server.app.listen({host, port})
@@ -456,6 +466,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       close: () =>
         (closing ??= (async () => {
           stopReaper()
+          await relayHub?.close()
           await srv.close()
           stunServer?.close()
           await discoveryServer?.close()
@@ -468,6 +479,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   } catch (err) {
     if (server) await server.close().catch(() => undefined)
     else await relay?.close().catch(() => undefined)
+    await relayHub?.close().catch(() => undefined)
     stun?.close()
     await discovery?.close().catch(() => undefined)
     await replicas?.close().catch(() => undefined)

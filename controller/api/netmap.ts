@@ -179,8 +179,10 @@ export class NetmapHub {
   /** New sessions per node credential; see session-limit.ts. */
   private readonly sessionLimit: SessionRateLimiter
   private readonly storageLog: StorageFailureLog
-  /** `,"nat":{...}` for full maps: the controller's NAT services, fixed at start; '' when none. */
-  private readonly natJson: string
+  /** The controller's NAT services; its relay list changes as stand-alone relays come and go. */
+  private readonly nat: NatServices | undefined
+  /** `,"nat":{...}` for full maps ('' when none), made again when `nat.relays` is replaced. */
+  private natCache: {relays: unknown; json: string} | undefined
 
   constructor(
     private readonly deps: NetmapHubDeps,
@@ -189,7 +191,7 @@ export class NetmapHub {
     opts: {pingIntervalMs?: number | undefined; nat?: NatServices | undefined} = {},
   ) {
     const clock = (this.clock = deps.clock)
-    this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
+    this.nat = opts.nat
     this.sessionLimit = new SessionRateLimiter(undefined, undefined, () => clock.now())
     this.storageLog = new StorageFailureLog(log, undefined, () => clock.now())
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
@@ -203,6 +205,16 @@ export class NetmapHub {
       offNetworks()
     }
     this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
+  }
+
+  private natJson(): string {
+    const nat = this.nat
+    if (nat === undefined) return ''
+    const cached = this.natCache
+    if (cached !== undefined && cached.relays === nat.relays) return cached.json
+    const json = `,"nat":${JSON.stringify(nat)}`
+    this.natCache = {relays: nat.relays, json}
+    return json
   }
 
   /** Number of open node sockets. */
@@ -355,7 +367,7 @@ export class NetmapHub {
       for (const [id, json] of net.peerList) if (id !== self.id) parts.push(json)
       peers = parts.join(',')
     }
-    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]${this.natJson}}`
+    return `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[${peers}]${this.natJson()}}`
   }
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */

@@ -30,6 +30,7 @@ import {buildOpenApi} from './openapi.js'
 import {rawErrorResponse} from './raw-response.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import type {RelayServer} from '../relay/server.js'
+import {registerRelayRoutes, type RelayRegistry} from '../relay/registry.js'
 
 export interface ServerOptions {
   readonly state: ControllerState
@@ -40,8 +41,10 @@ export interface ServerOptions {
   readonly pingIntervalMs?: number | undefined
   /** Serves WS_PATHS.relay; without it that path is NOT_FOUND. Closed by close(). */
   readonly relay?: RelayServer | undefined
-  /** The NAT services full netmaps name (see NatServices). */
+  /** The NAT services full netmaps name (see NatServices); read at every full map. */
   readonly nat?: NatServices | undefined
+  /** Serves the REST routes stand-alone relays call (controller/relay/registry.ts). */
+  readonly relays?: RelayRegistry | undefined
 }
 
 export interface ControllerServer {
@@ -445,6 +448,8 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       },
     })
   }
+
+  if (opts.relays) registerRelayRoutes(app as unknown as FastifyInstance, opts.relays)
 
   // ---- WebSockets: a plain GET (no Upgrade header) on their paths gets 426, not 404.
   const relay = opts.relay
