@@ -78,8 +78,10 @@ export class RelayMesh {
   private readonly maxBacklog: number
   private closed = false
   private detachRelay: () => void = () => undefined
+  private selfUrl: string | undefined
 
   constructor(private readonly opts: RelayMeshOptions) {
+    this.selfUrl = opts.selfUrl
     this.log = opts.log ?? noLog
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.maxBacklog = opts.maxBacklogBytes ?? 4 * 1024 * 1024
@@ -113,6 +115,11 @@ export class RelayMesh {
     return true
   }
 
+  /** This relay's URL, once it is known (after listening on port 0). */
+  setSelfUrl(url: string): void {
+    this.selfUrl = url
+  }
+
   /** How many nodes of other relays this relay knows of, and over how many links. */
   get stats(): {links: number; remoteNodes: number} {
     return {links: this.links.size, remoteNodes: this.presence.size}
@@ -131,9 +138,9 @@ export class RelayMesh {
     if (this.closed) return
     const want = new Set<string>()
     for (const p of peers) {
-      if (p.url === this.opts.selfUrl) continue
+      if (p.url === this.selfUrl) continue
       // The built-in relay (no URL) dials everyone; of two stand-alone relays, the first URL.
-      if (this.opts.selfUrl !== undefined && !(this.opts.selfUrl < p.url)) continue
+      if (this.selfUrl !== undefined && !(this.selfUrl < p.url)) continue
       want.add(p.url)
     }
     for (const [url, link] of this.dialed)
@@ -188,7 +195,7 @@ export class RelayMesh {
     ws.on('close', () => this.forget(link))
     ws.on('message', (data: RawData, isBinary) => this.onMessage(link, data as Buffer, isBinary))
     const nodes = (this.relay?.connectedNodes() ?? []).map(ref)
-    ws.send(JSON.stringify({type: 'hello', url: this.opts.selfUrl ?? '', nodes} satisfies RelayMeshPresence))
+    ws.send(JSON.stringify({type: 'hello', url: this.selfUrl ?? '', nodes} satisfies RelayMeshPresence))
   }
 
   private onMessage(link: Link, data: Buffer, isBinary: boolean): void {

@@ -79,7 +79,11 @@ export type RelayVerifyNodeResponse = z.infer<typeof RelayVerifyNodeResponseSche
 
 /** Mesh presence (text messages): the full list once per link, then changes. */
 export const RelayMeshPresenceSchema = z.discriminatedUnion('type', [
-  z.object({type: z.literal('hello'), url: z.string().max(2048), nodes: z.array(RelayNodeRefSchema).max(1_000_000)}),
+  z.object({
+    type: z.literal('hello'),
+    url: z.string().max(2048),
+    nodes: z.array(RelayNodeRefSchema).max(1_000_000),
+  }),
   z.object({type: z.literal('add'), node: RelayNodeRefSchema}),
   z.object({type: z.literal('del'), node: RelayNodeRefSchema}),
 ])
@@ -116,12 +120,16 @@ export function encodeMeshPacket(p: RelayMeshPacket): Buffer {
 }
 
 /** Strict: throws on any malformed message (bad id, empty or oversize entry, trailing bytes). */
-export function decodeMeshPacket(buf: Buffer, opts: {maxPayload: number; maxPackets: number}): RelayMeshPacket {
+export function decodeMeshPacket(
+  buf: Buffer,
+  opts: {maxPayload: number; maxPackets: number},
+): RelayMeshPacket {
   let at = 0
   const ids: string[] = []
   for (let i = 0; i < 3; i++) {
     const n = buf[at]
-    if (n === undefined || n < 1 || n > RELAY_MAX_ID_BYTES || at + 1 + n > buf.length) throw new Error('bad id')
+    if (n === undefined || n < 1 || n > RELAY_MAX_ID_BYTES || at + 1 + n > buf.length)
+      throw new Error('bad id')
     const id = buf.toString('latin1', at + 1, at + 1 + n)
     if (!/^[\x21-\x7e]+$/.test(id)) throw new Error('bad id')
     ids.push(id)
