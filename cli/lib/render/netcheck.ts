@@ -16,9 +16,10 @@ export function formatMs(ms: number): string {
 const yesNo = (v: boolean | null): string => (v === null ? 'unknown' : v ? 'yes' : 'no')
 
 export function relayLine(r: RelayCheck): string {
+  const region = r.home === true ? `${r.region} (home)` : r.region
   return r.reachable
-    ? `${r.region}: reachable, ${r.latencyMs === null ? '?' : formatMs(r.latencyMs)} (${r.url})`
-    : `${r.region}: unreachable (${r.error ?? 'no answer'}; ${r.url})`
+    ? `${region}: reachable, ${r.latencyMs === null ? '?' : formatMs(r.latencyMs)} (${r.url})`
+    : `${region}: unreachable (${r.error ?? 'no answer'}; ${r.url})`
 }
 
 export function netcheckText(r: NetcheckResult): string {
