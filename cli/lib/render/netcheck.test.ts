@@ -96,7 +96,9 @@ describe('netcheckText', () => {
       ],
     })
     expect(text).toContain('relay:           default: reachable, 40.1 ms (https://ctl.example/healthz)')
-    expect(text).toContain('relay:           eu (home): reachable, 9.50 ms (https://relay-eu.example/healthz)')
+    expect(text).toContain(
+      'relay:           eu (home): reachable, 9.50 ms (https://relay-eu.example/healthz)',
+    )
   })
 
   it('says when the controller offers no relay', () => {
