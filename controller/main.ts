@@ -429,6 +429,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         cause: err,
       })
     }
+    // Connected nodes hear of stand-alone relays that come and go (a delta with `nat`).
+    const hub = server.netmap
+    relayHub.onRelaysChanged(() => hub.announceNat())
     const addr = server.app.server.address()
     const boundPort = typeof addr === 'object' && addr ? addr.port : port
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`

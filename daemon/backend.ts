@@ -624,6 +624,7 @@ export class Backend {
         version: frame.version,
         self: frame.self ?? rt.netmap.self,
         peers: [...peers.values()],
+        ...(frame.nat !== undefined ? {nat: frame.nat} : {}),
       }
     }
     const self = rt.netmap.self

@@ -183,6 +183,8 @@ export class NetmapHub {
   private readonly nat: NatServices | undefined
   /** `,"nat":{...}` for full maps ('' when none), made again when `nat.relays` is replaced. */
   private natCache: {relays: unknown; json: string} | undefined
+  /** Whether the NAT services changed since start: resumed sessions then get them too. */
+  private natAnnounced = false
 
   constructor(
     private readonly deps: NetmapHubDeps,
@@ -215,6 +217,22 @@ export class NetmapHub {
     const json = `,"nat":${JSON.stringify(nat)}`
     this.natCache = {relays: nat.relays, json}
     return json
+  }
+
+  /**
+   * Tells every connected node the NAT services again (`nat` in a delta without peers, at the
+   * network's current version): for when stand-alone relays came or went. Rare, so one small
+   * frame per node is fine; nodes of a network still loading get them with their full map.
+   */
+  announceNat(): void {
+    this.natAnnounced = true
+    const nat = this.natJson()
+    if (nat === '') return
+    for (const net of this.nets.values()) {
+      if (net.loading) continue
+      const frame = `{"type":"delta","version":${net.version}${nat}}`
+      for (const set of net.conns.values()) for (const conn of set) this.send(conn, frame, 'delta')
+    }
   }
 
   /** Number of open node sockets. */
@@ -352,7 +370,8 @@ export class NetmapHub {
         let frame = `{"type":"delta","version":${version}`
         if (changed.length > 0) frame += `,"changed":[${changed.join(',')}]`
         if (removed.length > 0) frame += `,"removed":[${removed.join(',')}]`
-        this.send(conn, frame + '}', 'delta')
+        // The NAT services may have changed meanwhile, once stand-alone relays came or went.
+        this.send(conn, frame + (this.natAnnounced ? this.natJson() : '') + '}', 'delta')
         return
       }
     }

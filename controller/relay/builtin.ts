@@ -29,12 +29,15 @@ export interface BuiltInRelay {
   readonly relay: RelayServer
   readonly registry: RelayRegistry
   readonly mesh: RelayMesh
+  /** Calls `fn` after the live relays (and so nat.relays) changed. */
+  onRelaysChanged(fn: () => void): void
   /** The relay itself is closed by the HTTP server; this closes the rest. */
   close(): Promise<void>
 }
 
 export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
   const own = opts.nat.relays ?? []
+  const changed: (() => void)[] = []
   const registry = new RelayRegistry({
     keys: new RelayKeyFile(opts.dataDir),
     clock: opts.clock,
@@ -43,6 +46,7 @@ export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
     onChange: (live) => {
       opts.nat.relays = [...own, ...live].slice(0, 16)
       mesh.setPeers(live as {url: string}[], registry.meshToken)
+      for (const fn of changed) fn()
     },
   })
   const mesh = new RelayMesh({selfUrl: undefined, acceptTokens: () => [registry.meshToken], log: opts.log})
@@ -67,6 +71,7 @@ export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
     relay,
     registry,
     mesh,
+    onRelaysChanged: (fn) => void changed.push(fn),
     close: async () => {
       stopRedial()
       offRemovals()

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {Writable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {NetmapFullSchema, type NatServices} from '../../shared/protocol/netmap.js'
+import {NetmapDeltaSchema, NetmapFullSchema, type NatServices} from '../../shared/protocol/netmap.js'
 import {RELAY_CLOSE, RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {client, publicKey, type Client} from '../testing/client.js'
@@ -226,5 +226,24 @@ describe('a stand-alone relay', () => {
     expect((await rb.next(2000)).payload.toString()).toBe('marker')
     expect(rx.frames).toEqual([])
     expect(ra.frames.map((f) => f.payload.toString())).toEqual(['b on r2 to a on r1'])
+  })
+
+  it('is announced to connected nodes when it registers and when it goes (a delta with nat)', async () => {
+    const net = await network()
+    const a = await join(net.id)
+    const ws = await connectWs(`${ctl.url}/api/v1/netmap`, a.credential)
+    sockets.push(ws)
+    await ws.next((f) => f.type === 'full', 2000)
+    const r = await relay()
+    type D = {type: string; nat?: NatServices; changed?: unknown}
+    const listed = (d: D) =>
+      d.type === 'delta' && (d.nat?.relays ?? []).some((x) => x.url === r.url && x.region === 'eu')
+    const added = await ws.next<D>(listed, 2000)
+    expect(NetmapDeltaSchema.safeParse(added).success, JSON.stringify(added)).toBe(true)
+    expect(added.changed).toBeUndefined()
+    await r.close()
+    clock.advance(4 * HEARTBEAT_MS)
+    const gone = await ws.next<D>((d) => d.type === 'delta' && d.nat !== undefined, 2000)
+    expect(gone.nat?.relays?.some((x) => x.url === r.url)).toBe(false)
   })
 })
