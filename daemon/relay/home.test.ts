@@ -16,6 +16,14 @@ describe('chooseHome', () => {
     expect(chooseHome('a', lat({a: 0.9, b: 0.3}))).toBe('a')
   })
 
+  it("takes the controller's own relay only when no stand-alone relay answered", () => {
+    const fallback = new Set(['ctl'])
+    expect(chooseHome(undefined, lat({ctl: 1, eu: 30}), {fallback})).toBe('eu')
+    expect(chooseHome('ctl', lat({ctl: 1, eu: 30}), {fallback})).toBe('eu')
+    expect(chooseHome('eu', lat({ctl: 1, eu: undefined, us: 90}), {fallback})).toBe('us')
+    expect(chooseHome('eu', lat({ctl: 1, eu: undefined}), {fallback})).toBe('ctl')
+  })
+
   it('leaves a home that did not answer; keeps it when no relay answered', () => {
     expect(chooseHome('a', lat({a: undefined, b: 80}))).toBe('b')
     expect(chooseHome('a', lat({a: undefined, b: undefined}))).toBeUndefined()
@@ -25,7 +33,7 @@ describe('chooseHome', () => {
 describe('HomeRelay', () => {
   it('starts on the first relay, moves to the fastest once measured, and re-measures on its interval', async () => {
     const clock = new FakeClock()
-    const ms: Record<string, number | undefined> = {'http://ctl': 40, 'http://eu': 10}
+    const ms: Record<string, number | undefined> = {'http://ctl': 1, 'http://eu': 10}
     const moves: string[] = []
     const home = new HomeRelay({
       clock,

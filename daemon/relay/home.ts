@@ -10,6 +10,10 @@
  *   relay is clearly better: under 2/3 of its latency AND at least `marginMs` (5 ms) faster.
  *   Two relays at about the same distance therefore never make a node flap between them (each
  *   move costs the node's relayed peers a reconnect).
+ * - The controller's own relay (the one without a URL) is the fallback: a node homes there only
+ *   when no stand-alone relay answers. Stand-alone relays exist to take relay traffic off the
+ *   control plane (like Tailscale's DERP regions marked `Avoid`), so a controller a little
+ *   closer does not pull every node back onto itself.
  * - Before the first measurement the home is the first relay of the list (the controller's own),
  *   so a node is reachable at once; the first measurement then picks the best outright.
  *
@@ -27,18 +31,27 @@ export interface HysteresisOptions {
   marginMs?: number
   /** ... and under this fraction of the current one's latency. 2/3 by default. */
   ratio?: number
+  /** Relays taken only when no other answered (the controller's own). */
+  fallback?: ReadonlySet<string>
 }
 
 /**
  * The relay to be home, given the current one (undefined: none chosen by measurement yet) and
  * the latest measurements: the fastest that answered, unless the current one answered and is
- * not clearly worse. Undefined when no relay answered (the caller keeps what it has).
+ * not clearly worse; a fallback relay only when nothing else answered. Undefined when no relay
+ * answered (the caller keeps what it has).
  */
 export function chooseHome(
   current: string | undefined,
   latencies: RelayLatencies,
   opts: HysteresisOptions = {},
 ): string | undefined {
+  const fallback = opts.fallback
+  const preferred = [...latencies].filter(([url, ms]) => ms !== undefined && !fallback?.has(url))
+  if (fallback && preferred.length > 0) {
+    if (current !== undefined && fallback.has(current)) current = undefined
+    latencies = new Map(preferred)
+  }
   let best: string | undefined
   let bestMs = Infinity
   for (const [url, ms] of latencies)
@@ -168,7 +181,11 @@ export class HomeRelay {
     const results = await Promise.all(list.map(async (r) => [r.base, await probe(r.base)] as const))
     if (this.closed) return
     this.latest = new Map(results)
-    const pick = chooseHome(this.measured ? this.home : undefined, this.latest, this.opts.hysteresis)
+    const fallback = new Set(list.filter((r) => r.info.url === undefined).map((r) => r.base))
+    const pick = chooseHome(this.measured ? this.home : undefined, this.latest, {
+      ...this.opts.hysteresis,
+      fallback,
+    })
     if (pick !== undefined) {
       this.measured = true
       this.set(pick)
