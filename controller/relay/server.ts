@@ -573,7 +573,7 @@ export class RelayServer extends EventEmitter<{
               clearTimeout(timer)
               resolve()
             })
-            conn.ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'controller shutting down')
+            conn.ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'relay shutting down')
           }),
         )
       }
