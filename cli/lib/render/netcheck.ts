@@ -15,8 +15,9 @@ export function formatMs(ms: number): string {
 
 const yesNo = (v: boolean | null): string => (v === null ? 'unknown' : v ? 'yes' : 'no')
 
-export function relayLine(r: RelayCheck): string {
-  const region = r.home === true ? `${r.region} (home)` : r.region
+/** One relay; with several, the home relay is marked. */
+export function relayLine(r: RelayCheck, several = false): string {
+  const region = several && r.home === true ? `${r.region} (home)` : r.region
   return r.reachable
     ? `${region}: reachable, ${r.latencyMs === null ? '?' : formatMs(r.latencyMs)} (${r.url})`
     : `${region}: unreachable (${r.error ?? 'no answer'}; ${r.url})`
@@ -26,7 +27,7 @@ export function netcheckText(r: NetcheckResult): string {
   const relays: [string, string][] =
     r.relays.length === 0
       ? [['relay', 'none offered by the controller']]
-      : r.relays.map((x) => ['relay', relayLine(x)])
+      : r.relays.map((x) => ['relay', relayLine(x, r.relays.length > 1)])
   return renderFields([
     ['network', `${r.network} (controller ${r.controller})`],
     [
