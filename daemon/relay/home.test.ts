@@ -77,6 +77,31 @@ describe('HomeRelay', () => {
     home.close()
   })
 
+  it('measures a list that changed while a measurement ran, once that one is over', async () => {
+    const clock = new FakeClock()
+    let release: () => void = () => undefined
+    const slow = new Promise<void>((resolve) => (release = resolve))
+    const probed: string[] = []
+    const home = new HomeRelay({
+      clock,
+      probe: async (base) => {
+        probed.push(base)
+        if (base === 'http://east') await slow
+        return base === 'http://west' ? 3 : base === 'http://ctl' ? 1 : undefined
+      },
+    })
+    home.setRelays([{region: 'default'}, {url: 'http://east', region: 'east'}], 'http://ctl')
+    home.setRelays(
+      [{region: 'default'}, {url: 'http://east', region: 'east'}, {url: 'http://west', region: 'west'}],
+      'http://ctl',
+    )
+    release()
+    for (let i = 0; i < 10 && home.current !== 'http://west'; i++) await yieldToPromises()
+    expect(home.current).toBe('http://west')
+    expect(probed.filter((p) => p === 'http://west')).toHaveLength(1)
+    home.close()
+  })
+
   it('falls back to the first relay when its home leaves the list', async () => {
     const clock = new FakeClock()
     const home = new HomeRelay({clock, probe: async () => undefined})

@@ -126,6 +126,8 @@ export class HomeRelay {
   private soon: TimerHandle | undefined
   private lastMeasure = -Infinity
   private measuring: Promise<void> | undefined
+  /** measure() was called while one ran. */
+  private again = false
   private closed = false
 
   constructor(private readonly opts: HomeRelayOptions) {}
@@ -168,9 +170,22 @@ export class HomeRelay {
     }, wait)
   }
 
-  /** Measures every relay now and moves home when chooseHome says so. */
+  /**
+   * Measures every relay now and moves home when chooseHome says so. Called while a measurement
+   * runs, it measures again once that one is over (the list may have changed meanwhile).
+   */
   measure(): Promise<void> {
-    this.measuring ??= this.run().finally(() => (this.measuring = undefined))
+    if (this.measuring) {
+      this.again = true
+      return this.measuring
+    }
+    this.measuring = this.run().finally(() => {
+      this.measuring = undefined
+      if (this.again && !this.closed) {
+        this.again = false
+        void this.measure()
+      }
+    })
     return this.measuring
   }
 

@@ -1,18 +1,22 @@
 /**
  * Stand-alone relays end to end (`mesh lab up --nat`): two meshd nodes behind udp-blocked NAT
- * routers (nothing but the relay carries their traffic) and two `mesh relay start` processes
- * on hosts of the lab's internet. Nodes home on the fastest stand-alone relay (the controller's
- * own relay is only their fallback). The relays register after the nodes joined: the nodes hear
- * of them through a netmap delta carrying `nat`.
+ * routers (nothing but a relay carries their traffic) and two `mesh relay start` processes on
+ * hosts of the lab's internet, `east` and `west`. Node A's router drops TCP to west and B's to
+ * east, so each node can reach one stand-alone relay: A homes on east, B on west (the
+ * controller's own relay is only a fallback), and their packets cross from relay to relay. The
+ * relays register after the nodes joined: the nodes hear of them through a netmap delta
+ * carrying `nat`.
  *
- * Then a relay is killed (SIGKILL) under a ping series: the nodes homed on it must move to the
- * other relay within seconds, and the series must keep flowing (the longest gap is bounded).
+ * Then east is killed (SIGKILL) under a ping series: A must move within seconds to the only
+ * relay it still reaches, the controller's, whose relay forwards to west; the series must keep
+ * flowing (the longest gap is bounded).
  */
 import fs from 'node:fs'
 import {describe, expect, it} from 'vitest'
 import type {Lab} from '../../cli/lib/lab/lab.js'
 import {isAlive, signalProc} from '../../cli/lib/lab/procs.js'
-import {waitFor} from '../../cli/lib/lab/sh.js'
+import {NAT_TABLE} from '../../cli/lib/lab/nat.js'
+import {run, waitFor} from '../../cli/lib/lab/sh.js'
 import type {LabNode} from '../../cli/lib/lab/state.js'
 import {meshArgv} from '../../cli/lib/self.js'
 import {createRelayKey} from '../../controller/relay/main.js'
@@ -33,8 +37,35 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
   useLab({nat: ['udp-blocked', 'udp-blocked'], network: NET, cidr: '10.246.0.0/24'}, async (l) => {
     lab = l
     const ctl = lab.state.controller!
-    for (const region of ['east', 'west']) {
-      const host = await lab.addNode({nat: 'none', daemon: false})
+    for (let i = 0; i < 2; i++) hosts.push(await lab.addNode({nat: 'none', daemon: false}))
+    // A reaches only east (hosts[0]) of the two, B only west (hosts[1]).
+    const [a, b] = nodes()
+    for (const [n, unreachable] of [
+      [a!, hosts[1]!],
+      [b!, hosts[0]!],
+    ] as const) {
+      const r = await run(
+        'nft',
+        [
+          'insert',
+          'rule',
+          'ip',
+          NAT_TABLE,
+          'forward',
+          'ip',
+          'daddr',
+          unreachable.underlay,
+          'meta',
+          'l4proto',
+          'tcp',
+          'drop',
+        ],
+        {ns: n.router!.ns, timeoutMs: 10_000},
+      )
+      expect(r.code, r.stderr).toBe(0)
+    }
+    for (const [i, region] of ['east', 'west'].entries()) {
+      const host = hosts[i]!
       const {key} = createRelayKey({dataDir: ctl.dataDir, region})
       lab.startHelper(host, 'relay', [
         ...meshArgv(),
@@ -49,7 +80,6 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
         '--region',
         region,
       ])
-      hosts.push(host)
     }
   })
 
@@ -68,33 +98,35 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
     return home?.url.replace(/\/healthz$/, '')
   }
 
-  it('lists every relay with its latency in netcheck and homes the nodes on a stand-alone one', async () => {
-    for (const n of nodes()) {
+  it('lists every relay with its latency in netcheck; nodes home on different relays and reach each other', async () => {
+    const [a, b] = nodes()
+    for (const [n, host] of [
+      [a!, hosts[0]!],
+      [b!, hosts[1]!],
+    ] as const) {
       const home = await waitFor(
-        `${n.name} to home on a stand-alone relay`,
-        async () => {
-          const h = await homeOf(n)
-          return h !== undefined && hosts.some((x) => relayUrl(x) === h) ? h : undefined
-        },
+        `${n.name} to home on ${relayUrl(host)}`,
+        async () => ((await homeOf(n)) === relayUrl(host) ? relayUrl(host) : undefined),
         {timeoutMs: 30_000, intervalMs: 500},
       )
       const r = await netcheck(n)
       expect(r.relays.map((x) => x.region).sort()).toEqual(['default', 'east', 'west'])
-      for (const x of r.relays) expect(x.reachable, JSON.stringify(x)).toBe(true)
+      for (const x of r.relays)
+        expect(x.reachable, JSON.stringify(x)).toBe(
+          x.region === 'default' || x.url.startsWith(relayUrl(host)),
+        )
       console.log(
         `[e2e] ${n.name} home ${home}: ${r.relays.map((x) => `${x.region} ${x.latencyMs} ms`).join(', ')}`,
       )
     }
-    const [a, b] = nodes()
     expect(await lab.ping(a!, b!.addresses[NET]!, 5)).toBe(true)
     expect(await lab.ping(b!, a!.addresses[NET]!, 5)).toBe(true)
   })
 
-  it('moves the nodes of a killed relay to the other one within seconds, under traffic', async () => {
+  it("moves a killed relay's node within seconds to the relay it still reaches, under traffic", async () => {
     const [a, b] = nodes()
-    const homeA = (await homeOf(a!))!
-    const victim = hosts.find((h) => relayUrl(h) === homeA)!
-    const survivor = hosts.find((h) => h !== victim)!
+    const victim = hosts[0]!
+    expect(await homeOf(a!)).toBe(relayUrl(victim))
     lab.startHelper(a!, 'series', ['ping', '-n', '-i', '0.1', '-w', String(SERIES_S), b!.addresses[NET]!])
     const series = lab.proc(`${a!.name}/series`)!
     // Let the series run a few seconds on the old relay first.
@@ -110,14 +142,17 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
     const t0 = Date.now()
     expect(signalProc(proc, 'SIGKILL')).toBe(true)
     await waitFor('the relay to die', () => !isAlive(proc), {timeoutMs: 5_000, intervalMs: 20})
-    for (const n of [a!, b!]) {
-      await waitFor(
-        `${n.name} to home on the surviving relay`,
-        async () => (await homeOf(n)) === relayUrl(survivor),
-        {timeoutMs: 15_000, intervalMs: 200},
-      )
-    }
+    // A reaches west no more than before: the controller's relay is its fallback.
+    await waitFor(
+      `${a!.name} to home on the controller's relay`,
+      async () => (await homeOf(a!)) === lab.state.controller!.url,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    )
     const moved = Date.now() - t0
+    expect(await homeOf(b!)).toBe(relayUrl(hosts[1]!))
     await waitFor('the ping series to end', () => !isAlive(series), {
       timeoutMs: (SERIES_S + 10) * 1000,
       intervalMs: 200,
@@ -126,7 +161,7 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
     const {sent, received} = pingStats(out)
     const gap = longestGap(out, sent)
     console.log(
-      `[e2e] relay ${victim.name} killed: nodes moved within ${moved} ms (netcheck polls included); ` +
+      `[e2e] relay ${victim.name} killed: ${a!.name} moved within ${moved} ms (netcheck polls included); ` +
         `series ${received}/${sent}, longest gap ${gap} pings (${gap * 100} ms)`,
     )
     // "Within seconds": at most 5 s without a reply (50 pings at 10/s).
