@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping status tenant topology up user whoami' ;;
+    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping relay status tenant topology up user whoami' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
     'controller') words='backup install restore start uninstall' ;;
@@ -17,6 +17,8 @@ _mesh() {
     'network') words='create delete list member set show' ;;
     'network member') words='list remove set' ;;
     'node') words='approve list remove rename show' ;;
+    'relay') words='key start' ;;
+    'relay key') words='create' ;;
     'tenant') words='create' ;;
     'user') words='create delete list set-role' ;;
     *) words="" ;;
@@ -64,6 +66,8 @@ _mesh() {
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
     'ping') words='--config --count -c --json --network --socket --timeout --verbose' ;;
+    'relay key create') words='--config --data-dir --json --region --verbose' ;;
+    'relay start') words='--controller --listen --log-level --public-url --region --relay-key --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'topology') words='--json --once --verbose' ;;

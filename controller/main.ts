@@ -17,7 +17,8 @@ import {buildServer, type ControllerServer} from './api/server.js'
 import {loadOrCreateDiscoveryKey} from './discovery/key.js'
 import {DiscoveryServer} from './discovery/server.js'
 import {ControllerMetrics, registerNatMetrics} from './metrics.js'
-import {RelayMetrics, RelayServer} from './relay/server.js'
+import {RelayMetrics, type RelayServer} from './relay/server.js'
+import {startBuiltInRelay, type BuiltInRelay} from './relay/builtin.js'
 import {StunServer} from './stun/server.js'
 import {ControllerState} from './state.js'
 import {storageError, StorageFailureLog} from './store/errors.js'
@@ -78,6 +79,8 @@ export interface ControllerOptions {
   readonly discoveryListen?: string
   /** Comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For is believed. */
   readonly trustedProxy?: string
+  /** How often stand-alone relays heartbeat (ms; default 5,000; tests). */
+  readonly relayHeartbeatMs?: number
 }
 
 export interface RunningController {
@@ -346,6 +349,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     replicas?.store ?? (await SqliteStore.open(dbPathOf(database), {migrations: opts.migrations}))
   let server: ControllerServer | undefined
   let relay: RelayServer | undefined
+  let relayHub: BuiltInRelay | undefined
   let stun: StunServer | undefined
   let discovery: DiscoveryServer | undefined
   try {
@@ -425,20 +429,25 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       ...(stunStats ? {stun: stunStats} : {}),
       ...(discoveryStats ? {discovery: discoveryStats} : {}),
     })
-    relay = new RelayServer({
+    // The built-in relay, the registry of stand-alone relays and the mesh between them. A node
+    // removed (or no longer active) loses its relay socket at once, on every relay.
+    relayHub = startBuiltInRelay({
+      dataDir,
+      clock,
       authenticate: async (credential) => {
         const n = await state.auth.authenticateNode(credential)
-        return n?.status === 'active' ? {nodeId: n.id, networkId: n.networkId} : undefined
+        return n && {nodeId: n.id, networkId: n.networkId, active: n.status === 'active'}
       },
+      removals: (fn) =>
+        state.feed.onNodeChange((c) => {
+          if (c.node?.status !== 'active') fn({nodeId: c.nodeId, networkId: c.networkId})
+        }),
       metrics: new RelayMetrics(metrics.registry),
       log: logger.child({component: 'relay'}),
-      now: () => clock.now(),
+      nat,
+      heartbeatMs: opts.relayHeartbeatMs,
     })
-    const relayServer = relay
-    // A node removed (or no longer active) loses its relay socket at once.
-    state.feed.onNodeChange((c) => {
-      if (c.node?.status !== 'active') relayServer.disconnect(c.nodeId, {networkId: c.networkId})
-    })
+    relay = relayHub.relay
 
     server = await buildServer({
       state,
@@ -449,6 +458,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       relay,
       nat,
       trustedProxies,
+      relays: relayHub.registry,
     })
     try {
       await server.app.listen({host, port})
@@ -458,6 +468,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         cause: err,
       })
     }
+    // Connected nodes hear of stand-alone relays that come and go (a delta with `nat`).
+    const hub = server.netmap
+    relayHub.onRelaysChanged(() => hub.announceNat())
     const addr = server.app.server.address()
     const boundPort = typeof addr === 'object' && addr ? addr.port : port
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
@@ -495,6 +508,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       close: () =>
         (closing ??= (async () => {
           stopReaper()
+          await relayHub?.close()
           await srv.close()
           stunServer?.close()
           await discoveryServer?.close()
@@ -507,6 +521,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   } catch (err) {
     if (server) await server.close().catch(() => undefined)
     else await relay?.close().catch(() => undefined)
+    await relayHub?.close().catch(() => undefined)
     stun?.close()
     await discovery?.close().catch(() => undefined)
     await replicas?.close().catch(() => undefined)

@@ -41,6 +41,7 @@ import {PeerPath} from './nat/path.js'
 import {Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
 import {RelayClient} from './relay/client.js'
+import {HomeRelay, type HysteresisOptions} from './relay/home.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
 import {backoffDelay, NetmapSync} from './netmap/sync.js'
@@ -70,6 +71,12 @@ export interface BackendOptions {
   retryDelayMs?: (attempt: number) => number
   /** Time and timers of the daemon's state machines; the real clock by default. */
   clock?: Clock
+  /** Home relay choice (tests): how relays are timed, how often, and the hysteresis. */
+  homeRelay?: {
+    probe?: (base: string) => Promise<number | undefined>
+    intervalMs?: number
+    hysteresis?: HysteresisOptions
+  }
 }
 
 /**
@@ -132,6 +139,8 @@ interface NetRuntime {
   /** The relay of this network (opened once the netmap names one) and each relayed peer's
    *  local endpoint, by peer id. */
   relay: RelayClient | undefined
+  /** Which of the netmap's relays the relay socket goes to (daemon/relay/home.ts). */
+  home: HomeRelay | undefined
   shims: Map<string, string>
   /** The controller's discovery port as WireGuard should reach it; undefined when not offered. */
   discoveryEndpoint: string | undefined
@@ -364,6 +373,7 @@ export class Backend {
       applyFailures: 0,
       paths: new Map(),
       relay: undefined,
+      home: undefined,
       shims: new Map(),
       discoveryEndpoint: undefined,
       prober: undefined,
@@ -614,6 +624,7 @@ export class Backend {
         version: frame.version,
         self: frame.self ?? rt.netmap.self,
         peers: [...peers.values()],
+        ...(frame.nat !== undefined ? {nat: frame.nat} : {}),
       }
     }
     const self = rt.netmap.self
@@ -729,11 +740,26 @@ export class Backend {
     rt.discoveryEndpoint = nat?.discovery ? await this.serviceEndpoint(rt, nat.discovery.service) : undefined
     // A stop (or down) that ran meanwhile closed the relay: never open a new one after it.
     if (this.closed || !rt.record.up) return
-    const relayInfo = nat?.relays?.[0]
-    if (!relayInfo) {
+    const relays = nat?.relays ?? []
+    if (relays.length === 0) {
       if (rt.relay) await this.closeRelay(rt)
       return
     }
+    // The home relay: measured among the netmap's relays; the socket follows it when it moves.
+    if (!rt.home) {
+      const home = new HomeRelay({
+        clock: this.clock,
+        ...this.opts.homeRelay,
+        onChange: (base, info) => {
+          if (rt.home !== home) return
+          this.log.info({network: rt.record.name, relay: base, region: info.region}, 'home relay')
+          rt.relay?.retarget(base)
+        },
+      })
+      rt.home = home
+    }
+    rt.home.setRelays(relays, rt.record.controller)
+    const homeUrl = rt.home.current ?? rt.record.controller
     const peers = this.usablePeers(rt)
     const wanted = new Set(peers.map((p) => p.id))
     for (const id of [...rt.shims.keys()]) {
@@ -747,7 +773,7 @@ export class Backend {
     const fresh = !rt.relay
     if (!rt.relay) {
       const relay = new RelayClient({
-        controller: relayInfo.url ?? rt.record.controller,
+        controller: homeUrl,
         credential: rt.credential,
         selfId: rt.record.nodeId,
         wireGuardPort: rt.record.listenPort,
@@ -756,7 +782,10 @@ export class Backend {
       // Relayed peers look for a direct path as soon as the relay goes away (the controller
       // died, say), not at the next path check: nothing else carries them meanwhile.
       relay.on('close', () => {
-        if (rt.relay === relay) this.checkPathsSoon()
+        if (rt.relay !== relay) return
+        this.checkPathsSoon()
+        // The home relay may be gone: measure again, and move if another answers.
+        rt.home?.measureSoon()
       })
       // Peers go through the relay as soon as it is open, not at the next path check.
       void relay.whenOpen().then(
@@ -767,6 +796,7 @@ export class Backend {
       )
     }
     const relay = rt.relay
+    relay.retarget(homeUrl)
     // A socket opened by this very reconcile: its peers go onto WireGuard through the relay in
     // this apply. Without the wait they stay off WireGuard (awaiting the relay) until a second
     // reconcile, queued behind this one, adds them: one `wg show` and one `wg set` more before a
@@ -906,6 +936,8 @@ export class Backend {
   private async closeRelay(rt: NetRuntime): Promise<void> {
     const relay = rt.relay
     rt.relay = undefined
+    rt.home?.close()
+    rt.home = undefined
     rt.shims.clear()
     await relay?.close().catch(() => {})
   }
@@ -1372,11 +1404,18 @@ export class Backend {
     network: string
     controller: string
     nat: NetmapFull['nat']
+    /** The base URL of the home relay, when one is chosen. */
+    homeRelay?: string
   } {
     const nets = this.select(ref)
     if (nets.length === 0) throw new MeshError('NETWORK_NOT_JOINED', {message: 'no network joined'})
     const rt = nets.find((n) => n.netmap?.nat?.stun) ?? nets[0]!
-    return {network: rt.record.name, controller: rt.record.controller, nat: rt.netmap?.nat}
+    return {
+      network: rt.record.name,
+      controller: rt.record.controller,
+      nat: rt.netmap?.nat,
+      ...(rt.home?.current === undefined ? {} : {homeRelay: rt.home.current}),
+    }
   }
 
   /**

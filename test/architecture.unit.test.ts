@@ -1,6 +1,7 @@
 // The dependency rule, checked on the source graph (tailscale's deptest): cli, daemon and
 // controller import only shared/ (and packages), never each other; shared/ imports none of them.
-// The two allowed edges are the lazy imports of each program's single main entry.
+// The allowed edges are the lazy imports of each program's main entries (controller/main.ts,
+// daemon/main.ts, and controller/relay/main.ts for the stand-alone relay).
 import fs from 'node:fs'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
@@ -14,6 +15,9 @@ const ALLOWED_EDGES = new Set([
   'cli/commands/controller/start.ts -> controller/main.ts',
   'cli/commands/controller/backup.ts -> controller/main.ts',
   'cli/commands/controller/restore.ts -> controller/main.ts',
+  // The stand-alone relay's own entry: a relay loads the relay code, not the controller's store.
+  'cli/commands/relay/start.ts -> controller/relay/main.ts',
+  'cli/commands/relay/key/create.ts -> controller/relay/main.ts',
 ])
 
 /** Production sources only: tests and testing/ harnesses may cross programs on purpose. */

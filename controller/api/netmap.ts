@@ -213,8 +213,12 @@ export class NetmapHub {
   /** New sessions per node credential; see session-limit.ts. */
   private readonly sessionLimit: SessionRateLimiter
   private readonly storageLog: StorageFailureLog
-  /** `,"nat":{...}` for full maps: the controller's NAT services, fixed at start; '' when none. */
-  private readonly natJson: string
+  /** The controller's NAT services; its relay list changes as stand-alone relays come and go. */
+  private readonly nat: NatServices | undefined
+  /** `,"nat":{...}` for full maps ('' when none), made again when `nat.relays` is replaced. */
+  private natCache: {relays: unknown; json: string} | undefined
+  /** Whether the NAT services changed since start: resumed sessions then get them too. */
+  private natAnnounced = false
 
   constructor(
     private readonly deps: NetmapHubDeps,
@@ -223,7 +227,7 @@ export class NetmapHub {
     opts: {pingIntervalMs?: number | undefined; nat?: NatServices | undefined} = {},
   ) {
     const clock = (this.clock = deps.clock)
-    this.natJson = opts.nat === undefined ? '' : `,"nat":${JSON.stringify(opts.nat)}`
+    this.nat = opts.nat
     this.sessionLimit = new SessionRateLimiter(undefined, undefined, () => clock.now())
     this.storageLog = new StorageFailureLog(log, undefined, () => clock.now())
     this.wss = new WebSocketServer({noServer: true, maxPayload: LIMITS.maxFrameBytes, clientTracking: false})
@@ -237,6 +241,32 @@ export class NetmapHub {
       offNetworks()
     }
     this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
+  }
+
+  private natJson(): string {
+    const nat = this.nat
+    if (nat === undefined) return ''
+    const cached = this.natCache
+    if (cached !== undefined && cached.relays === nat.relays) return cached.json
+    const json = `,"nat":${JSON.stringify(nat)}`
+    this.natCache = {relays: nat.relays, json}
+    return json
+  }
+
+  /**
+   * Tells every connected node the NAT services again (`nat` in a delta without peers, at the
+   * network's current version): for when stand-alone relays came or went. Rare, so one small
+   * frame per node is fine; nodes of a network still loading get them with their full map.
+   */
+  announceNat(): void {
+    this.natAnnounced = true
+    const nat = this.natJson()
+    if (nat === '') return
+    for (const net of this.nets.values()) {
+      if (net.loading) continue
+      const frame = `{"type":"delta","version":${net.version}${nat}}`
+      for (const set of net.conns.values()) for (const conn of set) this.send(conn, frame, 'delta')
+    }
   }
 
   /** Number of open node sockets. */
@@ -374,7 +404,8 @@ export class NetmapHub {
         let frame = `{"type":"delta","version":${version}`
         if (changed.length > 0) frame += `,"changed":[${changed.join(',')}]`
         if (removed.length > 0) frame += `,"removed":[${removed.join(',')}]`
-        this.send(conn, frame + '}', 'delta')
+        // The NAT services may have changed meanwhile, once stand-alone relays came or went.
+        this.send(conn, frame + (this.natAnnounced ? this.natJson() : '') + '}', 'delta')
         return
       }
     }
@@ -392,7 +423,7 @@ export class NetmapHub {
     const head = Buffer.from(
       `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[`,
     )
-    const tail = Buffer.from(`]${this.natJson}}`)
+    const tail = Buffer.from(`]${this.natJson()}}`)
     if (self.status !== 'active') return [head, tail]
     return [head, ...peersExcept((net.peerList ??= peerBlob(net.peerJson)), self.id), tail]
   }

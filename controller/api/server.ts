@@ -30,6 +30,7 @@ import {buildOpenApi} from './openapi.js'
 import {rawErrorResponse} from './raw-response.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import type {RelayServer} from '../relay/server.js'
+import {registerRelayRoutes, type RelayRegistry} from '../relay/registry.js'
 
 export interface ServerOptions {
   readonly state: ControllerState
@@ -40,7 +41,7 @@ export interface ServerOptions {
   readonly pingIntervalMs?: number | undefined
   /** Serves WS_PATHS.relay; without it that path is NOT_FOUND. Closed by close(). */
   readonly relay?: RelayServer | undefined
-  /** The NAT services full netmaps name (see NatServices). */
+  /** The NAT services full netmaps name (see NatServices); read at every full map. */
   readonly nat?: NatServices | undefined
   /**
    * Load balancers whose X-Forwarded-For is believed (addresses or CIDRs, parseTrustedProxies):
@@ -48,6 +49,8 @@ export interface ServerOptions {
    * forwards. Never every sender: a client reaching the controller directly could forge it.
    */
   readonly trustedProxies?: readonly string[] | undefined
+  /** Serves the REST routes stand-alone relays call (controller/relay/registry.ts). */
+  readonly relays?: RelayRegistry | undefined
 }
 
 export interface ControllerServer {
@@ -452,6 +455,8 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       },
     })
   }
+
+  if (opts.relays) registerRelayRoutes(app as unknown as FastifyInstance, opts.relays)
 
   // ---- WebSockets: a plain GET (no Upgrade header) on their paths gets 426, not 404.
   const relay = opts.relay

@@ -29,8 +29,18 @@
  * One session per node: a new authenticated upgrade for a node replaces its open socket, which
  * is closed with RELAY_CLOSE.REPLACED; the new session inherits the old one's token buckets.
  *
- * Wiring (controller/api/server.ts): route upgrades of WS_PATHS.relay to handleUpgrade; call
- * disconnect(nodeId) when a node is removed; close() on shutdown.
+ * The same code runs inside the controller and on its own (`mesh relay start`,
+ * controller/relay/main.ts); it knows nothing of either. It is given:
+ * - `authenticate`: who a credential belongs to (the controller asks its state; a stand-alone
+ *   relay asks the controller, controller/relay/node-auth.ts);
+ * - `removals`: a stream of nodes that stopped being active, whose sockets close at once (the
+ *   controller's change feed; a stand-alone relay's heartbeat answers);
+ * - `forward`: optional, where a packet for a node that is not connected here goes (the relay
+ *   mesh, controller/relay/mesh.ts); packets arriving from the mesh come in through deliver(),
+ *   which only ever delivers locally (a forwarded packet is never forwarded again).
+ *
+ * Wiring (controller/api/server.ts): route upgrades of WS_PATHS.relay to handleUpgrade; close()
+ * on shutdown.
  */
 import {EventEmitter} from 'node:events'
 import type {IncomingMessage} from 'node:http'
@@ -56,6 +66,9 @@ export interface RelayIdentity {
   readonly nodeId: string
   readonly networkId: string
 }
+
+/** Subscribes a listener to a stream of events; returns the unsubscribe function. */
+export type Subscribe<T> = (listener: (event: T) => void) => () => void
 
 export interface RelayLimits {
   /** Largest WireGuard packet relayed (bytes); the WebSocket message limit follows from it. */
@@ -152,6 +165,22 @@ export interface RelayServerOptions {
   log?: RelayLog
   /** Sockets that do not answer a ping within this interval are dropped. 30 s by default. */
   pingIntervalMs?: number
+  /** Nodes no longer active (removed, disabled, pending): their sockets close with REVOKED. */
+  removals?: Subscribe<RelayIdentity>
+  /**
+   * A packet batch whose destination is not connected here, in the sender's network: true when
+   * it was taken elsewhere (the relay mesh), false to drop it as 'unknown'/'foreign'.
+   */
+  forward?: (from: RelayIdentity, dstNodeId: string, payloads: Buffer[]) => boolean
+}
+
+/** A sender as the receiving side sees it: a connected node, or one on another relay. */
+interface Source {
+  readonly id: RelayIdentity
+  readonly net: Net
+  /** The frame headers (data, batch) with this node as source, prefixed to what it sends. */
+  readonly header: Buffer
+  readonly batchHeader: Buffer
 }
 
 interface Buckets {
@@ -160,19 +189,14 @@ interface Buckets {
   at: number
 }
 
-interface Conn {
+interface Conn extends Source {
   readonly ws: WebSocket
-  readonly id: RelayIdentity
-  readonly net: Net
-  /** The frame headers (data, batch) with this node as source, prefixed to what it sends. */
-  readonly header: Buffer
-  readonly batchHeader: Buffer
   /** Whether this node takes batches (it announced them at the upgrade). */
   readonly batchIn: boolean
   buckets: Buckets
   alive: boolean
   /** Packets for this node not sent yet (they go at the end of this event-loop turn), by sender. */
-  pending: Map<Conn, Buffer[]>
+  pending: Map<Source, Buffer[]>
   pendingBytes: number
 }
 
@@ -207,6 +231,9 @@ export class RelayServer extends EventEmitter<{
   /** Receivers with packets queued this turn, and the flush that sends them. */
   private readonly dirty = new Set<Conn>()
   private flushHandle: NodeJS.Immediate | undefined = undefined
+  /** Senders on other relays (deliver()), by network and node; bounded (cleared when full). */
+  private readonly remoteSources = new Map<string, Source>()
+  private readonly unsubscribeRemovals: () => void
 
   constructor(private readonly opts: RelayServerOptions) {
     super()
@@ -226,6 +253,43 @@ export class RelayServer extends EventEmitter<{
     })
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
     this.pinger.unref()
+    this.unsubscribeRemovals =
+      opts.removals?.((r) => this.disconnect(r.nodeId, {networkId: r.networkId})) ?? (() => undefined)
+  }
+
+  /** Every connected node (for heartbeats and the mesh's presence). */
+  connectedNodes(): RelayIdentity[] {
+    const out: RelayIdentity[] = []
+    for (const net of this.nets.values()) for (const conn of net.nodes.values()) out.push(conn.id)
+    return out
+  }
+
+  /**
+   * Hands packets that came from another relay to a node connected here. Never forwards them on
+   * (no loops); false when the node is not connected here or its backlog is full (dropped and
+   * counted against the sender's network).
+   */
+  deliver(networkId: string, srcNodeId: string, dstNodeId: string, payloads: Buffer[]): boolean {
+    const dst = this.nets.get(networkId)?.nodes.get(dstNodeId)
+    if (!dst || dst.ws.readyState !== dst.ws.OPEN || srcNodeId === dstNodeId) {
+      this.net(networkId).dropped.unknown.inc(payloads.length)
+      if (this.nets.get(networkId)?.nodes.size === 0) this.nets.delete(networkId)
+      return false
+    }
+    const key = `${networkId}\0${srcNodeId}`
+    let src = this.remoteSources.get(key)
+    if (!src || src.net !== dst.net) {
+      if (this.remoteSources.size >= 10_000) this.remoteSources.clear()
+      src = {
+        id: {networkId, nodeId: srcNodeId},
+        net: dst.net,
+        header: relayFrameHeader(srcNodeId),
+        batchHeader: relayFrameHeader(srcNodeId, RELAY_FRAME_BATCH),
+      }
+      this.remoteSources.set(key, src)
+    }
+    this.queue(src, dst, payloads, payloads.length)
+    return true
   }
 
   /** Open relay sockets. */
@@ -354,13 +418,20 @@ export class RelayServer extends EventEmitter<{
     const n = 1 + this.takePackets(conn, payloads.length - 1)
     if (n < payloads.length) this.drop(conn, 'rate', payloads.length - n)
     const dst = conn.net.nodes.get(peerId)
+    if (!dst && peerId !== conn.id.nodeId && this.opts.forward?.(conn.id, peerId, payloads.slice(0, n)))
+      return
     if (!dst || dst === conn)
       return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown', n)
     if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown', n)
+    this.queue(conn, dst, payloads, n)
+  }
+
+  /** Queues the first `n` payloads from `src` for `dst`, sent at the end of this turn. */
+  private queue(src: Source, dst: Conn, payloads: Buffer[], n: number): void {
     if (dst.ws.bufferedAmount + dst.pendingBytes > this.limits.maxBacklogBytes)
-      return this.drop(conn, 'backlog', n)
-    let list = dst.pending.get(conn)
-    if (!list) dst.pending.set(conn, (list = []))
+      return this.drop(src, 'backlog', n)
+    let list = dst.pending.get(src)
+    if (!list) dst.pending.set(src, (list = []))
     for (let i = 0; i < n; i++) {
       list.push(payloads[i]!)
       dst.pendingBytes += payloads[i]!.length
@@ -390,7 +461,7 @@ export class RelayServer extends EventEmitter<{
     }
   }
 
-  private send(dst: Conn, src: Conn, packets: Buffer[]): void {
+  private send(dst: Conn, src: Source, packets: Buffer[]): void {
     let bytes = 0
     const maxPayload = this.limits.maxPayload
     const one = (p: Buffer) => dst.ws.send(Buffer.concat([src.header, p], src.header.length + p.length))
@@ -446,7 +517,7 @@ export class RelayServer extends EventEmitter<{
     return n
   }
 
-  private drop(conn: Conn, reason: RelayDropReason, n = 1): void {
+  private drop(conn: Source, reason: RelayDropReason, n = 1): void {
     if (n <= 0) return
     conn.net.dropped[reason].inc(n)
     if (this.listenerCount('drop') > 0)
@@ -483,6 +554,7 @@ export class RelayServer extends EventEmitter<{
   /** Closes every relay socket with 1001 (going away); sockets that do not close in 2 s are cut. */
   async close(): Promise<void> {
     this.closing = true
+    this.unsubscribeRemovals()
     clearInterval(this.pinger)
     if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
     this.flushHandle = undefined
@@ -501,7 +573,7 @@ export class RelayServer extends EventEmitter<{
               clearTimeout(timer)
               resolve()
             })
-            conn.ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'controller shutting down')
+            conn.ws.close(RELAY_CLOSE.SHUTTING_DOWN, 'relay shutting down')
           }),
         )
       }

@@ -28,6 +28,8 @@ export interface NetcheckTarget {
   readonly controller: string
   /** The netmap's NAT services; undefined before the first netmap (or from an older controller). */
   readonly nat: NatServices | undefined
+  /** The base URL of the node's home relay (daemon/relay/home.ts), when one is chosen. */
+  readonly homeRelay?: string
 }
 
 export interface NetcheckServiceOptions {
@@ -74,7 +76,12 @@ export class NetcheckService {
             hint: 'see the meshd log',
           })
         }),
-      Promise.all((t.nat.relays ?? []).slice(0, 16).map((r) => this.checkRelay(r, t.controller))),
+      Promise.all(
+        (t.nat.relays ?? []).slice(0, 16).map(async (r) => ({
+          ...(await this.checkRelay(r, t.controller)),
+          home: (r.url ?? t.controller) === t.homeRelay,
+        })),
+      ),
     ])
     return {...report, network: t.network, controller: t.controller, relays}
   }

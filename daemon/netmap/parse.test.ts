@@ -111,6 +111,12 @@ describe('parseServerFrame', () => {
     })
   })
 
+  it('keeps the NAT services a delta carries (stand-alone relays came or went)', () => {
+    const nat = {relays: [{region: 'default'}, {url: 'https://relay-eu.example', region: 'eu'}]}
+    const r = parseServerFrame({type: 'delta', version: 4, nat})
+    expect(r.frame).toEqual({type: 'delta', version: 4, nat})
+  })
+
   it('ignores a frame whose envelope is invalid', () => {
     expect(parseServerFrame({type: 'full', version: -1, peers: []}).frame).toBeNull()
     expect(parseServerFrame({...full([]), self: {id: 'n1'}}).frame).toBeNull()

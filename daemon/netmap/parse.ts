@@ -125,6 +125,7 @@ export function parseServerFrame(
       ...(added !== undefined && {added}),
       ...(changed !== undefined && {changed}),
       ...((f.removed !== undefined || gone.length > 0) && {removed: [...new Set(removed)]}),
+      ...(f.nat !== undefined && {nat: f.nat}),
     },
   }
 }

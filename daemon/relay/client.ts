@@ -123,12 +123,13 @@ export interface RelayClientEvents {
 const zeroMask = (mask: Buffer): void => void mask.fill(0)
 
 export class RelayClient extends EventEmitter<RelayClientEvents> {
-  private readonly url: string
+  private url: string
   private readonly clock: ShimClock
   private readonly maxPayload: number
   private readonly maxSendBacklog: number
   private readonly keepaliveMs: number
   private ws: WebSocket | undefined
+  private base: string
   /** Whether the relay of the open socket takes batches. */
   private batchOut = false
   private wgPort: number
@@ -145,6 +146,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
 
   constructor(private readonly opts: RelayClientOptions) {
     super()
+    this.base = opts.controller
     this.url = wsUrl(opts.controller, RELAY_WS_PATH).toString()
     this.clock = opts.clock ?? systemShimClock
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
@@ -189,6 +191,35 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
 
   setWireGuardPort(port: number): void {
     this.wgPort = port
+  }
+
+  /** The base URL of the relay the socket goes to (the controller's, or a stand-alone relay's). */
+  get relayUrl(): string {
+    return this.base
+  }
+
+  /**
+   * Moves the socket to another relay (a new home relay): the open socket is closed and a new
+   * one opens at once. Shims stay, so WireGuard's endpoints for relayed peers do not change;
+   * packets in between are dropped (WireGuard retransmits).
+   */
+  retarget(base: string): void {
+    if (this.stopped || base === this.base) return
+    this.base = base
+    this.url = wsUrl(base, RELAY_WS_PATH).toString()
+    this.attempt = 0
+    if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
+    this.keepaliveTimer = undefined
+    const old = this.ws
+    this.ws = undefined
+    if (old) {
+      if (old.readyState === WebSocket.CONNECTING) old.terminate()
+      else old.close(1000, 'moving to another relay')
+      this.emit('close', {code: 1000, reason: 'moving to another relay', reconnectInMs: 0})
+    }
+    this.connect()
   }
 
   private connect(): void {

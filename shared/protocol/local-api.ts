@@ -161,6 +161,8 @@ export const RelayCheckSchema = z.object({
   latencyMs: z.number().nonnegative().nullable(),
   /** Why it is not reachable (one line), null when it is. */
   error: z.string().max(200).nullable(),
+  /** This node's home relay (its relay socket goes there); absent from an older meshd. */
+  home: z.boolean().optional(),
 })
 export type RelayCheck = z.infer<typeof RelayCheckSchema>
 

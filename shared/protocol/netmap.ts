@@ -114,6 +114,11 @@ export const NetmapDeltaSchema = z.object({
   changed: z.array(PeerSchema).optional(),
   /** Node ids. */
   removed: z.array(IdSchema).optional(),
+  /**
+   * The controller's NAT services, whole, when they changed (stand-alone relays came or went)
+   * and on a resumed session. A meshd older than the field ignores it.
+   */
+  nat: NatServicesSchema.optional(),
 })
 export type NetmapDelta = z.infer<typeof NetmapDeltaSchema>
 

@@ -73,6 +73,34 @@ describe('netcheckText', () => {
     expect(text).toContain('verdict:         UDP blocked: relay only')
   })
 
+  it('shows every relay with its latency and marks the home relay', () => {
+    const text = netcheckText({
+      ...base,
+      relays: [
+        {
+          region: 'default',
+          url: 'https://ctl.example/healthz',
+          reachable: true,
+          latencyMs: 40.1,
+          error: null,
+          home: false,
+        },
+        {
+          region: 'eu',
+          url: 'https://relay-eu.example/healthz',
+          reachable: true,
+          latencyMs: 9.5,
+          error: null,
+          home: true,
+        },
+      ],
+    })
+    expect(text).toContain('relay:           default: reachable, 40.1 ms (https://ctl.example/healthz)')
+    expect(text).toContain(
+      'relay:           eu (home): reachable, 9.50 ms (https://relay-eu.example/healthz)',
+    )
+  })
+
   it('says when the controller offers no relay', () => {
     expect(netcheckText({...base, relays: []})).toContain('relay:           none offered by the controller')
   })

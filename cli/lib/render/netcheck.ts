@@ -15,17 +15,19 @@ export function formatMs(ms: number): string {
 
 const yesNo = (v: boolean | null): string => (v === null ? 'unknown' : v ? 'yes' : 'no')
 
-export function relayLine(r: RelayCheck): string {
+/** One relay; with several, the home relay is marked. */
+export function relayLine(r: RelayCheck, several = false): string {
+  const region = several && r.home === true ? `${r.region} (home)` : r.region
   return r.reachable
-    ? `${r.region}: reachable, ${r.latencyMs === null ? '?' : formatMs(r.latencyMs)} (${r.url})`
-    : `${r.region}: unreachable (${r.error ?? 'no answer'}; ${r.url})`
+    ? `${region}: reachable, ${r.latencyMs === null ? '?' : formatMs(r.latencyMs)} (${r.url})`
+    : `${region}: unreachable (${r.error ?? 'no answer'}; ${r.url})`
 }
 
 export function netcheckText(r: NetcheckResult): string {
   const relays: [string, string][] =
     r.relays.length === 0
       ? [['relay', 'none offered by the controller']]
-      : r.relays.map((x) => ['relay', relayLine(x)])
+      : r.relays.map((x) => ['relay', relayLine(x, r.relays.length > 1)])
   return renderFields([
     ['network', `${r.network} (controller ${r.controller})`],
     [
