@@ -34,6 +34,7 @@ const {values: opts} = parseArgs({
     repeats: {type: 'string', default: '5'},
     'active-peers': {type: 'string', default: '8'},
     'latency-churn': {type: 'string', default: '0.1'},
+    'report-view': {type: 'string', default: 'all'},
     settle: {type: 'string', default: '12'},
     'register-concurrency': {type: 'string', default: '32'},
     'connect-limit': {type: 'string', default: '300'},
@@ -52,6 +53,8 @@ if (opts.help) {
   --repeats R              changes timed per configuration (default 5)
   --active-peers K         peers each node has a handshake with (default 8); the rest of its
                            view is reported offline, as meshd reports every WireGuard peer
+  --report-view all|active what the first report of a session lists: every peer of the netmap
+                           (all: meshd today) or only the active ones (for comparison)
   --latency-churn F        share of later reports carrying one moved latency (default 0.1)
   --settle S               seconds of reporting before the changes are timed (default 12)
   --register-concurrency C registrations in flight in the join storm (default 32)
@@ -67,6 +70,8 @@ const BACKENDS = opts.backends.split(',')
 const REPEATS = opts.quick ? 3 : Number(opts.repeats)
 const ACTIVE = Number(opts['active-peers'])
 const LATENCY_CHURN = Number(opts['latency-churn'])
+const REPORT_VIEW = opts['report-view']
+if (!['all', 'active'].includes(REPORT_VIEW)) throw new Error('--report-view is all or active')
 const SETTLE_S = opts.quick ? 4 : Number(opts.settle)
 const REG_CONCURRENCY = Number(opts['register-concurrency'])
 const CONNECT_LIMIT_S = Number(opts['connect-limit'])
@@ -176,7 +181,10 @@ class Replica {
     const tail = []
     createInterface({input: child.stderr}).on('line', (l) => tail.push(l) > 50 && tail.shift())
     this.url = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`replica ${this.index}: no "listening" in 30 s`)), 30_000)
+      const timer = setTimeout(
+        () => reject(new Error(`replica ${this.index}: no "listening" in 30 s`)),
+        30_000,
+      )
       child.once('exit', (code, signal) =>
         reject(new Error(`replica ${this.index} exited (${code ?? signal}): ${tail.join('\n')}`)),
       )
@@ -260,6 +268,8 @@ function watchRss(replicas) {
  * until each holds a map. Returns the time, the controllers' CPU over it, and what came.
  */
 async function connectAll(nodes, replicas, pgDir, {resume}) {
+  const failures = nodes[0]?.swarm.failures
+  failures?.clear()
   const cpu = cpuWindow([
     ...replicas.map((r) => () => cpuSeconds(r.pid)),
     () => (pgDir ? postgresCpuSeconds(pgDir) : NaN),
@@ -271,7 +281,8 @@ async function connectAll(nodes, replicas, pgDir, {resume}) {
   const results = await Promise.allSettled(
     nodes.map((node) =>
       node.connect({version: resume ? node.version : undefined, deadline}).then((r) => {
-        if (++done % 1000 === 0) log(`  ${done}/${nodes.length} hold a map (${((now() - t0) / 1000).toFixed(1)} s)`)
+        if (++done % 1000 === 0)
+          log(`  ${done}/${nodes.length} hold a map (${((now() - t0) / 1000).toFixed(1)} s)`)
         return r
       }),
     ),
@@ -286,6 +297,7 @@ async function connectAll(nodes, replicas, pgDir, {resume}) {
     failed: failed.length,
     firstError: failed[0]?.reason?.message,
     retries: ok.reduce((s, r) => s + r.attempts - 1, 0),
+    why: [...(failures ?? [])].map(([k, v]) => `${v}× ${k}`).join(', '),
     full: ok.filter((r) => r.type === 'full').length,
     firstBytes: median(nodes.filter((n) => n.hasMap).map((n) => n.firstFrame.bytes)),
     cpuSeconds: usage.slice(0, replicas.length).map((u) => u.cpuSeconds),
@@ -401,7 +413,12 @@ async function measure(backend, n) {
     result.regSteadyPerSecond = (n - Math.floor(n / 2)) / ((now() - halfAt) / 1000)
     log(`${label} n=${n}: join storm ${result.regPerSecond.toFixed(0)}/s`)
 
-    const swarm = new Swarm({ids: regs.map((r) => r.node.id), active: ACTIVE, latencyChurn: LATENCY_CHURN})
+    const swarm = new Swarm({
+      ids: regs.map((r) => r.node.id),
+      active: ACTIVE,
+      latencyChurn: LATENCY_CHURN,
+      view: REPORT_VIEW,
+    })
     for (let i = 0; i < n; i++) {
       const r = replicas[i % R]
       nodes.push(new SimNode(swarm, i, regs[i].credential, `${r.url.replace(/^http/, 'ws')}/api/v1/netmap`))
@@ -418,11 +435,13 @@ async function measure(backend, n) {
     rssWatch.check()
     log(
       `${label} n=${n}: cold start ${result.cold.seconds.toFixed(1)} s, ${result.cold.reached}/${n} maps, ` +
-        `${result.cold.retries} retries${result.cold.firstError ? `, first error: ${result.cold.firstError}` : ''}`,
+        `${result.cold.retries} retries${result.cold.why ? ` (${result.cold.why})` : ''}` +
+        `${result.cold.firstError ? `, first error: ${result.cold.firstError}` : ''}`,
     )
     if (sample) result.fullMap = fullMapCosts(sample)
     sample = null
-    if (result.cold.reached < n) throw new Error(`cold start: only ${result.cold.reached}/${n} nodes got a map`)
+    if (result.cold.reached < n)
+      throw new Error(`cold start: only ${result.cold.reached}/${n} nodes got a map`)
 
     // 3. Nodes report as meshd does; after the settle time, changes are timed while they go on.
     reporting = startReporting(nodes)
@@ -577,7 +596,9 @@ function details(results) {
     if (!r.cold) continue
     out.push(`${r.n} ${r.backend} (load average ${f1(r.loadStart)} → ${f1(r.loadEnd)}):`)
     if (r.replicas > 1 && r.perReplicaP99)
-      out.push(`  p99 at nodes on replica 1 / 2: ${r.perReplicaP99.map(f1).join(' / ')} ms (change made through 1)`)
+      out.push(
+        `  p99 at nodes on replica 1 / 2: ${r.perReplicaP99.map(f1).join(' / ')} ms (change made through 1)`,
+      )
     if (r.p99 !== undefined)
       out.push(
         `  worst p99 ${f1(r.worstP99)} ms, register reply ${f1(r.replyMs)} ms, delta reached every node: ${r.reachedAll ? 'yes' : 'NO'}, ` +
@@ -591,7 +612,7 @@ function details(results) {
       )
     const c = r.cold
     out.push(
-      `  cold start: ${f1(c.seconds)} s for ${c.reached}/${r.n} maps (${c.retries} retries), controller CPU ` +
+      `  cold start: ${f1(c.seconds)} s for ${c.reached}/${r.n} maps (${c.retries} retries${c.why ? `: ${c.why}` : ''}), controller CPU ` +
         `${perReplica(c.cpuSeconds, f1)} s` +
         (r.replicas > 1 ? `, PostgreSQL ${f1(c.pgCpuSeconds)} s` : '') +
         `, bench client ${f1(c.clientCpuSeconds)} s`,
@@ -618,7 +639,7 @@ function details(results) {
       out.push(
         `  reconnect after a restart: ${f1(r.restart.seconds)} s, ${r.restart.full} full maps and ` +
           `${r.restart.reached - r.restart.full} resumed deltas (median first frame ${f0(r.restart.firstBytes)} B), ` +
-          `${r.restart.retries} retries, controller CPU ${perReplica(r.restart.cpuSeconds, f1)} s`,
+          `${r.restart.retries} retries${r.restart.why ? ` (${r.restart.why})` : ''}, controller CPU ${perReplica(r.restart.cpuSeconds, f1)} s`,
       )
   }
   return out.join('\n')
@@ -645,7 +666,9 @@ function goals(results) {
       `${verdict(r.peakMiB.every((m) => m < 1024))}  RSS < 1 GiB per replica, ${r.n} ${r.backend}: ${perReplica(r.peakMiB, f0)} MiB`,
     )
   for (const b of ['SQLite ×1', 'PostgreSQL ×2']) {
-    const rs = results.filter((r) => r.backend === b && Number.isFinite(r.deltaBytes)).sort((a, c) => a.n - c.n)
+    const rs = results
+      .filter((r) => r.backend === b && Number.isFinite(r.deltaBytes))
+      .sort((a, c) => a.n - c.n)
     if (rs.length < 2) continue
     const [lo, hi] = [rs[0], rs.at(-1)]
     const ratio = hi.deltaBytes / lo.deltaBytes
@@ -680,7 +703,8 @@ async function main() {
   }
   console.log(
     `\ncontroller scale benchmark: ${process.version}, ${((now() - started) / 1000) | 0} s, ` +
-      `${ACTIVE} active peers per node, reports every 10 s as meshd, ${REPEATS} changes per row, ` +
+      `${ACTIVE} active peers per node, reports every 10 s listing ` +
+      `${REPORT_VIEW === 'all' ? 'every peer of the netmap (as meshd)' : 'only the active peers (not meshd)'}, ${REPEATS} changes per row, ` +
       `bench client and controllers on one machine (load average at the end ${f1(loadAverage())})\n`,
   )
   console.log(table(results))

@@ -35,12 +35,19 @@ const VERSION_RE = /"version"\s*:\s*(\d+)/
  * (index = node number), and the bench's knobs.
  */
 export class Swarm {
-  constructor({ids, active = 8, latencyChurn = 0.1}) {
+  constructor({ids, active = 8, latencyChurn = 0.1, view = 'all'}) {
     this.ids = ids
     this.active = Math.min(active, ids.length - 1)
     this.latencyChurn = latencyChurn
+    /**
+     * 'all': every peer of the netmap, as meshd reports today (its WireGuard has them all).
+     * 'active': only the peers with a handshake, for comparison (what meshd does not do).
+     */
+    this.view = view
     /** Frames and bytes sent in reports, for the table's notes. */
     this.sent = {frames: 0, bytes: 0, entries: 0}
+    /** Why connection attempts failed (error code or message -> count), for the notes. */
+    this.failures = new Map()
   }
 
   /** Is peer `p` one of node `i`'s active peers (a ring neighbour within active/2)? */
@@ -108,13 +115,16 @@ export class SimNode {
     return new Promise((resolve, reject) => {
       let attempt = 0
       const tryOnce = () => {
-        if (performance.now() > deadline) return reject(new Error(`node ${this.index}: no map before the deadline`))
+        if (performance.now() > deadline)
+          return reject(new Error(`node ${this.index}: no map before the deadline`))
         const url = version === undefined ? this.base : `${this.base}?version=${version}`
         const ws = new WebSocket(url, {
           headers: {authorization: `Bearer ${this.credential}`},
           perMessageDeflate: false,
           maxPayload: 1024 * 1024 * 1024,
           skipUTF8Validation: true,
+          // As daemon/netmap/sync.ts: a controller that does not answer in 10 s is tried again.
+          handshakeTimeout: 10_000,
         })
         this.ws = ws
         this.hasMap = false
@@ -122,6 +132,8 @@ export class SimNode {
         const fail = (err) => {
           if (settled) return
           settled = true
+          const why = String(err?.code ?? err?.message ?? err).slice(0, 60)
+          this.swarm.failures.set(why, (this.swarm.failures.get(why) ?? 0) + 1)
           ws.removeAllListeners('message')
           ws.terminate()
           if (++attempt >= attempts) return reject(err)
@@ -190,14 +202,20 @@ export class SimNode {
     }
     let entries = []
     const from = this.reportsSent * perReport
-    if (from < n - 1) {
+    if (this.swarm.view === 'active' && this.reportsSent === 0) {
+      for (let d = 1; d <= Math.ceil(this.swarm.active / 2); d++)
+        for (const p of new Set([(this.index + d) % n, (this.index - d + n) % n]))
+          if (p !== this.index) entries.push(this.swarm.entry(this.index, p))
+    } else if (this.swarm.view === 'all' && from < n - 1) {
       // Still sending the initial view: chunk k of the peers other than self.
       for (let k = from; k < Math.min(from + perReport, n - 1); k++) {
         const p = k >= this.index ? k + 1 : k
         entries.push(this.swarm.entry(this.index, p))
       }
     } else {
-      for (const id of this.newPeers.splice(0)) entries.push({id, online: false, endpoint: null, path: 'none'})
+      const added = this.newPeers.splice(0)
+      if (this.swarm.view === 'all')
+        for (const id of added) entries.push({id, online: false, endpoint: null, path: 'none'})
       if (this.swarm.active > 0 && Math.random() < this.swarm.latencyChurn) {
         // One active peer's latency moved beyond jitter (shared/nat/latency.ts).
         const p = (this.index + 1) % n
