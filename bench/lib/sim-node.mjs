@@ -48,6 +48,10 @@ export class Swarm {
     this.sent = {frames: 0, bytes: 0, entries: 0}
     /** Why connection attempts failed (error code or message -> count), for the notes. */
     this.failures = new Map()
+    /** Sessions the controller closed after their map (close code -> count). */
+    this.closes = new Map()
+    /** Whether a node whose session closes reconnects by itself (meshd does; off during restarts). */
+    this.reconnect = false
   }
 
   /** Is peer `p` one of node `i`'s active peers (a ring neighbour within active/2)? */
@@ -141,8 +145,14 @@ export class SimNode {
         }
         ws.once('error', (err) => fail(err))
         ws.once('close', (code) => {
-          if (!settled) fail(new Error(`closed with ${code} before the first frame`))
-          else if (this.ws === ws) this.ws = null
+          if (!settled) return fail(new Error(`closed with ${code} before the first frame`))
+          if (this.ws !== ws) return
+          this.ws = null
+          this.hasMap = false
+          // The controller closed a session that had its map: counted, and meshd reconnects.
+          const why = `close ${code}`
+          this.swarm.closes.set(why, (this.swarm.closes.get(why) ?? 0) + 1)
+          if (this.swarm.reconnect) this.reconnect()
         })
         ws.on('message', (data) => {
           if (!settled) {
@@ -170,6 +180,20 @@ export class SimNode {
       }
       tryOnce()
     })
+  }
+
+  /** meshd's reconnect: after a backoff, resuming from its version; bounded attempts. */
+  reconnect() {
+    setTimeout(
+      () => {
+        if (!this.swarm.reconnect || this.ws) return
+        this.connect({version: this.version, deadline: performance.now() + 120_000}).catch(() => {
+          const why = 'reconnect gave up'
+          this.swarm.closes.set(why, (this.swarm.closes.get(why) ?? 0) + 1)
+        })
+      },
+      250 + Math.random() * 250,
+    )
   }
 
   onFrame(data) {
