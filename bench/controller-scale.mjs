@@ -144,6 +144,8 @@ class Replica {
     this.url = ''
     this.child = null
     this.peakMiB = 0
+    /** Warning and error log lines of all its runs: message -> count. */
+    this.warnings = new Map()
   }
 
   get pid() {
@@ -189,6 +191,12 @@ class Replica {
         reject(new Error(`replica ${this.index} exited (${code ?? signal}): ${tail.join('\n')}`)),
       )
       createInterface({input: child.stdout}).on('line', (line) => {
+        // Warnings and errors (pino level >= 40) counted by message, for the notes.
+        const level = Number(line.match(/"level":(\d+)/)?.[1])
+        if (level >= 40) {
+          const msg = (line.match(/"msg":"([^"]{0,80})/)?.[1] ?? '?').slice(0, 80)
+          this.warnings.set(msg, (this.warnings.get(msg) ?? 0) + 1)
+        }
         if (!line.includes('"listening"')) return
         try {
           const {url} = JSON.parse(line)
@@ -240,7 +248,7 @@ async function call(agent, url, method, p, {token, body} = {}) {
 }
 
 /** Fails the configuration when a replica grows past --rss-abort (10,000 nodes can need a lot). */
-function watchRss(replicas) {
+function watchRss(replicas, onAbort) {
   let failure = null
   const timer = setInterval(() => {
     for (const r of replicas) {
@@ -248,6 +256,7 @@ function watchRss(replicas) {
       if (rssMiB > RSS_ABORT_MIB && !failure) {
         failure = `replica ${r.index} RSS ${rssMiB.toFixed(0)} MiB > --rss-abort ${RSS_ABORT_MIB}`
         log(`${failure}: killing it`)
+        onAbort(failure)
         r.child?.kill('SIGKILL')
       }
     }
@@ -375,7 +384,10 @@ async function measure(backend, n) {
     }
     // One after the other: the first runs the migrations.
     for (const r of replicas) await r.start()
-    rssWatch = watchRss(replicas)
+    let swarmRef = null
+    rssWatch = watchRss(replicas, (why) => {
+      if (swarmRef) swarmRef.aborted = why
+    })
     log(`${label} n=${n}: replicas ${replicas.map((r) => `pid ${r.pid} ${r.url}`).join(', ')}`)
     for (const _ of replicas) agents.push(new Agent({connections: REG_CONCURRENCY, keepAliveTimeout: 30_000}))
 
@@ -426,6 +438,7 @@ async function measure(backend, n) {
       latencyChurn: LATENCY_CHURN,
       view: REPORT_VIEW,
     })
+    swarmRef = swarm
     for (let i = 0; i < n; i++) {
       const r = replicas[i % R]
       nodes.push(new SimNode(swarm, i, regs[i].credential, `${r.url.replace(/^http/, 'ws')}/api/v1/netmap`))
@@ -551,6 +564,10 @@ async function measure(backend, n) {
     log(`${label} n=${n}: FAILED: ${err.message}`)
   } finally {
     result.loadEnd = loadAverage()
+    result.warnings = replicas
+      .map((r) => [...r.warnings].map(([m, c]) => `r${r.index}: ${c}× ${m}`).join(', '))
+      .filter(Boolean)
+      .join('; ')
     reporting?.stop()
     rssWatch?.stop()
     for (const node of nodes) node.close()
@@ -614,6 +631,7 @@ function details(results) {
         `  worst p99 ${f1(r.worstP99)} ms, register reply ${f1(r.replyMs)} ms, delta reached every node: ${r.reachedAll ? 'yes' : 'NO'}, ` +
           `unrelated frames during the changes: ${r.otherFrames}`,
       )
+    if (r.warnings) out.push(`  controller warnings/errors logged: ${r.warnings}`)
     if (r.closes)
       out.push(
         `  sessions closed after their map, from the cold start to the restart (nodes reconnect): ${r.closes}`,

@@ -52,6 +52,8 @@ export class Swarm {
     this.closes = new Map()
     /** Whether a node whose session closes reconnects by itself (meshd does; off during restarts). */
     this.reconnect = false
+    /** Set (to the reason) when the bench gives up: connects stop retrying. */
+    this.aborted = null
   }
 
   /** Is peer `p` one of node `i`'s active peers (a ring neighbour within active/2)? */
@@ -119,6 +121,7 @@ export class SimNode {
     return new Promise((resolve, reject) => {
       let attempt = 0
       const tryOnce = () => {
+        if (this.swarm.aborted) return reject(new Error(this.swarm.aborted))
         if (performance.now() > deadline)
           return reject(new Error(`node ${this.index}: no map before the deadline`))
         const url = version === undefined ? this.base : `${this.base}?version=${version}`
