@@ -373,6 +373,9 @@ async function measure(backend, n) {
   const R = backend === 'postgres' ? 2 : 1
   const label = backend === 'postgres' ? 'PostgreSQL ×2' : 'SQLite ×1'
   const dir = mkdtempSync(path.join(tmpdir(), 'mesh-bench-'))
+  // An interrupted run (SIGINT, the time limit) leaves no data dir behind either.
+  const removeDir = () => rmSync(dir, {recursive: true, force: true})
+  process.once('exit', removeDir)
   let pg = null
   const replicas = []
   const nodes = []
@@ -461,7 +464,9 @@ async function measure(backend, n) {
     for (const r of replicas) await r.stop()
     for (const r of replicas) await r.start()
     for (let i = 0; i < n; i++) nodes[i].base = `${replicas[i % R].url.replace(/^http/, 'ws')}/api/v1/netmap`
-    log(`${label} n=${n}: cold start, ${n} nodes connect at once`)
+    log(
+      `${label} n=${n}: cold start, ${n} nodes connect${CONNECT_CONCURRENCY > 0 ? `, ${CONNECT_CONCURRENCY} at a time` : ' at once'}`,
+    )
     swarm.reconnect = true
     result.cold = await connectAll(nodes, replicas, pg?.dataDir, {resume: false})
     rssWatch.check()
@@ -585,7 +590,8 @@ async function measure(backend, n) {
     for (const a of agents) await a.close().catch(() => undefined)
     for (const r of replicas) await r.stop().catch(() => undefined)
     await pg?.stop()
-    rmSync(dir, {recursive: true, force: true})
+    removeDir()
+    process.removeListener('exit', removeDir)
   }
   return result
 }

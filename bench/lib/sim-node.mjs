@@ -120,7 +120,28 @@ export class SimNode {
   connect({version, deadline, attempts = 30}) {
     return new Promise((resolve, reject) => {
       let attempt = 0
+      let finished = false
+      // The deadline holds for a session that opened but whose map never comes, too.
+      const timer = setTimeout(
+        () => {
+          if (finished) return
+          finished = true
+          this.ws?.removeAllListeners('message')
+          this.ws?.terminate()
+          reject(new Error('no map before the deadline'))
+        },
+        Math.max(0, deadline - performance.now()),
+      )
+      const done = (fn, value) => {
+        if (finished) return
+        finished = true
+        clearTimeout(timer)
+        fn(value)
+      }
+      resolve = done.bind(null, resolve)
+      reject = done.bind(null, reject)
       const tryOnce = () => {
+        if (finished) return
         if (this.swarm.aborted) return reject(new Error(this.swarm.aborted))
         if (performance.now() > deadline)
           return reject(new Error(`node ${this.index}: no map before the deadline`))
