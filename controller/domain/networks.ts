@@ -15,6 +15,8 @@ import type {
   NewNetwork,
   NodeChange,
   Tx,
+  NewInvite,
+  NewAuthKey,
 } from '../store/store.js'
 import {publicAuthKey, publicInvite, publicNetwork} from '../store/store.js'
 
@@ -147,19 +149,7 @@ export async function removeMember(
   })
 }
 
-export async function createInvite(
-  tx: Tx,
-  inv: {
-    id: string
-    networkId: string
-    codeHash: string
-    role: Role
-    maxUses: number | null
-    expiresAt: string
-    createdBy: string
-  },
-  ctx: AuditContext,
-): Promise<Invite> {
+export async function createInvite(tx: Tx, inv: NewInvite, ctx: AuditContext): Promise<Invite> {
   const net = await networkOr404(tx, inv.networkId)
   await tx.insertInvite({...inv, at: ctx.at})
   await tx.appendAudit(ctx, {
@@ -188,22 +178,7 @@ export async function revokeInvite(tx: Tx, id: string, ctx: AuditContext): Promi
   return publicInvite((await tx.getInvite(id)) as InviteRecord)
 }
 
-export async function createAuthKey(
-  tx: Tx,
-  key: {
-    id: string
-    networkId: string
-    keyHash: string
-    prefix: string
-    reusable: boolean
-    ephemeral: boolean
-    preApproved: boolean
-    tags: readonly string[]
-    expiresAt: string
-    createdBy: string
-  },
-  ctx: AuditContext,
-): Promise<AuthKey> {
+export async function createAuthKey(tx: Tx, key: NewAuthKey, ctx: AuditContext): Promise<AuthKey> {
   const net = await networkOr404(tx, key.networkId)
   await tx.insertAuthKey({...key, at: ctx.at})
   await tx.appendAudit(ctx, {

@@ -77,6 +77,7 @@ export class RelayMesh {
   private readonly maxPayload: number
   private readonly maxBacklog: number
   private closed = false
+  private readonly presenceListeners = new Set<() => void>()
   private detachRelay: () => void = () => undefined
   private selfUrl: string | undefined
 
@@ -123,6 +124,12 @@ export class RelayMesh {
   /** How many nodes of other relays this relay knows of, and over how many links. */
   get stats(): {links: number; remoteNodes: number} {
     return {links: this.links.size, remoteNodes: this.presence.size}
+  }
+
+  /** Runs `fn` after each presence message from another relay is applied; returns the unsubscribe. */
+  onPresenceChange(fn: () => void): () => void {
+    this.presenceListeners.add(fn)
+    return () => this.presenceListeners.delete(fn)
   }
 
   /** Whether a node of a network is connected to another relay of the mesh. */
@@ -227,6 +234,7 @@ export class RelayMesh {
       link.nodes.delete(k)
       if (this.presence.get(k) === link) this.presence.delete(k)
     }
+    for (const fn of this.presenceListeners) fn()
   }
 
   private add(link: Link, n: RelayNodeRef): void {

@@ -88,13 +88,40 @@ async function connect(cred: string, r?: RunningRelay): Promise<RelayTestClient>
   return c
 }
 
-/** Waits (bounded: `ms`) until `cond` holds, looking every few ms. */
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  for (let waited = 0; !cond(); waited += 5) {
-    if (waited >= ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
+/**
+ * Waits until `cond` holds, checking again on each event that can change it (relay sessions
+ * opening, mesh presence arriving); bounded by `ms`.
+ */
+function until(
+  cond: () => boolean,
+  what: string,
+  on: (recheck: () => void) => () => void,
+  ms = 3000,
+): Promise<void> {
+  if (cond()) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const stop = on(() => {
+      if (!cond()) return
+      finish()
+      resolve()
+    })
+    const timer = setTimeout(() => {
+      finish()
+      reject(new Error(`timed out waiting for ${what}`))
+    }, ms)
+    const finish = () => {
+      clearTimeout(timer)
+      stop()
+    }
+  })
 }
+/** Re-check on each relay session that opens. */
+const onConnect =
+  (r: {relay: {on(e: 'connect', f: () => void): unknown; off(e: 'connect', f: () => void): unknown}}) =>
+  (f: () => void) => {
+    r.relay.on('connect', f)
+    return () => void r.relay.off('connect', f)
+  }
 
 async function fullMap(credential: string): Promise<{nat?: NatServices}> {
   const ws = await connectWs(`${ctl.url}/api/v1/netmap`, credential)
@@ -130,7 +157,7 @@ describe('a stand-alone relay', () => {
     const ra = await connect(a.credential, r)
     const rb = await connect(b.credential, r)
     const rc = await connect(c.credential, r)
-    await until(() => r.relay.connections === 3, 'three relay sessions')
+    await until(() => r.relay.connections === 3, 'three relay sessions', onConnect(r))
     ra.send(b.id, 'hello b')
     const got = await rb.next(2000)
     expect([got.peerId, got.payload.toString()]).toEqual([a.id, 'hello b'])
@@ -160,7 +187,7 @@ describe('a stand-alone relay', () => {
     const b = await join(net.id)
     await connect(a.credential, r)
     const rb = await connect(b.credential, r)
-    await until(() => r.relay.isConnected(net.id, b.id), 'b on the relay')
+    await until(() => r.relay.isConnected(net.id, b.id), 'b on the relay', onConnect(r))
     const del = await api.req('DELETE', `/api/v1/nodes/${b.id}`, {token: ctl.adminToken})
     expect(del.status, del.text).toBeLessThan(300)
     const beat = await r.heartbeat()
@@ -208,6 +235,10 @@ describe('a stand-alone relay', () => {
         r2.mesh.knows(net.id, a.id) &&
         r2.mesh.knows(net.id, c.id),
       'presence over the mesh',
+      (f) => {
+        const offs = [r1.mesh.onPresenceChange(f), r2.mesh.onPresenceChange(f)]
+        return () => offs.forEach((off) => off())
+      },
     )
     ra.send(b.id, 'a on r1 to b on r2')
     const atB = await rb.next(2000)

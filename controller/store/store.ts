@@ -119,6 +119,48 @@ export interface NetworkPatch {
   readonly maxNodes?: number | null | undefined
 }
 
+/** An invite as created (its code only as a hash). */
+export interface NewInvite {
+  id: string
+  networkId: string
+  codeHash: string
+  role: Role
+  maxUses: number | null
+  expiresAt: string
+  createdBy: string
+}
+
+/** An auth key as created (the key only as a hash). */
+export interface NewAuthKey {
+  id: string
+  networkId: string
+  keyHash: string
+  prefix: string
+  reusable: boolean
+  ephemeral: boolean
+  preApproved: boolean
+  tags: readonly string[]
+  expiresAt: string
+  createdBy: string
+}
+
+/** A node row as registration inserts it. */
+export interface NewNodeRow {
+  id: string
+  networkId: string
+  name: string
+  hostname: string
+  os: string
+  publicKey: string
+  address: number
+  credentialHash: string
+  status: NodeStatus
+  endpoints: readonly string[]
+  tags: readonly string[]
+  ephemeral: boolean
+  at: string
+}
+
 /** How a node proves it may join; checked inside the registration transaction. */
 export type JoinProof =
   | {readonly kind: 'invite'; readonly codeHash: string}
@@ -258,34 +300,13 @@ export interface Tx {
   trimChangeLog(networkId: string, version: number): Promise<void>
 
   // ---- invites and auth keys
-  insertInvite(inv: {
-    id: string
-    networkId: string
-    codeHash: string
-    role: Role
-    maxUses: number | null
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void>
+  insertInvite(inv: NewInvite & {at: string}): Promise<void>
   getInvite(id: string): Promise<InviteRecord | undefined>
   inviteByCode(codeHash: string): Promise<InviteRecord | undefined>
   /** Sets revoked_at unless it is set already (revoking twice keeps the first time). */
   revokeInvite(id: string, at: string): Promise<void>
   countInviteUse(id: string): Promise<void>
-  insertAuthKey(key: {
-    id: string
-    networkId: string
-    keyHash: string
-    prefix: string
-    reusable: boolean
-    ephemeral: boolean
-    preApproved: boolean
-    tags: readonly string[]
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void>
+  insertAuthKey(key: NewAuthKey & {at: string}): Promise<void>
   getAuthKey(id: string): Promise<AuthKeyRecord | undefined>
   authKeyByHash(keyHash: string): Promise<AuthKeyRecord | undefined>
   revokeAuthKey(id: string, at: string): Promise<void>
@@ -300,21 +321,7 @@ export interface Tx {
   nodeNamesWithPrefix(networkId: string, prefix: string): Promise<string[]>
   /** The network's node addresses >= `from`, ascending, at most `limit` of them. */
   nodeAddressesFrom(networkId: string, from: number, limit: number): Promise<number[]>
-  insertNode(n: {
-    id: string
-    networkId: string
-    name: string
-    hostname: string
-    os: string
-    publicKey: string
-    address: number
-    credentialHash: string
-    status: NodeStatus
-    endpoints: readonly string[]
-    tags: readonly string[]
-    ephemeral: boolean
-    at: string
-  }): Promise<StoredNode>
+  insertNode(n: NewNodeRow): Promise<StoredNode>
   updateNode(id: string, patch: NodePatch): Promise<void>
   deleteNode(id: string): Promise<void>
 

@@ -20,25 +20,40 @@ afterAll(async () => {
   await server?.stop()
 })
 
-/** Resolves with the first value `check` accepts among the values pushed to `seen`, within 5 s. */
-function waitFor<T>(seen: T[], check: (v: T) => boolean): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 5_000
-    const poll = () => {
-      const hit = seen.find(check)
-      if (hit !== undefined) return resolve(hit)
-      if (Date.now() > deadline) return reject(new Error(`not seen; got ${JSON.stringify(seen)}`))
-      setTimeout(poll, 10)
-    }
-    poll()
-  })
+/** What a listener told, with waits that resolve when a matching value arrives (bounded, 5 s). */
+class Heard<T> {
+  readonly seen: T[] = []
+  private readonly waiters = new Set<() => void>()
+
+  readonly push = (v: T): void => {
+    this.seen.push(v)
+    for (const w of [...this.waiters]) w()
+  }
+
+  waitFor(check: (v: T) => boolean): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const look = () => {
+        const hit = this.seen.find(check)
+        if (hit === undefined) return
+        clearTimeout(timer)
+        this.waiters.delete(look)
+        resolve(hit)
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(look)
+        reject(new Error(`not told; got ${JSON.stringify(this.seen)}`))
+      }, 5_000)
+      this.waiters.add(look)
+      look()
+    })
+  }
 }
 
 describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('hears each committed netmap change with network, version and node, and nothing of a rolled-back one', async () => {
     const url = await (server as PostgresServer).createDatabase()
     const store = new PostgresStore(await openPostgres(url))
-    const heard: string[] = []
+    const heard = new Heard<string>()
     const listener = new PgListener({
       url,
       channels: ['mesh_netmap', 'mesh_network'],
@@ -67,13 +82,13 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
         {...node, publicKey: Buffer.alloc(32, 7).toString('base64')},
         ctx(),
       )
-      await waitFor(heard, (h) => h === 'mesh_netmap n1 1 nd1 added mesh-controller')
-      expect(heard).toContain('mesh_network insert n1 mesh-controller')
-      expect(heard.filter((h) => h.includes('nd_ghost'))).toEqual([])
+      await heard.waitFor((h) => h === 'mesh_netmap n1 1 nd1 added mesh-controller')
+      expect(heard.seen).toContain('mesh_network insert n1 mesh-controller')
+      expect(heard.seen.filter((h) => h.includes('nd_ghost'))).toEqual([])
       await w.updateNetwork('n1', {description: 'renamed'}, ctx())
-      await waitFor(heard, (h) => h === 'mesh_network update n1 mesh-controller')
+      await heard.waitFor((h) => h === 'mesh_network update n1 mesh-controller')
       await w.deleteNetwork('n1', ctx())
-      await waitFor(heard, (h) => h === 'mesh_network deleted n1 mesh-controller')
+      await heard.waitFor((h) => h === 'mesh_network deleted n1 mesh-controller')
     } finally {
       await listener.close()
       await store.close()
@@ -84,26 +99,30 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
     const url = await (server as PostgresServer).createDatabase()
     const store = new PostgresStore(await openPostgres(url))
     const clock = new FakeClock()
-    const heard: string[] = []
-    const connects: boolean[] = []
+    const heard = new Heard<string>()
+    const connects = new Heard<boolean>()
+    const lost = new Heard<string>()
     const listener = new PgListener({
       url,
       channels: ['mesh_network'],
       onNotification: (_c, payload) => heard.push(payload),
       onConnected: (reconnect) => connects.push(reconnect),
+      // The listener's only word of a lost connection is its warning.
+      log: {warn: (_obj, msg) => lost.push(msg)},
       clock,
     })
     try {
       await listener.start()
-      expect(connects).toEqual([false])
+      expect(connects.seen).toEqual([false])
       await store.pool.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mesh-listener' AND datname = current_database()",
       )
-      await waitFor([0], () => !listener.connected)
+      await lost.waitFor((m) => m.includes('lost'))
+      expect(listener.connected).toBe(false)
       // Nothing happens until the clock reaches the first retry (100 ms).
-      expect(connects).toEqual([false])
+      expect(connects.seen).toEqual([false])
       clock.advance(100)
-      await waitFor(connects, (c) => c)
+      await connects.waitFor((c) => c)
       const w = storeWrites(store)
       await w.createTenantWithOwner(
         {id: 't1', name: 'acme'},
@@ -122,7 +141,7 @@ describe.skipIf(skip !== undefined)(`PgListener${skip ? ` (skipped: ${skip})` : 
         },
         ctx(),
       )
-      await waitFor(heard, (h) => h === 'insert n2 mesh-controller')
+      await heard.waitFor((h) => h === 'insert n2 mesh-controller')
     } finally {
       await listener.close()
       await store.close()

@@ -47,6 +47,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  NewInvite,
+  NewAuthKey,
+  NewNodeRow,
 } from '../store.js'
 import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
 import {uniqueViolation} from '../errors.js'
@@ -258,16 +261,7 @@ class PgTx implements Tx {
     ])
   }
 
-  async insertInvite(inv: {
-    id: string
-    networkId: string
-    codeHash: string
-    role: Role
-    maxUses: number | null
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void> {
+  async insertInvite(inv: NewInvite & {at: string}): Promise<void> {
     await this.c.query(
       `INSERT INTO invites (id, network_id, code_hash, role, max_uses, expires_at, created_at, created_by)
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
@@ -293,19 +287,7 @@ class PgTx implements Tx {
     await this.c.query('UPDATE invites SET uses = uses + 1 WHERE id = $1', [id])
   }
 
-  async insertAuthKey(key: {
-    id: string
-    networkId: string
-    keyHash: string
-    prefix: string
-    reusable: boolean
-    ephemeral: boolean
-    preApproved: boolean
-    tags: readonly string[]
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void> {
+  async insertAuthKey(key: NewAuthKey & {at: string}): Promise<void> {
     await this.c.query(
       `INSERT INTO auth_keys (id, network_id, key_hash, prefix, reusable, ephemeral, pre_approved, tags,
            expires_at, created_at, created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
@@ -388,21 +370,7 @@ class PgTx implements Tx {
     return rs.map((r) => Number(r.address))
   }
 
-  async insertNode(n: {
-    id: string
-    networkId: string
-    name: string
-    hostname: string
-    os: string
-    publicKey: string
-    address: number
-    credentialHash: string
-    status: NodeStatus
-    endpoints: readonly string[]
-    tags: readonly string[]
-    ephemeral: boolean
-    at: string
-  }): Promise<StoredNode> {
+  async insertNode(n: NewNodeRow): Promise<StoredNode> {
     const r = await one(
       this.c,
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,

@@ -44,6 +44,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  NewInvite,
+  NewAuthKey,
+  NewNodeRow,
 } from '../store.js'
 import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
 import {storageError, uniqueViolation} from '../errors.js'
@@ -258,16 +261,7 @@ class SqliteTx implements Tx {
     this.q('DELETE FROM netmap_changes WHERE network_id = ? AND version <= ?').run(networkId, version)
   }
 
-  async insertInvite(inv: {
-    id: string
-    networkId: string
-    codeHash: string
-    role: Role
-    maxUses: number | null
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void> {
+  async insertInvite(inv: NewInvite & {at: string}): Promise<void> {
     this.q(
       `INSERT INTO invites (id, network_id, code_hash, role, max_uses, expires_at, created_at, created_by)
          VALUES (?,?,?,?,?,?,?,?)`,
@@ -292,19 +286,7 @@ class SqliteTx implements Tx {
     this.q('UPDATE invites SET uses = uses + 1 WHERE id = ?').run(id)
   }
 
-  async insertAuthKey(key: {
-    id: string
-    networkId: string
-    keyHash: string
-    prefix: string
-    reusable: boolean
-    ephemeral: boolean
-    preApproved: boolean
-    tags: readonly string[]
-    expiresAt: string
-    createdBy: string
-    at: string
-  }): Promise<void> {
+  async insertAuthKey(key: NewAuthKey & {at: string}): Promise<void> {
     this.q(
       `INSERT INTO auth_keys (id, network_id, key_hash, prefix, reusable, ephemeral, pre_approved, tags,
            expires_at, created_at, created_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
@@ -380,21 +362,7 @@ class SqliteTx implements Tx {
     return rows.map((r) => Number(r.address))
   }
 
-  async insertNode(n: {
-    id: string
-    networkId: string
-    name: string
-    hostname: string
-    os: string
-    publicKey: string
-    address: number
-    credentialHash: string
-    status: NodeStatus
-    endpoints: readonly string[]
-    tags: readonly string[]
-    ephemeral: boolean
-    at: string
-  }): Promise<StoredNode> {
+  async insertNode(n: NewNodeRow): Promise<StoredNode> {
     this.q(
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
            endpoints, tags, ephemeral, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
