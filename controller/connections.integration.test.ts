@@ -185,11 +185,16 @@ describe('connection reports', () => {
     })
     // b's session closes: a's view alone decides, and a still sees the relay working.
     await wsB!.close()
+    const tracker = ctl.running.state.connections
+    await tracker.flush()
+    const held = tracker.pairsHeld(net.id)
     report(wsA!, [{id: b.node.id, online: false, endpoint: null, path: 'none'}])
     expect(await changed((e) => e.a.id === lo && e.to === 'none')).toMatchObject({
       from: 'relay',
       latencyMs: null,
     })
+    // Down on both sides with no row left: the flush that wrote it let the pair go from memory.
+    expect(tracker.pairsHeld(net.id)).toBe(held - 1)
     expect((await connections(net.id)).map((p) => [p.a.id, p.b.id].sort())).toEqual([
       [a.node.id, c.node.id].sort(),
     ])

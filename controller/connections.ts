@@ -241,6 +241,11 @@ export class ConnectionTracker {
     this.dropIfIdle(st)
   }
 
+  /** How many pairs of the network are held in memory (live pairs and pairs with a row). */
+  pairsHeld(networkId: string): number {
+    return this.nets.get(networkId)?.pairs.size ?? 0
+  }
+
   list(
     networkId: string,
     filter: {nodeId?: string | undefined},
@@ -320,6 +325,19 @@ export class ConnectionTracker {
     if (st.reporters.size === 0 && st.dirty.size === 0 && !this.flushing) this.nets.delete(st.id)
   }
 
+  /**
+   * Pairs just merged that are down on both sides and have no stored row leave memory: what is
+   * held follows the pairs that talk (or have a row), not every pair that was once reported.
+   * Dropping one changes no merge: an absent view and an offline one both count as `none`.
+   */
+  private prune(st: NetState, keys: readonly string[]): void {
+    for (const key of keys) {
+      const pair = st.pairs.get(key)
+      if (!pair || pair.stored || st.dirty.has(key)) continue
+      if (!pair.viewA?.online && !pair.viewB?.online) st.pairs.delete(key)
+    }
+  }
+
   private runFlush(): Promise<void> {
     if (this.flushing) return this.flushing
     const run = this.flushOnce()
@@ -366,7 +384,10 @@ export class ConnectionTracker {
       }
       for (const key of keys) st.dirty.delete(key)
       budget -= writes.length
-      if (writes.length === 0) continue
+      if (writes.length === 0) {
+        this.prune(st, keys)
+        continue
+      }
       const at = new Date(this.clock.now()).toISOString()
       let logged: ConnectionLogEntry[]
       try {
@@ -393,6 +414,7 @@ export class ConnectionTracker {
                 updatedAt: at,
               }
       }
+      this.prune(st, keys)
       for (const entry of logged) {
         const change: ConnectionChange = {...entry, networkId: st.id, tenantId: st.tenantId}
         for (const fn of this.listeners) {

@@ -2,16 +2,17 @@
 // protocol (shared/protocol/netmap.ts) and reporting as meshd does (daemon/backend.ts report() +
 // daemon/netmap/peer-report.ts), without meshd's per-node state, so 10,000 of them fit in one
 // process:
-//  - a session's first report carries `reset`, the node's endpoints and every peer of its view,
-//    in frames of REPORT_LIMITS.peersPerFrame (500), at most framesPerReport (10) per report; the
-//    rest goes with the next reports, 10 s apart (meshd's interval);
-//  - later reports carry only what changed (PeerReporter): a peer added since (it is a WireGuard
-//    peer now, offline until it handshakes), and now and then one active peer whose latency moved
-//    beyond jitter; otherwise a report is the heartbeat `{"type":"report"}`;
-//  - the view is meshd's: every peer of the netmap is a WireGuard peer. `active` of them (ring
-//    neighbours, so both sides of a pair report each other) are online, one in four relayed
-//    (endpoint a loopback socket, as meshd's relay shim), with a latency; the rest are offline
-//    with the endpoint WireGuard was configured with and path `none`.
+//  - a session's first report carries `reset`, the node's endpoints and the peers it has a
+//    handshake with (meshd reports only online peers, and an offline entry once when one goes);
+//    in frames of REPORT_LIMITS.peersPerFrame (500), at most framesPerReport (10) per report;
+//  - later reports carry only what changed (PeerReporter): now and then one active peer whose
+//    latency moved beyond jitter; otherwise a report is the heartbeat `{"type":"report"}`;
+//  - `active` peers of each node (ring neighbours, so both sides of a pair report each other)
+//    are online, one in four relayed (endpoint a loopback socket, as meshd's relay shim), with a
+//    latency.
+//  - view 'all' reports as meshd did before 2026-12-03, for comparison: every WireGuard peer
+//    (every peer of the netmap), the inactive ones offline with the endpoint WireGuard was
+//    configured with, and each peer added since as a new offline entry.
 // No traffic goes anywhere but the controller on loopback: endpoints are TEST-NET-2 strings.
 import WebSocket from 'ws'
 
@@ -35,13 +36,13 @@ const VERSION_RE = /"version"\s*:\s*(\d+)/
  * (index = node number), and the bench's knobs.
  */
 export class Swarm {
-  constructor({ids, active = 8, latencyChurn = 0.1, view = 'all'}) {
+  constructor({ids, active = 8, latencyChurn = 0.1, view = 'active'}) {
     this.ids = ids
     this.active = Math.min(active, ids.length - 1)
     this.latencyChurn = latencyChurn
     /**
-     * 'all': every peer of the netmap, as meshd reports today (its WireGuard has them all).
-     * 'active': only the peers with a handshake, for comparison (what meshd does not do).
+     * 'active': only the peers with a handshake, as meshd reports them.
+     * 'all': every peer of the netmap, as meshd reported before 2026-12-03 (for comparison).
      */
     this.view = view
     /** Frames and bytes sent in reports, for the table's notes. */
@@ -234,8 +235,9 @@ export class SimNode {
       return
     }
     if (typeof msg.version === 'number') this.version = msg.version
-    // A peer added is a WireGuard peer now: the next report names it (offline, no path yet).
-    for (const p of msg.added ?? []) if (this.newPeers.length < 1000) this.newPeers.push(p.id)
+    // View 'all': a peer added is a WireGuard peer now, and the next report names it (offline).
+    if (this.swarm.view === 'all')
+      for (const p of msg.added ?? []) if (this.newPeers.length < 1000) this.newPeers.push(p.id)
   }
 
   /** The frames of this node's next report (see the module comment). */

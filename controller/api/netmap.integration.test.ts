@@ -249,12 +249,22 @@ describe('netmap WebSocket', () => {
     expect([...hub.peerLinks(net.id, a.node.id)]).toEqual([
       [b.node.id, {online: true, endpoint: '198.51.100.7:51820'}],
     ])
-    // An endpoint that does not parse is kept as none; reset drops what was reported before.
+    // An endpoint that does not parse is kept as none; an offline entry ends the link (only live
+    // links are held); reset drops what was reported before.
     wsA.ws.send(
-      JSON.stringify({type: 'report', peers: [{id: b.node.id, online: false, endpoint: '999.1.1.1:1'}]}),
+      JSON.stringify({type: 'report', peers: [{id: b.node.id, online: true, endpoint: '999.1.1.1:1'}]}),
     )
-    await waitUntil(() => hub.peerLinks(net.id, a.node.id).get(b.node.id)?.online === false)
-    expect(hub.peerLinks(net.id, a.node.id).get(b.node.id)).toEqual({online: false, endpoint: null})
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).get(b.node.id)?.endpoint === null)
+    expect(hub.peerLinks(net.id, a.node.id).get(b.node.id)).toEqual({online: true, endpoint: null})
+    wsA.ws.send(
+      JSON.stringify({
+        type: 'report',
+        peers: [{id: b.node.id, online: false, endpoint: '198.51.100.7:51820'}],
+      }),
+    )
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 0)
+    wsA.ws.send(JSON.stringify({type: 'report', peers: [{id: b.node.id, online: true, endpoint: null}]}))
+    await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 1)
     wsA.ws.send(JSON.stringify({type: 'report', reset: true}))
     await waitUntil(() => hub.peerLinks(net.id, a.node.id).size === 0)
     // A peer that is removed disappears from every report.

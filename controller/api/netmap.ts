@@ -96,8 +96,9 @@ interface NetState {
   readonly conns: Map<string, Set<Conn>>
   /**
    * What each connected node reports about its peers (reporter id -> peer id -> link). Only
-   * entries about other active nodes of this network are kept, so it is bounded by nodes²
-   * of the network and a node cannot fill it with made-up ids.
+   * online links to other active nodes of this network are kept (an offline entry removes the
+   * link), so it grows with the pairs that really talk, not with nodes², and a node cannot fill
+   * it with made-up ids.
    */
   readonly links: Map<string, Map<string, PeerLink>>
   /** Set while the initial load runs; changes meanwhile are queued and applied after. */
@@ -499,15 +500,18 @@ export class NetmapHub {
       const link: PeerLink = {online: p.online, endpoint}
       if (p.path !== undefined) link.path = p.path
       if (p.latencyMs !== undefined) link.latencyMs = p.latencyMs
-      links.set(p.id, link)
+      // Offline: the link ends here (meshd reports only peers with a handshake, and an offline
+      // entry once when one goes), so memory follows live pairs even if an old meshd sends all.
+      if (link.online) links.set(p.id, link)
+      else links.delete(p.id)
       // Coalesced there: a report that changes nothing costs no write.
       this.deps.connections.report(net, node.id, p.id, link)
     }
   }
 
   /**
-   * What a connected node last reported about each of its peers (peer id -> link); empty when
-   * the node has no open session.
+   * The peers a connected node last reported online (peer id -> link); empty when the node has
+   * no open session. A peer that is absent is offline as far as the node said.
    */
   peerLinks(networkId: string, nodeId: string): ReadonlyMap<string, PeerLink> {
     const net = this.nets.get(networkId)

@@ -26,6 +26,30 @@ describe('PeerReporter', () => {
     ])
   })
 
+  it('reports only peers with a handshake: an offline peer is told once, then forgotten', () => {
+    const r = new PeerReporter()
+    // 2,000 WireGuard peers, 8 of them online: the first report carries the 8.
+    const view = many(2000).map((p, i) => (i < 8 ? p : {...p, online: false}))
+    expect(peersIn(r.frames([], view)).map((p) => p.id)).toEqual(many(8).map((p) => p.id))
+    // A peer goes offline: one entry, then nothing more while it stays offline.
+    view[3] = {...view[3]!, online: false}
+    expect(peersIn(r.frames([], view))).toEqual([view[3]])
+    expect(r.frames([], view)).toEqual([{type: 'report'}])
+    // An offline peer whose endpoint moves is still not worth an entry.
+    view[3] = {...view[3]!, endpoint: '203.0.113.9:41000'}
+    expect(r.frames([], view)).toEqual([{type: 'report'}])
+    // It comes back: sent again in full.
+    view[3] = {...view[3]!, online: true}
+    expect(peersIn(r.frames([], view))).toEqual([view[3]])
+    // An offline peer that leaves the view needs no entry either.
+    expect(
+      r.frames(
+        [],
+        view.filter((_, i) => i !== 100),
+      ),
+    ).toEqual([{type: 'report'}])
+  })
+
   it('tells once that a peer left its view', () => {
     const r = new PeerReporter()
     r.frames([], many(3))

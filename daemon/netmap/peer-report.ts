@@ -9,6 +9,13 @@
  * changed. Entries are coarse on purpose (online or not, endpoint, path, latency only when it
  * moved more than shared/nat/latency.ts allows), so a quiet network sends almost nothing, and
  * round-trip jitter does not turn every report into a change.
+ *
+ * Only peers with a handshake are reported. meshd's WireGuard holds every peer of the netmap, and
+ * a report of all of them (most offline: a node talks to a few peers of a big network) made the
+ * controller hold N entries for each of N nodes: 10,000 nodes meant 10⁸ entries. A peer is sent
+ * when it comes online and while it changes; when it goes offline (or leaves the view) it is sent
+ * once as offline and then forgotten, so the controller holds only live links. A peer never seen
+ * online is never sent: to the controller, "not reported" and "offline" mean the same.
  */
 import {latencyChanged} from '../../shared/nat/latency.js'
 import {REPORT_LIMITS, type NodeReport, type PeerReport} from '../../shared/protocol/netmap.js'
@@ -61,6 +68,8 @@ export class PeerReporter {
       seen.add(raw.id)
       const p = outgoing(raw)
       const last = this.sent.get(p.id)
+      // Offline and not known online at the controller: nothing to say.
+      if (!p.online && !last) continue
       // Sent again when online, endpoint or path changed, or the latency moved by more than
       // jitter (compared with the latency last SENT, so a slow drift still gets through).
       if (!last || last.key !== entryKey(p) || latencyChanged(last.latencyMs, p.latencyMs)) changed.push(p)
@@ -85,7 +94,8 @@ export class PeerReporter {
       else out.push({type: 'report', peers: chunk})
     }
     for (const p of batch) {
-      if (seen.has(p.id)) this.sent.set(p.id, {key: entryKey(p), latencyMs: p.latencyMs})
+      // An offline peer is told once, then forgotten like one that left the view.
+      if (p.online && seen.has(p.id)) this.sent.set(p.id, {key: entryKey(p), latencyMs: p.latencyMs})
       else this.sent.delete(p.id)
     }
     return out
