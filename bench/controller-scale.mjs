@@ -17,7 +17,7 @@ import path from 'node:path'
 import {createInterface} from 'node:readline'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
-import {deflateRawSync} from 'node:zlib'
+import {deflateRawSync, gunzipSync} from 'node:zlib'
 import nacl from 'tweetnacl'
 import {Agent, request} from 'undici'
 import {cpuSeconds, cpuWindow, fdLimit, loadAverage, memory, postgresCpuSeconds} from './lib/proc.mjs'
@@ -35,6 +35,7 @@ const {values: opts} = parseArgs({
     'active-peers': {type: 'string', default: '8'},
     'latency-churn': {type: 'string', default: '0.1'},
     'report-view': {type: 'string', default: 'active'},
+    encoding: {type: 'string', default: 'gzip'},
     settle: {type: 'string', default: '12'},
     'register-concurrency': {type: 'string', default: '32'},
     'connect-limit': {type: 'string', default: '300'},
@@ -55,6 +56,7 @@ if (opts.help) {
   --active-peers K         peers each node has a handshake with (default 8)
   --report-view active|all what reports list: the peers with a handshake (active: meshd), or
                            every peer of the netmap, as meshd did before 2026-12-03 (all)
+  --encoding gzip|text     how nodes ask for full maps: gzipped (gzip: meshd) or as text
   --latency-churn F        share of later reports carrying one moved latency (default 0.1)
   --settle S               seconds of reporting before the changes are timed (default 12)
   --register-concurrency C registrations in flight in the join storm (default 32)
@@ -74,6 +76,8 @@ const ACTIVE = Number(opts['active-peers'])
 const LATENCY_CHURN = Number(opts['latency-churn'])
 const REPORT_VIEW = opts['report-view']
 if (!['all', 'active'].includes(REPORT_VIEW)) throw new Error('--report-view is all or active')
+const ENCODING = opts.encoding
+if (!['gzip', 'text'].includes(ENCODING)) throw new Error('--encoding is gzip or text')
 const SETTLE_S = opts.quick ? 4 : Number(opts.settle)
 const REG_CONCURRENCY = Number(opts['register-concurrency'])
 const CONNECT_LIMIT_S = Number(opts['connect-limit'])
@@ -319,6 +323,7 @@ async function connectAll(nodes, replicas, pgDir, {resume}) {
     why: [...(failures ?? [])].map(([k, v]) => `${v}× ${k}`).join(', '),
     full: ok.filter((r) => r.type === 'full').length,
     firstBytes: median(nodes.filter((n) => n.hasMap).map((n) => n.firstFrame.bytes)),
+    gzipped: nodes.filter((n) => n.hasMap && n.firstFrame.gzip).length,
     cpuSeconds: usage.slice(0, replicas.length).map((u) => u.cpuSeconds),
     pgCpuSeconds: usage[replicas.length].cpuSeconds,
     clientCpuSeconds: usage[replicas.length + 1].cpuSeconds,
@@ -450,6 +455,7 @@ async function measure(backend, n) {
       active: ACTIVE,
       latencyChurn: LATENCY_CHURN,
       view: REPORT_VIEW,
+      gzip: ENCODING === 'gzip',
     })
     swarmRef = swarm
     for (let i = 0; i < n; i++) {
@@ -457,7 +463,10 @@ async function measure(backend, n) {
       nodes.push(new SimNode(swarm, i, regs[i].credential, `${r.url.replace(/^http/, 'ws')}/api/v1/netmap`))
     }
     let sample = null
-    nodes[0].onFirst = (buf) => (sample = Buffer.from(buf))
+    // The last node: by then the gzipped peer list is ready (the first maps may go as text).
+    nodes[n - 1].onFirst = (buf) => (sample = Buffer.from(buf))
+    // What the first node got on the wire (gzipped or text), before the sample is inflated.
+    let sampleWire = 0
 
     // 2. Cold start: the controllers restart with the nodes registered; all connect at once.
     for (const r of replicas) await r.stop()
@@ -474,7 +483,11 @@ async function measure(backend, n) {
         `${result.cold.retries} retries${result.cold.why ? ` (${result.cold.why})` : ''}` +
         `${result.cold.firstError ? `, first error: ${result.cold.firstError}` : ''}`,
     )
-    if (sample) result.fullMap = fullMapCosts(sample)
+    if (sample) {
+      sampleWire = sample.length
+      if (sample[0] === 0x1f && sample[1] === 0x8b) sample = gunzipSync(sample)
+      result.fullMap = {...fullMapCosts(sample), wireBytes: sampleWire}
+    }
     sample = null
     if (result.cold.reached < n)
       throw new Error(`cold start: only ${result.cold.reached}/${n} nodes got a map`)
@@ -626,7 +639,7 @@ function table(results) {
     ],
     ['cold s', (r) => connectCell(r, r.cold)],
     ['restart s', (r) => connectCell(r, r.restart)],
-    ['full map KB', (r) => f0((r.fullMap?.bytes ?? r.cold?.firstBytes) / 1024)],
+    ['map KB sent', (r) => f0((r.fullMap?.wireBytes ?? r.cold?.firstBytes) / 1024)],
   ]
   const cells = results.map((r) => cols.map(([, f]) => f(r)))
   const widths = cols.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i].length)))
@@ -672,18 +685,19 @@ function details(results) {
       )
     const c = r.cold
     out.push(
-      `  cold start: ${f1(c.seconds)} s for ${c.reached}/${r.n} maps (${c.retries} retries${c.why ? `: ${c.why}` : ''}), controller CPU ` +
+      `  cold start: ${f1(c.seconds)} s for ${c.reached}/${r.n} maps (${c.gzipped} gzipped, ${c.retries} retries${c.why ? `: ${c.why}` : ''}), controller CPU ` +
         `${perReplica(c.cpuSeconds, f1)} s` +
         (r.replicas > 1 ? `, PostgreSQL ${f1(c.pgCpuSeconds)} s` : '') +
         `, bench client ${f1(c.clientCpuSeconds)} s`,
     )
     const m = r.fullMap
     if (m) {
-      const totalMiB = (m.bytes * r.n) / 1048576
+      const totalMiB = (c.firstBytes * r.n) / 1048576
       const cpu = c.cpuSeconds.reduce((a, b) => a + b, 0)
       out.push(
         `    one full map: ${f0(m.bytes / 1024)} KiB, ${m.peers} peers, ${f0(m.bytesPerPeer)} B/peer; ` +
-          `× ${r.n} nodes = ${f0(totalMiB)} MiB sent, ${f1(totalMiB / c.seconds)} MiB/s over the cold start`,
+          `${f0(m.wireBytes / 1024)} KiB on the wire (${ENCODING}${ENCODING === 'gzip' ? `, ×${f1(m.bytes / m.wireBytes)} fewer bytes` : ''}); ` +
+          `median map sent ${f0(c.firstBytes / 1024)} KiB × ${r.n} nodes ≈ ${f0(totalMiB)} MiB, ${f1(totalMiB / c.seconds)} MiB/s over the cold start`,
       )
       out.push(
         `    controller CPU per map ${f1((cpu * 1000) / r.n)} ms; JSON.stringify of one map ${f1(m.stringifyMs)} ms, ` +
@@ -765,6 +779,7 @@ async function main() {
     `\ncontroller scale benchmark: ${process.version}, ${((now() - started) / 1000) | 0} s, ` +
       `${ACTIVE} active peers per node, reports every 10 s listing ` +
       `${REPORT_VIEW === 'all' ? 'every peer of the netmap (meshd before 2026-12-03)' : 'the peers with a handshake (as meshd)'}, ${REPEATS} changes per row, ` +
+      `full maps asked for as ${ENCODING}, ` +
       `${CONNECT_CONCURRENCY > 0 ? `cold start ${CONNECT_CONCURRENCY} connects at a time` : 'cold start all at once'}, ` +
       `bench client and controllers on one machine (load average at the end ${f1(loadAverage())})\n`,
   )

@@ -35,6 +35,11 @@ export class ControllerMetrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   })
+  readonly netmapGzipFull = new Counter({
+    name: 'mesh_netmap_gzip_full_total',
+    help: 'Full maps sent gzipped (to nodes that asked, when the compressed peer list was ready)',
+    registers: [this.registry],
+  })
   readonly reportedPeers = new Counter({
     name: 'mesh_netmap_reported_peers_total',
     help: 'Peer entries received in node reports (nodes report only changes)',

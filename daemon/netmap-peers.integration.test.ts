@@ -2,9 +2,11 @@
 // bogus endpoint) never costs this node its other peers, live or restored from the cache (the
 // in-memory driver, state in a temp dir, a stand-in controller on a real WebSocket).
 import fs from 'node:fs'
+import zlib from 'node:zlib'
 import {afterAll, describe, expect, it} from 'vitest'
 import {WebSocketServer, type WebSocket} from 'ws'
 import type {NetmapFull} from '../shared/protocol/netmap.js'
+import {MAX_NETMAP_FRAME_BYTES} from '../shared/limits.js'
 import {generateKeyPair} from './keys.js'
 import {seedNetwork, startFakeDaemon, tempDir, waitFor} from './testing/harness.js'
 
@@ -90,6 +92,64 @@ describe('a live netmap with bad peers', () => {
         [badEndpoints.publicKey]: '198.51.100.5:51820',
         [late.publicKey]: '198.51.100.7:51820',
       })
+    } finally {
+      await d.stop()
+      for (const c of wss.clients) c.terminate()
+      await new Promise((r) => wss.close(r))
+    }
+  })
+})
+
+describe('a compressed netmap', () => {
+  const dir = tempDir()
+  afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  it('applies a gzipped full map without its own entry, in order with the text after it, and ignores compressed frames that do not inflate or inflate past the frame limit', async () => {
+    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+    await new Promise((r) => wss.once('listening', r))
+    const port = (wss.address() as {port: number}).port
+    const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
+    const a = peer('a')
+    const b = peer('b')
+    const self = {id: 'n1', name: 'alpha', publicKey: me.publicKey, address: '10.9.0.2', status: 'active'}
+    const full = (version: number, peers: unknown[]) =>
+      JSON.stringify({
+        type: 'full',
+        version,
+        network: {id: 'net1', name: 'lab', cidr: '10.9.0.0/24'},
+        self,
+        peers,
+      })
+    let client: WebSocket | undefined
+    let url = ''
+    wss.on('connection', (ws, req) => {
+      client = ws
+      url = req.url ?? ''
+      // The node's own entry is in the list, as the controller sends it to everyone; a text delta
+      // right behind the compressed map must not overtake it while it inflates.
+      ws.send(zlib.gzipSync(full(1, [a, {...self, endpoints: [], hostname: 'alpha', os: 'linux', tags: []}])))
+      ws.send(JSON.stringify({type: 'delta', version: 2, added: [b]}))
+    })
+    const d = await startFakeDaemon({dir})
+    const wgKeys = () => (d.fake.interfaces.get('tmesh0')?.peers ?? []).map((p) => p.publicKey).sort()
+    try {
+      await waitFor(
+        'the delta applied',
+        async () => (await d.backend.status()).networks[0]?.netmapVersion === 2,
+      )
+      expect(url).toContain('encoding=gzip')
+      expect(wgKeys()).toEqual([a.publicKey, b.publicKey].sort())
+      // Not gzip, and a bomb past MAX_NETMAP_FRAME_BYTES once inflated: both ignored, the session
+      // goes on (the next text delta applies).
+      client!.send(Buffer.from('not gzip at all'))
+      client!.send(zlib.gzipSync(Buffer.alloc(MAX_NETMAP_FRAME_BYTES + 1024, 0x20)))
+      client!.send(JSON.stringify({type: 'delta', version: 3, removed: ['a']}))
+      await waitFor(
+        'the last delta applied',
+        async () => (await d.backend.status()).networks[0]?.netmapVersion === 3,
+      )
+      expect(wgKeys()).toEqual([b.publicKey])
+      expect(wss.clients.size).toBe(1)
     } finally {
       await d.stop()
       for (const c of wss.clients) c.terminate()

@@ -14,6 +14,7 @@
 //    (every peer of the netmap), the inactive ones offline with the endpoint WireGuard was
 //    configured with, and each peer added since as a new offline entry.
 // No traffic goes anywhere but the controller on loopback: endpoints are TEST-NET-2 strings.
+import {gunzipSync} from 'node:zlib'
 import WebSocket from 'ws'
 
 export const REPORT_LIMITS = {peersPerFrame: 500, framesPerReport: 10}
@@ -36,7 +37,7 @@ const VERSION_RE = /"version"\s*:\s*(\d+)/
  * (index = node number), and the bench's knobs.
  */
 export class Swarm {
-  constructor({ids, active = 8, latencyChurn = 0.1, view = 'active'}) {
+  constructor({ids, active = 8, latencyChurn = 0.1, view = 'active', gzip = true}) {
     this.ids = ids
     this.active = Math.min(active, ids.length - 1)
     this.latencyChurn = latencyChurn
@@ -45,6 +46,8 @@ export class Swarm {
      * 'all': every peer of the netmap, as meshd reported before 2026-12-03 (for comparison).
      */
     this.view = view
+    /** Ask for gzipped full maps (?encoding=gzip), as meshd does. */
+    this.gzip = gzip
     /** Frames and bytes sent in reports, for the table's notes. */
     this.sent = {frames: 0, bytes: 0, entries: 0}
     /** Why connection attempts failed (error code or message -> count), for the notes. */
@@ -146,7 +149,11 @@ export class SimNode {
         if (this.swarm.aborted) return reject(new Error(this.swarm.aborted))
         if (performance.now() > deadline)
           return reject(new Error(`node ${this.index}: no map before the deadline`))
-        const url = version === undefined ? this.base : `${this.base}?version=${version}`
+        const query = [
+          ...(version === undefined ? [] : [`version=${version}`]),
+          ...(this.swarm.gzip ? ['encoding=gzip'] : []),
+        ]
+        const url = query.length === 0 ? this.base : `${this.base}?${query.join('&')}`
         const ws = new WebSocket(url, {
           headers: {authorization: `Bearer ${this.credential}`},
           perMessageDeflate: false,
@@ -182,7 +189,10 @@ export class SimNode {
         ws.on('message', (data) => {
           if (!settled) {
             settled = true
-            const head = data.subarray(0, 256).toString()
+            // A gzipped full map starts with a stored member (controller/api/netmap-gzip.ts):
+            // its head is readable at offset 15 without inflating the 2 MB behind it.
+            const gz = data[0] === 0x1f && data[1] === 0x8b
+            const head = data.subarray(gz ? 15 : 0, (gz ? 15 : 0) + 256).toString()
             const type = head.match(TYPE_RE)?.[1] ?? ''
             if (type !== 'full' && type !== 'delta') {
               ws.terminate()
@@ -191,7 +201,7 @@ export class SimNode {
             this.onFirst?.(data)
             this.onFirst = null
             this.version = Number(head.match(VERSION_RE)?.[1] ?? this.version)
-            this.firstFrame = {type, bytes: data.length}
+            this.firstFrame = {type, bytes: data.length, gzip: gz}
             this.hasMap = true
             this.reportsSent = 0
             this.newPeers = []
@@ -227,10 +237,9 @@ export class SimNode {
       if (!this.hit && data.includes(this.watch)) this.hit = {at, bytes: data.length}
       else this.otherFrames++
     }
-    const text = data.toString()
     let msg
     try {
-      msg = JSON.parse(text)
+      msg = JSON.parse((data[0] === 0x1f && data[1] === 0x8b ? gunzipSync(data) : data).toString())
     } catch {
       return
     }

@@ -3,6 +3,7 @@
 // Time is a FakeClock the tests move: coalescing windows, rate limits, ping rounds and the
 // ephemeral reaper act exactly when it passes their deadlines, and no test sleeps for them.
 import {connect as tcpConnect} from 'node:net'
+import zlib from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.js'
@@ -140,6 +141,69 @@ describe('netmap WebSocket', () => {
     const pending = await nextFrame<Full>(wsB)
     expect(pending.self.status).toBe('pending')
     expect(pending.peers).toEqual([])
+  })
+
+  it('sends a full map gzipped to a node that asks, the same peers with its own entry, deltas as text; text while the list is fresh', async () => {
+    const net = await network('open')
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const c = await join(net.id)
+    /** A node session asking for gzip: every message, with whether it came binary. */
+    const session = async (credential: string) => {
+      const ws = new WebSocket(`${ctl.url.replace(/^http/, 'ws')}/api/v1/netmap?encoding=gzip`, {
+        headers: {authorization: `Bearer ${credential}`},
+      })
+      const got: {binary: boolean; frame: Record<string, unknown>}[] = []
+      const waiters: (() => void)[] = []
+      ws.on('message', (data: Buffer, binary) => {
+        const text = binary ? zlib.gunzipSync(data) : data
+        got.push({binary, frame: JSON.parse(text.toString()) as Record<string, unknown>})
+        for (const w of waiters.splice(0)) w()
+      })
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+      const nth = (n: number) =>
+        got.length > n
+          ? Promise.resolve(got[n]!)
+          : new Promise<(typeof got)[number]>((r) => waiters.push(() => r(got[n]!)))
+      return {ws, nth}
+    }
+    const plain = await open(b.credential)
+    const textFull = await nextFrame<Full>(plain)
+
+    const sa = await session(a.credential)
+    const first = await sa.nth(0)
+    expect(first.binary).toBe(true)
+    const full = NetmapFullSchema.parse(first.frame)
+    expect(full.self.id).toBe(a.node.id)
+    // Its own entry comes along (the list is the network's, compressed once); the rest is what a
+    // text full map lists for the same peers.
+    expect(full.peers.map((p) => p.id).sort()).toEqual([a.node.id, b.node.id, c.node.id].sort())
+    const byId = new Map(full.peers.map((p) => [p.id, p]))
+    for (const p of textFull.peers) expect(byId.get(p.id)).toEqual(p)
+    // A change: a delta, as text, to the gzip session too.
+    expect(
+      (
+        await api.req('PATCH', `/api/v1/nodes/${c.node.id}`, {
+          token: ctl.adminToken,
+          body: {name: 'renamed-c'},
+        })
+      ).status,
+    ).toBe(200)
+    const delta = await sa.nth(1)
+    expect(delta.binary).toBe(false)
+    expect(NetmapDeltaSchema.parse(delta.frame).changed?.map((p) => p.name)).toEqual(['renamed-c'])
+    // The peer list changed within GZIP_EVERY_MS of the last compression: a full map goes as text
+    // (without the node's own entry) rather than wait or compress on every change of a join storm.
+    const sc = await session(c.credential)
+    const fresh = await sc.nth(0)
+    expect(fresh.binary).toBe(false)
+    expect(
+      NetmapFullSchema.parse(fresh.frame)
+        .peers.map((p) => p.id)
+        .sort(),
+    ).toEqual([a.node.id, b.node.id].sort())
+    sa.ws.close()
+    sc.ws.close()
   })
 
   it('delivers a delta within a second when a node is added, approved, renamed and removed', async () => {

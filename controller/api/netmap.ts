@@ -32,6 +32,7 @@ import {LIMITS} from '../../shared/protocol/control-api.js'
 import {
   CLOSE,
   ClientFrameSchema,
+  NETMAP_GZIP,
   type NatServices,
   type Peer,
   type PeerPath,
@@ -48,6 +49,7 @@ import type {NodeChange, StoredNode} from '../store/store.js'
 import type {NetmapSource} from '../netmap-source.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
+import {PeerListGzip, storedGzipMember} from './netmap-gzip.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
@@ -69,6 +71,8 @@ const REPORT_BURST = 40
 interface Conn {
   readonly ws: WebSocket
   readonly nodeId: string
+  /** The node accepts full maps as gzip (NETMAP_GZIP). */
+  readonly gzip: boolean
   alive: boolean
   lastTouch: number
   /** Token bucket of client frames (see REPORT_RATE). */
@@ -93,6 +97,8 @@ interface NetState {
   readonly peerJson: Map<string, string>
   /** Every active peer's JSON joined once, rebuilt lazily after a change; see peerBlob(). */
   peerList: PeerBlob | null
+  /** peerList gzipped for nodes that accept compressed full maps (netmap-gzip.ts). */
+  readonly peerGzip: PeerListGzip
   readonly conns: Map<string, Set<Conn>>
   /**
    * What each connected node reports about its peers (reporter id -> peer id -> link). Only
@@ -283,6 +289,7 @@ export class NetmapHub {
     const versionText = url.searchParams.get('version')
     const resumeFrom =
       versionText !== null && /^\d{1,15}$/.test(versionText) ? Number(versionText) : undefined
+    const gzip = url.searchParams.get(NETMAP_GZIP.param) === NETMAP_GZIP.value
     socket.on('error', () => socket.destroy())
     void this.deps.auth
       .authenticateNode(credential)
@@ -313,7 +320,7 @@ export class NetmapHub {
             )
             return
           }
-          this.attach(ws, node, resumeFrom).catch((err: unknown) => {
+          this.attach(ws, node, resumeFrom, gzip).catch((err: unknown) => {
             this.log.error({err, nodeId: node.id}, 'netmap session failed')
             ws.terminate()
           })
@@ -321,7 +328,12 @@ export class NetmapHub {
       })
   }
 
-  private async attach(ws: WebSocket, node: StoredNode, resumeFrom: number | undefined): Promise<void> {
+  private async attach(
+    ws: WebSocket,
+    node: StoredNode,
+    resumeFrom: number | undefined,
+    gzip: boolean,
+  ): Promise<void> {
     ws.on('error', () => ws.terminate())
     const net = await this.netState(node.networkId)
     if (!net || ws.readyState !== ws.OPEN) {
@@ -331,6 +343,7 @@ export class NetmapHub {
     const conn: Conn = {
       ws,
       nodeId: node.id,
+      gzip,
       alive: true,
       lastTouch: this.clock.now(),
       tokens: REPORT_BURST,
@@ -410,7 +423,7 @@ export class NetmapHub {
         return
       }
     }
-    this.send(conn, this.fullFrame(net, self), 'full')
+    this.sendFull(conn, net, self)
   }
 
   /**
@@ -420,13 +433,22 @@ export class NetmapHub {
    * WebSocket message), so a cold start of N nodes costs O(N) encoding, not O(N²), and the
    * queued maps share one buffer instead of holding a copy each.
    */
-  private fullFrame(net: NetState, self: StoredNode): Buffer[] {
+  private sendFull(conn: Conn, net: NetState, self: StoredNode): void {
     const head = Buffer.from(
       `{"type":"full","version":${net.version},"network":${net.headerJson},"self":${JSON.stringify(toSelf(self))},"peers":[`,
     )
     const tail = Buffer.from(`]${this.natJson()}}`)
-    if (self.status !== 'active') return [head, tail]
-    return [head, ...peersExcept((net.peerList ??= peerBlob(net.peerJson)), self.id), tail]
+    if (self.status !== 'active') {
+      this.send(conn, [head, tail], 'full')
+      return
+    }
+    const list = (net.peerList ??= peerBlob(net.peerJson))
+    // Compressed: the same gzipped list for every node, own entry included (the node drops it).
+    const gzipped = conn.gzip ? net.peerGzip.get(list) : undefined
+    if (gzipped) {
+      this.metrics.netmapGzipFull.inc()
+      this.send(conn, [storedGzipMember(head), gzipped, storedGzipMember(tail)], 'full', true)
+    } else this.send(conn, [head, ...peersExcept(list, self.id), tail], 'full')
   }
 
   /** The per-socket rate limit in front of onFrame; see REPORT_RATE. */
@@ -535,6 +557,7 @@ export class NetmapHub {
         nodes: new Map(),
         peerJson: new Map(),
         peerList: null,
+        peerGzip: new PeerListGzip(() => this.clock.now()),
         conns: new Map(),
         links: new Map(),
         loading: null,
@@ -695,7 +718,7 @@ export class NetmapHub {
         }
         const isPeer = self.status === 'active'
         if (!old || (old.status === 'active') !== isPeer) {
-          this.send(conn, this.fullFrame(net, self), 'full')
+          this.sendFull(conn, net, self)
           continue
         }
         const selfChanged = JSON.stringify(toSelf(old)) !== JSON.stringify(toSelf(self))
@@ -763,7 +786,7 @@ export class NetmapHub {
     if (!own) return
     for (const conn of own) {
       if (!next) this.revoke(conn)
-      else if (wasPeer !== isPeer) this.send(conn, this.fullFrame(net, next), 'full')
+      else if (wasPeer !== isPeer) this.sendFull(conn, net, next)
       else
         this.send(
           conn,
@@ -773,11 +796,12 @@ export class NetmapHub {
     }
   }
 
-  /** One text message; chunks (fullFrame) go as the fragments of one message, in one go. */
+  /** One message (text unless `binary`); chunks go as the fragments of one message, in one go. */
   private send(
     conn: Conn,
     data: string | Buffer | readonly Buffer[],
     type: 'full' | 'delta' | 'revoked',
+    binary = false,
   ): void {
     if (conn.ws.readyState !== conn.ws.OPEN) return
     if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
@@ -787,8 +811,7 @@ export class NetmapHub {
     }
     if (Array.isArray(data)) {
       const chunks = (data as readonly Buffer[]).filter((c, i, all) => c.length > 0 || i === all.length - 1)
-      for (const [i, chunk] of chunks.entries())
-        conn.ws.send(chunk, {binary: false, fin: i === chunks.length - 1})
+      for (const [i, chunk] of chunks.entries()) conn.ws.send(chunk, {binary, fin: i === chunks.length - 1})
     } else conn.ws.send(data as string | Buffer, {binary: false})
     this.metrics.netmapFrames.inc({type})
   }

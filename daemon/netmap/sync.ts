@@ -5,10 +5,11 @@
  * the controller gone the tunnels simply keep their last config.
  */
 import {wsUrl} from '../../shared/net/ws-url.js'
+import zlib from 'node:zlib'
 import WebSocket from 'ws'
 import {MAX_NETMAP_FRAME_BYTES} from '../../shared/limits.js'
 import {WS_PATHS} from '../../shared/protocol/control-api.js'
-import {CLOSE, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
+import {CLOSE, NETMAP_GZIP, type ClientFrame, type ServerFrame} from '../../shared/protocol/netmap.js'
 import {parseServerFrame} from './parse.js'
 
 /** Per frame, at most this many dropped peers are logged one by one (then a count). */
@@ -43,7 +44,23 @@ export interface NetmapSyncOptions {
 export function netmapUrl(controller: string, version: number | undefined): string {
   const url = wsUrl(controller, WS_PATHS.netmap)
   if (version !== undefined) url.searchParams.set('version', String(version))
+  url.searchParams.set(NETMAP_GZIP.param, NETMAP_GZIP.value)
   return url.toString()
+}
+
+/**
+ * A compressed full map without the node's own entry among its peers (NETMAP_GZIP: the
+ * controller sends every node the same peer list). Anything else is returned as it is.
+ */
+export function withoutSelf(json: unknown): unknown {
+  if (typeof json !== 'object' || json === null) return json
+  const f = json as {type?: unknown; self?: {id?: unknown}; peers?: unknown}
+  if (f.type !== 'full' || !Array.isArray(f.peers) || typeof f.self?.id !== 'string') return json
+  const self = f.self.id
+  return {
+    ...f,
+    peers: f.peers.filter((p) => !(typeof p === 'object' && p !== null && (p as {id?: unknown}).id === self)),
+  }
 }
 
 /** Full jitter between half and all of the exponential delay: reconnects do not stampede. */
@@ -108,6 +125,51 @@ export class NetmapSync {
     this.opts.onState({connected, error})
   }
 
+  /**
+   * One netmap frame from its JSON text; null when it is not one. `compressed`: it came gzipped,
+   * and its full map may list this node itself among the peers (NETMAP_GZIP), dropped here.
+   */
+  private parse(data: Buffer, compressed = false): ServerFrame | null {
+    let json: unknown
+    try {
+      json = JSON.parse(data.toString())
+    } catch {
+      this.opts.log.warn({}, 'ignoring a netmap frame that is not JSON')
+      return null
+    }
+    if (compressed) json = withoutSelf(json)
+    // Peers one by one: a bad entry is dropped (and logged), the others still apply.
+    let logged = 0
+    const parsed = parseServerFrame(json, (drop) => {
+      if (logged++ < MAX_DROPS_LOGGED)
+        this.opts.log.warn(
+          drop,
+          drop.what === 'peer' ? 'dropping an invalid netmap peer' : 'dropping bad peer endpoints',
+        )
+    })
+    if (logged > MAX_DROPS_LOGGED)
+      this.opts.log.warn({more: logged - MAX_DROPS_LOGGED}, 'more netmap peers or endpoints dropped')
+    if (parsed.frame === null) {
+      this.opts.log.warn({issues: parsed.issues}, 'ignoring an invalid netmap frame')
+      return null
+    }
+    return parsed.frame
+  }
+
+  /** Applies a frame of session `ws` (in order: called from the queue). */
+  private async apply(ws: WebSocket, frame: ServerFrame): Promise<void> {
+    if (this.ws !== ws) return
+    try {
+      await this.opts.onFrame(frame)
+      if (frame.type !== 'revoked' && !this.connectedNow) {
+        this.attempt = 0
+        this.setState(true, null)
+      }
+    } catch (err) {
+      this.opts.log.warn({err: String(err)}, 'applying a netmap frame failed')
+    }
+  }
+
   private connect(): void {
     if (this.stopped) return
     const url = netmapUrl(this.opts.controller, this.opts.version())
@@ -141,41 +203,25 @@ export class NetmapSync {
     ws.on('pong', () => (alive = true))
     ws.on('message', (data, isBinary) => {
       alive = true
-      if (isBinary) return
-      let json: unknown
-      try {
-        json = JSON.parse(data.toString())
-      } catch {
-        this.opts.log.warn({}, 'ignoring a netmap frame that is not JSON')
+      const buf = data as Buffer
+      if (!isBinary) {
+        const frame = this.parse(buf)
+        if (frame) this.queue = this.queue.then(() => this.apply(ws, frame))
         return
       }
-      // Peers one by one: a bad entry is dropped (and logged), the others still apply.
-      let logged = 0
-      const parsed = parseServerFrame(json, (drop) => {
-        if (logged++ < MAX_DROPS_LOGGED)
-          this.opts.log.warn(
-            drop,
-            drop.what === 'peer' ? 'dropping an invalid netmap peer' : 'dropping bad peer endpoints',
-          )
-      })
-      if (logged > MAX_DROPS_LOGGED)
-        this.opts.log.warn({more: logged - MAX_DROPS_LOGGED}, 'more netmap peers or endpoints dropped')
-      if (parsed.frame === null) {
-        this.opts.log.warn({issues: parsed.issues}, 'ignoring an invalid netmap frame')
-        return
-      }
-      const frame = parsed.frame
+      // A compressed full map: inflated off the event loop, applied in order with the frames
+      // after it (they wait in the queue), and bounded like a text frame (a gzip bomb stops there).
+      const text = new Promise<Buffer | undefined>((resolve) =>
+        zlib.gunzip(buf, {maxOutputLength: MAX_NETMAP_FRAME_BYTES}, (err, out) => {
+          if (err)
+            this.opts.log.warn({err: err.message}, 'ignoring a compressed netmap frame that does not inflate')
+          resolve(err ? undefined : out)
+        }),
+      )
       this.queue = this.queue.then(async () => {
-        if (this.ws !== ws) return
-        try {
-          await this.opts.onFrame(frame)
-          if (frame.type !== 'revoked' && !this.connectedNow) {
-            this.attempt = 0
-            this.setState(true, null)
-          }
-        } catch (err) {
-          this.opts.log.warn({err: String(err)}, 'applying a netmap frame failed')
-        }
+        const out = await text
+        const frame = out && this.parse(out, true)
+        if (frame) await this.apply(ws, frame)
       })
     })
     ws.on('error', (err) => {

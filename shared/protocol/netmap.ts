@@ -5,6 +5,12 @@
  * which absent means unchanged. A delta costs O(1) per receiving node for one changed peer.
  * A node that reconnects with `?version=N` gets only what changed since N (or a full map when
  * the controller no longer has that history).
+ *
+ * Compressed full maps: a node that connects with `?encoding=gzip` (NETMAP_GZIP) may get a full
+ * map as one binary message instead of text: gzip members (RFC 1952) whose concatenated text is
+ * the full map's JSON, with one difference: `peers` may include the node's own entry, which the
+ * node drops (the controller compresses the network's peer list once and sends the same bytes
+ * to every node). Deltas stay text. Older nodes never ask and get text as before.
  */
 import {z} from 'zod'
 import {
@@ -19,6 +25,9 @@ import {
   TagSchema,
 } from './control-api.js'
 import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
+
+/** The query a node adds to the netmap URL to accept compressed full maps (see above). */
+export const NETMAP_GZIP = {param: 'encoding', value: 'gzip'} as const
 
 export const PeerSchema = z.object({
   id: IdSchema,
