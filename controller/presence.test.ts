@@ -14,8 +14,8 @@ function setup(opts: {beforeOffline?: (nodeId: string) => Promise<void>} = {}) {
   const presence = new InProcessPresence({
     clock,
     writes: {
-      touchNode: async (id: string, at: string) => {
-        log.push(`touch ${id} ${at}`)
+      touchNodes: async (seen: ReadonlyMap<string, string>) => {
+        for (const [id, at] of seen) log.push(`touch ${id} ${at}`)
       },
     },
     ...(opts.beforeOffline ? {beforeOffline: opts.beforeOffline} : {}),

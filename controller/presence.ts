@@ -13,6 +13,7 @@
  * `isOnline` may answer from a per-replica cache of those rows; `onlineAmong` must ask the
  * shared state (the reaper acts on it).
  */
+import {GroupCommit} from './group-commit.js'
 import type {Node} from '../shared/protocol/control-api.js'
 import {MeshError} from '../shared/errors.js'
 import type {Clock} from '../shared/clock.js'
@@ -48,7 +49,7 @@ export const withPresence = (presence: Pick<Presence, 'isOnline'>, n: StoredNode
 
 export interface InProcessPresenceOptions {
   readonly clock: Clock
-  readonly writes: Pick<Writes, 'touchNode'>
+  readonly writes: Pick<Writes, 'touchNodes'>
   /**
    * Runs when a node's last session closed, before its last-seen time is written and `offline`
    * is told (the controller writes the node's pending endpoint report there). NOT_FOUND (the
@@ -62,8 +63,12 @@ export class InProcessPresence implements Presence {
   /** Open sessions per node; owned by connected/disconnected. */
   private readonly online = new Map<string, number>()
   private readonly listeners = new Set<(e: PresenceEvent) => void>()
+  /** Last-seen writes, grouped while one is running (a reconnect storm is a few transactions). */
+  private readonly touches: GroupCommit<string, string>
 
-  constructor(private readonly opts: InProcessPresenceOptions) {}
+  constructor(private readonly opts: InProcessPresenceOptions) {
+    this.touches = new GroupCommit((seen) => opts.writes.touchNodes(seen))
+  }
 
   async connected(node: StoredNode, tenantId: string): Promise<void> {
     const n = (this.online.get(node.id) ?? 0) + 1
@@ -91,8 +96,8 @@ export class InProcessPresence implements Presence {
     if (!this.online.has(node.id)) this.emit('offline', node, tenantId)
   }
 
-  async touch(nodeId: string): Promise<void> {
-    await this.opts.writes.touchNode(nodeId, new Date(this.opts.clock.now()).toISOString())
+  touch(nodeId: string): Promise<void> {
+    return this.touches.add(nodeId, new Date(this.opts.clock.now()).toISOString())
   }
 
   isOnline(nodeId: string): boolean {

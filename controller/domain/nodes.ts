@@ -258,3 +258,12 @@ export async function setNodeObservedEndpoint(
 export async function touchNode(tx: Tx, id: string, at: string): Promise<void> {
   await tx.updateNode(id, {lastSeen: at})
 }
+
+/**
+ * touchNode for many nodes in one transaction (node id -> time): what presence writes when
+ * sessions come and go in bursts (controller/group-commit.ts). A node removed meanwhile is
+ * skipped, as touchNode skips it.
+ */
+export async function touchNodes(tx: Tx, seen: ReadonlyMap<string, string>): Promise<void> {
+  for (const [id, at] of seen) await tx.updateNode(id, {lastSeen: at})
+}

@@ -38,6 +38,7 @@ const RULES = {
   setNodeEndpoints: nodes.setNodeEndpoints,
   setNodeObservedEndpoint: nodes.setNodeObservedEndpoint,
   touchNode: nodes.touchNode,
+  touchNodes: nodes.touchNodes,
   writeConnections: connections.writeConnections,
 } as const
 

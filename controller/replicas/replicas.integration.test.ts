@@ -121,6 +121,26 @@ describe.skipIf(skip !== undefined)(
       }
     })
 
+    it('keeps presence right through a burst of sessions opening and closing at once (grouped row writes)', async () => {
+      const net = await network(r1, 'burst', 79)
+      const nodes = await Promise.all(Array.from({length: 150}, (_, i) => join(r1, net.id, `b${i}`)))
+      const online = async (ctl: TestController) => {
+        const list = await client(ctl.url).req('GET', `/api/v1/networks/${net.id}/nodes?limit=500`, {
+          token: ctl.adminToken,
+        })
+        expect(list.status, list.text).toBe(200)
+        return (list.body.items as {online: boolean; lastSeen: string | null}[]).filter((x) => x.online)
+      }
+      const sessions = await Promise.all(nodes.map((n) => ws(`${r2.url}/api/v1/netmap`, n.credential)))
+      await Promise.all(sessions.map((s) => s.next<Frame>((f) => f.type === 'full', 10_000)))
+      // Every row and last-seen time written (connected() resolves after its group's write).
+      await expect.poll(async () => (await online(r1)).length, {timeout: 5_000}).toBe(150)
+      expect((await online(r2)).every((n) => n.lastSeen !== null)).toBe(true)
+      await Promise.all(sessions.map((s) => s.close()))
+      await expect.poll(async () => (await online(r1)).length, {timeout: 5_000}).toBe(0)
+      expect((await online(r2)).length).toBe(0)
+    })
+
     it('tells admins on replica 1 of a node added through replica 2', async () => {
       const net = await network(r1, 'admins', 73)
       const events = await ws(`${r1.url}/api/v1/events`, r1.adminToken)

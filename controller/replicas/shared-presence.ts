@@ -15,6 +15,7 @@
  */
 import {MeshError} from '../../shared/errors.js'
 import {every, type Clock} from '../../shared/clock.js'
+import {GroupCommit} from '../group-commit.js'
 import type {PartLog} from '../context.js'
 import type {Writes} from '../domain/writes.js'
 import type {SingletonLock} from '../leader.js'
@@ -33,7 +34,7 @@ export interface SharedPresenceOptions {
   readonly replica: string
   readonly table: PgPresenceTable
   readonly store: Pick<Store, 'getNode' | 'getNetwork'>
-  readonly writes: Pick<Writes, 'touchNode'>
+  readonly writes: Pick<Writes, 'touchNodes'>
   readonly lock: SingletonLock
   readonly clock: Clock
   readonly log: PartLog
@@ -49,8 +50,22 @@ export class SharedPresence implements Presence {
   private readonly listeners = new Set<(e: PresenceEvent) => void>()
   private readonly listener: PgListener
   private stopTimers: (() => void) | undefined
+  /**
+   * This replica's rows and last-seen writes, grouped while one is running: 10,000 nodes
+   * reconnecting would otherwise queue 20,000 statements on a pool of ten, past its timeout.
+   * The last of a node's hold/release waiting wins (its latest state is what counts).
+   */
+  private readonly rowWrites: GroupCommit<string, 'hold' | 'release'>
+  private readonly touches: GroupCommit<string, string>
 
   constructor(private readonly opts: SharedPresenceOptions) {
+    this.rowWrites = new GroupCommit((rows) => {
+      const hold: string[] = []
+      const release: string[] = []
+      for (const [nodeId, op] of rows) (op === 'hold' ? hold : release).push(nodeId)
+      return opts.table.apply(opts.replica, {hold, release}, this.iso(), this.iso(PRESENCE_TTL_MS))
+    })
+    this.touches = new GroupCommit((seen) => opts.writes.touchNodes(seen))
     this.listener = new PgListener({
       url: opts.url,
       channels: ['mesh_presence'],
@@ -83,16 +98,17 @@ export class SharedPresence implements Presence {
   async close(): Promise<void> {
     this.stopTimers?.()
     await this.listener.close()
-    for (const nodeId of this.sessions.keys()) {
-      await this.opts.table.release(nodeId, this.opts.replica).catch(() => undefined)
-    }
+    const release = [...this.sessions.keys()]
     this.sessions.clear()
+    await this.opts.table
+      .apply(this.opts.replica, {hold: [], release}, this.iso(), this.iso())
+      .catch(() => undefined)
   }
 
   async connected(node: StoredNode, _tenantId: string): Promise<void> {
     const n = (this.sessions.get(node.id) ?? 0) + 1
     this.sessions.set(node.id, n)
-    if (n === 1) await this.opts.table.hold(node.id, this.opts.replica, this.iso(), this.iso(PRESENCE_TTL_MS))
+    if (n === 1) await this.rowWrites.add(node.id, 'hold')
     await this.touch(node.id)
   }
 
@@ -109,12 +125,12 @@ export class SharedPresence implements Presence {
       })
     }
     // A new session of the node opened during the await: keep the row.
-    if (!this.sessions.has(node.id)) await this.opts.table.release(node.id, this.opts.replica)
+    if (!this.sessions.has(node.id)) await this.rowWrites.add(node.id, 'release')
     await this.touch(node.id)
   }
 
-  async touch(nodeId: string): Promise<void> {
-    await this.opts.writes.touchNode(nodeId, this.iso())
+  touch(nodeId: string): Promise<void> {
+    return this.touches.add(nodeId, this.iso())
   }
 
   /** Live rows (any replica), or a session here whose row's NOTIFY has not come back yet. */

@@ -5,6 +5,7 @@
  * (they sort as times).
  */
 import type pg from 'pg'
+import {checkout} from './open.js'
 
 export class PgPresenceTable {
   constructor(private readonly pool: pg.Pool) {}
@@ -16,6 +17,44 @@ export class PgPresenceTable {
          ON CONFLICT (node_id, replica) DO UPDATE SET expires_at = excluded.expires_at`,
       [nodeId, replica, at, expiresAt],
     )
+  }
+
+  /**
+   * Many nodes at once, in one transaction: rows of `hold` exist (again) and expire at
+   * `expiresAt`, rows of `release` are gone (this replica's last session of each closed).
+   */
+  async apply(
+    replica: string,
+    nodes: {readonly hold: readonly string[]; readonly release: readonly string[]},
+    at: string,
+    expiresAt: string,
+  ): Promise<void> {
+    if (nodes.hold.length === 0 && nodes.release.length === 0) return
+    const lease = await checkout(this.pool)
+    const c = lease.client
+    let failure: unknown
+    try {
+      await c.query('BEGIN')
+      if (nodes.release.length > 0)
+        await c.query('DELETE FROM presence WHERE replica = $1 AND node_id = ANY($2::text[])', [
+          replica,
+          [...nodes.release],
+        ])
+      if (nodes.hold.length > 0)
+        await c.query(
+          `INSERT INTO presence (node_id, replica, since, expires_at)
+             SELECT id, $2, $3, $4 FROM unnest($1::text[]) AS id
+             ON CONFLICT (node_id, replica) DO UPDATE SET expires_at = excluded.expires_at`,
+          [[...nodes.hold], replica, at, expiresAt],
+        )
+      await c.query('COMMIT')
+    } catch (err) {
+      failure = err
+      await c.query('ROLLBACK').catch(() => undefined)
+      throw err
+    } finally {
+      lease.release(failure)
+    }
   }
 
   /** This replica's last session of the node closed. */
