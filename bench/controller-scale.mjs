@@ -254,6 +254,14 @@ async function call(agent, url, method, p, {token, body} = {}) {
   return JSON.parse(text)
 }
 
+/** The controller's own fan-out time (mesh_netmap_fanout_seconds): sum and count, from /metrics. */
+async function fanoutSeconds(url) {
+  const res = await request(new URL('/metrics', url))
+  const text = await res.body.text()
+  const value = (name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? 0)
+  return {sum: value('mesh_netmap_fanout_seconds_sum'), count: value('mesh_netmap_fanout_seconds_count')}
+}
+
 /** Fails the configuration when a replica grows past --rss-abort (10,000 nodes can need a lot). */
 function watchRss(replicas, onAbort) {
   let failure = null
@@ -502,6 +510,7 @@ async function measure(backend, n) {
       () => (pg ? postgresCpuSeconds(pg.dataDir) : NaN),
     ])
     const windowStart = now()
+    const fanoutBefore = await Promise.all(replicas.map((r) => fanoutSeconds(r.url)))
     const rounds = []
     for (let k = 0; k < REPEATS; k++) {
       const pk = publicKey()
@@ -550,6 +559,12 @@ async function measure(backend, n) {
     // The CPU figure covers at least one report interval: every node's periodic report is in it.
     await until(() => false, Math.max(0, 10_500 - (now() - windowStart)), 500)
     const usage = cpu()
+    const fanoutAfter = await Promise.all(replicas.map((r) => fanoutSeconds(r.url)))
+    // Mean send loop per change and replica, in ms (every fan-out in the window, reports' too).
+    result.fanoutMs = fanoutAfter.map((a, i) => {
+      const count = a.count - fanoutBefore[i].count
+      return count > 0 ? ((a.sum - fanoutBefore[i].sum) * 1000) / count : NaN
+    })
     result.window = {
       seconds: usage[0].seconds,
       cpuPercent: usage.slice(0, R).map((u) => u.percent),
@@ -671,6 +686,11 @@ function details(results) {
       out.push(
         `  worst p99 ${f1(r.worstP99)} ms, register reply ${f1(r.replyMs)} ms, delta reached every node: ${r.reachedAll ? 'yes' : 'NO'}, ` +
           `unrelated frames during the changes: ${r.otherFrames}`,
+      )
+    if (r.fanoutMs)
+      out.push(
+        `  controller send loop per change (mesh_netmap_fanout_seconds, mean): ${r.fanoutMs.map(f1).join(' / ')} ms; ` +
+          `the rest of p50/p99 is the kernel and the bench client reading ${r.n} sockets on the same cores`,
       )
     if (r.warnings) out.push(`  controller warnings/errors logged: ${r.warnings}`)
     if (r.closes)

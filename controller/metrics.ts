@@ -35,6 +35,12 @@ export class ControllerMetrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   })
+  readonly netmapFanout = new Histogram({
+    name: 'mesh_netmap_fanout_seconds',
+    help: "Time to hand one change's delta to every connected node of its network (the send loop)",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  })
   readonly netmapGzipFull = new Counter({
     name: 'mesh_netmap_gzip_full_total',
     help: 'Full maps sent gzipped (to nodes that asked, when the compressed peer list was ready)',

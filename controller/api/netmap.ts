@@ -775,11 +775,13 @@ export class NetmapHub {
     else if (wasPeer)
       frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
     if (frame !== undefined) {
+      const started = performance.now()
       const bytes = Buffer.from(frame)
       for (const [id, conns] of net.conns) {
         if (id === change.nodeId || net.nodes.get(id)?.status !== 'active') continue
         for (const conn of conns) this.send(conn, bytes, 'delta')
       }
+      this.metrics.netmapFanout.observe((performance.now() - started) / 1000)
     }
     // 2. The node itself.
     const own = net.conns.get(change.nodeId)
