@@ -39,6 +39,7 @@ const RULES = {
   setNodeObservedEndpoint: nodes.setNodeObservedEndpoint,
   touchNode: nodes.touchNode,
   writeConnections: connections.writeConnections,
+  writeConnectionSides: connections.writeConnectionSides,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

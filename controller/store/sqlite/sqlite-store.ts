@@ -41,6 +41,8 @@ import type {
   PageRequest,
   Store,
   StoredConnection,
+  StoredPair,
+  StoredSide,
   StoredNode,
   Tx,
   UserRecord,
@@ -61,6 +63,7 @@ import {
   toNetwork,
   toNode,
   toStoredConnection,
+  toStoredPair,
   toTenant,
   toUser,
   type Row,
@@ -469,6 +472,56 @@ class SqliteTx implements Tx {
       'SELECT seq FROM connection_log WHERE network_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?',
     ).get(networkId, keep) as Row | undefined
     if (cut) this.q('DELETE FROM connection_log WHERE network_id = ? AND seq <= ?').run(networkId, cut.seq)
+  }
+
+  async lockConnections(
+    networkId: string,
+    pairs: readonly {nodeA: string; nodeB: string}[],
+    at: string,
+  ): Promise<StoredPair[]> {
+    // Write transactions run one at a time on the one writer: reading is locking enough.
+    const st = this.q(
+      `SELECT c.*,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_a AND p.replica = c.a_replica
+                   AND p.expires_at >= ?) AS a_held,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_b AND p.replica = c.b_replica
+                   AND p.expires_at >= ?) AS b_held
+       FROM connections c WHERE c.network_id = ? AND c.node_a = ? AND c.node_b = ?`,
+    )
+    const out: StoredPair[] = []
+    for (const p of pairs) {
+      const r = st.get(at, at, networkId, p.nodeA, p.nodeB) as Row | undefined
+      if (r) out.push(toStoredPair(r))
+    }
+    return out
+  }
+
+  async setConnectionSides(
+    networkId: string,
+    nodeA: string,
+    nodeB: string,
+    sides: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void> {
+    const {a, b} = sides
+    this.q(
+      `UPDATE connections SET a_path = ?, a_latency_ms = ?, a_endpoint = ?, a_replica = ?, a_at = ?,
+         b_path = ?, b_latency_ms = ?, b_endpoint = ?, b_replica = ?, b_at = ?
+       WHERE network_id = ? AND node_a = ? AND node_b = ?`,
+    ).run(
+      a?.path ?? null,
+      a?.latencyMs ?? null,
+      a?.endpoint ?? null,
+      a?.replica ?? null,
+      a?.at ?? null,
+      b?.path ?? null,
+      b?.latencyMs ?? null,
+      b?.endpoint ?? null,
+      b?.replica ?? null,
+      b?.at ?? null,
+      networkId,
+      nodeA,
+      nodeB,
+    )
   }
 
   async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
