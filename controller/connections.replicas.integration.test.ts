@@ -160,7 +160,7 @@ describe.skipIf(skip !== undefined)(
       }
       const sides = (nodeA: string, nodeB: string) =>
         s1.write((tx) => tx.lockConnections(NET.id, [{nodeA, nodeB}], '2026-11-22T11:00:00.000Z'))
-      return {s1, ref, t1, t2, say, forget, flush, heard, sides}
+      return {s1, ref, t1, t2, say, forget, flush, heard, sides, clock, presence}
     }
 
     it('merges a relay view on replica 1 and a direct view on replica 2 into one direct row, one upgrade, and no flapping', async () => {
@@ -240,6 +240,37 @@ describe.skipIf(skip !== undefined)(
         [a, b, 'upgraded_to_direct'],
       ])
       expect(got.rows).toMatchObject([{a, b, path: 'direct', latencyMs: 7}])
+    })
+
+    it("is not pinned by the side of a replica that died, and the node's first report through another replica takes its side over", async () => {
+      const [a, b, c] = ['nd_a', 'nd_b', 'nd_c']
+      const r = await setup({r1: [a, c], r2: [b]})
+      // Replica 1's presence rows of a and c expire 30 s from now unless it heartbeats.
+      const ttl = new Date(r.clock.now() + 30_000).toISOString()
+      await r.presence.hold(a, 'r1', '2026-11-22T10:00:00.000Z', ttl)
+      await r.presence.hold(c, 'r1', '2026-11-22T10:00:00.000Z', ttl)
+      r.say(a, b, direct(4, '198.51.100.2:51820'))
+      r.say(c, b, direct(9, '198.51.100.3:51820'))
+      await r.flush()
+      // Replica 1 dies: no forgetReporter, no heartbeat. 40 s later b loses its handshake with c,
+      // which never came back; c's stale direct side must not keep the pair up.
+      r.clock.advance(40_000)
+      r.t2.report(NET, b, c, offline)
+      await r.t2.flush()
+      expect((await outcome(r.s1)).rows.map((x) => [x.a, x.b, x.path])).toEqual([[a, b, 'direct']])
+      expect(r.heard.map((x) => [x.a.id, x.b.id, x.event])).toEqual([
+        [a, b, 'connected'],
+        [b, c, 'connected'],
+        [b, c, 'disconnected'],
+      ])
+      // a reconnects through replica 2: its session starts over (reset) and reports relay.
+      await r.presence.hold(a, 'r2', '2026-11-22T10:01:00.000Z', FAR)
+      r.t2.resetReporter(NET.id, a)
+      r.t2.report(NET, a, b, relay(30))
+      await r.t2.flush()
+      const [row] = await r.sides(a, b)
+      expect(row).toMatchObject({path: 'relay', sideA: {path: 'relay', replica: 'r2'}})
+      expect(r.heard.at(-1)).toMatchObject({event: 'fell_back_to_relay', from: 'direct', to: 'relay'})
     })
 
     it('loses neither side when both replicas flush the two sides of many pairs at the same moment', async () => {

@@ -213,11 +213,12 @@ export async function writeConnectionSides(
     const mw = merged && writeFor(w.nodeA, w.nodeB, row, merged)
     if (mw) merges.push(mw)
     const stored = mw ? mw.path !== 'none' : row !== null
-    // The merged write first: it creates the row the sides go into.
+    const sidesMoved = sideA !== (row?.sideA ?? null) || sideB !== (row?.sideB ?? null)
+    const sides = {a: sideA, b: sideB}
+    // `since` moves only with a path change (an event); a latency or endpoint update keeps it.
     if (mw && mw.path === 'none') await tx.deleteConnection(networkId, w.nodeA, w.nodeB)
-    else if (mw) await tx.upsertConnection(networkId, mw, at, mw.event !== undefined)
-    if (stored && (sideA !== (row?.sideA ?? null) || sideB !== (row?.sideB ?? null)))
-      await tx.setConnectionSides(networkId, w.nodeA, w.nodeB, {a: sideA, b: sideB})
+    else if (mw) await tx.upsertConnection(networkId, mw, at, mw.event !== undefined, sides)
+    else if (stored && sidesMoved) await tx.setConnectionSides(networkId, w.nodeA, w.nodeB, sides)
     pairs.push({nodeA: w.nodeA, nodeB: w.nodeB, stored})
   }
   const logged = await logEvents(tx, networkId, merges, names, at)

@@ -374,8 +374,17 @@ export interface Tx {
   // ---- connections
   /** Names of those of `ids` that are nodes of the network. */
   nodeNamesIn(networkId: string, ids: readonly string[]): Promise<Map<string, string>>
-  /** Inserts or updates the pair's row; `since` moves to `at` only when `moveSince`. */
-  upsertConnection(networkId: string, w: ConnectionWrite, at: string, moveSince: boolean): Promise<void>
+  /**
+   * Inserts or updates the pair's row; `since` moves to `at` only when `moveSince`. With
+   * `sides`, both side columns are set in the same statement (as setConnectionSides would).
+   */
+  upsertConnection(
+    networkId: string,
+    w: ConnectionWrite,
+    at: string,
+    moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void>
   deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void>
   /** Appends a connection-log row and returns its sequence number. */
   appendConnectionLog(

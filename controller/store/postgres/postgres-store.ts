@@ -101,6 +101,15 @@ const flag = (b: boolean): number => (b ? 1 : 0)
  */
 const PAIR_LOCK_CLASS = 0x6d657063
 
+/** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
+const sideValues = (x: StoredSide | null): (string | number | null)[] => [
+  x?.path ?? null,
+  x?.latencyMs ?? null,
+  x?.endpoint ?? null,
+  x?.replica ?? null,
+  x?.at ?? null,
+]
+
 /** The row operations of one transaction, on its client. */
 class PgTx implements Tx {
   constructor(private readonly c: Queryable) {}
@@ -439,15 +448,35 @@ class PgTx implements Tx {
     w: ConnectionWrite,
     at: string,
     moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
+    const merged = [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, moveSince]
+    if (!sides) {
+      await this.c.query(
+        `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+             since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)
+           ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+             latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+             endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+             since = CASE WHEN $9 THEN excluded.since ELSE connections.since END`,
+        merged,
+      )
+      return
+    }
     await this.c.query(
       `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
-           since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)
+           since, updated_at, a_path, a_latency_ms, a_endpoint, a_replica, a_at,
+           b_path, b_latency_ms, b_endpoint, b_replica, b_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
          ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
            latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
            endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
-           since = CASE WHEN $9 THEN excluded.since ELSE connections.since END`,
-      [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, moveSince],
+           since = CASE WHEN $9 THEN excluded.since ELSE connections.since END,
+           a_path = excluded.a_path, a_latency_ms = excluded.a_latency_ms, a_endpoint = excluded.a_endpoint,
+           a_replica = excluded.a_replica, a_at = excluded.a_at,
+           b_path = excluded.b_path, b_latency_ms = excluded.b_latency_ms, b_endpoint = excluded.b_endpoint,
+           b_replica = excluded.b_replica, b_at = excluded.b_at`,
+      [...merged, ...sideValues(sides.a), ...sideValues(sides.b)],
     )
   }
 
@@ -527,26 +556,11 @@ class PgTx implements Tx {
     nodeB: string,
     sides: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
-    const {a, b} = sides
     await this.c.query(
       `UPDATE connections SET a_path = $4, a_latency_ms = $5, a_endpoint = $6, a_replica = $7, a_at = $8,
          b_path = $9, b_latency_ms = $10, b_endpoint = $11, b_replica = $12, b_at = $13
        WHERE network_id = $1 AND node_a = $2 AND node_b = $3`,
-      [
-        networkId,
-        nodeA,
-        nodeB,
-        a?.path ?? null,
-        a?.latencyMs ?? null,
-        a?.endpoint ?? null,
-        a?.replica ?? null,
-        a?.at ?? null,
-        b?.path ?? null,
-        b?.latencyMs ?? null,
-        b?.endpoint ?? null,
-        b?.replica ?? null,
-        b?.at ?? null,
-      ],
+      [networkId, nodeA, nodeB, ...sideValues(sides.a), ...sideValues(sides.b)],
     )
   }
 

@@ -103,6 +103,15 @@ class Statements {
 const INVITE_SQL = 'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id'
 const AUTHKEY_SQL = 'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id'
 
+/** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
+const sideValues = (x: StoredSide | null): (string | number | null)[] => [
+  x?.path ?? null,
+  x?.latencyMs ?? null,
+  x?.endpoint ?? null,
+  x?.replica ?? null,
+  x?.at ?? null,
+]
+
 /** The writer connection's row operations; only ever used inside write(). */
 class SqliteTx implements Tx {
   constructor(private readonly s: Statements) {}
@@ -418,26 +427,33 @@ class SqliteTx implements Tx {
     w: ConnectionWrite,
     at: string,
     moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
+    const merged = [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, at]
+    if (!sides) {
+      this.q(
+        `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+             since, updated_at) VALUES (?,?,?,?,?,?,?,?,?)
+           ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+             latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+             endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+             since = CASE WHEN ? THEN excluded.since ELSE connections.since END`,
+      ).run(...merged, moveSince ? 1 : 0)
+      return
+    }
     this.q(
       `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
-           since, updated_at) VALUES (?,?,?,?,?,?,?,?,?)
+           since, updated_at, a_path, a_latency_ms, a_endpoint, a_replica, a_at,
+           b_path, b_latency_ms, b_endpoint, b_replica, b_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
          ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
            latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
            endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
-           since = CASE WHEN ? THEN excluded.since ELSE connections.since END`,
-    ).run(
-      networkId,
-      w.nodeA,
-      w.nodeB,
-      w.path,
-      w.latencyMs,
-      w.endpointA,
-      w.endpointB,
-      at,
-      at,
-      moveSince ? 1 : 0,
-    )
+           since = CASE WHEN ? THEN excluded.since ELSE connections.since END,
+           a_path = excluded.a_path, a_latency_ms = excluded.a_latency_ms, a_endpoint = excluded.a_endpoint,
+           a_replica = excluded.a_replica, a_at = excluded.a_at,
+           b_path = excluded.b_path, b_latency_ms = excluded.b_latency_ms, b_endpoint = excluded.b_endpoint,
+           b_replica = excluded.b_replica, b_at = excluded.b_at`,
+    ).run(...merged, ...sideValues(sides.a), ...sideValues(sides.b), moveSince ? 1 : 0)
   }
 
   async deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void> {
@@ -502,26 +518,11 @@ class SqliteTx implements Tx {
     nodeB: string,
     sides: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
-    const {a, b} = sides
     this.q(
       `UPDATE connections SET a_path = ?, a_latency_ms = ?, a_endpoint = ?, a_replica = ?, a_at = ?,
          b_path = ?, b_latency_ms = ?, b_endpoint = ?, b_replica = ?, b_at = ?
        WHERE network_id = ? AND node_a = ? AND node_b = ?`,
-    ).run(
-      a?.path ?? null,
-      a?.latencyMs ?? null,
-      a?.endpoint ?? null,
-      a?.replica ?? null,
-      a?.at ?? null,
-      b?.path ?? null,
-      b?.latencyMs ?? null,
-      b?.endpoint ?? null,
-      b?.replica ?? null,
-      b?.at ?? null,
-      networkId,
-      nodeA,
-      nodeB,
-    )
+    ).run(...sideValues(sides.a), ...sideValues(sides.b), networkId, nodeA, nodeB)
   }
 
   async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
