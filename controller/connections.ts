@@ -18,20 +18,38 @@
  *  4. A pair neither of whose nodes has a netmap session keeps its stored state: the controller
  *     does not know, and the data plane does not depend on it (ARCHITECTURE principle 2).
  *
+ * Several controller replicas on one database (README "Several controller replicas"): a's
+ * netmap session may be on one replica and b's on another, so no process holds both views. Each
+ * side is therefore stored with the pair's row (migration 0008: its path, latency, endpoint, the
+ * replica that wrote it and when), and the merge runs inside the write transaction, under the
+ * pair's lock, from both stored sides (controller/domain/connection-log.ts writeConnectionSides).
+ * A replica writes only the sides of the nodes that report to it; one that stops reporting here
+ * (session closed; a reset that left the peer out) has its side cleared, but only where this
+ * replica wrote it. A side written by a replica that died counts only while that replica's
+ * presence row of the node lives (30 s after its last heartbeat): no TTL on sides themselves,
+ * which would need every unchanged side rewritten periodically; when the node reconnects
+ * elsewhere its first report, after the reset, takes the side over.
+ *
  * Write coalescing: a report only marks its pair dirty; one flush per `flushMs` (default 1 s)
- * merges the dirty pairs and writes, in one transaction, only those whose path changed, whose
- * latency moved by more than shared/nat/latency.ts allows, or whose direct endpoint changed. A
- * pair that flaps inside one flush window writes nothing; a flush writes at most `maxWrites`
- * pairs and leaves the rest for the next. Reports that repeat what is stored write nothing.
+ * writes, in one transaction, the dirty pairs whose side held here changed: its path, its direct
+ * endpoint, or its latency by more than shared/nat/latency.ts allows (compared with what this
+ * replica last wrote for it). A pair that flaps inside one flush window writes nothing; a flush
+ * writes at most `maxWrites` pairs and leaves the rest for the next. Reports that repeat what
+ * was written write nothing; the merged row and the log change only when the merge of the stored
+ * sides changes them (writeFor).
  *
  * Owned by the event loop of the netmap hub: report/forget are synchronous and never await.
  */
+import {randomBytes} from 'node:crypto'
 import {systemClock, type Clock, type TimerHandle} from '../shared/clock.js'
 import {latencyChanged} from '../shared/nat/latency.js'
-import type {Connection, ConnectionEvent, ConnectionLogEntry, Path} from '../shared/protocol/control-api.js'
+import type {Connection, ConnectionLogEntry, Path} from '../shared/protocol/control-api.js'
 import type {PeerPath} from '../shared/protocol/netmap.js'
-import type {ConnectionWrite, Page, PageRequest, Store, StoredConnection} from './store/store.js'
+import type {ConnectionSide, Page, PageRequest, SideWrite, Store} from './store/store.js'
+import {mergeSides, type MergedPair} from './domain/connection-log.js'
 import {storeWrites, type Writes} from './domain/writes.js'
+
+export {eventFor, mergeSides, writeFor, type MergedPair} from './domain/connection-log.js'
 
 /** What one node last reported about one peer (controller/api/netmap.ts PeerLink). */
 export interface PeerView {
@@ -43,21 +61,6 @@ export interface PeerView {
   readonly latencyMs?: number | undefined
 }
 
-/** A side's view reduced to what the merge uses (rule 1). */
-interface Side {
-  readonly path: Path
-  readonly latencyMs: number | null
-  readonly endpoint: string | null
-}
-
-/** The merged state of a pair (rules 2 and 3). */
-export interface MergedPair {
-  readonly path: Path
-  readonly latencyMs: number | null
-  readonly endpointA: string | null
-  readonly endpointB: string | null
-}
-
 /** A path change, as the admin event stream tells it. */
 export interface ConnectionChange extends ConnectionLogEntry {
   readonly networkId: string
@@ -65,7 +68,7 @@ export interface ConnectionChange extends ConnectionLogEntry {
 }
 
 /** Rule 1: what one side's report counts as. */
-export function sideOf(view: PeerView): Side {
+export function sideOf(view: PeerView): ConnectionSide {
   const path: Path = !view.online ? 'none' : (view.path ?? 'direct')
   return {
     path,
@@ -74,64 +77,36 @@ export function sideOf(view: PeerView): Side {
   }
 }
 
-/** Rules 2 and 3; undefined when neither side reports (rule 4: keep what is stored). */
+/** Rules 2 and 3 over two views; undefined when neither side reports (rule 4: keep what is stored). */
 export function mergePair(a: PeerView | undefined, b: PeerView | undefined): MergedPair | undefined {
-  if (!a && !b) return undefined
-  const sa = a ? sideOf(a) : undefined
-  const sb = b ? sideOf(b) : undefined
-  const paths = [sa?.path, sb?.path]
-  const path: Path = paths.includes('direct') ? 'direct' : paths.includes('relay') ? 'relay' : 'none'
-  const latencies = [sa, sb]
-    .filter((s): s is Side => s !== undefined && s.path === path && s.latencyMs !== null)
-    .map((s) => s.latencyMs as number)
-  return {
-    path,
-    latencyMs: path === 'none' || latencies.length === 0 ? null : Math.min(...latencies),
-    endpointA: sa?.endpoint ?? null,
-    endpointB: sb?.endpoint ?? null,
-  }
+  return mergeSides(a && sideOf(a), b && sideOf(b))
 }
 
-/** The log event for a path change; undefined when the path did not change. */
-export function eventFor(from: Path, to: Path): ConnectionEvent | undefined {
-  if (from === to) return undefined
-  if (from === 'none') return 'connected'
-  if (to === 'none') return 'disconnected'
-  return to === 'direct' ? 'upgraded_to_direct' : 'fell_back_to_relay'
-}
+/** Whether a side moved enough to be written again (the same bar as the merged row's). */
+const sideMoved = (prev: ConnectionSide, next: ConnectionSide): boolean =>
+  prev.path !== next.path || prev.endpoint !== next.endpoint || latencyChanged(prev.latencyMs, next.latencyMs)
 
-/**
- * What to write for a pair whose stored state is `stored` (null: no row, path none) and whose
- * merged state is `merged`; undefined when nothing worth a write changed.
- */
-export function writeFor(
-  nodeA: string,
-  nodeB: string,
-  stored: StoredConnection | null,
-  merged: MergedPair,
-): ConnectionWrite | undefined {
-  const from: Path = stored?.path ?? 'none'
-  const event = eventFor(from, merged.path)
-  if (
-    !event &&
-    (merged.path === 'none' ||
-      (stored &&
-        !latencyChanged(stored.latencyMs, merged.latencyMs) &&
-        stored.endpointA === merged.endpointA &&
-        stored.endpointB === merged.endpointB))
-  )
-    return undefined
-  return {nodeA, nodeB, ...merged, ...(event ? {event: {event, from}} : {})}
+/** One side of a pair as this replica holds it. */
+interface HeldSide {
+  /** The node's last view of its peer, while it reports to this replica. */
+  view: PeerView | undefined
+  /** What this replica last wrote for the side (null: cleared); undefined: nothing yet. */
+  sent: ConnectionSide | null | undefined
+  /**
+   * Set by a reset: the next report is written even if it repeats `sent`, so that this replica
+   * takes the side over (the node may come from a replica that died).
+   */
+  force: boolean
 }
 
 interface PairState {
   readonly a: string
   readonly b: string
   /** a's view of b, and b's view of a. */
-  viewA: PeerView | undefined
-  viewB: PeerView | undefined
-  /** As stored; null when the pair has no row. */
-  stored: StoredConnection | null
+  readonly sideA: HeldSide
+  readonly sideB: HeldSide
+  /** The pair had a row after this replica's last write of it. */
+  stored: boolean
 }
 
 interface NetState {
@@ -141,8 +116,6 @@ interface NetState {
   readonly dirty: Set<string>
   /** Nodes with a netmap session that reported into this network. */
   readonly reporters: Set<string>
-  /** Until the stored pairs are read, nothing is flushed. */
-  loaded: boolean
 }
 
 export interface ConnectionTrackerOptions {
@@ -151,15 +124,46 @@ export interface ConnectionTrackerOptions {
   readonly flushMs?: number | undefined
   /** Pairs written per flush at most; default 5,000. */
   readonly maxWrites?: number | undefined
+  /**
+   * This controller's name among replicas: the `replica` of its presence rows (main.ts
+   * replicaName), which decides whether its sides count on other replicas. Default: a name of
+   * its own, right for a single controller (SQLite).
+   */
+  readonly replica?: string | undefined
   readonly log?: {warn(obj: object, msg: string): void} | undefined
 }
 
 const pairKey = (a: string, b: string): string => `${a}\u0000${b}`
 
+/**
+ * The field of a side in this flush's SideWrite: the view when it moved from what was written
+ * (or a reset asks for a takeover), null when the node stopped reporting here after a write,
+ * undefined when there is nothing to write.
+ */
+function sideToWrite(side: HeldSide): ConnectionSide | null | undefined {
+  if (side.view) {
+    const next = sideOf(side.view)
+    return side.force || !side.sent || sideMoved(side.sent, next) ? next : undefined
+  }
+  return side.sent ? null : undefined
+}
+
+/** A held side's current view when it differs at all from what was written; else undefined. */
+function freshSide(side: HeldSide): ConnectionSide | undefined {
+  if (!side.view || !side.sent) return undefined
+  const next = sideOf(side.view)
+  const same =
+    next.path === side.sent.path &&
+    next.latencyMs === side.sent.latencyMs &&
+    next.endpoint === side.sent.endpoint
+  return same ? undefined : next
+}
+
 export class ConnectionTracker {
   private readonly clock: Clock
   private readonly flushMs: number
   private readonly maxWrites: number
+  private readonly replica: string
   private readonly log: NonNullable<ConnectionTrackerOptions['log']>
   private readonly nets = new Map<string, NetState>()
   private readonly listeners = new Set<(c: ConnectionChange) => void>()
@@ -178,10 +182,11 @@ export class ConnectionTracker {
     this.clock = opts.clock ?? systemClock
     this.flushMs = opts.flushMs ?? 1_000
     this.maxWrites = opts.maxWrites ?? 5_000
+    this.replica = opts.replica ?? `tracker-${randomBytes(6).toString('hex')}`
     this.log = opts.log ?? {warn: () => undefined}
   }
 
-  /** Path changes, after they are committed. */
+  /** Path changes committed by this replica's writes. */
   onChange(fn: (c: ConnectionChange) => void): () => void {
     this.listeners.add(fn)
     return () => this.listeners.delete(fn)
@@ -195,22 +200,28 @@ export class ConnectionTracker {
     const [a, b] = reporterId < peerId ? [reporterId, peerId] : [peerId, reporterId]
     const key = pairKey(a, b)
     let pair = st.pairs.get(key)
-    if (!pair) st.pairs.set(key, (pair = {a, b, viewA: undefined, viewB: undefined, stored: null}))
-    if (reporterId === a) pair.viewA = view
-    else pair.viewB = view
+    if (!pair) {
+      const side = (): HeldSide => ({view: undefined, sent: undefined, force: false})
+      st.pairs.set(key, (pair = {a, b, sideA: side(), sideB: side(), stored: false}))
+    }
+    ;(reporterId === a ? pair.sideA : pair.sideB).view = view
     this.markDirty(st, key)
   }
 
   /**
-   * A new session of the node starts its reports over: its earlier views are dropped without
-   * marking the pairs dirty (the session's first report follows at once and sets them again).
+   * A new session of the node starts its reports over: its earlier views are dropped, and its
+   * next report of each peer is written even if it repeats the last (this replica takes the
+   * side over). Peers the new session does not report again are cleared at the next flush.
    */
   resetReporter(networkId: string, reporterId: string): void {
     const st = this.nets.get(networkId)
-    if (!st) return
-    for (const pair of st.pairs.values()) {
-      if (pair.a === reporterId) pair.viewA = undefined
-      else if (pair.b === reporterId) pair.viewB = undefined
+    if (!st || this.closed) return
+    for (const [key, pair] of st.pairs) {
+      const side = pair.a === reporterId ? pair.sideA : pair.b === reporterId ? pair.sideB : undefined
+      if (!side) continue
+      side.view = undefined
+      side.force = true
+      this.markDirty(st, key)
     }
   }
 
@@ -220,9 +231,9 @@ export class ConnectionTracker {
     if (!st || this.closed) return
     st.reporters.delete(reporterId)
     for (const [key, pair] of st.pairs) {
-      if (pair.a === reporterId && pair.viewA) pair.viewA = undefined
-      else if (pair.b === reporterId && pair.viewB) pair.viewB = undefined
-      else continue
+      const side = pair.a === reporterId ? pair.sideA : pair.b === reporterId ? pair.sideB : undefined
+      if (!side || (!side.view && !side.sent)) continue
+      side.view = undefined
       this.markDirty(st, key)
     }
     this.dropIfIdle(st)
@@ -241,7 +252,7 @@ export class ConnectionTracker {
     this.dropIfIdle(st)
   }
 
-  /** How many pairs of the network are held in memory (live pairs and pairs with a row). */
+  /** How many pairs of the network are held in memory (live pairs and pairs with a side written here). */
   pairsHeld(networkId: string): number {
     return this.nets.get(networkId)?.pairs.size ?? 0
   }
@@ -272,7 +283,7 @@ export class ConnectionTracker {
         await this.flushing
         continue
       }
-      const pending = [...this.nets.values()].some((n) => n.dirty.size > 0 || !n.loaded)
+      const pending = [...this.nets.values()].some((n) => n.dirty.size > 0)
       if (!pending) return
       this.failed = false
       await this.runFlush()
@@ -301,7 +312,6 @@ export class ConnectionTracker {
       pairs: new Map(),
       dirty: new Set(),
       reporters: new Set(),
-      loaded: false,
     }
     this.nets.set(net.id, created)
     return created
@@ -326,15 +336,17 @@ export class ConnectionTracker {
   }
 
   /**
-   * Pairs just merged that are down on both sides and have no stored row leave memory: what is
-   * held follows the pairs that talk (or have a row), not every pair that was once reported.
-   * Dropping one changes no merge: an absent view and an offline one both count as `none`.
+   * Pairs just flushed that are down on both sides held here, and that either have no row or
+   * hold no side written here, leave memory: what is held follows the pairs that talk, not every
+   * pair that was once reported. Dropping one changes no merge: an absent view and an offline
+   * one both count as `none`, and a side left in a row is cleared by the flush before (or, on
+   * PostgreSQL, stops counting with this replica's presence row).
    */
   private prune(st: NetState, keys: readonly string[]): void {
     for (const key of keys) {
       const pair = st.pairs.get(key)
-      if (!pair || pair.stored || st.dirty.has(key)) continue
-      if (!pair.viewA?.online && !pair.viewB?.online) st.pairs.delete(key)
+      if (!pair || st.dirty.has(key) || pair.sideA.view?.online || pair.sideB.view?.online) continue
+      if (!pair.stored || (!pair.sideA.sent && !pair.sideB.sent)) st.pairs.delete(key)
     }
   }
 
@@ -358,29 +370,27 @@ export class ConnectionTracker {
     let budget = this.maxWrites
     for (const st of [...this.nets.values()]) {
       if (budget <= 0) break
-      if (!st.loaded) {
-        // The stored pairs are the starting point: without them a restart would log every pair
-        // as newly connected.
-        const rows = await this.store.allConnections(st.id)
-        for (const row of rows) {
-          const key = pairKey(row.nodeA, row.nodeB)
-          const pair = st.pairs.get(key)
-          if (pair) pair.stored = row
-          else
-            st.pairs.set(key, {a: row.nodeA, b: row.nodeB, viewA: undefined, viewB: undefined, stored: row})
-        }
-        st.loaded = true
-      }
       if (st.dirty.size === 0) continue
       const keys: string[] = []
-      const writes: ConnectionWrite[] = []
+      const writes: SideWrite[] = []
       for (const key of st.dirty) {
         if (writes.length >= budget) break
         keys.push(key)
         const pair = st.pairs.get(key)
-        const merged = pair && mergePair(pair.viewA, pair.viewB)
-        const w = pair && merged && writeFor(pair.a, pair.b, pair.stored, merged)
-        if (w) writes.push(w)
+        if (!pair) continue
+        let a = sideToWrite(pair.sideA)
+        let b = sideToWrite(pair.sideB)
+        if (a === undefined && b === undefined) continue
+        // The row is written anyway: a side held here goes with its latest value, jitter
+        // included, so the merge sees what one process seeing both views would.
+        if (a === undefined) a = freshSide(pair.sideA)
+        if (b === undefined) b = freshSide(pair.sideB)
+        writes.push({
+          nodeA: pair.a,
+          nodeB: pair.b,
+          ...(a !== undefined ? {a} : {}),
+          ...(b !== undefined ? {b} : {}),
+        })
       }
       for (const key of keys) st.dirty.delete(key)
       budget -= writes.length
@@ -389,33 +399,35 @@ export class ConnectionTracker {
         continue
       }
       const at = new Date(this.clock.now()).toISOString()
-      let logged: ConnectionLogEntry[]
+      let result: Awaited<ReturnType<Writes['writeConnectionSides']>>
       try {
-        logged = await this.writes.writeConnections(st.id, writes, at)
+        result = await this.writes.writeConnectionSides(st.id, this.replica, writes, at)
       } catch (err) {
         // Tried again with the next flush (a full disk heals; a removed network is dropped).
         for (const key of keys) if (st.pairs.has(key)) st.dirty.add(key)
         throw err
       }
+      const stored = new Map(result.pairs.map((p) => [pairKey(p.nodeA, p.nodeB), p.stored]))
       for (const w of writes) {
-        const pair = st.pairs.get(pairKey(w.nodeA, w.nodeB))
+        const key = pairKey(w.nodeA, w.nodeB)
+        const pair = st.pairs.get(key)
         if (!pair) continue
-        pair.stored =
-          w.path === 'none'
-            ? null
-            : {
-                nodeA: w.nodeA,
-                nodeB: w.nodeB,
-                path: w.path,
-                latencyMs: w.latencyMs,
-                endpointA: w.endpointA,
-                endpointB: w.endpointB,
-                since: w.event ? at : (pair.stored?.since ?? at),
-                updatedAt: at,
-              }
+        // What was sent is what the row now holds for the side (or, for a pair skipped because
+        // a node left, what no row holds: the node's removal drops the pair from memory too).
+        if (w.a !== undefined) pair.sideA.sent = w.a
+        if (w.b !== undefined) pair.sideB.sent = w.b
+        if (w.a !== undefined) pair.sideA.force = false
+        if (w.b !== undefined) pair.sideB.force = false
+        pair.stored = stored.get(key) ?? false
+      }
+      // A reset that was not followed by a report of the pair leaves nothing to take over.
+      for (const key of keys) {
+        const pair = st.pairs.get(key)
+        if (pair && !pair.sideA.view) pair.sideA.force = false
+        if (pair && !pair.sideB.view) pair.sideB.force = false
       }
       this.prune(st, keys)
-      for (const entry of logged) {
+      for (const entry of result.logged) {
         const change: ConnectionChange = {...entry, networkId: st.id, tenantId: st.tenantId}
         for (const fn of this.listeners) {
           try {

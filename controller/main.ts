@@ -217,6 +217,7 @@ async function openReplicaParts(url: string, clock: Clock, logger: Logger, login
   }
   log.info({}, 'controller replica on PostgreSQL')
   return {
+    replica,
     store,
     lock,
     feed,
@@ -360,6 +361,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       log: logger.child({component: 'state'}),
       ...(replicas
         ? {
+            replica: replicas.replica,
             feed: replicas.feed,
             presence: replicas.presence,
             lock: replicas.lock,

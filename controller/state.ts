@@ -87,6 +87,11 @@ export interface StateOptions {
   readonly endpointWindowMs?: number
   /** How often reported paths are merged and written (ms); default 1,000. */
   readonly connectionFlushMs?: number | undefined
+  /**
+   * This controller's name among replicas (its presence rows'); the connection tracker stores
+   * it with the path sides it writes. Default: a name of the tracker's own (one controller).
+   */
+  readonly replica?: string | undefined
   /** Where node telemetry (endpoint reports) is logged, at debug level. */
   readonly log?: PartLog
   /** The change feed; default the in-process one (a replica set passes a shared one). */
@@ -156,7 +161,12 @@ export class ControllerState {
       // A node's last session closed: what it reported last is written before it goes offline.
       beforeOffline: (nodeId) => telemetry.settle(nodeId),
     })
-    this.connections = new ConnectionTracker(store, {clock, flushMs: opts.connectionFlushMs, log})
+    this.connections = new ConnectionTracker(store, {
+      clock,
+      flushMs: opts.connectionFlushMs,
+      replica: opts.replica,
+      log,
+    })
     this.reaper = new EphemeralReaper({
       store,
       presence: this.presence,

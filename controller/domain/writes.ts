@@ -40,6 +40,7 @@ const RULES = {
   touchNode: nodes.touchNode,
   touchNodes: nodes.touchNodes,
   writeConnections: connections.writeConnections,
+  writeConnectionSides: connections.writeConnectionSides,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -8,6 +8,7 @@ import {isMeshError} from '../../shared/errors.js'
 import {
   CONNECTION_LOG_KEEP,
   type AuditContext,
+  type ConnectionSide,
   type ConnectionWrite,
   type NewNode,
   type Store,
@@ -59,6 +60,11 @@ export interface ContractSubject {
   readonly store: Store
   cleanup(): Promise<void>
   openPeer?(): Promise<Store>
+  /**
+   * Writes a `presence` row (node held by replica until expiresAt), as SharedPresence does on
+   * PostgreSQL; on SQLite the table exists but the controller keeps presence in memory.
+   */
+  holdPresence(nodeId: string, replica: string, expiresAt: string): Promise<void>
 }
 
 export function storeContract(name: string, open: () => Promise<ContractSubject>) {
@@ -66,6 +72,7 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
     let store: Store
     let writes: Writes
     let cleanup: () => Promise<void>
+    let holdPresence: ContractSubject['holdPresence']
     let tenantId: string
     /** The second replica's writes (the same store when the adapter has no peers). */
     let peer: {store: Store; writes: Writes}
@@ -73,7 +80,7 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
 
     beforeEach(async () => {
       const subject = await open()
-      ;({store, cleanup} = subject)
+      ;({store, cleanup, holdPresence} = subject)
       writes = storeWrites(store)
       const other = subject.openPeer ? await subject.openPeer() : store
       if (other !== store) peers.push(other)
@@ -537,6 +544,184 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       const [entry] = (await store.connectionLog(net.id, {nodeId: b}, {limit: 10})).items
       expect(entry?.b).toEqual({id: b, name: null})
       expect(await writes.writeConnections(net.id, [w], ctx().at)).toEqual([])
+    })
+
+    describe('path sides written by several replicas (migration 0008)', () => {
+      const relay30: ConnectionSide = {path: 'relay', latencyMs: 30, endpoint: null}
+      const direct5: ConnectionSide = {path: 'direct', latencyMs: 5, endpoint: '198.51.100.5:51820'}
+      const t = (s: number) => new Date(Date.UTC(2026, 10, 22, 10, 0, s)).toISOString()
+      const FAR = '2099-01-01T00:00:00.000Z'
+
+      async function pairOf(cidr: string) {
+        const net = await makeNetwork({joinPolicy: 'open', cidr})
+        const reg = (name: string) =>
+          writes.registerNode({kind: 'open', networkId: net.id}, newNode({name}), ctx())
+        const [a, b] = [(await reg('a')).nodeId, (await reg('b')).nodeId].sort() as [string, string]
+        const read = async () =>
+          (await store.write((tx) => tx.lockConnections(net.id, [{nodeA: a, nodeB: b}], t(59))))[0]
+        const events = async () =>
+          (await store.connectionLog(net.id, {}, {limit: 50})).items
+            .map((e) => [e.event, e.from, e.to])
+            .reverse()
+        return {net, a, b, read, events}
+      }
+
+      it('merges both stored sides whichever replica writes each, and logs only what the merge implies', async () => {
+        const {net, a, b, read, events} = await pairOf('10.77.0.0/24')
+        await holdPresence(a, 'r1', FAR)
+        await holdPresence(b, 'r2', FAR)
+        // r1 holds a's session, r2 holds b's.
+        const first = await writes.writeConnectionSides(
+          net.id,
+          'r1',
+          [{nodeA: a, nodeB: b, a: relay30}],
+          t(1),
+        )
+        expect(first.logged.map((e) => [e.event, e.to, e.latencyMs])).toEqual([['connected', 'relay', 30]])
+        expect(first.pairs).toEqual([{nodeA: a, nodeB: b, stored: true}])
+        const second = await peer.writes.writeConnectionSides(
+          net.id,
+          'r2',
+          [{nodeA: a, nodeB: b, b: direct5}],
+          t(2),
+        )
+        expect(second.logged.map((e) => [e.event, e.from, e.to, e.latencyMs])).toEqual([
+          ['upgraded_to_direct', 'relay', 'direct', 5],
+        ])
+        expect(await read()).toEqual({
+          nodeA: a,
+          nodeB: b,
+          path: 'direct',
+          latencyMs: 5,
+          endpointA: null,
+          endpointB: '198.51.100.5:51820',
+          since: t(2),
+          updatedAt: t(2),
+          sideA: {...relay30, replica: 'r1', at: t(1)},
+          sideB: {...direct5, replica: 'r2', at: t(2)},
+          heldA: true,
+          heldB: true,
+        })
+        // Each replica writing its side again, as often as it likes: nothing moves, nothing logged.
+        for (let i = 0; i < 3; i++) {
+          expect(
+            (await writes.writeConnectionSides(net.id, 'r1', [{nodeA: a, nodeB: b, a: relay30}], t(3)))
+              .logged,
+          ).toEqual([])
+          expect(
+            (await peer.writes.writeConnectionSides(net.id, 'r2', [{nodeA: a, nodeB: b, b: direct5}], t(3)))
+              .logged,
+          ).toEqual([])
+        }
+        expect((await read())?.sideA?.at).toBe(t(1))
+        // b's session closes on r2: a's side alone decides (relay).
+        await peer.writes.writeConnectionSides(net.id, 'r2', [{nodeA: a, nodeB: b, b: null}], t(4))
+        expect(await read()).toMatchObject({path: 'relay', latencyMs: 30, sideB: null, since: t(4)})
+        // a's closes on r1 too: neither side reports, the stored state stays (rule 4).
+        const last = await writes.writeConnectionSides(net.id, 'r1', [{nodeA: a, nodeB: b, a: null}], t(5))
+        expect(last).toEqual({logged: [], pairs: [{nodeA: a, nodeB: b, stored: true}]})
+        expect(await read()).toMatchObject({path: 'relay', sideA: null, sideB: null, since: t(4)})
+        expect(await events()).toEqual([
+          ['connected', 'none', 'relay'],
+          ['upgraded_to_direct', 'relay', 'direct'],
+          ['fell_back_to_relay', 'direct', 'relay'],
+        ])
+      })
+
+      it('clears a side only where the replica wrote it, and a side whose replica no longer holds the node does not count', async () => {
+        const {net, a, b, read, events} = await pairOf('10.78.0.0/24')
+        await holdPresence(a, 'r1', t(30))
+        await writes.writeConnectionSides(net.id, 'r1', [{nodeA: a, nodeB: b, a: direct5}], t(1))
+        // An older session of a on r2 closes: r2 did not write a's side, so it stays.
+        await peer.writes.writeConnectionSides(net.id, 'r2', [{nodeA: a, nodeB: b, a: null}], t(2))
+        expect(await read()).toMatchObject({path: 'direct', sideA: {replica: 'r1'}})
+        // r1 died: its presence row of a expired at t(30). b says it sees no handshake: a's stale
+        // side no longer pins the pair.
+        await holdPresence(b, 'r2', FAR)
+        const w = await peer.writes.writeConnectionSides(
+          net.id,
+          'r2',
+          [{nodeA: a, nodeB: b, b: {path: 'none', latencyMs: null, endpoint: null}}],
+          t(40),
+        )
+        expect(w.logged.map((e) => e.event)).toEqual(['disconnected'])
+        expect(w.pairs).toEqual([{nodeA: a, nodeB: b, stored: false}])
+        expect(await read()).toBeUndefined()
+        expect(await events()).toEqual([
+          ['connected', 'none', 'direct'],
+          ['disconnected', 'direct', 'none'],
+        ])
+      })
+
+      it("takes a node's side over when the node reports through another replica, without an event", async () => {
+        const {net, a, b, read} = await pairOf('10.79.0.0/24')
+        await writes.writeConnectionSides(net.id, 'r1', [{nodeA: a, nodeB: b, a: direct5}], t(1))
+        const moved = await peer.writes.writeConnectionSides(
+          net.id,
+          'r2',
+          [{nodeA: a, nodeB: b, a: direct5}],
+          t(2),
+        )
+        expect(moved.logged).toEqual([])
+        expect(await read()).toMatchObject({
+          path: 'direct',
+          since: t(1),
+          sideA: {...direct5, replica: 'r2', at: t(2)},
+        })
+        // The first replica's late close no longer touches it.
+        await writes.writeConnectionSides(net.id, 'r1', [{nodeA: a, nodeB: b, a: null}], t(3))
+        expect((await read())?.sideA?.replica).toBe('r2')
+      })
+
+      it('loses neither side when two replicas write the two sides of the same pairs at once', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.81.0.0/24'})
+        const ids: string[] = []
+        for (let i = 0; i < 9; i++)
+          ids.push(
+            (await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: `c${i}`}), ctx()))
+              .nodeId,
+          )
+        ids.sort()
+        const pairs: {nodeA: string; nodeB: string}[] = []
+        for (let i = 0; i < ids.length; i++)
+          for (let j = i + 1; j < ids.length; j++) pairs.push({nodeA: ids[i]!, nodeB: ids[j]!})
+        for (const id of ids) {
+          await holdPresence(id, 'r1', FAR)
+          await holdPresence(id, 'r2', FAR)
+        }
+        // Both replicas flush every pair in each round, in opposite orders: every transaction
+        // waits on the other's pair locks at some point.
+        for (let round = 0; round < 3; round++) {
+          await Promise.all([
+            writes.writeConnectionSides(
+              net.id,
+              'r1',
+              pairs.map((p) => ({...p, a: relay30})),
+              t(round),
+            ),
+            peer.writes.writeConnectionSides(
+              net.id,
+              'r2',
+              [...pairs].reverse().map((p) => ({...p, b: direct5})),
+              t(round),
+            ),
+          ])
+        }
+        const rows = await store.write((tx) => tx.lockConnections(net.id, pairs, t(59)))
+        expect(rows).toHaveLength(pairs.length)
+        for (const r of rows) {
+          expect(r).toMatchObject({path: 'direct', latencyMs: 5, sideA: relay30, sideB: direct5})
+        }
+        // Per pair, the log is one of the two orders the merge allows, never a flap.
+        const log = (await store.connectionLog(net.id, {}, {limit: 500})).items
+        for (const p of pairs) {
+          const mine = log
+            .filter((e) => e.a.id === p.nodeA && e.b.id === p.nodeB)
+            .map((e) => e.event)
+            .reverse()
+          expect([['connected'], ['connected', 'upgraded_to_direct']]).toContainEqual(mine)
+        }
+      })
     })
 
     it('keeps the newest CONNECTION_LOG_KEEP log entries of a network and pages them newest first', async () => {

@@ -11,6 +11,8 @@ import type {
   NetworkRecord,
   StoredConnection,
   StoredNode,
+  StoredPair,
+  StoredSide,
   UserRecord,
 } from './store.js'
 
@@ -34,6 +36,27 @@ export const toStoredConnection = (r: Row): StoredConnection => ({
   endpointB: strOrNull(r.endpoint_b),
   since: time(r.since),
   updatedAt: time(r.updated_at),
+})
+
+/** One side's columns (prefix `a_` or `b_`, migration 0008); null when the side does not report. */
+const sideOf = (r: Row, p: 'a' | 'b'): StoredSide | null =>
+  r[`${p}_path`] === null || r[`${p}_path`] === undefined
+    ? null
+    : {
+        path: r[`${p}_path`] as StoredSide['path'],
+        latencyMs: numOrNull(r[`${p}_latency_ms`]),
+        endpoint: strOrNull(r[`${p}_endpoint`]),
+        replica: str(r[`${p}_replica`]),
+        at: time(r[`${p}_at`]),
+      }
+
+/** A row read with `a_held`/`b_held` (Tx.lockConnections). */
+export const toStoredPair = (r: Row): StoredPair => ({
+  ...toStoredConnection(r),
+  sideA: sideOf(r, 'a'),
+  sideB: sideOf(r, 'b'),
+  heldA: bool(r.a_held),
+  heldB: bool(r.b_held),
 })
 
 export const toTenant = (r: Row): Tenant => ({

@@ -211,6 +211,52 @@ export interface ConnectionWrite {
   readonly event?: {readonly event: ConnectionEvent; readonly from: Path} | undefined
 }
 
+/**
+ * One node's own view of its peer in a pair (migration 0008), reduced as the merge uses it
+ * (controller/domain/connection-log.ts sideOf): `none` when the node sees no handshake; the
+ * endpoint only while `direct`.
+ */
+export interface ConnectionSide {
+  readonly path: Path
+  readonly latencyMs: number | null
+  readonly endpoint: string | null
+}
+
+/** A side as stored: who wrote it and when. */
+export interface StoredSide extends ConnectionSide {
+  /** The controller replica that wrote it: the one holding the node's netmap session then. */
+  readonly replica: string
+  /** RFC 3339 time it was written. */
+  readonly at: string
+}
+
+/** A pair's row with both sides, as read under the pair's lock (Tx.lockConnections). */
+export interface StoredPair extends StoredConnection {
+  /** a's view of b; null when a does not report (or the row predates migration 0008). */
+  readonly sideA: StoredSide | null
+  readonly sideB: StoredSide | null
+  /**
+   * Whether the side's replica still holds a live `presence` row of the side's node at the time
+   * asked (PostgreSQL replicas keep those rows; on SQLite presence lives in memory and this is
+   * always false).
+   */
+  readonly heldA: boolean
+  readonly heldB: boolean
+}
+
+/**
+ * What one controller replica writes for a pair: the sides whose nodes report to it. Absent: the
+ * node does not report to this replica (the stored side stays). Null: the node no longer reports
+ * here (its session closed or it reset its reports without this peer); the stored side is
+ * cleared only if this replica wrote it.
+ */
+export interface SideWrite {
+  readonly nodeA: string
+  readonly nodeB: string
+  readonly a?: ConnectionSide | null | undefined
+  readonly b?: ConnectionSide | null | undefined
+}
+
 /** Connection-log entries kept per network; older ones are dropped as new ones come. */
 export const CONNECTION_LOG_KEEP = 10_000
 
@@ -328,8 +374,17 @@ export interface Tx {
   // ---- connections
   /** Names of those of `ids` that are nodes of the network. */
   nodeNamesIn(networkId: string, ids: readonly string[]): Promise<Map<string, string>>
-  /** Inserts or updates the pair's row; `since` moves to `at` only when `moveSince`. */
-  upsertConnection(networkId: string, w: ConnectionWrite, at: string, moveSince: boolean): Promise<void>
+  /**
+   * Inserts or updates the pair's row; `since` moves to `at` only when `moveSince`. With
+   * `sides`, both side columns are set in the same statement (as setConnectionSides would).
+   */
+  upsertConnection(
+    networkId: string,
+    w: ConnectionWrite,
+    at: string,
+    moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void>
   deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void>
   /** Appends a connection-log row and returns its sequence number. */
   appendConnectionLog(
@@ -346,6 +401,25 @@ export interface Tx {
   ): Promise<number>
   /** Keeps only the newest `keep` connection-log rows of the network. */
   trimConnectionLog(networkId: string, keep: number): Promise<void>
+  /**
+   * Locks the pairs until the transaction ends and returns the rows of those that have one, with
+   * both sides and whether each side's replica still holds its node at `at`. PostgreSQL: one
+   * advisory transaction lock per pair, taken in one global order (a pair with no row yet has
+   * no row to lock, and two replicas may each be about to create it), then SELECT ... FOR
+   * UPDATE. SQLite: write transactions run one at a time already.
+   */
+  lockConnections(
+    networkId: string,
+    pairs: readonly {nodeA: string; nodeB: string}[],
+    at: string,
+  ): Promise<StoredPair[]>
+  /** Sets both side columns of the pair's existing row; null clears a side. */
+  setConnectionSides(
+    networkId: string,
+    nodeA: string,
+    nodeB: string,
+    sides: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void>
 
   // ---- audit
   appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void>

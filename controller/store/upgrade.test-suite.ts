@@ -63,5 +63,57 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
         }
       }
     })
+
+    it('keeps the pairs stored before per-side path state (0008) as neither side reporting, then merges new sides', async () => {
+      const s = await subject()
+      const from = s.migrations.indexOf('0005-connections')
+      const to = s.migrations.indexOf('0008-connection-sides')
+      expect(from).toBeGreaterThanOrEqual(0)
+      expect(to).toBeGreaterThan(from)
+      for (let k = from; k < to; k++) {
+        const at = await s.createAt(k, [...SEED, ...PAIR_SEED])
+        const store = await at.open()
+        try {
+          const what = `from ${s.migrations[k]}`
+          const stored = {
+            nodeA: 'nd_old',
+            nodeB: 'nd_old2',
+            path: 'direct',
+            latencyMs: 7,
+            endpointA: '198.51.100.1:51820',
+            endpointB: null,
+            since: '2026-01-02T00:00:00.000Z',
+            updatedAt: '2026-01-02T00:00:00.000Z',
+          }
+          expect(await store.allConnections('n_old'), what).toEqual([stored])
+          const [row] = await store.write((tx) =>
+            tx.lockConnections('n_old', [{nodeA: 'nd_old', nodeB: 'nd_old2'}], '2026-01-03T00:00:00.000Z'),
+          )
+          expect(row, what).toEqual({...stored, sideA: null, sideB: null, heldA: false, heldB: false})
+          // The first side written after the upgrade decides alone: b says relay.
+          const w = await storeWrites(store).writeConnectionSides(
+            'n_old',
+            'r1',
+            [{nodeA: 'nd_old', nodeB: 'nd_old2', b: {path: 'relay', latencyMs: 40, endpoint: null}}],
+            '2026-01-03T00:00:00.000Z',
+          )
+          expect(
+            w.logged.map((e) => [e.event, e.from, e.to]),
+            what,
+          ).toEqual([['fell_back_to_relay', 'direct', 'relay']])
+          expect((await store.allConnections('n_old'))[0], what).toMatchObject({path: 'relay', latencyMs: 40})
+        } finally {
+          await store.close()
+        }
+      }
+    })
   })
 }
+
+/** A second node and a stored pair, for schema versions that have the connections table (0005). */
+const PAIR_SEED = [
+  `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status, endpoints, tags, ephemeral, created_at)
+     VALUES ('nd_old2', 'n_old', 'db', 'db', 'linux', 'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB=', 168361986, 'cred_old2', 'active', '[]', '[]', 0, '2026-01-01T00:00:00.000Z')`,
+  `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b, since, updated_at)
+     VALUES ('n_old', 'nd_old', 'nd_old2', 'direct', 7, '198.51.100.1:51820', NULL, '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z')`,
+]

@@ -11,9 +11,9 @@ export function recordPairWrites(store: Store, record: (w: RecordedPairWrite) =>
   store.write = <T>(fn: (tx: Tx) => Promise<T>): Promise<T> =>
     real((tx) => {
       const spied: Tx = Object.create(tx) as Tx
-      spied.upsertConnection = (networkId, w, at, moveSince) => {
+      spied.upsertConnection = (networkId, w, at, moveSince, sides) => {
         record({nodeA: w.nodeA, nodeB: w.nodeB, path: w.path})
-        return tx.upsertConnection(networkId, w, at, moveSince)
+        return tx.upsertConnection(networkId, w, at, moveSince, sides)
       }
       spied.deleteConnection = (networkId, nodeA, nodeB) => {
         record({nodeA, nodeB, path: 'none'})

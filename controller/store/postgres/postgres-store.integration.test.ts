@@ -9,6 +9,7 @@ import {openPostgres} from './open.js'
 import {MIGRATIONS} from './migrations.js'
 import {storeUpgrades} from '../upgrade.test-suite.js'
 import {PostgresStore} from './postgres-store.js'
+import {PgPresenceTable} from './presence-table.js'
 
 const skip = postgresSkipReason()
 let server: PostgresServer | undefined
@@ -37,10 +38,14 @@ describe.skipIf(skip !== undefined)(`PostgreSQL store${skip ? ` (skipped: ${skip
 
   storeContract('postgres', async () => {
     const url = await (server as PostgresServer).createDatabase()
+    const store = new PostgresStore(await openPostgres(url))
+    const presence = new PgPresenceTable(store.pool)
     return {
-      store: new PostgresStore(await openPostgres(url)),
+      store,
       cleanup: async () => undefined,
       openPeer: async () => new PostgresStore(await openPostgres(url)),
+      holdPresence: (nodeId, replica, expiresAt) =>
+        presence.hold(nodeId, replica, '2026-01-01T00:00:00.000Z', expiresAt),
     }
   })
 

@@ -44,6 +44,8 @@ import type {
   PageRequest,
   Store,
   StoredConnection,
+  StoredPair,
+  StoredSide,
   StoredNode,
   Tx,
   UserRecord,
@@ -64,6 +66,7 @@ import {
   toNetwork,
   toNode,
   toStoredConnection,
+  toStoredPair,
   toTenant,
   toUser,
   type Row,
@@ -91,6 +94,21 @@ async function one(db: Queryable, sql: string, params: unknown[] = []): Promise<
   return (await rows(db, sql, params))[0]
 }
 const flag = (b: boolean): number => (b ? 1 : 0)
+
+/**
+ * First key of the per-pair advisory locks of Tx.lockConnections (the second is a hash of the
+ * pair); apart from mesh's session locks (0x6d657368: the migration lock and the singleton jobs).
+ */
+const PAIR_LOCK_CLASS = 0x6d657063
+
+/** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
+const sideValues = (x: StoredSide | null): (string | number | null)[] => [
+  x?.path ?? null,
+  x?.latencyMs ?? null,
+  x?.endpoint ?? null,
+  x?.replica ?? null,
+  x?.at ?? null,
+]
 
 /** The row operations of one transaction, on its client. */
 class PgTx implements Tx {
@@ -430,15 +448,35 @@ class PgTx implements Tx {
     w: ConnectionWrite,
     at: string,
     moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
+    const merged = [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, moveSince]
+    if (!sides) {
+      await this.c.query(
+        `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+             since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)
+           ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+             latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+             endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+             since = CASE WHEN $9 THEN excluded.since ELSE connections.since END`,
+        merged,
+      )
+      return
+    }
     await this.c.query(
       `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
-           since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)
+           since, updated_at, a_path, a_latency_ms, a_endpoint, a_replica, a_at,
+           b_path, b_latency_ms, b_endpoint, b_replica, b_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
          ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
            latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
            endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
-           since = CASE WHEN $9 THEN excluded.since ELSE connections.since END`,
-      [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, moveSince],
+           since = CASE WHEN $9 THEN excluded.since ELSE connections.since END,
+           a_path = excluded.a_path, a_latency_ms = excluded.a_latency_ms, a_endpoint = excluded.a_endpoint,
+           a_replica = excluded.a_replica, a_at = excluded.a_at,
+           b_path = excluded.b_path, b_latency_ms = excluded.b_latency_ms, b_endpoint = excluded.b_endpoint,
+           b_replica = excluded.b_replica, b_at = excluded.b_at`,
+      [...merged, ...sideValues(sides.a), ...sideValues(sides.b)],
     )
   }
 
@@ -476,6 +514,53 @@ class PgTx implements Tx {
       `DELETE FROM connection_log WHERE network_id = $1 AND seq <= (
          SELECT seq FROM connection_log WHERE network_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)`,
       [networkId, keep],
+    )
+  }
+
+  async lockConnections(
+    networkId: string,
+    pairs: readonly {nodeA: string; nodeB: string}[],
+    at: string,
+  ): Promise<StoredPair[]> {
+    if (pairs.length === 0) return []
+    const as = pairs.map((p) => p.nodeA)
+    const bs = pairs.map((p) => p.nodeB)
+    // 1. One advisory transaction lock per pair, in ascending key order on every replica, so two
+    //    flushes over overlapping pairs queue instead of deadlocking (a hash collision only makes
+    //    two pairs share a lock; a deadlock anyway is 40P01, which write() retries).
+    await this.c.query(
+      `SELECT count(pg_advisory_xact_lock($1, k)) FROM (
+         SELECT DISTINCT hashtext($2 || ' ' || a || ' ' || b) AS k
+         FROM unnest($3::text[], $4::text[]) AS u(a, b) ORDER BY k) s`,
+      [PAIR_LOCK_CLASS, networkId, as, bs],
+    )
+    // 2. The rows, locked against writers that do not take the pair lock (node removal).
+    const rs = await rows(
+      this.c,
+      `SELECT c.*,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_a AND p.replica = c.a_replica
+                   AND p.expires_at >= $2) AS a_held,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_b AND p.replica = c.b_replica
+                   AND p.expires_at >= $2) AS b_held
+       FROM connections c JOIN unnest($3::text[], $4::text[]) AS u(a, b)
+         ON c.node_a = u.a AND c.node_b = u.b
+       WHERE c.network_id = $1 FOR UPDATE OF c`,
+      [networkId, at, as, bs],
+    )
+    return rs.map(toStoredPair)
+  }
+
+  async setConnectionSides(
+    networkId: string,
+    nodeA: string,
+    nodeB: string,
+    sides: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void> {
+    await this.c.query(
+      `UPDATE connections SET a_path = $4, a_latency_ms = $5, a_endpoint = $6, a_replica = $7, a_at = $8,
+         b_path = $9, b_latency_ms = $10, b_endpoint = $11, b_replica = $12, b_at = $13
+       WHERE network_id = $1 AND node_a = $2 AND node_b = $3`,
+      [networkId, nodeA, nodeB, ...sideValues(sides.a), ...sideValues(sides.b)],
     )
   }
 

@@ -262,6 +262,27 @@ CREATE TABLE login_trusted (
 );
 `,
   },
+  {
+    // Path state shared by controller replicas: each side's own view of the pair, next to the
+    // merged path, so the replica holding a's session and the one holding b's each write their
+    // side and merge from both stored sides inside the write (controller/domain/connection-log.ts).
+    // Rows written before this keep their merged state and have no sides (neither reports). The
+    // number 0007 belongs to the relays migration (another branch); umzug applies whatever is
+    // missing in list order, so either may land first.
+    name: '0008-connection-sides',
+    sql: `
+ALTER TABLE connections ADD COLUMN a_path TEXT CHECK (a_path IN ('direct','relay','none')); -- a's own view of its peer; NULL: a does not report (and in rows older than 0008)
+ALTER TABLE connections ADD COLUMN a_latency_ms REAL; -- round trip a measured on a_path, in ms; NULL when not measured
+ALTER TABLE connections ADD COLUMN a_endpoint TEXT; -- endpoint a's WireGuard uses for its peer while a_path is direct; else NULL
+ALTER TABLE connections ADD COLUMN a_replica TEXT; -- controller replica that wrote a's side (it held a's netmap session)
+ALTER TABLE connections ADD COLUMN a_at TEXT; -- RFC 3339 time a's side was written
+ALTER TABLE connections ADD COLUMN b_path TEXT CHECK (b_path IN ('direct','relay','none')); -- b's own view of its peer; NULL: b does not report (and in rows older than 0008)
+ALTER TABLE connections ADD COLUMN b_latency_ms REAL; -- round trip b measured on b_path, in ms; NULL when not measured
+ALTER TABLE connections ADD COLUMN b_endpoint TEXT; -- endpoint b's WireGuard uses for its peer while b_path is direct; else NULL
+ALTER TABLE connections ADD COLUMN b_replica TEXT; -- controller replica that wrote b's side (it held b's netmap session)
+ALTER TABLE connections ADD COLUMN b_at TEXT; -- RFC 3339 time b's side was written
+`,
+  },
 ]
 
 /**

@@ -35,7 +35,19 @@ storeUpgrades('sqlite', async () => ({
 
 storeContract('sqlite', async () => {
   const file = tempFile()
-  return {store: await SqliteStore.open(file), cleanup: async () => undefined}
+  const store = await SqliteStore.open(file)
+  return {
+    store,
+    cleanup: async () => undefined,
+    holdPresence: async (nodeId, replica, expiresAt) => {
+      store.db
+        .prepare(
+          `INSERT INTO presence (node_id, replica, since, expires_at) VALUES (?,?,?,?)
+             ON CONFLICT (node_id, replica) DO UPDATE SET expires_at = excluded.expires_at`,
+        )
+        .run(nodeId, replica, '2026-01-01T00:00:00.000Z', expiresAt)
+    },
+  }
 })
 
 describe('SQLite adapter', () => {

@@ -41,6 +41,8 @@ import type {
   PageRequest,
   Store,
   StoredConnection,
+  StoredPair,
+  StoredSide,
   StoredNode,
   Tx,
   UserRecord,
@@ -61,6 +63,7 @@ import {
   toNetwork,
   toNode,
   toStoredConnection,
+  toStoredPair,
   toTenant,
   toUser,
   type Row,
@@ -99,6 +102,15 @@ class Statements {
 
 const INVITE_SQL = 'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id'
 const AUTHKEY_SQL = 'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id'
+
+/** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
+const sideValues = (x: StoredSide | null): (string | number | null)[] => [
+  x?.path ?? null,
+  x?.latencyMs ?? null,
+  x?.endpoint ?? null,
+  x?.replica ?? null,
+  x?.at ?? null,
+]
 
 /** The writer connection's row operations; only ever used inside write(). */
 class SqliteTx implements Tx {
@@ -415,26 +427,33 @@ class SqliteTx implements Tx {
     w: ConnectionWrite,
     at: string,
     moveSince: boolean,
+    sides?: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void> {
+    const merged = [networkId, w.nodeA, w.nodeB, w.path, w.latencyMs, w.endpointA, w.endpointB, at, at]
+    if (!sides) {
+      this.q(
+        `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
+             since, updated_at) VALUES (?,?,?,?,?,?,?,?,?)
+           ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
+             latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
+             endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
+             since = CASE WHEN ? THEN excluded.since ELSE connections.since END`,
+      ).run(...merged, moveSince ? 1 : 0)
+      return
+    }
     this.q(
       `INSERT INTO connections (network_id, node_a, node_b, path, latency_ms, endpoint_a, endpoint_b,
-           since, updated_at) VALUES (?,?,?,?,?,?,?,?,?)
+           since, updated_at, a_path, a_latency_ms, a_endpoint, a_replica, a_at,
+           b_path, b_latency_ms, b_endpoint, b_replica, b_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
          ON CONFLICT (network_id, node_a, node_b) DO UPDATE SET path = excluded.path,
            latency_ms = excluded.latency_ms, endpoint_a = excluded.endpoint_a,
            endpoint_b = excluded.endpoint_b, updated_at = excluded.updated_at,
-           since = CASE WHEN ? THEN excluded.since ELSE connections.since END`,
-    ).run(
-      networkId,
-      w.nodeA,
-      w.nodeB,
-      w.path,
-      w.latencyMs,
-      w.endpointA,
-      w.endpointB,
-      at,
-      at,
-      moveSince ? 1 : 0,
-    )
+           since = CASE WHEN ? THEN excluded.since ELSE connections.since END,
+           a_path = excluded.a_path, a_latency_ms = excluded.a_latency_ms, a_endpoint = excluded.a_endpoint,
+           a_replica = excluded.a_replica, a_at = excluded.a_at,
+           b_path = excluded.b_path, b_latency_ms = excluded.b_latency_ms, b_endpoint = excluded.b_endpoint,
+           b_replica = excluded.b_replica, b_at = excluded.b_at`,
+    ).run(...merged, ...sideValues(sides.a), ...sideValues(sides.b), moveSince ? 1 : 0)
   }
 
   async deleteConnection(networkId: string, nodeA: string, nodeB: string): Promise<void> {
@@ -469,6 +488,41 @@ class SqliteTx implements Tx {
       'SELECT seq FROM connection_log WHERE network_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?',
     ).get(networkId, keep) as Row | undefined
     if (cut) this.q('DELETE FROM connection_log WHERE network_id = ? AND seq <= ?').run(networkId, cut.seq)
+  }
+
+  async lockConnections(
+    networkId: string,
+    pairs: readonly {nodeA: string; nodeB: string}[],
+    at: string,
+  ): Promise<StoredPair[]> {
+    // Write transactions run one at a time on the one writer: reading is locking enough.
+    const st = this.q(
+      `SELECT c.*,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_a AND p.replica = c.a_replica
+                   AND p.expires_at >= ?) AS a_held,
+         EXISTS (SELECT 1 FROM presence p WHERE p.node_id = c.node_b AND p.replica = c.b_replica
+                   AND p.expires_at >= ?) AS b_held
+       FROM connections c WHERE c.network_id = ? AND c.node_a = ? AND c.node_b = ?`,
+    )
+    const out: StoredPair[] = []
+    for (const p of pairs) {
+      const r = st.get(at, at, networkId, p.nodeA, p.nodeB) as Row | undefined
+      if (r) out.push(toStoredPair(r))
+    }
+    return out
+  }
+
+  async setConnectionSides(
+    networkId: string,
+    nodeA: string,
+    nodeB: string,
+    sides: {a: StoredSide | null; b: StoredSide | null},
+  ): Promise<void> {
+    this.q(
+      `UPDATE connections SET a_path = ?, a_latency_ms = ?, a_endpoint = ?, a_replica = ?, a_at = ?,
+         b_path = ?, b_latency_ms = ?, b_endpoint = ?, b_replica = ?, b_at = ?
+       WHERE network_id = ? AND node_a = ? AND node_b = ?`,
+    ).run(...sideValues(sides.a), ...sideValues(sides.b), networkId, nodeA, nodeB)
   }
 
   async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
