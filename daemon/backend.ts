@@ -39,7 +39,13 @@ import {localEndpoints} from './endpoints.js'
 import {directOutOfReach, localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
 import {NetcheckService} from './nat/netcheck-service.js'
-import {directImpossible, sameNat, UNKNOWN_NAT, type NatBehaviour} from '../shared/nat/behaviour.js'
+import {
+  directImpossible,
+  sameNat,
+  UNKNOWN_NAT,
+  verdictPending,
+  type NatBehaviour,
+} from '../shared/nat/behaviour.js'
 import type {NetReport} from '../shared/nat/net-report.js'
 import {Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
@@ -1027,7 +1033,7 @@ export class Backend {
         relay: relayUp ? rt.shims.get(p.id) : undefined,
         directOutOfReach: outOfReach,
         natImpossible: impossible,
-        natPending: natReported && (ownNat === undefined || p.nat === undefined),
+        natPending: natReported && verdictPending(ownNat, p.nat),
         // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits
         // (also during the session's first netmap, which arrives before `connected` is set).
         relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),

@@ -85,7 +85,12 @@ export interface PathTuning {
   readonly firstUpgradeMs: number
   /** A pair whose NAT behaviour rules direct out tries one upgrade this often, in case theory was wrong. */
   readonly natRecheckMs: number
-  /** How long a new path's first upgrade waits for both sides' NAT behaviour to be known. */
+  /**
+   * How long a new path's first upgrade waits for both sides' NAT behaviour to be known: a
+   * netcheck behind a port-filtering NAT takes ~2.5 s (its filtering tests wait out their
+   * timeout), then the report and the delta; a loaded node applies netmap frames late. Only
+   * paths whose verdict is still open wait (shared/nat/behaviour.ts verdictPending).
+   */
   readonly natWaitMs: number
 }
 
@@ -106,7 +111,7 @@ export const DEFAULT_TUNING: PathTuning = {
   relayWaitMs: 3_000,
   firstUpgradeMs: 1_000,
   natRecheckMs: 10 * 60_000,
-  natWaitMs: 10_000,
+  natWaitMs: 15_000,
 }
 
 /** What WireGuard shows for the peer now. */

@@ -1,5 +1,11 @@
 import {describe, expect, it} from 'vitest'
-import {directImpossible, NatBehaviourSchema, sameNat, type NatBehaviour} from './behaviour.js'
+import {
+  directImpossible,
+  NatBehaviourSchema,
+  sameNat,
+  verdictPending,
+  type NatBehaviour,
+} from './behaviour.js'
 
 // The lab's kinds, as netcheck measures them (test/lab/nat-behaviour.root.test.ts).
 const KINDS = {
@@ -49,6 +55,21 @@ describe('directImpossible', () => {
     expect(
       directImpossible(KINDS.symmetric, {mapping: 'endpoint-independent', filtering: 'unknown'}),
     ).toBeUndefined()
+  })
+})
+
+describe('verdictPending', () => {
+  it('waits for a side not reported yet only where it could still rule direct out', () => {
+    // Behind a cone NAT (or none) every peer is reachable: nothing to wait for.
+    expect(verdictPending(KINDS.cone, undefined)).toBe(false)
+    expect(verdictPending(undefined, KINDS.none)).toBe(false)
+    // Restricted or symmetric: the other side may be symmetric.
+    expect(verdictPending(KINDS.restricted, undefined)).toBe(true)
+    expect(verdictPending(undefined, KINDS.symmetric)).toBe(true)
+    expect(verdictPending(undefined, undefined)).toBe(true)
+    // Both known: nothing pending, whatever the verdict.
+    expect(verdictPending(KINDS.symmetric, KINDS.symmetric)).toBe(false)
+    expect(verdictPending(KINDS.unknown, KINDS.unknown)).toBe(false)
   })
 })
 

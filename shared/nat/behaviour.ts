@@ -61,3 +61,14 @@ export function directImpossible(
     return 'endpoint-dependent-vs-port-filtering'
   return undefined
 }
+
+/** The behaviour that rules out the most: what an unknown side is taken as by verdictPending. */
+const WORST: NatBehaviour = {mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent'}
+
+/**
+ * Whether a side's behaviour not reported yet (undefined) could still rule a direct path out:
+ * a node behind a cone NAT (or none) can reach any peer, so it need not wait for the peer's
+ * behaviour before trying; one behind a restricted or symmetric NAT waits (meshd bounds the wait).
+ */
+export const verdictPending = (a: NatBehaviour | undefined, b: NatBehaviour | undefined): boolean =>
+  (a === undefined || b === undefined) && directImpossible(a ?? WORST, b ?? WORST) !== undefined
