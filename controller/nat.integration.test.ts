@@ -192,6 +192,55 @@ describe('observed endpoints', () => {
   })
 })
 
+describe('NAT behaviour', () => {
+  const SYM = {mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent'} as const
+  const CONE = {mapping: 'endpoint-independent', filtering: 'endpoint-independent'} as const
+
+  it('reaches peers in their peer entry, as a delta when a node reports a new one and not again for the same', async () => {
+    const net = await network()
+    const a = await join(net.id)
+    const b = await join(net.id)
+    const {ws: wsA, full} = await open(a.credential)
+    expect(full.peers.find((p) => p.id === b.node.id)).not.toHaveProperty('nat')
+    const {ws: wsB} = await open(b.credential)
+    wsB.ws.send(JSON.stringify({type: 'report', reset: true, nat: SYM}))
+    expect((await deltaFor(wsA, b.node.id, (p) => p.nat !== undefined)).nat).toEqual(SYM)
+    // The same again (a new session's report) costs peers nothing; a change is a delta at once.
+    wsB.ws.send(JSON.stringify({type: 'report', nat: SYM}))
+    wsB.ws.send(JSON.stringify({type: 'report', nat: CONE}))
+    const next = await wsA.next<Delta>(
+      (f) => f.type === 'delta' && (f.changed ?? []).some((p) => p.id === b.node.id),
+      1000,
+    )
+    expect(next.changed!.find((p) => p.id === b.node.id)!.nat).toEqual(CONE)
+    // A node connecting later has it in its full map.
+    const again = await open(a.credential)
+    expect(again.full.peers.find((p) => p.id === b.node.id)?.nat).toEqual(CONE)
+  })
+
+  it('refuses a report whose NAT behaviour is not one of the RFC 4787 names, and holds nothing for it', async () => {
+    const net = await network()
+    const a = await join(net.id)
+    const {ws: wsA} = await open(a.credential)
+    for (const nat of [
+      {mapping: 'full-cone', filtering: 'unknown'},
+      {...CONE, extra: 'x'.repeat(100)},
+      'cone',
+    ]) {
+      const b = await join(net.id)
+      const {ws: wsB} = await open(b.credential)
+      wsB.ws.send(JSON.stringify({type: 'report', nat}))
+      expect((await within(wsB.closed, 1000, 'the close')).code).toBe(4400)
+      expect(ctl.running.state.telemetry.natOf(b.node.id)).toBeUndefined()
+    }
+    // The others are served as before.
+    const c = await join(net.id)
+    const {ws: wsC} = await open(c.credential)
+    wsC.ws.send(JSON.stringify({type: 'report', nat: SYM}))
+    expect((await deltaFor(wsA, c.node.id, (p) => p.nat !== undefined)).nat).toEqual(SYM)
+  })
+})
+
 describe('NAT services of the controller', () => {
   it('names STUN with its RFC 5780 alternate, the discovery key and port, and the relay in full netmaps', async () => {
     const net = await network()

@@ -11,6 +11,12 @@
  * both write it, the latest wins, which is right for a moving mapping. What is written is in the
  * database (nodes.endpoints, nodes.observed_endpoint) and reaches the other replicas through the
  * change feed. The key index is a per-replica cache of database rows, kept current from the feed.
+ *
+ * NAT behaviour (what a node's netcheck measured: RFC 4787 mapping and filtering) is kept in
+ * memory only, per replica, until the nodes table has a column for it: a node reports it on every
+ * new netmap session, so a restarted controller has it again as soon as nodes reconnect, but a
+ * peer whose session lives on another replica hears of a change only once the node's session
+ * lands on its replica. It is fanned out as a peer delta by the netmap hub (onNatChange).
  */
 import {MeshError} from '../shared/errors.js'
 import {usableEndpoints} from '../shared/net/endpoint.js'
@@ -19,6 +25,7 @@ import type {Writes} from './domain/writes.js'
 import type {NodeChange, Store, StoredNode} from './store/store.js'
 import type {ChangeFeed} from './change-feed.js'
 import {SILENT_LOG, type PartLog} from './context.js'
+import {sameNat, type NatBehaviour} from '../shared/nat/behaviour.js'
 
 /** A node's endpoint report waiting for its coalescing window to end (latest value wins). */
 interface PendingEndpoints {
@@ -56,6 +63,9 @@ export class EndpointTelemetry {
   private readonly observedState = new Map<string, PendingObserved>()
   /** Active nodes by WireGuard public key (the discovery port's lookup); built by indexNodeKeys. */
   private keyIndex: Map<string, string> | undefined
+  /** NAT behaviour by node id, as each node last reported it (see the module comment). */
+  private readonly natState = new Map<string, NatBehaviour>()
+  private readonly natListeners = new Set<(node: {readonly id: string; readonly networkId: string}) => void>()
 
   constructor(
     private readonly store: Pick<Store, 'activeNodeKeys'>,
@@ -134,8 +144,33 @@ export class EndpointTelemetry {
     this.feed.publish(change)
   }
 
-  /** Drops a removed node's pending endpoint report (and observed endpoint). */
+  /**
+   * A node reported the NAT behaviour its netcheck measured. A value equal to the one held costs
+   * nothing; a new one is held and told to onNatChange listeners at once (a node sends it when it
+   * changed or on a new session, rarely: no coalescing window needed). Not audited (telemetry).
+   */
+  reportNat(node: {readonly id: string; readonly networkId: string}, nat: NatBehaviour): boolean {
+    if (sameNat(this.natState.get(node.id), nat)) return false
+    this.natState.set(node.id, {mapping: nat.mapping, filtering: nat.filtering})
+    this.log.debug({nodeId: node.id, nat}, 'node NAT behaviour changed')
+    for (const fn of this.natListeners) fn(node)
+    return true
+  }
+
+  /** The NAT behaviour a node last reported; undefined when none. */
+  natOf(nodeId: string): NatBehaviour | undefined {
+    return this.natState.get(nodeId)
+  }
+
+  /** Called after a node's NAT behaviour changed; returns the unsubscribe function. */
+  onNatChange(fn: (node: {readonly id: string; readonly networkId: string}) => void): () => void {
+    this.natListeners.add(fn)
+    return () => this.natListeners.delete(fn)
+  }
+
+  /** Drops a removed node's pending endpoint report (and observed endpoint, and NAT behaviour). */
   forget(nodeId: string): void {
+    this.natState.delete(nodeId)
     const st = this.endpointState.get(nodeId)
     if (st?.timer) this.clock.clearTimeout(st.timer)
     this.endpointState.delete(nodeId)

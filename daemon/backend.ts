@@ -38,6 +38,15 @@ import {deregisterNode, registerNode} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {directOutOfReach, localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
+import {NetcheckService} from './nat/netcheck-service.js'
+import {
+  directImpossible,
+  sameNat,
+  UNKNOWN_NAT,
+  verdictPending,
+  type NatBehaviour,
+} from '../shared/nat/behaviour.js'
+import type {NetReport} from '../shared/nat/net-report.js'
 import {Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
 import {RelayClient} from './relay/client.js'
@@ -71,6 +80,11 @@ export interface BackendOptions {
   retryDelayMs?: (attempt: number) => number
   /** Time and timers of the daemon's state machines; the real clock by default. */
   clock?: Clock
+  /**
+   * The background netcheck that tells this node's NAT behaviour (for tests): by network id; by
+   * default the STUN part of `mesh netcheck` (daemon/nat/netcheck-service.ts). false: none.
+   */
+  natCheck?: ((networkId: string) => Promise<NetReport>) | false
   /** Home relay choice (tests): how relays are timed, how often, and the hysteresis. */
   homeRelay?: {
     probe?: (base: string) => Promise<number | undefined>
@@ -107,6 +121,14 @@ export const LATENCY_EVERY_MS = 30_000
 const RELAY_FIRST_OPEN_WAIT_MS = 300
 /** Keepalive of the discovery peer: below 5 s, wireguard-go keeps sending initiations. */
 export const DISCOVERY_KEEPALIVE = 4
+
+/**
+ * How often the background netcheck runs again (it also runs when the controller observes a new
+ * public mapping of this node: it may sit behind another NAT now), and how long a failed one
+ * waits before the next try.
+ */
+export const NAT_CHECK_EVERY_MS = 10 * 60_000
+const NAT_CHECK_RETRY_MS = 60_000
 
 /** A peer counts as online after a handshake within this long (WireGuard rekeys every 2 min). */
 export const ONLINE_WINDOW_MS = 3 * 60_000
@@ -151,6 +173,19 @@ interface NetRuntime {
   /** Throwaway peers an upgrade opened the NAT with, by public key: kept in the desired config
    *  while they live, so an apply in between does not remove them. */
   punch: Map<string, PeerConfig>
+  /**
+   * This node's NAT behaviour from the background netcheck (undefined before the first one ends),
+   * when the last one ended or failed, the observed mapping it ran under, whether one runs, and
+   * the value last reported to the controller (undefined: not on this session yet).
+   */
+  nat: {
+    behaviour: NatBehaviour | undefined
+    at: number
+    observed: string | undefined
+    running: boolean
+    failed: boolean
+    sent: NatBehaviour | undefined
+  }
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -240,6 +275,8 @@ export class Backend {
   private pathTimer: TimerHandle | undefined
   /** A path check was asked for while one ran: the next follows at once. */
   private pathsSoon = false
+  /** The background netcheck (created on first use). */
+  private natService: NetcheckService | undefined
   private closed = false
   /** The one reader of every interface: status calls, watchers and reports share its samples. */
   readonly sampler: InterfaceSampler
@@ -379,6 +416,7 @@ export class Backend {
       prober: undefined,
       upgrader: undefined,
       punch: new Map(),
+      nat: {behaviour: undefined, at: 0, observed: undefined, running: false, failed: false, sent: undefined},
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -655,6 +693,8 @@ export class Backend {
     } finally {
       rt.applyingFrame = false
     }
+    // The first netmap names the STUN server; a new observed mapping may mean another NAT.
+    if (rt.record.up) this.checkNat(rt)
     rt.firstMap.resolve()
   }
 
@@ -959,6 +999,10 @@ export class Backend {
     const subnets = localSubnets(this.meshInterfaces())
     const discovery = rt.discoveryEndpoint !== undefined && rt.netmap?.nat?.discovery != null
     const self = {observedEndpoint: rt.netmap?.self.observedEndpoint}
+    // NAT behaviour is only ever reported where the controller offers STUN: without it nothing
+    // is waited for.
+    const natReported = rt.netmap?.nat?.stun != null
+    const ownNat = rt.nat.behaviour
     const keep = new Set<string>()
     let wantsChange = false
     for (const p of peers) {
@@ -976,10 +1020,20 @@ export class Backend {
             ? 'direct path out of reach: staying on the relay, no upgrade attempts'
             : 'direct path within reach',
         )
+      const impossible = directImpossible(ownNat, p.nat)
+      if (impossible !== path.natImpossible)
+        this.log.info(
+          {network: rt.record.name, peer: p.name, why: impossible, nat: ownNat, peerNat: p.nat},
+          impossible
+            ? 'NAT behaviour rules a direct path out: staying on the relay, re-checking rarely'
+            : 'NAT behaviour allows a direct path',
+        )
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
         directOutOfReach: outOfReach,
+        natImpossible: impossible,
+        natPending: natReported && verdictPending(ownNat, p.nat),
         // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits
         // (also during the session's first netmap, which arrives before `connected` is set).
         relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),
@@ -1055,6 +1109,7 @@ export class Backend {
   async checkPaths(): Promise<number> {
     let next = PATH_TICK_SLOW_MS
     for (const rt of [...this.nets.values()]) {
+      if (rt.record.up) this.checkNat(rt)
       if (!rt.record.up || rt.paths.size === 0) continue
       next = Math.min(next, PATH_TICK_FAST_MS)
       // Fresh: a stalled direct path is judged on counters of this very tick.
@@ -1108,6 +1163,58 @@ export class Backend {
         if (ms !== null) path.noteLatency(ms, this.clock.now())
       })
     }
+  }
+
+  /**
+   * Runs the background netcheck when it is due: never run (or the last failed a while ago),
+   * NAT_CHECK_EVERY_MS after the last, or at once when the controller observed a new public
+   * mapping for this node. Its result (mapping and filtering) goes to the controller in the next
+   * report and into every peer's path (directImpossible). One at a time per network.
+   */
+  private checkNat(rt: NetRuntime): void {
+    const run = this.opts.natCheck ?? ((id: string) => this.netcheckService.report(id))
+    if (run === false || rt.nat.running || this.closed) return
+    if (rt.netmap?.nat?.stun == null) return
+    const now = this.clock.now()
+    const observed = rt.netmap.self.observedEndpoint
+    // The first mapping observed is adopted as the one the last check ran under (it arrives a
+    // moment after a node joins: no reason to check again); a different one later is a move.
+    if (typeof observed === 'string' && typeof rt.nat.observed !== 'string') rt.nat.observed = observed
+    const due =
+      rt.nat.at === 0 ||
+      now - rt.nat.at >= (rt.nat.failed ? NAT_CHECK_RETRY_MS : NAT_CHECK_EVERY_MS) ||
+      (typeof observed === 'string' && observed !== rt.nat.observed)
+    if (!due) return
+    rt.nat.running = true
+    if (typeof observed === 'string') rt.nat.observed = observed
+    void run(rt.record.id)
+      .then(
+        (r) => {
+          rt.nat.failed = false
+          return {mapping: r.mapping, filtering: r.filtering}
+        },
+        (err: unknown) => {
+          this.log.debug({network: rt.record.name, err: (err as Error).message}, 'background netcheck failed')
+          rt.nat.failed = true
+          // Known to be unknown: new paths need not wait for it.
+          return rt.nat.behaviour ?? UNKNOWN_NAT
+        },
+      )
+      .then((nat) => {
+        rt.nat.running = false
+        rt.nat.at = Math.max(1, this.clock.now())
+        const before = rt.nat.behaviour
+        rt.nat.behaviour = nat
+        if (before !== undefined && sameNat(before, nat)) return
+        this.log.info({network: rt.record.name, nat, before}, 'NAT behaviour measured')
+        this.changed()
+        this.report(rt)
+        this.checkPathsSoon()
+      })
+  }
+
+  private get netcheckService(): NetcheckService {
+    return (this.natService ??= new NetcheckService({target: (ref) => this.netcheckTarget(ref)}))
   }
 
   /** Starts the due upgrades of the relayed peers this node leads (the Upgrader bounds how many). */
@@ -1273,7 +1380,14 @@ export class Backend {
             ...(latencyMs !== undefined && {latencyMs}),
           })
         }
-        for (const frame of rt.reporter.frames(endpoints, peers)) {
+        const frames = rt.reporter.frames(endpoints, peers)
+        // This node's NAT behaviour: on a new session (reset) and when it changed.
+        const nat = rt.nat.behaviour
+        if (nat !== undefined && (frames[0]!.reset === true || !sameNat(rt.nat.sent, nat))) {
+          frames[0]!.nat = nat
+          rt.nat.sent = nat
+        }
+        for (const frame of frames) {
           if (rt.sync?.send(frame)) continue
           rt.reporter.reset()
           return
@@ -1357,6 +1471,8 @@ export class Backend {
       const l = live.get(cfg.publicKey)
       const hs = l?.lastHandshakeMs ?? 0
       const rates = this.sampler.rates(rt.record.interface, cfg.publicKey)
+      const path = rt.paths.get(cfg.publicKey)
+      const blocked = path?.natImpossible ?? path?.directOutOfReach
       return {
         id: peer.id,
         name: peer.name,
@@ -1371,6 +1487,9 @@ export class Backend {
         rxBytesPerSecond: rates.rxBytesPerSecond,
         txBytesPerSecond: rates.txBytesPerSecond,
         online: hs > 0 && now - hs < ONLINE_WINDOW_MS,
+        ...(peer.nat !== undefined && {nat: peer.nat}),
+        ...(blocked !== undefined && {directBlocked: blocked}),
+        ...(path !== undefined && {upgradeAttempts: path.upgradeAttempts}),
       }
     })
     return {
@@ -1389,6 +1508,7 @@ export class Backend {
       connected: rt.connected,
       netmapVersion: rt.netmap?.version ?? null,
       lastError: rt.lastError,
+      ...(rt.nat.behaviour !== undefined && {nat: rt.nat.behaviour}),
       peers,
     }
   }

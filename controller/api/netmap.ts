@@ -53,6 +53,7 @@ import {PeerListGzip, storedGzipMember} from './netmap-gzip.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
+import type {NatBehaviour} from '../../shared/nat/behaviour.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -123,7 +124,7 @@ export interface PeerLink {
   latencyMs?: number
 }
 
-export const toPeer = (n: StoredNode): Peer => {
+export const toPeer = (n: StoredNode, nat?: NatBehaviour): Peer => {
   // Stored before endpoints were checked one by one, a bad one must still not reach peers.
   const peer: Peer = {
     id: n.id,
@@ -139,6 +140,8 @@ export const toPeer = (n: StoredNode): Peer => {
   // usable one reaches peers.
   const observed = parseUsableEndpoint(n.observedEndpoint)
   if (observed) peer.observedEndpoint = formatEndpoint(observed)
+  // In memory only (controller/telemetry.ts): what the node's netcheck last measured.
+  if (nat) peer.nat = nat
   return peer
 }
 export const toSelf = (n: StoredNode): Self => ({
@@ -167,7 +170,7 @@ export interface NetmapHubDeps {
   readonly clock: Clock
   readonly auth: Pick<Auth, 'authenticateNode'>
   readonly presence: Pick<Presence, 'connected' | 'disconnected' | 'touch'>
-  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints'>
+  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints' | 'reportNat' | 'natOf' | 'onNatChange'>
   readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
   readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
   readonly source: NetmapSource
@@ -243,9 +246,11 @@ export class NetmapHub {
       const net = this.nets.get(n.id)
       if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
     })
+    const offNat = deps.telemetry.onNatChange((n) => this.natChanged(n.networkId, n.id))
     this.unsubscribe = () => {
       offNodes()
       offNetworks()
+      offNat()
     }
     this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
   }
@@ -488,6 +493,8 @@ export class NetmapHub {
     }
     if (frame.data.reset || frame.data.peers)
       this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
+    // A change is fanned out to peers through onNatChange (natChanged).
+    if (frame.data.nat !== undefined) this.deps.telemetry.reportNat(node, frame.data.nat)
     const now = this.clock.now()
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
@@ -498,6 +505,30 @@ export class NetmapHub {
     } else if (now - conn.lastTouch > TOUCH_EVERY_MS) {
       conn.lastTouch = now
       void this.deps.presence.touch(node.id).catch(() => undefined)
+    }
+  }
+
+  private peerJsonOf(n: StoredNode): string {
+    return JSON.stringify(toPeer(n, this.deps.telemetry.natOf(n.id)))
+  }
+
+  /**
+   * A node's NAT behaviour changed (telemetry, not a store change: no new version): its peer
+   * entry is made again and, when it differs, sent to the other active nodes as a delta at the
+   * network's current version, like announceNat. A network still loading reads it with the load.
+   */
+  private natChanged(networkId: string, nodeId: string): void {
+    const net = this.nets.get(networkId)
+    const node = net?.nodes.get(nodeId)
+    if (!net || net.loading || node?.status !== 'active') return
+    const json = this.peerJsonOf(node)
+    if (net.peerJson.get(nodeId) === json) return
+    net.peerJson.set(nodeId, json)
+    net.peerList = null
+    const bytes = Buffer.from(`{"type":"delta","version":${net.version},"changed":[${json}]}`)
+    for (const [id, conns] of net.conns) {
+      if (id === nodeId || net.nodes.get(id)?.status !== 'active') continue
+      for (const conn of conns) this.send(conn, bytes, 'delta')
     }
   }
 
@@ -594,7 +625,7 @@ export class NetmapHub {
     net.loadedVersion = version
     for (const n of nodes) {
       net.nodes.set(n.id, n)
-      if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
+      if (n.status === 'active') net.peerJson.set(n.id, this.peerJsonOf(n))
     }
   }
 
@@ -680,7 +711,7 @@ export class NetmapHub {
     net.peerList = null
     for (const n of snap.nodes) {
       net.nodes.set(n.id, n)
-      if (n.status === 'active') net.peerJson.set(n.id, JSON.stringify(toPeer(n)))
+      if (n.status === 'active') net.peerJson.set(n.id, this.peerJsonOf(n))
     }
 
     // 1. What changed for every active receiver: upserted and removed peers.
@@ -755,7 +786,7 @@ export class NetmapHub {
     else net.nodes.delete(change.nodeId)
     let peerJson: string | undefined
     if (isPeer) {
-      peerJson = JSON.stringify(toPeer(next))
+      peerJson = this.peerJsonOf(next)
       net.peerJson.set(next.id, peerJson)
     } else {
       net.peerJson.delete(change.nodeId)

@@ -19,6 +19,7 @@ import {canonicalIp} from '../../shared/net/ip-bytes.js'
 import {nodeUdpBind, type UdpBind, type UdpEndpoint} from '../../shared/net/udp.js'
 import type {NetcheckResult, RelayCheck} from '../../shared/protocol/local-api.js'
 import type {NatServices, RelayInfo} from '../../shared/protocol/netmap.js'
+import type {NetReport} from '../../shared/nat/net-report.js'
 import {Netcheck, type NetcheckOptions} from './netcheck.js'
 
 /** The joined network a netcheck runs for (Backend.netcheckTarget). */
@@ -52,6 +53,29 @@ export class NetcheckService {
 
   async run(ref: string | undefined): Promise<NetcheckResult> {
     const t = this.opts.target(ref)
+    const server = await this.stunServer(t)
+    const [report, relays] = await Promise.all([
+      this.stun(server),
+      Promise.all(
+        (t.nat?.relays ?? []).slice(0, 16).map(async (r) => ({
+          ...(await this.checkRelay(r, t.controller)),
+          home: (r.url ?? t.controller) === t.homeRelay,
+        })),
+      ),
+    ])
+    return {...report, network: t.network, controller: t.controller, relays}
+  }
+
+  /**
+   * Only the STUN part (no relay checks): what meshd runs in the background to learn its own NAT
+   * behaviour for its peers (daemon/backend.ts). NETCHECK_UNAVAILABLE as `run`.
+   */
+  async report(ref: string | undefined): Promise<NetReport> {
+    return this.stun(await this.stunServer(this.opts.target(ref)))
+  }
+
+  /** The STUN server to check against, resolved; NETCHECK_UNAVAILABLE when there is none. */
+  private async stunServer(t: NetcheckTarget): Promise<UdpEndpoint> {
     if (t.nat === undefined)
       throw new MeshError('NETCHECK_UNAVAILABLE', {
         message: `netcheck cannot run: no netmap with NAT services from the controller of ${t.network} yet`,
@@ -61,29 +85,23 @@ export class NetcheckService {
       throw new MeshError('NETCHECK_UNAVAILABLE', {
         message: `netcheck cannot run: the controller of ${t.network} offers no STUN server`,
       })
-    const server = await this.resolve(stun.primary.host ?? controllerHost(t.controller), stun.primary.port)
-    const [report, relays] = await Promise.all([
-      new Netcheck({
-        ...this.opts.netcheck,
-        server,
-        bind: this.opts.bind ?? nodeUdpBind,
-        ...(this.opts.logf !== undefined && {logf: this.opts.logf}),
+    return this.resolve(stun.primary.host ?? controllerHost(t.controller), stun.primary.port)
+  }
+
+  private stun(server: UdpEndpoint): Promise<NetReport> {
+    return new Netcheck({
+      ...this.opts.netcheck,
+      server,
+      bind: this.opts.bind ?? nodeUdpBind,
+      ...(this.opts.logf !== undefined && {logf: this.opts.logf}),
+    })
+      .run()
+      .catch((err: unknown) => {
+        throw new MeshError('NETCHECK_UNAVAILABLE', {
+          message: `netcheck cannot run: cannot open a UDP socket: ${(err as Error).message}`,
+          hint: 'see the meshd log',
+        })
       })
-        .run()
-        .catch((err: unknown) => {
-          throw new MeshError('NETCHECK_UNAVAILABLE', {
-            message: `netcheck cannot run: cannot open a UDP socket: ${(err as Error).message}`,
-            hint: 'see the meshd log',
-          })
-        }),
-      Promise.all(
-        (t.nat.relays ?? []).slice(0, 16).map(async (r) => ({
-          ...(await this.checkRelay(r, t.controller)),
-          home: (r.url ?? t.controller) === t.homeRelay,
-        })),
-      ),
-    ])
-    return {...report, network: t.network, controller: t.controller, relays}
   }
 
   private async resolve(host: string, port: number): Promise<UdpEndpoint> {

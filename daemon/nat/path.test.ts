@@ -292,6 +292,92 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(p.upgradeDue(T0 + DEFAULT_TUNING.firstUpgradeMs)).toBe(true)
   })
 
+  it('makes no upgrade attempt for a pair whose NAT behaviour rules direct out, only a re-check every natRecheckMs', () => {
+    const p = new PeerPath()
+    const why = 'both-endpoint-dependent'
+    const sym = (w: WireGuardView | undefined, now: number) =>
+      p.update({candidates: [PUB], relay: RELAY, natImpossible: why, wg: w, now})
+    expect(sym(undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})
+    expect(p.natImpossible).toBe(why)
+    // Nothing is due for natRecheckMs, however long the pair runs on the relay.
+    const recheck = T0 + DEFAULT_TUNING.natRecheckMs
+    for (let now = T0; now < recheck; now += 1_000) {
+      sym(wg(RELAY, T0 + 100, 1000 + now - T0), now)
+      expect(p.upgradeDue(now), `at +${now - T0} ms`).toBe(false)
+    }
+    // Then one re-check, in case the classification was wrong; when it fails, the next is as far.
+    sym(wg(RELAY, T0 + 100, 5000), recheck)
+    expect(p.upgradeDue(recheck)).toBe(true)
+    p.nextUpgrade(1)
+    p.beginSwitch(PUB, recheck)
+    p.upgradeFailed(RELAY, recheck + 300)
+    sym(wg(RELAY, recheck + 400, 6000), recheck + 400)
+    expect(p.upgradeDue(recheck + 300 + DEFAULT_TUNING.natRecheckMs - 1)).toBe(false)
+    expect(p.upgradeDue(recheck + 300 + DEFAULT_TUNING.natRecheckMs)).toBe(true)
+  })
+
+  it('re-checks at once when the NAT verdict changes, and not when only the candidates move', () => {
+    const p = new PeerPath()
+    const step = (candidates: string[], natImpossible: string | undefined, now: number) =>
+      p.update({candidates, relay: RELAY, natImpossible, wg: wg(RELAY, T0, 1000), now})
+    step([PUB], 'endpoint-dependent-vs-port-filtering', T0)
+    // A new mapping of the same NATs: still ruled out, nothing due.
+    step(['198.51.100.7:40999'], 'endpoint-dependent-vs-port-filtering', T0 + 60_000)
+    expect(p.upgradeDue(T0 + 60_000)).toBe(false)
+    // One side's NAT behaviour changed (it moved to a cone NAT): due at once.
+    step(['198.51.100.7:40999'], undefined, T0 + 120_000)
+    expect(p.natImpossible).toBeUndefined()
+    expect(p.upgradeDue(T0 + 120_000)).toBe(true)
+    // And ruled out again (another symmetric NAT): natRecheckMs from now.
+    step(['198.51.100.7:40999'], 'both-endpoint-dependent', T0 + 130_000)
+    expect(p.upgradeDue(T0 + 130_000 + DEFAULT_TUNING.natRecheckMs - 1)).toBe(false)
+  })
+
+  it("holds a new path's first upgrade until both NAT behaviours are known, at most natWaitMs", () => {
+    // Known a moment later, and ruled out: no attempt at all.
+    const p = new PeerPath()
+    p.update({candidates: [PUB], relay: RELAY, natPending: true, wg: undefined, now: T0})
+    expect(p.upgradeDue(T0 + DEFAULT_TUNING.firstUpgradeMs)).toBe(false)
+    const known = T0 + 3_500
+    p.update({
+      candidates: [PUB],
+      relay: RELAY,
+      natImpossible: 'both-endpoint-dependent',
+      wg: wg(RELAY, T0, 1),
+      now: known,
+    })
+    for (let now = known; now < known + DEFAULT_TUNING.natRecheckMs; now += 5_000)
+      expect(p.upgradeDue(now)).toBe(false)
+    // Known and allowing direct: due at once.
+    const q = new PeerPath()
+    q.update({candidates: [PUB], relay: RELAY, natPending: true, wg: undefined, now: T0})
+    q.update({candidates: [PUB], relay: RELAY, wg: wg(RELAY, T0, 1), now: known})
+    expect(q.upgradeDue(known)).toBe(true)
+    // Never known (a peer older than NAT reports): tried as before, natWaitMs after the start.
+    const r = new PeerPath()
+    for (let now = T0; now < T0 + DEFAULT_TUNING.natWaitMs; now += 500) {
+      r.update({candidates: [PUB], relay: RELAY, natPending: true, wg: wg(RELAY, T0, 1), now})
+      expect(r.upgradeDue(now)).toBe(false)
+    }
+    r.update({
+      candidates: [PUB],
+      relay: RELAY,
+      natPending: true,
+      wg: wg(RELAY, T0, 1),
+      now: T0 + DEFAULT_TUNING.natWaitMs,
+    })
+    expect(r.upgradeDue(T0 + DEFAULT_TUNING.natWaitMs)).toBe(true)
+  })
+
+  it('counts the upgrade attempts it led or joined', () => {
+    const p = new PeerPath()
+    up(p, [PUB], undefined, T0)
+    expect(p.upgradeAttempts).toBe(0)
+    p.noteUpgradeAttempt()
+    p.noteUpgradeAttempt()
+    expect(p.upgradeAttempts).toBe(2)
+  })
+
   it('alternates the side that switches, giving the best candidate two rounds of every three', () => {
     const p = new PeerPath()
     up(p, [LAN, PUB, '10.9.0.1:1'], undefined, T0)

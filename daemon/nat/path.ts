@@ -20,7 +20,14 @@
  *   change or a direct path dies), so a pair that can never go direct costs little. No upgrade at
  *   all while the caller says direct is out of reach (one side's UDP does not get out:
  *   daemon/nat/candidates.ts directOutOfReach), since every attempt would be futile and costs the
- *   switching side what it sends in its window; one is due at once when that changes. When
+ *   switching side what it sends in its window; one is due at once when that changes. Where the
+ *   two sides' NAT behaviour rules direct out (shared/nat/behaviour.ts directImpossible: both
+ *   mappings endpoint-dependent, or one endpoint-dependent against address-and-port-dependent
+ *   filtering) only one attempt every `natRecheckMs` checks that the classification is right;
+ *   one is due at once when the verdict changes (a side's NAT behaviour changed). A new path
+ *   whose NAT behaviours are not known yet (netcheck runs for a few seconds after a node joins)
+ *   makes its first attempt only once they are, or after `natWaitMs`, so a pair that theory keeps
+ *   on the relay makes no attempt at all. When
  *   WireGuard roams away from the relay (an authenticated packet came from a direct address: the
  *   other side switched), that address is adopted as direct.
  * - `probing`: without a relay, WireGuard is pointed at one direct candidate after the other,
@@ -76,6 +83,15 @@ export interface PathTuning {
    * first connection) should go through the relay undisturbed.
    */
   readonly firstUpgradeMs: number
+  /** A pair whose NAT behaviour rules direct out tries one upgrade this often, in case theory was wrong. */
+  readonly natRecheckMs: number
+  /**
+   * How long a new path's first upgrade waits for both sides' NAT behaviour to be known: a
+   * netcheck behind a port-filtering NAT takes ~2.5 s (its filtering tests wait out their
+   * timeout), then the report and the delta; a loaded node applies netmap frames late. Only
+   * paths whose verdict is still open wait (shared/nat/behaviour.ts verdictPending).
+   */
+  readonly natWaitMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -94,6 +110,8 @@ export const DEFAULT_TUNING: PathTuning = {
   relayApplyMs: 2_000,
   relayWaitMs: 3_000,
   firstUpgradeMs: 1_000,
+  natRecheckMs: 10 * 60_000,
+  natWaitMs: 15_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -125,6 +143,17 @@ export interface PathInput {
    * undefined again. Without a relay the candidates are still tried: nothing else carries the peer.
    */
   readonly directOutOfReach?: string | undefined
+  /**
+   * Why both sides' NAT behaviour rules a direct path out (shared/nat/behaviour.ts
+   * directImpossible); undefined when it may work or a side's behaviour is unknown. With a relay,
+   * upgrades are then only rare re-checks (natRecheckMs).
+   */
+  readonly natImpossible?: string | undefined
+  /**
+   * A side's NAT behaviour is not known yet (its netcheck has not reported): a new path's first
+   * upgrade waits for it, up to natWaitMs from the path's start.
+   */
+  readonly natPending?: boolean
   /** undefined before the peer is on the interface. */
   readonly wg: WireGuardView | undefined
   readonly now: number
@@ -184,6 +213,18 @@ export class PeerPath {
   private candidatesKey: string | undefined
   /** The caller's directOutOfReach at the last update. */
   private outOfReach: string | undefined
+  /** The caller's natImpossible and natPending at the last update. */
+  private impossible: string | undefined
+  private natPending = false
+  /** Upgrade attempts this side led or joined since the path began (for status). */
+  private attemptsTotal = 0
+  get upgradeAttempts(): number {
+    return this.attemptsTotal
+  }
+  /** Why NAT behaviour rules direct out (only rare re-check attempts); undefined if it does not. */
+  get natImpossible(): string | undefined {
+    return this.impossible
+  }
   /** Why a direct path is out of reach for now (no upgrade is started or joined); undefined if not. */
   get directOutOfReach(): string | undefined {
     return this.outOfReach
@@ -249,10 +290,24 @@ export class PeerPath {
     // peer's firstUpgradeMs (both arrive within a moment of a node joining).
     const reachable = this.outOfReach !== undefined && outOfReach === undefined
     this.outOfReach = outOfReach
-    if (candidatesChanged || reachable) {
+    // NAT behaviour: a verdict that changes re-checks at once (a side moved or its NAT changed),
+    // a pair newly ruled out waits natRecheckMs. Candidates that change while it is ruled out do
+    // not call for an attempt: what rules it out is the NATs, not the addresses (a node that moved
+    // runs netcheck again, and a new verdict comes with its result).
+    const impossible = input.natImpossible
+    const verdictChanged = impossible !== this.impossible
+    const possibleNow = verdictChanged && impossible === undefined
+    this.impossible = impossible
+    this.natPending = input.natPending === true
+    if ((candidatesChanged && impossible === undefined) || reachable || possibleNow) {
       this.failures = 0
       this.attempts = 0
       this.retryAt = Math.max(now, this.bornAt + this.tuning.firstUpgradeMs)
+    }
+    if (verdictChanged && impossible !== undefined) {
+      this.failures = 0
+      this.attempts = 0
+      this.retryAt = now + this.tuning.natRecheckMs
     }
     this.trackTraffic(wg, now)
     if (this.switching) return this.current
@@ -371,6 +426,7 @@ export class PeerPath {
       this.state === 'relay' &&
       !this.switching &&
       this.outOfReach === undefined &&
+      !(this.natPending && this.bornAt !== undefined && now < this.bornAt + this.tuning.natWaitMs) &&
       now >= this.relayPendingUntil &&
       (this.candidatesKey ?? '') !== '' &&
       now >= this.retryAt
@@ -388,6 +444,11 @@ export class PeerPath {
     const others = Math.max(0, candidateCount - 1)
     const index = round % 3 === 2 && others > 0 ? 1 + (Math.floor(round / 3) % others) : 0
     return {mode: n % 2 === 0 ? 'open' : 'switch', index}
+  }
+
+  /** An attempt this side leads or joins has started (counted for status; the backoff is apart). */
+  noteUpgradeAttempt(): void {
+    this.attemptsTotal++
   }
 
   /** The attempt could not start (the relayed tunnel did not answer yet): try again soon. */
@@ -427,9 +488,11 @@ export class PeerPath {
     this.switching = false
     this.handsOff = false
     const delay =
-      this.failures >= this.tuning.upgradeSlowAfter
-        ? this.tuning.upgradeSlowMs
-        : Math.min(this.tuning.upgradeMaxMs, this.tuning.upgradeBaseMs * 2 ** Math.min(this.failures, 20))
+      this.impossible !== undefined
+        ? this.tuning.natRecheckMs
+        : this.failures >= this.tuning.upgradeSlowAfter
+          ? this.tuning.upgradeSlowMs
+          : Math.min(this.tuning.upgradeMaxMs, this.tuning.upgradeBaseMs * 2 ** Math.min(this.failures, 20))
     this.failures++
     this.retryAt = now + delay
     if (relay === undefined) {

@@ -213,6 +213,8 @@ describe('Upgrader', () => {
     expect(a.shimMode).toBe('deliver')
     expect(b.shimMode).toBe('deliver')
     expect(b.log).toContain('upgraded to direct')
+    // One attempt on each side: A led it, B joined it (what `mesh status` shows per peer).
+    expect([a.path.upgradeAttempts, b.path.upgradeAttempts]).toEqual([1, 1])
   })
 
   it('restores the relay after a failed switch, delivering what it held, and backs off', async () => {
@@ -255,6 +257,8 @@ describe('Upgrader', () => {
     a.other.shimMode = 'drop'
     expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('deferred')
     expect(a.path.upgradeDue(clock.now())).toBe(true) // deferMs (1 s) passed during settle
+    // Nothing was switched or opened: not an attempt.
+    expect(a.path.upgradeAttempts).toBe(0)
   })
 
   it('ignores upgrade messages unless the path is relayed and no attempt runs', async () => {

@@ -135,6 +135,7 @@ export class Upgrader {
       // than two of those keeps what a failed switch costs (the switcher's packets in it) small.
       const windowMs = clamp(Math.round(rtt * 2.5) + 150, this.tuning.minWindowMs, this.tuning.maxWindowMs)
       const msg = {windowMs, index: plan.index, nonce: randomBytes(8)}
+      path.noteUpgradeAttempt()
       this.link.log.debug({peer: peer.id, plan, rtt, windowMs}, 'upgrade attempt')
       if (plan.mode === 'open') {
         const close = await this.link.openNat(peer.candidates)
@@ -173,6 +174,8 @@ export class Upgrader {
     )
       return 'ignored'
     const windowMs = clamp(msg.windowMs, this.tuning.minWindowMs, this.tuning.maxWindowMs)
+    path.noteUpgradeAttempt()
+    this.link.log.debug({peer: peer.id, type: msg.type, windowMs}, 'upgrade attempt joined')
     this.busy.add(peer.id)
     try {
       if (msg.type === UPGRADE_OPENED) {

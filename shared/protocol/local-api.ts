@@ -5,6 +5,7 @@
  */
 import {z} from 'zod'
 import {NetReportSchema} from '../nat/net-report.js'
+import {NatBehaviourSchema} from '../nat/behaviour.js'
 import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './fields.js'
 
 /** Linux interface names: at most 15 bytes, and a conservative character set. */
@@ -51,6 +52,15 @@ export const PeerStatusSchema = z.object({
   txBytesPerSecond: z.number().nonnegative(),
   /** A handshake within the last 3 minutes (WireGuard rekeys every 2). */
   online: z.boolean(),
+  /** The NAT behaviour the peer reported (its netcheck); absent when it has not. */
+  nat: NatBehaviourSchema.optional(),
+  /**
+   * Why the two sides' NAT behaviour rules a direct path out (only a rare re-check is attempted),
+   * or why it is out of reach for now (a side's UDP does not get out); absent when direct may work.
+   */
+  directBlocked: z.string().max(64).optional(),
+  /** Relay -> direct upgrade attempts this node led or joined for the peer since its path began. */
+  upgradeAttempts: z.number().int().nonnegative().optional(),
 })
 export type PeerStatus = z.infer<typeof PeerStatusSchema>
 
@@ -74,6 +84,8 @@ export const NetworkStatusSchema = z.object({
   netmapVersion: z.number().int().nonnegative().nullable(),
   /** The last problem with the controller or WireGuard, cleared when things work again. */
   lastError: z.string().nullable(),
+  /** The NAT behaviour this node's background netcheck measured (as `mesh netcheck` names it). */
+  nat: NatBehaviourSchema.optional(),
   peers: z.array(PeerStatusSchema),
 })
 export type NetworkStatus = z.infer<typeof NetworkStatusSchema>

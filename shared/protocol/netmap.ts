@@ -25,6 +25,7 @@ import {
   TagSchema,
 } from './control-api.js'
 import {ENDPOINT_MAX_LENGTH} from '../net/endpoint.js'
+import {NatBehaviourSchema} from '../nat/behaviour.js'
 
 /** The query a node adds to the netmap URL to accept compressed full maps (see above). */
 export const NETMAP_GZIP = {param: 'encoding', value: 'gzip'} as const
@@ -42,6 +43,13 @@ export const PeerSchema = z.object({
    * reports, so its reports never erase it. Absent or null when none was observed yet.
    */
   observedEndpoint: EndpointSchema.nullable().optional(),
+  /**
+   * The NAT behaviour the peer measured in front of itself (its netcheck, RFC 4787 names), as it
+   * last reported it; absent when it has not (an older meshd, or no netcheck yet). meshd skips
+   * upgrade attempts that theory rules out (shared/nat/behaviour.ts directImpossible). One that
+   * does not parse (a newer controller's value) reads as absent rather than costing the peer.
+   */
+  nat: NatBehaviourSchema.optional().catch(undefined),
   hostname: z.string(),
   os: z.string(),
   tags: z.array(TagSchema),
@@ -198,6 +206,11 @@ export const NodeReportSchema = z.object({
   endpoints: z.array(ReportedEndpointSchema).max(16).optional(),
   reset: z.literal(true).optional(),
   peers: z.array(PeerReportSchema).max(REPORT_LIMITS.peersPerFrame).optional(),
+  /**
+   * The NAT behaviour this node measured in front of itself (its netcheck), when it changed or on
+   * a new session. Two bounded enums; the controller passes it on to peers as it is.
+   */
+  nat: NatBehaviourSchema.optional(),
 })
 export type NodeReport = z.infer<typeof NodeReportSchema>
 
