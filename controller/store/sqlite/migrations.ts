@@ -262,6 +262,45 @@ CREATE TABLE login_trusted (
 );
 `,
   },
+  {
+    // Relays shared by controller replicas (issue 9): relay keys in the database instead of
+    // DATA_DIR/relay-keys.json, the relays that heartbeat (stand-alone ones, and each replica's
+    // built-in relay) with an expiry their heartbeats push forward, and one settings row per
+    // deployment-wide value (the relay-mesh secret). SQLite gets the same tables so that both
+    // backends have one schema under one version.
+    name: '0007-relays',
+    sql: `
+CREATE TABLE relay_keys (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (rk_...)
+  name TEXT NOT NULL,                    -- label people give the key
+  region TEXT NOT NULL,                  -- region the relays registering with it are listed under
+  key_hash TEXT NOT NULL UNIQUE,         -- hex SHA-256 of the secret key (mrelay_...)
+  prefix TEXT NOT NULL,                  -- first characters of the key, to recognise it
+  created_by TEXT,                       -- user id; NULL when imported from relay-keys.json
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  revoked_at TEXT                        -- RFC 3339 when revoked; NULL: live
+);
+
+CREATE TABLE relays (
+  url TEXT PRIMARY KEY,                  -- the relay's URL, as nodes and other relays dial it
+  kind TEXT NOT NULL CHECK (kind IN ('standalone','builtin')), -- mesh relay start, or a controller replica's own
+  region TEXT NOT NULL,                  -- region it is listed under
+  key_id TEXT REFERENCES relay_keys(id) ON DELETE CASCADE, -- the key it registered with; NULL for built-in relays
+  connected INTEGER NOT NULL DEFAULT 0,  -- nodes connected to it at its last heartbeat
+  first_seen TEXT NOT NULL,              -- RFC 3339 time of its first heartbeat (in this row's life)
+  last_seen TEXT NOT NULL,               -- RFC 3339 time of its last heartbeat
+  expires_at TEXT NOT NULL               -- RFC 3339; no longer listed after this (last heartbeat + TTL)
+);
+CREATE INDEX relays_expires ON relays (expires_at);
+
+CREATE TABLE settings (
+  name TEXT PRIMARY KEY,                 -- setting name, e.g. relay_mesh_secret
+  value TEXT NOT NULL,                   -- its value
+  created_at TEXT NOT NULL               -- RFC 3339 time it was first written
+);
+`,
+  },
 ]
 
 /**
