@@ -39,7 +39,14 @@ async function setup(own?: {url: string; region: string}) {
     const secret = `mrelay_${randomBytes(32).toString('base64url')}`
     const id = `rk_${randomBytes(6).toString('hex')}`
     await writes.createRelayKey(
-      {id, name: region, region, keyHash: createHash('sha256').update(secret).digest('hex'), prefix: 'mrelay_', createdBy: null},
+      {
+        id,
+        name: region,
+        region,
+        keyHash: createHash('sha256').update(secret).digest('hex'),
+        prefix: 'mrelay_',
+        createdBy: null,
+      },
       systemContext(clock),
       null,
     )

@@ -168,7 +168,7 @@ export class RelayRegistry {
 
   /** Resolves when every beat started so far has finished its store work (for tests). */
   async idle(): Promise<void> {
-    for (let seen: Promise<void> | undefined; seen !== this.ticking; ) {
+    for (let seen: Promise<void> | undefined; seen !== this.ticking;) {
       seen = this.ticking
       await seen
     }

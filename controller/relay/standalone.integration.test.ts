@@ -168,17 +168,26 @@ describe('relay keys', () => {
     fs.writeFileSync(
       file,
       JSON.stringify([
-        {id: 'rk_old', region: 'eu', hash: createHash('sha256').update(old).digest('hex'), createdAt: '2026-01-01T00:00:00.000Z'},
+        {
+          id: 'rk_old',
+          region: 'eu',
+          hash: createHash('sha256').update(old).digest('hex'),
+          createdAt: '2026-01-01T00:00:00.000Z',
+        },
       ]),
       {mode: 0o600},
     )
-    const second = await startTestController({clock: new FakeClock(), relayHeartbeatMs: HEARTBEAT_MS, dataDir})
+    const second = await startTestController({
+      clock: new FakeClock(),
+      relayHeartbeatMs: HEARTBEAT_MS,
+      dataDir,
+    })
     try {
       const listed = await api.req('GET', `${second.url}/api/v1/relay-keys`, {token: second.adminToken})
       expect(listed.status, listed.text).toBe(200)
-      expect((listed.body as {items: {id: string; region: string; createdBy: string | null}[]}).items).toEqual([
-        expect.objectContaining({id: 'rk_old', region: 'eu', createdBy: null}),
-      ])
+      expect(
+        (listed.body as {items: {id: string; region: string; createdBy: string | null}[]}).items,
+      ).toEqual([expect.objectContaining({id: 'rk_old', region: 'eu', createdBy: null})])
       const r = await startRelay({
         controller: second.url,
         relayKey: old,
