@@ -141,6 +141,7 @@ export class RelayRegistry {
   private reloading: Promise<void> | undefined
   private reloadAgain = false
   private closed = false
+  private readonly listeners = new Set<() => void>()
   /** The chain of beats: one runs at a time, in order. */
   private ticking: Promise<void> = Promise.resolve()
 
@@ -240,7 +241,15 @@ export class RelayRegistry {
     }
     this.all = all
     this.listed = all.filter((r) => r.kind === 'standalone').map((r) => ({url: r.url, region: r.region}))
-    if (!this.closed) this.opts.onChange?.(all)
+    if (this.closed) return
+    this.opts.onChange?.(all)
+    for (const fn of this.listeners) fn()
+  }
+
+  /** Runs `fn` after each change of the live relays (any kind); returns the unsubscribe. */
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
   }
 
   /** The live stand-alone relays, as full netmaps list them (after the own built-in relay). */
