@@ -15,7 +15,6 @@
  */
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import {isIP} from 'node:net'
-import path from 'node:path'
 import type {Duplex} from 'node:stream'
 import {pino, type DestinationStream, type Logger} from 'pino'
 import {Registry} from 'prom-client'

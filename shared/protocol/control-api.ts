@@ -383,12 +383,7 @@ export const RelayKeySchema = z.object({
 export type RelayKey = z.infer<typeof RelayKeySchema>
 export const CreateRelayKeyRequestSchema = z.object({
   region: RegionSchema.default('default'),
-  name: z
-    .string()
-    .min(1)
-    .max(100)
-    .refine(hasNoControlCharacters, CONTROL_CHARACTERS_MESSAGE)
-    .optional(),
+  name: z.string().min(1).max(100).refine(hasNoControlCharacters, CONTROL_CHARACTERS_MESSAGE).optional(),
 })
 export type CreateRelayKeyRequest = z.input<typeof CreateRelayKeyRequestSchema>
 export const CreateRelayKeyResponseSchema = z.object({

@@ -904,7 +904,9 @@ export class PostgresStore implements Store {
   }
 
   async liveRelays(at: string): Promise<RelayRecord[]> {
-    return (await this.q('SELECT * FROM relays WHERE expires_at >= $1 ORDER BY region, url', [at])).map(toRelay)
+    return (await this.q('SELECT * FROM relays WHERE expires_at >= $1 ORDER BY region, url', [at])).map(
+      toRelay,
+    )
   }
 
   async getSetting(name: string): Promise<string | undefined> {
