@@ -16,7 +16,7 @@ import {RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {client, publicKey} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
-import {connectWs} from '../testing/ws-client.js'
+import {connectWs, type WsClient} from '../testing/ws-client.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import {startRelay, type RunningRelay} from './main.js'
 import {connectRelay, createRelayKey, type RelayTestClient} from './testing/harness.js'
@@ -77,6 +77,7 @@ describe.skipIf(skip !== undefined)(
     let r2: TestController
     const relays: RunningRelay[] = []
     const nodes: RelayTestClient[] = []
+    const sockets: WsClient[] = []
     let relayKey: string
 
     /** Re-check on every relay-list change and every mesh presence message, on either replica. */
@@ -113,6 +114,7 @@ describe.skipIf(skip !== undefined)(
     })
     afterAll(async () => {
       await Promise.all(nodes.map((c) => c.close().catch(() => undefined)))
+      await Promise.all(sockets.map((s) => s.close()))
       await Promise.all(relays.map((r) => r.close()))
       await r1?.close()
       await r2?.close()
@@ -162,6 +164,12 @@ describe.skipIf(skip !== undefined)(
     })
 
     it('accepts a relay key created through replica 1 for a relay registering through replica 2, and both list it', async () => {
+      // A node connected to replica 1 is told of the relay when it registers through replica 2.
+      const netA = await network(r1, 'relay-list', 81)
+      const a = await join(r1, netA.id, 'a')
+      const watch = await connectWs(`${r1.url}/api/v1/netmap`, a.credential)
+      sockets.push(watch)
+      await watch.next<{type: string}>((f) => f.type === 'full', 5000)
       relayKey = (await createRelayKey(r1.url, r1.adminToken, 'eu')).key
       // The key is in the database: replica 2 lists it too.
       const listed = await client(r2.url).req('GET', '/api/v1/relay-keys', {token: r2.adminToken})
@@ -184,8 +192,11 @@ describe.skipIf(skip !== undefined)(
         'replica 1 to list the relay',
         onLists,
       )
-      const netA = await network(r1, 'relay-list', 81)
-      const a = await join(r1, netA.id, 'a')
+      const delta = await watch.next<{type: string; nat?: NatServices}>(
+        (f) => f.type === 'delta' && (f.nat?.relays ?? []).some((x) => x.url === relay.url),
+        5000,
+      )
+      expect(delta.nat?.relays).toEqual([{region: 'default'}, entry])
       for (const ctl of [r1, r2]) {
         const list = await fullMapRelays(ctl, a.credential)
         expect(list).toEqual([{region: 'default'}, entry])
