@@ -142,8 +142,10 @@ export class RelayRegistry {
   private reloadAgain = false
   private closed = false
   private readonly listeners = new Set<() => void>()
-  /** The chain of beats: one runs at a time, in order. */
+  /** The beat running now (resolved when none). */
   private ticking: Promise<void> = Promise.resolve()
+  private tickRunning = false
+  private tickAgain = false
 
   constructor(private readonly opts: RelayRegistryOptions) {
     this.heartbeatMs = opts.heartbeatMs ?? 5_000
@@ -162,8 +164,22 @@ export class RelayRegistry {
     await this.beatOwn()
     await this.reload()
     this.stopTimer = every(this.opts.clock, this.heartbeatMs, () => {
-      const run = this.ticking.then(() => this.tick())
-      this.ticking = run
+      // One beat at a time; beats due while one runs (a slow database) make one more, not a queue.
+      if (this.tickRunning) {
+        this.tickAgain = true
+        return
+      }
+      this.tickRunning = true
+      this.ticking = (async () => {
+        try {
+          do {
+            this.tickAgain = false
+            await this.tick()
+          } while (this.tickAgain && !this.closed)
+        } finally {
+          this.tickRunning = false
+        }
+      })()
     })
   }
 
