@@ -18,7 +18,7 @@ _mesh() {
     'network member') words='list remove set' ;;
     'node') words='approve list remove rename show' ;;
     'relay') words='key start' ;;
-    'relay key') words='create' ;;
+    'relay key') words='create list revoke' ;;
     'tenant') words='create' ;;
     'user') words='create delete list set-role' ;;
     *) words="" ;;
@@ -33,7 +33,7 @@ _mesh() {
     'controller backup') words='--config --data-dir --database --json --verbose' ;;
     'controller install') words='--discovery-listen --dry-run --json --listen --log-level --no-start --print --public-url --stun-alternate --stun-listen --verbose' ;;
     'controller restore') words='--config --data-dir --database --json --verbose' ;;
-    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
+    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --relay-url --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
     'controller uninstall') words='--dry-run --json --keep-user --verbose' ;;
     'daemon install') words='--dry-run --json --log-level --no-start --print --verbose --wireguard' ;;
     'daemon run') words='--config --down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;
@@ -66,7 +66,9 @@ _mesh() {
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
     'ping') words='--config --count -c --json --network --socket --timeout --verbose' ;;
-    'relay key create') words='--config --data-dir --json --region --verbose' ;;
+    'relay key create') words='--json --name --region --verbose' ;;
+    'relay key list') words='--json --limit --verbose' ;;
+    'relay key revoke') words='--json --verbose' ;;
     'relay start') words='--controller --listen --log-level --public-url --region --relay-key --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;

@@ -19,6 +19,8 @@ import {DiscoveryServer} from './discovery/server.js'
 import {ControllerMetrics, registerNatMetrics} from './metrics.js'
 import {RelayMetrics, type RelayServer} from './relay/server.js'
 import {startBuiltInRelay, type BuiltInRelay} from './relay/builtin.js'
+import {storeWrites} from './domain/writes.js'
+import {PgListener} from './store/postgres/listener.js'
 import {StunServer} from './stun/server.js'
 import {ControllerState} from './state.js'
 import {storageError, StorageFailureLog} from './store/errors.js'
@@ -81,6 +83,13 @@ export interface ControllerOptions {
   readonly trustedProxy?: string
   /** How often stand-alone relays heartbeat (ms; default 5,000; tests). */
   readonly relayHeartbeatMs?: number
+  /**
+   * The URL other relays reach this controller's built-in relay at (http(s)://HOST:PORT, the
+   * controller's own listener). Given: the built-in relay is registered in the relays table and
+   * accepts mesh links, so the built-in relays of replicas on one PostgreSQL mesh with each other.
+   * Default: none, as a single controller had before (its relay dials stand-alone relays only).
+   */
+  readonly relayUrl?: string
 }
 
 export interface RunningController {
@@ -94,6 +103,8 @@ export interface RunningController {
   readonly state: ControllerState
   readonly store: Store
   readonly relay: RelayServer
+  /** The built-in relay's registry of relays and its mesh links. */
+  readonly relays: BuiltInRelay
   /** Absent when --stun-listen is off. */
   readonly stun: StunServer | undefined
   /** Absent when --discovery-listen is off. */
@@ -208,6 +219,7 @@ async function openReplicaParts(url: string, clock: Clock, logger: Logger, login
   const lock = new PgSingletonLock(pool)
   const feed = new PgChangeFeed({url, replica, store, clock, log})
   let shared: SharedPresence | undefined
+  let relayListener: PgListener | undefined
   try {
     await feed.start()
   } catch (err) {
@@ -237,7 +249,23 @@ async function openReplicaParts(url: string, clock: Clock, logger: Logger, login
     start: async () => {
       await shared?.start()
     },
+    /**
+     * Runs `fn` when another replica changed the relay list (mesh_relays, migration 0007), and
+     * after the notification connection (re)connects, since NOTIFY is lost while it is down.
+     */
+    watchRelays: async (fn: () => void) => {
+      relayListener = new PgListener({
+        url,
+        channels: ['mesh_relays'],
+        clock,
+        log,
+        onNotification: () => fn(),
+        onConnected: () => fn(),
+      })
+      await relayListener.start()
+    },
     close: async () => {
+      await relayListener?.close()
       await shared?.close()
       await feed.close()
     },
@@ -288,8 +316,8 @@ export function parseTrustedProxies(text: string | undefined): string[] {
   })
 }
 
-/** Validates --public-url: an http(s) URL without query or fragment; no trailing slash. */
-export function parsePublicUrl(text: string | undefined): string | undefined {
+/** Validates --public-url (or `flag`): an http(s) URL without query or fragment; no trailing slash. */
+export function parsePublicUrl(text: string | undefined, flag = '--public-url'): string | undefined {
   if (text === undefined) return undefined
   let url: URL | undefined
   try {
@@ -305,8 +333,11 @@ export function parsePublicUrl(text: string | undefined): string | undefined {
     url.username !== ''
   ) {
     throw new MeshError('CONFIG_INVALID', {
-      message: `--public-url: expected an http(s) URL such as https://mesh.example.com, got ${JSON.stringify(text)}`,
-      hint: 'give the URL nodes use to reach this controller',
+      message: `${flag}: expected an http(s) URL such as https://mesh.example.com, got ${JSON.stringify(text)}`,
+      hint:
+        flag === '--public-url'
+          ? 'give the URL nodes use to reach this controller'
+          : "give the URL other relays reach this controller's own listener at",
     })
   }
   return url.href.replace(/\/+$/, '')
@@ -324,6 +355,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   /** The SQLite file, or the PostgreSQL URL without its password. */
   const dbPath = describeDatabase(database)
   const publicUrl = parsePublicUrl(opts.publicUrl)
+  const relayUrl = parsePublicUrl(opts.relayUrl, '--relay-url')
   const trustedProxies = parseTrustedProxies(opts.trustedProxy)
   const logger = pino(
     {level: opts.logLevel ?? 'info', base: {pid: process.pid, component: 'controller'}},
@@ -433,9 +465,12 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     })
     // The built-in relay, the registry of stand-alone relays and the mesh between them. A node
     // removed (or no longer active) loses its relay socket at once, on every relay.
-    relayHub = startBuiltInRelay({
+    relayHub = await startBuiltInRelay({
       dataDir,
       clock,
+      store,
+      writes: storeWrites(store),
+      own: relayUrl === undefined ? undefined : {url: relayUrl, region: 'default'},
       authenticate: async (credential) => {
         const n = await state.auth.authenticateNode(credential)
         return n && {nodeId: n.id, networkId: n.networkId, active: n.status === 'active'}
@@ -461,6 +496,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       nat,
       trustedProxies,
       relays: relayHub.registry,
+      relayMesh: relayUrl === undefined ? undefined : relayHub.mesh,
     })
     try {
       await server.app.listen({host, port})
@@ -473,6 +509,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // Connected nodes hear of stand-alone relays that come and go (a delta with `nat`).
     const hub = server.netmap
     relayHub.onRelaysChanged(() => hub.announceNat())
+    const registry = relayHub.registry
+    await replicas?.watchRelays(() => void registry.refresh())
     const addr = server.app.server.address()
     const boundPort = typeof addr === 'object' && addr ? addr.port : port
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`
@@ -504,6 +542,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       state,
       store,
       relay,
+      relays: relayHub,
       stun,
       discovery,
       nat,

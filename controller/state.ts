@@ -16,12 +16,14 @@
  * (createUser), which is per replica today and belongs in the database with the login limits
  * (see auth/auth.ts). The parts say for themselves what they keep.
  */
+import {randomBytes} from 'node:crypto'
 import type {
   AuditEntry,
   AuthKey,
   CreateAuthKeyRequestSchema,
   CreateInviteRequestSchema,
   CreateNetworkRequestSchema,
+  CreateRelayKeyRequestSchema,
   Invite,
   Network,
   NetworkMember,
@@ -29,6 +31,7 @@ import type {
   NodeStatus,
   RegisterRequestSchema,
   RegisterResponse,
+  RelayKey,
   Role,
   Tenant,
   UpdateNetworkRequest,
@@ -38,6 +41,7 @@ import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
 import {usableEndpoints} from '../shared/net/endpoint.js'
+import {RELAY_KEY_PREFIX} from '../shared/relay/control.js'
 import {parseCidr} from '../shared/net/ipv4.js'
 import {systemClock, type Clock} from '../shared/clock.js'
 import {newId, newSecret, hashSecret} from './auth/secrets.js'
@@ -447,6 +451,43 @@ export class ControllerState {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // relay keys (deployment-wide: superusers only; the routes check it, and so does this)
+
+  async createRelayKey(
+    p: Principal,
+    req: z.output<typeof CreateRelayKeyRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<{relayKey: RelayKey; key: string}> {
+    requireSuperuser(p)
+    const id = newId('rk')
+    // The same shape as every other secret (auth/secrets.ts): 256 random bits behind a prefix.
+    const key = RELAY_KEY_PREFIX + randomBytes(32).toString('base64url')
+    const relayKey = await this.writes.createRelayKey(
+      {
+        id,
+        name: req.name ?? req.region,
+        region: req.region,
+        keyHash: hashSecret(key),
+        prefix: key.slice(0, 12),
+        createdBy: p.user.id,
+      },
+      userContext(this.clock, p.user, meta),
+      p.tenant.id,
+    )
+    return {relayKey, key}
+  }
+
+  listRelayKeys(p: Principal, page: PageRequest): Promise<Page<RelayKey>> {
+    requireSuperuser(p)
+    return this.store.listRelayKeys(page)
+  }
+
+  revokeRelayKey(p: Principal, id: string, meta: RequestMeta): Promise<RelayKey> {
+    requireSuperuser(p)
+    return this.writes.revokeRelayKey(id, userContext(this.clock, p.user, meta), p.tenant.id)
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // nodes
 
   /**
@@ -573,4 +614,8 @@ export class ControllerState {
     const networkId = q.network === undefined ? undefined : (await this.access.findNetwork(p, q.network)).id
     return this.store.listAudit({tenantId: p.tenant.id, since, actor: q.actor, networkId}, page)
   }
+}
+
+function requireSuperuser(p: Principal): void {
+  if (!p.user.superuser) throw new MeshError('FORBIDDEN', {message: 'only superusers may manage relay keys'})
 }

@@ -1,5 +1,5 @@
-// `mesh relay key create` and `mesh relay start` as real processes (bin/mesh.js, the built
-// dist) against an in-process controller on 127.0.0.1.
+// `mesh relay key create|list|revoke` and `mesh relay start` as real processes (bin/mesh.js,
+// the built dist) against an in-process controller on 127.0.0.1, logged in as its superuser.
 import {spawn, type ChildProcess} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -15,6 +15,11 @@ const procs: ChildProcess[] = []
 beforeAll(async () => {
   ctl = await startTestController({relayHeartbeatMs: 200})
   configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-cli-relay-'))
+  const login = await mesh(['login', '--controller', ctl.url, '--user', 'admin', '--password-stdin'], {
+    configDir,
+    input: `${ctl.adminPassword}\n`,
+  })
+  expect(login.code, login.stderr).toBe(0)
 })
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL')
@@ -39,19 +44,28 @@ function lineOf(p: ChildProcess, re: RegExp, ms: number): Promise<string> {
 }
 
 describe('mesh relay', () => {
-  it('key create prints only the key on stdout and keeps its hash in the data dir', async () => {
-    const r = await mesh(['relay', 'key', 'create', '--region', 'eu', '--data-dir', ctl.dataDir], {configDir})
+  it('key create prints only the key on stdout; list shows it without the key; revoke marks it', async () => {
+    const r = await mesh(['relay', 'key', 'create', '--region', 'eu'], {configDir})
     expect(r.code, r.stderr).toBe(0)
     const key = r.stdout.trim()
     expect(key).toMatch(/^mrelay_[A-Za-z0-9_-]{43}$/)
     expect(r.stderr).toContain('region eu')
-    expect(fs.readFileSync(path.join(ctl.dataDir, 'relay-keys.json'), 'utf8')).not.toContain(key)
+    const list = await mesh(['relay', 'key', 'list', '--json'], {configDir})
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout).not.toContain(key)
+    const items = (
+      JSON.parse(list.stdout) as {items: {id: string; region: string; revokedAt: string | null}[]}
+    ).items
+    expect(items.map((k) => [k.region, k.revokedAt])).toEqual([['eu', null]])
+    const table = await mesh(['relay', 'key', 'list'], {configDir})
+    expect(table.stdout).toMatch(/ID\s+NAME\s+REGION/)
+    const revoked = await mesh(['relay', 'key', 'revoke', items[0]!.id, '--json'], {configDir})
+    expect(revoked.code, revoked.stderr).toBe(0)
+    expect((JSON.parse(revoked.stdout) as {revokedAt: string | null}).revokedAt).not.toBeNull()
   })
 
   it('start registers with the controller, is listed while it runs and exits 0 on SIGTERM', async () => {
-    const created = await mesh(['relay', 'key', 'create', '--region', 'west', '--data-dir', ctl.dataDir], {
-      configDir,
-    })
+    const created = await mesh(['relay', 'key', 'create', '--region', 'west'], {configDir})
     const key = created.stdout.trim()
     const p = spawn(
       process.execPath,

@@ -196,6 +196,9 @@ export class ControllerClient {
   createAuthKey = (params: Params<'authkey.create'>, body: Body<'authkey.create'>) =>
     this.call('authkey.create', {params, body})
   revokeAuthKey = (params: Params<'authkey.revoke'>) => this.call('authkey.revoke', {params})
+  listRelayKeys = (query?: Query<'relaykey.list'>) => this.call('relaykey.list', {query})
+  createRelayKey = (body: Body<'relaykey.create'>) => this.call('relaykey.create', {body})
+  revokeRelayKey = (params: Params<'relaykey.revoke'>) => this.call('relaykey.revoke', {params})
   listNodes = (params: Params<'node.list'>, query?: Query<'node.list'>) =>
     this.call('node.list', {params, query})
   showNode = (params: Params<'node.show'>) => this.call('node.show', {params})

@@ -93,6 +93,9 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     'authkey.list': async (ctx) => state.listAuthKeys(must(ctx.scope.network), ctx.query),
     'authkey.create': async (ctx) => state.createAuthKey(p(ctx), must(ctx.scope.network), ctx.body, ctx.meta),
     'authkey.revoke': async (ctx) => state.revokeAuthKey(p(ctx), ctx.params.id, ctx.meta),
+    'relaykey.list': async (ctx) => state.listRelayKeys(p(ctx), ctx.query),
+    'relaykey.create': async (ctx) => state.createRelayKey(p(ctx), ctx.body, ctx.meta),
+    'relaykey.revoke': async (ctx) => state.revokeRelayKey(p(ctx), ctx.params.id, ctx.meta),
 
     'node.list': async (ctx) =>
       state.listNodes(
@@ -169,6 +172,9 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'authkey.list': 'network',
   'authkey.create': 'network',
   'authkey.revoke': 'authkey',
+  'relaykey.list': 'none',
+  'relaykey.create': 'none',
+  'relaykey.revoke': 'none',
   'node.list': 'network',
   'connection.list': 'network',
   'connection.log': 'network',

@@ -31,6 +31,7 @@ import {rawErrorResponse} from './raw-response.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import type {RelayServer} from '../relay/server.js'
 import {registerRelayRoutes, type RelayRegistry} from '../relay/registry.js'
+import {RELAY_MESH_WS_PATH} from '../../shared/relay/control.js'
 
 export interface ServerOptions {
   readonly state: ControllerState
@@ -51,6 +52,8 @@ export interface ServerOptions {
   readonly trustedProxies?: readonly string[] | undefined
   /** Serves the REST routes stand-alone relays call (controller/relay/registry.ts). */
   readonly relays?: RelayRegistry | undefined
+  /** Serves RELAY_MESH_WS_PATH: other relays' mesh links to the built-in relay (controller --relay-url). */
+  readonly relayMesh?: {handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void} | undefined
 }
 
 export interface ControllerServer {
@@ -462,6 +465,8 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
   const relay = opts.relay
   const wsPaths: string[] = [WS_PATHS.netmap, WS_PATHS.events]
   if (relay) wsPaths.push(WS_PATHS.relay)
+  const relayMesh = opts.relayMesh
+  if (relayMesh) wsPaths.push(RELAY_MESH_WS_PATH)
   for (const wsPath of wsPaths) {
     app.get(wsPath, async (req, reply) => {
       const error = new MeshError('UPGRADE_REQUIRED')
@@ -505,6 +510,7 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
     delete req.headers['sec-websocket-protocol']
     if (url.pathname === WS_PATHS.netmap) netmap.handleUpgrade(req, socket, head, url)
     else if (url.pathname === WS_PATHS.relay && relay) relay.handleUpgrade(req, socket, head)
+    else if (url.pathname === RELAY_MESH_WS_PATH && relayMesh) relayMesh.handleUpgrade(req, socket, head)
     else events.handleUpgrade(req, socket, head)
   })
 

@@ -1,12 +1,13 @@
 /**
  * Every write the coordinator makes, each as one store.write() transaction around its domain
  * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
- * live in users.ts, networks.ts, nodes.ts and connection-log.ts.
+ * live in users.ts, networks.ts, nodes.ts, connection-log.ts and relays.ts.
  */
 import type {Store} from '../store/store.js'
 import * as connections from './connection-log.js'
 import * as networks from './networks.js'
 import * as nodes from './nodes.js'
+import * as relays from './relays.js'
 import * as users from './users.js'
 
 type Rule = (tx: never, ...args: never[]) => Promise<unknown>
@@ -41,6 +42,13 @@ const RULES = {
   touchNodes: nodes.touchNodes,
   writeConnections: connections.writeConnections,
   writeConnectionSides: connections.writeConnectionSides,
+  createRelayKey: relays.createRelayKey,
+  revokeRelayKey: relays.revokeRelayKey,
+  importRelayKeys: relays.importRelayKeys,
+  relayHeartbeat: relays.relayHeartbeat,
+  sweepRelays: relays.sweepRelays,
+  leaveRelays: relays.leaveRelays,
+  relayMeshSecret: relays.relayMeshSecret,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -1,17 +1,31 @@
 /**
- * The controller's own relay, and what makes stand-alone relays part of it: the registry of
- * relays that heartbeat (listed in full netmaps' nat.relays after the built-in one) and the mesh
- * links the built-in relay dials to each of them (controller/relay/mesh.ts).
+ * The controller's own relay, and what makes the other relays part of it: the registry of
+ * relays that heartbeat (stand-alone ones are listed in full netmaps' nat.relays after the
+ * built-in one) and the mesh links the built-in relay holds (controller/relay/mesh.ts).
+ *
+ * Replicas: each replica's built-in relay, when it has a URL (--relay-url), is registered in the
+ * relays table like a relay that beats, and accepts mesh links on RELAY_MESH_WS_PATH. Links:
+ * the built-in relay dials every stand-alone relay (as before) and, of two built-in relays, the
+ * one whose URL sorts first dials the other; a built-in relay without a URL dials every built-in
+ * relay that has one. Every link presents the deployment's one mesh token (a settings row), so
+ * nodes homed on different replicas' built-in relays reach each other through the relay path.
  */
 import {every, type Clock} from '../../shared/clock.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
+import type {Writes} from '../domain/writes.js'
+import type {RelayRecord, Store} from '../store/store.js'
 import {RelayMesh} from './mesh.js'
-import {RelayKeyFile, RelayRegistry} from './registry.js'
+import {importRelayKeyFile, RelayRegistry, type OwnRelay} from './registry.js'
 import {RelayServer, type RelayIdentity, type RelayLog, type RelayMetrics, type Subscribe} from './server.js'
 
 export interface BuiltInRelayOptions {
   readonly dataDir: string
   readonly clock: Clock
+  readonly store: Pick<Store, 'relayKeyByHash' | 'liveRelays'>
+  readonly writes: Pick<
+    Writes,
+    'relayHeartbeat' | 'sweepRelays' | 'leaveRelays' | 'relayMeshSecret' | 'importRelayKeys'
+  >
   /** The node a credential belongs to, active or not; undefined when the credential is not valid. */
   readonly authenticate: (
     credential: string,
@@ -19,10 +33,12 @@ export interface BuiltInRelayOptions {
   /** Nodes that stopped being active. */
   readonly removals: Subscribe<RelayIdentity>
   readonly metrics: RelayMetrics
-  readonly log: RelayLog
+  readonly log: RelayLog & {info?(obj: object, msg: string): void}
   /** Its `relays` is replaced (a new array) whenever the live relays change. */
   readonly nat: NatServices
   readonly heartbeatMs?: number | undefined
+  /** This replica's built-in relay as other relays dial it (--relay-url); none: not registered. */
+  readonly own?: OwnRelay | undefined
 }
 
 export interface BuiltInRelay {
@@ -35,18 +51,38 @@ export interface BuiltInRelay {
   close(): Promise<void>
 }
 
-export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
+/** Which relays the built-in relay at `own` dials (see the module comment). */
+export function meshDialTargets(relays: readonly RelayRecord[], own: string | undefined): {url: string}[] {
+  return relays
+    .filter((r) =>
+      r.kind === 'standalone' ? r.url !== own : own === undefined ? true : r.url !== own && own < r.url,
+    )
+    .map((r) => ({url: r.url}))
+}
+
+export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<BuiltInRelay> {
   const own = opts.nat.relays ?? []
   const changed: (() => void)[] = []
-  const registry = new RelayRegistry({
-    keys: new RelayKeyFile(opts.dataDir),
+  const imported = await importRelayKeyFile(opts.dataDir, opts.writes, opts.clock)
+  if (imported.length > 0)
+    opts.log.info?.({imported}, 'imported relay keys from relay-keys.json into the database')
+  const ownUrl = opts.own?.url
+  const registry: RelayRegistry = new RelayRegistry({
+    store: opts.store,
+    writes: opts.writes,
     clock: opts.clock,
     authenticateNode: opts.authenticate,
     heartbeatMs: opts.heartbeatMs,
-    onChange: (live) => {
-      opts.nat.relays = [...own, ...live].slice(0, 16)
-      mesh.setPeers(live as {url: string}[], registry.meshToken)
-      for (const fn of changed) fn()
+    own: opts.own,
+    log: opts.log,
+    onChange: (all) => {
+      const before = JSON.stringify(opts.nat.relays)
+      const next = [...own, ...registry.live()].slice(0, 16)
+      if (JSON.stringify(next) !== before) {
+        opts.nat.relays = next
+        for (const fn of changed) fn()
+      }
+      mesh.setPeers(meshDialTargets(all, ownUrl), registry.meshToken)
     },
   })
   const mesh = new RelayMesh({selfUrl: undefined, acceptTokens: () => [registry.meshToken], log: opts.log})
@@ -63,9 +99,18 @@ export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
     now: () => opts.clock.now(),
   })
   mesh.attach(relay)
+  try {
+    await registry.start()
+  } catch (err) {
+    offRemovals()
+    await registry.close()
+    await mesh.close()
+    await relay.close()
+    throw err
+  }
   // Links that dropped are dialed again at the next beat.
   const stopRedial = every(opts.clock, registry.heartbeatMs, () =>
-    mesh.setPeers(registry.live() as {url: string}[], registry.meshToken),
+    mesh.setPeers(meshDialTargets(registry.relays(), ownUrl), registry.meshToken),
   )
   return {
     relay,
@@ -75,7 +120,7 @@ export function startBuiltInRelay(opts: BuiltInRelayOptions): BuiltInRelay {
     close: async () => {
       stopRedial()
       offRemovals()
-      registry.close()
+      await registry.close()
       await mesh.close()
     },
   }

@@ -15,7 +15,6 @@
  */
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import {isIP} from 'node:net'
-import path from 'node:path'
 import type {Duplex} from 'node:stream'
 import {pino, type DestinationStream, type Logger} from 'pino'
 import {Registry} from 'prom-client'
@@ -30,7 +29,6 @@ import {
 import {RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {RelayMesh} from './mesh.js'
 import {ControllerNodeAuth} from './node-auth.js'
-import {createRelayKey as createKey} from './registry.js'
 import {RelayMetrics, RelayServer, type RelayIdentity} from './server.js'
 
 export interface RelayOptions {
@@ -258,16 +256,6 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         logger.info('stopped')
       })()),
   }
-}
-
-/** `mesh relay key create`: a key for relays of a region, added to the controller's data dir. */
-export function createRelayKey(opts: {dataDir: string; region: string}): {
-  id: string
-  key: string
-  region: string
-  createdAt: string
-} {
-  return createKey({dataDir: path.resolve(opts.dataDir), region: opts.region})
 }
 
 /** `mesh relay start`: run until SIGTERM/SIGINT, then close every socket and exit 0. */

@@ -1,20 +1,26 @@
 /**
- * Stand-alone relays as the controller sees them: the relay keys an admin made, the relays that
- * heartbeat with one, and the REST routes they call (shared/relay/control.ts).
+ * Relays as the controller sees them: the relays that heartbeat (stand-alone ones with a relay
+ * key, and this replica's own built-in relay when it has a URL), and the REST routes stand-alone
+ * relays call (shared/relay/control.ts).
  *
- * Relay keys are a controller setting, not a table: DATA_DIR/relay-keys.json (mode 0600), each
- * key stored as its SHA-256 hash like every other secret (controller/auth/secrets.ts), written
- * by `mesh relay key create` on the controller's host and re-read when the file changes. A
- * handful of long-lived keys per deployment needs no migration, and the relay code stays out of
- * the store. (Replicas on PostgreSQL each read their own data dir: give them the same file.)
+ * Everything that must be shared lives in the database (migration 0007, rules in
+ * controller/domain/relays.ts), so any controller replica on one PostgreSQL answers alike:
+ * - relay keys (created through the admin API, `mesh relay key create`, stored hashed);
+ * - the relays table: one row per relay, pushed forward by every heartbeat (whichever replica
+ *   gets it) to expire `livenessMs` later (3 beats by default). A relay is listed while its row
+ *   has not expired; one that stops beating leaves the list within its TTL on every replica;
+ * - the relay-mesh token (a settings row made once), which every relay presents on mesh links.
+ * This registry keeps a copy of the live list, reloaded every beat, after each heartbeat it
+ * answers, and when told the table changed (refresh(): PostgreSQL's mesh_relays NOTIFY, see
+ * controller/main.ts); `onChange` fires when the list changed.
  *
- * Liveness: a relay is listed in full netmaps (nat.relays, after the controller's built-in one)
- * while its last heartbeat is younger than `livenessMs` (3 beats by default); the sweep that
- * drops it runs every beat. Relays are keyed by URL: several relays may share a region's key.
+ * DATA_DIR/relay-keys.json, where older versions kept relay keys, is read once at start and its
+ * keys imported (importRelayKeyFile); it is not read again.
  *
- * Removals: every node change that leaves a node not active is queued for each live relay and
- * handed out with its next beat (bounded; see RELAY_MAX_GONE), so a relay learns of removals in
- * at most one heartbeat interval, whatever its number of nodes.
+ * Removals: every node change that leaves a node not active is queued for each relay that beats
+ * to this replica and handed out with its next beat here (bounded; see RELAY_MAX_GONE). Every
+ * replica hears every node change (the change feed), so a relay that beats through a load
+ * balancer hears of a removal from whichever replica it reaches next.
  */
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
@@ -34,48 +40,26 @@ import {
   type RelayNodeRef,
   type RelayVerifyNodeResponse,
 } from '../../shared/relay/control.js'
-import {hashSecret, newId} from '../auth/secrets.js'
+import {hashSecret} from '../auth/secrets.js'
+import type {ImportedRelayKey} from '../domain/relays.js'
+import type {Writes} from '../domain/writes.js'
+import type {RelayRecord, Store} from '../store/store.js'
+import {systemContext} from '../context.js'
 
+/** Where mesh versions before 0007 kept relay keys; imported once at start. */
 export const RELAY_KEYS_FILE = 'relay-keys.json'
 
-export interface RelayKeyRecord {
-  readonly id: string
-  readonly region: string
-  /** SHA-256 of the key, hex. */
-  readonly hash: string
-  readonly createdAt: string
-}
-
-const REGION_RE = /^[a-z0-9][a-z0-9-]{0,63}$/
-
-/** Adds a relay key to DATA_DIR/relay-keys.json; the key itself is returned once, never stored. */
-export function createRelayKey(opts: {dataDir: string; region: string; now?: Date}): {
-  id: string
-  key: string
-  region: string
-  createdAt: string
-} {
-  if (!REGION_RE.test(opts.region))
-    throw new MeshError('INVALID_ARGUMENT', {
-      message: `--region: lower-case letters, digits and dashes (at most 64), got ${JSON.stringify(opts.region)}`,
-    })
-  const file = path.join(path.resolve(opts.dataDir), RELAY_KEYS_FILE)
-  fs.mkdirSync(path.dirname(file), {recursive: true, mode: 0o700})
-  const keys = readKeys(file)
-  const key = RELAY_KEY_PREFIX + randomBytes(32).toString('base64url')
-  const rec: RelayKeyRecord = {
-    id: newId('rk'),
-    region: opts.region,
-    hash: hashSecret(key),
-    createdAt: (opts.now ?? new Date()).toISOString(),
-  }
-  const tmp = `${file}.${process.pid}.tmp`
-  fs.writeFileSync(tmp, `${JSON.stringify([...keys, rec], null, 2)}\n`, {mode: 0o600})
-  fs.renameSync(tmp, file)
-  return {id: rec.id, key, region: rec.region, createdAt: rec.createdAt}
-}
-
-function readKeys(file: string): RelayKeyRecord[] {
+/**
+ * Imports DATA_DIR/relay-keys.json into the database, if the file exists (keys already there are
+ * skipped, so every start may do it). Returns the ids imported. The file is left in place: an
+ * older binary rolled back to still finds it.
+ */
+export async function importRelayKeyFile(
+  dataDir: string,
+  writes: Pick<Writes, 'importRelayKeys'>,
+  clock: Clock,
+): Promise<string[]> {
+  const file = path.join(path.resolve(dataDir), RELAY_KEYS_FILE)
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
@@ -83,63 +67,62 @@ function readKeys(file: string): RelayKeyRecord[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw err
   }
-  const data: unknown = JSON.parse(text)
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch {
+    data = undefined
+  }
   if (!Array.isArray(data)) throw new MeshError('CONFIG_FILE_INVALID', {message: `${file}: not a list`})
-  return data.filter(
-    (r): r is RelayKeyRecord =>
+  const keys = data.filter(
+    (r): r is ImportedRelayKey =>
       typeof r === 'object' &&
       r !== null &&
-      typeof (r as RelayKeyRecord).id === 'string' &&
-      typeof (r as RelayKeyRecord).hash === 'string' &&
-      typeof (r as RelayKeyRecord).region === 'string',
+      typeof (r as ImportedRelayKey).id === 'string' &&
+      typeof (r as ImportedRelayKey).hash === 'string' &&
+      /^[0-9a-f]{64}$/.test((r as ImportedRelayKey).hash) &&
+      typeof (r as ImportedRelayKey).region === 'string' &&
+      /^[a-z0-9][a-z0-9-]{0,63}$/.test((r as ImportedRelayKey).region),
   )
+  const clean = keys.map((k) => ({
+    id: k.id.slice(0, 100),
+    region: k.region,
+    hash: k.hash,
+    createdAt:
+      typeof k.createdAt === 'string' && !Number.isNaN(Date.parse(k.createdAt))
+        ? k.createdAt
+        : new Date(clock.now()).toISOString(),
+  }))
+  return clean.length === 0 ? [] : writes.importRelayKeys(clean, systemContext(clock))
 }
 
-/** The relay keys of a data dir, re-read when the file's mtime or size changes. */
-export class RelayKeyFile {
-  private stamp = ''
-  private byHash = new Map<string, RelayKeyRecord>()
-
-  constructor(private readonly dataDir: string) {}
-
-  lookup(key: string): RelayKeyRecord | undefined {
-    if (!key.startsWith(RELAY_KEY_PREFIX) || key.length > 200) return undefined
-    const file = path.join(this.dataDir, RELAY_KEYS_FILE)
-    let stamp: string
-    try {
-      const st = fs.statSync(file)
-      stamp = `${st.mtimeMs}:${st.size}`
-    } catch {
-      stamp = 'none'
-    }
-    if (stamp !== this.stamp) {
-      this.byHash = new Map(stamp === 'none' ? [] : readKeys(file).map((r) => [r.hash, r]))
-      this.stamp = stamp
-    }
-    return this.byHash.get(hashSecret(key))
-  }
+/** The built-in relay of this replica, as other relays reach it. */
+export interface OwnRelay {
+  readonly url: string
+  readonly region: string
 }
 
 export interface RelayRegistryOptions {
-  readonly keys: {lookup(key: string): RelayKeyRecord | undefined}
+  readonly store: Pick<Store, 'relayKeyByHash' | 'liveRelays'>
+  readonly writes: Pick<Writes, 'relayHeartbeat' | 'sweepRelays' | 'leaveRelays' | 'relayMeshSecret'>
   readonly clock: Clock
   /** Who a node credential belongs to, and whether the node is active. */
   readonly authenticateNode: (credential: string) => Promise<RelayVerifyNodeResponse | undefined>
+  /** This replica's built-in relay, registered like a relay that beats; none: not registered. */
+  readonly own?: OwnRelay | undefined
   /** Relays beat this often (ms; default 5,000). */
-  readonly heartbeatMs?: number
+  readonly heartbeatMs?: number | undefined
   /** A relay unheard of this long is no longer listed (ms; default 3 beats). */
-  readonly livenessMs?: number
-  /** Called when the list of live relays changes. */
-  readonly onChange?: (live: RelayInfo[]) => void
+  readonly livenessMs?: number | undefined
+  /** Called when the list of live relays (any kind) changed. */
+  readonly onChange?: (live: readonly RelayRecord[]) => void
+  /** Where failed background beats and reloads are told. */
+  readonly log?: {warn(obj: object, msg: string): void}
 }
 
-interface LiveRelay {
-  readonly url: string
-  region: string
-  keyId: string
+/** Removals not handed out yet, per relay that beats to this replica. */
+interface Beater {
   lastBeat: number
-  connected: number
-  /** Removals not handed out yet. */
   gone: RelayNodeRef[]
 }
 
@@ -149,95 +132,220 @@ const MAX_QUEUED_GONE = 100_000
 export class RelayRegistry {
   readonly heartbeatMs: number
   readonly livenessMs: number
-  /** What the built-in relay presents on mesh links; new at every start. */
-  readonly meshToken = `mmesh_${randomBytes(24).toString('base64url')}`
-  private readonly relays = new Map<string, LiveRelay>()
-  private readonly stopSweep: () => void
+  private token = ''
+  /** Relays that beat to this replica, by URL (for their removal queues). */
+  private readonly beaters = new Map<string, Beater>()
+  private stopTimer: () => void = () => undefined
+  private all: readonly RelayRecord[] = []
   private listed: RelayInfo[] = []
+  private reloading: Promise<void> | undefined
+  private reloadAgain = false
+  private closed = false
+  private readonly listeners = new Set<() => void>()
+  /** The beat running now (resolved when none). */
+  private ticking: Promise<void> = Promise.resolve()
+  private tickRunning = false
+  private tickAgain = false
 
   constructor(private readonly opts: RelayRegistryOptions) {
     this.heartbeatMs = opts.heartbeatMs ?? 5_000
     this.livenessMs = opts.livenessMs ?? 3 * this.heartbeatMs
-    this.stopSweep = every(opts.clock, this.heartbeatMs, () => this.sweep())
   }
 
-  /** The live stand-alone relays, as full netmaps list them. */
+  /** What relays present on mesh links: one secret for the deployment, from the database. */
+  get meshToken(): string {
+    return this.token
+  }
+
+  /** Loads (or makes, on the first replica ever) the mesh token, registers the own relay, lists. */
+  async start(): Promise<void> {
+    const fresh = `mmesh_${randomBytes(24).toString('base64url')}`
+    this.token = await this.opts.writes.relayMeshSecret(fresh, this.iso())
+    await this.beatOwn()
+    await this.reload()
+    this.stopTimer = every(this.opts.clock, this.heartbeatMs, () => {
+      // One beat at a time; beats due while one runs (a slow database) make one more, not a queue.
+      if (this.tickRunning) {
+        this.tickAgain = true
+        return
+      }
+      this.tickRunning = true
+      this.ticking = (async () => {
+        try {
+          do {
+            this.tickAgain = false
+            await this.tick()
+          } while (this.tickAgain && !this.closed)
+        } finally {
+          this.tickRunning = false
+        }
+      })()
+    })
+  }
+
+  /** Resolves when every beat started so far has finished its store work (for tests). */
+  async idle(): Promise<void> {
+    for (let seen: Promise<void> | undefined; seen !== this.ticking;) {
+      seen = this.ticking
+      await seen
+    }
+    await this.reloading
+  }
+
+  private iso(offsetMs = 0): string {
+    return new Date(this.opts.clock.now() + offsetMs).toISOString()
+  }
+
+  private async beatOwn(): Promise<void> {
+    const own = this.opts.own
+    if (!own) return
+    await this.opts.writes.relayHeartbeat({
+      url: own.url,
+      kind: 'builtin',
+      region: own.region,
+      keyId: null,
+      connected: 0,
+      at: this.iso(),
+      expiresAt: this.iso(this.livenessMs),
+    })
+  }
+
+  /** Every beat: the own relay's row moves forward, expired rows go, the list is reloaded. */
+  private async tick(): Promise<void> {
+    try {
+      await this.beatOwn()
+      await this.opts.writes.sweepRelays(this.iso())
+    } catch (err) {
+      this.opts.log?.warn({err}, 'relay registry: beat failed')
+    }
+    const cutoff = this.opts.clock.now() - this.livenessMs
+    for (const [url, b] of this.beaters) if (b.lastBeat < cutoff) this.beaters.delete(url)
+    await this.refresh()
+  }
+
+  /**
+   * Reads the live relays again; onChange fires when they changed. Calls while a read runs make
+   * one more read after it (a change committed meanwhile is never missed).
+   */
+  async refresh(): Promise<void> {
+    if (this.closed) return
+    if (this.reloading) {
+      this.reloadAgain = true
+      return this.reloading
+    }
+    this.reloading = (async () => {
+      try {
+        do {
+          this.reloadAgain = false
+          await this.reload()
+        } while (this.reloadAgain && !this.closed)
+      } catch (err) {
+        this.opts.log?.warn({err}, 'relay registry: reading the relay list failed')
+      } finally {
+        this.reloading = undefined
+      }
+    })()
+    return this.reloading
+  }
+
+  private async reload(): Promise<void> {
+    const all = await this.opts.store.liveRelays(this.iso())
+    const json = JSON.stringify(all.map((r) => [r.url, r.kind, r.region]))
+    if (json === JSON.stringify(this.all.map((r) => [r.url, r.kind, r.region]))) {
+      this.all = all
+      return
+    }
+    this.all = all
+    this.listed = all.filter((r) => r.kind === 'standalone').map((r) => ({url: r.url, region: r.region}))
+    if (this.closed) return
+    this.opts.onChange?.(all)
+    for (const fn of this.listeners) fn()
+  }
+
+  /** Runs `fn` after each change of the live relays (any kind); returns the unsubscribe. */
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  /** The live stand-alone relays, as full netmaps list them (after the own built-in relay). */
   live(): RelayInfo[] {
     return this.listed
   }
 
-  /** A node stopped being active: every live relay hears of it with its next beat. */
+  /** Every live relay, built-in ones of other replicas included (the mesh dials from this). */
+  relays(): readonly RelayRecord[] {
+    return this.all
+  }
+
+  /** A node stopped being active: every relay that beats here hears of it with its next beat. */
   nodeGone(ref: RelayNodeRef): void {
-    for (const r of this.relays.values()) {
+    for (const r of this.beaters.values()) {
       r.gone.push(ref)
       if (r.gone.length > MAX_QUEUED_GONE) r.gone.splice(0, r.gone.length - MAX_QUEUED_GONE)
     }
   }
 
-  private relayKey(bearer: string | undefined): RelayKeyRecord {
-    const rec = bearer === undefined ? undefined : this.opts.keys.lookup(bearer)
-    if (!rec) throw new MeshError('UNAUTHENTICATED', {message: 'the relay key is not valid'})
+  private async relayKey(bearer: string | undefined): Promise<{id: string; region: string}> {
+    const rec =
+      bearer === undefined || !bearer.startsWith(RELAY_KEY_PREFIX) || bearer.length > 200
+        ? undefined
+        : await this.opts.store.relayKeyByHash(hashSecret(bearer))
+    if (!rec || rec.revokedAt !== null)
+      throw new MeshError('UNAUTHENTICATED', {message: 'the relay key is not valid'})
     return rec
   }
 
-  heartbeat(bearer: string | undefined, body: unknown): RelayHeartbeatResponse {
-    const key = this.relayKey(bearer)
+  async heartbeat(bearer: string | undefined, body: unknown): Promise<RelayHeartbeatResponse> {
+    const key = await this.relayKey(bearer)
     const req = parse(RelayHeartbeatRequestSchema, body)
     if (req.region !== undefined && req.region !== key.region)
       throw new MeshError('CONFIG_INVALID', {
         message: `--region ${req.region}: this relay key is for region ${key.region}`,
       })
     const url = req.url.replace(/\/+$/, '')
-    let r = this.relays.get(url)
-    if (!r) {
-      r = {url, region: key.region, keyId: key.id, lastBeat: 0, connected: 0, gone: []}
-      this.relays.set(url, r)
-    }
-    r.region = key.region
-    r.keyId = key.id
-    r.lastBeat = this.opts.clock.now()
-    r.connected = req.connected
-    const gone = r.gone.splice(0, RELAY_MAX_GONE)
-    this.relist()
+    if (url === this.opts.own?.url)
+      throw new MeshError('CONFIG_INVALID', {message: `${url} is a controller's built-in relay`})
+    await this.opts.writes.relayHeartbeat({
+      url,
+      kind: 'standalone',
+      region: key.region,
+      keyId: key.id,
+      connected: req.connected,
+      at: this.iso(),
+      expiresAt: this.iso(this.livenessMs),
+    })
+    let b = this.beaters.get(url)
+    if (!b) this.beaters.set(url, (b = {lastBeat: 0, gone: []}))
+    b.lastBeat = this.opts.clock.now()
+    const gone = b.gone.splice(0, RELAY_MAX_GONE)
+    await this.refresh()
     return {
-      region: r.region,
+      region: key.region,
       gone,
       relays: this.listed.filter((x) => x.url !== url).map((x) => ({url: x.url!, region: x.region})),
-      meshToken: this.meshToken,
+      meshToken: this.token,
       heartbeatMs: this.heartbeatMs,
     }
   }
 
   async verifyNode(bearer: string | undefined, body: unknown): Promise<RelayVerifyNodeResponse> {
-    this.relayKey(bearer)
+    await this.relayKey(bearer)
     const {credential} = parse(RelayVerifyNodeRequestSchema, body)
     const node = await this.opts.authenticateNode(credential)
     if (!node) throw new MeshError('NODE_CREDENTIAL_INVALID')
     return node
   }
 
-  private sweep(): void {
-    const cutoff = this.opts.clock.now() - this.livenessMs
-    let changed = false
-    for (const [url, r] of this.relays)
-      if (r.lastBeat < cutoff) {
-        this.relays.delete(url)
-        changed = true
-      }
-    if (changed) this.relist()
-  }
-
-  private relist(): void {
-    const next: RelayInfo[] = [...this.relays.values()]
-      .sort((a, b) => (a.region === b.region ? (a.url < b.url ? -1 : 1) : a.region < b.region ? -1 : 1))
-      .map((r) => ({url: r.url, region: r.region}))
-    if (JSON.stringify(next) === JSON.stringify(this.listed)) return
-    this.listed = next
-    this.opts.onChange?.(next)
-  }
-
-  close(): void {
-    this.stopSweep()
+  /** Stops beating; the own relay's row is deleted, so it leaves every replica's list at once. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.stopTimer()
+    await this.ticking
+    await this.reloading
+    const own = this.opts.own
+    if (own) await this.opts.writes.leaveRelays(own.url).catch(() => undefined)
   }
 }
 

@@ -2,7 +2,7 @@
 // WebSockets on 127.0.0.1, a real SQLite file. The controller's clock is a FakeClock (relay
 // liveness ends when the test moves it); the relays' clock is another FakeClock that is never
 // moved, so they beat only when the test calls heartbeat().
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {Writable} from 'node:stream'
@@ -13,9 +13,9 @@ import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
-import {createRelayKey, startRelay, type RunningRelay} from './main.js'
+import {startRelay, type RunningRelay} from './main.js'
 import {RELAY_KEYS_FILE} from './registry.js'
-import {connectRelay, metricValue, type RelayTestClient} from './testing/harness.js'
+import {connectRelay, createRelayKey, metricValue, type RelayTestClient} from './testing/harness.js'
 
 const HEARTBEAT_MS = 1_000
 
@@ -38,7 +38,7 @@ beforeAll(async () => {
   clock = new FakeClock()
   ctl = await startTestController({clock, relayHeartbeatMs: HEARTBEAT_MS})
   api = client(ctl.url)
-  euKey = createRelayKey({dataDir: ctl.dataDir, region: 'eu'}).key
+  euKey = (await createRelayKey(ctl.url, ctl.adminToken, 'eu')).key
 })
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)))
@@ -133,16 +133,75 @@ async function fullMap(credential: string): Promise<{nat?: NatServices}> {
 }
 
 describe('relay keys', () => {
-  it('are kept hashed in the data dir, mode 0600, and a wrong key cannot register a relay', async () => {
-    const file = path.join(ctl.dataDir, RELAY_KEYS_FILE)
-    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
-    const text = fs.readFileSync(file, 'utf8')
-    expect(text).not.toContain(euKey)
-    expect(text).toContain('"region": "eu"')
+  it('are kept hashed in the database, and a wrong key or region cannot register a relay', async () => {
+    const db = (ctl.running.store as unknown as {db: {prepare(sql: string): {all(): unknown[]}}}).db
+    const rows = JSON.stringify(db.prepare('SELECT * FROM relay_keys').all())
+    expect(rows).not.toContain(euKey)
+    expect(rows).toContain('"region":"eu"')
     await expect(relay({key: `mrelay_${randomBytes(32).toString('base64url')}`})).rejects.toMatchObject({
       code: 'UNAUTHENTICATED',
     })
     await expect(relay({region: 'us'})).rejects.toMatchObject({code: 'CONFIG_INVALID'})
+  })
+
+  it('revoked, stops its relays beating and takes them off the list at once', async () => {
+    const {id, key} = await createRelayKey(ctl.url, ctl.adminToken, 'eu')
+    const r = await relay({key})
+    expect(ctl.running.relays.registry.live()).toContainEqual({url: r.url, region: 'eu'})
+    const res = await api.req('DELETE', `/api/v1/relay-keys/${id}`, {token: ctl.adminToken})
+    expect(res.status, res.text).toBe(200)
+    expect((res.body as {revokedAt: string | null}).revokedAt).not.toBeNull()
+    await ctl.running.relays.registry.refresh()
+    expect(ctl.running.relays.registry.live().some((x) => x.url === r.url)).toBe(false)
+    await expect(r.heartbeat()).rejects.toMatchObject({code: 'UNAUTHENTICATED'})
+    const audit = await api.req('GET', '/api/v1/audit', {token: ctl.adminToken})
+    const actions = (audit.body as {items: {action: string; targetId: string}[]}).items
+      .filter((e) => e.targetId === id)
+      .map((e) => e.action)
+    expect(actions.sort()).toEqual(['relaykey.create', 'relaykey.revoke'])
+  })
+
+  it('in a relay-keys.json of an older mesh are imported once at start and keep working', async () => {
+    const old = `mrelay_${randomBytes(32).toString('base64url')}`
+    const dataDir = fs.mkdtempSync(path.join(ctl.dataDir, '..', 'mesh-relay-import-'))
+    const file = path.join(dataDir, RELAY_KEYS_FILE)
+    fs.writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          id: 'rk_old',
+          region: 'eu',
+          hash: createHash('sha256').update(old).digest('hex'),
+          createdAt: '2026-01-01T00:00:00.000Z',
+        },
+      ]),
+      {mode: 0o600},
+    )
+    const second = await startTestController({
+      clock: new FakeClock(),
+      relayHeartbeatMs: HEARTBEAT_MS,
+      dataDir,
+    })
+    try {
+      const listed = await api.req('GET', `${second.url}/api/v1/relay-keys`, {token: second.adminToken})
+      expect(listed.status, listed.text).toBe(200)
+      expect(
+        (listed.body as {items: {id: string; region: string; createdBy: string | null}[]}).items,
+      ).toEqual([expect.objectContaining({id: 'rk_old', region: 'eu', createdBy: null})])
+      const r = await startRelay({
+        controller: second.url,
+        relayKey: old,
+        listen: '127.0.0.1:0',
+        clock: new FakeClock(),
+        logDestination: quiet,
+        logLevel: 'warn',
+      })
+      relays.push(r)
+      expect(second.running.relays.registry.live()).toEqual([{url: r.url, region: 'eu'}])
+    } finally {
+      await second.close()
+      fs.rmSync(dataDir, {recursive: true, force: true})
+    }
   })
 })
 

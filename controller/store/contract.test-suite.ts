@@ -792,6 +792,193 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       expect(await store.getNetwork(net.id)).toBeUndefined()
     })
 
+    it("keeps relay keys hashed, pages them, revokes once and takes the revoked key's relays off the list", async () => {
+      const k1 = await writes.createRelayKey(
+        {
+          id: uid('rk'),
+          name: 'rack 4',
+          region: 'eu',
+          keyHash: 'h'.repeat(64),
+          prefix: 'mrelay_abcde',
+          createdBy: 'u_test',
+        },
+        ctx(),
+        tenantId,
+      )
+      expect(k1).toEqual({
+        id: k1.id,
+        name: 'rack 4',
+        region: 'eu',
+        prefix: 'mrelay_abcde',
+        createdAt: ctx().at,
+        createdBy: 'u_test',
+        revokedAt: null,
+      })
+      expect(k1).not.toHaveProperty('keyHash')
+      const k2 = await peer.writes.createRelayKey(
+        {
+          id: uid('rk'),
+          name: 'us',
+          region: 'us',
+          keyHash: 'g'.repeat(64),
+          prefix: 'mrelay_fghij',
+          createdBy: null,
+        },
+        ctx(),
+        null,
+      )
+      // A hash is unique: a second key with it is refused, as every secret's.
+      expect(
+        await codeOf(
+          writes.createRelayKey(
+            {id: uid('rk'), name: 'dup', region: 'eu', keyHash: 'h'.repeat(64), prefix: 'x', createdBy: null},
+            ctx(),
+            null,
+          ),
+        ),
+      ).toBe('WRITE_CONFLICT')
+      expect((await store.relayKeyByHash('g'.repeat(64)))?.id).toBe(k2.id)
+      expect(await store.relayKeyByHash('nope')).toBeUndefined()
+      const first = await store.listRelayKeys({limit: 1})
+      expect(first.items.map((k) => k.id)).toEqual([k1.id])
+      const second = await store.listRelayKeys({limit: 1, cursor: first.nextCursor as string})
+      expect(second.items.map((k) => k.id)).toEqual([k2.id])
+      expect(second.nextCursor).toBeNull()
+
+      const at = '2026-11-22T00:00:00.000Z'
+      const later = '2026-11-22T00:00:15.000Z'
+      expect(
+        await writes.relayHeartbeat({
+          url: 'https://r1.example',
+          kind: 'standalone',
+          region: 'eu',
+          keyId: k1.id,
+          connected: 2,
+          at,
+          expiresAt: later,
+        }),
+      ).toBe(true)
+      await peer.writes.relayHeartbeat({
+        url: 'https://r2.example',
+        kind: 'standalone',
+        region: 'us',
+        keyId: k2.id,
+        connected: 0,
+        at,
+        expiresAt: later,
+      })
+      const revoked = await writes.revokeRelayKey(k1.id, ctx({at: '2026-11-22T00:00:01.000Z'}), tenantId)
+      expect(revoked.revokedAt).toBe('2026-11-22T00:00:01.000Z')
+      await writes.revokeRelayKey(k1.id, ctx({at: '2026-11-22T00:00:09.000Z'}), tenantId)
+      expect((await store.getRelayKey(k1.id))?.revokedAt).toBe('2026-11-22T00:00:01.000Z')
+      expect((await peer.store.liveRelays(at)).map((r) => r.url)).toEqual(['https://r2.example'])
+      expect(
+        await codeOf(
+          writes.relayHeartbeat({
+            url: 'https://r1.example',
+            kind: 'standalone',
+            region: 'eu',
+            keyId: k1.id,
+            connected: 0,
+            at,
+            expiresAt: later,
+          }),
+        ),
+      ).toBe('UNAUTHENTICATED')
+      expect(await codeOf(writes.revokeRelayKey('rk_none', ctx(), tenantId))).toBe('NOT_FOUND')
+      const audit = (await store.listAudit({tenantId}, {limit: 500})).items
+        .filter((e) => e.targetId === k1.id)
+        .map((e) => e.action)
+      expect(audit.sort()).toEqual(['relaykey.create', 'relaykey.revoke', 'relaykey.revoke'])
+    })
+
+    it('lists a relay until its expiry from any store on the database, keeps first_seen, and sweeps it after', async () => {
+      const k = await writes.createRelayKey(
+        {
+          id: uid('rk'),
+          name: 'eu',
+          region: 'eu',
+          keyHash: 'e'.repeat(64),
+          prefix: 'mrelay_',
+          createdBy: null,
+        },
+        ctx(),
+        null,
+      )
+      const t = (s: number) => new Date(Date.parse('2026-11-22T00:00:00.000Z') + s * 1000).toISOString()
+      const beat = (w: Writes, url: string, s: number, kind: 'standalone' | 'builtin' = 'standalone') =>
+        w.relayHeartbeat({
+          url,
+          kind,
+          region: kind === 'builtin' ? 'default' : 'eu',
+          keyId: kind === 'builtin' ? null : k.id,
+          connected: s,
+          at: t(s),
+          expiresAt: t(s + 15),
+        })
+      expect(await beat(writes, 'https://r1', 0)).toBe(true)
+      expect(await beat(peer.writes, 'https://r1', 5)).toBe(false)
+      expect(await beat(peer.writes, 'http://ctl-2:8080', 5, 'builtin')).toBe(true)
+      expect(await store.liveRelays(t(20))).toEqual([
+        {
+          url: 'http://ctl-2:8080',
+          kind: 'builtin',
+          region: 'default',
+          keyId: null,
+          connected: 5,
+          firstSeen: t(5),
+          lastSeen: t(5),
+          expiresAt: t(20),
+        },
+        {
+          url: 'https://r1',
+          kind: 'standalone',
+          region: 'eu',
+          keyId: k.id,
+          connected: 5,
+          firstSeen: t(0),
+          lastSeen: t(5),
+          expiresAt: t(20),
+        },
+      ])
+      // Past its expiry a relay is not listed, before any sweep...
+      expect(await peer.store.liveRelays(t(21))).toEqual([])
+      // ...and the sweep deletes what expired only.
+      await beat(writes, 'https://r3', 10)
+      expect(await writes.sweepRelays(t(21))).toBe(2)
+      expect((await store.liveRelays(t(21))).map((r) => r.url)).toEqual(['https://r3'])
+      expect(await peer.writes.leaveRelays('https://r3')).toBe(true)
+      expect(await peer.writes.leaveRelays('https://r3')).toBe(false)
+      expect(await store.liveRelays(t(21))).toEqual([])
+    })
+
+    it('keeps the first relay-mesh secret written, whichever store asks after', async () => {
+      expect(await store.getSetting('relay_mesh_secret')).toBeUndefined()
+      const a = await writes.relayMeshSecret('mmesh_first_secret_value', ctx().at)
+      const b = await peer.writes.relayMeshSecret('mmesh_second_secret_value', ctx().at)
+      expect([a, b]).toEqual(['mmesh_first_secret_value', 'mmesh_first_secret_value'])
+      expect(await peer.store.getSetting('relay_mesh_secret')).toBe('mmesh_first_secret_value')
+    })
+
+    it('imports relay-keys.json keys once, by id and hash, with a system audit entry each', async () => {
+      const keys = [
+        {id: 'rk_file1', region: 'eu', hash: 'a'.repeat(64), createdAt: '2026-01-01T00:00:00.000Z'},
+        {id: 'rk_file2', region: 'us', hash: 'b'.repeat(64), createdAt: '2026-01-02T00:00:00.000Z'},
+      ]
+      expect(await writes.importRelayKeys(keys, ctx({actor: 'system', actorName: 'system'}))).toEqual([
+        'rk_file1',
+        'rk_file2',
+      ])
+      expect(await peer.writes.importRelayKeys(keys, ctx())).toEqual([])
+      expect(await store.getRelayKey('rk_file1')).toMatchObject({
+        region: 'eu',
+        keyHash: 'a'.repeat(64),
+        createdAt: '2026-01-01T00:00:00.000Z',
+        createdBy: null,
+        revokedAt: null,
+      })
+    })
+
     it('finds a node by its credential hash and a token by its hash only', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.91.0.0/24'})
       const n = await writes.registerNode(

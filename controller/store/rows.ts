@@ -9,6 +9,8 @@ import type {
   AuthKeyRecord,
   InviteRecord,
   NetworkRecord,
+  RelayKeyRecord,
+  RelayRecord,
   StoredConnection,
   StoredNode,
   StoredPair,
@@ -143,4 +145,26 @@ export const toAudit = (r: Row): AuditEntry => ({
   sourceAddress: strOrNull(r.source_address),
   requestId: strOrNull(r.request_id),
   detail: json<Record<string, unknown>>(r.detail),
+})
+
+export const toRelayKey = (r: Row): RelayKeyRecord => ({
+  id: str(r.id),
+  name: str(r.name),
+  region: str(r.region),
+  prefix: str(r.prefix),
+  keyHash: str(r.key_hash),
+  createdAt: time(r.created_at),
+  createdBy: strOrNull(r.created_by),
+  revokedAt: timeOrNull(r.revoked_at),
+})
+
+export const toRelay = (r: Row): RelayRecord => ({
+  url: str(r.url),
+  kind: r.kind as RelayRecord['kind'],
+  region: str(r.region),
+  keyId: strOrNull(r.key_id),
+  connected: Number(r.connected),
+  firstSeen: time(r.first_seen),
+  lastSeen: time(r.last_seen),
+  expiresAt: time(r.expires_at),
 })

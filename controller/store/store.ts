@@ -32,6 +32,7 @@ import type {
   Node,
   NodeStatus,
   Path,
+  RelayKey,
   Role,
   Tenant,
   User,
@@ -142,6 +143,49 @@ export interface NewAuthKey {
   tags: readonly string[]
   expiresAt: string
   createdBy: string
+}
+
+/** A relay key as stored: the API's view plus the key's hash. */
+export interface RelayKeyRecord extends RelayKey {
+  readonly keyHash: string
+}
+
+export const publicRelayKey = ({keyHash: _h, ...rest}: RelayKeyRecord): RelayKey => rest
+
+/** A relay key as created (the key only as a hash). */
+export interface NewRelayKey {
+  id: string
+  name: string
+  region: string
+  keyHash: string
+  prefix: string
+  /** null: imported from DATA_DIR/relay-keys.json. */
+  createdBy: string | null
+}
+
+/** A relay that heartbeats: a stand-alone one (`mesh relay start`) or a replica's built-in one. */
+export interface RelayRecord {
+  readonly url: string
+  readonly kind: 'standalone' | 'builtin'
+  readonly region: string
+  /** The key it registered with; null for built-in relays. */
+  readonly keyId: string | null
+  readonly connected: number
+  readonly firstSeen: string
+  readonly lastSeen: string
+  /** Listed until then (its last heartbeat + its TTL). */
+  readonly expiresAt: string
+}
+
+/** One heartbeat: the relay's row exists and expires at `expiresAt`. */
+export interface RelayBeat {
+  readonly url: string
+  readonly kind: RelayRecord['kind']
+  readonly region: string
+  readonly keyId: string | null
+  readonly connected: number
+  readonly at: string
+  readonly expiresAt: string
 }
 
 /** A node row as registration inserts it. */
@@ -421,6 +465,27 @@ export interface Tx {
     sides: {a: StoredSide | null; b: StoredSide | null},
   ): Promise<void>
 
+  // ---- relays (shared by controller replicas)
+  insertRelayKey(key: NewRelayKey & {at: string}): Promise<void>
+  getRelayKey(id: string): Promise<RelayKeyRecord | undefined>
+  relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined>
+  /** Sets revoked_at unless it is set already (revoking twice keeps the first time). */
+  revokeRelayKey(id: string, at: string): Promise<void>
+  /** Deletes the relays registered with the key; returns how many. */
+  deleteRelaysOfKey(keyId: string): Promise<number>
+  /**
+   * Inserts the relay's row or pushes it forward (region, key, connected, last_seen, expiry);
+   * first_seen is kept. Returns true when the row is new.
+   */
+  upsertRelay(beat: RelayBeat): Promise<boolean>
+  /** Deletes the relay's row (a replica that stops); false when there was none. */
+  deleteRelay(url: string): Promise<boolean>
+  /** Deletes relays whose expiry is before `at`; returns how many. */
+  deleteExpiredRelays(at: string): Promise<number>
+  getSetting(name: string): Promise<string | undefined>
+  /** Writes the setting unless it exists; returns the value stored (the existing one, if any). */
+  insertSettingIfAbsent(name: string, value: string, at: string): Promise<string>
+
   // ---- audit
   appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void>
 }
@@ -500,6 +565,14 @@ export interface Store {
     filter: {nodeId?: string | undefined},
     page: PageRequest,
   ): Promise<Page<ConnectionLogEntry>>
+
+  // ---- relays
+  listRelayKeys(page: PageRequest): Promise<Page<RelayKey>>
+  getRelayKey(id: string): Promise<RelayKeyRecord | undefined>
+  relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined>
+  /** Relays whose expiry is at or after `at`, by region then URL. */
+  liveRelays(at: string): Promise<RelayRecord[]>
+  getSetting(name: string): Promise<string | undefined>
 
   // ---- audit
   listAudit(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>

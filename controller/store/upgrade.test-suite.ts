@@ -58,6 +58,32 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
           expect(added.node?.name, what).toBe('web-2')
           expect(added.node?.address, what).toBe('10.9.0.2')
           expect(await store.changesSince('n_old', 1), what).toEqual({version: 2, nodeIds: [`nd_new${k}`]})
+          // The relay tables of 0007 are there and take writes.
+          const rk = await w.createRelayKey(
+            {
+              id: `rk_${k}`,
+              name: 'eu',
+              region: 'eu',
+              keyHash: `${k}`.padStart(64, '0'),
+              prefix: 'mrelay_',
+              createdBy: null,
+            },
+            ctx(),
+            null,
+          )
+          await w.relayHeartbeat({
+            url: 'https://relay.example',
+            kind: 'standalone',
+            region: 'eu',
+            keyId: rk.id,
+            connected: 0,
+            at: '2026-11-22T00:00:00.000Z',
+            expiresAt: '2026-11-22T00:00:15.000Z',
+          })
+          expect(
+            (await store.liveRelays('2026-11-22T00:00:00.000Z')).map((r) => r.url),
+            what,
+          ).toEqual(['https://relay.example'])
         } finally {
           await store.close()
         }

@@ -363,6 +363,36 @@ export const CreateAuthKeyResponseSchema = z.object({
 })
 export type CreateAuthKeyResponse = z.infer<typeof CreateAuthKeyResponseSchema>
 
+/** Region names relays are listed under (nodes pick a home relay per region). */
+export const RegionSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'lower-case letters, digits and dashes, at most 64')
+
+/** A relay key: stand-alone relays of a region register with it (`mesh relay start --relay-key`). */
+export const RelayKeySchema = z.object({
+  id: IdSchema,
+  name: z.string(),
+  region: RegionSchema,
+  /** The first characters of the key, enough to recognise it in a list. */
+  prefix: z.string(),
+  createdAt: TimestampSchema,
+  /** The user who made it; null when imported from a DATA_DIR/relay-keys.json at start. */
+  createdBy: IdSchema.nullable(),
+  revokedAt: TimestampSchema.nullable(),
+})
+export type RelayKey = z.infer<typeof RelayKeySchema>
+export const CreateRelayKeyRequestSchema = z.object({
+  region: RegionSchema.default('default'),
+  name: z.string().min(1).max(100).refine(hasNoControlCharacters, CONTROL_CHARACTERS_MESSAGE).optional(),
+})
+export type CreateRelayKeyRequest = z.input<typeof CreateRelayKeyRequestSchema>
+export const CreateRelayKeyResponseSchema = z.object({
+  relayKey: RelayKeySchema,
+  /** The secret key, shown once. */
+  key: z.string(),
+})
+export type CreateRelayKeyResponse = z.infer<typeof CreateRelayKeyResponseSchema>
+
 /**
  * A node joins with exactly one of: an invite code, an auth key, or (networks with the `open`
  * policy only) the name or id of the network plus a user token with node.register in
@@ -665,6 +695,34 @@ export const ROUTES = {
     permission: 'node.register',
     params: IdParams,
     response: AuthKeySchema,
+    status: 200,
+  }),
+
+  'relaykey.list': route({
+    method: 'GET',
+    path: '/api/v1/relay-keys',
+    summary: 'List relay keys (superusers only; keys are never shown again)',
+    auth: 'superuser',
+    query: PageQuerySchema,
+    response: page(RelayKeySchema),
+    status: 200,
+  }),
+  'relaykey.create': route({
+    method: 'POST',
+    path: '/api/v1/relay-keys',
+    summary: 'Create a relay key for stand-alone relays of a region (superusers only)',
+    auth: 'superuser',
+    body: CreateRelayKeyRequestSchema,
+    response: CreateRelayKeyResponseSchema,
+    status: 201,
+  }),
+  'relaykey.revoke': route({
+    method: 'DELETE',
+    path: '/api/v1/relay-keys/:id',
+    summary: 'Revoke a relay key; its relays leave the relay list (superusers only)',
+    auth: 'superuser',
+    params: IdParams,
+    response: RelayKeySchema,
     status: 200,
   }),
 

@@ -227,6 +227,18 @@ const FIXTURES = {
   'authkey.revoke': async (t, caller) => ({
     params: {id: (await freshAuthKey(t, creatorToken(t, caller, 'authkey.create'))).id},
   }),
+  'relaykey.list': async () => ({}),
+  'relaykey.create': async () => ({body: {region: 'eu'}}),
+  'relaykey.revoke': async () => ({
+    params: {
+      id: (
+        await world.api.ok<{relayKey: {id: string}}>('relaykey.create', {
+          token: world.superToken,
+          body: {region: 'eu'},
+        })
+      ).relayKey.id,
+    },
+  }),
   'node.list': async (t) => ({params: {network: t.net.id}}),
   'connection.list': async (t) => ({params: {network: t.net.id}}),
   'connection.log': async (t) => ({params: {network: t.net.id}, query: {limit: '5'}}),

@@ -19,7 +19,6 @@ import {NAT_TABLE} from '../../cli/lib/lab/nat.js'
 import {run, waitFor} from '../../cli/lib/lab/sh.js'
 import type {LabNode} from '../../cli/lib/lab/state.js'
 import {meshArgv} from '../../cli/lib/self.js'
-import {createRelayKey} from '../../controller/relay/main.js'
 import type {NetcheckResult} from '../../shared/protocol/local-api.js'
 import {longestGap, pingStats, useLab} from '../lab/e2e-helpers.js'
 import {labSkipReason} from '../lab/skip.js'
@@ -66,7 +65,7 @@ describe.skipIf(skip !== undefined)(`stand-alone relays${skip ? ` (skipped: ${sk
     }
     for (const [i, region] of ['east', 'west'].entries()) {
       const host = hosts[i]!
-      const {key} = createRelayKey({dataDir: ctl.dataDir, region})
+      const {key} = await lab.admin().createRelayKey({region})
       lab.startHelper(host, 'relay', [
         ...meshArgv(),
         'relay',

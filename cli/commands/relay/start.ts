@@ -10,8 +10,8 @@ export default class RelayStart extends MeshCommand {
   static override description = `Serves the relay (WebSocket /api/v1/relay) on --listen and registers with the controller,
 which lists it in every full netmap (with its region) while it heartbeats. Nodes pick their home
 relay by measured latency; relays forward to each other, so nodes homed on different relays still
-reach each other. The key comes from \`mesh relay key create\` on the controller's host (or
-MESH_RELAY_KEY). Logs are JSON lines on stdout.`
+reach each other. The key comes from \`mesh relay key create\` (a superuser, through any controller
+replica; or MESH_RELAY_KEY). Logs are JSON lines on stdout.`
   static override examples = [
     '<%= config.bin %> relay start --controller https://mesh.example.com --relay-key mrelay_... --listen 0.0.0.0:8443 --public-url https://relay-eu.example.com',
     'MESH_RELAY_KEY=mrelay_... <%= config.bin %> relay start --controller http://127.0.0.1:8080 --listen 127.0.0.1:8081',

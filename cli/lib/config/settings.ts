@@ -210,6 +210,14 @@ export const SETTINGS: readonly Setting[] = [
     description:
       'comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For gives the client address (audit, login limits)',
   }),
+  setting('controller', 'relayUrl', 'relay-url', {
+    kind: 'string',
+    schema: httpUrl,
+    default: none,
+    defaultText: 'none (the built-in relay only dials stand-alone relays)',
+    description:
+      "URL other relays reach this controller's built-in relay at (its own listener, not a load balancer); replicas on one PostgreSQL mesh their built-in relays through it",
+  }),
   setting('controller', 'ephemeralTimeout', 'ephemeral-timeout', {
     kind: 'integer',
     schema: z

@@ -7,6 +7,7 @@ import type {
   NetworkMember,
   Node,
   NodeDetail,
+  RelayKey,
   Tenant,
   User,
 } from '../../../shared/protocol/control-api.js'
@@ -101,6 +102,20 @@ export const authKeysTable = (rows: readonly AuthKey[]): string =>
       {header: 'EXPIRES', get: (k) => formatTime(k.expiresAt)},
     ],
     'No auth keys. Create one with `mesh authkey create --network NAME`.',
+  )
+
+export const relayKeysTable = (rows: readonly RelayKey[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (k) => k.id},
+      {header: 'NAME', get: (k) => k.name},
+      {header: 'REGION', get: (k) => k.region},
+      {header: 'PREFIX', get: (k) => k.prefix},
+      {header: 'STATE', get: (k) => (k.revokedAt === null ? 'live' : 'revoked')},
+      {header: 'CREATED', get: (k) => formatTime(k.createdAt)},
+    ],
+    'No relay keys. Create one with `mesh relay key create --region NAME`.',
   )
 
 export const nodesTable = (rows: readonly Node[]): string =>

@@ -182,3 +182,22 @@ export async function metricValue(
   )
   return hit?.value ?? 0
 }
+
+/**
+ * Creates a relay key through a controller's admin API (POST /api/v1/relay-keys), as
+ * `mesh relay key create` does; `adminToken` is a superuser's token. For tests.
+ */
+export async function createRelayKey(
+  controllerUrl: string,
+  adminToken: string,
+  region: string,
+): Promise<{id: string; key: string}> {
+  const res = await fetch(`${controllerUrl}/api/v1/relay-keys`, {
+    method: 'POST',
+    headers: {authorization: `Bearer ${adminToken}`, 'content-type': 'application/json'},
+    body: JSON.stringify({region}),
+  })
+  const body = (await res.json()) as {relayKey: {id: string}; key: string}
+  if (res.status !== 201) throw new Error(`relay key create: ${res.status} ${JSON.stringify(body)}`)
+  return {id: body.relayKey.id, key: body.key}
+}

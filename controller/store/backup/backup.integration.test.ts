@@ -19,7 +19,14 @@ let source: TestController
 let backupFile: string
 let pgServer: PostgresServer | undefined
 /** What the source controller held when the backup was taken. */
-let expected: {networkId: string; nodeIds: string[]; credential: string; auditIds: number[]}
+let expected: {
+  networkId: string
+  nodeIds: string[]
+  credential: string
+  auditIds: number[]
+  relayKeyId: string
+  meshToken: string
+}
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-backup-'))
@@ -41,12 +48,16 @@ beforeAll(async () => {
     nodeIds.push(r.body.node.id)
     credential = r.body.credential
   }
+  const rk = await api.req('POST', '/api/v1/relay-keys', {token: source.adminToken, body: {region: 'eu'}})
+  expect(rk.status, rk.text).toBe(201)
   const audit = await api.req('GET', '/api/v1/audit?limit=200', {token: source.adminToken})
   expected = {
     networkId: net.body.id,
     nodeIds,
     credential,
     auditIds: (audit.body.items as {id: number}[]).map((e) => e.id),
+    relayKeyId: rk.body.relayKey.id,
+    meshToken: source.running.relays.registry.meshToken,
   }
   backupFile = path.join(dir, 'mesh.backup')
   // Taken while the controller runs; it keeps writing (a login) at the same time.
@@ -89,6 +100,10 @@ async function checkRestored(database: string): Promise<void> {
     } finally {
       await ws.close()
     }
+    // Relay keys and the relay-mesh secret came along (relays keep registering and meshing).
+    const keys = await api.req('GET', '/api/v1/relay-keys', {token: ctl.adminToken})
+    expect((keys.body.items as {id: string}[]).map((k) => k.id)).toEqual([expected.relayKeyId])
+    expect(ctl.running.relays.registry.meshToken).toBe(expected.meshToken)
     const audit = await api.req('GET', '/api/v1/audit?limit=500', {token: ctl.adminToken})
     const ids = (audit.body.items as {id: number}[]).map((e) => e.id)
     for (const id of expected.auditIds) expect(ids).toContain(id)

@@ -27,7 +27,10 @@ export const BACKUP_VERSION = 1
 /**
  * Every table with data, parents before children (restore inserts in this order). Not here:
  * `migrations` (the header's schema says it), `readiness_probe` (the /readyz scratch row) and
- * `presence` (who is connected to which running replica: nobody, once restored).
+ * `presence` (who is connected to which running replica: nobody, once restored). `relays` is
+ * kept (rows past their expiry are simply not listed after a restore); `settings` holds the
+ * relay-mesh secret, so relays keep meshing with a restored controller. A backup of a schema
+ * before 0007 restores with those tables empty.
  */
 export const TABLES = [
   'tenants',
@@ -42,6 +45,9 @@ export const TABLES = [
   'audit',
   'connections',
   'connection_log',
+  'relay_keys',
+  'relays',
+  'settings',
 ] as const
 export type Table = (typeof TABLES)[number]
 

@@ -47,7 +47,15 @@ export async function dumpSqlite(file: string): Promise<{
     const schema = schemaOf(db)
     async function* rows(): AsyncGenerator<{table: Table; row: Record<string, unknown>}> {
       try {
+        // A file of an older schema (backed up before this binary ever opened it) lacks the
+        // newer tables: they are empty in its backup.
+        const present = new Set(
+          (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as {name: string}[]).map(
+            (r) => r.name,
+          ),
+        )
         for (const table of TABLES) {
+          if (!present.has(table)) continue
           // Table names come from TABLES, never from input. rowid order is insertion order.
           for (const row of db.prepare(`SELECT * FROM ${table} ORDER BY rowid`).iterate()) {
             yield {table, row: row as Record<string, unknown>}

@@ -107,6 +107,11 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   login_windows_pkey: {table: 'login_windows', columns: ['source']},
   login_buckets_pkey: {table: 'login_buckets', columns: ['username']},
   login_trusted_pkey: {table: 'login_trusted', columns: ['username', 'source']},
+  relay_keys_pkey: {table: 'relay_keys', columns: ['seq']},
+  relay_keys_id_key: {table: 'relay_keys', columns: ['id']},
+  relay_keys_key_hash_key: {table: 'relay_keys', columns: ['key_hash']},
+  relays_pkey: {table: 'relays', columns: ['url']},
+  settings_pkey: {table: 'settings', columns: ['name']},
 }
 
 /**

@@ -354,12 +354,61 @@ CREATE TABLE login_trusted (
 `,
   },
   {
+    // Relays shared by controller replicas (issue 9): relay keys in the database instead of
+    // DATA_DIR/relay-keys.json, the relays that heartbeat (stand-alone ones, and each replica's
+    // built-in relay) with an expiry their heartbeats push forward, and one settings row per
+    // deployment-wide value (the relay-mesh secret). SQLite gets the same tables so that both
+    // backends have one schema under one version. PostgreSQL also NOTIFYs (mesh_relays) when the
+    // list changes.
+    name: '0007-relays',
+    sql: `
+CREATE TABLE relay_keys (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,               -- public id (rk_...)
+  name TEXT COLLATE "C" NOT NULL,                    -- label people give the key
+  region TEXT COLLATE "C" NOT NULL,                  -- region the relays registering with it are listed under
+  key_hash TEXT COLLATE "C" NOT NULL UNIQUE,         -- hex SHA-256 of the secret key (mrelay_...)
+  prefix TEXT COLLATE "C" NOT NULL,                  -- first characters of the key, to recognise it
+  created_by TEXT COLLATE "C",                       -- user id; NULL when imported from relay-keys.json
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 creation time
+  revoked_at TEXT COLLATE "C"                        -- RFC 3339 when revoked; NULL: live
+);
+
+CREATE TABLE relays (
+  url TEXT COLLATE "C" PRIMARY KEY,                  -- the relay's URL, as nodes and other relays dial it
+  kind TEXT COLLATE "C" NOT NULL CHECK (kind IN ('standalone','builtin')), -- mesh relay start, or a controller replica's own
+  region TEXT COLLATE "C" NOT NULL,                  -- region it is listed under
+  key_id TEXT COLLATE "C" REFERENCES relay_keys(id) ON DELETE CASCADE, -- the key it registered with; NULL for built-in relays
+  connected INTEGER NOT NULL DEFAULT 0,  -- nodes connected to it at its last heartbeat
+  first_seen TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time of its first heartbeat (in this row's life)
+  last_seen TEXT COLLATE "C" NOT NULL,               -- RFC 3339 time of its last heartbeat
+  expires_at TEXT COLLATE "C" NOT NULL               -- RFC 3339; no longer listed after this (last heartbeat + TTL)
+);
+CREATE INDEX relays_expires ON relays (expires_at);
+
+-- The relay list changed (a relay came, went or moved region): every replica reloads it at once
+-- instead of at its next tick. Heartbeats that only push expires_at forward stay silent.
+CREATE FUNCTION mesh_notify_relays() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mesh_relays', lower(TG_OP) || ' ' || current_setting('application_name'));
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER relays_notify AFTER INSERT OR DELETE OR UPDATE OF region, kind ON relays
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_relays();
+
+CREATE TABLE settings (
+  name TEXT COLLATE "C" PRIMARY KEY,                 -- setting name, e.g. relay_mesh_secret
+  value TEXT COLLATE "C" NOT NULL,                   -- its value
+  created_at TEXT COLLATE "C" NOT NULL               -- RFC 3339 time it was first written
+);
+`,
+  },
+  {
     // Path state shared by controller replicas: each side's own view of the pair, next to the
     // merged path, so the replica holding a's session and the one holding b's each write their
     // side and merge from both stored sides inside the write (controller/domain/connection-log.ts).
-    // Rows written before this keep their merged state and have no sides (neither reports). The
-    // number 0007 belongs to the relays migration (another branch); umzug applies whatever is
-    // missing in list order, so either may land first.
+    // Rows written before this keep their merged state and have no sides (neither reports).
     name: '0008-connection-sides',
     sql: `
 ALTER TABLE connections ADD COLUMN a_path TEXT COLLATE "C" CHECK (a_path IN ('direct','relay','none')); -- a's own view of its peer; NULL: a does not report (and in rows older than 0008)

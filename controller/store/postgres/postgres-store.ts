@@ -24,6 +24,7 @@ import type {
   NetworkMember,
   NodeStatus,
   Path,
+  RelayKey,
   Role,
   Tenant,
   User,
@@ -52,8 +53,12 @@ import type {
   NewInvite,
   NewAuthKey,
   NewNodeRow,
+  NewRelayKey,
+  RelayBeat,
+  RelayKeyRecord,
+  RelayRecord,
 } from '../store.js'
-import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
+import {publicAuthKey, publicInvite, publicNetwork, publicRelayKey, publicUser} from '../store.js'
 import {uniqueViolation} from '../errors.js'
 import {decodeCursor, page} from '../paging.js'
 import {
@@ -65,6 +70,8 @@ import {
   toInvite,
   toNetwork,
   toNode,
+  toRelay,
+  toRelayKey,
   toStoredConnection,
   toStoredPair,
   toTenant,
@@ -564,6 +571,68 @@ class PgTx implements Tx {
     )
   }
 
+  async insertRelayKey(key: NewRelayKey & {at: string}): Promise<void> {
+    await this.c.query(
+      `INSERT INTO relay_keys (id, name, region, key_hash, prefix, created_by, created_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+      [key.id, key.name, key.region, key.keyHash, key.prefix, key.createdBy, key.at],
+    )
+  }
+
+  async getRelayKey(id: string): Promise<RelayKeyRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM relay_keys WHERE id = $1', [id])
+    return r && toRelayKey(r)
+  }
+
+  async relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM relay_keys WHERE key_hash = $1', [keyHash])
+    return r && toRelayKey(r)
+  }
+
+  async revokeRelayKey(id: string, at: string): Promise<void> {
+    await this.c.query('UPDATE relay_keys SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [at, id])
+  }
+
+  async deleteRelaysOfKey(keyId: string): Promise<number> {
+    return (await this.c.query('DELETE FROM relays WHERE key_id = $1', [keyId])).rowCount ?? 0
+  }
+
+  async upsertRelay(b: RelayBeat): Promise<boolean> {
+    // xmax is 0 on a row this statement inserted, and the updating transaction's id otherwise.
+    const r = await one(
+      this.c,
+      `INSERT INTO relays (url, kind, region, key_id, connected, first_seen, last_seen, expires_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$6,$7)
+       ON CONFLICT (url) DO UPDATE SET kind = excluded.kind, region = excluded.region,
+         key_id = excluded.key_id, connected = excluded.connected, last_seen = excluded.last_seen,
+         expires_at = excluded.expires_at
+       RETURNING (xmax = 0) AS inserted`,
+      [b.url, b.kind, b.region, b.keyId, b.connected, b.at, b.expiresAt],
+    )
+    return r?.inserted === true
+  }
+
+  async deleteRelay(url: string): Promise<boolean> {
+    return ((await this.c.query('DELETE FROM relays WHERE url = $1', [url])).rowCount ?? 0) > 0
+  }
+
+  async deleteExpiredRelays(at: string): Promise<number> {
+    return (await this.c.query('DELETE FROM relays WHERE expires_at < $1', [at])).rowCount ?? 0
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    const r = await one(this.c, 'SELECT value FROM settings WHERE name = $1', [name])
+    return r && str(r.value)
+  }
+
+  async insertSettingIfAbsent(name: string, value: string, at: string): Promise<string> {
+    await this.c.query(
+      'INSERT INTO settings (name, value, created_at) VALUES ($1,$2,$3) ON CONFLICT (name) DO NOTHING',
+      [name, value, at],
+    )
+    return (await this.getSetting(name)) as string
+  }
+
   async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
     await this.c.query(
       `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
@@ -899,6 +968,35 @@ export class PostgresStore implements Store {
       to: r.to_path as Path,
       latencyMs: numOrNull(r.latency_ms),
     }))
+  }
+
+  async listRelayKeys(req: PageRequest): Promise<Page<RelayKey>> {
+    const rs = await this.q('SELECT * FROM relay_keys WHERE seq > $1 ORDER BY seq LIMIT $2', [
+      decodeCursor(req.cursor),
+      req.limit + 1,
+    ])
+    return page(rs, req.limit, (r) => publicRelayKey(toRelayKey(r)))
+  }
+
+  async getRelayKey(id: string): Promise<RelayKeyRecord | undefined> {
+    const r = await this.q1('SELECT * FROM relay_keys WHERE id = $1', [id])
+    return r && toRelayKey(r)
+  }
+
+  async relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined> {
+    const r = await this.q1('SELECT * FROM relay_keys WHERE key_hash = $1', [keyHash])
+    return r && toRelayKey(r)
+  }
+
+  async liveRelays(at: string): Promise<RelayRecord[]> {
+    return (await this.q('SELECT * FROM relays WHERE expires_at >= $1 ORDER BY region, url', [at])).map(
+      toRelay,
+    )
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    const r = await this.q1('SELECT value FROM settings WHERE name = $1', [name])
+    return r && str(r.value)
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {

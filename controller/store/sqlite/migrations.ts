@@ -263,12 +263,49 @@ CREATE TABLE login_trusted (
 `,
   },
   {
+    // Relays shared by controller replicas (issue 9): relay keys in the database instead of
+    // DATA_DIR/relay-keys.json, the relays that heartbeat (stand-alone ones, and each replica's
+    // built-in relay) with an expiry their heartbeats push forward, and one settings row per
+    // deployment-wide value (the relay-mesh secret). SQLite gets the same tables so that both
+    // backends have one schema under one version.
+    name: '0007-relays',
+    sql: `
+CREATE TABLE relay_keys (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (rk_...)
+  name TEXT NOT NULL,                    -- label people give the key
+  region TEXT NOT NULL,                  -- region the relays registering with it are listed under
+  key_hash TEXT NOT NULL UNIQUE,         -- hex SHA-256 of the secret key (mrelay_...)
+  prefix TEXT NOT NULL,                  -- first characters of the key, to recognise it
+  created_by TEXT,                       -- user id; NULL when imported from relay-keys.json
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  revoked_at TEXT                        -- RFC 3339 when revoked; NULL: live
+);
+
+CREATE TABLE relays (
+  url TEXT PRIMARY KEY,                  -- the relay's URL, as nodes and other relays dial it
+  kind TEXT NOT NULL CHECK (kind IN ('standalone','builtin')), -- mesh relay start, or a controller replica's own
+  region TEXT NOT NULL,                  -- region it is listed under
+  key_id TEXT REFERENCES relay_keys(id) ON DELETE CASCADE, -- the key it registered with; NULL for built-in relays
+  connected INTEGER NOT NULL DEFAULT 0,  -- nodes connected to it at its last heartbeat
+  first_seen TEXT NOT NULL,              -- RFC 3339 time of its first heartbeat (in this row's life)
+  last_seen TEXT NOT NULL,               -- RFC 3339 time of its last heartbeat
+  expires_at TEXT NOT NULL               -- RFC 3339; no longer listed after this (last heartbeat + TTL)
+);
+CREATE INDEX relays_expires ON relays (expires_at);
+
+CREATE TABLE settings (
+  name TEXT PRIMARY KEY,                 -- setting name, e.g. relay_mesh_secret
+  value TEXT NOT NULL,                   -- its value
+  created_at TEXT NOT NULL               -- RFC 3339 time it was first written
+);
+`,
+  },
+  {
     // Path state shared by controller replicas: each side's own view of the pair, next to the
     // merged path, so the replica holding a's session and the one holding b's each write their
     // side and merge from both stored sides inside the write (controller/domain/connection-log.ts).
-    // Rows written before this keep their merged state and have no sides (neither reports). The
-    // number 0007 belongs to the relays migration (another branch); umzug applies whatever is
-    // missing in list order, so either may land first.
+    // Rows written before this keep their merged state and have no sides (neither reports).
     name: '0008-connection-sides',
     sql: `
 ALTER TABLE connections ADD COLUMN a_path TEXT CHECK (a_path IN ('direct','relay','none')); -- a's own view of its peer; NULL: a does not report (and in rows older than 0008)

@@ -21,6 +21,7 @@ import type {
   NetworkMember,
   NodeStatus,
   Path,
+  RelayKey,
   Role,
   Tenant,
   User,
@@ -49,8 +50,12 @@ import type {
   NewInvite,
   NewAuthKey,
   NewNodeRow,
+  NewRelayKey,
+  RelayBeat,
+  RelayKeyRecord,
+  RelayRecord,
 } from '../store.js'
-import {publicAuthKey, publicInvite, publicNetwork, publicUser} from '../store.js'
+import {publicAuthKey, publicInvite, publicNetwork, publicRelayKey, publicUser} from '../store.js'
 import {storageError, uniqueViolation} from '../errors.js'
 import {decodeCursor, page} from '../paging.js'
 import {
@@ -62,6 +67,8 @@ import {
   toInvite,
   toNetwork,
   toNode,
+  toRelay,
+  toRelayKey,
   toStoredConnection,
   toStoredPair,
   toTenant,
@@ -525,6 +532,61 @@ class SqliteTx implements Tx {
     ).run(...sideValues(sides.a), ...sideValues(sides.b), networkId, nodeA, nodeB)
   }
 
+  async insertRelayKey(key: NewRelayKey & {at: string}): Promise<void> {
+    this.q(
+      `INSERT INTO relay_keys (id, name, region, key_hash, prefix, created_by, created_at)
+         VALUES (?,?,?,?,?,?,?)`,
+    ).run(key.id, key.name, key.region, key.keyHash, key.prefix, key.createdBy, key.at)
+  }
+
+  async getRelayKey(id: string): Promise<RelayKeyRecord | undefined> {
+    const r = this.q('SELECT * FROM relay_keys WHERE id = ?').get(id) as Row | undefined
+    return r && toRelayKey(r)
+  }
+
+  async relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined> {
+    const r = this.q('SELECT * FROM relay_keys WHERE key_hash = ?').get(keyHash) as Row | undefined
+    return r && toRelayKey(r)
+  }
+
+  async revokeRelayKey(id: string, at: string): Promise<void> {
+    this.q('UPDATE relay_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(at, id)
+  }
+
+  async deleteRelaysOfKey(keyId: string): Promise<number> {
+    return this.q('DELETE FROM relays WHERE key_id = ?').run(keyId).changes
+  }
+
+  async upsertRelay(b: RelayBeat): Promise<boolean> {
+    const existed = this.q('SELECT 1 FROM relays WHERE url = ?').get(b.url) !== undefined
+    this.q(
+      `INSERT INTO relays (url, kind, region, key_id, connected, first_seen, last_seen, expires_at)
+         VALUES (?,?,?,?,?,?,?,?)
+       ON CONFLICT (url) DO UPDATE SET kind = excluded.kind, region = excluded.region,
+         key_id = excluded.key_id, connected = excluded.connected, last_seen = excluded.last_seen,
+         expires_at = excluded.expires_at`,
+    ).run(b.url, b.kind, b.region, b.keyId, b.connected, b.at, b.at, b.expiresAt)
+    return !existed
+  }
+
+  async deleteRelay(url: string): Promise<boolean> {
+    return this.q('DELETE FROM relays WHERE url = ?').run(url).changes > 0
+  }
+
+  async deleteExpiredRelays(at: string): Promise<number> {
+    return this.q('DELETE FROM relays WHERE expires_at < ?').run(at).changes
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    const r = this.q('SELECT value FROM settings WHERE name = ?').get(name) as Row | undefined
+    return r && str(r.value)
+  }
+
+  async insertSettingIfAbsent(name: string, value: string, at: string): Promise<string> {
+    this.q('INSERT OR IGNORE INTO settings (name, value, created_at) VALUES (?,?,?)').run(name, value, at)
+    return (await this.getSetting(name)) as string
+  }
+
   async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
     this.q(
       `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
@@ -885,6 +947,34 @@ export class SqliteStore implements Store {
       to: r.to_path as Path,
       latencyMs: numOrNull(r.latency_ms),
     }))
+  }
+
+  async listRelayKeys(req: PageRequest): Promise<Page<RelayKey>> {
+    const rows = this.r('SELECT * FROM relay_keys WHERE seq > ? ORDER BY seq LIMIT ?').all(
+      decodeCursor(req.cursor),
+      req.limit + 1,
+    ) as Row[]
+    return page(rows, req.limit, (r) => publicRelayKey(toRelayKey(r)))
+  }
+
+  async getRelayKey(id: string): Promise<RelayKeyRecord | undefined> {
+    const r = this.r('SELECT * FROM relay_keys WHERE id = ?').get(id) as Row | undefined
+    return r && toRelayKey(r)
+  }
+
+  async relayKeyByHash(keyHash: string): Promise<RelayKeyRecord | undefined> {
+    const r = this.r('SELECT * FROM relay_keys WHERE key_hash = ?').get(keyHash) as Row | undefined
+    return r && toRelayKey(r)
+  }
+
+  async liveRelays(at: string): Promise<RelayRecord[]> {
+    const rows = this.r('SELECT * FROM relays WHERE expires_at >= ? ORDER BY region, url').all(at) as Row[]
+    return rows.map(toRelay)
+  }
+
+  async getSetting(name: string): Promise<string | undefined> {
+    const r = this.r('SELECT value FROM settings WHERE name = ?').get(name) as Row | undefined
+    return r && str(r.value)
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
