@@ -1,8 +1,9 @@
 /**
  * A throwaway haproxy load balancer in front of servers of a test: real haproxy from Debian's
  * `haproxy` package (scripts/setup.sh installs it), our own foreground child process with its
- * own config, on 127.0.0.1 and a free port. It is not a production haproxy config (no TLS, no
- * logs, loopback only), but every setting below is one a real deployment in front of controller
+ * own config, on 127.0.0.1 and a free port (or, for the namespace lab, on a given address and
+ * port inside a network namespace: `listen`, `netns`). It is not a production haproxy config
+ * (no TLS, no logs, test addresses only), but every setting below is one a real deployment in front of controller
  * replicas needs, and says why.
  *
  *     const skip = haproxySkipReason()
@@ -72,6 +73,17 @@ export interface StartHaproxyOptions {
   readonly readyTimeoutMs?: number
   /** haproxy's maxconn (global and frontend). Default 2000. */
   readonly maxconn?: number
+  /**
+   * Where the frontend listens. Default 127.0.0.1 and a free port. A fixed port is taken as
+   * given (no retry on another one): the namespace lab puts haproxy on the controller's URL.
+   */
+  readonly listen?: {readonly host: string; readonly port?: number}
+  /**
+   * Run haproxy inside this network namespace (`ip netns exec NS haproxy …`, which execs: the
+   * pid is still haproxy's). Needs root. The runtime API is a unix socket in the temp
+   * directory, so the test reaches it from any namespace.
+   */
+  readonly netns?: string
 }
 
 export interface HaproxyTimeouts {
@@ -108,7 +120,7 @@ export interface HaproxyServerState {
 }
 
 export interface HaproxyServer {
-  /** http://127.0.0.1:PORT — the load balancer's frontend. */
+  /** http://HOST:PORT (127.0.0.1 unless `listen` said) — the load balancer's frontend. */
   readonly url: string
   readonly port: number
   readonly dir: string
@@ -198,6 +210,8 @@ const DEFAULT_TIMEOUTS: HaproxyTimeouts = {
  */
 export function renderConfig(opts: {
   port: number
+  /** The frontend's address; default 127.0.0.1. */
+  host?: string
   adminSocket: string
   backends: readonly HaproxyBackend[]
   balance: 'leastconn' | 'roundrobin'
@@ -243,7 +257,7 @@ export function renderConfig(opts: {
     '  option redispatch 1',
     '',
     'frontend mesh',
-    `  bind 127.0.0.1:${opts.port}`,
+    `  bind ${opts.host ?? '127.0.0.1'}:${opts.port}`,
     `  maxconn ${opts.maxconn}`,
     // X-Forwarded-For: the client's address, for a controller that trusts this proxy. Any
     // X-Forwarded-For the client sent is dropped first, so the header the replicas see has
@@ -400,15 +414,20 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
     const balance = opts.balance ?? 'leastconn'
     const checkIntervalMs = opts.checkIntervalMs ?? 200
     const timeouts = {...DEFAULT_TIMEOUTS, ...opts.timeouts}
+    const host = opts.listen?.host ?? '127.0.0.1'
+    if (!net.isIP(host)) throw new Error(`startHaproxy: ${host} is not an IP address`)
+    if (opts.netns !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.netns))
+      throw new Error(`startHaproxy: ${JSON.stringify(opts.netns)} is not a namespace name`)
     let port = 0
     // 2. Start; haproxy binds (and fails) before it answers on the runtime API, so "the runtime
     //    API answers" = "it runs with this config"; exit before that = read its words.
     for (let attempt = 1; ; attempt++) {
-      port = await freePort()
+      port = opts.listen?.port ?? (await freePort())
       fs.writeFileSync(
         cfgFile,
         renderConfig({
           port,
+          host,
           adminSocket,
           backends: opts.backends,
           balance,
@@ -421,7 +440,11 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
         }),
       )
       output = ''
-      const c = spawn(bin, ['-f', cfgFile, '-db'], {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
+      const argv = [bin, '-f', cfgFile, '-db']
+      const c =
+        opts.netns === undefined
+          ? spawn(bin, argv.slice(1), {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
+          : spawn('ip', ['netns', 'exec', opts.netns, ...argv], {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
       child = c
       c.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)))
       c.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)))
@@ -444,7 +467,11 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
       }
       if (up) break
       await stopChild()
-      if (attempt >= 3 || !/cannot bind|Address already in use/i.test(output))
+      if (
+        attempt >= 3 ||
+        opts.listen?.port !== undefined ||
+        !/cannot bind|Address already in use/i.test(output)
+      )
         throw new Error(
           `haproxy did not start (exit ${child.exitCode ?? child.signalCode ?? 'timeout'}):\n${output}`,
         )
@@ -480,7 +507,7 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
       })
     }
     return {
-      url: `http://127.0.0.1:${port}`,
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
       port,
       dir,
       pid,

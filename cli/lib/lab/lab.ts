@@ -68,6 +68,34 @@ export function natPrerequisiteProblem(): string | undefined {
   return undefined
 }
 
+/** A controller replica behind the lab's load balancer (ControllerOptions.loadBalancer). */
+export interface ReplicaBackend {
+  /** Its name for the load balancer: r1, r2, … */
+  name: string
+  /** Its recorded process (Lab.proc): controller/r1, … */
+  proc: string
+  host: string
+  port: number
+}
+
+/**
+ * How the lab runs its controller. By default one process on SQLite listening on the
+ * controller's URL. With `replicas` > 1: that many processes on one PostgreSQL `database`,
+ * each on its own port of the controller's address (CONTROLLER_PORT + i) with its own STUN and
+ * discovery ports, and `loadBalancer` (haproxy, say: the lab does not bring one) listening on
+ * the controller's URL in front of them, in the controller's namespace.
+ */
+export interface ControllerOptions {
+  /** --database of every replica (`postgres://…`); default SQLite in the data dir. */
+  database?: string
+  replicas?: number
+  loadBalancer?: (lb: {
+    ns: string
+    listen: {host: string; port: number}
+    backends: ReplicaBackend[]
+  }) => Promise<void>
+}
+
 export const requireRoot = (): void => {
   if (process.getuid?.() !== 0) throw new MeshError('ROOT_REQUIRED', {message: 'mesh lab must run as root'})
 }
@@ -194,8 +222,13 @@ export class Lab {
   // -------------------------------------------------------------------------------------------
   // Controller
 
-  /** Starts the controller in its namespace and logs in as the admin. */
-  async startController(opts: {timeoutMs?: number} = {}): Promise<void> {
+  /**
+   * Starts the controller in its namespace and logs in as the admin. With `replicas`, starts
+   * that many `mesh controller start` processes on one `database` (PostgreSQL) and has
+   * `loadBalancer` put a load balancer on the controller's URL in front of them: see
+   * ControllerOptions.
+   */
+  async startController(opts: {timeoutMs?: number} & ControllerOptions = {}): Promise<void> {
     const ns = `${this.prefix}-ctl`
     if (!this.state.controller) {
       await this.#addNamespace(ns, () =>
@@ -220,11 +253,20 @@ export class Lab {
       this.#save()
     }
     const c = this.state.controller
-    const log = this.log('controller')
-    const before = fileSize(log)
-    this.#recordProc(
-      startProc({
-        name: 'controller',
+    const replicas = opts.replicas ?? 1
+    if (replicas > 1 && (opts.database === undefined || opts.loadBalancer === undefined))
+      throw new Error('controller replicas need a shared database and a load balancer')
+    const backends: ReplicaBackend[] = []
+    for (let i = 1; i <= replicas; i++) {
+      // One replica listens on the controller's URL itself; several take ports after it, each
+      // with its own STUN and discovery ports, and trust the load balancer beside them.
+      const one = replicas === 1
+      const name = one ? 'controller' : `controller/r${i}`
+      const apiPort = one ? CONTROLLER_PORT : CONTROLLER_PORT + i
+      const log = this.log(name)
+      const before = fileSize(log)
+      const proc = startProc({
+        name,
         ns,
         log,
         argv: [
@@ -232,23 +274,38 @@ export class Lab {
           'controller',
           'start',
           '--data-dir',
-          c.dataDir,
+          one ? c.dataDir : path.join(c.dataDir, `r${i}`),
           '--listen',
-          `${c.underlay}:${CONTROLLER_PORT}`,
+          `${c.underlay}:${apiPort}`,
           '--public-url',
           c.url,
           // NAT traversal: STUN with its RFC 5780 alternate (other address and port), and
           // endpoint discovery, all on the controller's public addresses.
           '--stun-listen',
-          `${c.underlay}:${STUN_PORT}`,
+          `${c.underlay}:${STUN_PORT + 2 * (i - 1)}`,
           '--stun-alternate',
-          `${c.alternateUnderlay ?? CONTROLLER_ALTERNATE}:${STUN_ALTERNATE_PORT}`,
+          `${c.alternateUnderlay ?? CONTROLLER_ALTERNATE}:${STUN_ALTERNATE_PORT + 2 * (i - 1)}`,
           '--discovery-listen',
-          `${c.underlay}:${DISCOVERY_PORT}`,
+          `${c.underlay}:${DISCOVERY_PORT + (i - 1)}`,
+          ...(opts.database !== undefined ? ['--database', opts.database] : []),
+          ...(one ? [] : ['--trusted-proxy', c.underlay]),
         ],
         env: {...this.env(), MESH_ADMIN_PASSWORD: c.adminPassword},
-      }),
-    )
+      })
+      this.#recordProc(proc)
+      // One at a time: the first replica migrates the database and creates the admin.
+      await waitFor(
+        `${name} to listen`,
+        () => {
+          if (!isAlive(proc)) throw new Error(`${name} exited:\n${tail(log)}`)
+          return readFrom(log, before).includes('"listening"')
+        },
+        {timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 100},
+      )
+      backends.push({name: one ? 'controller' : `r${i}`, proc: name, host: c.underlay, port: apiPort})
+    }
+    if (replicas > 1)
+      await opts.loadBalancer!({ns, listen: {host: c.underlay, port: CONTROLLER_PORT}, backends})
     if (!this.proc('forwarder') || !isAlive(this.proc('forwarder')!)) {
       this.#recordProc(
         startProc({
@@ -259,15 +316,10 @@ export class Lab {
         }),
       )
     }
-    const ctl = this.proc('controller')!
-    await waitFor(
-      'the controller to listen',
-      () => {
-        if (!isAlive(ctl)) throw new Error(`the controller exited:\n${tail(log)}`)
-        return readFrom(log, before).includes('"listening"') && fs.existsSync(c.apiSocket)
-      },
-      {timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 100},
-    )
+    await waitFor('the controller API socket', () => fs.existsSync(c.apiSocket), {
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      intervalMs: 100,
+    })
     this.#client = undefined
     const res = await this.admin().login({username: c.adminUser, password: c.adminPassword})
     c.token = res.token
@@ -291,9 +343,12 @@ export class Lab {
     if (r.code !== 0) throw new Error(`mesh login in the lab failed (exit ${r.code}): ${r.stderr.trim()}`)
   }
 
-  /** Kills the controller (SIGKILL by default: the data-plane-survives test). */
-  async killController(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const p = this.proc('controller')
+  /**
+   * Kills the controller (SIGKILL by default: the data-plane-survives test), or one replica of
+   * it by its process name (`controller/r1`).
+   */
+  async killController(signal: NodeJS.Signals = 'SIGKILL', name = 'controller'): Promise<void> {
+    const p = this.proc(name)
     if (!p) return
     if (signal === 'SIGTERM') return stopProc(p)
     signalProc(p, signal)

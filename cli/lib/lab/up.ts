@@ -3,7 +3,7 @@
  * joined with its own invite, and waits until every pair of nodes pings over the mesh. Shared by
  * `mesh lab up`, the end-to-end tests and the benchmark.
  */
-import {Lab} from './lab.js'
+import {Lab, type ControllerOptions} from './lab.js'
 import {publicAddress, type NatKind} from './nat.js'
 
 export interface LabSummary {
@@ -57,6 +57,8 @@ export interface UpOptions {
   onCreated?: (lab: Lab) => void
   /** How long all pairs may take to ping once every node has joined. */
   pingTimeoutMs?: number
+  /** Replicas on a shared database behind a load balancer, instead of one SQLite controller. */
+  controller?: ControllerOptions
 }
 
 export const DEFAULT_NETWORK = 'lab'
@@ -77,7 +79,7 @@ export async function upLab(opts: UpOptions): Promise<{lab: Lab; summary: LabSum
   opts.onCreated?.(lab)
   try {
     say(`lab ${lab.prefix}: starting the controller`)
-    await lab.startController()
+    await lab.startController(opts.controller)
     await lab.createNetwork(network, cidr)
     // The admin CLI inside the lab is a convenience: the lab works without it.
     const adminCli = await lab.loginCli().then(
