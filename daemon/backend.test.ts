@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {NAME_RE} from '../shared/protocol/control-api.js'
-import {addressInCidr, applyRetryDelay, defaultNodeName, usablePeers} from './backend.js'
+import {addressInCidr, applyRetryDelay, defaultNodeName, liveEndpoint, usablePeers} from './backend.js'
 
 describe('defaultNodeName', () => {
   it('makes a valid node name from any hostname', () => {
@@ -79,5 +79,18 @@ describe('applyRetryDelay', () => {
       expect(lo(n)).toBeLessThanOrEqual(hi(n))
     }
     expect(lo(59)).toBe(150_000)
+  })
+})
+
+describe('liveEndpoint', () => {
+  const shims = new Set(['127.0.0.1:41001'])
+  it("drops a loopback endpoint left by an earlier meshd's relay socket, keeps everything else", () => {
+    expect(liveEndpoint('127.0.0.1:39999', shims, ['198.51.100.7:51820'])).toBeUndefined()
+    expect(liveEndpoint('[::1]:39999', shims, [])).toBeUndefined()
+    // This daemon's own relay socket, a candidate that happens to be loopback, and real addresses.
+    expect(liveEndpoint('127.0.0.1:41001', shims, [])).toBe('127.0.0.1:41001')
+    expect(liveEndpoint('127.0.0.1:51820', shims, ['127.0.0.1:51820'])).toBe('127.0.0.1:51820')
+    expect(liveEndpoint('198.51.100.7:51820', shims, [])).toBe('198.51.100.7:51820')
+    expect(liveEndpoint(undefined, shims, [])).toBeUndefined()
   })
 })

@@ -268,6 +268,21 @@ async function freeUdpPort(avoid: ReadonlySet<number>): Promise<number> {
   return 40_000 + randomInt(20_000)
 }
 
+/**
+ * The endpoint WireGuard uses for a peer, as the path machine may take it: a loopback address that
+ * is neither one of this daemon's relay sockets nor a candidate of the peer is a relay socket of
+ * an earlier meshd (WireGuard keeps its endpoints across a daemon restart). Its handshake is
+ * recent, so it would pass for a live direct path, and the pair would never go back to the relay.
+ */
+export function liveEndpoint(
+  endpoint: string | undefined,
+  ownShims: ReadonlySet<string>,
+  candidates: readonly string[],
+): string | undefined {
+  if (endpoint === undefined || ownShims.has(endpoint) || candidates.includes(endpoint)) return endpoint
+  return /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):\d+$/.test(endpoint) ? undefined : endpoint
+}
+
 export class Backend {
   private readonly nets = new Map<string, NetRuntime>()
   private readonly startedAt = new Date().toISOString()
@@ -1004,6 +1019,7 @@ export class Backend {
     const natReported = rt.netmap?.nat?.stun != null
     const ownNat = rt.nat.behaviour
     const keep = new Set<string>()
+    const ownShims = new Set(rt.shims.values())
     let wantsChange = false
     for (const p of peers) {
       keep.add(p.publicKey)
@@ -1038,7 +1054,7 @@ export class Backend {
         // (also during the session's first netmap, which arrives before `connected` is set).
         relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),
         wg: l && {
-          endpoint: l.endpoint,
+          endpoint: liveEndpoint(l.endpoint, ownShims, candidates),
           lastHandshakeMs: l.lastHandshakeMs,
           rxBytes: l.rxBytes,
           txBytes: l.txBytes,

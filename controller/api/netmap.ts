@@ -383,6 +383,9 @@ export class NetmapHub {
       this.metrics.connectedNodes.dec()
       // Only this cache: a reload that failed (or found the network gone) may have replaced it.
       if (net.conns.size === 0 && !net.loading && this.nets.get(net.id) === net) this.nets.delete(net.id)
+      // At shutdown the store closes right after the sockets: presence gives up its rows itself
+      // (SharedPresence.close), and a write now would only fail on a closed pool.
+      if (this.closing) return
       void this.deps.presence.disconnected(node, net.tenantId).catch((err: unknown) => {
         if (!this.storageFailure(err)) this.log.warn({err, nodeId: node.id}, 'presence update failed')
       })
