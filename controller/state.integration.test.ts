@@ -150,6 +150,34 @@ describe('endpoint telemetry', () => {
     expect([seen.length, clock.pending()]).toEqual([2, 0])
   })
 
+  it('stores NAT behaviour at most once per window however a node flaps, the latest report last', async () => {
+    await makeNetwork('10.9.6.0/24')
+    const node = await registerIn('lab')
+    await nextTurn()
+    const seen: NodeChange[] = []
+    state.feed.onNodeChange((c) => seen.push(c))
+    const SYM = {mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent'} as const
+    const CONE = {mapping: 'endpoint-independent', filtering: 'endpoint-independent'} as const
+    // The first is written at once; the flapping inside the window costs nothing until it ends.
+    for (const nat of [SYM, CONE, SYM, CONE, SYM, CONE]) await state.telemetry.reportNat(node, nat)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.nat)).toEqual([SYM])
+    await clock.advanceAsync(WINDOW_MS)
+    await nextTurn()
+    expect(seen.map((c) => c.node?.nat)).toEqual([SYM, CONE])
+    // Flapping back to where it was within the next window: no write at all.
+    for (const nat of [SYM, CONE, SYM, CONE]) await state.telemetry.reportNat(node, nat)
+    await clock.advanceAsync(WINDOW_MS)
+    await nextTurn()
+    expect([seen.length, clock.pending()]).toEqual([2, 0])
+    expect((await store.getNode(node.id))!.nat).toEqual(CONE)
+    // A repeat of the stored value long after costs no timer and no write.
+    await clock.advanceAsync(10 * WINDOW_MS)
+    await state.telemetry.reportNat(node, CONE)
+    await nextTurn()
+    expect([seen.length, clock.pending()]).toEqual([2, 0])
+  })
+
   it('writes a pending endpoint report on close, so nothing a node said is lost', async () => {
     await makeNetwork('10.9.2.0/24')
     const node = await registerIn('lab')

@@ -12,11 +12,11 @@
  * database (nodes.endpoints, nodes.observed_endpoint) and reaches the other replicas through the
  * change feed. The key index is a per-replica cache of database rows, kept current from the feed.
  *
- * NAT behaviour (what a node's netcheck measured: RFC 4787 mapping and filtering) is kept in
- * memory only, per replica, until the nodes table has a column for it: a node reports it on every
- * new netmap session, so a restarted controller has it again as soon as nodes reconnect, but a
- * peer whose session lives on another replica hears of a change only once the node's session
- * lands on its replica. It is fanned out as a peer delta by the netmap hub (onNatChange).
+ * NAT behaviour (what a node's netcheck measured: RFC 4787 mapping and filtering) is stored with
+ * the node (nodes.nat_mapping, nodes.nat_filtering) through the same coalescing: a node reports it
+ * on each new netmap session and when it changes, so its window lives on the replica holding the
+ * session, and the written change reaches peers on every replica through the change feed, and a
+ * restarted controller still has it.
  */
 import {MeshError} from '../shared/errors.js'
 import {usableEndpoints} from '../shared/net/endpoint.js'
@@ -32,6 +32,16 @@ interface PendingEndpoints {
   node: StoredNode
   endpoints: string[] | undefined
   /** When the last change of this node was applied (ms). */
+  appliedAt: number
+  timer: TimerHandle | undefined
+}
+
+/** A node's NAT behaviour waiting for its coalescing window to end (latest value wins). */
+interface PendingNat {
+  readonly nodeId: string
+  nat: NatBehaviour | undefined
+  /** The last value written (or found unchanged): repeats cost no store call. */
+  applied: NatBehaviour | undefined
   appliedAt: number
   timer: TimerHandle | undefined
 }
@@ -63,13 +73,11 @@ export class EndpointTelemetry {
   private readonly observedState = new Map<string, PendingObserved>()
   /** Active nodes by WireGuard public key (the discovery port's lookup); built by indexNodeKeys. */
   private keyIndex: Map<string, string> | undefined
-  /** NAT behaviour by node id, as each node last reported it (see the module comment). */
-  private readonly natState = new Map<string, NatBehaviour>()
-  private readonly natListeners = new Set<(node: {readonly id: string; readonly networkId: string}) => void>()
+  private readonly natState = new Map<string, PendingNat>()
 
   constructor(
     private readonly store: Pick<Store, 'activeNodeKeys'>,
-    private readonly writes: Pick<Writes, 'setNodeEndpoints' | 'setNodeObservedEndpoint'>,
+    private readonly writes: Pick<Writes, 'setNodeEndpoints' | 'setNodeObservedEndpoint' | 'setNodeNat'>,
     private readonly feed: ChangeFeed,
     opts: EndpointTelemetryOptions,
   ) {
@@ -145,31 +153,71 @@ export class EndpointTelemetry {
   }
 
   /**
-   * A node reported the NAT behaviour its netcheck measured. A value equal to the one held costs
-   * nothing; a new one is held and told to onNatChange listeners at once (a node sends it when it
-   * changed or on a new session, rarely: no coalescing window needed). Not audited (telemetry).
+   * A node reported the NAT behaviour its netcheck measured. Stored with the node (a node change:
+   * peers on every replica get the new peer entry) and coalesced like reportEndpoints: at most
+   * one change per node per endpoint window, the latest value wins when the window ends, and a
+   * repeat of the value last written costs no store call (a node sends it on every new session).
+   * So a node whose netcheck flaps between two answers costs one write per window, not one per
+   * report. Not audited (telemetry).
    */
-  reportNat(node: {readonly id: string; readonly networkId: string}, nat: NatBehaviour): boolean {
-    if (sameNat(this.natState.get(node.id), nat)) return false
-    this.natState.set(node.id, {mapping: nat.mapping, filtering: nat.filtering})
-    this.log.debug({nodeId: node.id, nat}, 'node NAT behaviour changed')
-    for (const fn of this.natListeners) fn(node)
-    return true
+  async reportNat(node: {readonly id: string}, nat: NatBehaviour): Promise<void> {
+    const now = this.clock.now()
+    let st = this.natState.get(node.id)
+    if (!st) {
+      st = {nodeId: node.id, nat: undefined, applied: undefined, appliedAt: -Infinity, timer: undefined}
+      this.natState.set(node.id, st)
+    }
+    if (!st.timer && st.applied !== undefined && sameNat(st.applied, nat)) return
+    const wait = st.appliedAt + this.endpointWindowMs - now
+    if (wait <= 0 && !st.timer) {
+      await this.applyNat(st, nat)
+      return
+    }
+    st.nat = {mapping: nat.mapping, filtering: nat.filtering}
+    if (!st.timer) {
+      const entry = st
+      entry.timer = this.clock.setTimeout(
+        () => {
+          entry.timer = undefined
+          const latest = entry.nat
+          entry.nat = undefined
+          if (latest !== undefined && this.natState.get(entry.nodeId) === entry) {
+            this.applyNat(entry, latest).catch((err: unknown) => {
+              if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+                this.log.warn({err, nodeId: entry.nodeId}, 'NAT behaviour update failed')
+            })
+          }
+        },
+        Math.max(0, wait),
+      )
+    }
   }
 
-  /** The NAT behaviour a node last reported; undefined when none. */
-  natOf(nodeId: string): NatBehaviour | undefined {
-    return this.natState.get(nodeId)
-  }
-
-  /** Called after a node's NAT behaviour changed; returns the unsubscribe function. */
-  onNatChange(fn: (node: {readonly id: string; readonly networkId: string}) => void): () => void {
-    this.natListeners.add(fn)
-    return () => this.natListeners.delete(fn)
+  private async applyNat(st: PendingNat, nat: NatBehaviour): Promise<void> {
+    if (st.applied !== undefined && sameNat(st.applied, nat)) return
+    const previous = st.appliedAt
+    const started = (st.appliedAt = this.clock.now())
+    let change: NodeChange | undefined
+    try {
+      change = await this.writes.setNodeNat(st.nodeId, nat)
+    } catch (err) {
+      // A node removed meanwhile: forget it, so its entry does not linger.
+      if (err instanceof MeshError && err.code === 'NOT_FOUND') this.natState.delete(st.nodeId)
+      throw err
+    }
+    st.applied = {mapping: nat.mapping, filtering: nat.filtering}
+    if (!change) {
+      if (st.appliedAt === started && !st.timer) st.appliedAt = previous
+      return
+    }
+    this.log.debug({nodeId: st.nodeId, nat}, 'node NAT behaviour changed')
+    this.feed.publish(change)
   }
 
   /** Drops a removed node's pending endpoint report (and observed endpoint, and NAT behaviour). */
   forget(nodeId: string): void {
+    const nt = this.natState.get(nodeId)
+    if (nt?.timer) this.clock.clearTimeout(nt.timer)
     this.natState.delete(nodeId)
     const st = this.endpointState.get(nodeId)
     if (st?.timer) this.clock.clearTimeout(st.timer)
@@ -263,8 +311,22 @@ export class EndpointTelemetry {
     return this.keyIndex?.get(publicKey)
   }
 
-  /** A node's last netmap session closed: writes its pending report now and forgets its window. */
+  /**
+   * A node's last netmap session closed: writes its pending reports now and forgets their windows
+   * (also the NAT value last written: the node's next session may be on another replica, which
+   * may change it meanwhile, so this one must not take a repeat for unchanged when it returns).
+   */
   async settle(nodeId: string): Promise<void> {
+    const nt = this.natState.get(nodeId)
+    if (nt) {
+      if (nt.timer) this.clock.clearTimeout(nt.timer)
+      this.natState.delete(nodeId)
+      if (nt.nat !== undefined)
+        await this.applyNat(nt, nt.nat).catch((err: unknown) => {
+          if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
+            this.log.warn({err, nodeId}, 'NAT behaviour update failed')
+        })
+    }
     const st = this.endpointState.get(nodeId)
     if (!st) return
     if (st.timer) this.clock.clearTimeout(st.timer)
@@ -272,11 +334,11 @@ export class EndpointTelemetry {
     if (st.endpoints !== undefined) await this.applyEndpoints(st, st.endpoints)
   }
 
-  /** Shutdown: writes pending endpoint reports so nothing a node said is lost. */
+  /** Shutdown: writes pending endpoint and NAT reports so nothing a node said is lost. */
   async close(): Promise<void> {
     for (const st of this.observedState.values()) if (st.timer) this.clock.clearTimeout(st.timer)
     this.observedState.clear()
-    for (const id of [...this.endpointState.keys()]) {
+    for (const id of new Set([...this.endpointState.keys(), ...this.natState.keys()])) {
       await this.settle(id).catch((err: unknown) => {
         if (!(err instanceof MeshError && err.code === 'NOT_FOUND'))
           this.log.warn({err, nodeId: id}, 'endpoint update failed')

@@ -53,7 +53,6 @@ import {PeerListGzip, storedGzipMember} from './netmap-gzip.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
-import type {NatBehaviour} from '../../shared/nat/behaviour.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -124,7 +123,7 @@ export interface PeerLink {
   latencyMs?: number
 }
 
-export const toPeer = (n: StoredNode, nat?: NatBehaviour): Peer => {
+export const toPeer = (n: StoredNode): Peer => {
   // Stored before endpoints were checked one by one, a bad one must still not reach peers.
   const peer: Peer = {
     id: n.id,
@@ -140,8 +139,8 @@ export const toPeer = (n: StoredNode, nat?: NatBehaviour): Peer => {
   // usable one reaches peers.
   const observed = parseUsableEndpoint(n.observedEndpoint)
   if (observed) peer.observedEndpoint = formatEndpoint(observed)
-  // In memory only (controller/telemetry.ts): what the node's netcheck last measured.
-  if (nat) peer.nat = nat
+  // What the node's netcheck last measured, as it reported it (stored: controller/telemetry.ts).
+  if (n.nat) peer.nat = {mapping: n.nat.mapping, filtering: n.nat.filtering}
   return peer
 }
 export const toSelf = (n: StoredNode): Self => ({
@@ -170,7 +169,7 @@ export interface NetmapHubDeps {
   readonly clock: Clock
   readonly auth: Pick<Auth, 'authenticateNode'>
   readonly presence: Pick<Presence, 'connected' | 'disconnected' | 'touch'>
-  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints' | 'reportNat' | 'natOf' | 'onNatChange'>
+  readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints' | 'reportNat'>
   readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
   readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
   readonly source: NetmapSource
@@ -246,11 +245,9 @@ export class NetmapHub {
       const net = this.nets.get(n.id)
       if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
     })
-    const offNat = deps.telemetry.onNatChange((n) => this.natChanged(n.networkId, n.id))
     this.unsubscribe = () => {
       offNodes()
       offNetworks()
-      offNat()
     }
     this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
   }
@@ -496,8 +493,12 @@ export class NetmapHub {
     }
     if (frame.data.reset || frame.data.peers)
       this.applyLinks(node, frame.data.reset === true, frame.data.peers ?? [])
-    // A change is fanned out to peers through onNatChange (natChanged).
-    if (frame.data.nat !== undefined) this.deps.telemetry.reportNat(node, frame.data.nat)
+    // Stored with the node (coalesced there): a change reaches peers as a node change.
+    if (frame.data.nat !== undefined) {
+      void this.deps.telemetry
+        .reportNat(node, frame.data.nat)
+        .catch((err: unknown) => this.log.warn({err, nodeId: node.id}, 'NAT behaviour report failed'))
+    }
     const now = this.clock.now()
     const current = this.nets.get(node.networkId)?.nodes.get(node.id) ?? node
     if (frame.data.endpoints !== undefined) {
@@ -512,27 +513,7 @@ export class NetmapHub {
   }
 
   private peerJsonOf(n: StoredNode): string {
-    return JSON.stringify(toPeer(n, this.deps.telemetry.natOf(n.id)))
-  }
-
-  /**
-   * A node's NAT behaviour changed (telemetry, not a store change: no new version): its peer
-   * entry is made again and, when it differs, sent to the other active nodes as a delta at the
-   * network's current version, like announceNat. A network still loading reads it with the load.
-   */
-  private natChanged(networkId: string, nodeId: string): void {
-    const net = this.nets.get(networkId)
-    const node = net?.nodes.get(nodeId)
-    if (!net || net.loading || node?.status !== 'active') return
-    const json = this.peerJsonOf(node)
-    if (net.peerJson.get(nodeId) === json) return
-    net.peerJson.set(nodeId, json)
-    net.peerList = null
-    const bytes = Buffer.from(`{"type":"delta","version":${net.version},"changed":[${json}]}`)
-    for (const [id, conns] of net.conns) {
-      if (id === nodeId || net.nodes.get(id)?.status !== 'active') continue
-      for (const conn of conns) this.send(conn, bytes, 'delta')
-    }
+    return JSON.stringify(toPeer(n))
   }
 
   /**

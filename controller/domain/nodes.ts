@@ -10,6 +10,7 @@
 import type {NodeStatus} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import {parseCidr} from '../../shared/net/ipv4.js'
+import {sameNat, type NatBehaviour} from '../../shared/nat/behaviour.js'
 import type {AuditContext, JoinProof, NewNode, NodeChange, StoredNode, Tx} from '../store/store.js'
 import {allocateAddress} from './ipam.js'
 import {candidatePrefix, freeName} from './names.js'
@@ -251,6 +252,21 @@ export async function setNodeObservedEndpoint(
     if ((before.observedEndpoint ?? null) === endpoint) return undefined
     await tx.updateNode(id, {observedEndpoint: endpoint})
     return {observedEndpoint: endpoint}
+  })
+}
+
+/**
+ * The NAT behaviour the node's netcheck measured (RFC 4787 mapping and filtering), as it reported
+ * it over its netmap session. Like setNodeObservedEndpoint: undefined when unchanged (none stored
+ * counts as unknown, as for peers), else a node change that bumps the netmap version, so every
+ * replica's netmap hub sends peers the new entry; no audit entry (telemetry).
+ */
+export async function setNodeNat(tx: Tx, id: string, nat: NatBehaviour): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, null, null, async (before) => {
+    if (sameNat(before.nat, nat)) return undefined
+    const stored = {mapping: nat.mapping, filtering: nat.filtering}
+    await tx.updateNode(id, {nat: stored})
+    return {nat: stored}
   })
 }
 

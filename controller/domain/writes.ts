@@ -38,6 +38,7 @@ const RULES = {
   removeNode: nodes.removeNode,
   setNodeEndpoints: nodes.setNodeEndpoints,
   setNodeObservedEndpoint: nodes.setNodeObservedEndpoint,
+  setNodeNat: nodes.setNodeNat,
   touchNode: nodes.touchNode,
   touchNodes: nodes.touchNodes,
   writeConnections: connections.writeConnections,

@@ -403,6 +403,39 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       expect(entries.find((e) => e.action === 'node.leave')?.actor).toBe(`node:${a.nodeId}`)
     })
 
+    it('stores the NAT behaviour a node reports as a node change, writes nothing for the same (or unknown over none), no audit', async () => {
+      const net = await makeNetwork({joinPolicy: 'open', cidr: '10.82.0.0/24'})
+      const a = await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())
+      expect((await store.getNode(a.nodeId))?.nat).toBeUndefined()
+      // Unknown over none is no change (peers take none as unknown): nothing written.
+      expect(await writes.setNodeNat(a.nodeId, {mapping: 'unknown', filtering: 'unknown'})).toBeUndefined()
+      const sym = {mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent'} as const
+      const set = await writes.setNodeNat(a.nodeId, sym)
+      expect(set).toMatchObject({kind: 'changed', version: a.version + 1, before: {id: a.nodeId}})
+      expect(set?.before?.nat).toBeUndefined()
+      expect(set?.node?.nat).toEqual(sym)
+      expect(await writes.setNodeNat(a.nodeId, {...sym})).toBeUndefined()
+      // Other writes keep it; a new value replaces both columns; unknown once known is stored.
+      const reported = await writes.setNodeEndpoints(a.nodeId, ['198.51.100.9:51820'], ctx().at)
+      expect(reported?.node?.nat).toEqual(sym)
+      const cone = {mapping: 'endpoint-independent', filtering: 'address-dependent'} as const
+      expect((await writes.setNodeNat(a.nodeId, cone))?.node?.nat).toEqual(cone)
+      const unknown = {mapping: 'unknown', filtering: 'unknown'} as const
+      expect((await writes.setNodeNat(a.nodeId, unknown))?.node?.nat).toEqual(unknown)
+      expect((await store.allNodes(net.id)).find((n) => n.id === a.nodeId)?.nat).toEqual(unknown)
+      expect(await store.changesSince(net.id, a.version)).toEqual({
+        version: a.version + 4,
+        nodeIds: [a.nodeId],
+      })
+      await expect(writes.setNodeNat('nd_missing', sym)).rejects.toMatchObject({code: 'NOT_FOUND'})
+      // The columns' CHECKs refuse a name that is not RFC 4787's, whoever writes it; nothing changes.
+      const bad = {mapping: 'full-cone', filtering: 'unknown'} as unknown as typeof sym
+      await expect(store.write((tx) => tx.updateNode(a.nodeId, {nat: bad}))).rejects.toThrow()
+      expect((await store.getNode(a.nodeId))?.nat).toEqual(unknown)
+      const entries = (await store.listAudit({tenantId, networkId: net.id}, {limit: 500})).items
+      expect(entries.filter((e) => e.targetId === a.nodeId).map((e) => e.action)).toEqual(['node.register'])
+    })
+
     it('keeps the observed endpoint apart: reports never touch it, an unchanged one writes nothing, no audit', async () => {
       const net = await makeNetwork({joinPolicy: 'open', cidr: '10.73.0.0/24'})
       const a = await writes.registerNode({kind: 'open', networkId: net.id}, newNode({name: 'a'}), ctx())

@@ -5,6 +5,7 @@
  */
 import type {AuditEntry, NodeStatus, Role, Tenant} from '../../shared/protocol/control-api.js'
 import {formatIPv4} from '../../shared/net/ipv4.js'
+import type {FilteringBehaviour, MappingBehaviour} from '../../shared/nat/net-report.js'
 import type {
   AuthKeyRecord,
   InviteRecord,
@@ -131,6 +132,10 @@ export const toNode = (r: Row): StoredNode => ({
   createdAt: time(r.created_at),
   // Absent rather than null when none was observed: most nodes' shapes stay as they were.
   ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
+  // Absent when the node reported none; the columns' CHECKs hold them to the RFC 4787 names.
+  ...(typeof r.nat_mapping === 'string' && typeof r.nat_filtering === 'string'
+    ? {nat: {mapping: r.nat_mapping as MappingBehaviour, filtering: r.nat_filtering as FilteringBehaviour}}
+    : {}),
 })
 export const toAudit = (r: Row): AuditEntry => ({
   id: Number(r.id),

@@ -37,6 +37,7 @@ import type {
   Tenant,
   User,
 } from '../../shared/protocol/control-api.js'
+import type {NatBehaviour} from '../../shared/nat/behaviour.js'
 
 /** Who did it, from where, in which request: stamped on every audit entry. */
 export interface AuditContext {
@@ -321,6 +322,8 @@ export interface NodePatch {
   readonly endpoints?: readonly string[] | undefined
   readonly lastSeen?: string | undefined
   readonly observedEndpoint?: string | null | undefined
+  /** Both NAT columns together (null: neither). */
+  readonly nat?: NatBehaviour | null | undefined
 }
 
 /** An audit row: what changed (the who, where and when come from the AuditContext). */

@@ -58,6 +58,11 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
           expect(added.node?.name, what).toBe('web-2')
           expect(added.node?.address, what).toBe('10.9.0.2')
           expect(await store.changesSince('n_old', 1), what).toEqual({version: 2, nodeIds: [`nd_new${k}`]})
+          // The NAT columns of 0009: none for a node stored before, then written like any node change.
+          expect((await store.getNode('nd_old'))?.nat, what).toBeUndefined()
+          const nat = {mapping: 'endpoint-dependent', filtering: 'address-dependent'} as const
+          expect((await w.setNodeNat('nd_old', nat))?.node?.nat, what).toEqual(nat)
+          expect((await store.getNode('nd_old'))?.address, what).toBe('10.9.0.1')
           // The relay tables of 0007 are there and take writes.
           const rk = await w.createRelayKey(
             {

@@ -8,6 +8,7 @@ import {IdSchema, NameSchema, NodeStatusSchema, PublicKeySchema} from './fields.
 import {ENDPOINT_MAX_LENGTH, parseUsableEndpoint} from '../net/endpoint.js'
 import {RELAY_WS_PATH} from '../relay/frame.js'
 import {CONTROL_CHARACTERS_MESSAGE, hasNoControlCharacters} from '../text.js'
+import {NatBehaviourSchema} from '../nat/behaviour.js'
 
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
@@ -192,6 +193,11 @@ export const NodeSchema = z.object({
    * endpoint-discovery port (NAT traversal); absent when none was observed.
    */
   observedEndpoint: z.string().max(64).optional(),
+  /**
+   * The NAT behaviour (RFC 4787 mapping and filtering) the node's netcheck last measured and
+   * reported over its netmap session; absent when it reported none.
+   */
+  nat: NatBehaviourSchema.optional(),
   tags: z.array(TagSchema),
   ephemeral: z.boolean(),
   createdAt: TimestampSchema,

@@ -14,6 +14,7 @@ import {connectWs} from '../../testing/ws-client.js'
 import {backupController, restoreController} from '../../main.js'
 
 const skipPg = postgresSkipReason()
+const NAT = {mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent'} as const
 let dir: string
 let source: TestController
 let backupFile: string
@@ -48,6 +49,8 @@ beforeAll(async () => {
     nodeIds.push(r.body.node.id)
     credential = r.body.credential
   }
+  // The first node's NAT behaviour (stored with the node since 0009) comes along too.
+  await source.running.state.telemetry.reportNat({id: nodeIds[0]!}, NAT)
   const rk = await api.req('POST', '/api/v1/relay-keys', {token: source.adminToken, body: {region: 'eu'}})
   expect(rk.status, rk.text).toBe(201)
   const audit = await api.req('GET', '/api/v1/audit?limit=200', {token: source.adminToken})
@@ -89,14 +92,19 @@ async function checkRestored(database: string): Promise<void> {
       token: ctl.adminToken,
     })
     expect(nodes.status, nodes.text).toBe(200)
-    const items = nodes.body.items as {id: string; name: string; address: string}[]
+    const items = nodes.body.items as {id: string; name: string; address: string; nat?: unknown}[]
     expect(items.map((n) => n.id)).toEqual(expected.nodeIds)
+    expect(items.map((n) => n.nat)).toEqual([NAT, undefined, undefined])
     expect(items.map((n) => n.name)).toEqual(['web', 'web-2', 'db'])
     // The node credential from before the backup still opens a netmap session.
     const ws = await connectWs(`${ctl.url}/api/v1/netmap`, expected.credential)
     try {
-      const full = await ws.next<{type: string; self: {id: string}}>((f) => f.type === 'full', 5000)
+      const full = await ws.next<{type: string; self: {id: string}; peers: {id: string; nat?: unknown}[]}>(
+        (f) => f.type === 'full',
+        5000,
+      )
       expect(full.self.id).toBe(expected.nodeIds[2])
+      expect(full.peers.find((p) => p.id === expected.nodeIds[0])?.nat).toEqual(NAT)
     } finally {
       await ws.close()
     }

@@ -423,6 +423,16 @@ ALTER TABLE connections ADD COLUMN b_replica TEXT COLLATE "C"; -- controller rep
 ALTER TABLE connections ADD COLUMN b_at TEXT COLLATE "C"; -- RFC 3339 time b's side was written
 `,
   },
+  {
+    // NAT behaviour stored with the node (see the SQLite migration of the same name). The
+    // constraint that both are set or neither is a table constraint here (SQLite cannot add one).
+    name: '0009-node-nat',
+    sql: `
+ALTER TABLE nodes ADD COLUMN nat_mapping TEXT COLLATE "C" CHECK (nat_mapping IN ('endpoint-independent','address-dependent','address-and-port-dependent','endpoint-dependent','unknown')); -- RFC 4787 mapping the node reported; NULL when it reported none
+ALTER TABLE nodes ADD COLUMN nat_filtering TEXT COLLATE "C" CHECK (nat_filtering IN ('endpoint-independent','address-dependent','address-and-port-dependent','unknown')); -- RFC 4787 filtering the node reported; NULL when it reported none
+ALTER TABLE nodes ADD CONSTRAINT nodes_nat_both CHECK ((nat_mapping IS NULL) = (nat_filtering IS NULL)); -- mapping and filtering are set together
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

@@ -432,6 +432,10 @@ class PgTx implements Tx {
     if (patch.endpoints !== undefined) set('endpoints', JSON.stringify(patch.endpoints))
     if (patch.lastSeen !== undefined) set('last_seen', patch.lastSeen)
     if (patch.observedEndpoint !== undefined) set('observed_endpoint', patch.observedEndpoint)
+    if (patch.nat !== undefined) {
+      set('nat_mapping', patch.nat?.mapping ?? null)
+      set('nat_filtering', patch.nat?.filtering ?? null)
+    }
     if (sets.length === 0) return
     params.push(id)
     await this.c.query(`UPDATE nodes SET ${sets.join(', ')} WHERE id = $${params.length}`, params)

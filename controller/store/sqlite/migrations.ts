@@ -320,6 +320,20 @@ ALTER TABLE connections ADD COLUMN b_replica TEXT; -- controller replica that wr
 ALTER TABLE connections ADD COLUMN b_at TEXT; -- RFC 3339 time b's side was written
 `,
   },
+  {
+    // NAT behaviour (issues 7 and 9): the RFC 4787 mapping and filtering a node's netcheck
+    // measured, stored with the node like its observed endpoint, so that peers on every
+    // controller replica (and after a restart) get it in the node's peer entry. Two columns
+    // rather than one text: each is checked against its own RFC 4787 names (a value no netcheck
+    // can produce is refused by the database, not only by the frame schema), they read back
+    // without parsing, and both are set together or both NULL (controller/domain/nodes.ts
+    // setNodeNat; the second column's CHECK says so, as SQLite cannot add a table constraint).
+    name: '0009-node-nat',
+    sql: `
+ALTER TABLE nodes ADD COLUMN nat_mapping TEXT CHECK (nat_mapping IN ('endpoint-independent','address-dependent','address-and-port-dependent','endpoint-dependent','unknown')); -- RFC 4787 mapping the node reported; NULL when it reported none
+ALTER TABLE nodes ADD COLUMN nat_filtering TEXT CHECK (nat_filtering IN ('endpoint-independent','address-dependent','address-and-port-dependent','unknown') AND (nat_mapping IS NULL) = (nat_filtering IS NULL)); -- RFC 4787 filtering the node reported; NULL when it reported none (then nat_mapping is NULL too)
+`,
+  },
 ]
 
 /**

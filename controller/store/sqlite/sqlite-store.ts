@@ -413,6 +413,12 @@ class SqliteTx implements Tx {
       this.q('UPDATE nodes SET last_seen = ? WHERE id = ?').run(patch.lastSeen, id)
     if (patch.observedEndpoint !== undefined)
       this.q('UPDATE nodes SET observed_endpoint = ? WHERE id = ?').run(patch.observedEndpoint, id)
+    if (patch.nat !== undefined)
+      this.q('UPDATE nodes SET nat_mapping = ?, nat_filtering = ? WHERE id = ?').run(
+        patch.nat?.mapping ?? null,
+        patch.nat?.filtering ?? null,
+        id,
+      )
   }
 
   async deleteNode(id: string): Promise<void> {
