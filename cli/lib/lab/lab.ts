@@ -288,7 +288,9 @@ export class Lab {
           '--discovery-listen',
           `${c.underlay}:${DISCOVERY_PORT + (i - 1)}`,
           ...(opts.database !== undefined ? ['--database', opts.database] : []),
-          ...(one ? [] : ['--trusted-proxy', c.underlay]),
+          // Replicas: each one's built-in relay at its own listener, so they mesh (a node relayed
+          // through one replica reaches a node relayed through another).
+          ...(one ? [] : ['--trusted-proxy', c.underlay, '--relay-url', `http://${c.underlay}:${apiPort}`]),
         ],
         env: {...this.env(), MESH_ADMIN_PASSWORD: c.adminPassword},
       })
