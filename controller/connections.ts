@@ -113,6 +113,12 @@ interface NetState {
   readonly id: string
   tenantId: string
   readonly pairs: Map<string, PairState>
+  /**
+   * Pair keys by node, for what one node's session does to its pairs (reset, close, removal):
+   * without it each of those walked every pair of the network, and 10,000 nodes reconnecting
+   * after a restart cost 10,000 walks of ~40,000 pairs (43 s of CPU in the bench).
+   */
+  readonly byNode: Map<string, Set<string>>
   readonly dirty: Set<string>
   /** Nodes with a netmap session that reported into this network. */
   readonly reporters: Set<string>
@@ -159,6 +165,38 @@ function freshSide(side: HeldSide): ConnectionSide | undefined {
   return same ? undefined : next
 }
 
+/** A pair enters the network's state and its nodes' index. */
+function addPair(st: NetState, key: string, pair: PairState): void {
+  st.pairs.set(key, pair)
+  for (const id of [pair.a, pair.b]) {
+    let keys = st.byNode.get(id)
+    if (!keys) st.byNode.set(id, (keys = new Set()))
+    keys.add(key)
+  }
+}
+
+/** A pair leaves the network's state and its nodes' index. */
+function deletePair(st: NetState, key: string): void {
+  const pair = st.pairs.get(key)
+  if (!pair) return
+  st.pairs.delete(key)
+  for (const id of [pair.a, pair.b]) {
+    const keys = st.byNode.get(id)
+    keys?.delete(key)
+    if (keys?.size === 0) st.byNode.delete(id)
+  }
+}
+
+/** The pairs of `nodeId` (a copy: callers may delete while they walk). */
+function pairsOf(st: NetState, nodeId: string): [string, PairState][] {
+  const out: [string, PairState][] = []
+  for (const key of st.byNode.get(nodeId) ?? []) {
+    const pair = st.pairs.get(key)
+    if (pair) out.push([key, pair])
+  }
+  return out
+}
+
 export class ConnectionTracker {
   private readonly clock: Clock
   private readonly flushMs: number
@@ -202,7 +240,8 @@ export class ConnectionTracker {
     let pair = st.pairs.get(key)
     if (!pair) {
       const side = (): HeldSide => ({view: undefined, sent: undefined, force: false})
-      st.pairs.set(key, (pair = {a, b, sideA: side(), sideB: side(), stored: false}))
+      pair = {a, b, sideA: side(), sideB: side(), stored: false}
+      addPair(st, key, pair)
     }
     ;(reporterId === a ? pair.sideA : pair.sideB).view = view
     this.markDirty(st, key)
@@ -216,9 +255,8 @@ export class ConnectionTracker {
   resetReporter(networkId: string, reporterId: string): void {
     const st = this.nets.get(networkId)
     if (!st || this.closed) return
-    for (const [key, pair] of st.pairs) {
-      const side = pair.a === reporterId ? pair.sideA : pair.b === reporterId ? pair.sideB : undefined
-      if (!side) continue
+    for (const [key, pair] of pairsOf(st, reporterId)) {
+      const side = pair.a === reporterId ? pair.sideA : pair.sideB
       side.view = undefined
       side.force = true
       this.markDirty(st, key)
@@ -230,9 +268,9 @@ export class ConnectionTracker {
     const st = this.nets.get(networkId)
     if (!st || this.closed) return
     st.reporters.delete(reporterId)
-    for (const [key, pair] of st.pairs) {
-      const side = pair.a === reporterId ? pair.sideA : pair.b === reporterId ? pair.sideB : undefined
-      if (!side || (!side.view && !side.sent)) continue
+    for (const [key, pair] of pairsOf(st, reporterId)) {
+      const side = pair.a === reporterId ? pair.sideA : pair.sideB
+      if (!side.view && !side.sent) continue
       side.view = undefined
       this.markDirty(st, key)
     }
@@ -244,9 +282,8 @@ export class ConnectionTracker {
     const st = this.nets.get(networkId)
     if (!st) return
     st.reporters.delete(nodeId)
-    for (const [key, pair] of st.pairs) {
-      if (pair.a !== nodeId && pair.b !== nodeId) continue
-      st.pairs.delete(key)
+    for (const [key] of pairsOf(st, nodeId)) {
+      deletePair(st, key)
       st.dirty.delete(key)
     }
     this.dropIfIdle(st)
@@ -310,6 +347,7 @@ export class ConnectionTracker {
       id: net.id,
       tenantId: net.tenantId,
       pairs: new Map(),
+      byNode: new Map(),
       dirty: new Set(),
       reporters: new Set(),
     }
@@ -346,7 +384,7 @@ export class ConnectionTracker {
     for (const key of keys) {
       const pair = st.pairs.get(key)
       if (!pair || st.dirty.has(key) || pair.sideA.view?.online || pair.sideB.view?.online) continue
-      if (!pair.stored || (!pair.sideA.sent && !pair.sideB.sent)) st.pairs.delete(key)
+      if (!pair.stored || (!pair.sideA.sent && !pair.sideB.sent)) deletePair(st, key)
     }
   }
 
