@@ -10,11 +10,15 @@
  * a listener reconnects) can miss or reorder some, so a subscriber that keeps a versioned cache
  * checks for gaps and reloads from the store (the netmap hub does; see netmap.ts).
  *
+ * Connection changes (a pair's path moved: controller/connections.ts) travel on the feed too, so
+ * that the admin event stream of every replica hears them, whichever replica wrote them.
+ *
  * Replicas: the in-process feed below is per process and reaches only this replica's
- * subscribers. The shared one (later) publishes (networkId, version) with NOTIFY after commit and
- * turns each notification into NodeChanges read back from the store on every replica.
+ * subscribers. The shared one (replicas/pg-change-feed.ts) also hears other replicas' committed
+ * changes through NOTIFY and hands them to the same subscribers.
  */
 import type {Network} from '../shared/protocol/control-api.js'
+import type {ConnectionChange} from './connections.js'
 import type {NodeChange} from './store/store.js'
 import {SILENT_LOG, type PartLog} from './context.js'
 
@@ -30,6 +34,10 @@ export interface ChangeFeed {
   onNodeChange(fn: (c: NodeChange) => void): () => void
   /** Subscribes to network changes; returns the unsubscribe function. */
   onNetworkChange(fn: (n: Network) => void): () => void
+  /** Publishes a committed change of a pair's path (a connection-log entry). */
+  publishConnection(change: ConnectionChange): void
+  /** Subscribes to connection changes; returns the unsubscribe function. */
+  onConnectionChange(fn: (c: ConnectionChange) => void): () => void
 }
 
 /**
@@ -40,6 +48,7 @@ export interface ChangeFeed {
 export class InProcessChangeFeed implements ChangeFeed {
   private readonly nodeListeners = new Set<(c: NodeChange) => void>()
   private readonly networkListeners = new Set<(n: Network) => void>()
+  private readonly connectionListeners = new Set<(c: ConnectionChange) => void>()
   /** Node changes published but not yet told to listeners; see publish(). */
   private readonly unsent: NodeChange[] = []
   private flushScheduled = false
@@ -56,6 +65,22 @@ export class InProcessChangeFeed implements ChangeFeed {
 
   publishNetwork(network: Network): void {
     for (const fn of this.networkListeners) fn(network)
+  }
+
+  /** Told at once, like network changes: a flush of the connection tracker already batched them. */
+  publishConnection(change: ConnectionChange): void {
+    for (const fn of this.connectionListeners) {
+      try {
+        fn(change)
+      } catch (err) {
+        this.log.warn({err, networkId: change.networkId}, 'connection change listener failed')
+      }
+    }
+  }
+
+  onConnectionChange(fn: (c: ConnectionChange) => void): () => void {
+    this.connectionListeners.add(fn)
+    return () => this.connectionListeners.delete(fn)
   }
 
   onNodeChange(fn: (c: NodeChange) => void): () => void {

@@ -171,6 +171,8 @@ export class ControllerState {
       replica: opts.replica,
       log,
     })
+    // Through the feed, so that admins on every replica hear of it (the shared feed carries it).
+    this.connections.onChange((c) => this.feed.publishConnection(c))
     this.reaper = new EphemeralReaper({
       store,
       presence: this.presence,

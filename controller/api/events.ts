@@ -6,7 +6,7 @@
  * same bytes go to every subscriber of that tenant.
  *
  * Replicas: subscribers are per replica (their socket landed here); what they hear comes from
- * the change feed, presence and the connection tracker, so it spans replicas once those do.
+ * the change feed (node and connection changes) and presence, which span replicas on PostgreSQL.
  */
 import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
@@ -20,7 +20,6 @@ import type {Node} from '../../shared/protocol/control-api.js'
 import type {Clock} from '../../shared/clock.js'
 import type {Auth, Principal} from '../auth/auth.js'
 import type {ChangeFeed} from '../change-feed.js'
-import type {ConnectionTracker} from '../connections.js'
 import {withPresence, type Presence} from '../presence.js'
 import type {NodeChange} from '../store/store.js'
 
@@ -28,9 +27,8 @@ import type {NodeChange} from '../store/store.js'
 export interface EventHubDeps {
   readonly clock: Clock
   readonly auth: Pick<Auth, 'authenticateUser'>
-  readonly feed: Pick<ChangeFeed, 'onNodeChange'>
+  readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onConnectionChange'>
   readonly presence: Pick<Presence, 'onChange' | 'isOnline'>
-  readonly connections: Pick<ConnectionTracker, 'onChange'>
   /** The snapshot a new subscriber starts from: every node of its tenant, with presence. */
   readonly nodes: {tenantNodes(p: Principal): Promise<Node[]>}
 }
@@ -74,7 +72,7 @@ export class EventHub {
           node: e.node,
         }),
       ),
-      deps.connections.onChange((c) =>
+      deps.feed.onConnectionChange((c) =>
         this.publish(c.tenantId, {
           type: 'connection_changed',
           at: c.at,

@@ -260,7 +260,6 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
       auth: state.auth,
       feed: state.feed,
       presence: state.presence,
-      connections: state.connections,
       nodes: state,
     },
     metrics,

@@ -14,10 +14,18 @@
  * A remote change carries no `before` (the row is gone or changed); a remote network deletion is
  * told as a change of that network far ahead of any version, which makes the hub reload it, find
  * it gone and close its sessions.
+ *
+ * Connection changes (`mesh_connections`, migration 0010) carry the whole log entry; other
+ * replicas' entries are told to local subscribers as they arrive, with no read. They are events
+ * for people watching, not state: one lost while the listening connection is down is not
+ * replayed (the connection log and GET …/connections have it).
  */
-import type {Network} from '../../shared/protocol/control-api.js'
+import {z} from 'zod'
+import {ConnectionLogEntrySchema, type Network} from '../../shared/protocol/control-api.js'
+import {IdSchema} from '../../shared/protocol/fields.js'
 import type {Clock} from '../../shared/clock.js'
 import {InProcessChangeFeed, type ChangeFeed} from '../change-feed.js'
+import type {ConnectionChange} from '../connections.js'
 import type {PartLog} from '../context.js'
 import {PgListener} from '../store/postgres/listener.js'
 import type {NodeChange, Store} from '../store/store.js'
@@ -26,6 +34,15 @@ import type {NodeChange, Store} from '../store/store.js'
 const MAX_PENDING_PER_NETWORK = 256
 /** A version no network reaches: "this network changed in a way only a reload can tell". */
 const RELOAD_VERSION = Number.MAX_SAFE_INTEGER
+
+/** A mesh_connections payload: what 0010's trigger builds (only our trigger writes it). */
+const ConnectionNotifySchema = ConnectionLogEntrySchema.extend({
+  networkId: IdSchema,
+  tenantId: IdSchema,
+  replica: z.string().max(64),
+})
+/** NOTIFY holds at most 8000 bytes; anything longer is not ours. */
+const MAX_PAYLOAD = 8000
 
 type Kind = NodeChange['kind']
 interface Remote {
@@ -59,7 +76,7 @@ export class PgChangeFeed implements ChangeFeed {
     this.local = new InProcessChangeFeed(opts.log)
     this.listener = new PgListener({
       url: opts.url,
-      channels: ['mesh_netmap', 'mesh_network'],
+      channels: ['mesh_netmap', 'mesh_network', 'mesh_connections'],
       clock: opts.clock,
       log: opts.log,
       onNotification: (channel, payload) => this.heard(channel, payload),
@@ -98,8 +115,20 @@ export class PgChangeFeed implements ChangeFeed {
     return this.local.onNetworkChange(fn)
   }
 
+  publishConnection(change: ConnectionChange): void {
+    this.local.publishConnection(change)
+  }
+
+  onConnectionChange(fn: (c: ConnectionChange) => void): () => void {
+    return this.local.onConnectionChange(fn)
+  }
+
   /** One notification; anything malformed is dropped (only our triggers write these channels). */
   private heard(channel: string, payload: string): void {
+    if (channel === 'mesh_connections') {
+      this.connectionHeard(payload)
+      return
+    }
     const words = payload.split(' ')
     if (words.at(-1) === this.opts.replica) return // our own: already told locally
     if (channel === 'mesh_netmap' && words.length === 5) {
@@ -111,6 +140,19 @@ export class PgChangeFeed implements ChangeFeed {
       if (op === 'deleted') this.enqueue({networkId, version: RELOAD_VERSION, nodeId: '', kind: 'removed'})
       else if (op === 'insert' || op === 'update') void this.networkChanged(networkId)
     }
+  }
+
+  private connectionHeard(payload: string): void {
+    if (this.closed || payload.length > MAX_PAYLOAD) return
+    let parsed: z.infer<typeof ConnectionNotifySchema>
+    try {
+      parsed = ConnectionNotifySchema.parse(JSON.parse(payload))
+    } catch {
+      return
+    }
+    const {replica, ...change} = parsed
+    if (replica === this.opts.replica) return // our own: already told locally
+    this.local.publishConnection(change)
   }
 
   private enqueue(r: Remote): void {

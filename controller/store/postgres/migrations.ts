@@ -433,6 +433,38 @@ ALTER TABLE nodes ADD COLUMN nat_filtering TEXT COLLATE "C" CHECK (nat_filtering
 ALTER TABLE nodes ADD CONSTRAINT nodes_nat_both CHECK ((nat_mapping IS NULL) = (nat_filtering IS NULL)); -- mapping and filtering are set together
 `,
   },
+  {
+    // Connection changes for the admin event stream of every replica: the replica that holds a
+    // pair's sessions writes its log entry, and a NOTIFY (mesh_connections) on commit carries the
+    // whole entry, with the node names and the tenant, to the others (controller/replicas/
+    // pg-change-feed.ts). Unlike the 0006 payloads (ids only), this one needs no read-back: it is
+    // small and bounded (ids, two node names, enums, a number, a time; well under NOTIFY's 8000
+    // bytes), and thousands of path changes in a burst would otherwise cost as many reads on every
+    // replica. Its field "replica" is the writer's application_name. SQLite (one process) records
+    // this migration without any change.
+    name: '0010-connection-notify',
+    sql: `
+CREATE FUNCTION mesh_notify_connection() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mesh_connections', json_build_object(
+    'networkId', NEW.network_id,
+    'tenantId', (SELECT tenant_id FROM networks WHERE id = NEW.network_id),
+    'id', NEW.seq,
+    'at', NEW.at,
+    'a', json_build_object('id', NEW.node_a, 'name', (SELECT name FROM nodes WHERE id = NEW.node_a)),
+    'b', json_build_object('id', NEW.node_b, 'name', (SELECT name FROM nodes WHERE id = NEW.node_b)),
+    'event', NEW.event,
+    'from', NEW.from_path,
+    'to', NEW.to_path,
+    'latencyMs', NEW.latency_ms,
+    'replica', current_setting('application_name'))::text);
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER connection_log_notify AFTER INSERT ON connection_log
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_connection();
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

@@ -334,6 +334,13 @@ ALTER TABLE nodes ADD COLUMN nat_mapping TEXT CHECK (nat_mapping IN ('endpoint-i
 ALTER TABLE nodes ADD COLUMN nat_filtering TEXT CHECK (nat_filtering IN ('endpoint-independent','address-dependent','address-and-port-dependent','unknown') AND (nat_mapping IS NULL) = (nat_filtering IS NULL)); -- RFC 4787 filtering the node reported; NULL when it reported none (then nat_mapping is NULL too)
 `,
   },
+  {
+    // PostgreSQL's NOTIFY of connection-log entries to other replicas. SQLite is one process,
+    // whose admin event stream hears its own entries, so nothing changes here; the migration is
+    // recorded so that both backends count the same schema versions.
+    name: '0010-connection-notify',
+    sql: `SELECT 1;`,
+  },
 ]
 
 /**
