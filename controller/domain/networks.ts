@@ -19,6 +19,7 @@ import type {
   NewAuthKey,
 } from '../store/store.js'
 import {publicAuthKey, publicInvite, publicNetwork} from '../store/store.js'
+import {appendAudit as chainAudit} from './audit.js'
 
 const nameTaken = (name: string) =>
   new MeshError('NETWORK_NAME_TAKEN', {message: `a network named ${name} already exists`})
@@ -43,7 +44,7 @@ export async function createNetwork(tx: Tx, net: NewNetwork, ctx: AuditContext):
     }
   }
   await tx.insertNetwork(net, ctx.at)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'network.create',
     targetType: 'network',
@@ -71,7 +72,7 @@ export async function updateNetwork(
     joinPolicy: patch.joinPolicy ?? before.joinPolicy,
     maxNodes: patch.maxNodes === undefined ? before.maxNodes : patch.maxNodes,
   })
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: before.tenantId,
     action: 'network.update',
     targetType: 'network',
@@ -89,7 +90,7 @@ export async function deleteNetwork(tx: Tx, id: string, ctx: AuditContext): Prom
   const nodes = await tx.networkNodes(id)
   const version = before.netmapVersion + 1
   await tx.deleteNetwork(id)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: before.tenantId,
     action: 'network.delete',
     targetType: 'network',
@@ -120,7 +121,7 @@ export async function setMember(
   const user = await tx.getUser(userId)
   if (!user || user.tenantId !== net.tenantId) throw new MeshError('NOT_FOUND', {message: 'user not found'})
   await tx.upsertMember(networkId, userId, role)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'member.set',
     targetType: 'user',
@@ -140,7 +141,7 @@ export async function removeMember(
   const net = await networkOr404(tx, networkId)
   if (!(await tx.deleteMember(networkId, userId)))
     throw new MeshError('NOT_FOUND', {message: 'the user has no role on this network'})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'member.remove',
     targetType: 'user',
@@ -152,7 +153,7 @@ export async function removeMember(
 export async function createInvite(tx: Tx, inv: NewInvite, ctx: AuditContext): Promise<Invite> {
   const net = await networkOr404(tx, inv.networkId)
   await tx.insertInvite({...inv, at: ctx.at})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'invite.create',
     targetType: 'invite',
@@ -168,7 +169,7 @@ export async function revokeInvite(tx: Tx, id: string, ctx: AuditContext): Promi
   const inv = await tx.getInvite(id)
   if (!inv) throw new MeshError('NOT_FOUND', {message: 'invite not found'})
   await tx.revokeInvite(id, ctx.at)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: inv.tenantId,
     action: 'invite.revoke',
     targetType: 'invite',
@@ -181,7 +182,7 @@ export async function revokeInvite(tx: Tx, id: string, ctx: AuditContext): Promi
 export async function createAuthKey(tx: Tx, key: NewAuthKey, ctx: AuditContext): Promise<AuthKey> {
   const net = await networkOr404(tx, key.networkId)
   await tx.insertAuthKey({...key, at: ctx.at})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'authkey.create',
     targetType: 'authkey',
@@ -202,7 +203,7 @@ export async function revokeAuthKey(tx: Tx, id: string, ctx: AuditContext): Prom
   const key = await tx.getAuthKey(id)
   if (!key) throw new MeshError('NOT_FOUND', {message: 'auth key not found'})
   await tx.revokeAuthKey(id, ctx.at)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: key.tenantId,
     action: 'authkey.revoke',
     targetType: 'authkey',

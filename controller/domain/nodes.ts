@@ -14,6 +14,7 @@ import {sameNat, type NatBehaviour} from '../../shared/nat/behaviour.js'
 import type {AuditContext, JoinProof, NewNode, NodeChange, StoredNode, Tx} from '../store/store.js'
 import {allocateAddress} from './ipam.js'
 import {candidatePrefix, freeName} from './names.js'
+import {appendAudit as chainAudit} from './audit.js'
 
 /** Change-log rows kept per network for resume-by-version; older resumes get a full map. */
 export const CHANGE_LOG_KEEP = 10_000
@@ -128,7 +129,7 @@ export async function registerNode(
     at: ctx.at,
   })
   const version = await bump(tx, net.id, node.id, 'added')
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: net.tenantId,
     action: 'node.register',
     targetType: 'node',
@@ -170,7 +171,7 @@ async function mutateNode(
   const after = await tx.getNode(id)
   const version = await bump(tx, net.id, id, after ? 'changed' : 'removed')
   if (action !== null && ctx !== null)
-    await tx.appendAudit(ctx, {
+    await chainAudit(tx, ctx, {
       tenantId: net.tenantId,
       action,
       targetType: 'node',

@@ -12,6 +12,7 @@ import type {RelayKey} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import type {AuditContext, NewRelayKey, RelayBeat, RelayKeyRecord, Tx} from '../store/store.js'
 import {publicRelayKey} from '../store/store.js'
+import {appendAudit as chainAudit} from './audit.js'
 
 /** The settings row holding the token relays present to each other on mesh links. */
 export const RELAY_MESH_SECRET = 'relay_mesh_secret'
@@ -33,7 +34,7 @@ export async function createRelayKey(
   tenantId: string | null,
 ): Promise<RelayKey> {
   await tx.insertRelayKey({...key, at: ctx.at})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId,
     action: 'relaykey.create',
     targetType: 'relaykey',
@@ -55,7 +56,7 @@ export async function revokeRelayKey(
   if (!key) throw new MeshError('NOT_FOUND', {message: 'relay key not found'})
   await tx.revokeRelayKey(id, ctx.at)
   const relays = await tx.deleteRelaysOfKey(id)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId,
     action: 'relaykey.revoke',
     targetType: 'relaykey',
@@ -88,7 +89,7 @@ export async function importRelayKeys(
       createdBy: null,
       at: k.createdAt,
     })
-    await tx.appendAudit(ctx, {
+    await chainAudit(tx, ctx, {
       tenantId: null,
       action: 'relaykey.import',
       targetType: 'relaykey',

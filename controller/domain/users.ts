@@ -6,6 +6,7 @@
 import type {Role, Tenant, User} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import {publicUser, type AuditContext, type AuditRecord, type Tx} from '../store/store.js'
+import {appendAudit as chainAudit} from './audit.js'
 
 export async function createTenantWithOwner(
   tx: Tx,
@@ -16,7 +17,7 @@ export async function createTenantWithOwner(
   const t = await tx.insertTenant({id: tenant.id, name: tenant.name, at: ctx.at})
   if (await tx.usernameTaken(owner.username)) throw new MeshError('USERNAME_TAKEN')
   const u = await tx.insertUser({...owner, tenantId: tenant.id, role: 'owner', at: ctx.at})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: tenant.id,
     action: 'tenant.create',
     targetType: 'tenant',
@@ -34,7 +35,7 @@ export async function createUser(
 ): Promise<User> {
   if (await tx.usernameTaken(user.username)) throw new MeshError('USERNAME_TAKEN')
   const u = await tx.insertUser({...user, superuser: false, at: ctx.at})
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: user.tenantId,
     action: 'user.create',
     targetType: 'user',
@@ -49,7 +50,7 @@ export async function updateUserRole(tx: Tx, id: string, role: Role, ctx: AuditC
   const before = await tx.getUser(id)
   if (!before) throw new MeshError('NOT_FOUND', {message: 'user not found'})
   await tx.setUserRole(id, role)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: before.tenantId,
     action: 'user.update',
     targetType: 'user',
@@ -64,7 +65,7 @@ export async function deleteUser(tx: Tx, id: string, ctx: AuditContext): Promise
   const before = await tx.getUser(id)
   if (!before) throw new MeshError('NOT_FOUND', {message: 'user not found'})
   await tx.deleteUser(id)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: before.tenantId,
     action: 'user.delete',
     targetType: 'user',
@@ -84,7 +85,7 @@ export async function createToken(
   if (!user) throw new MeshError('NOT_FOUND', {message: 'user not found'})
   await tx.insertToken({...token, at: ctx.at})
   await tx.deleteExpiredTokens(ctx.at)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: user.tenantId,
     action: 'user.login',
     targetType: 'token',
@@ -98,7 +99,7 @@ export async function deleteToken(tx: Tx, hash: string, ctx: AuditContext): Prom
   const token = await tx.getToken(hash)
   if (!token) return
   await tx.deleteToken(hash)
-  await tx.appendAudit(ctx, {
+  await chainAudit(tx, ctx, {
     tenantId: token.tenantId,
     action: 'user.logout',
     targetType: 'token',
@@ -113,5 +114,5 @@ export async function appendAudit(
   entry: AuditRecord & {detail: Record<string, unknown>},
   ctx: AuditContext,
 ): Promise<void> {
-  await tx.appendAudit(ctx, entry)
+  await chainAudit(tx, ctx, entry)
 }

@@ -13,6 +13,7 @@ import {
   type NewNode,
   type Store,
 } from './store.js'
+import {appendAudit, verifyAuditChain} from '../domain/audit.js'
 import {storeWrites, type Writes} from '../domain/writes.js'
 
 const key = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
@@ -1151,7 +1152,7 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         const auditBefore = (await store.listAudit({tenantId}, {limit: 500})).items.length
         await expect(
           store.write(async (tx) => {
-            await tx.appendAudit(ctx(), {
+            await appendAudit(tx, ctx(), {
               tenantId,
               action: 'test.half',
               targetType: 'network',
@@ -1167,6 +1168,57 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         // The store still writes after the failure.
         await writes.registerNode({kind: 'open', networkId: net.id}, newNode(), ctx())
         expect(await peer.store.netmapVersion(net.id)).toBe(1)
+      })
+    })
+
+    describe('the audit log as a hash chain (migration 0011)', () => {
+      const invite = (w: Writes, networkId: string) =>
+        w.createInvite(
+          {
+            id: uid('iv'),
+            networkId,
+            codeHash: uid('ch'),
+            role: 'member',
+            maxUses: 1,
+            expiresAt: '2030-01-01T00:00:00.000Z',
+            createdBy: 'u_test',
+          },
+          ctx(),
+        )
+
+      it('links every audited write of a tenant into one chain that verifies', async () => {
+        const net = await makeNetwork()
+        for (let i = 0; i < 3; i++) await invite(writes, net.id)
+        const v = await verifyAuditChain(store, tenantId)
+        // tenant.create, network.create and three invite.create
+        expect(v).toMatchObject({ok: true, checked: 5, unchained: 0})
+        const links = await store.auditLinks(tenantId, 0, 100)
+        expect(links.map((l) => l.chainSeq)).toEqual([1, 2, 3, 4, 5])
+        expect(links[0]!.prevHash).toBe('')
+        for (let i = 1; i < links.length; i++) expect(links[i]!.prevHash).toBe(links[i - 1]!.hash)
+        expect(v.head).toEqual({id: links[4]!.id, seq: 5, hash: links[4]!.hash})
+        // Paging does not change the verdict.
+        expect(await verifyAuditChain(store, tenantId, {pageSize: 2})).toEqual(v)
+      })
+
+      it('keeps one chain per tenant', async () => {
+        const other = await writes.createTenantWithOwner(
+          {id: uid('t'), name: 'globex'},
+          {id: uid('u'), username: 'hank', passwordHash: 'x', superuser: false},
+          ctx(),
+        )
+        await makeNetwork()
+        expect(await verifyAuditChain(store, tenantId)).toMatchObject({ok: true, checked: 2})
+        expect(await verifyAuditChain(store, other.tenant.id)).toMatchObject({ok: true, checked: 1})
+      })
+
+      it('stays one unforked chain when two writers append at once', async () => {
+        const net = await makeNetwork()
+        await Promise.all(
+          Array.from({length: 16}, (_, i) => invite(i % 2 === 0 ? writes : peer.writes, net.id)),
+        )
+        const v = await verifyAuditChain(peer.store, tenantId)
+        expect(v).toMatchObject({ok: true, checked: 18})
       })
     })
   })

@@ -12,6 +12,7 @@ import type {
   NetworkRecord,
   RelayKeyRecord,
   RelayRecord,
+  StoredAuditRow,
   StoredConnection,
   StoredNode,
   StoredPair,
@@ -150,6 +151,26 @@ export const toAudit = (r: Row): AuditEntry => ({
   sourceAddress: strOrNull(r.source_address),
   requestId: strOrNull(r.request_id),
   detail: json<Record<string, unknown>>(r.detail),
+})
+
+/** An audit row exactly as stored (no value normalised: verification hashes what is there). */
+export const toStoredAuditRow = (r: Row): StoredAuditRow => ({
+  id: Number(r.id),
+  at: str(r.at),
+  tenantId: strOrNull(r.tenant_id),
+  actor: str(r.actor),
+  actorName: str(r.actor_name),
+  action: str(r.action),
+  targetType: str(r.target_type),
+  targetId: strOrNull(r.target_id),
+  networkId: strOrNull(r.network_id),
+  sourceAddress: strOrNull(r.source_address),
+  requestId: strOrNull(r.request_id),
+  detail: str(r.detail),
+  chain: str(r.chain),
+  chainSeq: Number(r.chain_seq),
+  prevHash: str(r.prev_hash),
+  hash: str(r.hash),
 })
 
 export const toRelayKey = (r: Row): RelayKeyRecord => ({

@@ -336,6 +336,36 @@ export interface AuditRecord {
   readonly detail?: Record<string, unknown> | undefined
 }
 
+/** A chain's newest link: its number and hash. */
+export interface AuditLink {
+  readonly seq: number
+  readonly hash: string
+}
+
+/** An audit row as stored, link fields included; `detail` is the stored JSON text. */
+export interface AuditRow {
+  readonly at: string
+  readonly tenantId: string | null
+  readonly actor: string
+  readonly actorName: string
+  readonly action: string
+  readonly targetType: string
+  readonly targetId: string | null
+  readonly networkId: string | null
+  readonly sourceAddress: string | null
+  readonly requestId: string | null
+  readonly detail: string
+  readonly chain: string
+  readonly chainSeq: number
+  readonly prevHash: string
+  readonly hash: string
+}
+
+/** An audit row read back for verification, with its entry id. */
+export interface StoredAuditRow extends AuditRow {
+  readonly id: number
+}
+
 /**
  * Row-level operations inside one write transaction. SQL only: every decision is the domain's.
  * Methods that read return undefined (or false) for a missing row and never throw for it.
@@ -489,8 +519,18 @@ export interface Tx {
   /** Writes the setting unless it exists; returns the value stored (the existing one, if any). */
   insertSettingIfAbsent(name: string, value: string, at: string): Promise<string>
 
-  // ---- audit
-  appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void>
+  // ---- audit: a hash chain per tenant; the rule (what is hashed, in which order) is
+  // controller/domain/audit.ts's, which every write that audits goes through.
+  /**
+   * Holds the chain's append lock until the transaction ends, so links are numbered and hashed
+   * one after the other (PostgreSQL: an advisory transaction lock per chain; SQLite: its single
+   * writer already is one).
+   */
+  lockAuditChain(chain: string): Promise<void>
+  /** The newest link of the chain; undefined when the chain has none yet. */
+  lastAuditLink(chain: string): Promise<AuditLink | undefined>
+  /** Inserts one audit row, its link fields included, as given. */
+  insertAudit(row: AuditRow): Promise<void>
 }
 
 export interface Store {
@@ -579,4 +619,11 @@ export interface Store {
 
   // ---- audit
   listAudit(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>
+  /**
+   * Up to `limit` links of the chain with a number above `afterSeq`, in chain order, exactly as
+   * stored (for verification: nothing is parsed or normalised).
+   */
+  auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]>
+  /** How many entries of the tenant (null: of no tenant) were written before the chain existed. */
+  countUnchainedAudit(tenantId: string | null): Promise<number>
 }

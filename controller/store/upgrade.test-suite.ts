@@ -4,6 +4,7 @@
  * data and takes new writes. Call storeUpgrades() from an adapter's test file.
  */
 import {describe, expect, it} from 'vitest'
+import {verifyAuditChain} from '../domain/audit.js'
 import {storeWrites} from '../domain/writes.js'
 import {ctx} from './contract.test-suite.js'
 import type {Store} from './store.js'
@@ -25,6 +26,8 @@ const SEED = [
   `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status, endpoints, tags, ephemeral, created_at)
      VALUES ('nd_old', 'n_old', 'web', 'web', 'linux', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 168361985, 'cred_old', 'active', '[]', '[]', 0, '2026-01-01T00:00:00.000Z')`,
   `INSERT INTO netmap_changes (network_id, version, node_id) VALUES ('n_old', 1, 'nd_old')`,
+  `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id, source_address, request_id, detail)
+     VALUES ('2026-01-01T00:00:00.000Z', 't_old', 'user:u_old', 'olduser', 'network.create', 'network', 'n_old', 'n_old', NULL, NULL, '{}')`,
 ]
 
 export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubject>) {
@@ -58,6 +61,14 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
           expect(added.node?.name, what).toBe('web-2')
           expect(added.node?.address, what).toBe('10.9.0.2')
           expect(await store.changesSince('n_old', 1), what).toEqual({version: 2, nodeIds: [`nd_new${k}`]})
+          // The audit chain of 0011 starts with the first entry written after the upgrade; the
+          // entry from before is counted as not covered, and still listed.
+          expect(await verifyAuditChain(store, 't_old'), what).toMatchObject({
+            ok: true,
+            checked: 1,
+            unchained: 1,
+          })
+          expect((await store.listAudit({tenantId: 't_old'}, {limit: 10})).items, what).toHaveLength(2)
           // The NAT columns of 0009: none for a node stored before, then written like any node change.
           expect((await store.getNode('nd_old'))?.nat, what).toBeUndefined()
           const nat = {mapping: 'endpoint-dependent', filtering: 'address-dependent'} as const

@@ -465,6 +465,22 @@ CREATE TRIGGER connection_log_notify AFTER INSERT ON connection_log
   FOR EACH ROW EXECUTE FUNCTION mesh_notify_connection();
 `,
   },
+  {
+    // The audit log becomes tamper-evident (issue 10): every entry written from now on is a
+    // link of its tenant's hash chain (controller/domain/audit.ts): its number in the chain, the
+    // hash of the link before it and its own hash over both and every stored field. A unique
+    // index on (chain, chain_seq) makes a forked chain (two links with one number) impossible
+    // whatever a writer does. Entries from before this migration have no chain (NULL) and are
+    // counted as "before the chain" by verification.
+    name: '0011-audit-chain',
+    sql: `
+ALTER TABLE audit ADD COLUMN chain TEXT COLLATE "C"; -- the chain the entry is a link of: its tenant id, '' for entries of no tenant; NULL before 0011
+ALTER TABLE audit ADD COLUMN chain_seq BIGINT;      -- its number in the chain, from 1 without gaps; NULL before 0011
+ALTER TABLE audit ADD COLUMN prev_hash TEXT COLLATE "C"; -- hex SHA-256 of the link before it ('' for the first); NULL before 0011
+ALTER TABLE audit ADD COLUMN hash TEXT COLLATE "C";  -- hex SHA-256 over prev_hash, chain_seq and every stored field; NULL before 0011
+CREATE UNIQUE INDEX audit_chain ON audit (chain, chain_seq);
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

@@ -31,9 +31,9 @@ import type {
 } from '../../../shared/protocol/control-api.js'
 import {MeshError, isMeshError} from '../../../shared/errors.js'
 import type {
-  AuditContext,
+  AuditLink,
   AuditFilter,
-  AuditRecord,
+  AuditRow,
   AuthKeyRecord,
   ConnectionWrite,
   InviteRecord,
@@ -44,6 +44,7 @@ import type {
   Page,
   PageRequest,
   Store,
+  StoredAuditRow,
   StoredConnection,
   StoredPair,
   StoredSide,
@@ -66,6 +67,7 @@ import {
   str,
   strOrNull,
   toAudit,
+  toStoredAuditRow,
   toAuthKey,
   toInvite,
   toNetwork,
@@ -107,6 +109,8 @@ const flag = (b: boolean): number => (b ? 1 : 0)
  * pair); apart from mesh's session locks (0x6d657368: the migration lock and the singleton jobs).
  */
 const PAIR_LOCK_CLASS = 0x6d657063
+/** First key of the per-chain advisory locks of Tx.lockAuditChain ('mesa'; the second: the chain's hash). */
+const AUDIT_LOCK_CLASS = 0x6d657361
 
 /** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
 const sideValues = (x: StoredSide | null): (string | number | null)[] => [
@@ -637,22 +641,41 @@ class PgTx implements Tx {
     return (await this.getSetting(name)) as string
   }
 
-  async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
+  async lockAuditChain(chain: string): Promise<void> {
+    // Held until commit: the next writer of this chain reads the link this one inserts.
+    await this.c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [AUDIT_LOCK_CLASS, chain])
+  }
+
+  async lastAuditLink(chain: string): Promise<AuditLink | undefined> {
+    const r = await one(
+      this.c,
+      'SELECT chain_seq, hash FROM audit WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1',
+      [chain],
+    )
+    return r && {seq: Number((r as Row).chain_seq), hash: str((r as Row).hash)}
+  }
+
+  async insertAudit(row: AuditRow): Promise<void> {
     await this.c.query(
       `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
-           source_address, request_id, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+           source_address, request_id, detail, chain, chain_seq, prev_hash, hash)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`,
       [
-        ctx.at,
-        e.tenantId,
-        ctx.actor,
-        ctx.actorName,
-        e.action,
-        e.targetType,
-        e.targetId,
-        e.networkId,
-        ctx.sourceAddress,
-        ctx.requestId,
-        JSON.stringify(e.detail ?? {}),
+        row.at,
+        row.tenantId,
+        row.actor,
+        row.actorName,
+        row.action,
+        row.targetType,
+        row.targetId,
+        row.networkId,
+        row.sourceAddress,
+        row.requestId,
+        row.detail,
+        row.chain,
+        row.chainSeq,
+        row.prevHash,
+        row.hash,
       ],
     )
   }
@@ -1022,6 +1045,22 @@ export class PostgresStore implements Store {
       ],
     )
     return page(rs, req.limit, toAudit)
+  }
+
+  async auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {
+    const rs = await this.q(
+      'SELECT * FROM audit WHERE chain = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3',
+      [chain, afterSeq, limit],
+    )
+    return rs.map(toStoredAuditRow)
+  }
+
+  async countUnchainedAudit(tenantId: string | null): Promise<number> {
+    const rs = await this.q(
+      'SELECT count(*) AS n FROM audit WHERE tenant_id IS NOT DISTINCT FROM $1 AND chain IS NULL',
+      [tenantId],
+    )
+    return Number(rs[0]?.n ?? 0)
   }
 }
 

@@ -341,6 +341,22 @@ ALTER TABLE nodes ADD COLUMN nat_filtering TEXT CHECK (nat_filtering IN ('endpoi
     name: '0010-connection-notify',
     sql: `SELECT 1;`,
   },
+  {
+    // The audit log becomes tamper-evident (issue 10): every entry written from now on is a
+    // link of its tenant's hash chain (controller/domain/audit.ts): its number in the chain, the
+    // hash of the link before it and its own hash over both and every stored field. A unique
+    // index on (chain, chain_seq) makes a forked chain (two links with one number) impossible
+    // whatever a writer does. Entries from before this migration have no chain (NULL) and are
+    // counted as "before the chain" by verification.
+    name: '0011-audit-chain',
+    sql: `
+ALTER TABLE audit ADD COLUMN chain TEXT; -- the chain the entry is a link of: its tenant id, '' for entries of no tenant; NULL before 0011
+ALTER TABLE audit ADD COLUMN chain_seq INTEGER; -- its number in the chain, from 1 without gaps; NULL before 0011
+ALTER TABLE audit ADD COLUMN prev_hash TEXT; -- hex SHA-256 of the link before it ('' for the first); NULL before 0011
+ALTER TABLE audit ADD COLUMN hash TEXT; -- hex SHA-256 over prev_hash, chain_seq and every stored field; NULL before 0011
+CREATE UNIQUE INDEX audit_chain ON audit (chain, chain_seq);
+`,
+  },
 ]
 
 /**

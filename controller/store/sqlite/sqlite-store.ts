@@ -28,9 +28,9 @@ import type {
 } from '../../../shared/protocol/control-api.js'
 import {MeshError, isMeshError} from '../../../shared/errors.js'
 import type {
-  AuditContext,
+  AuditLink,
   AuditFilter,
-  AuditRecord,
+  AuditRow,
   AuthKeyRecord,
   ConnectionWrite,
   InviteRecord,
@@ -41,6 +41,7 @@ import type {
   Page,
   PageRequest,
   Store,
+  StoredAuditRow,
   StoredConnection,
   StoredPair,
   StoredSide,
@@ -63,6 +64,7 @@ import {
   str,
   strOrNull,
   toAudit,
+  toStoredAuditRow,
   toAuthKey,
   toInvite,
   toNetwork,
@@ -593,22 +595,38 @@ class SqliteTx implements Tx {
     return (await this.getSetting(name)) as string
   }
 
-  async appendAudit(ctx: AuditContext, e: AuditRecord): Promise<void> {
+  async lockAuditChain(): Promise<void> {
+    // One writer: the transaction already holds SQLite's write lock.
+  }
+
+  async lastAuditLink(chain: string): Promise<AuditLink | undefined> {
+    const r = this.q('SELECT chain_seq, hash FROM audit WHERE chain = ? ORDER BY chain_seq DESC LIMIT 1').get(
+      chain,
+    ) as Row | undefined
+    return r && {seq: Number(r.chain_seq), hash: str(r.hash)}
+  }
+
+  async insertAudit(row: AuditRow): Promise<void> {
     this.q(
       `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
-           source_address, request_id, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+           source_address, request_id, detail, chain, chain_seq, prev_hash, hash)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
     ).run(
-      ctx.at,
-      e.tenantId,
-      ctx.actor,
-      ctx.actorName,
-      e.action,
-      e.targetType,
-      e.targetId,
-      e.networkId,
-      ctx.sourceAddress,
-      ctx.requestId,
-      JSON.stringify(e.detail ?? {}),
+      row.at,
+      row.tenantId,
+      row.actor,
+      row.actorName,
+      row.action,
+      row.targetType,
+      row.targetId,
+      row.networkId,
+      row.sourceAddress,
+      row.requestId,
+      row.detail,
+      row.chain,
+      row.chainSeq,
+      row.prevHash,
+      row.hash,
     )
   }
 }
@@ -1006,5 +1024,19 @@ export class SqliteStore implements Store {
       req.limit + 1,
     ) as Row[]
     return page(rows, req.limit, toAudit)
+  }
+
+  async auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {
+    const rows = this.r(
+      'SELECT * FROM audit WHERE chain = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
+    ).all(chain, afterSeq, limit) as Row[]
+    return rows.map(toStoredAuditRow)
+  }
+
+  async countUnchainedAudit(tenantId: string | null): Promise<number> {
+    const r = this.r('SELECT count(*) AS n FROM audit WHERE tenant_id IS ? AND chain IS NULL').get(
+      tenantId,
+    ) as Row
+    return Number(r.n)
   }
 }
