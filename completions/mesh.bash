@@ -8,6 +8,7 @@ _mesh() {
   done
   case "$path" in
     '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping relay status tenant topology up user whoami' ;;
+    'audit') words='verify' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
     'controller') words='backup install restore start uninstall' ;;
@@ -26,6 +27,7 @@ _mesh() {
   if [[ $cur == -* || -z $words ]]; then
     case "$path" in
     'audit') words='--actor --json --limit --network -n --since --verbose' ;;
+    'audit verify') words='--json --verbose' ;;
     'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
     'authkey list') words='--json --limit --network -n --verbose' ;;
     'authkey revoke') words='--json --verbose' ;;

@@ -19,6 +19,7 @@
 import {randomBytes} from 'node:crypto'
 import type {
   AuditEntry,
+  AuditVerification,
   AuthKey,
   CreateAuthKeyRequestSchema,
   CreateInviteRequestSchema,
@@ -37,6 +38,7 @@ import type {
   UpdateNetworkRequest,
   User,
 } from '../shared/protocol/control-api.js'
+import {verifyAuditChain} from './domain/audit.js'
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
@@ -615,6 +617,11 @@ export class ControllerState {
     }
     const networkId = q.network === undefined ? undefined : (await this.access.findNetwork(p, q.network)).id
     return this.store.listAudit({tenantId: p.tenant.id, since, actor: q.actor, networkId}, page)
+  }
+
+  /** The caller's tenant's audit chain, recomputed (controller/domain/audit.ts). */
+  verifyAudit(p: Principal): Promise<AuditVerification> {
+    return verifyAuditChain(this.store, p.tenant.id)
   }
 }
 

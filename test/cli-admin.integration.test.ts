@@ -12,16 +12,20 @@ import type {AddressInfo} from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {createInterface} from 'node:readline'
+import Database from 'better-sqlite3'
 import nacl from 'tweetnacl'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
 import {ControllerClient} from '../cli/lib/controller-client.js'
+import {auditLinkHash} from '../controller/domain/audit.js'
+import {toStoredAuditRow} from '../controller/store/rows.js'
 import {BIN, ROOT, json, mesh, wireCode} from './cli-runner.js'
 import {startTestController} from '../controller/testing/test-controller.js'
 import {EXIT} from '../shared/errors.js'
 import {decodeJoinString} from '../shared/invite.js'
 import {
   AuditEntrySchema,
+  AuditVerificationSchema,
   AuthKeySchema,
   CreateAuthKeyResponseSchema,
   CreateInviteResponseSchema,
@@ -342,6 +346,62 @@ describe('mesh admin CLI against a real controller', () => {
     const firstFive = await api.listAll('audit', {}, {pageSize: 2, limit: 5})
     expect(firstFive.items.map((a) => a.id)).toEqual(whole.items.slice(0, 5).map((a) => a.id))
     expect(firstFive.nextCursor).not.toBeNull()
+  })
+
+  it('verifies the audit hash chain, and names the entry someone edited in the SQLite file', async () => {
+    const verify = async (expectCode: number) => {
+      const r = await run(['audit', 'verify', '--json'])
+      expect(r.code, r.stderr).toBe(expectCode)
+      return AuditVerificationSchema.parse(JSON.parse(r.stdout))
+    }
+    const intact = await verify(0)
+    expect(intact).toMatchObject({ok: true, unchained: 0})
+    expect(intact.checked).toBeGreaterThan(5)
+    const human = await run(['audit', 'verify'])
+    expect(human.stdout).toContain(`audit log intact: ${intact.checked} entries verified`)
+    expect(human.stdout).toContain(
+      `head: link ${intact.head?.seq} (entry ${intact.head?.id}) ${intact.head?.hash}`,
+    )
+
+    // Someone with the database file drops the append-only trigger and rewrites who made an
+    // entry in the middle of the chain.
+    const db = new Database(ctl.dbPath)
+    db.exec('DROP TRIGGER audit_no_update')
+    const linkAt = (seq: number) =>
+      db.prepare("SELECT * FROM audit WHERE chain <> '' AND chain_seq = ?").get(seq) as Record<
+        string,
+        unknown
+      >
+    const victim = linkAt(3)
+    try {
+      db.prepare('UPDATE audit SET actor_name = ? WHERE id = ?').run('mallory', victim.id)
+      expect(await verify(1)).toMatchObject({
+        ok: false,
+        checked: 3,
+        head: {seq: 2},
+        mismatch: {id: victim.id, seq: 3, reason: 'changed'},
+      })
+      const said = await run(['audit', 'verify'])
+      expect(said.code).toBe(1)
+      expect(said.stdout).toContain(
+        `audit log ALTERED: entry ${victim.id} (link 3) was changed after it was written`,
+      )
+
+      // Re-hashing the edited entry only moves the evidence: the next link no longer follows it.
+      const edited = toStoredAuditRow(linkAt(3) as never)
+      db.prepare('UPDATE audit SET hash = ? WHERE id = ?').run(auditLinkHash(edited), victim.id)
+      expect((await verify(1)).mismatch).toMatchObject({seq: 4, reason: 'unlinked'})
+    } finally {
+      db.prepare('UPDATE audit SET actor_name = ?, hash = ? WHERE id = ?').run(
+        victim.actor_name,
+        victim.hash,
+        victim.id,
+      )
+      db.exec(`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+               BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`)
+      db.close()
+    }
+    expect(await verify(0)).toEqual(intact)
   })
 
   it('exits 77 when the role does not allow the action', async () => {

@@ -212,6 +212,7 @@ export class ControllerClient {
   removeNode = (params: Params<'node.remove'>) => this.call('node.remove', {params})
   register = (body: Body<'register'>) => this.call('register', {body})
   audit = (query?: Query<'audit'>) => this.call('audit', {query})
+  verifyAudit = () => this.call('audit.verify', {})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each

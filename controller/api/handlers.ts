@@ -139,6 +139,8 @@ export function makeHandlers(state: ControllerState): HandlerMap {
         {since: ctx.query.since, actor: ctx.query.actor, network: ctx.query.network},
         {limit: ctx.query.limit, cursor: ctx.query.cursor},
       ),
+
+    'audit.verify': async (ctx) => state.verifyAudit(p(ctx)),
   }
 }
 
@@ -186,4 +188,5 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'node.leave': 'none',
   register: 'none',
   audit: 'tenant',
+  'audit.verify': 'tenant',
 }

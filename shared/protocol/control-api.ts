@@ -292,6 +292,27 @@ export const AuditEntrySchema = z.object({
 })
 export type AuditEntry = z.infer<typeof AuditEntrySchema>
 
+/** `GET /api/v1/audit/verify`: the tenant's audit hash chain recomputed from its first link. */
+export const AuditVerificationSchema = z.object({
+  ok: z.boolean(),
+  /** Links checked (up to and including the first mismatch). */
+  checked: z.number().int(),
+  /** Entries written before the chain existed (schema 0011), which it does not cover. */
+  unchained: z.number().int(),
+  /** The newest link that verified: keep it elsewhere; a later head must extend it. */
+  head: z.object({id: z.number().int(), seq: z.number().int(), hash: z.string()}).nullable(),
+  /** The first entry that does not match, and why. */
+  mismatch: z
+    .object({
+      id: z.number().int(),
+      seq: z.number().int(),
+      reason: z.enum(['changed', 'unlinked', 'gap']),
+      message: z.string(),
+    })
+    .optional(),
+})
+export type AuditVerification = z.infer<typeof AuditVerificationSchema>
+
 // ---------------------------------------------------------------------------------------------
 // Requests and replies
 
@@ -833,6 +854,16 @@ export const ROUTES = {
     permission: 'audit.view',
     query: AuditQuerySchema,
     response: page(AuditEntrySchema),
+    status: 200,
+  }),
+
+  'audit.verify': route({
+    method: 'GET',
+    path: '/api/v1/audit/verify',
+    summary: "Recompute the tenant's audit hash chain and name the first entry that does not match",
+    auth: 'user',
+    permission: 'audit.view',
+    response: AuditVerificationSchema,
     status: 200,
   }),
 } as const satisfies Record<string, RouteDef>

@@ -250,6 +250,7 @@ const FIXTURES = {
   'node.leave': async () => ({}),
   register: async () => ({body: registerBody({authKey: world.A.authKey})}),
   audit: async () => ({}),
+  'audit.verify': async () => ({}),
 } satisfies Record<RouteId, Fixture>
 
 // ---------------------------------------------------------------------------------------------
