@@ -26,7 +26,7 @@ _mesh() {
   esac
   if [[ $cur == -* || -z $words ]]; then
     case "$path" in
-    'audit') words='--actor --json --limit --network -n --since --verbose' ;;
+    'audit') words='--actor --follow -f --json --limit --network -n --since --verbose' ;;
     'audit verify') words='--json --verbose' ;;
     'authkey create') words='--ephemeral --expires --json --network -n --pre-approved --reusable --tag --verbose' ;;
     'authkey list') words='--json --limit --network -n --verbose' ;;

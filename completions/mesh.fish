@@ -69,6 +69,7 @@ complete -c mesh -n '__fish_seen_subcommand_from user' -a 'delete' -d 'Delete a 
 complete -c mesh -n '__fish_seen_subcommand_from user' -a 'list' -d 'List the users of your tenant'
 complete -c mesh -n '__fish_seen_subcommand_from user' -a 'set-role' -d 'Change a user'\''s role in your tenant'
 complete -c mesh -n '__fish_seen_subcommand_from audit' -l actor -r -d 'only entries by this user name, user:<id> or node:<id>'
+complete -c mesh -n '__fish_seen_subcommand_from audit' -l follow -s f -d 'keep printing new entries as they are written (Ctrl-C stops)'
 complete -c mesh -n '__fish_seen_subcommand_from audit' -l json -d 'Format output as json.'
 complete -c mesh -n '__fish_seen_subcommand_from audit' -l limit -r -d 'at most this many entries (default: all)'
 complete -c mesh -n '__fish_seen_subcommand_from audit' -l network -s n -r -d 'only entries about this network (name or id)'

@@ -599,7 +599,12 @@ export class ControllerState {
 
   async listAudit(
     p: Principal,
-    q: {since?: string | undefined; actor?: string | undefined; network?: string | undefined},
+    q: {
+      since?: string | undefined
+      actor?: string | undefined
+      network?: string | undefined
+      afterSeq?: number | undefined
+    },
     page: PageRequest,
   ): Promise<Page<AuditEntry>> {
     let since: string | undefined
@@ -616,7 +621,10 @@ export class ControllerState {
       since = new Date(t).toISOString()
     }
     const networkId = q.network === undefined ? undefined : (await this.access.findNetwork(p, q.network)).id
-    return this.store.listAudit({tenantId: p.tenant.id, since, actor: q.actor, networkId}, page)
+    return this.store.listAudit(
+      {tenantId: p.tenant.id, since, actor: q.actor, networkId, afterSeq: q.afterSeq},
+      page,
+    )
   }
 
   /** The caller's tenant's audit chain, recomputed (controller/domain/audit.ts). */

@@ -26,6 +26,7 @@ import {decodeJoinString} from '../shared/invite.js'
 import {
   AuditEntrySchema,
   AuditVerificationSchema,
+  type AuditEntry,
   AuthKeySchema,
   CreateAuthKeyResponseSchema,
   CreateInviteResponseSchema,
@@ -402,6 +403,65 @@ describe('mesh admin CLI against a real controller', () => {
       db.close()
     }
     expect(await verify(0)).toEqual(intact)
+  })
+
+  it('follows the audit log as JSON lines: the last entries, then each new one as it is written', async () => {
+    const env: Record<string, string | undefined> = {...process.env, MESH_CONFIG_DIR: adminDir, NO_COLOR: '1'}
+    delete env.MESH_CONTROLLER
+    delete env.MESH_TOKEN
+    delete env.CI
+    const child = spawn(process.execPath, [BIN, 'audit', '--follow', '--limit', '3', '--json'], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const entries: AuditEntry[] = []
+    let wake: (() => void) | undefined
+    createInterface({input: child.stdout!}).on('line', (line) => {
+      entries.push(AuditEntrySchema.parse(JSON.parse(line)))
+      wake?.()
+    })
+    /** Resolves once `n` lines came (bounded: fails after 10 s). */
+    const lines = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`only ${entries.length} of ${n} lines: ${JSON.stringify(entries)}`)),
+          10_000,
+        )
+        wake = () => {
+          if (entries.length < n) return
+          clearTimeout(timer)
+          resolve()
+        }
+        wake()
+      })
+    try {
+      const newest = (await new ControllerClient({url: ctl.url, token: ctl.adminToken}).audit({limit: 3}))
+        .items
+      await lines(3)
+      // The backlog: the three newest, oldest first.
+      expect(entries.map((e) => e.id)).toEqual(newest.map((e) => e.id).reverse())
+      // Then what is written while it follows, in chain order.
+      for (const name of ['follow-a', 'follow-b']) {
+        const r = await run([
+          'network',
+          'create',
+          name,
+          '--cidr',
+          name === 'follow-a' ? '10.81.0.0/24' : '10.82.0.0/24',
+          '--json',
+        ])
+        expect(r.code, r.stderr).toBe(0)
+      }
+      await lines(5)
+      expect(entries.slice(3).map((e) => [e.action, e.detail.name])).toEqual([
+        ['network.create', 'follow-a'],
+        ['network.create', 'follow-b'],
+      ])
+      expect(entries[4]!.seq).toBe(entries[3]!.seq! + 1)
+    } finally {
+      child.kill('SIGTERM')
+    }
   })
 
   it('exits 77 when the role does not allow the action', async () => {

@@ -136,7 +136,12 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     audit: async (ctx) =>
       state.listAudit(
         p(ctx),
-        {since: ctx.query.since, actor: ctx.query.actor, network: ctx.query.network},
+        {
+          since: ctx.query.since,
+          actor: ctx.query.actor,
+          network: ctx.query.network,
+          afterSeq: ctx.query.afterSeq,
+        },
         {limit: ctx.query.limit, cursor: ctx.query.cursor},
       ),
 

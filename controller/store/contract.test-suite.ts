@@ -1201,6 +1201,25 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(await verifyAuditChain(store, tenantId, {pageSize: 2})).toEqual(v)
       })
 
+      it('lists links after a number oldest first, page by page, for following the log', async () => {
+        const net = await makeNetwork()
+        for (let i = 0; i < 3; i++) await invite(writes, net.id)
+        const first = await store.listAudit({tenantId, afterSeq: 2}, {limit: 2})
+        expect(first.items.map((e) => [e.seq, e.action])).toEqual([
+          [3, 'invite.create'],
+          [4, 'invite.create'],
+        ])
+        expect(first.nextCursor).not.toBeNull()
+        const second = await store.listAudit({tenantId, afterSeq: 2}, {limit: 2, cursor: first.nextCursor!})
+        expect(second.items.map((e) => e.seq)).toEqual([5])
+        expect(second.nextCursor).toBeNull()
+        // Filters apply as in the newest-first listing.
+        const byNetwork = await store.listAudit({tenantId, afterSeq: 0, networkId: net.id}, {limit: 10})
+        expect(byNetwork.items.map((e) => e.seq)).toEqual([2, 3, 4, 5])
+        // The newest-first listing carries the numbers too.
+        expect((await store.listAudit({tenantId}, {limit: 1})).items[0]?.seq).toBe(5)
+      })
+
       it('keeps one chain per tenant', async () => {
         const other = await writes.createTenantWithOwner(
           {id: uid('t'), name: 'globex'},

@@ -151,6 +151,7 @@ export const toAudit = (r: Row): AuditEntry => ({
   sourceAddress: strOrNull(r.source_address),
   requestId: strOrNull(r.request_id),
   detail: json<Record<string, unknown>>(r.detail),
+  seq: r.chain_seq === null || r.chain_seq === undefined ? null : Number(r.chain_seq),
 })
 
 /** An audit row exactly as stored (no value normalised: verification hashes what is there). */

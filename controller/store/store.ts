@@ -228,6 +228,13 @@ export interface AuditFilter {
   /** `user:<id>`, `node:<id>`, or a user name (matched against actor_name). */
   readonly actor?: string | undefined
   readonly networkId?: string | undefined
+  /**
+   * Only links of the tenant's chain numbered above this, oldest first (following the log: a
+   * link's number is taken under the chain's lock held to commit, so once link n is visible every
+   * link below it is too, which entry ids do not promise on PostgreSQL). The page cursor then
+   * carries the last number.
+   */
+  readonly afterSeq?: number | undefined
 }
 
 /** A pair's current state as stored (a pair with no working path has none). */

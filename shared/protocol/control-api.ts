@@ -289,6 +289,8 @@ export const AuditEntrySchema = z.object({
   sourceAddress: z.string().nullable(),
   requestId: z.string().nullable(),
   detail: z.record(z.string(), z.unknown()),
+  /** Its link number in the tenant's hash chain; null for entries from before the chain. */
+  seq: z.number().int().nullable().default(null),
 })
 export type AuditEntry = z.infer<typeof AuditEntrySchema>
 
@@ -455,6 +457,13 @@ export const AuditQuerySchema = PageQuerySchema.extend({
   since: z.string().max(40).optional().describe('RFC 3339 time or a duration such as 1h, 30m, 7d'),
   actor: z.string().max(100).optional().describe('user name, user:<id> or node:<id>'),
   network: z.string().max(100).optional().describe('network id or name'),
+  afterSeq: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe('only entries after this link of the hash chain, oldest first (to follow the log)'),
 })
 
 export const NodeListQuerySchema = PageQuerySchema.extend({

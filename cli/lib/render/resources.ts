@@ -181,6 +181,18 @@ export const auditTable = (rows: readonly AuditEntry[]): string =>
     'No audit entries match.',
   )
 
+/** One audit entry on one line, as `mesh audit --follow` prints them. */
+export const auditLine = (a: AuditEntry): string =>
+  [
+    formatTime(a.at),
+    a.actorName || a.actor,
+    a.action,
+    a.targetId ? `${a.targetType}:${a.targetId}` : a.targetType,
+    a.sourceAddress ?? '',
+  ]
+    .join('  ')
+    .trimEnd()
+
 export const usersTable = (rows: readonly User[]): string =>
   table(
     rows,

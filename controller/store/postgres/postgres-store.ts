@@ -1027,6 +1027,26 @@ export class PostgresStore implements Store {
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
+    if (filter.afterSeq !== undefined) {
+      // Following: oldest first along the chain; the cursor is the last link number seen.
+      const after = Math.max(filter.afterSeq, decodeCursor(req.cursor))
+      const rs = await this.q(
+        `SELECT *, chain_seq AS seq FROM audit WHERE chain = $1 AND chain_seq > $2
+             AND ($3::text IS NULL OR at >= $3)
+             AND ($4::text IS NULL OR actor = $4 OR actor_name = $4)
+             AND ($5::text IS NULL OR network_id = $5)
+           ORDER BY chain_seq LIMIT $6`,
+        [
+          filter.tenantId,
+          after,
+          filter.since ?? null,
+          filter.actor ?? null,
+          filter.networkId ?? null,
+          req.limit + 1,
+        ],
+      )
+      return page(rs, req.limit, toAudit)
+    }
     // Newest first: the cursor is the last id seen; 0 means "from the newest".
     const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
     const rs = await this.q(

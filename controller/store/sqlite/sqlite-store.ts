@@ -1002,6 +1002,30 @@ export class SqliteStore implements Store {
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
+    if (filter.afterSeq !== undefined) {
+      // Following: oldest first along the chain; the cursor is the last link number seen.
+      const after = Math.max(filter.afterSeq, decodeCursor(req.cursor))
+      const actor = filter.actor ?? null
+      const rows = this.r(
+        `SELECT *, chain_seq AS seq FROM audit WHERE chain = ? AND chain_seq > ?
+             AND (? IS NULL OR at >= ?)
+             AND (? IS NULL OR actor = ? OR actor_name = ?)
+             AND (? IS NULL OR network_id = ?)
+           ORDER BY chain_seq LIMIT ?`,
+      ).all(
+        filter.tenantId,
+        after,
+        filter.since ?? null,
+        filter.since ?? null,
+        actor,
+        actor,
+        actor,
+        filter.networkId ?? null,
+        filter.networkId ?? null,
+        req.limit + 1,
+      ) as Row[]
+      return page(rows, req.limit, toAudit)
+    }
     // Newest first: the cursor is the last id seen; 0 means "from the newest".
     const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
     const actor = filter.actor ?? null
