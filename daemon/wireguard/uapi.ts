@@ -53,8 +53,8 @@ function uint(key: string, value: string, max: number): number {
 }
 
 const U16 = 65_535
-// tx/rx are uint64 in wireguard-go; past 2^53 a Number loses the last digits, as parseDump did.
-const U64 = 18_446_744_073_709_551_615
+// tx/rx are uint64 in wireguard-go; past 2^53 a Number loses the last digits, as parseDump's did.
+const U64 = 2 ** 64 - 1
 
 function hexKeyToBase64(key: string, value: string): string {
   if (!HEX_KEY_RE.test(value)) throw fail(`UAPI reply: bad ${key}`)
@@ -119,7 +119,7 @@ const ERRNO_NAMES: Record<number, string> = {
   22: 'EINVAL',
   71: 'EPROTO',
   98: 'EADDRINUSE',
-  55: 'unknown error',
+  55: 'IpcErrorUnknown',
 }
 const errnoName = (errno: number): string => {
   const name = ERRNO_NAMES[Math.abs(errno)]
