@@ -1,7 +1,7 @@
 /**
  * The WireGuard driver: makes one interface match a desired config. Implementations: kernel
- * (ip/wg via execa), userspace (supervised wireguard-go, configured with wg), fake (in memory,
- * for tests). Semantics are REPLACE: peers that `desired` does not list are removed.
+ * (ip/wg via execa), userspace (supervised wireguard-go, configured over its UAPI socket), fake
+ * (in memory, for tests). Semantics are REPLACE: peers that `desired` does not list are removed.
  */
 import type {BackendKind} from '../../shared/protocol/local-api.js'
 
@@ -55,6 +55,28 @@ export interface InterfaceState {
   readonly mtu: number
   readonly up: boolean
   readonly peers: readonly PeerState[]
+}
+
+/**
+ * The WireGuard part of an interface (no link: addresses, MTU, up), as `wg show IF dump` and a
+ * UAPI `get` both give it. Keys base64; `privateKey` is '' or '(none)' when none is set.
+ */
+export interface WgDevice {
+  readonly privateKey: string
+  readonly publicKey: string
+  readonly listenPort: number
+  readonly peers: readonly PeerState[]
+}
+
+/**
+ * One WireGuard transaction, whichever way it travels (`wg set` or a UAPI `set`): the device's
+ * settings, then each peer in order. Keys base64.
+ */
+export interface WgSet {
+  /** Never logged and never in an error message. */
+  readonly privateKey?: string
+  readonly listenPort?: number
+  readonly peers?: readonly PeerEdit[]
 }
 
 /** A peer WireGuard refused to take, and why (the tool's own message). */

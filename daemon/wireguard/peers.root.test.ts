@@ -1,8 +1,13 @@
-// One peer that WireGuard refuses must not freeze the interface: with real wireguard-go in a
-// network namespace of this run, a peer whose endpoint `wg` cannot take (999.999.999.999:1,
-// handed to the driver past every validation, as a peer from an old controller or cache could
-// be) is reported as failed, while a peer added later appears in `wg show` and a removed peer
-// disappears. Needs root, ip, wg and wireguard-go; skips otherwise.
+// The userspace driver against real wireguard-go in a network namespace of this run, checked with
+// `wg show` (which reads wireguard-go through its own UAPI code):
+// - one peer that WireGuard refuses must not freeze the interface: a peer whose endpoint cannot
+//   be taken (999.999.999.999:1, handed to the driver past every validation, as a peer from an
+//   old controller or cache could be) is reported as failed, while a peer added later appears in
+//   `wg show` and a removed peer disappears;
+// - a read over UAPI equals what `ip` + `wg show dump` (the kernel driver's read) report;
+// - setPeers, removals, a new private key and listen port set over UAPI take effect;
+// - a path-check read spawns nothing once the link is known.
+// Needs root, ip, wg and wireguard-go; skips otherwise.
 //
 // The namespace has only its loopback: no packet leaves it (the bogus name fails to resolve at
 // once, the good peers' endpoints are unroutable there).
@@ -13,9 +18,11 @@ import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {generateKeyPair} from '../keys.js'
-import type {InterfaceConfig, PeerConfig} from './driver.js'
+import type {InterfaceConfig, InterfaceState, PeerConfig} from './driver.js'
+import {KernelDriver} from './kernel.js'
+import {UapiClient} from './uapi.js'
 import {UserspaceDriver} from './userspace.js'
-import {execaRunner, type CommandRunner} from './wg-tools.js'
+import {execaRunner, parseDump, type CommandRunner} from './wg-tools.js'
 
 const has = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, {stdio: 'ignore'}).status === 0
 const canRun =
@@ -49,11 +56,15 @@ function ourWireguardGo(): number[] {
   return pids
 }
 
-describe.skipIf(!canRun)('the userspace driver with a peer wg refuses (real wireguard-go)', () => {
+describe.skipIf(!canRun)('the userspace driver (real wireguard-go)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-wgpeers-'))
+  /** Every command the drivers spawned, in order (the tool's name). */
+  const spawned: string[] = []
   /** ip and wg run inside the namespace. */
-  const runner: CommandRunner = (cmd, args, opts) =>
-    execaRunner('ip', ['netns', 'exec', NS, cmd, ...args], opts)
+  const runner: CommandRunner = (cmd, args, opts) => {
+    spawned.push(cmd)
+    return execaRunner('ip', ['netns', 'exec', NS, cmd, ...args], opts)
+  }
   let driver: UserspaceDriver
 
   beforeAll(() => {
@@ -120,5 +131,110 @@ describe.skipIf(!canRun)('the userspace driver with a peer wg refuses (real wire
     expect(removed.failed?.map((f) => f.publicKey)).toEqual([bad.publicKey])
     expect(wgPeers()).toEqual([c.publicKey])
     expect(sh(['netns', 'exec', NS, 'wg', 'show', IFACE, 'endpoints'])).toContain('203.0.113.4:51820')
+  })
+
+  /** `wg show IF dump` in the namespace, peers sorted by key. */
+  const wgDump = () => {
+    const d = parseDump(sh(['netns', 'exec', NS, 'wg', 'show', IFACE, 'dump']))!
+    return {...d, peers: [...d.peers].sort((x, y) => x.publicKey.localeCompare(y.publicKey))}
+  }
+  const sorted = (st: InterfaceState | undefined) =>
+    st && {...st, peers: [...st.peers].sort((x, y) => x.publicKey.localeCompare(y.publicKey))}
+
+  it('reads over UAPI exactly what ip and `wg show dump` report', async () => {
+    const v6: PeerConfig = {
+      publicKey: generateKeyPair().publicKey,
+      allowedIps: ['10.77.0.6/32', 'fd00:77::6/128'],
+      endpoint: '[2001:db8::6]:51820',
+      persistentKeepalive: 0,
+    }
+    const noEndpoint: PeerConfig = {
+      publicKey: generateKeyPair().publicKey,
+      allowedIps: ['10.77.0.7/32', '10.78.0.0/16'],
+      persistentKeepalive: 25,
+    }
+    const res = await driver.apply(config({...peer(5), persistentKeepalive: 25}, v6, noEndpoint))
+    expect(res.failed).toEqual([])
+    const uapi = sorted(await driver.read(IFACE))
+    const spawnedRead = sorted(await new KernelDriver(runner).read(IFACE))
+    expect(uapi).toEqual(spawnedRead)
+    expect(uapi?.peers).toHaveLength(3)
+    expect(uapi?.peers.find((p) => p.publicKey === v6.publicKey)).toMatchObject({
+      endpoint: '[2001:db8::6]:51820',
+      allowedIps: ['10.77.0.6/32', 'fd00:77::6/128'],
+      lastHandshakeMs: 0,
+    })
+    expect(uapi?.peers.find((p) => p.publicKey === noEndpoint.publicKey)).toMatchObject({
+      persistentKeepalive: 25,
+      lastHandshakeMs: 0,
+    })
+    expect(uapi?.peers.find((p) => p.publicKey === noEndpoint.publicKey)?.endpoint).toBeUndefined()
+    expect(uapi).toMatchObject({addresses: ['10.77.0.1/24'], mtu: 1420, up: true})
+    // The client alone gives what parseDump makes of `wg show dump` (whose public key is wg's
+    // own derivation from the private key: ours must agree).
+    const got = await new UapiClient().get(IFACE)
+    expect(
+      got && {...got, peers: [...got.peers].sort((x, y) => x.publicKey.localeCompare(y.publicKey))},
+    ).toEqual(wgDump())
+  })
+
+  it('reads peers on a path check without spawning anything once the link is known', async () => {
+    await driver.read(IFACE) // the link may have changed with the last apply: one `ip` call
+    spawned.length = 0
+    for (let i = 0; i < 5; i++) expect(await driver.read(IFACE)).toBeDefined()
+    expect(spawned).toEqual([])
+  })
+
+  it('sets, changes and removes peers over UAPI as `wg show` sees it', async () => {
+    const base = config(peer(8), peer(9))
+    await driver.apply(base)
+    const [p8, p9] = base.peers as [PeerConfig, PeerConfig]
+    const p10 = peer(10)
+    spawned.length = 0
+    await driver.setPeers(IFACE, [
+      {
+        publicKey: p10.publicKey,
+        allowedIps: p10.allowedIps,
+        endpoint: '[2001:db8::10]:4000',
+        persistentKeepalive: 1,
+      },
+      {publicKey: p8.publicKey, endpoint: '203.0.113.88:1234'},
+      {publicKey: p9.publicKey, remove: true},
+    ])
+    expect(spawned).toEqual([])
+    const dump = wgDump()
+    expect(dump.peers.map((p) => p.publicKey).sort()).toEqual([p8.publicKey, p10.publicKey].sort())
+    expect(dump.peers.find((p) => p.publicKey === p8.publicKey)).toMatchObject({
+      endpoint: '203.0.113.88:1234',
+      allowedIps: p8.allowedIps,
+    })
+    expect(dump.peers.find((p) => p.publicKey === p10.publicKey)).toMatchObject({
+      endpoint: '[2001:db8::10]:4000',
+      allowedIps: ['10.77.0.10/32'],
+      persistentKeepalive: 1,
+    })
+
+    // The next apply converges back: p10 removed, p9 added again, p8's endpoint restored.
+    const back = await driver.apply(base)
+    expect(back).toMatchObject({removed: 1, added: 1, updated: 1, failed: []})
+    expect(
+      wgDump()
+        .peers.map((p) => `${p.publicKey} ${p.endpoint}`)
+        .sort(),
+    ).toEqual([`${p8.publicKey} ${p8.endpoint}`, `${p9.publicKey} ${p9.endpoint}`].sort())
+  })
+
+  it('sets a new private key and listen port over UAPI, with no key file and no wg', async () => {
+    const next = {...config(peer(11)), listenPort: 51821}
+    const me = generateKeyPair()
+    spawned.length = 0
+    const before = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('meshd-key-'))
+    await driver.apply({...next, privateKey: me.privateKey})
+    expect(spawned).not.toContain('wg')
+    expect(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('meshd-key-'))).toEqual(before)
+    expect(sh(['netns', 'exec', NS, 'wg', 'show', IFACE, 'public-key']).trim()).toBe(me.publicKey)
+    expect(sh(['netns', 'exec', NS, 'wg', 'show', IFACE, 'listen-port']).trim()).toBe('51821')
+    expect(wgDump().privateKey).toBe(me.privateKey)
+    expect((await driver.read(IFACE))?.publicKey).toBe(me.publicKey)
   })
 })

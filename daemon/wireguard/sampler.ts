@@ -1,8 +1,9 @@
 /**
- * One reader of each WireGuard interface for the whole daemon. Reading an interface spawns
- * processes (`ip`, `wg`), so status calls, dashboards watching the daemon, reports and path
- * checks share samples instead of reading on their own: a sample younger than `maxAgeMs` is
- * reused, and concurrent askers of a stale one wait for the same read.
+ * One reader of each WireGuard interface for the whole daemon. Reading an interface costs
+ * (the kernel driver spawns `ip` and `wg`; the userspace driver makes a UAPI round trip), so
+ * status calls, dashboards watching the daemon, reports and path checks share samples instead of
+ * reading on their own: a sample younger than `maxAgeMs` is reused, and concurrent askers of a
+ * stale one wait for the same read.
  *
  * It also turns byte counters into rates: each peer's rx/tx bytes per second over the last
  * window of at least `rateWindowMs` between two samples (0 after a counter went backwards, which

@@ -14,7 +14,18 @@ describe('UserspaceDriver', () => {
     // A stand-in binary that exits at once, as wireguard-go does on a bad interface name.
     const binary = path.join(dir, 'fake-wireguard-go')
     fs.writeFileSync(binary, '#!/bin/sh\necho "fake: cannot create tun" >&2\nexit 1\n', {mode: 0o755})
-    const driver = new UserspaceDriver({logDir: path.join(dir, 'log'), binary, pollMs: 60_000})
+    // The driver logs every exit of wireguard-go in the handler that reports an interface lost,
+    // before it would: once the line is logged (and this continuation runs), the verdict is in.
+    let exitHandled!: () => void
+    const exited = new Promise<void>((resolve) => (exitHandled = resolve))
+    const driver = new UserspaceDriver({
+      logDir: path.join(dir, 'log'),
+      binary,
+      pollMs: 60_000,
+      log: (_level, msg) => {
+        if (msg.startsWith('wireguard-go exited')) exitHandled()
+      },
+    })
     const lost: string[] = []
     driver.onLost = (name) => lost.push(name)
     const name = `mtus${process.pid % 100_000}`
@@ -31,8 +42,7 @@ describe('UserspaceDriver', () => {
         .catch((e: unknown) => e)
       expect((err as {code?: string}).code).toBe('WIREGUARD_FAILED')
       expect(String((err as Error).message)).toContain('fake: cannot create tun')
-      // Give a late exit event the chance to fire.
-      await new Promise((r) => setTimeout(r, 100))
+      await exited
       expect(lost).toEqual([])
     } finally {
       await driver.close()

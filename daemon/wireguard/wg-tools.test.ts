@@ -2,7 +2,14 @@ import {readFileSync} from 'node:fs'
 import {describe, expect, it} from 'vitest'
 import {diffInterface} from './diff.js'
 import type {InterfaceConfig, InterfaceState} from './driver.js'
-import {parseDump, wgSetCalls, WgToolsDriver, type CommandRunner, type RunResult} from './wg-tools.js'
+import {
+  parseDump,
+  planApply,
+  wgSetArgs,
+  WgToolsDriver,
+  type CommandRunner,
+  type RunResult,
+} from './wg-tools.js'
 
 const key = (n: number): string => Buffer.alloc(32, n).toString('base64')
 
@@ -45,7 +52,7 @@ describe('parseDump', () => {
   })
 })
 
-describe('wgSetCalls', () => {
+describe('planApply and wgSetArgs', () => {
   const desired: InterfaceConfig = {
     name: 'mesh0',
     privateKey: key(9),
@@ -57,30 +64,42 @@ describe('wgSetCalls', () => {
     ],
   }
 
-  it('sets key and port of a new interface in one call, the key only as a file path, then its peers', () => {
-    const calls = wgSetCalls('mesh0', desired, diffInterface(undefined, desired), '/tmp/k/key')
-    expect(calls).toEqual({
-      settings: ['set', 'mesh0', 'listen-port', '40000', 'private-key', '/tmp/k/key'],
+  it('sets key and port of a new interface in one transaction, then its peers', () => {
+    const plan = planApply(desired, diffInterface(undefined, desired))
+    expect(plan).toEqual({
+      settings: {listenPort: 40000, privateKey: key(9)},
       peers: [
-        {
-          publicKey: key(5),
-          args: [
-            'peer',
-            key(5),
-            'allowed-ips',
-            '10.0.0.5/32',
-            'endpoint',
-            '203.0.113.5:1',
-            'persistent-keepalive',
-            '25',
-          ],
-        },
+        {publicKey: key(5), allowedIps: ['10.0.0.5/32'], endpoint: '203.0.113.5:1', persistentKeepalive: 25},
       ],
     })
-    expect(JSON.stringify(calls)).not.toContain(key(9))
   })
 
-  it('removes peers that are no longer wanted in a call of their own', () => {
+  it('hands wg the private key only as a file path', () => {
+    const args = wgSetArgs('mesh0', {listenPort: 40000, privateKey: key(9)}, '/tmp/k/key')
+    expect(args).toEqual(['set', 'mesh0', 'listen-port', '40000', 'private-key', '/tmp/k/key'])
+    expect(() => wgSetArgs('mesh0', {privateKey: key(9)})).toThrow(/file/)
+  })
+
+  it('writes every field of an added peer, keepalive 0 when it has none', () => {
+    const peer = {publicKey: key(5), allowedIps: ['10.0.0.5/32', '10.5.0.0/16']}
+    expect(
+      wgSetArgs('mesh0', {
+        peers: planApply({...desired, peers: [peer]}, diffInterface(undefined, {...desired, peers: [peer]}))
+          .peers,
+      }),
+    ).toEqual([
+      'set',
+      'mesh0',
+      'peer',
+      key(5),
+      'allowed-ips',
+      '10.0.0.5/32,10.5.0.0/16',
+      'persistent-keepalive',
+      '0',
+    ])
+  })
+
+  it('removes peers that are no longer wanted in a transaction of their own', () => {
     const current = {
       name: 'mesh0',
       publicKey: key(10),
@@ -91,10 +110,11 @@ describe('wgSetCalls', () => {
       up: true,
       peers: [{publicKey: key(6), allowedIps: ['10.0.0.6/32'], lastHandshakeMs: 0, rxBytes: 0, txBytes: 0}],
     }
-    const calls = wgSetCalls('mesh0', desired, diffInterface(current, desired))
-    expect(calls.remove).toEqual(['set', 'mesh0', 'peer', key(6), 'remove'])
-    expect(calls.settings).toBeUndefined()
-    expect(calls.peers.map((p) => p.publicKey)).toEqual([key(5)])
+    const plan = planApply(desired, diffInterface(current, desired))
+    expect(plan.remove).toEqual({peers: [{publicKey: key(6), remove: true}]})
+    expect(wgSetArgs('mesh0', plan.remove!)).toEqual(['set', 'mesh0', 'peer', key(6), 'remove'])
+    expect(plan.settings).toBeUndefined()
+    expect(plan.peers.map((p) => p.publicKey)).toEqual([key(5)])
   })
 })
 
@@ -272,9 +292,11 @@ describe('WgToolsDriver.apply', () => {
     const driver = new TestDriver(t.runner)
     await driver.apply(config())
     t.calls.length = 0
-    const read = driver.read.bind(driver)
-    // The interface is read fine, then wireguard-go dies before the peers are set.
-    driver.read = async (name: string) => {
+    // The interface is read fine (apply reads with readNow), then wireguard-go dies before the
+    // peers are set.
+    const d = driver as unknown as {readNow(name: string): Promise<InterfaceState | undefined>}
+    const read = d.readNow.bind(driver)
+    d.readNow = async (name: string) => {
       const st = await read(name)
       t.dead = true
       return st

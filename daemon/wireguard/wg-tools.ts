@@ -1,13 +1,15 @@
 /**
- * What the kernel and userspace drivers share: reading an interface with `ip -j addr` and
- * `wg show dump`, and converging it with `wg set` plus the `ip` calls its diff needs. They differ
- * only in how the link is created and removed.
+ * What the kernel and userspace drivers share: the link read with `ip -j addr` and changed with
+ * the `ip` calls its diff needs, and the order in which a diff is applied to WireGuard. How a
+ * WireGuard transaction travels is the subclass's: by default `wg show dump` and `wg set` (the
+ * kernel driver); the userspace driver overrides readDevice/setDevice/deviceAnswers to speak
+ * wireguard-go's UAPI socket instead (uapi.ts).
  *
- * Applying is ordered so that one peer can never hold back the others: removals first, in a call
- * of their own (a peer the controller removed must stop working even while another cannot be
- * set); then the interface's own settings; then every added or changed peer in one call, and when
- * that fails, one call per peer. The peers `wg` still refuses are returned in `failed`, not
- * thrown: the daemon logs them and retries them later, with backoff.
+ * Applying is ordered so that one peer can never hold back the others (planApply): removals
+ * first, in a transaction of their own (a peer the controller removed must stop working even
+ * while another cannot be set); then the interface's own settings; then every added or changed
+ * peer in one transaction, and when that fails, one per peer. The peers WireGuard still refuses
+ * are returned in `failed`, not thrown: the daemon logs them and retries them later, with backoff.
  */
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
@@ -15,7 +17,7 @@ import path from 'node:path'
 import {execa} from 'execa'
 import {MeshError} from '../../shared/errors.js'
 import type {BackendKind} from '../../shared/protocol/local-api.js'
-import {diffInterface, isEmptyDiff, type InterfaceDiff, type PeerChange} from './diff.js'
+import {diffInterface, isEmptyDiff, type InterfaceDiff} from './diff.js'
 import type {
   PeerEdit,
   ApplyResult,
@@ -24,6 +26,8 @@ import type {
   PeerConfig,
   PeerFailure,
   PeerState,
+  WgDevice,
+  WgSet,
   WireGuardDriver,
 } from './driver.js'
 
@@ -76,10 +80,28 @@ interface IpAddrJson {
   addr_info?: {family: string; local: string; prefixlen: number}[]
 }
 
+/** The link part of an interface, as `ip -j addr show` gives it. */
+export interface LinkState {
+  readonly addresses: readonly string[]
+  readonly mtu: number
+  readonly up: boolean
+}
+
+/** Parses `ip -j addr show dev IF`; undefined when it names no link. */
+export function parseIpAddr(text: string): LinkState | undefined {
+  const info = (JSON.parse(text) as IpAddrJson[])[0]
+  if (!info) return undefined
+  return {
+    addresses: (info.addr_info ?? [])
+      .filter((a) => a.family === 'inet')
+      .map((a) => `${a.local}/${a.prefixlen}`),
+    mtu: info.mtu ?? 0,
+    up: (info.flags ?? []).includes('UP'),
+  }
+}
+
 /** Parses `wg show IF dump`: the interface line, then one tab-separated line per peer. */
-export function parseDump(
-  text: string,
-): {privateKey: string; publicKey: string; listenPort: number; peers: PeerState[]} | undefined {
+export function parseDump(text: string): WgDevice | undefined {
   const lines = text.split('\n').filter((l) => l.length > 0)
   const head = lines[0]?.split('\t')
   if (!head || head.length < 3) return undefined
@@ -100,16 +122,9 @@ export function parseDump(
   return {privateKey: head[0] ?? '', publicKey: head[1] ?? '', listenPort: Number(head[2]), peers}
 }
 
-/** `peer …` arguments that add a peer. */
-export function addPeerArgs(p: PeerConfig): string[] {
-  const args = ['peer', p.publicKey, 'allowed-ips', p.allowedIps.join(',')]
-  if (p.endpoint) args.push('endpoint', p.endpoint)
-  args.push('persistent-keepalive', String(p.persistentKeepalive ?? 0))
-  return args
-}
-
-/** `peer …` arguments that change only what the diff says changed. */
-export function updatePeerArgs(p: PeerChange): string[] {
+/** `peer …` arguments of one peer of a transaction. */
+export function editPeerArgs(p: PeerEdit): string[] {
+  if (p.remove) return ['peer', p.publicKey, 'remove']
   const args = ['peer', p.publicKey]
   if (p.allowedIps) args.push('allowed-ips', p.allowedIps.join(','))
   if (p.endpoint) args.push('endpoint', p.endpoint)
@@ -117,29 +132,45 @@ export function updatePeerArgs(p: PeerChange): string[] {
   return args
 }
 
-/** `peer …` arguments of a setPeers() edit. */
-export function editPeerArgs(p: PeerEdit): string[] {
-  return p.remove ? ['peer', p.publicKey, 'remove'] : updatePeerArgs(p)
+/** The edit that adds a peer: every field set (keepalive 0 when none), so nothing is left over. */
+export function addPeerEdit(p: PeerConfig): PeerEdit {
+  return {
+    publicKey: p.publicKey,
+    allowedIps: p.allowedIps,
+    ...(p.endpoint && {endpoint: p.endpoint}),
+    persistentKeepalive: p.persistentKeepalive ?? 0,
+  }
 }
 
-/** The `wg set` calls of a diff, in the order they run (each undefined when there is nothing). */
-export function wgSetCalls(
-  name: string,
-  desired: InterfaceConfig,
-  d: InterfaceDiff,
-  keyFile?: string,
-): {remove?: string[]; settings?: string[]; peers: {publicKey: string; args: string[]}[]} {
-  const settings: string[] = []
-  if (d.listenPort) settings.push('listen-port', String(desired.listenPort))
-  if (d.privateKey && keyFile) settings.push('private-key', keyFile)
+/** The WireGuard transactions of a diff, in the order they run (see the module comment). */
+export interface ApplyPlan {
+  readonly remove?: WgSet
+  readonly settings?: WgSet
+  /** Added, then changed peers: one transaction, or one per peer when that one fails. */
+  readonly peers: readonly PeerEdit[]
+}
+
+export function planApply(desired: InterfaceConfig, d: InterfaceDiff): ApplyPlan {
+  const settings: {privateKey?: string; listenPort?: number} = {}
+  if (d.listenPort) settings.listenPort = desired.listenPort
+  if (d.privateKey) settings.privateKey = desired.privateKey
   return {
-    ...(d.remove.length > 0 && {remove: ['set', name, ...d.remove.flatMap((pk) => ['peer', pk, 'remove'])]}),
-    ...(settings.length > 0 && {settings: ['set', name, ...settings]}),
-    peers: [
-      ...d.add.map((p) => ({publicKey: p.publicKey, args: addPeerArgs(p)})),
-      ...d.update.map((p) => ({publicKey: p.publicKey, args: updatePeerArgs(p)})),
-    ],
+    ...(d.remove.length > 0 && {remove: {peers: d.remove.map((publicKey) => ({publicKey, remove: true}))}}),
+    ...(Object.keys(settings).length > 0 && {settings}),
+    peers: [...d.add.map(addPeerEdit), ...d.update],
   }
+}
+
+/** `wg set` arguments of a transaction; the private key only as the path of a file holding it. */
+export function wgSetArgs(name: string, tx: WgSet, keyFile?: string): string[] {
+  const args = ['set', name]
+  if (tx.listenPort !== undefined) args.push('listen-port', String(tx.listenPort))
+  if (tx.privateKey !== undefined) {
+    if (keyFile === undefined) throw new Error('wgSetArgs: a private key goes through a file')
+    args.push('private-key', keyFile)
+  }
+  for (const p of tx.peers ?? []) args.push(...editPeerArgs(p))
+  return args
 }
 
 /**
@@ -181,28 +212,49 @@ export abstract class WgToolsDriver implements WireGuardDriver {
     return res.exitCode === 0
   }
 
-  async read(name: string): Promise<InterfaceState | undefined> {
-    const link = await this.runner('ip', ['-j', 'addr', 'show', 'dev', name], {timeoutMs: 5_000})
-    if (link.exitCode !== 0) return undefined
-    const info = (JSON.parse(link.stdout) as IpAddrJson[])[0]
-    if (!info) return undefined
+  /** The link part (`ip -j addr show`); undefined when there is no such link. */
+  protected async readLink(name: string): Promise<LinkState | undefined> {
+    const res = await this.runner('ip', ['-j', 'addr', 'show', 'dev', name], {timeoutMs: 5_000})
+    if (res.exitCode !== 0) return undefined
+    return parseIpAddr(res.stdout)
+  }
+
+  /** The WireGuard part (`wg show dump`); undefined when `name` is no WireGuard interface. */
+  protected async readDevice(name: string): Promise<WgDevice | undefined> {
     const dump = await this.runner('wg', ['show', name, 'dump'], {timeoutMs: 5_000})
     if (dump.exitCode !== 0) return undefined
-    const wg = parseDump(dump.stdout)
+    return parseDump(dump.stdout)
+  }
+
+  /** Runs one transaction (`wg set`); throws WIREGUARD_FAILED when WireGuard refuses it. */
+  protected async setDevice(name: string, tx: WgSet): Promise<void> {
+    await withKeyFile(tx.privateKey, (keyFile) => this.run('wg', wgSetArgs(name, tx, keyFile)))
+  }
+
+  /** Whether the WireGuard device still answers (asked after a transaction failed). */
+  protected async deviceAnswers(name: string): Promise<boolean> {
+    const res = await this.runner('wg', ['show', name, 'public-key'], {timeoutMs: 5_000})
+    return res.exitCode === 0
+  }
+
+  /** Called after apply() changed the link with `ip` (or tried to): for a cache of it. */
+  protected linkChanged(_name: string): void {}
+
+  /** The interface as it is now, link and WireGuard read afresh: what apply() converges from. */
+  protected async readNow(name: string): Promise<InterfaceState | undefined> {
+    const link = await this.readLink(name)
+    if (!link) return undefined
+    const wg = await this.readDevice(name)
     if (!wg) return undefined
-    return {
-      name,
-      ...wg,
-      addresses: (info.addr_info ?? [])
-        .filter((a) => a.family === 'inet')
-        .map((a) => `${a.local}/${a.prefixlen}`),
-      mtu: info.mtu ?? 0,
-      up: (info.flags ?? []).includes('UP'),
-    }
+    return {name, ...wg, ...link}
+  }
+
+  read(name: string): Promise<InterfaceState | undefined> {
+    return this.readNow(name)
   }
 
   async apply(desired: InterfaceConfig): Promise<ApplyResult> {
-    let current = await this.read(desired.name)
+    let current = await this.readNow(desired.name)
     let created = false
     if (!current) {
       if (await this.linkExists(desired.name))
@@ -211,21 +263,24 @@ export abstract class WgToolsDriver implements WireGuardDriver {
         })
       await this.createLink(desired.name)
       created = true
-      current = await this.read(desired.name)
+      current = await this.readNow(desired.name)
     }
     const d = diffInterface(current, desired)
     if (isEmptyDiff(d)) return {changed: false, created, added: 0, updated: 0, removed: 0, failed: []}
-    const failed: PeerFailure[] = []
-    await withKeyFile(d.privateKey ? desired.privateKey : undefined, async (keyFile) => {
-      const calls = wgSetCalls(desired.name, desired, d, keyFile)
-      if (calls.remove) await this.run('wg', calls.remove)
-      if (calls.settings) await this.run('wg', calls.settings)
-      failed.push(...(await this.applyPeers(desired.name, calls.peers)))
-    })
-    for (const a of d.delAddresses) await this.run('ip', ['addr', 'del', a, 'dev', desired.name])
-    for (const a of d.addAddresses) await this.run('ip', ['addr', 'add', a, 'dev', desired.name])
-    if (d.mtu || d.up)
-      await this.run('ip', ['link', 'set', 'dev', desired.name, 'mtu', String(desired.mtu), 'up'])
+    const plan = planApply(desired, d)
+    if (plan.remove) await this.setDevice(desired.name, plan.remove)
+    if (plan.settings) await this.setDevice(desired.name, plan.settings)
+    const failed = await this.applyPeers(desired.name, plan.peers)
+    if (d.delAddresses.length > 0 || d.addAddresses.length > 0 || d.mtu || d.up) {
+      try {
+        for (const a of d.delAddresses) await this.run('ip', ['addr', 'del', a, 'dev', desired.name])
+        for (const a of d.addAddresses) await this.run('ip', ['addr', 'add', a, 'dev', desired.name])
+        if (d.mtu || d.up)
+          await this.run('ip', ['link', 'set', 'dev', desired.name, 'mtu', String(desired.mtu), 'up'])
+      } finally {
+        this.linkChanged(desired.name)
+      }
+    }
     const bad = new Set(failed.map((f) => f.publicKey))
     return {
       changed: true,
@@ -239,33 +294,29 @@ export abstract class WgToolsDriver implements WireGuardDriver {
 
   async setPeers(name: string, peers: readonly PeerEdit[]): Promise<void> {
     if (peers.length === 0) return
-    await this.run('wg', ['set', name, ...peers.flatMap(editPeerArgs)])
+    await this.setDevice(name, {peers})
   }
 
   /**
-   * All peers in one `wg set`; when that fails, one call per peer, so a peer wg refuses cannot
-   * hold back the others. Throws only when the interface itself does not answer.
+   * All peers in one transaction; when that fails, one per peer, so a peer WireGuard refuses
+   * cannot hold back the others. Throws only when the interface itself does not answer.
    */
-  private async applyPeers(
-    name: string,
-    peers: {publicKey: string; args: string[]}[],
-  ): Promise<PeerFailure[]> {
+  private async applyPeers(name: string, peers: readonly PeerEdit[]): Promise<PeerFailure[]> {
     if (peers.length === 0) return []
     let first: unknown
     try {
-      await this.run('wg', ['set', name, ...peers.flatMap((p) => p.args)])
+      await this.setDevice(name, {peers})
       return []
     } catch (err) {
       first = err
     }
     // An interface that is gone (wireguard-go died) fails every call: that is the apply's error.
-    const alive = await this.runner('wg', ['show', name, 'public-key'], {timeoutMs: 5_000})
-    if (alive.exitCode !== 0) throw first
+    if (!(await this.deviceAnswers(name))) throw first
     if (peers.length === 1) return [{publicKey: peers[0]!.publicKey, error: (first as Error).message}]
     const failed: PeerFailure[] = []
     for (const p of peers) {
       try {
-        await this.run('wg', ['set', name, ...p.args])
+        await this.setDevice(name, {peers: [p]})
       } catch (err) {
         failed.push({publicKey: p.publicKey, error: (err as Error).message})
       }
