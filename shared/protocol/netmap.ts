@@ -30,6 +30,24 @@ import {NatBehaviourSchema} from '../nat/behaviour.js'
 /** The query a node adds to the netmap URL to accept compressed full maps (see above). */
 export const NETMAP_GZIP = {param: 'encoding', value: 'gzip'} as const
 
+/** A port range, both ends included. */
+export const PortRangeSchema = z
+  .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+  .refine(([lo, hi]) => lo <= hi, 'a port range goes from low to high')
+/**
+ * One kind of traffic a node accepts from a peer under the tenant's ACL policy (issue 10):
+ * `all` is every protocol and port (ports empty); `tcp` and `udp` name their destination port
+ * ranges (at least one); `icmp` is echo and the rest of ICMP (ports empty).
+ */
+export const InboundRuleSchema = z.discriminatedUnion('proto', [
+  z.object({proto: z.literal('all')}),
+  z.object({proto: z.enum(['tcp', 'udp']), ports: z.array(PortRangeSchema).min(1).max(64)}),
+  z.object({proto: z.literal('icmp')}),
+])
+export type InboundRule = z.infer<typeof InboundRuleSchema>
+/** At most this many inbound rules per peer entry. */
+export const MAX_INBOUND_RULES = 64
+
 export const PeerSchema = z.object({
   id: IdSchema,
   name: NameSchema,
@@ -53,6 +71,15 @@ export const PeerSchema = z.object({
   hostname: z.string(),
   os: z.string(),
   tags: z.array(TagSchema),
+  /**
+   * What the receiving node accepts from this peer over the mesh, when the tenant has an ACL
+   * policy: connections the peer opens are let in only when they match one entry; replies to
+   * connections the receiving node opened always are. Absent: everything (no policy, or a rule
+   * that allows the peer all traffic); empty: only replies (the receiving node may reach the peer,
+   * not the other way round). The receiving meshd enforces it with nftables on the mesh
+   * interface (daemon/firewall). Entries past MAX_INBOUND_RULES make the peer entry invalid.
+   */
+  inbound: z.array(InboundRuleSchema).max(MAX_INBOUND_RULES).optional(),
 })
 export type Peer = z.infer<typeof PeerSchema>
 
