@@ -527,7 +527,7 @@ export class ControllerState {
           hint: 'join with an invite or an auth key',
         })
       }
-      proof = {kind: 'open', networkId: net.id}
+      proof = {kind: 'open', networkId: net.id, userId: principal.user.id}
       actor = {actor: `user:${principal.user.id}`, actorName: principal.user.username}
     }
     const change = await this.writes.registerNode(

@@ -33,6 +33,8 @@ interface Admission {
   readonly preApproved: boolean
   readonly ephemeral: boolean
   readonly tags: readonly string[]
+  /** Who let the node in: the registering user, or the invite's or auth key's creator. */
+  readonly ownerId: string | null
   readonly via: Record<string, unknown>
 }
 
@@ -61,7 +63,14 @@ async function admit(tx: Tx, proof: JoinProof, now: string): Promise<Admission> 
     if (inv.expiresAt <= now) throw new MeshError('INVITE_EXPIRED')
     if (inv.maxUses !== null && inv.uses >= inv.maxUses) throw new MeshError('INVITE_USED_UP')
     await tx.countInviteUse(inv.id)
-    return {networkId: inv.networkId, preApproved: false, ephemeral: false, tags: [], via: {invite: inv.id}}
+    return {
+      networkId: inv.networkId,
+      preApproved: false,
+      ephemeral: false,
+      tags: [],
+      ownerId: inv.createdBy,
+      via: {invite: inv.id},
+    }
   }
   if (proof.kind === 'authkey') {
     const key = await tx.authKeyByHash(proof.keyHash)
@@ -75,10 +84,18 @@ async function admit(tx: Tx, proof: JoinProof, now: string): Promise<Admission> 
       preApproved: key.preApproved,
       ephemeral: key.ephemeral,
       tags: key.tags,
+      ownerId: key.createdBy,
       via: {authKey: key.id, preApproved: key.preApproved},
     }
   }
-  return {networkId: proof.networkId, preApproved: false, ephemeral: false, tags: [], via: {open: true}}
+  return {
+    networkId: proof.networkId,
+    preApproved: false,
+    ephemeral: false,
+    tags: [],
+    ownerId: proof.userId ?? null,
+    via: {open: true},
+  }
 }
 
 /**
@@ -126,6 +143,7 @@ export async function registerNode(
     endpoints: node.endpoints,
     tags: admission.tags,
     ephemeral: admission.ephemeral,
+    ownerId: admission.ownerId,
     at: ctx.at,
   })
   const version = await bump(tx, net.id, node.id, 'added')

@@ -247,6 +247,36 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       expect((await store.listAudit({tenantId}, {limit: 500})).items.length).toBe(before)
     })
 
+    it("records who let a node in: the registering user, or the invite's or auth key's creator", async () => {
+      const open = await makeNetwork({joinPolicy: 'open', cidr: '10.96.0.0/24'})
+      const byUser = await writes.registerNode(
+        {kind: 'open', networkId: open.id, userId: 'u_alice'},
+        newNode(),
+        ctx(),
+      )
+      expect(byUser.node?.ownerId).toBe('u_alice')
+      expect((await store.getNode(byUser.nodeId))?.ownerId).toBe('u_alice')
+      const invited = await makeNetwork({joinPolicy: 'invite', cidr: '10.96.1.0/24'})
+      const codeHash = uid('ch')
+      await writes.createInvite(
+        {
+          id: uid('iv'),
+          networkId: invited.id,
+          codeHash,
+          role: 'member',
+          maxUses: 1,
+          expiresAt: '2030-01-01T00:00:00.000Z',
+          createdBy: 'u_bob',
+        },
+        ctx(),
+      )
+      const byInvite = await writes.registerNode({kind: 'invite', codeHash}, newNode(), ctx())
+      expect(byInvite.node?.ownerId).toBe('u_bob')
+      // Unknown (a proof that names nobody): no owner at all, not an empty one.
+      const nobody = await writes.registerNode({kind: 'open', networkId: open.id}, newNode(), ctx())
+      expect(nobody.node).not.toHaveProperty('ownerId')
+    })
+
     it('checks invites inside registration: invalid, revoked, expired, used up; counts uses', async () => {
       const net = await makeNetwork({joinPolicy: 'invite'})
       const mk = async (over: {maxUses?: number | null; expiresAt?: string} = {}) => {

@@ -131,6 +131,7 @@ export const toNode = (r: Row): StoredNode => ({
   tags: json<string[]>(r.tags),
   ephemeral: bool(r.ephemeral),
   createdAt: time(r.created_at),
+  ...(typeof r.owner_id === 'string' ? {ownerId: r.owner_id} : {}),
   // Absent rather than null when none was observed: most nodes' shapes stay as they were.
   ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
   // Absent when the node reported none; the columns' CHECKs hold them to the RFC 4787 names.

@@ -203,6 +203,8 @@ export interface NewNodeRow {
   endpoints: readonly string[]
   tags: readonly string[]
   ephemeral: boolean
+  /** User id of the person who let the node in (issue 10); null when unknown. */
+  ownerId: string | null
   at: string
 }
 
@@ -210,7 +212,7 @@ export interface NewNodeRow {
 export type JoinProof =
   | {readonly kind: 'invite'; readonly codeHash: string}
   | {readonly kind: 'authkey'; readonly keyHash: string}
-  | {readonly kind: 'open'; readonly networkId: string}
+  | {readonly kind: 'open'; readonly networkId: string; readonly userId?: string}
 
 export interface NewNode {
   readonly id: string

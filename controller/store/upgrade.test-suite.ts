@@ -71,6 +71,8 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
           expect((await store.listAudit({tenantId: 't_old'}, {limit: 10})).items, what).toHaveLength(2)
           // The NAT columns of 0009: none for a node stored before, then written like any node change.
           expect((await store.getNode('nd_old'))?.nat, what).toBeUndefined()
+          // 0012: a node from before has no owner.
+          expect(await store.getNode('nd_old'), what).not.toHaveProperty('ownerId')
           const nat = {mapping: 'endpoint-dependent', filtering: 'address-dependent'} as const
           expect((await w.setNodeNat('nd_old', nat))?.node?.nat, what).toEqual(nat)
           expect((await store.getNode('nd_old'))?.address, what).toBe('10.9.0.1')

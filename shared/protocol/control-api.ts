@@ -201,6 +201,11 @@ export const NodeSchema = z.object({
   tags: z.array(TagSchema),
   ephemeral: z.boolean(),
   createdAt: TimestampSchema,
+  /**
+   * The user who let the node in (whose token registered it, or who made the invite or auth key
+   * it used): what a policy's user names and groups match. Absent when unknown.
+   */
+  ownerId: IdSchema.optional(),
 })
 export type Node = z.infer<typeof NodeSchema>
 

@@ -112,6 +112,7 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   relay_keys_key_hash_key: {table: 'relay_keys', columns: ['key_hash']},
   relays_pkey: {table: 'relays', columns: ['url']},
   settings_pkey: {table: 'settings', columns: ['name']},
+  policies_pkey: {table: 'policies', columns: ['tenant_id']},
 }
 
 /**

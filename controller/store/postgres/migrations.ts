@@ -481,6 +481,28 @@ ALTER TABLE audit ADD COLUMN hash TEXT COLLATE "C";  -- hex SHA-256 over prev_ha
 CREATE UNIQUE INDEX audit_chain ON audit (chain, chain_seq);
 `,
   },
+  {
+    // ACL policy (issue 10): who owns a node, and one policy document per tenant. The owner is
+    // the user who let the node in: the user whose token registered it, or the creator of the
+    // invite or auth key it used (NULL for nodes from before, and when that is unknown); a policy
+    // names people, and this is how "alice" becomes alice's nodes. No foreign key: like
+    // created_by elsewhere, it outlives the user (what happens to a removed user's nodes is the
+    // domain's decision). A tenant without a row in `policies` has no policy: every node of a
+    // network may reach every other, as before.
+    name: '0012-acl-policy',
+    sql: `
+ALTER TABLE nodes ADD COLUMN owner_id TEXT COLLATE "C"; -- user id of the person who let the node in; NULL when unknown (and before 0012)
+CREATE INDEX nodes_owner ON nodes (owner_id);
+
+CREATE TABLE policies (
+  tenant_id TEXT COLLATE "C" PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant the policy governs
+  document TEXT COLLATE "C" NOT NULL,    -- the policy as its author wrote it (JSON with comments)
+  version BIGINT NOT NULL,               -- 1 for the first policy, +1 per change
+  updated_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 time of the last change
+  updated_by TEXT COLLATE "C" NOT NULL   -- user id of who made it
+);
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

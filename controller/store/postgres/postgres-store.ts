@@ -403,7 +403,8 @@ class PgTx implements Tx {
     const r = await one(
       this.c,
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
-           endpoints, tags, ephemeral, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING *`,
+           endpoints, tags, ephemeral, owner_id, created_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING *`,
       [
         n.id,
         n.networkId,
@@ -417,6 +418,7 @@ class PgTx implements Tx {
         JSON.stringify(n.endpoints),
         JSON.stringify(n.tags),
         flag(n.ephemeral),
+        n.ownerId,
         n.at,
       ],
     )

@@ -357,6 +357,28 @@ ALTER TABLE audit ADD COLUMN hash TEXT; -- hex SHA-256 over prev_hash, chain_seq
 CREATE UNIQUE INDEX audit_chain ON audit (chain, chain_seq);
 `,
   },
+  {
+    // ACL policy (issue 10): who owns a node, and one policy document per tenant. The owner is
+    // the user who let the node in: the user whose token registered it, or the creator of the
+    // invite or auth key it used (NULL for nodes from before, and when that is unknown); a policy
+    // names people, and this is how "alice" becomes alice's nodes. No foreign key: like
+    // created_by elsewhere, it outlives the user (what happens to a removed user's nodes is the
+    // domain's decision). A tenant without a row in `policies` has no policy: every node of a
+    // network may reach every other, as before.
+    name: '0012-acl-policy',
+    sql: `
+ALTER TABLE nodes ADD COLUMN owner_id TEXT; -- user id of the person who let the node in; NULL when unknown (and before 0012)
+CREATE INDEX nodes_owner ON nodes (owner_id);
+
+CREATE TABLE policies (
+  tenant_id TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant the policy governs
+  document TEXT NOT NULL,                -- the policy as its author wrote it (JSON with comments)
+  version INTEGER NOT NULL,              -- 1 for the first policy, +1 per change
+  updated_at TEXT NOT NULL,              -- RFC 3339 time of the last change
+  updated_by TEXT NOT NULL               -- user id of who made it
+);
+`,
+  },
 ]
 
 /**

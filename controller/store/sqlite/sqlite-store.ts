@@ -386,7 +386,7 @@ class SqliteTx implements Tx {
   async insertNode(n: NewNodeRow): Promise<StoredNode> {
     this.q(
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
-           endpoints, tags, ephemeral, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+           endpoints, tags, ephemeral, owner_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
     ).run(
       n.id,
       n.networkId,
@@ -400,6 +400,7 @@ class SqliteTx implements Tx {
       JSON.stringify(n.endpoints),
       JSON.stringify(n.tags),
       n.ephemeral ? 1 : 0,
+      n.ownerId,
       n.at,
     )
     return (await this.getNode(n.id)) as StoredNode
