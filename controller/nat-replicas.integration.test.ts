@@ -9,6 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../test/support/postgres.js'
 import type {NatBehaviour} from '../shared/nat/behaviour.js'
 import {client, createNetwork, joinNode} from './testing/client.js'
+import {startReplicas, type TestReplicas} from './testing/replicas.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {connectWs, type WsClient} from './testing/ws-client.js'
 
@@ -36,24 +37,19 @@ describe.skipIf(skip !== undefined)(
   `NAT behaviour across two controller replicas on PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let dir: string
+    let replicas: TestReplicas | undefined
     let r1: TestController
     let r2: TestController
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-nat-replicas-'))
-      const database = await server.createDatabase()
-      const adminPassword = 'replica test admin password'
-      r1 = await startTestController({dataDir: path.join(dir, 'r1'), database, adminPassword})
-      r2 = await startTestController({dataDir: path.join(dir, 'r2'), database, adminPassword})
+      replicas = await startReplicas(server)
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(sockets.map((s) => s.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
     it('tells a peer on replica 2 of the NAT behaviour a node reports through replica 1 within a second', async () => {

@@ -5,9 +5,6 @@
 // other over the mesh, and a relay that stops beating leaves both lists within its TTL. Both
 // replicas share one FakeClock (one time for the TTLs they write); stand-alone relays get
 // another, never moved, so they beat only when the test says.
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import {Writable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../../test/support/postgres.js'
@@ -15,7 +12,8 @@ import {freePort} from '../../test/support/process.js'
 import {RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {client, createNetwork, joinNode} from '../testing/client.js'
-import {startTestController, type TestController} from '../testing/test-controller.js'
+import {startReplicas, type TestReplicas} from '../testing/replicas.js'
+import type {TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import {startRelay, type RunningRelay} from './main.js'
@@ -62,7 +60,7 @@ describe.skipIf(skip !== undefined)(
   `relays across two controller replicas on PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let dir: string
+    let replicas: TestReplicas | undefined
     let clock: FakeClock
     let r1: TestController
     let r2: TestController
@@ -82,36 +80,27 @@ describe.skipIf(skip !== undefined)(
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-relay-replicas-'))
-      const database = await server.createDatabase()
-      const adminPassword = 'relay replica test admin password'
       clock = new FakeClock()
-      const start = async (name: string) => {
+      replicas = await startReplicas(server, async () => {
         // A port free now: the replica's --relay-url must name it before it listens.
         const port = await freePort()
-        return startTestController({
-          dataDir: path.join(dir, name),
-          database,
-          adminPassword,
+        return {
           clock,
           listen: `127.0.0.1:${port}`,
           relayUrl: `http://127.0.0.1:${port}`,
           stunListen: 'off',
           discoveryListen: 'off',
           relayHeartbeatMs: HEARTBEAT_MS,
-        })
-      }
-      r1 = await start('r1')
-      r2 = await start('r2')
+        }
+      })
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(nodes.map((c) => c.close().catch(() => undefined)))
       await Promise.all(sockets.map((s) => s.close()))
       await Promise.all(relays.map((r) => r.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
     async function fullMapRelays(ctl: TestController, credential: string) {

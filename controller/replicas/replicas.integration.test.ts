@@ -2,13 +2,11 @@
 // and presence): a change made through one reaches nodes and admins connected to the other
 // within a second, presence is the same on both, and a replica whose notification connection is
 // cut catches up from the store.
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../../test/support/postgres.js'
 import {client, createNetwork, joinNode} from '../testing/client.js'
-import {startTestController, type TestController} from '../testing/test-controller.js'
+import {startReplicas, type TestReplicas} from '../testing/replicas.js'
+import type {TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 
 const skip = postgresSkipReason()
@@ -24,7 +22,7 @@ describe.skipIf(skip !== undefined)(
   `two controller replicas on PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let dir: string
+    let replicas: TestReplicas | undefined
     let r1: TestController
     let r2: TestController
     const sockets: WsClient[] = []
@@ -36,18 +34,13 @@ describe.skipIf(skip !== undefined)(
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-replicas-'))
-      const database = await server.createDatabase()
-      const adminPassword = 'replica test admin password'
-      r1 = await startTestController({dataDir: path.join(dir, 'r1'), database, adminPassword})
-      r2 = await startTestController({dataDir: path.join(dir, 'r2'), database, adminPassword})
+      replicas = await startReplicas(server)
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(sockets.map((s) => s.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
     /** The nodes of a network (up to 500) as replica `ctl` lists them. */
