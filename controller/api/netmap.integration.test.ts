@@ -118,6 +118,18 @@ async function nextFrame<T extends Frame>(
   return f
 }
 
+/** A new open network with nodes a and b, each with a session whose full map has been read. */
+async function twoConnected() {
+  const net = await network('open')
+  const a = await join(net.id)
+  const b = await join(net.id)
+  const wsA = await open(a.credential)
+  const wsB = await open(b.credential)
+  await nextFrame<Full>(wsA)
+  await nextFrame<Full>(wsB)
+  return {net, a, b, wsA, wsB}
+}
+
 describe('netmap WebSocket', () => {
   it('sends a full map first: self plus only active peers; a pending node gets no peers', async () => {
     const net = await network('approval')
@@ -258,13 +270,7 @@ describe('netmap WebSocket', () => {
   })
 
   it('fans out endpoint reports and refuses invalid frames with CLOSE.BAD_FRAME, staying up', async () => {
-    const net = await network('open')
-    const a = await join(net.id)
-    const b = await join(net.id)
-    const wsA = await open(a.credential)
-    const wsB = await open(b.credential)
-    await nextFrame<Full>(wsA)
-    await nextFrame<Full>(wsB)
+    const {net, b, wsA, wsB} = await twoConnected()
     wsB.ws.send(JSON.stringify({type: 'report', endpoints: ['198.51.100.20:51820']}))
     const d = await nextFrame<Delta>(wsA)
     expect(d.changed?.[0]).toMatchObject({id: b.node.id, endpoints: ['198.51.100.20:51820']})
@@ -478,13 +484,7 @@ describe('netmap WebSocket', () => {
   })
 
   it('revokes every session of a deleted network without sending peer deltas', async () => {
-    const net = await network('open')
-    const a = await join(net.id)
-    const b = await join(net.id)
-    const wsA = await open(a.credential)
-    const wsB = await open(b.credential)
-    await nextFrame<Full>(wsA)
-    await nextFrame<Full>(wsB)
+    const {net, wsA, wsB} = await twoConnected()
     expect((await api.req('DELETE', `/api/v1/networks/${net.id}`, {token: ctl.adminToken})).status).toBe(200)
     expect((await wsA.closed).code).toBe(CLOSE.REVOKED)
     expect((await wsB.closed).code).toBe(CLOSE.REVOKED)
