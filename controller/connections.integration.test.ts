@@ -18,7 +18,7 @@ import {
   type PeerReport,
 } from '../shared/protocol/netmap.js'
 import {recordPairWrites, type RecordedPairWrite} from './testing/store-spy.js'
-import {client, publicKey, type Client} from './testing/client.js'
+import {client, createNetwork, joinNode, type Client} from './testing/client.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {connectWs, type WsClient} from './testing/ws-client.js'
 
@@ -45,14 +45,7 @@ afterAll(async () => {
   fs.rmSync(dataDir, {recursive: true, force: true})
 })
 
-async function join(netId: string, name: string) {
-  const r = await api.req('POST', '/api/v1/register', {
-    token: ctl.adminToken,
-    body: {network: netId, publicKey: publicKey(), name},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {node: {id: string; name: string}; credential: string}
-}
+const join = (netId: string, name: string) => joinNode(ctl, netId, name)
 
 async function session(credential: string): Promise<WsClient> {
   const ws = await connectWs(`${ctl.url}/api/v1/netmap`, credential)
@@ -94,12 +87,7 @@ describe('connection reports', () => {
       .then((f) => ConnectionChangedEventSchema.parse(f))
 
   beforeAll(async () => {
-    const r = await api.req('POST', '/api/v1/networks', {
-      token: ctl.adminToken,
-      body: {name: 'conn', cidr: '10.99.0.0/24', joinPolicy: 'open'},
-    })
-    expect(r.status, r.text).toBe(201)
-    net = r.body as {id: string; name: string}
+    net = await createNetwork(ctl, {name: 'conn', cidr: '10.99.0.0/24', joinPolicy: 'open'})
     a = await join(net.id, 'alpha')
     b = await join(net.id, 'beta')
     c = await join(net.id, 'gamma')

@@ -8,7 +8,8 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../test/support/postgres.js'
 import type {NatBehaviour} from '../shared/nat/behaviour.js'
-import {client, publicKey} from './testing/client.js'
+import {client, createNetwork, joinNode} from './testing/client.js'
+import {startReplicas, type TestReplicas} from './testing/replicas.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {connectWs, type WsClient} from './testing/ws-client.js'
 
@@ -30,54 +31,31 @@ async function session(ctl: TestController, credential: string): Promise<{ws: Ws
   return {ws, full}
 }
 
-async function network(ctl: TestController, name: string, octet: number): Promise<{id: string}> {
-  const r = await client(ctl.url).req('POST', '/api/v1/networks', {
-    token: ctl.adminToken,
-    body: {name, cidr: `10.${octet}.0.0/24`, joinPolicy: 'open'},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {id: string}
-}
-
-async function join(ctl: TestController, networkId: string, name: string) {
-  const r = await client(ctl.url).req('POST', '/api/v1/register', {
-    token: ctl.adminToken,
-    body: {network: networkId, publicKey: publicKey(), name},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {node: {id: string}; credential: string}
-}
-
 const skip = postgresSkipReason()
 
 describe.skipIf(skip !== undefined)(
   `NAT behaviour across two controller replicas on PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let dir: string
+    let replicas: TestReplicas | undefined
     let r1: TestController
     let r2: TestController
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-nat-replicas-'))
-      const database = await server.createDatabase()
-      const adminPassword = 'replica test admin password'
-      r1 = await startTestController({dataDir: path.join(dir, 'r1'), database, adminPassword})
-      r2 = await startTestController({dataDir: path.join(dir, 'r2'), database, adminPassword})
+      replicas = await startReplicas(server)
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(sockets.map((s) => s.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
     it('tells a peer on replica 2 of the NAT behaviour a node reports through replica 1 within a second', async () => {
-      const net = await network(r1, 'natrep', 75)
-      const a = await join(r1, net.id, 'a')
-      const b = await join(r2, net.id, 'b')
+      const net = await createNetwork(r1, {name: 'natrep', cidr: '10.75.0.0/24', joinPolicy: 'open'})
+      const a = await joinNode(r1, net.id, 'a')
+      const b = await joinNode(r2, net.id, 'b')
       const {ws: wsB, full} = await session(r2, b.credential)
       expect(full.peers?.find((p) => p.id === a.node.id)).not.toHaveProperty('nat')
       const {ws: wsA} = await session(r1, a.credential)
@@ -99,8 +77,8 @@ describe.skipIf(skip !== undefined)(
     })
 
     it('refuses a malformed NAT behaviour through either replica: the session closes and nothing is stored', async () => {
-      const net = await network(r2, 'natbad', 76)
-      const a = await join(r2, net.id, 'a')
+      const net = await createNetwork(r2, {name: 'natbad', cidr: '10.76.0.0/24', joinPolicy: 'open'})
+      const a = await joinNode(r2, net.id, 'a')
       for (const ctl of [r1, r2]) {
         const {ws} = await session(ctl, a.credential)
         ws.ws.send(JSON.stringify({type: 'report', nat: {mapping: 'full-cone', filtering: 'unknown'}}))
@@ -125,9 +103,9 @@ describe('NAT behaviour across a controller restart (SQLite)', () => {
 
   it("is in a peer's full map after the restart without the node reporting again", async () => {
     ctl = await startTestController({dataDir: dir})
-    const net = await network(ctl, 'natrestart', 77)
-    const a = await join(ctl, net.id, 'a')
-    const b = await join(ctl, net.id, 'b')
+    const net = await createNetwork(ctl, {name: 'natrestart', cidr: '10.77.0.0/24', joinPolicy: 'open'})
+    const a = await joinNode(ctl, net.id, 'a')
+    const b = await joinNode(ctl, net.id, 'b')
     const {ws: wsB} = await session(ctl, b.credential)
     const {ws: wsA} = await session(ctl, a.credential)
     wsA.ws.send(JSON.stringify({type: 'report', reset: true, nat: CONE}))

@@ -5,7 +5,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeJoinString} from '../../shared/invite.js'
 import {ROUTES} from '../../shared/protocol/control-api.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
-import {client, publicKey, type Client} from '../testing/client.js'
+import {client, createNetwork, publicKey, type Client} from '../testing/client.js'
 import {startController} from '../main.js'
 import {systemClock} from '../../shared/clock.js'
 import fs from 'node:fs'
@@ -36,14 +36,8 @@ const name = (p: string) => `${p}-${++n}`
 let octet = 0
 const cidr24 = () => `10.${++octet}.0.0/24`
 
-async function network(body: Record<string, unknown> = {}) {
-  const r = await api.req('POST', '/api/v1/networks', {
-    token: admin,
-    body: {name: name('net'), cidr: cidr24(), ...body},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {id: string; name: string; cidr: string}
-}
+const network = (body: Record<string, unknown> = {}) =>
+  createNetwork(ctl, {name: name('net'), cidr: cidr24(), ...body})
 async function authKey(net: string, body: Record<string, unknown> = {}) {
   const r = await api.req('POST', `/api/v1/networks/${net}/authkeys`, {token: admin, body})
   expect(r.status, r.text).toBe(201)

@@ -9,7 +9,7 @@ import {NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {storeWrites, type Writes} from '../domain/writes.js'
 import type {AuditContext, NodeChange} from '../store/store.js'
-import {client, publicKey, type Client} from '../testing/client.js'
+import {client, createNetwork, joinNode, joinWithAuthKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 
@@ -49,32 +49,12 @@ afterAll(async () => {
   await ctl?.close()
 })
 
-async function network(joinPolicy: 'open' | 'approval' = 'open') {
-  const r = await api.req('POST', '/api/v1/networks', {
-    token: ctl.adminToken,
-    body: {name: `gap-${++seq}`, cidr: `10.77.${seq}.0/24`, joinPolicy},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {id: string}
-}
+const network = (joinPolicy: 'open' | 'approval' = 'open') =>
+  createNetwork(ctl, {name: `gap-${++seq}`, cidr: `10.77.${seq}.0/24`, joinPolicy})
 
-async function join(netId: string, opts: {pending?: boolean} = {}) {
-  const name = `n-${++seq}`
-  if (opts.pending) {
-    const k = await api.req('POST', `/api/v1/networks/${netId}/authkeys`, {token: ctl.adminToken, body: {}})
-    const r = await api.req('POST', '/api/v1/register', {
-      body: {authKey: k.body.key, publicKey: publicKey(), name},
-    })
-    expect(r.status, r.text).toBe(201)
-    return r.body as {node: {id: string}; credential: string}
-  }
-  const r = await api.req('POST', '/api/v1/register', {
-    token: ctl.adminToken,
-    body: {network: netId, publicKey: publicKey(), name},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {node: {id: string}; credential: string}
-}
+/** A node of `netId`; `pending`: through an auth key, so in an approval network it waits. */
+const join = (netId: string, opts: {pending?: boolean} = {}) =>
+  (opts.pending ? joinWithAuthKey : joinNode)(ctl, netId, `n-${++seq}`)
 
 /** A netmap session whose full map has arrived. */
 async function session(credential: string): Promise<{ws: WsClient; full: Frame}> {

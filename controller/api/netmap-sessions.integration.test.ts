@@ -5,14 +5,13 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import WebSocket from 'ws'
 import {CLOSE} from '../../shared/protocol/netmap.js'
-import {client, publicKey, type Client} from '../testing/client.js'
+import {createNetwork, joinNode} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {MAX_SESSIONS_PER_NODE, SESSION_BURST, SESSION_RATE_PER_SEC} from './session-limit.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 
 let ctl: TestController
 let clock: FakeClock
-let api: Client
 let netId: string
 let seq = 0
 const opened: WebSocket[] = []
@@ -20,13 +19,7 @@ const opened: WebSocket[] = []
 beforeAll(async () => {
   clock = new FakeClock()
   ctl = await startTestController({clock})
-  api = client(ctl.url)
-  const r = await api.req('POST', '/api/v1/networks', {
-    token: ctl.adminToken,
-    body: {name: 'sessions', cidr: '10.77.0.0/24', joinPolicy: 'open'},
-  })
-  expect(r.status, r.text).toBe(201)
-  netId = r.body.id
+  netId = (await createNetwork(ctl, {name: 'sessions', cidr: '10.77.0.0/24', joinPolicy: 'open'})).id
   // Peers, so that a full map has some weight.
   for (let i = 0; i < 20; i++) await join()
 })
@@ -35,14 +28,7 @@ afterAll(async () => {
   await ctl?.close()
 })
 
-async function join(): Promise<{node: {id: string}; credential: string}> {
-  const r = await api.req('POST', '/api/v1/register', {
-    token: ctl.adminToken,
-    body: {network: netId, publicKey: publicKey(), name: `s-${++seq}`},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body
-}
+const join = () => joinNode(ctl, netId, `s-${++seq}`)
 
 /** `p`, or a rejection naming `what` after `ms` (a deadline, not a wait). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -7,7 +7,14 @@ import zlib from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.js'
-import {client, publicKey, type Client} from '../testing/client.js'
+import {
+  client,
+  createNetwork,
+  joinWithAuthKey,
+  publicKey,
+  type Client,
+  type JoinedNode,
+} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import WebSocket from 'ws'
@@ -56,29 +63,16 @@ afterAll(async () => {
   await ctl?.close()
 })
 
-async function network(joinPolicy: 'open' | 'approval' | 'invite' = 'open') {
-  const r = await api.req('POST', '/api/v1/networks', {
-    token: ctl.adminToken,
-    body: {name: `nm-${++seq}`, cidr: `10.${++octet}.0.0/24`, joinPolicy},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {id: string; name: string}
-}
-async function join(netId: string, name = `node-${++seq}`) {
+const network = (joinPolicy: 'open' | 'approval' | 'invite' = 'open') =>
+  createNetwork(ctl, {name: `nm-${++seq}`, cidr: `10.${++octet}.0.0/24`, joinPolicy})
+async function join(netId: string, name = `node-${++seq}`): Promise<JoinedNode> {
   const r = await api.req('POST', '/api/v1/register', {
     token: ctl.adminToken,
     body: {network: netId, publicKey: publicKey(), name},
   })
-  if (r.status !== 201) {
-    // approval networks refuse token registration: use a (non pre-approved) auth key.
-    const k = await api.req('POST', `/api/v1/networks/${netId}/authkeys`, {token: ctl.adminToken, body: {}})
-    const r2 = await api.req('POST', '/api/v1/register', {
-      body: {authKey: k.body.key, publicKey: publicKey(), name},
-    })
-    expect(r2.status, r2.text).toBe(201)
-    return r2.body as {node: {id: string; name: string; status: string}; credential: string}
-  }
-  return r.body as {node: {id: string; name: string; status: string}; credential: string}
+  if (r.status === 201) return r.body as JoinedNode
+  // approval networks refuse token registration: use a (non pre-approved) auth key.
+  return joinWithAuthKey(ctl, netId, name)
 }
 async function open(credential: string, version?: number) {
   const ws = await connectWs(
@@ -122,6 +116,18 @@ async function nextFrame<T extends Frame>(
   const schema = f.type === 'full' ? NetmapFullSchema : NetmapDeltaSchema
   expect(schema.safeParse(f).success, JSON.stringify(f)).toBe(true)
   return f
+}
+
+/** A new open network with nodes a and b, each with a session whose full map has been read. */
+async function twoConnected() {
+  const net = await network('open')
+  const a = await join(net.id)
+  const b = await join(net.id)
+  const wsA = await open(a.credential)
+  const wsB = await open(b.credential)
+  await nextFrame<Full>(wsA)
+  await nextFrame<Full>(wsB)
+  return {net, a, b, wsA, wsB}
 }
 
 describe('netmap WebSocket', () => {
@@ -264,13 +270,7 @@ describe('netmap WebSocket', () => {
   })
 
   it('fans out endpoint reports and refuses invalid frames with CLOSE.BAD_FRAME, staying up', async () => {
-    const net = await network('open')
-    const a = await join(net.id)
-    const b = await join(net.id)
-    const wsA = await open(a.credential)
-    const wsB = await open(b.credential)
-    await nextFrame<Full>(wsA)
-    await nextFrame<Full>(wsB)
+    const {net, b, wsA, wsB} = await twoConnected()
     wsB.ws.send(JSON.stringify({type: 'report', endpoints: ['198.51.100.20:51820']}))
     const d = await nextFrame<Delta>(wsA)
     expect(d.changed?.[0]).toMatchObject({id: b.node.id, endpoints: ['198.51.100.20:51820']})
@@ -484,13 +484,7 @@ describe('netmap WebSocket', () => {
   })
 
   it('revokes every session of a deleted network without sending peer deltas', async () => {
-    const net = await network('open')
-    const a = await join(net.id)
-    const b = await join(net.id)
-    const wsA = await open(a.credential)
-    const wsB = await open(b.credential)
-    await nextFrame<Full>(wsA)
-    await nextFrame<Full>(wsB)
+    const {net, wsA, wsB} = await twoConnected()
     expect((await api.req('DELETE', `/api/v1/networks/${net.id}`, {token: ctl.adminToken})).status).toBe(200)
     expect((await wsA.closed).code).toBe(CLOSE.REVOKED)
     expect((await wsB.closed).code).toBe(CLOSE.REVOKED)

@@ -3,7 +3,7 @@
 // IP literals are refused at the door, whichever way the node registers.
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startTestController, type TestController} from '../testing/test-controller.js'
-import {client, publicKey, type Client} from '../testing/client.js'
+import {client, createNetwork, publicKey, type Client} from '../testing/client.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import {toPeer} from './netmap.js'
 import type {StoredNode} from '../store/store.js'
@@ -28,14 +28,8 @@ const name = (p: string) => `${p}-${++n}`
 let octet = 0
 const cidr24 = () => `10.${++octet}.0.0/24`
 
-async function network(body: Record<string, unknown> = {}) {
-  const r = await api.req('POST', '/api/v1/networks', {
-    token: admin,
-    body: {name: name('net'), cidr: cidr24(), ...body},
-  })
-  expect(r.status, r.text).toBe(201)
-  return r.body as {id: string; name: string}
-}
+const network = (body: Record<string, unknown> = {}) =>
+  createNetwork(ctl, {name: name('net'), cidr: cidr24(), ...body})
 const register = (body: Record<string, unknown>, token?: string) =>
   api.req('POST', '/api/v1/register', {token, body: {publicKey: publicKey(), name: name('node'), ...body}})
 

@@ -5,17 +5,15 @@
 // other over the mesh, and a relay that stops beating leaves both lists within its TTL. Both
 // replicas share one FakeClock (one time for the TTLs they write); stand-alone relays get
 // another, never moved, so they beat only when the test says.
-import fs from 'node:fs'
-import net from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
 import {Writable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../../test/support/postgres.js'
+import {freePort} from '../../test/support/process.js'
 import {RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
-import {client, publicKey} from '../testing/client.js'
-import {startTestController, type TestController} from '../testing/test-controller.js'
+import {client, createNetwork, joinNode} from '../testing/client.js'
+import {startReplicas, type TestReplicas} from '../testing/replicas.js'
+import type {TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
 import {startRelay, type RunningRelay} from './main.js'
@@ -29,15 +27,6 @@ const quiet = new Writable({
     cb()
   },
 })
-
-/** A port free on 127.0.0.1 right now: the replica's --relay-url must name it before it listens. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
 
 /**
  * Waits until `cond` holds, checking again on each event `on` subscribes to (relay-list changes,
@@ -71,7 +60,7 @@ describe.skipIf(skip !== undefined)(
   `relays across two controller replicas on PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let dir: string
+    let replicas: TestReplicas | undefined
     let clock: FakeClock
     let r1: TestController
     let r2: TestController
@@ -91,53 +80,29 @@ describe.skipIf(skip !== undefined)(
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-relay-replicas-'))
-      const database = await server.createDatabase()
-      const adminPassword = 'relay replica test admin password'
       clock = new FakeClock()
-      const start = async (name: string) => {
+      replicas = await startReplicas(server, async () => {
+        // A port free now: the replica's --relay-url must name it before it listens.
         const port = await freePort()
-        return startTestController({
-          dataDir: path.join(dir, name),
-          database,
-          adminPassword,
+        return {
           clock,
           listen: `127.0.0.1:${port}`,
           relayUrl: `http://127.0.0.1:${port}`,
           stunListen: 'off',
           discoveryListen: 'off',
           relayHeartbeatMs: HEARTBEAT_MS,
-        })
-      }
-      r1 = await start('r1')
-      r2 = await start('r2')
+        }
+      })
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(nodes.map((c) => c.close().catch(() => undefined)))
       await Promise.all(sockets.map((s) => s.close()))
       await Promise.all(relays.map((r) => r.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
-    async function network(ctl: TestController, name: string, octet: number) {
-      const r = await client(ctl.url).req('POST', '/api/v1/networks', {
-        token: ctl.adminToken,
-        body: {name, cidr: `10.${octet}.0.0/24`, joinPolicy: 'open'},
-      })
-      expect(r.status, r.text).toBe(201)
-      return r.body as {id: string}
-    }
-    async function join(ctl: TestController, networkId: string, name: string) {
-      const r = await client(ctl.url).req('POST', '/api/v1/register', {
-        token: ctl.adminToken,
-        body: {network: networkId, publicKey: publicKey(), name},
-      })
-      expect(r.status, r.text).toBe(201)
-      return r.body as {node: {id: string}; credential: string}
-    }
     async function fullMapRelays(ctl: TestController, credential: string) {
       const ws = await connectWs(`${ctl.url}/api/v1/netmap`, credential)
       try {
@@ -165,8 +130,8 @@ describe.skipIf(skip !== undefined)(
 
     it('accepts a relay key created through replica 1 for a relay registering through replica 2, and both list it', async () => {
       // A node connected to replica 1 is told of the relay when it registers through replica 2.
-      const netA = await network(r1, 'relay-list', 81)
-      const a = await join(r1, netA.id, 'a')
+      const netA = await createNetwork(r1, {name: 'relay-list', cidr: '10.81.0.0/24', joinPolicy: 'open'})
+      const a = await joinNode(r1, netA.id, 'a')
       const watch = await connectWs(`${r1.url}/api/v1/netmap`, a.credential)
       sockets.push(watch)
       await watch.next<{type: string}>((f) => f.type === 'full', 5000)
@@ -204,9 +169,9 @@ describe.skipIf(skip !== undefined)(
     })
 
     it("carries relay frames between nodes homed on different replicas' built-in relays", async () => {
-      const netB = await network(r2, 'relay-mesh', 82)
-      const a = await join(r1, netB.id, 'a')
-      const b = await join(r2, netB.id, 'b')
+      const netB = await createNetwork(r2, {name: 'relay-mesh', cidr: '10.82.0.0/24', joinPolicy: 'open'})
+      const a = await joinNode(r1, netB.id, 'a')
+      const b = await joinNode(r2, netB.id, 'b')
       const ra = await connectRelay(`${r1.url.replace(/^http/, 'ws')}${RELAY_WS_PATH}`, a.credential)
       const rb = await connectRelay(`${r2.url.replace(/^http/, 'ws')}${RELAY_WS_PATH}`, b.credential)
       nodes.push(ra, rb)
@@ -238,8 +203,8 @@ describe.skipIf(skip !== undefined)(
       await clock.advanceAsync(HEARTBEAT_MS + 100)
       await Promise.all([r1, r2].map((r) => r.running.relays.registry.idle()))
       await until(gone, 'the relay to leave both lists', onLists)
-      const netC = await network(r1, 'relay-gone', 83)
-      const c = await join(r2, netC.id, 'c')
+      const netC = await createNetwork(r1, {name: 'relay-gone', cidr: '10.83.0.0/24', joinPolicy: 'open'})
+      const c = await joinNode(r2, netC.id, 'c')
       expect(await fullMapRelays(r1, c.credential)).toEqual([{region: 'default'}])
     })
   },

@@ -3,8 +3,8 @@
  * `haproxy` package (scripts/setup.sh installs it), our own foreground child process with its
  * own config, on 127.0.0.1 and a free port (or, for the namespace lab, on a given address and
  * port inside a network namespace: `listen`, `netns`). It is not a production haproxy config
- * (no TLS, no logs, test addresses only), but every setting below is one a real deployment in front of controller
- * replicas needs, and says why.
+ * (no TLS, no access logs, test addresses only), but every setting below is one a real deployment
+ * in front of controller replicas needs, and says why.
  *
  *     const skip = haproxySkipReason()
  *     describe.skipIf(skip !== undefined)(`… ${skip ? `(skipped: ${skip})` : ''}`, () => {
@@ -16,6 +16,12 @@
  *       it('…', async () => { await fetch(`${lb.url}/readyz`) … })
  *     })
  *
+ * Every wait here is on an event, never a sleep: haproxy writes a line to stderr for every
+ * health-check result that differs from the last and every change of a server's state (the
+ * config asks for it: `option log-health-checks`, a `log stderr` target in the backend), and
+ * each line makes the harness ask the runtime API (`show stat`) again; exits are the child's
+ * 'close' event.
+ *
  * What start does:
  *  1. Writes haproxy.cfg into a fresh temp directory (mode 0700): see renderConfig() for each
  *     setting and its reason. The runtime API ("stats socket") lives in the same directory.
@@ -25,21 +31,22 @@
  *  3. Waits, bounded by readyTimeoutMs, until haproxy has finished the first health check of
  *     every backend (its runtime API no longer says INI for any of them), so a test starts with
  *     haproxy's view of the backends settled, not with the optimistic "UP" it assumes at start.
+ *     Each first check is a change from INI, so each prints a line: the wake-ups of this wait.
  *
  * stop() sends SIGTERM (haproxy's hard stop: it closes every connection at once), waits for the
- * exit, SIGKILLs after 2 s, and removes the directory; it never throws, so an afterAll after a
- * failed test still cleans up. An exit hook SIGKILLs the pid and removes the directory if the
- * worker exits without afterAll.
+ * exit (SIGKILL if it has not exited after 2 s, a safety net), and removes the directory; it
+ * never throws, so an afterAll after a failed test still cleans up. An exit hook SIGKILLs the pid
+ * and removes the directory if the worker exits without afterAll.
  *
  * Missing binary: tests skip with the reason (as the PostgreSQL tests do), except under CI=true,
  * where haproxySkipReason() does not skip and startHaproxy() throws, so a CI machine without
  * haproxy fails loudly instead of passing with nothing tested.
  */
-import {spawn, type ChildProcess} from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.js'
 
 export interface HaproxyBackend {
   /** The server's name in haproxy (stats, runtime API); letters, digits, `-`, `_`, `.`. */
@@ -128,8 +135,9 @@ export interface HaproxyServer {
   /** What haproxy thinks of each backend now (its runtime API, `show stat`). */
   servers(): Promise<HaproxyServerState[]>
   /**
-   * Resolves when haproxy's status for `name` is exactly `status` (polled every 50 ms), with the
-   * time it took; rejects after timeoutMs with the last state seen.
+   * Resolves when haproxy's status for `name` is exactly `status`, with the time it took; asks
+   * now and again after each line haproxy prints (every state change prints one); rejects after
+   * timeoutMs with the last state seen.
    */
   waitForServer(name: string, status: 'UP' | 'DOWN' | 'MAINT' | 'DRAIN', timeoutMs: number): Promise<number>
   /**
@@ -145,7 +153,7 @@ export interface HaproxyServer {
   setBackendState(name: string, state: 'ready' | 'drain' | 'maint'): Promise<void>
   /** One runtime API command (management guide, "Unix Socket commands"); returns its answer. */
   command(cmd: string): Promise<string>
-  /** SIGTERM, SIGKILL after 2 s, remove the directory. Never throws; safe to call twice. */
+  /** SIGTERM, its exit (SIGKILL after 2 s), remove the directory. Never throws; safe to call twice. */
   stop(): Promise<void>
   /** What start and stop took, in ms (for the report, not for assertions). */
   readonly timings: {startMs: number; firstChecksMs: number; stopMs?: number}
@@ -163,15 +171,6 @@ export function findHaproxy(): string | undefined {
   )
   candidates.push('/usr/sbin/haproxy')
   return candidates.find(isExecutable)
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
 }
 
 const MISSING = 'haproxy not found (apt-get install haproxy; scripts/setup.sh does it)'
@@ -233,7 +232,8 @@ export function renderConfig(opts: {
     // The runtime API: state of the servers (readiness wait, failover assertions) and
     // set server … for tests. Only the owner (we) may use it.
     `  stats socket ${opts.adminSocket} mode 600 level admin`,
-    // No `log` line: nothing of a test reads access logs, and -db would write them to stderr.
+    // No global `log` line: nothing of a test reads access logs (a frontend logs traffic to
+    // the global targets), and -db would write them to stderr. The backend has its own below.
     '',
     'defaults',
     '  mode http',
@@ -269,6 +269,13 @@ export function renderConfig(opts: {
     `backend ${BACKEND}`,
     `  balance ${opts.balance}`,
     `  option httpchk GET ${opts.checkPath}`,
+    // Health-check results that differ from the last (the first one, from INI, always does) and
+    // server state changes, one line each on stderr: the events the harness waits on instead of
+    // polling the runtime API. Only health and state: traffic is logged by the frontend, which
+    // has no target. (haproxy in the foreground also echoes them as [WARNING] lines: twice is
+    // harmless, each line only makes the harness look again.)
+    '  log stderr format raw local0',
+    '  option log-health-checks',
     '  http-check expect status 200',
     // A server marked down (checks failing, or set to maint) has its open connections closed
     // at once, WebSockets included, so its nodes reconnect through us to a live replica
@@ -280,18 +287,6 @@ export function renderConfig(opts: {
     ...opts.backends.map((b) => `  server ${b.name} ${b.host}:${b.port} check`),
     '',
   ].join('\n')
-}
-
-/** A port nobody listens on right now (haproxy may still lose a race for it: start retries). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const {port} = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 /** One runtime API command over the unix socket; haproxy answers and closes (no `prompt`). */
@@ -365,49 +360,19 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
   fs.chmodSync(dir, 0o700)
   const cfgFile = path.join(dir, 'haproxy.cfg')
   const adminSocket = path.join(dir, 'admin.sock')
-  let child: ChildProcess | undefined
-  let exited: Promise<void> = Promise.resolve()
-  let output = ''
+  let child: Child | undefined
   let cleaned = false
 
   const cleanupSync = () => {
     if (cleaned) return
     cleaned = true
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    }
+    child?.signalSync('SIGKILL')
     fs.rmSync(dir, {recursive: true, force: true})
   }
   // Covers a worker that exits without running afterAll (a crash of the test runner itself).
   process.once('exit', cleanupSync)
-
-  const stopChild = async () => {
-    const c = child
-    if (c?.pid === undefined || c.exitCode !== null || c.signalCode !== null) return
-    try {
-      process.kill(c.pid, 'SIGTERM')
-    } catch {
-      return
-    }
-    let timer: NodeJS.Timeout | undefined
-    const killed = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        try {
-          process.kill(c.pid!, 'SIGKILL')
-        } catch {
-          // exited meanwhile
-        }
-        resolve()
-      }, 2000)
-    })
-    await Promise.race([exited, killed])
-    clearTimeout(timer)
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))])
-  }
+  // SIGTERM is haproxy's hard stop; 2 s bounds one that ignores it (never seen).
+  const stopChild = () => child?.stop('SIGTERM', 2000)
 
   try {
     const t0 = performance.now()
@@ -418,9 +383,14 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
     if (!net.isIP(host)) throw new Error(`startHaproxy: ${host} is not an IP address`)
     if (opts.netns !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.netns))
       throw new Error(`startHaproxy: ${JSON.stringify(opts.netns)} is not a namespace name`)
+    const servers = () => adminCommand(adminSocket, 'show stat').then(parseServers)
     let port = 0
-    // 2. Start; haproxy binds (and fails) before it answers on the runtime API, so "the runtime
-    //    API answers" = "it runs with this config"; exit before that = read its words.
+    let startMs = 0
+    let last: HaproxyServerState[] = []
+    // 2. and 3. Start, and wait for the first health check of every backend. haproxy binds (and
+    //    fails, and exits) before its event loop runs, and the loop runs the checks, so each
+    //    wake-up is a line (a check result) or the exit; "the runtime API answers" = "it runs
+    //    with this config". A check before the runtime API listens is a refused connect: not yet.
     for (let attempt = 1; ; attempt++) {
       port = opts.listen?.port ?? (await freePort())
       fs.writeFileSync(
@@ -439,64 +409,40 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
           maxconn: opts.maxconn ?? 2000,
         }),
       )
-      output = ''
-      const argv = [bin, '-f', cfgFile, '-db']
+      const argv = ['-f', cfgFile, '-db']
       const c =
         opts.netns === undefined
-          ? spawn(bin, argv.slice(1), {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
-          : spawn('ip', ['netns', 'exec', opts.netns, ...argv], {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
+          ? spawnChild(bin, argv, {cwd: dir})
+          : spawnChild('ip', ['netns', 'exec', opts.netns, bin, ...argv], {cwd: dir})
       child = c
-      c.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)))
-      c.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)))
-      exited = new Promise((resolve) => c.once('exit', () => resolve()))
-      const spawnFailed = new Promise<Error>((resolve) => c.once('error', resolve))
-      const deadline = performance.now() + 10_000
-      let up = false
-      while (!up && performance.now() < deadline) {
-        const early = await Promise.race([
-          exited.then(() => 'exited' as const),
-          spawnFailed,
-          adminCommand(adminSocket, 'show info', 1000).then(
-            () => 'up' as const,
-            () => new Promise<'retry'>((r) => setTimeout(() => r('retry'), 20)),
-          ),
-        ])
-        if (early instanceof Error) throw new Error(`cannot run ${bin}: ${early.message}`)
-        if (early === 'exited') break
-        up = early === 'up'
-      }
-      if (up) break
-      await stopChild()
+      const outcome = await waitFor({
+        what: 'haproxy: first health checks of every backend',
+        on: (wake) => c.onEvent(wake),
+        check: async () => {
+          if (c.hasExited()) return 'exited' as const
+          last = await servers()
+          if (startMs === 0) startMs = performance.now() - t0
+          const done =
+            last.length === opts.backends.length &&
+            last.every((s) => s.checkStatus !== 'INI' && s.checkStatus !== '')
+          return done ? ('ready' as const) : undefined
+        },
+        timeoutMs: opts.readyTimeoutMs ?? 10_000,
+        lastSeen: () => `${JSON.stringify(last)}\n${c.output()}`,
+      })
+      if (outcome === 'ready') break
+      const exit = await c.exited
+      if (exit.error) throw new Error(`cannot run ${bin}: ${exit.error.message}`)
       if (
         attempt >= 3 ||
         opts.listen?.port !== undefined ||
-        !/cannot bind|Address already in use/i.test(output)
+        !/cannot bind|Address already in use/i.test(c.output())
       )
-        throw new Error(
-          `haproxy did not start (exit ${child.exitCode ?? child.signalCode ?? 'timeout'}):\n${output}`,
-        )
+        throw new Error(`haproxy did not start (exit ${exit.code ?? exit.signal}):\n${c.output()}`)
     }
-    const startMs = performance.now() - t0
+    const firstChecksMs = performance.now() - t0 - startMs
+    const running = child!
 
-    // 3. First health check of every backend done.
-    const t1 = performance.now()
-    const servers = () => adminCommand(adminSocket, 'show stat').then(parseServers)
-    const readyDeadline = performance.now() + (opts.readyTimeoutMs ?? 10_000)
-    let last: HaproxyServerState[] = []
-    for (;;) {
-      last = await servers()
-      if (
-        last.length === opts.backends.length &&
-        last.every((s) => s.checkStatus !== 'INI' && s.checkStatus !== '')
-      )
-        break
-      if (performance.now() > readyDeadline)
-        throw new Error(`haproxy: first health checks not done in time: ${JSON.stringify(last)}\n${output}`)
-      await new Promise((r) => setTimeout(r, 20))
-    }
-    const firstChecksMs = performance.now() - t1
-
-    const pid = child!.pid!
     const timings: HaproxyServer['timings'] = {startMs, firstChecksMs}
     const serverCmd = (name: string, rest: string) => {
       if (!NAME.test(name)) throw new Error(`not a haproxy name: ${JSON.stringify(name)}`)
@@ -510,20 +456,29 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
       url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
       port,
       dir,
-      pid,
+      pid: running.pid!,
       timings,
       servers,
       command: (cmd) => adminCommand(adminSocket, cmd),
       async waitForServer(name, status, timeoutMs) {
         const t = performance.now()
         let seen: HaproxyServerState | undefined
-        for (;;) {
-          seen = (await servers()).find((s) => s.name === name)
-          if (seen?.status === status) return performance.now() - t
-          if (performance.now() - t > timeoutMs)
-            throw new Error(`haproxy: ${name} not ${status} within ${timeoutMs} ms: ${JSON.stringify(seen)}`)
-          await new Promise((r) => setTimeout(r, 50))
-        }
+        // Subscribed before the first look, so a change between the look and the subscription
+        // still wakes us. Lines about other servers wake us too: one show stat each, harmless.
+        const outcome = await waitFor({
+          what: `haproxy: ${name} ${status}`,
+          on: (wake) => running.onEvent(wake),
+          check: async () => {
+            if (running.hasExited()) return 'exited' as const
+            seen = (await servers()).find((s) => s.name === name)
+            return seen?.status === status ? ('seen' as const) : undefined
+          },
+          timeoutMs,
+          lastSeen: () => JSON.stringify(seen),
+        })
+        if (outcome === 'exited')
+          throw new Error(`haproxy exited while waiting for ${name} ${status}:\n${running.output()}`)
+        return performance.now() - t
       },
       async setBackend(name, address) {
         if (!net.isIP(address.host)) throw new Error(`setBackend: ${address.host} is not an IP address`)
@@ -535,22 +490,14 @@ export async function startHaproxy(opts: StartHaproxyOptions): Promise<HaproxySe
       async stop() {
         if (cleaned) return
         const t = performance.now()
-        try {
-          await stopChild()
-        } catch {
-          // cleanupSync below SIGKILLs and removes the directory regardless
-        }
+        await stopChild()
         cleanupSync()
         process.removeListener('exit', cleanupSync)
         timings.stopMs = performance.now() - t
       },
     }
   } catch (err) {
-    try {
-      await stopChild()
-    } catch {
-      // cleanupSync SIGKILLs
-    }
+    await stopChild()
     cleanupSync()
     process.removeListener('exit', cleanupSync)
     throw err

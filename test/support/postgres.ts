@@ -17,28 +17,33 @@
  *     so a query that silently relies on byte order for text (ids compared with <) fails here.
  *     A random password with scram-sha-256: pg's real authentication path, and other local
  *     users cannot reach the server for the seconds it lives.
- *  2. pg_ctl start on 127.0.0.1 and a free port, unix socket in the same temp directory,
- *     fsync/synchronous_commit/full_page_writes off: durability across an OS crash means
- *     nothing for a server that is deleted after the file, and they cost most of a test's time.
+ *  2. Runs `postgres -D …` as our foreground child on 127.0.0.1 and a free port, unix socket in
+ *     the same temp directory, fsync/synchronous_commit/full_page_writes off: durability across
+ *     an OS crash means nothing for a server that is deleted after the file, and they cost most
+ *     of a test's time. Ready is the server's own log line "database system is ready to accept
+ *     connections" on stderr (an event; `pg_ctl start -w` would poll postmaster.pid every 100 ms);
+ *     an exit before it (a lost race for the port) is read from its words: try another, 3 times.
  *  3. PostgreSQL refuses to run as root. When the tests run as root (they do here, and in CI),
  *     initdb and the server run as the `postgres` system user the package creates (`nobody`
  *     when it is missing), through spawn's uid/gid; otherwise as the current user.
  *
- * stop() is `pg_ctl stop -m immediate` (no shutdown checkpoint: the data is thrown away) and
- * then removes the directory; it never throws, so an afterAll after a failed test still cleans
- * up. An exit hook does the same if the worker exits without afterAll.
+ * stop() sends SIGQUIT, PostgreSQL's immediate shutdown (no shutdown checkpoint: the data is
+ * thrown away; the postmaster ends its backends before it exits), waits for the exit (SIGKILL
+ * after 10 s, a safety net) and then removes the directory; it never throws, so an afterAll
+ * after a failed test still cleans up. An exit hook sends SIGQUIT and removes the directory if
+ * the worker exits without afterAll.
  *
  * Missing binaries: tests skip with the reason (as the namespace-lab tests do when wireguard-go
  * is missing), except under CI=true, where postgresSkipReason() does not skip and startPostgres()
  * throws, so a CI machine without PostgreSQL fails loudly instead of passing with nothing tested.
  */
-import {spawn, spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.js'
 
 export interface PostgresServer {
   /** postgres://postgres:…@127.0.0.1:PORT/postgres — the maintenance database; tests use createDatabase(). */
@@ -85,15 +90,6 @@ export function findPostgresBinDir(): string | undefined {
   )
 }
 
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
-}
-
 const MISSING = 'PostgreSQL server binaries not found (apt-get install postgresql; scripts/setup.sh does it)'
 
 /**
@@ -130,18 +126,6 @@ function tempBase(user: ReturnType<typeof serverUser>): string {
   }
 }
 
-/** A port nobody listens on right now (the server may still lose a race for it: start retries). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const {port} = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
-
 interface RunResult {
   code: number | null
   out: string
@@ -155,12 +139,7 @@ function run(
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, {
-      uid: user?.uid,
-      gid: user?.gid,
-      // The server's user cannot read root's cwd or HOME; LC_ALL keeps initdb's messages and
-      // lc_messages predictable whatever the machine's locale.
-      cwd: '/',
-      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', HOME: '/'},
+      ...spawnAs(user),
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,
       killSignal: 'SIGKILL',
@@ -173,13 +152,22 @@ function run(
   })
 }
 
-function readLog(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').slice(-2000)
-  } catch {
-    return '(no server log)'
+/** How initdb and the server are spawned: as `user`, in `/`, with a small fixed environment. */
+function spawnAs(user: ReturnType<typeof serverUser>) {
+  return {
+    uid: user?.uid,
+    gid: user?.gid,
+    // The server's user cannot read root's cwd or HOME; LC_ALL keeps initdb's messages and
+    // lc_messages predictable whatever the machine's locale (the ready line below is English).
+    cwd: '/',
+    env: {PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', HOME: '/'},
   }
 }
+
+/** The postmaster's LOG line once startup is done and it accepts connections. */
+const READY = /database system is ready to accept connections/
+/** Its lines when another process took the port first. */
+const PORT_TAKEN = /could not bind|Address already in use/
 
 /** Starts a throwaway server; see the module comment. Throws with initdb's or the log's words. */
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresServer> {
@@ -188,29 +176,24 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   const user = serverUser()
   const root = fs.mkdtempSync(path.join(tempBase(user), 'mesh-pg-'))
   const dataDir = path.join(root, 'data')
-  const logFile = path.join(root, 'server.log')
   const password = randomBytes(18).toString('base64url')
   let cleaned = false
   // 3. Only the owner can enter the directory (the socket and the password file live in it).
   if (user) fs.chownSync(root, user.uid, user.gid)
   fs.chmodSync(root, 0o700)
-  const pgCtl = path.join(bindir, 'pg_ctl')
+  let server: Child | undefined
 
   const cleanupSync = () => {
     if (cleaned) return
     cleaned = true
-    if (fs.existsSync(path.join(dataDir, 'postmaster.pid')))
-      spawnSync(pgCtl, ['stop', '-D', dataDir, '-m', 'immediate', '-w', '-t', '10'], {
-        uid: user?.uid,
-        gid: user?.gid,
-        cwd: '/',
-        stdio: 'ignore',
-        timeout: 15_000,
-      })
+    // SIGQUIT, not SIGKILL: the postmaster takes its backends down with it.
+    server?.signalSync('SIGQUIT')
     fs.rmSync(root, {recursive: true, force: true})
   }
   // Covers a worker that exits without running afterAll (a crash of the test runner itself).
   process.once('exit', cleanupSync)
+  // SIGQUIT = immediate shutdown; 10 s bounds a postmaster that does not exit (never seen).
+  const stopServer = () => server?.stop('SIGQUIT', 10_000)
 
   try {
     // 1. initdb. --no-sync: nothing of this cluster needs to survive a power cut.
@@ -267,11 +250,23 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
           .map(([k, v]) => `${k} = ${v}\n`)
           .join(''),
       )
-      const start = await run(pgCtl, ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '30'], user, 40_000)
-      if (start.code === 0) break
-      const log = readLog(logFile)
-      if (attempt >= 3 || !/could not bind|Address already in use/.test(log))
-        throw new Error(`pg_ctl start failed (exit ${start.code}):\n${start.out}\n${log}`)
+      const c = spawnChild(path.join(bindir, 'postgres'), ['-D', dataDir], spawnAs(user))
+      server = c
+      let ready = false
+      const stopReading = c.onLine((line) => (ready ||= READY.test(line)))
+      const outcome = await waitFor({
+        what: 'PostgreSQL ready to accept connections',
+        on: (wake) => c.onEvent(wake),
+        check: () => (ready ? ('ready' as const) : c.hasExited() ? ('exited' as const) : undefined),
+        timeoutMs: 30_000,
+        maxChecks: 10_000,
+        lastSeen: () => c.output(),
+      }).finally(stopReading)
+      if (outcome === 'ready') break
+      const exit = await c.exited
+      if (exit.error) throw new Error(`cannot run postgres: ${exit.error.message}`)
+      if (attempt >= 3 || !PORT_TAKEN.test(c.output()))
+        throw new Error(`postgres did not start (exit ${exit.code ?? exit.signal}):\n${c.output()}`)
     }
     const startMs = performance.now() - t1
 
@@ -302,17 +297,14 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       async stop() {
         if (cleaned) return
         const t = performance.now()
-        try {
-          await run(pgCtl, ['stop', '-D', dataDir, '-m', 'immediate', '-w', '-t', '10'], user, 15_000)
-        } catch {
-          // cleanupSync below tries again and removes the directory regardless
-        }
+        await stopServer()
         cleanupSync()
         process.removeListener('exit', cleanupSync)
         timings.stopMs = performance.now() - t
       },
     }
   } catch (err) {
+    await stopServer()
     cleanupSync()
     process.removeListener('exit', cleanupSync)
     throw err
