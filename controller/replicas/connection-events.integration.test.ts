@@ -2,15 +2,13 @@
 // sessions writes the path change, and an admin watching through another replica (the load
 // balancer put their socket there) hears it too, once, through migration 0010's NOTIFY. Garbage
 // on that channel is ignored.
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ConnectionChangedEventSchema, type PeerReport} from '../../shared/protocol/netmap.js'
 import {postgresSkipReason, startPostgres, type PostgresServer} from '../../test/support/postgres.js'
-import {client, publicKey} from '../testing/client.js'
-import {startTestController, type TestController} from '../testing/test-controller.js'
+import {createNetwork, joinNode} from '../testing/client.js'
+import {startReplicas, type TestReplicas} from '../testing/replicas.js'
+import type {TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 
 const skip = postgresSkipReason()
@@ -19,8 +17,7 @@ describe.skipIf(skip !== undefined)(
   `connection changes across controller replicas${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     let server: PostgresServer
-    let database: string
-    let dir: string
+    let replicas: TestReplicas
     let r1: TestController
     let r2: TestController
     const sockets: WsClient[] = []
@@ -32,52 +29,30 @@ describe.skipIf(skip !== undefined)(
 
     beforeAll(async () => {
       server = await startPostgres()
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-conn-replicas-'))
-      database = await server.createDatabase()
-      const adminPassword = 'connection events admin password'
-      const common = {database, adminPassword, connectionFlushMs: 50}
-      r1 = await startTestController({dataDir: path.join(dir, 'r1'), ...common})
-      r2 = await startTestController({dataDir: path.join(dir, 'r2'), ...common})
+      replicas = await startReplicas(server, () => ({connectionFlushMs: 50}))
+      ;({r1, r2} = replicas)
     })
     afterAll(async () => {
       await Promise.all(sockets.map((s) => s.close()))
-      await r1?.close()
-      await r2?.close()
+      await replicas?.close()
       await server?.stop()
-      if (dir) fs.rmSync(dir, {recursive: true, force: true})
     })
 
-    async function join(networkId: string, name: string) {
-      const r = await client(r1.url).req('POST', '/api/v1/register', {
-        token: r1.adminToken,
-        body: {network: networkId, publicKey: publicKey(), name},
-      })
-      expect(r.status, r.text).toBe(201)
-      return r.body as {node: {id: string; name: string}; credential: string}
-    }
     const report = (s: WsClient, peers: PeerReport[]) =>
       s.ws.send(JSON.stringify({type: 'report', reset: true, peers}))
 
     it('tells an admin on replica 2 of a path change written by replica 1, once, with names', async () => {
-      const r = await client(r1.url).req('POST', '/api/v1/networks', {
-        token: r1.adminToken,
-        body: {name: 'paths', cidr: '10.73.0.0/24', joinPolicy: 'open'},
-      })
-      expect(r.status, r.text).toBe(201)
-      const net = r.body as {id: string}
-      const a = await join(net.id, 'alpha')
-      const b = await join(net.id, 'beta')
-      const [lo, hi] = [a.node, b.node].sort((x, y) => (x.id < y.id ? -1 : 1)) as [
-        {id: string; name: string},
-        {id: string; name: string},
-      ]
+      const net = await createNetwork(r1, {name: 'paths', cidr: '10.73.0.0/24', joinPolicy: 'open'})
+      const a = await joinNode(r1, net.id, 'alpha')
+      const b = await joinNode(r1, net.id, 'beta')
+      const [lo, hi] = a.node.id < b.node.id ? [a.node, b.node] : [b.node, a.node]
       const on1 = await ws(`${r1.url}/api/v1/events`, r1.adminToken)
       const on2 = await ws(`${r2.url}/api/v1/events`, r2.adminToken)
       await on1.next((f: {type: string}) => f.type === 'snapshot', 5_000)
       await on2.next((f: {type: string}) => f.type === 'snapshot', 5_000)
 
       // Garbage on the channel first (only our trigger should write it): ignored, nothing breaks.
-      const admin = new pg.Client({connectionString: database})
+      const admin = new pg.Client({connectionString: replicas.database})
       admin.on('error', () => undefined)
       await admin.connect()
       try {

@@ -24,6 +24,8 @@ export type ReplicaOptions = Partial<Omit<ControllerOptions, 'dataDir' | 'databa
 export interface TestReplicas {
   readonly r1: TestController
   readonly r2: TestController
+  /** The connection string of their database (for a test that talks to it directly). */
+  readonly database: string
   /** Closes both replicas and removes their data dirs. */
   close(): Promise<void>
 }
@@ -46,8 +48,9 @@ export async function startReplicas(
     for (const r of started.splice(0)) await r.close()
     fs.rmSync(dir, {recursive: true, force: true})
   }
+  let database = ''
   try {
-    const database = await pg.createDatabase()
+    database = await pg.createDatabase()
     for (const name of ['r1', 'r2'] as const)
       started.push(
         await startTestController({
@@ -58,7 +61,7 @@ export async function startReplicas(
         }),
       )
     const [r1, r2] = started as [TestController, TestController]
-    return {r1, r2, close}
+    return {r1, r2, database, close}
   } catch (err) {
     await close()
     throw err
