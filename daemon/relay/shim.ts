@@ -8,7 +8,12 @@
  *    datagrams read in one turn of the event loop (libuv reads up to 32 per socket wakeup)
  *    leave together, in order, at the end of that turn (setImmediate), as one batch of at most
  *    RELAY_MAX_BATCH_BYTES (shared/relay/frame.ts): a lone packet waits for nothing, and under
- *    load the relay pays per batch rather than per packet;
+ *    load the relay pays per batch rather than per packet. While the relay socket is down
+ *    (reconnecting after the relay went away) they wait in the outage queue instead, bounded
+ *    (OUTAGE: packets, bytes, age; the oldest are dropped first, counted as outage_overflow and
+ *    outage_expired), and leave first, in order, when the socket is open again (relayOpen()):
+ *    a ping in a short outage arrives late instead of being lost, and a handshake WireGuard sent
+ *    meanwhile is not wasted (its next try would come only 5 s later);
  *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
  *    port, so WireGuard sees it coming from the endpoint it has for that peer. These sends are
  *    paced (PACE): wireguard-go's socket keeps the kernel's default receive buffer (212,992
@@ -53,6 +58,27 @@ export interface HoldOptions {
 
 export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as const
 
+/** Bounds of a shim's outage queue (WireGuard -> relay while the relay socket is down). */
+export interface OutageOptions {
+  /** Packets kept at most (0: none, every packet in an outage is dropped as relay_down). */
+  maxPackets?: number
+  /** Payload bytes kept at most. */
+  maxBytes?: number
+  /** A packet older than this (ms) is not sent any more. */
+  maxAgeMs?: number
+}
+
+/**
+ * The outage queue's defaults. 1 s of age: the relay socket of a meshd whose relay died is
+ * back in 0.1-0.5 s (an immediate reconnect through the load balancer); later than 1 s, TCP
+ * in the tunnel has retransmitted what waited and a ping's sender has long counted it.
+ * 128 packets and 128 KiB (≈ 90 full-size packets) per peer: the 5 pings a second of a
+ * quiet pair, a handshake or two and a TCP window's tail fit, and a shim never holds more
+ * than that, however many peers are relayed; under bulk traffic the oldest go first (TCP
+ * retransmits them anyway).
+ */
+export const OUTAGE = {maxPackets: 128, maxBytes: 128 * 1024, maxAgeMs: 1000} as const
+
 /**
  * Pacing of relay -> WireGuard sends (see the file comment). burst 64 fits wireguard-go's
  * default socket buffer (92 packets of 1452 bytes) with room for what it has not read yet;
@@ -69,7 +95,10 @@ export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
  * Why a packet did not go through the shim:
  * - foreign_source: a datagram to the shim from anything but WireGuard's listen port;
  * - too_large: a datagram from WireGuard over the relay's payload limit (or empty);
- * - relay_down / relay_backlog: the relay socket is not open, or its send backlog is full;
+ * - relay_down / relay_backlog: the relay socket is not open (and the outage queue keeps
+ *   nothing), or its send backlog is full;
+ * - outage_overflow: pushed out of a full outage queue by newer packets (oldest first);
+ * - outage_expired: waited in the outage queue longer than its maxAgeMs;
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
  * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
@@ -80,6 +109,8 @@ export type ShimDropReason =
   | 'too_large'
   | 'relay_down'
   | 'relay_backlog'
+  | 'outage_overflow'
+  | 'outage_expired'
   | 'hold_overflow'
   | 'mode_drop'
   | 'no_wireguard_port'
@@ -95,6 +126,8 @@ export interface ShimStats {
   toWireGuardBytes: number
   /** Packets held now. */
   held: number
+  /** Packets from WireGuard waiting in the outage queue for the relay socket now. */
+  queued: number
   /** Packets waiting for their turn to WireGuard (pacing) now. */
   paced: number
   dropped: Record<ShimDropReason, number>
@@ -202,6 +235,8 @@ export interface PeerShimOptions {
   maxPayload?: number
   clock?: ShimClock
   hold?: HoldOptions
+  /** Bounds of the outage queue; OUTAGE by default. */
+  outage?: OutageOptions
   onDrop?(reason: ShimDropReason): void
   /** Called with the number held after each packet is added to a hold. */
   onHeld?(count: number): void
@@ -225,6 +260,14 @@ export class PeerShim {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private flushHandle: NodeJS.Immediate | undefined = undefined
+  /**
+   * The outage queue: packets from WireGuard that found the relay socket down, oldest first,
+   * each with when it came (clock ms); their payload bytes. Owned by this shim: filled by
+   * flush(), emptied by drainOutage() (relayOpen() or the next flush) and by expiry.
+   */
+  private outage: {packet: Buffer; at: number}[] = []
+  private outageBytes = 0
+  private readonly outageLimits: Required<OutageOptions>
   private readonly pacer: WireGuardPacer
   private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
   private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
@@ -233,6 +276,8 @@ export class PeerShim {
     too_large: 0,
     relay_down: 0,
     relay_backlog: 0,
+    outage_overflow: 0,
+    outage_expired: 0,
     hold_overflow: 0,
     mode_drop: 0,
     no_wireguard_port: 0,
@@ -248,6 +293,7 @@ export class PeerShim {
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.clock = opts.clock ?? systemShimClock
     this.pacer = opts.pacer ?? new WireGuardPacer(this.clock)
+    this.outageLimits = {...OUTAGE, ...opts.outage}
     socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
   }
 
@@ -283,6 +329,7 @@ export class PeerShim {
       mode: this.mode,
       ...this.counters,
       held: this.held.length,
+      queued: this.outage.length,
       paced: this.pacer.waitingFor(this),
       dropped: {...this.drops},
     }
@@ -313,17 +360,86 @@ export class PeerShim {
     })
   }
 
-  /** Sends what WireGuard gave since the last flush, as one batch. */
+  /** Sends what WireGuard gave since the last flush, as one batch (after what the outage queue holds). */
   private flush(): void {
     const packets = this.pending
     if (packets.length === 0) return
     const bytes = this.pendingBytes
     this.pending = []
     this.pendingBytes = 0
+    // Order: what waits in the outage queue goes first; if it cannot, these wait behind it.
+    if (this.outage.length > 0 && !this.drainOutage()) return this.enqueueOutage(packets)
     const problem = this.opts.sendPackets(packets)
+    if (problem === 'relay_down') return this.enqueueOutage(packets)
     if (problem) return this.drop(problem, packets.length)
     this.counters.toRelayPackets += packets.length
     this.counters.toRelayBytes += bytes
+  }
+
+  /** Keeps packets for the relay's return, within the outage bounds (the oldest go first). */
+  private enqueueOutage(packets: readonly Buffer[]): void {
+    const {maxPackets, maxBytes} = this.outageLimits
+    if (maxPackets <= 0) return this.drop('relay_down', packets.length)
+    const now = this.clock.now()
+    this.expireOutage(now)
+    for (const p of packets) {
+      // A copy: the queue outlives the read it came from.
+      this.outage.push({packet: Buffer.from(p), at: now})
+      this.outageBytes += p.length
+    }
+    let over = 0
+    while (this.outage.length > maxPackets || (this.outageBytes > maxBytes && this.outage.length > 0)) {
+      this.outageBytes -= this.outage.shift()!.packet.length
+      over++
+    }
+    this.drop('outage_overflow', over)
+  }
+
+  /** Drops what waited in the outage queue longer than its maxAgeMs. */
+  private expireOutage(now: number): void {
+    let expired = 0
+    while (this.outage.length > 0 && now - this.outage[0]!.at > this.outageLimits.maxAgeMs) {
+      this.outageBytes -= this.outage.shift()!.packet.length
+      expired++
+    }
+    this.drop('outage_expired', expired)
+  }
+
+  /**
+   * Sends the outage queue to the relay in order, in batches; true when it is empty after, false
+   * when the relay socket is (still) down. A batch the relay's backlog refuses is dropped.
+   */
+  private drainOutage(): boolean {
+    this.expireOutage(this.clock.now())
+    while (this.outage.length > 0) {
+      let n = 0
+      let bytes = 0
+      while (
+        n < this.outage.length &&
+        n < RELAY_MAX_BATCH_PACKETS &&
+        (n === 0 ||
+          relayBatchBytes(this.peerId.length, n + 1, bytes + this.outage[n]!.packet.length) <=
+            RELAY_MAX_BATCH_BYTES)
+      )
+        bytes += this.outage[n++]!.packet.length
+      const batch = this.outage.slice(0, n).map((q) => q.packet)
+      const problem = this.opts.sendPackets(batch)
+      if (problem === 'relay_down') return false
+      this.outage.splice(0, n)
+      this.outageBytes -= bytes
+      if (problem) this.drop(problem, n)
+      else {
+        this.counters.toRelayPackets += n
+        this.counters.toRelayBytes += bytes
+      }
+    }
+    return true
+  }
+
+  /** The relay socket is open (again): what waited in the outage queue leaves now, in order. */
+  relayOpen(): void {
+    if (this.closed || this.outage.length === 0) return
+    this.drainOutage()
   }
 
   /** A packet the relay brought from the peer. */
@@ -398,6 +514,8 @@ export class PeerShim {
     this.pacer.forget(this)
     this.held = []
     this.pending = []
+    this.outage = []
+    this.outageBytes = 0
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
 }
