@@ -12,7 +12,9 @@
  * of that attempt goes on with the backoff. Shims live across reconnects; while the socket is
  * down, what WireGuard sends to a relayed peer waits in the shim's outage queue (bounded in
  * packets, bytes and age; daemon/relay/shim.ts) and leaves, in order, when the socket is open
- * again: packets in a short outage arrive late instead of being lost.
+ * again, with what the lost socket carried in its last moments; what is sent after the reopen
+ * goes once more when the peer is first heard from (its own socket may have come back later):
+ * packets in a short outage arrive late instead of being lost.
  *
  * Packets go out in batches when the relay announced them at the upgrade (RELAY_BATCH_HEADER;
  * shared/relay/frame.ts), else one data frame each. Frames are sent with an all-zero WebSocket
@@ -264,6 +266,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (old) {
       if (old.readyState === WebSocket.CONNECTING) old.terminate()
       else old.close(1000, 'moving to another relay')
+      for (const shim of this.shims.values()) shim.relayLost()
       this.emit('close', {code: 1000, reason: 'moving to another relay', reconnectInMs: 0})
     }
     this.connect()
@@ -346,6 +349,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     )
     // A quick attempt that fails goes on from the start of the backoff.
     if (!quick) this.attempt++
+    for (const shim of this.shims.values()) shim.relayLost()
     this.emit('close', {code, reason, reconnectInMs: delay})
     this.retryTimer = this.clock.setTimeout(() => {
       this.retryTimer = undefined

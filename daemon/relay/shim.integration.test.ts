@@ -136,4 +136,57 @@ describe('a peer shim while the relay socket is down', () => {
     shim.relayOpen()
     expect(sent()).toEqual([])
   })
+
+  it('sends again, first, what the lost socket carried in its last inflightMs', async () => {
+    const {clock, shim, relay, sent, fromWireGuard} = await shimWithStubRelay()
+    relay.up = true
+    await fromWireGuard('long ago')
+    clock.advance(OUTAGE.inflightMs + 50)
+    await fromWireGuard('just before')
+    clock.advance(20)
+    // The socket closed abnormally: 'just before' may have gone nowhere.
+    relay.up = false
+    shim.relayLost()
+    await fromWireGuard('during')
+    expect(shim.stats().queued).toBe(2)
+    relay.up = true
+    shim.relayOpen()
+    expect(relay.batches.at(-1)).toEqual(['just before', 'during'])
+    expect(sent()).toEqual(['long ago', 'just before', 'just before', 'during'])
+  })
+
+  it('after an outage, sends once more what went since, when the peer is first heard from', async () => {
+    const {clock, shim, relay, sent, fromWireGuard} = await shimWithStubRelay()
+    relay.up = true
+    clock.advance(OUTAGE.inflightMs + 1)
+    relay.up = false
+    shim.relayLost()
+    await fromWireGuard('queued')
+    clock.advance(100)
+    relay.up = true
+    shim.relayOpen()
+    // The peer's relay socket may not be back yet: these may be dropped at the relay.
+    await fromWireGuard('after the reopen')
+    clock.advance(OUTAGE.maxAgeMs - 100)
+    // Its first packet: the peer is back; what went since the loss goes again, in order, once.
+    shim.fromRelay(Buffer.from('reply'))
+    expect(sent()).toEqual(['queued', 'after the reopen', 'queued', 'after the reopen'])
+    expect(shim.stats()).toMatchObject({resentPackets: 2, toRelayPackets: 2})
+    shim.fromRelay(Buffer.from('reply 2'))
+    await fromWireGuard('later')
+    expect(sent()).toEqual(['queued', 'after the reopen', 'queued', 'after the reopen', 'later'])
+  })
+
+  it('does not send again what is older than maxAgeMs when the peer is first heard from', async () => {
+    const {clock, shim, relay, sent, fromWireGuard} = await shimWithStubRelay()
+    shim.relayLost()
+    relay.up = true
+    shim.relayOpen()
+    await fromWireGuard('old')
+    clock.advance(OUTAGE.maxAgeMs / 2)
+    await fromWireGuard('recent')
+    clock.advance(OUTAGE.maxAgeMs / 2 + 1)
+    shim.fromRelay(Buffer.from('reply'))
+    expect(sent()).toEqual(['old', 'recent', 'recent'])
+  })
 })
