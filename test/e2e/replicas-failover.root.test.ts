@@ -58,22 +58,25 @@ const RECONNECT_MAX_MS = 10_000
  * that cannot work would only send its packets nowhere; daemon/nat/path.ts relayReturnMs), and
  * each shim queues what WireGuard sends in the outage, sends again what the dead socket carried
  * in its last 250 ms, and what went after the reopen once more when the peer is first heard
- * from (daemon/relay/shim.ts). Measured (2 loaded cores): both relay sockets open again
- * 50-110 ms after the kill, 0 pings lost (before these changes: the pair probed its candidates,
- * was back on the relay 330-420 ms after the kill, 2 pings lost per run, 5-14 in bad runs).
+ * from (daemon/relay/shim.ts). Measured in 5 runs (2 cores shared with other work): the relay
+ * sockets closed 16-47 ms and open again 87-121 ms after the kill, the pair never left the
+ * relay, 0 pings lost; a ping in flight at the kill came back 132 ms late instead of being lost.
+ * Before (the old backoff, probing, no queue): the pair probed its candidates and was back on
+ * the relay 350-420 ms after the kill, 2 pings lost per run (issue 9 saw 5-14 and 3.8 s).
  * Bounds: the sockets back within RELAY_REOPEN_MAX_MS; the failover window runs from the kill
  * (a ping sent just before it may be in flight) until both are back, plus RELAY_SLACK_MS (the
  * shims' 1 s queue age: a ping in it arrives late, not lost); at most RELAYED_FAILOVER_LOST_MAX
- * lost in it. Outside it, the relayed path may lose a ping now and then under this load (once
- * measured 2-8 per 225, with meshd's background upgrade attempts and with new peers; none in
- * the runs since NAT behaviour keeps this pair from attempting): RELAYED_BACKGROUND_MAX in all,
+ * lost in it (measured 0; one for a machine slower than the shims' 250 ms in-flight memory).
+ * Outside it the relayed path may lose a ping now and then under this load (once measured 2-8
+ * per 225 with meshd's background upgrade attempts and new peers; 0 in the 9 runs since, NAT
+ * behaviour keeping this pair from attempting): RELAYED_BACKGROUND_MAX in all (1 s of pings),
  * RELAYED_GAP_MAX in a row.
  */
 const RELAY_REOPEN_MAX_MS = 1000
 const RELAY_SLACK_MS = 1000
 const RELAYED_FAILOVER_LOST_MAX = 1
-const RELAYED_BACKGROUND_MAX = 15
-const RELAYED_GAP_MAX = 10
+const RELAYED_BACKGROUND_MAX = 5
+const RELAYED_GAP_MAX = 3
 
 /**
  * When (unix ms) meshd's relay socket of network NET closed and opened again after `sinceMs`, from
