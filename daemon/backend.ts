@@ -836,11 +836,15 @@ export class Backend {
       rt.relay = relay
       // Relayed peers look for a direct path as soon as the relay goes away (the controller
       // died, say), not at the next path check: nothing else carries them meanwhile.
-      relay.on('close', () => {
+      relay.on('close', ({code, reason, reconnectInMs}) => {
         if (rt.relay !== relay) return
+        this.log.info({network: rt.record.name, code, reason, reconnectInMs}, 'relay socket closed')
         this.checkPathsSoon()
         // The home relay may be gone: measure again, and move if another answers.
         rt.home?.measureSoon()
+      })
+      relay.on('open', () => {
+        if (rt.relay === relay) this.log.info({network: rt.record.name}, 'relay socket open')
       })
       // Peers go through the relay as soon as it is open, not at the next path check.
       void relay.whenOpen().then(
@@ -1047,6 +1051,7 @@ export class Backend {
       const d = path.update({
         candidates,
         relay: relayUp ? rt.shims.get(p.id) : undefined,
+        relayReconnecting: !relayUp && rt.relay !== undefined ? rt.shims.get(p.id) : undefined,
         directOutOfReach: outOfReach,
         natImpossible: impossible,
         natPending: natReported && verdictPending(ownNat, p.nat),

@@ -204,6 +204,56 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     })
   })
 
+  it('keeps a pair whose NAT behaviour rules direct out on the relay endpoint while the relay socket reconnects, at most relayReturnMs', () => {
+    const why = 'endpoint-dependent-vs-port-filtering'
+    const path = () => {
+      const p = new PeerPath()
+      const at = (relayUp: boolean, now: number) =>
+        p.update({
+          candidates: [LAN, PUB],
+          relay: relayUp ? RELAY : undefined,
+          relayReconnecting: relayUp ? undefined : RELAY,
+          natImpossible: why,
+          wg: wg(RELAY, T0, 1000),
+          now,
+        })
+      expect(at(true, T0)).toEqual({state: 'relay', endpoint: RELAY})
+      return at
+    }
+    const onRelay = {state: 'relay', endpoint: RELAY}
+    // The relay socket closed (its relay died): no probing of candidates that cannot work; the
+    // shim queues what WireGuard sends to the relay endpoint until the socket is back.
+    const a = path()
+    const lost = T0 + 100
+    for (let now = lost; now < lost + DEFAULT_TUNING.relayReturnMs; now += 500)
+      expect(a(false, now), `at +${now - lost} ms`).toEqual(onRelay)
+    // A relay that does not come back within relayReturnMs: the candidates after all (theory may
+    // be wrong, and nothing else carries the pair).
+    expect(a(false, lost + DEFAULT_TUNING.relayReturnMs)).toMatchObject({state: 'probing', endpoint: LAN})
+    // Back within the bound: still relay, nothing moved, and the next outage gets the whole bound.
+    const b = path()
+    expect(b(false, lost)).toEqual(onRelay)
+    expect(b(true, lost + 3000)).toEqual(onRelay)
+    const again = lost + 3100
+    expect(b(false, again)).toEqual(onRelay)
+    expect(b(false, again + DEFAULT_TUNING.relayReturnMs - 1)).toEqual(onRelay)
+  })
+
+  it('probes at once when the relay goes away for good (no socket reconnecting), also for a pair ruled out', () => {
+    const p = new PeerPath()
+    const why = 'both-endpoint-dependent'
+    p.update({candidates: [PUB], relay: RELAY, natImpossible: why, wg: wg(RELAY, T0, 1000), now: T0})
+    expect(
+      p.update({
+        candidates: [PUB],
+        relay: undefined,
+        natImpossible: why,
+        wg: wg(RELAY, T0, 1000),
+        now: T0 + 100,
+      }),
+    ).toMatchObject({state: 'probing', endpoint: PUB})
+  })
+
   it('adopts a direct address WireGuard roamed to while relayed: the other side switched', () => {
     const p = new PeerPath()
     up(p, [PUB], wg(RELAY, T0, 1000), T0)

@@ -29,7 +29,11 @@
  *   makes its first attempt only once they are, or after `natWaitMs`, so a pair that theory keeps
  *   on the relay makes no attempt at all. When
  *   WireGuard roams away from the relay (an authenticated packet came from a direct address: the
- *   other side switched), that address is adopted as direct.
+ *   other side switched), that address is adopted as direct. When the relay goes away the
+ *   candidates are tried at once (probing), since nothing else carries the peer, except for a
+ *   pair whose NAT behaviour rules direct out while its relay socket reconnects: it stays on the
+ *   relay's local endpoint (whose shim queues what WireGuard sends meanwhile) for up to
+ *   `relayReturnMs`, since probing could not work and would only send its packets nowhere.
  * - `probing`: without a relay, WireGuard is pointed at one direct candidate after the other,
  *   best first, each for `attemptMs`; proof is traffic from the peer while WireGuard still points
  *   at the candidate, or a handshake from wherever it roamed to. With a relay, `probing` is the
@@ -92,6 +96,13 @@ export interface PathTuning {
    * paths whose verdict is still open wait (shared/nat/behaviour.ts verdictPending).
    */
   readonly natWaitMs: number
+  /**
+   * How long a relayed pair whose NAT behaviour rules direct out stays on its relay endpoint
+   * while the relay socket reconnects, before trying the candidates after all. The relay socket
+   * of a meshd whose relay died is back in well under a second; 10 s is the reconnect bound
+   * the controller-failover tests hold replicas to, and past it the relay may be gone for good.
+   */
+  readonly relayReturnMs: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -112,6 +123,7 @@ export const DEFAULT_TUNING: PathTuning = {
   firstUpgradeMs: 1_000,
   natRecheckMs: 10 * 60_000,
   natWaitMs: 15_000,
+  relayReturnMs: 10_000,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -131,6 +143,12 @@ export interface PathInput {
   readonly candidates: readonly string[]
   /** The local endpoint that carries this peer over the relay; undefined without a usable relay. */
   readonly relay: string | undefined
+  /**
+   * The peer's relay endpoint while the relay socket is down and reconnecting (its shim queues
+   * what WireGuard sends there until the socket is back); undefined when the relay is usable or
+   * there is none. See relayReturnMs.
+   */
+  readonly relayReconnecting?: string | undefined
   /**
    * The netmap names a relay that is not usable yet (its socket is opening). A new peer then
    * waits for it up to relayWaitMs instead of handshaking toward a candidate: WireGuard retries an
@@ -205,6 +223,8 @@ export class PeerPath {
    * still shows the old endpoint, which is no roam.
    */
   private relayPendingUntil = 0
+  /** Relay, direct ruled out: when the relay socket was first seen down (see relayReturnMs). */
+  private relayLostAt: number | undefined
   /** Failed rounds or upgrades in a row, for the backoff, and when the next is due. */
   private failures = 0
   private retryAt = 0
@@ -310,6 +330,7 @@ export class PeerPath {
       this.retryAt = now + this.tuning.natRecheckMs
     }
     this.trackTraffic(wg, now)
+    if (relay !== undefined) this.relayLostAt = undefined
     if (this.switching) return this.current
     if (relay !== undefined && wg?.endpoint === relay) this.relayPendingUntil = 0
 
@@ -372,6 +393,17 @@ export class PeerPath {
         if (this.attempt + 1 < this.round.length) return this.probe(this.attempt + 1, now)
         return this.giveUp(candidates, now)
       case 'relay':
+        // The relay socket is reconnecting and direct is ruled out: stay on the relay endpoint
+        // (its shim queues what WireGuard sends) for up to relayReturnMs.
+        if (
+          impossible !== undefined &&
+          input.relayReconnecting !== undefined &&
+          input.relayReconnecting === this.endpoint
+        ) {
+          this.relayLostAt ??= now
+          if (now - this.relayLostAt < this.tuning.relayReturnMs) return this.current
+        }
+        this.relayLostAt = undefined
         // The relay went away under a relayed peer (the controller is down, say): its direct
         // candidates at once, whatever the upgrade backoff says, since nothing else carries it.
         return this.startRound(candidates, now)

@@ -5,7 +5,8 @@ import type {AddressInfo} from 'node:net'
 import {WebSocketServer} from 'ws'
 import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
 import {decodeRelayFrame, RELAY_BATCH_HEADER, RELAY_CLOSE} from '../../shared/relay/frame.js'
-import {backoffDelay, RelayClient, type RelayClientOptions} from './client.js'
+import {FakeClock} from '../../shared/testing/fake-clock.js'
+import {backoffDelay, reconnectDelay, RelayClient, type RelayClientOptions} from './client.js'
 import {PACE, type ShimClock} from './shim.js'
 
 const CREDS = {
@@ -364,6 +365,28 @@ describe('relay client and peer shims', () => {
     expect(wgB.got.map((g) => g.data)).toEqual(['after reconnect'])
   })
 
+  it('packets WireGuard sends while the relay socket reconnects wait in the shim and arrive after it, in order', async () => {
+    const clock = new FakeClock()
+    const {a, wgA, wgB, shimAB} = await pair({clock, backoff: {minMs: 200}, random: () => 0.5})
+    const closed = once(a, 'close')
+    env!.relay.disconnect('nd_a', {code: 1011, reason: 'test'})
+    const [info] = (await closed) as [{reconnectInMs: number}]
+    expect(info.reconnectInMs).toBe(150)
+    const queued = new Promise<void>((resolve) => {
+      const check = () => (a.stats('nd_b')!.queued === 3 ? resolve() : setImmediate(check))
+      check()
+    })
+    for (const d of ['ping 1', 'ping 2', 'ping 3']) wgA.sendTo(shimAB.port, d)
+    await queued
+    expect(wgB.got).toEqual([])
+    const opened = a.whenOpen()
+    clock.advance(150)
+    await opened
+    await wgB.count(3)
+    expect(wgB.got.map((g) => g.data)).toEqual(['ping 1', 'ping 2', 'ping 3'])
+    expect(a.stats('nd_b')).toMatchObject({queued: 0, dropped: {relay_down: 0, outage_expired: 0}})
+  })
+
   it('a client replaced by another session of its node stops reconnecting', async () => {
     const {a} = await pair()
     const replaced = once(a, 'replaced')
@@ -390,6 +413,132 @@ describe('relay client and peer shims', () => {
       RELAY_CLOSE.UNAUTHENTICATED,
       RELAY_CLOSE.UNAUTHENTICATED,
     ])
+  })
+})
+
+describe('reconnect after a healthy session ends abnormally', () => {
+  /** A bare WebSocket server whose side of each connection the test can cut (1006 at the client). */
+  async function cuttable() {
+    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+    await once(wss, 'listening')
+    const conns: import('ws').WebSocket[] = []
+    wss.on('connection', (ws) => {
+      conns.push(ws)
+      wss.emit('conn')
+    })
+    const {port} = wss.address() as AddressInfo
+    return {
+      wss,
+      url: `http://127.0.0.1:${port}`,
+      conns,
+      /** Resolves when `n` connections (in all) have been accepted. */
+      accepted: async (n: number) => {
+        while (conns.length < n) await once(wss, 'conn')
+      },
+      stop: () => {
+        for (const ws of wss.clients) ws.terminate()
+        wss.close()
+      },
+    }
+  }
+  const closes = (c: RelayClient) => {
+    const seen: {code: number; reconnectInMs: number | undefined}[] = []
+    c.on('close', ({code, reconnectInMs}) => seen.push({code, reconnectInMs}))
+    return seen
+  }
+
+  it('reconnects within quickJitterMs, and goes on with the backoff when that attempt fails', async () => {
+    const server = await cuttable()
+    try {
+      const clock = new FakeClock()
+      const wg = await fakeWireGuard()
+      const c = new RelayClient({
+        controller: server.url,
+        credential: 'x',
+        wireGuardPort: wg.port,
+        clock,
+        random: () => 0.5,
+      })
+      relayClients.push(c)
+      const seen = closes(c)
+      await c.whenOpen()
+      clock.advance(1000) // healthy: open for healthyMs
+      let closed = once(c, 'close')
+      server.conns[0]!.terminate() // the relay's process is gone: no close frame
+      await closed
+      expect(seen).toEqual([{code: 1006, reconnectInMs: 50}])
+      clock.advance(50)
+      await server.accepted(2)
+      await c.whenOpen()
+      // The second session is cut before it is healthy: the backoff, from its start.
+      clock.advance(999)
+      closed = once(c, 'close')
+      server.conns[1]!.terminate()
+      await closed
+      expect(seen[1]).toEqual({code: 1006, reconnectInMs: backoffDelay(0, {}, () => 0.5)})
+      // A healthy session again, cut; its quick attempt finds nothing listening: the backoff.
+      clock.advance(backoffDelay(0, {}, () => 0.5))
+      await server.accepted(3)
+      await c.whenOpen()
+      clock.advance(5000)
+      closed = once(c, 'close')
+      server.stop()
+      await closed
+      expect(seen[2]).toEqual({code: 1006, reconnectInMs: 50})
+      closed = once(c, 'close')
+      clock.advance(50)
+      await closed
+      expect(seen[3]).toEqual({code: 1006, reconnectInMs: backoffDelay(0, {}, () => 0.5)})
+    } finally {
+      server.stop()
+    }
+  })
+
+  it('keeps the backoff for a healthy session the relay closes with a code (a graceful restart: 1001)', async () => {
+    const server = await cuttable()
+    try {
+      const clock = new FakeClock()
+      const wg = await fakeWireGuard()
+      const c = new RelayClient({
+        controller: server.url,
+        credential: 'x',
+        wireGuardPort: wg.port,
+        clock,
+        random: () => 0.5,
+      })
+      relayClients.push(c)
+      const seen = closes(c)
+      await c.whenOpen()
+      // Healthy, and within the keepalive's 15 s (its pongs do not come on a fake clock).
+      clock.advance(10_000)
+      const closed = once(c, 'close')
+      server.conns[0]!.close(RELAY_CLOSE.SHUTTING_DOWN, 'restarting')
+      await closed
+      expect(seen).toEqual([{code: RELAY_CLOSE.SHUTTING_DOWN, reconnectInMs: backoffDelay(0, {}, () => 0.5)}])
+    } finally {
+      server.stop()
+    }
+  })
+})
+
+describe('reconnectDelay', () => {
+  const half = () => 0.5
+  it.each([
+    ['healthy_then_reset', {code: 1006, openForMs: 1000, attempt: 0}, {delayMs: 50, quick: true}],
+    ['long_lived_then_reset', {code: 1006, openForMs: 3_600_000, attempt: 0}, {delayMs: 50, quick: true}],
+    ['reset_before_healthy', {code: 1006, openForMs: 999, attempt: 0}, {delayMs: 188, quick: false}],
+    ['never_opened', {code: 1006, openForMs: undefined, attempt: 2}, {delayMs: 750, quick: false}],
+    ['graceful_shutdown', {code: 1001, openForMs: 60_000, attempt: 0}, {delayMs: 188, quick: false}],
+    ['server_error', {code: 1011, openForMs: 60_000, attempt: 0}, {delayMs: 188, quick: false}],
+  ])('%s', (_name, close, want) => {
+    expect(reconnectDelay(close, {}, half)).toEqual(want)
+  })
+
+  it('spreads quick attempts uniformly over [0, quickJitterMs)', () => {
+    const close = {code: 1006, openForMs: 5000, attempt: 0}
+    expect(reconnectDelay(close, {}, () => 0).delayMs).toBe(0)
+    expect(reconnectDelay(close, {}, () => 0.999).delayMs).toBe(99)
+    expect(reconnectDelay(close, {quickJitterMs: 20, healthyMs: 10}, () => 0.5).delayMs).toBe(10)
   })
 })
 

@@ -5,8 +5,16 @@
  *
  * The socket reconnects by itself with jittered exponential backoff after any close, except
  * RELAY_CLOSE.REPLACED (another session of this node took over: reconnecting would push it out
- * in turn) and close(). Shims live across reconnects; while the socket is down their packets
- * to the relay are dropped (WireGuard retransmits its handshakes).
+ * in turn) and close(). One exception to the backoff (reconnectDelay): a session that was up
+ * and healthy and ends abnormally (1006: the TCP connection reset or closed without a close
+ * frame, as when the relay's process dies behind a load balancer) tries again at once, within
+ * a small jitter, since the load balancer routes the new connection to a live relay; a failure
+ * of that attempt goes on with the backoff. Shims live across reconnects; while the socket is
+ * down, what WireGuard sends to a relayed peer waits in the shim's outage queue (bounded in
+ * packets, bytes and age; daemon/relay/shim.ts) and leaves, in order, when the socket is open
+ * again, with what the lost socket carried in its last moments; what is sent after the reopen
+ * goes once more when the peer is first heard from (its own socket may have come back later):
+ * packets in a short outage arrive late instead of being lost.
  *
  * Packets go out in batches when the relay announced them at the upgrade (RELAY_BATCH_HEADER;
  * shared/relay/frame.ts), else one data frame each. Frames are sent with an all-zero WebSocket
@@ -44,6 +52,7 @@ import {
   systemShimClock,
   WireGuardPacer,
   type HoldOptions,
+  type OutageOptions,
   type ShimClock,
   type ShimDropReason,
   type ShimMode,
@@ -55,7 +64,25 @@ export interface BackoffOptions {
   minMs?: number
   /** Largest retry delay (ms), before jitter. 30,000 by default. */
   maxMs?: number
+  /**
+   * A session open at least this long (ms) counts as healthy: if it then closes abnormally
+   * (1006), the first reconnect goes at once (within quickJitterMs). 1000 by default: a relay
+   * that accepts and then dies at once is retried at most about once a second per node, as
+   * before (each open resets the backoff), never in a tight loop.
+   */
+  healthyMs?: number
+  /**
+   * The spread (ms) of that first quick attempt: uniform in [0, quickJitterMs). 100 by default:
+   * every node of a relay that died sees the close within the same few ms; spread over 100 ms a
+   * replica's 1,000 relay sessions reach the survivors at ~10 per ms instead of all in one, at a
+   * cost of 50 ms on average to the outage. A graceful restart (1001) and refusals keep the
+   * backoff (125-250 ms first, then doubling).
+   */
+  quickJitterMs?: number
 }
+
+/** WebSocket close code 1006: the connection ended without a close frame (reset, process gone). */
+export const CLOSE_ABNORMAL = 1006
 
 /**
  * The delay before reconnect attempt `attempt` (0-based): min(maxMs, minMs·2^attempt), of which
@@ -71,6 +98,23 @@ export function backoffDelay(
   const max = opts.maxMs ?? 30_000
   const ceiling = Math.min(max, min * 2 ** Math.min(attempt, 30))
   return Math.round(ceiling / 2 + (random() * ceiling) / 2)
+}
+
+/**
+ * The delay before the next reconnect after a close (see the file comment): a healthy session
+ * (open at least healthyMs) that closed abnormally (1006) is retried within quickJitterMs and
+ * leaves the backoff where it was (at its start: the open reset it), anything else waits
+ * backoffDelay(attempt). `quick` says which.
+ */
+export function reconnectDelay(
+  close: {code: number; openForMs: number | undefined; attempt: number},
+  opts: BackoffOptions = {},
+  random: () => number = Math.random,
+): {delayMs: number; quick: boolean} {
+  const healthy = close.openForMs !== undefined && close.openForMs >= (opts.healthyMs ?? 1000)
+  if (healthy && close.code === CLOSE_ABNORMAL)
+    return {delayMs: Math.floor(random() * (opts.quickJitterMs ?? 100)), quick: true}
+  return {delayMs: backoffDelay(close.attempt, opts, random), quick: false}
 }
 
 export interface RelayClientOptions {
@@ -92,6 +136,8 @@ export interface RelayClientOptions {
   clock?: ShimClock
   /** Defaults for setMode('hold'). */
   hold?: HoldOptions
+  /** Bounds of each shim's outage queue (daemon/relay/shim.ts OUTAGE by default). */
+  outage?: OutageOptions
   /** The relay socket's send backlog above which packets are dropped. 1 MiB by default. */
   maxSendBacklogBytes?: number
   /**
@@ -134,6 +180,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private batchOut = false
   private wgPort: number
   private attempt = 0
+  /** When the open socket opened (clock ms); undefined while none is open. */
+  private openedAt: number | undefined = undefined
   private retryTimer: unknown = undefined
   private keepaliveTimer: unknown = undefined
   private lastHeard = 0
@@ -201,7 +249,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   /**
    * Moves the socket to another relay (a new home relay): the open socket is closed and a new
    * one opens at once. Shims stay, so WireGuard's endpoints for relayed peers do not change;
-   * packets in between are dropped (WireGuard retransmits).
+   * packets in between wait in the shims' outage queues.
    */
   retarget(base: string): void {
     if (this.stopped || base === this.base) return
@@ -214,9 +262,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.keepaliveTimer = undefined
     const old = this.ws
     this.ws = undefined
+    this.openedAt = undefined
     if (old) {
       if (old.readyState === WebSocket.CONNECTING) old.terminate()
       else old.close(1000, 'moving to another relay')
+      for (const shim of this.shims.values()) shim.relayLost()
       this.emit('close', {code: 1000, reason: 'moving to another relay', reconnectInMs: 0})
     }
     this.connect()
@@ -242,8 +292,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     })
     ws.on('open', () => {
       this.attempt = 0
+      this.openedAt = this.clock.now()
       this.heard()
       this.scheduleKeepalive(ws)
+      // What waited in the shims' outage queues goes first, before the 'open' listeners run.
+      for (const shim of this.shims.values()) shim.relayOpen()
       this.emit('open')
     })
     ws.on('message', (data, isBinary) => {
@@ -275,6 +328,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private onClose(ws: WebSocket, code: number, reason: string): void {
     if (this.ws !== ws) return
     this.ws = undefined
+    const openForMs = this.openedAt === undefined ? undefined : this.clock.now() - this.openedAt
+    this.openedAt = undefined
     if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
     this.keepaliveTimer = undefined
     if (this.stopped) {
@@ -287,7 +342,14 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       this.emit('replaced')
       return
     }
-    const delay = backoffDelay(this.attempt++, this.opts.backoff, this.opts.random)
+    const {delayMs: delay, quick} = reconnectDelay(
+      {code, openForMs, attempt: this.attempt},
+      this.opts.backoff,
+      this.opts.random,
+    )
+    // A quick attempt that fails goes on from the start of the backoff.
+    if (!quick) this.attempt++
+    for (const shim of this.shims.values()) shim.relayLost()
     this.emit('close', {code, reason, reconnectInMs: delay})
     this.retryTimer = this.clock.setTimeout(() => {
       this.retryTimer = undefined
@@ -351,6 +413,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
           maxPayload: this.maxPayload,
           clock: this.clock,
           hold: this.opts.hold,
+          outage: this.opts.outage,
           pacer: this.pacer,
           onDrop: (reason) => {
             if (this.listenerCount('drop') > 0) this.emit('drop', {peerId, reason})

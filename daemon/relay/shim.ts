@@ -8,7 +8,21 @@
  *    datagrams read in one turn of the event loop (libuv reads up to 32 per socket wakeup)
  *    leave together, in order, at the end of that turn (setImmediate), as one batch of at most
  *    RELAY_MAX_BATCH_BYTES (shared/relay/frame.ts): a lone packet waits for nothing, and under
- *    load the relay pays per batch rather than per packet;
+ *    load the relay pays per batch rather than per packet. While the relay socket is down
+ *    (reconnecting after the relay went away) they wait in the outage queue instead, bounded
+ *    (OUTAGE: packets, bytes, age; the oldest are dropped first, counted as outage_overflow and
+ *    outage_expired), and leave first, in order, when the socket is open again (relayOpen()):
+ *    a ping in a short outage arrives late instead of being lost, and a handshake WireGuard sent
+ *    meanwhile is not wasted (its next try would come only 5 s later). Two more kinds of packet
+ *    are lost in an outage unless sent again: those the dead socket took in its last moments
+ *    (written to a connection whose relay was already gone), and those sent after the reopen
+ *    but before the peer's own relay socket was back (the relay drops packets for a node that
+ *    is not connected). So the shim remembers what it sent in the last OUTAGE.inflightMs; when
+ *    the socket is lost those go to the front of the outage queue (relayLost()), and from then
+ *    until the first packet from the peer arrives everything sent is remembered (up to
+ *    maxAgeMs) and sent once more at that moment (counted as resentPackets). Copies that did
+ *    arrive are harmless: WireGuard drops a replayed data packet by its counter and a replayed
+ *    handshake message by its timestamp or state;
  *  - a packet the relay brings from the peer is sent from this socket to WireGuard's listen
  *    port, so WireGuard sees it coming from the endpoint it has for that peer. These sends are
  *    paced (PACE): wireguard-go's socket keeps the kernel's default receive buffer (212,992
@@ -53,6 +67,35 @@ export interface HoldOptions {
 
 export const DEFAULT_HOLD = {maxPackets: 256, maxMs: 200, then: 'deliver'} as const
 
+/** Bounds of a shim's outage queue (WireGuard -> relay while the relay socket is down). */
+export interface OutageOptions {
+  /** Packets kept at most (0: none, every packet in an outage is dropped as relay_down). */
+  maxPackets?: number
+  /** Payload bytes kept at most. */
+  maxBytes?: number
+  /** A packet older than this (ms) is not sent any more. */
+  maxAgeMs?: number
+  /**
+   * What the relay socket carried in this last stretch (ms) before it was lost is sent again
+   * after it (see the file comment).
+   */
+  inflightMs?: number
+}
+
+/**
+ * The outage queue's defaults. 1 s of age: the relay socket of a meshd whose relay died is
+ * back in 0.1-0.5 s (an immediate reconnect through the load balancer); later than 1 s, TCP
+ * in the tunnel has retransmitted what waited and a ping's sender has long counted it.
+ * 128 packets and 128 KiB (≈ 90 full-size packets) per peer: the 5 pings a second of a
+ * quiet pair, a handshake or two and a TCP window's tail fit, and a shim never holds more
+ * than that, however many peers are relayed; under bulk traffic the oldest go first (TCP
+ * retransmits them anyway). 250 ms in flight: meshd saw its relay socket close 10-50 ms after
+ * the relay's process was SIGKILLed (test/e2e/replicas-failover.root.test.ts, 2 loaded cores);
+ * what it wrote in that time went nowhere; 250 leaves room for a slower machine, and sending a
+ * packet that did arrive once more costs only its bytes.
+ */
+export const OUTAGE = {maxPackets: 128, maxBytes: 128 * 1024, maxAgeMs: 1000, inflightMs: 250} as const
+
 /**
  * Pacing of relay -> WireGuard sends (see the file comment). burst 64 fits wireguard-go's
  * default socket buffer (92 packets of 1452 bytes) with room for what it has not read yet;
@@ -69,7 +112,10 @@ export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
  * Why a packet did not go through the shim:
  * - foreign_source: a datagram to the shim from anything but WireGuard's listen port;
  * - too_large: a datagram from WireGuard over the relay's payload limit (or empty);
- * - relay_down / relay_backlog: the relay socket is not open, or its send backlog is full;
+ * - relay_down / relay_backlog: the relay socket is not open (and the outage queue keeps
+ *   nothing), or its send backlog is full;
+ * - outage_overflow: pushed out of a full outage queue by newer packets (oldest first);
+ * - outage_expired: waited in the outage queue longer than its maxAgeMs;
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
  * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
@@ -80,6 +126,8 @@ export type ShimDropReason =
   | 'too_large'
   | 'relay_down'
   | 'relay_backlog'
+  | 'outage_overflow'
+  | 'outage_expired'
   | 'hold_overflow'
   | 'mode_drop'
   | 'no_wireguard_port'
@@ -90,11 +138,15 @@ export interface ShimStats {
   /** WireGuard -> relay. */
   toRelayPackets: number
   toRelayBytes: number
+  /** Packets sent to the relay a second time after an outage (see the file comment). */
+  resentPackets: number
   /** Relay -> WireGuard (delivered). */
   toWireGuardPackets: number
   toWireGuardBytes: number
   /** Packets held now. */
   held: number
+  /** Packets from WireGuard waiting in the outage queue for the relay socket now. */
+  queued: number
   /** Packets waiting for their turn to WireGuard (pacing) now. */
   paced: number
   dropped: Record<ShimDropReason, number>
@@ -202,6 +254,8 @@ export interface PeerShimOptions {
   maxPayload?: number
   clock?: ShimClock
   hold?: HoldOptions
+  /** Bounds of the outage queue; OUTAGE by default. */
+  outage?: OutageOptions
   onDrop?(reason: ShimDropReason): void
   /** Called with the number held after each packet is added to a hold. */
   onHeld?(count: number): void
@@ -212,6 +266,29 @@ export interface PeerShimOptions {
 }
 
 const LOOPBACK = '127.0.0.1'
+
+/**
+ * A packet from WireGuard and when it came (clock ms). dgram hands each datagram in a buffer of
+ * its own (byteOffset 0, byteLength = length: checked on Node 24), so keeping one pins nothing else.
+ */
+interface Sent {
+  readonly packet: Buffer
+  readonly at: number
+}
+
+/** How many of `items` from `from` on make one batch to the relay (at least one), and their bytes. */
+function batchOf(peerIdLength: number, items: readonly Sent[], from: number): {n: number; bytes: number} {
+  let n = 0
+  let bytes = 0
+  while (
+    from + n < items.length &&
+    n < RELAY_MAX_BATCH_PACKETS &&
+    (n === 0 ||
+      relayBatchBytes(peerIdLength, n + 1, bytes + items[from + n]!.packet.length) <= RELAY_MAX_BATCH_BYTES)
+  )
+    bytes += items[from + n++]!.packet.length
+  return {n, bytes}
+}
 
 export class PeerShim {
   private readonly maxPayload: number
@@ -225,14 +302,38 @@ export class PeerShim {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private flushHandle: NodeJS.Immediate | undefined = undefined
+  /**
+   * The outage queue: packets from WireGuard that found the relay socket down, oldest first,
+   * each with when it came (clock ms); their payload bytes. Owned by this shim: filled by
+   * flush(), emptied by drainOutage() (relayOpen() or the next flush) and by expiry.
+   */
+  private outage: Sent[] = []
+  private outageBytes = 0
+  private readonly outageLimits: Required<OutageOptions>
+  /**
+   * What went to the relay lately, oldest first (inflightMs; maxAgeMs while awaitingPeer), within
+   * the outage bounds: sent again after an outage. Owned by this shim like the outage queue.
+   */
+  private recent: Sent[] = []
+  private recentBytes = 0
+  /** The relay socket was lost and the peer has not been heard from since. */
+  private awaitingPeer = false
   private readonly pacer: WireGuardPacer
   private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
-  private readonly counters = {toRelayPackets: 0, toRelayBytes: 0, toWireGuardPackets: 0, toWireGuardBytes: 0}
+  private readonly counters = {
+    toRelayPackets: 0,
+    toRelayBytes: 0,
+    resentPackets: 0,
+    toWireGuardPackets: 0,
+    toWireGuardBytes: 0,
+  }
   private readonly drops: Record<ShimDropReason, number> = {
     foreign_source: 0,
     too_large: 0,
     relay_down: 0,
     relay_backlog: 0,
+    outage_overflow: 0,
+    outage_expired: 0,
     hold_overflow: 0,
     mode_drop: 0,
     no_wireguard_port: 0,
@@ -248,6 +349,7 @@ export class PeerShim {
     this.maxPayload = opts.maxPayload ?? RELAY_MAX_PAYLOAD
     this.clock = opts.clock ?? systemShimClock
     this.pacer = opts.pacer ?? new WireGuardPacer(this.clock)
+    this.outageLimits = {...OUTAGE, ...opts.outage}
     socket.on('message', (msg, rinfo) => this.fromWireGuard(msg, rinfo))
   }
 
@@ -283,6 +385,7 @@ export class PeerShim {
       mode: this.mode,
       ...this.counters,
       held: this.held.length,
+      queued: this.outage.length,
       paced: this.pacer.waitingFor(this),
       dropped: {...this.drops},
     }
@@ -313,22 +416,141 @@ export class PeerShim {
     })
   }
 
-  /** Sends what WireGuard gave since the last flush, as one batch. */
+  /** Sends what WireGuard gave since the last flush, as one batch (after what the outage queue holds). */
   private flush(): void {
     const packets = this.pending
     if (packets.length === 0) return
     const bytes = this.pendingBytes
     this.pending = []
     this.pendingBytes = 0
+    // Order: what waits in the outage queue goes first; if it cannot, these wait behind it.
+    if (this.outage.length > 0 && !this.drainOutage()) return this.enqueueOutage(packets)
     const problem = this.opts.sendPackets(packets)
+    if (problem === 'relay_down') return this.enqueueOutage(packets)
     if (problem) return this.drop(problem, packets.length)
     this.counters.toRelayPackets += packets.length
     this.counters.toRelayBytes += bytes
+    const now = this.clock.now()
+    for (const packet of packets) this.remember({packet, at: now}, now)
+  }
+
+  /** Adds a packet that went to the relay to `recent`, within its bounds. */
+  private remember(sent: Sent, now: number): void {
+    const {maxPackets, maxBytes, maxAgeMs, inflightMs} = this.outageLimits
+    if (maxPackets <= 0) return
+    this.recent.push(sent)
+    this.recentBytes += sent.packet.length
+    const keepMs = this.awaitingPeer ? maxAgeMs : inflightMs
+    while (
+      this.recent.length > 0 &&
+      (this.recent.length > maxPackets || this.recentBytes > maxBytes || now - this.recent[0]!.at > keepMs)
+    )
+      this.recentBytes -= this.recent.shift()!.packet.length
+  }
+
+  /**
+   * The relay socket was lost (a reconnect follows): what it carried in the last inflightMs may
+   * not have arrived, so it goes to the front of the outage queue; and until the peer is heard
+   * from again, what is sent is remembered to be sent once more then (see the file comment).
+   */
+  relayLost(): void {
+    if (this.closed) return
+    const now = this.clock.now()
+    const lost = this.recent.filter((r) => now - r.at <= this.outageLimits.inflightMs)
+    this.recent = []
+    this.recentBytes = 0
+    this.awaitingPeer = true
+    if (lost.length === 0) return
+    const queued = this.outage
+    this.outage = []
+    this.outageBytes = 0
+    this.enqueueOutage(lost)
+    this.enqueueOutage(queued)
+  }
+
+  /**
+   * Keeps packets for the relay's return, within the outage bounds (the oldest go first); plain
+   * buffers came now, Sent ones keep when they came.
+   */
+  private enqueueOutage(packets: readonly (Buffer | Sent)[]): void {
+    const {maxPackets, maxBytes} = this.outageLimits
+    if (maxPackets <= 0) return this.drop('relay_down', packets.length)
+    const now = this.clock.now()
+    this.expireOutage(now)
+    for (const p of packets) {
+      const sent = Buffer.isBuffer(p) ? {packet: p, at: now} : p
+      this.outage.push(sent)
+      this.outageBytes += sent.packet.length
+    }
+    let over = 0
+    while (this.outage.length > maxPackets || (this.outageBytes > maxBytes && this.outage.length > 0)) {
+      this.outageBytes -= this.outage.shift()!.packet.length
+      over++
+    }
+    this.drop('outage_overflow', over)
+  }
+
+  /** Drops what waited in the outage queue longer than its maxAgeMs. */
+  private expireOutage(now: number): void {
+    let expired = 0
+    while (this.outage.length > 0 && now - this.outage[0]!.at > this.outageLimits.maxAgeMs) {
+      this.outageBytes -= this.outage.shift()!.packet.length
+      expired++
+    }
+    this.drop('outage_expired', expired)
+  }
+
+  /**
+   * Sends the outage queue to the relay in order, in batches; true when it is empty after, false
+   * when the relay socket is (still) down. A batch the relay's backlog refuses is dropped.
+   */
+  private drainOutage(): boolean {
+    const now = this.clock.now()
+    this.expireOutage(now)
+    while (this.outage.length > 0) {
+      const {n, bytes} = batchOf(this.peerId.length, this.outage, 0)
+      const batch = this.outage.slice(0, n)
+      const problem = this.opts.sendPackets(batch.map((q) => q.packet))
+      if (problem === 'relay_down') return false
+      this.outage.splice(0, n)
+      this.outageBytes -= bytes
+      if (problem) this.drop(problem, n)
+      else {
+        this.counters.toRelayPackets += n
+        this.counters.toRelayBytes += bytes
+        for (const q of batch) this.remember(q, now)
+      }
+    }
+    return true
+  }
+
+  /**
+   * The first packet from the peer since the relay socket was lost: the peer's socket is back, so
+   * what was sent since the loss (up to maxAgeMs old) goes once more, in order, for what the relay
+   * dropped while the peer was not connected to it.
+   */
+  private peerHeard(): void {
+    this.awaitingPeer = false
+    const now = this.clock.now()
+    const again = this.recent.filter((r) => now - r.at <= this.outageLimits.maxAgeMs)
+    for (let i = 0; i < again.length;) {
+      const {n} = batchOf(this.peerId.length, again, i)
+      if (this.opts.sendPackets(again.slice(i, i + n).map((r) => r.packet)) !== undefined) return
+      this.counters.resentPackets += n
+      i += n
+    }
+  }
+
+  /** The relay socket is open (again): what waited in the outage queue leaves now, in order. */
+  relayOpen(): void {
+    if (this.closed || this.outage.length === 0) return
+    this.drainOutage()
   }
 
   /** A packet the relay brought from the peer. */
   fromRelay(payload: Buffer): void {
     if (this.closed) return
+    if (this.awaitingPeer) this.peerHeard()
     const settled = this.opts.tieBreak?.incoming(payload)
     if (settled && !settled.deliver) {
       // Our own initiation goes to the peer again instead (see InitiationTieBreak).
@@ -398,6 +620,10 @@ export class PeerShim {
     this.pacer.forget(this)
     this.held = []
     this.pending = []
+    this.outage = []
+    this.outageBytes = 0
+    this.recent = []
+    this.recentBytes = 0
     return new Promise((resolve) => this.socket.close(() => resolve()))
   }
 }

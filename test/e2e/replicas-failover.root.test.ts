@@ -16,8 +16,10 @@
  *    presence row for it (heard by LISTEN on the presence channel) and its meshd says connected
  *    again (heard on meshd's watch stream); the survivor's own nodes never lose theirs;
  *  - the direct pairs lose no ping (the controller is not on their path); the relayed pair, whose
- *    relay sessions were on the killed replica, loses nothing beyond its reconnect window and
- *    its background rate (see RELAYED_BACKGROUND_MAX);
+ *    relay sessions were on the killed replica, stays on the relay, has both relay sockets back
+ *    within RELAY_REOPEN_MAX_MS, and loses at most RELAYED_FAILOVER_LOST_MAX pings in the
+ *    failover (the others arrive late) and nothing beyond its background rate outside it (see
+ *    RELAYED_BACKGROUND_MAX);
  *  - every acknowledged auth key is there afterwards;
  *  - changes made after the failover reach every node: a node renamed, and a fifth node joining,
  *    which every other node then pings.
@@ -48,20 +50,49 @@ const PING_INTERVAL_S = 0.2
 /** The issue's bound: a killed replica's nodes are back within this. */
 const RECONNECT_MAX_MS = 10_000
 /**
- * The relayed pair. Both its relay sessions (meshd's WebSockets to the replicas' relay, through
- * haproxy) sit on the killed replica: nothing carries the pair's packets until both meshds have
- * reconnected (measured 0.3-3 s under load; meanwhile meshd probes the direct candidates, which
- * cannot work for this pair, and comes back to the relay), so what it loses in that window
- * (from the kill until both of its meshds are connected again and have the other back on the
- * relay, plus RELAY_SLACK_MS for the packets in flight and the handshake) is explained by the
- * kill; the window must end within RECONNECT_MAX_MS. Outside it, the relayed path loses a ping now and then under this
- * load (measured 2-8 per 225, also in runs where the relay was never touched; they come with
- * meshd's background upgrade attempts, a probing>relay round every ~30 s, and with new peers):
- * RELAYED_BACKGROUND_MAX in all (3 s of pings), RELAYED_GAP_MAX in a row (2 s).
+ * The relayed pair (restricted with symmetric: NAT behaviour rules direct out). Both its relay
+ * sessions (meshd's WebSockets to the replicas' relay, through haproxy) sit on the killed
+ * replica. Each meshd sees its relay socket close abnormally (1006) 5-60 ms after the kill and,
+ * the session having been healthy, reconnects at once (0-100 ms jitter; daemon/relay/client.ts)
+ * through haproxy to the survivor; the pair stays on the relay meanwhile (probing candidates
+ * that cannot work would only send its packets nowhere; daemon/nat/path.ts relayReturnMs), and
+ * each shim queues what WireGuard sends in the outage, sends again what the dead socket carried
+ * in its last 250 ms, and what went after the reopen once more when the peer is first heard
+ * from (daemon/relay/shim.ts). Measured in 5 runs (2 cores shared with other work): the relay
+ * sockets closed 16-47 ms and open again 87-121 ms after the kill, the pair never left the
+ * relay, 0 pings lost; a ping in flight at the kill came back 132 ms late instead of being lost.
+ * Before (the old backoff, probing, no queue): the pair probed its candidates and was back on
+ * the relay 350-420 ms after the kill, 2 pings lost per run (issue 9 saw 5-14 and 3.8 s).
+ * Bounds: the sockets back within RELAY_REOPEN_MAX_MS; the failover window runs from the kill
+ * (a ping sent just before it may be in flight) until both are back, plus RELAY_SLACK_MS (the
+ * shims' 1 s queue age: a ping in it arrives late, not lost); at most RELAYED_FAILOVER_LOST_MAX
+ * lost in it (measured 0; one for a machine slower than the shims' 250 ms in-flight memory).
+ * Outside it the relayed path may lose a ping now and then under this load (once measured 2-8
+ * per 225 with meshd's background upgrade attempts and new peers; 0 in the 9 runs since, NAT
+ * behaviour keeping this pair from attempting): RELAYED_BACKGROUND_MAX in all (1 s of pings),
+ * RELAYED_GAP_MAX in a row.
  */
+const RELAY_REOPEN_MAX_MS = 1000
 const RELAY_SLACK_MS = 1000
-const RELAYED_BACKGROUND_MAX = 15
-const RELAYED_GAP_MAX = 10
+const RELAYED_FAILOVER_LOST_MAX = 1
+const RELAYED_BACKGROUND_MAX = 5
+const RELAYED_GAP_MAX = 3
+
+/**
+ * When (unix ms) meshd's relay socket of network NET closed and opened again after `sinceMs`, from
+ * its log ('relay socket closed' / 'relay socket open', daemon/backend.ts): the first of each.
+ */
+function relaySocketTimes(log: string, sinceMs: number): {closed?: number; open?: number} {
+  const out: {closed?: number; open?: number} = {}
+  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+    if (!line.includes('"relay socket ')) continue
+    const e = JSON.parse(line) as {time: number; msg: string; network?: string}
+    if (e.network !== NET || e.time < sinceMs) continue
+    if (e.msg === 'relay socket closed') out.closed ??= e.time
+    else if (e.msg === 'relay socket open' && out.closed !== undefined) out.open ??= e.time
+  }
+  return out
+}
 
 /** A connection string for the replicas: PostgreSQL's unix socket, reachable from any namespace. */
 function unixSocketUrl(server: PostgresServer, tcpUrl: string): string {
@@ -598,51 +629,73 @@ describe.skipIf(skip !== undefined)(
           received,
           gap: longestGap(out, sent),
           lost: lostPings(out, sent, killedAtWall),
+          out,
         }
       })
-      // The relayed pair's failover window: from the kill (a ping sent just before it may be lost
-      // in flight) until both its meshds are connected again and both have the other back on
-      // the relay (meshd probes direct candidates while its relay socket reconnects), plus the
-      // slack. The window itself must end within the reconnect bound.
-      const relayBack = [
+      // The relayed pair's relay sockets: closed by the kill, open again (meshd's log).
+      const sockets = [n3, n4].map((n) => relaySocketTimes(l.log(`${n.name}/meshd`), killedAtWall))
+      const socketMs = (t: number | undefined) => (t === undefined ? undefined : t - killedAtWall)
+      console.log(
+        `[e2e] relay sockets after the kill: ${[n3, n4]
+          .map(
+            (n, i) =>
+              `${n.name} closed +${socketMs(sockets[i]!.closed)} ms, open +${socketMs(sockets[i]!.open)} ms`,
+          )
+          .join('; ')}`,
+      )
+      // What each end of the relayed pair made of its path after the kill (meshd's watch).
+      const pathChanges = [
         [n3, n4],
         [n4, n3],
-      ].map(([a, b]) => {
-        const changes = watchOf(a!).paths.filter((x) => x.peerId === b!.nodeIds[NET] && x.at > killedAt)
-        // The first return to the relay: later probing>relay rounds are meshd's background
-        // upgrade attempts, not the failover.
-        const back = changes.find((x) => x.path === 'relay')
-        return back ? back.at - killedAt : 0
-      })
-      const windowEnd =
-        Math.max(...[n3, n4].map((n) => nodeBack[moved.indexOf(n)]!), ...relayBack) + RELAY_SLACK_MS
-      const inWindow = ({ms}: {ms: number}): boolean => ms >= -PING_INTERVAL_S * 1000 && ms <= windowEnd
-      console.log(
-        `[e2e] relayed pair back on the relay: ${n3.name} ${Math.round(relayBack[0]!)} ms, ${n4.name} ${Math.round(relayBack[1]!)} ms after the kill ` +
-          `(${[n3, n4]
-            .map(
-              (n) =>
-                watchOf(n)
-                  .paths.filter((x) => x.at > killedAt && x.peerId === (n === n3 ? n4 : n3).nodeIds[NET])
-                  .map((x) => x.path)
-                  .join('>') || 'unchanged',
-            )
-            .join('; ')})`,
+      ].map(([a, b]) =>
+        watchOf(a!)
+          .paths.filter((x) => x.peerId === b!.nodeIds[NET] && x.at > killedAt)
+          .map((x) => ({path: x.path, ms: Math.round(x.at - killedAt)})),
       )
-      expect(windowEnd - RELAY_SLACK_MS).toBeLessThanOrEqual(RECONNECT_MAX_MS)
+      console.log(
+        `[e2e] relayed pair's path changes after the kill: ${[n3, n4]
+          .map(
+            (n, i) => `${n.name} ${pathChanges[i]!.map((c) => `${c.path} +${c.ms} ms`).join(', ') || 'none'}`,
+          )
+          .join('; ')}`,
+      )
+      for (const s of sockets) {
+        expect(s.closed, 'relay socket closed by the kill').toBeDefined()
+        expect(s.open, 'relay socket open again').toBeDefined()
+        expect(socketMs(s.open)!).toBeLessThanOrEqual(RELAY_REOPEN_MAX_MS)
+      }
+      // The failover window: from the kill (a ping sent just before it may be in flight) until
+      // both relay sockets are back, plus the slack in which queued pings arrive late.
+      const windowEnd = Math.max(...sockets.map((s) => socketMs(s.open)!)) + RELAY_SLACK_MS
+      const inWindow = ({ms}: {ms: number}): boolean => ms >= -PING_INTERVAL_S * 1000 && ms <= windowEnd
+      /** The replies to pings sent in the window that came late (over 100 ms), as "seq rtt". */
+      const lateIn = (out: string): string[] =>
+        [...out.matchAll(/^\[(\d+\.\d+)\].*icmp_seq=(\d+) .*time=([\d.]+) ms/gm)]
+          .filter((m) => Number(m[3]) > 100)
+          .filter((m) => inWindow({ms: Number(m[1]) * 1000 - Number(m[3]) - killedAtWall}))
+          .map((m) => `${m[2]} ${Math.round(Number(m[3]))} ms`)
       for (const f of figures)
         console.log(
           `[e2e] ${f.pair} ${f.path}: ${f.received}/${f.sent} answered, lost ${f.sent - f.received}, longest gap ${f.gap}` +
             (f.lost.length > 0 ? ` (lost ≈ ${f.lost.map((x) => x.ms).join(', ')} ms after the kill)` : '') +
             (f.path === 'relay'
-              ? `; ${f.lost.filter(inWindow).length} in the failover window (0-${Math.round(windowEnd)} ms)`
+              ? `; ${f.lost.filter(inWindow).length} lost in the failover window (0-${Math.round(windowEnd)} ms), late there: ${lateIn(f.out).join(', ') || 'none'}`
               : ''),
         )
+      // Both ends stayed on the relay through the failover: direct is ruled out for this pair.
+      for (const c of pathChanges)
+        expect(
+          c.filter((x) => x.ms <= windowEnd),
+          'relayed pair on the relay throughout the failover',
+        ).toEqual([])
       console.log(`[e2e] test took ${Math.round(performance.now() - tTest)} ms`)
       for (const f of figures) {
         expect(f.sent, f.pair).toBe(PING_COUNT)
         if (f.path === 'direct') expect(f.sent - f.received, `${f.pair} lost`).toBe(0)
         else {
+          expect(f.lost.filter(inWindow).length, `${f.pair} lost in the failover window`).toBeLessThanOrEqual(
+            RELAYED_FAILOVER_LOST_MAX,
+          )
           const outside = f.lost.filter((x) => !inWindow(x))
           expect(outside.length, `${f.pair} lost outside the failover window`).toBeLessThanOrEqual(
             RELAYED_BACKGROUND_MAX,
