@@ -46,7 +46,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.js'
+import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.ts'
 
 export interface HaproxyBackend {
   /** The server's name in haproxy (stats, runtime API); letters, digits, `-`, `_`, `.`. */

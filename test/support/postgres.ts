@@ -43,7 +43,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.js'
+// './process.ts', not '.js': benchmarks load this file with plain Node (type stripping), which does not map .js to .ts.
+import {freePort, isExecutable, spawnChild, waitFor, type Child} from './process.ts'
 
 export interface PostgresServer {
   /** postgres://postgres:…@127.0.0.1:PORT/postgres — the maintenance database; tests use createDatabase(). */
