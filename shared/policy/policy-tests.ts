@@ -211,6 +211,14 @@ function checkEntry(
           .filter((d) => d.at.length > 0 && firstCommonPort(d.ports, want) !== undefined)
         if (dsts.length > 0) applicable.push({rule, srcAt, dst: dsts})
       }
+      // Shortcut for accept: rules that apply over both whole ranges may already allow every
+      // port wanted (the common case, and what makes `*` over many identities cheap).
+      if (expected === 'accept') {
+        const everywhere = applicable
+          .filter((a) => covers(a.srcAt, src.range))
+          .flatMap((a) => a.dst.filter((d) => covers(d.at, dst.range)).flatMap((d) => d.ports))
+        if (firstUncoveredPort(mergeRanges(everywhere), want) === undefined) continue
+      }
       // 2. Pieces of the src and dst ranges.
       const xs = pieces(
         src.range,
