@@ -1,0 +1,272 @@
+// The inbound rules with real nftables between two real wireguard-go nodes in network namespaces
+// of this run: node B's table lets A in on tcp 8080 only, then also ICMP, then everything; B's own
+// connections to A and their replies always pass; the table goes with the interface. Also checks
+// every golden script of ruleset.test.ts with `nft -c`. Needs root, ip, wg, wireguard-go, nft and
+// ping; skips otherwise.
+//
+// Lab: namespaces <p>-a and <p>-b joined by one veth pair (198.51.100.1 and .2, TEST-NET-2), mesh
+// addresses 10.99.0.1 (A) and 10.99.0.2 (B). Nothing touches the root namespace; no packet leaves
+// the two namespaces. A "dropped" connect is a connect with a 1 s bound, not a sleep.
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type {InboundRule} from '../../shared/protocol/netmap.js'
+import {waitFor} from '../testing/harness.js'
+import {generateKeyPair} from '../keys.js'
+import {UserspaceDriver} from '../wireguard/userspace.js'
+import {execaRunner, type CommandRunner} from '../wireguard/wg-tools.js'
+import {execa} from 'execa'
+import {Firewall, type NftRunner} from './firewall.js'
+import {GOLDEN_CASES} from './testdata/cases.js'
+
+const has = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, {stdio: 'ignore'}).status === 0
+const canRun =
+  process.getuid?.() === 0 &&
+  has('ip', ['-V']) &&
+  has('wg', ['--version']) &&
+  has('wireguard-go', ['--version']) &&
+  has('nft', ['--version']) &&
+  has('ping', ['-V'])
+
+const P = `fw${randomBytes(2).toString('hex')}`
+const NS = {a: `${P}-a`, b: `${P}-b`}
+/** Distinct names: wireguard-go's UAPI sockets of all namespaces share one directory. */
+const IFACE = {a: `${P}wa`, b: `${P}wb`}
+const UNDERLAY = {a: '198.51.100.1', b: '198.51.100.2'}
+const MESH = {a: '10.99.0.1', b: '10.99.0.2'}
+const CIDR = '10.99.0.0/24'
+type Node = 'a' | 'b'
+
+function sh(cmd: string, args: string[], ns?: string): string {
+  const r = spawnSync(ns ? 'ip' : cmd, ns ? ['netns', 'exec', ns, cmd, ...args] : args, {
+    encoding: 'utf8',
+    timeout: 20_000,
+  })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} (ns ${ns ?? '-'}): ${r.stderr || r.error}`)
+  return r.stdout
+}
+
+/** Listens on the given TCP ports (`listen p…`), or connects once with a bound (`connect`). */
+const TCP_TOOL = `
+import net from 'node:net'
+const [mode, ...rest] = process.argv.slice(2)
+if (mode === 'listen') {
+  for (const port of rest) net.createServer((s) => s.end('hi')).listen(Number(port), '0.0.0.0')
+  setTimeout(() => console.log('ready'), 50)
+} else {
+  const [host, port, ms] = rest
+  const s = net.connect({host, port: Number(port)})
+  const t = setTimeout(() => { console.log('timeout'); process.exit(0) }, Number(ms))
+  s.on('data', (d) => { clearTimeout(t); console.log(String(d) === 'hi' ? 'connected' : 'garbled'); process.exit(0) })
+  s.on('error', (e) => { clearTimeout(t); console.log(e.code); process.exit(0) })
+}
+`
+
+/** Pids of wireguard-go processes serving this run's interfaces. */
+function ourWireguardGo(): number[] {
+  const pids: number[] = []
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')
+      if (argv.some((a) => a.endsWith('wireguard-go')) && argv.some((a) => a.startsWith(P)))
+        pids.push(Number(d))
+    } catch {
+      // gone
+    }
+  }
+  return pids
+}
+
+describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nodes', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-firewall-'))
+  const tool = path.join(dir, 'tcp-tool.mjs')
+  const procs: ChildProcess[] = []
+  const drivers: Partial<Record<Node, UserspaceDriver>> = {}
+  const keys = {a: generateKeyPair(), b: generateKeyPair()}
+  /** nft inside B (through `ip netns exec`, still no shell). */
+  const nftInB: NftRunner = async (args, opts) => {
+    const res = await execa('ip', ['netns', 'exec', NS.b, 'nft', ...args], {
+      reject: false,
+      timeout: opts.timeoutMs,
+      input: opts.input,
+    })
+    return {exitCode: res.exitCode ?? 1, stderr: String(res.stderr ?? '').trim()}
+  }
+  const firewall = new Firewall({run: nftInB})
+
+  const runner =
+    (ns: string): CommandRunner =>
+    (cmd, args, opts) =>
+      execaRunner('ip', ['netns', 'exec', ns, cmd, ...args], opts)
+
+  const connect = (from: Node, to: string, port: number): string =>
+    sh(process.execPath, [tool, 'connect', to, String(port), '1000'], NS[from]).trim()
+  const ping = (from: Node, to: string): boolean =>
+    spawnSync('ip', ['netns', 'exec', NS[from], 'ping', '-c', '1', '-W', '1', to], {
+      stdio: 'ignore',
+      timeout: 10_000,
+    }).status === 0
+
+  const rulesOfB = (inboundOfA: InboundRule[] | undefined) =>
+    firewall.apply({
+      iface: IFACE.b,
+      cidr: CIDR,
+      self: MESH.b,
+      peers: [{address: MESH.a, inbound: inboundOfA}],
+      daemonUdpPorts: [41820],
+    })
+
+  beforeAll(async () => {
+    fs.writeFileSync(tool, TCP_TOOL)
+    for (const n of ['a', 'b'] as const) {
+      sh('ip', ['netns', 'add', NS[n]])
+      sh('ip', ['link', 'set', 'lo', 'up'], NS[n])
+    }
+    sh('ip', [
+      'link',
+      'add',
+      `${P}va`,
+      'netns',
+      NS.a,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      `${P}vb`,
+      'netns',
+      NS.b,
+    ])
+    for (const n of ['a', 'b'] as const) {
+      sh('ip', ['addr', 'add', `${UNDERLAY[n]}/24`, 'dev', `${P}v${n}`], NS[n])
+      sh('ip', ['link', 'set', `${P}v${n}`, 'up'], NS[n])
+    }
+    for (const n of ['a', 'b'] as const) {
+      const other: Node = n === 'a' ? 'b' : 'a'
+      const binary = path.join(dir, `wireguard-go-${n}`)
+      fs.writeFileSync(binary, `#!/bin/sh\nexec ip netns exec ${NS[n]} wireguard-go "$@"\n`, {mode: 0o755})
+      drivers[n] = new UserspaceDriver({
+        logDir: path.join(dir, `log-${n}`),
+        binary,
+        pollMs: 60_000,
+        runner: runner(NS[n]),
+      })
+      const res = await drivers[n].apply({
+        name: IFACE[n],
+        privateKey: keys[n].privateKey,
+        listenPort: 51820,
+        address: `${MESH[n]}/24`,
+        mtu: 1420,
+        peers: [
+          {
+            publicKey: keys[other].publicKey,
+            allowedIps: [`${MESH[other]}/32`],
+            endpoint: `${UNDERLAY[other]}:51820`,
+            persistentKeepalive: 0,
+          },
+        ],
+      })
+      expect(res.failed ?? []).toEqual([])
+      // Listeners: B offers 8080 and 22, A offers 9000 (for B's own connections).
+      const p = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          NS[n],
+          process.execPath,
+          tool,
+          'listen',
+          ...(n === 'b' ? ['8080', '22'] : ['9000']),
+        ],
+        {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      )
+      procs.push(p)
+      await new Promise<void>((resolve, reject) => {
+        p.stdout!.once('data', () => resolve())
+        p.once('exit', (code) => reject(new Error(`listener in ${n} exited ${code}`)))
+      })
+    }
+    // The tunnel works before any rule: the first handshake is not what the tests measure.
+    await waitFor('the tunnel up', () => ping('b', MESH.a), 10_000, 50)
+  })
+
+  afterAll(async () => {
+    for (const p of procs) if (p.pid !== undefined && p.exitCode === null) p.kill('SIGTERM')
+    for (const n of ['a', 'b'] as const) {
+      await drivers[n]?.remove(IFACE[n]).catch(() => {})
+      await drivers[n]?.close()
+    }
+    for (const pid of ourWireguardGo()) {
+      try {
+        process.kill(pid, 'SIGTERM')
+      } catch {
+        // already gone
+      }
+    }
+    for (const n of ['a', 'b'] as const) {
+      spawnSync('ip', ['netns', 'del', NS[n]], {stdio: 'ignore'})
+      fs.rmSync(`/var/run/wireguard/${IFACE[n]}.sock`, {force: true})
+    }
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('accepts every golden script in an nft syntax check', () => {
+    for (const name of Object.keys(GOLDEN_CASES)) {
+      const file = path.join(import.meta.dirname, 'testdata', `${name}.nft`)
+      const r = spawnSync('ip', ['netns', 'exec', NS.b, 'nft', '-c', '-f', file], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      })
+      expect({name, stderr: r.stderr, status: r.status}).toEqual({name, stderr: '', status: 0})
+    }
+  })
+
+  it('without rules lets A reach every port of B, and creates no table', async () => {
+    await rulesOfB(undefined)
+    expect(sh('nft', ['list', 'tables'], NS.b)).not.toContain('mesh_')
+    expect(connect('a', MESH.b, 22)).toBe('connected')
+    expect(ping('a', MESH.b)).toBe(true)
+  })
+
+  it('with tcp 8080 for A: A reaches 8080 only, no ICMP, and B still reaches A with replies', async () => {
+    expect((await rulesOfB([{proto: 'tcp', ports: [[8080, 8080]]}])).changed).toBe(true)
+    expect(sh('nft', ['list', 'tables'], NS.b)).toContain(`table inet mesh_${IFACE.b}`)
+    expect(connect('a', MESH.b, 8080)).toBe('connected')
+    expect(connect('a', MESH.b, 22)).toBe('timeout')
+    expect(ping('a', MESH.b)).toBe(false)
+    // B's own connection and ping: the replies come back in through the table.
+    expect(connect('b', MESH.a, 9000)).toBe('connected')
+    expect(ping('b', MESH.a)).toBe(true)
+  })
+
+  it('lets ICMP from A in once the rules allow it, and still not port 22', async () => {
+    await rulesOfB([{proto: 'tcp', ports: [[8080, 8080]]}, {proto: 'icmp'}])
+    expect(ping('a', MESH.b)).toBe(true)
+    expect(connect('a', MESH.b, 22)).toBe('timeout')
+  })
+
+  it('lets A reach port 22 once its rules become all', async () => {
+    await rulesOfB([{proto: 'all'}])
+    expect(connect('a', MESH.b, 22)).toBe('connected')
+  })
+
+  it('with [] for A lets only replies in', async () => {
+    await rulesOfB([])
+    expect(connect('a', MESH.b, 8080)).toBe('timeout')
+    expect(connect('b', MESH.a, 9000)).toBe('connected')
+  })
+
+  it('removes the table with the interface', async () => {
+    await drivers.b!.remove(IFACE.b)
+    await firewall.remove(IFACE.b)
+    expect(sh('nft', ['list', 'tables'], NS.b)).not.toContain('mesh_')
+    // A missing table is fine.
+    await new Firewall({run: nftInB}).remove(IFACE.b)
+  })
+})
