@@ -16,6 +16,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {InboundRule} from '../../shared/protocol/netmap.js'
 import {waitFor} from '../testing/harness.js'
 import {generateKeyPair} from '../keys.js'
+import {PROBE_PORT} from '../nat/probe.js'
 import {UserspaceDriver} from '../wireguard/userspace.js'
 import {execaRunner, type CommandRunner} from '../wireguard/wg-tools.js'
 import {execa} from 'execa'
@@ -49,13 +50,25 @@ function sh(cmd: string, args: string[], ns?: string): string {
   return r.stdout
 }
 
-/** Listens on the given TCP ports (`listen p…`), or connects once with a bound (`connect`). */
+/**
+ * Listens on the given TCP ports and echoes UDP on PROBE_PORT (`listen p…`), asks that echo once
+ * with a bound (`udp host ms`), or connects once with a bound (`connect host port ms`).
+ */
 const TCP_TOOL = `
 import net from 'node:net'
+import dgram from 'node:dgram'
 const [mode, ...rest] = process.argv.slice(2)
 if (mode === 'listen') {
   for (const port of rest) net.createServer((s) => s.end('hi')).listen(Number(port), '0.0.0.0')
-  setTimeout(() => console.log('ready'), 50)
+  const u = dgram.createSocket('udp4')
+  u.on('message', (m, r) => u.send(m, r.port, r.address))
+  u.bind(${PROBE_PORT}, () => setTimeout(() => console.log('ready'), 50))
+} else if (mode === 'udp') {
+  const [host, ms] = rest
+  const u = dgram.createSocket('udp4')
+  const t = setTimeout(() => { console.log('timeout'); process.exit(0) }, Number(ms))
+  u.on('message', () => { clearTimeout(t); console.log('answered'); process.exit(0) })
+  u.bind(0, () => u.send('probe', ${PROBE_PORT}, host))
 } else {
   const [host, port, ms] = rest
   const s = net.connect({host, port: Number(port)})
@@ -105,6 +118,8 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
 
   const connect = (from: Node, to: string, port: number): string =>
     sh(process.execPath, [tool, 'connect', to, String(port), '1000'], NS[from]).trim()
+  const probe = (from: Node, to: string): string =>
+    sh(process.execPath, [tool, 'udp', to, '1000'], NS[from]).trim()
   const ping = (from: Node, to: string): boolean =>
     spawnSync('ip', ['netns', 'exec', NS[from], 'ping', '-c', '1', '-W', '1', to], {
       stdio: 'ignore',
@@ -117,7 +132,7 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
       cidr: CIDR,
       self: MESH.b,
       peers: [{address: MESH.a, inbound: inboundOfA}],
-      daemonUdpPorts: [41820],
+      daemonUdpPorts: [PROBE_PORT],
     })
 
   beforeAll(async () => {
@@ -240,6 +255,8 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
     expect(connect('a', MESH.b, 8080)).toBe('connected')
     expect(connect('a', MESH.b, 22)).toBe('timeout')
     expect(ping('a', MESH.b)).toBe(false)
+    // meshd's path probes (and upgrades) from A still get in and answered.
+    expect(probe('a', MESH.b)).toBe('answered')
     // B's own connection and ping: the replies come back in through the table.
     expect(connect('b', MESH.a, 9000)).toBe('connected')
     expect(ping('b', MESH.a)).toBe(true)
@@ -260,6 +277,7 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
     await rulesOfB([])
     expect(connect('a', MESH.b, 8080)).toBe('timeout')
     expect(connect('b', MESH.a, 9000)).toBe('connected')
+    expect(probe('a', MESH.b)).toBe('answered')
   })
 
   it('removes the table with the interface', async () => {
