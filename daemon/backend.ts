@@ -1393,6 +1393,11 @@ export class Backend {
           {network: rt.record.name, peer: peers[s.index]?.id, why: s.why},
           'inbound rules of a peer not usable; its traffic is dropped',
         )
+      if (res.warning !== undefined)
+        this.log.warn(
+          {network: rt.record.name, interface: name, err: res.warning},
+          'no inbound rules, but an earlier table could not be removed',
+        )
       if (res.changed)
         this.log.info(
           {network: rt.record.name, interface: name, table: res.ruleset.table, policy: res.ruleset.policy},
@@ -1406,7 +1411,12 @@ export class Backend {
         'withheld from WireGuard until it works'
       if (error !== was)
         this.log.error(
-          {network: rt.record.name, interface: name, err: (err as Error).message, withheld: restricted.length},
+          {
+            network: rt.record.name,
+            interface: name,
+            err: (err as Error).message,
+            withheld: restricted.length,
+          },
           'inbound rules not applied; peers with rules withheld (fail closed)',
         )
       rt.firewall = {error, withheld: new Set(restricted.map((p) => p.publicKey))}

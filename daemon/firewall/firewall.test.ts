@@ -56,6 +56,19 @@ describe('Firewall', () => {
     expect((err as FirewallError).missing).toBe(true)
   })
 
+  it('with no policy reports a failing nft as a warning, once, and not as an error', async () => {
+    const nft = recordingNft(() => ({
+      exitCode: 1,
+      stderr: 'Error: Could not process rule: Operation not supported',
+    }))
+    const fw = new Firewall({run: nft.run})
+    const res = await fw.apply(input(undefined))
+    expect(res.warning).toBe('nft: Error: Could not process rule: Operation not supported')
+    expect((await fw.apply(input(undefined))).warning).toBeUndefined()
+    expect(nft.scripts).toHaveLength(1)
+    await expect(fw.apply(input([]))).rejects.toThrow('Operation not supported')
+  })
+
   it('removes the table once, and applies again after a removal', async () => {
     const nft = recordingNft()
     const fw = new Firewall({run: nft.run})

@@ -9,7 +9,9 @@
  * caller's choice, see Backend.applyFirewall.
  *
  * Without an nft binary: with no policy nothing happens (no table can exist without nft), with a
- * policy apply() throws FirewallError with `missing: true`.
+ * policy apply() throws FirewallError with `missing: true`. With no policy an nft that fails is
+ * not an error either (nothing is to be enforced; a machine whose kernel lacks nf_tables must not
+ * show every network as broken): apply() returns it as a `warning`, once per change of script.
  */
 import {createHash} from 'node:crypto'
 import {execa} from 'execa'
@@ -63,6 +65,8 @@ export interface FirewallApplyResult {
   /** nft ran and accepted a new script. */
   readonly changed: boolean
   readonly ruleset: Ruleset
+  /** With no policy: nft failed to remove an earlier table (its message). */
+  readonly warning?: string
 }
 
 export interface FirewallOptions {
@@ -96,7 +100,13 @@ export class Firewall {
     const hash = sha256(ruleset.script)
     if (this.applied.get(input.iface) === hash) return {changed: false, ruleset}
     this.applied.delete(input.iface)
-    await this.nft(ruleset.script, ruleset.policy)
+    try {
+      await this.nft(ruleset.script, ruleset.policy)
+    } catch (err) {
+      if (ruleset.policy) throw err
+      this.applied.set(input.iface, hash)
+      return {changed: false, ruleset, warning: (err as Error).message}
+    }
     this.applied.set(input.iface, hash)
     return {changed: true, ruleset}
   }
