@@ -14,7 +14,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {InboundRule} from '../../shared/protocol/netmap.js'
-import {waitFor} from '../testing/harness.js'
+import {StatusSchema, type Status} from '../../shared/protocol/local-api.js'
+import {seedNetwork, waitFor} from '../testing/harness.js'
 import {generateKeyPair} from '../keys.js'
 import {PROBE_PORT} from '../nat/probe.js'
 import {UserspaceDriver} from '../wireguard/userspace.js'
@@ -32,6 +33,7 @@ const canRun =
   has('nft', ['--version']) &&
   has('ping', ['-V'])
 
+const ROOT = path.resolve(import.meta.dirname, '..', '..')
 const P = `fw${randomBytes(2).toString('hex')}`
 const NS = {a: `${P}-a`, b: `${P}-b`}
 /** Distinct names: wireguard-go's UAPI sockets of all namespaces share one directory. */
@@ -78,14 +80,14 @@ if (mode === 'listen') {
 }
 `
 
-/** Pids of wireguard-go processes serving this run's interfaces. */
-function ourWireguardGo(): number[] {
+/** Pids of wireguard-go processes serving this run's interfaces (names start with `prefix`). */
+function ourWireguardGo(prefix = P): number[] {
   const pids: number[] = []
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue
     try {
       const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')
-      if (argv.some((a) => a.endsWith('wireguard-go')) && argv.some((a) => a.startsWith(P)))
+      if (argv.some((a) => a.endsWith('wireguard-go')) && argv.some((a) => a.startsWith(prefix)))
         pids.push(Number(d))
     } catch {
       // gone
@@ -288,3 +290,255 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
     await new Firewall({run: nftInB}).remove(IFACE.b)
   })
 })
+
+/**
+ * A stand-in controller for the daemon test: one port per node (`node=port` arguments), any HTTP
+ * request answered 200 `{}`, and a WebSocket that sends the node the last full map it was given.
+ * Frames come in on stdin as JSON lines `{node, frame}`: a full map is kept and sent, a delta is
+ * only sent. Test-only.
+ */
+const CONTROLLER = `
+import http from 'node:http'
+import readline from 'node:readline'
+import {createRequire} from 'node:module'
+const [pkg, ...pairs] = process.argv.slice(2)
+const {WebSocketServer} = createRequire(pkg)('ws')
+const full = {}
+const socks = {}
+let listening = 0
+for (const pair of pairs) {
+  const [node, port] = pair.split('=')
+  socks[node] = new Set()
+  const server = http.createServer((req, res) => { req.resume(); res.writeHead(200, {'content-type': 'application/json'}).end('{}') })
+  new WebSocketServer({server}).on('connection', (ws) => {
+    socks[node].add(ws)
+    ws.on('close', () => socks[node].delete(ws))
+    if (full[node]) ws.send(JSON.stringify(full[node]))
+  })
+  server.listen(Number(port), '0.0.0.0', () => { if (++listening === pairs.length) console.log('ready') })
+}
+readline.createInterface({input: process.stdin}).on('line', (line) => {
+  const {node, frame} = JSON.parse(line)
+  if (frame.type === 'full') full[node] = frame
+  for (const ws of socks[node]) ws.send(JSON.stringify(frame))
+})
+`
+
+describe.skipIf(!canRun || !fs.existsSync(path.join(ROOT, 'dist', 'daemon', 'main.js')))(
+  'meshd enforcing the netmap inbound rules (real daemons, wireguard-go, nftables)',
+  () => {
+    const Q = `fd${randomBytes(2).toString('hex')}`
+    const NSD = {a: `${Q}-a`, b: `${Q}-b`}
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-firewall-d-'))
+    const tool = path.join(dir, 'tcp-tool.mjs')
+    const procs: ChildProcess[] = []
+    const daemons: Partial<Record<Node, ChildProcess>> = {}
+    let controller: ChildProcess | undefined
+    const sock = {a: path.join(dir, 'a.sock'), b: path.join(dir, 'b.sock')}
+    const ports = {a: 7101, b: 7102}
+    const pub: Partial<Record<Node, string>> = {}
+
+    const mesh = (node: Node, args: string[]) =>
+      spawnSync(process.execPath, [path.join(ROOT, 'bin', 'mesh.js'), ...args, '--socket', sock[node]], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
+    const status = (node: Node): Status => {
+      const r = mesh(node, ['status', '--json'])
+      if (r.status !== 0) throw new Error(`mesh status ${node}: ${r.stdout}${r.stderr}`)
+      return StatusSchema.parse(JSON.parse(r.stdout))
+    }
+    const connect = (from: Node, to: string, port: number): string =>
+      sh(process.execPath, [tool, 'connect', to, String(port), '1000'], NSD[from]).trim()
+    const tables = (): string => sh('nft', ['list', 'tables'], NSD.b)
+    const push = (node: Node, frame: unknown): void => {
+      controller!.stdin!.write(`${JSON.stringify({node, frame})}\n`)
+    }
+    const peerEntry = (node: Node, inbound?: InboundRule[]) => ({
+      id: `node-${node}`,
+      name: `node-${node}`,
+      publicKey: pub[node]!,
+      address: MESH[node],
+      endpoints: [`${UNDERLAY[node]}:51999`],
+      hostname: node,
+      os: 'linux',
+      tags: [],
+      ...(inbound !== undefined && {inbound}),
+    })
+
+    /** The full map of `n`: its one peer with `inbound` (what `n` accepts from it). */
+    const fullMap = (n: Node, version: number, inbound?: InboundRule[]) => ({
+      type: 'full',
+      version,
+      network: {id: 'net1', name: 'lab', cidr: CIDR},
+      self: {id: `node-${n}`, name: `node-${n}`, publicKey: pub[n], address: MESH[n], status: 'active'},
+      peers: [peerEntry(n === 'a' ? 'b' : 'a', inbound)],
+    })
+
+    beforeAll(async () => {
+      fs.writeFileSync(tool, TCP_TOOL)
+      fs.writeFileSync(path.join(dir, 'controller.mjs'), CONTROLLER)
+      for (const n of ['a', 'b'] as const) {
+        sh('ip', ['netns', 'add', NSD[n]])
+        sh('ip', ['link', 'set', 'lo', 'up'], NSD[n])
+      }
+      sh('ip', [
+        'link',
+        'add',
+        `${Q}va`,
+        'netns',
+        NSD.a,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        `${Q}vb`,
+        'netns',
+        NSD.b,
+      ])
+      for (const n of ['a', 'b'] as const) {
+        sh('ip', ['addr', 'add', `${UNDERLAY[n]}/24`, 'dev', `${Q}v${n}`], NSD[n])
+        sh('ip', ['link', 'set', `${Q}v${n}`, 'up'], NSD[n])
+      }
+      // The controller runs in A's namespace; B reaches it over the veth.
+      controller = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          NSD.a,
+          process.execPath,
+          path.join(dir, 'controller.mjs'),
+          path.join(ROOT, 'package.json'),
+          `a=${ports.a}`,
+          `b=${ports.b}`,
+        ],
+        {stdio: ['pipe', 'pipe', 'inherit']},
+      )
+      procs.push(controller)
+      await new Promise<void>((resolve, reject) => {
+        controller!.stdout!.once('data', () => resolve())
+        controller!.once('exit', (code) => reject(new Error(`controller exited ${code}`)))
+      })
+      for (const n of ['a', 'b'] as const) {
+        const {keys: k} = seedNetwork(path.join(dir, n), {
+          controller: `http://${UNDERLAY.a}:${ports[n]}`,
+          cidr: CIDR,
+          address: MESH[n],
+          interface: `${Q}${n}0`,
+          nodeId: `node-${n}`,
+          nodeName: `node-${n}`,
+        })
+        pub[n] = k.publicKey
+      }
+      for (const n of ['a', 'b'] as const) {
+        // B lets A in on tcp 8080 only; A accepts everything from B.
+        push(n, fullMap(n, 1, n === 'b' ? [{proto: 'tcp', ports: [[8080, 8080]]}] : undefined))
+        const log = fs.openSync(path.join(dir, `meshd-${n}.log`), 'a')
+        const d = spawn(
+          'ip',
+          [
+            'netns',
+            'exec',
+            NSD[n],
+            process.execPath,
+            path.join(ROOT, 'bin', 'mesh.js'),
+            'daemon',
+            'run',
+            '--socket',
+            sock[n],
+            '--state-dir',
+            path.join(dir, n, 'state'),
+            '--interface-prefix',
+            `${Q}${n}`,
+            '--log-level',
+            'debug',
+          ],
+          {stdio: ['ignore', log, log]},
+        )
+        fs.closeSync(log)
+        procs.push(d)
+        daemons[n] = d
+        const p = spawn(
+          'ip',
+          [
+            'netns',
+            'exec',
+            NSD[n],
+            process.execPath,
+            tool,
+            'listen',
+            ...(n === 'b' ? ['8080', '22'] : ['9000']),
+          ],
+          {
+            stdio: ['ignore', 'pipe', 'ignore'],
+          },
+        )
+        procs.push(p)
+        await new Promise<void>((resolve) => p.stdout!.once('data', () => resolve()))
+      }
+      for (const n of ['a', 'b'] as const)
+        await waitFor(
+          `meshd ${n} with its peer`,
+          () => status(n).networks[0]?.peers.length === 1,
+          30_000,
+          100,
+        )
+    })
+
+    afterAll(async () => {
+      for (const n of ['a', 'b'] as const) {
+        const d = daemons[n]
+        if (d && d.exitCode === null) {
+          d.kill('SIGTERM')
+          await waitFor(`meshd ${n} to exit`, () => d.exitCode !== null, 10_000).catch(() =>
+            d.kill('SIGKILL'),
+          )
+        }
+      }
+      for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM')
+      for (const pid of ourWireguardGo(Q)) {
+        try {
+          process.kill(pid, 'SIGTERM')
+        } catch {
+          // already gone
+        }
+      }
+      for (const n of ['a', 'b'] as const) {
+        spawnSync('ip', ['netns', 'del', NSD[n]], {stdio: 'ignore'})
+        fs.rmSync(`/var/run/wireguard/${Q}${n}0.sock`, {force: true})
+      }
+      fs.rmSync(dir, {recursive: true, force: true})
+    })
+
+    it('puts the rules of B into nftables: A reaches 8080, not 22; B reaches A', async () => {
+      await waitFor('the table in B', () => tables().includes(`mesh_${Q}b0`), 10_000, 50)
+      expect(status('b').networks[0]!.lastError).toBeNull()
+      // The first connection also carries the first handshake: a few bounded tries.
+      await waitFor('A to reach B:8080', () => connect('a', MESH.b, 8080) === 'connected', 15_000, 0)
+      expect(connect('a', MESH.b, 22)).toBe('timeout')
+      expect(connect('b', MESH.a, 9000)).toBe('connected')
+    })
+
+    it('follows a delta that changes the rules to all, then to no policy (no table)', async () => {
+      push('b', {type: 'delta', version: 2, changed: [peerEntry('a', [{proto: 'all'}])]})
+      await waitFor('A to reach B:22', () => connect('a', MESH.b, 22) === 'connected', 15_000, 0)
+      push('b', {type: 'delta', version: 3, changed: [peerEntry('a')]})
+      await waitFor('the table gone', () => !tables().includes('mesh_'), 10_000, 50)
+      expect(connect('a', MESH.b, 22)).toBe('connected')
+    })
+
+    it('removes the table on `mesh down` and puts it back on `mesh up`', async () => {
+      // A full map, which the stand-in also keeps for the reconnect after `mesh up`.
+      push('b', fullMap('b', 4, []))
+      await waitFor('the table back', () => tables().includes(`mesh_${Q}b0`), 10_000, 50)
+      await waitFor('A shut out', () => connect('a', MESH.b, 8080) === 'timeout', 15_000, 0)
+      expect(mesh('b', ['down']).status).toBe(0)
+      expect(tables()).not.toContain('mesh_')
+      expect(mesh('b', ['up']).status).toBe(0)
+      await waitFor('the table after up', () => tables().includes(`mesh_${Q}b0`), 10_000, 50)
+      expect(connect('a', MESH.b, 8080)).toBe('timeout')
+      expect(connect('b', MESH.a, 9000)).toBe('connected')
+    })
+  },
+)
