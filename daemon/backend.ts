@@ -90,7 +90,7 @@ export interface BackendOptions {
   natCheck?: ((networkId: string) => Promise<NetReport>) | false
   /**
    * Puts each network's inbound rules (the netmap's `inbound`, issue 10) into nftables; by
-   * default the real `nft`. Tests with a fake driver pass one with a fake runner.
+   * default with the real `nft` (daemon/main.ts gives test daemons one that finds no nft).
    */
   firewall?: Firewall
   /** Home relay choice (tests): how relays are timed, how often, and the hysteresis. */
@@ -313,6 +313,8 @@ export class Backend {
   private readonly changeListeners = new Set<() => void>()
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
+  /** Each network's inbound rules in nftables (one table per interface). */
+  private readonly firewall: Firewall
 
   constructor(private readonly opts: BackendOptions) {
     this.firewall = opts.firewall ?? new Firewall()
@@ -349,8 +351,6 @@ export class Backend {
   private get clock(): Clock {
     return this.opts.clock ?? systemClock
   }
-
-  private readonly firewall: Firewall
 
   private clearRetry(rt: NetRuntime): void {
     if (rt.retryTimer !== undefined) this.clock.clearTimeout(rt.retryTimer)
@@ -1270,8 +1270,10 @@ export class Backend {
     }
   }
 
-  /** `quiet`: the path ticks ask every second; the applies already said which peers are dropped. */
-  /** The usable peers but those the firewall withholds (see applyFirewall). */
+  /**
+   * The usable peers but those the firewall withholds (see applyFirewall). `quiet`: the path
+   * ticks ask every second; the applies already said which peers are dropped.
+   */
   private usablePeers(rt: NetRuntime, quiet = false): Peer[] {
     const peers = usablePeers(
       rt.netmap?.peers ?? [],
