@@ -7,7 +7,9 @@
  * interface only ever holds its own network's peers with one /32 each. WireGuard's cryptokey
  * routing drops any packet whose inner source is not the sending peer's /32, so a node of network
  * A cannot inject traffic into network B through a node that is in both, and meshd never enables
- * forwarding. That is why there is no extra nftables or ip rule guard.
+ * forwarding. That is why there is no extra nftables or ip rule guard between networks; the
+ * nftables table a network gets under an ACL policy (daemon/firewall) enforces what each peer may
+ * reach on this node, not isolation.
  */
 import {randomInt} from 'node:crypto'
 import dgram from 'node:dgram'
@@ -47,8 +49,9 @@ import {
   type NatBehaviour,
 } from '../shared/nat/behaviour.js'
 import type {NetReport} from '../shared/nat/net-report.js'
-import {Prober, type UpgradeMessage} from './nat/probe.js'
+import {PROBE_PORT, Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
+import {Firewall} from './firewall/firewall.js'
 import {RelayClient} from './relay/client.js'
 import {HomeRelay, type HysteresisOptions} from './relay/home.js'
 import {generateKeyPair} from './keys.js'
@@ -85,6 +88,11 @@ export interface BackendOptions {
    * default the STUN part of `mesh netcheck` (daemon/nat/netcheck-service.ts). false: none.
    */
   natCheck?: ((networkId: string) => Promise<NetReport>) | false
+  /**
+   * Puts each network's inbound rules (the netmap's `inbound`, issue 10) into nftables; by
+   * default with the real `nft` (daemon/main.ts gives test daemons one that finds no nft).
+   */
+  firewall?: Firewall
   /** Home relay choice (tests): how relays are timed, how often, and the hysteresis. */
   homeRelay?: {
     probe?: (base: string) => Promise<number | undefined>
@@ -186,6 +194,12 @@ interface NetRuntime {
     failed: boolean
     sent: NatBehaviour | undefined
   }
+  /**
+   * The nftables table of the network's inbound rules (daemon/firewall): why the last apply
+   * failed (null when it did not), and the public keys of the peers withheld from WireGuard
+   * while it fails (fail closed: the peers that carry `inbound`). Owned by the apply queue.
+   */
+  firewall: {error: string | null; withheld: ReadonlySet<string>}
   /** Interface losses in a row (each within LOSS_WINDOW_MS of the last), for the rebuild backoff. */
   losses: number
   lastLossAt: number
@@ -299,8 +313,11 @@ export class Backend {
   private readonly changeListeners = new Set<() => void>()
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
+  /** Each network's inbound rules in nftables (one table per interface). */
+  private readonly firewall: Firewall
 
   constructor(private readonly opts: BackendOptions) {
+    this.firewall = opts.firewall ?? new Firewall()
     this.sampler = new InterfaceSampler({read: (name) => opts.driver.read(name), clock: this.clock})
     this.sampler.on('sample', () => this.changed())
     opts.driver.onLost = (name) => {
@@ -363,6 +380,7 @@ export class Backend {
       await this.opts.driver
         .remove(name)
         .catch((err) => this.log.warn({interface: name, err: String(err)}, 'remove failed'))
+      await this.removeFirewall(name)
     }
     this.opts.store.setOwnedInterfaces([...wanted])
     for (const rt of this.nets.values()) {
@@ -398,6 +416,7 @@ export class Backend {
     if (opts.removeInterfaces) {
       for (const rt of this.nets.values()) {
         await this.opts.driver.remove(rt.record.interface).catch(() => {})
+        await this.removeFirewall(rt.record.interface)
       }
       this.opts.store.setOwnedInterfaces([])
     }
@@ -432,6 +451,7 @@ export class Backend {
       upgrader: undefined,
       punch: new Map(),
       nat: {behaviour: undefined, at: 0, observed: undefined, running: false, failed: false, sent: undefined},
+      firewall: {error: null, withheld: new Set()},
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
@@ -1255,15 +1275,20 @@ export class Backend {
     }
   }
 
-  /** `quiet`: the path ticks ask every second; the applies already said which peers are dropped. */
+  /**
+   * The usable peers but those the firewall withholds (see applyFirewall). `quiet`: the path
+   * ticks ask every second; the applies already said which peers are dropped.
+   */
   private usablePeers(rt: NetRuntime, quiet = false): Peer[] {
-    return usablePeers(
+    const peers = usablePeers(
       rt.netmap?.peers ?? [],
       {address: this.selfAddress(rt), publicKey: rt.record.publicKey, cidr: rt.record.cidr},
       quiet
         ? () => {}
         : (p, why) => this.log.warn({network: rt.record.name, peer: p.id, why}, 'ignoring a netmap peer'),
     )
+    const withheld = rt.firewall.withheld
+    return withheld.size === 0 ? peers : peers.filter((p) => !withheld.has(p.publicKey))
   }
 
   /** The netmap's address for this node, unless it lies outside the CIDR (a stale or bad cache). */
@@ -1279,8 +1304,9 @@ export class Backend {
   }
 
   /**
-   * Applies the desired config. A failure, or peers WireGuard refused (the rest applied), is
-   * kept in status, logged with the peer's key, and retried after applyRetryDelay.
+   * Applies the desired config: the inbound rules first (applyFirewall), then WireGuard. A
+   * failure of either, or peers WireGuard refused (the rest applied), is kept in status, logged
+   * with the peer's key, and retried after applyRetryDelay.
    */
   private reconcile(rt: NetRuntime, why: string): Promise<void> {
     return this.exclusive(rt, async () => {
@@ -1288,6 +1314,8 @@ export class Backend {
       this.clearRetry(rt)
       const current = await this.sampler.get(rt.record.interface, {fresh: true})
       await this.prepareNat(rt)
+      // Before WireGuard, so no peer is ever on the interface ahead of its rules.
+      await this.applyFirewall(rt)
       this.updatePaths(rt, current)
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
@@ -1327,19 +1355,92 @@ export class Backend {
         )
       }
       if (failure === undefined) {
-        rt.applyFailures = 0
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
         await this.ensureProber(rt)
-        return
-      }
-      rt.lastError = failure
+        if (rt.firewall.error === null) {
+          rt.applyFailures = 0
+          return
+        }
+      } else rt.lastError = failure
       const delay = (this.opts.retryDelayMs ?? applyRetryDelay)(rt.applyFailures++)
       rt.retryTimer = this.clock.setTimeout(() => void this.reconcile(rt, 'retry'), delay)
     })
   }
 
+  /**
+   * Puts the network's inbound rules into nftables (daemon/firewall), before WireGuard gets its
+   * peers: `iifname` matches by name, so the table may come before the interface, and a peer is
+   * never on the interface ahead of its rules. nft runs only when the rules changed.
+   *
+   * Fails closed: while nft fails (or is not installed) with a policy, the peers that carry
+   * `inbound` are withheld from WireGuard, whose rules could otherwise not be enforced (an older
+   * table, if any, stays as it was: each script is one transaction); peers without `inbound`
+   * are unaffected, as are other networks. The failure is in status and retried with the apply
+   * backoff.
+   */
+  private async applyFirewall(rt: NetRuntime): Promise<void> {
+    const name = rt.record.interface
+    // Not the method below: it leaves out the peers withheld by the previous failure.
+    const peers = usablePeers(rt.netmap?.peers ?? [], {
+      address: this.selfAddress(rt),
+      publicKey: rt.record.publicKey,
+      cidr: rt.record.cidr,
+    })
+    const was = rt.firewall.error
+    try {
+      const res = await this.firewall.apply({
+        iface: name,
+        cidr: rt.record.cidr,
+        self: this.selfAddress(rt),
+        peers,
+        daemonUdpPorts: [PROBE_PORT],
+      })
+      for (const s of res.ruleset.skipped)
+        this.log.warn(
+          {network: rt.record.name, peer: peers[s.index]?.id, why: s.why},
+          'inbound rules of a peer not usable; its traffic is dropped',
+        )
+      if (res.warning !== undefined)
+        this.log.warn(
+          {network: rt.record.name, interface: name, err: res.warning},
+          'no inbound rules, but an earlier table could not be removed',
+        )
+      if (res.changed)
+        this.log.info(
+          {network: rt.record.name, interface: name, table: res.ruleset.table, policy: res.ruleset.policy},
+          res.ruleset.policy ? 'inbound rules applied' : 'no inbound rules: table removed',
+        )
+      rt.firewall = {error: null, withheld: new Set()}
+    } catch (err) {
+      const restricted = peers.filter((p) => p.inbound !== undefined)
+      const error =
+        `firewall: ${(err as Error).message}; ${restricted.length} peer(s) with inbound rules ` +
+        'withheld from WireGuard until it works'
+      if (error !== was)
+        this.log.error(
+          {
+            network: rt.record.name,
+            interface: name,
+            err: (err as Error).message,
+            withheld: restricted.length,
+          },
+          'inbound rules not applied; peers with rules withheld (fail closed)',
+        )
+      rt.firewall = {error, withheld: new Set(restricted.map((p) => p.publicKey))}
+    }
+    if (rt.firewall.error !== was) this.changed()
+  }
+
+  /** Removes an interface's inbound-rules table; a failure is logged, never thrown. */
+  private async removeFirewall(name: string): Promise<void> {
+    await this.firewall
+      .remove(name)
+      .catch((err) => this.log.warn({interface: name, err: String(err)}, 'removing the inbound rules failed'))
+  }
+
   private async removeInterface(name: string): Promise<void> {
     await this.opts.driver.remove(name)
+    await this.removeFirewall(name)
     this.sampler.forget(name)
     this.changed()
     this.opts.store.setOwnedInterfaces(this.opts.store.ownedInterfaces().filter((n) => n !== name))
@@ -1528,7 +1629,8 @@ export class Backend {
       up: rt.record.up,
       connected: rt.connected,
       netmapVersion: rt.netmap?.version ?? null,
-      lastError: rt.lastError,
+      // One line for the user: the controller or WireGuard problem, and the firewall's.
+      lastError: [rt.lastError, rt.firewall.error].filter((e) => e !== null).join('; ') || null,
       ...(rt.nat.behaviour !== undefined && {nat: rt.nat.behaviour}),
       peers,
     }

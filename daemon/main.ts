@@ -12,6 +12,7 @@ import {handlers} from './api/routes.js'
 import {claimSocketPath, serveApi} from './api/server.js'
 import {StatusWatch} from './api/watch.js'
 import {Backend} from './backend.js'
+import {absentNft, Firewall} from './firewall/firewall.js'
 import {StateStore} from './state-store.js'
 import type {WireGuardDriver} from './wireguard/driver.js'
 import {selectDriver, type BackendChoice} from './wireguard/select.js'
@@ -27,6 +28,11 @@ export interface DaemonOptions {
   downOnExit?: boolean
   /** Tests: a driver instead of the real backend selection (and no root check). */
   driver?: WireGuardDriver
+  /**
+   * Tests: what puts inbound rules into nftables. Default: the real `nft`, or, with a test
+   * `driver`, one that behaves as if nft were not installed (nothing runs on the test machine).
+   */
+  firewall?: Firewall
   logger?: Logger
   reportIntervalMs?: number
   maxReconnectDelayMs?: number
@@ -83,6 +89,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     store,
     log,
     interfacePrefix,
+    firewall: opts.firewall ?? new Firewall(opts.driver ? {run: absentNft} : {}),
     ...(opts.reportIntervalMs !== undefined && {reportIntervalMs: opts.reportIntervalMs}),
     ...(opts.maxReconnectDelayMs !== undefined && {maxReconnectDelayMs: opts.maxReconnectDelayMs}),
     ...(opts.retryDelayMs !== undefined && {retryDelayMs: opts.retryDelayMs}),

@@ -130,3 +130,29 @@ describe('parseServerFrame', () => {
     expect(parsePeer(p)).toEqual(p)
   })
 })
+
+describe('inbound rules in peer entries', () => {
+  it("carries a peer's inbound rules through, and drops a peer whose rules are not valid (fail closed)", () => {
+    const drops: PeerDrop[] = []
+    const rules = [{proto: 'tcp', ports: [[22, 22]]}, {proto: 'icmp'}]
+    const {frame} = parseServerFrame(
+      full([
+        peer('open'),
+        peer('ruled', {inbound: rules}),
+        peer('replies-only', {inbound: []}),
+        peer('bad-proto', {inbound: [{proto: 'sctp'}]}),
+        peer('bad-port', {inbound: [{proto: 'tcp', ports: [[0, 22]]}]}),
+        peer('reversed', {inbound: [{proto: 'udp', ports: [[30, 20]]}]}),
+        peer('too-many', {inbound: Array.from({length: 65}, () => ({proto: 'icmp'}))}),
+      ]),
+      (d) => drops.push(d),
+    )
+    const peers = frame?.type === 'full' ? frame.peers : []
+    expect(peers.map((p) => [p.id, p.inbound])).toEqual([
+      ['open', undefined],
+      ['ruled', rules],
+      ['replies-only', []],
+    ])
+    expect(drops.map((d) => d.peer)).toEqual(['bad-proto', 'bad-port', 'reversed', 'too-many'])
+  })
+})
