@@ -20,6 +20,7 @@ import {randomBytes} from 'node:crypto'
 import type {
   AuditEntry,
   AuditVerification,
+  PolicyInfo,
   AuthKey,
   CreateAuthKeyRequestSchema,
   CreateInviteRequestSchema,
@@ -39,6 +40,7 @@ import type {
   User,
 } from '../shared/protocol/control-api.js'
 import {verifyAuditChain} from './domain/audit.js'
+import {checkPolicy} from '../shared/policy/check.js'
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
@@ -51,7 +53,7 @@ import {hashPassword} from './auth/password.js'
 import {FailureLimiter} from './auth/rate-limit.js'
 import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
-import type {JoinProof, Page, PageRequest, Store, StoredNode} from './store/store.js'
+import type {JoinProof, Page, PageRequest, PolicyRecord, Store, StoredNode} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
 import {ConnectionTracker} from './connections.js'
 import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
@@ -627,11 +629,47 @@ export class ControllerState {
     )
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // ACL policy
+
+  async getPolicy(p: Principal): Promise<PolicyInfo> {
+    return policyInfo(await this.store.getPolicy(p.tenant.id))
+  }
+
+  async setPolicy(
+    p: Principal,
+    req: {document: string; ifVersion?: number | undefined},
+    meta: RequestMeta,
+  ): Promise<PolicyInfo> {
+    const stored = await this.writes.setPolicy(
+      p.tenant.id,
+      req.document,
+      {ifVersion: req.ifVersion, userId: p.user.id},
+      userContext(this.clock, p.user, meta),
+    )
+    return policyInfo(stored)
+  }
+
+  async deletePolicy(p: Principal, meta: RequestMeta): Promise<void> {
+    await this.writes.deletePolicy(p.tenant.id, userContext(this.clock, p.user, meta))
+  }
+
+  /** Validates a document and runs its tests without storing it (POLICY_INVALID / _TESTS_FAILED). */
+  checkPolicy(document: string): {ok: true; rules: number; tests: number} {
+    const policy = checkPolicy(document)
+    return {ok: true, rules: policy.acls.length, tests: policy.tests.length}
+  }
+
   /** The caller's tenant's audit chain, recomputed (controller/domain/audit.ts). */
   verifyAudit(p: Principal): Promise<AuditVerification> {
     return verifyAuditChain(this.store, p.tenant.id)
   }
 }
+
+const policyInfo = (r: PolicyRecord | undefined): PolicyInfo =>
+  r
+    ? {document: r.document, version: r.version, updatedAt: r.updatedAt, updatedBy: r.updatedBy}
+    : {document: null, version: 0, updatedAt: null, updatedBy: null}
 
 function requireSuperuser(p: Principal): void {
   if (!p.user.superuser) throw new MeshError('FORBIDDEN', {message: 'only superusers may manage relay keys'})
