@@ -657,7 +657,7 @@ export class ControllerState {
   /** Validates a document and runs its tests without storing it (POLICY_INVALID / _TESTS_FAILED). */
   checkPolicy(document: string): {ok: true; rules: number; tests: number} {
     const policy = checkPolicy(document)
-    return {ok: true, rules: policy.acls.length, tests: policy.tests.length}
+    return {ok: true, rules: policy.rules.length, tests: policy.tests.length}
   }
 
   /** The caller's tenant's audit chain, recomputed (controller/domain/audit.ts). */

@@ -42,7 +42,7 @@ export async function readPolicyFile(file: string): Promise<string> {
 /** The offline check of `mesh policy check`: the controller's own rule, run here. */
 export function checkPolicyLocally(document: string): {ok: true; rules: number; tests: number} {
   const policy = checkPolicy(document)
-  return {ok: true, rules: policy.acls.length, tests: policy.tests.length}
+  return {ok: true, rules: policy.rules.length, tests: policy.tests.length}
 }
 
 interface Problem {
