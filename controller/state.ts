@@ -647,11 +647,14 @@ export class ControllerState {
       {ifVersion: req.ifVersion, userId: p.user.id},
       userContext(this.clock, p.user, meta),
     )
+    // Committed: every replica's netmap hub reads it again (PostgreSQL: the 0013 trigger too).
+    this.feed.publishPolicy(p.tenant.id)
     return policyInfo(stored)
   }
 
   async deletePolicy(p: Principal, meta: RequestMeta): Promise<void> {
-    await this.writes.deletePolicy(p.tenant.id, userContext(this.clock, p.user, meta))
+    if (await this.writes.deletePolicy(p.tenant.id, userContext(this.clock, p.user, meta)))
+      this.feed.publishPolicy(p.tenant.id)
   }
 
   /** Validates a document and runs its tests without storing it (POLICY_INVALID / _TESTS_FAILED). */
