@@ -38,7 +38,10 @@ export interface NetmapSource {
 
 /** A NetmapSource reading `store`. */
 export function storeNetmapSource(
-  store: Pick<Store, 'netmapVersion' | 'getNetwork' | 'allNodes' | 'changesSince' | 'getPolicy' | 'listUsers'>,
+  store: Pick<
+    Store,
+    'netmapVersion' | 'getNetwork' | 'allNodes' | 'changesSince' | 'getPolicy' | 'listUsers'
+  >,
 ): NetmapSource {
   return {
     async netmapSnapshot(networkId) {

@@ -893,7 +893,12 @@ export class NetmapHub {
       if (!g) {
         const view = this.view(net, after)
         const diff = diffViews(oldView(before), view.peers)
-        g = {changed: new Map(diff.changed.map((c) => [c.id, c.json])), removed: diff.removed, view, shared: undefined}
+        g = {
+          changed: new Map(diff.changed.map((c) => [c.id, c.json])),
+          removed: diff.removed,
+          view,
+          shared: undefined,
+        }
         groups.set(key, g)
       }
       return g
@@ -943,7 +948,11 @@ export class NetmapHub {
           frame = g.shared ??= Buffer.from(deltaFor(g, '', undefined)!)
         else frame = deltaFor(g, id, selfChanged ? self : undefined)
         if (frame === undefined) continue
-        if (!net.policy.open && !oldPolicy.open && frame.length > (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length)
+        if (
+          !net.policy.open &&
+          !oldPolicy.open &&
+          frame.length > (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length
+        )
           this.sendFull(conn, net, self)
         else this.send(conn, frame, 'delta')
       }
@@ -1012,7 +1021,8 @@ export class NetmapHub {
       let frame: string | undefined
       if (seesAfter(cls))
         frame = `{"type":"delta","version":${net.version},"${was ? 'changed' : 'added'}":[${entryFor(cls)}]}`
-      else if (was) frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
+      else if (was)
+        frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
       bytes = frame === undefined ? null : Buffer.from(frame)
       frames.set(cls, bytes)
       return bytes
