@@ -300,6 +300,9 @@ export class ControllerState {
     }
     await this.access.requireNotOutranked(p, target)
     await this.writes.deleteUser(id, userContext(this.clock, p.user, meta))
+    // The user's nodes have no owner a policy can name now: the netmap hub reads the user names
+    // again, as after a policy change (PostgreSQL: the 0013 trigger on users tells the others).
+    this.feed.publishPolicy(p.tenant.id)
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -362,11 +362,27 @@ describe('netmap hub under an ACL policy', () => {
     }
   })
 
+  // Deletes alice: after every other test that registers a node with her token.
+  it('takes a deleted user out of the policy: the nodes it owned lose what its name gave them', async () => {
+    await setPolicy(POLICY)
+    const {ws} = await fiveNodes()
+    const users = await api.req('GET', '/api/v1/users?limit=100', {token: ctl.adminToken})
+    const aliceUser = (users.body.items as {id: string; username: string}[]).find(
+      (u) => u.username === 'alice',
+    )!
+    const del = await api.req('DELETE', `/api/v1/users/${aliceUser.id}`, {token: ctl.adminToken})
+    expect(del.status, del.text).toBe(200)
+    // Alice's laptop is owned by nobody the policy names: it sees no one, and no one sees it.
+    await expectSeen(ws.alice, {})
+    await expectSeen(ws.ci, {web: []})
+    await expectSeen(ws.bob, {})
+  })
+
   it('sends frames byte for byte as before policies existed when the tenant has none', async () => {
     const n = ++seq
     const net = await createNetwork(ctl, {name: `acl-${n}`, cidr: `10.${60 + n}.0.0/24`, joinPolicy: 'open'})
     const a = await join(net.id, 'a', {tags: ['tag:ci']})
-    const b = await join(net.id, 'b', {user: 'alice'})
+    const b = await join(net.id, 'b', {user: 'bob'})
     const raw: string[] = []
     const s = new WebSocket(`${ctl.url.replace(/^http/, 'ws')}/api/v1/netmap`, {
       headers: {authorization: `Bearer ${a.credential}`},
