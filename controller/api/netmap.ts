@@ -21,13 +21,13 @@
  *
  * ACL policy (issue 10, netmap-classes.ts): each node is in a visibility class, computed from the
  * node alone; nodes of one class see the same peers with the same inbound rules. A network's
- * cache keeps one view per class with connected nodes (the peers that class sees, as their entry
- * JSON) and its encoded peer list, and a node change produces one delta per receiving class
- * (added to classes that see the node only now, removed from those that saw it before only,
- * changed for the rest that see it): O(classes) encodings, O(1) bytes per receiver. Without a
- * policy there is exactly one class and everything above is byte for byte as before. A policy
- * change (change feed: onPolicyChange) reloads each loaded network of the tenant like a gap
- * does: each connected node is told the difference between its view before and after, one
+ * cache keeps one view per class it has served since its last (re)load (the peers that class
+ * sees, as their entry JSON) and its encoded peer list, and a node change produces one delta per
+ * receiving class (added to classes that see the node only now, removed from those that saw it
+ * before only, changed for the rest that see it): O(classes) encodings, O(1) bytes per receiver.
+ * Without a policy there is exactly one class and everything above is byte for byte as before.
+ * A policy change (change feed: onPolicyChange) reloads each loaded network of the tenant like a
+ * gap does: each connected node is told the difference between its view before and after, one
  * encoding per (class before, class after), and a node whose view did not change gets nothing.
  * A node never gets an entry for a peer its class does not see: full maps, deltas, reloads and
  * resumes all read the node's class view; reports about peers it does not see are ignored; the
@@ -604,7 +604,7 @@ export class NetmapHub {
    * Whether the built-in relay may carry packets from `src` to `dst` of `networkId`: both are
    * active nodes of a network this replica holds, and they see each other under its policy.
    * Undefined when this replica holds no cache of the network (no session of it here), so only
-   * the caller can decide (see controller/relay/builtin.ts).
+   * the caller can decide (controller/main.ts lets it through: see there why).
    */
   relayAllowed(networkId: string, src: string, dst: string): boolean | undefined {
     const net = this.nets.get(networkId)
