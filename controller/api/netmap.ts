@@ -883,6 +883,9 @@ export class NetmapHub {
     interface Group {
       readonly changed: ReadonlyMap<string, string>
       readonly removed: readonly string[]
+      readonly removedSet: ReadonlySet<string>
+      /** What the delta's entries and ids weigh (bytes, about), to tell when a full map is smaller. */
+      readonly weight: number
       readonly view: ClassView
       shared: Buffer | undefined
     }
@@ -893,9 +896,14 @@ export class NetmapHub {
       if (!g) {
         const view = this.view(net, after)
         const diff = diffViews(oldView(before), view.peers)
+        let weight = 0
+        for (const c of diff.changed) weight += c.json.length + 1
+        for (const id of diff.removed) weight += id.length + 3
         g = {
           changed: new Map(diff.changed.map((c) => [c.id, c.json])),
           removed: diff.removed,
+          removedSet: new Set(diff.removed),
+          weight,
           view,
           shared: undefined,
         }
@@ -915,7 +923,11 @@ export class NetmapHub {
       return frame + '}'
     }
     // 3. Each session: revoked, a full map, or one delta (shared bytes per pair of classes when
-    //    nothing in it is its own; a full map instead when that is smaller).
+    //    nothing in it is its own). When a policy came, went or changed, a full map instead where
+    //    the delta would weigh as much as the class's peer list: the full map's peer bytes are
+    //    one shared buffer per class, while a delta that holds the node's own entry is built for
+    //    it alone (a policy removed from 1,000 nodes: 1,000 deltas of 900 entries each).
+    const policyMoved = !(oldPolicy.open && net.policy.open)
     for (const [id, conns] of net.conns) {
       const self = net.nodes.get(id)
       const old = oldNodes.get(id)
@@ -943,18 +955,24 @@ export class NetmapHub {
         const before = oldPolicy.open ? NO_POLICY_CLASS : (oldClasses.get(id) ?? NO_POLICY_CLASS)
         const g = groupOf(before, this.classOfId(net, id))
         if (g.changed.size === 0 && g.removed.length === 0 && !selfChanged) continue
+        const ownEntry = g.changed.get(id)
+        const own = g.removedSet.has(id)
+        if (policyMoved) {
+          const weight =
+            g.weight - (ownEntry === undefined ? 0 : ownEntry.length + 1) - (own ? id.length + 3 : 0)
+          // A full map also carries the network, the node itself and the NAT services.
+          const head =
+            net.headerJson.length + JSON.stringify(toSelf(self)).length + this.natJson().length + 64
+          if (weight >= (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length + head) {
+            this.sendFull(conn, net, self)
+            continue
+          }
+        }
         let frame: string | Buffer | undefined
-        if (!selfChanged && !g.changed.has(id) && !g.removed.includes(id))
+        if (!selfChanged && ownEntry === undefined && !own)
           frame = g.shared ??= Buffer.from(deltaFor(g, '', undefined)!)
         else frame = deltaFor(g, id, selfChanged ? self : undefined)
-        if (frame === undefined) continue
-        if (
-          !net.policy.open &&
-          !oldPolicy.open &&
-          frame.length > (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length
-        )
-          this.sendFull(conn, net, self)
-        else this.send(conn, frame, 'delta')
+        if (frame !== undefined) this.send(conn, frame, 'delta')
       }
     }
   }
