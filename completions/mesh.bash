@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping relay status tenant topology up user whoami' ;;
+    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay status tenant topology up user whoami' ;;
     'audit') words='verify' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
@@ -18,6 +18,7 @@ _mesh() {
     'network') words='create delete list member set show' ;;
     'network member') words='list remove set' ;;
     'node') words='approve list remove rename show' ;;
+    'policy') words='check delete get set test' ;;
     'relay') words='key start' ;;
     'relay key') words='create list revoke' ;;
     'tenant') words='create' ;;
@@ -68,6 +69,11 @@ _mesh() {
     'node rename') words='--json --network -n --verbose' ;;
     'node show') words='--json --network -n --verbose' ;;
     'ping') words='--config --count -c --json --network --socket --timeout --verbose' ;;
+    'policy check') words='--json --verbose' ;;
+    'policy delete') words='--json --verbose --yes -y' ;;
+    'policy get') words='--json --verbose' ;;
+    'policy set') words='--if-version --json --verbose' ;;
+    'policy test') words='--json --verbose' ;;
     'relay key create') words='--json --name --region --verbose' ;;
     'relay key list') words='--json --limit --verbose' ;;
     'relay key revoke') words='--json --verbose' ;;

@@ -13,6 +13,11 @@
  * Connection changes (a pair's path moved: controller/connections.ts) travel on the feed too, so
  * that the admin event stream of every replica hears them, whichever replica wrote them.
  *
+ * Policy changes (a tenant's ACL policy set or removed, issue 10) carry only the tenant id: the
+ * netmap hub reads the policy again and tells each affected node what it sees now. A listener
+ * may also hear one when nothing changed (a replica replays them after it lost notifications);
+ * reading again must then change nothing.
+ *
  * Replicas: the in-process feed below is per process and reaches only this replica's
  * subscribers. The shared one (replicas/pg-change-feed.ts) also hears other replicas' committed
  * changes through NOTIFY and hands them to the same subscribers.
@@ -38,6 +43,10 @@ export interface ChangeFeed {
   publishConnection(change: ConnectionChange): void
   /** Subscribes to connection changes; returns the unsubscribe function. */
   onConnectionChange(fn: (c: ConnectionChange) => void): () => void
+  /** Publishes a committed change of a tenant's ACL policy (set or removed). */
+  publishPolicy(tenantId: string): void
+  /** Subscribes to policy changes (the tenant id); returns the unsubscribe function. */
+  onPolicyChange(fn: (tenantId: string) => void): () => void
 }
 
 /**
@@ -49,6 +58,7 @@ export class InProcessChangeFeed implements ChangeFeed {
   private readonly nodeListeners = new Set<(c: NodeChange) => void>()
   private readonly networkListeners = new Set<(n: Network) => void>()
   private readonly connectionListeners = new Set<(c: ConnectionChange) => void>()
+  private readonly policyListeners = new Set<(tenantId: string) => void>()
   /** Node changes published but not yet told to listeners; see publish(). */
   private readonly unsent: NodeChange[] = []
   private flushScheduled = false
@@ -81,6 +91,27 @@ export class InProcessChangeFeed implements ChangeFeed {
   onConnectionChange(fn: (c: ConnectionChange) => void): () => void {
     this.connectionListeners.add(fn)
     return () => this.connectionListeners.delete(fn)
+  }
+
+  /**
+   * Told on the next turn, like node changes, so the request that set the policy answers before
+   * the hub reads it again; node changes published before it are told first.
+   */
+  publishPolicy(tenantId: string): void {
+    setImmediate(() => {
+      for (const fn of this.policyListeners) {
+        try {
+          fn(tenantId)
+        } catch (err) {
+          this.log.warn({err, tenantId}, 'policy change listener failed')
+        }
+      }
+    })
+  }
+
+  onPolicyChange(fn: (tenantId: string) => void): () => void {
+    this.policyListeners.add(fn)
+    return () => this.policyListeners.delete(fn)
   }
 
   onNodeChange(fn: (c: NodeChange) => void): () => void {

@@ -483,6 +483,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       log: logger.child({component: 'relay'}),
       nat,
       heartbeatMs: opts.relayHeartbeatMs,
+      // The netmap hub knows who sees whom (issue 10). A network it holds no cache of (no netmap
+      // session of it on this replica) is let through: the receiver's WireGuard has no entry for
+      // a sender it does not see and drops whatever arrives from it.
+      allowed: (networkId, src, dst) => server?.netmap.relayAllowed(networkId, src, dst) ?? true,
     })
     relay = relayHub.relay
 

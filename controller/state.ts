@@ -20,6 +20,7 @@ import {randomBytes} from 'node:crypto'
 import type {
   AuditEntry,
   AuditVerification,
+  PolicyInfo,
   AuthKey,
   CreateAuthKeyRequestSchema,
   CreateInviteRequestSchema,
@@ -39,6 +40,7 @@ import type {
   User,
 } from '../shared/protocol/control-api.js'
 import {verifyAuditChain} from './domain/audit.js'
+import {checkPolicy} from '../shared/policy/check.js'
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
 import {MeshError} from '../shared/errors.js'
@@ -51,7 +53,7 @@ import {hashPassword} from './auth/password.js'
 import {FailureLimiter} from './auth/rate-limit.js'
 import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
-import type {JoinProof, Page, PageRequest, Store, StoredNode} from './store/store.js'
+import type {JoinProof, Page, PageRequest, PolicyRecord, Store, StoredNode} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
 import {ConnectionTracker} from './connections.js'
 import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
@@ -298,6 +300,9 @@ export class ControllerState {
     }
     await this.access.requireNotOutranked(p, target)
     await this.writes.deleteUser(id, userContext(this.clock, p.user, meta))
+    // The user's nodes have no owner a policy can name now: the netmap hub reads the user names
+    // again, as after a policy change (PostgreSQL: the 0013 trigger on users tells the others).
+    this.feed.publishPolicy(p.tenant.id)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -627,11 +632,63 @@ export class ControllerState {
     )
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // ACL policy
+
+  async getPolicy(p: Principal): Promise<PolicyInfo> {
+    return policyInfo(await this.store.getPolicy(p.tenant.id))
+  }
+
+  async setPolicy(
+    p: Principal,
+    req: {document: string; ifVersion?: number | undefined},
+    meta: RequestMeta,
+  ): Promise<PolicyInfo> {
+    const stored = await this.writes.setPolicy(
+      p.tenant.id,
+      req.document,
+      {ifVersion: req.ifVersion, userId: p.user.id, users: await this.tenantUserNames(p.tenant.id)},
+      userContext(this.clock, p.user, meta),
+    )
+    // Committed: every replica's netmap hub reads it again (PostgreSQL: the 0013 trigger too).
+    this.feed.publishPolicy(p.tenant.id)
+    return policyInfo(stored)
+  }
+
+  /** Every user name of the tenant (what a policy may name), page by page. */
+  private async tenantUserNames(tenantId: string): Promise<string[]> {
+    const names: string[] = []
+    let cursor: string | undefined
+    // Bounded: each page moves the cursor forward; a tenant has finitely many users.
+    for (;;) {
+      const page = await this.store.listUsers(tenantId, {limit: 500, cursor})
+      for (const u of page.items) names.push(u.username)
+      if (page.nextCursor === null) return names
+      cursor = page.nextCursor
+    }
+  }
+
+  async deletePolicy(p: Principal, meta: RequestMeta): Promise<void> {
+    if (await this.writes.deletePolicy(p.tenant.id, userContext(this.clock, p.user, meta)))
+      this.feed.publishPolicy(p.tenant.id)
+  }
+
+  /** Validates a document and runs its tests without storing it (POLICY_INVALID / _TESTS_FAILED). */
+  async checkPolicy(p: Principal, document: string): Promise<{ok: true; rules: number; tests: number}> {
+    const policy = checkPolicy(document, {users: await this.tenantUserNames(p.tenant.id)})
+    return {ok: true, rules: policy.rules.length, tests: policy.tests.length}
+  }
+
   /** The caller's tenant's audit chain, recomputed (controller/domain/audit.ts). */
   verifyAudit(p: Principal): Promise<AuditVerification> {
     return verifyAuditChain(this.store, p.tenant.id)
   }
 }
+
+const policyInfo = (r: PolicyRecord | undefined): PolicyInfo =>
+  r
+    ? {document: r.document, version: r.version, updatedAt: r.updatedAt, updatedBy: r.updatedBy}
+    : {document: null, version: 0, updatedAt: null, updatedBy: null}
 
 function requireSuperuser(p: Principal): void {
   if (!p.user.superuser) throw new MeshError('FORBIDDEN', {message: 'only superusers may manage relay keys'})

@@ -51,6 +51,18 @@ const undiciSlim = {
   },
 }
 
+// jsonc-parser's `main` is a UMD build whose factory require()s './impl/format' and friends at
+// run time, which a bundle does not have ("Cannot find module './impl/format'"); its `module`
+// entry is plain ESM, which esbuild bundles like any other.
+const jsoncEsm = {
+  name: 'jsonc-parser-esm',
+  setup(b) {
+    b.onResolve({filter: /^jsonc-parser$/}, () => ({
+      path: path.join(root, 'node_modules', 'jsonc-parser', 'lib', 'esm', 'main.js'),
+    }))
+  },
+}
+
 // Our zod schemas are plain values: a command that imports one schema of a module need not
 // build the other hundred (zod's schema construction was the largest single cost of `mesh
 // status --json`). esbuild drops an unused top-level value only when it knows it is free of side
@@ -142,7 +154,7 @@ const result = await build({
   platform: 'node',
   target: 'node24',
   external: EXTERNAL,
-  plugins: [undiciSlim, pureSchemas, inlineWslUtils],
+  plugins: [undiciSlim, pureSchemas, inlineWslUtils, jsoncEsm],
   // oclif checks the Node version against its own engines field with semver when it loads
   // (≈ 8 ms, semver is used nowhere else); bin/mesh.js has already checked it, with a clearer
   // error. This turns that check off inside the bundle only, not in the environment.

@@ -181,6 +181,24 @@ export const ERRORS = {
     'the CIDR overlaps another network of this tenant',
     'pick a prefix that no other network of the tenant uses',
   ),
+  POLICY_INVALID: e(
+    400,
+    EXIT.DATAERR,
+    'the ACL policy does not parse or names something wrong',
+    'fix the line and rule named in the message (`mesh policy check FILE` shows every error)',
+  ),
+  POLICY_TESTS_FAILED: e(
+    400,
+    EXIT.DATAERR,
+    "the ACL policy's own tests fail",
+    'fix the rules or the test named in the message; nothing was stored',
+  ),
+  POLICY_VERSION_CONFLICT: e(
+    409,
+    EXIT.CANTCREAT,
+    'the policy changed since the version you edited',
+    'get it again (`mesh policy get`), merge your change and set it with the new --if-version',
+  ),
   NETWORK_NAME_TAKEN: e(
     409,
     EXIT.CANTCREAT,

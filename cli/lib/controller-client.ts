@@ -12,7 +12,13 @@ import {
   formatByteLimit,
   readCapped,
 } from '../../shared/limits.js'
-import {ROUTES, type RouteDef, type RouteId, type RouteReply} from '../../shared/protocol/control-api.js'
+import {
+  ROUTES,
+  type RouteBody,
+  type RouteDef,
+  type RouteId,
+  type RouteReply,
+} from '../../shared/protocol/control-api.js'
 import {PROTOCOL_VERSION} from '../../shared/protocol/version.js'
 
 type Routes = typeof ROUTES
@@ -213,6 +219,10 @@ export class ControllerClient {
   register = (body: Body<'register'>) => this.call('register', {body})
   audit = (query?: Query<'audit'>) => this.call('audit', {query})
   verifyAudit = () => this.call('audit.verify', {})
+  getPolicy = () => this.call('policy.get', {})
+  setPolicy = (body: RouteBody<'policy.set'>) => this.call('policy.set', {body})
+  deletePolicy = () => this.call('policy.delete', {})
+  checkPolicy = (document: string) => this.call('policy.check', {body: {document}})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each

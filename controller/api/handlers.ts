@@ -146,6 +146,14 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       ),
 
     'audit.verify': async (ctx) => state.verifyAudit(p(ctx)),
+
+    'policy.get': async (ctx) => state.getPolicy(p(ctx)),
+    'policy.set': async (ctx) => state.setPolicy(p(ctx), ctx.body, ctx.meta),
+    'policy.delete': async (ctx) => {
+      await state.deletePolicy(p(ctx), ctx.meta)
+      return {ok: true}
+    },
+    'policy.check': async (ctx) => state.checkPolicy(p(ctx), ctx.body.document),
   }
 }
 
@@ -194,4 +202,8 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   register: 'none',
   audit: 'tenant',
   'audit.verify': 'tenant',
+  'policy.get': 'tenant',
+  'policy.set': 'tenant',
+  'policy.delete': 'tenant',
+  'policy.check': 'tenant',
 }

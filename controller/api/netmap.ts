@@ -19,6 +19,20 @@
  * own entry changed, else one delta with every changed and removed peer). Changes at or below
  * the cached version are stale and dropped.
  *
+ * ACL policy (issue 10, netmap-classes.ts): each node is in a visibility class, computed from the
+ * node alone; nodes of one class see the same peers with the same inbound rules. A network's
+ * cache keeps one view per class it has served since its last (re)load (the peers that class
+ * sees, as their entry JSON) and its encoded peer list, and a node change produces one delta per
+ * receiving class (added to classes that see the node only now, removed from those that saw it
+ * before only, changed for the rest that see it): O(classes) encodings, O(1) bytes per receiver.
+ * Without a policy there is exactly one class and everything above is byte for byte as before.
+ * A policy change (change feed: onPolicyChange) reloads each loaded network of the tenant like a
+ * gap does: each connected node is told the difference between its view before and after, one
+ * encoding per (class before, class after), and a node whose view did not change gets nothing.
+ * A node never gets an entry for a peer its class does not see: full maps, deltas, reloads and
+ * resumes all read the node's class view; reports about peers it does not see are ignored; the
+ * built-in relay asks relayAllowed() before it forwards.
+ *
  * Replicas: the cache and the sessions are per replica (a node's sessions live where its socket
  * landed); everything in them is rebuilt from the store, and kept current by the change feed.
  * The peer links nodes report are per replica too: the node reports over its own session.
@@ -53,6 +67,17 @@ import {PeerListGzip, storedGzipMember} from './netmap-gzip.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
 import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
+import {NO_POLICY_CLASS} from '../../shared/policy/index.js'
+import {
+  classOf,
+  diffViews,
+  netPolicy,
+  OPEN_POLICY,
+  peerEntry,
+  samePolicy,
+  viewOf,
+  type NetPolicy,
+} from './netmap-classes.js'
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -93,12 +118,26 @@ interface NetState {
   /** The version the initial load read: changes up to it are in the cache already. */
   loadedVersion: number
   readonly nodes: Map<string, StoredNode>
-  /** Peer JSON of active nodes only. */
+  /** Peer JSON of active nodes only (each node's own JSON, without inbound rules). */
   readonly peerJson: Map<string, string>
-  /** Every active peer's JSON joined once, rebuilt lazily after a change; see peerBlob(). */
-  peerList: PeerBlob | null
-  /** peerList gzipped for nodes that accept compressed full maps (netmap-gzip.ts). */
-  readonly peerGzip: PeerListGzip
+  /** The tenant's policy as of the last (re)load or policy change; OPEN_POLICY when none. */
+  policy: NetPolicy
+  /** Every node's visibility class under `policy` (NO_POLICY_CLASS for all when open). */
+  readonly classes: Map<string, string>
+  /**
+   * The views of classes whose nodes were sent a full map since the last (re)load, built on
+   * first use (see view()). Open policy: the one view's peers ARE `peerJson` (the same map).
+   */
+  views: Map<string, ClassView>
+  /**
+   * A session resuming from this netmap version or older may hold a view of an older policy:
+   * it gets a full map. 0 when the hub knows of no policy change (open policy since the load).
+   */
+  policySince: number
+  /** A policy change was told while the network was loading: read it again once loaded. */
+  policyStale: boolean
+  /** Owner ids missing from `policy.owners` that made the hub read the user names again. */
+  readonly askedOwners: Set<string>
   readonly conns: Map<string, Set<Conn>>
   /**
    * What each connected node reports about its peers (reporter id -> peer id -> link). Only
@@ -110,6 +149,16 @@ interface NetState {
   /** Set while the initial load runs; changes meanwhile are queued and applied after. */
   loading: Promise<void> | null
   queued: NodeChange[]
+}
+
+/** What one visibility class sees: its peers' entries, and their encodings for full maps. */
+interface ClassView {
+  /** Peer id -> entry JSON (netmap-classes.ts peerEntry), in the order of the network's peers. */
+  readonly peers: Map<string, string>
+  /** Every entry joined once, rebuilt lazily after a change; see peerBlob(). */
+  peerList: PeerBlob | null
+  /** peerList gzipped for nodes that accept compressed full maps (netmap-gzip.ts). */
+  readonly peerGzip: PeerListGzip
 }
 
 /** A node's view of one peer, from its reports. */
@@ -170,7 +219,7 @@ export interface NetmapHubDeps {
   readonly auth: Pick<Auth, 'authenticateNode'>
   readonly presence: Pick<Presence, 'connected' | 'disconnected' | 'touch'>
   readonly telemetry: Pick<EndpointTelemetry, 'reportEndpoints' | 'reportNat'>
-  readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange'>
+  readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onNetworkChange' | 'onPolicyChange'>
   readonly connections: Pick<ConnectionTracker, 'forgetReporter' | 'resetReporter' | 'report' | 'forgetNode'>
   readonly source: NetmapSource
 }
@@ -245,9 +294,11 @@ export class NetmapHub {
       const net = this.nets.get(n.id)
       if (net && !net.loading) net.headerJson = JSON.stringify({id: n.id, name: n.name, cidr: n.cidr})
     })
+    const offPolicies = deps.feed.onPolicyChange((tenantId) => this.onPolicyChange(tenantId))
     this.unsubscribe = () => {
       offNodes()
       offNetworks()
+      offPolicies()
     }
     this.stopPinger = every(clock, opts.pingIntervalMs ?? 30_000, () => this.pingAll())
   }
@@ -409,13 +460,19 @@ export class NetmapHub {
       this.revoke(conn)
       return
     }
-    if (resumeFrom !== undefined && self.status === 'active') {
+    // A policy change is no row of the change log: a node that may hold a view of an older
+    // policy gets a full map (policySince is 0 while the hub knows of none).
+    if (resumeFrom !== undefined && self.status === 'active' && resumeFrom > net.policySince) {
       const since = await this.deps.source.changesSince(net.id, resumeFrom)
-      if (since && !since.nodeIds.includes(self.id)) {
+      // The await let changes (and a policy reload) in: the view is taken after it.
+      if (since && !since.nodeIds.includes(self.id) && net.nodes.get(self.id) === self && !net.loading) {
+        // Only peers its class sees; every other changed id is told as removed (it may have
+        // seen it under its class before).
+        const peers = this.view(net, this.classOfId(net, self.id)).peers
         const changed: string[] = []
         const removed: string[] = []
         for (const id of since.nodeIds) {
-          const json = net.peerJson.get(id)
+          const json = peers.get(id)
           if (json !== undefined) changed.push(json)
           else removed.push(JSON.stringify(id))
         }
@@ -447,9 +504,12 @@ export class NetmapHub {
       this.send(conn, [head, tail], 'full')
       return
     }
-    const list = (net.peerList ??= peerBlob(net.peerJson))
-    // Compressed: the same gzipped list for every node, own entry included (the node drops it).
-    const gzipped = conn.gzip ? net.peerGzip.get(list) : undefined
+    // The peers of the node's class, encoded once per class.
+    const view = this.view(net, this.classOfId(net, self.id))
+    const list = (view.peerList ??= peerBlob(view.peers))
+    // Compressed: the same gzipped list for every node of the class, own entry included (the
+    // node drops it).
+    const gzipped = conn.gzip ? view.peerGzip.get(list) : undefined
     if (gzipped) {
       this.metrics.netmapGzipFull.inc()
       this.send(conn, [storedGzipMember(head), gzipped, storedGzipMember(tail)], 'full', true)
@@ -516,6 +576,56 @@ export class NetmapHub {
     return JSON.stringify(toPeer(n))
   }
 
+  /** The class of node `id` in `net` (NO_POLICY_CLASS when open or unknown). */
+  private classOfId(net: NetState, id: string): string {
+    return net.policy.open ? NO_POLICY_CLASS : (net.classes.get(id) ?? NO_POLICY_CLASS)
+  }
+
+  /** Whether nodes `a` and `b` of `net` see each other under its policy (true when open). */
+  private visible(net: NetState, a: string, b: string): boolean {
+    if (net.policy.open) return true
+    const ca = net.classes.get(a)
+    const cb = net.classes.get(b)
+    return ca !== undefined && cb !== undefined && net.policy.compiled.sees(ca, cb)
+  }
+
+  /** The view of class `cls` in `net`, built from the cache on first use. */
+  private view(net: NetState, cls: string): ClassView {
+    let v = net.views.get(cls)
+    if (!v) {
+      const peers = net.policy.open ? net.peerJson : viewOf(net.policy, cls, net.peerJson, net.classes)
+      v = {peers, peerList: null, peerGzip: new PeerListGzip(() => this.clock.now())}
+      net.views.set(cls, v)
+    }
+    return v
+  }
+
+  /**
+   * Whether the built-in relay may carry packets from `src` to `dst` of `networkId`: both are
+   * active nodes of a network this replica holds, and they see each other under its policy.
+   * Undefined when this replica holds no cache of the network (no session of it here), so only
+   * the caller can decide (controller/main.ts lets it through: see there why).
+   */
+  relayAllowed(networkId: string, src: string, dst: string): boolean | undefined {
+    const net = this.nets.get(networkId)
+    if (!net || net.loading) return undefined
+    // No policy: the relay decides alone, as before policies existed.
+    if (net.policy.open) return true
+    if (net.nodes.get(src)?.status !== 'active' || net.nodes.get(dst)?.status !== 'active') return false
+    return this.visible(net, src, dst)
+  }
+
+  /** Forgets what nodes reported about peers they no longer see (after a class or policy change). */
+  private dropInvisibleLinks(net: NetState): void {
+    if (net.policy.open) return
+    for (const [reporter, links] of net.links)
+      for (const id of links.keys())
+        if (!this.visible(net, reporter, id)) {
+          links.delete(id)
+          this.deps.connections.report(net, reporter, id, {online: false, endpoint: null})
+        }
+  }
+
   /**
    * Takes a node's report about its peers: entries for ids that are not other active nodes of
    * its network are ignored; an endpoint that does not parse is kept as null.
@@ -532,7 +642,10 @@ export class NetmapHub {
     let links = net.links.get(node.id)
     if (!links) net.links.set(node.id, (links = new Map()))
     for (const p of peers) {
-      if (p.id === node.id || net.nodes.get(p.id)?.status !== 'active') continue
+      // Reports about peers its class does not see are ignored like made-up ids: the node cannot
+      // learn of them here, nor make the controller record a pair the policy forbids.
+      if (p.id === node.id || net.nodes.get(p.id)?.status !== 'active' || !this.visible(net, node.id, p.id))
+        continue
       const endpoint = p.endpoint !== null && isEndpoint(p.endpoint) ? p.endpoint : null
       const link: PeerLink = {online: p.online, endpoint}
       if (p.path !== undefined) link.path = p.path
@@ -555,7 +668,8 @@ export class NetmapHub {
     const links = net?.links.get(nodeId)
     if (!net || !links) return new Map()
     const out = new Map<string, PeerLink>()
-    for (const [id, link] of links) if (net.nodes.get(id)?.status === 'active') out.set(id, link)
+    for (const [id, link] of links)
+      if (net.nodes.get(id)?.status === 'active' && this.visible(net, nodeId, id)) out.set(id, link)
     return out
   }
 
@@ -571,8 +685,12 @@ export class NetmapHub {
         loadedVersion: 0,
         nodes: new Map(),
         peerJson: new Map(),
-        peerList: null,
-        peerGzip: new PeerListGzip(() => this.clock.now()),
+        policy: OPEN_POLICY,
+        classes: new Map(),
+        views: new Map(),
+        policySince: 0,
+        policyStale: false,
+        askedOwners: new Set(),
         conns: new Map(),
         links: new Map(),
         loading: null,
@@ -607,9 +725,35 @@ export class NetmapHub {
     net.headerJson = JSON.stringify({id: info.id, name: info.name, cidr: info.cidr})
     net.version = version
     net.loadedVersion = version
+    net.policy = netPolicy(snap.policy, snap.owners)
+    this.policyWarn(net)
+    // Unknown history: whoever resumes from before the load may hold an older policy's view.
+    net.policySince = net.policy.open ? 0 : version
     for (const n of nodes) {
       net.nodes.set(n.id, n)
+      net.classes.set(n.id, classOf(net.policy, n))
       if (n.status === 'active') net.peerJson.set(n.id, this.peerJsonOf(n))
+    }
+  }
+
+  private policyWarn(net: NetState): void {
+    if (net.policy.unparsable)
+      this.log.error(
+        {tenantId: net.tenantId, networkId: net.id},
+        'the stored ACL policy does not parse; its networks see no peers until it is set again',
+      )
+  }
+
+  /**
+   * A tenant's policy changed (or may have): each loaded network of the tenant is read again and
+   * its connected nodes are told what they see now (reload). One still loading is read again
+   * once loaded.
+   */
+  private onPolicyChange(tenantId: string): void {
+    for (const net of this.nets.values()) {
+      if (net.tenantId !== tenantId && net.tenantId !== '') continue
+      if (net.loading) net.policyStale = true
+      else if (net.tenantId === tenantId) this.resync(net, undefined)
     }
   }
 
@@ -622,6 +766,11 @@ export class NetmapHub {
     const queued = net.queued.splice(0).sort((a, b) => a.version - b.version)
     if (this.nets.get(net.id) !== net || net.headerJson === '') return
     for (const c of queued) this.onChange(c)
+    // A policy change told meanwhile may be newer than what the load read.
+    if (net.policyStale && !net.loading) {
+      net.policyStale = false
+      this.resync(net, undefined)
+    }
   }
 
   private onChange(change: NodeChange): void {
@@ -636,7 +785,11 @@ export class NetmapHub {
       // O(nodes²) for one deletion).
       net.nodes.delete(change.nodeId)
       net.peerJson.delete(change.nodeId)
-      net.peerList = null
+      net.classes.delete(change.nodeId)
+      for (const v of net.views.values()) {
+        v.peers.delete(change.nodeId)
+        v.peerList = null
+      }
       for (const conn of net.conns.get(change.nodeId) ?? []) this.revoke(conn)
       return
     }
@@ -651,17 +804,20 @@ export class NetmapHub {
   }
 
   /**
-   * The cache of `net` missed at least one change (see the module comment): reloads the network
-   * and tells each connected node what differs. Changes arriving meanwhile are queued, as during
-   * the first load; `trigger` is queued too, in case the store read is older than it. A reload
-   * that fails drops the network's sessions: their nodes reconnect and resume from the store.
+   * The cache of `net` missed at least one change (see the module comment), or the tenant's
+   * policy changed (`trigger` undefined): reloads the network and tells each connected node what
+   * differs. Changes arriving meanwhile are queued, as during the first load; `trigger` is
+   * queued too, in case the store read is older than it. A reload that fails drops the network's
+   * sessions: their nodes reconnect and resume from the store.
    */
-  private resync(net: NetState, trigger: NodeChange): void {
-    this.log.info(
-      {networkId: net.id, cached: net.version, received: trigger.version},
-      'netmap version gap; reloading the network',
-    )
-    net.queued.push(trigger)
+  private resync(net: NetState, trigger: NodeChange | undefined): void {
+    if (trigger)
+      this.log.info(
+        {networkId: net.id, cached: net.version, received: trigger.version},
+        'netmap version gap; reloading the network',
+      )
+    else this.log.debug({networkId: net.id}, 'ACL policy changed; reloading the network')
+    if (trigger) net.queued.push(trigger)
     net.loading = this.reload(net)
       .catch((err: unknown) => {
         if (!this.storageFailure(err)) this.log.warn({err, networkId: net.id}, 'netmap reload failed')
@@ -687,35 +843,78 @@ export class NetmapHub {
     // From here to the end one synchronous block: no session sees a half-swapped cache.
     const oldNodes = new Map(net.nodes)
     const oldPeers = new Map(net.peerJson)
+    const oldPolicy = net.policy
+    const oldClasses = new Map(net.classes)
+    const oldViews = net.views
     net.headerJson = JSON.stringify({id: snap.network.id, name: snap.network.name, cidr: snap.network.cidr})
     net.version = Math.max(net.version, snap.version)
     net.loadedVersion = net.version
+    const policy = netPolicy(snap.policy, snap.owners)
+    if (!samePolicy(oldPolicy, policy)) {
+      net.policy = policy
+      this.policyWarn(net)
+      // Sessions resuming from this version or older may hold the old policy's view.
+      net.policySince = net.version
+    }
     net.nodes.clear()
     net.peerJson.clear()
-    net.peerList = null
+    net.classes.clear()
+    net.views = new Map()
     for (const n of snap.nodes) {
       net.nodes.set(n.id, n)
+      net.classes.set(n.id, classOf(net.policy, n))
       if (n.status === 'active') net.peerJson.set(n.id, this.peerJsonOf(n))
     }
 
-    // 1. What changed for every active receiver: upserted and removed peers.
-    const changed = new Map<string, string>()
-    for (const [id, json] of net.peerJson) if (oldPeers.get(id) !== json) changed.set(id, json)
-    const removed: string[] = []
-    for (const id of oldPeers.keys()) if (!net.peerJson.has(id)) removed.push(id)
-    // 2. Links about nodes that are no longer peers go, as in apply().
-    for (const id of new Set([...removed, ...[...oldNodes.keys()].filter((id) => !net.nodes.has(id))])) {
+    // 1. Links about nodes that are no longer peers go, as in apply(), and so do links between
+    //    nodes that no longer see each other.
+    const removedPeers = [...oldPeers.keys()].filter((id) => !net.peerJson.has(id))
+    for (const id of new Set([...removedPeers, ...[...oldNodes.keys()].filter((id) => !net.nodes.has(id))])) {
       net.links.delete(id)
       for (const links of net.links.values()) links.delete(id)
       this.deps.connections.forgetNode(net.id, id)
     }
-    // 3. Each session: revoked, a full map, or one delta (shared bytes when nothing is its own).
+    this.dropInvisibleLinks(net)
+    // 2. What a node of class `before` held and what one of class `after` must hold now, once
+    //    per pair of classes (one pair, NO_POLICY_CLASS twice, without a policy).
     const version = net.version
-    let shared: Buffer | undefined
-    const deltaFor = (selfId: string, self: StoredNode | undefined): string | undefined => {
+    const oldView = (cls: string): ReadonlyMap<string, string> =>
+      oldPolicy.open ? oldPeers : (oldViews.get(cls)?.peers ?? viewOf(oldPolicy, cls, oldPeers, oldClasses))
+    interface Group {
+      readonly changed: ReadonlyMap<string, string>
+      readonly removed: readonly string[]
+      readonly removedSet: ReadonlySet<string>
+      /** What the delta's entries and ids weigh (bytes, about), to tell when a full map is smaller. */
+      readonly weight: number
+      readonly view: ClassView
+      shared: Buffer | undefined
+    }
+    const groups = new Map<string, Group>()
+    const groupOf = (before: string, after: string): Group => {
+      const key = `${before}\n${after}`
+      let g = groups.get(key)
+      if (!g) {
+        const view = this.view(net, after)
+        const diff = diffViews(oldView(before), view.peers)
+        let weight = 0
+        for (const c of diff.changed) weight += c.json.length + 1
+        for (const id of diff.removed) weight += id.length + 3
+        g = {
+          changed: new Map(diff.changed.map((c) => [c.id, c.json])),
+          removed: diff.removed,
+          removedSet: new Set(diff.removed),
+          weight,
+          view,
+          shared: undefined,
+        }
+        groups.set(key, g)
+      }
+      return g
+    }
+    const deltaFor = (g: Group, selfId: string, self: StoredNode | undefined): string | undefined => {
       const ups: string[] = []
-      for (const [id, json] of changed) if (id !== selfId) ups.push(json)
-      const gone = removed.filter((id) => id !== selfId).map((id) => JSON.stringify(id))
+      for (const [id, json] of g.changed) if (id !== selfId) ups.push(json)
+      const gone = g.removed.filter((id) => id !== selfId).map((id) => JSON.stringify(id))
       if (ups.length === 0 && gone.length === 0 && !self) return undefined
       let frame = `{"type":"delta","version":${version}`
       if (self) frame += `,"self":${JSON.stringify(toSelf(self))}`
@@ -723,6 +922,12 @@ export class NetmapHub {
       if (gone.length > 0) frame += `,"removed":[${gone.join(',')}]`
       return frame + '}'
     }
+    // 3. Each session: revoked, a full map, or one delta (shared bytes per pair of classes when
+    //    nothing in it is its own). When a policy came, went or changed, a full map instead where
+    //    the delta would weigh as much as the class's peer list: the full map's peer bytes are
+    //    one shared buffer per class, while a delta that holds the node's own entry is built for
+    //    it alone (a policy removed from 1,000 nodes: 1,000 deltas of 900 entries each).
+    const policyMoved = !(oldPolicy.open && net.policy.open)
     for (const [id, conns] of net.conns) {
       const self = net.nodes.get(id)
       const old = oldNodes.get(id)
@@ -747,27 +952,48 @@ export class NetmapHub {
             )
           continue
         }
-        if (!selfChanged && !changed.has(id) && !removed.includes(id)) {
-          if (changed.size === 0 && removed.length === 0) continue
-          shared ??= Buffer.from(deltaFor('', undefined)!)
-          this.send(conn, shared, 'delta')
-          continue
+        const before = oldPolicy.open ? NO_POLICY_CLASS : (oldClasses.get(id) ?? NO_POLICY_CLASS)
+        const g = groupOf(before, this.classOfId(net, id))
+        if (g.changed.size === 0 && g.removed.length === 0 && !selfChanged) continue
+        const ownEntry = g.changed.get(id)
+        const own = g.removedSet.has(id)
+        if (policyMoved) {
+          const weight =
+            g.weight - (ownEntry === undefined ? 0 : ownEntry.length + 1) - (own ? id.length + 3 : 0)
+          // A full map also carries the network, the node itself and the NAT services.
+          const head =
+            net.headerJson.length + JSON.stringify(toSelf(self)).length + this.natJson().length + 64
+          if (weight >= (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length + head) {
+            this.sendFull(conn, net, self)
+            continue
+          }
         }
-        const frame = deltaFor(id, selfChanged ? self : undefined)
+        let frame: string | Buffer | undefined
+        if (!selfChanged && ownEntry === undefined && !own)
+          frame = g.shared ??= Buffer.from(deltaFor(g, '', undefined)!)
+        else frame = deltaFor(g, id, selfChanged ? self : undefined)
         if (frame !== undefined) this.send(conn, frame, 'delta')
       }
     }
   }
 
-  /** Updates the cache with one change and fans out one delta; see the module comment. */
+  /** Updates the cache with one change and fans out one delta per class; see the module comment. */
   private apply(net: NetState, change: NodeChange, fanOut: boolean): void {
     if (change.version > net.version) net.version = change.version
     const prev = net.nodes.get(change.nodeId) ?? change.before
     const next = change.node
     const wasPeer = prev?.status === 'active'
     const isPeer = next?.status === 'active'
-    if (next) net.nodes.set(next.id, next)
-    else net.nodes.delete(change.nodeId)
+    const policy = net.policy
+    const prevClass = net.classes.get(change.nodeId) ?? (prev ? classOf(policy, prev) : NO_POLICY_CLASS)
+    const nextClass = next ? classOf(policy, next) : prevClass
+    if (next) {
+      net.nodes.set(next.id, next)
+      net.classes.set(next.id, nextClass)
+    } else {
+      net.nodes.delete(change.nodeId)
+      net.classes.delete(change.nodeId)
+    }
     let peerJson: string | undefined
     if (isPeer) {
       peerJson = this.peerJsonOf(next)
@@ -780,30 +1006,61 @@ export class NetmapHub {
         this.deps.connections.forgetNode(net.id, change.nodeId)
       }
     }
-    net.peerList = null
+    const moved = prev !== null && prev !== undefined && prevClass !== nextClass
+    if (moved) this.dropInvisibleLinks(net)
+    // A user the policy may name whom the cache has not heard of: read the user names again
+    // (until then the node is classed as owned by nobody, which sees no more than its owner would).
+    // Once per user id and policy: a removed user's nodes must not make every change a reload.
+    const owner = next?.ownerId
+    if (!policy.open && owner !== undefined && !policy.owners.has(owner) && !net.askedOwners.has(owner)) {
+      net.askedOwners.add(owner)
+      if (net.loading) net.policyStale = true
+      else setImmediate(() => this.onPolicyChange(net.tenantId))
+    }
+    // What a receiver of class `cls` is told: the node's entry (added where it is new to the
+    // class), its removal (where the class saw it before only), or nothing.
+    const seesBefore = (cls: string): boolean => wasPeer && policy.compiled.sees(cls, prevClass)
+    const seesAfter = (cls: string): boolean => isPeer && policy.compiled.sees(cls, nextClass)
+    const entryFor = (cls: string): string => peerEntry(peerJson!, policy.compiled.inbound(cls, nextClass))
+    for (const [cls, v] of net.views) {
+      v.peerList = null
+      if (policy.open) continue // its peers are net.peerJson, updated above
+      if (seesAfter(cls)) v.peers.set(change.nodeId, entryFor(cls))
+      else v.peers.delete(change.nodeId)
+    }
     if (!fanOut) return
 
-    // 1. Everyone else that is active: one delta, encoded once.
-    let frame: string | undefined
-    if (isPeer)
-      frame = `{"type":"delta","version":${net.version},"${wasPeer ? 'changed' : 'added'}":[${peerJson}]}`
-    else if (wasPeer)
-      frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
-    if (frame !== undefined) {
+    // 1. Everyone else that is active: one delta per receiving class, encoded once.
+    const frames = new Map<string, Buffer | null>()
+    const frameFor = (cls: string): Buffer | null => {
+      let bytes = frames.get(cls)
+      if (bytes !== undefined) return bytes
+      const was = seesBefore(cls)
+      let frame: string | undefined
+      if (seesAfter(cls))
+        frame = `{"type":"delta","version":${net.version},"${was ? 'changed' : 'added'}":[${entryFor(cls)}]}`
+      else if (was)
+        frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
+      bytes = frame === undefined ? null : Buffer.from(frame)
+      frames.set(cls, bytes)
+      return bytes
+    }
+    if (wasPeer || isPeer) {
       const started = performance.now()
-      const bytes = Buffer.from(frame)
       for (const [id, conns] of net.conns) {
         if (id === change.nodeId || net.nodes.get(id)?.status !== 'active') continue
+        const bytes = frameFor(policy.open ? NO_POLICY_CLASS : (net.classes.get(id) ?? NO_POLICY_CLASS))
+        if (bytes === null) continue
         for (const conn of conns) this.send(conn, bytes, 'delta')
       }
       this.metrics.netmapFanout.observe((performance.now() - started) / 1000)
     }
-    // 2. The node itself.
+    // 2. The node itself: its class moved, so does everything it sees (a full map).
     const own = net.conns.get(change.nodeId)
     if (!own) return
     for (const conn of own) {
       if (!next) this.revoke(conn)
-      else if (wasPeer !== isPeer) this.sendFull(conn, net, next)
+      else if (wasPeer !== isPeer || (isPeer && moved)) this.sendFull(conn, net, next)
       else
         this.send(
           conn,

@@ -1,12 +1,13 @@
 /**
  * Every write the coordinator makes, each as one store.write() transaction around its domain
  * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
- * live in users.ts, networks.ts, nodes.ts, connection-log.ts and relays.ts.
+ * live in users.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and policies.ts.
  */
 import type {Store} from '../store/store.js'
 import * as connections from './connection-log.js'
 import * as networks from './networks.js'
 import * as nodes from './nodes.js'
+import * as policies from './policies.js'
 import * as relays from './relays.js'
 import * as users from './users.js'
 
@@ -50,6 +51,8 @@ const RULES = {
   sweepRelays: relays.sweepRelays,
   leaveRelays: relays.leaveRelays,
   relayMeshSecret: relays.relayMeshSecret,
+  setPolicy: policies.setPolicy,
+  deletePolicy: policies.deletePolicy,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -39,6 +39,8 @@ export interface BuiltInRelayOptions {
   readonly heartbeatMs?: number | undefined
   /** This replica's built-in relay as other relays dial it (--relay-url); none: not registered. */
   readonly own?: OwnRelay | undefined
+  /** Whether the ACL policy lets two nodes of a network see each other (RelayServerOptions.allowed). */
+  readonly allowed?: ((networkId: string, srcNodeId: string, dstNodeId: string) => boolean) | undefined
 }
 
 export interface BuiltInRelay {
@@ -94,6 +96,7 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
     },
     removals: opts.removals,
     forward: mesh.forward,
+    ...(opts.allowed ? {allowed: opts.allowed} : {}),
     metrics: opts.metrics,
     log: opts.log,
     now: () => opts.clock.now(),

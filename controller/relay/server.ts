@@ -5,7 +5,10 @@
  * Isolation: a node's frames are looked up ONLY among the connected nodes of its own network
  * (the network the credential authenticated to). An id that is not there (offline, removed,
  * forged, or a node of another network) is dropped and counted; nothing is ever delivered
- * across networks, and the sender learns nothing (no error frame, no close).
+ * across networks, and the sender learns nothing (no error frame, no close). Within a network,
+ * `allowed` (when given) says whether the tenant's ACL policy lets two nodes see each other; a
+ * packet between two that do not is dropped the same way ("policy"), whether it came from a
+ * node here or from another relay (deliver()).
  *
  * Batches (shared/relay/frame.ts): a node that sent RELAY_BATCH_HEADER at the upgrade gets the
  * same header back and may receive batches. Packets are not sent as they are read: what one turn
@@ -104,9 +107,10 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
  * - unknown: the destination is not connected in the sender's network (offline, removed,
  *   forged, or the sender itself);
  * - foreign: the destination id is connected, but in another network;
- * - backlog: the receiver's socket backlog is over the cap.
+ * - backlog: the receiver's socket backlog is over the cap;
+ * - policy: the tenant's ACL policy does not let the two nodes see each other (`allowed`).
  */
-export type RelayDropReason = 'malformed' | 'rate' | 'unknown' | 'foreign' | 'backlog'
+export type RelayDropReason = 'malformed' | 'rate' | 'unknown' | 'foreign' | 'backlog' | 'policy'
 
 export interface RelayDrop {
   readonly networkId: string
@@ -137,7 +141,7 @@ export class RelayMetrics {
     })
     this.dropped = new Counter({
       name: 'mesh_relay_dropped_packets_total',
-      help: 'Relay frames not delivered, by network of the sender and reason (malformed, rate, unknown, foreign, backlog)',
+      help: 'Relay frames not delivered, by network of the sender and reason (malformed, rate, unknown, foreign, backlog, policy)',
       labelNames: ['network', 'reason'] as const,
       registers: [registry],
     })
@@ -172,6 +176,12 @@ export interface RelayServerOptions {
    * it was taken elsewhere (the relay mesh), false to drop it as 'unknown'/'foreign'.
    */
   forward?: (from: RelayIdentity, dstNodeId: string, payloads: Buffer[]) => boolean
+  /**
+   * Whether `src` may send to `dst` in `networkId` under the tenant's ACL policy (they see each
+   * other); false drops the packets as 'policy'. Asked for every message, so it must be cheap
+   * and synchronous. Without it every pair of one network may talk (a stand-alone relay).
+   */
+  allowed?: (networkId: string, srcNodeId: string, dstNodeId: string) => boolean
 }
 
 /** A sender as the receiving side sees it: a connected node, or one on another relay. */
@@ -209,7 +219,7 @@ interface Net {
   readonly dropped: Record<RelayDropReason, {inc(n?: number): void}>
 }
 
-const REASONS: readonly RelayDropReason[] = ['malformed', 'rate', 'unknown', 'foreign', 'backlog']
+const REASONS: readonly RelayDropReason[] = ['malformed', 'rate', 'unknown', 'foreign', 'backlog', 'policy']
 
 const noLog: RelayLog = {warn: () => undefined, error: () => undefined}
 
@@ -274,6 +284,10 @@ export class RelayServer extends EventEmitter<{
     if (!dst || dst.ws.readyState !== dst.ws.OPEN || srcNodeId === dstNodeId) {
       this.net(networkId).dropped.unknown.inc(payloads.length)
       if (this.nets.get(networkId)?.nodes.size === 0) this.nets.delete(networkId)
+      return false
+    }
+    if (this.opts.allowed?.(networkId, srcNodeId, dstNodeId) === false) {
+      this.net(networkId).dropped.policy.inc(payloads.length)
       return false
     }
     const key = `${networkId}\0${srcNodeId}`
@@ -417,6 +431,9 @@ export class RelayServer extends EventEmitter<{
     // The first packet paid before decoding; the others pay now, and those over budget drop.
     const n = 1 + this.takePackets(conn, payloads.length - 1)
     if (n < payloads.length) this.drop(conn, 'rate', payloads.length - n)
+    // Before the mesh too: a packet the policy forbids goes nowhere.
+    if (peerId !== conn.id.nodeId && this.opts.allowed?.(conn.id.networkId, conn.id.nodeId, peerId) === false)
+      return this.drop(conn, 'policy', n)
     const dst = conn.net.nodes.get(peerId)
     if (!dst && peerId !== conn.id.nodeId && this.opts.forward?.(conn.id, peerId, payloads.slice(0, n)))
       return

@@ -15,6 +15,11 @@
  * told as a change of that network far ahead of any version, which makes the hub reload it, find
  * it gone and close its sessions.
  *
+ * Policy changes (`mesh_policy`, migration 0013: tenant, writer) are told to local subscribers as
+ * they arrive, with no read (the hub reads the policy itself). One lost while the listening
+ * connection is down IS replayed: after a reconnect every tenant this feed has seen a network of
+ * is told as changed, and the hub reads those policies again (an unchanged one sends nothing).
+ *
  * Connection changes (`mesh_connections`, migration 0010) carry the whole log entry; other
  * replicas' entries are told to local subscribers as they arrive, with no read. They are events
  * for people watching, not state: one lost while the listening connection is down is not
@@ -76,7 +81,7 @@ export class PgChangeFeed implements ChangeFeed {
     this.local = new InProcessChangeFeed(opts.log)
     this.listener = new PgListener({
       url: opts.url,
-      channels: ['mesh_netmap', 'mesh_network', 'mesh_connections'],
+      channels: ['mesh_netmap', 'mesh_network', 'mesh_connections', 'mesh_policy'],
       clock: opts.clock,
       log: opts.log,
       onNotification: (channel, payload) => this.heard(channel, payload),
@@ -123,6 +128,14 @@ export class PgChangeFeed implements ChangeFeed {
     return this.local.onConnectionChange(fn)
   }
 
+  publishPolicy(tenantId: string): void {
+    this.local.publishPolicy(tenantId)
+  }
+
+  onPolicyChange(fn: (tenantId: string) => void): () => void {
+    return this.local.onPolicyChange(fn)
+  }
+
   /** One notification; anything malformed is dropped (only our triggers write these channels). */
   private heard(channel: string, payload: string): void {
     if (channel === 'mesh_connections') {
@@ -131,6 +144,12 @@ export class PgChangeFeed implements ChangeFeed {
     }
     const words = payload.split(' ')
     if (words.at(-1) === this.opts.replica) return // our own: already told locally
+    if (channel === 'mesh_policy') {
+      const tenantId = words[0] ?? ''
+      if (words.length === 2 && IdSchema.safeParse(tenantId).success && !this.closed)
+        this.local.publishPolicy(tenantId)
+      return
+    }
     if (channel === 'mesh_netmap' && words.length === 5) {
       const [networkId, version, nodeId, kind] = words as [string, string, string, string]
       if (!/^\d{1,15}$/.test(version) || !['added', 'changed', 'removed'].includes(kind)) return
@@ -236,6 +255,9 @@ export class PgChangeFeed implements ChangeFeed {
       .latestChanges()
       .then((latest) => {
         for (const r of latest) this.enqueue(r)
+        // Policy notifications lost meanwhile: the hub reads every tenant's policy it holds again.
+        for (const tenantId of new Set(this.tenants.values()))
+          if (tenantId !== '' && !this.closed) this.local.publishPolicy(tenantId)
       })
       .catch((err: unknown) => this.opts.log.warn({err}, 'could not replay changes after reconnecting'))
   }

@@ -9,6 +9,7 @@ import type {FilteringBehaviour, MappingBehaviour} from '../../shared/nat/net-re
 import type {
   AuthKeyRecord,
   InviteRecord,
+  PolicyRecord,
   NetworkRecord,
   RelayKeyRecord,
   RelayRecord,
@@ -153,6 +154,14 @@ export const toAudit = (r: Row): AuditEntry => ({
   requestId: strOrNull(r.request_id),
   detail: json<Record<string, unknown>>(r.detail),
   seq: r.chain_seq === null || r.chain_seq === undefined ? null : Number(r.chain_seq),
+})
+
+export const toPolicy = (r: Row): PolicyRecord => ({
+  tenantId: str(r.tenant_id),
+  document: str(r.document),
+  version: Number(r.version),
+  updatedAt: time(r.updated_at),
+  updatedBy: str(r.updated_by),
 })
 
 /** An audit row exactly as stored (no value normalised: verification hashes what is there). */

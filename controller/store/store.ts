@@ -345,6 +345,17 @@ export interface AuditRecord {
   readonly detail?: Record<string, unknown> | undefined
 }
 
+/** A tenant's ACL policy as stored: the document as written, and its version. */
+export interface PolicyRecord {
+  readonly tenantId: string
+  readonly document: string
+  /** 1 for the first policy, +1 per change. */
+  readonly version: number
+  readonly updatedAt: string
+  /** User id of who set it. */
+  readonly updatedBy: string
+}
+
 /** A chain's newest link: its number and hash. */
 export interface AuditLink {
   readonly seq: number
@@ -528,6 +539,12 @@ export interface Tx {
   /** Writes the setting unless it exists; returns the value stored (the existing one, if any). */
   insertSettingIfAbsent(name: string, value: string, at: string): Promise<string>
 
+  // ---- ACL policy (controller/domain/policies.ts decides what may be stored)
+  getPolicy(tenantId: string): Promise<PolicyRecord | undefined>
+  /** Inserts or replaces the tenant's policy row. */
+  putPolicy(p: PolicyRecord): Promise<void>
+  deletePolicy(tenantId: string): Promise<void>
+
   // ---- audit: a hash chain per tenant; the rule (what is hashed, in which order) is
   // controller/domain/audit.ts's, which every write that audits goes through.
   /**
@@ -625,6 +642,10 @@ export interface Store {
   /** Relays whose expiry is at or after `at`, by region then URL. */
   liveRelays(at: string): Promise<RelayRecord[]>
   getSetting(name: string): Promise<string | undefined>
+
+  // ---- ACL policy
+  /** The tenant's policy; undefined when it has none (every node may reach every other). */
+  getPolicy(tenantId: string): Promise<PolicyRecord | undefined>
 
   // ---- audit
   listAudit(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>

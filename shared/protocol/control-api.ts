@@ -27,6 +27,7 @@ export const PERMISSIONS = [
   'node.approve',
   'node.remove',
   'audit.view',
+  'policy.manage',
   'tenant.manage',
 ] as const
 export type Permission = (typeof PERMISSIONS)[number]
@@ -49,6 +50,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'node.approve',
     'node.remove',
     'audit.view',
+    'policy.manage',
   ],
   member: ['network.invite', 'network.view', 'node.register'],
   guest: ['network.view'],
@@ -298,6 +300,35 @@ export const AuditEntrySchema = z.object({
   seq: z.number().int().nullable().default(null),
 })
 export type AuditEntry = z.infer<typeof AuditEntrySchema>
+
+/** The largest policy document the API takes (its JSON-escaped form fits the request limit). */
+export const MAX_POLICY_BYTES = 512 * 1024
+const PolicyDocumentSchema = z
+  .string()
+  .max(MAX_POLICY_BYTES)
+  .describe('the policy: JSON with comments (groups, hosts, acls, tests)')
+
+/** The tenant's ACL policy (`document` null: no policy, every node may reach every other). */
+export const PolicyInfoSchema = z.object({
+  document: z.string().nullable(),
+  /** 0 when there is no policy; +1 per change. */
+  version: z.number().int(),
+  updatedAt: TimestampSchema.nullable(),
+  updatedBy: IdSchema.nullable(),
+})
+export type PolicyInfo = z.infer<typeof PolicyInfoSchema>
+export const PolicySetRequestSchema = z.object({
+  document: PolicyDocumentSchema,
+  /** Refuse (POLICY_VERSION_CONFLICT) unless the stored policy is at this version (0: none yet). */
+  ifVersion: z.number().int().min(0).optional(),
+})
+export const PolicyCheckRequestSchema = z.object({document: PolicyDocumentSchema})
+/** A document that passed: how many rules and tests it has (a failing one is a 400 with the problems). */
+export const PolicyCheckResponseSchema = z.object({
+  ok: z.literal(true),
+  rules: z.number().int(),
+  tests: z.number().int(),
+})
 
 /** `GET /api/v1/audit/verify`: the tenant's audit hash chain recomputed from its first link. */
 export const AuditVerificationSchema = z.object({
@@ -868,6 +899,48 @@ export const ROUTES = {
     permission: 'audit.view',
     query: AuditQuerySchema,
     response: page(AuditEntrySchema),
+    status: 200,
+  }),
+
+  'policy.get': route({
+    method: 'GET',
+    path: '/api/v1/policy',
+    summary: "Read the tenant's ACL policy",
+    auth: 'user',
+    permission: 'policy.manage',
+    response: PolicyInfoSchema,
+    status: 200,
+  }),
+
+  'policy.set': route({
+    method: 'PUT',
+    path: '/api/v1/policy',
+    summary: "Replace the tenant's ACL policy (validated and its tests run first; audited with a diff)",
+    auth: 'user',
+    permission: 'policy.manage',
+    body: PolicySetRequestSchema,
+    response: PolicyInfoSchema,
+    status: 200,
+  }),
+
+  'policy.delete': route({
+    method: 'DELETE',
+    path: '/api/v1/policy',
+    summary: "Remove the tenant's ACL policy: every node of a network may reach every other again",
+    auth: 'user',
+    permission: 'policy.manage',
+    response: OkSchema,
+    status: 200,
+  }),
+
+  'policy.check': route({
+    method: 'POST',
+    path: '/api/v1/policy/check',
+    summary: 'Validate a policy and run its tests without storing it',
+    auth: 'user',
+    permission: 'policy.manage',
+    body: PolicyCheckRequestSchema,
+    response: PolicyCheckResponseSchema,
     status: 200,
   }),
 

@@ -251,6 +251,10 @@ const FIXTURES = {
   register: async () => ({body: registerBody({authKey: world.A.authKey})}),
   audit: async () => ({}),
   'audit.verify': async () => ({}),
+  'policy.get': async () => ({}),
+  'policy.set': async () => ({body: {document: '{"acls": [{"src": ["*"], "dst": ["*:*"]}]}'}}),
+  'policy.delete': async () => ({}),
+  'policy.check': async () => ({body: {document: '{"acls": []}'}}),
 } satisfies Record<RouteId, Fixture>
 
 // ---------------------------------------------------------------------------------------------

@@ -503,6 +503,27 @@ CREATE TABLE policies (
 );
 `,
   },
+  {
+    // A tenant's ACL policy changed (set or removed), or one of its users was deleted or renamed
+    // (a policy names users; nodes store the owner's id): NOTIFY mesh_policy with the tenant id
+    // and the writer's application_name, so that every other replica's netmap hub reads the
+    // policy and the user names again and tells the nodes it affects
+    // (replicas/pg-change-feed.ts). SQLite (one process) records this migration without any
+    // change.
+    name: '0013-policy-notify',
+    sql: `
+CREATE FUNCTION mesh_notify_policy() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mesh_policy', coalesce(NEW.tenant_id, OLD.tenant_id) || ' ' || current_setting('application_name'));
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER policies_notify AFTER INSERT OR UPDATE OR DELETE ON policies
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_policy();
+CREATE TRIGGER users_policy_notify AFTER DELETE OR UPDATE OF username ON users
+  FOR EACH ROW EXECUTE FUNCTION mesh_notify_policy();
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

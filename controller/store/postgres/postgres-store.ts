@@ -37,6 +37,7 @@ import type {
   AuthKeyRecord,
   ConnectionWrite,
   InviteRecord,
+  PolicyRecord,
   NetworkRecord,
   NewNetwork,
   NodeChange,
@@ -67,6 +68,7 @@ import {
   str,
   strOrNull,
   toAudit,
+  toPolicy,
   toStoredAuditRow,
   toAuthKey,
   toInvite,
@@ -643,6 +645,24 @@ class PgTx implements Tx {
     return (await this.getSetting(name)) as string
   }
 
+  async getPolicy(tenantId: string): Promise<PolicyRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM policies WHERE tenant_id = $1', [tenantId])
+    return r && toPolicy(r as Row)
+  }
+
+  async putPolicy(p: PolicyRecord): Promise<void> {
+    await this.c.query(
+      `INSERT INTO policies (tenant_id, document, version, updated_at, updated_by) VALUES ($1,$2,$3,$4,$5)
+         ON CONFLICT (tenant_id) DO UPDATE SET document = excluded.document, version = excluded.version,
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+      [p.tenantId, p.document, p.version, p.updatedAt, p.updatedBy],
+    )
+  }
+
+  async deletePolicy(tenantId: string): Promise<void> {
+    await this.c.query('DELETE FROM policies WHERE tenant_id = $1', [tenantId])
+  }
+
   async lockAuditChain(chain: string): Promise<void> {
     // Held until commit: the next writer of this chain reads the link this one inserts.
     await this.c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [AUDIT_LOCK_CLASS, chain])
@@ -1067,6 +1087,11 @@ export class PostgresStore implements Store {
       ],
     )
     return page(rs, req.limit, toAudit)
+  }
+
+  async getPolicy(tenantId: string): Promise<PolicyRecord | undefined> {
+    const [r] = await this.q('SELECT * FROM policies WHERE tenant_id = $1', [tenantId])
+    return r && toPolicy(r)
   }
 
   async auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {

@@ -379,6 +379,13 @@ CREATE TABLE policies (
 );
 `,
   },
+  {
+    // PostgreSQL's NOTIFY of policy changes to other replicas. SQLite is one process, whose
+    // netmap hub hears its own changes through the in-process feed, so nothing changes here; the
+    // migration is recorded so that both backends count the same schema versions.
+    name: '0013-policy-notify',
+    sql: `SELECT 1;`,
+  },
 ]
 
 /**

@@ -34,6 +34,7 @@ import type {
   AuthKeyRecord,
   ConnectionWrite,
   InviteRecord,
+  PolicyRecord,
   NetworkRecord,
   NewNetwork,
   NodeChange,
@@ -64,6 +65,7 @@ import {
   str,
   strOrNull,
   toAudit,
+  toPolicy,
   toStoredAuditRow,
   toAuthKey,
   toInvite,
@@ -596,6 +598,23 @@ class SqliteTx implements Tx {
     return (await this.getSetting(name)) as string
   }
 
+  async getPolicy(tenantId: string): Promise<PolicyRecord | undefined> {
+    const r = this.q('SELECT * FROM policies WHERE tenant_id = ?').get(tenantId) as Row | undefined
+    return r && toPolicy(r)
+  }
+
+  async putPolicy(p: PolicyRecord): Promise<void> {
+    this.q(
+      `INSERT INTO policies (tenant_id, document, version, updated_at, updated_by) VALUES (?,?,?,?,?)
+         ON CONFLICT (tenant_id) DO UPDATE SET document = excluded.document, version = excluded.version,
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+    ).run(p.tenantId, p.document, p.version, p.updatedAt, p.updatedBy)
+  }
+
+  async deletePolicy(tenantId: string): Promise<void> {
+    this.q('DELETE FROM policies WHERE tenant_id = ?').run(tenantId)
+  }
+
   async lockAuditChain(): Promise<void> {
     // One writer: the transaction already holds SQLite's write lock.
   }
@@ -1049,6 +1068,11 @@ export class SqliteStore implements Store {
       req.limit + 1,
     ) as Row[]
     return page(rows, req.limit, toAudit)
+  }
+
+  async getPolicy(tenantId: string): Promise<PolicyRecord | undefined> {
+    const r = this.r('SELECT * FROM policies WHERE tenant_id = ?').get(tenantId) as Row | undefined
+    return r && toPolicy(r)
   }
 
   async auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {
