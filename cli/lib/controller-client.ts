@@ -49,6 +49,11 @@ export interface ControllerClientOptions {
   timeoutMs?: number
   /** For tests or proxies; by default a shared Agent with bounded connect/header/body timeouts. */
   dispatcher?: Dispatcher
+  /**
+   * Called when the controller answers TOKEN_EXPIRED: returns a fresh access token (or throws).
+   * The request is then retried once with it; without this option the error is thrown.
+   */
+  refreshToken?: () => Promise<string>
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -155,15 +160,17 @@ async function readBody(res: Dispatcher.ResponseData, url: string): Promise<stri
 
 export class ControllerClient {
   readonly url: string
-  readonly #token: string | undefined
+  #token: string | undefined
   readonly #timeoutMs: number
   readonly #dispatcher: Dispatcher | undefined
+  readonly #refresh: (() => Promise<string>) | undefined
 
   constructor(opts: ControllerClientOptions) {
     this.url = normalizeControllerUrl(opts.url)
     this.#token = opts.token
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
     this.#dispatcher = opts.dispatcher
+    this.#refresh = opts.refreshToken
   }
 
   // One method per ROUTES entry.
@@ -213,13 +220,30 @@ export class ControllerClient {
   register = (body: Body<'register'>) => this.call('register', {body})
   audit = (query?: Query<'audit'>) => this.call('audit', {query})
   verifyAudit = () => this.call('audit.verify', {})
+  refresh = (body: Body<'token.refresh'>) => this.call('token.refresh', {body})
+  listSessions = (query?: Query<'session.list'>) => this.call('session.list', {query})
+  revokeSession = (params: Params<'session.revoke'>) => this.call('session.revoke', {params})
+  enableMfa = () => this.call('mfa.enable', {})
+  confirmMfa = (body: Body<'mfa.confirm'>) => this.call('mfa.confirm', {body})
+  disableMfa = (body: Body<'mfa.disable'>) => this.call('mfa.disable', {body})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each
    * checked against the route's schema first), and parses the reply with the route's response
-   * schema.
+   * schema. On TOKEN_EXPIRED with a refreshToken option: refreshes once and sends it again.
    */
   async call<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
+    try {
+      return await this.callOnce(id, input)
+    } catch (err) {
+      // An expired access token: refresh once (refreshToken option) and send the request again.
+      if (!isMeshError(err) || err.code !== 'TOKEN_EXPIRED' || !this.#refresh) throw err
+      this.#token = await this.#refresh()
+      return this.callOnce(id, input)
+    }
+  }
+
+  private async callOnce<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
     const route: RouteDef = ROUTES[id]
     const {params, query, body} = input as {params?: unknown; query?: unknown; body?: unknown}
 
