@@ -127,6 +127,13 @@ describe('mesh sessions, refresh and MFA against a real controller', () => {
   })
 
   it('turns MFA on, then login needs --otp (MFA_REQUIRED, exit 67, without a terminal) and a recovery code works once', async () => {
+    // For people: the URI and a QR code; without a terminal it stops before confirming.
+    const human = await run(['user', 'mfa', 'enable'])
+    expect(human.code, human.stderr).toBe(0)
+    expect(human.stdout).toMatch(/otpauth:\/\/totp\/mesh:carol\?/)
+    expect(human.stdout).toMatch(/[▀▄█]{10}/)
+    expect(human.stdout).toContain('mesh user mfa confirm CODE')
+    // A second enable replaces the pending secret.
     const setup = await run(['user', 'mfa', 'enable', '--json'])
     const {secret, uri, enabled} = json(
       z.object({secret: z.string(), uri: z.string(), enabled: z.boolean()}),
