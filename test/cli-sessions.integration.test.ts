@@ -100,6 +100,22 @@ describe('mesh sessions, refresh and MFA against a real controller', () => {
     expect(existsSync(path.join(dir, 'credentials.json.lock'))).toBe(false)
   })
 
+  it('refreshes before the first request when the stored token is past its expiry by the local clock', async () => {
+    const file = path.join(dir, 'credentials.json')
+    const stored = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>
+    await fs.writeFile(
+      file,
+      JSON.stringify({...stored, expiresAt: new Date(Date.now() - 1000).toISOString()}),
+      {
+        mode: 0o600,
+      },
+    )
+    json(WhoamiResponseSchema, await run(['whoami', '--json']))
+    const after = await creds()
+    expect(after.token).not.toBe(stored.token)
+    expect(after.sessionId).toBe(stored.sessionId)
+  })
+
   it('lets several CLI processes find the token expired at once without tripping reuse detection', async () => {
     const before = await creds()
     clock.advance(ACCESS_TTL_MS + 60_000)

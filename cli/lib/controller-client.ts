@@ -50,10 +50,11 @@ export interface ControllerClientOptions {
   /** For tests or proxies; by default a shared Agent with bounded connect/header/body timeouts. */
   dispatcher?: Dispatcher
   /**
-   * Called when the controller answers TOKEN_EXPIRED: returns a fresh access token (or throws).
-   * The request is then retried once with it; without this option the error is thrown.
+   * Called when the controller refuses the token: TOKEN_EXPIRED (refresh it) or UNAUTHENTICATED
+   * (another process may have stored a newer one). Returns the token to retry with, once, or
+   * undefined to give up with the error; without this option the error is thrown.
    */
-  refreshToken?: () => Promise<string>
+  refreshToken?: (code: 'TOKEN_EXPIRED' | 'UNAUTHENTICATED') => Promise<string | undefined>
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -163,7 +164,7 @@ export class ControllerClient {
   #token: string | undefined
   readonly #timeoutMs: number
   readonly #dispatcher: Dispatcher | undefined
-  readonly #refresh: (() => Promise<string>) | undefined
+  readonly #refresh: ControllerClientOptions['refreshToken']
 
   constructor(opts: ControllerClientOptions) {
     this.url = normalizeControllerUrl(opts.url)
@@ -231,14 +232,19 @@ export class ControllerClient {
    * Calls one route: fills the path from params, adds the query string and JSON body (each
    * checked against the route's schema first), and parses the reply with the route's response
    * schema. On TOKEN_EXPIRED with a refreshToken option: refreshes once and sends it again.
+   * (Routes with auth 'none' send no token and are never retried.)
    */
   async call<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
     try {
       return await this.callOnce(id, input)
     } catch (err) {
-      // An expired access token: refresh once (refreshToken option) and send the request again.
-      if (!isMeshError(err) || err.code !== 'TOKEN_EXPIRED' || !this.#refresh) throw err
-      this.#token = await this.#refresh()
+      // A refused token: a fresh one from the refreshToken option, once, and the request again.
+      const code = isMeshError(err) ? err.code : undefined
+      if ((code !== 'TOKEN_EXPIRED' && code !== 'UNAUTHENTICATED') || !this.#refresh || !this.#token)
+        throw err
+      const next = await this.#refresh(code)
+      if (next === undefined) throw err
+      this.#token = next
       return this.callOnce(id, input)
     }
   }

@@ -140,7 +140,17 @@ async function sessionClient(
     url: session.controller,
     token,
     ...(timeoutMs === undefined ? {} : {timeoutMs}),
-    ...(refreshable ? {refreshToken: () => refreshStored(token).then((t) => (token = t))} : {}),
+    ...(refreshable
+      ? {
+          refreshToken: async (code: 'TOKEN_EXPIRED' | 'UNAUTHENTICATED') => {
+            if (code === 'TOKEN_EXPIRED') return (token = await refreshStored(token))
+            // Refused outright: another process may have refreshed meanwhile, and the server
+            // swept the old token; use what it stored, if anything changed.
+            const now = await readCredentials()
+            return now && now.token !== token ? (token = now.token) : undefined
+          },
+        }
+      : {}),
   })
 }
 
@@ -151,7 +161,15 @@ async function sessionClient(
 export async function openSession(): Promise<{api: ControllerClient; session: Session}> {
   const file = await readCredentials()
   const session = resolveSession(file)
-  return {api: await sessionClient(session, file), session}
+  const api = await sessionClient(session, file)
+  // The token a refresh before the first request stored, for callers that use it themselves
+  // (the admin event stream).
+  const stored = session.source.token === 'file' ? await readCredentials() : undefined
+  if (stored && stored.controller === file?.controller && stored.token !== session.token) {
+    session.token = stored.token
+    session.expiresAt = stored.expiresAt
+  }
+  return {api, session}
 }
 
 /**

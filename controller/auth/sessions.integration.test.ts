@@ -116,6 +116,15 @@ describe('access and refresh tokens', () => {
     expect((await whoami(next.json.token as string)).status).toBe(200)
   })
 
+  it('keeps answering TOKEN_EXPIRED for an expired token of the session after another process refreshed it', async () => {
+    const user = await newUser()
+    const pair = await loginPair(user.username)
+    clock.advance(ACCESS_TTL_MS + 1000)
+    // One process refreshes; another still holds the old access token.
+    expect((await refresh(pair.refreshToken)).status).toBe(200)
+    expect(code(await whoami(pair.token))).toBe('TOKEN_EXPIRED')
+  })
+
   it('revokes the whole family when a retired refresh token comes back, at once, and audits it', async () => {
     const user = await newUser()
     const first = await loginPair(user.username)

@@ -41,6 +41,11 @@ export const ACCESS_TTL_MS = 15 * 60_000
 export const REFRESH_TTL_MS = 30 * 86400 * 1000
 /** See the module comment. */
 export const REFRESH_GRACE_MS = 10_000
+/**
+ * A session's access tokens are kept this long past their expiry (then a refresh sweeps them):
+ * a client process that still holds one is told TOKEN_EXPIRED and refreshes, not UNAUTHENTICATED.
+ */
+export const EXPIRED_ACCESS_KEPT_MS = 86_400_000
 
 export interface TokenLifetimes {
   readonly accessTtlMs: number
@@ -131,6 +136,7 @@ export class Sessions {
         access: {id: newId('tok'), hash: hashSecret(access), expiresAt},
         refresh: {hash: hashSecret(refresh), expiresAt: refreshExpiresAt},
         graceMs: this.ttl.refreshGraceMs,
+        sweepBefore: this.at(-EXPIRED_ACCESS_KEPT_MS),
       },
       ctx,
     )

@@ -64,6 +64,12 @@ export interface RefreshRequest {
    * once. The second is told REFRESH_TOKEN_RACED and re-reads its stored tokens.
    */
   readonly graceMs: number
+  /**
+   * The family's access tokens that expired before this are deleted with the refresh; later
+   * ones stay, so that another process of the client still holding one is told TOKEN_EXPIRED
+   * (and refreshes) rather than UNAUTHENTICATED (and gives up).
+   */
+  readonly sweepBefore: string
 }
 
 export type RefreshOutcome =
@@ -81,7 +87,7 @@ export type RefreshOutcome =
  *     the whole family at once (its access tokens are deleted) and is audited; this is returned,
  *     not thrown, so that the revocation commits.
  *  4. The winner gets a new access and refresh token in the same family; the session's
- *     expiry slides on and its expired access tokens are swept. Refreshes are not audited (one
+ *     expiry slides on and its access tokens long expired (sweepBefore) are swept. Refreshes are not audited (one
  *     every access-token lifetime per session would drown the log); logins and revocations are.
  */
 export async function refreshSession(tx: Tx, r: RefreshRequest, ctx: AuditContext): Promise<RefreshOutcome> {
@@ -113,7 +119,7 @@ export async function refreshSession(tx: Tx, r: RefreshRequest, ctx: AuditContex
         expiresAt: r.refresh.expiresAt,
       })
       await tx.touchSession(session.id, at, r.refresh.expiresAt, ctx.sourceAddress)
-      await tx.deleteExpiredSessionTokens(session.id, at)
+      await tx.deleteExpiredSessionTokens(session.id, r.sweepBefore)
       return {
         kind: 'refreshed',
         session: {

@@ -1297,6 +1297,7 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         access: {id: uid('tok'), hash: uid('ah'), expiresAt: later(60_000 + 15 * 60_000)},
         refresh: {hash: uid('rh'), expiresAt: later(60_000 + 30 * DAY)},
         graceMs: 10_000,
+        sweepBefore: T0,
       })
 
       it('starts a session with its tokens, lists it while live, and audits the login once', async () => {
