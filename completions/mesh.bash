@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay status tenant topology up user whoami' ;;
+    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay session status tenant topology up user whoami' ;;
     'audit') words='verify' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
@@ -21,8 +21,10 @@ _mesh() {
     'policy') words='check delete get set test' ;;
     'relay') words='key start' ;;
     'relay key') words='create list revoke' ;;
+    'session') words='list revoke' ;;
     'tenant') words='create' ;;
-    'user') words='create delete list set-role' ;;
+    'user') words='create delete list mfa set-role' ;;
+    'user mfa') words='confirm disable enable' ;;
     *) words="" ;;
   esac
   if [[ $cur == -* || -z $words ]]; then
@@ -52,7 +54,7 @@ _mesh() {
     'lab status') words='--json --lab --verbose' ;;
     'lab up') words='--cidr --json --keep-on-failure --nat --network --nodes --verbose' ;;
     'leave') words='--config --json --socket --verbose' ;;
-    'login') words='--config --controller -c --json --password-stdin --user -u --verbose' ;;
+    'login') words='--config --controller -c --json --otp --password-stdin --user -u --verbose' ;;
     'logout') words='--json --verbose' ;;
     'netcheck') words='--config --json --network --socket --verbose' ;;
     'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;
@@ -78,6 +80,8 @@ _mesh() {
     'relay key list') words='--json --limit --verbose' ;;
     'relay key revoke') words='--json --verbose' ;;
     'relay start') words='--controller --listen --log-level --public-url --region --relay-key --verbose' ;;
+    'session list') words='--json --user --verbose' ;;
+    'session revoke') words='--json --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'topology') words='--json --once --verbose' ;;
@@ -85,6 +89,9 @@ _mesh() {
     'user create') words='--json --password-stdin --role --verbose' ;;
     'user delete') words='--json --verbose --yes -y' ;;
     'user list') words='--json --limit --verbose' ;;
+    'user mfa confirm') words='--json --verbose' ;;
+    'user mfa disable') words='--code --json --verbose' ;;
+    'user mfa enable') words='--json --verbose' ;;
     'user set-role') words='--json --verbose' ;;
     'whoami') words='--json --verbose' ;;
     esac

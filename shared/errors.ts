@@ -454,6 +454,55 @@ export const ERRORS = {
     'cannot ping: the network is down',
     'bring it up with `mesh up NETWORK`',
   ),
+  // ---- access and refresh tokens, sessions, MFA (issue 10)
+  TOKEN_EXPIRED: e(
+    401,
+    EXIT.NOUSER,
+    'the access token has expired',
+    'the CLI refreshes it by itself; scripts call POST /api/v1/token/refresh with the refresh token',
+  ),
+  REFRESH_TOKEN_INVALID: e(
+    401,
+    EXIT.NOUSER,
+    'the refresh token is unknown, expired or its session was revoked',
+    'log in again with `mesh login`',
+  ),
+  REFRESH_TOKEN_REUSED: e(
+    401,
+    EXIT.NOUSER,
+    'a refresh token that was already used came back: the whole session is revoked',
+    'log in again with `mesh login`; if you did not copy the credentials file, someone else may have it',
+  ),
+  REFRESH_TOKEN_RACED: e(
+    409,
+    EXIT.TEMPFAIL,
+    'this refresh token was just exchanged by another request from the same client',
+    're-read the stored credentials and use the new tokens',
+  ),
+  MFA_REQUIRED: e(
+    401,
+    EXIT.NOUSER,
+    'this account needs a one-time code from its authenticator app',
+    'pass --otp CODE (or a recovery code), or log in on a terminal to be asked for it',
+  ),
+  MFA_CODE_INVALID: e(
+    401,
+    EXIT.NOUSER,
+    'the one-time code is wrong, expired or already used',
+    'wait for the next code in the authenticator app, or use one of the recovery codes',
+  ),
+  MFA_NOT_ENABLED: e(
+    409,
+    EXIT.CANTCREAT,
+    'multi-factor authentication is not enabled for this account',
+    'start with `mesh user mfa enable`',
+  ),
+  MFA_ALREADY_ENABLED: e(
+    409,
+    EXIT.CANTCREAT,
+    'multi-factor authentication is already enabled for this account',
+    'disable it first with `mesh user mfa disable --code CODE`',
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

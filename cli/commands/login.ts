@@ -1,5 +1,6 @@
-// `mesh login`: get a user token from a controller and keep it in the CLI's config dir.
+// `mesh login`: start a session on a controller and keep its tokens in the CLI's config dir.
 import {Flags} from '@oclif/core'
+import {isMeshError} from '../../shared/errors.js'
 import {cliSetting, configFlag, loadCliFiles, settingFlag} from '../lib/config/index.js'
 import {MeshCommand} from '../lib/mesh-command.js'
 import {askPassword, askText, readSecretFromStdin, requireTty} from '../lib/prompt.js'
@@ -9,16 +10,21 @@ import {type LoginResult, login, loginTarget} from '../lib/session.js'
 export default class Login extends MeshCommand {
   static override summary = 'Log in to a mesh controller'
   static override description =
-    'Asks for the password on a terminal; scripts pipe it in with --password-stdin. The token is stored in the config dir (credentials.json, mode 0600). MESH_CONTROLLER and MESH_TOKEN override the stored values. Without --controller, MESH_CONTROLLER or cli.controller in a config file, it logs in to the controller used last.'
+    'Asks for the password on a terminal; scripts pipe it in with --password-stdin. Accounts with MFA also need a one-time code: --otp CODE, or asked for on a terminal (without one the login fails with MFA_REQUIRED, exit 67). The tokens (a short-lived access token and a refresh token the CLI renews it with) are stored in the config dir (credentials.json, mode 0600). MESH_CONTROLLER and MESH_TOKEN override the stored values. Without --controller, MESH_CONTROLLER or cli.controller in a config file, it logs in to the controller used last.'
   static override examples = [
     '<%= config.bin %> login --controller https://mesh.example.com',
     'printf %s "$MESH_PASSWORD" | <%= config.bin %> login --controller http://127.0.0.1:8080 --user admin --password-stdin',
+    'printf %s "$MESH_PASSWORD" | <%= config.bin %> login --user admin --password-stdin --otp 492039',
   ]
   static override enableJsonFlag = true
   static override flags = {
     controller: settingFlag.string('cli.controller', {char: 'c'}),
     user: Flags.string({char: 'u', description: 'user name (asked for on a terminal when omitted)'}),
     'password-stdin': Flags.boolean({description: 'read the password from stdin', default: false}),
+    otp: Flags.string({
+      description:
+        'one-time code from the authenticator app, or a recovery code, for accounts with MFA (asked for on a terminal when needed)',
+    }),
     config: configFlag(),
   }
 
@@ -38,9 +44,19 @@ export default class Login extends MeshCommand {
       requireTty(this.interactive, '--password-stdin and pipe the password in')
       password = await askPassword(`Password for ${username}:`)
     }
-    const res = await login({controller, username, password})
+    let res: LoginResult
+    try {
+      res = await login({controller, username, password, otp: flags.otp})
+    } catch (err) {
+      // MFA on and no --otp: ask on a terminal; without one MFA_REQUIRED stands (exit 67).
+      if (!isMeshError(err) || err.code !== 'MFA_REQUIRED' || flags.otp !== undefined || !this.interactive) {
+        throw err
+      }
+      const otp = await askText('One-time code (or a recovery code): ')
+      res = await login({controller, username, password, otp})
+    }
     this.log(
-      `Logged in to ${res.controller} as ${res.user.username} (tenant ${res.tenant.name}, role ${res.user.role}); the token expires ${formatTime(res.expiresAt)}.`,
+      `Logged in to ${res.controller} as ${res.user.username} (tenant ${res.tenant.name}, role ${res.user.role}); the session lasts until ${formatTime(res.refreshExpiresAt ?? res.expiresAt)} unless used.`,
     )
     // The environment beats the file, so a leftover MESH_TOKEN would silently win over this login.
     if (process.env.MESH_TOKEN?.trim())

@@ -1,9 +1,10 @@
-// `mesh logout`: revoke the token on the controller and forget it here.
+// `mesh logout`: revoke the session (access and refresh token) on the controller and forget it here.
 import {MeshCommand} from '../lib/mesh-command.js'
 import {type LogoutResult, logout} from '../lib/session.js'
 
 export default class Logout extends MeshCommand {
-  static override summary = 'Log out: revoke the token on the controller and delete it here'
+  static override summary =
+    'Log out: revoke the session (access and refresh token) on the controller and delete it here'
   static override examples = ['<%= config.bin %> logout']
   static override enableJsonFlag = true
 

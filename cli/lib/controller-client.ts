@@ -55,6 +55,12 @@ export interface ControllerClientOptions {
   timeoutMs?: number
   /** For tests or proxies; by default a shared Agent with bounded connect/header/body timeouts. */
   dispatcher?: Dispatcher
+  /**
+   * Called when the controller refuses the token: TOKEN_EXPIRED (refresh it) or UNAUTHENTICATED
+   * (another process may have stored a newer one). Returns the token to retry with, once, or
+   * undefined to give up with the error; without this option the error is thrown.
+   */
+  refreshToken?: (code: 'TOKEN_EXPIRED' | 'UNAUTHENTICATED') => Promise<string | undefined>
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -161,15 +167,17 @@ async function readBody(res: Dispatcher.ResponseData, url: string): Promise<stri
 
 export class ControllerClient {
   readonly url: string
-  readonly #token: string | undefined
+  #token: string | undefined
   readonly #timeoutMs: number
   readonly #dispatcher: Dispatcher | undefined
+  readonly #refresh: ControllerClientOptions['refreshToken']
 
   constructor(opts: ControllerClientOptions) {
     this.url = normalizeControllerUrl(opts.url)
     this.#token = opts.token
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
     this.#dispatcher = opts.dispatcher
+    this.#refresh = opts.refreshToken
   }
 
   // One method per ROUTES entry.
@@ -223,13 +231,35 @@ export class ControllerClient {
   setPolicy = (body: RouteBody<'policy.set'>) => this.call('policy.set', {body})
   deletePolicy = () => this.call('policy.delete', {})
   checkPolicy = (document: string) => this.call('policy.check', {body: {document}})
+  refresh = (body: Body<'token.refresh'>) => this.call('token.refresh', {body})
+  listSessions = (query?: Query<'session.list'>) => this.call('session.list', {query})
+  revokeSession = (params: Params<'session.revoke'>) => this.call('session.revoke', {params})
+  enableMfa = () => this.call('mfa.enable', {})
+  confirmMfa = (body: Body<'mfa.confirm'>) => this.call('mfa.confirm', {body})
+  disableMfa = (body: Body<'mfa.disable'>) => this.call('mfa.disable', {body})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each
    * checked against the route's schema first), and parses the reply with the route's response
-   * schema.
+   * schema. On TOKEN_EXPIRED with a refreshToken option: refreshes once and sends it again.
+   * (Routes with auth 'none' send no token and are never retried.)
    */
   async call<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
+    try {
+      return await this.callOnce(id, input)
+    } catch (err) {
+      // A refused token: a fresh one from the refreshToken option, once, and the request again.
+      const code = isMeshError(err) ? err.code : undefined
+      if ((code !== 'TOKEN_EXPIRED' && code !== 'UNAUTHENTICATED') || !this.#refresh || !this.#token)
+        throw err
+      const next = await this.#refresh(code)
+      if (next === undefined) throw err
+      this.#token = next
+      return this.callOnce(id, input)
+    }
+  }
+
+  private async callOnce<K extends RouteId>(id: K, input: CallInput<K>): Promise<RouteReply<K>> {
     const route: RouteDef = ROUTES[id]
     const {params, query, body} = input as {params?: unknown; query?: unknown; body?: unknown}
 

@@ -15,6 +15,10 @@ export const CredentialsSchema = z.object({
   user: z.string(),
   tenant: z.string(),
   expiresAt: z.string(),
+  /** The session's refresh token and its expiry (controllers from schema 0014 on). */
+  refreshToken: z.string().min(1).optional(),
+  refreshExpiresAt: z.string().optional(),
+  sessionId: z.string().optional(),
 })
 export type Credentials = z.infer<typeof CredentialsSchema>
 

@@ -13,6 +13,7 @@ import type {Duplex} from 'node:stream'
 import type {Logger} from 'pino'
 import {WebSocketServer, type WebSocket} from 'ws'
 import {every} from '../../shared/clock.js'
+import {isMeshError} from '../../shared/errors.js'
 import {LIMITS} from '../../shared/protocol/control-api.js'
 import {CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
 import type {ControllerMetrics} from '../metrics.js'
@@ -196,7 +197,12 @@ export class EventHub {
         (p) => {
           if (!p) ws.close(CLOSE.UNAUTHENTICATED, 'UNAUTHENTICATED')
         },
-        (err: unknown) => this.log.warn({err}, 'event stream token check failed'),
+        (err: unknown) => {
+          // An access token that expired while its session lives keeps the stream (the session
+          // is what logout and revocation end, and they delete the token: then p is undefined).
+          if (isMeshError(err) && err.code === 'TOKEN_EXPIRED') return
+          this.log.warn({err}, 'event stream token check failed')
+        },
       )
     }
   }

@@ -48,7 +48,7 @@ const must = <T>(v: T | undefined): T => {
 export function makeHandlers(state: ControllerState): HandlerMap {
   const p = (ctx: {principal: Principal | undefined}) => must(ctx.principal)
   return {
-    login: async ({body, meta}) => state.auth.login(body.username, body.password, meta),
+    login: async ({body, meta}) => state.auth.login(body.username, body.password, meta, body.otp),
     logout: async (ctx) => {
       await state.auth.logout(p(ctx), ctx.meta)
       return {ok: true}
@@ -154,6 +154,18 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       return {ok: true}
     },
     'policy.check': async (ctx) => state.checkPolicy(p(ctx), ctx.body.document),
+    'token.refresh': async (ctx) => state.auth.sessions.refresh(ctx.body.refreshToken, ctx.meta),
+    'session.list': async (ctx) => state.auth.sessions.list(p(ctx), ctx.query.user),
+    'session.revoke': async (ctx) => {
+      await state.auth.sessions.revoke(p(ctx), ctx.params.id, ctx.meta)
+      return {ok: true}
+    },
+    'mfa.enable': async (ctx) => state.auth.sessions.beginMfa(p(ctx), ctx.meta),
+    'mfa.confirm': async (ctx) => state.auth.sessions.confirmMfa(p(ctx), ctx.body.code, ctx.meta),
+    'mfa.disable': async (ctx) => {
+      await state.auth.sessions.disableMfa(p(ctx), ctx.body.code, ctx.meta)
+      return {ok: true}
+    },
   }
 }
 
@@ -206,4 +218,11 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'policy.set': 'tenant',
   'policy.delete': 'tenant',
   'policy.check': 'tenant',
+  // Sessions and MFA resolve their own objects (the caller's, or a user of its tenant).
+  'token.refresh': 'none',
+  'session.list': 'none',
+  'session.revoke': 'none',
+  'mfa.enable': 'none',
+  'mfa.confirm': 'none',
+  'mfa.disable': 'none',
 }

@@ -1,7 +1,13 @@
 /**
- * Who is calling: the first-start account, user login (with its failed-login limits), bearer
- * tokens, logout, and node credentials. It decides nothing about what a caller may do (that is
- * access.ts).
+ * Who is calling: the first-start account, user login (with its failed-login limits and, for
+ * accounts that have it on, a TOTP code), access tokens, logout, and node credentials. It
+ * decides nothing about what a caller may do (that is access.ts). Sessions (refresh, listing,
+ * revocation) and MFA setup are sessions.ts's, reached as `auth.sessions`.
+ *
+ * Tokens (schema 0014): a login starts a session and returns a short-lived access token
+ * (ACCESS_TTL_MS) and a refresh token (REFRESH_TTL_MS, sliding) that POST /token/refresh
+ * exchanges for a new pair. Access tokens are rows of `tokens` that name their session; tokens
+ * from before 0014 name none and work as they did, until their own 30-day expiry.
  *
  * Replicas: tokens and credentials are rows, so any replica authenticates any caller. The
  * failed-login limits are a LoginLimits (login-limits.ts): in memory for one controller, in
@@ -10,14 +16,15 @@
 import type {LoginResponse, Tenant} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import type {Clock} from '../../shared/clock.js'
-import {newId, newSecret, hashSecret} from './secrets.js'
+import {newId, hashSecret} from './secrets.js'
 import {DUMMY_HASH_PROMISE, hashPassword, verifyPassword} from './password.js'
 import {InProcessLoginLimits, type LoginLimits} from './login-limits.js'
 import {publicUser, type Store, type StoredNode, type UserRecord} from '../store/store.js'
 import type {Writes} from '../domain/writes.js'
 import {auditContext, systemContext, userContext, type RequestMeta} from '../context.js'
+import {Sessions, type SessionReads, type SessionWrites, type TokenLifetimes} from './sessions.js'
 
-/** User tokens live this long. */
+/** Session-less user tokens (before schema 0014) lived this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
 
 /** An authenticated user and its tenant. */
@@ -25,15 +32,22 @@ export interface Principal {
   readonly user: UserRecord
   readonly tenant: Tenant
   readonly tokenHash: string
+  /** The session of the access token; null for a token from before schema 0014. */
+  readonly sessionId: string | null
 }
 
 export type AuthReads = Pick<
   Store,
   'hasTenants' | 'getUserByUsername' | 'getToken' | 'getUser' | 'getTenant' | 'getNodeByCredential'
->
-export type AuthWrites = Pick<Writes, 'createTenantWithOwner' | 'appendAudit' | 'createToken' | 'deleteToken'>
+> &
+  SessionReads
+export type AuthWrites = Pick<
+  Writes,
+  'createTenantWithOwner' | 'appendAudit' | 'createToken' | 'deleteToken'
+> &
+  SessionWrites
 
-export interface AuthOptions {
+export interface AuthOptions extends Partial<TokenLifetimes> {
   readonly clock: Clock
   /**
    * Failed logins allowed per source address per minute; also the burst (and per-minute refill)
@@ -47,6 +61,8 @@ export interface AuthOptions {
 export class Auth {
   private readonly clock: Clock
   private readonly limits: LoginLimits
+  /** Refresh, list and revoke sessions; MFA setup. */
+  readonly sessions: Sessions
 
   constructor(
     private readonly store: AuthReads,
@@ -56,6 +72,7 @@ export class Auth {
     const clock = (this.clock = opts.clock)
     this.limits =
       opts.loginLimits ?? new InProcessLoginLimits({clock, max: opts.loginFailuresPerMinute ?? 10})
+    this.sessions = new Sessions(store, writes, {...opts, clock, limits: this.limits})
   }
 
   /**
@@ -82,7 +99,12 @@ export class Auth {
    * waits at most one refill interval. Guessing one account from many addresses stays capped at
    * the bucket's refill rate, as before.
    */
-  async login(username: string, password: string, meta: RequestMeta): Promise<LoginResponse> {
+  async login(
+    username: string,
+    password: string,
+    meta: RequestMeta,
+    otp?: string | undefined,
+  ): Promise<LoginResponse> {
     // Charged before the slow password check and given back on success: charged only after it,
     // guesses sent at once would all pass the check before the first of them had failed.
     const charged = await this.limits.charge(username, meta.sourceAddress)
@@ -90,47 +112,61 @@ export class Auth {
     // Unknown users cost a scrypt too, so response time does not reveal which names exist.
     const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
     if (!user || !ok) {
-      if (user) {
-        await this.writes.appendAudit(
-          {
-            tenantId: user.tenantId,
-            action: 'user.login_failed',
-            targetType: 'user',
-            targetId: user.id,
-            networkId: null,
-            detail: {},
-          },
-          userContext(this.clock, user, meta),
-        )
-      }
+      if (user) await this.auditFailure(user, 'user.login_failed', meta)
       throw new MeshError('INVALID_CREDENTIALS')
     }
+    // MFA: a missing or wrong code keeps the attempt charged, so codes are guessed no faster
+    // than passwords (the same per-source and per-user limits).
+    const mfa = await this.store.getMfa(user.id)
+    if (mfa?.enabledAt) {
+      if (otp === undefined) throw new MeshError('MFA_REQUIRED')
+      if (!(await this.sessions.useSecondFactor(user, mfa.secret, otp, meta))) {
+        await this.auditFailure(user, 'user.mfa_failed', meta)
+        throw new MeshError('MFA_CODE_INVALID')
+      }
+    }
     await this.limits.succeeded(username, meta.sourceAddress, charged)
-    const token = newSecret('token')
-    const expiresAt = new Date(this.clock.now() + TOKEN_TTL_MS).toISOString()
-    await this.writes.createToken(
-      {id: newId('tok'), hash: hashSecret(token), userId: user.id, expiresAt},
+    const pair = await this.sessions.start(
+      user,
       auditContext(this.clock, {actor: `user:${user.id}`, actorName: user.username}, meta),
     )
     const tenant = await this.store.getTenant(user.tenantId)
     if (!tenant) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
-    return {token, expiresAt, user: publicUser(user), tenant}
+    return {...pair, user: publicUser(user), tenant}
   }
 
-  /** The user behind a bearer token, or undefined (unknown, expired, or its user deleted). */
+  private async auditFailure(user: UserRecord, action: string, meta: RequestMeta): Promise<void> {
+    await this.writes.appendAudit(
+      {tenantId: user.tenantId, action, targetType: 'user', targetId: user.id, networkId: null, detail: {}},
+      userContext(this.clock, user, meta),
+    )
+  }
+
+  /**
+   * The user behind a bearer token, or undefined (unknown, revoked, or its user deleted). An
+   * expired access token of a session is TOKEN_EXPIRED (thrown), so clients know to refresh
+   * rather than log in again; an expired token from before schema 0014 is simply unknown.
+   */
   async authenticateUser(token: string): Promise<Principal | undefined> {
     if (!token.startsWith('mtok_') || token.length > 200) return undefined
     const tokenHash = hashSecret(token)
     const rec = await this.store.getToken(tokenHash)
-    if (!rec || rec.expiresAt <= new Date(this.clock.now()).toISOString()) return undefined
+    if (!rec) return undefined
+    if (rec.expiresAt <= new Date(this.clock.now()).toISOString()) {
+      if (rec.sessionId === null) return undefined
+      throw new MeshError('TOKEN_EXPIRED')
+    }
     const user = await this.store.getUser(rec.userId)
     if (!user) return undefined
     const tenant = await this.store.getTenant(user.tenantId)
-    return tenant && {user, tenant, tokenHash}
+    return tenant && {user, tenant, tokenHash, sessionId: rec.sessionId}
   }
 
+  /** Logout: the whole session (access and refresh tokens); a session-less token alone. */
   async logout(p: Principal, meta: RequestMeta): Promise<void> {
-    await this.writes.deleteToken(p.tokenHash, userContext(this.clock, p.user, meta))
+    const ctx = userContext(this.clock, p.user, meta)
+    if (p.sessionId === null) await this.writes.deleteToken(p.tokenHash, ctx)
+    else await this.writes.revokeSession(p.sessionId, 'logout', ctx)
   }
 
   /** The node behind a node credential, or undefined. */

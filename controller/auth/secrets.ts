@@ -1,5 +1,5 @@
 /**
- * Secrets the controller hands out (invite codes, auth keys, user tokens, node credentials) and
+ * Secrets the controller hands out (invite codes, auth keys, user access and refresh tokens, node credentials) and
  * how it keeps them: 32 random bytes (256 bits) as base64url behind a recognisable prefix, shown
  * once, stored only as a SHA-256 hash. A plain hash is enough for such secrets: they are not
  * guessable, so there is nothing for a salt or a slow hash to protect.
@@ -10,6 +10,7 @@ export const SECRET_PREFIX = {
   invite: 'inv_',
   authKey: 'mkey_',
   token: 'mtok_',
+  refresh: 'mref_',
   node: 'mnode_',
 } as const
 

@@ -1,7 +1,8 @@
 /**
  * Every write the coordinator makes, each as one store.write() transaction around its domain
  * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
- * live in users.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and policies.ts.
+ * live in users.ts, sessions.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and
+ * policies.ts.
  */
 import type {Store} from '../store/store.js'
 import * as connections from './connection-log.js'
@@ -9,6 +10,7 @@ import * as networks from './networks.js'
 import * as nodes from './nodes.js'
 import * as policies from './policies.js'
 import * as relays from './relays.js'
+import * as sessions from './sessions.js'
 import * as users from './users.js'
 
 type Rule = (tx: never, ...args: never[]) => Promise<unknown>
@@ -53,6 +55,13 @@ const RULES = {
   relayMeshSecret: relays.relayMeshSecret,
   setPolicy: policies.setPolicy,
   deletePolicy: policies.deletePolicy,
+  startSession: sessions.startSession,
+  refreshSession: sessions.refreshSession,
+  revokeSession: sessions.revokeSession,
+  useSecondFactor: sessions.useSecondFactor,
+  beginMfa: sessions.beginMfa,
+  confirmMfa: sessions.confirmMfa,
+  disableMfa: sessions.disableMfa,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -1270,5 +1270,228 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(v).toMatchObject({ok: true, checked: 18})
       })
     })
+
+    describe('sessions, refresh tokens and MFA (migration 0014)', () => {
+      const T0 = '2026-11-22T00:00:00.000Z'
+      const later = (ms: number) => new Date(Date.parse(T0) + ms).toISOString()
+      const DAY = 86_400_000
+      let userId: string
+
+      beforeEach(async () => {
+        userId = (await store.getUserByUsername('boss'))!.id
+      })
+
+      /** A session with its first pair; returns the refresh token's hash and the access token's. */
+      const startSession = async (w: Writes = writes, over: {sourceAddress?: string} = {}) => {
+        const sessionId = uid('ses')
+        const access = {id: uid('tok'), hash: uid('ah'), expiresAt: later(15 * 60_000)}
+        const refresh = {hash: uid('rh'), expiresAt: later(30 * DAY)}
+        await w.startSession(
+          {sessionId, userId, access, refresh},
+          ctx({sourceAddress: over.sourceAddress ?? '10.0.0.1'}),
+        )
+        return {sessionId, access, refresh}
+      }
+      const refreshReq = (presented: string) => ({
+        presented,
+        access: {id: uid('tok'), hash: uid('ah'), expiresAt: later(60_000 + 15 * 60_000)},
+        refresh: {hash: uid('rh'), expiresAt: later(60_000 + 30 * DAY)},
+        graceMs: 10_000,
+        sweepBefore: T0,
+      })
+
+      it('starts a session with its tokens, lists it while live, and audits the login once', async () => {
+        const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
+        const s = await startSession()
+        expect(await store.getToken(s.access.hash)).toMatchObject({userId, sessionId: s.sessionId})
+        expect(await store.getSession(s.sessionId)).toMatchObject({
+          userId,
+          tenantId,
+          createdAt: T0,
+          lastUsedAt: T0,
+          expiresAt: s.refresh.expiresAt,
+          sourceAddress: '10.0.0.1',
+          revokedAt: null,
+        })
+        expect((await store.listSessions(userId, T0)).map((x) => x.id)).toEqual([s.sessionId])
+        expect(await store.listSessions(userId, later(31 * DAY))).toEqual([])
+        const audit = (await store.listAudit({tenantId}, {limit: 500})).items
+        expect(audit).toHaveLength(before + 1)
+        expect(audit[0]).toMatchObject({action: 'user.login', targetType: 'session', targetId: s.sessionId})
+      })
+
+      it('rotates the refresh token: a new pair in the same family, the session slides on, no audit entry', async () => {
+        const s = await startSession()
+        const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
+        const req = refreshReq(s.refresh.hash)
+        const out = await writes.refreshSession(req, ctx({at: later(60_000), sourceAddress: '10.0.0.2'}))
+        expect(out).toMatchObject({kind: 'refreshed', session: {id: s.sessionId}})
+        expect(await store.getToken(req.access.hash)).toMatchObject({sessionId: s.sessionId})
+        expect(await store.getSession(s.sessionId)).toMatchObject({
+          lastUsedAt: later(60_000),
+          expiresAt: req.refresh.expiresAt,
+          sourceAddress: '10.0.0.2',
+        })
+        // The old access token still works until its own expiry; the old refresh token is retired.
+        expect(await store.getToken(s.access.hash)).toBeDefined()
+        expect((await store.listAudit({tenantId}, {limit: 500})).items).toHaveLength(before)
+        const next = await writes.refreshSession(refreshReq(req.refresh.hash), ctx({at: later(120_000)}))
+        expect(next.kind).toBe('refreshed')
+      })
+
+      it('revokes the whole family when a retired refresh token is replayed after the grace, and audits it', async () => {
+        const s = await startSession()
+        const r1 = refreshReq(s.refresh.hash)
+        await writes.refreshSession(r1, ctx({at: later(60_000)}))
+        const replay = await writes.refreshSession(refreshReq(s.refresh.hash), ctx({at: later(120_000)}))
+        expect(replay).toEqual({kind: 'reused', sessionId: s.sessionId})
+        expect(await store.getToken(s.access.hash)).toBeUndefined()
+        expect(await store.getToken(r1.access.hash)).toBeUndefined()
+        expect(await store.getSession(s.sessionId)).toMatchObject({revokedReason: 'reuse'})
+        expect(await store.listSessions(userId, T0)).toEqual([])
+        expect(
+          await codeOf(writes.refreshSession(refreshReq(r1.refresh.hash), ctx({at: later(180_000)}))),
+        ).toBe('REFRESH_TOKEN_INVALID')
+        const audit = (await store.listAudit({tenantId}, {limit: 500})).items
+        expect(audit[0]).toMatchObject({action: 'session.reuse_detected', targetId: s.sessionId})
+      })
+
+      it('refuses unknown and expired refresh tokens without revoking anything', async () => {
+        const s = await startSession()
+        expect(await codeOf(writes.refreshSession(refreshReq('nope'), ctx()))).toBe('REFRESH_TOKEN_INVALID')
+        expect(
+          await codeOf(writes.refreshSession(refreshReq(s.refresh.hash), ctx({at: later(31 * DAY)}))),
+        ).toBe('REFRESH_TOKEN_INVALID')
+        expect(await store.getSession(s.sessionId)).toMatchObject({revokedAt: null})
+      })
+
+      it('revokes a session once: its access tokens go, a second revoke writes nothing', async () => {
+        const s = await startSession()
+        const before = (await store.listAudit({tenantId}, {limit: 500})).items.length
+        await writes.revokeSession(s.sessionId, 'revoked', ctx())
+        await writes.revokeSession(s.sessionId, 'revoked', ctx())
+        expect(await store.getToken(s.access.hash)).toBeUndefined()
+        expect(await store.getSession(s.sessionId)).toMatchObject({revokedReason: 'revoked'})
+        expect((await store.listAudit({tenantId}, {limit: 500})).items).toHaveLength(before + 1)
+        expect(await codeOf(writes.revokeSession('ses_none', 'revoked', ctx()))).toBe('NOT_FOUND')
+      })
+
+      it('sweeps expired sessions with their tokens at the next login, and keeps tokens from before 0014 until their expiry', async () => {
+        const old = await startSession()
+        await writes.createToken({id: uid('tok'), hash: 'legacy', userId, expiresAt: later(40 * DAY)}, ctx())
+        expect(await store.getToken('legacy')).toMatchObject({sessionId: null})
+        await writes.startSession(
+          {
+            sessionId: uid('ses'),
+            userId,
+            access: {id: uid('tok'), hash: uid('ah'), expiresAt: later(31 * DAY)},
+            refresh: {hash: uid('rh'), expiresAt: later(61 * DAY)},
+          },
+          ctx({at: later(31 * DAY)}),
+        )
+        expect(await store.getSession(old.sessionId)).toBeUndefined()
+        expect(await store.getToken(old.access.hash)).toBeUndefined()
+        expect(await store.getToken('legacy')).toBeDefined()
+      })
+
+      it('lets exactly one of two replicas exchange the same refresh token at once', async () => {
+        for (let round = 0; round < 4; round++) {
+          const s = await startSession()
+          // Same client address, inside the grace: the loser is told it raced, nothing is revoked.
+          const results = await Promise.allSettled([
+            writes.refreshSession(refreshReq(s.refresh.hash), ctx({at: later(60_000)})),
+            peer.writes.refreshSession(refreshReq(s.refresh.hash), ctx({at: later(60_000)})),
+          ])
+          const outcome = results.map((r) =>
+            r.status === 'fulfilled'
+              ? r.value.kind
+              : isMeshError(r.reason)
+                ? r.reason.code
+                : String(r.reason),
+          )
+          expect(outcome.sort()).toEqual(['REFRESH_TOKEN_RACED', 'refreshed'])
+          expect(await store.getSession(s.sessionId)).toMatchObject({revokedAt: null})
+        }
+        // Different client addresses: the loser is a replay, and the family is revoked.
+        const s = await startSession()
+        const results = await Promise.allSettled([
+          writes.refreshSession(
+            refreshReq(s.refresh.hash),
+            ctx({at: later(60_000), sourceAddress: '10.0.0.1'}),
+          ),
+          peer.writes.refreshSession(
+            refreshReq(s.refresh.hash),
+            ctx({at: later(60_000), sourceAddress: '10.9.9.9'}),
+          ),
+        ])
+        const kinds = results.map((r) => (r.status === 'fulfilled' ? r.value.kind : String(r.reason))).sort()
+        expect(kinds).toEqual(['refreshed', 'reused'])
+        expect(await store.getSession(s.sessionId)).toMatchObject({revokedReason: 'reuse'})
+      })
+
+      it('keeps MFA pending until confirmed, accepts each time step once, and each recovery code once', async () => {
+        await writes.beginMfa(userId, 'SECRETA', ctx())
+        expect(await store.getMfa(userId)).toMatchObject({secret: 'SECRETA', enabledAt: null, lastStep: null})
+        // A second begin replaces the pending secret.
+        await writes.beginMfa(userId, 'SECRETB', ctx())
+        expect(await codeOf(writes.confirmMfa(userId, {secret: 'SECRETA', step: 100}, [], ctx()))).toBe(
+          'MFA_CODE_INVALID',
+        )
+        await writes.confirmMfa(userId, {secret: 'SECRETB', step: 100}, ['rc1', 'rc2'], ctx())
+        expect(await store.getMfa(userId)).toMatchObject({enabledAt: T0, lastStep: 100})
+        expect(await codeOf(writes.beginMfa(userId, 'SECRETC', ctx()))).toBe('MFA_ALREADY_ENABLED')
+        const totp = (step: number) =>
+          writes.useSecondFactor(userId, {kind: 'totp', secret: 'SECRETB', step}, ctx())
+        expect(await totp(100)).toBe(false)
+        expect(await totp(99)).toBe(false)
+        expect(await totp(101)).toBe(true)
+        expect(await totp(101)).toBe(false)
+        expect(await writes.useSecondFactor(userId, {kind: 'totp', secret: 'OTHER', step: 200}, ctx())).toBe(
+          false,
+        )
+        const rc = (hash: string) => writes.useSecondFactor(userId, {kind: 'recovery', hash}, ctx())
+        expect(await rc('rc1')).toBe(true)
+        expect(await rc('rc1')).toBe(false)
+        expect(await rc('nope')).toBe(false)
+        // Two replicas with the same next code: one gets in.
+        const both = await Promise.all([
+          writes.useSecondFactor(userId, {kind: 'totp', secret: 'SECRETB', step: 102}, ctx()),
+          peer.writes.useSecondFactor(userId, {kind: 'totp', secret: 'SECRETB', step: 102}, ctx()),
+        ])
+        expect(both.filter(Boolean)).toHaveLength(1)
+        await writes.disableMfa(userId, {kind: 'recovery', hash: 'rc2'}, ctx())
+        expect(await store.getMfa(userId)).toBeUndefined()
+        expect(await codeOf(writes.disableMfa(userId, {kind: 'recovery', hash: 'rc2'}, ctx()))).toBe(
+          'MFA_NOT_ENABLED',
+        )
+        const actions = (await store.listAudit({tenantId}, {limit: 500})).items.map((e) => e.action)
+        expect(actions.filter((a) => a === 'user.mfa_enable' || a === 'user.mfa_disable')).toEqual([
+          'user.mfa_disable',
+          'user.mfa_enable',
+        ])
+      })
+
+      it('deletes sessions and MFA with their user', async () => {
+        const {id} = await writes.createUser(
+          {id: uid('u'), tenantId, username: uid('gone').toLowerCase(), passwordHash: 'x', role: 'member'},
+          ctx(),
+        )
+        const sessionId = uid('ses')
+        await writes.startSession(
+          {
+            sessionId,
+            userId: id,
+            access: {id: uid('tok'), hash: 'gone-ah', expiresAt: later(60_000)},
+            refresh: {hash: 'gone-rh', expiresAt: later(DAY)},
+          },
+          ctx(),
+        )
+        await writes.beginMfa(id, 'S', ctx())
+        await writes.deleteUser(id, ctx())
+        expect(await store.getSession(sessionId)).toBeUndefined()
+        expect(await store.getToken('gone-ah')).toBeUndefined()
+        expect(await store.getMfa(id)).toBeUndefined()
+      })
+    })
   })
 }

@@ -10,7 +10,9 @@ import type {
   AuthKeyRecord,
   InviteRecord,
   PolicyRecord,
+  MfaRecord,
   NetworkRecord,
+  RefreshTokenRecord,
   RelayKeyRecord,
   RelayRecord,
   StoredAuditRow,
@@ -18,6 +20,7 @@ import type {
   StoredNode,
   StoredPair,
   StoredSide,
+  SessionRecord,
   UserRecord,
 } from './store.js'
 
@@ -204,4 +207,36 @@ export const toRelay = (r: Row): RelayRecord => ({
   firstSeen: time(r.first_seen),
   lastSeen: time(r.last_seen),
   expiresAt: time(r.expires_at),
+})
+
+// ---- sessions, refresh tokens and MFA (schema 0014); sessions are read joined with users
+// (u.tenant_id AS tenant_id)
+
+export const toSession = (r: Row): SessionRecord => ({
+  id: str(r.id),
+  userId: str(r.user_id),
+  tenantId: str(r.tenant_id),
+  createdAt: time(r.created_at),
+  lastUsedAt: time(r.last_used_at),
+  expiresAt: time(r.expires_at),
+  sourceAddress: strOrNull(r.source_address),
+  revokedAt: timeOrNull(r.revoked_at),
+  revokedReason: strOrNull(r.revoked_reason) as SessionRecord['revokedReason'],
+})
+
+export const toRefreshToken = (r: Row): RefreshTokenRecord => ({
+  hash: str(r.token_hash),
+  sessionId: str(r.session_id),
+  createdAt: time(r.created_at),
+  expiresAt: time(r.expires_at),
+  retiredAt: timeOrNull(r.retired_at),
+  retiredBy: strOrNull(r.retired_by),
+})
+
+export const toMfa = (r: Row): MfaRecord => ({
+  userId: str(r.user_id),
+  secret: str(r.secret),
+  createdAt: time(r.created_at),
+  enabledAt: timeOrNull(r.enabled_at),
+  lastStep: numOrNull(r.last_step),
 })

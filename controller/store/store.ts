@@ -386,6 +386,44 @@ export interface StoredAuditRow extends AuditRow {
   readonly id: number
 }
 
+/** A session (one login and the refresh tokens that followed it: a token family), as stored. */
+export interface SessionRecord {
+  readonly id: string
+  readonly userId: string
+  readonly tenantId: string
+  readonly createdAt: string
+  readonly lastUsedAt: string
+  /** Expiry of its current refresh token (sliding: each refresh pushes it on). */
+  readonly expiresAt: string
+  readonly sourceAddress: string | null
+  readonly revokedAt: string | null
+  readonly revokedReason: 'logout' | 'revoked' | 'reuse' | null
+}
+
+/** A refresh token as stored (its hash only). */
+export interface RefreshTokenRecord {
+  readonly hash: string
+  readonly sessionId: string
+  readonly createdAt: string
+  readonly expiresAt: string
+  /** When it was exchanged for the next one; null while it is the family's current token. */
+  readonly retiredAt: string | null
+  /** The client address that exchanged it. */
+  readonly retiredBy: string | null
+}
+
+/** An account's TOTP MFA as stored. */
+export interface MfaRecord {
+  readonly userId: string
+  /** Base32 TOTP secret. */
+  readonly secret: string
+  readonly createdAt: string
+  /** Null while pending (made, not yet confirmed with a code): login does not ask for it then. */
+  readonly enabledAt: string | null
+  /** The newest time step whose code was accepted (codes of it or older are replays). */
+  readonly lastStep: number | null
+}
+
 /**
  * Row-level operations inside one write transaction. SQL only: every decision is the domain's.
  * Methods that read return undefined (or false) for a missing row and never throw for it.
@@ -413,12 +451,70 @@ export interface Tx {
   }): Promise<UserRecord>
   setUserRole(id: string, role: Role): Promise<void>
   deleteUser(id: string): Promise<void>
-  insertToken(t: {id: string; hash: string; userId: string; at: string; expiresAt: string}): Promise<void>
-  /** Deletes tokens that expired before `at`. */
+  /** `sessionId`: the session of an access token (schema 0014); absent for a session-less token. */
+  insertToken(t: {
+    id: string
+    hash: string
+    userId: string
+    at: string
+    expiresAt: string
+    sessionId?: string | undefined
+  }): Promise<void>
+  /**
+   * Deletes session-less tokens that expired before `at`, and sessions whose refresh token
+   * expired before `at` (their tokens go with them).
+   */
   deleteExpiredTokens(at: string): Promise<void>
-  /** The token with its user's tenant. */
-  getToken(hash: string): Promise<{id: string; userId: string; tenantId: string} | undefined>
+  /** The token with its user's tenant and its session (null: a session-less token). */
+  getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; tenantId: string; sessionId: string | null} | undefined>
   deleteToken(hash: string): Promise<void>
+
+  // ---- sessions and refresh tokens (schema 0014)
+  insertSession(s: {
+    id: string
+    userId: string
+    at: string
+    expiresAt: string
+    sourceAddress: string | null
+  }): Promise<void>
+  /** The session with its user's tenant; revoked and expired ones too. */
+  getSession(id: string): Promise<SessionRecord | undefined>
+  /** A refresh exchanged: last use, the new (sliding) expiry and the client address. */
+  touchSession(id: string, at: string, expiresAt: string, sourceAddress: string | null): Promise<void>
+  /**
+   * Revokes the session at once: deletes its access tokens, retires its current refresh token
+   * and stamps revoked_at/reason unless it is revoked already. False when it was revoked already.
+   */
+  revokeSession(id: string, at: string, reason: 'logout' | 'revoked' | 'reuse'): Promise<boolean>
+  /** Deletes the session's access tokens that expired before `at` (a refresh sweeps its own). */
+  deleteExpiredSessionTokens(sessionId: string, at: string): Promise<void>
+  insertRefreshToken(t: {hash: string; sessionId: string; at: string; expiresAt: string}): Promise<void>
+  getRefreshToken(hash: string): Promise<RefreshTokenRecord | undefined>
+  /**
+   * Retires the refresh token if it is still current: one conditional UPDATE, so of two writers
+   * that present the same token at once exactly one gets true (PostgreSQL: the second waits on
+   * the row lock, then finds retired_at set and updates nothing).
+   */
+  retireRefreshToken(hash: string, at: string, by: string | null): Promise<boolean>
+
+  // ---- TOTP MFA (schema 0014)
+  getMfa(userId: string): Promise<MfaRecord | undefined>
+  /** Inserts or replaces the account's MFA row as pending (enabled_at NULL) with a new secret. */
+  putPendingMfa(userId: string, secret: string, at: string): Promise<void>
+  enableMfa(userId: string, at: string): Promise<void>
+  /** Deletes the account's MFA row and its recovery codes. */
+  deleteMfa(userId: string): Promise<void>
+  /**
+   * Records `step` as the newest accepted time step if it is newer than the stored one: false
+   * when it is not (a replay, or a concurrent use of the same code that lost).
+   */
+  useTotpStep(userId: string, step: number): Promise<boolean>
+  /** Replaces the account's recovery codes with these hashes. */
+  putRecoveryCodes(userId: string, hashes: readonly string[], at: string): Promise<void>
+  /** Marks the code used if it exists and is unused; false otherwise (one conditional UPDATE). */
+  useRecoveryCode(userId: string, hash: string, at: string): Promise<boolean>
 
   // ---- networks and members
   getNetwork(id: string): Promise<NetworkRecord | undefined>
@@ -579,7 +675,14 @@ export interface Store {
   getUser(id: string): Promise<UserRecord | undefined>
   getUserByUsername(username: string): Promise<UserRecord | undefined>
   listUsers(tenantId: string, page: PageRequest): Promise<Page<User>>
-  getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined>
+  /** `sessionId` null: a token from before schema 0014 (no refresh; valid until its expiry). */
+  getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; expiresAt: string; sessionId: string | null} | undefined>
+  getSession(id: string): Promise<SessionRecord | undefined>
+  /** The user's sessions that are neither revoked nor expired at `at`, oldest first. */
+  listSessions(userId: string, at: string): Promise<SessionRecord[]>
+  getMfa(userId: string): Promise<MfaRecord | undefined>
 
   // ---- networks and members
   listNetworks(tenantId: string, page: PageRequest): Promise<Page<Network>>

@@ -26,6 +26,8 @@ const SEED = [
   `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status, endpoints, tags, ephemeral, created_at)
      VALUES ('nd_old', 'n_old', 'web', 'web', 'linux', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 168361985, 'cred_old', 'active', '[]', '[]', 0, '2026-01-01T00:00:00.000Z')`,
   `INSERT INTO netmap_changes (network_id, version, node_id) VALUES ('n_old', 1, 'nd_old')`,
+  `INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at)
+     VALUES ('tok_old', 'hash_old', 'u_old', '2026-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z')`,
   `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id, source_address, request_id, detail)
      VALUES ('2026-01-01T00:00:00.000Z', 't_old', 'user:u_old', 'olduser', 'network.create', 'network', 'n_old', 'n_old', NULL, NULL, '{}')`,
 ]
@@ -71,6 +73,12 @@ export function storeUpgrades(name: string, subject: () => Promise<UpgradeSubjec
           expect((await store.listAudit({tenantId: 't_old'}, {limit: 10})).items, what).toHaveLength(2)
           // The NAT columns of 0009: none for a node stored before, then written like any node change.
           expect((await store.getNode('nd_old'))?.nat, what).toBeUndefined()
+          // 0014: a token from before has no session and still authenticates until its expiry.
+          expect(await store.getToken('hash_old'), what).toMatchObject({
+            userId: 'u_old',
+            expiresAt: '2030-01-01T00:00:00.000Z',
+            sessionId: null,
+          })
           // 0012: a node from before has no owner.
           expect(await store.getNode('nd_old'), what).not.toHaveProperty('ownerId')
           const nat = {mapping: 'endpoint-dependent', filtering: 'address-dependent'} as const

@@ -354,12 +354,25 @@ export type AuditVerification = z.infer<typeof AuditVerificationSchema>
 // ---------------------------------------------------------------------------------------------
 // Requests and replies
 
-export const LoginRequestSchema = z.object({username: UsernameSchema, password: z.string().min(1).max(1024)})
+export const LoginRequestSchema = z.object({
+  username: UsernameSchema,
+  password: z.string().min(1).max(1024),
+  /** The account's TOTP code, or one of its recovery codes, when it has MFA on (issue 10). */
+  otp: z.string().min(1).max(64).optional(),
+})
 export const LoginResponseSchema = z.object({
+  /** The access token (short-lived since schema 0014; `expiresAt` is its expiry). */
   token: z.string(),
   expiresAt: TimestampSchema,
   user: UserSchema,
   tenant: TenantSchema,
+  /**
+   * The refresh token of the new session and its (sliding) expiry, and the session's id.
+   * Optional so a CLI can still log in to a controller from before schema 0014.
+   */
+  refreshToken: z.string().optional(),
+  refreshExpiresAt: TimestampSchema.optional(),
+  sessionId: IdSchema.optional(),
 })
 export type LoginResponse = z.infer<typeof LoginResponseSchema>
 export const WhoamiResponseSchema = z.object({user: UserSchema, tenant: TenantSchema})
@@ -517,6 +530,50 @@ export const ConnectionLogQuerySchema = z.object({
 
 export const OkSchema = z.object({ok: z.literal(true)})
 export const HealthSchema = z.object({status: z.enum(['ok', 'unavailable'])})
+
+// ---------------------------------------------------------------------------------------------
+// Sessions, refresh tokens and MFA (issue 10)
+
+export const RefreshRequestSchema = z.object({refreshToken: z.string().min(1).max(200)})
+/** A new token pair for a session: the access token, the next refresh token, their expiries. */
+export const TokenPairSchema = z.object({
+  token: z.string(),
+  expiresAt: TimestampSchema,
+  refreshToken: z.string(),
+  refreshExpiresAt: TimestampSchema,
+  sessionId: IdSchema,
+})
+export type TokenPair = z.infer<typeof TokenPairSchema>
+/** A login and the refresh tokens that followed it (one token family). */
+export const SessionSchema = z.object({
+  id: IdSchema,
+  userId: IdSchema,
+  createdAt: TimestampSchema,
+  /** When the session last refreshed (its creation when it never did). */
+  lastUsedAt: TimestampSchema,
+  /** When its refresh token expires unless it is used before (sliding). */
+  expiresAt: TimestampSchema,
+  /** The client address of the login or of the last refresh. */
+  sourceAddress: z.string().nullable(),
+  /** The session of the token that asked. */
+  current: z.boolean(),
+})
+export type Session = z.infer<typeof SessionSchema>
+export const SessionListQuerySchema = z.object({
+  user: IdSchema.optional().describe("another user's sessions (tenant.manage); default the caller's"),
+})
+export const SessionListSchema = z.object({items: z.array(SessionSchema)})
+export const MfaEnableResponseSchema = z.object({
+  /** The TOTP secret, base32 (for apps that cannot read the URI). */
+  secret: z.string(),
+  /** otpauth://totp/... for authenticator apps (RFC 6238: SHA-1, 6 digits, 30 s). */
+  uri: z.string(),
+})
+export const MfaCodeRequestSchema = z.object({code: z.string().min(1).max(64)})
+export const MfaConfirmResponseSchema = z.object({
+  /** Ten single-use recovery codes: shown this once, stored only as hashes. */
+  recoveryCodes: z.array(z.string()),
+})
 
 // ---------------------------------------------------------------------------------------------
 // The route table
@@ -951,6 +1008,60 @@ export const ROUTES = {
     auth: 'user',
     permission: 'audit.view',
     response: AuditVerificationSchema,
+    status: 200,
+  }),
+
+  'token.refresh': route({
+    method: 'POST',
+    path: '/api/v1/token/refresh',
+    summary: 'Exchange a refresh token for a new access and refresh token (the old one is retired)',
+    auth: 'none',
+    body: RefreshRequestSchema,
+    response: TokenPairSchema,
+    status: 200,
+  }),
+  'session.list': route({
+    method: 'GET',
+    path: '/api/v1/sessions',
+    summary: "List the caller's sessions (with ?user=, a user's of the tenant: tenant.manage)",
+    auth: 'user',
+    query: SessionListQuerySchema,
+    response: SessionListSchema,
+    status: 200,
+  }),
+  'session.revoke': route({
+    method: 'DELETE',
+    path: '/api/v1/sessions/:id',
+    summary: "Revoke a session: its access and refresh tokens (the caller's own; tenant.manage: any user's)",
+    auth: 'user',
+    params: IdParams,
+    response: OkSchema,
+    status: 200,
+  }),
+  'mfa.enable': route({
+    method: 'POST',
+    path: '/api/v1/user/mfa',
+    summary: 'Start TOTP MFA for the caller: a new secret, off until confirmed with a code',
+    auth: 'user',
+    response: MfaEnableResponseSchema,
+    status: 200,
+  }),
+  'mfa.confirm': route({
+    method: 'POST',
+    path: '/api/v1/user/mfa/confirm',
+    summary: 'Turn TOTP MFA on with a first code; returns the recovery codes, once',
+    auth: 'user',
+    body: MfaCodeRequestSchema,
+    response: MfaConfirmResponseSchema,
+    status: 200,
+  }),
+  'mfa.disable': route({
+    method: 'POST',
+    path: '/api/v1/user/mfa/disable',
+    summary: 'Turn TOTP MFA off with a current code or a recovery code',
+    auth: 'user',
+    body: MfaCodeRequestSchema,
+    response: OkSchema,
     status: 200,
   }),
 } as const satisfies Record<string, RouteDef>

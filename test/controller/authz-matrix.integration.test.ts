@@ -11,6 +11,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import WebSocket from 'ws'
 import {startTestController} from '../../controller/testing/test-controller.js'
+import {totpCode} from '../../controller/auth/totp.js'
 import {CLOSE} from '../../shared/protocol/netmap.js'
 import {
   ROLES,
@@ -124,6 +125,26 @@ async function makeTenant(
 
 const login = async (username: string) =>
   (await world.api.ok<{token: string}>('login', {body: {username, password: PASSWORD}})).token
+
+/** A login's full reply (access and refresh token, session id). */
+const loginPair = async (username: string) =>
+  world.api.ok<{token: string; refreshToken: string; sessionId: string}>('login', {
+    body: {username, password: PASSWORD},
+  })
+/** The caller's user name when it is a user of tenant `t`, else `t`'s owner's. */
+const callerName = (t: TenantWorld, caller: Caller): string =>
+  t === world.A && caller in world.callers
+    ? world.callers[caller as Role].username
+    : (t as TenantWorld & {ownerName: string}).ownerName
+/** A new member of tenant A, logged in: its access token. */
+async function freshPerson(): Promise<string> {
+  const username = uniqueName('p')
+  await world.api.ok('user.create', {
+    token: world.A.ownerToken,
+    body: {username, password: PASSWORD, role: 'member'},
+  })
+  return login(username)
+}
 
 const freshUser = async (t: TenantWorld) =>
   world.api.ok<{id: string}>('user.create', {
@@ -255,6 +276,34 @@ const FIXTURES = {
   'policy.set': async () => ({body: {document: '{"acls": [{"src": ["*"], "dst": ["*:*"]}]}'}}),
   'policy.delete': async () => ({}),
   'policy.check': async () => ({body: {document: '{"acls": []}'}}),
+  // A refresh token needs no other credential: every cell is 200 with a fresh, unused one.
+  'token.refresh': async (_t, caller) => ({
+    body: {refreshToken: (await loginPair(callerName(world.A, caller))).refreshToken},
+  }),
+  'session.list': async () => ({}),
+  // The caller's own fresh session in tenant A; tenant B's owner's session on the other side.
+  'session.revoke': async (t, caller) => ({
+    params: {id: (await loginPair(callerName(t, caller))).sessionId},
+  }),
+  // MFA routes act on the caller's own account: a fresh account per cell, so that no caller of
+  // the matrix ends up with MFA on (its later logins would need codes).
+  'mfa.enable': async (_t, caller) => (caller in world.callers ? {tokenOverride: await freshPerson()} : {}),
+  'mfa.confirm': async (_t, caller) => {
+    if (!(caller in world.callers)) return {body: {code: '000000'}}
+    const token = await freshPerson()
+    const {secret} = await world.api.ok<{secret: string}>('mfa.enable', {token})
+    return {tokenOverride: token, body: {code: totpCode(secret, Date.now())}}
+  },
+  'mfa.disable': async (_t, caller) => {
+    if (!(caller in world.callers)) return {body: {code: '000000'}}
+    const token = await freshPerson()
+    const {secret} = await world.api.ok<{secret: string}>('mfa.enable', {token})
+    const {recoveryCodes} = await world.api.ok<{recoveryCodes: string[]}>('mfa.confirm', {
+      token,
+      body: {code: totpCode(secret, Date.now())},
+    })
+    return {tokenOverride: token, body: {code: recoveryCodes[0]!}}
+  },
 } satisfies Record<RouteId, Fixture>
 
 // ---------------------------------------------------------------------------------------------

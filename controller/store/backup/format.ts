@@ -35,7 +35,11 @@ export const BACKUP_VERSION = 1
 export const TABLES = [
   'tenants',
   'users',
+  'sessions',
   'tokens',
+  'refresh_tokens',
+  'user_mfa',
+  'mfa_recovery_codes',
   'networks',
   'network_members',
   'invites',

@@ -113,6 +113,11 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   relays_pkey: {table: 'relays', columns: ['url']},
   settings_pkey: {table: 'settings', columns: ['name']},
   policies_pkey: {table: 'policies', columns: ['tenant_id']},
+  sessions_pkey: {table: 'sessions', columns: ['seq']},
+  sessions_id_key: {table: 'sessions', columns: ['id']},
+  refresh_tokens_pkey: {table: 'refresh_tokens', columns: ['token_hash']},
+  user_mfa_pkey: {table: 'user_mfa', columns: ['user_id']},
+  mfa_recovery_codes_pkey: {table: 'mfa_recovery_codes', columns: ['user_id', 'code_hash']},
 }
 
 /**

@@ -524,6 +524,58 @@ CREATE TRIGGER users_policy_notify AFTER DELETE OR UPDATE OF username ON users
   FOR EACH ROW EXECUTE FUNCTION mesh_notify_policy();
 `,
   },
+  {
+    // Short-lived access tokens with rotating refresh tokens, sessions, and TOTP MFA (issue 10).
+    // A login is a session (a token family): its access tokens are rows of \`tokens\` that name
+    // it, its refresh tokens rows of \`refresh_tokens\`, each exchanged once. Tokens from before
+    // keep session_id NULL and work as before until their own 30-day expiry. The TOTP secret is
+    // stored as such (verifying a code needs it); recovery codes only as hashes.
+    name: '0014-tokens-mfa',
+    sql: `
+
+CREATE TABLE sessions (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, for listing
+  id TEXT COLLATE "C" NOT NULL UNIQUE,               -- public id (ses_...)
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- whose login
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time of the login
+  last_used_at TEXT COLLATE "C" NOT NULL,            -- RFC 3339 time of the last refresh (the login when none)
+  expires_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 expiry of its current refresh token; pushed on by each refresh (sliding)
+  source_address TEXT COLLATE "C",                   -- client address of the login or the last refresh
+  revoked_at TEXT COLLATE "C",                       -- RFC 3339 time of revocation (logout, revoke, reuse); NULL while live
+  revoked_reason TEXT COLLATE "C" CHECK (revoked_reason IN ('logout','revoked','reuse')) -- why it was revoked
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+ALTER TABLE tokens ADD COLUMN session_id TEXT COLLATE "C" REFERENCES sessions(id) ON DELETE CASCADE; -- the session (token family) of an access token; NULL for a token from before 0014 (valid until its expires_at, as then)
+CREATE INDEX tokens_session ON tokens (session_id);
+
+CREATE TABLE refresh_tokens (
+  token_hash TEXT COLLATE "C" PRIMARY KEY,           -- hex SHA-256 of the refresh token (never the token)
+  session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, -- its family
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 issue time
+  expires_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 expiry
+  retired_at TEXT COLLATE "C",                       -- RFC 3339 time it was exchanged; NULL: the family's current one
+  retired_by TEXT COLLATE "C"                        -- client address of the exchange (tells a client's own race from a replay)
+);
+CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+
+CREATE TABLE user_mfa (
+  user_id TEXT COLLATE "C" PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE, -- the account
+  secret TEXT COLLATE "C" NOT NULL,                  -- TOTP secret, base32 (RFC 6238 needs it to verify codes)
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time the secret was made
+  enabled_at TEXT COLLATE "C",                       -- RFC 3339 time it was confirmed with a code; NULL: pending, not asked at login
+  last_step BIGINT                       -- the newest 30 s time step whose code was accepted; codes of it or older are refused (replay)
+);
+
+CREATE TABLE mfa_recovery_codes (
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- the account
+  code_hash TEXT COLLATE "C" NOT NULL,               -- hex SHA-256 of the recovery code (shown once, never stored)
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time it was made
+  used_at TEXT COLLATE "C",                          -- RFC 3339 time it was used; NULL: still usable
+  PRIMARY KEY (user_id, code_hash)
+);
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

@@ -52,6 +52,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  MfaRecord,
+  RefreshTokenRecord,
+  SessionRecord,
   NewInvite,
   NewAuthKey,
   NewNodeRow,
@@ -80,6 +83,9 @@ import {
   toStoredPair,
   toTenant,
   toUser,
+  toMfa,
+  toRefreshToken,
+  toSession,
   type Row,
 } from '../rows.js'
 import {isPostgresRetryable, postgresStorageError, postgresUniqueViolation} from './errors.js'
@@ -97,6 +103,7 @@ type Queryable = Pick<pg.Pool, 'query'>
 
 const INVITE_SQL = 'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id'
 const AUTHKEY_SQL = 'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id'
+const SESSION_SQL = 'SELECT s.*, u.tenant_id FROM sessions s JOIN users u ON u.id = s.user_id'
 
 async function rows(db: Queryable, sql: string, params: unknown[] = []): Promise<Row[]> {
   return (await db.query(sql, params)).rows as Row[]
@@ -187,28 +194,155 @@ class PgTx implements Tx {
     userId: string
     at: string
     expiresAt: string
+    sessionId?: string | undefined
   }): Promise<void> {
     await this.c.query(
-      'INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5)',
-      [t.id, t.hash, t.userId, t.at, t.expiresAt],
+      'INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at, session_id) VALUES ($1,$2,$3,$4,$5,$6)',
+      [t.id, t.hash, t.userId, t.at, t.expiresAt, t.sessionId ?? null],
     )
   }
 
   async deleteExpiredTokens(at: string): Promise<void> {
-    await this.c.query('DELETE FROM tokens WHERE expires_at < $1', [at])
+    await this.c.query('DELETE FROM tokens WHERE session_id IS NULL AND expires_at < $1', [at])
+    await this.c.query('DELETE FROM sessions WHERE expires_at < $1', [at])
   }
 
-  async getToken(hash: string): Promise<{id: string; userId: string; tenantId: string} | undefined> {
+  async getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; tenantId: string; sessionId: string | null} | undefined> {
     const r = await one(
       this.c,
-      'SELECT t.id, t.user_id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1',
+      'SELECT t.id, t.user_id, t.session_id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1',
       [hash],
     )
-    return r && {id: str(r.id), userId: str(r.user_id), tenantId: str(r.tenant_id)}
+    return (
+      r && {
+        id: str(r.id),
+        userId: str(r.user_id),
+        tenantId: str(r.tenant_id),
+        sessionId: strOrNull(r.session_id),
+      }
+    )
   }
 
   async deleteToken(hash: string): Promise<void> {
     await this.c.query('DELETE FROM tokens WHERE token_hash = $1', [hash])
+  }
+
+  async insertSession(x: {
+    id: string
+    userId: string
+    at: string
+    expiresAt: string
+    sourceAddress: string | null
+  }): Promise<void> {
+    await this.c.query(
+      'INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, source_address) VALUES ($1,$2,$3,$3,$4,$5)',
+      [x.id, x.userId, x.at, x.expiresAt, x.sourceAddress],
+    )
+  }
+
+  async getSession(id: string): Promise<SessionRecord | undefined> {
+    const r = await one(this.c, `${SESSION_SQL} WHERE s.id = $1`, [id])
+    return r && toSession(r)
+  }
+
+  async touchSession(id: string, at: string, expiresAt: string, sourceAddress: string | null): Promise<void> {
+    await this.c.query(
+      'UPDATE sessions SET last_used_at = $1, expires_at = $2, source_address = $3 WHERE id = $4',
+      [at, expiresAt, sourceAddress, id],
+    )
+  }
+
+  async revokeSession(id: string, at: string, reason: 'logout' | 'revoked' | 'reuse'): Promise<boolean> {
+    await this.c.query('DELETE FROM tokens WHERE session_id = $1', [id])
+    await this.c.query(
+      'UPDATE refresh_tokens SET retired_at = $1 WHERE session_id = $2 AND retired_at IS NULL',
+      [at, id],
+    )
+    const res = await this.c.query(
+      'UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL',
+      [at, reason, id],
+    )
+    return (res.rowCount ?? 0) > 0
+  }
+
+  async deleteExpiredSessionTokens(sessionId: string, at: string): Promise<void> {
+    await this.c.query('DELETE FROM tokens WHERE session_id = $1 AND expires_at < $2', [sessionId, at])
+  }
+
+  async insertRefreshToken(t: {
+    hash: string
+    sessionId: string
+    at: string
+    expiresAt: string
+  }): Promise<void> {
+    await this.c.query(
+      'INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1,$2,$3,$4)',
+      [t.hash, t.sessionId, t.at, t.expiresAt],
+    )
+  }
+
+  async getRefreshToken(hash: string): Promise<RefreshTokenRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM refresh_tokens WHERE token_hash = $1', [hash])
+    return r && toRefreshToken(r)
+  }
+
+  async retireRefreshToken(hash: string, at: string, by: string | null): Promise<boolean> {
+    // READ COMMITTED: a second writer blocks on the row lock, then re-checks retired_at IS NULL
+    // against the committed row and updates nothing.
+    const res = await this.c.query(
+      'UPDATE refresh_tokens SET retired_at = $1, retired_by = $2 WHERE token_hash = $3 AND retired_at IS NULL',
+      [at, by, hash],
+    )
+    return (res.rowCount ?? 0) > 0
+  }
+
+  async getMfa(userId: string): Promise<MfaRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM user_mfa WHERE user_id = $1', [userId])
+    return r && toMfa(r)
+  }
+
+  async putPendingMfa(userId: string, secret: string, at: string): Promise<void> {
+    await this.c.query(
+      `INSERT INTO user_mfa (user_id, secret, created_at, enabled_at, last_step) VALUES ($1,$2,$3,NULL,NULL)
+         ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at,
+           enabled_at = NULL, last_step = NULL`,
+      [userId, secret, at],
+    )
+  }
+
+  async enableMfa(userId: string, at: string): Promise<void> {
+    await this.c.query('UPDATE user_mfa SET enabled_at = $1 WHERE user_id = $2', [at, userId])
+  }
+
+  async deleteMfa(userId: string): Promise<void> {
+    await this.c.query('DELETE FROM mfa_recovery_codes WHERE user_id = $1', [userId])
+    await this.c.query('DELETE FROM user_mfa WHERE user_id = $1', [userId])
+  }
+
+  async useTotpStep(userId: string, step: number): Promise<boolean> {
+    const res = await this.c.query(
+      'UPDATE user_mfa SET last_step = $1 WHERE user_id = $2 AND (last_step IS NULL OR last_step < $1)',
+      [step, userId],
+    )
+    return (res.rowCount ?? 0) > 0
+  }
+
+  async putRecoveryCodes(userId: string, hashes: readonly string[], at: string): Promise<void> {
+    await this.c.query('DELETE FROM mfa_recovery_codes WHERE user_id = $1', [userId])
+    await this.c.query(
+      'INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) SELECT $1, h, $3 FROM unnest($2::text[]) AS h',
+      [userId, [...hashes], at],
+    )
+  }
+
+  async useRecoveryCode(userId: string, hash: string, at: string): Promise<boolean> {
+    const res = await this.c.query(
+      'UPDATE mfa_recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL',
+      [at, userId, hash],
+    )
+    return (res.rowCount ?? 0) > 0
   }
 
   async getNetwork(id: string): Promise<NetworkRecord | undefined> {
@@ -806,9 +940,36 @@ export class PostgresStore implements Store {
     return page(rs, req.limit, (r) => publicUser(toUser(r)))
   }
 
-  async getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined> {
+  async getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; expiresAt: string; sessionId: string | null} | undefined> {
     const r = await this.q1('SELECT * FROM tokens WHERE token_hash = $1', [hash])
-    return r && {id: str(r.id), userId: str(r.user_id), expiresAt: toTimeText(r.expires_at)}
+    return (
+      r && {
+        id: str(r.id),
+        userId: str(r.user_id),
+        expiresAt: toTimeText(r.expires_at),
+        sessionId: strOrNull(r.session_id),
+      }
+    )
+  }
+
+  async getSession(id: string): Promise<SessionRecord | undefined> {
+    const r = await this.q1(`${SESSION_SQL} WHERE s.id = $1`, [id])
+    return r && toSession(r)
+  }
+
+  async listSessions(userId: string, at: string): Promise<SessionRecord[]> {
+    const rows = await this.q(
+      `${SESSION_SQL} WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at >= $2 ORDER BY s.seq LIMIT 1000`,
+      [userId, at],
+    )
+    return rows.map(toSession)
+  }
+
+  async getMfa(userId: string): Promise<MfaRecord | undefined> {
+    const r = await this.q1('SELECT * FROM user_mfa WHERE user_id = $1', [userId])
+    return r && toMfa(r)
   }
 
   async listNetworks(tenantId: string, req: PageRequest): Promise<Page<Network>> {

@@ -386,6 +386,58 @@ CREATE TABLE policies (
     name: '0013-policy-notify',
     sql: `SELECT 1;`,
   },
+  {
+    // Short-lived access tokens with rotating refresh tokens, sessions, and TOTP MFA (issue 10).
+    // A login is a session (a token family): its access tokens are rows of \`tokens\` that name
+    // it, its refresh tokens rows of \`refresh_tokens\`, each exchanged once. Tokens from before
+    // keep session_id NULL and work as before until their own 30-day expiry. The TOTP secret is
+    // stored as such (verifying a code needs it); recovery codes only as hashes.
+    name: '0014-tokens-mfa',
+    sql: `
+
+CREATE TABLE sessions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, for listing
+  id TEXT NOT NULL UNIQUE,               -- public id (ses_...)
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- whose login
+  created_at TEXT NOT NULL,              -- RFC 3339 time of the login
+  last_used_at TEXT NOT NULL,            -- RFC 3339 time of the last refresh (the login when none)
+  expires_at TEXT NOT NULL,              -- RFC 3339 expiry of its current refresh token; pushed on by each refresh (sliding)
+  source_address TEXT,                   -- client address of the login or the last refresh
+  revoked_at TEXT,                       -- RFC 3339 time of revocation (logout, revoke, reuse); NULL while live
+  revoked_reason TEXT CHECK (revoked_reason IN ('logout','revoked','reuse')) -- why it was revoked
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+ALTER TABLE tokens ADD COLUMN session_id TEXT REFERENCES sessions(id) ON DELETE CASCADE; -- the session (token family) of an access token; NULL for a token from before 0014 (valid until its expires_at, as then)
+CREATE INDEX tokens_session ON tokens (session_id);
+
+CREATE TABLE refresh_tokens (
+  token_hash TEXT PRIMARY KEY,           -- hex SHA-256 of the refresh token (never the token)
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, -- its family
+  created_at TEXT NOT NULL,              -- RFC 3339 issue time
+  expires_at TEXT NOT NULL,              -- RFC 3339 expiry
+  retired_at TEXT,                       -- RFC 3339 time it was exchanged; NULL: the family's current one
+  retired_by TEXT                        -- client address of the exchange (tells a client's own race from a replay)
+);
+CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+
+CREATE TABLE user_mfa (
+  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE, -- the account
+  secret TEXT NOT NULL,                  -- TOTP secret, base32 (RFC 6238 needs it to verify codes)
+  created_at TEXT NOT NULL,              -- RFC 3339 time the secret was made
+  enabled_at TEXT,                       -- RFC 3339 time it was confirmed with a code; NULL: pending, not asked at login
+  last_step INTEGER                      -- the newest 30 s time step whose code was accepted; codes of it or older are refused (replay)
+);
+
+CREATE TABLE mfa_recovery_codes (
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- the account
+  code_hash TEXT NOT NULL,               -- hex SHA-256 of the recovery code (shown once, never stored)
+  created_at TEXT NOT NULL,              -- RFC 3339 time it was made
+  used_at TEXT,                          -- RFC 3339 time it was used; NULL: still usable
+  PRIMARY KEY (user_id, code_hash)
+);
+`,
+  },
 ]
 
 /**

@@ -49,6 +49,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  MfaRecord,
+  RefreshTokenRecord,
+  SessionRecord,
   NewInvite,
   NewAuthKey,
   NewNodeRow,
@@ -77,6 +80,9 @@ import {
   toStoredPair,
   toTenant,
   toUser,
+  toMfa,
+  toRefreshToken,
+  toSession,
   type Row,
 } from '../rows.js'
 import {openSqlite} from './open.js'
@@ -113,6 +119,7 @@ class Statements {
 
 const INVITE_SQL = 'SELECT i.*, n.tenant_id FROM invites i JOIN networks n ON n.id = i.network_id'
 const AUTHKEY_SQL = 'SELECT k.*, n.tenant_id FROM auth_keys k JOIN networks n ON n.id = k.network_id'
+const SESSION_SQL = 'SELECT s.*, u.tenant_id FROM sessions s JOIN users u ON u.id = s.user_id'
 
 /** A side's five columns (path, latency_ms, endpoint, replica, at), all NULL for none. */
 const sideValues = (x: StoredSide | null): (string | number | null)[] => [
@@ -184,29 +191,140 @@ class SqliteTx implements Tx {
     userId: string
     at: string
     expiresAt: string
+    sessionId?: string | undefined
   }): Promise<void> {
-    this.q('INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?,?)').run(
-      t.id,
-      t.hash,
-      t.userId,
-      t.at,
-      t.expiresAt,
-    )
+    this.q(
+      'INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at, session_id) VALUES (?,?,?,?,?,?)',
+    ).run(t.id, t.hash, t.userId, t.at, t.expiresAt, t.sessionId ?? null)
   }
 
   async deleteExpiredTokens(at: string): Promise<void> {
-    this.q('DELETE FROM tokens WHERE expires_at < ?').run(at)
+    this.q('DELETE FROM tokens WHERE session_id IS NULL AND expires_at < ?').run(at)
+    this.q('DELETE FROM sessions WHERE expires_at < ?').run(at)
   }
 
-  async getToken(hash: string): Promise<{id: string; userId: string; tenantId: string} | undefined> {
+  async getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; tenantId: string; sessionId: string | null} | undefined> {
     const r = this.q(
-      'SELECT t.id, t.user_id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?',
+      'SELECT t.id, t.user_id, t.session_id, u.tenant_id FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?',
     ).get(hash) as Row | undefined
-    return r && {id: str(r.id), userId: str(r.user_id), tenantId: str(r.tenant_id)}
+    return (
+      r && {
+        id: str(r.id),
+        userId: str(r.user_id),
+        tenantId: str(r.tenant_id),
+        sessionId: strOrNull(r.session_id),
+      }
+    )
   }
 
   async deleteToken(hash: string): Promise<void> {
     this.q('DELETE FROM tokens WHERE token_hash = ?').run(hash)
+  }
+
+  async insertSession(x: {
+    id: string
+    userId: string
+    at: string
+    expiresAt: string
+    sourceAddress: string | null
+  }): Promise<void> {
+    this.q(
+      'INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, source_address) VALUES (?,?,?,?,?,?)',
+    ).run(x.id, x.userId, x.at, x.at, x.expiresAt, x.sourceAddress)
+  }
+
+  async getSession(id: string): Promise<SessionRecord | undefined> {
+    const r = this.q(`${SESSION_SQL} WHERE s.id = ?`).get(id) as Row | undefined
+    return r && toSession(r)
+  }
+
+  async touchSession(id: string, at: string, expiresAt: string, sourceAddress: string | null): Promise<void> {
+    this.q('UPDATE sessions SET last_used_at = ?, expires_at = ?, source_address = ? WHERE id = ?').run(
+      at,
+      expiresAt,
+      sourceAddress,
+      id,
+    )
+  }
+
+  async revokeSession(id: string, at: string, reason: 'logout' | 'revoked' | 'reuse'): Promise<boolean> {
+    this.q('DELETE FROM tokens WHERE session_id = ?').run(id)
+    this.q('UPDATE refresh_tokens SET retired_at = ? WHERE session_id = ? AND retired_at IS NULL').run(at, id)
+    const res = this.q(
+      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL',
+    ).run(at, reason, id)
+    return res.changes > 0
+  }
+
+  async deleteExpiredSessionTokens(sessionId: string, at: string): Promise<void> {
+    this.q('DELETE FROM tokens WHERE session_id = ? AND expires_at < ?').run(sessionId, at)
+  }
+
+  async insertRefreshToken(t: {
+    hash: string
+    sessionId: string
+    at: string
+    expiresAt: string
+  }): Promise<void> {
+    this.q(
+      'INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?,?,?,?)',
+    ).run(t.hash, t.sessionId, t.at, t.expiresAt)
+  }
+
+  async getRefreshToken(hash: string): Promise<RefreshTokenRecord | undefined> {
+    const r = this.q('SELECT * FROM refresh_tokens WHERE token_hash = ?').get(hash) as Row | undefined
+    return r && toRefreshToken(r)
+  }
+
+  async retireRefreshToken(hash: string, at: string, by: string | null): Promise<boolean> {
+    const res = this.q(
+      'UPDATE refresh_tokens SET retired_at = ?, retired_by = ? WHERE token_hash = ? AND retired_at IS NULL',
+    ).run(at, by, hash)
+    return res.changes > 0
+  }
+
+  async getMfa(userId: string): Promise<MfaRecord | undefined> {
+    const r = this.q('SELECT * FROM user_mfa WHERE user_id = ?').get(userId) as Row | undefined
+    return r && toMfa(r)
+  }
+
+  async putPendingMfa(userId: string, secret: string, at: string): Promise<void> {
+    this.q(
+      `INSERT INTO user_mfa (user_id, secret, created_at, enabled_at, last_step) VALUES (?,?,?,NULL,NULL)
+         ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at,
+           enabled_at = NULL, last_step = NULL`,
+    ).run(userId, secret, at)
+  }
+
+  async enableMfa(userId: string, at: string): Promise<void> {
+    this.q('UPDATE user_mfa SET enabled_at = ? WHERE user_id = ?').run(at, userId)
+  }
+
+  async deleteMfa(userId: string): Promise<void> {
+    this.q('DELETE FROM mfa_recovery_codes WHERE user_id = ?').run(userId)
+    this.q('DELETE FROM user_mfa WHERE user_id = ?').run(userId)
+  }
+
+  async useTotpStep(userId: string, step: number): Promise<boolean> {
+    const res = this.q(
+      'UPDATE user_mfa SET last_step = ? WHERE user_id = ? AND (last_step IS NULL OR last_step < ?)',
+    ).run(step, userId, step)
+    return res.changes > 0
+  }
+
+  async putRecoveryCodes(userId: string, hashes: readonly string[], at: string): Promise<void> {
+    this.q('DELETE FROM mfa_recovery_codes WHERE user_id = ?').run(userId)
+    const insert = this.q('INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) VALUES (?,?,?)')
+    for (const h of hashes) insert.run(userId, h, at)
+  }
+
+  async useRecoveryCode(userId: string, hash: string, at: string): Promise<boolean> {
+    const res = this.q(
+      'UPDATE mfa_recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL',
+    ).run(at, userId, hash)
+    return res.changes > 0
   }
 
   async getNetwork(id: string): Promise<NetworkRecord | undefined> {
@@ -788,9 +906,35 @@ export class SqliteStore implements Store {
     return page(rows, req.limit, (r) => publicUser(toUser(r)))
   }
 
-  async getToken(hash: string): Promise<{id: string; userId: string; expiresAt: string} | undefined> {
+  async getToken(
+    hash: string,
+  ): Promise<{id: string; userId: string; expiresAt: string; sessionId: string | null} | undefined> {
     const r = this.r('SELECT * FROM tokens WHERE token_hash = ?').get(hash) as Row | undefined
-    return r && {id: str(r.id), userId: str(r.user_id), expiresAt: str(r.expires_at)}
+    return (
+      r && {
+        id: str(r.id),
+        userId: str(r.user_id),
+        expiresAt: str(r.expires_at),
+        sessionId: strOrNull(r.session_id),
+      }
+    )
+  }
+
+  async getSession(id: string): Promise<SessionRecord | undefined> {
+    const r = this.r(`${SESSION_SQL} WHERE s.id = ?`).get(id) as Row | undefined
+    return r && toSession(r)
+  }
+
+  async listSessions(userId: string, at: string): Promise<SessionRecord[]> {
+    const rows = this.r(
+      `${SESSION_SQL} WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at >= ? ORDER BY s.seq LIMIT 1000`,
+    ).all(userId, at) as Row[]
+    return rows.map(toSession)
+  }
+
+  async getMfa(userId: string): Promise<MfaRecord | undefined> {
+    const r = this.r('SELECT * FROM user_mfa WHERE user_id = ?').get(userId) as Row | undefined
+    return r && toMfa(r)
   }
 
   async listNetworks(tenantId: string, req: PageRequest): Promise<Page<Network>> {
