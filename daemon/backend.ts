@@ -50,6 +50,7 @@ import type {NetReport} from '../shared/nat/net-report.js'
 import {Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
 import {RelayClient} from './relay/client.js'
+import {initiationWinner} from './relay/initiation-tie-break.js'
 import {HomeRelay, type HysteresisOptions} from './relay/home.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
@@ -61,6 +62,7 @@ import {
   type InterfaceConfig,
   type InterfaceState,
   type PeerConfig,
+  type PeerEdit,
   type WireGuardDriver,
 } from './wireguard/driver.js'
 import {InterfaceSampler} from './wireguard/sampler.js'
@@ -1002,6 +1004,45 @@ export class Backend {
   }
 
   /**
+   * Makes WireGuard send a handshake initiation at once to relayed peers whose first handshake
+   * is overdue (PathDecision.poke): each is removed and added again in one transaction, since a
+   * new peer is the only one WireGuard lets initiate within 5 s of its last initiation. Its fresh
+   * initiation is answered from whatever state the other side is stuck in (both waiting as
+   * responders after an initiation race, say). Runs in the network's apply queue.
+   */
+  private async pokePeers(rt: NetRuntime, peers: readonly Peer[]): Promise<void> {
+    if (peers.length === 0 || !rt.record.up || this.closed) return
+    const configs = new Map(this.meshPeerConfigs(rt).map((c) => [c.publicKey, c]))
+    const edits: PeerEdit[] = []
+    const poked: string[] = []
+    for (const p of peers) {
+      const c = configs.get(p.publicKey)
+      if (c?.endpoint === undefined) continue
+      edits.push(
+        {publicKey: c.publicKey, remove: true},
+        {
+          publicKey: c.publicKey,
+          allowedIps: c.allowedIps,
+          endpoint: c.endpoint,
+          persistentKeepalive: c.persistentKeepalive ?? 0,
+        },
+      )
+      poked.push(p.name)
+    }
+    if (edits.length === 0) return
+    try {
+      await this.opts.driver.setPeers(rt.record.interface, edits)
+      this.log.info(
+        {network: rt.record.name, peers: poked},
+        'relayed handshake overdue: WireGuard peer re-created to initiate at once',
+      )
+    } catch (err) {
+      this.log.warn({network: rt.record.name, peers: poked, err: String(err)}, 'poke failed')
+    }
+    this.sampler.invalidate(rt.record.interface)
+  }
+
+  /**
    * Feeds each peer's path with what WireGuard shows now and the peer's candidates, and drops the
    * paths of peers that are gone. Returns whether a path wants an endpoint WireGuard does not have.
    */
@@ -1010,6 +1051,7 @@ export class Backend {
     state: InterfaceState | undefined,
     probe: Peer[] = [],
     peers: readonly Peer[] = this.usablePeers(rt),
+    pokes: Peer[] = [],
   ): boolean {
     const now = this.clock.now()
     const relayUp = rt.relay?.connected === true
@@ -1067,6 +1109,8 @@ export class Backend {
         now,
       })
       if (d.probe) probe.push(p)
+      // The side that wins initiation races pokes first; the other joins from the second poke.
+      if (d.poke !== undefined && (d.poke > 1 || initiationWinner(rt.record.nodeId, p.id))) pokes.push(p)
       if (d.state !== before.state) {
         this.changed()
         this.log.info(
@@ -1141,8 +1185,10 @@ export class Backend {
       )
       const peers = this.usablePeers(rt, true)
       const stalled: Peer[] = []
-      if (this.updatePaths(rt, state, stalled, peers) || needsRelay)
+      const pokes: Peer[] = []
+      if (this.updatePaths(rt, state, stalled, peers, pokes) || needsRelay)
         await this.reconcile(rt, 'path change').catch(() => {})
+      if (pokes.length > 0) await this.exclusive(rt, () => this.pokePeers(rt, pokes)).catch(() => {})
       if (stalled.some((p) => rt.paths.get(p.publicKey)?.current.state === 'direct'))
         next = PATH_TICK_URGENT_MS
       this.probePeers(rt, peers, stalled)
@@ -1288,7 +1334,8 @@ export class Backend {
       this.clearRetry(rt)
       const current = await this.sampler.get(rt.record.interface, {fresh: true})
       await this.prepareNat(rt)
-      this.updatePaths(rt, current)
+      const pokes: Peer[] = []
+      this.updatePaths(rt, current, [], undefined, pokes)
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
@@ -1329,6 +1376,7 @@ export class Backend {
       if (failure === undefined) {
         rt.applyFailures = 0
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        await this.pokePeers(rt, pokes)
         await this.ensureProber(rt)
         return
       }
