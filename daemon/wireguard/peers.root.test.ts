@@ -6,7 +6,7 @@
 //   `wg show` and a removed peer disappears;
 // - a read over UAPI equals what `ip` + `wg show dump` (the kernel driver's read) report;
 // - setPeers, removals, a new private key and listen port set over UAPI take effect;
-// - a path-check read spawns nothing once the link is known;
+// - a path-check read, and an apply that changes nothing, spawn nothing once the link is known;
 // - a never-handshaken peer removed and added in one transaction initiates again at once (the
 //   poke of daemon/backend.ts), where WireGuard itself would wait 5 s.
 // Needs root, ip, wg and wireguard-go; skips otherwise.
@@ -186,6 +186,19 @@ describe.skipIf(!canRun)('the userspace driver (real wireguard-go)', () => {
     spawned.length = 0
     for (let i = 0; i < 5; i++) expect(await driver.read(IFACE)).toBeDefined()
     expect(spawned).toEqual([])
+  })
+
+  it('tells an apply that changes nothing from the cached link and one UAPI read, spawning nothing', async () => {
+    const c = config(peer(13))
+    await driver.apply(c)
+    await driver.read(IFACE) // the apply changed the link (new address): one `ip` call refills it
+    spawned.length = 0
+    expect(await driver.apply(c)).toMatchObject({changed: false})
+    expect(spawned).toEqual([])
+    // One that changes something reads the link with `ip` and converges from that.
+    expect(await driver.apply({...c, mtu: 1380})).toMatchObject({changed: true})
+    expect(spawned).toContain('ip')
+    expect((await driver.read(IFACE))?.mtu).toBe(1380)
   })
 
   it('sets, changes and removes peers over UAPI as `wg show` sees it', async () => {
