@@ -195,7 +195,9 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
 
   // Both nodes add each other within milliseconds and both WireGuards send a handshake
   // initiation through the relay at once; unsettled, that race (or an initiation that arrived
-  // before the other side knew the peer) waits for WireGuard's 5 s retry.
+  // before the other side knew the peer) waits for WireGuard's 5 s retry. meshd settles it with
+  // the initiation tie-break (daemon/relay/initiation-tie-break.ts) and, where a pair is still
+  // stuck, re-creates the WireGuard peer 0.7-1.7 s on (PathDecision.poke in daemon/nat/path.ts).
   let freshRounds = 0
   it('answers the first ping of a pair that joined at the same moment well before WireGuard retries a handshake (5 s)', async () => {
     const trials: [NatKind, NatKind][] = [
@@ -203,7 +205,7 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
       ['cone', 'cone'],
       ['restricted', 'symmetric'],
     ]
-    // A retry makes networks of its own (the first attempt's stay in the lab).
+    // A retried run (vitest --retry) makes networks of its own (the first attempt's stay in the lab).
     const round = freshRounds++
     for (const [i, [ka, kb]] of trials.entries()) {
       // Short names that differ in their first characters: interface names are cut to 15.
