@@ -53,6 +53,7 @@ import {PROBE_PORT, Prober, type UpgradeMessage} from './nat/probe.js'
 import {DEFAULT_UPGRADE_TUNING, leads, Upgrader, type UpgradeLink, type UpgradePeer} from './nat/upgrade.js'
 import {Firewall} from './firewall/firewall.js'
 import {RelayClient} from './relay/client.js'
+import {initiationWinner} from './relay/initiation-tie-break.js'
 import {HomeRelay, type HysteresisOptions} from './relay/home.js'
 import {generateKeyPair} from './keys.js'
 import {PeerReporter} from './netmap/peer-report.js'
@@ -64,6 +65,7 @@ import {
   type InterfaceConfig,
   type InterfaceState,
   type PeerConfig,
+  type PeerEdit,
   type WireGuardDriver,
 } from './wireguard/driver.js'
 import {InterfaceSampler} from './wireguard/sampler.js'
@@ -1022,6 +1024,45 @@ export class Backend {
   }
 
   /**
+   * Makes WireGuard send a handshake initiation at once to relayed peers whose first handshake
+   * is overdue (PathDecision.poke): each is removed and added again in one transaction, since a
+   * new peer is the only one WireGuard lets initiate within 5 s of its last initiation. Its fresh
+   * initiation is answered from whatever state the other side is stuck in (both waiting as
+   * responders after an initiation race, say). Runs in the network's apply queue.
+   */
+  private async pokePeers(rt: NetRuntime, peers: readonly Peer[]): Promise<void> {
+    if (peers.length === 0 || !rt.record.up || this.closed) return
+    const configs = new Map(this.meshPeerConfigs(rt).map((c) => [c.publicKey, c]))
+    const edits: PeerEdit[] = []
+    const poked: string[] = []
+    for (const p of peers) {
+      const c = configs.get(p.publicKey)
+      if (c?.endpoint === undefined) continue
+      edits.push(
+        {publicKey: c.publicKey, remove: true},
+        {
+          publicKey: c.publicKey,
+          allowedIps: c.allowedIps,
+          endpoint: c.endpoint,
+          persistentKeepalive: c.persistentKeepalive ?? 0,
+        },
+      )
+      poked.push(p.name)
+    }
+    if (edits.length === 0) return
+    try {
+      await this.opts.driver.setPeers(rt.record.interface, edits)
+      this.log.info(
+        {network: rt.record.name, peers: poked},
+        'relayed handshake overdue: WireGuard peer re-created to initiate at once',
+      )
+    } catch (err) {
+      this.log.warn({network: rt.record.name, peers: poked, err: String(err)}, 'poke failed')
+    }
+    this.sampler.invalidate(rt.record.interface)
+  }
+
+  /**
    * Feeds each peer's path with what WireGuard shows now and the peer's candidates, and drops the
    * paths of peers that are gone. Returns whether a path wants an endpoint WireGuard does not have.
    */
@@ -1030,6 +1071,7 @@ export class Backend {
     state: InterfaceState | undefined,
     probe: Peer[] = [],
     peers: readonly Peer[] = this.usablePeers(rt),
+    pokes: Peer[] = [],
   ): boolean {
     const now = this.clock.now()
     const relayUp = rt.relay?.connected === true
@@ -1076,8 +1118,16 @@ export class Backend {
         natImpossible: impossible,
         natPending: natReported && verdictPending(ownNat, p.nat),
         // Only a peer not on WireGuard yet, while the controller (home of the relay) answers, waits
-        // (also during the session's first netmap, which arrives before `connected` is set).
-        relayExpected: relayExpected && !relayUp && l === undefined && (rt.connected || rt.applyingFrame),
+        // (also during the session's first netmap, which arrives before `connected` is set): for
+        // the relay socket, or for its own relay endpoint when it came in a netmap delta while
+        // this reconcile prepared the others' (the delta's own reconcile, queued, opens it). Sent
+        // toward a candidate meanwhile, its first initiation would be spent where it goes
+        // nowhere (traced in the NAT lab: 240 ms lost before the first initiation left).
+        relayExpected:
+          relayExpected &&
+          (!relayUp || !rt.shims.has(p.id)) &&
+          l === undefined &&
+          (rt.connected || rt.applyingFrame),
         wg: l && {
           endpoint: liveEndpoint(l.endpoint, ownShims, candidates),
           lastHandshakeMs: l.lastHandshakeMs,
@@ -1087,6 +1137,8 @@ export class Backend {
         now,
       })
       if (d.probe) probe.push(p)
+      // The side that wins initiation races pokes first; the other joins from the second poke.
+      if (d.poke !== undefined && (d.poke > 1 || initiationWinner(rt.record.nodeId, p.id))) pokes.push(p)
       if (d.state !== before.state) {
         this.changed()
         this.log.info(
@@ -1161,8 +1213,10 @@ export class Backend {
       )
       const peers = this.usablePeers(rt, true)
       const stalled: Peer[] = []
-      if (this.updatePaths(rt, state, stalled, peers) || needsRelay)
+      const pokes: Peer[] = []
+      if (this.updatePaths(rt, state, stalled, peers, pokes) || needsRelay)
         await this.reconcile(rt, 'path change').catch(() => {})
+      if (pokes.length > 0) await this.exclusive(rt, () => this.pokePeers(rt, pokes)).catch(() => {})
       if (stalled.some((p) => rt.paths.get(p.publicKey)?.current.state === 'direct'))
         next = PATH_TICK_URGENT_MS
       this.probePeers(rt, peers, stalled)
@@ -1312,11 +1366,17 @@ export class Backend {
     return this.exclusive(rt, async () => {
       if (!rt.record.up || this.closed || !this.nets.has(rt.record.id)) return
       this.clearRetry(rt)
-      const current = await this.sampler.get(rt.record.interface, {fresh: true})
-      await this.prepareNat(rt)
+      // Side by side: a new network's first netmap opens the relay socket (a round trip to the
+      // controller) while the read may spawn `ip` (the link cache is empty after the interface
+      // was made); one after the other they kept a new peer off WireGuard 50-120 ms longer.
+      const [current] = await Promise.all([
+        this.sampler.get(rt.record.interface, {fresh: true}),
+        this.prepareNat(rt),
+      ])
       // Before WireGuard, so no peer is ever on the interface ahead of its rules.
       await this.applyFirewall(rt)
-      this.updatePaths(rt, current)
+      const pokes: Peer[] = []
+      this.updatePaths(rt, current, [], undefined, pokes)
       const desired = this.desiredConfig(rt)
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
@@ -1356,6 +1416,7 @@ export class Backend {
       }
       if (failure === undefined) {
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
+        await this.pokePeers(rt, pokes)
         await this.ensureProber(rt)
         if (rt.firewall.error === null) {
           rt.applyFailures = 0

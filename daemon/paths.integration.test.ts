@@ -8,10 +8,12 @@ import {startTestController, type TestController} from '../controller/testing/te
 import {decodeJoinString} from '../shared/invite.js'
 import {FakeClock} from '../shared/testing/fake-clock.js'
 import {DEFAULT_TUNING} from './nat/path.js'
+import {initiationWinner} from './relay/initiation-tie-break.js'
 import {startFakeDaemon, waitFor, type FakeDaemon} from './testing/harness.js'
 import type {PeerState} from './wireguard/driver.js'
 
 const FIRST = '198.51.100.21:51820'
+const {maxPokes} = DEFAULT_TUNING
 const SECOND = '203.0.113.21:40001'
 
 describe('peer paths', () => {
@@ -87,6 +89,22 @@ describe('peer paths', () => {
     expect(
       d.fake.calls.some((c) => c.endpoints?.[peerKey] === FIRST || c.endpoints?.[peerKey] === SECOND),
     ).toBe(false)
+  })
+
+  it('re-creates a relayed peer whose first handshake is overdue so that WireGuard initiates at once, a bounded number of times', async () => {
+    // The first test spent 10 s with the peer on the relay and never a handshake (nobody runs it).
+    const pokes = d.fake.calls.filter(
+      (c) => c.op === 'setPeers' && c.removed?.includes(peerKey) && c.added?.includes(peerKey),
+    )
+    const st = (await new DaemonClient({socketPath: d.socketPath}).status()).networks[0]!
+    const farId = st.peers.find((p) => p.name === 'far')!.id
+    // The side that wins initiation races pokes from the first overdue check, the other from the
+    // second (both would re-create at once otherwise).
+    expect(pokes.length).toBe(initiationWinner(st.nodeId, farId) ? maxPokes : maxPokes - 1)
+    expect(peer()?.endpoint).toMatch(RELAYED)
+    const before = d.fake.calls.length
+    await pass(10_000)
+    expect(d.fake.calls.slice(before).filter((c) => c.removed?.includes(peerKey))).toEqual([])
   })
 
   it('adopts the direct address WireGuard roamed to while relayed (the other side switched), touching nothing', async () => {

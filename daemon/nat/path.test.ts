@@ -156,6 +156,40 @@ describe('PeerPath with a relay (relay first, then upgrades)', () => {
     expect(up(p, [LAN, PUB], wg(RELAY, T0 + 100, 500), T0 + 200).state).toBe('relay')
   })
 
+  it('asks for a poke when a relayed peer has not handshaken pokeMs after WireGuard sent to the relay, at most maxPokes times', () => {
+    const {pokeMs, maxPokes} = DEFAULT_TUNING
+    const p = new PeerPath()
+    expect(up(p, [PUB], undefined, T0).poke).toBeUndefined()
+    // On WireGuard at the relay, no handshake yet: the clock starts at the first look.
+    expect(up(p, [PUB], wg(RELAY, 0), T0 + 100).poke).toBeUndefined()
+    expect(up(p, [PUB], wg(RELAY, 0), T0 + 100 + pokeMs - 1).poke).toBeUndefined()
+    expect(up(p, [PUB], wg(RELAY, 0), T0 + 100 + pokeMs)).toEqual({state: 'relay', endpoint: RELAY, poke: 1})
+    // The re-created peer gets pokeMs of its own, and the pokes stop after maxPokes.
+    let now = T0 + 100 + pokeMs
+    const pokes = [1]
+    for (let i = 0; i < 10; i++) {
+      now += pokeMs / 2
+      const n = up(p, [PUB], wg(RELAY, 0), now).poke
+      if (n !== undefined) pokes.push(n)
+    }
+    expect(pokes).toEqual(Array.from({length: maxPokes}, (_, i) => i + 1))
+    // A handshake, however late, is the end of it.
+    const q = new PeerPath()
+    up(q, [PUB], wg(RELAY, 0), T0)
+    expect(up(q, [PUB], wg(RELAY, T0 + 50), T0 + pokeMs).poke).toBeUndefined()
+    expect(up(q, [PUB], wg(RELAY, T0 + 50), T0 + 10 * pokeMs).poke).toBeUndefined()
+  })
+
+  it('never pokes a peer that handshook, nor one WireGuard is not sending to the relay', () => {
+    const p = new PeerPath()
+    up(p, [PUB], wg(RELAY, T0 - 60_000), T0)
+    expect(up(p, [PUB], wg(RELAY, T0 - 60_000), T0 + 5 * DEFAULT_TUNING.pokeMs).poke).toBeUndefined()
+    // WireGuard still showing another endpoint (the apply has not run yet) is not the relay's fault.
+    const q = new PeerPath()
+    up(q, [PUB], wg(undefined, 0), T0)
+    expect(up(q, [PUB], wg(undefined, 0), T0 + 5 * DEFAULT_TUNING.pokeMs).poke).toBeUndefined()
+  })
+
   it('goes through the relay for a peer without candidates, with no upgrade to try', () => {
     const p = new PeerPath()
     expect(up(p, [], undefined, T0)).toEqual({state: 'relay', endpoint: RELAY})

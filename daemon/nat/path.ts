@@ -103,6 +103,14 @@ export interface PathTuning {
    * the controller-failover tests hold replicas to, and past it the relay may be gone for good.
    */
   readonly relayReturnMs: number
+  /**
+   * A relayed peer that never handshook although WireGuard has sent to the relay for this long
+   * asks for a poke (PathDecision.poke): a relayed handshake takes one relay round trip (20-150 ms
+   * on a loaded 2-core machine), so one missing after this long is stuck, and WireGuard would try
+   * again only after 5 s (REKEY_TIMEOUT). At most maxPokes per path; then WireGuard's own retries.
+   */
+  readonly pokeMs: number
+  readonly maxPokes: number
 }
 
 export const DEFAULT_TUNING: PathTuning = {
@@ -124,6 +132,8 @@ export const DEFAULT_TUNING: PathTuning = {
   natRecheckMs: 10 * 60_000,
   natWaitMs: 15_000,
   relayReturnMs: 10_000,
+  pokeMs: 700,
+  maxPokes: 3,
 }
 
 /** What WireGuard shows for the peer now. */
@@ -183,6 +193,14 @@ export interface PathDecision {
   readonly endpoint: string | undefined
   /** Direct and nothing heard back lately: send a probe through the tunnel (its answer is traffic). */
   readonly probe?: boolean
+  /**
+   * Relayed and no handshake ever, pokeMs after WireGuard was first seen sending to the relay:
+   * the caller should make WireGuard initiate a handshake at once. Only a re-created peer does:
+   * WireGuard sends at most one initiation per 5 s per peer, and neither a new endpoint, a
+   * keepalive turned on, nor a packet to the peer's address sends one sooner. The n-th poke of
+   * this path (1-based), so that the caller can leave the first to one side of the pair.
+   */
+  readonly poke?: number
 }
 
 /**
@@ -271,6 +289,9 @@ export class PeerPath {
   private lookedAt: number | undefined
   private latencyMs: number | undefined
   private latencyAt = 0
+  /** Relay: since when WireGuard has shown the relay endpoint with no handshake ever (see pokeMs). */
+  private unshakenSince: number | undefined
+  private pokes = 0
 
   constructor(private readonly tuning: PathTuning = DEFAULT_TUNING) {}
 
@@ -449,7 +470,26 @@ export class PeerPath {
       this.handsOff = false
       this.verifying = false
     }
-    return this.set('relay', relay)
+    return this.pokeIfStuck(this.set('relay', relay), wg, relay, now)
+  }
+
+  /** `d` with poke set when a relayed handshake is overdue (see pokeMs). */
+  private pokeIfStuck(
+    d: PathDecision,
+    wg: WireGuardView | undefined,
+    relay: string,
+    now: number,
+  ): PathDecision {
+    if (wg === undefined || wg.endpoint !== relay || wg.lastHandshakeMs > 0) {
+      this.unshakenSince = undefined
+      return d
+    }
+    this.unshakenSince ??= now
+    if (this.pokes >= this.tuning.maxPokes || now - this.unshakenSince < this.tuning.pokeMs) return d
+    this.pokes++
+    // The re-created peer gets pokeMs of its own before the next.
+    this.unshakenSince = now
+    return {...d, poke: this.pokes}
   }
 
   /** Whether an upgrade attempt should start now (the caller decides which side leads). */

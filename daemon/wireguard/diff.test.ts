@@ -73,7 +73,8 @@ describe('diffInterface', () => {
   })
 
   it('sets the endpoint when WireGuard has none', () => {
-    const cur = current([live(peer(2), {endpoint: undefined})])
+    // (one with a session: a never-handshaken one is re-created, see below)
+    const cur = current([live(peer(2), {endpoint: undefined, lastHandshakeMs: 1})])
     const d = diffInterface(cur, desired([peer(2)]))
     expect(d.update).toEqual([{publicKey: key(2), endpoint: '198.51.100.2:51820'}])
   })
@@ -117,6 +118,19 @@ describe('diffInterface', () => {
     expect(d.remove).toEqual([key(2)])
     expect(d.add).toEqual([peer(2, {endpoint: '127.0.0.1:40000'})])
     expect(d.update).toEqual([])
+  })
+
+  it('re-creates a peer that never handshook when it gets its first endpoint (its initiation went nowhere)', () => {
+    const cur = current([live(peer(2, {endpoint: undefined})), live(peer(3))])
+    const d = diffInterface(cur, desired([peer(2, {endpoint: '127.0.0.1:40000'}), peer(3)]))
+    expect(d.remove).toEqual([key(2)])
+    expect(d.add).toEqual([peer(2, {endpoint: '127.0.0.1:40000'})])
+    expect(d.update).toEqual([])
+    // With a session, the endpoint is only set.
+    const hs = current([live(peer(2, {endpoint: undefined}), {lastHandshakeMs: 1})])
+    expect(diffInterface(hs, desired([peer(2, {endpoint: '127.0.0.1:40000'})])).update).toEqual([
+      {publicKey: key(2), endpoint: '127.0.0.1:40000'},
+    ])
   })
 
   it('moves a peer with a session in place, and a never-handshaken one without a keepalive too', () => {

@@ -83,18 +83,18 @@ export function diffInterface(current: InterfaceState | undefined, desired: Inte
 }
 
 /**
- * A peer that never completed a handshake and is moved to another endpoint is removed and added
- * again (it has no session to lose). WireGuard sends a handshake initiation at most once per
- * 5 s (REKEY_TIMEOUT) per peer, and the one a new peer sent at once (persistent keepalive)
- * toward an endpoint that does not answer spends that slot: moved, it would stay silent toward
- * the new endpoint (the relay, say) for up to 5 s. A re-created peer with a keepalive sends an
+ * A peer that never completed a handshake and is moved to another endpoint, or given its first
+ * one, is removed and added again (it has no session to lose). WireGuard sends a handshake
+ * initiation at most once per 5 s (REKEY_TIMEOUT) per peer, and the one a new peer sent at once
+ * (persistent keepalive) toward an endpoint that does not answer, or toward none at all, spends
+ * that slot: a new endpoint alone does not make WireGuard send, so the peer would stay silent
+ * toward it (the relay, say) for up to 5 s. A re-created peer with a keepalive sends an
  * initiation at once. Removes are applied before adds, so the peer comes back in the same apply.
  */
 function spentHandshake(cur: PeerState, want: PeerConfig): boolean {
   return (
     cur.lastHandshakeMs === 0 &&
     want.endpoint !== undefined &&
-    cur.endpoint !== undefined &&
     cur.endpoint !== want.endpoint &&
     (want.persistentKeepalive ?? 0) > 0
   )

@@ -6,12 +6,15 @@
 //   `wg show` and a removed peer disappears;
 // - a read over UAPI equals what `ip` + `wg show dump` (the kernel driver's read) report;
 // - setPeers, removals, a new private key and listen port set over UAPI take effect;
-// - a path-check read spawns nothing once the link is known.
+// - a path-check read, and an apply that changes nothing, spawn nothing once the link is known;
+// - a never-handshaken peer removed and added in one transaction initiates again at once (the
+//   poke of daemon/backend.ts), where WireGuard itself would wait 5 s.
 // Needs root, ip, wg and wireguard-go; skips otherwise.
 //
 // The namespace has only its loopback: no packet leaves it (the bogus name fails to resolve at
-// once, the good peers' endpoints are unroutable there).
-import {spawnSync} from 'node:child_process'
+// once, the good peers' endpoints are unroutable there; the poke's peer sends to a socket of this
+// test on the namespace's 127.0.0.1).
+import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -185,6 +188,19 @@ describe.skipIf(!canRun)('the userspace driver (real wireguard-go)', () => {
     expect(spawned).toEqual([])
   })
 
+  it('tells an apply that changes nothing from the cached link and one UAPI read, spawning nothing', async () => {
+    const c = config(peer(13))
+    await driver.apply(c)
+    await driver.read(IFACE) // the apply changed the link (new address): one `ip` call refills it
+    spawned.length = 0
+    expect(await driver.apply(c)).toMatchObject({changed: false})
+    expect(spawned).toEqual([])
+    // One that changes something reads the link with `ip` and converges from that.
+    expect(await driver.apply({...c, mtu: 1380})).toMatchObject({changed: true})
+    expect(spawned).toContain('ip')
+    expect((await driver.read(IFACE))?.mtu).toBe(1380)
+  })
+
   it('sets, changes and removes peers over UAPI as `wg show` sees it', async () => {
     const base = config(peer(8), peer(9))
     await driver.apply(base)
@@ -222,6 +238,68 @@ describe.skipIf(!canRun)('the userspace driver (real wireguard-go)', () => {
         .peers.map((p) => `${p.publicKey} ${p.endpoint}`)
         .sort(),
     ).toEqual([`${p8.publicKey} ${p8.endpoint}`, `${p9.publicKey} ${p9.endpoint}`].sort())
+  })
+
+  /**
+   * A UDP socket on 127.0.0.1 inside the namespace (a node child process): each datagram that
+   * arrives, in order. next() waits for the next one, at most 3 s.
+   */
+  async function udpSink(): Promise<{port: number; next: () => Promise<Buffer>; close: () => void}> {
+    const script =
+      "const s=require('node:dgram').createSocket('udp4');" +
+      "s.on('message',(m)=>process.stdout.write(m.toString('hex')+'\\n'));" +
+      "s.bind(0,'127.0.0.1',()=>process.stdout.write('port '+s.address().port+'\\n'))"
+    const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', script], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+    const lines: string[] = []
+    let wake: (() => void) | undefined
+    let buf = ''
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const parts = buf.split('\n')
+      buf = parts.pop()!
+      lines.push(...parts)
+      wake?.()
+    })
+    const line = async (): Promise<string> => {
+      const deadline = Date.now() + 3_000
+      while (lines.length === 0) {
+        if (Date.now() >= deadline) throw new Error('udp sink: nothing arrived within 3 s')
+        await new Promise<void>((r) => {
+          wake = r
+          setTimeout(r, deadline - Date.now()).unref()
+        })
+      }
+      return lines.shift()!
+    }
+    const port = Number((await line()).replace('port ', ''))
+    return {port, next: async () => Buffer.from(await line(), 'hex'), close: () => void child.kill()}
+  }
+
+  it('makes a never-handshaken peer initiate again at once when it is removed and added in one transaction (a poke)', async () => {
+    const sink = await udpSink()
+    try {
+      const p = {...peer(12, `127.0.0.1:${sink.port}`), persistentKeepalive: 25}
+      await driver.apply(config(p))
+      // A new peer with a keepalive initiates at once; nobody answers.
+      const first = await sink.next()
+      expect([first[0], first.length]).toEqual([1, 148])
+      const poked = Date.now()
+      await driver.setPeers(IFACE, [
+        {publicKey: p.publicKey, remove: true},
+        {publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint: p.endpoint, persistentKeepalive: 25},
+      ])
+      // WireGuard's own retry would come REKEY_TIMEOUT (5 s) after the first: this is the new peer's.
+      const second = await sink.next()
+      expect([second[0], second.length]).toEqual([1, 148])
+      expect(Date.now() - poked).toBeLessThan(2_000)
+      // A new ephemeral key (bytes 8-39): a new initiation, not the first one again.
+      expect(second.subarray(8, 40).equals(first.subarray(8, 40))).toBe(false)
+      expect(wgPeers()).toEqual([p.publicKey])
+    } finally {
+      sink.close()
+    }
   })
 
   it('sets a new private key and listen port over UAPI, with no key file and no wg', async () => {

@@ -13,17 +13,20 @@
  * The link part of a read (addresses, MTU, up) comes from `ip`, which is a spawn too, and a path
  * check needs only the peers. So read() serves the link from a cache: filled by any `ip` read
  * (apply's, the first read's, the supervision poll's), and dropped whenever apply() changes the
- * link, the interface is removed or lost, or UAPI finds no wireguard-go. apply() never uses the
- * cache: it reads the link with `ip` every time, since it converges the interface from that.
- * Between two applies only someone else's `ip` can change the link; for adopted interfaces the
- * 2 s poll (one `ip` call, as before) refreshes it, for spawned ones the next apply does. The
- * link fields of read() are informational to the daemon (only the diff uses them, through apply).
+ * link, the interface is removed or lost, or UAPI finds no wireguard-go. An apply that changes
+ * anything reads the link with `ip`, since it converges the interface from that; one that would
+ * change nothing by the cached link and a UAPI read (most applies: netmap deltas about peers'
+ * reports, path checks) returns without a spawn. Between two applies only someone else's `ip`
+ * can change the link; for adopted interfaces the 2 s poll (one `ip` call, as before) refreshes
+ * it, for spawned ones the next apply that changes something converges it. The link fields of
+ * read() are informational to the daemon (only the diff uses them, through apply).
  */
 import {spawn, type ChildProcess} from 'node:child_process'
 import {closeSync, existsSync, mkdirSync, openSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {MeshError} from '../../shared/errors.js'
+import {diffInterface, isEmptyDiff} from './diff.js'
 import type {InterfaceState, WgDevice, WgSet} from './driver.js'
 import {UAPI_DIR, UapiClient} from './uapi.js'
 import {WgToolsDriver, type CommandRunner, type LinkState} from './wg-tools.js'
@@ -65,6 +68,17 @@ export class UserspaceDriver extends WgToolsDriver {
 
   override async apply(desired: Parameters<WgToolsDriver['apply']>[0]): ReturnType<WgToolsDriver['apply']> {
     this.supervised.add(desired.name)
+    // Most applies change nothing (a netmap delta about a peer's report, a path check): those are
+    // told from the cached link and one UAPI read, without an `ip` spawn, which on a loaded
+    // machine costs meshd 10-100 ms and blocks its event loop (relayed packets included) while it
+    // forks, in the very moments a new pair sends its first packets. An apply that changes
+    // anything goes the full way, from a fresh `ip` read.
+    const link = this.links.get(desired.name)
+    if (link) {
+      const wg = await this.readDevice(desired.name).catch(() => undefined)
+      if (wg && isEmptyDiff(diffInterface({name: desired.name, ...wg, ...link}, desired)))
+        return {changed: false, created: false, added: 0, updated: 0, removed: 0, failed: []}
+    }
     return super.apply(desired)
   }
 

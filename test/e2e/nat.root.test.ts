@@ -195,45 +195,39 @@ describe.skipIf(skip !== undefined)(`NAT traversal${skip ? ` (skipped: ${skip})`
 
   // Both nodes add each other within milliseconds and both WireGuards send a handshake
   // initiation through the relay at once; unsettled, that race (or an initiation that arrived
-  // before the other side knew the peer) waits for WireGuard's 5 s retry.
+  // before the other side knew the peer) waits for WireGuard's 5 s retry. meshd settles it with
+  // the initiation tie-break (daemon/relay/initiation-tie-break.ts) and, where a pair is still
+  // stuck, re-creates the WireGuard peer 0.7-1.7 s on (PathDecision.poke in daemon/nat/path.ts).
   let freshRounds = 0
-  // Known flaky (about 1 run in 4 to 6 on this 2-core machine, before and after 2026-12-03): one
-  // trial now and then waits for WireGuard's 5 s retry, so the initiation race is not always
-  // settled. Retried once so that CI lands while it is tracked as a defect of issue 7 (see
-  // the closing note of 2026-12-03); a second miss in a row still fails.
-  it(
-    'answers the first ping of a pair that joined at the same moment well before WireGuard retries a handshake (5 s)',
-    {retry: 1},
-    async () => {
-      const trials: [NatKind, NatKind][] = [
-        ['none', 'cone'],
-        ['cone', 'cone'],
-        ['restricted', 'symmetric'],
-      ]
-      // A retry makes networks of its own (the first attempt's stay in the lab).
-      const round = freshRounds++
-      for (const [i, [ka, kb]] of trials.entries()) {
-        // Short names that differ in their first characters: interface names are cut to 15.
-        const n = round * trials.length + i
-        const net = `fresh${n}`
-        await lab.createNetwork(net, `10.246.${n}.0/24`)
-        const [a, b] = await Promise.all([lab.addNode({nat: ka}), lab.addNode({nat: kb})])
-        await Promise.all([lab.join(a, net), lab.join(b, net)])
-        const t0 = Date.now()
-        await Promise.all(
-          [
-            [a, b],
-            [b, a],
-          ].map(([x, y]) =>
-            waitFor(`${x!.nat} -> ${y!.nat} first ping`, () => lab.ping(x!, y!.addresses[net]!, 1), {
-              timeoutMs: 4000,
-              intervalMs: 20,
-            }),
-          ),
-        )
-        console.log(`[nat] fresh ${ka}<->${kb}: first ping both ways ${Date.now() - t0} ms after both joined`)
-        await Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)])
-      }
-    },
-  )
+  it('answers the first ping of a pair that joined at the same moment well before WireGuard retries a handshake (5 s)', async () => {
+    const trials: [NatKind, NatKind][] = [
+      ['none', 'cone'],
+      ['cone', 'cone'],
+      ['restricted', 'symmetric'],
+    ]
+    // A retried run (vitest --retry) makes networks of its own (the first attempt's stay in the lab).
+    const round = freshRounds++
+    for (const [i, [ka, kb]] of trials.entries()) {
+      // Short names that differ in their first characters: interface names are cut to 15.
+      const n = round * trials.length + i
+      const net = `fresh${n}`
+      await lab.createNetwork(net, `10.246.${n}.0/24`)
+      const [a, b] = await Promise.all([lab.addNode({nat: ka}), lab.addNode({nat: kb})])
+      await Promise.all([lab.join(a, net), lab.join(b, net)])
+      const t0 = Date.now()
+      await Promise.all(
+        [
+          [a, b],
+          [b, a],
+        ].map(([x, y]) =>
+          waitFor(`${x!.nat} -> ${y!.nat} first ping`, () => lab.ping(x!, y!.addresses[net]!, 1), {
+            timeoutMs: 4000,
+            intervalMs: 20,
+          }),
+        ),
+      )
+      console.log(`[nat] fresh ${ka}<->${kb}: first ping both ways ${Date.now() - t0} ms after both joined`)
+      await Promise.all([lab.stopDaemon(a), lab.stopDaemon(b)])
+    }
+  })
 })
