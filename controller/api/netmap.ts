@@ -1047,9 +1047,11 @@ export class NetmapHub {
     }
     if (wasPeer || isPeer) {
       const started = performance.now()
+      // No policy: one frame for everyone, picked once (the loop is the hot path at 10k nodes).
+      const shared = policy.open ? frameFor(NO_POLICY_CLASS) : undefined
       for (const [id, conns] of net.conns) {
         if (id === change.nodeId || net.nodes.get(id)?.status !== 'active') continue
-        const bytes = frameFor(policy.open ? NO_POLICY_CLASS : (net.classes.get(id) ?? NO_POLICY_CLASS))
+        const bytes = shared !== undefined ? shared : frameFor(net.classes.get(id) ?? NO_POLICY_CLASS)
         if (bytes === null) continue
         for (const conn of conns) this.send(conn, bytes, 'delta')
       }

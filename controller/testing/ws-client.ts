@@ -13,6 +13,11 @@ export interface WsClient {
   next<T = Record<string, unknown>>(match?: (f: T) => boolean, timeoutMs?: number): Promise<T>
   /** Frames not yet taken by next(). */
   pending(): unknown[]
+  /**
+   * Resolves once `check` holds, checked now and again on every frame that arrives (no polling);
+   * rejects after `timeoutMs`. For conditions over all frames (`frames`), not one frame.
+   */
+  until(check: () => boolean, timeoutMs?: number): Promise<void>
   close(): Promise<void>
 }
 
@@ -61,6 +66,25 @@ export function connectWs(url: string, token: string | undefined): Promise<WsCli
               `no matching frame within ${timeoutMs} ms; frames: ${JSON.stringify(frames).slice(0, 800)}`,
             ),
           )
+        }, timeoutMs)
+        const cleanup = () => {
+          clearTimeout(timer)
+          waiters.delete(check)
+        }
+        waiters.add(check)
+        check()
+      })
+    },
+    until(cond: () => boolean, timeoutMs = 5000) {
+      return new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (!cond()) return
+          cleanup()
+          resolve()
+        }
+        const timer = setTimeout(() => {
+          cleanup()
+          reject(new Error(`condition not met within ${timeoutMs} ms (${frames.length} frames)`))
         }, timeoutMs)
         const cleanup = () => {
           clearTimeout(timer)

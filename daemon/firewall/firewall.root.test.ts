@@ -61,10 +61,13 @@ import net from 'node:net'
 import dgram from 'node:dgram'
 const [mode, ...rest] = process.argv.slice(2)
 if (mode === 'listen') {
-  for (const port of rest) net.createServer((s) => s.end('hi')).listen(Number(port), '0.0.0.0')
+  // 'ready' once every TCP port listens and the UDP port is bound: no fixed wait.
+  let pending = rest.length + 1
+  const up = () => { if (--pending === 0) console.log('ready') }
+  for (const port of rest) net.createServer((s) => s.end('hi')).listen(Number(port), '0.0.0.0', up)
   const u = dgram.createSocket('udp4')
   u.on('message', (m, r) => u.send(m, r.port, r.address))
-  u.bind(${PROBE_PORT}, () => setTimeout(() => console.log('ready'), 50))
+  u.bind(${PROBE_PORT}, up)
 } else if (mode === 'udp') {
   const [host, ms] = rest
   const u = dgram.createSocket('udp4')
