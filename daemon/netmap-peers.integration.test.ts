@@ -4,34 +4,27 @@
 import fs from 'node:fs'
 import zlib from 'node:zlib'
 import {afterAll, describe, expect, it} from 'vitest'
-import {WebSocketServer, type WebSocket} from 'ws'
+import type {WebSocket} from 'ws'
 import type {NetmapFull} from '../shared/protocol/netmap.js'
 import {MAX_NETMAP_FRAME_BYTES} from '../shared/limits.js'
-import {generateKeyPair} from './keys.js'
-import {seedNetwork, startFakeDaemon, tempDir, waitFor} from './testing/harness.js'
+import {
+  netmapPeer,
+  seedNetwork,
+  standInController,
+  startFakeDaemon,
+  tempDir,
+  waitFor,
+} from './testing/harness.js'
 
 const ZERO_KEY = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='
-let host = 2
-const peer = (id: string, over: Record<string, unknown> = {}) => ({
-  id,
-  name: id,
-  publicKey: generateKeyPair().publicKey,
-  address: `10.9.0.${++host}`,
-  endpoints: ['198.51.100.7:51820'],
-  hostname: id,
-  os: 'linux',
-  tags: [],
-  ...over,
-})
+const peer = netmapPeer
 
 describe('a live netmap with bad peers', () => {
   const dir = tempDir()
   afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
 
   it('applies every valid peer, drops the invalid ones, strips bad endpoints, and keeps applying deltas', async () => {
-    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
-    await new Promise((r) => wss.once('listening', r))
-    const port = (wss.address() as {port: number}).port
+    const {wss, port} = await standInController()
     const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
     const good = peer('good')
     const zeroKey = peer('zero-key', {publicKey: ZERO_KEY})
@@ -105,9 +98,7 @@ describe('a compressed netmap', () => {
   afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
 
   it('applies a gzipped full map without its own entry, in order with the text after it, and ignores compressed frames that do not inflate or inflate past the frame limit', async () => {
-    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
-    await new Promise((r) => wss.once('listening', r))
-    const port = (wss.address() as {port: number}).port
+    const {wss, port} = await standInController()
     const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
     const a = peer('a')
     const b = peer('b')

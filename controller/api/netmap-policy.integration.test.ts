@@ -82,7 +82,29 @@ async function setPolicy(document: string | null): Promise<void> {
   expect(r.status, r.text).toBe(200)
 }
 
-/** For the hub's and relay's own state, which tells no event: polled, bounded by `ms`. */
+/** Messages a raw socket receives, and a wait for the n-th one (on its 'message' event, bounded). */
+function inbox<T>(s: WebSocket, decode: (d: WebSocket.RawData) => T) {
+  const got: T[] = []
+  const waiters: (() => void)[] = []
+  s.on('message', (d) => {
+    got.push(decode(d))
+    for (const w of waiters.splice(0)) w()
+  })
+  const count = (n: number, ms = 2000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${got.length} of ${n} messages within ${ms} ms`)), ms)
+      const check = () => {
+        if (got.length >= n) {
+          clearTimeout(timer)
+          resolve()
+        } else waiters.push(check)
+      }
+      check()
+    })
+  return {got, count}
+}
+
+/** The hub's own state, which tells no event: polled, bounded by `ms`. */
 async function waitUntil(check: () => boolean, ms = 1000): Promise<void> {
   const deadline = Date.now() + ms
   while (!check()) {
@@ -348,18 +370,26 @@ describe('netmap hub under an ACL policy', () => {
       relay(nodes.web.credential),
     ])
     try {
-      const atDb: Buffer[] = []
-      const atWeb: Buffer[] = []
-      rDb.on('message', (d) => atDb.push(d as Buffer))
-      rWeb.on('message', (d) => atWeb.push(d as Buffer))
+      const atDb = inbox(rDb, (d) => d as Buffer)
+      const atWeb = inbox(rWeb, (d) => d as Buffer)
       const drops: string[] = []
-      ctl.running.relay.on('drop', (d) => drops.push(d.reason))
-      await waitUntil(() => ctl.running.relay.isConnected(net.id, nodes.web.node.id))
+      const relayServer = ctl.running.relay
+      relayServer.on('drop', (d) => drops.push(d.reason))
+      // The relay attaches a session after the client saw 'open': wait for its 'connect' event.
+      if (!relayServer.isConnected(net.id, nodes.web.node.id))
+        await new Promise<void>((resolve) => {
+          const on = (id: {nodeId: string}) => {
+            if (id.nodeId !== nodes.web.node.id) return
+            relayServer.off('connect', on)
+            resolve()
+          }
+          relayServer.on('connect', on)
+        })
       rCi.send(encodeRelayFrame(nodes.db.node.id, Buffer.from('to db')))
       rCi.send(encodeRelayFrame(nodes.web.node.id, Buffer.from('to web')))
-      await waitUntil(() => atWeb.length > 0)
+      await atWeb.count(1)
       expect(drops).toEqual(['policy'])
-      expect(atDb).toEqual([])
+      expect(atDb.got).toEqual([])
     } finally {
       for (const s of [rCi, rDb, rWeb]) s.terminate()
     }
@@ -386,19 +416,18 @@ describe('netmap hub under an ACL policy', () => {
     const net = await createNetwork(ctl, {name: `acl-${n}`, cidr: `10.${60 + n}.0.0/24`, joinPolicy: 'open'})
     const a = await join(net.id, 'a', {tags: ['tag:ci']})
     const b = await join(net.id, 'b', {user: 'bob'})
-    const raw: string[] = []
     const s = new WebSocket(`${ctl.url.replace(/^http/, 'ws')}/api/v1/netmap`, {
       headers: {authorization: `Bearer ${a.credential}`},
     })
-    s.on('message', (d) => raw.push(String(d)))
+    const {got: raw, count} = inbox(s, (d) => String(d))
     try {
-      await waitUntil(() => raw.length === 1, 2000)
+      await count(1)
       const r = await api.req('PATCH', `/api/v1/nodes/${b.node.id}`, {
         token: ctl.adminToken,
         body: {name: 'b-2'},
       })
       expect(r.status, r.text).toBe(200)
-      await waitUntil(() => raw.length === 2)
+      await count(2)
       const {store} = ctl.running
       const stored = (await store.getNode(b.node.id))!
       const version = await store.netmapVersion(net.id)

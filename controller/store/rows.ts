@@ -6,12 +6,16 @@
 import type {AuditEntry, NodeStatus, Role, Tenant} from '../../shared/protocol/control-api.js'
 import {formatIPv4} from '../../shared/net/ipv4.js'
 import type {FilteringBehaviour, MappingBehaviour} from '../../shared/nat/net-report.js'
+import {decodeCursor} from './paging.js'
 import type {
+  AuditFilter,
+  AuditRow,
   AuthKeyRecord,
   InviteRecord,
   PolicyRecord,
   MfaRecord,
   NetworkRecord,
+  PageRequest,
   RefreshTokenRecord,
   RelayKeyRecord,
   RelayRecord,
@@ -166,6 +170,54 @@ export const toPolicy = (r: Row): PolicyRecord => ({
   updatedAt: time(r.updated_at),
   updatedBy: str(r.updated_by),
 })
+
+/**
+ * How a page of the audit log is read (the SQL around it is each adapter's): newest first by
+ * entry id (the cursor is the last id seen; none = from the newest), or, following the log
+ * (AuditFilter.afterSeq), oldest first along the tenant's chain by link number (the cursor is the
+ * last number seen). Column names and operators are these literals only, never caller text.
+ */
+export function auditOrder(
+  filter: AuditFilter,
+  req: PageRequest,
+): {scope: 'tenant_id' | 'chain'; key: 'id' | 'chain_seq'; op: '<' | '>'; dir: 'DESC' | 'ASC'; from: number} {
+  if (filter.afterSeq !== undefined)
+    return {
+      scope: 'chain',
+      key: 'chain_seq',
+      op: '>',
+      dir: 'ASC',
+      from: Math.max(filter.afterSeq, decodeCursor(req.cursor)),
+    }
+  return {
+    scope: 'tenant_id',
+    key: 'id',
+    op: '<',
+    dir: 'DESC',
+    from: decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER,
+  }
+}
+
+/** The columns of an audit row as both adapters insert it, and its values in that order. */
+export const AUDIT_INSERT_COLUMNS =
+  'at, tenant_id, actor, actor_name, action, target_type, target_id, network_id, source_address, request_id, detail, chain, chain_seq, prev_hash, hash'
+export const auditRowValues = (r: AuditRow): unknown[] => [
+  r.at,
+  r.tenantId,
+  r.actor,
+  r.actorName,
+  r.action,
+  r.targetType,
+  r.targetId,
+  r.networkId,
+  r.sourceAddress,
+  r.requestId,
+  r.detail,
+  r.chain,
+  r.chainSeq,
+  r.prevHash,
+  r.hash,
+]
 
 /** An audit row exactly as stored (no value normalised: verification hashes what is there). */
 export const toStoredAuditRow = (r: Row): StoredAuditRow => ({

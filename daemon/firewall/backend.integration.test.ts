@@ -5,33 +5,26 @@
 // dir and a stand-in controller on a real WebSocket.
 import fs from 'node:fs'
 import {afterAll, describe, expect, it} from 'vitest'
-import {WebSocketServer, type WebSocket} from 'ws'
-import {generateKeyPair} from '../keys.js'
+import type {WebSocket} from 'ws'
 import {FakeDriver} from '../testing/fake-driver.js'
-import {seedNetwork, startFakeDaemon, tempDir, waitFor} from '../testing/harness.js'
+import {
+  netmapPeer,
+  seedNetwork,
+  standInController,
+  startFakeDaemon,
+  tempDir,
+  waitFor,
+} from '../testing/harness.js'
 import {Firewall, type NftResult} from './firewall.js'
 
-let host = 2
-const peer = (id: string, over: Record<string, unknown> = {}) => ({
-  id,
-  name: id,
-  publicKey: generateKeyPair().publicKey,
-  address: `10.9.0.${++host}`,
-  endpoints: ['198.51.100.7:51820'],
-  hostname: id,
-  os: 'linux',
-  tags: [],
-  ...over,
-})
+const peer = netmapPeer
 
 describe('inbound rules from the netmap', () => {
   const dir = tempDir()
   afterAll(() => fs.rmSync(dir, {recursive: true, force: true}))
 
   it('applies them before WireGuard, follows deltas, fails closed while nft fails, and removes them on down', async () => {
-    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
-    await new Promise((r) => wss.once('listening', r))
-    const port = (wss.address() as {port: number}).port
+    const {wss, port} = await standInController()
     const {keys: me} = seedNetwork(dir, {controller: `http://127.0.0.1:${port}`})
     const open = peer('open')
     const web = peer('web', {inbound: [{proto: 'tcp', ports: [[8080, 8080]]}]})
@@ -127,9 +120,7 @@ describe('inbound rules from the netmap', () => {
 
   it('with a policy and no nft keeps the peers without rules and withholds the others', async () => {
     const dir2 = tempDir()
-    const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
-    await new Promise((r) => wss.once('listening', r))
-    const port = (wss.address() as {port: number}).port
+    const {wss, port} = await standInController()
     const {keys: me} = seedNetwork(dir2, {controller: `http://127.0.0.1:${port}`})
     const open = peer('open')
     const shut = peer('shut', {inbound: []})

@@ -99,6 +99,23 @@ function ourWireguardGo(prefix = P): number[] {
   return pids
 }
 
+/**
+ * Starts the test tool's listeners in namespace `ns` (node b offers 8080 and 22, node a 9000, for
+ * b's own connections) and resolves once it says ready; rejects if it exits first.
+ */
+async function startListeners(tool: string, ns: string, node: 'a' | 'b'): Promise<ChildProcess> {
+  const p = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, tool, 'listen', ...(node === 'b' ? ['8080', '22'] : ['9000'])],
+    {stdio: ['ignore', 'pipe', 'ignore']},
+  )
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve())
+    p.once('exit', (code) => reject(new Error(`listener in ${node} exited ${code}`)))
+  })
+  return p
+}
+
 describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nodes', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-firewall-'))
   const tool = path.join(dir, 'tcp-tool.mjs')
@@ -190,27 +207,7 @@ describe.skipIf(!canRun)('inbound rules in nftables between two wireguard-go nod
         ],
       })
       expect(res.failed ?? []).toEqual([])
-      // Listeners: B offers 8080 and 22, A offers 9000 (for B's own connections).
-      const p = spawn(
-        'ip',
-        [
-          'netns',
-          'exec',
-          NS[n],
-          process.execPath,
-          tool,
-          'listen',
-          ...(n === 'b' ? ['8080', '22'] : ['9000']),
-        ],
-        {
-          stdio: ['ignore', 'pipe', 'ignore'],
-        },
-      )
-      procs.push(p)
-      await new Promise<void>((resolve, reject) => {
-        p.stdout!.once('data', () => resolve())
-        p.once('exit', (code) => reject(new Error(`listener in ${n} exited ${code}`)))
-      })
+      procs.push(await startListeners(tool, NS[n], n))
     }
     // The tunnel works before any rule: the first handshake is not what the tests measure.
     await waitFor('the tunnel up', () => ping('b', MESH.a), 10_000, 50)
@@ -462,23 +459,7 @@ describe.skipIf(!canRun || !fs.existsSync(path.join(ROOT, 'dist', 'daemon', 'mai
         fs.closeSync(log)
         procs.push(d)
         daemons[n] = d
-        const p = spawn(
-          'ip',
-          [
-            'netns',
-            'exec',
-            NSD[n],
-            process.execPath,
-            tool,
-            'listen',
-            ...(n === 'b' ? ['8080', '22'] : ['9000']),
-          ],
-          {
-            stdio: ['ignore', 'pipe', 'ignore'],
-          },
-        )
-        procs.push(p)
-        await new Promise<void>((resolve) => p.stdout!.once('data', () => resolve()))
+        procs.push(await startListeners(tool, NSD[n], n))
       }
       for (const n of ['a', 'b'] as const)
         await waitFor(

@@ -7,6 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pino} from 'pino'
+import {WebSocketServer} from 'ws'
 import {generateKeyPair, type KeyPair} from '../keys.js'
 import {startDaemon, type DaemonHandle, type DaemonOptions} from '../main.js'
 import {StateStore, type NetworkRecord} from '../state-store.js'
@@ -93,4 +94,42 @@ export function seedNetwork(
     'cred',
   )
   return {store, keys}
+}
+
+let netmapHost = 2
+/**
+ * A netmap peer entry as a controller sends it: a fresh key, the next address of 10.9.0.0/24
+ * (from .3 on, one per call) and a public endpoint; `over` replaces or adds fields (also invalid ones).
+ */
+export interface NetmapPeerEntry {
+  id: string
+  name: string
+  publicKey: string
+  address: string
+  endpoints: string[]
+  hostname: string
+  os: string
+  tags: string[]
+  [field: string]: unknown
+}
+export function netmapPeer(id: string, over: Record<string, unknown> = {}): NetmapPeerEntry {
+  return {
+    id,
+    name: id,
+    publicKey: generateKeyPair().publicKey,
+    address: `10.9.0.${++netmapHost}`,
+    endpoints: ['198.51.100.7:51820'],
+    hostname: id,
+    os: 'linux',
+    tags: [],
+    ...over,
+  }
+}
+
+/** A stand-in controller: a WebSocket server on a free loopback port, listening. */
+export async function standInController(): Promise<{wss: WebSocketServer; port: number; url: string}> {
+  const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
+  await new Promise((r) => wss.once('listening', r))
+  const port = (wss.address() as {port: number}).port
+  return {wss, port, url: `http://127.0.0.1:${port}`}
 }

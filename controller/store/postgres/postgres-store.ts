@@ -70,6 +70,9 @@ import {
   numOrNull,
   str,
   strOrNull,
+  AUDIT_INSERT_COLUMNS,
+  auditOrder,
+  auditRowValues,
   toAudit,
   toPolicy,
   toStoredAuditRow,
@@ -812,27 +815,10 @@ class PgTx implements Tx {
   }
 
   async insertAudit(row: AuditRow): Promise<void> {
+    const values = auditRowValues(row)
     await this.c.query(
-      `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
-           source_address, request_id, detail, chain, chain_seq, prev_hash, hash)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`,
-      [
-        row.at,
-        row.tenantId,
-        row.actor,
-        row.actorName,
-        row.action,
-        row.targetType,
-        row.targetId,
-        row.networkId,
-        row.sourceAddress,
-        row.requestId,
-        row.detail,
-        row.chain,
-        row.chainSeq,
-        row.prevHash,
-        row.hash,
-      ],
+      `INSERT INTO audit (${AUDIT_INSERT_COLUMNS}) VALUES (${values.map((_, k) => `$${k + 1}`).join(',')})`,
+      values,
     )
   }
 }
@@ -1210,37 +1196,16 @@ export class PostgresStore implements Store {
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
-    if (filter.afterSeq !== undefined) {
-      // Following: oldest first along the chain; the cursor is the last link number seen.
-      const after = Math.max(filter.afterSeq, decodeCursor(req.cursor))
-      const rs = await this.q(
-        `SELECT *, chain_seq AS seq FROM audit WHERE chain = $1 AND chain_seq > $2
-             AND ($3::text IS NULL OR at >= $3)
-             AND ($4::text IS NULL OR actor = $4 OR actor_name = $4)
-             AND ($5::text IS NULL OR network_id = $5)
-           ORDER BY chain_seq LIMIT $6`,
-        [
-          filter.tenantId,
-          after,
-          filter.since ?? null,
-          filter.actor ?? null,
-          filter.networkId ?? null,
-          req.limit + 1,
-        ],
-      )
-      return page(rs, req.limit, toAudit)
-    }
-    // Newest first: the cursor is the last id seen; 0 means "from the newest".
-    const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
+    const q = auditOrder(filter, req)
     const rs = await this.q(
-      `SELECT *, id AS seq FROM audit WHERE tenant_id = $1 AND id < $2
+      `SELECT *, ${q.key} AS seq FROM audit WHERE ${q.scope} = $1 AND ${q.key} ${q.op} $2
            AND ($3::text IS NULL OR at >= $3)
            AND ($4::text IS NULL OR actor = $4 OR actor_name = $4)
            AND ($5::text IS NULL OR network_id = $5)
-         ORDER BY id DESC LIMIT $6`,
+         ORDER BY ${q.key} ${q.dir} LIMIT $6`,
       [
         filter.tenantId,
-        before,
+        q.from,
         filter.since ?? null,
         filter.actor ?? null,
         filter.networkId ?? null,

@@ -67,6 +67,9 @@ import {
   numOrNull,
   str,
   strOrNull,
+  AUDIT_INSERT_COLUMNS,
+  auditOrder,
+  auditRowValues,
   toAudit,
   toPolicy,
   toStoredAuditRow,
@@ -745,26 +748,9 @@ class SqliteTx implements Tx {
   }
 
   async insertAudit(row: AuditRow): Promise<void> {
-    this.q(
-      `INSERT INTO audit (at, tenant_id, actor, actor_name, action, target_type, target_id, network_id,
-           source_address, request_id, detail, chain, chain_seq, prev_hash, hash)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-    ).run(
-      row.at,
-      row.tenantId,
-      row.actor,
-      row.actorName,
-      row.action,
-      row.targetType,
-      row.targetId,
-      row.networkId,
-      row.sourceAddress,
-      row.requestId,
-      row.detail,
-      row.chain,
-      row.chainSeq,
-      row.prevHash,
-      row.hash,
+    const values = auditRowValues(row)
+    this.q(`INSERT INTO audit (${AUDIT_INSERT_COLUMNS}) VALUES (${values.map(() => '?').join(',')})`).run(
+      ...values,
     )
   }
 }
@@ -1166,42 +1152,17 @@ export class SqliteStore implements Store {
   }
 
   async listAudit(filter: AuditFilter, req: PageRequest): Promise<Page<AuditEntry>> {
-    if (filter.afterSeq !== undefined) {
-      // Following: oldest first along the chain; the cursor is the last link number seen.
-      const after = Math.max(filter.afterSeq, decodeCursor(req.cursor))
-      const actor = filter.actor ?? null
-      const rows = this.r(
-        `SELECT *, chain_seq AS seq FROM audit WHERE chain = ? AND chain_seq > ?
-             AND (? IS NULL OR at >= ?)
-             AND (? IS NULL OR actor = ? OR actor_name = ?)
-             AND (? IS NULL OR network_id = ?)
-           ORDER BY chain_seq LIMIT ?`,
-      ).all(
-        filter.tenantId,
-        after,
-        filter.since ?? null,
-        filter.since ?? null,
-        actor,
-        actor,
-        actor,
-        filter.networkId ?? null,
-        filter.networkId ?? null,
-        req.limit + 1,
-      ) as Row[]
-      return page(rows, req.limit, toAudit)
-    }
-    // Newest first: the cursor is the last id seen; 0 means "from the newest".
-    const before = decodeCursor(req.cursor) || Number.MAX_SAFE_INTEGER
+    const q = auditOrder(filter, req)
     const actor = filter.actor ?? null
     const rows = this.r(
-      `SELECT *, id AS seq FROM audit WHERE tenant_id = ? AND id < ?
+      `SELECT *, ${q.key} AS seq FROM audit WHERE ${q.scope} = ? AND ${q.key} ${q.op} ?
            AND (? IS NULL OR at >= ?)
            AND (? IS NULL OR actor = ? OR actor_name = ?)
            AND (? IS NULL OR network_id = ?)
-         ORDER BY id DESC LIMIT ?`,
+         ORDER BY ${q.key} ${q.dir} LIMIT ?`,
     ).all(
       filter.tenantId,
-      before,
+      q.from,
       filter.since ?? null,
       filter.since ?? null,
       actor,
