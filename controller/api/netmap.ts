@@ -65,6 +65,7 @@ import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
 import {PeerListGzip, storedGzipMember} from './netmap-gzip.js'
 import {MAX_SESSIONS_PER_NODE, SessionRateLimiter} from './session-limit.js'
+import {prebuiltTextFrame, sendPrebuilt, type PrebuiltFrame} from './ws-frame.js'
 import {storageError, StorageFailureLog} from '../store/errors.js'
 import {every, type Clock, type TimerHandle} from '../../shared/clock.js'
 import {NO_POLICY_CLASS} from '../../shared/policy/index.js'
@@ -1031,8 +1032,8 @@ export class NetmapHub {
     if (!fanOut) return
 
     // 1. Everyone else that is active: one delta per receiving class, encoded once.
-    const frames = new Map<string, Buffer | null>()
-    const frameFor = (cls: string): Buffer | null => {
+    const frames = new Map<string, PrebuiltFrame | null>()
+    const frameFor = (cls: string): PrebuiltFrame | null => {
       let bytes = frames.get(cls)
       if (bytes !== undefined) return bytes
       const was = seesBefore(cls)
@@ -1041,20 +1042,27 @@ export class NetmapHub {
         frame = `{"type":"delta","version":${net.version},"${was ? 'changed' : 'added'}":[${entryFor(cls)}]}`
       else if (was)
         frame = `{"type":"delta","version":${net.version},"removed":[${JSON.stringify(change.nodeId)}]}`
-      bytes = frame === undefined ? null : Buffer.from(frame)
+      bytes = frame === undefined ? null : prebuiltTextFrame(Buffer.from(frame))
       frames.set(cls, bytes)
       return bytes
     }
     if (wasPeer || isPeer) {
       const started = performance.now()
       // No policy: one frame for everyone, picked once (the loop is the hot path at 10k nodes).
+      // Each frame is framed once and written as is (ws-frame.ts), and counted once.
       const shared = policy.open ? frameFor(NO_POLICY_CLASS) : undefined
+      let sent = 0
       for (const [id, conns] of net.conns) {
         if (id === change.nodeId || net.nodes.get(id)?.status !== 'active') continue
-        const bytes = shared !== undefined ? shared : frameFor(net.classes.get(id) ?? NO_POLICY_CLASS)
-        if (bytes === null) continue
-        for (const conn of conns) this.send(conn, bytes, 'delta')
+        const msg = shared !== undefined ? shared : frameFor(net.classes.get(id) ?? NO_POLICY_CLASS)
+        if (msg === null) continue
+        for (const conn of conns) {
+          if (!this.writable(conn)) continue
+          sendPrebuilt(conn.ws, msg)
+          sent++
+        }
       }
+      if (sent > 0) this.metrics.netmapFrames.inc({type: 'delta'}, sent)
       this.metrics.netmapFanout.observe((performance.now() - started) / 1000)
     }
     // 2. The node itself: its class moved, so does everything it sees (a full map).
@@ -1079,17 +1087,23 @@ export class NetmapHub {
     type: 'full' | 'delta' | 'revoked',
     binary = false,
   ): void {
-    if (conn.ws.readyState !== conn.ws.OPEN) return
-    if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
-      this.log.warn({nodeId: conn.nodeId}, 'netmap socket too slow; dropping it')
-      conn.ws.terminate()
-      return
-    }
+    if (!this.writable(conn)) return
     if (Array.isArray(data)) {
       const chunks = (data as readonly Buffer[]).filter((c, i, all) => c.length > 0 || i === all.length - 1)
       for (const [i, chunk] of chunks.entries()) conn.ws.send(chunk, {binary, fin: i === chunks.length - 1})
     } else conn.ws.send(data as string | Buffer, {binary: false})
     this.metrics.netmapFrames.inc({type})
+  }
+
+  /** The socket is open and not too far behind (a slow one is dropped here: it resyncs). */
+  private writable(conn: Conn): boolean {
+    if (conn.ws.readyState !== conn.ws.OPEN) return false
+    if (conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.log.warn({nodeId: conn.nodeId}, 'netmap socket too slow; dropping it')
+      conn.ws.terminate()
+      return false
+    }
+    return true
   }
 
   private revoke(conn: Conn): void {
