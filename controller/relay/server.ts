@@ -197,6 +197,7 @@ export class RelayMetrics {
 export interface RelayLog {
   warn(obj: object, msg: string): void
   error(obj: object, msg: string): void
+  info?(obj: object, msg: string): void
 }
 
 export interface RelayServerOptions {
@@ -593,6 +594,12 @@ export class RelayServer extends EventEmitter<{
     const dst = this.nets.get(networkId)?.nodes.get(nodeId)
     if (dst && dst.ws.readyState !== dst.ws.OPEN) return
     this.held.delete(k)
+    // Once per node that connects with packets waiting for it: bounded, and the sign that two
+    // nodes came up at once (issue 7's first-ping case).
+    this.log.info?.(
+      {networkId, nodeId, packets: h.packets.length, waitedMs: this.clock.now() - h.packets[0]!.at},
+      'relay: delivering packets held for a node that just connected',
+    )
     for (const p of h.packets) {
       this.forgetHeld(h, p.payload.length)
       if (dst) this.queue(p.src, dst, [p.payload], 1)
