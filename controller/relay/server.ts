@@ -556,7 +556,9 @@ export class RelayServer extends EventEmitter<{
         this.forgetHeld(h, old.payload.length)
         this.drop(old.src, 'hold_full')
       }
-      h.packets.push({src, payload, at: now})
+      // A copy: the payload is a view into the whole WebSocket message (a batch), which must not
+      // be kept alive for one small packet; the caps count what is really held.
+      h.packets.push({src, payload: Buffer.from(payload), at: now})
       h.bytes += payload.length
       this.heldPackets++
       this.heldBytes += payload.length

@@ -398,7 +398,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       if (this.parked.size >= PARK.peers) return
       this.parked.set(peerId, (list = []))
     }
-    for (const payload of payloads) list.push({at: now, payload})
+    // Copies: each payload is a view into the whole relay message, which must not stay alive.
+    for (const payload of payloads) list.push({at: now, payload: Buffer.from(payload)})
     if (list.length > PARK.packetsPerPeer) list.splice(0, list.length - PARK.packetsPerPeer)
   }
 
