@@ -38,7 +38,8 @@
 // Needs root, wireguard-go, wg, ip, nft, ping, iperf3, nebula + nebula-cert (Debian `nebula`) and
 // a build. Run it with `npm run bench:nat` or
 // `bash bench/nat-vs-nebula.sh [--runs 3] [--window 30] [--seconds 5] [--pairs none-cone,...]
-//  [--no-nebula] [--no-throughput] [--serial] [--json] [--out report.json]`.
+//  [--no-nebula] [--no-throughput] [--serial] [--keep-logs] [--json] [--out report.json]`.
+// --keep-logs copies the lab's logs (controller, every meshd) to a fresh dir under /tmp first.
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -66,6 +67,7 @@ const {values: opts} = parseArgs({
     'no-nebula': {type: 'boolean', default: false},
     'no-throughput': {type: 'boolean', default: false},
     serial: {type: 'boolean', default: false},
+    'keep-logs': {type: 'boolean', default: false},
     json: {type: 'boolean', default: false},
     out: {type: 'string'},
   },
@@ -709,7 +711,8 @@ try {
     }
   }
 } finally {
-  lab.teardownSync()
+  const {logs} = lab.teardownSync({keepLogs: opts['keep-logs']})
+  if (logs) say(`lab logs kept in ${logs}`)
 }
 const runSeconds = (performance.now() - benchT0) / 1000
 

@@ -487,6 +487,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       // session of it on this replica) is let through: the receiver's WireGuard has no entry for
       // a sender it does not see and drops whatever arrives from it.
       allowed: (networkId, src, dst) => server?.netmap.relayAllowed(networkId, src, dst) ?? true,
+      // A node the hub knows as active in the sender's network but not connected to the relay
+      // yet (both nodes came up at once): its first packets are held briefly, not dropped.
+      expected: (networkId, nodeId) => server?.netmap.relayExpected(networkId, nodeId) ?? false,
     })
     relay = relayHub.relay
 

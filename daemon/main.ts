@@ -13,7 +13,7 @@ import {claimSocketPath, serveApi} from './api/server.js'
 import {StatusWatch} from './api/watch.js'
 import {Backend} from './backend.js'
 import {absentNft, Firewall} from './firewall/firewall.js'
-import {StateStore} from './state-store.js'
+import {NETMAP_WRITE_MS, StateStore} from './state-store.js'
 import type {WireGuardDriver} from './wireguard/driver.js'
 import {selectDriver, type BackendChoice} from './wireguard/select.js'
 
@@ -76,7 +76,11 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     })
   // Before any state or interface is touched: a second meshd must not fight the running one.
   await claimSocketPath(socketPath)
-  const store = new StateStore(stateDir)
+  const store = new StateStore(stateDir, {
+    netmapWriteMs: NETMAP_WRITE_MS,
+    ...(opts.clock !== undefined && {clock: opts.clock}),
+    onWriteError: (err, file) => log.warn({file, err: String(err)}, 'writing the netmap cache failed'),
+  })
   const driver =
     opts.driver ??
     (await selectDriver(opts.wireguard ?? 'auto', {
@@ -122,6 +126,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
       (stopped ??= (async () => {
         await api.close()
         await backend.close({removeInterfaces: stopOpts.removeInterfaces ?? opts.downOnExit ?? false})
+        // The netmap cache is written coalesced (daemon/state-store.ts): the last one goes now.
+        await store.flush()
         await driver.close()
         log.info({}, 'meshd stopped')
       })()),

@@ -616,6 +616,16 @@ export class NetmapHub {
     return this.visible(net, src, dst)
   }
 
+  /**
+   * Whether `nodeId` is an active node of `networkId` as this replica's cache holds it: the
+   * built-in relay holds packets briefly for such a node while it has no relay socket yet
+   * (controller/relay/server.ts, "Held packets"). False when the network is not cached here.
+   */
+  relayExpected(networkId: string, nodeId: string): boolean {
+    const net = this.nets.get(networkId)
+    return net !== undefined && !net.loading && net.nodes.get(nodeId)?.status === 'active'
+  }
+
   /** Forgets what nodes reported about peers they no longer see (after a class or policy change). */
   private dropInvisibleLinks(net: NetState): void {
     if (net.policy.open) return

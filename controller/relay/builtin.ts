@@ -41,6 +41,11 @@ export interface BuiltInRelayOptions {
   readonly own?: OwnRelay | undefined
   /** Whether the ACL policy lets two nodes of a network see each other (RelayServerOptions.allowed). */
   readonly allowed?: ((networkId: string, srcNodeId: string, dstNodeId: string) => boolean) | undefined
+  /**
+   * Whether a node is an active node of a network that has no relay socket yet but will connect
+   * (RelayServerOptions.expected): packets for it are held briefly instead of dropped.
+   */
+  readonly expected?: ((networkId: string, nodeId: string) => boolean) | undefined
 }
 
 export interface BuiltInRelay {
@@ -97,9 +102,10 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
     removals: opts.removals,
     forward: mesh.forward,
     ...(opts.allowed ? {allowed: opts.allowed} : {}),
+    ...(opts.expected ? {expected: opts.expected} : {}),
     metrics: opts.metrics,
     log: opts.log,
-    now: () => opts.clock.now(),
+    clock: opts.clock,
   })
   mesh.attach(relay)
   try {

@@ -241,6 +241,8 @@ export class RelayMesh {
     const k = key(n.networkId, n.nodeId)
     link.nodes.add(k)
     this.presence.set(k, link)
+    // Packets the relay held for this node while it was nowhere go to its relay now.
+    this.relay?.releaseHeld(n.networkId, n.nodeId)
   }
 
   private forget(link: Link): void {

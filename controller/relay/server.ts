@@ -25,6 +25,19 @@
  * corrupt packet must not cut a node's relayed sessions to all its peers. A message over the
  * WebSocket limit (header + maxPayload) is a protocol violation: ws closes that socket with 1009.
  *
+ * Held packets (first packets of a pair that comes up at once): a packet for a node that has no
+ * relay socket here (nor on another relay of the mesh) yet, but that `expected` says is an
+ * active node of the SENDER's network (the controller knows it: it registered, and will connect
+ * when its netmap names the relay), is held for it instead of dropped: per destination at most
+ * holdPackets packets / holdBytes bytes (the oldest go first: a newer WireGuard handshake
+ * initiation supersedes an older one), holdMs at most each, and holdTotalBytes / holdTotalPackets
+ * over all destinations. They go, in order, when that very (network, node) attaches (or shows up
+ * on the mesh); expired or evicted ones are dropped and counted ("expired", "hold_full").
+ * Isolation is unchanged: the queue is keyed by the sender's network and only `expected`, the
+ * controller's word, admits a destination, so a forged id or another network's node is never
+ * held, and a held packet goes only to that node's authenticated socket. Connected destinations
+ * never reach this code: their per-packet path is as before.
+ *
  * Slow receivers: a receiver whose socket backlog (ws.bufferedAmount) is over maxBacklogBytes
  * gets nothing more until it drains; those packets are dropped and counted ("backlog"). WireGuard
  * and the TCP inside it cope with loss; a queue that grows without bound would not.
@@ -49,6 +62,7 @@ import {EventEmitter} from 'node:events'
 import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 import {Counter, Gauge, Registry} from 'prom-client'
+import {systemClock, type Clock, type TimerHandle} from '../../shared/clock.js'
 import {WebSocketServer, type RawData, type WebSocket} from 'ws'
 import {
   decodeRelayMessage,
@@ -84,12 +98,22 @@ export interface RelayLimits {
   byteBurst: number
   /** Per receiver: the socket backlog (ws.bufferedAmount) above which packets to it are dropped. */
   maxBacklogBytes: number
+  /** Per expected destination not connected yet: packets and bytes held at most (oldest go first). */
+  holdPackets: number
+  holdBytes: number
+  /** How long a held packet waits for its destination to connect (ms). */
+  holdMs: number
+  /** Over all destinations: packets and bytes held at most (beyond: not held, "hold_full"). */
+  holdTotalPackets: number
+  holdTotalBytes: number
 }
 
 /**
  * Per node about 50k packets/s and 64 MB/s (~540 Mbit/s), above the ~440 Mbit/s one
  * wireguard-go pair pushes on this kind of machine (TOOLCHAIN), with 1/10 s of burst. The
- * backlog cap is 1 MiB per receiver, ~20 ms at that rate.
+ * backlog cap is 1 MiB per receiver, ~20 ms at that rate. Holding: 32 packets / 64 KiB for up to
+ * 1 s per destination (a node comes up within that, or WireGuard's own retry takes over), 4 MiB /
+ * 8,192 packets over all (64 destinations filled to the brim).
  */
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxPayload: RELAY_MAX_PAYLOAD,
@@ -98,6 +122,11 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   bytesPerSecond: 64 * 1024 * 1024,
   byteBurst: 6.4 * 1024 * 1024,
   maxBacklogBytes: 1024 * 1024,
+  holdPackets: 32,
+  holdBytes: 64 * 1024,
+  holdMs: 1000,
+  holdTotalPackets: 8192,
+  holdTotalBytes: 4 * 1024 * 1024,
 }
 
 /**
@@ -108,9 +137,13 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
  *   forged, or the sender itself);
  * - foreign: the destination id is connected, but in another network;
  * - backlog: the receiver's socket backlog is over the cap;
- * - policy: the tenant's ACL policy does not let the two nodes see each other (`allowed`).
+ * - policy: the tenant's ACL policy does not let the two nodes see each other (`allowed`);
+ * - expired: held for an expected node that did not connect within holdMs;
+ * - hold_full: held for an expected node, but its queue or the relay's hold was full (the oldest
+ *   of that node's queue go; over the relay-wide cap the new packet is not held).
  */
-export type RelayDropReason = 'malformed' | 'rate' | 'unknown' | 'foreign' | 'backlog' | 'policy'
+export type RelayDropReason =
+  'malformed' | 'rate' | 'unknown' | 'foreign' | 'backlog' | 'policy' | 'expired' | 'hold_full'
 
 export interface RelayDrop {
   readonly networkId: string
@@ -125,6 +158,7 @@ export class RelayMetrics {
   readonly packets: Counter<'network'>
   readonly dropped: Counter<'network' | 'reason'>
   readonly connected: Gauge<'network'>
+  readonly held: Counter<'network'>
 
   constructor(registry: Registry = new Registry()) {
     this.bytes = new Counter({
@@ -141,7 +175,7 @@ export class RelayMetrics {
     })
     this.dropped = new Counter({
       name: 'mesh_relay_dropped_packets_total',
-      help: 'Relay frames not delivered, by network of the sender and reason (malformed, rate, unknown, foreign, backlog, policy)',
+      help: 'Relay frames not delivered, by network of the sender and reason (malformed, rate, unknown, foreign, backlog, policy, expired, hold_full)',
       labelNames: ['network', 'reason'] as const,
       registers: [registry],
     })
@@ -151,12 +185,19 @@ export class RelayMetrics {
       labelNames: ['network'] as const,
       registers: [registry],
     })
+    this.held = new Counter({
+      name: 'mesh_relay_held_packets_total',
+      help: 'Packets held for an expected node of the network that had no relay socket yet (delivered when it connects, else dropped as expired)',
+      labelNames: ['network'] as const,
+      registers: [registry],
+    })
   }
 }
 
 export interface RelayLog {
   warn(obj: object, msg: string): void
   error(obj: object, msg: string): void
+  info?(obj: object, msg: string): void
 }
 
 export interface RelayServerOptions {
@@ -164,7 +205,9 @@ export interface RelayServerOptions {
   authenticate(credential: string): Promise<RelayIdentity | undefined>
   metrics?: RelayMetrics
   limits?: Partial<RelayLimits>
-  /** Milliseconds, for the token buckets; Date.now by default. */
+  /** Time and timers (token buckets, held packets' expiry); the system clock by default. */
+  clock?: Clock
+  /** Milliseconds, for the token buckets; clock.now by default. Kept for tests that only move time. */
   now?: () => number
   log?: RelayLog
   /** Sockets that do not answer a ping within this interval are dropped. 30 s by default. */
@@ -182,6 +225,13 @@ export interface RelayServerOptions {
    * and synchronous. Without it every pair of one network may talk (a stand-alone relay).
    */
   allowed?: (networkId: string, srcNodeId: string, dstNodeId: string) => boolean
+  /**
+   * Whether `nodeId` is an active node of `networkId` that is expected to connect (the controller
+   * knows it): packets for it are held briefly while it has no socket (see "Held packets").
+   * Asked only for packets whose destination is not connected, so never on the forwarding path
+   * of connected nodes; must be synchronous. Without it nothing is held (a stand-alone relay).
+   */
+  expected?: (networkId: string, nodeId: string) => boolean
 }
 
 /** A sender as the receiving side sees it: a connected node, or one on another relay. */
@@ -216,10 +266,30 @@ interface Net {
   readonly nodes: Map<string, Conn>
   readonly bytes: {inc(n: number): void}
   readonly packets: {inc(n?: number): void}
+  readonly held: {inc(n?: number): void}
   readonly dropped: Record<RelayDropReason, {inc(n?: number): void}>
 }
 
-const REASONS: readonly RelayDropReason[] = ['malformed', 'rate', 'unknown', 'foreign', 'backlog', 'policy']
+const REASONS: readonly RelayDropReason[] = [
+  'malformed',
+  'rate',
+  'unknown',
+  'foreign',
+  'backlog',
+  'policy',
+  'expired',
+  'hold_full',
+]
+
+/** Packets held for one expected destination, oldest first. */
+interface Held {
+  readonly networkId: string
+  readonly nodeId: string
+  readonly packets: {readonly src: Source; readonly payload: Buffer; readonly at: number}[]
+  bytes: number
+}
+
+const heldKey = (networkId: string, nodeId: string): string => `${networkId}\0${nodeId}`
 
 const noLog: RelayLog = {warn: () => undefined, error: () => undefined}
 
@@ -235,6 +305,7 @@ export class RelayServer extends EventEmitter<{
   /** Node id -> number of networks it is connected in (to tell "foreign" from "unknown"). */
   private readonly connectedIds = new Map<string, number>()
   private readonly now: () => number
+  private readonly clock: Clock
   private readonly log: RelayLog
   private readonly pinger: NodeJS.Timeout
   private closing = false
@@ -244,12 +315,21 @@ export class RelayServer extends EventEmitter<{
   /** Senders on other relays (deliver()), by network and node; bounded (cleared when full). */
   private readonly remoteSources = new Map<string, Source>()
   private readonly unsubscribeRemovals: () => void
+  /**
+   * Packets held for expected destinations with no socket yet, by (network, node); owned by the
+   * relay's event handlers. Bounded by limits.hold*; the timer drops what expired.
+   */
+  private readonly held = new Map<string, Held>()
+  private heldPackets = 0
+  private heldBytes = 0
+  private holdTimer: TimerHandle | undefined = undefined
 
   constructor(private readonly opts: RelayServerOptions) {
     super()
     this.limits = {...DEFAULT_RELAY_LIMITS, ...opts.limits}
     this.metrics = opts.metrics ?? new RelayMetrics()
-    this.now = opts.now ?? Date.now
+    this.clock = opts.clock ?? systemClock
+    this.now = opts.now ?? (() => this.clock.now())
     this.log = opts.log ?? noLog
     this.wss = new WebSocketServer({
       noServer: true,
@@ -264,7 +344,10 @@ export class RelayServer extends EventEmitter<{
     this.pinger = setInterval(() => this.pingAll(), opts.pingIntervalMs ?? 30_000)
     this.pinger.unref()
     this.unsubscribeRemovals =
-      opts.removals?.((r) => this.disconnect(r.nodeId, {networkId: r.networkId})) ?? (() => undefined)
+      opts.removals?.((r) => {
+        this.dropHeld(heldKey(r.networkId, r.nodeId), 'unknown')
+        this.disconnect(r.nodeId, {networkId: r.networkId})
+      }) ?? (() => undefined)
   }
 
   /** Every connected node (for heartbeats and the mesh's presence). */
@@ -382,6 +465,7 @@ export class RelayServer extends EventEmitter<{
     })
     ws.on('close', () => this.detach(conn))
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary))
+    this.releaseHeld(id.networkId, id.nodeId)
     this.emit('connect', id)
   }
 
@@ -409,6 +493,7 @@ export class RelayServer extends EventEmitter<{
         nodes: new Map(),
         bytes: this.metrics.bytes.labels(labels),
         packets: this.metrics.packets.labels(labels),
+        held: this.metrics.held.labels(labels),
         dropped,
       }
       this.nets.set(networkId, net)
@@ -437,10 +522,114 @@ export class RelayServer extends EventEmitter<{
     const dst = conn.net.nodes.get(peerId)
     if (!dst && peerId !== conn.id.nodeId && this.opts.forward?.(conn.id, peerId, payloads.slice(0, n)))
       return
+    if (!dst && peerId !== conn.id.nodeId && this.opts.expected?.(conn.id.networkId, peerId) === true)
+      return this.hold(conn, peerId, payloads, n)
     if (!dst || dst === conn)
       return this.drop(conn, this.connectedIds.has(peerId) && !dst ? 'foreign' : 'unknown', n)
     if (dst.ws.readyState !== dst.ws.OPEN) return this.drop(conn, 'unknown', n)
     this.queue(conn, dst, payloads, n)
+  }
+
+  /**
+   * Holds the first `n` payloads from `src` for `dstNodeId` of the sender's network, which
+   * `expected` vouched for (see "Held packets"). Over the destination's caps the oldest held
+   * packets go; over the relay-wide caps the new ones are not held.
+   */
+  private hold(src: Conn, dstNodeId: string, payloads: Buffer[], n: number): void {
+    const l = this.limits
+    const k = heldKey(src.id.networkId, dstNodeId)
+    let h = this.held.get(k)
+    const now = this.clock.now()
+    for (let i = 0; i < n; i++) {
+      const payload = payloads[i]!
+      if (
+        payload.length > l.holdBytes ||
+        this.heldPackets + 1 > l.holdTotalPackets ||
+        this.heldBytes + payload.length > l.holdTotalBytes
+      ) {
+        this.drop(src, 'hold_full')
+        continue
+      }
+      if (!h) this.held.set(k, (h = {networkId: src.id.networkId, nodeId: dstNodeId, packets: [], bytes: 0}))
+      while (h.packets.length >= l.holdPackets || h.bytes + payload.length > l.holdBytes) {
+        const old = h.packets.shift()!
+        this.forgetHeld(h, old.payload.length)
+        this.drop(old.src, 'hold_full')
+      }
+      // A copy: the payload is a view into the whole WebSocket message (a batch), which must not
+      // be kept alive for one small packet; the caps count what is really held.
+      h.packets.push({src, payload: Buffer.from(payload), at: now})
+      h.bytes += payload.length
+      this.heldPackets++
+      this.heldBytes += payload.length
+      src.net.held.inc()
+    }
+    this.holdTimer ??= this.clock.setTimeout(() => this.expireHeld(), l.holdMs)
+  }
+
+  private forgetHeld(h: Held, bytes: number): void {
+    h.bytes -= bytes
+    this.heldPackets--
+    this.heldBytes -= bytes
+  }
+
+  /** Drops every packet held for a destination (key), counted as `reason`. */
+  private dropHeld(k: string, reason: RelayDropReason): void {
+    const h = this.held.get(k)
+    if (!h) return
+    this.held.delete(k)
+    for (const p of h.packets) {
+      this.forgetHeld(h, p.payload.length)
+      this.drop(p.src, reason)
+    }
+  }
+
+  /**
+   * Sends what was held for a node that is now connected here (after attach) or on another
+   * relay of the mesh (RelayMesh calls this when the node shows up there). The destination is
+   * exactly the (network, node) the packets were held for; `allowed` was asked when they came.
+   */
+  releaseHeld(networkId: string, nodeId: string): void {
+    const k = heldKey(networkId, nodeId)
+    const h = this.held.get(k)
+    if (!h) return
+    const dst = this.nets.get(networkId)?.nodes.get(nodeId)
+    if (dst && dst.ws.readyState !== dst.ws.OPEN) return
+    this.held.delete(k)
+    // Once per node that connects with packets waiting for it: bounded, and the sign that two
+    // nodes came up at once (issue 7's first-ping case).
+    this.log.info?.(
+      {networkId, nodeId, packets: h.packets.length, waitedMs: this.clock.now() - h.packets[0]!.at},
+      'relay: delivering packets held for a node that just connected',
+    )
+    for (const p of h.packets) {
+      this.forgetHeld(h, p.payload.length)
+      if (dst) this.queue(p.src, dst, [p.payload], 1)
+      else if (!this.opts.forward?.(p.src.id, nodeId, [p.payload])) this.drop(p.src, 'unknown')
+    }
+  }
+
+  /** Drops held packets older than holdMs ("expired"); re-arms for the oldest left. */
+  private expireHeld(): void {
+    this.holdTimer = undefined
+    const now = this.clock.now()
+    const holdMs = this.limits.holdMs
+    let next = Infinity
+    for (const [k, h] of this.held) {
+      while (h.packets.length > 0 && now - h.packets[0]!.at >= holdMs) {
+        const p = h.packets.shift()!
+        this.forgetHeld(h, p.payload.length)
+        this.drop(p.src, 'expired')
+      }
+      if (h.packets.length === 0) this.held.delete(k)
+      else next = Math.min(next, h.packets[0]!.at + holdMs)
+    }
+    if (next !== Infinity) this.holdTimer = this.clock.setTimeout(() => this.expireHeld(), next - now)
+  }
+
+  /** What is held now, over all destinations (for tests and metrics). */
+  get holding(): {destinations: number; packets: number; bytes: number} {
+    return {destinations: this.held.size, packets: this.heldPackets, bytes: this.heldBytes}
   }
 
   /** Queues the first `n` payloads from `src` for `dst`, sent at the end of this turn. */
@@ -576,6 +765,9 @@ export class RelayServer extends EventEmitter<{
     if (this.flushHandle !== undefined) clearImmediate(this.flushHandle)
     this.flushHandle = undefined
     this.dirty.clear()
+    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer)
+    this.holdTimer = undefined
+    for (const k of [...this.held.keys()]) this.dropHeld(k, 'unknown')
     const closed: Promise<void>[] = []
     for (const net of [...this.nets.values()])
       for (const conn of [...net.nodes.values()]) {

@@ -6,7 +6,7 @@ import {WebSocketServer} from 'ws'
 import {connectRelay, startTestRelay, type TestRelay} from '../../controller/relay/testing/harness.js'
 import {decodeRelayFrame, RELAY_BATCH_HEADER, RELAY_CLOSE} from '../../shared/relay/frame.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
-import {backoffDelay, reconnectDelay, RelayClient, type RelayClientOptions} from './client.js'
+import {backoffDelay, PARK, reconnectDelay, RelayClient, type RelayClientOptions} from './client.js'
 import {PACE, type ShimClock} from './shim.js'
 
 const CREDS = {
@@ -349,6 +349,39 @@ describe('relay client and peer shims', () => {
     wgA2.sendTo(shim.port, 'for a released peer')
     expect(await unknown).toEqual(['nd_a'])
     expect(b.dropped.unknown_peer).toBe(1)
+  })
+
+  it('a packet for a peer without a shim is parked and reaches WireGuard once WireGuard first sends to that peer', async () => {
+    const {b, wgA, wgB, shimAB} = await pair()
+    await b.release('nd_a')
+    const unknown = once(b, 'unknownPeer')
+    wgA.sendTo(shimAB.port, 'initiation before B knows A')
+    await unknown
+    // B's WireGuard is given peer A (a shim, then `wg set`): nothing yet, WireGuard would drop it.
+    const shimBA = await b.shimFor('nd_a')
+    expect(wgB.got).toEqual([])
+    // B's WireGuard sends to A (its own initiation): the parked packet follows to B's WireGuard.
+    wgB.sendTo(shimBA.port, 'own initiation')
+    await wgB.count(1)
+    expect(wgB.got[0]).toEqual({data: 'initiation before B knows A', from: shimBA.port})
+    await wgA.count(1)
+    expect(wgA.got.map((g) => g.data)).toEqual(['own initiation'])
+  })
+
+  it('parked packets older than PARK.ms are dropped, not handed to WireGuard', async () => {
+    const clock = new ManualClock()
+    const {b, wgA, wgB, shimAB} = await pair({clock})
+    await b.release('nd_a')
+    const unknown = once(b, 'unknownPeer')
+    wgA.sendTo(shimAB.port, 'stale')
+    await unknown
+    clock.advance(PARK.ms)
+    const shimBA = await b.shimFor('nd_a')
+    wgB.sendTo(shimBA.port, 'own initiation')
+    await wgA.count(1)
+    wgA.sendTo(shimAB.port, 'fresh')
+    await wgB.count(1)
+    expect(wgB.got.map((g) => g.data)).toEqual(['fresh'])
   })
 
   it('the client reconnects after the relay drops it, and traffic flows again', async () => {

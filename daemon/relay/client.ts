@@ -23,8 +23,15 @@
  * ciphertext, which nobody can choose.
  *
  * Every message from the relay is decoded strictly (bounded by maxPayload) and its packets are
- * handed only to the shim of the peer it names; a frame for a peer without a shim is dropped and reported
- * ('unknownPeer'), so the daemon may decide to relay that peer too.
+ * handed only to the shim of the peer it names; a frame for a peer without a shim is counted and
+ * reported ('unknown_peer', 'unknownPeer'), so the daemon may decide to relay that peer too, and
+ * parked briefly (PARK: a few packets per peer, a bounded number of peers, 1 s): two nodes that
+ * come up at once get the other's first handshake initiation (which the relay held for them,
+ * controller/relay/server.ts) as soon as their relay socket opens, BEFORE they have a shim for
+ * that peer and before their WireGuard knows it. Parked packets go to the peer's shim when
+ * WireGuard first sends something through it, the sign that WireGuard has the peer now (a
+ * packet handed over earlier would be dropped by WireGuard as from an unknown key); older ones
+ * than PARK.ms are dropped then.
  *
  * Wiring (daemon/backend.ts): one RelayClient per network the node has joined and whose netmap
  * names a relay; shimFor(peerId) when the path says relay, then set the peer's WireGuard
@@ -165,6 +172,9 @@ export interface RelayClientEvents {
   held: [peerId: string, count: number]
 }
 
+/** Bounds of the packets parked for peers without a shim (see the file comment). */
+export const PARK = {packetsPerPeer: 8, peers: 64, ms: 1000} as const
+
 /** ws's generateMask: an all-zero key, which ws does not apply (see the file comment). */
 const zeroMask = (mask: Buffer): void => void mask.fill(0)
 
@@ -191,6 +201,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private readonly pacer: WireGuardPacer
   private readonly opening = new Map<string, Promise<PeerShim>>()
   private readonly clientDrops = {malformed: 0, unknown_peer: 0}
+  /** Packets for peers without a shim, oldest first (see PARK); owned by onMessage/shim sends. */
+  private readonly parked = new Map<string, {at: number; payload: Buffer}[]>()
 
   constructor(private readonly opts: RelayClientOptions) {
     super()
@@ -369,10 +381,41 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     const shim = this.shims.get(peerId)
     if (!shim) {
       this.clientDrop(peerId, 'unknown_peer', payloads.length)
+      this.park(peerId, payloads)
       this.emit('unknownPeer', peerId)
       return
     }
     for (const p of payloads) shim.fromRelay(p)
+  }
+
+  /** Parks packets for a peer without a shim (bounded; the oldest go first). */
+  private park(peerId: string, payloads: Buffer[]): void {
+    const now = this.clock.now()
+    let list = this.parked.get(peerId)
+    if (!list) {
+      if (this.parked.size >= PARK.peers)
+        for (const [id, l] of this.parked) if (now - l.at(-1)!.at >= PARK.ms) this.parked.delete(id)
+      if (this.parked.size >= PARK.peers) return
+      this.parked.set(peerId, (list = []))
+    }
+    // Copies: each payload is a view into the whole relay message, which must not stay alive.
+    for (const payload of payloads) list.push({at: now, payload: Buffer.from(payload)})
+    if (list.length > PARK.packetsPerPeer) list.splice(0, list.length - PARK.packetsPerPeer)
+  }
+
+  /**
+   * WireGuard sent through a peer's shim, so it knows the peer: what was parked for it goes to
+   * WireGuard now, after this send (the shim is in the middle of it).
+   */
+  private releaseParked(peerId: string): void {
+    const list = this.parked.get(peerId)
+    if (!list) return
+    this.parked.delete(peerId)
+    setImmediate(() => {
+      const shim = this.shims.get(peerId)
+      const now = this.clock.now()
+      if (shim) for (const p of list) if (now - p.at < PARK.ms) shim.fromRelay(p.payload)
+    })
   }
 
   private clientDrop(peerId: string | undefined, reason: 'malformed' | 'unknown_peer', n = 1): void {
@@ -409,7 +452,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
         const headers = {data: relayFrameHeader(peerId), batch: relayFrameHeader(peerId, RELAY_FRAME_BATCH)}
         opening = PeerShim.open(peerId, {
           wireGuardPort: () => this.wgPort,
-          sendPackets: (packets) => this.sendPackets(peerId, headers, packets),
+          sendPackets: (packets) => {
+            const r = this.sendPackets(peerId, headers, packets)
+            if (this.parked.size > 0) this.releaseParked(peerId)
+            return r
+          },
           maxPayload: this.maxPayload,
           clock: this.clock,
           hold: this.opts.hold,
@@ -468,6 +515,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   /** Closes a peer's shim (held packets are discarded). */
   async release(peerId: string): Promise<void> {
     this.opening.delete(peerId)
+    this.parked.delete(peerId)
     const shim = this.shims.get(peerId)
     if (!shim) return
     this.shims.delete(peerId)
@@ -477,6 +525,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   /** Stops reconnecting, closes the relay socket and every shim. */
   async close(): Promise<void> {
     this.stopped = true
+    this.parked.clear()
     if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer)
     if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
     this.retryTimer = this.keepaliveTimer = undefined
