@@ -151,12 +151,16 @@ export class WireGuardPacer {
   private timer: unknown = undefined
   private readonly waiting = new Map<object, number>()
   /**
-   * Set by a reading that allowed sends, until the end of this turn of the event loop: dgram
-   * sends reach the kernel on a later tick (Node resolves even a literal address on
-   * process.nextTick), so a second reading in the same turn would not see the first one's
-   * packets and would allow them again.
+   * At most one reading per turn of the event loop. `looked`: a reading was taken this turn (a
+   * packet arriving while others wait may look again, but not 44 times for one WebSocket
+   * message). `allowed`: that reading let packets go; then the next look is at the end of the
+   * turn (turnEnd), not sooner: dgram sends reach the kernel on a later tick (Node resolves even
+   * a literal address on process.nextTick), so a second reading in the same turn would not see
+   * the first one's packets and would allow them again. A reading that allowed nothing (the
+   * socket is full) leaves the next look to the timer or the next arrival: no spin.
    */
-  private probed = false
+  private looked = false
+  private allowed = false
   private turnEnd: NodeJS.Immediate | undefined = undefined
 
   constructor(
@@ -172,6 +176,9 @@ export class WireGuardPacer {
    * PACE.maxQueued packets already wait (the packet is dropped).
    */
   submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+    // Packets waiting: look again now rather than at the timer (WireGuard may have read since;
+    // under load the daemon's next turn comes sooner than its next timer).
+    if (this.head < this.queue.length) this.drain()
     if (this.head === this.queue.length && this.token()) {
       send(payload)
       return true
@@ -207,21 +214,19 @@ export class WireGuardPacer {
     const now = this.clock.now()
     const q = this.queueProbe
     if (q) {
-      if (this.probed) return
+      if (this.looked) return
       const port = q.port()
       const queued = port === 0 ? undefined : q.probe.rxQueue(port)
       if (queued !== undefined) {
         this.tokens = Math.floor(Math.max(0, q.target - queued) / DATAGRAM_TRUESIZE)
         this.at = now
-        // A full socket allowed nothing: the next look is a timer's (schedule), not a spin.
-        if (this.tokens > 0) {
-          this.probed = true
-          this.turnEnd ??= setImmediate(() => {
-            this.turnEnd = undefined
-            this.probed = false
-            if (this.head < this.queue.length) this.drain()
-          })
-        }
+        this.looked = true
+        this.allowed = this.tokens > 0
+        this.turnEnd ??= setImmediate(() => {
+          this.turnEnd = undefined
+          this.looked = false
+          if (this.allowed && this.head < this.queue.length) this.drain()
+        })
         return
       }
     }
@@ -248,10 +253,10 @@ export class WireGuardPacer {
 
   /**
    * Drains later: at the end of this turn when a reading allowed sends that have not reached the
-   * kernel yet (see `probed`), else in a millisecond (WireGuard is behind, or time paces).
+   * kernel yet (see `looked`), else in a millisecond (WireGuard is behind, or time paces).
    */
   private schedule(): void {
-    if (this.probed || this.timer !== undefined) return
+    if ((this.looked && this.allowed) || this.timer !== undefined) return
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined
       this.drain()
