@@ -15,8 +15,9 @@
  *
  * Cost: one pread of a /proc file kept open, ~15 µs with a handful of UDP sockets in the network
  * namespace. The pacer asks only when its budget is spent (at most once per turn of the event
- * loop, and once a millisecond while WireGuard is behind). A file over MAX_PROC_BYTES (a host with thousands of
- * UDP sockets) or an error turns the probe off for good; the pacer then paces by time alone.
+ * loop, and once a millisecond while WireGuard is behind). A file over MAX_PROC_BYTES (about
+ * 2,000 UDP sockets, whose listing would cost more than the drops it avoids) or an error turns
+ * the probe off for good; the pacer then paces by time alone.
  */
 import fs from 'node:fs'
 
@@ -33,7 +34,7 @@ export const DATAGRAM_TRUESIZE = 2304
 const DEFAULT_RMEM = 212_992
 
 /** Reads beyond this are not done: the probe turns itself off instead. */
-const MAX_PROC_BYTES = 1 << 20
+const MAX_PROC_BYTES = 256 * 1024
 
 /**
  * The rx_queue (bytes) of the socket bound to local `port` with no remote address, in the text of
