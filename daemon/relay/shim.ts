@@ -29,9 +29,14 @@
  *    bytes: 92 packets of 1452 bytes), and a daemon that was off the CPU for a few ms finds
  *    hundreds of relayed packets waiting in its WebSocket and would hand them all over at once;
  *    what does not fit is lost, and TCP inside the tunnel pays for every loss with a relayed
- *    round trip. At most PACE.burst packets go at once, then PACE.perMs per millisecond; the
- *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog). The
- *    budget belongs to WireGuard's socket: a RelayClient's shims share one WireGuardPacer.
+ *    round trip. Where the kernel shows how full WireGuard's socket is (Linux /proc/net/udp,
+ *    daemon/relay/wireguard-queue.ts), only what fits below 7/8 of its buffer goes, and the rest
+ *    waits until WireGuard has read: a fixed pace cannot know that wireguard-go is off the CPU,
+ *    and on a loaded machine it overflowed the socket all the same (every TCP retransmit of a
+ *    relayed iperf3 was such a drop). Elsewhere at most PACE.burst packets go at once, then
+ *    PACE.perMs per millisecond. Either way the rest wait in order (at most PACE.maxQueued, the
+ *    excess dropped as wireguard_backlog). The budget belongs to WireGuard's socket: a
+ *    RelayClient's shims share one WireGuardPacer.
  *
  * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
  * endpoint is this socket):
@@ -53,6 +58,7 @@ import {
   relayFrameHeader,
 } from '../../shared/relay/frame.js'
 import type {InitiationTieBreak} from './initiation-tie-break.js'
+import {DATAGRAM_TRUESIZE, type WireGuardQueue} from './wireguard-queue.js'
 
 export type ShimMode = 'deliver' | 'hold' | 'drop'
 
@@ -169,10 +175,25 @@ export const systemShimClock: ShimClock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 }
 
+/** How a WireGuardPacer sees WireGuard's socket fill up (daemon/relay/wireguard-queue.ts). */
+export interface PacerQueueProbe {
+  probe: WireGuardQueue
+  /** WireGuard's listen port now (0 when unknown). */
+  port(): number
+  /** The receive-queue bytes not to go over (wireguardQueueTarget()). */
+  target: number
+}
+
 /**
  * The pace budget of one WireGuard listen socket, shared by all shims that send to it (a
  * RelayClient's): the socket buffer it protects is one, however many peers are relayed. One
  * queue in arrival order keeps each peer's packets in order.
+ *
+ * With a queue probe, the budget is refilled from the socket itself when it is spent: as many
+ * packets as fit between what waits in WireGuard's receive queue and the target (counted at
+ * DATAGRAM_TRUESIZE each, a full-size packet's share). Loopback delivery puts a sent datagram in
+ * that queue within the send, so the next reading counts what this pacer sent meanwhile. When the
+ * probe cannot tell (no socket on the port, no /proc), the time-based budget applies.
  */
 export class WireGuardPacer {
   private queue: {send: (payload: Buffer) => void; payload: Buffer; owner: object}[] = []
@@ -181,14 +202,35 @@ export class WireGuardPacer {
   private at = 0
   private timer: unknown = undefined
   private readonly waiting = new Map<object, number>()
+  /**
+   * At most one reading per turn of the event loop. `looked`: a reading was taken this turn (a
+   * packet arriving while others wait may look again, but not 44 times for one WebSocket
+   * message). `allowed`: that reading let packets go; then the next look is at the end of the
+   * turn (turnEnd), not sooner: dgram sends reach the kernel on a later tick (Node resolves even
+   * a literal address on process.nextTick), so a second reading in the same turn would not see
+   * the first one's packets and would allow them again. A reading that allowed nothing (the
+   * socket is full) leaves the next look to the timer or the next arrival: no spin.
+   */
+  private looked = false
+  private allowed = false
+  private turnEnd: NodeJS.Immediate | undefined = undefined
 
-  constructor(private readonly clock: ShimClock = systemShimClock) {}
+  constructor(
+    private readonly clock: ShimClock = systemShimClock,
+    private readonly queueProbe?: PacerQueueProbe,
+  ) {
+    // With a probe, the first packet already looks at the socket.
+    if (queueProbe) this.tokens = 0
+  }
 
   /**
    * Sends `payload` with `send` now, or later in order when the budget is spent; false when
    * PACE.maxQueued packets already wait (the packet is dropped).
    */
   submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+    // Packets waiting: look again now rather than at the timer (WireGuard may have read since;
+    // under load the daemon's next turn comes sooner than its next timer).
+    if (this.head < this.queue.length) this.drain()
     if (this.head === this.queue.length && this.token()) {
       send(payload)
       return true
@@ -213,31 +255,63 @@ export class WireGuardPacer {
   }
 
   private token(): boolean {
-    const now = this.clock.now()
-    if (now > this.at) {
-      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
-      this.at = now
-    }
+    if (this.tokens < 1 || !this.queueProbe) this.refill()
     if (this.tokens < 1) return false
     this.tokens--
     return true
   }
 
+  /** Refills the budget: from WireGuard's receive queue when it can be read, else by time. */
+  private refill(): void {
+    const now = this.clock.now()
+    const q = this.queueProbe
+    if (q) {
+      if (this.looked) return
+      const port = q.port()
+      const queued = port === 0 ? undefined : q.probe.rxQueue(port)
+      if (queued !== undefined) {
+        this.tokens = Math.floor(Math.max(0, q.target - queued) / DATAGRAM_TRUESIZE)
+        this.at = now
+        this.looked = true
+        this.allowed = this.tokens > 0
+        this.turnEnd ??= setImmediate(() => {
+          this.turnEnd = undefined
+          this.looked = false
+          if (this.allowed && this.head < this.queue.length) this.drain()
+        })
+        return
+      }
+    }
+    if (now > this.at) {
+      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
+      this.at = now
+    }
+  }
+
+  /** Sends what waits, in order, while the budget lasts. */
+  private drain(): void {
+    while (this.head < this.queue.length && this.token()) {
+      const q = this.queue[this.head++]!
+      const n = (this.waiting.get(q.owner) ?? 1) - 1
+      if (n > 0) this.waiting.set(q.owner, n)
+      else this.waiting.delete(q.owner)
+      q.send(q.payload)
+    }
+    if (this.head === this.queue.length) {
+      this.queue = []
+      this.head = 0
+    } else this.schedule()
+  }
+
+  /**
+   * Drains later: at the end of this turn when a reading allowed sends that have not reached the
+   * kernel yet (see `looked`), else in a millisecond (WireGuard is behind, or time paces).
+   */
   private schedule(): void {
-    if (this.timer !== undefined) return
+    if ((this.looked && this.allowed) || this.timer !== undefined) return
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined
-      while (this.head < this.queue.length && this.token()) {
-        const q = this.queue[this.head++]!
-        const n = (this.waiting.get(q.owner) ?? 1) - 1
-        if (n > 0) this.waiting.set(q.owner, n)
-        else this.waiting.delete(q.owner)
-        q.send(q.payload)
-      }
-      if (this.head === this.queue.length) {
-        this.queue = []
-        this.head = 0
-      } else this.schedule()
+      this.drain()
     }, 1)
   }
 }
