@@ -206,9 +206,10 @@ export class WireGuardPacer {
    * At most one reading per turn of the event loop. `looked`: a reading was taken this turn (a
    * packet arriving while others wait may look again, but not 44 times for one WebSocket
    * message). `allowed`: that reading let packets go; then the next look is at the end of the
-   * turn (turnEnd), not sooner: dgram sends reach the kernel on a later tick (Node resolves even
-   * a literal address on process.nextTick), so a second reading in the same turn would not see
-   * the first one's packets and would allow them again. A reading that allowed nothing (the
+   * turn (turnEnd), not sooner: dgram sends to an address reach the kernel on a later tick (Node
+   * resolves even a literal address on process.nextTick; a shim's connected socket sends at once,
+   * but not every platform connects), so a second reading in the same turn might not see the
+   * first one's packets and would allow them again. A reading that allowed nothing (the
    * socket is full) leaves the next look to the timer or the next arrival: no spin.
    */
   private looked = false
@@ -394,6 +395,8 @@ export class PeerShim {
   private awaitingPeer = false
   private readonly pacer: WireGuardPacer
   private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
+  /** The WireGuard port the socket is connected to (connectTo); 0 when not connected. */
+  private connectedTo = 0
   private readonly counters = {
     toRelayPackets: 0,
     toRelayBytes: 0,
@@ -653,9 +656,34 @@ export class PeerShim {
     if (this.closed) return
     const wg = this.opts.wireGuardPort()
     if (wg === 0) return this.drop('no_wireguard_port')
-    this.socket.send(payload, wg, LOOPBACK)
+    if (wg !== this.connectedTo) this.connectTo(wg)
+    if (this.connectedTo === wg) this.socket.send(payload)
+    else this.socket.send(payload, wg, LOOPBACK)
     this.counters.toWireGuardPackets++
     this.counters.toWireGuardBytes += payload.length
+  }
+
+  /**
+   * Connects the socket to WireGuard's listen port (connectSync: Node >= 24.19), so that a send
+   * skips the per-packet address lookup (a process.nextTick and two closures in dgram) and the
+   * kernel's per-packet route lookup: the receiving daemon's sends to WireGuard were its largest
+   * cost. A connected socket also takes datagrams only from that port: the kernel drops foreign
+   * ones before meshd sees them (not counted as foreign_source then). On a port change it
+   * reconnects; where it cannot, sends name the address as before.
+   */
+  private connectTo(port: number): void {
+    const socket = this.socket as Socket & {connectSync?: (port: number, address: string) => void}
+    if (typeof socket.connectSync !== 'function') return
+    try {
+      if (this.connectedTo !== 0) {
+        this.connectedTo = 0
+        socket.disconnect()
+      }
+      socket.connectSync(port, LOOPBACK)
+      this.connectedTo = port
+    } catch {
+      this.connectedTo = 0
+    }
   }
 
   /**
