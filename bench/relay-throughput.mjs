@@ -96,10 +96,20 @@ async function iperf(lab, a, b, address, label, pids) {
     const u0 = await Promise.all([udpRcvbufErrors(a.ns), udpRcvbufErrors(b.ns)])
     const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]))
     const w0 = performance.now()
+    // Round trips under load: a ping beside the stream (5 a second, from its second second).
+    const pinger = run(
+      'ping',
+      ['-n', '-q', '-c', String(Math.max(1, (SECONDS - 2) * 5)), '-i', '0.2', address],
+      {
+        ns: a.ns,
+        timeoutMs: (SECONDS + 20) * 1000,
+      },
+    )
     const out = await runOk('iperf3', ['-c', address, '-t', String(SECONDS), '-J'], {
       ns: a.ns,
       timeoutMs: (SECONDS + 20) * 1000,
     })
+    const rtt = /= [\d.]+\/([\d.]+)\/([\d.]+)/.exec((await pinger).stdout)
     const wall = (performance.now() - w0) / 1000
     const cpu = Object.fromEntries(
       Object.entries(pids).map(([k, p]) => [k, Math.round(((cpuSeconds(p) - c0[k]) / wall) * 100)]),
@@ -112,6 +122,8 @@ async function iperf(lab, a, b, address, label, pids) {
       intervals: j.intervals.map((i) => Math.round(i.sum.bits_per_second / 1e6)),
       cpu,
       udpOverflows: [u1[0] - u0[0], u1[1] - u0[1]],
+      rttAvgMs: rtt ? Number(rtt[1]) : null,
+      rttMaxMs: rtt ? Number(rtt[2]) : null,
     }
   } finally {
     await lab.stopHelper(b, name)
@@ -168,7 +180,7 @@ try {
     rows.push(row)
     if (opts.json) process.stdout.write(`${JSON.stringify(row)}\n`)
     say(
-      `round ${r} (load ${load}): direct ${direct.mbps} Mbit/s (retr ${direct.retransmits}), relay ${relay.mbps} Mbit/s (retr ${relay.retransmits}), ratio ${row.ratio}; relay CPU ${JSON.stringify(relay.cpu)}, UDP overflows ${relay.udpOverflows} (direct ${direct.udpOverflows}); relay intervals ${relay.intervals.join(' ')}`,
+      `round ${r} (load ${load}): direct ${direct.mbps} Mbit/s (retr ${direct.retransmits}), relay ${relay.mbps} Mbit/s (retr ${relay.retransmits}), ratio ${row.ratio}; relay CPU ${JSON.stringify(relay.cpu)}, UDP overflows ${relay.udpOverflows} (direct ${direct.udpOverflows}), ping under load avg/max ${relay.rttAvgMs}/${relay.rttMaxMs} ms (direct ${direct.rttAvgMs}/${direct.rttMaxMs}); relay intervals ${relay.intervals.join(' ')}`,
     )
   }
 } finally {

@@ -125,6 +125,47 @@ describe('WireGuardPacer with a view of WireGuard socket', () => {
     expect(sent).toEqual(range(0, 5))
   })
 
+  it('thins a standing queue as CoDel does: a drop once waits stay over targetMs for intervalMs, none once they fall under', async () => {
+    const {clock, socket, sent, pacer, owner} = setup()
+    let dropped = 0
+    const send = (p: Buffer) => {
+      sent.push(p.readUInt32BE(0))
+      socket.waiting++
+    }
+    const total = 300
+    for (let i = 0; i < total; i++) {
+      const p = Buffer.alloc(4)
+      p.writeUInt32BE(i)
+      pacer.submit(owner, send, p, () => dropped++)
+    }
+    expect(sent).toHaveLength(TARGET_PACKETS)
+    // WireGuard reads one packet a millisecond: what leaves has waited ever longer.
+    const readEachMs = async (ms: number) => {
+      for (let t = 0; t < ms; t++) {
+        socket.read(1)
+        await clock.advanceAsync(1)
+      }
+    }
+    await readEachMs(PACE.targetMs + PACE.intervalMs - 1)
+    expect(dropped).toBe(0)
+    await readEachMs(2)
+    expect(dropped).toBe(1)
+    // Still standing: the next drops come sooner and sooner (intervalMs / sqrt(drops)).
+    await readEachMs(PACE.intervalMs)
+    expect(dropped).toBe(2)
+    await readEachMs(Math.ceil(PACE.intervalMs / Math.SQRT2))
+    expect(dropped).toBe(3)
+    // WireGuard catches up: the rest goes, in order, and nothing more is dropped.
+    for (let i = 0; i < 10 && pacer.waitingFor(owner) > 0; i++) {
+      socket.read(1000)
+      await clock.advanceAsync(1)
+    }
+    expect(pacer.waitingFor(owner)).toBe(0)
+    expect(dropped).toBe(3)
+    expect(sent).toHaveLength(total - dropped)
+    expect(sent).toEqual([...sent].sort((a, b) => a - b))
+  })
+
   it('still bounds what waits by PACE.maxQueued', () => {
     const {socket, submit, pacer, owner} = setup()
     socket.waiting = TARGET_PACKETS

@@ -111,8 +111,16 @@ export const OUTAGE = {maxPackets: 128, maxBytes: 128 * 1024, maxAgeMs: 1000, in
  * the 300-420 KB (200-290 packets) seen waiting in a daemon's WebSocket after a stall; a packet
  * that waits is copied (a view would keep its whole 64 KiB socket read alive), so what waits is
  * at most 1024 x maxPayload (2 MiB) per WireGuard socket (per RelayClient), however many peers.
+ *
+ * targetMs/intervalMs bound how long packets wait, as CoDel (RFC 8289) does: once the packets
+ * leaving the queue have all waited over targetMs for intervalMs, one is dropped, then the next
+ * after intervalMs/sqrt(drops), until one leaves within targetMs. Without it, a relayed TCP stream
+ * that no longer lost packets at WireGuard's socket (the probe) filled the queue to maxQueued and
+ * kept it full: 1.5 MB, 120-150 ms on top of every relayed round trip under load (main's pacer,
+ * which lost packets at the socket instead: 4-22 ms), which in turn stretched upgrade windows
+ * (2.5 x the relayed round trip) and the stall of a failed one. A drop counts as wireguard_backlog.
  */
-export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
+export const PACE = {burst: 64, perMs: 64, maxQueued: 1024, targetMs: 5, intervalMs: 100} as const
 
 /**
  * Why a packet did not go through the shim:
@@ -125,7 +133,8 @@ export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
  * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
- * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard.
+ * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard, or one
+ *   dropped because packets have been waiting too long (PACE.targetMs, PACE.intervalMs).
  */
 export type ShimDropReason =
   | 'foreign_source'
@@ -196,7 +205,19 @@ export interface PacerQueueProbe {
  * probe cannot tell (no socket on the port, no /proc), the time-based budget applies.
  */
 export class WireGuardPacer {
-  private queue: {send: (payload: Buffer) => void; payload: Buffer; owner: object}[] = []
+  private queue: {
+    send: (payload: Buffer) => void
+    payload: Buffer
+    owner: object
+    /** When it was queued (clock ms). */
+    at: number
+    dropped?: () => void
+  }[] = []
+  /** CoDel state (PACE.targetMs): when waits over target have lasted intervalMs (0: not over). */
+  private overUntil = 0
+  private dropping = false
+  private drops = 0
+  private dropNext = 0
   private head = 0
   private tokens: number = PACE.burst
   private at = 0
@@ -228,7 +249,7 @@ export class WireGuardPacer {
    * Sends `payload` with `send` now, or later in order when the budget is spent; false when
    * PACE.maxQueued packets already wait (the packet is dropped).
    */
-  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer, dropped?: () => void): boolean {
     // Packets waiting: look again now rather than at the timer (WireGuard may have read since;
     // under load the daemon's next turn comes sooner than its next timer).
     if (this.head < this.queue.length) this.drain()
@@ -237,7 +258,7 @@ export class WireGuardPacer {
       return true
     }
     if (this.queue.length - this.head >= PACE.maxQueued) return false
-    this.queue.push({send, payload: Buffer.from(payload), owner})
+    this.queue.push({send, payload: Buffer.from(payload), owner, at: this.clock.now(), dropped})
     this.waiting.set(owner, (this.waiting.get(owner) ?? 0) + 1)
     this.schedule()
     return true
@@ -291,17 +312,54 @@ export class WireGuardPacer {
 
   /** Sends what waits, in order, while the budget lasts. */
   private drain(): void {
+    const now = this.clock.now()
     while (this.head < this.queue.length && this.token()) {
-      const q = this.queue[this.head++]!
-      const n = (this.waiting.get(q.owner) ?? 1) - 1
-      if (n > 0) this.waiting.set(q.owner, n)
-      else this.waiting.delete(q.owner)
+      let q = this.queue[this.head++]!
+      this.left(q.owner)
+      if (this.tooLong(now - q.at, now)) {
+        // Dropped in place of the next one, which takes its token (RFC 8289 drops and sends on).
+        q.dropped?.()
+        if (this.head === this.queue.length) break
+        q = this.queue[this.head++]!
+        this.left(q.owner)
+      }
       q.send(q.payload)
     }
     if (this.head === this.queue.length) {
       this.queue = []
       this.head = 0
     } else this.schedule()
+  }
+
+  private left(owner: object): void {
+    const n = (this.waiting.get(owner) ?? 1) - 1
+    if (n > 0) this.waiting.set(owner, n)
+    else this.waiting.delete(owner)
+  }
+
+  /** CoDel's verdict on a packet that leaves after waiting `waited` ms (see PACE). */
+  private tooLong(waited: number, now: number): boolean {
+    if (waited < PACE.targetMs) {
+      this.overUntil = 0
+      this.dropping = false
+      return false
+    }
+    if (this.overUntil === 0) {
+      this.overUntil = now + PACE.intervalMs
+      return false
+    }
+    if (now < this.overUntil) return false
+    if (!this.dropping) {
+      // Back to dropping soon after the last time: go on near the rate it had reached.
+      this.drops = this.drops > 2 && now - this.dropNext < 8 * PACE.intervalMs ? this.drops - 2 : 1
+      this.dropping = true
+      this.dropNext = now + PACE.intervalMs / Math.sqrt(this.drops)
+      return true
+    }
+    if (now < this.dropNext) return false
+    this.drops++
+    this.dropNext += PACE.intervalMs / Math.sqrt(this.drops)
+    return true
   }
 
   /**
@@ -395,6 +453,7 @@ export class PeerShim {
   private awaitingPeer = false
   private readonly pacer: WireGuardPacer
   private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
+  private readonly pacedDropFn = (): void => this.drop('wireguard_backlog')
   /** The WireGuard port the socket is connected to (connectTo); 0 when not connected. */
   private connectedTo = 0
   private readonly counters = {
@@ -649,7 +708,8 @@ export class PeerShim {
   }
 
   private toWireGuard(payload: Buffer): void {
-    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload)) this.drop('wireguard_backlog')
+    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload, this.pacedDropFn))
+      this.drop('wireguard_backlog')
   }
 
   private sendToWireGuard(payload: Buffer): void {
