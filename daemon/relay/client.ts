@@ -65,6 +65,7 @@ import {
   type ShimMode,
   type ShimStats,
 } from './shim.js'
+import {ProcWireGuardQueue, wireGuardQueueTarget, type WireGuardQueue} from './wireguard-queue.js'
 
 export interface BackoffOptions {
   /** First retry delay (ms), before jitter. 250 by default. */
@@ -145,6 +146,12 @@ export interface RelayClientOptions {
   hold?: HoldOptions
   /** Bounds of each shim's outage queue (daemon/relay/shim.ts OUTAGE by default). */
   outage?: OutageOptions
+  /**
+   * How full WireGuard's listen socket is, for pacing packets into it (daemon/relay/shim.ts,
+   * WireGuardPacer): /proc/net/udp on Linux by default; false paces by time alone (for tests
+   * that count the time-based pace).
+   */
+  wireGuardQueue?: WireGuardQueue | false
   /** The relay socket's send backlog above which packets are dropped. 1 MiB by default. */
   maxSendBacklogBytes?: number
   /**
@@ -199,6 +206,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private readonly shims = new Map<string, PeerShim>()
   /** The pace budget of WireGuard's listen socket, shared by every shim of this client. */
   private readonly pacer: WireGuardPacer
+  /** The /proc files the default queue probe keeps open; closed with the client. */
+  private procQueue: ProcWireGuardQueue | undefined
   private readonly opening = new Map<string, Promise<PeerShim>>()
   private readonly clientDrops = {malformed: 0, unknown_peer: 0}
   /** Packets for peers without a shim, oldest first (see PARK); owned by onMessage/shim sends. */
@@ -213,7 +222,12 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.maxSendBacklog = opts.maxSendBacklogBytes ?? 1024 * 1024
     this.keepaliveMs = opts.keepaliveMs ?? 15_000
     this.wgPort = opts.wireGuardPort
-    this.pacer = new WireGuardPacer(this.clock)
+    if (opts.wireGuardQueue === undefined) this.procQueue = ProcWireGuardQueue.open()
+    const probe = opts.wireGuardQueue === false ? undefined : (opts.wireGuardQueue ?? this.procQueue)
+    this.pacer = new WireGuardPacer(
+      this.clock,
+      probe && {probe, port: () => this.wgPort, target: wireGuardQueueTarget()},
+    )
     this.connect()
   }
 
@@ -529,6 +543,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer)
     if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer)
     this.retryTimer = this.keepaliveTimer = undefined
+    this.procQueue?.close()
     const ws = this.ws
     const closing: Promise<unknown>[] = [...this.shims.keys()].map((p) => this.release(p))
     if (ws && ws.readyState !== WebSocket.CLOSED) {

@@ -29,9 +29,14 @@
  *    bytes: 92 packets of 1452 bytes), and a daemon that was off the CPU for a few ms finds
  *    hundreds of relayed packets waiting in its WebSocket and would hand them all over at once;
  *    what does not fit is lost, and TCP inside the tunnel pays for every loss with a relayed
- *    round trip. At most PACE.burst packets go at once, then PACE.perMs per millisecond; the
- *    rest wait in order (at most PACE.maxQueued, the excess dropped as wireguard_backlog). The
- *    budget belongs to WireGuard's socket: a RelayClient's shims share one WireGuardPacer.
+ *    round trip. Where the kernel shows how full WireGuard's socket is (Linux /proc/net/udp,
+ *    daemon/relay/wireguard-queue.ts), only what fits below 7/8 of its buffer goes, and the rest
+ *    waits until WireGuard has read: a fixed pace cannot know that wireguard-go is off the CPU,
+ *    and on a loaded machine it overflowed the socket all the same (every TCP retransmit of a
+ *    relayed iperf3 was such a drop). Elsewhere at most PACE.burst packets go at once, then
+ *    PACE.perMs per millisecond. Either way the rest wait in order (at most PACE.maxQueued, the
+ *    excess dropped as wireguard_backlog). The budget belongs to WireGuard's socket: a
+ *    RelayClient's shims share one WireGuardPacer.
  *
  * Modes govern the relay -> WireGuard direction only (WireGuard sends here only while its
  * endpoint is this socket):
@@ -53,6 +58,7 @@ import {
   relayFrameHeader,
 } from '../../shared/relay/frame.js'
 import type {InitiationTieBreak} from './initiation-tie-break.js'
+import {DATAGRAM_TRUESIZE, type WireGuardQueue} from './wireguard-queue.js'
 
 export type ShimMode = 'deliver' | 'hold' | 'drop'
 
@@ -105,8 +111,16 @@ export const OUTAGE = {maxPackets: 128, maxBytes: 128 * 1024, maxAgeMs: 1000, in
  * the 300-420 KB (200-290 packets) seen waiting in a daemon's WebSocket after a stall; a packet
  * that waits is copied (a view would keep its whole 64 KiB socket read alive), so what waits is
  * at most 1024 x maxPayload (2 MiB) per WireGuard socket (per RelayClient), however many peers.
+ *
+ * targetMs/intervalMs bound how long packets wait, as CoDel (RFC 8289) does: once the packets
+ * leaving the queue have all waited over targetMs for intervalMs, one is dropped, then the next
+ * after intervalMs/sqrt(drops), until one leaves within targetMs. Without it, a relayed TCP stream
+ * that no longer lost packets at WireGuard's socket (the probe) filled the queue to maxQueued and
+ * kept it full: 1.5 MB, 120-150 ms on top of every relayed round trip under load (main's pacer,
+ * which lost packets at the socket instead: 4-22 ms), which in turn stretched upgrade windows
+ * (2.5 x the relayed round trip) and the stall of a failed one. A drop counts as wireguard_backlog.
  */
-export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
+export const PACE = {burst: 64, perMs: 64, maxQueued: 1024, targetMs: 5, intervalMs: 100} as const
 
 /**
  * Why a packet did not go through the shim:
@@ -119,7 +133,8 @@ export const PACE = {burst: 64, perMs: 64, maxQueued: 1024} as const
  * - hold_overflow: over maxPackets while holding;
  * - mode_drop: discarded by drop mode or a hold that ended in drop;
  * - no_wireguard_port: a packet for WireGuard while its listen port is unknown (0);
- * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard.
+ * - wireguard_backlog: over PACE.maxQueued packets waiting for their turn to WireGuard, or one
+ *   dropped because packets have been waiting too long (PACE.targetMs, PACE.intervalMs).
  */
 export type ShimDropReason =
   | 'foreign_source'
@@ -169,32 +184,81 @@ export const systemShimClock: ShimClock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 }
 
+/** How a WireGuardPacer sees WireGuard's socket fill up (daemon/relay/wireguard-queue.ts). */
+export interface PacerQueueProbe {
+  probe: WireGuardQueue
+  /** WireGuard's listen port now (0 when unknown). */
+  port(): number
+  /** The receive-queue bytes not to go over (wireguardQueueTarget()). */
+  target: number
+}
+
 /**
  * The pace budget of one WireGuard listen socket, shared by all shims that send to it (a
  * RelayClient's): the socket buffer it protects is one, however many peers are relayed. One
  * queue in arrival order keeps each peer's packets in order.
+ *
+ * With a queue probe, the budget is refilled from the socket itself when it is spent: as many
+ * packets as fit between what waits in WireGuard's receive queue and the target (counted at
+ * DATAGRAM_TRUESIZE each, a full-size packet's share). Loopback delivery puts a sent datagram in
+ * that queue within the send, so the next reading counts what this pacer sent meanwhile. When the
+ * probe cannot tell (no socket on the port, no /proc), the time-based budget applies.
  */
 export class WireGuardPacer {
-  private queue: {send: (payload: Buffer) => void; payload: Buffer; owner: object}[] = []
+  private queue: {
+    send: (payload: Buffer) => void
+    payload: Buffer
+    owner: object
+    /** When it was queued (clock ms). */
+    at: number
+    dropped?: () => void
+  }[] = []
+  /** CoDel state (PACE.targetMs): when waits over target have lasted intervalMs (0: not over). */
+  private overUntil = 0
+  private dropping = false
+  private drops = 0
+  private dropNext = 0
   private head = 0
   private tokens: number = PACE.burst
   private at = 0
   private timer: unknown = undefined
   private readonly waiting = new Map<object, number>()
+  /**
+   * At most one reading per turn of the event loop. `looked`: a reading was taken this turn (a
+   * packet arriving while others wait may look again, but not 44 times for one WebSocket
+   * message). `allowed`: that reading let packets go; then the next look is at the end of the
+   * turn (turnEnd), not sooner: dgram sends to an address reach the kernel on a later tick (Node
+   * resolves even a literal address on process.nextTick; a shim's connected socket sends at once,
+   * but not every platform connects), so a second reading in the same turn might not see the
+   * first one's packets and would allow them again. A reading that allowed nothing (the
+   * socket is full) leaves the next look to the timer or the next arrival: no spin.
+   */
+  private looked = false
+  private allowed = false
+  private turnEnd: NodeJS.Immediate | undefined = undefined
 
-  constructor(private readonly clock: ShimClock = systemShimClock) {}
+  constructor(
+    private readonly clock: ShimClock = systemShimClock,
+    private readonly queueProbe?: PacerQueueProbe,
+  ) {
+    // With a probe, the first packet already looks at the socket.
+    if (queueProbe) this.tokens = 0
+  }
 
   /**
    * Sends `payload` with `send` now, or later in order when the budget is spent; false when
    * PACE.maxQueued packets already wait (the packet is dropped).
    */
-  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer): boolean {
+  submit(owner: object, send: (payload: Buffer) => void, payload: Buffer, dropped?: () => void): boolean {
+    // Packets waiting: look again now rather than at the timer (WireGuard may have read since;
+    // under load the daemon's next turn comes sooner than its next timer).
+    if (this.head < this.queue.length) this.drain()
     if (this.head === this.queue.length && this.token()) {
       send(payload)
       return true
     }
     if (this.queue.length - this.head >= PACE.maxQueued) return false
-    this.queue.push({send, payload: Buffer.from(payload), owner})
+    this.queue.push({send, payload: Buffer.from(payload), owner, at: this.clock.now(), dropped})
     this.waiting.set(owner, (this.waiting.get(owner) ?? 0) + 1)
     this.schedule()
     return true
@@ -213,31 +277,100 @@ export class WireGuardPacer {
   }
 
   private token(): boolean {
-    const now = this.clock.now()
-    if (now > this.at) {
-      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
-      this.at = now
-    }
+    if (this.tokens < 1 || !this.queueProbe) this.refill()
     if (this.tokens < 1) return false
     this.tokens--
     return true
   }
 
+  /** Refills the budget: from WireGuard's receive queue when it can be read, else by time. */
+  private refill(): void {
+    const now = this.clock.now()
+    const q = this.queueProbe
+    if (q) {
+      if (this.looked) return
+      const port = q.port()
+      const queued = port === 0 ? undefined : q.probe.rxQueue(port)
+      if (queued !== undefined) {
+        this.tokens = Math.floor(Math.max(0, q.target - queued) / DATAGRAM_TRUESIZE)
+        this.at = now
+        this.looked = true
+        this.allowed = this.tokens > 0
+        this.turnEnd ??= setImmediate(() => {
+          this.turnEnd = undefined
+          this.looked = false
+          if (this.allowed && this.head < this.queue.length) this.drain()
+        })
+        return
+      }
+    }
+    if (now > this.at) {
+      this.tokens = Math.min(PACE.burst, this.tokens + (now - this.at) * PACE.perMs)
+      this.at = now
+    }
+  }
+
+  /** Sends what waits, in order, while the budget lasts. */
+  private drain(): void {
+    const now = this.clock.now()
+    while (this.head < this.queue.length && this.token()) {
+      let q = this.queue[this.head++]!
+      this.left(q.owner)
+      if (this.tooLong(now - q.at, now)) {
+        // Dropped in place of the next one, which takes its token (RFC 8289 drops and sends on).
+        q.dropped?.()
+        if (this.head === this.queue.length) break
+        q = this.queue[this.head++]!
+        this.left(q.owner)
+      }
+      q.send(q.payload)
+    }
+    if (this.head === this.queue.length) {
+      this.queue = []
+      this.head = 0
+    } else this.schedule()
+  }
+
+  private left(owner: object): void {
+    const n = (this.waiting.get(owner) ?? 1) - 1
+    if (n > 0) this.waiting.set(owner, n)
+    else this.waiting.delete(owner)
+  }
+
+  /** CoDel's verdict on a packet that leaves after waiting `waited` ms (see PACE). */
+  private tooLong(waited: number, now: number): boolean {
+    if (waited < PACE.targetMs) {
+      this.overUntil = 0
+      this.dropping = false
+      return false
+    }
+    if (this.overUntil === 0) {
+      this.overUntil = now + PACE.intervalMs
+      return false
+    }
+    if (now < this.overUntil) return false
+    if (!this.dropping) {
+      // Back to dropping soon after the last time: go on near the rate it had reached.
+      this.drops = this.drops > 2 && now - this.dropNext < 8 * PACE.intervalMs ? this.drops - 2 : 1
+      this.dropping = true
+      this.dropNext = now + PACE.intervalMs / Math.sqrt(this.drops)
+      return true
+    }
+    if (now < this.dropNext) return false
+    this.drops++
+    this.dropNext += PACE.intervalMs / Math.sqrt(this.drops)
+    return true
+  }
+
+  /**
+   * Drains later: at the end of this turn when a reading allowed sends that have not reached the
+   * kernel yet (see `looked`), else in a millisecond (WireGuard is behind, or time paces).
+   */
   private schedule(): void {
-    if (this.timer !== undefined) return
+    if ((this.looked && this.allowed) || this.timer !== undefined) return
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined
-      while (this.head < this.queue.length && this.token()) {
-        const q = this.queue[this.head++]!
-        const n = (this.waiting.get(q.owner) ?? 1) - 1
-        if (n > 0) this.waiting.set(q.owner, n)
-        else this.waiting.delete(q.owner)
-        q.send(q.payload)
-      }
-      if (this.head === this.queue.length) {
-        this.queue = []
-        this.head = 0
-      } else this.schedule()
+      this.drain()
     }, 1)
   }
 }
@@ -320,6 +453,9 @@ export class PeerShim {
   private awaitingPeer = false
   private readonly pacer: WireGuardPacer
   private readonly sendToWireGuardFn = (payload: Buffer): void => this.sendToWireGuard(payload)
+  private readonly pacedDropFn = (): void => this.drop('wireguard_backlog')
+  /** The WireGuard port the socket is connected to (connectTo); 0 when not connected. */
+  private connectedTo = 0
   private readonly counters = {
     toRelayPackets: 0,
     toRelayBytes: 0,
@@ -572,16 +708,42 @@ export class PeerShim {
   }
 
   private toWireGuard(payload: Buffer): void {
-    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload)) this.drop('wireguard_backlog')
+    if (!this.pacer.submit(this, this.sendToWireGuardFn, payload, this.pacedDropFn))
+      this.drop('wireguard_backlog')
   }
 
   private sendToWireGuard(payload: Buffer): void {
     if (this.closed) return
     const wg = this.opts.wireGuardPort()
     if (wg === 0) return this.drop('no_wireguard_port')
-    this.socket.send(payload, wg, LOOPBACK)
+    if (wg !== this.connectedTo) this.connectTo(wg)
+    if (this.connectedTo === wg) this.socket.send(payload)
+    else this.socket.send(payload, wg, LOOPBACK)
     this.counters.toWireGuardPackets++
     this.counters.toWireGuardBytes += payload.length
+  }
+
+  /**
+   * Connects the socket to WireGuard's listen port (connectSync: Node >= 24.19), so that a send
+   * skips the per-packet address lookup (a process.nextTick and two closures in dgram) and the
+   * kernel's per-packet route lookup: the receiving daemon's sends to WireGuard were its largest
+   * cost. A connected socket also takes datagrams only from that port: the kernel drops foreign
+   * ones before meshd sees them (not counted as foreign_source then). On a port change it
+   * reconnects; where it cannot, sends name the address as before.
+   */
+  private connectTo(port: number): void {
+    const socket = this.socket as Socket & {connectSync?: (port: number, address: string) => void}
+    if (typeof socket.connectSync !== 'function') return
+    try {
+      if (this.connectedTo !== 0) {
+        this.connectedTo = 0
+        socket.disconnect()
+      }
+      socket.connectSync(port, LOOPBACK)
+      this.connectedTo = port
+    } catch {
+      this.connectedTo = 0
+    }
   }
 
   /**
