@@ -487,6 +487,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       // session of it on this replica) is let through: the receiver's WireGuard has no entry for
       // a sender it does not see and drops whatever arrives from it.
       allowed: (networkId, src, dst) => server?.netmap.relayAllowed(networkId, src, dst) ?? true,
+      // Stand-alone relays learn the same from RELAY_API.visibility (registry.ts).
+      visibility: {source: state.netmap, feed: state.feed},
     })
     relay = relayHub.relay
 
