@@ -64,8 +64,8 @@ async function setPolicy(document: string | null): Promise<void> {
   expect(r.status, r.text).toBe(200)
 }
 
-/** A network of three tagged nodes (web, db, ci), each with a socket on relay `r`. */
-async function threeNodes(r: RunningRelay) {
+/** A network of three tagged nodes (web, db, ci), each with a socket on relay `r` (db on `dbOn`). */
+async function threeNodes(r: RunningRelay, dbOn: RunningRelay = r) {
   const n = ++seq
   const net = await api.req('POST', '/api/v1/networks', {
     token: ctl.adminToken,
@@ -87,20 +87,26 @@ async function threeNodes(r: RunningRelay) {
     expect(reg.status, reg.text).toBe(201)
     const b = reg.body as {node: {id: string}; credential: string}
     ids[name] = b.node.id
-    socks[name] = await connectRelay(`${r.url.replace(/^http/, 'ws')}${RELAY_WS_PATH}`, b.credential)
+    const on = name === 'db' ? dbOn : r
+    socks[name] = await connectRelay(`${on.url.replace(/^http/, 'ws')}${RELAY_WS_PATH}`, b.credential)
     clients.push(socks[name])
   }
   // The relay attaches a session after the client saw 'open': wait for its 'connect' events.
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('three relay sessions')), 3000)
     const check = () => {
-      if (Object.values(ids).every((id) => r.relay.isConnected(networkId, id))) {
+      const here = (name: 'web' | 'db' | 'ci') => (name === 'db' ? dbOn : r)
+      if (
+        (['web', 'db', 'ci'] as const).every((name) => here(name).relay.isConnected(networkId, ids[name]))
+      ) {
         clearTimeout(timer)
         r.relay.off('connect', check)
+        dbOn.relay.off('connect', check)
         resolve()
       }
     }
     r.relay.on('connect', check)
+    if (dbOn !== r) dbOn.relay.on('connect', check)
     check()
   })
   return {networkId, ids, socks}
@@ -186,6 +192,44 @@ describe('a stand-alone relay under an ACL policy', () => {
     expect(await passes(r, nodes, 'ci', 'db', 'before the answer')).toBe(true)
     await r.visibility.idle()
     expect(await passes(r, nodes, 'ci', 'db', 'after the answer')).toBe(false)
+    await setPolicy(null)
+  })
+
+  it('drops a packet the policy forbids before it crosses the relay mesh, and forwards the allowed ones', async () => {
+    const r1 = await relay()
+    const r2 = await relay()
+    // Each beats again, so both hear of the other and one dials.
+    await r1.heartbeat()
+    await r2.heartbeat()
+    await setPolicy(POLICY)
+    const nodes = await threeNodes(r1, r2)
+    const {networkId, ids} = nodes
+    await waitUntil(
+      () => r1.mesh.knows(networkId, ids.db) && r2.mesh.knows(networkId, ids.web),
+      'mesh presence',
+    )
+    // Learnt before the test sends: the first packets of a network would go through (see above).
+    r1.visibility.allowed(networkId, ids.web, ids.db)
+    r2.visibility.allowed(networkId, ids.web, ids.db)
+    await Promise.all([r1.visibility.idle(), r2.visibility.idle()])
+    expect(await passes(r1, nodes, 'web', 'db', 'web on r1 to db on r2')).toBe(true)
+    expect(await passes(r1, nodes, 'ci', 'db', 'ci on r1 to db on r2')).toBe(false)
+    // And the other way: db on r2 is refused at r2.
+    expect(await passes(r2, nodes, 'db', 'ci', 'db on r2 to ci on r1')).toBe(false)
+    expect(await passes(r2, nodes, 'db', 'web', 'db on r2 to web on r1')).toBe(true)
+
+    // A relay that has not learnt the network forwards; the receiving relay, which has, drops.
+    const fresh = await threeNodes(r1, r2)
+    await waitUntil(() => r1.mesh.knows(fresh.networkId, fresh.ids.db), 'mesh presence')
+    r2.visibility.allowed(fresh.networkId, fresh.ids.web, fresh.ids.db)
+    await r2.visibility.idle()
+    fresh.socks.ci.send(fresh.ids.db, 'ci on r1 to db on r2, r1 unaware')
+    const deadline = Date.now() + 3000
+    while ((await metricValue(r2.relay.metrics.dropped, {network: fresh.networkId, reason: 'policy'})) < 1) {
+      if (Date.now() > deadline) throw new Error('r2 did not drop the forwarded packet')
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    expect(fresh.socks.db.frames).toEqual([])
     await setPolicy(null)
   })
 
