@@ -81,6 +81,11 @@ import {
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/**
+ * Peer-list bytes one policy reload may gzip on the event loop when a class's list is too big for
+ * PeerListGzip's inline gzip (netmap-gzip.ts): 8 MB is about 100 ms at level 1 (2.3 MB in 28 ms).
+ */
+const RELOAD_GZIP_BYTES = 8 * 1024 * 1024
 /** Last-seen is written on connect/disconnect and at most this often from reports. */
 const TOUCH_EVERY_MS = 60_000
 /**
@@ -942,6 +947,8 @@ export class NetmapHub {
     //    text (a policy removed from 1,000 nodes: 1,000 deltas of 1,000 entries, 160 MB, against
     //    1,000 gzipped maps sharing one 40 kB list; bench/policy-change.mjs).
     const policyMoved = !(oldPolicy.open && net.policy.open)
+    /** Peer-list bytes this reload may gzip on the event loop (about 100 ms at level 1). */
+    let gzipBudget = RELOAD_GZIP_BYTES
     for (const [id, conns] of net.conns) {
       const self = net.nodes.get(id)
       const old = oldNodes.get(id)
@@ -980,7 +987,14 @@ export class NetmapHub {
           // Against what the full map's peers cost on the wire: the class's gzipped list (one
           // buffer shared by the class) for a node that takes gzip, once it is ready.
           const list = (g.view.peerList ??= peerBlob(g.view.peers))
-          const fullBytes = (conn.gzip ? g.view.peerGzip.get(list)?.length : undefined) ?? list.bytes.length
+          let gz = conn.gzip ? g.view.peerGzip.get(list) : undefined
+          // Too big to gzip inline as get() does: made here, within a budget per reload (a
+          // 3,000-node removal otherwise sent 3,000 text deltas of 480 kB while it was made).
+          if (conn.gzip && gz === undefined && gzipBudget >= list.bytes.length) {
+            gzipBudget -= list.bytes.length
+            gz = g.view.peerGzip.getNow(list)
+          }
+          const fullBytes = gz?.length ?? list.bytes.length
           if (weight >= fullBytes + head) {
             this.sendFull(conn, net, self)
             continue
