@@ -490,6 +490,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       // A node the hub knows as active in the sender's network but not connected to the relay
       // yet (both nodes came up at once): its first packets are held briefly, not dropped.
       expected: (networkId, nodeId) => server?.netmap.relayExpected(networkId, nodeId) ?? false,
+      // Stand-alone relays learn the same from RELAY_API.visibility (registry.ts).
+      visibility: {source: state.netmap, feed: state.feed},
     })
     relay = relayHub.relay
 

@@ -2,7 +2,16 @@ import {describe, expect, it} from 'vitest'
 import {NO_POLICY_CLASS} from '../../shared/policy/index.js'
 import {storedNode} from '../testing/nodes.js'
 import type {StoredNode} from '../store/store.js'
-import {classOf, diffViews, netPolicy, OPEN_POLICY, peerEntry, samePolicy, viewOf} from './netmap-classes.js'
+import {
+  classOf,
+  diffViews,
+  netPolicy,
+  OPEN_POLICY,
+  peerEntry,
+  relayVisibilityOf,
+  samePolicy,
+  viewOf,
+} from './netmap-classes.js'
 
 /** tag:ci may reach tag:web on 443; group:eng (alice) may reach everything. */
 const POLICY = `{
@@ -105,5 +114,25 @@ describe('netmap visibility classes', () => {
     const d = diffViews(new Map(Object.entries(before)), new Map(Object.entries(after)))
     expect(d.changed.map((c) => c.id)).toEqual(changed)
     expect(d.removed).toEqual(removed)
+  })
+
+  it('tells a stand-alone relay the active nodes by class and which classes see which, or nothing when open or too big', () => {
+    const limits = {nodes: 100, pairs: 100}
+    expect(relayVisibilityOf(OPEN_POLICY, all, limits)).toBeNull()
+    const p = netPolicy(POLICY, OWNERS)
+    const pending = node('pending', 7, {tags: ['tag:ci'], status: 'pending'})
+    const v = relayVisibilityOf(p, [...all, pending], limits)!
+    const classIndex = (id: string) => v.classes.findIndex((c) => c.includes(id))
+    expect(v.classes.flat().sort()).toEqual(['alice', 'bob', 'ci', 'db', 'web'])
+    const sees = (a: string, b: string) => v.sees[classIndex(a)]!.includes(classIndex(b))
+    // The same relation the hub uses for views, both ways.
+    for (const a of all)
+      for (const b of all)
+        if (a !== b)
+          expect(sees(a.id, b.id), `${a.id} ${b.id}`).toBe(p.compiled.sees(classOf(p, a), classOf(p, b)))
+    expect(sees('ci', 'web')).toBe(true)
+    expect(sees('ci', 'db')).toBe(false)
+    expect(relayVisibilityOf(p, all, {nodes: 4, pairs: 100})).toBeNull()
+    expect(relayVisibilityOf(p, all, {nodes: 100, pairs: 2})).toBeNull()
   })
 })

@@ -123,3 +123,42 @@ export function diffViews(before: ReadonlyMap<string, string>, after: ReadonlyMa
   for (const id of before.keys()) if (!after.has(id)) removed.push(id)
   return {changed, removed}
 }
+
+/**
+ * What a stand-alone relay is told about a network (shared/relay/control.ts RelayVisibility):
+ * its active nodes grouped by class under `p`, and for each class the classes it sees. Null
+ * when open (every pair may talk) or beyond `limits` (the relay decides as without a policy).
+ * O(nodes × rules) for the classes, O(classes²) for `sees`.
+ */
+export function relayVisibilityOf(
+  p: NetPolicy,
+  nodes: readonly StoredNode[],
+  limits: {readonly nodes: number; readonly pairs: number},
+): {classes: string[][]; sees: number[][]} | null {
+  if (p.open) return null
+  const active = nodes.filter((n) => n.status === 'active')
+  if (active.length > limits.nodes) return null
+  const index = new Map<string, number>()
+  const keys: string[] = []
+  const classes: string[][] = []
+  for (const n of active) {
+    const cls = classOf(p, n)
+    let i = index.get(cls)
+    if (i === undefined) {
+      index.set(cls, (i = keys.length))
+      keys.push(cls)
+      classes.push([])
+    }
+    classes[i]!.push(n.id)
+  }
+  const sees: number[][] = []
+  let pairs = 0
+  for (const a of keys) {
+    const row: number[] = []
+    for (const [j, b] of keys.entries()) if (p.compiled.sees(a, b)) row.push(j)
+    pairs += row.length
+    if (pairs > limits.pairs) return null
+    sees.push(row)
+  }
+  return {classes, sees}
+}

@@ -59,4 +59,13 @@ describe('PeerListGzip', () => {
     })
     expect(zlib.gunzipSync(ready).equals(big.bytes)).toBe(true)
   })
+
+  it('gzips a big list at once when asked to (getNow), and get() serves that copy after', () => {
+    const gz = new PeerListGzip(() => 0)
+    const big = list('{"id":"y"},'.repeat(Math.ceil(GZIP_INLINE_MAX / 10)))
+    const now = gz.getNow(big)
+    expect(zlib.gunzipSync(now).equals(big.bytes)).toBe(true)
+    expect(gz.get(big)).toBe(now)
+    expect(gz.getNow(big)).toBe(now)
+  })
 })

@@ -59,6 +59,19 @@ export class PeerListGzip {
    * loop, or the list changed again within GZIP_EVERY_MS of the last one made (the caller then
    * sends text).
    */
+  /**
+   * The gzip member of `list.bytes`, made now on the event loop when it is not ready. For a
+   * policy change, where the alternative is a text delta about as big as the list to every node
+   * of a class; the caller bounds how much it makes this way.
+   */
+  getNow(list: {readonly bytes: Buffer}): Buffer {
+    if (this.source === list && this.bytes) return this.bytes
+    this.startedAt = this.now()
+    this.source = list
+    this.bytes = zlib.gzipSync(list.bytes, {level: 1})
+    return this.bytes
+  }
+
   get(list: {readonly bytes: Buffer}): Buffer | undefined {
     if (this.source === list) return this.bytes ?? undefined
     if (this.pending === list) return undefined

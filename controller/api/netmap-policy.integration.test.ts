@@ -4,6 +4,7 @@
 // nodes it affects within a second, as deltas, and nobody else; without a policy the frames are
 // what they were before policies existed.
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import zlib from 'node:zlib'
 import WebSocket from 'ws'
 import {encodeRelayFrame, RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {NetmapDeltaSchema, NetmapFullSchema} from '../../shared/protocol/netmap.js'
@@ -439,6 +440,50 @@ describe('netmap hub under an ACL policy', () => {
       expect(JSON.stringify(full.peers)).toBe(
         `[${JSON.stringify(toPeer((await store.getNode(b.node.id))!)).replace('"b-2"', '"b"')}]`,
       )
+    } finally {
+      s.terminate()
+    }
+  })
+
+  it('after a policy is removed, gives a node that takes gzip one gzipped full map, and a text node a delta without its own entry', async () => {
+    // tag:a reaches tag:a, tag:b reaches tag:a on 443: a b node sees the 20 a nodes only, and
+    // after the removal every peer: a delta of 39 entries, its own entry among them.
+    await setPolicy(
+      `{"acls": [{"src": ["tag:a"], "dst": ["tag:a:*"]}, {"src": ["tag:b"], "dst": ["tag:a:443"], "proto": "tcp"}]}`,
+    )
+    const n = ++seq
+    const net = await createNetwork(ctl, {name: `acl-${n}`, cidr: `10.${60 + n}.0.0/24`, joinPolicy: 'open'})
+    const nodes: JoinedNode[] = []
+    for (let i = 0; i < 40; i++)
+      nodes.push(await join(net.id, `n${i}`, {tags: [i % 2 === 0 ? 'tag:a' : 'tag:b']}))
+    const [gz, text] = [nodes[1]!, nodes[3]!]
+    const s = new WebSocket(`${ctl.url.replace(/^http/, 'ws')}/api/v1/netmap?encoding=gzip`, {
+      headers: {authorization: `Bearer ${gz.credential}`},
+    })
+    const {got, count} = inbox(s, (d) => {
+      const buf = d as Buffer
+      const gzipped = buf[0] === 0x1f && buf[1] === 0x8b
+      return {gzipped, frame: JSON.parse((gzipped ? zlib.gunzipSync(buf) : buf).toString()) as Frame}
+    })
+    try {
+      const ws = await open(text.credential)
+      await ws.next((f) => f.type === 'full', 2000)
+      await count(1)
+      expect(Object.keys(seen(ws))).toHaveLength(20)
+      const before = ws.frames.length
+      await setPolicy(null)
+      await count(2)
+      expect(got[1]!.gzipped).toBe(true)
+      expect(got[1]!.frame.type).toBe('full')
+      expect(got[1]!.frame.peers).toHaveLength(40)
+      await ws.until(() => ws.frames.length > before, 1000)
+      const delta = ws.frames[before] as Frame
+      expect(delta.type).toBe('delta')
+      const ids = (delta.changed ?? []).map((p) => p.id)
+      expect(ids).toHaveLength(39)
+      expect(ids).not.toContain(text.node.id)
+      expect(Object.values(seen(ws)).every((v) => v === ALL)).toBe(true)
+      expect(Object.keys(seen(ws))).toHaveLength(39)
     } finally {
       s.terminate()
     }

@@ -82,6 +82,11 @@ import {
 
 /** A socket whose unsent backlog exceeds this is too slow to keep up: dropped, it will resume. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/**
+ * Peer-list bytes one policy reload may gzip on the event loop when a class's list is too big for
+ * PeerListGzip's inline gzip (netmap-gzip.ts): 8 MB is about 100 ms at level 1 (2.3 MB in 28 ms).
+ */
+const RELOAD_GZIP_BYTES = 8 * 1024 * 1024
 /** Last-seen is written on connect/disconnect and at most this often from reports. */
 const TOUCH_EVERY_MS = 60_000
 /**
@@ -899,6 +904,8 @@ export class NetmapHub {
       readonly weight: number
       readonly view: ClassView
       shared: Buffer | undefined
+      /** `changed` joined once, for deltas that leave the node's own entry out (peersExcept). */
+      blob: PeerBlob | undefined
     }
     const groups = new Map<string, Group>()
     const groupOf = (before: string, after: string): Group => {
@@ -917,28 +924,42 @@ export class NetmapHub {
           weight,
           view,
           shared: undefined,
+          blob: undefined,
         }
         groups.set(key, g)
       }
       return g
     }
-    const deltaFor = (g: Group, selfId: string, self: StoredNode | undefined): string | undefined => {
-      const ups: string[] = []
-      for (const [id, json] of g.changed) if (id !== selfId) ups.push(json)
+    // A delta's entries are views into one blob per group (the node's own entry cut out, as
+    // sendFull does with the class's peer list): building a string per node instead cost O(nodes)
+    // bytes of string work per node when a policy removal touched every node's view.
+    const deltaFor = (g: Group, selfId: string, self: StoredNode | undefined): Buffer[] | undefined => {
+      const ups = g.changed.size - (g.changed.has(selfId) ? 1 : 0)
       const gone = g.removed.filter((id) => id !== selfId).map((id) => JSON.stringify(id))
-      if (ups.length === 0 && gone.length === 0 && !self) return undefined
-      let frame = `{"type":"delta","version":${version}`
-      if (self) frame += `,"self":${JSON.stringify(toSelf(self))}`
-      if (ups.length > 0) frame += `,"changed":[${ups.join(',')}]`
-      if (gone.length > 0) frame += `,"removed":[${gone.join(',')}]`
-      return frame + '}'
+      if (ups === 0 && gone.length === 0 && !self) return undefined
+      let head = `{"type":"delta","version":${version}`
+      if (self) head += `,"self":${JSON.stringify(toSelf(self))}`
+      const parts: Buffer[] = []
+      if (ups > 0) {
+        parts.push(
+          Buffer.from(`${head},"changed":[`),
+          ...peersExcept((g.blob ??= peerBlob(g.changed)), selfId),
+        )
+        head = ']'
+      }
+      if (gone.length > 0) head += `,"removed":[${gone.join(',')}]`
+      parts.push(Buffer.from(`${head}}`))
+      return parts
     }
     // 3. Each session: revoked, a full map, or one delta (shared bytes per pair of classes when
     //    nothing in it is its own). When a policy came, went or changed, a full map instead where
-    //    the delta would weigh as much as the class's peer list: the full map's peer bytes are
-    //    one shared buffer per class, while a delta that holds the node's own entry is built for
-    //    it alone (a policy removed from 1,000 nodes: 1,000 deltas of 900 entries each).
+    //    the delta would weigh as much as the class's peer list as sent (gzipped to a node that
+    //    takes it): the full map's peer bytes are one shared buffer per class, while a delta is
+    //    text (a policy removed from 1,000 nodes: 1,000 deltas of 1,000 entries, 160 MB, against
+    //    1,000 gzipped maps sharing one 40 kB list; bench/policy-change.mjs).
     const policyMoved = !(oldPolicy.open && net.policy.open)
+    /** Peer-list bytes this reload may gzip on the event loop (about 100 ms at level 1). */
+    let gzipBudget = RELOAD_GZIP_BYTES
     for (const [id, conns] of net.conns) {
       const self = net.nodes.get(id)
       const old = oldNodes.get(id)
@@ -974,14 +995,25 @@ export class NetmapHub {
           // A full map also carries the network, the node itself and the NAT services.
           const head =
             net.headerJson.length + JSON.stringify(toSelf(self)).length + this.natJson().length + 64
-          if (weight >= (g.view.peerList ??= peerBlob(g.view.peers)).bytes.length + head) {
+          // Against what the full map's peers cost on the wire: the class's gzipped list (one
+          // buffer shared by the class) for a node that takes gzip, once it is ready.
+          const list = (g.view.peerList ??= peerBlob(g.view.peers))
+          let gz = conn.gzip ? g.view.peerGzip.get(list) : undefined
+          // Too big to gzip inline as get() does: made here, within a budget per reload (a
+          // 3,000-node removal otherwise sent 3,000 text deltas of 480 kB while it was made).
+          if (conn.gzip && gz === undefined && gzipBudget >= list.bytes.length) {
+            gzipBudget -= list.bytes.length
+            gz = g.view.peerGzip.getNow(list)
+          }
+          const fullBytes = gz?.length ?? list.bytes.length
+          if (weight >= fullBytes + head) {
             this.sendFull(conn, net, self)
             continue
           }
         }
-        let frame: string | Buffer | undefined
+        let frame: Buffer | Buffer[] | undefined
         if (!selfChanged && ownEntry === undefined && !own)
-          frame = g.shared ??= Buffer.from(deltaFor(g, '', undefined)!)
+          frame = g.shared ??= Buffer.concat(deltaFor(g, '', undefined)!)
         else frame = deltaFor(g, id, selfChanged ? self : undefined)
         if (frame !== undefined) this.send(conn, frame, 'delta')
       }

@@ -12,8 +12,12 @@
  */
 import {every, type Clock} from '../../shared/clock.js'
 import type {NatServices} from '../../shared/protocol/netmap.js'
+import {RELAY_VISIBILITY_LIMITS, type RelayVisibility} from '../../shared/relay/control.js'
+import {netPolicy, relayVisibilityOf} from '../api/netmap-classes.js'
+import type {ChangeFeed} from '../change-feed.js'
 import type {Writes} from '../domain/writes.js'
-import type {RelayRecord, Store} from '../store/store.js'
+import type {NetmapSource} from '../netmap-source.js'
+import type {NodeChange, RelayRecord, Store} from '../store/store.js'
 import {RelayMesh} from './mesh.js'
 import {importRelayKeyFile, RelayRegistry, type OwnRelay} from './registry.js'
 import {RelayServer, type RelayIdentity, type RelayLog, type RelayMetrics, type Subscribe} from './server.js'
@@ -46,6 +50,35 @@ export interface BuiltInRelayOptions {
    * (RelayServerOptions.expected): packets for it are held briefly instead of dropped.
    */
   readonly expected?: ((networkId: string, nodeId: string) => boolean) | undefined
+  /** Where stand-alone relays' visibility answers come from, and the changes that make them stale. */
+  readonly visibility?:
+    | {
+        readonly source: Pick<NetmapSource, 'netmapSnapshot'>
+        readonly feed: Pick<ChangeFeed, 'onNodeChange' | 'onPolicyChange'>
+      }
+    | undefined
+}
+
+/** What a stand-alone relay is told about `networkId` (RELAY_API.visibility), from one store read. */
+export async function readRelayVisibility(
+  source: Pick<NetmapSource, 'netmapSnapshot'>,
+  networkId: string,
+): Promise<RelayVisibility> {
+  const snap = await source.netmapSnapshot(networkId)
+  if (!snap) return {mode: 'unknown', networkId, tenantId: null}
+  const tenantId = snap.network.tenantId
+  const p = netPolicy(snap.policy, snap.owners)
+  if (p.open) return {mode: 'open', networkId, tenantId}
+  const v = relayVisibilityOf(p, snap.nodes, RELAY_VISIBILITY_LIMITS)
+  return v ? {mode: 'policy', networkId, tenantId, ...v} : {mode: 'unknown', networkId, tenantId}
+}
+
+/** Whether a node change may move a node into another class, or in or out of the active ones. */
+export function classMayMove(c: NodeChange): boolean {
+  const a = c.before
+  const b = c.node
+  if (!a || !b) return true
+  return a.status !== b.status || a.ownerId !== b.ownerId || a.tags.join('\n') !== b.tags.join('\n')
 }
 
 export interface BuiltInRelay {
@@ -82,6 +115,7 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
     heartbeatMs: opts.heartbeatMs,
     own: opts.own,
     log: opts.log,
+    visibility: opts.visibility && ((networkId) => readRelayVisibility(opts.visibility!.source, networkId)),
     onChange: (all) => {
       const before = JSON.stringify(opts.nat.relays)
       const next = [...own, ...registry.live()].slice(0, 16)
@@ -94,6 +128,12 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
   })
   const mesh = new RelayMesh({selfUrl: undefined, acceptTokens: () => [registry.meshToken], log: opts.log})
   const offRemovals = opts.removals((r) => registry.nodeGone(r))
+  const offPolicies =
+    opts.visibility?.feed.onPolicyChange((t) => registry.policyChanged(t)) ?? (() => undefined)
+  const offNodes =
+    opts.visibility?.feed.onNodeChange((c) => {
+      if (classMayMove(c)) registry.networkChanged(c.networkId)
+    }) ?? (() => undefined)
   const relay = new RelayServer({
     authenticate: async (credential) => {
       const n = await opts.authenticate(credential)
@@ -112,6 +152,8 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
     await registry.start()
   } catch (err) {
     offRemovals()
+    offPolicies()
+    offNodes()
     await registry.close()
     await mesh.close()
     await relay.close()
@@ -129,6 +171,8 @@ export async function startBuiltInRelay(opts: BuiltInRelayOptions): Promise<Buil
     close: async () => {
       stopRedial()
       offRemovals()
+      offPolicies()
+      offNodes()
       await registry.close()
       await mesh.close()
     },

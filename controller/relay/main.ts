@@ -9,7 +9,9 @@
  * A stand-alone relay runs THE SAME RelayServer as the controller hosts, with:
  * - authenticate: the controller's answer to "whose credential is this" (node-auth.ts, cached);
  * - removals: the `gone` list of each heartbeat answer (at most one beat late);
- * - forward: the relay mesh (mesh.ts), whose peers and token come with each heartbeat answer.
+ * - forward: the relay mesh (mesh.ts), whose peers and token come with each heartbeat answer;
+ * - allowed: who may see whom under the ACL policy (visibility.ts), fetched from the controller
+ *   and fetched again when a heartbeat answer says it changed.
  * It serves RELAY_WS_PATH (nodes), RELAY_MESH_WS_PATH (other relays), GET /healthz (what
  * `mesh netcheck` and meshd's home-relay probe time) and GET /metrics (Prometheus).
  */
@@ -30,6 +32,7 @@ import {RELAY_WS_PATH} from '../../shared/relay/frame.js'
 import {RelayMesh} from './mesh.js'
 import {ControllerNodeAuth} from './node-auth.js'
 import {RelayMetrics, RelayServer, type RelayIdentity} from './server.js'
+import {RelayVisibilityCache} from './visibility.js'
 
 export interface RelayOptions {
   /** The controller's base URL (http or https). */
@@ -57,11 +60,38 @@ export interface RunningRelay {
   readonly relay: RelayServer
   readonly mesh: RelayMesh
   readonly auth: ControllerNodeAuth
+  /** Who may see whom (ACL policy), as far as this relay learnt it. */
+  readonly visibility: RelayVisibilityCache
   readonly logger: Logger
   /** Beats now (tests; the timer beats by itself). */
   heartbeat(): Promise<RelayHeartbeatResponse>
   /** Stops beating and closes every socket (the controller drops it after its liveness window). */
   close(): Promise<void>
+}
+
+/** A visibility answer at RELAY_VISIBILITY_LIMITS is about 12 MB of JSON; more is refused. */
+const VISIBILITY_MAX_BYTES = 16 * 1024 * 1024
+
+/** The body as JSON, read only up to `max` bytes (more: an error; not JSON: undefined). */
+async function readJsonLimited(res: Response, max: number): Promise<unknown> {
+  const declared = Number(res.headers.get('content-length') ?? NaN)
+  if (declared > max) {
+    await res.body?.cancel()
+    throw new Error(`answer of ${declared} bytes is over ${max}`)
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  if (res.body)
+    for await (const chunk of res.body) {
+      size += chunk.byteLength
+      if (size > max) throw new Error(`answer is over ${max} bytes`)
+      chunks.push(chunk)
+    }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
+  } catch {
+    return undefined
+  }
 }
 
 function parseHostPort(text: string): {host: string; port: number} {
@@ -106,6 +136,23 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     log: logger,
   })
   const removalListeners = new Set<(r: RelayIdentity) => void>()
+  const visibilityUrl = new URL(RELAY_API.visibility, controller).toString()
+  const visibility = new RelayVisibilityCache({
+    now: () => clock.now(),
+    log: logger,
+    fetch: async (networkId) => {
+      const res = await fetch(visibilityUrl, {
+        method: 'POST',
+        headers: {authorization: `Bearer ${opts.relayKey}`, 'content-type': 'application/json'},
+        body: JSON.stringify({networkId}),
+        signal: AbortSignal.timeout(10_000),
+        redirect: 'error',
+      })
+      const body = await readJsonLimited(res, VISIBILITY_MAX_BYTES)
+      if (!res.ok) throw MeshError.fromWire(body, res.status)
+      return body
+    },
+  })
   const relay = new RelayServer({
     authenticate: auth.authenticate,
     removals: (fn) => {
@@ -113,6 +160,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       return () => removalListeners.delete(fn)
     },
     forward: mesh.forward,
+    allowed: visibility.allowed,
     metrics: new RelayMetrics(registry),
     log: logger,
     now: () => clock.now(),
@@ -201,6 +249,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       for (const fn of removalListeners) fn(g)
     }
     mesh.setPeers(r.relays, r.meshToken)
+    if (r.visibility) visibility.stale(r.visibility)
     beatMs = r.heartbeatMs
     return r
   }
@@ -244,6 +293,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     relay,
     mesh,
     auth,
+    visibility,
     logger,
     heartbeat: beat,
     close: () =>

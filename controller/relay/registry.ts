@@ -21,6 +21,11 @@
  * to this replica and handed out with its next beat here (bounded; see RELAY_MAX_GONE). Every
  * replica hears every node change (the change feed), so a relay that beats through a load
  * balancer hears of a removal from whichever replica it reaches next.
+ *
+ * Visibility (ACL policy, issue 10): RELAY_API.visibility answers who may see whom in a network;
+ * a policy change (tenant) or a node change that may move a node's class (network) is queued
+ * for each relay like a removal and handed out with its next beat, so a stand-alone relay's
+ * answers are at most one beat stale. A relay new to this replica is told everything is stale.
  */
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
@@ -36,9 +41,11 @@ import {
   RELAY_MAX_GONE,
   RelayHeartbeatRequestSchema,
   RelayVerifyNodeRequestSchema,
+  RelayVisibilityRequestSchema,
   type RelayHeartbeatResponse,
   type RelayNodeRef,
   type RelayVerifyNodeResponse,
+  type RelayVisibility,
 } from '../../shared/relay/control.js'
 import {hashSecret} from '../auth/secrets.js'
 import type {ImportedRelayKey} from '../domain/relays.js'
@@ -118,12 +125,22 @@ export interface RelayRegistryOptions {
   readonly onChange?: (live: readonly RelayRecord[]) => void
   /** Where failed background beats and reloads are told. */
   readonly log?: {warn(obj: object, msg: string): void}
+  /**
+   * Who may see whom in a network under its tenant's ACL policy, for stand-alone relays
+   * (RELAY_API.visibility); none: the route answers `unknown` (relays decide as without a policy).
+   */
+  readonly visibility?: ((networkId: string) => Promise<RelayVisibility>) | undefined
 }
 
 /** Removals not handed out yet, per relay that beats to this replica. */
 interface Beater {
   lastBeat: number
   gone: RelayNodeRef[]
+  /** Tenants (policy changed) and networks (a node's class may have moved) since the last beat. */
+  staleTenants: Set<string>
+  staleNetworks: Set<string>
+  /** More than RELAY_MAX_GONE of either: the relay drops every answer it holds. */
+  staleAll: boolean
 }
 
 /** Removals queued per relay at most; beyond that the oldest go (a relay that far behind is dead). */
@@ -278,6 +295,16 @@ export class RelayRegistry {
     return this.all
   }
 
+  /** A tenant's policy changed: every relay that beats here refetches its networks' visibility. */
+  policyChanged(tenantId: string): void {
+    for (const r of this.beaters.values()) stale(r, r.staleTenants, tenantId)
+  }
+
+  /** A node of a network came, went or may have changed class: as policyChanged, one network. */
+  networkChanged(networkId: string): void {
+    for (const r of this.beaters.values()) stale(r, r.staleNetworks, networkId)
+  }
+
   /** A node stopped being active: every relay that beats here hears of it with its next beat. */
   nodeGone(ref: RelayNodeRef): void {
     for (const r of this.beaters.values()) {
@@ -316,9 +343,18 @@ export class RelayRegistry {
       expiresAt: this.iso(this.livenessMs),
     })
     let b = this.beaters.get(url)
-    if (!b) this.beaters.set(url, (b = {lastBeat: 0, gone: []}))
+    // A relay new to this replica may have missed changes told to another one: all stale.
+    if (!b)
+      this.beaters.set(
+        url,
+        (b = {lastBeat: 0, gone: [], staleTenants: new Set(), staleNetworks: new Set(), staleAll: true}),
+      )
     b.lastBeat = this.opts.clock.now()
     const gone = b.gone.splice(0, RELAY_MAX_GONE)
+    const visibility = {tenants: [...b.staleTenants], networks: [...b.staleNetworks], all: b.staleAll}
+    b.staleTenants.clear()
+    b.staleNetworks.clear()
+    b.staleAll = false
     await this.refresh()
     return {
       region: key.region,
@@ -326,7 +362,16 @@ export class RelayRegistry {
       relays: this.listed.filter((x) => x.url !== url).map((x) => ({url: x.url!, region: x.region})),
       meshToken: this.token,
       heartbeatMs: this.heartbeatMs,
+      visibility,
     }
+  }
+
+  async visibility(bearer: string | undefined, body: unknown): Promise<RelayVisibility> {
+    await this.relayKey(bearer)
+    const {networkId} = parse(RelayVisibilityRequestSchema, body)
+    return this.opts.visibility
+      ? this.opts.visibility(networkId)
+      : {mode: 'unknown', networkId, tenantId: null}
   }
 
   async verifyNode(bearer: string | undefined, body: unknown): Promise<RelayVerifyNodeResponse> {
@@ -349,6 +394,16 @@ export class RelayRegistry {
   }
 }
 
+function stale(r: Beater, set: Set<string>, id: string): void {
+  if (r.staleAll) return
+  set.add(id)
+  if (set.size > RELAY_MAX_GONE) {
+    r.staleAll = true
+    r.staleTenants.clear()
+    r.staleNetworks.clear()
+  }
+}
+
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body)
   if (r.success) return r.data
@@ -368,4 +423,5 @@ const bearer = (req: FastifyRequest): string | undefined => {
 export function registerRelayRoutes(app: FastifyInstance, registry: RelayRegistry): void {
   app.post(RELAY_API.heartbeat, async (req) => registry.heartbeat(bearer(req), req.body))
   app.post(RELAY_API.verifyNode, async (req) => registry.verifyNode(bearer(req), req.body))
+  app.post(RELAY_API.visibility, async (req) => registry.visibility(bearer(req), req.body))
 }

@@ -9,6 +9,8 @@
  *   beat (the relay drops them: this is how removals reach a relay, polled, O(changes)), the
  *   other live relays (to mesh with) and the mesh token.
  * - POST RELAY_API.verifyNode: "whose node credential is this?" -> {nodeId, networkId, active}.
+ * - POST RELAY_API.visibility: "who may see whom in network N?" under the tenant's ACL policy
+ *   (RelayVisibility below); heartbeat answers name the tenants and networks whose answer changed.
  *
  * Relay <-> relay (WS RELAY_MESH_WS_PATH, mesh token in `Authorization: Bearer`): one link per
  * pair of relays, used both ways. Text messages carry presence (which nodes are connected to the
@@ -20,6 +22,7 @@ import {RELAY_MAX_ID_BYTES} from './frame.js'
 export const RELAY_API = {
   heartbeat: '/api/v1/relays/heartbeat',
   verifyNode: '/api/v1/relays/verify-node',
+  visibility: '/api/v1/relays/visibility',
 } as const
 
 /** A stand-alone relay serves its mesh links here (and the node relay at RELAY_WS_PATH). */
@@ -66,6 +69,15 @@ export const RelayHeartbeatResponseSchema = z.object({
   meshToken: z.string().min(16).max(200),
   /** Beat again within this many ms to stay listed. */
   heartbeatMs: z.number().int().positive(),
+  /** Whose visibility answers changed since the previous beat (absent: an older controller). */
+  visibility: z
+    .object({
+      tenants: z.array(IdSchema).max(RELAY_MAX_GONE),
+      networks: z.array(IdSchema).max(RELAY_MAX_GONE),
+      /** More changed than the lists hold: every answer is stale. */
+      all: z.boolean(),
+    })
+    .optional(),
 })
 export type RelayHeartbeatResponse = z.infer<typeof RelayHeartbeatResponseSchema>
 
@@ -76,6 +88,54 @@ export const RelayVerifyNodeResponseSchema = z.object({
   active: z.boolean(),
 })
 export type RelayVerifyNodeResponse = z.infer<typeof RelayVerifyNodeResponseSchema>
+
+/** Bounds on one visibility answer; a network beyond them is answered `unknown`. */
+export const RELAY_VISIBILITY_LIMITS = {
+  /** Active nodes named, over all classes. */
+  nodes: 100_000,
+  /** Class pairs listed in `sees`, over all classes. */
+  pairs: 1_000_000,
+} as const
+
+export const RelayVisibilityRequestSchema = z.object({networkId: IdSchema})
+
+/**
+ * Who may see whom in one network, for a stand-alone relay to drop packets between nodes that
+ * may not (as the built-in relay does): `open` (no policy: every pair of the network), `policy`
+ * (the active nodes grouped by visibility class; `sees[i]` lists the classes class i sees, a
+ * symmetric relation), or `unknown` (the network is gone, or too large to say within
+ * RELAY_VISIBILITY_LIMITS: the relay decides as without a policy).
+ */
+export const RelayVisibilitySchema = z
+  .discriminatedUnion('mode', [
+    z.object({mode: z.literal('open'), networkId: IdSchema, tenantId: IdSchema}),
+    z.object({
+      mode: z.literal('policy'),
+      networkId: IdSchema,
+      tenantId: IdSchema,
+      classes: z
+        .array(z.array(IdSchema).max(RELAY_VISIBILITY_LIMITS.nodes))
+        .max(RELAY_VISIBILITY_LIMITS.nodes),
+      sees: z
+        .array(z.array(z.number().int().nonnegative()).max(RELAY_VISIBILITY_LIMITS.nodes))
+        .max(RELAY_VISIBILITY_LIMITS.nodes),
+    }),
+    z.object({mode: z.literal('unknown'), networkId: IdSchema, tenantId: IdSchema.nullable()}),
+  ])
+  .superRefine((v, ctx) => {
+    if (v.mode !== 'policy') return
+    let nodes = 0
+    for (const c of v.classes) nodes += c.length
+    let pairs = 0
+    for (const row of v.sees) pairs += row.length
+    if (nodes > RELAY_VISIBILITY_LIMITS.nodes || pairs > RELAY_VISIBILITY_LIMITS.pairs)
+      ctx.addIssue({code: 'custom', message: 'too many nodes or class pairs'})
+    if (v.sees.length !== v.classes.length)
+      ctx.addIssue({code: 'custom', message: 'sees must have one row per class'})
+    else if (v.sees.some((row) => row.some((j) => j >= v.classes.length)))
+      ctx.addIssue({code: 'custom', message: 'sees names a class that does not exist'})
+  })
+export type RelayVisibility = z.infer<typeof RelayVisibilitySchema>
 
 /** Mesh presence (text messages): the full list once per link, then changes. */
 export const RelayMeshPresenceSchema = z.discriminatedUnion('type', [
