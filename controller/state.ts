@@ -38,6 +38,9 @@ import type {
   Tenant,
   UpdateNetworkRequest,
   User,
+  CreateUserInviteRequestSchema,
+  LoginResponse,
+  UserInvite,
 } from '../shared/protocol/control-api.js'
 import {verifyAuditChain} from './domain/audit.js'
 import {checkPolicy} from '../shared/policy/check.js'
@@ -53,7 +56,7 @@ import {hashPassword} from './auth/password.js'
 import {FailureLimiter} from './auth/rate-limit.js'
 import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
-import type {JoinProof, Page, PageRequest, PolicyRecord, Store, StoredNode} from './store/store.js'
+import {publicUser, type JoinProof, type Page, type PageRequest, type PolicyRecord, type Store, type StoredNode} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
 import {ConnectionTracker} from './connections.js'
 import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
@@ -293,16 +296,111 @@ export class ControllerState {
     return this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
   }
 
-  async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
+  /**
+   * Deletes a user and, as `choice` says, removes its nodes or gives them to another user (each a
+   * node change every peer hears of, as a netmap delta). Without a choice a user that owns nodes
+   * is USER_HAS_NODES.
+   */
+  async deleteUser(
+    p: Principal,
+    id: string,
+    choice: {nodes?: 'remove' | 'reassign' | undefined; to?: string | undefined},
+    meta: RequestMeta,
+  ): Promise<{removedNodes: string[]; reassignedNodes: string[]}> {
     const target = await this.access.findUser(p, id)
     if (id === p.user.id) {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
     await this.access.requireNotOutranked(p, target)
-    await this.writes.deleteUser(id, userContext(this.clock, p.user, meta))
+    if (choice.nodes === 'reassign' && choice.to === undefined) {
+      throw new MeshError('VALIDATION_FAILED', {message: 'to: nodes=reassign needs the user to give them to'})
+    }
+    if (choice.nodes !== 'reassign' && choice.to !== undefined) {
+      throw new MeshError('VALIDATION_FAILED', {message: 'to: only with nodes=reassign'})
+    }
+    if (choice.to !== undefined) await this.access.findUser(p, choice.to)
+    const res = await this.writes.deleteUser(
+      id,
+      userContext(this.clock, p.user, meta),
+      choice.nodes === undefined
+        ? undefined
+        : choice.nodes === 'remove'
+          ? {nodes: 'remove'}
+          : {nodes: 'reassign', to: choice.to as string},
+    )
+    for (const nodeId of res.removed) this.telemetry.forget(nodeId)
+    this.feed.publish(res.changes)
     // The user's nodes have no owner a policy can name now: the netmap hub reads the user names
     // again, as after a policy change (PostgreSQL: the 0013 trigger on users tells the others).
     this.feed.publishPolicy(p.tenant.id)
+    return {removedNodes: res.removed, reassignedNodes: res.reassigned}
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // user invites (issue 10): people make their own account in the tenant
+
+  /** A user invite with a role up to the caller's own (ROLE_TOO_HIGH above it). */
+  async createUserInvite(
+    p: Principal,
+    req: z.output<typeof CreateUserInviteRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<{invite: UserInvite; code: string}> {
+    await this.access.requireMayGrant(p, req.role)
+    const code = newSecret('userInvite')
+    const invite = await this.writes.createUserInvite(
+      {
+        id: newId('uiv'),
+        tenantId: p.tenant.id,
+        codeHash: hashSecret(code),
+        role: req.role,
+        maxUses: req.maxUses,
+        expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
+        createdBy: p.user.id,
+      },
+      userContext(this.clock, p.user, meta),
+    )
+    return {invite, code}
+  }
+
+  listUserInvites(p: Principal, page: PageRequest): Promise<Page<UserInvite>> {
+    return this.store.listUserInvites(p.tenant.id, page)
+  }
+
+  revokeUserInvite(p: Principal, inv: UserInvite, meta: RequestMeta): Promise<UserInvite> {
+    return this.writes.revokeUserInvite(inv.id, userContext(this.clock, p.user, meta))
+  }
+
+  /**
+   * POST /signup: makes the account a user invite admits and logs it in (a session, as login).
+   * USERNAME_TAKEN answers are limited per invite (USERNAME_TAKEN_PER_HOUR), so an invite is no
+   * directory of the controller's user names (see createUser).
+   */
+  async signup(req: {invite: string; username: string; password: string}, meta: RequestMeta): Promise<LoginResponse> {
+    if (!req.invite.startsWith('uinv_')) throw new MeshError('INVITE_INVALID')
+    const codeHash = hashSecret(req.invite)
+    const probes = `signup:${codeHash}`
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many sign-ups with a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per invite)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    const id = newId('u')
+    const ctx = auditContext(this.clock, {actor: `user:${id}`, actorName: req.username}, meta)
+    let user
+    try {
+      user = await this.writes.acceptUserInvite(
+        codeHash,
+        {id, username: req.username, identity: {kind: 'password', passwordHash: await hashPassword(req.password)}},
+        ctx,
+      )
+    } catch (err) {
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
+    const tenant = (await this.store.getTenant(user.tenantId)) as Tenant
+    const pair = await this.auth.sessions.start(user, ctx)
+    return {...pair, user: publicUser(user), tenant}
   }
 
   // ---------------------------------------------------------------------------------------------
