@@ -56,7 +56,15 @@ import {hashPassword} from './auth/password.js'
 import {FailureLimiter} from './auth/rate-limit.js'
 import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
-import {publicUser, type JoinProof, type Page, type PageRequest, type PolicyRecord, type Store, type StoredNode} from './store/store.js'
+import {
+  publicUser,
+  type JoinProof,
+  type Page,
+  type PageRequest,
+  type PolicyRecord,
+  type Store,
+  type StoredNode,
+} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
 import {ConnectionTracker} from './connections.js'
 import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
@@ -375,7 +383,10 @@ export class ControllerState {
    * USERNAME_TAKEN answers are limited per invite (USERNAME_TAKEN_PER_HOUR), so an invite is no
    * directory of the controller's user names (see createUser).
    */
-  async signup(req: {invite: string; username: string; password: string}, meta: RequestMeta): Promise<LoginResponse> {
+  async signup(
+    req: {invite: string; username: string; password: string},
+    meta: RequestMeta,
+  ): Promise<LoginResponse> {
     if (!req.invite.startsWith('uinv_')) throw new MeshError('INVITE_INVALID')
     const codeHash = hashSecret(req.invite)
     const probes = `signup:${codeHash}`
@@ -391,7 +402,11 @@ export class ControllerState {
     try {
       user = await this.writes.acceptUserInvite(
         codeHash,
-        {id, username: req.username, identity: {kind: 'password', passwordHash: await hashPassword(req.password)}},
+        {
+          id,
+          username: req.username,
+          identity: {kind: 'password', passwordHash: await hashPassword(req.password)},
+        },
         ctx,
       )
     } catch (err) {

@@ -153,7 +153,8 @@ export class Access {
 
   async findUserInvite(p: Principal, id: string): Promise<UserInvite> {
     const inv = await this.store.getUserInvite(id)
-    if (!inv || inv.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'user invite not found'})
+    if (!inv || inv.tenantId !== p.tenant.id)
+      throw new MeshError('NOT_FOUND', {message: 'user invite not found'})
     return inv
   }
 

@@ -102,7 +102,9 @@ export async function deleteUser(
       throw new MeshError('NOT_FOUND', {message: 'the user to reassign the nodes to was not found'})
     }
     if (heir.id === id) {
-      throw new MeshError('VALIDATION_FAILED', {message: 'to: cannot reassign the nodes to the user being deleted'})
+      throw new MeshError('VALIDATION_FAILED', {
+        message: 'to: cannot reassign the nodes to the user being deleted',
+      })
     }
   }
   const changes: NodeChange[] = []

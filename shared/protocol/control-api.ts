@@ -1160,7 +1160,7 @@ export const ROUTES = {
   'userinvite.create': route({
     method: 'POST',
     path: '/api/v1/user-invites',
-    summary: 'Create a user invite: people make their own account with it (role up to the caller\'s)',
+    summary: "Create a user invite: people make their own account with it (role up to the caller's)",
     auth: 'user',
     permission: 'user.invite',
     body: CreateUserInviteRequestSchema,

@@ -575,7 +575,8 @@ CREATE TABLE mfa_recovery_codes (
   PRIMARY KEY (user_id, code_hash)
 );
 `,
-  },  {
+  },
+  {
     // People join tenants by invite, and the moderator role (issue 10): the role CHECKs take the
     // new role (PostgreSQL changes a constraint in place; SQLite rebuilds the tables), and the
     // user invites table.

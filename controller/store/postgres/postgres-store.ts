@@ -1056,11 +1056,10 @@ export class PostgresStore implements Store {
   }
 
   async listUserInvites(tenantId: string, req: PageRequest): Promise<Page<UserInvite>> {
-    const rs = await this.q('SELECT * FROM user_invites WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
-      tenantId,
-      decodeCursor(req.cursor),
-      req.limit + 1,
-    ])
+    const rs = await this.q(
+      'SELECT * FROM user_invites WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [tenantId, decodeCursor(req.cursor), req.limit + 1],
+    )
     return page(rs, req.limit, toUserInvite)
   }
 

@@ -443,7 +443,8 @@ CREATE TABLE mfa_recovery_codes (
   PRIMARY KEY (user_id, code_hash)
 );
 `,
-  },  {
+  },
+  {
     // People join tenants by invite, and the moderator role (issue 10). SQLite cannot change a
     // CHECK constraint in place, so the three tables whose role CHECK lists the roles are rebuilt
     // (https://sqlite.org/lang_altertable.html#otheralter: new table, copy, drop, rename) with
@@ -564,7 +565,9 @@ export async function migrate(
             if (m.foreignKeysOff) {
               const broken = db.pragma('foreign_key_check') as unknown[]
               if (broken.length > 0) {
-                throw new Error(`${m.name}: ${broken.length} rows break a foreign key: ${JSON.stringify(broken.slice(0, 3))}`)
+                throw new Error(
+                  `${m.name}: ${broken.length} rows break a foreign key: ${JSON.stringify(broken.slice(0, 3))}`,
+                )
               }
             }
             record.run(m.name, new Date().toISOString())
