@@ -243,7 +243,11 @@ async function keepLogin(controller: string, reply: LoginResponse): Promise<Logi
  * `mesh signup`: makes the account a user invite string admits (on the controller the string
  * names) and logs in as it, storing the tokens as `mesh login` does.
  */
-export async function signup(opts: {invite: string; username: string; password: string}): Promise<LoginResult> {
+export async function signup(opts: {
+  invite: string
+  username: string
+  password: string
+}): Promise<LoginResult> {
   const decoded = decodeUserInviteString(opts.invite)
   if (!decoded) {
     throw new MeshError('INVALID_ARGUMENT', {
