@@ -23,7 +23,7 @@ _mesh() {
     'relay key') words='create list revoke' ;;
     'session') words='list revoke' ;;
     'tenant') words='create' ;;
-    'user') words='create delete invite list mfa set-role' ;;
+    'user') words='create delete invite list mfa rename set-role' ;;
     'user invite') words='list revoke' ;;
     'user mfa') words='confirm disable enable' ;;
     *) words="" ;;
@@ -97,6 +97,7 @@ _mesh() {
     'user mfa confirm') words='--json --verbose' ;;
     'user mfa disable') words='--code --json --verbose' ;;
     'user mfa enable') words='--json --verbose' ;;
+    'user rename') words='--json --verbose' ;;
     'user set-role') words='--json --verbose' ;;
     'whoami') words='--json --verbose' ;;
     esac

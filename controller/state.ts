@@ -58,6 +58,7 @@ import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
 import {
   publicUser,
+  type UserRecord,
   type JoinProof,
   type Page,
   type PageRequest,
@@ -290,9 +291,16 @@ export class ControllerState {
     )
   }
 
-  async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
+  /** Changes a user's tenant role, its name, or both (the role first). */
+  async updateUser(
+    p: Principal,
+    id: string,
+    change: {role?: Role | undefined; username?: string | undefined},
+    meta: RequestMeta,
+  ): Promise<User> {
     const target = await this.access.findUser(p, id)
-    if (id === p.user.id && role !== p.user.role) {
+    const {role, username} = change
+    if (role !== undefined && id === p.user.id && role !== p.user.role) {
       // Demoting yourself could leave a tenant without anyone able to manage it.
       throw new MeshError('FORBIDDEN', {
         message: 'you cannot change your own role',
@@ -300,8 +308,57 @@ export class ControllerState {
       })
     }
     await this.access.requireNotOutranked(p, target)
-    await this.access.requireMayGrant(p, role)
-    return this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
+    if (role !== undefined) await this.access.requireMayGrant(p, role)
+    let user =
+      role === undefined
+        ? publicUser(target)
+        : await this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
+    if (username !== undefined && username !== target.username)
+      user = await this.renameUser(p, target, username, meta)
+    return user
+  }
+
+  /**
+   * A policy names users by name, so a rename that would leave the tenant's policy naming a user
+   * that no longer exists (or silently give the old name's rules to nobody) is refused: change
+   * the policy first. USERNAME_TAKEN answers draw on the tenant's probe limit (see createUser).
+   */
+  private async renameUser(
+    p: Principal,
+    target: UserRecord,
+    username: string,
+    meta: RequestMeta,
+  ): Promise<User> {
+    const policy = await this.store.getPolicy(p.tenant.id)
+    if (policy) {
+      const names = new Set(await this.tenantUserNames(p.tenant.id))
+      names.delete(target.username)
+      names.add(username)
+      try {
+        checkPolicy(policy.document, {users: names})
+      } catch (err) {
+        if (!(err instanceof MeshError)) throw err
+        throw new MeshError('USER_NAMED_IN_POLICY', {
+          message: `the ACL policy names ${target.username}; without that name it does not hold: ${err.message}`,
+        })
+      }
+    }
+    const probes = p.tenant.id
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many user changes to a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per tenant)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    try {
+      const user = await this.writes.renameUser(target.id, username, userContext(this.clock, p.user, meta))
+      // Policies and the netmap hub name owners by user name: every replica reads them again.
+      this.feed.publishPolicy(p.tenant.id)
+      return user
+    } catch (err) {
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
   }
 
   /**

@@ -210,6 +210,42 @@ describe('people join by invite, moderators, and deleting a user with nodes, thr
     }
   })
 
+  it('renames a user, who logs in with the new name, and refuses while the ACL policy names it', async () => {
+    const {code} = await admin.createUserInvite({role: 'member'})
+    await new ControllerClient({url: ctl.url}).signup({
+      invite: code,
+      username: 'rita',
+      password: 'rita-password-1',
+    })
+    const renamed = json(UserSchema, await as('admin', ['user', 'rename', 'rita', 'rita.new', '--json']))
+    expect(renamed).toMatchObject({username: 'rita.new', role: 'member'})
+    const relogin = await as(
+      'rita',
+      ['login', '--controller', ctl.url, '--user', 'rita.new', '--password-stdin', '--json'],
+      'rita-password-1',
+    )
+    expect(relogin.code, relogin.stdout).toBe(0)
+    const taken = await as('admin', ['user', 'rename', 'rita.new', 'admin', '--json'])
+    expect(wireCode(taken)).toBe('USERNAME_TAKEN')
+
+    await admin.setPolicy({
+      document: '{"acls": [{"src": ["rita.new"], "dst": ["*:*"]}]}',
+    })
+    try {
+      const named = await as('admin', ['user', 'rename', 'rita.new', 'rita', '--json'])
+      expect(named.code).toBe(EXIT.CANTCREAT)
+      expect(wireCode(named)).toBe('USER_NAMED_IN_POLICY')
+      expect((await admin.listUsers()).items.some((u) => u.username === 'rita.new')).toBe(true)
+    } finally {
+      await admin.deletePolicy()
+    }
+    const audit = await admin.audit({limit: 20})
+    expect(audit.items.find((e) => e.action === 'user.rename')?.detail).toEqual({
+      username: 'rita.new',
+      previousUsername: 'rita',
+    })
+  })
+
   it('says which of --nodes and --to is missing before it calls the controller', async () => {
     const r = await as('admin', ['user', 'delete', 'mo', '--nodes', 'reassign', '--yes', '--json'])
     expect(r.code).toBe(EXIT.USAGE)

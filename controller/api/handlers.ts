@@ -62,7 +62,7 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),
     'user.list': async (ctx) => state.listUsers(p(ctx), ctx.query),
     'user.create': async (ctx) => state.createUser(p(ctx), ctx.body, ctx.meta),
-    'user.update': async (ctx) => state.updateUser(p(ctx), ctx.params.id, ctx.body.role, ctx.meta),
+    'user.update': async (ctx) => state.updateUser(p(ctx), ctx.params.id, ctx.body, ctx.meta),
     'user.delete': async (ctx) => ({
       ok: true,
       ...(await state.deleteUser(p(ctx), ctx.params.id, ctx.query, ctx.meta)),

@@ -69,6 +69,27 @@ export async function updateUserRole(tx: Tx, id: string, role: Role, ctx: AuditC
   return publicUser({...before, role})
 }
 
+/**
+ * Renames the user: USERNAME_TAKEN when the name exists (checked for a clear answer, held by the
+ * UNIQUE constraint when two writers race). Its sessions keep working: tokens name the user by id.
+ */
+export async function renameUser(tx: Tx, id: string, username: string, ctx: AuditContext): Promise<User> {
+  const before = await tx.getUser(id)
+  if (!before) throw new MeshError('NOT_FOUND', {message: 'user not found'})
+  if (username === before.username) return publicUser(before)
+  if (await tx.usernameTaken(username)) throw new MeshError('USERNAME_TAKEN')
+  await tx.setUsername(id, username)
+  await chainAudit(tx, ctx, {
+    tenantId: before.tenantId,
+    action: 'user.rename',
+    targetType: 'user',
+    targetId: id,
+    networkId: null,
+    detail: {username, previousUsername: before.username},
+  })
+  return publicUser({...before, username})
+}
+
 /** What happens to the nodes a deleted user owns (absent: refuse while it owns any). */
 export type UserNodesChoice = {readonly nodes: 'remove'} | {readonly nodes: 'reassign'; readonly to: string}
 

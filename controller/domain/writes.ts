@@ -67,6 +67,7 @@ const RULES = {
   revokeUserInvite: userInvites.revokeUserInvite,
   acceptUserInvite: userInvites.acceptUserInvite,
   reassignNode: nodes.reassignNode,
+  renameUser: users.renameUser,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -1574,6 +1574,23 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect((await store.getUserInvite(inv.id))?.uses).toBe(1)
       })
 
+      it('renames a user, keeping the name unique, and audits it', async () => {
+        const u = await writes.createUser(
+          {id: uid('u'), tenantId, username: 'before-name', passwordHash: 'x', role: 'member'},
+          ctx(),
+        )
+        expect((await writes.renameUser(u.id, 'after-name', ctx())).username).toBe('after-name')
+        expect((await store.getUserByUsername('after-name'))?.id).toBe(u.id)
+        expect(await store.getUserByUsername('before-name')).toBeUndefined()
+        expect(await codeOf(writes.renameUser(u.id, 'boss', ctx()))).toBe('USERNAME_TAKEN')
+        // The UNIQUE constraint answers the same when the check is skipped (a racing writer).
+        expect(await codeOf(store.write((tx) => tx.setUsername(u.id, 'boss')))).toBe('USERNAME_TAKEN')
+        const entry = (await store.listAudit({tenantId}, {limit: 5})).items.find(
+          (e) => e.action === 'user.rename',
+        )
+        expect(entry?.detail).toEqual({username: 'after-name', previousUsername: 'before-name'})
+      })
+
       it('stores the moderator role on users, network members and device invites', async () => {
         const u = await writes.createUser(
           {id: uid('u'), tenantId, username: uid('mod').toLowerCase(), passwordHash: 'x', role: 'moderator'},

@@ -462,6 +462,7 @@ export interface Tx {
     at: string
   }): Promise<UserRecord>
   setUserRole(id: string, role: Role): Promise<void>
+  setUsername(id: string, username: string): Promise<void>
   deleteUser(id: string): Promise<void>
   /** `sessionId`: the session of an access token (schema 0014); absent for a session-less token. */
   insertToken(t: {

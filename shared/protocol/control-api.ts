@@ -410,7 +410,13 @@ export const CreateUserRequestSchema = z.object({
   password: PasswordSchema,
   role: RoleSchema,
 })
-export const UpdateUserRequestSchema = z.object({role: RoleSchema})
+/** A user's new tenant role, its new name (`mesh user rename`), or both; at least one. */
+export const UpdateUserRequestSchema = z
+  .object({role: RoleSchema.optional(), username: UsernameSchema.optional()})
+  .refine((b) => b.role !== undefined || b.username !== undefined, {
+    message: 'give role, username or both',
+    path: ['role'],
+  })
 
 export const CreateNetworkRequestSchema = z.object({
   name: NameSchema,
@@ -741,7 +747,7 @@ export const ROUTES = {
   'user.update': route({
     method: 'PATCH',
     path: '/api/v1/users/:id',
-    summary: "Change a user's tenant role",
+    summary: "Change a user's tenant role or name (renaming is refused while the policy names the user)",
     auth: 'user',
     permission: 'tenant.manage',
     params: IdParams,

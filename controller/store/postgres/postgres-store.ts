@@ -190,6 +190,10 @@ class PgTx implements Tx {
     await this.c.query('UPDATE users SET role = $1 WHERE id = $2', [role, id])
   }
 
+  async setUsername(id: string, username: string): Promise<void> {
+    await this.c.query('UPDATE users SET username = $1 WHERE id = $2', [username, id])
+  }
+
   async deleteUser(id: string): Promise<void> {
     await this.c.query('DELETE FROM users WHERE id = $1', [id])
   }

@@ -187,6 +187,10 @@ class SqliteTx implements Tx {
     this.q('UPDATE users SET role = ? WHERE id = ?').run(role, id)
   }
 
+  async setUsername(id: string, username: string): Promise<void> {
+    this.q('UPDATE users SET username = ? WHERE id = ?').run(username, id)
+  }
+
   async deleteUser(id: string): Promise<void> {
     this.q('DELETE FROM users WHERE id = ?').run(id)
   }
