@@ -43,6 +43,7 @@ import type {
   UserInvite,
 } from '../shared/protocol/control-api.js'
 import {verifyAuditChain} from './domain/audit.js'
+import {requireAdmits} from './domain/user-invites.js'
 import {checkPolicy} from '../shared/policy/check.js'
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
@@ -453,6 +454,8 @@ export class ControllerState {
         hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
       })
     }
+    // Before the slow password hash: a made-up or spent code costs one lookup.
+    requireAdmits(await this.store.userInviteByCode(codeHash), this.now().toISOString())
     const id = newId('u')
     const ctx = auditContext(this.clock, {actor: `user:${id}`, actorName: req.username}, meta)
     let user

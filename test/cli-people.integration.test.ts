@@ -79,6 +79,14 @@ describe('people join by invite, moderators, and deleting a user with nodes, thr
     const me = json(WhoamiResponseSchema, await as('mo', ['whoami', '--json']))
     expect(me.user.username).toBe('mo')
 
+    // A made-up code is refused before any password is hashed.
+    await expect(
+      new ControllerClient({url: ctl.url}).signup({
+        invite: `uinv_${'x'.repeat(43)}`,
+        username: 'nobody',
+        password: 'nobody-password-1',
+      }),
+    ).rejects.toMatchObject({code: 'INVITE_INVALID'})
     const again = await signup('mo2', made.inviteString)
     expect(again.code).toBe(EXIT.NOPERM)
     expect(wireCode(again)).toBe('INVITE_USED_UP')

@@ -47,6 +47,19 @@ export async function revokeUserInvite(tx: Tx, id: string, ctx: AuditContext): P
 }
 
 /**
+ * The invite if it admits a new account at `at`; INVITE_INVALID / _REVOKED / _EXPIRED / _USED_UP
+ * otherwise. The coordinator also asks before it hashes a password (scrypt), so a made-up code
+ * costs the controller one lookup, not a slow hash.
+ */
+export function requireAdmits(inv: UserInvite | undefined, at: string): UserInvite {
+  if (!inv) throw new MeshError('INVITE_INVALID')
+  if (inv.revokedAt !== null) throw new MeshError('INVITE_REVOKED')
+  if (inv.expiresAt <= at) throw new MeshError('INVITE_EXPIRED')
+  if (inv.maxUses !== null && inv.uses >= inv.maxUses) throw new MeshError('INVITE_USED_UP')
+  return inv
+}
+
+/**
  * Makes the account an invite admits: INVITE_INVALID / _REVOKED / _EXPIRED / _USED_UP when the
  * invite does not admit (nothing is written), USERNAME_TAKEN when the name exists (no use is
  * spent). Audited as user.signup, by the new user.
@@ -57,11 +70,7 @@ export async function acceptUserInvite(
   user: {id: string; username: string; identity: Identity},
   ctx: AuditContext,
 ): Promise<UserRecord> {
-  const inv = await tx.userInviteByCode(codeHash)
-  if (!inv) throw new MeshError('INVITE_INVALID')
-  if (inv.revokedAt !== null) throw new MeshError('INVITE_REVOKED')
-  if (inv.expiresAt <= ctx.at) throw new MeshError('INVITE_EXPIRED')
-  if (inv.maxUses !== null && inv.uses >= inv.maxUses) throw new MeshError('INVITE_USED_UP')
+  const inv = requireAdmits(await tx.userInviteByCode(codeHash), ctx.at)
   if (await tx.usernameTaken(user.username)) throw new MeshError('USERNAME_TAKEN')
   // Checked above for a clear answer; this is what holds when sign-ups race for the last use.
   if (!(await tx.useUserInvite(inv.id, ctx.at))) throw new MeshError('INVITE_USED_UP')

@@ -1541,6 +1541,8 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         await accept(writes, inv.codeHash)
         expect(await codeOf(accept(writes, inv.codeHash))).toBe('INVITE_USED_UP')
         expect(await codeOf(accept(writes, 'no-such-hash'))).toBe('INVITE_INVALID')
+        expect((await store.userInviteByCode(inv.codeHash))?.id).toBe(inv.id)
+        expect(await store.userInviteByCode('no-such-hash')).toBeUndefined()
         const listed = await store.listUserInvites(tenantId, {limit: 10})
         expect(listed.items.map((i) => [i.id, i.uses])).toEqual([[inv.id, 2]])
         const actions = (await store.listAudit({tenantId}, {limit: 50})).items.map((e) => e.action)

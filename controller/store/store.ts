@@ -729,6 +729,7 @@ export interface Store {
   // ---- user invites (schema 0015)
   listUserInvites(tenantId: string, page: PageRequest): Promise<Page<UserInvite>>
   getUserInvite(id: string): Promise<UserInvite | undefined>
+  userInviteByCode(codeHash: string): Promise<UserInvite | undefined>
 
   // ---- nodes
   getNode(id: string): Promise<StoredNode | undefined>

@@ -1072,6 +1072,11 @@ export class PostgresStore implements Store {
     return r && toUserInvite(r)
   }
 
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = await this.q1('SELECT * FROM user_invites WHERE code_hash = $1', [codeHash])
+    return r && toUserInvite(r)
+  }
+
   async listAuthKeys(networkId: string, req: PageRequest): Promise<Page<AuthKey>> {
     const rs = await this.q(`${AUTHKEY_SQL} WHERE k.network_id = $1 AND k.seq > $2 ORDER BY k.seq LIMIT $3`, [
       networkId,

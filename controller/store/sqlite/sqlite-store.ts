@@ -1029,6 +1029,11 @@ export class SqliteStore implements Store {
     return r && toUserInvite(r)
   }
 
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = this.r('SELECT * FROM user_invites WHERE code_hash = ?').get(codeHash) as Row | undefined
+    return r && toUserInvite(r)
+  }
+
   async listAuthKeys(networkId: string, req: PageRequest): Promise<Page<AuthKey>> {
     const rows = this.r(`${AUTHKEY_SQL} WHERE k.network_id = ? AND k.seq > ? ORDER BY k.seq LIMIT ?`).all(
       networkId,
