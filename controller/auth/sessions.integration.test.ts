@@ -240,7 +240,10 @@ describe('sessions', () => {
     expect(revokeAsMember.status).toBe(404)
     const asOwner = await call('GET', `/api/v1/sessions?user=${other.id}`, {token: ownerPair.token})
     expect((asOwner.json.items as {id: string}[]).map((s) => s.id)).toEqual([otherPair.sessionId])
-    // An admin may revoke a member's session, not the owner's (OUTRANKED), as for roles.
+    // An admin may list and revoke a member's sessions, not the owner's (OUTRANKED), as for roles.
+    expect(code(await call('GET', `/api/v1/sessions?user=${owner.id}`, {token: adminPair.token}))).toBe(
+      'OUTRANKED',
+    )
     const ownerByAdmin = await call('DELETE', `/api/v1/sessions/${ownerPair.sessionId}`, {
       token: adminPair.token,
     })

@@ -156,6 +156,7 @@ export class Sessions {
     }
     const user = await this.store.getUser(userId)
     if (!user || user.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'user not found'})
+    this.requireNotOutranked(p, user)
     return user
   }
 
