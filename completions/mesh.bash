@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay session status tenant topology up user whoami' ;;
+    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay session signup status tenant topology up user whoami' ;;
     'audit') words='verify' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
@@ -23,7 +23,8 @@ _mesh() {
     'relay key') words='create list revoke' ;;
     'session') words='list revoke' ;;
     'tenant') words='create' ;;
-    'user') words='create delete list mfa set-role' ;;
+    'user') words='create delete invite list mfa rename set-role' ;;
+    'user invite') words='list revoke' ;;
     'user mfa') words='confirm disable enable' ;;
     *) words="" ;;
   esac
@@ -82,16 +83,21 @@ _mesh() {
     'relay start') words='--controller --listen --log-level --public-url --region --relay-key --verbose' ;;
     'session list') words='--json --user --verbose' ;;
     'session revoke') words='--json --verbose' ;;
+    'signup') words='--json --password-stdin --username -u --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'topology') words='--json --once --verbose' ;;
     'up') words='--auth-key --config --controller --interface --json --name --socket --timeout --verbose --wait' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;
-    'user delete') words='--json --verbose --yes -y' ;;
+    'user delete') words='--json --nodes --to --verbose --yes -y' ;;
+    'user invite') words='--expires --json --max-uses --role --unlimited --verbose' ;;
+    'user invite list') words='--json --limit --verbose' ;;
+    'user invite revoke') words='--json --verbose' ;;
     'user list') words='--json --limit --verbose' ;;
     'user mfa confirm') words='--json --verbose' ;;
     'user mfa disable') words='--code --json --verbose' ;;
     'user mfa enable') words='--json --verbose' ;;
+    'user rename') words='--json --verbose' ;;
     'user set-role') words='--json --verbose' ;;
     'whoami') words='--json --verbose' ;;
     esac

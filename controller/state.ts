@@ -38,8 +38,12 @@ import type {
   Tenant,
   UpdateNetworkRequest,
   User,
+  CreateUserInviteRequestSchema,
+  LoginResponse,
+  UserInvite,
 } from '../shared/protocol/control-api.js'
 import {verifyAuditChain} from './domain/audit.js'
+import {requireAdmits} from './domain/user-invites.js'
 import {checkPolicy} from '../shared/policy/check.js'
 import {roleAllows} from '../shared/protocol/control-api.js'
 import type {z} from 'zod'
@@ -53,7 +57,16 @@ import {hashPassword} from './auth/password.js'
 import {FailureLimiter} from './auth/rate-limit.js'
 import {Auth, type Principal} from './auth/auth.js'
 import {Access} from './auth/access.js'
-import type {JoinProof, Page, PageRequest, PolicyRecord, Store, StoredNode} from './store/store.js'
+import {
+  publicUser,
+  type UserRecord,
+  type JoinProof,
+  type Page,
+  type PageRequest,
+  type PolicyRecord,
+  type Store,
+  type StoredNode,
+} from './store/store.js'
 import {storeWrites, type Writes} from './domain/writes.js'
 import {ConnectionTracker} from './connections.js'
 import {InProcessChangeFeed, type ChangeFeed} from './change-feed.js'
@@ -279,9 +292,16 @@ export class ControllerState {
     )
   }
 
-  async updateUser(p: Principal, id: string, role: Role, meta: RequestMeta): Promise<User> {
+  /** Changes a user's tenant role, its name, or both (the role first). */
+  async updateUser(
+    p: Principal,
+    id: string,
+    change: {role?: Role | undefined; username?: string | undefined},
+    meta: RequestMeta,
+  ): Promise<User> {
     const target = await this.access.findUser(p, id)
-    if (id === p.user.id && role !== p.user.role) {
+    const {role, username} = change
+    if (role !== undefined && id === p.user.id && role !== p.user.role) {
       // Demoting yourself could leave a tenant without anyone able to manage it.
       throw new MeshError('FORBIDDEN', {
         message: 'you cannot change your own role',
@@ -289,20 +309,173 @@ export class ControllerState {
       })
     }
     await this.access.requireNotOutranked(p, target)
-    await this.access.requireMayGrant(p, role)
-    return this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
+    if (role !== undefined) await this.access.requireMayGrant(p, role)
+    let user =
+      role === undefined
+        ? publicUser(target)
+        : await this.writes.updateUserRole(id, role, userContext(this.clock, p.user, meta))
+    if (username !== undefined && username !== target.username)
+      user = await this.renameUser(p, target, username, meta)
+    return user
   }
 
-  async deleteUser(p: Principal, id: string, meta: RequestMeta): Promise<void> {
+  /**
+   * A policy names users by name, so a rename that would leave the tenant's policy naming a user
+   * that no longer exists (or silently give the old name's rules to nobody) is refused: change
+   * the policy first. USERNAME_TAKEN answers draw on the tenant's probe limit (see createUser).
+   */
+  private async renameUser(
+    p: Principal,
+    target: UserRecord,
+    username: string,
+    meta: RequestMeta,
+  ): Promise<User> {
+    const policy = await this.store.getPolicy(p.tenant.id)
+    if (policy) {
+      const names = new Set(await this.tenantUserNames(p.tenant.id))
+      names.delete(target.username)
+      names.add(username)
+      try {
+        checkPolicy(policy.document, {users: names})
+      } catch (err) {
+        if (!(err instanceof MeshError)) throw err
+        throw new MeshError('USER_NAMED_IN_POLICY', {
+          message: `the ACL policy names ${target.username}; without that name it does not hold: ${err.message}`,
+        })
+      }
+    }
+    const probes = p.tenant.id
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many user changes to a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per tenant)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    try {
+      const user = await this.writes.renameUser(target.id, username, userContext(this.clock, p.user, meta))
+      // Policies and the netmap hub name owners by user name: every replica reads them again.
+      this.feed.publishPolicy(p.tenant.id)
+      return user
+    } catch (err) {
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
+  }
+
+  /**
+   * Deletes a user and, as `choice` says, removes its nodes or gives them to another user (each a
+   * node change every peer hears of, as a netmap delta). Without a choice a user that owns nodes
+   * is USER_HAS_NODES.
+   */
+  async deleteUser(
+    p: Principal,
+    id: string,
+    choice: {nodes?: 'remove' | 'reassign' | undefined; to?: string | undefined},
+    meta: RequestMeta,
+  ): Promise<{removedNodes: string[]; reassignedNodes: string[]}> {
     const target = await this.access.findUser(p, id)
     if (id === p.user.id) {
       throw new MeshError('FORBIDDEN', {message: 'you cannot delete yourself', hint: 'ask another owner'})
     }
     await this.access.requireNotOutranked(p, target)
-    await this.writes.deleteUser(id, userContext(this.clock, p.user, meta))
+    if (choice.nodes === 'reassign' && choice.to === undefined) {
+      throw new MeshError('VALIDATION_FAILED', {message: 'to: nodes=reassign needs the user to give them to'})
+    }
+    if (choice.nodes !== 'reassign' && choice.to !== undefined) {
+      throw new MeshError('VALIDATION_FAILED', {message: 'to: only with nodes=reassign'})
+    }
+    if (choice.to !== undefined) await this.access.findUser(p, choice.to)
+    const res = await this.writes.deleteUser(
+      id,
+      userContext(this.clock, p.user, meta),
+      choice.nodes === undefined
+        ? undefined
+        : choice.nodes === 'remove'
+          ? {nodes: 'remove'}
+          : {nodes: 'reassign', to: choice.to as string},
+    )
+    for (const nodeId of res.removed) this.telemetry.forget(nodeId)
+    this.feed.publish(res.changes)
     // The user's nodes have no owner a policy can name now: the netmap hub reads the user names
     // again, as after a policy change (PostgreSQL: the 0013 trigger on users tells the others).
     this.feed.publishPolicy(p.tenant.id)
+    return {removedNodes: res.removed, reassignedNodes: res.reassigned}
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // user invites (issue 10): people make their own account in the tenant
+
+  /** A user invite with a role up to the caller's own (ROLE_TOO_HIGH above it). */
+  async createUserInvite(
+    p: Principal,
+    req: z.output<typeof CreateUserInviteRequestSchema>,
+    meta: RequestMeta,
+  ): Promise<{invite: UserInvite; code: string}> {
+    await this.access.requireMayGrant(p, req.role)
+    const code = newSecret('userInvite')
+    const invite = await this.writes.createUserInvite(
+      {
+        id: newId('uiv'),
+        tenantId: p.tenant.id,
+        codeHash: hashSecret(code),
+        role: req.role,
+        maxUses: req.maxUses,
+        expiresAt: new Date(this.now().getTime() + req.expiresIn * 1000).toISOString(),
+        createdBy: p.user.id,
+      },
+      userContext(this.clock, p.user, meta),
+    )
+    return {invite, code}
+  }
+
+  listUserInvites(p: Principal, page: PageRequest): Promise<Page<UserInvite>> {
+    return this.store.listUserInvites(p.tenant.id, page)
+  }
+
+  revokeUserInvite(p: Principal, inv: UserInvite, meta: RequestMeta): Promise<UserInvite> {
+    return this.writes.revokeUserInvite(inv.id, userContext(this.clock, p.user, meta))
+  }
+
+  /**
+   * POST /signup: makes the account a user invite admits and logs it in (a session, as login).
+   * USERNAME_TAKEN answers are limited per invite (USERNAME_TAKEN_PER_HOUR), so an invite is no
+   * directory of the controller's user names (see createUser).
+   */
+  async signup(
+    req: {invite: string; username: string; password: string},
+    meta: RequestMeta,
+  ): Promise<LoginResponse> {
+    if (!req.invite.startsWith('uinv_')) throw new MeshError('INVITE_INVALID')
+    const codeHash = hashSecret(req.invite)
+    const probes = `signup:${codeHash}`
+    if (this.usernameProbes.blocked(probes)) {
+      throw new MeshError('RATE_LIMITED', {
+        message: `too many sign-ups with a name that was taken (${USERNAME_TAKEN_PER_HOUR} an hour per invite)`,
+        hint: `wait ${Math.ceil(this.usernameProbes.retryAfter(probes) / 60)} min and try again`,
+      })
+    }
+    // Before the slow password hash: a made-up or spent code costs one lookup.
+    requireAdmits(await this.store.userInviteByCode(codeHash), this.now().toISOString())
+    const id = newId('u')
+    const ctx = auditContext(this.clock, {actor: `user:${id}`, actorName: req.username}, meta)
+    let user
+    try {
+      user = await this.writes.acceptUserInvite(
+        codeHash,
+        {
+          id,
+          username: req.username,
+          identity: {kind: 'password', passwordHash: await hashPassword(req.password)},
+        },
+        ctx,
+      )
+    } catch (err) {
+      if (err instanceof MeshError && err.code === 'USERNAME_TAKEN') this.usernameProbes.fail(probes)
+      throw err
+    }
+    const tenant = (await this.store.getTenant(user.tenantId)) as Tenant
+    const pair = await this.auth.sessions.start(user, ctx)
+    return {...pair, user: publicUser(user), tenant}
   }
 
   // ---------------------------------------------------------------------------------------------

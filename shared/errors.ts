@@ -248,6 +248,18 @@ export const ERRORS = {
     'the node is not waiting for approval',
     'only pending nodes can be approved',
   ),
+  USER_NAMED_IN_POLICY: e(
+    409,
+    EXIT.CANTCREAT,
+    'the ACL policy names this user',
+    'change the policy to the new name first (`mesh policy get`, edit, `mesh policy set`), then rename',
+  ),
+  USER_HAS_NODES: e(
+    409,
+    EXIT.CANTCREAT,
+    'the user still owns nodes',
+    'choose what happens to them: `mesh user delete USER --nodes remove` or `--nodes reassign --to OTHER`',
+  ),
   INVITE_INVALID: e(
     403,
     EXIT.NOPERM,

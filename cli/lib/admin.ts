@@ -145,3 +145,16 @@ export function nodeDetail(node: Node, connections: readonly Connection[]): Node
     )
   return {...node, connections: mine}
 }
+
+/** The id of a user of the caller's tenant named by id or user name (needs tenant.manage). */
+export async function resolveTenantUserId(api: ControllerClient, ref: string): Promise<string> {
+  const {items} = await api.listAll('user.list', {})
+  const user = items.find((u) => u.id === ref) ?? items.find((u) => u.username === ref)
+  if (!user) {
+    throw new MeshError('NOT_FOUND', {
+      message: `no user "${ref}" in your tenant`,
+      hint: 'list them with `mesh user list`',
+    })
+  }
+  return user.id
+}

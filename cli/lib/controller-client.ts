@@ -189,7 +189,8 @@ export class ControllerClient {
   createUser = (body: Body<'user.create'>) => this.call('user.create', {body})
   updateUser = (params: Params<'user.update'>, body: Body<'user.update'>) =>
     this.call('user.update', {params, body})
-  deleteUser = (params: Params<'user.delete'>) => this.call('user.delete', {params})
+  deleteUser = (params: Params<'user.delete'>, query?: Query<'user.delete'>) =>
+    this.call('user.delete', {params, query})
   listNetworks = (query?: Query<'network.list'>) => this.call('network.list', {query})
   createNetwork = (body: Body<'network.create'>) => this.call('network.create', {body})
   showNetwork = (params: Params<'network.show'>) => this.call('network.show', {params})
@@ -237,6 +238,10 @@ export class ControllerClient {
   enableMfa = () => this.call('mfa.enable', {})
   confirmMfa = (body: Body<'mfa.confirm'>) => this.call('mfa.confirm', {body})
   disableMfa = (body: Body<'mfa.disable'>) => this.call('mfa.disable', {body})
+  listUserInvites = (query?: Query<'userinvite.list'>) => this.call('userinvite.list', {query})
+  createUserInvite = (body: Body<'userinvite.create'>) => this.call('userinvite.create', {body})
+  revokeUserInvite = (params: Params<'userinvite.revoke'>) => this.call('userinvite.revoke', {params})
+  signup = (body: Body<'signup'>) => this.call('signup', {body})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each

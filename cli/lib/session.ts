@@ -14,7 +14,14 @@
 import fs from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {MeshError, isMeshError} from '../../shared/errors.js'
-import type {Session as Session_, Tenant, User, WhoamiResponse} from '../../shared/protocol/control-api.js'
+import type {
+  LoginResponse,
+  Session as Session_,
+  Tenant,
+  User,
+  WhoamiResponse,
+} from '../../shared/protocol/control-api.js'
+import {decodeUserInviteString, isJoinString} from '../../shared/invite.js'
 import {askText} from './prompt.js'
 import {formatTime} from './render/resources.js'
 import {renderTable, stdoutColor} from './render/table.js'
@@ -203,8 +210,13 @@ export async function login(opts: {
     password: opts.password,
     ...(opts.otp === undefined ? {} : {otp: opts.otp}),
   })
+  return keepLogin(api.url, reply)
+}
+
+/** Stores a login's tokens (mode 0600) and says what `mesh login` says about it. */
+async function keepLogin(controller: string, reply: LoginResponse): Promise<LoginResult> {
   await writeCredentials({
-    controller: api.url,
+    controller,
     token: reply.token,
     user: reply.user.username,
     tenant: reply.tenant.name,
@@ -218,13 +230,38 @@ export async function login(opts: {
         }),
   })
   return {
-    controller: api.url,
+    controller,
     user: reply.user,
     tenant: reply.tenant,
     expiresAt: reply.expiresAt,
     ...(reply.sessionId === undefined ? {} : {sessionId: reply.sessionId}),
     ...(reply.refreshExpiresAt === undefined ? {} : {refreshExpiresAt: reply.refreshExpiresAt}),
   }
+}
+
+/**
+ * `mesh signup`: makes the account a user invite string admits (on the controller the string
+ * names) and logs in as it, storing the tokens as `mesh login` does.
+ */
+export async function signup(opts: {
+  invite: string
+  username: string
+  password: string
+}): Promise<LoginResult> {
+  const decoded = decodeUserInviteString(opts.invite)
+  if (!decoded) {
+    throw new MeshError('INVALID_ARGUMENT', {
+      message: isJoinString(opts.invite)
+        ? 'this is a device invite (meshinv1_...), not a user invite'
+        : 'this is not a user invite string (meshuser1_...)',
+      hint: isJoinString(opts.invite)
+        ? 'join a device with `mesh join <it>`; ask for a user invite (`mesh user invite`) to make an account'
+        : 'pass the whole string `mesh user invite` printed',
+    })
+  }
+  const api = new ControllerClient({url: decoded.controller})
+  const reply = await api.signup({invite: decoded.code, username: opts.username, password: opts.password})
+  return keepLogin(api.url, reply)
 }
 
 /**

@@ -5,8 +5,8 @@
  */
 import type {z} from 'zod'
 import type {ROUTES, RouteId, RouteReply} from '../../shared/protocol/control-api.js'
-import type {Network} from '../../shared/protocol/control-api.js'
-import {encodeJoinString} from '../../shared/invite.js'
+import type {Network, UserInvite} from '../../shared/protocol/control-api.js'
+import {encodeJoinString, encodeUserInviteString} from '../../shared/invite.js'
 import type {Principal} from '../auth/auth.js'
 import type {RequestMeta} from '../context.js'
 import type {ControllerState} from '../state.js'
@@ -24,6 +24,7 @@ export interface Scope {
   invite?: {networkId: string}
   authKey?: {networkId: string}
   user?: UserRecord
+  userInvite?: UserInvite
 }
 
 export interface HandlerContext<R extends RouteId> {
@@ -61,11 +62,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),
     'user.list': async (ctx) => state.listUsers(p(ctx), ctx.query),
     'user.create': async (ctx) => state.createUser(p(ctx), ctx.body, ctx.meta),
-    'user.update': async (ctx) => state.updateUser(p(ctx), ctx.params.id, ctx.body.role, ctx.meta),
-    'user.delete': async (ctx) => {
-      await state.deleteUser(p(ctx), ctx.params.id, ctx.meta)
-      return {ok: true}
-    },
+    'user.update': async (ctx) => state.updateUser(p(ctx), ctx.params.id, ctx.body, ctx.meta),
+    'user.delete': async (ctx) => ({
+      ok: true,
+      ...(await state.deleteUser(p(ctx), ctx.params.id, ctx.query, ctx.meta)),
+    }),
 
     'network.list': async (ctx) => state.listNetworks(p(ctx), ctx.query),
     'network.create': async (ctx) => state.createNetwork(p(ctx), ctx.body, ctx.meta),
@@ -166,6 +167,13 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       await state.auth.sessions.disableMfa(p(ctx), ctx.body.code, ctx.meta)
       return {ok: true}
     },
+    'userinvite.list': async (ctx) => state.listUserInvites(p(ctx), ctx.query),
+    'userinvite.create': async (ctx) => {
+      const {invite, code} = await state.createUserInvite(p(ctx), ctx.body, ctx.meta)
+      return {invite, code, inviteString: encodeUserInviteString(ctx.publicUrl, code)}
+    },
+    'userinvite.revoke': async (ctx) => state.revokeUserInvite(p(ctx), must(ctx.scope.userInvite), ctx.meta),
+    signup: async (ctx) => state.signup(ctx.body, ctx.meta),
   }
 }
 
@@ -174,7 +182,7 @@ export function makeHandlers(state: ControllerState): HandlerMap {
  * an object whose network is checked, a user of the tenant, or the tenant itself. Objects of
  * another tenant resolve to NOT_FOUND before any permission is checked.
  */
-export type ScopeKind = 'tenant' | 'network' | 'node' | 'invite' | 'authkey' | 'user' | 'none'
+export type ScopeKind = 'tenant' | 'network' | 'node' | 'invite' | 'authkey' | 'user' | 'userinvite' | 'none'
 
 export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   login: 'none',
@@ -225,4 +233,8 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'mfa.enable': 'none',
   'mfa.confirm': 'none',
   'mfa.disable': 'none',
+  'userinvite.list': 'tenant',
+  'userinvite.create': 'tenant',
+  'userinvite.revoke': 'userinvite',
+  signup: 'none',
 }

@@ -397,14 +397,24 @@ describe('netmap hub under an ACL policy', () => {
   })
 
   // Deletes alice: after every other test that registers a node with her token.
-  it('takes a deleted user out of the policy: the nodes it owned lose what its name gave them', async () => {
+  it('takes a deleted user out of the policy: the nodes it owned, given to a user the policy does not name, lose what its name gave them', async () => {
     await setPolicy(POLICY)
     const {ws} = await fiveNodes()
     const users = await api.req('GET', '/api/v1/users?limit=100', {token: ctl.adminToken})
     const aliceUser = (users.body.items as {id: string; username: string}[]).find(
       (u) => u.username === 'alice',
     )!
-    const del = await api.req('DELETE', `/api/v1/users/${aliceUser.id}`, {token: ctl.adminToken})
+    // A user who owns nodes is deleted only with a choice for them (USER_HAS_NODES otherwise).
+    const heir = await api.req('POST', '/api/v1/users', {
+      token: ctl.adminToken,
+      body: {username: `heir-${++seq}`, password: 'heir-password-1', role: 'member'},
+    })
+    expect(heir.status, heir.text).toBe(201)
+    const del = await api.req(
+      'DELETE',
+      `/api/v1/users/${aliceUser.id}?nodes=reassign&to=${heir.body.id as string}`,
+      {token: ctl.adminToken},
+    )
     expect(del.status, del.text).toBe(200)
     // Alice's laptop is owned by nobody the policy names: it sees no one, and no one sees it.
     await expectSeen(ws.alice, {})

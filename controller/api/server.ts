@@ -391,6 +391,10 @@ export async function buildServer(opts: ServerOptions): Promise<ControllerServer
         scope.authKey = await state.access.findAuthKey(p, params.id ?? '')
         networkId = scope.authKey.networkId
         break
+      case 'userinvite':
+        scope.userInvite = await state.access.findUserInvite(p, params.id ?? '')
+        if (perm) state.access.requireTenant(p, perm)
+        return scope
     }
     if (perm && networkId) await state.access.requireNetwork(p, networkId, perm)
     return scope

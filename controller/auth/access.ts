@@ -6,7 +6,7 @@
  *
  * Replicas: stateless; every answer is read from the store, so any replica gives the same one.
  */
-import type {Network, Permission, Role} from '../../shared/protocol/control-api.js'
+import type {Network, Permission, Role, UserInvite} from '../../shared/protocol/control-api.js'
 import {ROLE_RANK, SUPERUSER_RANK, roleAllows} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
 import type {Store, StoredNode, UserRecord} from '../store/store.js'
@@ -14,7 +14,14 @@ import type {Principal} from './auth.js'
 
 export type AccessReads = Pick<
   Store,
-  'getMemberRole' | 'getNetwork' | 'getNetworkByName' | 'getNode' | 'getInvite' | 'getAuthKey' | 'getUser'
+  | 'getMemberRole'
+  | 'getNetwork'
+  | 'getNetworkByName'
+  | 'getNode'
+  | 'getInvite'
+  | 'getAuthKey'
+  | 'getUser'
+  | 'getUserInvite'
 >
 
 export class Access {
@@ -44,7 +51,7 @@ export class Access {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // ranks: owner > admin > member > guest, a superuser above all (ROLE_RANK)
+  // ranks: owner > admin > moderator > member > guest, a superuser above all (ROLE_RANK)
 
   /**
    * The caller's rank, on a network or (no network) in the tenant: the rank of the role its access
@@ -91,8 +98,9 @@ export class Access {
   }
 
   /**
-   * Revoking an invite or auth key: its creator may, anyone else needs admin rank on its network
-   * (a tenant admin or owner without a lower role there, or a superuser).
+   * Revoking an invite or auth key: its creator may; anyone else needs moderator rank on its
+   * network for an invite (moderators manage invites) and admin rank for an auth key (a tenant
+   * admin or owner without a lower role there, or a superuser).
    */
   async requireMayRevoke(
     p: Principal,
@@ -101,10 +109,11 @@ export class Access {
   ): Promise<void> {
     if (obj.createdBy === p.user.id) return
     const me = await this.callerRank(p, obj.networkId)
-    if (me.rank < ROLE_RANK.admin) {
+    const needs = what === 'invite' ? 'moderator' : 'admin'
+    if (me.rank < ROLE_RANK[needs]) {
       throw new MeshError('FORBIDDEN', {
         message: `your role ${me.role} on this network may revoke only the ${what}s you created`,
-        hint: `ask an admin of the network to revoke this ${what}`,
+        hint: `ask a${needs === 'admin' ? 'n' : ''} ${needs} of the network to revoke this ${what}`,
       })
     }
   }
@@ -140,6 +149,13 @@ export class Access {
     if (!key || key.tenantId !== p.tenant.id)
       throw new MeshError('NOT_FOUND', {message: 'auth key not found'})
     return key
+  }
+
+  async findUserInvite(p: Principal, id: string): Promise<UserInvite> {
+    const inv = await this.store.getUserInvite(id)
+    if (!inv || inv.tenantId !== p.tenant.id)
+      throw new MeshError('NOT_FOUND', {message: 'user invite not found'})
+    return inv
   }
 
   async findUser(p: Principal, id: string): Promise<UserRecord> {

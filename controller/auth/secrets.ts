@@ -8,6 +8,7 @@ import {createHash, randomBytes} from 'node:crypto'
 
 export const SECRET_PREFIX = {
   invite: 'inv_',
+  userInvite: 'uinv_',
   authKey: 'mkey_',
   token: 'mtok_',
   refresh: 'mref_',

@@ -54,7 +54,7 @@ async function adminToken(): Promise<string> {
 }
 
 async function newUser(
-  role: 'member' | 'admin' | 'owner' = 'member',
+  role: 'member' | 'moderator' | 'admin' | 'owner' = 'member',
 ): Promise<{id: string; username: string}> {
   const username = `u${++seq}-${Math.random().toString(36).slice(2, 7)}`
   const r = await call('POST', '/api/v1/users', {
@@ -219,16 +219,17 @@ describe('sessions', () => {
     expect(after.map((s) => s.id)).toEqual([a.sessionId])
   })
 
-  it("lets a user manager (tenant.manage: owners) list and revoke a user's sessions, and a member or admin neither", async () => {
-    const admin = await newUser('owner')
-    const netAdmin = await loginPair((await newUser('admin')).username)
+  it("lets a user manager (tenant.manage: owners and admins) list and revoke a user's sessions, a member neither, an admin not an owner's", async () => {
+    const owner = await newUser('owner')
+    const adminPair = await loginPair((await newUser('admin')).username)
+    const moderatorPair = await loginPair((await newUser('moderator')).username)
     const other0 = await newUser()
-    expect((await call('GET', `/api/v1/sessions?user=${other0.id}`, {token: netAdmin.token})).status).toBe(
-      403,
-    )
+    expect(
+      (await call('GET', `/api/v1/sessions?user=${other0.id}`, {token: moderatorPair.token})).status,
+    ).toBe(403)
     const member = await newUser()
     const other = await newUser()
-    const adminPair = await loginPair(admin.username)
+    const ownerPair = await loginPair(owner.username)
     const memberPair = await loginPair(member.username)
     const otherPair = await loginPair(other.username)
     const asMember = await call('GET', `/api/v1/sessions?user=${other.id}`, {token: memberPair.token})
@@ -237,12 +238,21 @@ describe('sessions', () => {
       token: memberPair.token,
     })
     expect(revokeAsMember.status).toBe(404)
-    const asAdmin = await call('GET', `/api/v1/sessions?user=${other.id}`, {token: adminPair.token})
-    expect((asAdmin.json.items as {id: string}[]).map((s) => s.id)).toEqual([otherPair.sessionId])
+    const asOwner = await call('GET', `/api/v1/sessions?user=${other.id}`, {token: ownerPair.token})
+    expect((asOwner.json.items as {id: string}[]).map((s) => s.id)).toEqual([otherPair.sessionId])
+    // An admin may list and revoke a member's sessions, not the owner's (OUTRANKED), as for roles.
+    expect(code(await call('GET', `/api/v1/sessions?user=${owner.id}`, {token: adminPair.token}))).toBe(
+      'OUTRANKED',
+    )
+    const ownerByAdmin = await call('DELETE', `/api/v1/sessions/${ownerPair.sessionId}`, {
+      token: adminPair.token,
+    })
+    expect(code(ownerByAdmin)).toBe('OUTRANKED')
     expect(
       (await call('DELETE', `/api/v1/sessions/${otherPair.sessionId}`, {token: adminPair.token})).status,
     ).toBe(200)
     expect(code(await whoami(otherPair.token))).toBe('UNAUTHENTICATED')
+    expect((await whoami(ownerPair.token)).status).toBe(200)
   })
 })
 

@@ -17,7 +17,7 @@
 import {MeshError} from '../../shared/errors.js'
 import type {Clock} from '../../shared/clock.js'
 import type {Session, TokenPair} from '../../shared/protocol/control-api.js'
-import {roleAllows} from '../../shared/protocol/control-api.js'
+import {ROLE_RANK, SUPERUSER_RANK, roleAllows} from '../../shared/protocol/control-api.js'
 import type {AuditContext, Store, UserRecord} from '../store/store.js'
 import type {Writes} from '../domain/writes.js'
 import type {SecondFactor} from '../domain/sessions.js'
@@ -156,7 +156,21 @@ export class Sessions {
     }
     const user = await this.store.getUser(userId)
     if (!user || user.tenantId !== p.tenant.id) throw new MeshError('NOT_FOUND', {message: 'user not found'})
+    this.requireNotOutranked(p, user)
     return user
+  }
+
+  /**
+   * Admins hold tenant.manage too (since the moderator role): another user's sessions are theirs
+   * to revoke only when that user does not outrank them (an admin cannot log the owner out).
+   */
+  private requireNotOutranked(p: Principal, target: UserRecord): void {
+    const rank = (u: UserRecord) => (u.superuser ? SUPERUSER_RANK : ROLE_RANK[u.role])
+    if (rank(target) > rank(p.user)) {
+      throw new MeshError('OUTRANKED', {
+        message: `${target.username} is ${target.superuser ? 'superuser' : target.role}, above your role ${p.user.role}`,
+      })
+    }
   }
 
   /** GET /sessions: live sessions (neither revoked nor expired), oldest first. */
@@ -187,6 +201,8 @@ export class Sessions {
     if (!s || s.tenantId !== p.tenant.id || (!mine && !roleAllows(p.user.role, 'tenant.manage'))) {
       throw new MeshError('NOT_FOUND', {message: 'session not found'})
     }
+    const owner = mine ? undefined : await this.store.getUser(s.userId)
+    if (owner) this.requireNotOutranked(p, owner)
     await this.writes.revokeSession(id, 'revoked', userContext(this.clock, p.user, meta))
   }
 

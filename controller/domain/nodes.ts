@@ -302,3 +302,20 @@ export async function touchNode(tx: Tx, id: string, at: string): Promise<void> {
 export async function touchNodes(tx: Tx, seen: ReadonlyMap<string, string>): Promise<void> {
   for (const [id, at] of seen) await tx.updateNode(id, {lastSeen: at})
 }
+
+/**
+ * Gives the node another owner (a deleted user's nodes, `mesh user delete --nodes reassign`).
+ * A node change like any other: policies name owners, so every replica's netmap hub must see it.
+ */
+export async function reassignNode(
+  tx: Tx,
+  id: string,
+  ownerId: string,
+  ctx: AuditContext,
+): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, ctx, 'node.reassign', async (before) => {
+    if ((before.ownerId ?? null) === ownerId) return undefined
+    await tx.setNodeOwner(id, ownerId)
+    return {name: before.name, ownerId, previousOwnerId: before.ownerId ?? null}
+  })
+}

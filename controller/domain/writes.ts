@@ -1,7 +1,7 @@
 /**
  * Every write the coordinator makes, each as one store.write() transaction around its domain
  * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
- * live in users.ts, sessions.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and
+ * live in users.ts, user-invites.ts, sessions.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and
  * policies.ts.
  */
 import type {Store} from '../store/store.js'
@@ -11,6 +11,7 @@ import * as nodes from './nodes.js'
 import * as policies from './policies.js'
 import * as relays from './relays.js'
 import * as sessions from './sessions.js'
+import * as userInvites from './user-invites.js'
 import * as users from './users.js'
 
 type Rule = (tx: never, ...args: never[]) => Promise<unknown>
@@ -62,6 +63,11 @@ const RULES = {
   beginMfa: sessions.beginMfa,
   confirmMfa: sessions.confirmMfa,
   disableMfa: sessions.disableMfa,
+  createUserInvite: userInvites.createUserInvite,
+  revokeUserInvite: userInvites.revokeUserInvite,
+  acceptUserInvite: userInvites.acceptUserInvite,
+  reassignNode: nodes.reassignNode,
+  renameUser: users.renameUser,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

@@ -1493,5 +1493,175 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(await store.getMfa(id)).toBeUndefined()
       })
     })
+
+    describe('user invites, the moderator role and deleting a user with nodes (migration 0015)', () => {
+      const T0 = '2026-11-22T00:00:00.000Z'
+      const makeUserInvite = (
+        over: {maxUses?: number | null; expiresAt?: string; role?: 'moderator' | 'member'} = {},
+      ) => {
+        const codeHash = uid('uch')
+        return writes
+          .createUserInvite(
+            {
+              id: uid('uiv'),
+              tenantId,
+              codeHash,
+              role: over.role ?? 'moderator',
+              maxUses: over.maxUses === undefined ? 2 : over.maxUses,
+              expiresAt: over.expiresAt ?? '2030-01-01T00:00:00.000Z',
+              createdBy: 'u_test',
+            },
+            ctx(),
+          )
+          .then((inv) => ({...inv, codeHash}))
+      }
+      const accept = (w: Writes, codeHash: string, username = uid('p').toLowerCase()) =>
+        w.acceptUserInvite(
+          codeHash,
+          {id: uid('u'), username, identity: {kind: 'password', passwordHash: 'x'}},
+          ctx(),
+        )
+
+      it('stores a user invite by its code hash, makes accounts with its role until its uses run out, and lists it', async () => {
+        const inv = await makeUserInvite()
+        expect(inv).toMatchObject({
+          tenantId,
+          role: 'moderator',
+          maxUses: 2,
+          uses: 0,
+          revokedAt: null,
+          createdAt: T0,
+        })
+        const made = await accept(writes, inv.codeHash, 'mo-one')
+        expect(made).toMatchObject({tenantId, username: 'mo-one', role: 'moderator', superuser: false})
+        expect((await store.getUserByUsername('mo-one'))?.role).toBe('moderator')
+        // A taken name spends no use.
+        expect(await codeOf(accept(writes, inv.codeHash, 'mo-one'))).toBe('USERNAME_TAKEN')
+        expect((await store.getUserInvite(inv.id))?.uses).toBe(1)
+        await accept(writes, inv.codeHash)
+        expect(await codeOf(accept(writes, inv.codeHash))).toBe('INVITE_USED_UP')
+        expect(await codeOf(accept(writes, 'no-such-hash'))).toBe('INVITE_INVALID')
+        expect((await store.userInviteByCode(inv.codeHash))?.id).toBe(inv.id)
+        expect(await store.userInviteByCode('no-such-hash')).toBeUndefined()
+        const listed = await store.listUserInvites(tenantId, {limit: 10})
+        expect(listed.items.map((i) => [i.id, i.uses])).toEqual([[inv.id, 2]])
+        const actions = (await store.listAudit({tenantId}, {limit: 50})).items.map((e) => e.action)
+        expect(actions.filter((a) => a.startsWith('userinvite.') || a === 'user.signup')).toEqual([
+          'user.signup',
+          'user.signup',
+          'userinvite.create',
+        ])
+      })
+
+      it('refuses a revoked or expired user invite, and revoking twice keeps the first time', async () => {
+        const inv = await makeUserInvite({maxUses: null})
+        await writes.revokeUserInvite(inv.id, ctx())
+        await writes.revokeUserInvite(inv.id, ctx({at: '2027-01-01T00:00:00.000Z'}))
+        expect((await store.getUserInvite(inv.id))?.revokedAt).toBe(T0)
+        expect(await codeOf(accept(writes, inv.codeHash))).toBe('INVITE_REVOKED')
+        const old = await makeUserInvite({expiresAt: T0})
+        expect(await codeOf(accept(writes, old.codeHash))).toBe('INVITE_EXPIRED')
+        expect(await store.getUserInvite('uiv_none')).toBeUndefined()
+      })
+
+      it('lets exactly one of two replicas take the last use of a user invite', async () => {
+        const inv = await makeUserInvite({maxUses: 1})
+        const both = await Promise.allSettled([
+          accept(writes, inv.codeHash),
+          accept(peer.writes, inv.codeHash),
+        ])
+        expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+        const lost = both.find((r) => r.status === 'rejected') as PromiseRejectedResult
+        expect(isMeshError(lost.reason) && lost.reason.code).toBe('INVITE_USED_UP')
+        expect((await store.getUserInvite(inv.id))?.uses).toBe(1)
+      })
+
+      it('renames a user, keeping the name unique, and audits it', async () => {
+        const u = await writes.createUser(
+          {id: uid('u'), tenantId, username: 'before-name', passwordHash: 'x', role: 'member'},
+          ctx(),
+        )
+        expect((await writes.renameUser(u.id, 'after-name', ctx())).username).toBe('after-name')
+        expect((await store.getUserByUsername('after-name'))?.id).toBe(u.id)
+        expect(await store.getUserByUsername('before-name')).toBeUndefined()
+        expect(await codeOf(writes.renameUser(u.id, 'boss', ctx()))).toBe('USERNAME_TAKEN')
+        // The UNIQUE constraint answers the same when the check is skipped (a racing writer).
+        expect(await codeOf(store.write((tx) => tx.setUsername(u.id, 'boss')))).toBe('USERNAME_TAKEN')
+        const entry = (await store.listAudit({tenantId}, {limit: 5})).items.find(
+          (e) => e.action === 'user.rename',
+        )
+        expect(entry?.detail).toEqual({username: 'after-name', previousUsername: 'before-name'})
+      })
+
+      it('stores the moderator role on users, network members and device invites', async () => {
+        const u = await writes.createUser(
+          {id: uid('u'), tenantId, username: uid('mod').toLowerCase(), passwordHash: 'x', role: 'moderator'},
+          ctx(),
+        )
+        expect((await store.getUser(u.id))?.role).toBe('moderator')
+        const net = await makeNetwork()
+        await writes.setMember(net.id, u.id, 'moderator', ctx())
+        expect(await store.getMemberRole(net.id, u.id)).toBe('moderator')
+        const inv = await writes.createInvite(
+          {
+            id: uid('iv'),
+            networkId: net.id,
+            codeHash: uid('ich'),
+            role: 'moderator',
+            maxUses: 1,
+            expiresAt: '2030-01-01T00:00:00.000Z',
+            createdBy: u.id,
+          },
+          ctx(),
+        )
+        expect(inv.role).toBe('moderator')
+      })
+
+      it('refuses to delete a user who owns nodes unless told what to do with them; removes or reassigns them as nodes changes', async () => {
+        const net = await makeNetwork({joinPolicy: 'open'})
+        const mk = async () =>
+          (
+            await writes.createUser(
+              {id: uid('u'), tenantId, username: uid('own').toLowerCase(), passwordHash: 'x', role: 'member'},
+              ctx(),
+            )
+          ).id
+        const [alice, bob, carol] = [await mk(), await mk(), await mk()]
+        const reg = (userId: string) =>
+          writes.registerNode({kind: 'open', networkId: net.id, userId}, newNode({name: 'n'}), ctx())
+        const a1 = (await reg(alice)).nodeId
+        const a2 = (await reg(alice)).nodeId
+        const b1 = (await reg(bob)).nodeId
+        expect((await store.getNode(a1))?.ownerId).toBe(alice)
+        expect(await codeOf(writes.deleteUser(alice, ctx()))).toBe('USER_HAS_NODES')
+        expect(await store.getUser(alice)).toBeDefined()
+        expect(await codeOf(writes.deleteUser(alice, ctx(), {nodes: 'reassign', to: alice}))).toBe(
+          'VALIDATION_FAILED',
+        )
+        const v0 = await store.netmapVersion(net.id)
+        const moved = await writes.deleteUser(alice, ctx(), {nodes: 'reassign', to: carol})
+        expect(moved).toMatchObject({removed: [], reassigned: [a1, a2]})
+        expect(moved.changes.map((c) => [c.nodeId, c.kind])).toEqual([
+          [a1, 'changed'],
+          [a2, 'changed'],
+        ])
+        expect((await store.getNode(a1))?.ownerId).toBe(carol)
+        expect(await store.getUser(alice)).toBeUndefined()
+        expect(await store.netmapVersion(net.id)).toBe(v0 + 2)
+        const gone = await writes.deleteUser(bob, ctx(), {nodes: 'remove'})
+        expect(gone).toMatchObject({removed: [b1], reassigned: []})
+        expect(gone.changes.map((c) => [c.nodeId, c.kind])).toEqual([[b1, 'removed']])
+        expect(await store.getNode(b1)).toBeUndefined()
+        expect(await store.changesSince(net.id, v0)).toEqual({version: v0 + 3, nodeIds: [a1, a2, b1]})
+        const actions = (await store.listAudit({tenantId}, {limit: 50})).items.map((e) => e.action)
+        expect(actions.slice(0, 5)).toEqual([
+          'user.delete',
+          'node.remove',
+          'user.delete',
+          'node.reassign',
+          'node.reassign',
+        ])
+      })
+    })
   })
 }

@@ -3,7 +3,7 @@
  * Tolerant of both drivers' value shapes: SQLite gives 0/1 for booleans and TEXT for JSON and
  * times; PostgreSQL may give booleans, parsed JSON, Date objects and BIGINTs as strings.
  */
-import type {AuditEntry, NodeStatus, Role, Tenant} from '../../shared/protocol/control-api.js'
+import type {AuditEntry, NodeStatus, Role, Tenant, UserInvite} from '../../shared/protocol/control-api.js'
 import {formatIPv4} from '../../shared/net/ipv4.js'
 import type {FilteringBehaviour, MappingBehaviour} from '../../shared/nat/net-report.js'
 import {decodeCursor} from './paging.js'
@@ -101,6 +101,17 @@ export const toNetwork = (r: Row): NetworkRecord => ({
 export const toInvite = (r: Row): InviteRecord => ({
   id: str(r.id),
   networkId: str(r.network_id),
+  tenantId: str(r.tenant_id),
+  role: r.role as Role,
+  maxUses: numOrNull(r.max_uses),
+  uses: Number(r.uses),
+  expiresAt: time(r.expires_at),
+  revokedAt: timeOrNull(r.revoked_at),
+  createdAt: time(r.created_at),
+  createdBy: str(r.created_by),
+})
+export const toUserInvite = (r: Row): UserInvite => ({
+  id: str(r.id),
   tenantId: str(r.tenant_id),
   role: r.role as Role,
   maxUses: numOrNull(r.max_uses),

@@ -36,6 +36,7 @@ import type {
   Role,
   Tenant,
   User,
+  UserInvite,
 } from '../../shared/protocol/control-api.js'
 import type {NatBehaviour} from '../../shared/nat/behaviour.js'
 
@@ -125,6 +126,17 @@ export interface NetworkPatch {
 export interface NewInvite {
   id: string
   networkId: string
+  codeHash: string
+  role: Role
+  maxUses: number | null
+  expiresAt: string
+  createdBy: string
+}
+
+/** A user invite as created (its code only as a hash). */
+export interface NewUserInvite {
+  id: string
+  tenantId: string
   codeHash: string
   role: Role
   maxUses: number | null
@@ -450,6 +462,7 @@ export interface Tx {
     at: string
   }): Promise<UserRecord>
   setUserRole(id: string, role: Role): Promise<void>
+  setUsername(id: string, username: string): Promise<void>
   deleteUser(id: string): Promise<void>
   /** `sessionId`: the session of an access token (schema 0014); absent for a session-less token. */
   insertToken(t: {
@@ -551,8 +564,24 @@ export interface Tx {
   revokeAuthKey(id: string, at: string): Promise<void>
   countAuthKeyUse(id: string): Promise<void>
 
+  // ---- user invites (schema 0015)
+  insertUserInvite(inv: NewUserInvite & {at: string}): Promise<void>
+  getUserInvite(id: string): Promise<UserInvite | undefined>
+  userInviteByCode(codeHash: string): Promise<UserInvite | undefined>
+  /** Sets revoked_at unless it is set already (revoking twice keeps the first time). */
+  revokeUserInvite(id: string, at: string): Promise<void>
+  /**
+   * Counts one use if the invite is still good at `at` (not revoked, not expired, uses left): one
+   * conditional UPDATE, so of two sign-ups racing for the last use exactly one gets true
+   * (PostgreSQL: the second waits on the row lock, then finds no use left).
+   */
+  useUserInvite(id: string, at: string): Promise<boolean>
+
   // ---- nodes
   getNode(id: string): Promise<StoredNode | undefined>
+  /** Every node whose owner is the user, in every network, oldest first. */
+  nodesOwnedBy(userId: string): Promise<StoredNode[]>
+  setNodeOwner(id: string, ownerId: string | null): Promise<void>
   networkNodes(networkId: string): Promise<StoredNode[]>
   publicKeyTaken(networkId: string, publicKey: string): Promise<boolean>
   nodeNameTaken(networkId: string, name: string): Promise<boolean>
@@ -696,6 +725,11 @@ export interface Store {
   getInvite(id: string): Promise<InviteRecord | undefined>
   listAuthKeys(networkId: string, page: PageRequest): Promise<Page<AuthKey>>
   getAuthKey(id: string): Promise<AuthKeyRecord | undefined>
+
+  // ---- user invites (schema 0015)
+  listUserInvites(tenantId: string, page: PageRequest): Promise<Page<UserInvite>>
+  getUserInvite(id: string): Promise<UserInvite | undefined>
+  userInviteByCode(codeHash: string): Promise<UserInvite | undefined>
 
   // ---- nodes
   getNode(id: string): Promise<StoredNode | undefined>

@@ -13,7 +13,12 @@ import {NatBehaviourSchema} from '../nat/behaviour.js'
 // ---------------------------------------------------------------------------------------------
 // Roles and permissions
 
-export const ROLES = ['owner', 'admin', 'member', 'guest'] as const
+/**
+ * Tenant and network roles, highest first. `moderator` (GoConnect's) sits between admin and
+ * member: it admits people and devices (invites, node approval and removal) but configures
+ * nothing (networks, policy, users).
+ */
+export const ROLES = ['owner', 'admin', 'moderator', 'member', 'guest'] as const
 export const RoleSchema = z.enum(ROLES)
 export type Role = z.infer<typeof RoleSchema>
 
@@ -29,14 +34,20 @@ export const PERMISSIONS = [
   'audit.view',
   'policy.manage',
   'tenant.manage',
+  /** Invite people into the tenant (user invites), with a role up to the inviter's own. */
+  'user.invite',
 ] as const
 export type Permission = (typeof PERMISSIONS)[number]
 
 /**
  * What each role may do. A user's role on a network is its network membership role when it has
  * one, else its tenant role. `node.register` covers creating auth keys (which register nodes);
- * a pre-approved key needs `node.approve` too. Revoking an invite or key someone else created
- * needs admin rank on its network; its creator may always revoke it.
+ * a pre-approved key needs `node.approve` too. Revoking an invite someone else created needs
+ * moderator rank on its network, a key admin rank; its creator may always revoke it.
+ *
+ * Admins hold `tenant.manage` (users and their roles), as in Tailscale, where admins manage users
+ * and only the owner is out of their reach: ranks (ROLE_RANK) keep an admin from granting owner
+ * or acting on an owner, and from anything on a user that outranks it.
  */
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   owner: PERMISSIONS,
@@ -51,6 +62,16 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'node.remove',
     'audit.view',
     'policy.manage',
+    'tenant.manage',
+    'user.invite',
+  ],
+  moderator: [
+    'network.invite',
+    'network.view',
+    'node.register',
+    'node.approve',
+    'node.remove',
+    'user.invite',
   ],
   member: ['network.invite', 'network.view', 'node.register'],
   guest: ['network.view'],
@@ -60,12 +81,12 @@ export const roleAllows = (role: Role, permission: Permission): boolean =>
   ROLE_PERMISSIONS[role].includes(permission)
 
 /**
- * How far up each role stands: owner > admin > member > guest; a superuser stands above every
+ * How far up each role stands: owner > admin > moderator > member > guest; a superuser stands above every
  * role. Nobody may grant a role above its own rank, nor change or remove the role of a user
  * that outranks it (an equal rank may: owners manage each other, so do admins).
  */
-export const ROLE_RANK: Record<Role, number> = {guest: 0, member: 1, admin: 2, owner: 3}
-export const SUPERUSER_RANK = 4
+export const ROLE_RANK: Record<Role, number> = {guest: 0, member: 1, moderator: 2, admin: 3, owner: 4}
+export const SUPERUSER_RANK = 5
 
 // ---------------------------------------------------------------------------------------------
 // Field schemas (the few meshd's local API shares live in fields.ts, re-exported here)
@@ -389,7 +410,13 @@ export const CreateUserRequestSchema = z.object({
   password: PasswordSchema,
   role: RoleSchema,
 })
-export const UpdateUserRequestSchema = z.object({role: RoleSchema})
+/** A user's new tenant role, its new name (`mesh user rename`), or both; at least one. */
+export const UpdateUserRequestSchema = z
+  .object({role: RoleSchema.optional(), username: UsernameSchema.optional()})
+  .refine((b) => b.role !== undefined || b.username !== undefined, {
+    message: 'give role, username or both',
+    path: ['role'],
+  })
 
 export const CreateNetworkRequestSchema = z.object({
   name: NameSchema,
@@ -576,6 +603,67 @@ export const MfaConfirmResponseSchema = z.object({
 })
 
 // ---------------------------------------------------------------------------------------------
+// People join tenants by invite; removing a user and its nodes (issue 10)
+
+/** A user invite: lets people make their own account in the tenant, with its role. */
+export const UserInviteSchema = z.object({
+  id: IdSchema,
+  tenantId: IdSchema,
+  /** The tenant role of the accounts made with it. */
+  role: RoleSchema,
+  maxUses: z.number().int().nullable(),
+  uses: z.number().int(),
+  expiresAt: TimestampSchema,
+  revokedAt: TimestampSchema.nullable(),
+  createdAt: TimestampSchema,
+  createdBy: IdSchema,
+})
+export type UserInvite = z.infer<typeof UserInviteSchema>
+export const CreateUserInviteRequestSchema = z.object({
+  role: RoleSchema.default('member'),
+  expiresIn: ExpiresInSchema.default(7 * 86400),
+  maxUses: z.number().int().min(1).max(1_000_000).nullable().default(1),
+})
+export type CreateUserInviteRequest = z.input<typeof CreateUserInviteRequestSchema>
+export const CreateUserInviteResponseSchema = z.object({
+  invite: UserInviteSchema,
+  /** The secret code, shown once. */
+  code: z.string(),
+  /** One string holding the controller URL and the code: all `mesh signup` needs. */
+  inviteString: z.string(),
+})
+export type CreateUserInviteResponse = z.infer<typeof CreateUserInviteResponseSchema>
+/**
+ * Accepting a user invite: the invite code and how the new account proves itself. Today that is
+ * a password; an OIDC login that carries an invite reaches the same rule (domain/user-invites.ts
+ * takes the invite and an identity, password or OIDC issuer + subject) from its callback, so
+ * the invite is spent in the same transaction as the account is made.
+ */
+export const SignupRequestSchema = z.object({
+  invite: z.string().min(1).max(200),
+  username: UsernameSchema,
+  password: PasswordSchema,
+})
+export type SignupRequest = z.input<typeof SignupRequestSchema>
+
+/** What happens to the nodes of a user who is deleted. */
+export const UserNodesChoiceSchema = z.enum(['remove', 'reassign'])
+export const DeleteUserQuerySchema = z.object({
+  nodes: UserNodesChoiceSchema.optional().describe(
+    'what happens to the nodes the user owns: remove them, or reassign them to `to`; without it a user who owns nodes is not deleted (USER_HAS_NODES)',
+  ),
+  to: IdSchema.optional().describe('with nodes=reassign: the user (id) who owns them next'),
+})
+export const DeleteUserResponseSchema = z.object({
+  ok: z.literal(true),
+  /** Ids of the nodes removed with the user. */
+  removedNodes: z.array(IdSchema).default([]),
+  /** Ids of the nodes that now belong to `to`. */
+  reassignedNodes: z.array(IdSchema).default([]),
+})
+export type DeleteUserResponse = z.infer<typeof DeleteUserResponseSchema>
+
+// ---------------------------------------------------------------------------------------------
 // The route table
 
 const NetworkParams = z.object({network: z.string().min(1).max(100).describe('network id or name')})
@@ -659,7 +747,7 @@ export const ROUTES = {
   'user.update': route({
     method: 'PATCH',
     path: '/api/v1/users/:id',
-    summary: "Change a user's tenant role",
+    summary: "Change a user's tenant role or name (renaming is refused while the policy names the user)",
     auth: 'user',
     permission: 'tenant.manage',
     params: IdParams,
@@ -670,11 +758,12 @@ export const ROUTES = {
   'user.delete': route({
     method: 'DELETE',
     path: '/api/v1/users/:id',
-    summary: 'Delete a user',
+    summary: 'Delete a user; a user who owns nodes needs ?nodes=remove or ?nodes=reassign&to=ID',
     auth: 'user',
     permission: 'tenant.manage',
     params: IdParams,
-    response: OkSchema,
+    query: DeleteUserQuerySchema,
+    response: DeleteUserResponseSchema,
     status: 200,
   }),
 
@@ -1063,6 +1152,45 @@ export const ROUTES = {
     body: MfaCodeRequestSchema,
     response: OkSchema,
     status: 200,
+  }),
+  'userinvite.list': route({
+    method: 'GET',
+    path: '/api/v1/user-invites',
+    summary: 'List the user invites of the tenant (codes are never shown again)',
+    auth: 'user',
+    permission: 'user.invite',
+    query: PageQuerySchema,
+    response: page(UserInviteSchema),
+    status: 200,
+  }),
+  'userinvite.create': route({
+    method: 'POST',
+    path: '/api/v1/user-invites',
+    summary: "Create a user invite: people make their own account with it (role up to the caller's)",
+    auth: 'user',
+    permission: 'user.invite',
+    body: CreateUserInviteRequestSchema,
+    response: CreateUserInviteResponseSchema,
+    status: 201,
+  }),
+  'userinvite.revoke': route({
+    method: 'DELETE',
+    path: '/api/v1/user-invites/:id',
+    summary: 'Revoke a user invite; accounts made with it stay',
+    auth: 'user',
+    permission: 'user.invite',
+    params: IdParams,
+    response: UserInviteSchema,
+    status: 200,
+  }),
+  signup: route({
+    method: 'POST',
+    path: '/api/v1/signup',
+    summary: 'Make an account with a user invite and log in (returns tokens as login does)',
+    auth: 'none',
+    body: SignupRequestSchema,
+    response: LoginResponseSchema,
+    status: 201,
   }),
 } as const satisfies Record<string, RouteDef>
 

@@ -1,5 +1,5 @@
 /**
- * The authorization matrix: every ROUTES entry × caller (owner, admin, member, guest of tenant A,
+ * The authorization matrix: every ROUTES entry × caller (each of ROLES in tenant A,
  * or no token) × whose object (tenant A's own or tenant B's), each cell its own test, with the
  * expected status derived from the route's auth and ROLE_PERMISSIONS rather than written down.
  * Networks are named by id and by name. Beside it, FLAG_CASES check what a request's flags ask
@@ -173,6 +173,9 @@ const freshAuthKey = async (t: TenantWorld, token = t.ownerToken) =>
       body: {},
     })
   ).authKey
+/** A user invite of tenant `t` (default: made by its owner) and its code. */
+const freshUserInvite = async (t: TenantWorld, token = t.ownerToken) =>
+  world.api.ok<{invite: {id: string}; code: string}>('userinvite.create', {token, body: {role: 'guest'}})
 const freshNode = async (t: TenantWorld) =>
   (await world.api.ok<{node: {id: string}}>('register', {body: registerBody({authKey: t.authKey})})).node
 const registerWithCredential = (authKey: string) =>
@@ -304,6 +307,15 @@ const FIXTURES = {
     })
     return {tokenOverride: token, body: {code: recoveryCodes[0]!}}
   },
+  'userinvite.list': async () => ({}),
+  'userinvite.create': async () => ({body: {role: 'guest'}}),
+  'userinvite.revoke': async (t, caller) => ({
+    params: {id: (await freshUserInvite(t, creatorToken(t, caller, 'userinvite.create'))).invite.id},
+  }),
+  // The invite is the credential: every cell is 201 with a fresh invite and a new name.
+  signup: async () => ({
+    body: {invite: (await freshUserInvite(world.A)).code, username: uniqueName('s'), password: PASSWORD},
+  }),
 } satisfies Record<RouteId, Fixture>
 
 // ---------------------------------------------------------------------------------------------
@@ -401,10 +413,10 @@ const FLAG_CASES: FlagCase[] = [
     refusal: (caller) => (outranks(role, caller) ? {status: 403, code: 'ROLE_TOO_HIGH'} : undefined),
   })),
   {
-    what: "of an invite the owner created (another user's: needs admin)",
+    what: "of an invite the owner created (another user's: needs moderator)",
     id: 'invite.revoke',
     fixture: async () => ({params: {id: (await freshInvite(world.A)).id}}),
-    refusal: (caller) => (outranks('admin', caller) ? FORBIDDEN_403 : undefined),
+    refusal: (caller) => (outranks('moderator', caller) ? FORBIDDEN_403 : undefined),
   },
   {
     what: 'of an invite the caller created itself',
@@ -499,6 +511,18 @@ FLAG_CASES.push(
     fixture: async () => ({params: {id: (await freshUserOfRole('owner')).id}, body: {role: 'guest'}}),
     refusal: (caller) => (outranks('owner', caller) ? OUTRANKED_403 : undefined),
   },
+  ...ROLES.map((role): FlagCase => ({
+    what: `role:${role} (no role above the inviter's)`,
+    id: 'userinvite.create',
+    fixture: async () => ({body: {role}}),
+    refusal: (caller) => grantRefusal(role, caller),
+  })),
+  {
+    what: 'of a tenant admin to guest (equal rank may: admins manage admins, as in Tailscale)',
+    id: 'user.update',
+    fixture: async () => ({params: {id: (await freshUserOfRole('admin')).id}, body: {role: 'guest'}}),
+    refusal: (caller) => (outranks('admin', caller) ? OUTRANKED_403 : undefined),
+  },
   {
     what: 'of another tenant owner',
     id: 'user.delete',
@@ -548,7 +572,7 @@ describe('controller authorization matrix', () => {
     const B = await makeTenant(api, superToken)
     world = {api, superToken, A, B, callers: {} as World['callers']}
     world.callers.owner = {id: A.ownerId, username: A.ownerName, token: A.ownerToken}
-    for (const role of ['admin', 'member', 'guest'] as const) {
+    for (const role of ['admin', 'moderator', 'member', 'guest'] as const) {
       const username = uniqueName(role)
       const user = await api.ok<{id: string}>('user.create', {
         token: A.ownerToken,

@@ -18,7 +18,7 @@ import {startTestController} from '../../controller/testing/test-controller.js'
 import {systemClock} from '../../shared/clock.js'
 import WebSocket from 'ws'
 import {z} from 'zod'
-import {NAME_RE, ROUTES, WS_PATHS, type RouteId} from '../../shared/protocol/control-api.js'
+import {NAME_RE, ROLES, ROUTES, WS_PATHS, type RouteId} from '../../shared/protocol/control-api.js'
 import {
   AdminEventSchema,
   AdminSnapshotSchema,
@@ -231,11 +231,11 @@ function validBody(id: RouteId, pools: Pools): fc.Arbitrary<Record<string, unkno
       return fc.record({
         username: nameArb,
         password: fc.string({minLength: 8, maxLength: 30}),
-        role: fc.constantFrom('owner', 'admin', 'member', 'guest'),
+        role: fc.constantFrom(...ROLES),
       })
     case 'user.update':
     case 'member.set':
-      return fc.record({role: fc.constantFrom('owner', 'admin', 'member', 'guest')})
+      return fc.record({role: fc.constantFrom(...ROLES)})
     case 'network.create':
       return fc.record(
         {
@@ -268,7 +268,7 @@ function validBody(id: RouteId, pools: Pools): fc.Arbitrary<Record<string, unkno
         {
           expiresIn: fc.integer({min: 60, max: 86_400 * 30}),
           maxUses: fc.oneof(fc.constant(null), fc.integer({min: 1, max: 100})),
-          role: fc.constantFrom('owner', 'admin', 'member', 'guest'),
+          role: fc.constantFrom(...ROLES),
         },
         {requiredKeys: []},
       )
@@ -954,7 +954,7 @@ describe('controller fuzzing', () => {
     const owner = await login(ownerName)
     const usernames = [ownerName]
     const roleTokens: Record<string, string> = {}
-    for (const role of ['admin', 'member', 'guest']) {
+    for (const role of ['admin', 'moderator', 'member', 'guest']) {
       const username = uniqueName(role)
       await api.ok('user.create', {token: owner, body: {username, password: PASSWORD, role}})
       usernames.push(username)

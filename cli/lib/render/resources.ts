@@ -10,6 +10,7 @@ import type {
   RelayKey,
   Tenant,
   User,
+  UserInvite,
 } from '../../../shared/protocol/control-api.js'
 import {type Column, renderFields, renderTable, stdoutColor} from './table.js'
 
@@ -77,6 +78,20 @@ export const invitesTable = (rows: readonly Invite[]): string =>
       {header: 'CREATED', get: (i) => formatTime(i.createdAt)},
     ],
     'No invites. Create one with `mesh invite create --network NAME`.',
+  )
+
+export const userInvitesTable = (rows: readonly UserInvite[]): string =>
+  table(
+    rows,
+    [
+      {header: 'ID', get: (i) => i.id},
+      {header: 'ROLE', get: (i) => i.role},
+      {header: 'USES', get: (i) => `${i.uses}/${i.maxUses ?? '∞'}`, align: 'right'},
+      {header: 'STATE', get: (i) => grantState(i)},
+      {header: 'EXPIRES', get: (i) => formatTime(i.expiresAt)},
+      {header: 'CREATED', get: (i) => formatTime(i.createdAt)},
+    ],
+    'No user invites. Create one with `mesh user invite --role member`.',
   )
 
 export const authKeysTable = (rows: readonly AuthKey[]): string =>

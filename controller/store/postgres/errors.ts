@@ -118,6 +118,9 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   refresh_tokens_pkey: {table: 'refresh_tokens', columns: ['token_hash']},
   user_mfa_pkey: {table: 'user_mfa', columns: ['user_id']},
   mfa_recovery_codes_pkey: {table: 'mfa_recovery_codes', columns: ['user_id', 'code_hash']},
+  user_invites_pkey: {table: 'user_invites', columns: ['seq']},
+  user_invites_id_key: {table: 'user_invites', columns: ['id']},
+  user_invites_code_hash_key: {table: 'user_invites', columns: ['code_hash']},
 }
 
 /**

@@ -202,7 +202,7 @@ describe.skipIf(skip !== undefined)(`PostgreSQL migrations${skip ? ` (skipped: $
       ).rejects.toMatchObject({code: '23505', table: 'networks', constraint: 'networks_tenant_id_name_key'})
     })
 
-    it('refuses a role outside owner, admin, member, guest', async () => {
+    it('refuses a role outside owner, admin, moderator, member, guest', async () => {
       const pool = await open(await server.createDatabase())
       const {at} = await seed(pool)
       await expect(

@@ -576,6 +576,35 @@ CREATE TABLE mfa_recovery_codes (
 );
 `,
   },
+  {
+    // People join tenants by invite, and the moderator role (issue 10): the role CHECKs take the
+    // new role (PostgreSQL changes a constraint in place; SQLite rebuilds the tables), and the
+    // user invites table.
+    name: '0015-user-invites',
+    sql: `
+ALTER TABLE users DROP CONSTRAINT users_role_check;
+ALTER TABLE users ADD CONSTRAINT users_role_check CHECK (role IN ('owner','admin','moderator','member','guest'));
+ALTER TABLE network_members DROP CONSTRAINT network_members_role_check;
+ALTER TABLE network_members ADD CONSTRAINT network_members_role_check CHECK (role IN ('owner','admin','moderator','member','guest'));
+ALTER TABLE invites DROP CONSTRAINT invites_role_check;
+ALTER TABLE invites ADD CONSTRAINT invites_role_check CHECK (role IN ('owner','admin','moderator','member','guest'));
+
+CREATE TABLE user_invites (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- insertion order, used for pagination cursors
+  id TEXT COLLATE "C" NOT NULL UNIQUE,   -- public id (uiv_...)
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant a person joins with it
+  code_hash TEXT COLLATE "C" NOT NULL UNIQUE, -- hex SHA-256 of the secret code (uinv_...); the code is shown once
+  role TEXT COLLATE "C" NOT NULL CHECK (role IN ('owner','admin','moderator','member','guest')), -- tenant role of the accounts made with it
+  max_uses INTEGER,                      -- NULL: unlimited
+  uses INTEGER NOT NULL DEFAULT 0,       -- accounts made with this invite
+  expires_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339; refused after this
+  revoked_at TEXT COLLATE "C",           -- RFC 3339 when revoked; NULL: live
+  created_at TEXT COLLATE "C" NOT NULL,  -- RFC 3339 creation time
+  created_by TEXT COLLATE "C" NOT NULL   -- user id of the creator (kept after the user is deleted)
+);
+CREATE INDEX user_invites_tenant ON user_invites (tenant_id, seq);
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

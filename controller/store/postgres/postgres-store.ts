@@ -20,6 +20,7 @@ import type {
   ConnectionEvent,
   ConnectionLogEntry,
   Invite,
+  UserInvite,
   Network,
   NetworkMember,
   NodeStatus,
@@ -56,6 +57,7 @@ import type {
   RefreshTokenRecord,
   SessionRecord,
   NewInvite,
+  NewUserInvite,
   NewAuthKey,
   NewNodeRow,
   NewRelayKey,
@@ -78,6 +80,7 @@ import {
   toStoredAuditRow,
   toAuthKey,
   toInvite,
+  toUserInvite,
   toNetwork,
   toNode,
   toRelay,
@@ -185,6 +188,10 @@ class PgTx implements Tx {
 
   async setUserRole(id: string, role: Role): Promise<void> {
     await this.c.query('UPDATE users SET role = $1 WHERE id = $2', [role, id])
+  }
+
+  async setUsername(id: string, username: string): Promise<void> {
+    await this.c.query('UPDATE users SET username = $1 WHERE id = $2', [username, id])
   }
 
   async deleteUser(id: string): Promise<void> {
@@ -491,6 +498,51 @@ class PgTx implements Tx {
 
   async countAuthKeyUse(id: string): Promise<void> {
     await this.c.query('UPDATE auth_keys SET uses = uses + 1 WHERE id = $1', [id])
+  }
+
+  async insertUserInvite(inv: NewUserInvite & {at: string}): Promise<void> {
+    await this.c.query(
+      `INSERT INTO user_invites (id, tenant_id, code_hash, role, max_uses, expires_at, created_at, created_by)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [inv.id, inv.tenantId, inv.codeHash, inv.role, inv.maxUses, inv.expiresAt, inv.at, inv.createdBy],
+    )
+  }
+
+  async getUserInvite(id: string): Promise<UserInvite | undefined> {
+    const r = await one(this.c, 'SELECT * FROM user_invites WHERE id = $1', [id])
+    return r && toUserInvite(r)
+  }
+
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = await one(this.c, 'SELECT * FROM user_invites WHERE code_hash = $1', [codeHash])
+    return r && toUserInvite(r)
+  }
+
+  async revokeUserInvite(id: string, at: string): Promise<void> {
+    await this.c.query('UPDATE user_invites SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [
+      at,
+      id,
+    ])
+  }
+
+  async useUserInvite(id: string, at: string): Promise<boolean> {
+    // READ COMMITTED: a second writer waits on the row lock, then re-checks the WHERE on the row
+    // the first one committed, so the last use is taken once.
+    const res = await this.c.query(
+      `UPDATE user_invites SET uses = uses + 1
+         WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)`,
+      [id, at],
+    )
+    return res.rowCount === 1
+  }
+
+  async nodesOwnedBy(userId: string): Promise<StoredNode[]> {
+    const res = await this.c.query('SELECT * FROM nodes WHERE owner_id = $1 ORDER BY seq', [userId])
+    return (res.rows as Row[]).map(toNode)
+  }
+
+  async setNodeOwner(id: string, ownerId: string | null): Promise<void> {
+    await this.c.query('UPDATE nodes SET owner_id = $1 WHERE id = $2', [ownerId, id])
   }
 
   async getNode(id: string): Promise<StoredNode | undefined> {
@@ -1005,6 +1057,24 @@ export class PostgresStore implements Store {
   async getInvite(id: string): Promise<InviteRecord | undefined> {
     const r = await this.q1(`${INVITE_SQL} WHERE i.id = $1`, [id])
     return r && toInvite(r)
+  }
+
+  async listUserInvites(tenantId: string, req: PageRequest): Promise<Page<UserInvite>> {
+    const rs = await this.q(
+      'SELECT * FROM user_invites WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [tenantId, decodeCursor(req.cursor), req.limit + 1],
+    )
+    return page(rs, req.limit, toUserInvite)
+  }
+
+  async getUserInvite(id: string): Promise<UserInvite | undefined> {
+    const r = await this.q1('SELECT * FROM user_invites WHERE id = $1', [id])
+    return r && toUserInvite(r)
+  }
+
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = await this.q1('SELECT * FROM user_invites WHERE code_hash = $1', [codeHash])
+    return r && toUserInvite(r)
   }
 
   async listAuthKeys(networkId: string, req: PageRequest): Promise<Page<AuthKey>> {

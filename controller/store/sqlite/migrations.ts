@@ -14,6 +14,12 @@ import {MeshError} from '../../../shared/errors.js'
 export interface Migration {
   readonly name: string
   readonly sql: string
+  /**
+   * Runs with foreign keys off (PRAGMA foreign_keys cannot change inside a transaction, so it is
+   * set around it), for a migration that rebuilds a table others refer to; foreign_key_check must
+   * find nothing before the migration commits.
+   */
+  readonly foreignKeysOff?: boolean
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -438,6 +444,77 @@ CREATE TABLE mfa_recovery_codes (
 );
 `,
   },
+  {
+    // People join tenants by invite, and the moderator role (issue 10). SQLite cannot change a
+    // CHECK constraint in place, so the three tables whose role CHECK lists the roles are rebuilt
+    // (https://sqlite.org/lang_altertable.html#otheralter: new table, copy, drop, rename) with
+    // foreign keys off for the migration (foreignKeysOff below): with them on, dropping \`users\`
+    // would cascade to every token, session and membership. Rows, ids and AUTOINCREMENT counters
+    // are kept; foreign_key_check must come back empty before the transaction commits.
+    name: '0015-user-invites',
+    foreignKeysOff: true,
+    sql: `
+CREATE TABLE users_0015 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (u_...)
+  tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant the user belongs to
+  username TEXT NOT NULL UNIQUE,         -- login name, unique across all tenants
+  password_hash TEXT NOT NULL,           -- scrypt$N$r$p$salt$hash (salted; never the password)
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','moderator','member','guest')), -- role on the tenant
+  superuser INTEGER NOT NULL DEFAULT 0 CHECK (superuser IN (0,1)), -- 1: may create tenants
+  created_at TEXT NOT NULL               -- RFC 3339 creation time
+);
+INSERT INTO users_0015 (seq, id, tenant_id, username, password_hash, role, superuser, created_at)
+  SELECT seq, id, tenant_id, username, password_hash, role, superuser, created_at FROM users;
+UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'users') WHERE name = 'users_0015';
+DROP TABLE users;
+ALTER TABLE users_0015 RENAME TO users;
+
+CREATE TABLE network_members_0015 (
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- the network
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,       -- the user
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','moderator','member','guest')), -- overrides the tenant role here
+  PRIMARY KEY (network_id, user_id)
+);
+INSERT INTO network_members_0015 (network_id, user_id, role) SELECT network_id, user_id, role FROM network_members;
+DROP TABLE network_members;
+ALTER TABLE network_members_0015 RENAME TO network_members;
+
+CREATE TABLE invites_0015 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (iv_...)
+  network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE, -- network the invite joins
+  code_hash TEXT NOT NULL UNIQUE,        -- hex SHA-256 of the secret code (inv_...)
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','moderator','member','guest')), -- role the invite grants
+  max_uses INTEGER,                      -- NULL: unlimited
+  uses INTEGER NOT NULL DEFAULT 0,       -- successful registrations with this invite
+  expires_at TEXT NOT NULL,              -- RFC 3339; refused after this
+  revoked_at TEXT,                       -- RFC 3339 when revoked; NULL: live
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  created_by TEXT NOT NULL               -- user id of the creator (kept after the user is deleted)
+);
+INSERT INTO invites_0015 (seq, id, network_id, code_hash, role, max_uses, uses, expires_at, revoked_at, created_at, created_by)
+  SELECT seq, id, network_id, code_hash, role, max_uses, uses, expires_at, revoked_at, created_at, created_by FROM invites;
+UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'invites') WHERE name = 'invites_0015';
+DROP TABLE invites;
+ALTER TABLE invites_0015 RENAME TO invites;
+
+CREATE TABLE user_invites (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, used for pagination cursors
+  id TEXT NOT NULL UNIQUE,               -- public id (uiv_...)
+  tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE, -- the tenant a person joins with it
+  code_hash TEXT NOT NULL UNIQUE,        -- hex SHA-256 of the secret code (uinv_...); the code is shown once
+  role TEXT NOT NULL CHECK (role IN ('owner','admin','moderator','member','guest')), -- tenant role of the accounts made with it
+  max_uses INTEGER,                      -- NULL: unlimited
+  uses INTEGER NOT NULL DEFAULT 0,       -- accounts made with this invite
+  expires_at TEXT NOT NULL,              -- RFC 3339; refused after this
+  revoked_at TEXT,                       -- RFC 3339 when revoked; NULL: live
+  created_at TEXT NOT NULL,              -- RFC 3339 creation time
+  created_by TEXT NOT NULL               -- user id of the creator (kept after the user is deleted)
+);
+CREATE INDEX user_invites_tenant ON user_invites (tenant_id, seq);
+`,
+  },
 ]
 
 /**
@@ -480,10 +557,24 @@ export async function migrate(
     migrations: known.map((m) => ({
       name: m.name,
       up: async () => {
-        db.transaction(() => {
-          db.exec(m.sql)
-          record.run(m.name, new Date().toISOString())
-        })()
+        const fkOff = m.foreignKeysOff === true && db.pragma('foreign_keys', {simple: true}) === 1
+        if (fkOff) db.pragma('foreign_keys = OFF')
+        try {
+          db.transaction(() => {
+            db.exec(m.sql)
+            if (m.foreignKeysOff) {
+              const broken = db.pragma('foreign_key_check') as unknown[]
+              if (broken.length > 0) {
+                throw new Error(
+                  `${m.name}: ${broken.length} rows break a foreign key: ${JSON.stringify(broken.slice(0, 3))}`,
+                )
+              }
+            }
+            record.run(m.name, new Date().toISOString())
+          })()
+        } finally {
+          if (fkOff) db.pragma('foreign_keys = ON')
+        }
       },
     })),
     storage,

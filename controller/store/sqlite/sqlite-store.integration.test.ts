@@ -121,6 +121,62 @@ describe('SQLite adapter', () => {
     }
   })
 
+  it('rebuilds the role tables in 0015 without losing a row, a counter or a cascade, with foreign keys on again after', async () => {
+    const file = tempFile()
+    const upTo14 = MIGRATIONS.findIndex((m) => m.name === '0015-user-invites')
+    const old = await openSqlite(file, {migrations: MIGRATIONS.slice(0, upTo14)})
+    const at = '2026-01-01T00:00:00.000Z'
+    old.exec(`
+      INSERT INTO tenants (id, name, created_at) VALUES ('t_1', 'acme', '${at}');
+      INSERT INTO users (id, tenant_id, username, password_hash, role, created_at) VALUES
+        ('u_1', 't_1', 'olga', 'x', 'owner', '${at}'), ('u_2', 't_1', 'gone', 'x', 'member', '${at}'),
+        ('u_3', 't_1', 'mel', 'x', 'member', '${at}');
+      DELETE FROM users WHERE id = 'u_2';
+      INSERT INTO networks (id, tenant_id, name, cidr, join_policy, created_at) VALUES ('n_1', 't_1', 'lab', '10.1.0.0/24', 'open', '${at}');
+      INSERT INTO network_members (network_id, user_id, role) VALUES ('n_1', 'u_3', 'admin');
+      INSERT INTO invites (id, network_id, code_hash, role, expires_at, created_at, created_by) VALUES ('iv_1', 'n_1', 'h1', 'guest', '${at}', '${at}', 'u_1');
+      INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at) VALUES ('ses_1', 'u_3', '${at}', '${at}', '${at}');
+      INSERT INTO tokens (id, token_hash, user_id, created_at, expires_at, session_id) VALUES ('tok_1', 'th1', 'u_3', '${at}', '${at}', 'ses_1');
+      INSERT INTO user_mfa (user_id, secret, created_at) VALUES ('u_3', 'S', '${at}');
+    `)
+    old.close()
+    const store = await SqliteStore.open(file)
+    try {
+      const db = store.db
+      const count = (table: string) =>
+        (db.prepare(`SELECT count(*) AS c FROM ${table}`).get() as {c: number}).c
+      expect([
+        count('users'),
+        count('network_members'),
+        count('invites'),
+        count('sessions'),
+        count('tokens'),
+      ]).toEqual([2, 1, 1, 1, 1])
+      expect(count('user_mfa')).toBe(1)
+      expect(db.pragma('foreign_keys', {simple: true})).toBe(1)
+      expect(db.pragma('foreign_key_check')).toEqual([])
+      // AUTOINCREMENT: the deleted user's seq (2) is not handed out again.
+      const w = storeWrites(store)
+      await w.createUser(
+        {id: 'u_4', tenantId: 't_1', username: 'mod', passwordHash: 'x', role: 'moderator'},
+        ctx(),
+      )
+      expect((db.prepare("SELECT seq FROM users WHERE id = 'u_4'").get() as {seq: number}).seq).toBe(4)
+      // The new CHECK takes moderator and still refuses a role that is none.
+      await w.setMember('n_1', 'u_4', 'moderator', ctx())
+      expect(() => db.prepare("UPDATE users SET role = 'root' WHERE id = 'u_4'").run()).toThrow(
+        /CHECK constraint failed/,
+      )
+      // References to the rebuilt users table still cascade.
+      await w.deleteUser('u_3', ctx())
+      expect([count('sessions'), count('tokens'), count('user_mfa'), count('network_members')]).toEqual([
+        0, 0, 0, 1,
+      ])
+    } finally {
+      await store.close()
+    }
+  })
+
   it('rolls a failing migration back completely', async () => {
     const file = tempFile()
     const broken = {name: '9001-broken', sql: 'CREATE TABLE half_done (x INTEGER); THIS IS NOT SQL'}

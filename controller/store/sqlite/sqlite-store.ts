@@ -17,6 +17,7 @@ import type {
   ConnectionEvent,
   ConnectionLogEntry,
   Invite,
+  UserInvite,
   Network,
   NetworkMember,
   NodeStatus,
@@ -53,6 +54,7 @@ import type {
   RefreshTokenRecord,
   SessionRecord,
   NewInvite,
+  NewUserInvite,
   NewAuthKey,
   NewNodeRow,
   NewRelayKey,
@@ -75,6 +77,7 @@ import {
   toStoredAuditRow,
   toAuthKey,
   toInvite,
+  toUserInvite,
   toNetwork,
   toNode,
   toRelay,
@@ -182,6 +185,10 @@ class SqliteTx implements Tx {
 
   async setUserRole(id: string, role: Role): Promise<void> {
     this.q('UPDATE users SET role = ? WHERE id = ?').run(role, id)
+  }
+
+  async setUsername(id: string, username: string): Promise<void> {
+    this.q('UPDATE users SET username = ? WHERE id = ?').run(username, id)
   }
 
   async deleteUser(id: string): Promise<void> {
@@ -465,6 +472,43 @@ class SqliteTx implements Tx {
 
   async countAuthKeyUse(id: string): Promise<void> {
     this.q('UPDATE auth_keys SET uses = uses + 1 WHERE id = ?').run(id)
+  }
+
+  async insertUserInvite(inv: NewUserInvite & {at: string}): Promise<void> {
+    this.q(
+      `INSERT INTO user_invites (id, tenant_id, code_hash, role, max_uses, expires_at, created_at, created_by)
+         VALUES (?,?,?,?,?,?,?,?)`,
+    ).run(inv.id, inv.tenantId, inv.codeHash, inv.role, inv.maxUses, inv.expiresAt, inv.at, inv.createdBy)
+  }
+
+  async getUserInvite(id: string): Promise<UserInvite | undefined> {
+    const r = this.q('SELECT * FROM user_invites WHERE id = ?').get(id) as Row | undefined
+    return r && toUserInvite(r)
+  }
+
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = this.q('SELECT * FROM user_invites WHERE code_hash = ?').get(codeHash) as Row | undefined
+    return r && toUserInvite(r)
+  }
+
+  async revokeUserInvite(id: string, at: string): Promise<void> {
+    this.q('UPDATE user_invites SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(at, id)
+  }
+
+  async useUserInvite(id: string, at: string): Promise<boolean> {
+    const res = this.q(
+      `UPDATE user_invites SET uses = uses + 1
+         WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)`,
+    ).run(id, at)
+    return res.changes === 1
+  }
+
+  async nodesOwnedBy(userId: string): Promise<StoredNode[]> {
+    return (this.q('SELECT * FROM nodes WHERE owner_id = ? ORDER BY seq').all(userId) as Row[]).map(toNode)
+  }
+
+  async setNodeOwner(id: string, ownerId: string | null): Promise<void> {
+    this.q('UPDATE nodes SET owner_id = ? WHERE id = ?').run(ownerId, id)
   }
 
   async getNode(id: string): Promise<StoredNode | undefined> {
@@ -971,6 +1015,23 @@ export class SqliteStore implements Store {
   async getInvite(id: string): Promise<InviteRecord | undefined> {
     const r = this.r(`${INVITE_SQL} WHERE i.id = ?`).get(id) as Row | undefined
     return r && toInvite(r)
+  }
+
+  async listUserInvites(tenantId: string, req: PageRequest): Promise<Page<UserInvite>> {
+    const rows = this.r(
+      'SELECT * FROM user_invites WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+    ).all(tenantId, decodeCursor(req.cursor), req.limit + 1) as Row[]
+    return page(rows, req.limit, toUserInvite)
+  }
+
+  async getUserInvite(id: string): Promise<UserInvite | undefined> {
+    const r = this.r('SELECT * FROM user_invites WHERE id = ?').get(id) as Row | undefined
+    return r && toUserInvite(r)
+  }
+
+  async userInviteByCode(codeHash: string): Promise<UserInvite | undefined> {
+    const r = this.r('SELECT * FROM user_invites WHERE code_hash = ?').get(codeHash) as Row | undefined
+    return r && toUserInvite(r)
   }
 
   async listAuthKeys(networkId: string, req: PageRequest): Promise<Page<AuthKey>> {
