@@ -166,6 +166,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       await state.auth.sessions.disableMfa(p(ctx), ctx.body.code, ctx.meta)
       return {ok: true}
     },
+    'oidc.issuers': async () => ({items: state.auth.oidc.issuers()}),
+    'oidc.start': async (ctx) => state.auth.oidc.startCode(ctx.body.issuer, ctx.body.redirectUri),
+    'oidc.finish': async (ctx) => state.auth.oidc.finishCode(ctx.body.flowId, ctx.body.callbackUrl, ctx.meta),
+    'oidc.device': async (ctx) => state.auth.oidc.startDevice(ctx.body.issuer),
+    'oidc.device.poll': async (ctx) => state.auth.oidc.pollDevice(ctx.body.flowId, ctx.meta),
   }
 }
 
@@ -225,4 +230,10 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'mfa.enable': 'none',
   'mfa.confirm': 'none',
   'mfa.disable': 'none',
+  // OIDC logins have no caller yet: the flow handle is the credential.
+  'oidc.issuers': 'none',
+  'oidc.start': 'none',
+  'oidc.finish': 'none',
+  'oidc.device': 'none',
+  'oidc.device.poll': 'none',
 }

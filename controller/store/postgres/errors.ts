@@ -118,6 +118,8 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   refresh_tokens_pkey: {table: 'refresh_tokens', columns: ['token_hash']},
   user_mfa_pkey: {table: 'user_mfa', columns: ['user_id']},
   mfa_recovery_codes_pkey: {table: 'mfa_recovery_codes', columns: ['user_id', 'code_hash']},
+  user_identities_pkey: {table: 'user_identities', columns: ['issuer', 'subject']},
+  oidc_flows_pkey: {table: 'oidc_flows', columns: ['id_hash']},
 }
 
 /**
