@@ -237,6 +237,11 @@ export class ControllerClient {
   enableMfa = () => this.call('mfa.enable', {})
   confirmMfa = (body: Body<'mfa.confirm'>) => this.call('mfa.confirm', {body})
   disableMfa = (body: Body<'mfa.disable'>) => this.call('mfa.disable', {body})
+  oidcIssuers = () => this.call('oidc.issuers', {})
+  oidcStart = (body: Body<'oidc.start'>) => this.call('oidc.start', {body})
+  oidcFinish = (body: Body<'oidc.finish'>) => this.call('oidc.finish', {body})
+  oidcDevice = (body: Body<'oidc.device'>) => this.call('oidc.device', {body})
+  oidcDevicePoll = (body: Body<'oidc.device.poll'>) => this.call('oidc.device.poll', {body})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each

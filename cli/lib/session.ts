@@ -14,7 +14,13 @@
 import fs from 'node:fs/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {MeshError, isMeshError} from '../../shared/errors.js'
-import type {Session as Session_, Tenant, User, WhoamiResponse} from '../../shared/protocol/control-api.js'
+import type {
+  LoginResponse,
+  Session as Session_,
+  Tenant,
+  User,
+  WhoamiResponse,
+} from '../../shared/protocol/control-api.js'
 import {askText} from './prompt.js'
 import {formatTime} from './render/resources.js'
 import {renderTable, stdoutColor} from './render/table.js'
@@ -203,8 +209,13 @@ export async function login(opts: {
     password: opts.password,
     ...(opts.otp === undefined ? {} : {otp: opts.otp}),
   })
+  return storeLogin(api.url, reply)
+}
+
+/** Stores a login reply's tokens (mode 0600) and returns what `mesh login` shows (password or OIDC). */
+export async function storeLogin(controller: string, reply: LoginResponse): Promise<LoginResult> {
   await writeCredentials({
-    controller: api.url,
+    controller,
     token: reply.token,
     user: reply.user.username,
     tenant: reply.tenant.name,
@@ -218,7 +229,7 @@ export async function login(opts: {
         }),
   })
   return {
-    controller: api.url,
+    controller,
     user: reply.user,
     tenant: reply.tenant,
     expiresAt: reply.expiresAt,

@@ -26,6 +26,11 @@ export interface TestIdp {
   readonly groups: Map<string, string[]>
   /** Rewrites ID tokens in token responses while set. */
   tamper: ((claims: JWTPayload) => JWTPayload) | undefined
+  /**
+   * The poll interval device authorization responses announce (oidc-provider announces none,
+   * so clients take RFC 8628's 5 s); set to keep CLI tests short.
+   */
+  deviceInterval: number | undefined
   /** Signs a token as the provider would (tests that forge one). */
   sign(claims: JWTPayload): Promise<string>
   close(): Promise<void>
@@ -84,6 +89,8 @@ export async function startTestIdp(): Promise<TestIdp> {
     }),
     features: {devInteractions: {enabled: true}, deviceFlow: {enabled: true}},
     pkce: {required: () => true},
+    // Stated, so that oidc-provider does not print a notice for each default it falls back to.
+    ttl: {Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600, DeviceCode: 600},
   })
   // oidc-provider logs "development interactions in use" warnings through its own emitter.
   provider.on('server_error', () => undefined)
@@ -93,6 +100,7 @@ export async function startTestIdp(): Promise<TestIdp> {
     issuer,
     groups,
     tamper: undefined,
+    deviceInterval: undefined,
     sign: (claims) =>
       new SignJWT(claims).setProtectedHeader({alg: 'RS256', kid: 'test-key'}).sign(signingKey),
     close: async () => {
@@ -103,7 +111,21 @@ export async function startTestIdp(): Promise<TestIdp> {
 
   server.on('request', (req, res) => {
     const tamper = idp.tamper
-    if (!tamper || req.method !== 'POST' || req.url !== '/token' || req.headers['x-untampered']) {
+    const interval = idp.deviceInterval
+    const outside = req.method !== 'POST' || req.headers['x-untampered'] !== undefined
+    const rewrite = outside
+      ? undefined
+      : req.url === '/token' && tamper
+        ? async (body: Record<string, unknown>) => {
+            if (typeof body.id_token === 'string')
+              body.id_token = await idp.sign(tamper(decodeJwt(body.id_token)))
+          }
+        : req.url === '/device/auth' && interval !== undefined
+          ? async (body: Record<string, unknown>) => {
+              if (body.device_code) body.interval = interval
+            }
+          : undefined
+    if (!rewrite) {
       app(req, res)
       return
     }
@@ -112,14 +134,13 @@ export async function startTestIdp(): Promise<TestIdp> {
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
       void (async () => {
-        const reply = await fetch(`${issuer}/token`, {
+        const reply = await fetch(`${issuer}${req.url}`, {
           method: 'POST',
           headers: {'content-type': String(req.headers['content-type']), 'x-untampered': '1'},
           body: Buffer.concat(chunks),
         })
         const body = (await reply.json()) as Record<string, unknown>
-        if (typeof body.id_token === 'string')
-          body.id_token = await idp.sign(tamper(decodeJwt(body.id_token)))
+        await rewrite(body)
         res.writeHead(reply.status, {'content-type': 'application/json', 'cache-control': 'no-store'})
         res.end(JSON.stringify(body))
       })().catch((err: unknown) => {
