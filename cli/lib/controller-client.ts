@@ -180,6 +180,11 @@ export class ControllerClient {
     this.#refresh = opts.refreshToken
   }
 
+  /** The token requests carry now (a refresh replaces it); for streams opened beside the client. */
+  get token(): string | undefined {
+    return this.#token
+  }
+
   // One method per ROUTES entry.
   login = (body: Body<'login'>) => this.call('login', {body})
   logout = () => this.call('logout', {})
