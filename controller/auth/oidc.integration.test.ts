@@ -3,6 +3,9 @@
 // test person in. Both flows, identity matching by issuer + subject, group-to-role mapping,
 // audit entries, and the hostile cases: wrong state, wrong nonce, another audience, an expired
 // ID token, an expired device code.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
@@ -237,5 +240,36 @@ describe('OIDC device authorization flow', () => {
   it('refuses an unknown flow handle', async () => {
     const r = await call('POST', '/api/v1/oidc/device/poll', {body: {flowId: 'moidc_nothing'}})
     expect([r.status, code(r)]).toEqual([401, 'OIDC_FLOW_EXPIRED'])
+  })
+})
+
+describe('the OIDC config file (--oidc-config)', () => {
+  it('is read at start, and a bad one stops the start with CONFIG_INVALID', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-oidc-file-'))
+    try {
+      const file = path.join(dir, 'oidc.yaml')
+      fs.writeFileSync(
+        file,
+        `issuers:\n  - name: lab\n    issuer: ${idp.issuer}\n    clientId: ${TEST_CLIENT_ID}\n    allowHttp: true\n`,
+        {mode: 0o600},
+      )
+      const other = await startTestController({oidcConfigFile: file})
+      try {
+        const r = await fetch(`${other.url}/api/v1/oidc/issuers`)
+        expect(await r.json()).toEqual({items: [{name: 'lab', issuer: idp.issuer}]})
+      } finally {
+        await other.close()
+      }
+      fs.writeFileSync(file, `issuers:\n  - name: lab\n    issuer: ${idp.issuer}\n    clientId: x\n`)
+      // A data dir of this test's, so that the failed start leaves nothing behind.
+      await expect(
+        startTestController({dataDir: path.join(dir, 'data'), oidcConfigFile: file}),
+      ).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+        message: expect.stringMatching(/allowHttp/),
+      })
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
