@@ -105,7 +105,12 @@ describe('mesh login --oidc', () => {
 
     const who = await mesh(['whoami', '--json'], {configDir})
     expect(who.code, who.stderr).toBe(0)
-    expect(JSON.parse(who.stdout)).toMatchObject({user: {username: 'cleo'}})
+    expect(JSON.parse(who.stdout)).toMatchObject({
+      user: {username: 'cleo'},
+      identities: [{provider: 'corp', issuer: idp.issuer, groups: ['ops']}],
+    })
+    const text = await mesh(['whoami'], {configDir})
+    expect(text.stdout).toMatch(/^oidc corp:\s+groups: ops$/m)
     const out = await mesh(['logout', '--json'], {configDir})
     expect(JSON.parse(out.stdout)).toMatchObject({revoked: true, removed: true})
   })

@@ -55,7 +55,8 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     },
     whoami: async (ctx) => {
       const {user, tenant} = p(ctx)
-      return {user: publicUser(user), tenant}
+      const ids = await state.auth.oidc.identitiesOf(user.id)
+      return {user: publicUser(user), tenant, ...(ids.length > 0 ? {identities: ids} : {})}
     },
 
     'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),

@@ -42,7 +42,13 @@ export interface Principal {
 
 export type AuthReads = Pick<
   Store,
-  'hasTenants' | 'getUserByUsername' | 'getToken' | 'getUser' | 'getTenant' | 'getNodeByCredential'
+  | 'hasTenants'
+  | 'getUserByUsername'
+  | 'getToken'
+  | 'getUser'
+  | 'getTenant'
+  | 'getNodeByCredential'
+  | 'identitiesOf'
 > &
   SessionReads
 export type AuthWrites = Pick<

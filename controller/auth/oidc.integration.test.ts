@@ -110,6 +110,9 @@ describe('OIDC authorization code flow with PKCE', () => {
 
     const who = await call('GET', '/api/v1/whoami', {token: r.json.token as string})
     expect((who.json.user as {id: string}).id).toBe(user.id)
+    expect(who.json.identities).toEqual([
+      {provider: 'corp', issuer: idp.issuer, groups: ['eng', 'mesh-admins']},
+    ])
 
     // The refresh token works as a password login's does.
     const refreshed = await call('POST', '/api/v1/token/refresh', {body: {refreshToken: r.json.refreshToken}})

@@ -41,7 +41,7 @@ export const NO_PASSWORD = '!oidc'
 const PROVIDER_TIMEOUT_S = 10
 const MAX_GROUPS = 200
 
-export type OidcReads = Pick<Store, 'getTenant'>
+export type OidcReads = Pick<Store, 'getTenant' | 'identitiesOf'>
 export type OidcWrites = Pick<
   Writes,
   'oidcLogin' | 'startOidcFlow' | 'takeOidcFlow' | 'pollOidcFlow' | 'slowOidcFlow' | 'endOidcFlow'
@@ -73,6 +73,15 @@ export class Oidc {
     private readonly clock: Clock,
     private readonly log: OidcLog = {warn: () => undefined},
   ) {}
+
+  /** The user's identities and the groups of their last logins (whoami). */
+  async identitiesOf(userId: string): Promise<{provider: string; issuer: string; groups: string[]}[]> {
+    return (await this.store.identitiesOf(userId)).map((i) => ({
+      provider: i.provider,
+      issuer: i.issuer,
+      groups: [...i.groups],
+    }))
+  }
 
   /** GET /oidc/issuers */
   issuers(): {name: string; issuer: string}[] {

@@ -375,7 +375,17 @@ export const LoginResponseSchema = z.object({
   sessionId: IdSchema.optional(),
 })
 export type LoginResponse = z.infer<typeof LoginResponseSchema>
-export const WhoamiResponseSchema = z.object({user: UserSchema, tenant: TenantSchema})
+export const WhoamiResponseSchema = z.object({
+  user: UserSchema,
+  tenant: TenantSchema,
+  /**
+   * The user's OpenID Connect identities (issue 10) with the group claim of their last login;
+   * absent for a user that never logged in with OIDC (and from controllers before it).
+   */
+  identities: z
+    .array(z.object({provider: z.string(), issuer: z.string(), groups: z.array(z.string())}))
+    .optional(),
+})
 export type WhoamiResponse = z.infer<typeof WhoamiResponseSchema>
 
 export const CreateTenantRequestSchema = z.object({
