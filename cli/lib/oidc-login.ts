@@ -12,7 +12,7 @@ import {spawn} from 'node:child_process'
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {MeshError} from '../../shared/errors.js'
+import {MeshError, isMeshError} from '../../shared/errors.js'
 import type {LoginResponse} from '../../shared/protocol/control-api.js'
 import {terminalText} from '../../shared/text.js'
 import {ControllerClient} from './controller-client.js'
@@ -23,6 +23,8 @@ const CALLBACK_WAIT_MS = 10 * 60_000
 /** Device polls at most this many times (30 min at the 5 s default interval, more when slowed). */
 const MAX_POLLS = 400
 const CALLBACK_PATH = '/callback'
+/** Poll failures that pass: the device flow goes on polling after them. */
+const PASSING: ReadonlySet<string> = new Set(['CONTROLLER_UNREACHABLE', 'OIDC_PROVIDER_UNREACHABLE'])
 
 /** A URL or code from the controller (someone else's text) made safe for a terminal. */
 const safe = (text: string): string => terminalText(text, {max: 4000})
@@ -81,7 +83,15 @@ export async function oidcDeviceLogin(opts: OidcLoginOptions): Promise<LoginResu
   const end = Date.parse(start.expiresAt)
   for (let poll = 0; poll < MAX_POLLS && Date.now() < end; poll++) {
     await sleep(interval * 1000)
-    const r = await api.oidcDevicePoll({flowId: start.flowId})
+    let r
+    try {
+      r = await api.oidcDevicePoll({flowId: start.flowId})
+    } catch (err) {
+      // The controller or the provider out of reach for a moment: the code stays valid; poll on.
+      if (!isMeshError(err) || !PASSING.has(err.code)) throw err
+      opts.say(`${safe(err.message)}; trying again`)
+      continue
+    }
     if (r.status === 'done') {
       const {status: _s, ...reply} = r
       return storeLogin(api.url, reply as LoginResponse)

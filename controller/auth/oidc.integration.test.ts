@@ -276,3 +276,26 @@ describe('the OIDC config file (--oidc-config)', () => {
     }
   })
 })
+
+describe('an OpenID provider out of reach', () => {
+  it('answers OIDC_PROVIDER_UNREACHABLE (502), not a login failure', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-oidc-down-'))
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    const down = await startTestController({
+      dataDir: dir,
+      oidc: {issuers: [{name: 'down', issuer: 'http://127.0.0.1:1', clientId: 'x', allowHttp: true}]},
+    })
+    try {
+      const res = await fetch(`${down.url}/api/v1/oidc/device`, {
+        method: 'POST',
+        headers: {'content-type': 'application/json'},
+        body: '{}',
+      })
+      const body = (await res.json()) as {error: {code: string}}
+      expect([res.status, body.error.code]).toEqual([502, 'OIDC_PROVIDER_UNREACHABLE'])
+    } finally {
+      await down.close()
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})

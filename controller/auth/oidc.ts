@@ -287,9 +287,14 @@ export class Oidc {
         await later(interval)
         return {status: 'pending', interval}
       }
-      await this.writes.endOidcFlow(idHash)
-      if (code === 'expired_token') throw new MeshError('OIDC_FLOW_EXPIRED')
-      throw this.providerError(i, err, 'device poll')
+      const failure =
+        code === 'expired_token'
+          ? new MeshError('OIDC_FLOW_EXPIRED')
+          : this.providerError(i, err, 'device poll')
+      // The provider out of reach is passing: the flow stays, and the next poll may still finish it.
+      if (failure.code === 'OIDC_PROVIDER_UNREACHABLE') await later(data.interval)
+      else await this.writes.endOidcFlow(idHash)
+      throw failure
     }
     // Done: only the poll that ends the flow logs in (two polls at once get one session).
     if (!(await this.writes.endOidcFlow(idHash))) throw new MeshError('OIDC_FLOW_EXPIRED')
