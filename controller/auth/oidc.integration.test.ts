@@ -299,3 +299,28 @@ describe('an OpenID provider out of reach', () => {
     }
   })
 })
+
+describe('a person who says no at the provider', () => {
+  it('ends a code flow with OIDC_ACCESS_DENIED', async () => {
+    const start = await call('POST', '/api/v1/oidc/start', {body: {redirectUri: REDIRECT}})
+    const seen = await browse(start.json.authorizationUrl as string, {login: 'nina', abort: true})
+    expect(new URL(seen.callbackUrl!).searchParams.get('error')).toBe('access_denied')
+    const r = await finish(start.json.flowId as string, seen.callbackUrl!)
+    expect([r.status, code(r)]).toEqual([403, 'OIDC_ACCESS_DENIED'])
+  })
+
+  it('ends a device flow with OIDC_ACCESS_DENIED at the next poll', async () => {
+    const start = await call('POST', '/api/v1/oidc/device', {body: {}})
+    const {flowId, userCode, verificationUri, interval} = start.json as {
+      flowId: string
+      userCode: string
+      verificationUri: string
+      interval: number
+    }
+    await browse(verificationUri, {login: 'nina', userCode, abort: true})
+    clock.advance(interval * 1000)
+    const r = await call('POST', '/api/v1/oidc/device/poll', {body: {flowId}})
+    expect([r.status, code(r)], JSON.stringify(r.json)).toEqual([403, 'OIDC_ACCESS_DENIED'])
+    expect(await ctl.running.store.getUserByUsername('nina')).toBeUndefined()
+  })
+})

@@ -165,10 +165,14 @@ export interface BrowseResult {
  * redirect to a 127.0.0.1 callback other than the provider (returned, not opened) or a page
  * without a form. At most 30 steps.
  */
-export async function browse(url: string, opts: {login: string; userCode?: string}): Promise<BrowseResult> {
+export async function browse(
+  url: string,
+  opts: {login: string; userCode?: string; abort?: boolean},
+): Promise<BrowseResult> {
   const jar = new Map<string, string>()
   let next: {url: URL; method: 'GET' | 'POST'; body?: URLSearchParams} = {url: new URL(url), method: 'GET'}
   const origin = next.url.origin
+  let aborted = false
   for (let step = 0; step < 30; step++) {
     if (next.url.origin !== origin) return {callbackUrl: next.url.href, lastUrl: next.url.href}
     const res = await fetch(next.url, {
@@ -194,8 +198,15 @@ export async function browse(url: string, opts: {login: string; userCode?: strin
       continue
     }
     const html = await res.text()
+    // A person who says no: the login page's [ Cancel ] link.
+    const cancel = opts.abort ? /<a href="([^"]*\/abort)"/i.exec(html) : null
+    if (cancel) {
+      next = {url: new URL(decodeHtml(cancel[1]!), next.url), method: 'GET'}
+      continue
+    }
     const form = /<form\b([^>]*)>([\s\S]*?)<\/form>/i.exec(html)
-    if (!form) return {lastUrl: next.url.href, html}
+    // After an abort the provider shows its code input page again: the person stops there.
+    if (!form || aborted) return {lastUrl: next.url.href, html}
     const action = /action="([^"]*)"/i.exec(form[1]!)?.[1] ?? next.url.pathname
     const body = new URLSearchParams()
     for (const input of form[2]!.matchAll(/<input\b([^>]*)>/gi)) {
@@ -212,6 +223,12 @@ export async function browse(url: string, opts: {login: string; userCode?: strin
               ? opts.userCode
               : decodeHtml(value),
       )
+    }
+    // ... or the device confirmation page's [ Abort ] button.
+    if (opts.abort && html.includes('op.deviceConfirmForm')) {
+      body.delete('confirm')
+      body.set('abort', 'yes')
+      aborted = true
     }
     next = {url: new URL(decodeHtml(action), next.url), method: 'POST', body}
   }
