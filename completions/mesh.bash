@@ -39,7 +39,7 @@ _mesh() {
     'controller backup') words='--config --data-dir --database --json --verbose' ;;
     'controller install') words='--discovery-listen --dry-run --json --listen --log-level --no-start --print --public-url --stun-alternate --stun-listen --verbose' ;;
     'controller restore') words='--config --data-dir --database --json --verbose' ;;
-    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --public-url --relay-url --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
+    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --oidc-config --public-url --relay-url --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
     'controller uninstall') words='--dry-run --json --keep-user --verbose' ;;
     'daemon install') words='--dry-run --json --log-level --no-start --print --verbose --wireguard' ;;
     'daemon run') words='--config --down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;
@@ -55,7 +55,7 @@ _mesh() {
     'lab status') words='--json --lab --verbose' ;;
     'lab up') words='--cidr --json --keep-on-failure --nat --network --nodes --verbose' ;;
     'leave') words='--config --json --socket --verbose' ;;
-    'login') words='--config --controller -c --json --otp --password-stdin --user -u --verbose' ;;
+    'login') words='--browser --config --controller -c --device --issuer --json --oidc --otp --password-stdin --user -u --verbose' ;;
     'logout') words='--json --verbose' ;;
     'netcheck') words='--config --json --network --socket --verbose' ;;
     'network create') words='--cidr --description --json --max-nodes --policy --verbose' ;;

@@ -37,6 +37,7 @@ import {PgPresenceTable} from './store/postgres/presence-table.js'
 import type {InProcessPresenceOptions, Presence} from './presence.js'
 import type {Store} from './store/store.js'
 import type {Migration} from './store/sqlite/migrations.js'
+import {loadOidcConfig, parseOidcConfig, type OidcConfigInput} from './auth/oidc-config.js'
 
 export interface ControllerOptions {
   /** Holds the SQLite file (by default) and initial-admin-password; created 0700. */
@@ -90,6 +91,10 @@ export interface ControllerOptions {
    * Default: none, as a single controller had before (its relay dials stand-alone relays only).
    */
   readonly relayUrl?: string
+  /** OpenID Connect issuers (issue 10), as an object (tests) ... */
+  readonly oidc?: OidcConfigInput
+  /** ... or a YAML/JSON file of them (--oidc-config); see controller/auth/oidc-config.ts. */
+  readonly oidcConfigFile?: string
 }
 
 export interface RunningController {
@@ -386,8 +391,13 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   let stun: StunServer | undefined
   let discovery: DiscoveryServer | undefined
   try {
+    const oidc =
+      opts.oidcConfigFile !== undefined
+        ? await loadOidcConfig(opts.oidcConfigFile)
+        : opts.oidc && parseOidcConfig(opts.oidc, 'oidc')
     const state = new ControllerState(store, {
       clock,
+      oidc,
       connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),

@@ -76,6 +76,7 @@ import {InProcessLock, type SingletonLock} from './leader.js'
 import type {LoginLimits} from './auth/login-limits.js'
 import {EphemeralReaper} from './reaper.js'
 import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
+import type {OidcConfig} from './auth/oidc-config.js'
 import {
   auditContext,
   NO_REQUEST,
@@ -104,6 +105,8 @@ export interface StateOptions {
   readonly loginFailuresPerMinute?: number
   /** Where the failed-login limits live; default this process (a replica set passes shared ones). */
   readonly loginLimits?: LoginLimits | undefined
+  /** OpenID Connect issuers people may log in with (issue 10); none by default. */
+  readonly oidc?: OidcConfig | undefined
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
   /** How often reported paths are merged and written (ms); default 1,000. */
@@ -167,6 +170,8 @@ export class ControllerState {
       clock,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       loginLimits: opts.loginLimits,
+      oidc: opts.oidc,
+      log,
     })
     this.access = new Access(store)
     this.netmap = storeNetmapSource(store)

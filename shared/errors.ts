@@ -515,6 +515,36 @@ export const ERRORS = {
     'multi-factor authentication is already enabled for this account',
     'disable it first with `mesh user mfa disable --code CODE`',
   ),
+  OIDC_NOT_CONFIGURED: e(
+    404,
+    EXIT.NOINPUT,
+    'this controller has no such OpenID Connect issuer configured',
+    'log in with a password, or ask the controller admin to configure OIDC (README: OIDC setup)',
+  ),
+  OIDC_LOGIN_FAILED: e(
+    401,
+    EXIT.NOUSER,
+    'the OpenID Connect login failed',
+    'start it again with `mesh login --oidc`; if it keeps failing, the controller log says why',
+  ),
+  OIDC_FLOW_EXPIRED: e(
+    401,
+    EXIT.NOUSER,
+    'this OpenID Connect login expired or was already finished',
+    'start it again with `mesh login --oidc`',
+  ),
+  OIDC_ACCESS_DENIED: e(
+    403,
+    EXIT.NOPERM,
+    'the OpenID provider refused the login',
+    'check with the provider that you may use this application, then try again',
+  ),
+  OIDC_PROVIDER_UNREACHABLE: e(
+    502,
+    EXIT.UNAVAILABLE,
+    'the controller cannot reach the OpenID provider',
+    'try again later; the controller admin can check the issuer URL and the network',
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -2,7 +2,7 @@
 // paths), from the controller's REST API and admin event stream; --json prints the graph once.
 import {Args, Flags} from '@oclif/core'
 import {MeshError} from '../../shared/errors.js'
-import {watchAdminEvents} from '../lib/controller-events.js'
+import {followAdminEvents} from '../lib/controller-events.js'
 import {MeshCommand} from '../lib/mesh-command.js'
 import {openSession} from '../lib/session.js'
 import {buildTopology, summarise, type Topology} from '../lib/topology/model.js'
@@ -29,7 +29,7 @@ With --json, or when not on a terminal, the graph is printed once: {network, nod
 
   async run(): Promise<(Topology & {network: {id: string; name: string}}) | undefined> {
     const {args, flags} = await this.parse(TopologyCommand)
-    const {api, session} = await openSession()
+    const {api} = await openSession()
     let ref = args.network
     if (ref === undefined) {
       const nets = (await api.listAll('network.list', {})).items
@@ -56,7 +56,8 @@ With --json, or when not on a terminal, the graph is printed once: {network, nod
     if (live) {
       const {runLiveTopology} = await import('../lib/tui/live-topology.js')
       await runLiveTopology(
-        {load, follow: (h) => watchAdminEvents({controller: session.controller, token: session.token}, h)},
+        // Each (re)connect takes the current token: one refreshed after expiry, not the first one.
+        {load, follow: (h) => followAdminEvents(api, h)},
         network.name,
       )
       return undefined

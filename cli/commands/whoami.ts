@@ -17,6 +17,10 @@ export default class Whoami extends MeshCommand {
         ['role', res.user.role + (res.user.superuser ? ' (superuser)' : '')],
         ['tenant', res.tenant.name],
         ['controller', res.controller],
+        ...(res.identities ?? []).map((i): [string, string] => [
+          `oidc ${i.provider}`,
+          `groups: ${i.groups.join(', ') || '-'}`,
+        ]),
       ]),
     )
     return res

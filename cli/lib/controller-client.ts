@@ -180,6 +180,11 @@ export class ControllerClient {
     this.#refresh = opts.refreshToken
   }
 
+  /** The token requests carry now (a refresh replaces it); for streams opened beside the client. */
+  get token(): string | undefined {
+    return this.#token
+  }
+
   // One method per ROUTES entry.
   login = (body: Body<'login'>) => this.call('login', {body})
   logout = () => this.call('logout', {})
@@ -242,6 +247,11 @@ export class ControllerClient {
   createUserInvite = (body: Body<'userinvite.create'>) => this.call('userinvite.create', {body})
   revokeUserInvite = (params: Params<'userinvite.revoke'>) => this.call('userinvite.revoke', {params})
   signup = (body: Body<'signup'>) => this.call('signup', {body})
+  oidcIssuers = () => this.call('oidc.issuers', {})
+  oidcStart = (body: Body<'oidc.start'>) => this.call('oidc.start', {body})
+  oidcFinish = (body: Body<'oidc.finish'>) => this.call('oidc.finish', {body})
+  oidcDevice = (body: Body<'oidc.device'>) => this.call('oidc.device', {body})
+  oidcDevicePoll = (body: Body<'oidc.device.poll'>) => this.call('oidc.device.poll', {body})
 
   /**
    * Calls one route: fills the path from params, adds the query string and JSON body (each

@@ -10,6 +10,7 @@ import {MeshError} from '../../shared/errors.js'
 import {WS_PATHS} from '../../shared/protocol/control-api.js'
 import {AdminEventSchema, AdminSnapshotSchema, CLOSE, type AdminEvent} from '../../shared/protocol/netmap.js'
 import type {Node} from '../../shared/protocol/control-api.js'
+import type {ControllerClient} from './controller-client.js'
 
 /** Largest frame accepted (the snapshot of a large tenant's nodes is the biggest). */
 const MAX_EVENT_FRAME_BYTES = 16 * 1024 * 1024
@@ -102,6 +103,36 @@ export function watchAdminEvents(
     close: () => {
       closing = true
       ws.terminate()
+    },
+  }
+}
+
+/**
+ * Opens the stream with a token that is current at each (re)connect: one authenticated request
+ * first, through `api`, which refreshes an expired access token by itself (TOKEN_EXPIRED: the
+ * stored refresh token is exchanged), then the stream with the token `api` holds afterwards.
+ * A TUI that reconnects after the 15-minute access token expired thus comes back instead of
+ * being refused with the token it started with.
+ */
+export function followAdminEvents(
+  api: Pick<ControllerClient, 'whoami' | 'token' | 'url'>,
+  handlers: AdminEventHandlers,
+): {ended: Promise<void>; close(): void} {
+  let inner: {ended: Promise<void>; close(): void} | undefined
+  let closed = false
+  const ended = (async () => {
+    await api.whoami()
+    const token = api.token
+    if (closed) return
+    if (token === undefined) throw new MeshError('NOT_LOGGED_IN')
+    inner = watchAdminEvents({controller: api.url, token}, handlers)
+    await inner.ended
+  })()
+  return {
+    ended,
+    close: () => {
+      closed = true
+      inner?.close()
     },
   }
 }

@@ -210,11 +210,11 @@ export async function login(opts: {
     password: opts.password,
     ...(opts.otp === undefined ? {} : {otp: opts.otp}),
   })
-  return keepLogin(api.url, reply)
+  return storeLogin(api.url, reply)
 }
 
-/** Stores a login's tokens (mode 0600) and says what `mesh login` says about it. */
-async function keepLogin(controller: string, reply: LoginResponse): Promise<LoginResult> {
+/** Stores a login reply's tokens (mode 0600) and returns what `mesh login` shows (password or OIDC). */
+export async function storeLogin(controller: string, reply: LoginResponse): Promise<LoginResult> {
   await writeCredentials({
     controller,
     token: reply.token,
@@ -261,7 +261,7 @@ export async function signup(opts: {
   }
   const api = new ControllerClient({url: decoded.controller})
   const reply = await api.signup({invite: decoded.code, username: opts.username, password: opts.password})
-  return keepLogin(api.url, reply)
+  return storeLogin(api.url, reply)
 }
 
 /**

@@ -56,7 +56,8 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     },
     whoami: async (ctx) => {
       const {user, tenant} = p(ctx)
-      return {user: publicUser(user), tenant}
+      const ids = await state.auth.oidc.identitiesOf(user.id)
+      return {user: publicUser(user), tenant, ...(ids.length > 0 ? {identities: ids} : {})}
     },
 
     'tenant.create': async (ctx) => state.createTenant(p(ctx), ctx.body, ctx.meta),
@@ -174,6 +175,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     },
     'userinvite.revoke': async (ctx) => state.revokeUserInvite(p(ctx), must(ctx.scope.userInvite), ctx.meta),
     signup: async (ctx) => state.signup(ctx.body, ctx.meta),
+    'oidc.issuers': async () => ({items: state.auth.oidc.issuers()}),
+    'oidc.start': async (ctx) => state.auth.oidc.startCode(ctx.body.issuer, ctx.body.redirectUri),
+    'oidc.finish': async (ctx) => state.auth.oidc.finishCode(ctx.body.flowId, ctx.body.callbackUrl, ctx.meta),
+    'oidc.device': async (ctx) => state.auth.oidc.startDevice(ctx.body.issuer),
+    'oidc.device.poll': async (ctx) => state.auth.oidc.pollDevice(ctx.body.flowId, ctx.meta),
   }
 }
 
@@ -237,4 +243,10 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'userinvite.create': 'tenant',
   'userinvite.revoke': 'userinvite',
   signup: 'none',
+  // OIDC logins have no caller yet: the flow handle is the credential.
+  'oidc.issuers': 'none',
+  'oidc.start': 'none',
+  'oidc.finish': 'none',
+  'oidc.device': 'none',
+  'oidc.device.poll': 'none',
 }

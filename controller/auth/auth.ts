@@ -9,6 +9,8 @@
  * exchanges for a new pair. Access tokens are rows of `tokens` that name their session; tokens
  * from before 0014 name none and work as they did, until their own 30-day expiry.
  *
+ * OIDC logins (oidc.ts, reached as `auth.oidc`) end in the same sessions.
+ *
  * Replicas: tokens and credentials are rows, so any replica authenticates any caller. The
  * failed-login limits are a LoginLimits (login-limits.ts): in memory for one controller, in
  * tables for replicas on PostgreSQL, so replicas share one budget.
@@ -23,6 +25,8 @@ import {publicUser, type Store, type StoredNode, type UserRecord} from '../store
 import type {Writes} from '../domain/writes.js'
 import {auditContext, systemContext, userContext, type RequestMeta} from '../context.js'
 import {Sessions, type SessionReads, type SessionWrites, type TokenLifetimes} from './sessions.js'
+import {NO_PASSWORD, Oidc, type OidcLog, type OidcWrites} from './oidc.js'
+import type {OidcConfig} from './oidc-config.js'
 
 /** Session-less user tokens (before schema 0014) lived this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
@@ -38,14 +42,21 @@ export interface Principal {
 
 export type AuthReads = Pick<
   Store,
-  'hasTenants' | 'getUserByUsername' | 'getToken' | 'getUser' | 'getTenant' | 'getNodeByCredential'
+  | 'hasTenants'
+  | 'getUserByUsername'
+  | 'getToken'
+  | 'getUser'
+  | 'getTenant'
+  | 'getNodeByCredential'
+  | 'identitiesOf'
 > &
   SessionReads
 export type AuthWrites = Pick<
   Writes,
   'createTenantWithOwner' | 'appendAudit' | 'createToken' | 'deleteToken'
 > &
-  SessionWrites
+  SessionWrites &
+  OidcWrites
 
 export interface AuthOptions extends Partial<TokenLifetimes> {
   readonly clock: Clock
@@ -56,6 +67,10 @@ export interface AuthOptions extends Partial<TokenLifetimes> {
   readonly loginFailuresPerMinute?: number | undefined
   /** Where the limits live; default in this process (built from loginFailuresPerMinute). */
   readonly loginLimits?: LoginLimits | undefined
+  /** OpenID Connect issuers people may log in with (issue 10); none by default. */
+  readonly oidc?: OidcConfig | undefined
+  /** Where OIDC failures at a provider are logged (the reply says less). */
+  readonly log?: OidcLog | undefined
 }
 
 export class Auth {
@@ -63,6 +78,8 @@ export class Auth {
   private readonly limits: LoginLimits
   /** Refresh, list and revoke sessions; MFA setup. */
   readonly sessions: Sessions
+  /** OIDC logins (authorization code with PKCE, device authorization). */
+  readonly oidc: Oidc
 
   constructor(
     private readonly store: AuthReads,
@@ -73,6 +90,7 @@ export class Auth {
     this.limits =
       opts.loginLimits ?? new InProcessLoginLimits({clock, max: opts.loginFailuresPerMinute ?? 10})
     this.sessions = new Sessions(store, writes, {...opts, clock, limits: this.limits})
+    this.oidc = new Oidc(store, writes, this.sessions, opts.oidc, clock, opts.log)
   }
 
   /**
@@ -109,8 +127,11 @@ export class Auth {
     // guesses sent at once would all pass the check before the first of them had failed.
     const charged = await this.limits.charge(username, meta.sourceAddress)
     const user = await this.store.getUserByUsername(username)
-    // Unknown users cost a scrypt too, so response time does not reveal which names exist.
-    const ok = await verifyPassword(password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE()))
+    // Unknown users (and OIDC users, who have no password) cost a scrypt too, so response time
+    // does not reveal which names exist or how they log in.
+    const stored = user && user.passwordHash !== NO_PASSWORD ? user.passwordHash : undefined
+    const ok =
+      (await verifyPassword(password, stored ?? (await DUMMY_HASH_PROMISE()))) && stored !== undefined
     if (!user || !ok) {
       if (user) await this.auditFailure(user, 'user.login_failed', meta)
       throw new MeshError('INVALID_CREDENTIALS')

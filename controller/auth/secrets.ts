@@ -1,5 +1,5 @@
 /**
- * Secrets the controller hands out (invite codes, auth keys, user access and refresh tokens, node credentials) and
+ * Secrets the controller hands out (invite codes, auth keys, user access and refresh tokens, node credentials, OIDC login handles) and
  * how it keeps them: 32 random bytes (256 bits) as base64url behind a recognisable prefix, shown
  * once, stored only as a SHA-256 hash. A plain hash is enough for such secrets: they are not
  * guessable, so there is nothing for a salt or a slow hash to protect.
@@ -13,6 +13,8 @@ export const SECRET_PREFIX = {
   token: 'mtok_',
   refresh: 'mref_',
   node: 'mnode_',
+  /** The handle of an OIDC login in progress (schema 0017). */
+  oidcFlow: 'moidc_',
 } as const
 
 export function newSecret(kind: keyof typeof SECRET_PREFIX): string {

@@ -20,7 +20,7 @@ import type {Session, TokenPair} from '../../shared/protocol/control-api.js'
 import {ROLE_RANK, SUPERUSER_RANK, roleAllows} from '../../shared/protocol/control-api.js'
 import type {AuditContext, Store, UserRecord} from '../store/store.js'
 import type {Writes} from '../domain/writes.js'
-import type {SecondFactor} from '../domain/sessions.js'
+import type {NewSession, SecondFactor} from '../domain/sessions.js'
 import {userContext, type RequestMeta} from '../context.js'
 import {hashSecret, newId, newSecret} from './secrets.js'
 import {
@@ -92,6 +92,16 @@ export class Sessions {
 
   /** A login: a new session and its first pair (called by Auth.login once the user is proven). */
   async start(user: UserRecord, ctx: AuditContext): Promise<TokenPair> {
+    const {pair, session} = this.prepare()
+    await this.writes.startSession({...session, userId: user.id}, ctx)
+    return pair
+  }
+
+  /**
+   * A new session's first pair and what startSession stores of it (hashes only), for a login
+   * rule that finds its user inside its own transaction (OIDC: domain/identities.ts).
+   */
+  prepare(): {pair: TokenPair; session: Omit<NewSession, 'userId'>} {
     const access = newSecret('token')
     const refresh = newSecret('refresh')
     const sessionId = newId('ses')
@@ -102,16 +112,14 @@ export class Sessions {
       refreshExpiresAt: this.at(this.ttl.refreshTtlMs),
       sessionId,
     }
-    await this.writes.startSession(
-      {
+    return {
+      pair,
+      session: {
         sessionId,
-        userId: user.id,
         access: {id: newId('tok'), hash: hashSecret(access), expiresAt: pair.expiresAt},
         refresh: {hash: hashSecret(refresh), expiresAt: pair.refreshExpiresAt},
       },
-      ctx,
-    )
-    return pair
+    }
   }
 
   /** POST /token/refresh: a new pair, or REFRESH_TOKEN_INVALID / _RACED / _REUSED. */

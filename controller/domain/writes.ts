@@ -1,11 +1,13 @@
 /**
  * Every write the coordinator makes, each as one store.write() transaction around its domain
  * rule. The coordinator (state.ts) and the store contract suite call these; the rules themselves
- * live in users.ts, user-invites.ts, sessions.ts, networks.ts, nodes.ts, connection-log.ts, relays.ts and
+ * live in users.ts, user-invites.ts, sessions.ts, identities.ts, networks.ts, nodes.ts, connection-log.ts,
+ * relays.ts and
  * policies.ts.
  */
 import type {Store} from '../store/store.js'
 import * as connections from './connection-log.js'
+import * as identities from './identities.js'
 import * as networks from './networks.js'
 import * as nodes from './nodes.js'
 import * as policies from './policies.js'
@@ -68,6 +70,12 @@ const RULES = {
   acceptUserInvite: userInvites.acceptUserInvite,
   reassignNode: nodes.reassignNode,
   renameUser: users.renameUser,
+  oidcLogin: identities.oidcLogin,
+  startOidcFlow: identities.startOidcFlow,
+  takeOidcFlow: identities.takeOidcFlow,
+  pollOidcFlow: identities.pollOidcFlow,
+  slowOidcFlow: identities.slowOidcFlow,
+  endOidcFlow: identities.endOidcFlow,
 } as const
 
 export type Writes = {readonly [K in keyof typeof RULES]: Bound<(typeof RULES)[K]>}

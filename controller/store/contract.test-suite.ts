@@ -15,6 +15,7 @@ import {
 } from './store.js'
 import {appendAudit, verifyAuditChain} from '../domain/audit.js'
 import {storeWrites, type Writes} from '../domain/writes.js'
+import type {OidcLogin} from '../domain/identities.js'
 
 const key = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString('base64')
 
@@ -1661,6 +1662,126 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
           'node.reassign',
           'node.reassign',
         ])
+      })
+    })
+
+    describe('OIDC identities and logins in progress (migration 0017)', () => {
+      const T0 = '2026-11-22T00:00:00.000Z'
+      const later = (ms: number) => new Date(Date.parse(T0) + ms).toISOString()
+      const login = (over: Partial<OidcLogin> = {}): OidcLogin => ({
+        provider: 'corp',
+        issuer: 'https://idp.example',
+        subject: 'sub-1',
+        email: 'ann@example.test',
+        groups: ['eng'],
+        usernames: ['ann'],
+        tenant: 'acme',
+        mappedRole: undefined,
+        defaultRole: 'member',
+        newUserId: uid('u'),
+        passwordHash: '!oidc',
+        ...over,
+      })
+      const session = () => ({
+        sessionId: uid('ses'),
+        access: {id: uid('tok'), hash: uid('ah'), expiresAt: later(15 * 60_000)},
+        refresh: {hash: uid('rh'), expiresAt: later(86_400_000)},
+      })
+      const base = {sourceAddress: '10.0.0.1', requestId: 'r', at: T0}
+
+      it('creates the user of a new identity, finds it by issuer + subject later, and keeps the groups of the last login', async () => {
+        const first = await writes.oidcLogin(login(), session(), base)
+        expect(first).toMatchObject({created: true, user: {username: 'ann', role: 'member', tenantId}})
+        const again = await writes.oidcLogin(
+          login({groups: ['ops'], mappedRole: 'admin', usernames: ['other']}),
+          session(),
+          {...base, at: later(60_000)},
+        )
+        expect(again).toMatchObject({
+          created: false,
+          user: {id: first.user.id, username: 'ann', role: 'admin'},
+        })
+        expect(await store.identitiesOf(first.user.id)).toEqual([
+          {
+            issuer: 'https://idp.example',
+            subject: 'sub-1',
+            userId: first.user.id,
+            provider: 'corp',
+            email: 'ann@example.test',
+            groups: ['ops'],
+            createdAt: T0,
+            lastLoginAt: later(60_000),
+          },
+        ])
+        // Another subject with the same preferred name gets a free one; another issuer is another identity.
+        const other = await writes.oidcLogin(login({issuer: 'https://other.example'}), session(), base)
+        expect(other).toMatchObject({created: true, user: {username: 'ann-2'}})
+        const actions = (await store.listAudit({tenantId}, {limit: 500})).items.map((e) => e.action)
+        expect(actions.filter((a) => a.startsWith('user.'))).toEqual(
+          expect.arrayContaining(['user.create', 'user.oidc_login', 'user.login', 'user.update']),
+        )
+      })
+
+      it('refuses a second identity row for the same issuer + subject', async () => {
+        const {user} = await writes.oidcLogin(login({subject: 'dup'}), session(), base)
+        const code = await codeOf(
+          store.write((tx) =>
+            tx.insertIdentity({
+              issuer: 'https://idp.example',
+              subject: 'dup',
+              userId: user.id,
+              provider: 'corp',
+              email: null,
+              groups: [],
+              createdAt: T0,
+              lastLoginAt: T0,
+            }),
+          ),
+        )
+        expect(code).toBe('WRITE_CONFLICT')
+      })
+
+      it('refuses a login whose tenant for new users does not exist, and writes nothing', async () => {
+        const l = login({subject: 'nowhere', tenant: 'no-such-tenant'})
+        expect(await codeOf(writes.oidcLogin(l, session(), base))).toBe('OIDC_LOGIN_FAILED')
+        expect(await store.getUser(l.newUserId)).toBeUndefined()
+      })
+
+      it('finishes a code flow once, expires flows, and lets one of two device polls ask the provider', async () => {
+        const flow = (kind: 'code' | 'device', idHash: string, expiresAt = later(600_000)) => ({
+          idHash,
+          kind,
+          provider: 'corp',
+          data: {state: 's', interval: 5},
+          createdAt: T0,
+          expiresAt,
+          nextPollAt: kind === 'device' ? T0 : null,
+        })
+        await writes.startOidcFlow(flow('code', 'c1'))
+        const both = await Promise.all([writes.takeOidcFlow('c1', T0), peer.writes.takeOidcFlow('c1', T0)])
+        expect(both.filter((f) => f !== undefined)).toEqual([
+          expect.objectContaining({idHash: 'c1', data: {state: 's', interval: 5}}),
+        ])
+        await writes.startOidcFlow(flow('code', 'c2', later(1000)))
+        expect(await writes.takeOidcFlow('c2', later(2000))).toBeUndefined()
+
+        await writes.startOidcFlow(flow('device', 'd1'))
+        const polls = await Promise.all([
+          writes.pollOidcFlow('d1', T0, later(1000)),
+          peer.writes.pollOidcFlow('d1', T0, later(1000)),
+        ])
+        expect(polls.map((p) => p?.ask).sort()).toEqual([false, true])
+        await writes.slowOidcFlow('d1', later(10_000), {interval: 10})
+        expect(await writes.pollOidcFlow('d1', later(5000), later(6000))).toMatchObject({
+          ask: false,
+          flow: {data: {interval: 10}},
+        })
+        expect(await writes.pollOidcFlow('d1', later(700_000), later(701_000))).toBeUndefined()
+        expect(await writes.endOidcFlow('d1')).toBe(false)
+        // A new flow sweeps the expired ones.
+        await writes.startOidcFlow(flow('code', 'old', later(1000)))
+        await writes.startOidcFlow({...flow('code', 'new'), createdAt: later(5000)})
+        expect(await store.write((tx) => tx.getOidcFlow('old'))).toBeUndefined()
       })
     })
   })

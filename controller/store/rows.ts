@@ -11,7 +11,9 @@ import type {
   AuditFilter,
   AuditRow,
   AuthKeyRecord,
+  IdentityRecord,
   InviteRecord,
+  OidcFlowRecord,
   PolicyRecord,
   MfaRecord,
   NetworkRecord,
@@ -302,4 +304,25 @@ export const toMfa = (r: Row): MfaRecord => ({
   createdAt: time(r.created_at),
   enabledAt: timeOrNull(r.enabled_at),
   lastStep: numOrNull(r.last_step),
+})
+
+export const toIdentity = (r: Row): IdentityRecord => ({
+  issuer: str(r.issuer),
+  subject: str(r.subject),
+  userId: str(r.user_id),
+  provider: str(r.provider),
+  email: strOrNull(r.email),
+  groups: json<string[]>(r.groups),
+  createdAt: time(r.created_at),
+  lastLoginAt: time(r.last_login_at),
+})
+
+export const toOidcFlow = (r: Row): OidcFlowRecord => ({
+  idHash: str(r.id_hash),
+  kind: r.kind as OidcFlowRecord['kind'],
+  provider: str(r.provider),
+  data: json<Record<string, unknown>>(r.data),
+  createdAt: time(r.created_at),
+  expiresAt: time(r.expires_at),
+  nextPollAt: timeOrNull(r.next_poll_at),
 })

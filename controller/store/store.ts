@@ -436,6 +436,36 @@ export interface MfaRecord {
   readonly lastStep: number | null
 }
 
+/** A person's identity at an OpenID provider, as stored (schema 0017): it names one user. */
+export interface IdentityRecord {
+  /** The provider's issuer identifier (the ID token's `iss`). */
+  readonly issuer: string
+  /** The ID token's `sub` at that issuer. */
+  readonly subject: string
+  readonly userId: string
+  /** The name of the configured issuer it came through. */
+  readonly provider: string
+  readonly email: string | null
+  /** The group claim at the last login. */
+  readonly groups: readonly string[]
+  readonly createdAt: string
+  readonly lastLoginAt: string
+}
+
+/** The controller's half of an OIDC login in progress (schema 0017). */
+export interface OidcFlowRecord {
+  /** SHA-256 of the handle the client holds. */
+  readonly idHash: string
+  readonly kind: 'code' | 'device'
+  readonly provider: string
+  /** state, nonce, PKCE verifier and redirect URI; or the device code and poll interval. */
+  readonly data: Readonly<Record<string, unknown>>
+  readonly createdAt: string
+  readonly expiresAt: string
+  /** Device flows: the provider is not asked again before this. */
+  readonly nextPollAt: string | null
+}
+
 /**
  * Row-level operations inside one write transaction. SQL only: every decision is the domain's.
  * Methods that read return undefined (or false) for a missing row and never throw for it.
@@ -528,6 +558,25 @@ export interface Tx {
   putRecoveryCodes(userId: string, hashes: readonly string[], at: string): Promise<void>
   /** Marks the code used if it exists and is unused; false otherwise (one conditional UPDATE). */
   useRecoveryCode(userId: string, hash: string, at: string): Promise<boolean>
+
+  // ---- OIDC identities and logins in progress (schema 0017)
+  getTenantByName(name: string): Promise<Tenant | undefined>
+  getIdentity(issuer: string, subject: string): Promise<IdentityRecord | undefined>
+  insertIdentity(i: IdentityRecord): Promise<void>
+  /** A later login: the claims it brought and its time. */
+  updateIdentityLogin(
+    issuer: string,
+    subject: string,
+    fields: {email: string | null; groups: readonly string[]; at: string},
+  ): Promise<void>
+  insertOidcFlow(f: OidcFlowRecord): Promise<void>
+  getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined>
+  /** True for exactly one of several writers deleting the same flow: a flow is finished once. */
+  deleteOidcFlow(idHash: string): Promise<boolean>
+  /** A device flow polled: when the provider may be asked next, and its (maybe slowed) interval. */
+  setOidcFlowPoll(idHash: string, nextPollAt: string, data: Readonly<Record<string, unknown>>): Promise<void>
+  /** Deletes flows that expired before `at`. */
+  deleteExpiredOidcFlows(at: string): Promise<void>
 
   // ---- networks and members
   getNetwork(id: string): Promise<NetworkRecord | undefined>
@@ -712,6 +761,8 @@ export interface Store {
   /** The user's sessions that are neither revoked nor expired at `at`, oldest first. */
   listSessions(userId: string, at: string): Promise<SessionRecord[]>
   getMfa(userId: string): Promise<MfaRecord | undefined>
+  /** The user's OIDC identities (schema 0017), oldest first. */
+  identitiesOf(userId: string): Promise<IdentityRecord[]>
 
   // ---- networks and members
   listNetworks(tenantId: string, page: PageRequest): Promise<Page<Network>>

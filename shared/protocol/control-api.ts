@@ -396,7 +396,17 @@ export const LoginResponseSchema = z.object({
   sessionId: IdSchema.optional(),
 })
 export type LoginResponse = z.infer<typeof LoginResponseSchema>
-export const WhoamiResponseSchema = z.object({user: UserSchema, tenant: TenantSchema})
+export const WhoamiResponseSchema = z.object({
+  user: UserSchema,
+  tenant: TenantSchema,
+  /**
+   * The user's OpenID Connect identities (issue 10) with the group claim of their last login;
+   * absent for a user that never logged in with OIDC (and from controllers before it).
+   */
+  identities: z
+    .array(z.object({provider: z.string(), issuer: z.string(), groups: z.array(z.string())}))
+    .optional(),
+})
 export type WhoamiResponse = z.infer<typeof WhoamiResponseSchema>
 
 export const CreateTenantRequestSchema = z.object({
@@ -662,6 +672,55 @@ export const DeleteUserResponseSchema = z.object({
   reassignedNodes: z.array(IdSchema).default([]),
 })
 export type DeleteUserResponse = z.infer<typeof DeleteUserResponseSchema>
+// OIDC login (issue 10): the controller is the OpenID client; the CLI only carries the browser's
+// callback (authorization code with PKCE) or polls (device authorization).
+
+export const OidcIssuerNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'an issuer name as configured on the controller')
+export const OidcIssuerListSchema = z.object({
+  items: z.array(z.object({name: OidcIssuerNameSchema, issuer: z.string()})),
+})
+const FlowIdSchema = z.string().min(1).max(200)
+export const OidcStartRequestSchema = z.object({
+  /** The configured issuer's name; default the first one. */
+  issuer: OidcIssuerNameSchema.optional(),
+  /** The CLI's loopback callback (RFC 8252 §7.3): http://127.0.0.1:PORT/PATH or http://[::1]:PORT/PATH. */
+  redirectUri: z.string().min(1).max(300),
+})
+export const OidcStartResponseSchema = z.object({
+  /** The handle that finishes this login (secret: it stands for the PKCE verifier). */
+  flowId: z.string(),
+  issuer: OidcIssuerNameSchema,
+  /** Where the person's browser goes. */
+  authorizationUrl: z.string(),
+  expiresAt: TimestampSchema,
+})
+export const OidcFinishRequestSchema = z.object({
+  flowId: FlowIdSchema,
+  /** The whole URL the browser came back to the callback with (code and state, or an error). */
+  callbackUrl: z.string().min(1).max(8000),
+})
+export const OidcDeviceRequestSchema = z.object({issuer: OidcIssuerNameSchema.optional()})
+export const OidcDeviceResponseSchema = z.object({
+  flowId: z.string(),
+  issuer: OidcIssuerNameSchema,
+  /** Where to enter the code (RFC 8628 §3.2). */
+  verificationUri: z.string(),
+  /** The same with the code filled in, when the provider gives one. */
+  verificationUriComplete: z.string().optional(),
+  userCode: z.string(),
+  /** Seconds to wait between polls. */
+  interval: z.number().int().min(1),
+  expiresAt: TimestampSchema,
+})
+export const OidcPollRequestSchema = z.object({flowId: FlowIdSchema})
+export const OidcPollResponseSchema = z.discriminatedUnion('status', [
+  /** Not yet: poll again after `interval` seconds (raised when the provider said slow_down). */
+  z.object({status: z.literal('pending'), interval: z.number().int().min(1)}),
+  LoginResponseSchema.extend({status: z.literal('done')}),
+])
+export type OidcPollResponse = z.infer<typeof OidcPollResponseSchema>
 
 // ---------------------------------------------------------------------------------------------
 // The route table
@@ -1191,6 +1250,50 @@ export const ROUTES = {
     body: SignupRequestSchema,
     response: LoginResponseSchema,
     status: 201,
+  }),
+  'oidc.issuers': route({
+    method: 'GET',
+    path: '/api/v1/oidc/issuers',
+    summary: 'The OpenID Connect issuers people may log in with',
+    auth: 'none',
+    response: OidcIssuerListSchema,
+    status: 200,
+  }),
+  'oidc.start': route({
+    method: 'POST',
+    path: '/api/v1/oidc/start',
+    summary: 'Start an OIDC login (authorization code with PKCE): the URL for the browser',
+    auth: 'none',
+    body: OidcStartRequestSchema,
+    response: OidcStartResponseSchema,
+    status: 200,
+  }),
+  'oidc.finish': route({
+    method: 'POST',
+    path: '/api/v1/oidc/finish',
+    summary: "Finish an OIDC login with the browser's callback URL; returns tokens as login does",
+    auth: 'none',
+    body: OidcFinishRequestSchema,
+    response: LoginResponseSchema,
+    status: 200,
+  }),
+  'oidc.device': route({
+    method: 'POST',
+    path: '/api/v1/oidc/device',
+    summary: 'Start an OIDC device-authorization login (RFC 8628): a URL and a code for the person',
+    auth: 'none',
+    body: OidcDeviceRequestSchema,
+    response: OidcDeviceResponseSchema,
+    status: 200,
+  }),
+  'oidc.device.poll': route({
+    method: 'POST',
+    path: '/api/v1/oidc/device/poll',
+    summary: 'Poll a device-authorization login: pending, or the tokens as login returns them',
+    auth: 'none',
+    body: OidcPollRequestSchema,
+    response: OidcPollResponseSchema,
+    status: 200,
   }),
 } as const satisfies Record<string, RouteDef>
 

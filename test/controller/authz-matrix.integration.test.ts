@@ -12,6 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import WebSocket from 'ws'
 import {startTestController} from '../../controller/testing/test-controller.js'
 import {totpCode} from '../../controller/auth/totp.js'
+import {TEST_CLIENT_ID, browse, startTestIdp, type TestIdp} from '../support/oidc-provider.js'
 import {CLOSE} from '../../shared/protocol/netmap.js'
 import {
   ROLES,
@@ -66,6 +67,9 @@ interface World {
 }
 
 let ctl: Awaited<ReturnType<typeof startTestController>> | undefined
+/** The OpenID provider the OIDC routes talk to (auth 'none': every caller gets a login). */
+let idp: TestIdp | undefined
+const OIDC_REDIRECT = 'http://127.0.0.1:53682/callback'
 let world: World
 const agent = newAgent(4)
 
@@ -316,6 +320,20 @@ const FIXTURES = {
   signup: async () => ({
     body: {invite: (await freshUserInvite(world.A)).code, username: uniqueName('s'), password: PASSWORD},
   }),
+  // OIDC routes have no caller (the flow handle is the credential): a fresh flow per cell.
+  'oidc.issuers': async () => ({}),
+  'oidc.start': async () => ({body: {redirectUri: OIDC_REDIRECT}}),
+  'oidc.finish': async () => {
+    const start = await world.api.ok<{flowId: string; authorizationUrl: string}>('oidc.start', {
+      body: {redirectUri: OIDC_REDIRECT},
+    })
+    const {callbackUrl} = await browse(start.authorizationUrl, {login: uniqueName('oidc')})
+    return {body: {flowId: start.flowId, callbackUrl: callbackUrl!}}
+  },
+  'oidc.device': async () => ({body: {}}),
+  'oidc.device.poll': async () => ({
+    body: {flowId: (await world.api.ok<{flowId: string}>('oidc.device', {body: {}})).flowId},
+  }),
 } satisfies Record<RouteId, Fixture>
 
 // ---------------------------------------------------------------------------------------------
@@ -565,7 +583,10 @@ function leaks(id: RouteId, reply: HttpReply): string[] {
 
 describe('controller authorization matrix', () => {
   beforeAll(async () => {
-    ctl = await startTestController()
+    idp = await startTestIdp()
+    ctl = await startTestController({
+      oidc: {issuers: [{name: 'corp', issuer: idp.issuer, clientId: TEST_CLIENT_ID, allowHttp: true}]},
+    })
     const api = new Api(ctl.url, agent)
     const superToken = ctl.adminToken
     const A = await makeTenant(api, superToken)
@@ -585,6 +606,7 @@ describe('controller authorization matrix', () => {
 
   afterAll(async () => {
     await ctl?.close()
+    await idp?.close()
     await agent.close()
   })
 

@@ -14,13 +14,16 @@ DATA_DIR/initial-admin-password. Logs are JSON lines on stdout.
 For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discovery port (UDP,
 --discovery-listen, key in DATA_DIR/discovery.key) and a relay (WebSocket /api/v1/relay on the
 --listen port); full netmaps tell nodes where they are. With several replicas on one PostgreSQL,
-give each --relay-url (its own address) so that their built-in relays mesh.`
+give each --relay-url (its own address) so that their built-in relays mesh.
+People log in with OpenID Connect when --oidc-config names a YAML or JSON file of issuers
+(README: OIDC setup).`
   static override examples = [
     '<%= config.bin %> controller start',
     '<%= config.bin %> controller start --listen 0.0.0.0:8080 --public-url https://mesh.example.com',
     '<%= config.bin %> controller start --data-dir /var/lib/mesh-controller --database sqlite:/srv/mesh.db',
     '<%= config.bin %> controller start --listen 198.51.100.1:8080 --stun-alternate 198.51.100.2:3479',
     '<%= config.bin %> controller start --database postgres://mesh@db/mesh --listen 10.0.0.11:8080 --relay-url http://10.0.0.11:8080',
+    '<%= config.bin %> controller start --public-url https://mesh.example.com --oidc-config /etc/mesh/oidc.yaml',
   ]
   static override flags = {
     'data-dir': settingFlag.string('controller.dataDir'),
@@ -34,6 +37,7 @@ give each --relay-url (its own address) so that their built-in relays mesh.`
     'ephemeral-timeout': settingFlag.integer('controller.ephemeralTimeout'),
     'trusted-proxy': settingFlag.string('controller.trustedProxy'),
     'relay-url': settingFlag.string('controller.relayUrl'),
+    'oidc-config': settingFlag.string('controller.oidcConfig'),
     config: configFlag(),
   }
 
@@ -55,6 +59,7 @@ give each --relay-url (its own address) so that their built-in relays mesh.`
       discoveryListen: str(v.discoveryListen),
       trustedProxy: str(v.trustedProxy),
       relayUrl: str(v.relayUrl),
+      oidcConfigFile: str(v.oidcConfig),
     })
   }
 }

@@ -218,6 +218,14 @@ export const SETTINGS: readonly Setting[] = [
     description:
       "URL other relays reach this controller's built-in relay at (its own listener, not a load balancer); replicas on one PostgreSQL mesh their built-in relays through it",
   }),
+  setting('controller', 'oidcConfig', 'oidc-config', {
+    kind: 'string',
+    schema: path,
+    default: none,
+    defaultText: 'none (password logins only)',
+    description:
+      'YAML or JSON file of the OpenID Connect issuers people may log in with (`mesh login --oidc`); README: OIDC setup',
+  }),
   setting('controller', 'ephemeralTimeout', 'ephemeral-timeout', {
     kind: 'integer',
     schema: z

@@ -121,6 +121,8 @@ export const UNIQUE_CONSTRAINTS: Readonly<Record<string, {table: string; columns
   user_invites_pkey: {table: 'user_invites', columns: ['seq']},
   user_invites_id_key: {table: 'user_invites', columns: ['id']},
   user_invites_code_hash_key: {table: 'user_invites', columns: ['code_hash']},
+  user_identities_pkey: {table: 'user_identities', columns: ['issuer', 'subject']},
+  oidc_flows_pkey: {table: 'oidc_flows', columns: ['id_hash']},
 }
 
 /**

@@ -605,6 +605,36 @@ CREATE TABLE user_invites (
 CREATE INDEX user_invites_tenant ON user_invites (tenant_id, seq);
 `,
   },
+  {
+    // OIDC login (issue 10): see the SQLite migration of the same name.
+    name: '0017-oidc',
+    sql: `
+
+CREATE TABLE user_identities (
+  issuer TEXT COLLATE "C" NOT NULL,                  -- the provider's issuer identifier (the ID token's iss)
+  subject TEXT COLLATE "C" NOT NULL,                 -- the ID token's sub at that issuer
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- the user it logs in as
+  provider TEXT COLLATE "C" NOT NULL,                -- name of the configured issuer it came through
+  email TEXT COLLATE "C",                            -- the email claim at the last login, if any
+  groups TEXT COLLATE "C" NOT NULL DEFAULT '[]',     -- JSON array of the group claim at the last login
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time of the first login
+  last_login_at TEXT COLLATE "C" NOT NULL,           -- RFC 3339 time of the last login
+  PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX user_identities_user ON user_identities (user_id);
+
+CREATE TABLE oidc_flows (
+  id_hash TEXT COLLATE "C" PRIMARY KEY,              -- hex SHA-256 of the flow handle given to the client (never the handle)
+  kind TEXT COLLATE "C" NOT NULL CHECK (kind IN ('code','device')), -- authorization code with PKCE, or device authorization
+  provider TEXT COLLATE "C" NOT NULL,                -- name of the configured issuer
+  data TEXT COLLATE "C" NOT NULL,                    -- JSON: state, nonce, PKCE verifier, redirect URI; or device code and poll interval
+  created_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 start
+  expires_at TEXT COLLATE "C" NOT NULL,              -- RFC 3339 time it is swept
+  next_poll_at TEXT COLLATE "C"                      -- device flows: RFC 3339 time before which the provider is not asked again
+);
+CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

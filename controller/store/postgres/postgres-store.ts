@@ -53,7 +53,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  IdentityRecord,
   MfaRecord,
+  OidcFlowRecord,
   RefreshTokenRecord,
   SessionRecord,
   NewInvite,
@@ -89,7 +91,9 @@ import {
   toStoredPair,
   toTenant,
   toUser,
+  toIdentity,
   toMfa,
+  toOidcFlow,
   toRefreshToken,
   toSession,
   type Row,
@@ -353,6 +357,83 @@ class PgTx implements Tx {
       [at, userId, hash],
     )
     return (res.rowCount ?? 0) > 0
+  }
+
+  // ---- OIDC (schema 0017)
+
+  async getTenantByName(name: string): Promise<Tenant | undefined> {
+    const r = await one(this.c, 'SELECT * FROM tenants WHERE name = $1', [name])
+    return r && toTenant(r)
+  }
+
+  async getIdentity(issuer: string, subject: string): Promise<IdentityRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM user_identities WHERE issuer = $1 AND subject = $2', [
+      issuer,
+      subject,
+    ])
+    return r && toIdentity(r)
+  }
+
+  async insertIdentity(i: IdentityRecord): Promise<void> {
+    await this.c.query(
+      `INSERT INTO user_identities (issuer, subject, user_id, provider, email, groups, created_at, last_login_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [
+        i.issuer,
+        i.subject,
+        i.userId,
+        i.provider,
+        i.email,
+        JSON.stringify(i.groups),
+        i.createdAt,
+        i.lastLoginAt,
+      ],
+    )
+  }
+
+  async updateIdentityLogin(
+    issuer: string,
+    subject: string,
+    f: {email: string | null; groups: readonly string[]; at: string},
+  ): Promise<void> {
+    await this.c.query(
+      'UPDATE user_identities SET email = $1, groups = $2, last_login_at = $3 WHERE issuer = $4 AND subject = $5',
+      [f.email, JSON.stringify(f.groups), f.at, issuer, subject],
+    )
+  }
+
+  async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
+    await this.c.query(
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+      [f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt],
+    )
+  }
+
+  async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
+    const r = await one(this.c, 'SELECT * FROM oidc_flows WHERE id_hash = $1', [idHash])
+    return r && toOidcFlow(r)
+  }
+
+  async deleteOidcFlow(idHash: string): Promise<boolean> {
+    const res = await this.c.query('DELETE FROM oidc_flows WHERE id_hash = $1', [idHash])
+    return (res.rowCount ?? 0) > 0
+  }
+
+  async setOidcFlowPoll(
+    idHash: string,
+    nextPollAt: string,
+    data: Readonly<Record<string, unknown>>,
+  ): Promise<void> {
+    await this.c.query('UPDATE oidc_flows SET next_poll_at = $1, data = $2 WHERE id_hash = $3', [
+      nextPollAt,
+      JSON.stringify(data),
+      idHash,
+    ])
+  }
+
+  async deleteExpiredOidcFlows(at: string): Promise<void> {
+    await this.c.query('DELETE FROM oidc_flows WHERE expires_at < $1', [at])
   }
 
   async getNetwork(id: string): Promise<NetworkRecord | undefined> {
@@ -1008,6 +1089,14 @@ export class PostgresStore implements Store {
   async getMfa(userId: string): Promise<MfaRecord | undefined> {
     const r = await this.q1('SELECT * FROM user_mfa WHERE user_id = $1', [userId])
     return r && toMfa(r)
+  }
+
+  async identitiesOf(userId: string): Promise<IdentityRecord[]> {
+    const rs = await this.q(
+      'SELECT * FROM user_identities WHERE user_id = $1 ORDER BY created_at, issuer, subject',
+      [userId],
+    )
+    return rs.map(toIdentity)
   }
 
   async listNetworks(tenantId: string, req: PageRequest): Promise<Page<Network>> {

@@ -515,6 +515,41 @@ CREATE TABLE user_invites (
 CREATE INDEX user_invites_tenant ON user_invites (tenant_id, seq);
 `,
   },
+  {
+    // OIDC login (issue 10). A person's identity at an OpenID provider (issuer + subject) names
+    // one user: found there on every later login, unique on (issuer, subject). Its group claim
+    // is kept, as it came with the last login, for tenant-role mapping and policy groups.
+    // oidc_flows holds the controller's half of a login in progress (state, nonce, PKCE
+    // verifier; a device code), keyed by the hash of the handle the CLI holds, so that any
+    // replica can finish it; rows go once used or expired.
+    name: '0017-oidc',
+    sql: `
+
+CREATE TABLE user_identities (
+  issuer TEXT NOT NULL,                  -- the provider's issuer identifier (the ID token's iss)
+  subject TEXT NOT NULL,                 -- the ID token's sub at that issuer
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE, -- the user it logs in as
+  provider TEXT NOT NULL,                -- name of the configured issuer it came through
+  email TEXT,                            -- the email claim at the last login, if any
+  groups TEXT NOT NULL DEFAULT '[]',     -- JSON array of the group claim at the last login
+  created_at TEXT NOT NULL,              -- RFC 3339 time of the first login
+  last_login_at TEXT NOT NULL,           -- RFC 3339 time of the last login
+  PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX user_identities_user ON user_identities (user_id);
+
+CREATE TABLE oidc_flows (
+  id_hash TEXT PRIMARY KEY,              -- hex SHA-256 of the flow handle given to the client (never the handle)
+  kind TEXT NOT NULL CHECK (kind IN ('code','device')), -- authorization code with PKCE, or device authorization
+  provider TEXT NOT NULL,                -- name of the configured issuer
+  data TEXT NOT NULL,                    -- JSON: state, nonce, PKCE verifier, redirect URI; or device code and poll interval
+  created_at TEXT NOT NULL,              -- RFC 3339 start
+  expires_at TEXT NOT NULL,              -- RFC 3339 time it is swept
+  next_poll_at TEXT                      -- device flows: RFC 3339 time before which the provider is not asked again
+);
+CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
+`,
+  },
 ]
 
 /**

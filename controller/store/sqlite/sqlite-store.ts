@@ -50,7 +50,9 @@ import type {
   StoredNode,
   Tx,
   UserRecord,
+  IdentityRecord,
   MfaRecord,
+  OidcFlowRecord,
   RefreshTokenRecord,
   SessionRecord,
   NewInvite,
@@ -86,7 +88,9 @@ import {
   toStoredPair,
   toTenant,
   toUser,
+  toIdentity,
   toMfa,
+  toOidcFlow,
   toRefreshToken,
   toSession,
   type Row,
@@ -335,6 +339,79 @@ class SqliteTx implements Tx {
       'UPDATE mfa_recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL',
     ).run(at, userId, hash)
     return res.changes > 0
+  }
+
+  // ---- OIDC (schema 0017)
+
+  async getTenantByName(name: string): Promise<Tenant | undefined> {
+    const r = this.q('SELECT * FROM tenants WHERE name = ?').get(name) as Row | undefined
+    return r && toTenant(r)
+  }
+
+  async getIdentity(issuer: string, subject: string): Promise<IdentityRecord | undefined> {
+    const r = this.q('SELECT * FROM user_identities WHERE issuer = ? AND subject = ?').get(
+      issuer,
+      subject,
+    ) as Row | undefined
+    return r && toIdentity(r)
+  }
+
+  async insertIdentity(i: IdentityRecord): Promise<void> {
+    this.q(
+      `INSERT INTO user_identities (issuer, subject, user_id, provider, email, groups, created_at, last_login_at)
+         VALUES (?,?,?,?,?,?,?,?)`,
+    ).run(
+      i.issuer,
+      i.subject,
+      i.userId,
+      i.provider,
+      i.email,
+      JSON.stringify(i.groups),
+      i.createdAt,
+      i.lastLoginAt,
+    )
+  }
+
+  async updateIdentityLogin(
+    issuer: string,
+    subject: string,
+    f: {email: string | null; groups: readonly string[]; at: string},
+  ): Promise<void> {
+    this.q(
+      'UPDATE user_identities SET email = ?, groups = ?, last_login_at = ? WHERE issuer = ? AND subject = ?',
+    ).run(f.email, JSON.stringify(f.groups), f.at, issuer, subject)
+  }
+
+  async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
+    this.q(
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
+         VALUES (?,?,?,?,?,?,?)`,
+    ).run(f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt)
+  }
+
+  async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
+    const r = this.q('SELECT * FROM oidc_flows WHERE id_hash = ?').get(idHash) as Row | undefined
+    return r && toOidcFlow(r)
+  }
+
+  async deleteOidcFlow(idHash: string): Promise<boolean> {
+    return this.q('DELETE FROM oidc_flows WHERE id_hash = ?').run(idHash).changes > 0
+  }
+
+  async setOidcFlowPoll(
+    idHash: string,
+    nextPollAt: string,
+    data: Readonly<Record<string, unknown>>,
+  ): Promise<void> {
+    this.q('UPDATE oidc_flows SET next_poll_at = ?, data = ? WHERE id_hash = ?').run(
+      nextPollAt,
+      JSON.stringify(data),
+      idHash,
+    )
+  }
+
+  async deleteExpiredOidcFlows(at: string): Promise<void> {
+    this.q('DELETE FROM oidc_flows WHERE expires_at < ?').run(at)
   }
 
   async getNetwork(id: string): Promise<NetworkRecord | undefined> {
@@ -965,6 +1042,13 @@ export class SqliteStore implements Store {
   async getMfa(userId: string): Promise<MfaRecord | undefined> {
     const r = this.r('SELECT * FROM user_mfa WHERE user_id = ?').get(userId) as Row | undefined
     return r && toMfa(r)
+  }
+
+  async identitiesOf(userId: string): Promise<IdentityRecord[]> {
+    const rows = this.r(
+      'SELECT * FROM user_identities WHERE user_id = ? ORDER BY created_at, issuer, subject',
+    ).all(userId) as Row[]
+    return rows.map(toIdentity)
   }
 
   async listNetworks(tenantId: string, req: PageRequest): Promise<Page<Network>> {
