@@ -62,6 +62,7 @@ import {EndpointTelemetry} from './telemetry.js'
 import {InProcessLock, type SingletonLock} from './leader.js'
 import type {LoginLimits} from './auth/login-limits.js'
 import {EphemeralReaper} from './reaper.js'
+import {KeyExpirySweeper} from './key-expiry.js'
 import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
 import {
   auditContext,
@@ -130,6 +131,8 @@ export class ControllerState {
   readonly connections: ConnectionTracker
   /** Removes ephemeral nodes that went away; main.ts runs its sweeps. */
   readonly reaper: EphemeralReaper
+  /** Disables nodes whose key expired and announces coming expiries; main.ts runs its sweeps. */
+  readonly keyExpiry: KeyExpirySweeper
   /** The reads a netmap session starts from (the netmap hub's). */
   readonly netmap: NetmapSource
   /** USERNAME_TAKEN answers per tenant; see createUser. Per process (see the module comment). */
@@ -183,6 +186,13 @@ export class ControllerState {
       lock: opts.lock ?? new InProcessLock(),
       clock,
       remove: (nodeId) => this.removeNode(undefined, nodeId, NO_REQUEST),
+    })
+    this.keyExpiry = new KeyExpirySweeper({
+      store,
+      writes,
+      publish: (change) => this.feed.publish(change),
+      lock: opts.lock ?? new InProcessLock(),
+      clock,
     })
   }
 
@@ -599,6 +609,62 @@ export class ControllerState {
     this.telemetry.forget(node.id)
     this.feed.publish(change)
   }
+  // ---------------------------------------------------------------------------------------------
+  // node keys: rotation and expiry (issue 10)
+
+  /**
+   * The node replaces its WireGuard public key with its credential (`mesh rotate-key`); the
+   * private key never leaves the node. Audited as node.rotate_key by the node.
+   */
+  async rotateNodeKey(node: StoredNode, publicKey: string, meta: RequestMeta): Promise<Node> {
+    const change = await this.writes.rotateNodeKey(
+      node.id,
+      publicKey,
+      auditContext(this.clock, {actor: `node:${node.id}`, actorName: node.name}, meta),
+    )
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  /** An admin expires a node's key now (`mesh node expire`). */
+  async expireNode(p: Principal, id: string, meta: RequestMeta): Promise<Node> {
+    const change = await this.writes.expireNodeKey(id, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  /**
+   * An admin gives a node's key a new expiry (`mesh node extend`): `by` seconds from now, or
+   * never; neither: the tenant's default lifetime from now (never when that is 0).
+   */
+  async extendNode(
+    p: Principal,
+    id: string,
+    req: {by?: number | undefined; never?: boolean | undefined},
+    meta: RequestMeta,
+  ): Promise<Node> {
+    let expiresAt: string | null
+    if (req.never === true) expiresAt = null
+    else {
+      const seconds = req.by ?? (await this.store.tenantKeyDays(p.tenant.id)) * 86_400
+      expiresAt = seconds === 0 ? null : new Date(this.clock.now() + seconds * 1000).toISOString()
+    }
+    const change = await this.writes.extendNodeKey(id, expiresAt, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  async getKeyExpiry(p: Principal): Promise<{days: number}> {
+    return {days: await this.store.tenantKeyDays(p.tenant.id)}
+  }
+
+  /** The tenant's default node key lifetime in days (0: never), for keys made from now on. */
+  async setKeyExpiry(p: Principal, days: number, meta: RequestMeta): Promise<{days: number}> {
+    return {
+      days: await this.writes.setTenantKeyDays(p.tenant.id, days, userContext(this.clock, p.user, meta)),
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // audit
 

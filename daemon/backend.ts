@@ -32,11 +32,12 @@ import type {
   PeerStatus,
   Status,
   UpResult,
+  RotateKeyResult,
   PathState,
 } from '../shared/protocol/local-api.js'
 import type {NetmapFull, Peer, PeerReport, ServerFrame, UdpService} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
-import {deregisterNode, registerNode} from './control-client.js'
+import {deregisterNode, registerNode, rotateNodeKey} from './control-client.js'
 import {localEndpoints} from './endpoints.js'
 import {directOutOfReach, localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
@@ -315,6 +316,8 @@ export class Backend {
   private readonly changeListeners = new Set<() => void>()
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
+  /** Key rotations run one at a time (two at once would race on the stored key). */
+  private rotateQueue: Promise<unknown> = Promise.resolve()
   /** Each network's inbound rules in nftables (one table per interface). */
   private readonly firewall: Firewall
 
@@ -604,6 +607,52 @@ export class Backend {
       deregistered: warning === undefined,
       ...(warning !== undefined && {warning}),
     }
+  }
+
+  /**
+   * `mesh rotate-key`: per network (every joined one when none is named), one after the other:
+   *  1. a new key pair is made here;
+   *  2. the controller swaps the node's public key (the node credential authenticates; the
+   *     private key never leaves this process), which refuses the old key from then on and sends
+   *     peers the new one as a netmap delta;
+   *  3. the new private key is written (0600, atomic) and the record's public key;
+   *  4. the interface gets the new private key, applied like a netmap frame (serialized with
+   *     them). Address, listen port and peers stay; peers handshake again with the new key on
+   *     their next initiation.
+   * A failure at 2 changes nothing here. A crash between 2 and 3 leaves the old key here and the
+   * new one at the controller: tunnels stay down until `mesh rotate-key` runs again (the
+   * credential still works, and the rotation makes yet another key).
+   */
+  rotateKey(network: string | undefined): Promise<RotateKeyResult> {
+    const next = this.rotateQueue.then(
+      () => this.rotateNow(network),
+      () => this.rotateNow(network),
+    )
+    this.rotateQueue = next.catch(() => {})
+    return next
+  }
+
+  private async rotateNow(network: string | undefined): Promise<RotateKeyResult> {
+    const rotated: RotateKeyResult['rotated'] = []
+    for (const rt of this.select(network)) {
+      const keys = generateKeyPair() // 1.
+      const node = await rotateNodeKey(rt.record.controller, rt.credential, keys.publicKey) // 2.
+      if (this.nets.get(rt.record.id) !== rt) continue // left meanwhile
+      const previousPublicKey = rt.record.publicKey
+      this.opts.store.savePrivateKey(rt.record.id, keys.privateKey) // 3.
+      rt.privateKey = keys.privateKey
+      rt.record = {...rt.record, publicKey: keys.publicKey}
+      this.opts.store.saveRecord(rt.record)
+      const keyExpiresAt = node.keyExpiresAt ?? null
+      // The controller's delta with the new self follows; until then the map says so already.
+      if (rt.netmap)
+        rt.netmap = {...rt.netmap, self: {...rt.netmap.self, publicKey: keys.publicKey, keyExpiresAt}}
+      await this.reconcile(rt, 'key rotated') // 4.
+      this.log.info({network: rt.record.name, publicKey: keys.publicKey, previousPublicKey}, 'key rotated')
+      rotated.push({network: rt.record.name, publicKey: keys.publicKey, previousPublicKey, keyExpiresAt})
+    }
+    this.changed()
+    return {rotated}
   }
 
   ip(): IpResult {
@@ -1694,6 +1743,7 @@ export class Backend {
       lastError: [rt.lastError, rt.firewall.error].filter((e) => e !== null).join('; ') || null,
       ...(rt.nat.behaviour !== undefined && {nat: rt.nat.behaviour}),
       peers,
+      ...(rt.netmap?.self.keyExpiresAt !== undefined && {keyExpiresAt: rt.netmap.self.keyExpiresAt}),
     }
   }
 

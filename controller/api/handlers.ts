@@ -166,6 +166,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
       await state.auth.sessions.disableMfa(p(ctx), ctx.body.code, ctx.meta)
       return {ok: true}
     },
+    'node.expire': async (ctx) => state.expireNode(p(ctx), ctx.params.id, ctx.meta),
+    'node.extend': async (ctx) => state.extendNode(p(ctx), ctx.params.id, ctx.body, ctx.meta),
+    'node.rotateKey': async (ctx) => state.rotateNodeKey(must(ctx.scope.node), ctx.body.publicKey, ctx.meta),
+    'tenant.keyExpiry': async (ctx) => state.getKeyExpiry(p(ctx)),
+    'tenant.setKeyExpiry': async (ctx) => state.setKeyExpiry(p(ctx), ctx.body.days, ctx.meta),
   }
 }
 
@@ -225,4 +230,10 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'mfa.enable': 'none',
   'mfa.confirm': 'none',
   'mfa.disable': 'none',
+  'node.expire': 'node',
+  'node.extend': 'node',
+  // The caller is the node (auth 'node'), as for node.leave.
+  'node.rotateKey': 'none',
+  'tenant.keyExpiry': 'tenant',
+  'tenant.setKeyExpiry': 'tenant',
 }

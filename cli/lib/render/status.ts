@@ -1,5 +1,7 @@
 // Plain-text rendering of meshd's status for people; `mesh status --json` prints the Status object.
 import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
+import {KEY_EXPIRY_WARNING_MS} from '../../../shared/protocol/control-api.js'
+import {keyExpiryText} from './resources.js'
 import {renderFields, renderTable, stdoutColor} from './table.js'
 
 /** 1.5 KiB, 2.0 MiB: enough precision to see traffic move. */
@@ -48,6 +50,24 @@ export function peersTable(peers: readonly PeerStatus[], now = Date.now()): stri
   )
 }
 
+/**
+ * A `key` line when the node's key expires within the warning window (or has expired), saying
+ * what to do; nothing otherwise.
+ */
+function keyWarning(n: NetworkStatus, now: number): [string, string][] {
+  const exp = n.keyExpiresAt
+  if (exp === undefined || exp === null) return []
+  const left = new Date(exp).getTime() - now
+  if (!(left <= KEY_EXPIRY_WARNING_MS)) return []
+  const what = left <= 0 ? 'expired' : `expires ${keyExpiryText(exp, new Date(now))}`
+  return [
+    [
+      'key',
+      `WARNING: this node's key ${what}; run \`mesh rotate-key ${n.name}\` (an admin: \`mesh node extend\`)`,
+    ],
+  ]
+}
+
 export function networkBlock(n: NetworkStatus, now = Date.now()): string {
   const fields = renderFields([
     ['network', `${n.name} (${n.cidr})`],
@@ -56,6 +76,7 @@ export function networkBlock(n: NetworkStatus, now = Date.now()): string {
     ['interface', `${n.interface} (${n.up ? 'up' : 'down'}, port ${n.listenPort})`],
     ['controller', `${n.controller} (${n.connected ? 'connected' : n.up ? 'not connected' : 'idle'})`],
     ...(n.lastError ? ([['problem', n.lastError]] as [string, string][]) : []),
+    ...keyWarning(n, now),
   ])
   return `${fields}\n\n${peersTable(n.peers, now)}`
 }
