@@ -59,11 +59,13 @@ function keyWarning(n: NetworkStatus, now: number): [string, string][] {
   if (exp === undefined || exp === null) return []
   const left = new Date(exp).getTime() - now
   if (!(left <= KEY_EXPIRY_WARNING_MS)) return []
-  const what = left <= 0 ? 'expired' : `expires ${keyExpiryText(exp, new Date(now))}`
+  const extend = `\`mesh node extend ${n.nodeName} --network ${n.name}\``
+  if (left <= 0) return [['key', `WARNING: this node's key expired; an admin can renew it with ${extend}`]]
+  const when = keyExpiryText(exp, new Date(now))
   return [
     [
       'key',
-      `WARNING: this node's key ${what}; run \`mesh rotate-key ${n.name}\` (an admin: \`mesh node extend\`)`,
+      `WARNING: this node's key expires ${when}; run \`mesh rotate-key ${n.name}\` (or an admin: ${extend})`,
     ],
   ]
 }
