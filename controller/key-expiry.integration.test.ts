@@ -134,10 +134,15 @@ describe('node key expiry', () => {
       (f) => f.type === 'full',
     )
     expect(full.self.keyExpiresAt).toBe((await node(b.node.id)).keyExpiresAt)
+    const stream = await events()
 
     await extend(b.node.id, {by: 90})
     await sweep()
     await sweep()
+    await stream.next(
+      (f: {type: string; node?: {id: string; status: string}}) =>
+        f.type === 'node_key_expired' && f.node?.id === b.node.id && f.node.status === 'disabled',
+    )
     await peerA.next(
       (f: {type: string; removed?: string[]}) => f.type === 'delta' && (f.removed ?? []).includes(b.node.id),
     )
