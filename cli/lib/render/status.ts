@@ -51,23 +51,24 @@ export function peersTable(peers: readonly PeerStatus[], now = Date.now()): stri
 }
 
 /**
- * A `key` line when the node's key expires within the warning window (or has expired), saying
- * what to do; nothing otherwise.
+ * The warning when the node's key expires within the warning window (or has expired), saying
+ * what to do; undefined otherwise. `mesh status` prints it as a `key` line, the live dashboard
+ * on the network's line.
  */
-function keyWarning(n: NetworkStatus, now: number): [string, string][] {
+export function keyWarningText(n: NetworkStatus, now: number): string | undefined {
   const exp = n.keyExpiresAt
-  if (exp === undefined || exp === null) return []
+  if (exp === undefined || exp === null) return undefined
   const left = new Date(exp).getTime() - now
-  if (!(left <= KEY_EXPIRY_WARNING_MS)) return []
+  if (!(left <= KEY_EXPIRY_WARNING_MS)) return undefined
   const extend = `\`mesh node extend ${n.nodeName} --network ${n.name}\``
-  if (left <= 0) return [['key', `WARNING: this node's key expired; an admin can renew it with ${extend}`]]
+  if (left <= 0) return `WARNING: this node's key expired; an admin can renew it with ${extend}`
   const when = keyExpiryText(exp, new Date(now))
-  return [
-    [
-      'key',
-      `WARNING: this node's key expires ${when}; run \`mesh rotate-key ${n.name}\` (or an admin: ${extend})`,
-    ],
-  ]
+  return `WARNING: this node's key expires ${when}; run \`mesh rotate-key ${n.name}\` (or an admin: ${extend})`
+}
+
+const keyLine = (n: NetworkStatus, now: number): [string, string][] => {
+  const warning = keyWarningText(n, now)
+  return warning === undefined ? [] : [['key', warning]]
 }
 
 export function networkBlock(n: NetworkStatus, now = Date.now()): string {
@@ -78,7 +79,7 @@ export function networkBlock(n: NetworkStatus, now = Date.now()): string {
     ['interface', `${n.interface} (${n.up ? 'up' : 'down'}, port ${n.listenPort})`],
     ['controller', `${n.controller} (${n.connected ? 'connected' : n.up ? 'not connected' : 'idle'})`],
     ...(n.lastError ? ([['problem', n.lastError]] as [string, string][]) : []),
-    ...keyWarning(n, now),
+    ...keyLine(n, now),
   ])
   return `${fields}\n\n${peersTable(n.peers, now)}`
 }
