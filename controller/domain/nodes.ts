@@ -368,7 +368,11 @@ export async function rotateNodeKey(
  */
 export async function expireNodeKey(tx: Tx, id: string, ctx: AuditContext): Promise<NodeChange> {
   return (await mutateNode(tx, id, ctx, 'node.expire', async (before) => {
-    await tx.updateNode(id, {keyExpiresAt: ctx.at, status: 'disabled'})
+    // A pending node stays pending: extending it later must not skip its approval.
+    await tx.updateNode(id, {
+      keyExpiresAt: ctx.at,
+      ...(before.status === 'active' && {status: 'disabled' as const}),
+    })
     return {
       name: before.name,
       previousKeyExpiresAt: before.keyExpiresAt ?? null,

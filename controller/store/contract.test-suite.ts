@@ -1539,6 +1539,16 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(await ids({after: null, until: at(3 * DAY), limit: 100})).toEqual([n2.id])
       })
 
+      it('keeps a pending node pending through expire and extend (no way around its approval)', async () => {
+        const net = await makeNetwork({joinPolicy: 'approval', cidr: '10.97.3.0/24'})
+        const n = await register(net.id)
+        expect(n.status).toBe('pending')
+        expect((await writes.expireNodeKey(n.id, ctx({at: at(DAY)}))).node?.status).toBe('pending')
+        expect((await writes.extendNodeKey(n.id, at(30 * DAY), ctx({at: at(DAY)}))).node?.status).toBe(
+          'pending',
+        )
+      })
+
       it('rotates a public key in place: address kept, expiry restarted, warning cleared, old key free, audited', async () => {
         const net = await makeNetwork({joinPolicy: 'open', cidr: '10.97.2.0/24'})
         const n = await register(net.id)
