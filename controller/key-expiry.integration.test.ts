@@ -8,6 +8,7 @@ import {client, createNetwork, joinNode, publicKey, type Client, type JoinedNode
 import {connectWs, type WsClient} from './testing/ws-client.js'
 import {startTestController, type TestController} from './testing/test-controller.js'
 import {KEY_SWEEP_EVERY_MS} from './key-expiry.js'
+import {ROTATIONS_PER_HOUR} from './state.js'
 
 const DAY = 86_400_000
 let ctl: TestController
@@ -223,6 +224,22 @@ describe('node key rotation', () => {
       actor: `node:${b.node.id}`,
       detail: {previousPublicKey: before.body.publicKey, publicKey: fresh},
     })
+  })
+
+  it('refuses more than ROTATIONS_PER_HOUR rotations of one node in an hour (RATE_LIMITED)', async () => {
+    const n = await join()
+    for (let i = 0; i < ROTATIONS_PER_HOUR; i++) {
+      const r = await api.req('POST', '/api/v1/node/rotate-key', {
+        token: n.credential,
+        body: {publicKey: publicKey()},
+      })
+      expect(r.status, r.text).toBe(200)
+    }
+    const over = await api.req('POST', '/api/v1/node/rotate-key', {
+      token: n.credential,
+      body: {publicKey: publicKey()},
+    })
+    expect([over.status, over.body?.error?.code]).toEqual([429, 'RATE_LIMITED'])
   })
 
   it("refuses the node's current key and another node's key (PUBLIC_KEY_TAKEN), and a user token", async () => {

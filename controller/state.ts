@@ -74,6 +74,9 @@ import {
   type RequestMeta,
 } from './context.js'
 
+/** Key rotations a node may make per hour (see ControllerState.rotations). */
+export const ROTATIONS_PER_HOUR = 10
+
 /** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
 export const USERNAME_TAKEN_PER_HOUR = 10
 
@@ -137,6 +140,11 @@ export class ControllerState {
   readonly netmap: NetmapSource
   /** USERNAME_TAKEN answers per tenant; see createUser. Per process (see the module comment). */
   private readonly usernameProbes: FailureLimiter
+  /**
+   * Key rotations per node (ROTATIONS_PER_HOUR): each one sends every peer a delta, so a node
+   * (or a stolen credential) must not make that a flood. Per process, like usernameProbes.
+   */
+  private readonly rotations: FailureLimiter
   /** Every write, each one transaction around its rule in controller/domain/. */
   private readonly writes: Writes
   private readonly withPresence = (n: StoredNode): Node => withPresence(this.presence, n)
@@ -150,6 +158,11 @@ export class ControllerState {
     const writes = (this.writes = storeWrites(store))
     this.usernameProbes = new FailureLimiter({
       max: USERNAME_TAKEN_PER_HOUR,
+      windowMs: 3_600_000,
+      now: () => clock.now(),
+    })
+    this.rotations = new FailureLimiter({
+      max: ROTATIONS_PER_HOUR,
       windowMs: 3_600_000,
       now: () => clock.now(),
     })
@@ -617,6 +630,12 @@ export class ControllerState {
    * private key never leaves the node. Audited as node.rotate_key by the node.
    */
   async rotateNodeKey(node: StoredNode, publicKey: string, meta: RequestMeta): Promise<Node> {
+    if (this.rotations.blocked(node.id))
+      throw new MeshError('RATE_LIMITED', {
+        message: `at most ${ROTATIONS_PER_HOUR} key rotations per node an hour`,
+        hint: 'rotate keys now and then, not in a loop',
+      })
+    this.rotations.fail(node.id)
     const change = await this.writes.rotateNodeKey(
       node.id,
       publicKey,
