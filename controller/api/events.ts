@@ -1,9 +1,10 @@
 /**
  * The admin event stream (WS /api/v1/events): a user token in `Authorization: Bearer`, first a
  * snapshot of the nodes the user may see, then node_added / node_removed / node_changed /
- * node_online / node_offline, node_key_expiring / node_key_expired (issue 10), and connection_changed when the path between two nodes changes
- * (controller/connections.ts), for the user's tenant only. Each event is serialized once and the
- * same bytes go to every subscriber of that tenant.
+ * node_online / node_offline, node_key_expiring / node_key_expired (issue 10), and
+ * connection_changed when the path between two nodes changes (controller/connections.ts), for
+ * the user's tenant only. Each event is serialized once and the same bytes go to every
+ * subscriber of that tenant.
  *
  * Replicas: subscribers are per replica (their socket landed here); what they hear comes from
  * the change feed (node and connection changes) and presence, which span replicas on PostgreSQL.

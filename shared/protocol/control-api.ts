@@ -210,9 +210,9 @@ export const NodeSchema = z.object({
   ownerId: IdSchema.optional(),
   /**
    * When the node's WireGuard key expires (issue 10): the controller then disables the node
-   * (peers drop it, its sessions close with NODE_KEY_EXPIRED) until an admin extends it (a node that rotates
-   * its key in time gets a new expiry). Null: never (tagged nodes, nodes from before key expiry, nodes
-   * extended with --never). Absent from a controller older than the field.
+   * (peers drop it, its sessions close with NODE_KEY_EXPIRED) until an admin extends it; a node
+   * that rotates its key in time gets a new expiry. Null: never (tagged nodes, nodes from before
+   * key expiry, nodes extended with --never). Absent from a controller older than the field.
    */
   keyExpiresAt: TimestampSchema.nullable().optional(),
 })
