@@ -194,6 +194,10 @@ describe('node key rotation', () => {
     const before = await api.req('GET', `/api/v1/nodes/${b.node.id}`, {token: admin.token})
     const peerA = await netmap(a.credential)
     await peerA.next((f: {type: string}) => f.type === 'full')
+    // The discovery port's key index, built before the rotation: the change must update it.
+    const telemetry = ctl.running.state.telemetry
+    await telemetry.indexNodeKeys()
+    expect(telemetry.activeNodeByPublicKey(before.body.publicKey)).toBe(b.node.id)
     await clock.advanceAsync(5 * 60_000)
     const fresh = publicKey()
     const r = await api.req('POST', '/api/v1/node/rotate-key', {
@@ -212,8 +216,6 @@ describe('node key rotation', () => {
       address: before.body.address,
     })
     // The old key is out of the discovery port's index at once; the new one is in.
-    const telemetry = ctl.running.state.telemetry
-    await telemetry.indexNodeKeys()
     expect(telemetry.activeNodeByPublicKey(before.body.publicKey)).toBeUndefined()
     expect(telemetry.activeNodeByPublicKey(fresh)).toBe(b.node.id)
     const audit = await api.req('GET', '/api/v1/audit?limit=500', {token: admin.token})
