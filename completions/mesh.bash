@@ -7,7 +7,7 @@ _mesh() {
     path="${path:+$path }$w"
   done
   case "$path" in
-    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay session signup status tenant topology up user whoami' ;;
+    '') words='audit authkey config controller daemon down invite ip join lab leave login logout netcheck network node ping policy relay rotate-key session signup status tenant topology up user whoami' ;;
     'audit') words='verify' ;;
     'authkey') words='create list revoke' ;;
     'config') words='show' ;;
@@ -17,12 +17,12 @@ _mesh() {
     'lab') words='down exec status up' ;;
     'network') words='create delete list member set show' ;;
     'network member') words='list remove set' ;;
-    'node') words='approve list remove rename show' ;;
+    'node') words='approve expire extend list remove rename show' ;;
     'policy') words='check delete get set test' ;;
     'relay') words='key start' ;;
     'relay key') words='create list revoke' ;;
     'session') words='list revoke' ;;
-    'tenant') words='create' ;;
+    'tenant') words='create key-expiry' ;;
     'user') words='create delete invite list mfa rename set-role' ;;
     'user invite') words='list revoke' ;;
     'user mfa') words='confirm disable enable' ;;
@@ -67,6 +67,8 @@ _mesh() {
     'network set') words='--description --json --max-nodes --name --policy --verbose' ;;
     'network show') words='--json --verbose' ;;
     'node approve') words='--json --network -n --verbose' ;;
+    'node expire') words='--json --network -n --verbose' ;;
+    'node extend') words='--by --json --network -n --never --verbose' ;;
     'node list') words='--json --limit --network -n --status --verbose' ;;
     'node remove') words='--json --network -n --verbose --yes -y' ;;
     'node rename') words='--json --network -n --verbose' ;;
@@ -81,11 +83,13 @@ _mesh() {
     'relay key list') words='--json --limit --verbose' ;;
     'relay key revoke') words='--json --verbose' ;;
     'relay start') words='--controller --listen --log-level --public-url --region --relay-key --verbose' ;;
+    'rotate-key') words='--config --json --socket --verbose' ;;
     'session list') words='--json --user --verbose' ;;
     'session revoke') words='--json --verbose' ;;
     'signup') words='--json --password-stdin --username -u --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
+    'tenant key-expiry') words='--json --verbose' ;;
     'topology') words='--json --once --verbose' ;;
     'up') words='--auth-key --config --controller --interface --json --name --socket --timeout --verbose --wait' ;;
     'user create') words='--json --password-stdin --role --verbose' ;;

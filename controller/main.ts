@@ -11,6 +11,7 @@ import path from 'node:path'
 import {isIP} from 'node:net'
 import {pino, type DestinationStream, type Logger} from 'pino'
 import {every, systemClock, type Clock} from '../shared/clock.js'
+import {KEY_SWEEP_EVERY_MS} from './key-expiry.js'
 import {MeshError} from '../shared/errors.js'
 import type {NatServices, UdpService} from '../shared/protocol/netmap.js'
 import {buildServer, type ControllerServer} from './api/server.js'
@@ -547,6 +548,15 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       })
     })
 
+    // Node keys that expired are disabled, coming expiries announced (controller/key-expiry.ts).
+    const stopKeySweep = every(clock, KEY_SWEEP_EVERY_MS, () => {
+      state.keyExpiry.sweep().catch((err: unknown) => {
+        const storage = storageError(err)
+        if (storage) sweepStorageLog.report(storage, 'key-expiry sweep')
+        else logger.warn({err}, 'key-expiry sweep failed')
+      })
+    })
+
     const srv = server
     const stunServer = stun
     const discoveryServer = discovery
@@ -568,6 +578,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       close: () =>
         (closing ??= (async () => {
           stopReaper()
+          stopKeySweep()
           await relayHub?.close()
           await srv.close()
           stunServer?.close()

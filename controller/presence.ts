@@ -42,7 +42,10 @@ export interface Presence {
 }
 
 /** A stored node as the API shows it: with `online` from presence. */
-export const withPresence = (presence: Pick<Presence, 'isOnline'>, n: StoredNode): Node => ({
+export const withPresence = (
+  presence: Pick<Presence, 'isOnline'>,
+  {keyWarnedAt: _warned, ...n}: StoredNode,
+): Node => ({
   ...n,
   online: presence.isOnline(n.id),
 })

@@ -75,6 +75,7 @@ import {EndpointTelemetry} from './telemetry.js'
 import {InProcessLock, type SingletonLock} from './leader.js'
 import type {LoginLimits} from './auth/login-limits.js'
 import {EphemeralReaper} from './reaper.js'
+import {KeyExpirySweeper} from './key-expiry.js'
 import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
 import type {OidcConfig} from './auth/oidc-config.js'
 import {
@@ -86,6 +87,9 @@ import {
   type PartLog,
   type RequestMeta,
 } from './context.js'
+
+/** Key rotations a node may make per hour (see ControllerState.rotations). */
+export const ROTATIONS_PER_HOUR = 10
 
 /** USERNAME_TAKEN answers a tenant gets per hour before every user create is RATE_LIMITED. */
 export const USERNAME_TAKEN_PER_HOUR = 10
@@ -146,10 +150,17 @@ export class ControllerState {
   readonly connections: ConnectionTracker
   /** Removes ephemeral nodes that went away; main.ts runs its sweeps. */
   readonly reaper: EphemeralReaper
+  /** Disables nodes whose key expired and announces coming expiries; main.ts runs its sweeps. */
+  readonly keyExpiry: KeyExpirySweeper
   /** The reads a netmap session starts from (the netmap hub's). */
   readonly netmap: NetmapSource
   /** USERNAME_TAKEN answers per tenant; see createUser. Per process (see the module comment). */
   private readonly usernameProbes: FailureLimiter
+  /**
+   * Key rotations per node (ROTATIONS_PER_HOUR): each one sends every peer a delta, so a node
+   * (or a stolen credential) must not make that a flood. Per process, like usernameProbes.
+   */
+  private readonly rotations: FailureLimiter
   /** Every write, each one transaction around its rule in controller/domain/. */
   private readonly writes: Writes
   private readonly withPresence = (n: StoredNode): Node => withPresence(this.presence, n)
@@ -163,6 +174,11 @@ export class ControllerState {
     const writes = (this.writes = storeWrites(store))
     this.usernameProbes = new FailureLimiter({
       max: USERNAME_TAKEN_PER_HOUR,
+      windowMs: 3_600_000,
+      now: () => clock.now(),
+    })
+    this.rotations = new FailureLimiter({
+      max: ROTATIONS_PER_HOUR,
       windowMs: 3_600_000,
       now: () => clock.now(),
     })
@@ -201,6 +217,13 @@ export class ControllerState {
       lock: opts.lock ?? new InProcessLock(),
       clock,
       remove: (nodeId) => this.removeNode(undefined, nodeId, NO_REQUEST),
+    })
+    this.keyExpiry = new KeyExpirySweeper({
+      store,
+      writes,
+      publish: (change) => this.feed.publish(change),
+      lock: opts.lock ?? new InProcessLock(),
+      clock,
     })
   }
 
@@ -777,6 +800,68 @@ export class ControllerState {
     this.telemetry.forget(node.id)
     this.feed.publish(change)
   }
+  // ---------------------------------------------------------------------------------------------
+  // node keys: rotation and expiry (issue 10)
+
+  /**
+   * The node replaces its WireGuard public key with its credential (`mesh rotate-key`); the
+   * private key never leaves the node. Audited as node.rotate_key by the node.
+   */
+  async rotateNodeKey(node: StoredNode, publicKey: string, meta: RequestMeta): Promise<Node> {
+    if (this.rotations.blocked(node.id))
+      throw new MeshError('RATE_LIMITED', {
+        message: `at most ${ROTATIONS_PER_HOUR} key rotations per node an hour`,
+        hint: 'rotate keys now and then, not in a loop',
+      })
+    this.rotations.fail(node.id)
+    const change = await this.writes.rotateNodeKey(
+      node.id,
+      publicKey,
+      auditContext(this.clock, {actor: `node:${node.id}`, actorName: node.name}, meta),
+    )
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  /** An admin expires a node's key now (`mesh node expire`). */
+  async expireNode(p: Principal, id: string, meta: RequestMeta): Promise<Node> {
+    const change = await this.writes.expireNodeKey(id, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  /**
+   * An admin gives a node's key a new expiry (`mesh node extend`): `by` seconds from now, or
+   * never; neither: the tenant's default lifetime from now (never when that is 0).
+   */
+  async extendNode(
+    p: Principal,
+    id: string,
+    req: {by?: number | undefined; never?: boolean | undefined},
+    meta: RequestMeta,
+  ): Promise<Node> {
+    let expiresAt: string | null
+    if (req.never === true) expiresAt = null
+    else {
+      const seconds = req.by ?? (await this.store.tenantKeyDays(p.tenant.id)) * 86_400
+      expiresAt = seconds === 0 ? null : new Date(this.clock.now() + seconds * 1000).toISOString()
+    }
+    const change = await this.writes.extendNodeKey(id, expiresAt, userContext(this.clock, p.user, meta))
+    this.feed.publish(change)
+    return this.withPresence(change.node as StoredNode)
+  }
+
+  async getKeyExpiry(p: Principal): Promise<{days: number}> {
+    return {days: await this.store.tenantKeyDays(p.tenant.id)}
+  }
+
+  /** The tenant's default node key lifetime in days (0: never), for keys made from now on. */
+  async setKeyExpiry(p: Principal, days: number, meta: RequestMeta): Promise<{days: number}> {
+    return {
+      days: await this.writes.setTenantKeyDays(p.tenant.id, days, userContext(this.clock, p.user, meta)),
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // audit
 

@@ -32,11 +32,13 @@ import type {
   PeerStatus,
   Status,
   UpResult,
+  RotateKeyResult,
   PathState,
 } from '../shared/protocol/local-api.js'
 import type {NetmapFull, Peer, PeerReport, ServerFrame, UdpService} from '../shared/protocol/netmap.js'
 import {PROTOCOL_VERSION} from '../shared/protocol/version.js'
-import {deregisterNode, registerNode} from './control-client.js'
+import {deregisterNode, registerNode, rotateNodeKey} from './control-client.js'
+import type {Node} from '../shared/protocol/control-api.js'
 import {localEndpoints} from './endpoints.js'
 import {directOutOfReach, localSubnets, orderCandidates} from './nat/candidates.js'
 import {PeerPath} from './nat/path.js'
@@ -315,6 +317,8 @@ export class Backend {
   private readonly changeListeners = new Set<() => void>()
   /** Joins run one at a time: two at once could pick the same interface name or port. */
   private joinQueue: Promise<unknown> = Promise.resolve()
+  /** Key rotations run one at a time (two at once would race on the stored key). */
+  private rotateQueue: Promise<unknown> = Promise.resolve()
   /** Each network's inbound rules in nftables (one table per interface). */
   private readonly firewall: Firewall
 
@@ -606,6 +610,63 @@ export class Backend {
     }
   }
 
+  /**
+   * `mesh rotate-key`: per network (every joined one when none is named), one after the other:
+   *  1. a new key pair is made here;
+   *  2. the interface takes the new private key at once, applied like a netmap frame (serialized
+   *     with them): peers' packets under the old key stop being answered from here on;
+   *  3. the controller swaps the node's public key (the node credential authenticates; the
+   *     private key never leaves this process), refuses the old key from then on and sends peers
+   *     the new one as a netmap delta; they keep this node's path (carryRotatedPaths) and their
+   *     next packet starts a handshake with the new key, which this side already answers;
+   *  4. the new private key is written (0600, atomic), then the record's public key.
+   * Address, listen port and peers stay. Interface first, controller second: the other order
+   * lets peers initiate to the new key while this side still holds the old one, and WireGuard
+   * retries a lost initiation only after 5 s. A refusal at 3 puts the old key back. A crash
+   * between 3 and 4 leaves the old key on disk and the new one at the controller: tunnels stay
+   * down until `mesh rotate-key` runs again (the credential still works; it makes another key).
+   */
+  rotateKey(network: string | undefined): Promise<RotateKeyResult> {
+    const next = this.rotateQueue.then(
+      () => this.rotateNow(network),
+      () => this.rotateNow(network),
+    )
+    this.rotateQueue = next.catch(() => {})
+    return next
+  }
+
+  private async rotateNow(network: string | undefined): Promise<RotateKeyResult> {
+    const rotated: RotateKeyResult['rotated'] = []
+    for (const rt of this.select(network)) {
+      const keys = generateKeyPair() // 1.
+      const previous = {privateKey: rt.privateKey, publicKey: rt.record.publicKey}
+      rt.privateKey = keys.privateKey
+      await this.reconcile(rt, 'key rotated') // 2.
+      let node: Node
+      try {
+        node = await rotateNodeKey(rt.record.controller, rt.credential, keys.publicKey) // 3.
+      } catch (err) {
+        rt.privateKey = previous.privateKey
+        await this.reconcile(rt, 'key rotation refused')
+        throw err
+      }
+      if (this.nets.get(rt.record.id) !== rt) continue // left meanwhile
+      const previousPublicKey = previous.publicKey
+      this.opts.store.savePrivateKey(rt.record.id, keys.privateKey) // 4.
+      rt.record = {...rt.record, publicKey: keys.publicKey}
+      this.opts.store.saveRecord(rt.record)
+      const keyExpiresAt = node.keyExpiresAt ?? null
+      // The controller's delta with the new self follows; until then the map says so already.
+      if (rt.netmap)
+        rt.netmap = {...rt.netmap, self: {...rt.netmap.self, publicKey: keys.publicKey, keyExpiresAt}}
+      this.changed()
+      this.log.info({network: rt.record.name, publicKey: keys.publicKey, previousPublicKey}, 'key rotated')
+      rotated.push({network: rt.record.name, publicKey: keys.publicKey, previousPublicKey, keyExpiresAt})
+    }
+    this.changed()
+    return {rotated}
+  }
+
   ip(): IpResult {
     return {
       addresses: [...this.nets.values()].map((rt) => ({
@@ -682,6 +743,7 @@ export class Backend {
       await this.forget(rt, `revoked: ${frame.reason}`)
       return
     }
+    const previous = rt.netmap
     if (frame.type === 'full') {
       rt.netmap = frame
     } else {
@@ -702,6 +764,7 @@ export class Backend {
         ...(frame.nat !== undefined ? {nat: frame.nat} : {}),
       }
     }
+    this.carryRotatedPaths(rt, previous)
     const self = rt.netmap.self
     // The interface gets this node's address with the network's prefix: one outside the CIDR
     // would route foreign addresses into the mesh. Such an address is not taken (selfAddress()
@@ -733,6 +796,26 @@ export class Backend {
     // The first netmap names the STUN server; a new observed mapping may mean another NAT.
     if (rt.record.up) this.checkNat(rt)
     rt.firstMap.resolve()
+  }
+
+  /**
+   * A peer that rotated its key (`mesh rotate-key`: same node id, new public key) keeps its
+   * path: WireGuard gets the new key at the endpoint that worked, and its next packet starts a
+   * handshake there, instead of the new key starting over as a stranger (relay first, then an
+   * upgrade) and losing seconds of traffic.
+   */
+  private carryRotatedPaths(rt: NetRuntime, previous: NetmapFull | undefined): void {
+    if (!previous || !rt.netmap) return
+    const before = new Map(previous.peers.map((p) => [p.id, p.publicKey]))
+    for (const p of rt.netmap.peers) {
+      const old = before.get(p.id)
+      if (old === undefined || old === p.publicKey) continue
+      const path = rt.paths.get(old)
+      if (!path || rt.paths.has(p.publicKey)) continue
+      rt.paths.delete(old)
+      rt.paths.set(p.publicKey, path)
+      this.log.info({network: rt.record.name, peer: p.name}, 'peer rotated its key; path kept')
+    }
   }
 
   /** The interface config this network should have now. */
@@ -1694,6 +1777,7 @@ export class Backend {
       lastError: [rt.lastError, rt.firewall.error].filter((e) => e !== null).join('; ') || null,
       ...(rt.nat.behaviour !== undefined && {nat: rt.nat.behaviour}),
       peers,
+      ...(rt.netmap?.self.keyExpiresAt !== undefined && {keyExpiresAt: rt.netmap.self.keyExpiresAt}),
     }
   }
 

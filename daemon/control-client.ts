@@ -13,6 +13,7 @@ import {
 } from '../shared/limits.js'
 import {
   ROUTES,
+  type Node,
   type RegisterRequest,
   type RegisterResponse,
   type RouteId,
@@ -86,6 +87,19 @@ async function callController<R extends RouteId>(
     })
   }
   return parsed.data as z.infer<(typeof ROUTES)[R]['response']>
+}
+
+/**
+ * Swaps this node's WireGuard public key at the controller (`POST /api/v1/node/rotate-key` with
+ * its credential); returns the node as the controller now has it (new key, new expiry).
+ */
+export async function rotateNodeKey(
+  controller: string,
+  credential: string,
+  publicKey: string,
+  timeoutMs = 15_000,
+): Promise<Node> {
+  return callController(controller, 'node.rotateKey', {credential, body: {publicKey}, timeoutMs})
 }
 
 export async function registerNode(controller: string, req: RegisterRequest): Promise<RegisterResponse> {

@@ -201,6 +201,11 @@ export class StateStore {
     this.saveRecord(record)
   }
 
+  /** Replaces the network's private key (`mesh rotate-key`), atomically, 0600. */
+  savePrivateKey(id: string, privateKey: string): void {
+    writeFileAtomic(path.join(this.netDir(id), 'private.key'), `${privateKey}\n`, 0o600)
+  }
+
   saveRecord(record: NetworkRecord): void {
     writeFileAtomic(path.join(this.netDir(record.id), 'network.json'), `${JSON.stringify(record, null, 2)}\n`)
   }

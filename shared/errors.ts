@@ -304,6 +304,12 @@ export const ERRORS = {
     'the node credential is not valid',
     'the node was removed or its credential revoked; join the network again',
   ),
+  NODE_KEY_EXPIRED: e(
+    403,
+    EXIT.NOPERM,
+    "the node's key expired",
+    'an admin can renew it with `mesh node extend <node>`; rotate keys before they expire with `mesh rotate-key`',
+  ),
 
   // ---- controller start-up
   DATABASE_NEWER_THAN_BINARY: e(

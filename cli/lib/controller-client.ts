@@ -230,6 +230,11 @@ export class ControllerClient {
   updateNode = (params: Params<'node.update'>, body: Body<'node.update'>) =>
     this.call('node.update', {params, body})
   removeNode = (params: Params<'node.remove'>) => this.call('node.remove', {params})
+  expireNode = (params: Params<'node.expire'>) => this.call('node.expire', {params})
+  extendNode = (params: Params<'node.extend'>, body: Body<'node.extend'>) =>
+    this.call('node.extend', {params, body})
+  getKeyExpiry = () => this.call('tenant.keyExpiry', {})
+  setKeyExpiry = (body: Body<'tenant.setKeyExpiry'>) => this.call('tenant.setKeyExpiry', {body})
   register = (body: Body<'register'>) => this.call('register', {body})
   audit = (query?: Query<'audit'>) => this.call('audit', {query})
   verifyAudit = () => this.call('audit.verify', {})

@@ -14,6 +14,7 @@ import {
   type DownRequest,
   type JoinRequest,
   type LeaveRequest,
+  type RotateKeyRequest,
   type LocalRequest,
   type LocalResponse,
   type LocalRouteKey,
@@ -48,6 +49,7 @@ export class DaemonClient {
   up = (req: UpRequest = {}) => this.call('POST /v1/up', req)
   down = (req: DownRequest = {}) => this.call('POST /v1/down', req)
   leave = (req: LeaveRequest) => this.call('POST /v1/leave', req)
+  rotateKey = (req: RotateKeyRequest = {}) => this.call('POST /v1/rotate-key', req)
   ip = () => this.call('GET /v1/ip', undefined)
   netcheck = (req: NetcheckRequest = {}) => this.call('POST /v1/netcheck', req)
   ping = (req: PingRequest) => this.call('POST /v1/ping', req)

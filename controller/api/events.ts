@@ -1,9 +1,10 @@
 /**
  * The admin event stream (WS /api/v1/events): a user token in `Authorization: Bearer`, first a
  * snapshot of the nodes the user may see, then node_added / node_removed / node_changed /
- * node_online / node_offline, and connection_changed when the path between two nodes changes
- * (controller/connections.ts), for the user's tenant only. Each event is serialized once and the
- * same bytes go to every subscriber of that tenant.
+ * node_online / node_offline, node_key_expiring / node_key_expired (issue 10), and
+ * connection_changed when the path between two nodes changes (controller/connections.ts), for
+ * the user's tenant only. Each event is serialized once and the same bytes go to every
+ * subscriber of that tenant.
  *
  * Replicas: subscribers are per replica (their socket landed here); what they hear comes from
  * the change feed (node and connection changes) and presence, which span replicas on PostgreSQL.
@@ -23,6 +24,7 @@ import type {Auth, Principal} from '../auth/auth.js'
 import type {ChangeFeed} from '../change-feed.js'
 import {withPresence, type Presence} from '../presence.js'
 import type {NodeChange} from '../store/store.js'
+import {keyExpired} from '../domain/nodes.js'
 
 /** What the stream takes from the rest of the controller, each part narrowed to what it calls. */
 export interface EventHubDeps {
@@ -153,12 +155,19 @@ export class EventHub {
     const node = c.node ?? c.before
     if (!node) return
     const type = c.kind === 'added' ? 'node_added' : c.kind === 'removed' ? 'node_removed' : 'node_changed'
-    this.publish(c.tenantId, {
-      type,
-      at: new Date(this.deps.clock.now()).toISOString(),
-      networkId: c.networkId,
-      node: c.node ? withPresence(this.deps.presence, c.node) : {...node, online: false},
-    })
+    const at = new Date(this.deps.clock.now()).toISOString()
+    const shown = withPresence(this.deps.presence, node)
+    if (!c.node) shown.online = false
+    this.publish(c.tenantId, {type, at, networkId: c.networkId, node: shown})
+    // Key expiry (issue 10), told once each: the sweep's first announcement of a coming expiry
+    // (key_warned_at set), and the node disabled because its key expired. Only where the change
+    // carries the node as it was (a change that arrives without it says nothing about either).
+    const before = c.before
+    if (!c.node || !before) return
+    if (!before.keyWarnedAt && c.node.keyWarnedAt)
+      this.publish(c.tenantId, {type: 'node_key_expiring', at, networkId: c.networkId, node: shown})
+    if (before.status === 'active' && c.node.status === 'disabled' && keyExpired(c.node, at))
+      this.publish(c.tenantId, {type: 'node_key_expired', at, networkId: c.networkId, node: shown})
   }
 
   private publish(tenantId: string, event: AdminEvent): void {

@@ -180,6 +180,11 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     'oidc.finish': async (ctx) => state.auth.oidc.finishCode(ctx.body.flowId, ctx.body.callbackUrl, ctx.meta),
     'oidc.device': async (ctx) => state.auth.oidc.startDevice(ctx.body.issuer),
     'oidc.device.poll': async (ctx) => state.auth.oidc.pollDevice(ctx.body.flowId, ctx.meta),
+    'node.expire': async (ctx) => state.expireNode(p(ctx), ctx.params.id, ctx.meta),
+    'node.extend': async (ctx) => state.extendNode(p(ctx), ctx.params.id, ctx.body, ctx.meta),
+    'node.rotateKey': async (ctx) => state.rotateNodeKey(must(ctx.scope.node), ctx.body.publicKey, ctx.meta),
+    'tenant.keyExpiry': async (ctx) => state.getKeyExpiry(p(ctx)),
+    'tenant.setKeyExpiry': async (ctx) => state.setKeyExpiry(p(ctx), ctx.body.days, ctx.meta),
   }
 }
 
@@ -249,4 +254,10 @@ export const ROUTE_SCOPES: Record<RouteId, ScopeKind> = {
   'oidc.finish': 'none',
   'oidc.device': 'none',
   'oidc.device.poll': 'none',
+  'node.expire': 'node',
+  'node.extend': 'node',
+  // The caller is the node (auth 'node'), as for node.leave.
+  'node.rotateKey': 'none',
+  'tenant.keyExpiry': 'tenant',
+  'tenant.setKeyExpiry': 'tenant',
 }

@@ -60,6 +60,7 @@ import type {ConnectionTracker} from '../connections.js'
 import type {Presence} from '../presence.js'
 import type {EndpointTelemetry} from '../telemetry.js'
 import type {NodeChange, StoredNode} from '../store/store.js'
+import {keyExpired} from '../domain/nodes.js'
 import type {NetmapSource} from '../netmap-source.js'
 import {MeshError} from '../../shared/errors.js'
 import {rawErrorResponse} from './raw-response.js'
@@ -205,6 +206,7 @@ export const toSelf = (n: StoredNode): Self => ({
   address: n.address,
   status: n.status,
   ...selfObserved(n.observedEndpoint),
+  keyExpiresAt: n.keyExpiresAt ?? null,
 })
 
 /**
@@ -377,6 +379,11 @@ export class NetmapHub {
               this.closing ? CLOSE.SHUTTING_DOWN : CLOSE.UNAUTHENTICATED,
               this.closing ? 'shutting down' : 'NODE_CREDENTIAL_INVALID',
             )
+            return
+          }
+          // An expired key is refused at once, before the sweep has disabled the node.
+          if (keyExpired(node, this.clock.now())) {
+            ws.close(CLOSE.KEY_EXPIRED, 'NODE_KEY_EXPIRED')
             return
           }
           this.attach(ws, node, resumeFrom, gzip).catch((err: unknown) => {
@@ -968,6 +975,10 @@ export class NetmapHub {
           this.revoke(conn)
           continue
         }
+        if (keyExpired(self, this.clock.now())) {
+          conn.ws.close(CLOSE.KEY_EXPIRED, 'NODE_KEY_EXPIRED')
+          continue
+        }
         const isPeer = self.status === 'active'
         if (!old || (old.status === 'active') !== isPeer) {
           this.sendFull(conn, net, self)
@@ -1110,8 +1121,10 @@ export class NetmapHub {
     // 2. The node itself: its class moved, so does everything it sees (a full map).
     const own = net.conns.get(change.nodeId)
     if (!own) return
+    const expired = next !== null && keyExpired(next, this.clock.now())
     for (const conn of own) {
       if (!next) this.revoke(conn)
+      else if (expired) conn.ws.close(CLOSE.KEY_EXPIRED, 'NODE_KEY_EXPIRED')
       else if (wasPeer !== isPeer || (isPeer && moved)) this.sendFull(conn, net, next)
       else
         this.send(

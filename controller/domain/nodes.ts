@@ -130,6 +130,7 @@ export async function registerNode(
     addressesFrom: (from, limit) => tx.nodeAddressesFrom(net.id, from, limit),
   })
   await tx.setIpamCursor(net.id, address)
+  const keyExpiresAt = await keyExpiryFor(tx, net.tenantId, admission.tags, ctx.at)
   const stored = await tx.insertNode({
     id: node.id,
     networkId: net.id,
@@ -144,6 +145,7 @@ export async function registerNode(
     tags: admission.tags,
     ephemeral: admission.ephemeral,
     ownerId: admission.ownerId,
+    keyExpiresAt,
     at: ctx.at,
   })
   const version = await bump(tx, net.id, node.id, 'added')
@@ -318,4 +320,155 @@ export async function reassignNode(
     await tx.setNodeOwner(id, ownerId)
     return {name: before.name, ownerId, previousOwnerId: before.ownerId ?? null}
   })
+}
+// ---------------------------------------------------------------------------------------------
+// Key expiry and rotation (issue 10, schema 0016)
+
+const DAY_MS = 86_400_000
+
+/**
+ * When a key made at `at` expires: the tenant's default lifetime after `at`, or null (never)
+ * when the tenant set 0 or the node is tagged. Tagged nodes are servers and CI machines that
+ * joined with an auth key and no person behind them to log in again, so, as in Tailscale, their
+ * keys do not expire unless an admin expires them.
+ */
+async function keyExpiryFor(
+  tx: Tx,
+  tenantId: string,
+  tags: readonly string[],
+  at: string,
+): Promise<string | null> {
+  if (tags.length > 0) return null
+  const days = await tx.tenantKeyDays(tenantId)
+  return days === 0 ? null : new Date(Date.parse(at) + days * DAY_MS).toISOString()
+}
+
+/** Whether the node's key expired by `at` (an RFC 3339 time or epoch ms). */
+export function keyExpired(node: Pick<StoredNode, 'keyExpiresAt'>, at: string | number): boolean {
+  const exp = node.keyExpiresAt
+  if (exp === null || exp === undefined) return false
+  return Date.parse(exp) <= (typeof at === 'number' ? at : Date.parse(at))
+}
+
+/**
+ * Replaces the node's WireGuard public key (`mesh rotate-key`; the node asks with its
+ * credential). The address, name and everything else stay; the key's lifetime starts again
+ * (a node without expiry keeps none). Refused with NODE_KEY_EXPIRED once the key expired (an
+ * admin extends it first) and with PUBLIC_KEY_TAKEN for the key it has or one another node of
+ * the network has. Peers get the new key as a node change; the old key is gone from the store
+ * when this commits, so the discovery port's index and the relay's checks stop knowing it.
+ */
+export async function rotateNodeKey(
+  tx: Tx,
+  id: string,
+  publicKey: string,
+  ctx: AuditContext,
+): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, 'node.rotate_key', async (before) => {
+    if (before.status === 'disabled' || keyExpired(before, ctx.at)) throw new MeshError('NODE_KEY_EXPIRED')
+    if (publicKey === before.publicKey || (await tx.publicKeyTaken(before.networkId, publicKey)))
+      throw new MeshError('PUBLIC_KEY_TAKEN')
+    const net = await tx.getNetwork(before.networkId)
+    const keyExpiresAt =
+      before.keyExpiresAt === null || before.keyExpiresAt === undefined || !net
+        ? null
+        : await keyExpiryFor(tx, net.tenantId, before.tags, ctx.at)
+    await tx.updateNode(id, {publicKey, keyExpiresAt, keyWarnedAt: null})
+    return {name: before.name, previousPublicKey: before.publicKey, publicKey, keyExpiresAt}
+  })) as NodeChange
+}
+
+/**
+ * An admin expires the node's key now (`mesh node expire`): it is disabled at once, peers drop
+ * it and its sessions close with NODE_KEY_EXPIRED, until an admin extends it.
+ */
+export async function expireNodeKey(tx: Tx, id: string, ctx: AuditContext): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, 'node.expire', async (before) => {
+    // A pending node stays pending: extending it later must not skip its approval.
+    await tx.updateNode(id, {
+      keyExpiresAt: ctx.at,
+      ...(before.status === 'active' && {status: 'disabled' as const}),
+    })
+    return {
+      name: before.name,
+      previousKeyExpiresAt: before.keyExpiresAt ?? null,
+      previousStatus: before.status,
+    }
+  })) as NodeChange
+}
+
+/**
+ * An admin gives the node's key a new expiry (`mesh node extend`; null: never). A node the
+ * expiry disabled is active again: peers get it back and its meshd's next session is let in.
+ */
+export async function extendNodeKey(
+  tx: Tx,
+  id: string,
+  keyExpiresAt: string | null,
+  ctx: AuditContext,
+): Promise<NodeChange> {
+  return (await mutateNode(tx, id, ctx, 'node.extend', async (before) => {
+    if (keyExpiresAt !== null && keyExpiresAt <= ctx.at)
+      throw new MeshError('VALIDATION_FAILED', {message: 'the new expiry is not in the future'})
+    await tx.updateNode(id, {
+      keyExpiresAt,
+      keyWarnedAt: null,
+      ...(before.status === 'disabled' && {status: 'active' as const}),
+    })
+    return {name: before.name, keyExpiresAt, previousKeyExpiresAt: before.keyExpiresAt ?? null}
+  })) as NodeChange
+}
+
+/**
+ * The sweep (controller/key-expiry.ts) found the node's key expired: disabled, audited as
+ * node.key_expired by the system. Undefined when it is no longer due (extended or rotated
+ * meanwhile, or not active).
+ */
+export async function disableExpiredNode(
+  tx: Tx,
+  id: string,
+  ctx: AuditContext,
+): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, ctx, 'node.key_expired', async (before) => {
+    if (before.status !== 'active' || !keyExpired(before, ctx.at)) return undefined
+    await tx.updateNode(id, {status: 'disabled'})
+    return {name: before.name, keyExpiresAt: before.keyExpiresAt ?? null}
+  })
+}
+
+/**
+ * The sweep announces the coming expiry of the node's key once: stamps key_warned_at (a node
+ * change, so every replica's admin stream hears of it; no audit entry, no peer sees a change).
+ * Undefined when announced already or no longer due.
+ */
+export async function markKeyWarned(tx: Tx, id: string, at: string): Promise<NodeChange | undefined> {
+  return mutateNode(tx, id, null, null, async (before) => {
+    if (before.keyWarnedAt || before.keyExpiresAt === null || before.keyExpiresAt === undefined)
+      return undefined
+    await tx.updateNode(id, {keyWarnedAt: at})
+    return {keyWarnedAt: at}
+  })
+}
+
+/** The tenant's default node key lifetime in days (0: never); applies to keys made from now on. */
+export async function setTenantKeyDays(
+  tx: Tx,
+  tenantId: string,
+  days: number,
+  ctx: AuditContext,
+): Promise<number> {
+  const t = await tx.lockTenant(tenantId)
+  if (!t) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
+  const before = await tx.tenantKeyDays(tenantId)
+  if (before === days) return days
+  await tx.setTenantKeyDays(tenantId, days)
+  await chainAudit(tx, ctx, {
+    tenantId,
+    action: 'tenant.key_expiry',
+    targetType: 'tenant',
+    targetId: tenantId,
+    networkId: null,
+    detail: {days, previousDays: before},
+  })
+  return days
 }

@@ -1784,5 +1784,92 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(await store.write((tx) => tx.getOidcFlow('old'))).toBeUndefined()
       })
     })
+
+    describe('node key expiry and rotation (migration 0016)', () => {
+      const T0 = '2026-11-22T00:00:00.000Z'
+      const at = (ms: number) => new Date(Date.parse(T0) + ms).toISOString()
+      const DAY = 86_400_000
+      const register = async (netId: string) =>
+        (await writes.registerNode({kind: 'open', networkId: netId}, newNode(), ctx({at: T0}))).node!
+
+      it("stores the tenant's key lifetime (default 180 days, 0: never) and stamps it on new nodes", async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.97.0.0/24'})
+        expect(await store.tenantKeyDays(tenantId)).toBe(180)
+        expect((await register(net.id)).keyExpiresAt).toBe(at(180 * DAY))
+        expect(await writes.setTenantKeyDays(tenantId, 0, ctx())).toBe(0)
+        expect(await store.tenantKeyDays(tenantId)).toBe(0)
+        const never = await register(net.id)
+        expect(never.keyExpiresAt).toBeNull()
+        expect((await store.getNode(never.id))?.keyExpiresAt).toBeNull()
+        const audit = await store.listAudit({tenantId}, {limit: 500})
+        expect(audit.items.some((e) => e.action === 'tenant.key_expiry')).toBe(true)
+      })
+
+      it('lists active nodes by key expiry in a window, soonest first and bounded, unwarned only when asked', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.97.1.0/24'})
+        const n1 = await register(net.id)
+        const n2 = await register(net.id)
+        const n3 = await register(net.id)
+        await writes.extendNodeKey(n1.id, at(DAY), ctx({at: T0}))
+        await writes.extendNodeKey(n2.id, at(2 * DAY), ctx({at: T0}))
+        await writes.extendNodeKey(n3.id, null, ctx({at: T0}))
+        const ids = async (q: Parameters<Store['keyExpiries']>[0]) =>
+          (await store.keyExpiries(q)).map((n) => n.id).filter((id) => [n1.id, n2.id, n3.id].includes(id))
+        expect(await ids({after: null, until: at(3 * DAY), limit: 100})).toEqual([n1.id, n2.id])
+        expect(await ids({after: at(DAY), until: at(3 * DAY), limit: 100})).toEqual([n2.id])
+        expect(await store.keyExpiries({after: null, until: at(3 * DAY), limit: 1})).toHaveLength(1)
+        expect(await writes.markKeyWarned(n1.id, T0)).toBeDefined()
+        expect(await writes.markKeyWarned(n1.id, T0)).toBeUndefined()
+        expect(await ids({after: null, until: at(3 * DAY), unwarned: true, limit: 100})).toEqual([n2.id])
+        // Disabled by the sweep: no longer listed, audited as the system did it.
+        expect(await writes.disableExpiredNode(n1.id, ctx({at: at(DAY), actor: 'system'}))).toMatchObject({
+          kind: 'changed',
+          node: {status: 'disabled'},
+        })
+        expect(await writes.disableExpiredNode(n2.id, ctx({at: at(DAY)}))).toBeUndefined()
+        expect(await ids({after: null, until: at(3 * DAY), limit: 100})).toEqual([n2.id])
+      })
+
+      it('keeps a pending node pending through expire and extend (no way around its approval)', async () => {
+        const net = await makeNetwork({joinPolicy: 'approval', cidr: '10.97.3.0/24'})
+        const n = await register(net.id)
+        expect(n.status).toBe('pending')
+        expect((await writes.expireNodeKey(n.id, ctx({at: at(DAY)}))).node?.status).toBe('pending')
+        expect((await writes.extendNodeKey(n.id, at(30 * DAY), ctx({at: at(DAY)}))).node?.status).toBe(
+          'pending',
+        )
+      })
+
+      it('rotates a public key in place: address kept, expiry restarted, warning cleared, old key free, audited', async () => {
+        const net = await makeNetwork({joinPolicy: 'open', cidr: '10.97.2.0/24'})
+        const n = await register(net.id)
+        const other = await register(net.id)
+        await writes.markKeyWarned(n.id, T0)
+        const fresh = key()
+        const change = await writes.rotateNodeKey(n.id, fresh, ctx({at: at(DAY)}))
+        expect(change.node).toMatchObject({publicKey: fresh, address: n.address, keyExpiresAt: at(181 * DAY)})
+        expect(change.before?.publicKey).toBe(n.publicKey)
+        expect((await store.getNode(n.id))?.keyWarnedAt).toBeNull()
+        expect(await codeOf(writes.rotateNodeKey(n.id, other.publicKey, ctx({at: at(DAY)})))).toBe(
+          'PUBLIC_KEY_TAKEN',
+        )
+        expect(await codeOf(writes.rotateNodeKey(n.id, fresh, ctx({at: at(DAY)})))).toBe('PUBLIC_KEY_TAKEN')
+        // The old key is free again: a new node may register with it.
+        await writes.registerNode({kind: 'open', networkId: net.id}, newNode({publicKey: n.publicKey}), ctx())
+        await writes.expireNodeKey(n.id, ctx({at: at(2 * DAY)}))
+        expect(await codeOf(writes.rotateNodeKey(n.id, key(), ctx({at: at(2 * DAY)})))).toBe(
+          'NODE_KEY_EXPIRED',
+        )
+        const back = await writes.extendNodeKey(n.id, at(40 * DAY), ctx({at: at(2 * DAY)}))
+        expect(back.node).toMatchObject({status: 'active', keyExpiresAt: at(40 * DAY)})
+        expect(await codeOf(writes.extendNodeKey(n.id, at(DAY), ctx({at: at(2 * DAY)})))).toBe(
+          'VALIDATION_FAILED',
+        )
+        const actions = (await store.listAudit({tenantId}, {limit: 500})).items
+          .filter((e) => e.targetId === n.id)
+          .map((e) => e.action)
+        expect(actions).toEqual(expect.arrayContaining(['node.rotate_key', 'node.expire', 'node.extend']))
+      })
+    })
   })
 }

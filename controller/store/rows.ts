@@ -153,6 +153,8 @@ export const toNode = (r: Row): StoredNode => ({
   ephemeral: bool(r.ephemeral),
   createdAt: time(r.created_at),
   ...(typeof r.owner_id === 'string' ? {ownerId: r.owner_id} : {}),
+  keyExpiresAt: timeOrNull(r.key_expires_at),
+  keyWarnedAt: timeOrNull(r.key_warned_at),
   // Absent rather than null when none was observed: most nodes' shapes stay as they were.
   ...(typeof r.observed_endpoint === 'string' ? {observedEndpoint: r.observed_endpoint} : {}),
   // Absent when the node reported none; the columns' CHECKs hold them to the RFC 4787 names.

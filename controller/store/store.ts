@@ -51,8 +51,11 @@ export interface AuditContext {
   readonly at: string
 }
 
-/** A node as stored: everything but `online`, which is presence kept by the coordinator. */
-export type StoredNode = Omit<Node, 'online'>
+/**
+ * A node as stored: everything but `online`, which is presence kept by the coordinator, plus
+ * when the coming expiry of its key was first announced (schema 0016; internal, not in the API).
+ */
+export type StoredNode = Omit<Node, 'online'> & {readonly keyWarnedAt?: string | null | undefined}
 
 export interface UserRecord extends User {
   readonly passwordHash: string
@@ -217,6 +220,8 @@ export interface NewNodeRow {
   ephemeral: boolean
   /** User id of the person who let the node in (issue 10); null when unknown. */
   ownerId: string | null
+  /** When its key expires (schema 0016); null: never. */
+  keyExpiresAt: string | null
   at: string
 }
 
@@ -345,6 +350,12 @@ export interface NodePatch {
   readonly observedEndpoint?: string | null | undefined
   /** Both NAT columns together (null: neither). */
   readonly nat?: NatBehaviour | null | undefined
+  /** A rotated WireGuard key (schema 0016: rotation). */
+  readonly publicKey?: string | undefined
+  /** A new key expiry (null: never). */
+  readonly keyExpiresAt?: string | null | undefined
+  /** When the coming expiry was announced (null: not yet). */
+  readonly keyWarnedAt?: string | null | undefined
 }
 
 /** An audit row: what changed (the who, where and when come from the AuditContext). */
@@ -480,6 +491,9 @@ export interface Tx {
 
   // ---- tenants, users, tokens
   insertTenant(t: {id: string; name: string; at: string}): Promise<Tenant>
+  /** The tenant's default node key lifetime in days (schema 0016; 0: never); 0 for no tenant. */
+  tenantKeyDays(tenantId: string): Promise<number>
+  setTenantKeyDays(tenantId: string, days: number): Promise<void>
   getUser(id: string): Promise<UserRecord | undefined>
   usernameTaken(username: string): Promise<boolean>
   insertUser(u: {
@@ -797,6 +811,19 @@ export interface Store {
   ephemeralNodes(): Promise<StoredNode[]>
   /** Id and WireGuard public key of every active node (the discovery port's key index). */
   activeNodeKeys(): Promise<{id: string; publicKey: string}[]>
+  /**
+   * Active nodes whose key expires after `after` (null: any time before) and at or before
+   * `until`, soonest first, at most `limit` (the key-expiry sweep; schema 0016). With
+   * `unwarned`, only those whose coming expiry was not announced yet.
+   */
+  keyExpiries(q: {
+    after: string | null
+    until: string
+    unwarned?: boolean | undefined
+    limit: number
+  }): Promise<StoredNode[]>
+  /** The tenant's default node key lifetime in days (0: never). */
+  tenantKeyDays(tenantId: string): Promise<number>
 
   // ---- netmap versions
   netmapVersion(networkId: string): Promise<number>

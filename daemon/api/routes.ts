@@ -22,5 +22,6 @@ export function handlers(backend: Backend, services: RouteServices = {}): Handle
     'GET /v1/ip': () => backend.ip(),
     'POST /v1/netcheck': (req) => netcheck.run(req.network),
     'POST /v1/ping': (req) => ping.ping(req),
+    'POST /v1/rotate-key': (req) => backend.rotateKey(req.network),
   }
 }

@@ -240,6 +240,10 @@ export class NetmapSync {
         return
       }
       if (code === CLOSE.UNAUTHENTICATED) lastError = 'the controller refused this node credential'
+      // Kept (not forgotten like a revocation): an admin may extend the key, and the next
+      // attempt gets in then.
+      if (code === CLOSE.KEY_EXPIRED)
+        lastError = "NODE_KEY_EXPIRED: this node's key expired; an admin can renew it with `mesh node extend`"
       this.setState(false, lastError ?? (code === 1000 ? null : `netmap connection closed (${code})`))
       if (this.stopped) return
       const delay = backoffDelay(this.attempt++, this.opts.baseDelayMs ?? 250, this.opts.maxDelayMs ?? 10_000)

@@ -229,6 +229,13 @@ export const NodeSchema = z.object({
    * it used): what a policy's user names and groups match. Absent when unknown.
    */
   ownerId: IdSchema.optional(),
+  /**
+   * When the node's WireGuard key expires (issue 10): the controller then disables the node
+   * (peers drop it, its sessions close with NODE_KEY_EXPIRED) until an admin extends it; a node
+   * that rotates its key in time gets a new expiry. Null: never (tagged nodes, nodes from before
+   * key expiry, nodes extended with --never). Absent from a controller older than the field.
+   */
+  keyExpiresAt: TimestampSchema.nullable().optional(),
 })
 export type Node = z.infer<typeof NodeSchema>
 
@@ -721,6 +728,23 @@ export const OidcPollResponseSchema = z.discriminatedUnion('status', [
   LoginResponseSchema.extend({status: z.literal('done')}),
 ])
 export type OidcPollResponse = z.infer<typeof OidcPollResponseSchema>
+// Node key expiry and rotation (issue 10)
+
+/** How long before a node's key expires the controller announces it and `mesh status` warns. */
+export const KEY_EXPIRY_WARNING_MS = 14 * 86_400_000
+
+/** `mesh node extend`: a new key expiry `by` seconds from now, or never; neither: the tenant's default. */
+export const ExtendNodeRequestSchema = z
+  .object({by: ExpiresInSchema.optional(), never: z.literal(true).optional()})
+  .refine((r) => !(r.by !== undefined && r.never === true), {
+    message: 'give by or never, not both',
+    path: ['never'],
+  })
+/** `mesh rotate-key`: the node's new WireGuard public key (made on the node; its credential authenticates). */
+export const RotateKeyRequestSchema = z.object({publicKey: PublicKeySchema})
+/** The tenant's default node key lifetime in days; 0: keys never expire. */
+export const KeyExpirySettingSchema = z.object({days: z.number().int().min(0).max(3650)})
+export type KeyExpirySetting = z.infer<typeof KeyExpirySettingSchema>
 
 // ---------------------------------------------------------------------------------------------
 // The route table
@@ -1293,6 +1317,58 @@ export const ROUTES = {
     auth: 'none',
     body: OidcPollRequestSchema,
     response: OidcPollResponseSchema,
+    status: 200,
+  }),
+  'node.expire': route({
+    method: 'POST',
+    path: '/api/v1/nodes/:id/expire',
+    summary: "Expire a node's key now: peers drop it and its sessions close until it is extended (audited)",
+    auth: 'user',
+    permission: 'node.remove',
+    params: IdParams,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'node.extend': route({
+    method: 'POST',
+    path: '/api/v1/nodes/:id/extend',
+    summary:
+      "Give a node's key a new expiry (by seconds from now, never, or the tenant's default); an expired node comes back",
+    auth: 'user',
+    permission: 'node.remove',
+    params: IdParams,
+    body: ExtendNodeRequestSchema,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'node.rotateKey': route({
+    method: 'POST',
+    path: '/api/v1/node/rotate-key',
+    summary:
+      "Replace the calling node's WireGuard public key (node credential in Authorization: Bearer); the old key stops working at once",
+    auth: 'node',
+    body: RotateKeyRequestSchema,
+    response: NodeSchema,
+    status: 200,
+  }),
+  'tenant.keyExpiry': route({
+    method: 'GET',
+    path: '/api/v1/tenant/key-expiry',
+    summary: "The tenant's default node key lifetime in days (0: never)",
+    auth: 'user',
+    permission: 'tenant.manage',
+    response: KeyExpirySettingSchema,
+    status: 200,
+  }),
+  'tenant.setKeyExpiry': route({
+    method: 'PUT',
+    path: '/api/v1/tenant/key-expiry',
+    summary:
+      "Set the tenant's default node key lifetime in days (0: never) for keys made from now on (audited)",
+    auth: 'user',
+    permission: 'tenant.manage',
+    body: KeyExpirySettingSchema,
+    response: KeyExpirySettingSchema,
     status: 200,
   }),
 } as const satisfies Record<string, RouteDef>

@@ -87,6 +87,11 @@ export const NetworkStatusSchema = z.object({
   /** The NAT behaviour this node's background netcheck measured (as `mesh netcheck` names it). */
   nat: NatBehaviourSchema.optional(),
   peers: z.array(PeerStatusSchema),
+  /**
+   * When this node's key expires (RFC 3339; null: never), as the controller last said; absent
+   * while it has not said (an older controller, or no netmap yet). `mesh status` warns ahead.
+   */
+  keyExpiresAt: z.string().max(40).nullable().optional(),
 })
 export type NetworkStatus = z.infer<typeof NetworkStatusSchema>
 
@@ -134,6 +139,19 @@ export const DownRequestSchema = z.object({network: NetworkRefSchema.optional()}
 export type DownRequest = z.infer<typeof DownRequestSchema>
 export const DownResultSchema = z.object({changed: z.array(NameSchema)})
 export type DownResult = z.infer<typeof DownResultSchema>
+
+/** `mesh rotate-key [NETWORK]`: every joined network when none is named. */
+export const RotateKeyRequestSchema = z.object({network: NetworkRefSchema.optional()}).strict()
+export type RotateKeyRequest = z.infer<typeof RotateKeyRequestSchema>
+export const RotatedKeySchema = z.object({
+  network: NameSchema,
+  publicKey: PublicKeySchema,
+  previousPublicKey: PublicKeySchema,
+  /** The new key's expiry (null: never). */
+  keyExpiresAt: z.string().max(40).nullable(),
+})
+export const RotateKeyResultSchema = z.object({rotated: z.array(RotatedKeySchema)})
+export type RotateKeyResult = z.infer<typeof RotateKeyResultSchema>
 
 export const LeaveRequestSchema = z.object({network: NetworkRefSchema}).strict()
 export type LeaveRequest = z.infer<typeof LeaveRequestSchema>
@@ -338,6 +356,14 @@ export const LOCAL_ROUTES = {
     summary: 'Echo requests to a peer over the mesh: round trip and path of each',
     request: PingRequestSchema,
     response: PingResultSchema,
+  }),
+  'POST /v1/rotate-key': route({
+    method: 'POST',
+    path: '/v1/rotate-key',
+    summary:
+      "Make a new WireGuard key pair here, have the controller swap the node's public key, then use it (address and peers stay)",
+    request: RotateKeyRequestSchema,
+    response: RotateKeyResultSchema,
   }),
 } as const satisfies Record<string, LocalRouteDef>
 

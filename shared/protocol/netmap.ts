@@ -129,6 +129,11 @@ export const SelfSchema = z.object({
    * observed address is none peers could use (loopback, for a node beside the controller).
    */
   observedEndpoint: EndpointSchema.nullable().optional(),
+  /**
+   * When this node's key expires (null: never); meshd and `mesh status` warn before it. Absent
+   * from a controller older than the field.
+   */
+  keyExpiresAt: z.string().max(40).nullable().optional(),
 })
 export type Self = z.infer<typeof SelfSchema>
 
@@ -254,6 +259,11 @@ export const CLOSE = {
    * was closed for a newer one. A client just reconnects with its usual backoff.
    */
   REPLACED: 4409,
+  /**
+   * The node's key expired (reason NODE_KEY_EXPIRED; issue 10): refused until an admin extends
+   * it. meshd keeps its state and retries with its usual backoff; status shows why.
+   */
+  KEY_EXPIRED: 4410,
   SHUTTING_DOWN: 1001,
 } as const
 
@@ -266,6 +276,10 @@ export const AdminEventTypeSchema = z.enum([
   'node_added',
   'node_removed',
   'node_changed',
+  /** A node's key expires within 14 days (told once per expiry; issue 10). */
+  'node_key_expiring',
+  /** A node's key expired: it is disabled until an admin extends it. */
+  'node_key_expired',
 ])
 export const NodeEventSchema = z.object({
   type: AdminEventTypeSchema,

@@ -301,6 +301,12 @@ const FIXTURES = {
     const {secret} = await world.api.ok<{secret: string}>('mfa.enable', {token})
     return {tokenOverride: token, body: {code: totpCode(secret, Date.now())}}
   },
+  'node.expire': async (t) => ({params: {id: (await freshNode(t)).id}}),
+  'node.extend': async (t) => ({params: {id: (await freshNode(t)).id}, body: {by: 86_400}}),
+  // A user token is no node credential: every cell is 401 (as for node.leave).
+  'node.rotateKey': async () => ({body: {publicKey: Buffer.alloc(32, 7).toString('base64')}}),
+  'tenant.keyExpiry': async () => ({}),
+  'tenant.setKeyExpiry': async () => ({body: {days: 180}}),
   'mfa.disable': async (_t, caller) => {
     if (!(caller in world.callers)) return {body: {code: '000000'}}
     const token = await freshPerson()

@@ -12,6 +12,7 @@ import type {
   User,
   UserInvite,
 } from '../../../shared/protocol/control-api.js'
+import {KEY_EXPIRY_WARNING_MS} from '../../../shared/protocol/control-api.js'
 import {type Column, renderFields, renderTable, stdoutColor} from './table.js'
 
 /** `2026-11-22 10:04Z`: minutes are enough on a screen, and UTC avoids guessing the zone. */
@@ -19,6 +20,21 @@ export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '-'
   const d = new Date(iso)
   return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 16).replace('T', ' ')}Z`
+}
+
+/**
+ * A node key's expiry for people: `never`, `expired`, or the time with how far off it is, marked
+ * `(soon)` inside the warning window; `-` when the controller did not say (an older one).
+ */
+export function keyExpiryText(iso: string | null | undefined, now: Date = new Date()): string {
+  if (iso === undefined) return '-'
+  if (iso === null) return 'never'
+  const left = new Date(iso).getTime() - now.getTime()
+  if (Number.isNaN(left)) return iso
+  if (left <= 0) return 'expired'
+  const days = Math.floor(left / 86_400_000)
+  const span = days >= 1 ? `${days}d` : `${Math.max(1, Math.floor(left / 3_600_000))}h`
+  return `${formatTime(iso)} (in ${span}${left <= KEY_EXPIRY_WARNING_MS ? ', soon' : ''})`
 }
 
 /** An invite's or auth key's state in one word, as a person wants to see it. */
@@ -145,6 +161,7 @@ export const nodesTable = (rows: readonly Node[]): string =>
       {header: 'LAST SEEN', get: (n) => formatTime(n.lastSeen)},
       {header: 'OS', get: (n) => n.os},
       {header: 'TAGS', get: (n) => n.tags.join(',')},
+      {header: 'KEY EXPIRY', get: (n) => keyExpiryText(n.keyExpiresAt)},
     ],
     'No nodes.',
   )
@@ -161,6 +178,7 @@ export const nodeDetails = (n: Node): string =>
     ['os', n.os],
     ['tags', n.tags.join(', ')],
     ['ephemeral', n.ephemeral ? 'yes' : 'no'],
+    ['key expires', keyExpiryText(n.keyExpiresAt)],
     ['last seen', formatTime(n.lastSeen)],
     ['created', formatTime(n.createdAt)],
   ])

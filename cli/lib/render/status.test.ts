@@ -1,5 +1,7 @@
 import {describe, expect, it} from 'vitest'
 import type {Status} from '../../../shared/protocol/local-api.js'
+import {networkStatus, statusOf} from '../../../shared/testing/status-fixtures.js'
+import {keyExpiryText} from './resources.js'
 import {formatAgo, formatBytes, formatLatency, statusText} from './status.js'
 
 const NOW = Date.parse('2026-11-22T12:00:00Z')
@@ -80,5 +82,24 @@ describe('latency rendering', () => {
     expect(formatLatency(12.6)).toBe('13 ms')
     expect(formatLatency(null)).toBe('-')
     expect(formatLatency(undefined)).toBe('-')
+  })
+
+  it('warns when the node key expires within 14 days or has expired, and says what to do', () => {
+    const at = (days: number) => new Date(NOW + days * 86_400_000).toISOString()
+    const text = (keyExpiresAt: string | null | undefined) =>
+      statusText(statusOf([networkStatus([], keyExpiresAt === undefined ? {} : {keyExpiresAt})]), NOW)
+    expect(text(at(30))).not.toContain('WARNING')
+    expect(text(null)).not.toContain('WARNING')
+    expect(text(undefined)).not.toContain('WARNING')
+    expect(text(at(3))).toContain(
+      "WARNING: this node's key expires 2026-11-25 12:00Z (in 3d, soon); run `mesh rotate-key home`",
+    )
+    expect(text(at(-1))).toContain(
+      "WARNING: this node's key expired; an admin can renew it with `mesh node extend laptop --network home`",
+    )
+    expect(keyExpiryText(null, new Date(NOW))).toBe('never')
+    expect(keyExpiryText(undefined, new Date(NOW))).toBe('-')
+    expect(keyExpiryText(at(100), new Date(NOW))).toBe('2027-03-02 12:00Z (in 100d)')
+    expect(keyExpiryText(at(-1), new Date(NOW))).toBe('expired')
   })
 })

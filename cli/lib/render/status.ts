@@ -1,5 +1,7 @@
 // Plain-text rendering of meshd's status for people; `mesh status --json` prints the Status object.
 import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
+import {KEY_EXPIRY_WARNING_MS} from '../../../shared/protocol/control-api.js'
+import {keyExpiryText} from './resources.js'
 import {renderFields, renderTable, stdoutColor} from './table.js'
 
 /** 1.5 KiB, 2.0 MiB: enough precision to see traffic move. */
@@ -48,6 +50,27 @@ export function peersTable(peers: readonly PeerStatus[], now = Date.now()): stri
   )
 }
 
+/**
+ * The warning when the node's key expires within the warning window (or has expired), saying
+ * what to do; undefined otherwise. `mesh status` prints it as a `key` line, the live dashboard
+ * on the network's line.
+ */
+export function keyWarningText(n: NetworkStatus, now: number): string | undefined {
+  const exp = n.keyExpiresAt
+  if (exp === undefined || exp === null) return undefined
+  const left = new Date(exp).getTime() - now
+  if (!(left <= KEY_EXPIRY_WARNING_MS)) return undefined
+  const extend = `\`mesh node extend ${n.nodeName} --network ${n.name}\``
+  if (left <= 0) return `WARNING: this node's key expired; an admin can renew it with ${extend}`
+  const when = keyExpiryText(exp, new Date(now))
+  return `WARNING: this node's key expires ${when}; run \`mesh rotate-key ${n.name}\` (or an admin: ${extend})`
+}
+
+const keyLine = (n: NetworkStatus, now: number): [string, string][] => {
+  const warning = keyWarningText(n, now)
+  return warning === undefined ? [] : [['key', warning]]
+}
+
 export function networkBlock(n: NetworkStatus, now = Date.now()): string {
   const fields = renderFields([
     ['network', `${n.name} (${n.cidr})`],
@@ -56,6 +79,7 @@ export function networkBlock(n: NetworkStatus, now = Date.now()): string {
     ['interface', `${n.interface} (${n.up ? 'up' : 'down'}, port ${n.listenPort})`],
     ['controller', `${n.controller} (${n.connected ? 'connected' : n.up ? 'not connected' : 'idle'})`],
     ...(n.lastError ? ([['problem', n.lastError]] as [string, string][]) : []),
+    ...keyLine(n, now),
   ])
   return `${fields}\n\n${peersTable(n.peers, now)}`
 }

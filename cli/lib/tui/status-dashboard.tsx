@@ -10,7 +10,7 @@ import {Box, Text, useInput} from 'ink'
 import {useState} from 'react'
 import type {NetworkStatus, PeerStatus, Status} from '../../../shared/protocol/local-api.js'
 import {terminalText} from '../../../shared/text.js'
-import {formatAgo, formatBytes, formatLatency} from '../render/status.js'
+import {formatAgo, formatBytes, formatLatency, keyWarningText} from '../render/status.js'
 
 export interface StatusDashboardProps {
   /** Undefined until the first status arrives. */
@@ -99,7 +99,8 @@ function peerLine(p: PeerStatus, c: Columns, now: number): string {
 function networkLine(n: NetworkStatus, width: number): string {
   const ctl = n.connected ? 'controller connected' : n.up ? 'controller not connected' : 'down'
   const problem = n.lastError ? ` · ${n.lastError}` : ''
-  return fit(`${n.name}  ${n.address}  ${n.interface}  ${ctl}${problem}`, width)
+  const key = keyWarningText(n, Date.now())
+  return fit(`${n.name}  ${n.address}  ${n.interface}  ${ctl}${problem}${key ? ` · ${key}` : ''}`, width)
 }
 
 type Row = {kind: 'network'; network: NetworkStatus} | {kind: 'peer'; peer: PeerStatus; index: number}

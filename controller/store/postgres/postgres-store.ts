@@ -163,6 +163,15 @@ class PgTx implements Tx {
     return toTenant(r as Row)
   }
 
+  async tenantKeyDays(tenantId: string): Promise<number> {
+    const r = await one(this.c, 'SELECT node_key_days FROM tenants WHERE id = $1', [tenantId])
+    return r ? Number(r.node_key_days) : 0
+  }
+
+  async setTenantKeyDays(tenantId: string, days: number): Promise<void> {
+    await this.c.query('UPDATE tenants SET node_key_days = $1 WHERE id = $2', [days, tenantId])
+  }
+
   async getUser(id: string): Promise<UserRecord | undefined> {
     const r = await one(this.c, 'SELECT * FROM users WHERE id = $1', [id])
     return r && toUser(r)
@@ -675,8 +684,8 @@ class PgTx implements Tx {
     const r = await one(
       this.c,
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
-           endpoints, tags, ephemeral, owner_id, created_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING *`,
+           endpoints, tags, ephemeral, owner_id, key_expires_at, created_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) RETURNING *`,
       [
         n.id,
         n.networkId,
@@ -691,6 +700,7 @@ class PgTx implements Tx {
         JSON.stringify(n.tags),
         flag(n.ephemeral),
         n.ownerId,
+        n.keyExpiresAt,
         n.at,
       ],
     )
@@ -714,6 +724,9 @@ class PgTx implements Tx {
       set('nat_mapping', patch.nat?.mapping ?? null)
       set('nat_filtering', patch.nat?.filtering ?? null)
     }
+    if (patch.publicKey !== undefined) set('public_key', patch.publicKey)
+    if (patch.keyExpiresAt !== undefined) set('key_expires_at', patch.keyExpiresAt)
+    if (patch.keyWarnedAt !== undefined) set('key_warned_at', patch.keyWarnedAt)
     if (sets.length === 0) return
     params.push(id)
     await this.c.query(`UPDATE nodes SET ${sets.join(', ')} WHERE id = $${params.length}`, params)
@@ -1222,6 +1235,27 @@ export class PostgresStore implements Store {
   async activeNodeKeys(): Promise<{id: string; publicKey: string}[]> {
     const rs = await this.q("SELECT id, public_key FROM nodes WHERE status = 'active'")
     return rs.map((r) => ({id: str(r.id), publicKey: str(r.public_key)}))
+  }
+
+  async keyExpiries(q: {
+    after: string | null
+    until: string
+    unwarned?: boolean | undefined
+    limit: number
+  }): Promise<StoredNode[]> {
+    const rs = await this.q(
+      `SELECT * FROM nodes WHERE status = 'active' AND key_expires_at IS NOT NULL
+         AND ($1::text IS NULL OR key_expires_at > $1) AND key_expires_at <= $2
+         AND (NOT $3::boolean OR key_warned_at IS NULL)
+         ORDER BY key_expires_at, id LIMIT $4`,
+      [q.after, q.until, q.unwarned === true, q.limit],
+    )
+    return rs.map(toNode)
+  }
+
+  async tenantKeyDays(tenantId: string): Promise<number> {
+    const r = await this.q1('SELECT node_key_days FROM tenants WHERE id = $1', [tenantId])
+    return r ? Number(r.node_key_days) : 0
   }
 
   async netmapVersion(networkId: string): Promise<number> {

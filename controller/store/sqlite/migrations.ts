@@ -516,6 +516,21 @@ CREATE INDEX user_invites_tenant ON user_invites (tenant_id, seq);
 `,
   },
   {
+    // Node key expiry (issue 10). A tenant's default key lifetime in days (0: keys never expire)
+    // sets a node's key_expires_at at registration and at each key rotation; NULL: the key never
+    // expires (nodes from before this migration, tagged nodes, and nodes an admin extended with
+    // --never). The expiry sweep (controller/key-expiry.ts) disables a node whose key expired
+    // (status 'disabled': peers drop it, its sessions close) and stamps key_warned_at when it
+    // first warns of the coming expiry; an extension or a rotation clears it.
+    name: '0016-node-key-expiry',
+    sql: `
+ALTER TABLE tenants ADD COLUMN node_key_days INTEGER NOT NULL DEFAULT 180 CHECK (node_key_days BETWEEN 0 AND 3650); -- default node key lifetime in days; 0: never
+ALTER TABLE nodes ADD COLUMN key_expires_at TEXT; -- RFC 3339 time the node's key expires; NULL: never
+ALTER TABLE nodes ADD COLUMN key_warned_at TEXT; -- RFC 3339 time the coming expiry was first announced; NULL: not yet
+CREATE INDEX nodes_key_expiry ON nodes (key_expires_at) WHERE key_expires_at IS NOT NULL;
+`,
+  },
+  {
     // OIDC login (issue 10). A person's identity at an OpenID provider (issuer + subject) names
     // one user: found there on every later login, unique on (issuer, subject). Its group claim
     // is kept, as it came with the last login, for tenant-role mapping and policy groups.

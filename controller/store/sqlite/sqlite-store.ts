@@ -162,6 +162,15 @@ class SqliteTx implements Tx {
     return {id: t.id, name: t.name, createdAt: t.at}
   }
 
+  async tenantKeyDays(tenantId: string): Promise<number> {
+    const r = this.q('SELECT node_key_days FROM tenants WHERE id = ?').get(tenantId) as Row | undefined
+    return r ? Number(r.node_key_days) : 0
+  }
+
+  async setTenantKeyDays(tenantId: string, days: number): Promise<void> {
+    this.q('UPDATE tenants SET node_key_days = ? WHERE id = ?').run(days, tenantId)
+  }
+
   async getUser(id: string): Promise<UserRecord | undefined> {
     const r = this.q('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined
     return r && toUser(r)
@@ -630,7 +639,7 @@ class SqliteTx implements Tx {
   async insertNode(n: NewNodeRow): Promise<StoredNode> {
     this.q(
       `INSERT INTO nodes (id, network_id, name, hostname, os, public_key, address, credential_hash, status,
-           endpoints, tags, ephemeral, owner_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+           endpoints, tags, ephemeral, owner_id, key_expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
     ).run(
       n.id,
       n.networkId,
@@ -645,6 +654,7 @@ class SqliteTx implements Tx {
       JSON.stringify(n.tags),
       n.ephemeral ? 1 : 0,
       n.ownerId,
+      n.keyExpiresAt,
       n.at,
     )
     return (await this.getNode(n.id)) as StoredNode
@@ -666,6 +676,12 @@ class SqliteTx implements Tx {
         patch.nat?.filtering ?? null,
         id,
       )
+    if (patch.publicKey !== undefined)
+      this.q('UPDATE nodes SET public_key = ? WHERE id = ?').run(patch.publicKey, id)
+    if (patch.keyExpiresAt !== undefined)
+      this.q('UPDATE nodes SET key_expires_at = ? WHERE id = ?').run(patch.keyExpiresAt, id)
+    if (patch.keyWarnedAt !== undefined)
+      this.q('UPDATE nodes SET key_warned_at = ? WHERE id = ?').run(patch.keyWarnedAt, id)
   }
 
   async deleteNode(id: string): Promise<void> {
@@ -1180,6 +1196,25 @@ export class SqliteStore implements Store {
   async activeNodeKeys(): Promise<{id: string; publicKey: string}[]> {
     const rows = this.r("SELECT id, public_key FROM nodes WHERE status = 'active'").all() as Row[]
     return rows.map((r) => ({id: str(r.id), publicKey: str(r.public_key)}))
+  }
+
+  async keyExpiries(q: {
+    after: string | null
+    until: string
+    unwarned?: boolean | undefined
+    limit: number
+  }): Promise<StoredNode[]> {
+    const rows = this.r(
+      `SELECT * FROM nodes WHERE status = 'active' AND key_expires_at IS NOT NULL
+         AND (? IS NULL OR key_expires_at > ?) AND key_expires_at <= ? AND (? = 0 OR key_warned_at IS NULL)
+         ORDER BY key_expires_at, id LIMIT ?`,
+    ).all(q.after, q.after, q.until, q.unwarned ? 1 : 0, q.limit) as Row[]
+    return rows.map(toNode)
+  }
+
+  async tenantKeyDays(tenantId: string): Promise<number> {
+    const r = this.r('SELECT node_key_days FROM tenants WHERE id = ?').get(tenantId) as Row | undefined
+    return r ? Number(r.node_key_days) : 0
   }
 
   async netmapVersion(networkId: string): Promise<number> {
