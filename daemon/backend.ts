@@ -814,6 +814,7 @@ export class Backend {
       if (!path || rt.paths.has(p.publicKey)) continue
       rt.paths.delete(old)
       rt.paths.set(p.publicKey, path)
+      path.keyRotated(this.clock.now())
       this.log.info({network: rt.record.name, peer: p.name}, 'peer rotated its key; path kept')
     }
   }

@@ -552,3 +552,44 @@ describe('PeerPath without a relay, when a direct path dies', () => {
     expect(d).toEqual({state: 'probing', endpoint: PUB})
   })
 })
+
+describe('PeerPath across a key rotation of the peer', () => {
+  const directAt = (t: number): PeerPath => {
+    const p = new PeerPath()
+    p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, t - 10, 500), now: t})
+    expect(p.current).toMatchObject({state: 'direct', endpoint: PUB})
+    return p
+  }
+
+  it('stays direct at the endpoint that worked until the new key handshakes there', () => {
+    const p = directAt(T0)
+    const t = T0 + 1000
+    p.keyRotated(t)
+    // Before the apply WireGuard has no entry for the new key; after it, one without a handshake.
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: undefined, now: t + 1})).toMatchObject({
+      state: 'direct',
+      endpoint: PUB,
+    })
+    const late = t + DEFAULT_TUNING.attemptMs - 1
+    expect(p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, 0), now: late})).toMatchObject({
+      state: 'direct',
+      endpoint: PUB,
+    })
+    // The new key handshook: the path is judged as always again (alive: direct).
+    expect(
+      p.update({candidates: [PUB], relay: RELAY, wg: wg(PUB, late + 5, 92), now: late + 10}),
+    ).toMatchObject({state: 'direct', endpoint: PUB})
+  })
+
+  it('gives the direct path up as usual when the new key never handshakes within attemptMs', () => {
+    const p = directAt(T0)
+    p.keyRotated(T0 + 1000)
+    const d = p.update({
+      candidates: [PUB],
+      relay: RELAY,
+      wg: wg(PUB, 0),
+      now: T0 + 1000 + DEFAULT_TUNING.attemptMs,
+    })
+    expect(d.state).not.toBe('direct')
+  })
+})

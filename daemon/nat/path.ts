@@ -243,6 +243,8 @@ export class PeerPath {
   private relayPendingUntil = 0
   /** Relay, direct ruled out: when the relay socket was first seen down (see relayReturnMs). */
   private relayLostAt: number | undefined
+  /** When the peer's key was rotated, while the direct path waits for the new key's handshake. */
+  private rotatedAt: number | undefined
   /** Failed rounds or upgrades in a row, for the backoff, and when the next is due. */
   private failures = 0
   private retryAt = 0
@@ -307,6 +309,16 @@ export class PeerPath {
     return {ms: this.latencyMs, at: this.latencyAt}
   }
 
+  /**
+   * The peer replaced its key pair (`mesh rotate-key`) at `now`; this path now belongs to the new
+   * key. A direct path stays direct while WireGuard handshakes with the new key (see update()).
+   */
+  keyRotated(now: number): void {
+    this.rotatedAt = now
+    this.rxSeen = undefined
+    this.unansweredSince = undefined
+  }
+
   /** A latency sample was asked for now (a peer that never answers is not asked every tick). */
   latencyAsked(now: number): void {
     this.latencyAt = now
@@ -363,6 +375,15 @@ export class PeerPath {
     ) {
       this.rxBase = wg.rxBytes
       this.handsOff = true
+    }
+    // The peer rotated its key (keyRotated): WireGuard meets the new key at the direct endpoint
+    // that worked, and the next packet handshakes there. Until that handshake (or attemptMs
+    // without one), the new key's missing or empty WireGuard entry says nothing about the path.
+    if (this.rotatedAt !== undefined) {
+      const met = wg !== undefined && wg.lastHandshakeMs >= this.rotatedAt
+      if (this.state !== 'direct' || met || now - this.rotatedAt >= this.tuning.attemptMs)
+        this.rotatedAt = undefined
+      else return this.current
     }
     if (this.isLiveDirect(wg, relay, now)) {
       if (this.state === 'direct' && this.stalled(wg, now, this.tuning.deadMs))
