@@ -419,8 +419,12 @@ class PgTx implements Tx {
     )
   }
 
+  /**
+   * Locked (FOR UPDATE): every caller reads a flow to change it (a device poll, the end of a code
+   * flow), and two replicas' polls of one flow must not both see it due (check, then set).
+   */
   async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
-    const r = await one(this.c, 'SELECT * FROM oidc_flows WHERE id_hash = $1', [idHash])
+    const r = await one(this.c, 'SELECT * FROM oidc_flows WHERE id_hash = $1 FOR UPDATE', [idHash])
     return r && toOidcFlow(r)
   }
 
