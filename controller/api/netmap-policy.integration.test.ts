@@ -12,6 +12,7 @@ import {client, createNetwork, publicKey, type Client, type JoinedNode} from '..
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {connectWs, type WsClient} from '../testing/ws-client.js'
 import {toPeer} from './netmap.js'
+import {waitFor} from '../../shared/testing/wait-for.js'
 
 /** tag:ci may reach tag:web on 443; group:eng (alice) may reach everything. */
 const POLICY = `{
@@ -106,13 +107,7 @@ function inbox<T>(s: WebSocket, decode: (d: WebSocket.RawData) => T) {
 }
 
 /** The hub's own state, which tells no event: polled, bounded by `ms`. */
-async function waitUntil(check: () => boolean, ms = 1000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const waitUntil = (check: () => boolean, ms = 1000): Promise<true> => waitFor("the hub's state", check, ms, 5)
 
 /** Registers a node: tagged through an admin's auth key, or owned by the user whose token registers it. */
 async function join(networkId: string, name: string, by: {tags: string[]} | {user: 'alice' | 'bob'}) {

@@ -20,6 +20,7 @@ import {connectWs, type WsClient} from '../testing/ws-client.js'
 import WebSocket from 'ws'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {ephemeralSweepMs} from '../main.js'
+import {waitFor} from '../../shared/testing/wait-for.js'
 
 type Frame = {type: string; version: number; [k: string]: unknown}
 type Full = {
@@ -83,13 +84,8 @@ async function open(credential: string, version?: number) {
   return ws
 }
 /** Waits (bounded) until `check` holds: for the controller to handle what a test sent. */
-async function waitUntil(check: () => boolean | Promise<boolean>, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
+const waitUntil = (check: () => boolean | Promise<boolean>, ms = 2000): Promise<true> =>
+  waitFor('the controller to handle it', check, ms, 10)
 /** mesh_netmap_client_frames_dropped_total of a controller. */
 async function droppedFrames(url = ctl.url): Promise<number> {
   const text = (await client(url).req('GET', '/metrics')).text

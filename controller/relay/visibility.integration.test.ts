@@ -13,6 +13,7 @@ import {client, publicKey, type Client} from '../testing/client.js'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {startRelay, type RunningRelay} from './main.js'
 import {connectRelay, createRelayKey, metricValue, type RelayTestClient} from './testing/harness.js'
+import {waitFor} from '../../shared/testing/wait-for.js'
 
 /** web may reach db on tcp 5432; ci is in no rule: it sees nobody. */
 const POLICY = `{"acls": [{"src": ["tag:web"], "dst": ["tag:db:5432"], "proto": "tcp"}]}`
@@ -140,13 +141,7 @@ async function passes(
   }
 }
 
-async function waitUntil(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const waitUntil = (cond: () => boolean, what: string, ms = 3000): Promise<true> => waitFor(what, cond, ms, 5)
 
 describe('a stand-alone relay under an ACL policy', () => {
   it('drops packets between nodes that may not see each other and learns a change at its next heartbeat', async () => {
@@ -224,11 +219,13 @@ describe('a stand-alone relay under an ACL policy', () => {
     r2.visibility.allowed(fresh.networkId, fresh.ids.web, fresh.ids.db)
     await r2.visibility.idle()
     fresh.socks.ci.send(fresh.ids.db, 'ci on r1 to db on r2, r1 unaware')
-    const deadline = Date.now() + 3000
-    while ((await metricValue(r2.relay.metrics.dropped, {network: fresh.networkId, reason: 'policy'})) < 1) {
-      if (Date.now() > deadline) throw new Error('r2 did not drop the forwarded packet')
-      await new Promise((r) => setTimeout(r, 5))
-    }
+    await waitFor(
+      'r2 to drop the forwarded packet',
+      async () =>
+        (await metricValue(r2.relay.metrics.dropped, {network: fresh.networkId, reason: 'policy'})) >= 1,
+      3000,
+      5,
+    )
     expect(fresh.socks.db.frames).toEqual([])
     await setPolicy(null)
   })

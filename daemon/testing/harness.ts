@@ -5,7 +5,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {pino} from 'pino'
 import {WebSocketServer} from 'ws'
 import {generateKeyPair, type KeyPair} from '../keys.js'
@@ -40,26 +39,7 @@ export async function startFakeDaemon(
   return Object.assign(d, {fake, dir})
 }
 
-/** Polls `check` until it returns a value other than undefined/false; fails after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 5_000,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const v = await check()
-      if (v !== undefined && v !== false) return v as T
-    } catch (err) {
-      last = err
-    }
-    await sleep(intervalMs)
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-}
+export {waitFor} from '../../shared/testing/wait-for.js'
 
 /**
  * Writes a joined, up network into `<dir>/state` as a daemon would have (interface tmesh0,
