@@ -39,7 +39,7 @@ _mesh() {
     'controller backup') words='--config --data-dir --database --json --verbose' ;;
     'controller install') words='--discovery-listen --dry-run --json --listen --log-level --no-start --print --public-url --stun-alternate --stun-listen --verbose' ;;
     'controller restore') words='--config --data-dir --database --json --verbose' ;;
-    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --oidc-config --public-url --relay-url --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
+    'controller start') words='--config --data-dir --database --discovery-listen --ephemeral-timeout --listen --log-level --oidc-config --public-url --relay-url --secrets-key-file --stun-alternate --stun-listen --trusted-proxy --verbose' ;;
     'controller uninstall') words='--dry-run --json --keep-user --verbose' ;;
     'daemon install') words='--dry-run --json --log-level --no-start --print --verbose --wireguard' ;;
     'daemon run') words='--config --down-on-exit --interface-prefix --log-level --socket --state-dir --verbose --wireguard' ;;

@@ -39,6 +39,7 @@ import type {InProcessPresenceOptions, Presence} from './presence.js'
 import type {Store} from './store/store.js'
 import type {Migration} from './store/sqlite/migrations.js'
 import {loadOidcConfig, parseOidcConfig, type OidcConfigInput} from './auth/oidc-config.js'
+import {openSecretsKey} from './auth/secrets-key.js'
 
 export interface ControllerOptions {
   /** Holds the SQLite file (by default) and initial-admin-password; created 0700. */
@@ -96,6 +97,12 @@ export interface ControllerOptions {
   readonly oidc?: OidcConfigInput
   /** ... or a YAML/JSON file of them (--oidc-config); see controller/auth/oidc-config.ts. */
   readonly oidcConfigFile?: string
+  /**
+   * The secrets key that seals TOTP secrets at rest (--secrets-key-file): 32 bytes, base64, mode
+   * 0600. Default DATA_DIR/secrets.key, made on the first start on SQLite; replicas on one
+   * PostgreSQL share one given file. See controller/auth/secrets-key.ts.
+   */
+  readonly secretsKeyFile?: string
 }
 
 export interface RunningController {
@@ -396,9 +403,17 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       opts.oidcConfigFile !== undefined
         ? await loadOidcConfig(opts.oidcConfigFile)
         : opts.oidc && parseOidcConfig(opts.oidc, 'oidc')
+    const secrets = await openSecretsKey({
+      dataDir,
+      file: opts.secretsKeyFile,
+      backend: database.kind,
+      writes: storeWrites(store),
+      log: logger.child({component: 'secrets'}),
+    })
     const state = new ControllerState(store, {
       clock,
       oidc,
+      secrets,
       connectionFlushMs: opts.connectionFlushMs,
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       log: logger.child({component: 'state'}),

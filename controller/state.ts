@@ -78,6 +78,7 @@ import {EphemeralReaper} from './reaper.js'
 import {KeyExpirySweeper} from './key-expiry.js'
 import {storeNetmapSource, type NetmapSource} from './netmap-source.js'
 import type {OidcConfig} from './auth/oidc-config.js'
+import type {SecretsKey} from './auth/secrets-key.js'
 import {
   auditContext,
   NO_REQUEST,
@@ -111,6 +112,8 @@ export interface StateOptions {
   readonly loginLimits?: LoginLimits | undefined
   /** OpenID Connect issuers people may log in with (issue 10); none by default. */
   readonly oidc?: OidcConfig | undefined
+  /** Seals TOTP secrets at rest (auth/secrets-key.ts); none: MFA cannot be enabled. */
+  readonly secrets?: SecretsKey | undefined
   /** At most one endpoint change per node is applied per this window; default 2 s. */
   readonly endpointWindowMs?: number
   /** How often reported paths are merged and written (ms); default 1,000. */
@@ -187,6 +190,7 @@ export class ControllerState {
       loginFailuresPerMinute: opts.loginFailuresPerMinute,
       loginLimits: opts.loginLimits,
       oidc: opts.oidc,
+      secrets: opts.secrets,
       log,
     })
     this.access = new Access(store)

@@ -551,6 +551,24 @@ export const ERRORS = {
     'the controller cannot reach the OpenID provider',
     'try again later; the controller admin can check the issuer URL and the network',
   ),
+  SECRETS_KEY_MISSING: e(
+    500,
+    EXIT.CONFIG,
+    'the controller has no secrets key to seal or open MFA secrets with',
+    'give the controller its key file with --secrets-key-file (the same file on every replica; README: Backups and the secrets key)',
+  ),
+  SECRETS_KEY_MISMATCH: e(
+    500,
+    EXIT.CONFIG,
+    "stored secrets were sealed with another secrets key than the controller's",
+    'start the controller with the key file that belongs with this database (--secrets-key-file); README: Backups and the secrets key',
+  ),
+  SECRET_CORRUPT: e(
+    500,
+    EXIT.SOFTWARE,
+    'a stored secret failed its integrity check (changed, or copied from another account)',
+    "an admin resets the account's MFA (README: Backups and the secrets key); the user then enables it again",
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

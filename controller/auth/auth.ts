@@ -27,6 +27,7 @@ import {auditContext, systemContext, userContext, type RequestMeta} from '../con
 import {Sessions, type SessionReads, type SessionWrites, type TokenLifetimes} from './sessions.js'
 import {NO_PASSWORD, Oidc, type OidcLog, type OidcWrites} from './oidc.js'
 import type {OidcConfig} from './oidc-config.js'
+import type {SecretsKey} from './secrets-key.js'
 
 /** Session-less user tokens (before schema 0014) lived this long. */
 export const TOKEN_TTL_MS = 30 * 86400 * 1000
@@ -71,6 +72,8 @@ export interface AuthOptions extends Partial<TokenLifetimes> {
   readonly oidc?: OidcConfig | undefined
   /** Where OIDC failures at a provider are logged (the reply says less). */
   readonly log?: OidcLog | undefined
+  /** Seals TOTP secrets at rest (secrets-key.ts); none: MFA cannot be enabled. */
+  readonly secrets?: SecretsKey | undefined
 }
 
 export class Auth {

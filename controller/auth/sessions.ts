@@ -33,6 +33,7 @@ import {
   totpUri,
 } from './totp.js'
 import type {Principal} from './auth.js'
+import {isSealed, type SecretsKey} from './secrets-key.js'
 import type {LoginLimits} from './login-limits.js'
 
 /** Access tokens live this long. */
@@ -71,14 +72,17 @@ export class Sessions {
   private readonly ttl: TokenLifetimes
   /** The failed-login limits: wrong codes to confirm or disable MFA draw on them as logins do. */
   private readonly limits: LoginLimits
+  /** Seals TOTP secrets at rest; none: MFA cannot be enabled (SECRETS_KEY_MISSING). */
+  private readonly secrets: SecretsKey | undefined
 
   constructor(
     private readonly store: SessionReads,
     private readonly writes: SessionWrites,
-    opts: {clock: Clock; limits: LoginLimits} & Partial<TokenLifetimes>,
+    opts: {clock: Clock; limits: LoginLimits; secrets?: SecretsKey | undefined} & Partial<TokenLifetimes>,
   ) {
     this.clock = opts.clock
     this.limits = opts.limits
+    this.secrets = opts.secrets
     this.ttl = {
       accessTtlMs: opts.accessTtlMs ?? ACCESS_TTL_MS,
       refreshTtlMs: opts.refreshTtlMs ?? REFRESH_TTL_MS,
@@ -215,24 +219,44 @@ export class Sessions {
   }
 
   // ---- MFA
+  //
+  // The store holds each TOTP secret sealed (secrets-key.ts); it is opened only to check a code,
+  // and a SecondFactor carries the sealed form, which the domain compares with the row's (a new
+  // seal has a new nonce, so a changed secret never compares equal). Recovery codes need no key:
+  // they are hashes, so a user whose secret cannot be opened still logs in with one.
 
-  /** A code as a SecondFactor (its time step, or a recovery code's hash); undefined: no match. */
-  private factor(user: UserRecord, secret: string, code: string): SecondFactor | undefined {
-    if (!looksLikeTotp(code)) return {kind: 'recovery', hash: hashRecoveryCode(user.id, code)}
-    const step = matchTotp(secret, code, this.clock.now())
-    return step === undefined ? undefined : {kind: 'totp', secret, step}
+  /** The TOTP secret of a stored one: opened, or as it is when plain (a row an older replica wrote). */
+  private openSecret(userId: string, stored: string): string {
+    if (!isSealed(stored)) return stored
+    if (!this.secrets) throw new MeshError('SECRETS_KEY_MISSING')
+    return this.secrets.open(userId, stored)
   }
 
-  /** Uses up a TOTP code or a recovery code of the user; false when it is wrong or used. */
-  async useSecondFactor(user: UserRecord, secret: string, code: string, meta: RequestMeta): Promise<boolean> {
-    const f = this.factor(user, secret, code)
+  /** A code as a SecondFactor (its time step, or a recovery code's hash); undefined: no match. */
+  private factor(user: UserRecord, stored: string, code: string): SecondFactor | undefined {
+    if (!looksLikeTotp(code)) return {kind: 'recovery', hash: hashRecoveryCode(user.id, code)}
+    const step = matchTotp(this.openSecret(user.id, stored), code, this.clock.now())
+    return step === undefined ? undefined : {kind: 'totp', secret: stored, step}
+  }
+
+  /**
+   * Uses up a TOTP code or a recovery code of the user (`stored`: the row's secret, sealed); false
+   * when it is wrong or used.
+   */
+  async useSecondFactor(user: UserRecord, stored: string, code: string, meta: RequestMeta): Promise<boolean> {
+    const f = this.factor(user, stored, code)
     return f !== undefined && this.writes.useSecondFactor(user.id, f, userContext(this.clock, user, meta))
   }
 
   /** POST /user/mfa: a new pending secret and its otpauth:// URI. */
   async beginMfa(p: Principal, meta: RequestMeta): Promise<{secret: string; uri: string}> {
+    if (!this.secrets) throw new MeshError('SECRETS_KEY_MISSING')
     const secret = newTotpSecret()
-    await this.writes.beginMfa(p.user.id, secret, userContext(this.clock, p.user, meta))
+    await this.writes.beginMfa(
+      p.user.id,
+      this.secrets.seal(p.user.id, secret),
+      userContext(this.clock, p.user, meta),
+    )
     return {secret, uri: totpUri(secret, p.user.username)}
   }
 
@@ -242,7 +266,7 @@ export class Sessions {
     if (!mfa) throw new MeshError('MFA_NOT_ENABLED', {message: 'no MFA setup is pending for this account'})
     if (mfa.enabledAt) throw new MeshError('MFA_ALREADY_ENABLED')
     const charged = await this.limits.charge(p.user.username, meta.sourceAddress)
-    const step = matchTotp(mfa.secret, code, this.clock.now())
+    const step = matchTotp(this.openSecret(p.user.id, mfa.secret), code, this.clock.now())
     if (step === undefined) throw new MeshError('MFA_CODE_INVALID')
     const recoveryCodes = Array.from({length: RECOVERY_CODE_COUNT}, newRecoveryCode)
     await this.writes.confirmMfa(

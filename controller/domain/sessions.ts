@@ -259,3 +259,52 @@ export async function disableMfa(tx: Tx, userId: string, f: SecondFactor, ctx: A
     detail: {with: f.kind},
   })
 }
+
+/**
+ * True when a stored TOTP secret is sealed: sealed forms start with their version (`v1:`);
+ * base32, what was stored before, has no lowercase letters and no `:`.
+ */
+export const isSealedSecret = (stored: string): boolean => /^v\d+:/.test(stored)
+
+/**
+ * What sealMfaSecrets needs of the controller's secrets key (controller/auth/secrets-key.ts):
+ * its id, which key a stored secret names, and sealing a plain one for its user.
+ */
+export interface MfaSealer {
+  readonly keyId: string
+  /** The key id a stored secret was sealed with (`?` when unreadable); undefined when plain. */
+  sealedWith(stored: string): string | undefined
+  seal(userId: string, plain: string): string
+}
+
+/**
+ * At start, in one transaction: seals every plain TOTP secret (stored before secrets were sealed)
+ * with `sealer`, each only if its row still holds the secret read (a replica that changed it
+ * meanwhile wins), so running it again, or on two replicas at once, seals nothing twice.
+ * SECRETS_KEY_MISMATCH, sealing nothing, when any secret names another key. Without a sealer it
+ * only counts. The counts are of the rows before it ran; sealedNow is what it sealed.
+ */
+export async function sealMfaSecrets(
+  tx: Tx,
+  sealer: MfaSealer | undefined,
+): Promise<{total: number; sealed: number; plain: number; sealedNow: number}> {
+  const rows = await tx.listMfa()
+  const plain = rows.filter((r) => !isSealedSecret(r.secret))
+  const counts = {total: rows.length, sealed: rows.length - plain.length, plain: plain.length, sealedNow: 0}
+  if (!sealer) return counts
+  const foreign = rows.filter((r) => {
+    const id = sealer.sealedWith(r.secret)
+    return id !== undefined && id !== sealer.keyId
+  })
+  if (foreign.length > 0) {
+    const keyIds = [...new Set(foreign.map((r) => sealer.sealedWith(r.secret)!))].sort()
+    throw new MeshError('SECRETS_KEY_MISMATCH', {
+      message: `the MFA secrets of ${foreign.length} account(s) were sealed with secrets key ${keyIds.join(', ')}, not with this controller's key ${sealer.keyId}`,
+      detail: {keyIds, controllerKeyId: sealer.keyId, users: foreign.map((r) => r.userId).slice(0, 20)},
+    })
+  }
+  for (const r of plain) {
+    if (await tx.replaceMfaSecret(r.userId, r.secret, sealer.seal(r.userId, r.secret))) counts.sealedNow++
+  }
+  return counts
+}

@@ -71,6 +71,7 @@ const RULES = {
   beginMfa: sessions.beginMfa,
   confirmMfa: sessions.confirmMfa,
   disableMfa: sessions.disableMfa,
+  sealMfaSecrets: sessions.sealMfaSecrets,
   createUserInvite: userInvites.createUserInvite,
   revokeUserInvite: userInvites.revokeUserInvite,
   acceptUserInvite: userInvites.acceptUserInvite,

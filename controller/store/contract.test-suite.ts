@@ -1493,6 +1493,56 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         expect(await store.getToken('gone-ah')).toBeUndefined()
         expect(await store.getMfa(id)).toBeUndefined()
       })
+
+      it('seals plain MFA secrets at start in one transaction, once, and refuses secrets of another key (migration 0019)', async () => {
+        /** A stand-in for the secrets key (auth/secrets-key.ts): the sealing itself is not the store's. */
+        const sealer = (keyId: string) => ({
+          keyId,
+          sealedWith: (stored: string) => /^v1:([^:]+):/.exec(stored)?.[1],
+          seal: (user: string, plain: string) => `v1:${keyId}:${user}:${plain}`,
+        })
+        const newUser = async () =>
+          (
+            await writes.createUser(
+              {id: uid('u'), tenantId, username: uid('m').toLowerCase(), passwordHash: 'x', role: 'member'},
+              ctx(),
+            )
+          ).id
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()]
+        await writes.beginMfa(a, 'PLAINA', ctx())
+        await writes.beginMfa(b, 'PLAINB', ctx())
+        await writes.confirmMfa(b, {secret: 'PLAINB', step: 7}, ['h'], ctx())
+        expect(await writes.sealMfaSecrets(undefined)).toEqual({total: 2, sealed: 0, plain: 2, sealedNow: 0})
+        expect((await store.getMfa(a))?.secret).toBe('PLAINA')
+
+        expect(await writes.sealMfaSecrets(sealer('k1'))).toEqual({
+          total: 2,
+          sealed: 0,
+          plain: 2,
+          sealedNow: 2,
+        })
+        expect(await store.getMfa(a)).toMatchObject({secret: `v1:k1:${a}:PLAINA`, enabledAt: null})
+        expect(await store.getMfa(b)).toMatchObject({secret: `v1:k1:${b}:PLAINB`, enabledAt: T0, lastStep: 7})
+        expect(await writes.sealMfaSecrets(sealer('k1'))).toEqual({
+          total: 2,
+          sealed: 2,
+          plain: 0,
+          sealedNow: 0,
+        })
+
+        // Another key: refused, and the plain row of c is left as it was (one transaction).
+        await writes.beginMfa(c, 'PLAINC', ctx())
+        expect(await codeOf(writes.sealMfaSecrets(sealer('k2')))).toBe('SECRETS_KEY_MISMATCH')
+        expect((await store.getMfa(c))?.secret).toBe('PLAINC')
+
+        // Only a row still holding what was read is changed (a replica that changed it wins).
+        expect(await store.write((tx) => tx.replaceMfaSecret(c, 'STALE', 'X'))).toBe(false)
+        expect(await peer.store.write((tx) => tx.replaceMfaSecret(c, 'PLAINC', 'Y'))).toBe(true)
+        expect((await store.getMfa(c))?.secret).toBe('Y')
+        expect((await store.write((tx) => tx.listMfa())).map((r) => r.userId).sort()).toEqual(
+          [a, b, c].sort(),
+        )
+      })
     })
 
     describe('user invites, the moderator role and deleting a user with nodes (migration 0015)', () => {

@@ -572,6 +572,13 @@ export interface Tx {
   putRecoveryCodes(userId: string, hashes: readonly string[], at: string): Promise<void>
   /** Marks the code used if it exists and is unused; false otherwise (one conditional UPDATE). */
   useRecoveryCode(userId: string, hash: string, at: string): Promise<boolean>
+  /**
+   * Every account's MFA row, by user id (PostgreSQL: locked until the transaction ends): the
+   * start-up pass that seals plain secrets (domain/sessions.ts sealMfaSecrets).
+   */
+  listMfa(): Promise<MfaRecord[]>
+  /** Sets the row's secret to `to` if it still holds `from`; false otherwise (one conditional UPDATE). */
+  replaceMfaSecret(userId: string, from: string, to: string): Promise<boolean>
 
   // ---- OIDC identities and logins in progress (schema 0017)
   getTenantByName(name: string): Promise<Tenant | undefined>

@@ -13,7 +13,10 @@ password and secret hashes), from the database --database names (default: the SQ
 data dir). The controller may keep running: SQLite is read from one read transaction, PostgreSQL
 from one REPEATABLE READ snapshot. The file is written beside FILE and renamed only when
 complete. A backup restores onto either backend (\`mesh controller restore\`), so it also moves a
-controller from SQLite to PostgreSQL.`
+controller from SQLite to PostgreSQL. TOTP secrets are in it only sealed with the secrets key
+(DATA_DIR/secrets.key or --secrets-key-file), which it does not copy: keep a copy of that file
+wherever backups are kept, stored separately, or MFA must be reset after a restore (README:
+Backups and the secrets key).`
   static override examples = [
     '<%= config.bin %> controller backup /srv/backups/mesh-$(date +%F).backup',
     '<%= config.bin %> controller backup mesh.backup --database postgres://mesh:secret@db.example.com/mesh',

@@ -12,7 +12,9 @@ path that does not exist yet, or a PostgreSQL database without tenants (a new, e
 database is brought to the backup's schema, filled in one transaction, then migrated to this
 mesh's schema. Nothing is written when the backup is cut short or damaged (BACKUP_INVALID) or the
 target is not empty (RESTORE_TARGET_NOT_EMPTY). Start the controller on the restored database
-afterwards; nodes reconnect with their credentials as before.`
+afterwards; nodes reconnect with their credentials as before. Put back the secrets key of the
+backed-up controller too (DATA_DIR/secrets.key, or --secrets-key-file): a controller refuses to
+start on MFA secrets sealed with a key it has not got (README: Backups and the secrets key).`
   static override examples = [
     '<%= config.bin %> controller restore mesh.backup --database sqlite:/var/lib/mesh-controller/mesh.db',
     '<%= config.bin %> controller restore mesh.backup --database postgres://mesh:secret@db.example.com/mesh',

@@ -16,7 +16,10 @@ For NAT traversal it also serves STUN (UDP, --stun-listen), the endpoint-discove
 --listen port); full netmaps tell nodes where they are. With several replicas on one PostgreSQL,
 give each --relay-url (its own address) so that their built-in relays mesh.
 People log in with OpenID Connect when --oidc-config names a YAML or JSON file of issuers
-(README: OIDC setup).`
+(README: OIDC setup).
+TOTP secrets are sealed with a secrets key: DATA_DIR/secrets.key (made on the first start on
+SQLite), or --secrets-key-file, the same file on every replica on PostgreSQL. Keep it with every
+backup: without it, MFA of the restored accounts must be reset (README: Backups and the secrets key).`
   static override examples = [
     '<%= config.bin %> controller start',
     '<%= config.bin %> controller start --listen 0.0.0.0:8080 --public-url https://mesh.example.com',
@@ -38,6 +41,7 @@ People log in with OpenID Connect when --oidc-config names a YAML or JSON file o
     'trusted-proxy': settingFlag.string('controller.trustedProxy'),
     'relay-url': settingFlag.string('controller.relayUrl'),
     'oidc-config': settingFlag.string('controller.oidcConfig'),
+    'secrets-key-file': settingFlag.string('controller.secretsKeyFile'),
     config: configFlag(),
   }
 
@@ -60,6 +64,7 @@ People log in with OpenID Connect when --oidc-config names a YAML or JSON file o
       trustedProxy: str(v.trustedProxy),
       relayUrl: str(v.relayUrl),
       oidcConfigFile: str(v.oidcConfig),
+      secretsKeyFile: str(v.secretsKeyFile),
     })
   }
 }

@@ -226,6 +226,14 @@ export const SETTINGS: readonly Setting[] = [
     description:
       'YAML or JSON file of the OpenID Connect issuers people may log in with (`mesh login --oidc`); README: OIDC setup',
   }),
+  setting('controller', 'secretsKeyFile', 'secrets-key-file', {
+    kind: 'string',
+    schema: path,
+    default: none,
+    defaultText: 'DATA_DIR/secrets.key, made on the first start on SQLite',
+    description:
+      'file of the key that seals TOTP secrets in the database (32 bytes, base64, mode 0600); the same file on every PostgreSQL replica; keep it with every backup',
+  }),
   setting('controller', 'ephemeralTimeout', 'ephemeral-timeout', {
     kind: 'integer',
     schema: z

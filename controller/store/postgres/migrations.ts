@@ -650,6 +650,13 @@ CREATE TABLE oidc_flows (
 CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
 `,
   },
+  {
+    // TOTP secrets sealed at rest (issue 10): see the SQLite migration of the same name.
+    name: '0019-sealed-mfa-secrets',
+    sql: `
+-- user_mfa.secret: v1:<key id>:<nonce>:<AES-256-GCM ciphertext and tag>, sealed with the secrets key
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

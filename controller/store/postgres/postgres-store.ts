@@ -344,6 +344,19 @@ class PgTx implements Tx {
     await this.c.query('DELETE FROM user_mfa WHERE user_id = $1', [userId])
   }
 
+  async listMfa(): Promise<MfaRecord[]> {
+    return (await rows(this.c, 'SELECT * FROM user_mfa ORDER BY user_id FOR UPDATE')).map(toMfa)
+  }
+
+  async replaceMfaSecret(userId: string, from: string, to: string): Promise<boolean> {
+    const res = await this.c.query('UPDATE user_mfa SET secret = $1 WHERE user_id = $2 AND secret = $3', [
+      to,
+      userId,
+      from,
+    ])
+    return (res.rowCount ?? 0) > 0
+  }
+
   async useTotpStep(userId: string, step: number): Promise<boolean> {
     const res = await this.c.query(
       'UPDATE user_mfa SET last_step = $1 WHERE user_id = $2 AND (last_step IS NULL OR last_step < $1)',

@@ -565,6 +565,17 @@ CREATE TABLE oidc_flows (
 CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
 `,
   },
+  {
+    // TOTP secrets sealed at rest (issue 10). No column changes: user_mfa.secret now holds
+    // `v1:<key id>:<nonce>:<ciphertext>` (controller/auth/secrets-key.ts), sealed at start with the
+    // controller's secrets key, which SQL has not got. The migration is here so that an older
+    // mesh refuses this database (DATABASE_NEWER_THAN_BINARY) rather than read a sealed secret as
+    // base32.
+    name: '0019-sealed-mfa-secrets',
+    sql: `
+-- user_mfa.secret: v1:<key id>:<nonce>:<AES-256-GCM ciphertext and tag>, sealed with the secrets key
+`,
+  },
 ]
 
 /**

@@ -330,6 +330,17 @@ class SqliteTx implements Tx {
     this.q('DELETE FROM user_mfa WHERE user_id = ?').run(userId)
   }
 
+  async listMfa(): Promise<MfaRecord[]> {
+    return (this.q('SELECT * FROM user_mfa ORDER BY user_id').all() as Row[]).map(toMfa)
+  }
+
+  async replaceMfaSecret(userId: string, from: string, to: string): Promise<boolean> {
+    return (
+      this.q('UPDATE user_mfa SET secret = ? WHERE user_id = ? AND secret = ?').run(to, userId, from)
+        .changes > 0
+    )
+  }
+
   async useTotpStep(userId: string, step: number): Promise<boolean> {
     const res = this.q(
       'UPDATE user_mfa SET last_step = ? WHERE user_id = ? AND (last_step IS NULL OR last_step < ?)',
