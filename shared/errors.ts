@@ -551,6 +551,12 @@ export const ERRORS = {
     'the controller cannot reach the OpenID provider',
     'try again later; the controller admin can check the issuer URL and the network',
   ),
+  OIDC_IDENTITY_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'this OpenID identity already has an account',
+    'log in with `mesh login --oidc`; an invite makes new accounts only',
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -871,4 +871,12 @@ export interface Store {
   auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]>
   /** How many entries of the tenant (null: of no tenant) were written before the chain existed. */
   countUnchainedAudit(tenantId: string | null): Promise<number>
+
+  // ---- OIDC groups in policies (issue 10)
+  /**
+   * User id -> the group claims of the user's OIDC identities at their last logins (every issuer
+   * together, sorted, without repeats), for the tenant's users that have any: what `oidc:`
+   * members of policy groups match. One query; at most the tenant's identities.
+   */
+  identityGroupsOf(tenantId: string): Promise<Map<string, string[]>>
 }

@@ -92,6 +92,7 @@ import {
   toTenant,
   toUser,
   toIdentity,
+  groupsByUser,
   toMfa,
   toOidcFlow,
   toRefreshToken,
@@ -1427,6 +1428,15 @@ export class PostgresStore implements Store {
       [tenantId],
     )
     return Number(rs[0]?.n ?? 0)
+  }
+
+  async identityGroupsOf(tenantId: string): Promise<Map<string, string[]>> {
+    const rs = await this.q(
+      `SELECT i.user_id, i.groups FROM user_identities i JOIN users u ON u.id = i.user_id
+       WHERE u.tenant_id = $1 AND i.groups <> '[]'`,
+      [tenantId],
+    )
+    return groupsByUser(rs)
   }
 }
 

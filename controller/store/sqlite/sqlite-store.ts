@@ -89,6 +89,7 @@ import {
   toTenant,
   toUser,
   toIdentity,
+  groupsByUser,
   toMfa,
   toOidcFlow,
   toRefreshToken,
@@ -1372,5 +1373,13 @@ export class SqliteStore implements Store {
       tenantId,
     ) as Row
     return Number(r.n)
+  }
+
+  async identityGroupsOf(tenantId: string): Promise<Map<string, string[]>> {
+    const rows = this.r(
+      `SELECT i.user_id, i.groups FROM user_identities i JOIN users u ON u.id = i.user_id
+       WHERE u.tenant_id = ? AND i.groups <> '[]'`,
+    ).all(tenantId) as Row[]
+    return groupsByUser(rows)
   }
 }
