@@ -297,3 +297,42 @@ describe('an OIDC login that carries a user invite (mesh signup --oidc)', () => 
     expect(await usesOf(inv.id)).toBe(0)
   })
 })
+
+describe('OIDC logins in progress per client address', () => {
+  it('caps them at 10 per address, before the provider is asked, and makes room as they end', async () => {
+    const own = new FakeClock(Date.now())
+    const other = await startTestController({
+      clock: own,
+      oidc: {issuers: [{name: 'corp', issuer: idp.issuer, clientId: TEST_CLIENT_ID, allowHttp: true}]},
+    })
+    try {
+      const otherApi = client(other.url)
+      const startCode = () => otherApi.req('POST', '/api/v1/oidc/start', {body: {redirectUri: REDIRECT}})
+      const flows: {flowId: string; authorizationUrl: string}[] = []
+      for (let i = 0; i < 10; i++) {
+        const r = await startCode()
+        expect(r.status, r.text).toBe(200)
+        flows.push(r.body as {flowId: string; authorizationUrl: string})
+      }
+      const over = await startCode()
+      expect([over.status, errorCode(over)], over.text).toEqual([429, 'RATE_LIMITED'])
+      expect(over.headers.get('retry-after')).toBe('60')
+      const device = await otherApi.req('POST', '/api/v1/oidc/device', {body: {}})
+      expect([device.status, errorCode(device)]).toEqual([429, 'RATE_LIMITED'])
+
+      // A login that ends frees its place.
+      const seen = await browse(flows[0]!.authorizationUrl, {login: 'finn'})
+      const done = await otherApi.req('POST', '/api/v1/oidc/finish', {
+        body: {flowId: flows[0]!.flowId, callbackUrl: seen.callbackUrl},
+      })
+      expect(done.status, done.text).toBe(200)
+      expect((await startCode()).status).toBe(200)
+      expect((await startCode()).status).toBe(429)
+      // So does expiry (a code flow lives 10 min).
+      own.advance(10 * 60_000 + 1000)
+      expect((await startCode()).status).toBe(200)
+    } finally {
+      await other.close()
+    }
+  })
+})

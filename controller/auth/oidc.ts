@@ -51,7 +51,13 @@ const MAX_GROUPS = 200
 export type OidcReads = Pick<Store, 'getTenant' | 'identitiesOf' | 'userInviteByCode'>
 export type OidcWrites = Pick<
   Writes,
-  'oidcLogin' | 'startOidcFlow' | 'takeOidcFlow' | 'pollOidcFlow' | 'slowOidcFlow' | 'endOidcFlow'
+  | 'oidcLogin'
+  | 'startOidcFlow'
+  | 'checkOidcFlowRoom'
+  | 'takeOidcFlow'
+  | 'pollOidcFlow'
+  | 'slowOidcFlow'
+  | 'endOidcFlow'
 >
 
 interface CodeData {
@@ -175,10 +181,13 @@ export class Oidc {
     name: string | undefined,
     redirectUri: string,
     invite?: string,
+    meta?: RequestMeta,
   ): Promise<{flowId: string; issuer: string; authorizationUrl: string; expiresAt: string}> {
     const i = this.issuer(name)
     checkLoopbackRedirect(redirectUri)
     const invited = await this.inviteHash(invite)
+    const source = meta?.sourceAddress ?? null
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
     const conf = await this.config(i)
     const data: CodeData = {
       state: client.randomState(),
@@ -206,6 +215,7 @@ export class Oidc {
       createdAt: this.iso(now),
       expiresAt,
       nextPollAt: null,
+      source,
     })
     return {flowId, issuer: i.name, authorizationUrl: url.href, expiresAt}
   }
@@ -247,6 +257,7 @@ export class Oidc {
   async startDevice(
     name: string | undefined,
     invite?: string,
+    meta?: RequestMeta,
   ): Promise<{
     flowId: string
     issuer: string
@@ -258,6 +269,9 @@ export class Oidc {
   }> {
     const i = this.issuer(name)
     const invited = await this.inviteHash(invite)
+    const source = meta?.sourceAddress ?? null
+    // Before the provider is asked: a flood from one address costs it nothing.
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
     const conf = await this.config(i)
     if (!conf.serverMetadata().device_authorization_endpoint) {
       throw new MeshError('OIDC_NOT_CONFIGURED', {
@@ -285,6 +299,7 @@ export class Oidc {
       createdAt: this.iso(now),
       expiresAt,
       nextPollAt: this.iso(now),
+      source,
     })
     return {
       flowId,

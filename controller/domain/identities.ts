@@ -200,9 +200,33 @@ async function freeUsername(tx: Tx, candidates: readonly string[]): Promise<stri
   })
 }
 
+/**
+ * Logins in progress one client address may hold at once. A start writes a row and (device
+ * flow) asks the provider without authentication; a person needs one or two at a time, and each
+ * ends when finished or after at most 30 min.
+ */
+export const OIDC_FLOWS_PER_SOURCE = 10
+
+/**
+ * RATE_LIMITED when `source` already holds OIDC_FLOWS_PER_SOURCE logins in progress at `at`.
+ * Asked before the provider is (oidc.ts) and again, in the same transaction as the insert, by
+ * startOidcFlow. (PostgreSQL: starts from one address racing each other may pass one count
+ * together; the overshoot is bounded by how many run at once.)
+ */
+export async function checkOidcFlowRoom(tx: Tx, source: string | null, at: string): Promise<void> {
+  if (source === null) return
+  if ((await tx.countOidcFlowsFrom(source, at)) >= OIDC_FLOWS_PER_SOURCE) {
+    throw new MeshError('RATE_LIMITED', {
+      message: `too many OpenID Connect logins in progress from this address (${OIDC_FLOWS_PER_SOURCE})`,
+      hint: 'finish or abandon the ones started (each expires within 30 min), then try again',
+    })
+  }
+}
+
 /** A new OIDC login in progress; a sweep of expired ones rides along. */
 export async function startOidcFlow(tx: Tx, f: OidcFlowRecord): Promise<void> {
   await tx.deleteExpiredOidcFlows(f.createdAt)
+  await checkOidcFlowRoom(tx, f.source ?? null, f.createdAt)
   await tx.insertOidcFlow(f)
 }
 

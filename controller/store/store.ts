@@ -475,6 +475,8 @@ export interface OidcFlowRecord {
   readonly expiresAt: string
   /** Device flows: the provider is not asked again before this. */
   readonly nextPollAt: string | null
+  /** The client address that started it (schema 0018); null or absent when unknown. */
+  readonly source?: string | null
 }
 
 /**
@@ -745,6 +747,10 @@ export interface Tx {
   lastAuditLink(chain: string): Promise<AuditLink | undefined>
   /** Inserts one audit row, its link fields included, as given. */
   insertAudit(row: AuditRow): Promise<void>
+
+  // ---- OIDC logins in progress per address (schema 0018)
+  /** How many OIDC flows started from `source` have not expired at `at`. */
+  countOidcFlowsFrom(source: string, at: string): Promise<number>
 }
 
 export interface Store {

@@ -650,6 +650,14 @@ CREATE TABLE oidc_flows (
 CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
 `,
   },
+  {
+    // As SQLite's 0018: the address that started an OIDC login in progress, to cap them per address.
+    name: '0018-oidc-flow-source',
+    sql: `
+ALTER TABLE oidc_flows ADD COLUMN source TEXT COLLATE "C"; -- the client address that started the flow; null when unknown
+CREATE INDEX oidc_flows_source ON oidc_flows (source, expires_at) WHERE source IS NOT NULL;
+`,
+  },
 ]
 
 /** RFC 3339 UTC in the server's clock, formatted as JavaScript's toISOString() would. */

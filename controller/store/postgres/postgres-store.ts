@@ -414,10 +414,28 @@ class PgTx implements Tx {
 
   async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
     await this.c.query(
-      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-      [f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt],
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at, source)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [
+        f.idHash,
+        f.kind,
+        f.provider,
+        JSON.stringify(f.data),
+        f.createdAt,
+        f.expiresAt,
+        f.nextPollAt,
+        f.source ?? null,
+      ],
     )
+  }
+
+  async countOidcFlowsFrom(source: string, at: string): Promise<number> {
+    const r = await one(
+      this.c,
+      'SELECT count(*) AS n FROM oidc_flows WHERE source = $1 AND expires_at > $2',
+      [source, at],
+    )
+    return Number(r?.n ?? 0)
   }
 
   async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {

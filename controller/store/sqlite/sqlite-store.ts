@@ -394,9 +394,26 @@ class SqliteTx implements Tx {
 
   async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
     this.q(
-      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
-         VALUES (?,?,?,?,?,?,?)`,
-    ).run(f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt)
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at, source)
+         VALUES (?,?,?,?,?,?,?,?)`,
+    ).run(
+      f.idHash,
+      f.kind,
+      f.provider,
+      JSON.stringify(f.data),
+      f.createdAt,
+      f.expiresAt,
+      f.nextPollAt,
+      f.source ?? null,
+    )
+  }
+
+  async countOidcFlowsFrom(source: string, at: string): Promise<number> {
+    const r = this.q('SELECT count(*) AS n FROM oidc_flows WHERE source = ? AND expires_at > ?').get(
+      source,
+      at,
+    ) as Row
+    return Number(r.n)
   }
 
   async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
