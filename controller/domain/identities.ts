@@ -258,8 +258,9 @@ export async function pollOidcFlow(
     return undefined
   }
   if (f.nextPollAt !== null && f.nextPollAt > at) return {flow: f, ask: false}
-  await tx.setOidcFlowPoll(idHash, nextPollAt, f.data)
-  return {flow: f, ask: true}
+  // A conditional UPDATE, not a write after the read above: on PostgreSQL two polls at once both
+  // read the poll as due, and only the claim tells which of them asks the provider.
+  return {flow: f, ask: await tx.claimOidcFlowPoll(idHash, at, nextPollAt)}
 }
 
 /** The provider said slow_down: a longer interval from now on. */

@@ -751,6 +751,12 @@ export interface Tx {
   // ---- OIDC logins in progress per address (schema 0018)
   /** How many OIDC flows started from `source` have not expired at `at`. */
   countOidcFlowsFrom(source: string, at: string): Promise<number>
+  /**
+   * Moves a device flow's next poll time to `nextPollAt` if it is due at `at` (null or not after
+   * `at`): true for exactly one of several pollers racing for the same due poll (one conditional
+   * UPDATE; PostgreSQL re-checks the condition after the first writer commits).
+   */
+  claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean>
 }
 
 export interface Store {

@@ -429,6 +429,14 @@ class PgTx implements Tx {
     )
   }
 
+  async claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean> {
+    const res = await this.c.query(
+      'UPDATE oidc_flows SET next_poll_at = $1 WHERE id_hash = $2 AND (next_poll_at IS NULL OR next_poll_at <= $3)',
+      [nextPollAt, idHash, at],
+    )
+    return res.rowCount === 1
+  }
+
   async countOidcFlowsFrom(source: string, at: string): Promise<number> {
     const r = await one(
       this.c,

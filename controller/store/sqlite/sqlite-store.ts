@@ -408,6 +408,13 @@ class SqliteTx implements Tx {
     )
   }
 
+  async claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean> {
+    const r = this.q(
+      'UPDATE oidc_flows SET next_poll_at = ? WHERE id_hash = ? AND (next_poll_at IS NULL OR next_poll_at <= ?)',
+    ).run(nextPollAt, idHash, at)
+    return r.changes === 1
+  }
+
   async countOidcFlowsFrom(source: string, at: string): Promise<number> {
     const r = this.q('SELECT count(*) AS n FROM oidc_flows WHERE source = ? AND expires_at > ?').get(
       source,
