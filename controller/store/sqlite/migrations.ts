@@ -567,9 +567,10 @@ CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
   },
   {
     // OIDC logins in progress remember the address that started them, so that one address may
-    // hold only so many at once (auth/oidc.ts OIDC_FLOWS_PER_SOURCE): a start writes a row and,
-    // for the device flow, asks the provider, all without authentication.
-    name: '0018-oidc-flow-source',
+    // hold only so many at once (domain/identities.ts OIDC_FLOWS_PER_SOURCE): a start writes a
+    // row and, for the device flow, asks the provider, all without authentication. (PostgreSQL
+    // also notifies other replicas of IdP group changes here; SQLite, one process, needs not.)
+    name: '0018-oidc-source-groups',
     sql: `
 ALTER TABLE oidc_flows ADD COLUMN source TEXT; -- the client address that started the flow; null when unknown
 CREATE INDEX oidc_flows_source ON oidc_flows (source, expires_at) WHERE source IS NOT NULL;
