@@ -86,7 +86,7 @@ _mesh() {
     'rotate-key') words='--config --json --socket --verbose' ;;
     'session list') words='--json --user --verbose' ;;
     'session revoke') words='--json --verbose' ;;
-    'signup') words='--json --password-stdin --username -u --verbose' ;;
+    'signup') words='--browser --device --issuer --json --oidc --password-stdin --username -u --verbose' ;;
     'status') words='--config --json --once --socket --verbose' ;;
     'tenant create') words='--json --owner --owner-password-stdin --verbose' ;;
     'tenant key-expiry') words='--json --verbose' ;;

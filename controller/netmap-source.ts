@@ -21,6 +21,11 @@ export interface NetmapSnapshot {
   readonly policy: string | null
   /** User id -> user name of the tenant's users; read only when there is a policy (else empty). */
   readonly owners: ReadonlyMap<string, string>
+  /**
+   * User id -> the IdP groups of their last OIDC logins (policy groups may name them as
+   * `oidc:NAME`); read only when there is a policy (else empty); users without any are absent.
+   */
+  readonly ownerGroups?: ReadonlyMap<string, readonly string[]>
 }
 
 /** The store reads a netmap session needs. */
@@ -40,7 +45,13 @@ export interface NetmapSource {
 export function storeNetmapSource(
   store: Pick<
     Store,
-    'netmapVersion' | 'getNetwork' | 'allNodes' | 'changesSince' | 'getPolicy' | 'listUsers'
+    | 'netmapVersion'
+    | 'getNetwork'
+    | 'allNodes'
+    | 'changesSince'
+    | 'getPolicy'
+    | 'listUsers'
+    | 'identityGroupsOf'
   >,
 ): NetmapSource {
   return {
@@ -51,7 +62,9 @@ export function storeNetmapSource(
       const nodes = await store.allNodes(networkId)
       const policy = (await store.getPolicy(network.tenantId))?.document ?? null
       const owners = new Map<string, string>()
+      let ownerGroups: ReadonlyMap<string, readonly string[]> = new Map()
       if (policy !== null) {
+        ownerGroups = await store.identityGroupsOf(network.tenantId)
         let cursor: string | undefined
         // Bounded: each page moves the cursor forward; a tenant has finitely many users.
         for (;;) {
@@ -61,7 +74,7 @@ export function storeNetmapSource(
           cursor = page.nextCursor
         }
       }
-      return {network, version, nodes, policy, owners}
+      return {network, version, nodes, policy, owners, ownerGroups}
     },
     changesSince: (networkId, version) => store.changesSince(networkId, version),
   }

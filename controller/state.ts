@@ -196,6 +196,20 @@ export class ControllerState {
     this.access = new Access(store)
     this.netmap = storeNetmapSource(store)
     this.feed = opts.feed ?? new InProcessChangeFeed(log)
+    // Policies may name IdP groups (`oidc:NAME`): a login that changed someone's groups is a
+    // policy change of their tenant for every replica's netmap hub and relay. Only when the
+    // tenant's policy may name one: without a policy groups decide nothing, and a document
+    // without "oidc:" names none (unless written with \u escapes, which are let through too).
+    this.auth.oidc.onGroupsChange((tenantId) => {
+      store.getPolicy(tenantId).then(
+        (policy) => {
+          const doc = policy?.document
+          if (doc !== undefined && (doc.includes('oidc:') || doc.includes('\\u')))
+            this.feed.publishPolicy(tenantId)
+        },
+        (err: unknown) => log.warn({err, tenantId}, 'reading the policy after an OIDC group change failed'),
+      )
+    })
     const telemetry = (this.telemetry = new EndpointTelemetry(store, writes, this.feed, {
       clock,
       endpointWindowMs: opts.endpointWindowMs,

@@ -569,6 +569,12 @@ export const ERRORS = {
     'a stored secret failed its integrity check (changed, or copied from another account)',
     "an admin resets the account's MFA (README: Backups and the secrets key); the user then enables it again",
   ),
+  OIDC_IDENTITY_TAKEN: e(
+    409,
+    EXIT.CANTCREAT,
+    'this OpenID identity already has an account',
+    'log in with `mesh login --oidc`; an invite makes new accounts only',
+  ),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

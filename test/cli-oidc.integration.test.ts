@@ -142,3 +142,38 @@ describe('mesh login --oidc', () => {
     expect(JSON.parse(r.stdout).error.message).toContain('corp')
   })
 })
+
+describe('mesh signup --oidc', () => {
+  it('makes the account a user invite admits from the OIDC identity (device flow), and spends the invite', async () => {
+    const inv = await fetch(`${ctl.url}/api/v1/user-invites`, {
+      method: 'POST',
+      headers: {authorization: `Bearer ${ctl.adminToken}`, 'content-type': 'application/json'},
+      body: JSON.stringify({role: 'moderator', maxUses: 1}),
+    })
+    expect(inv.status).toBe(201)
+    const {inviteString} = (await inv.json()) as {inviteString: string}
+    const configDir = path.join(dir, 'signup')
+    const run = start(['signup', inviteString, '--oidc', '--device', '--json'], configDir)
+    const m = await run.until(/^(\{"verificationUri".*\})$/m)
+    const prompt = JSON.parse(m[1]!) as {verificationUri: string; userCode: string}
+    const seen = await browse(prompt.verificationUri, {login: 'sam', userCode: prompt.userCode})
+    expect(seen.html ?? '').toMatch(/success/i)
+    expect(await run.exited, run.stderr).toBe(0)
+    const result = JSON.parse(run.stdout.slice(run.stdout.indexOf('\n') + 1)) as {
+      user: {username: string; role: string}
+    }
+    expect(result.user).toMatchObject({username: 'sam', role: 'moderator'})
+    const who = await mesh(['whoami', '--json'], {configDir})
+    expect(JSON.parse(who.stdout)).toMatchObject({
+      user: {username: 'sam'},
+      identities: [{provider: 'corp', issuer: idp.issuer}],
+    })
+
+    // Used up: refused before the provider is asked, and no second account.
+    const again = await mesh(['signup', inviteString, '--oidc', '--device', '--json'], {
+      configDir: path.join(dir, 'signup-2'),
+    })
+    expect(again.code).not.toBe(0)
+    expect(JSON.parse(again.stdout)).toMatchObject({error: {code: 'INVITE_USED_UP'}})
+  })
+})

@@ -6,7 +6,8 @@
  *    with to the controller;
  *  - device flow (RFC 8628): shows the verification URL and the user code, and polls the
  *    controller at the interval it says (slow_down raises it), until done or expired.
- * Either ends with the tokens stored as a password login stores them.
+ * Either ends with the tokens stored as a password login stores them. With a user invite code
+ * (`mesh signup INVITE --oidc`) the login makes the account the invite admits.
  */
 import {spawn} from 'node:child_process'
 import http from 'node:http'
@@ -38,6 +39,8 @@ export interface OidcLoginOptions {
   json?: ((value: unknown) => void) | undefined
   /** Try to open the URL in a browser (a terminal, and not --no-browser). */
   openBrowser: boolean
+  /** A user invite code (uinv_...): the login makes a new account with it. */
+  invite?: string | undefined
 }
 
 /** The code flow with PKCE through a loopback callback. */
@@ -47,6 +50,7 @@ export async function oidcCodeLogin(opts: OidcLoginOptions): Promise<LoginResult
   try {
     const start = await api.oidcStart({
       ...(opts.issuer === undefined ? {} : {issuer: opts.issuer}),
+      ...(opts.invite === undefined ? {} : {invite: opts.invite}),
       redirectUri: callback.redirectUri,
     })
     const url = start.authorizationUrl
@@ -65,7 +69,10 @@ export async function oidcCodeLogin(opts: OidcLoginOptions): Promise<LoginResult
 /** The device authorization flow: a URL and a code to enter on any other device. */
 export async function oidcDeviceLogin(opts: OidcLoginOptions): Promise<LoginResult> {
   const api = new ControllerClient({url: opts.controller})
-  const start = await api.oidcDevice(opts.issuer === undefined ? {} : {issuer: opts.issuer})
+  const start = await api.oidcDevice({
+    ...(opts.issuer === undefined ? {} : {issuer: opts.issuer}),
+    ...(opts.invite === undefined ? {} : {invite: opts.invite}),
+  })
   if (opts.json) {
     opts.json({
       verificationUri: start.verificationUri,

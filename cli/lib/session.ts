@@ -248,20 +248,26 @@ export async function signup(opts: {
   username: string
   password: string
 }): Promise<LoginResult> {
-  const decoded = decodeUserInviteString(opts.invite)
+  const decoded = userInvite(opts.invite)
+  const api = new ControllerClient({url: decoded.controller})
+  const reply = await api.signup({invite: decoded.code, username: opts.username, password: opts.password})
+  return storeLogin(api.url, reply)
+}
+
+/** The controller and code of a user invite string; INVALID_ARGUMENT saying what it is otherwise. */
+export function userInvite(invite: string): {controller: string; code: string} {
+  const decoded = decodeUserInviteString(invite)
   if (!decoded) {
     throw new MeshError('INVALID_ARGUMENT', {
-      message: isJoinString(opts.invite)
+      message: isJoinString(invite)
         ? 'this is a device invite (meshinv1_...), not a user invite'
         : 'this is not a user invite string (meshuser1_...)',
-      hint: isJoinString(opts.invite)
+      hint: isJoinString(invite)
         ? 'join a device with `mesh join <it>`; ask for a user invite (`mesh user invite`) to make an account'
         : 'pass the whole string `mesh user invite` printed',
     })
   }
-  const api = new ControllerClient({url: decoded.controller})
-  const reply = await api.signup({invite: decoded.code, username: opts.username, password: opts.password})
-  return storeLogin(api.url, reply)
+  return decoded
 }
 
 /**

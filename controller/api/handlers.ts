@@ -176,9 +176,10 @@ export function makeHandlers(state: ControllerState): HandlerMap {
     'userinvite.revoke': async (ctx) => state.revokeUserInvite(p(ctx), must(ctx.scope.userInvite), ctx.meta),
     signup: async (ctx) => state.signup(ctx.body, ctx.meta),
     'oidc.issuers': async () => ({items: state.auth.oidc.issuers()}),
-    'oidc.start': async (ctx) => state.auth.oidc.startCode(ctx.body.issuer, ctx.body.redirectUri),
+    'oidc.start': async (ctx) =>
+      state.auth.oidc.startCode(ctx.body.issuer, ctx.body.redirectUri, ctx.body.invite, ctx.meta),
     'oidc.finish': async (ctx) => state.auth.oidc.finishCode(ctx.body.flowId, ctx.body.callbackUrl, ctx.meta),
-    'oidc.device': async (ctx) => state.auth.oidc.startDevice(ctx.body.issuer),
+    'oidc.device': async (ctx) => state.auth.oidc.startDevice(ctx.body.issuer, ctx.body.invite, ctx.meta),
     'oidc.device.poll': async (ctx) => state.auth.oidc.pollDevice(ctx.body.flowId, ctx.meta),
     'node.expire': async (ctx) => state.expireNode(p(ctx), ctx.params.id, ctx.meta),
     'node.extend': async (ctx) => state.extendNode(p(ctx), ctx.params.id, ctx.body, ctx.meta),

@@ -136,3 +136,26 @@ describe('netmap visibility classes', () => {
     expect(relayVisibilityOf(p, all, {nodes: 100, pairs: 2})).toBeNull()
   })
 })
+
+describe('IdP groups of owners (oidc: members of policy groups)', () => {
+  const IDP = POLICY.replace('"group:eng": ["alice"]', '"group:eng": ["oidc:eng"]')
+
+  it("puts a node in its owner's IdP group's class, and tells a reload apart when the groups changed", () => {
+    const inEng = netPolicy(IDP, OWNERS, new Map([['u_bob', ['eng']]]))
+    const notInEng = netPolicy(IDP, OWNERS, new Map([['u_bob', ['sales']]]))
+    const classes = (p: typeof inEng) => new Map(all.map((n) => [n.id, classOf(p, n)]))
+    // bob (in eng) may reach every node (his own view lists him too: the hub leaves self out);
+    // out of eng, nobody.
+    expect([...viewOf(inEng, classOf(inEng, bob), peers, classes(inEng)).keys()]).toEqual([
+      'ci',
+      'web',
+      'db',
+      'alice',
+      'bob',
+    ])
+    expect(viewOf(notInEng, classOf(notInEng, bob), peers, classes(notInEng)).size).toBe(0)
+    expect(samePolicy(inEng, notInEng)).toBe(false)
+    expect(samePolicy(inEng, netPolicy(IDP, OWNERS, new Map([['u_bob', ['eng']]])))).toBe(true)
+    expect(samePolicy(inEng, netPolicy(IDP, OWNERS))).toBe(false)
+  })
+})

@@ -32,6 +32,11 @@ export interface NetPolicy {
   readonly compiled: CompiledPolicy
   /** User id -> user name, for the owners the policy names (empty when open). */
   readonly owners: ReadonlyMap<string, string>
+  /**
+   * User id -> the groups their OpenID provider put them in at their last login, for `oidc:`
+   * members of policy groups (empty when open; users without any are absent).
+   */
+  readonly ownerGroups: ReadonlyMap<string, readonly string[]>
   /** The document it was compiled from (null: none), to tell whether a reload changed anything. */
   readonly document: string | null
   /** The stored document did not parse: compiled without rules (see the module comment). */
@@ -45,18 +50,24 @@ export const OPEN_POLICY: NetPolicy = {
   open: true,
   compiled: compilePolicy(null, []),
   owners: new Map(),
+  ownerGroups: new Map(),
   document: null,
   unparsable: false,
 }
 
-/** Compiles `document` (null: no policy) with the tenant's user names. */
-export function netPolicy(document: string | null, owners: ReadonlyMap<string, string>): NetPolicy {
+/** Compiles `document` (null: no policy) with the tenant's user names and their IdP groups. */
+export function netPolicy(
+  document: string | null,
+  owners: ReadonlyMap<string, string>,
+  ownerGroups: ReadonlyMap<string, readonly string[]> = new Map(),
+): NetPolicy {
   if (document === null) return OPEN_POLICY
   const parsed = parsePolicy(document)
   return {
     open: false,
     compiled: compilePolicy(parsed.ok ? parsed.policy : NO_RULES, []),
     owners,
+    ownerGroups,
     document,
     unparsable: !parsed.ok,
   }
@@ -67,20 +78,37 @@ export function samePolicy(a: NetPolicy, b: NetPolicy): boolean {
   if (a.open || b.open) return a.open === b.open
   if (a.document !== b.document || a.owners.size !== b.owners.size) return false
   for (const [id, name] of a.owners) if (b.owners.get(id) !== name) return false
+  // A login that changed someone's IdP groups changes the classes of their nodes.
+  if (a.ownerGroups.size !== b.ownerGroups.size) return false
+  for (const [id, groups] of a.ownerGroups) {
+    const other = b.ownerGroups.get(id)
+    if (!other || other.length !== groups.length || groups.some((g, i) => other[i] !== g)) return false
+  }
   return true
 }
 
-/** A node as the policy sees it: the owner by user name (null when unknown or no longer a user). */
-export const policyNode = (n: StoredNode, owners: ReadonlyMap<string, string>): PolicyNode => ({
-  id: n.id,
-  address: n.address,
-  owner: n.ownerId === undefined ? null : (owners.get(n.ownerId) ?? null),
-  tags: n.tags,
-})
+/**
+ * A node as the policy sees it: the owner by user name (null when unknown or no longer a user),
+ * and the owner's IdP groups.
+ */
+export const policyNode = (
+  n: StoredNode,
+  owners: ReadonlyMap<string, string>,
+  ownerGroups: ReadonlyMap<string, readonly string[]> = new Map(),
+): PolicyNode => {
+  const groups = n.ownerId === undefined ? undefined : ownerGroups.get(n.ownerId)
+  return {
+    id: n.id,
+    address: n.address,
+    owner: n.ownerId === undefined ? null : (owners.get(n.ownerId) ?? null),
+    tags: n.tags,
+    ...(groups === undefined ? {} : {ownerGroups: groups}),
+  }
+}
 
 /** The node's visibility class under `p`. O(rules); NO_POLICY_CLASS when open. */
 export const classOf = (p: NetPolicy, n: StoredNode): string =>
-  p.open ? NO_POLICY_CLASS : p.compiled.classOf(policyNode(n, p.owners))
+  p.open ? NO_POLICY_CLASS : p.compiled.classOf(policyNode(n, p.owners, p.ownerGroups))
 
 /** A peer's entry for a receiver: its own JSON, with `inbound` when the policy limits it. */
 export function peerEntry(peerJson: string, inbound: readonly InboundRule[] | undefined): string {

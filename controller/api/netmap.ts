@@ -29,6 +29,8 @@
  * A policy change (change feed: onPolicyChange) reloads each loaded network of the tenant like a
  * gap does: each connected node is told the difference between its view before and after, one
  * encoding per (class before, class after), and a node whose view did not change gets nothing.
+ * An OIDC login that changes someone's IdP groups (which `oidc:` members of policy groups match)
+ * is told as a policy change of their tenant, on every replica, and goes the same way.
  * A node never gets an entry for a peer its class does not see: full maps, deltas, reloads and
  * resumes all read the node's class view; reports about peers it does not see are ignored; the
  * built-in relay asks relayAllowed() before it forwards.
@@ -748,7 +750,7 @@ export class NetmapHub {
     net.headerJson = JSON.stringify({id: info.id, name: info.name, cidr: info.cidr})
     net.version = version
     net.loadedVersion = version
-    net.policy = netPolicy(snap.policy, snap.owners)
+    net.policy = netPolicy(snap.policy, snap.owners, snap.ownerGroups)
     this.policyWarn(net)
     // Unknown history: whoever resumes from before the load may hold an older policy's view.
     net.policySince = net.policy.open ? 0 : version
@@ -872,7 +874,7 @@ export class NetmapHub {
     net.headerJson = JSON.stringify({id: snap.network.id, name: snap.network.name, cidr: snap.network.cidr})
     net.version = Math.max(net.version, snap.version)
     net.loadedVersion = net.version
-    const policy = netPolicy(snap.policy, snap.owners)
+    const policy = netPolicy(snap.policy, snap.owners, snap.ownerGroups)
     if (!samePolicy(oldPolicy, policy)) {
       net.policy = policy
       this.policyWarn(net)

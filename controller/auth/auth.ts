@@ -50,6 +50,7 @@ export type AuthReads = Pick<
   | 'getTenant'
   | 'getNodeByCredential'
   | 'identitiesOf'
+  | 'userInviteByCode'
 > &
   SessionReads
 export type AuthWrites = Pick<

@@ -12,6 +12,12 @@
  * (enableNonRepudiationChecks): a controller behind a proxy that ends TLS should not have to trust
  * that hop.
  *
+ * A login may carry a user invite (`mesh signup INVITE --oidc`): the invite is checked before the
+ * provider is asked, its hash rides in the flow's row, and the login's transaction makes the
+ * account with it (domain/identities.ts). A login that changes someone's group claim is told to
+ * onGroupsChange listeners (the coordinator publishes it as a policy change: policies may name
+ * IdP groups).
+ *
  * Replicas: a login in progress is a row (oidc_flows, by the hash of the handle the CLI holds), so
  * any replica finishes what another started. Discovery documents are cached per process.
  */
@@ -24,6 +30,7 @@ import {hasNoControlCharacters} from '../../shared/text.js'
 import {publicUser, type Store} from '../store/store.js'
 import type {Writes} from '../domain/writes.js'
 import type {RequestMeta} from '../context.js'
+import {requireAdmits} from '../domain/user-invites.js'
 import {hashSecret, newId, newSecret} from './secrets.js'
 import type {Sessions} from './sessions.js'
 import {mappedRole, type OidcConfig, type OidcIssuerConfig} from './oidc-config.js'
@@ -41,10 +48,16 @@ export const NO_PASSWORD = '!oidc'
 const PROVIDER_TIMEOUT_S = 10
 const MAX_GROUPS = 200
 
-export type OidcReads = Pick<Store, 'getTenant' | 'identitiesOf'>
+export type OidcReads = Pick<Store, 'getTenant' | 'identitiesOf' | 'userInviteByCode'>
 export type OidcWrites = Pick<
   Writes,
-  'oidcLogin' | 'startOidcFlow' | 'takeOidcFlow' | 'pollOidcFlow' | 'slowOidcFlow' | 'endOidcFlow'
+  | 'oidcLogin'
+  | 'startOidcFlow'
+  | 'checkOidcFlowRoom'
+  | 'takeOidcFlow'
+  | 'pollOidcFlow'
+  | 'slowOidcFlow'
+  | 'endOidcFlow'
 >
 
 interface CodeData {
@@ -52,10 +65,13 @@ interface CodeData {
   nonce: string
   verifier: string
   redirectUri: string
+  /** SHA-256 of the user invite code the login carries, if any. */
+  inviteHash?: string
 }
 interface DeviceData {
   deviceCode: string
   interval: number
+  inviteHash?: string
 }
 
 export interface OidcLog {
@@ -64,6 +80,7 @@ export interface OidcLog {
 
 export class Oidc {
   private readonly configs = new Map<string, Promise<client.Configuration>>()
+  private readonly groupsListeners = new Set<(tenantId: string) => void>()
 
   constructor(
     private readonly store: OidcReads,
@@ -81,6 +98,28 @@ export class Oidc {
       issuer: i.issuer,
       groups: [...i.groups],
     }))
+  }
+
+  /**
+   * Subscribes to logins that changed a user's group claim (the user's tenant id); told after
+   * the login committed. Returns the unsubscribe function.
+   */
+  onGroupsChange(fn: (tenantId: string) => void): () => void {
+    this.groupsListeners.add(fn)
+    return () => this.groupsListeners.delete(fn)
+  }
+
+  /**
+   * The hash of a user invite code a login carries, once it admits an account now: checked
+   * before the provider is asked, so a made-up or spent invite costs one lookup. (It is checked
+   * again, and spent, when the login ends.)
+   */
+  private async inviteHash(invite: string | undefined): Promise<{inviteHash?: string}> {
+    if (invite === undefined) return {}
+    if (!invite.startsWith('uinv_')) throw new MeshError('INVITE_INVALID')
+    const inviteHash = hashSecret(invite)
+    requireAdmits(await this.store.userInviteByCode(inviteHash), this.iso(this.now()))
+    return {inviteHash}
   }
 
   /** GET /oidc/issuers */
@@ -141,15 +180,21 @@ export class Oidc {
   async startCode(
     name: string | undefined,
     redirectUri: string,
+    invite?: string,
+    meta?: RequestMeta,
   ): Promise<{flowId: string; issuer: string; authorizationUrl: string; expiresAt: string}> {
     const i = this.issuer(name)
     checkLoopbackRedirect(redirectUri)
+    const invited = await this.inviteHash(invite)
+    const source = meta?.sourceAddress ?? null
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
     const conf = await this.config(i)
     const data: CodeData = {
       state: client.randomState(),
       nonce: client.randomNonce(),
       verifier: client.randomPKCECodeVerifier(),
       redirectUri,
+      ...invited,
     }
     const url = client.buildAuthorizationUrl(conf, {
       redirect_uri: redirectUri,
@@ -170,6 +215,7 @@ export class Oidc {
       createdAt: this.iso(now),
       expiresAt,
       nextPollAt: null,
+      source,
     })
     return {flowId, issuer: i.name, authorizationUrl: url.href, expiresAt}
   }
@@ -204,11 +250,15 @@ export class Oidc {
     } catch (err) {
       throw this.providerError(i, err, 'code exchange')
     }
-    return this.complete(i, conf, tokens, meta)
+    return this.complete(i, conf, tokens, meta, data.inviteHash)
   }
 
   /** POST /oidc/device */
-  async startDevice(name: string | undefined): Promise<{
+  async startDevice(
+    name: string | undefined,
+    invite?: string,
+    meta?: RequestMeta,
+  ): Promise<{
     flowId: string
     issuer: string
     verificationUri: string
@@ -218,6 +268,10 @@ export class Oidc {
     expiresAt: string
   }> {
     const i = this.issuer(name)
+    const invited = await this.inviteHash(invite)
+    const source = meta?.sourceAddress ?? null
+    // Before the provider is asked: a flood from one address costs it nothing.
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
     const conf = await this.config(i)
     if (!conf.serverMetadata().device_authorization_endpoint) {
       throw new MeshError('OIDC_NOT_CONFIGURED', {
@@ -236,7 +290,7 @@ export class Oidc {
     const ttl = Math.min(Math.max(res.expires_in, 1) * 1000, DEVICE_FLOW_MAX_TTL_MS)
     const expiresAt = this.iso(now + ttl)
     const flowId = newSecret('oidcFlow')
-    const data: DeviceData = {deviceCode: res.device_code, interval}
+    const data: DeviceData = {deviceCode: res.device_code, interval, ...invited}
     await this.writes.startOidcFlow({
       idHash: hashSecret(flowId),
       kind: 'device',
@@ -245,6 +299,7 @@ export class Oidc {
       createdAt: this.iso(now),
       expiresAt,
       nextPollAt: this.iso(now),
+      source,
     })
     return {
       flowId,
@@ -298,7 +353,7 @@ export class Oidc {
     }
     // Done: only the poll that ends the flow logs in (two polls at once get one session).
     if (!(await this.writes.endOidcFlow(idHash))) throw new MeshError('OIDC_FLOW_EXPIRED')
-    return {status: 'done', ...(await this.complete(i, conf, tokens, meta))}
+    return {status: 'done', ...(await this.complete(i, conf, tokens, meta, data.inviteHash))}
   }
 
   /** A checked token response: the identity, its claims, and the login. */
@@ -307,6 +362,7 @@ export class Oidc {
     conf: client.Configuration,
     tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers,
     meta: RequestMeta,
+    inviteHash: string | undefined,
   ): Promise<LoginResponse> {
     const idClaims = tokens.claims()
     if (!idClaims) throw new MeshError('OIDC_LOGIN_FAILED', {message: 'the provider sent no ID token'})
@@ -326,7 +382,7 @@ export class Oidc {
     const groups = groupsOf(claims[i.groupsClaim])
     const {pair, session} = this.sessions.prepare()
     const now = this.iso(this.now())
-    const {user} = await this.writes.oidcLogin(
+    const {user, groupsChanged} = await this.writes.oidcLogin(
       {
         provider: i.name,
         issuer: idClaims.iss,
@@ -339,10 +395,20 @@ export class Oidc {
         defaultRole: i.defaultRole,
         newUserId: newId('u'),
         passwordHash: NO_PASSWORD,
+        inviteHash,
       },
       session,
       {sourceAddress: meta.sourceAddress, requestId: meta.requestId, at: now},
     )
+    if (groupsChanged) {
+      for (const fn of this.groupsListeners) {
+        try {
+          fn(user.tenantId)
+        } catch (err) {
+          this.log.warn({err: String(err)}, 'OIDC groups listener failed')
+        }
+      }
+    }
     const tenant = await this.store.getTenant(user.tenantId)
     if (!tenant) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
     return {...pair, user: publicUser(user), tenant}

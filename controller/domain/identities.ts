@@ -1,9 +1,11 @@
 /**
  * OIDC logins (issue 10): the rules, run inside store.write(tx => ...). A person's identity at
  * an OpenID provider (issuer + subject, unique) names one user. Its first login creates that
- * user in the configured tenant under a free name made from its claims; every login stores the
- * group claim it brought, sets the tenant role the groups map to (where a mapping is
- * configured; never a superuser's), starts a session and is audited, all in one transaction.
+ * user under a free name made from its claims: in the configured tenant, or, when the login
+ * carries a user invite, in the invite's tenant with the invite's role, spending one use of it
+ * (user-invites.ts acceptUserInvite). Every login stores the group claim it brought, sets the
+ * tenant role the groups map to (where a mapping is configured, only in the configured tenant;
+ * never a superuser's), starts a session and is audited, all in one transaction.
  * The ID token was checked before (controller/auth/oidc.ts); what is decided here is only what
  * the database must decide atomically.
  */
@@ -12,6 +14,7 @@ import {MeshError} from '../../shared/errors.js'
 import type {AuditContext, OidcFlowRecord, Tx, UserRecord} from '../store/store.js'
 import {appendAudit as chainAudit} from './audit.js'
 import {startSession, type NewSession} from './sessions.js'
+import {acceptUserInvite} from './user-invites.js'
 
 /** What a checked ID token (and UserInfo) said, and what the issuer's settings make of it. */
 export interface OidcLogin {
@@ -32,6 +35,18 @@ export interface OidcLogin {
   readonly newUserId: string
   /** The stored form of a user without a password (never verifies). */
   readonly passwordHash: string
+  /**
+   * SHA-256 of a user invite code the login carries (`mesh signup INVITE --oidc`): the identity
+   * must be new, and its user is made by the invite. Undefined: a plain login.
+   */
+  readonly inviteHash?: string | undefined
+}
+
+/** Whether two group claims hold the same groups (order and repeats aside). */
+const sameGroups = (a: readonly string[], b: readonly string[]): boolean => {
+  const sa = new Set(a)
+  const sb = new Set(b)
+  return sa.size === sb.size && [...sa].every((g) => sb.has(g))
 }
 
 /** Names tried per candidate: NAME, NAME-2 ... NAME-9. */
@@ -40,17 +55,51 @@ const SUFFIXES = 9
 /**
  * Finds or creates the user of an OIDC identity and starts its session. `session.userId` is
  * filled in here; `base` is the audit context without its actor (the user, known only here).
+ * `groupsChanged`: a known identity came with other groups than its last login (policies that
+ * name IdP groups must then be applied again to the user's nodes).
  */
 export async function oidcLogin(
   tx: Tx,
   login: OidcLogin,
   session: Omit<NewSession, 'userId'>,
   base: Omit<AuditContext, 'actor' | 'actorName'>,
-): Promise<{user: UserRecord; created: boolean}> {
+): Promise<{user: UserRecord; created: boolean; groupsChanged: boolean}> {
   const known = await tx.getIdentity(login.issuer, login.subject)
   let user: UserRecord | undefined
   let created = false
-  if (known) {
+  let invited = false
+  const groupsChanged = known !== undefined && !sameGroups(known.groups, login.groups)
+  if (login.inviteHash !== undefined) {
+    // An invite makes a new account: an identity that already has one keeps it, and the invite
+    // stays unspent (nothing is written).
+    if (known) {
+      const existing = await tx.getUser(known.userId)
+      throw new MeshError('OIDC_IDENTITY_TAKEN', {
+        message: `this ${login.provider} identity already has an account${existing ? ` (${existing.username})` : ''}; the invite was not used`,
+      })
+    }
+    const username = await freeUsername(tx, login.usernames)
+    user = await acceptUserInvite(
+      tx,
+      login.inviteHash,
+      {
+        id: login.newUserId,
+        username,
+        identity: {
+          kind: 'oidc',
+          passwordHash: login.passwordHash,
+          issuer: login.issuer,
+          subject: login.subject,
+          provider: login.provider,
+          email: login.email,
+          groups: login.groups,
+        },
+      },
+      {...base, actor: `user:${login.newUserId}`, actorName: username},
+    )
+    created = true
+    invited = true
+  } else if (known) {
     user = await tx.getUser(known.userId)
     if (!user) throw new MeshError('NOT_FOUND', {message: 'user not found'})
     await tx.updateIdentityLogin(login.issuer, login.subject, {
@@ -89,7 +138,16 @@ export async function oidcLogin(
     created = true
   }
   const ctx: AuditContext = {...base, actor: `user:${user.id}`, actorName: user.username}
-  if (created) {
+  // The role mapping is the configured tenant's: a user an invite put in another tenant keeps
+  // the role the invite gave (an admin there changes it).
+  const mapsRole =
+    login.mappedRole !== undefined &&
+    !created &&
+    !user.superuser &&
+    login.mappedRole !== user.role &&
+    (await tx.getTenantByName(login.tenant))?.id === user.tenantId
+  // An invited user was audited as user.signup (acceptUserInvite).
+  if (created && !invited) {
     await chainAudit(tx, ctx, {
       tenantId: user.tenantId,
       action: 'user.create',
@@ -98,7 +156,7 @@ export async function oidcLogin(
       networkId: null,
       detail: {username: user.username, role: user.role, via: 'oidc', provider: login.provider},
     })
-  } else if (login.mappedRole !== undefined && !user.superuser && login.mappedRole !== user.role) {
+  } else if (mapsRole && login.mappedRole !== undefined) {
     await tx.setUserRole(user.id, login.mappedRole)
     await chainAudit(tx, ctx, {
       tenantId: user.tenantId,
@@ -122,10 +180,11 @@ export async function oidcLogin(
       subject: login.subject,
       groups: login.groups,
       created,
+      ...(invited ? {invited: true} : {}),
     },
   })
   await startSession(tx, {...session, userId: user.id}, ctx)
-  return {user, created}
+  return {user, created, groupsChanged}
 }
 
 async function freeUsername(tx: Tx, candidates: readonly string[]): Promise<string> {
@@ -141,9 +200,33 @@ async function freeUsername(tx: Tx, candidates: readonly string[]): Promise<stri
   })
 }
 
+/**
+ * Logins in progress one client address may hold at once. A start writes a row and (device
+ * flow) asks the provider without authentication; a person needs one or two at a time, and each
+ * ends when finished or after at most 30 min.
+ */
+export const OIDC_FLOWS_PER_SOURCE = 10
+
+/**
+ * RATE_LIMITED when `source` already holds OIDC_FLOWS_PER_SOURCE logins in progress at `at`.
+ * Asked before the provider is (oidc.ts) and again, in the same transaction as the insert, by
+ * startOidcFlow. (PostgreSQL: starts from one address racing each other may pass one count
+ * together; the overshoot is bounded by how many run at once.)
+ */
+export async function checkOidcFlowRoom(tx: Tx, source: string | null, at: string): Promise<void> {
+  if (source === null) return
+  if ((await tx.countOidcFlowsFrom(source, at)) >= OIDC_FLOWS_PER_SOURCE) {
+    throw new MeshError('RATE_LIMITED', {
+      message: `too many OpenID Connect logins in progress from this address (${OIDC_FLOWS_PER_SOURCE})`,
+      hint: 'finish or abandon the ones started (each expires within 30 min), then try again',
+    })
+  }
+}
+
 /** A new OIDC login in progress; a sweep of expired ones rides along. */
 export async function startOidcFlow(tx: Tx, f: OidcFlowRecord): Promise<void> {
   await tx.deleteExpiredOidcFlows(f.createdAt)
+  await checkOidcFlowRoom(tx, f.source ?? null, f.createdAt)
   await tx.insertOidcFlow(f)
 }
 
@@ -175,8 +258,9 @@ export async function pollOidcFlow(
     return undefined
   }
   if (f.nextPollAt !== null && f.nextPollAt > at) return {flow: f, ask: false}
-  await tx.setOidcFlowPoll(idHash, nextPollAt, f.data)
-  return {flow: f, ask: true}
+  // A conditional UPDATE, not a write after the read above: on PostgreSQL two polls at once both
+  // read the poll as due, and only the claim tells which of them asks the provider.
+  return {flow: f, ask: await tx.claimOidcFlowPoll(idHash, at, nextPollAt)}
 }
 
 /** The provider said slow_down: a longer interval from now on. */

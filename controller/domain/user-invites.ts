@@ -5,9 +5,9 @@
  * same transaction: the use is one conditional UPDATE (Tx.useUserInvite), so the last use is
  * taken once however many controllers race for it.
  *
- * How the account proves itself is an `Identity`: a password today. An OIDC login that carries
- * an invite passes {kind: 'oidc', ...} to acceptUserInvite from its callback (the user row then
- * gets the issuer + subject instead of a password hash); nothing else here changes.
+ * How the account proves itself is an `Identity`: a password (POST /signup), or an OpenID
+ * identity (an OIDC login that carries the invite: domain/identities.ts oidcLogin), for which the
+ * user row gets no password and user_identities the issuer + subject, in the same transaction.
  */
 import type {UserInvite} from '../../shared/protocol/control-api.js'
 import {MeshError} from '../../shared/errors.js'
@@ -15,7 +15,19 @@ import type {AuditContext, NewUserInvite, Tx, UserRecord} from '../store/store.j
 import {appendAudit as chainAudit} from './audit.js'
 
 /** How a new account will log in. */
-export type Identity = {readonly kind: 'password'; readonly passwordHash: string}
+export type Identity =
+  | {readonly kind: 'password'; readonly passwordHash: string}
+  | {
+      readonly kind: 'oidc'
+      /** What the users row stores: a value no password verifies (auth/oidc.ts NO_PASSWORD). */
+      readonly passwordHash: string
+      readonly issuer: string
+      readonly subject: string
+      /** The configured issuer's name. */
+      readonly provider: string
+      readonly email: string | null
+      readonly groups: readonly string[]
+    }
 
 export async function createUserInvite(tx: Tx, inv: NewUserInvite, ctx: AuditContext): Promise<UserInvite> {
   if (!(await tx.lockTenant(inv.tenantId))) throw new MeshError('NOT_FOUND', {message: 'tenant not found'})
@@ -83,13 +95,32 @@ export async function acceptUserInvite(
     superuser: false,
     at: ctx.at,
   })
+  const identity = user.identity
+  if (identity.kind === 'oidc') {
+    await tx.insertIdentity({
+      issuer: identity.issuer,
+      subject: identity.subject,
+      userId: user.id,
+      provider: identity.provider,
+      email: identity.email,
+      groups: identity.groups,
+      createdAt: ctx.at,
+      lastLoginAt: ctx.at,
+    })
+  }
   await chainAudit(tx, ctx, {
     tenantId: inv.tenantId,
     action: 'user.signup',
     targetType: 'user',
     targetId: user.id,
     networkId: null,
-    detail: {username: user.username, role: inv.role, invite: inv.id, via: user.identity.kind},
+    detail: {
+      username: user.username,
+      role: inv.role,
+      invite: inv.id,
+      via: identity.kind,
+      ...(identity.kind === 'oidc' ? {provider: identity.provider} : {}),
+    },
   })
   return created
 }

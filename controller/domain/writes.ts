@@ -79,6 +79,7 @@ const RULES = {
   renameUser: users.renameUser,
   oidcLogin: identities.oidcLogin,
   startOidcFlow: identities.startOidcFlow,
+  checkOidcFlowRoom: identities.checkOidcFlowRoom,
   takeOidcFlow: identities.takeOidcFlow,
   pollOidcFlow: identities.pollOidcFlow,
   slowOidcFlow: identities.slowOidcFlow,

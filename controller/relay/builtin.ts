@@ -67,7 +67,7 @@ export async function readRelayVisibility(
   const snap = await source.netmapSnapshot(networkId)
   if (!snap) return {mode: 'unknown', networkId, tenantId: null}
   const tenantId = snap.network.tenantId
-  const p = netPolicy(snap.policy, snap.owners)
+  const p = netPolicy(snap.policy, snap.owners, snap.ownerGroups)
   if (p.open) return {mode: 'open', networkId, tenantId}
   const v = relayVisibilityOf(p, snap.nodes, RELAY_VISIBILITY_LIMITS)
   return v ? {mode: 'policy', networkId, tenantId, ...v} : {mode: 'unknown', networkId, tenantId}

@@ -1772,6 +1772,41 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
         )
       })
 
+      it("gives the group claims of the tenant's users, every identity together, and tells a login that changed them", async () => {
+        const gina = await writes.oidcLogin(
+          login({subject: 'g-1', groups: ['ops', 'eng'], usernames: ['gina']}),
+          session(),
+          base,
+        )
+        expect(gina.groupsChanged).toBe(false)
+        await store.write((tx) =>
+          tx.insertIdentity({
+            issuer: 'https://other.example',
+            subject: 'g-1',
+            userId: gina.user.id,
+            provider: 'other',
+            email: null,
+            groups: ['x', 'eng'],
+            createdAt: T0,
+            lastLoginAt: T0,
+          }),
+        )
+        const gus = await writes.oidcLogin(
+          login({subject: 'g-2', groups: [], usernames: ['gus']}),
+          session(),
+          base,
+        )
+        const groups = await store.identityGroupsOf(tenantId)
+        expect(groups.get(gina.user.id)).toEqual(['eng', 'ops', 'x'])
+        expect(groups.has(gus.user.id)).toBe(false)
+        // The same groups in another order are no change; one group fewer is.
+        const same = await writes.oidcLogin(login({subject: 'g-1', groups: ['eng', 'ops']}), session(), base)
+        expect(same.groupsChanged).toBe(false)
+        const fewer = await writes.oidcLogin(login({subject: 'g-1', groups: ['eng']}), session(), base)
+        expect(fewer.groupsChanged).toBe(true)
+        expect((await store.identityGroupsOf(tenantId)).get(gina.user.id)).toEqual(['eng', 'x'])
+      })
+
       it('refuses a second identity row for the same issuer + subject', async () => {
         const {user} = await writes.oidcLogin(login({subject: 'dup'}), session(), base)
         const code = await codeOf(

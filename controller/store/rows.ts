@@ -328,3 +328,22 @@ export const toOidcFlow = (r: Row): OidcFlowRecord => ({
   expiresAt: time(r.expires_at),
   nextPollAt: timeOrNull(r.next_poll_at),
 })
+
+/**
+ * Rows of (user_id, groups) of user_identities as user id -> the union of their group claims,
+ * sorted (a stable order, so two reads of one state compare equal); empty claims left out.
+ */
+export function groupsByUser(rows: readonly Row[]): Map<string, string[]> {
+  const sets = new Map<string, Set<string>>()
+  for (const r of rows) {
+    const groups = json<string[]>(r.groups)
+    if (!Array.isArray(groups) || groups.length === 0) continue
+    const userId = str(r.user_id)
+    let set = sets.get(userId)
+    if (!set) sets.set(userId, (set = new Set()))
+    for (const g of groups) if (typeof g === 'string') set.add(g)
+  }
+  const out = new Map<string, string[]>()
+  for (const [id, set] of sets) out.set(id, [...set].sort())
+  return out
+}

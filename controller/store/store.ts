@@ -475,6 +475,8 @@ export interface OidcFlowRecord {
   readonly expiresAt: string
   /** Device flows: the provider is not asked again before this. */
   readonly nextPollAt: string | null
+  /** The client address that started it (schema 0018); null or absent when unknown. */
+  readonly source?: string | null
 }
 
 /**
@@ -752,6 +754,16 @@ export interface Tx {
   lastAuditLink(chain: string): Promise<AuditLink | undefined>
   /** Inserts one audit row, its link fields included, as given. */
   insertAudit(row: AuditRow): Promise<void>
+
+  // ---- OIDC logins in progress per address (schema 0018)
+  /** How many OIDC flows started from `source` have not expired at `at`. */
+  countOidcFlowsFrom(source: string, at: string): Promise<number>
+  /**
+   * Moves a device flow's next poll time to `nextPollAt` if it is due at `at` (null or not after
+   * `at`): true for exactly one of several pollers racing for the same due poll (one conditional
+   * UPDATE; PostgreSQL re-checks the condition after the first writer commits).
+   */
+  claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean>
 }
 
 export interface Store {
@@ -878,4 +890,12 @@ export interface Store {
   auditLinks(chain: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]>
   /** How many entries of the tenant (null: of no tenant) were written before the chain existed. */
   countUnchainedAudit(tenantId: string | null): Promise<number>
+
+  // ---- OIDC groups in policies (issue 10)
+  /**
+   * User id -> the group claims of the user's OIDC identities at their last logins (every issuer
+   * together, sorted, without repeats), for the tenant's users that have any: what `oidc:`
+   * members of policy groups match. One query; at most the tenant's identities.
+   */
+  identityGroupsOf(tenantId: string): Promise<Map<string, string[]>>
 }

@@ -9,8 +9,8 @@ import type {Policy, PolicyNode, PolicyProto, PolicyRule, Selector} from './type
 
 /**
  * Whether a selector matches a node. A tagged node is matched by its tags (and by `*` and by
- * addresses) only, never through its owner's name or groups: a server someone tagged is not
- * "theirs" (Tailscale's rule). A node whose address does not parse is matched by no address.
+ * addresses) only, never through its owner's name or groups (policy or IdP): a server someone
+ * tagged is not "theirs" (Tailscale's rule). IdP groups are the owner's at their last login. A node whose address does not parse is matched by no address.
  */
 export function selectorMatches(sel: Selector, node: PolicyNode, address = parseIPv4(node.address)): boolean {
   switch (sel.kind) {
@@ -19,12 +19,23 @@ export function selectorMatches(sel: Selector, node: PolicyNode, address = parse
     case 'user':
       return node.tags.length === 0 && node.owner === sel.user
     case 'group':
-      return node.tags.length === 0 && node.owner !== null && sel.users.has(node.owner)
+      return (
+        node.tags.length === 0 &&
+        node.owner !== null &&
+        (sel.users.has(node.owner) || inIdpGroup(sel.idpGroups, node.ownerGroups))
+      )
     case 'tag':
       return node.tags.includes(sel.tag)
     case 'cidr':
       return address !== undefined && (address & prefixMask(sel.prefix)) >>> 0 === sel.base
   }
+}
+
+/** Whether any of the owner's IdP groups is one the policy group names (`oidc:NAME` members). */
+export function inIdpGroup(named: ReadonlySet<string>, ownerGroups: readonly string[] | undefined): boolean {
+  if (named.size === 0 || ownerGroups === undefined) return false
+  for (const g of ownerGroups) if (named.has(g)) return true
+  return false
 }
 
 /** Whether a rule's protocol covers `proto` (a rule without one covers every protocol). */

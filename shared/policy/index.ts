@@ -6,7 +6,7 @@
  *
  * The document (JSON with comments and trailing commas):
  *   {
- *     "groups": {"group:eng": ["alice", "bob"], "group:ops": ["carol", "group:eng"]},
+ *     "groups": {"group:eng": ["alice", "bob", "oidc:Engineering"], "group:ops": ["carol", "group:eng"]},
  *     "hosts": {"db-subnet": "10.20.0.0/24", "printer": "10.20.0.9"},
  *     "acls": [
  *       {"src": ["group:eng", "tag:ci"], "dst": ["tag:db:5432", "tag:web:80,443"], "proto": "tcp"},
@@ -14,6 +14,8 @@
  *     ],
  *     "tests": [{"src": "alice", "accept": ["tag:db:5432"], "deny": ["tag:db:22"]}],
  *   }
+ * `oidc:NAME` in a group: users whose OpenID provider put them in group NAME at their last login
+ * (PolicyNode.ownerGroups); the controller tells the netmap hub when a login changes them.
  * A policy exists → default deny: a rule lets nodes matching src open connections to nodes
  * matching dst on those ports; replies always flow back.
  */
@@ -28,9 +30,9 @@ export type {
   PortRange,
   Selector,
 } from './types.js'
-export {parsePolicy, POLICY_LIMITS} from './parse.js'
+export {IDP_GROUP_PREFIX, parsePolicy, POLICY_LIMITS} from './parse.js'
 export type {ParsePolicyOptions, ParsePolicyResult} from './parse.js'
-export {allowingRule, canReach, selectorMatches} from './eval.js'
+export {allowingRule, canReach, inIdpGroup, selectorMatches} from './eval.js'
 export {runPolicyTests, TEST_WORK_LIMIT} from './policy-tests.js'
 export type {PolicyTestFailure} from './policy-tests.js'
 export {compilePolicy, NO_POLICY_CLASS} from './compile.js'

@@ -7,7 +7,9 @@
  *   1. bound the text (size) and its nesting (a scan of tokens, before the recursive parser runs);
  *   2. parse to a tree; syntax errors stop here;
  *   3. refuse duplicate keys anywhere (JSON.parse would keep the last one silently);
- *   4. read groups, flatten them (no cycles, bounded depth and size), then hosts;
+ *   4. read groups, flatten them (no cycles, bounded depth and size), then hosts; a group member
+ *      `oidc:NAME` names a group at the OpenID provider (IDP_GROUP_PREFIX below), kept as it is: who is
+ *      in it is known only at each node, from its owner's last login;
  *   5. read acls and tests, resolving every selector against groups and hosts;
  *   6. bound what the result costs downstream (port ranges per protocol, for the firewall).
  * Errors are collected (up to MAX_ERRORS), not stopped at the first, so one `mesh policy check`
@@ -18,6 +20,7 @@ import type {Node, ParseError} from 'jsonc-parser'
 import {parseCidr, parseIPv4} from '../net/ipv4.js'
 import {TagSchema, UsernameSchema} from '../protocol/control-api.js'
 import {formatByteLimit} from '../limits.js'
+import {hasNoControlCharacters} from '../text.js'
 import {mergeRanges, parsePorts} from './ports.js'
 import type {
   DstEntry,
@@ -68,6 +71,14 @@ export interface ParsePolicyOptions {
 export type ParsePolicyResult = {ok: true; policy: Policy} | {ok: false; errors: PolicyError[]}
 
 const GROUP = /^group:[a-z0-9][a-z0-9._-]{0,62}$/
+/**
+ * A group member naming a group at the OpenID provider: `oidc:` and the group as the provider's
+ * group claim spells it (case and spaces kept; 1-200 characters without control characters,
+ * the claims the controller stores: controller/auth/oidc.ts groupsOf). Any configured issuer's
+ * claim counts. Only inside `groups`: a rule names the policy group.
+ */
+export const IDP_GROUP_PREFIX = 'oidc:'
+const IDP_GROUP_MAX = 200
 const HOST = /^[a-z0-9][a-z0-9._-]{0,62}$/
 const IP_LIKE = /^[0-9./]+$/
 const PROTOS: readonly PolicyProto[] = ['tcp', 'udp', 'icmp']
@@ -244,7 +255,7 @@ function parseInto(text: string, report: Reporter, opts: ParsePolicyOptions): Po
   if (acls && report.errors.length === 0) checkPortRanges(rules, acls, report)
 
   const groups = new Map<string, ReadonlySet<string>>()
-  for (const [name, g] of ctx.groups) if (g.flat) groups.set(name, g.flat)
+  for (const [name, g] of ctx.groups) if (g.flat) groups.set(name, g.flat.users)
   return {rules, tests, groups, hosts: ctx.hosts}
 }
 
@@ -348,11 +359,17 @@ function stringItems(
   return out
 }
 
+/** A group's members, flattened: user names, and IdP group names (prefix cut off). */
+interface FlatGroup {
+  readonly users: ReadonlySet<string>
+  readonly idp: ReadonlySet<string>
+}
+
 interface RawGroup {
   readonly key: Node
   readonly members: {value: string; node: Node; path: string}[]
   /** Set once resolved; undefined while in progress or after an error. */
-  flat?: ReadonlySet<string>
+  flat?: FlatGroup
   state: 'new' | 'visiting' | 'done'
 }
 
@@ -381,13 +398,14 @@ function readGroups(node: Node, ctx: Ctx): void {
     if (members) ctx.groups.set(name, {key, members, state: 'new'})
   }
   let budget = POLICY_LIMITS.groupMembers
-  const resolve = (name: string, stack: string[]): ReadonlySet<string> | undefined => {
+  const resolve = (name: string, stack: string[]): FlatGroup | undefined => {
     const g = ctx.groups.get(name)!
     if (g.state === 'done') return g.flat
     if (budget < 0) return undefined // over the bound: reported once, at the group that crossed it
     g.state = 'visiting'
     stack.push(name)
     const flat = new Set<string>()
+    const idp = new Set<string>()
     let ok = true
     for (const m of g.members) {
       if (m.value.startsWith('group:')) {
@@ -404,9 +422,21 @@ function readGroups(node: Node, ctx: Ctx): void {
           ok = false
         } else {
           const innerFlat = resolve(m.value, stack)
-          if (innerFlat) for (const u of innerFlat) flat.add(u)
-          else ok = false
+          if (innerFlat) {
+            for (const u of innerFlat.users) flat.add(u)
+            for (const c of innerFlat.idp) idp.add(c)
+          } else ok = false
         }
+      } else if (m.value.startsWith(IDP_GROUP_PREFIX)) {
+        const claim = m.value.slice(IDP_GROUP_PREFIX.length)
+        if (claim.length === 0 || claim.length > IDP_GROUP_MAX || !hasNoControlCharacters(claim)) {
+          report.node(
+            m.node,
+            m.path,
+            `bad IdP group "${m.value}": oidc: and the group as the provider's claim names it, 1-${IDP_GROUP_MAX} characters`,
+          )
+          ok = false
+        } else idp.add(claim)
       } else if (!UsernameSchema.safeParse(m.value).success) {
         report.node(
           m.node,
@@ -421,7 +451,7 @@ function readGroups(node: Node, ctx: Ctx): void {
     }
     stack.pop()
     g.state = 'done'
-    budget -= flat.size
+    budget -= flat.size + idp.size
     if (budget < 0) {
       report.node(
         g.key,
@@ -430,7 +460,7 @@ function readGroups(node: Node, ctx: Ctx): void {
       )
       return undefined
     }
-    if (ok) g.flat = flat
+    if (ok) g.flat = {users: flat, idp}
     return g.flat
   }
   for (const name of ctx.groups.keys()) resolve(name, [])
@@ -485,7 +515,10 @@ function resolveSelector(text: string, ctx: Ctx): Selector | string {
     const g = ctx.groups.get(text)
     if (!g) return `unknown group "${text}"`
     // A group that failed to resolve was reported where it is defined; match nobody meanwhile.
-    return {kind: 'group', text, users: g.flat ?? new Set()}
+    return {kind: 'group', text, users: g.flat?.users ?? new Set(), idpGroups: g.flat?.idp ?? new Set()}
+  }
+  if (text.startsWith(IDP_GROUP_PREFIX)) {
+    return `an IdP group is named inside a group: "groups": {"group:NAME": ["${text}"]}, then "group:NAME" here`
   }
   if (text.startsWith('tag:')) {
     if (!TagSchema.safeParse(text).success)

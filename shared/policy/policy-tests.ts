@@ -5,10 +5,13 @@
  *
  * What a test selector stands for:
  *   user      the user's untagged nodes, at any address
- *   group     each member's untagged nodes, at any address (a group without members fails the test)
+ *   group     each member's untagged nodes, at any address (a group without members fails the test);
+ *             for an `oidc:NAME` member, the untagged nodes of a user no rule names by name who is
+ *             in that IdP group only (who is in it is known only at login: a test holds for any)
  *   tag:x     nodes carrying only tag:x, at any address (a node with more tags may be allowed more)
  *   address   a device at that address (every address of a CIDR or hosts range) with no user or tag
- *   *         every node: a node no rule names, each user and each tag the policy names, any address
+ *   *         every node: a node no rule names, each user, each IdP group (as above) and each tag
+ *             the policy names, any address
  * `accept` holds when every such src reaches every such dst on every port listed; `deny` when none
  * reaches any on any port listed. Quantifying over addresses matters: a rule naming the mesh CIDR
  * matches alice's node wherever IPAM put it, so "alice cannot reach tag:db" must see that rule.
@@ -22,7 +25,8 @@
  *      ports the test lists.
  * The work is bounded (TEST_WORK_LIMIT); a test past it fails saying so instead of running long.
  */
-import {ruleCoversProto} from './eval.js'
+import {inIdpGroup, ruleCoversProto} from './eval.js'
+import {IDP_GROUP_PREFIX} from './parse.js'
 import {firstCommonPort, firstUncoveredPort, formatPorts, mergeRanges} from './ports.js'
 import type {DstEntry, Policy, PolicyProto, PolicyRule, PolicyTest, PortRange, Selector} from './types.js'
 
@@ -55,6 +59,8 @@ type Interval = readonly [number, number]
 interface Identity {
   readonly owner: string | null
   readonly tags: readonly string[]
+  /** IdP groups (for a hypothetical member of one; owner null then). */
+  readonly groups: readonly string[]
   /** How a message names it when it is not the test's selector itself ("bob (of group:eng)"). */
   readonly label: string
 }
@@ -78,26 +84,40 @@ export function runPolicyTests(policy: Policy): PolicyTestFailure[] {
 
 /** The identities and address range a test selector stands for (see the module comment). */
 function expand(policy: Policy, sel: Selector): {ids: Identity[]; range: Interval} {
-  const anonymous: Identity = {owner: null, tags: [], label: ''}
+  const anonymous: Identity = {owner: null, tags: [], groups: [], label: ''}
+  const idpMember = (g: string, of: string): Identity => ({
+    owner: null,
+    tags: [],
+    groups: [g],
+    label: `a member of ${IDP_GROUP_PREFIX}${g}${of}`,
+  })
   switch (sel.kind) {
     case 'user':
-      return {ids: [{owner: sel.user, tags: [], label: ''}], range: FULL}
+      return {ids: [{owner: sel.user, tags: [], groups: [], label: ''}], range: FULL}
     case 'group':
       return {
-        ids: [...sel.users].sort().map((u) => ({owner: u, tags: [], label: `${u} (of ${sel.text})`})),
+        ids: [
+          ...[...sel.users]
+            .sort()
+            .map((u) => ({owner: u, tags: [], groups: [], label: `${u} (of ${sel.text})`})),
+          ...[...sel.idpGroups].sort().map((g) => idpMember(g, ` (of ${sel.text})`)),
+        ],
         range: FULL,
       }
     case 'tag':
-      return {ids: [{owner: null, tags: [sel.tag], label: ''}], range: FULL}
+      return {ids: [{owner: null, tags: [sel.tag], groups: [], label: ''}], range: FULL}
     case 'cidr':
       return {ids: [anonymous], range: cidrInterval(sel)}
     case 'all': {
       const users = new Set<string>()
+      const idp = new Set<string>()
       const tags = new Set<string>()
       const note = (s: Selector): void => {
         if (s.kind === 'user') users.add(s.user)
-        else if (s.kind === 'group') for (const u of s.users) users.add(u)
-        else if (s.kind === 'tag') tags.add(s.tag)
+        else if (s.kind === 'group') {
+          for (const u of s.users) users.add(u)
+          for (const g of s.idpGroups) idp.add(g)
+        } else if (s.kind === 'tag') tags.add(s.tag)
       }
       for (const r of policy.rules) {
         r.src.forEach(note)
@@ -105,9 +125,10 @@ function expand(policy: Policy, sel: Selector): {ids: Identity[]; range: Interva
       }
       return {
         ids: [
-          {owner: null, tags: [], label: 'a node no rule names'},
-          ...[...users].sort().map((u) => ({owner: u, tags: [], label: `${u}'s nodes`})),
-          ...[...tags].sort().map((t) => ({owner: null, tags: [t], label: `${t} nodes`})),
+          {owner: null, tags: [], groups: [], label: 'a node no rule names'},
+          ...[...users].sort().map((u) => ({owner: u, tags: [], groups: [], label: `${u}'s nodes`})),
+          ...[...idp].sort().map((g) => idpMember(g, '')),
+          ...[...tags].sort().map((t) => ({owner: null, tags: [t], groups: [], label: `${t} nodes`})),
         ],
         range: FULL,
       }
@@ -129,7 +150,10 @@ function matchAddresses(sel: Selector, id: Identity, range: Interval): Interval[
     case 'user':
       return id.tags.length === 0 && id.owner === sel.user ? whole() : []
     case 'group':
-      return id.tags.length === 0 && id.owner !== null && sel.users.has(id.owner) ? whole() : []
+      return id.tags.length === 0 &&
+        ((id.owner !== null && sel.users.has(id.owner)) || inIdpGroup(sel.idpGroups, id.groups))
+        ? whole()
+        : []
     case 'tag':
       return id.tags.includes(sel.tag) ? whole() : []
     case 'cidr': {

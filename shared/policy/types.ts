@@ -13,6 +13,12 @@ export interface PolicyNode {
   readonly owner: string | null
   /** `tag:name` strings. A tagged node is matched by its tags only, never by its owner. */
   readonly tags: readonly string[]
+  /**
+   * The groups the owner's OpenID provider put them in at their last login (the group claim of
+   * each of their identities, together); absent or empty: none. Matched by `oidc:NAME` members
+   * of policy groups; like the owner, ignored on a tagged node.
+   */
+  readonly ownerGroups?: readonly string[]
 }
 
 /** One validation problem: 1-based line and column, the JSON path (`acls[2].dst[1]`) and a one-line message. */
@@ -33,14 +39,21 @@ export type PortRange = readonly [number, number]
  * What one src/dst entry names (before the `:ports` of a dst).
  *   all    `*`: every node
  *   user   the untagged nodes the user owns
- *   group  the untagged nodes of the group's users (members flattened, nested groups included)
+ *   group  the untagged nodes of the group's users (members flattened, nested groups included),
+ *          and of users whose OpenID provider puts them in one of its `oidc:NAME` members
  *   tag    the nodes carrying the tag
  *   cidr   the nodes whose mesh address is inside (an address is a /32); from a literal or a hosts name
  */
 export type Selector =
   | {readonly kind: 'all'; readonly text: string}
   | {readonly kind: 'user'; readonly text: string; readonly user: string}
-  | {readonly kind: 'group'; readonly text: string; readonly users: ReadonlySet<string>}
+  | {
+      readonly kind: 'group'
+      readonly text: string
+      readonly users: ReadonlySet<string>
+      /** IdP group names (the `oidc:` members, prefix cut off), nested groups' included. */
+      readonly idpGroups: ReadonlySet<string>
+    }
   | {readonly kind: 'tag'; readonly text: string; readonly tag: string}
   | {readonly kind: 'cidr'; readonly text: string; readonly base: number; readonly prefix: number}
 
@@ -78,7 +91,8 @@ export interface PolicyTest extends SourceSpot {
 export interface Policy {
   readonly rules: readonly PolicyRule[]
   readonly tests: readonly PolicyTest[]
-  /** Flattened group membership (nested groups resolved), for callers that list a group's users. */
+  /** Flattened group membership (nested groups resolved), for callers that list a group's users
+   *  (its users only: `oidc:` members are resolved at each node, from its owner's groups). */
   readonly groups: ReadonlyMap<string, ReadonlySet<string>>
   /** hosts names and the CIDR each stands for (an address as /32). */
   readonly hosts: ReadonlyMap<string, {readonly base: number; readonly prefix: number}>

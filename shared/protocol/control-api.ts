@@ -651,10 +651,10 @@ export const CreateUserInviteResponseSchema = z.object({
 })
 export type CreateUserInviteResponse = z.infer<typeof CreateUserInviteResponseSchema>
 /**
- * Accepting a user invite: the invite code and how the new account proves itself. Today that is
- * a password; an OIDC login that carries an invite reaches the same rule (domain/user-invites.ts
- * takes the invite and an identity, password or OIDC issuer + subject) from its callback, so
- * the invite is spent in the same transaction as the account is made.
+ * Accepting a user invite with a password: the invite code and the new account's name and
+ * password. An OIDC login carries an invite instead (OidcStartRequestSchema/OidcDeviceRequestSchema
+ * `invite`) and reaches the same rule (domain/user-invites.ts) when it ends, so the invite is
+ * spent in the same transaction as the account is made.
  */
 export const SignupRequestSchema = z.object({
   invite: z.string().min(1).max(200),
@@ -694,6 +694,8 @@ export const OidcStartRequestSchema = z.object({
   issuer: OidcIssuerNameSchema.optional(),
   /** The CLI's loopback callback (RFC 8252 §7.3): http://127.0.0.1:PORT/PATH or http://[::1]:PORT/PATH. */
   redirectUri: z.string().min(1).max(300),
+  /** A user invite code (uinv_...): the login makes a new account with it (`mesh signup --oidc`). */
+  invite: z.string().min(1).max(200).optional(),
 })
 export const OidcStartResponseSchema = z.object({
   /** The handle that finishes this login (secret: it stands for the PKCE verifier). */
@@ -708,7 +710,11 @@ export const OidcFinishRequestSchema = z.object({
   /** The whole URL the browser came back to the callback with (code and state, or an error). */
   callbackUrl: z.string().min(1).max(8000),
 })
-export const OidcDeviceRequestSchema = z.object({issuer: OidcIssuerNameSchema.optional()})
+export const OidcDeviceRequestSchema = z.object({
+  issuer: OidcIssuerNameSchema.optional(),
+  /** As in OidcStartRequestSchema. */
+  invite: z.string().min(1).max(200).optional(),
+})
 export const OidcDeviceResponseSchema = z.object({
   flowId: z.string(),
   issuer: OidcIssuerNameSchema,

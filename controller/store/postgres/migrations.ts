@@ -651,6 +651,33 @@ CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
 `,
   },
   {
+    // As SQLite's 0018: the address that started an OIDC login in progress, to cap them per
+    // address. And a login that changed someone's IdP groups (which `oidc:NAME` members of policy
+    // groups match) is a policy change of their tenant for every other replica, as 0013's
+    // triggers tell one: NOTIFY mesh_policy, only when the tenant has a policy (the writing
+    // replica tells its own subscribers itself: controller/state.ts).
+    name: '0018-oidc-source-groups',
+    sql: `
+ALTER TABLE oidc_flows ADD COLUMN source TEXT COLLATE "C"; -- the client address that started the flow; null when unknown
+CREATE INDEX oidc_flows_source ON oidc_flows (source, expires_at) WHERE source IS NOT NULL;
+
+CREATE FUNCTION mesh_notify_identity_groups() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  t TEXT;
+BEGIN
+  SELECT u.tenant_id INTO t FROM users u
+    WHERE u.id = NEW.user_id AND EXISTS (SELECT 1 FROM policies p WHERE p.tenant_id = u.tenant_id);
+  IF t IS NOT NULL THEN
+    PERFORM pg_notify('mesh_policy', t || ' ' || current_setting('application_name'));
+  END IF;
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER user_identities_groups_notify AFTER UPDATE OF groups ON user_identities
+  FOR EACH ROW WHEN (OLD.groups IS DISTINCT FROM NEW.groups) EXECUTE FUNCTION mesh_notify_identity_groups();
+`,
+  },
+  {
     // TOTP secrets sealed at rest (issue 10): see the SQLite migration of the same name.
     name: '0019-sealed-mfa-secrets',
     sql: `

@@ -92,6 +92,7 @@ import {
   toTenant,
   toUser,
   toIdentity,
+  groupsByUser,
   toMfa,
   toOidcFlow,
   toRefreshToken,
@@ -426,18 +427,40 @@ class PgTx implements Tx {
 
   async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
     await this.c.query(
-      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-      [f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt],
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at, source)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+      [
+        f.idHash,
+        f.kind,
+        f.provider,
+        JSON.stringify(f.data),
+        f.createdAt,
+        f.expiresAt,
+        f.nextPollAt,
+        f.source ?? null,
+      ],
     )
   }
 
-  /**
-   * Locked (FOR UPDATE): every caller reads a flow to change it (a device poll, the end of a code
-   * flow), and two replicas' polls of one flow must not both see it due (check, then set).
-   */
+  async claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean> {
+    const res = await this.c.query(
+      'UPDATE oidc_flows SET next_poll_at = $1 WHERE id_hash = $2 AND (next_poll_at IS NULL OR next_poll_at <= $3)',
+      [nextPollAt, idHash, at],
+    )
+    return res.rowCount === 1
+  }
+
+  async countOidcFlowsFrom(source: string, at: string): Promise<number> {
+    const r = await one(
+      this.c,
+      'SELECT count(*) AS n FROM oidc_flows WHERE source = $1 AND expires_at > $2',
+      [source, at],
+    )
+    return Number(r?.n ?? 0)
+  }
+
   async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
-    const r = await one(this.c, 'SELECT * FROM oidc_flows WHERE id_hash = $1 FOR UPDATE', [idHash])
+    const r = await one(this.c, 'SELECT * FROM oidc_flows WHERE id_hash = $1', [idHash])
     return r && toOidcFlow(r)
   }
 
@@ -1444,6 +1467,15 @@ export class PostgresStore implements Store {
       [tenantId],
     )
     return Number(rs[0]?.n ?? 0)
+  }
+
+  async identityGroupsOf(tenantId: string): Promise<Map<string, string[]>> {
+    const rs = await this.q(
+      `SELECT i.user_id, i.groups FROM user_identities i JOIN users u ON u.id = i.user_id
+       WHERE u.tenant_id = $1 AND i.groups <> '[]'`,
+      [tenantId],
+    )
+    return groupsByUser(rs)
   }
 }
 

@@ -566,6 +566,17 @@ CREATE INDEX oidc_flows_expires ON oidc_flows (expires_at);
 `,
   },
   {
+    // OIDC logins in progress remember the address that started them, so that one address may
+    // hold only so many at once (domain/identities.ts OIDC_FLOWS_PER_SOURCE): a start writes a
+    // row and, for the device flow, asks the provider, all without authentication. (PostgreSQL
+    // also notifies other replicas of IdP group changes here; SQLite, one process, needs not.)
+    name: '0018-oidc-source-groups',
+    sql: `
+ALTER TABLE oidc_flows ADD COLUMN source TEXT; -- the client address that started the flow; null when unknown
+CREATE INDEX oidc_flows_source ON oidc_flows (source, expires_at) WHERE source IS NOT NULL;
+`,
+  },
+  {
     // TOTP secrets sealed at rest (issue 10). No column changes: user_mfa.secret now holds
     // `v1:<key id>:<nonce>:<ciphertext>` (controller/auth/secrets-key.ts), sealed at start with the
     // controller's secrets key, which SQL has not got. The migration is here so that an older

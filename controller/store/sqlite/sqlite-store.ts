@@ -89,6 +89,7 @@ import {
   toTenant,
   toUser,
   toIdentity,
+  groupsByUser,
   toMfa,
   toOidcFlow,
   toRefreshToken,
@@ -404,9 +405,33 @@ class SqliteTx implements Tx {
 
   async insertOidcFlow(f: OidcFlowRecord): Promise<void> {
     this.q(
-      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at)
-         VALUES (?,?,?,?,?,?,?)`,
-    ).run(f.idHash, f.kind, f.provider, JSON.stringify(f.data), f.createdAt, f.expiresAt, f.nextPollAt)
+      `INSERT INTO oidc_flows (id_hash, kind, provider, data, created_at, expires_at, next_poll_at, source)
+         VALUES (?,?,?,?,?,?,?,?)`,
+    ).run(
+      f.idHash,
+      f.kind,
+      f.provider,
+      JSON.stringify(f.data),
+      f.createdAt,
+      f.expiresAt,
+      f.nextPollAt,
+      f.source ?? null,
+    )
+  }
+
+  async claimOidcFlowPoll(idHash: string, at: string, nextPollAt: string): Promise<boolean> {
+    const r = this.q(
+      'UPDATE oidc_flows SET next_poll_at = ? WHERE id_hash = ? AND (next_poll_at IS NULL OR next_poll_at <= ?)',
+    ).run(nextPollAt, idHash, at)
+    return r.changes === 1
+  }
+
+  async countOidcFlowsFrom(source: string, at: string): Promise<number> {
+    const r = this.q('SELECT count(*) AS n FROM oidc_flows WHERE source = ? AND expires_at > ?').get(
+      source,
+      at,
+    ) as Row
+    return Number(r.n)
   }
 
   async getOidcFlow(idHash: string): Promise<OidcFlowRecord | undefined> {
@@ -1383,5 +1408,13 @@ export class SqliteStore implements Store {
       tenantId,
     ) as Row
     return Number(r.n)
+  }
+
+  async identityGroupsOf(tenantId: string): Promise<Map<string, string[]>> {
+    const rows = this.r(
+      `SELECT i.user_id, i.groups FROM user_identities i JOIN users u ON u.id = i.user_id
+       WHERE u.tenant_id = ? AND i.groups <> '[]'`,
+    ).all(tenantId) as Row[]
+    return groupsByUser(rows)
   }
 }
