@@ -5,7 +5,7 @@
  * - a relayed pair whose direct path opens up (the rule lifted) moves to direct within 30 s,
  *   and a ping running all along at 5 per second loses fewer than 2 % of its packets;
  * - a relayed iperf3 TCP stream is not stalled by upgrade attempts that fail (direct blocked):
- *   no 0.5 s interval falls below a fifth of the median;
+ *   no 0.5 s interval falls below a quarter of the median;
  * - an iperf3 TCP stream running across an upgrade keeps running (no reset, exit 0).
  * The path is read from meshd and, for direct, from the router's counters of UDP to the peer.
  */
@@ -161,7 +161,7 @@ describe.skipIf(skip !== undefined || !have('iperf3'))(
       expect(after, "UDP from a to b at a's router after the upgrade").toBeGreaterThan(before)
     })
 
-    it('keeps a relayed iperf3 stream flowing while upgrade attempts fail: no 0.5 s interval below a fifth of the median', async () => {
+    it('keeps a relayed iperf3 stream flowing while upgrade attempts fail: no 0.5 s interval below a quarter of the median', async () => {
       // From direct (whatever ran before), then UDP between the pair dropped: the pair falls back
       // to the relay, and the leader attempts upgrades (after reupgradeMs, then with backoff)
       // that must fail, each switching one side away from the relay for its window.
@@ -212,7 +212,9 @@ describe.skipIf(skip !== undefined || !have('iperf3'))(
         // The attempts happened (and failed: the pair is still relayed).
         expect(attempts).toBeGreaterThanOrEqual(2)
         expect((await pathOf(a(), b()))?.path).not.toBe('direct')
-        expect(worst).toBeGreaterThanOrEqual(med / 5)
+        // Main (before the fix): 6, 20 and 24 % of the median in three runs; with it 42-65 % in
+        // four (load average 5-7 on 2 shared cores); a relayed stream alone dips to ~55 %.
+        expect(worst).toBeGreaterThanOrEqual(med / 4)
       } finally {
         for (const p of [client, server]) if (p?.exitCode === null) p.kill('SIGKILL')
       }
