@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {DEFAULT_TUNING, PeerPath, type WireGuardView} from './path.js'
+import {BASE_LATENCY_MS, DEFAULT_TUNING, PeerPath, type WireGuardView} from './path.js'
 
 const LAN = '10.1.0.7:51820'
 const PUB = '198.51.100.7:40001'
@@ -591,5 +591,23 @@ describe('PeerPath across a key rotation of the peer', () => {
       now: T0 + 1000 + DEFAULT_TUNING.attemptMs,
     })
     expect(d.state).not.toBe('direct')
+  })
+})
+
+describe('PeerPath latency', () => {
+  it("keeps the path's unloaded round trip, the smallest sample of the last one to two minutes, for upgrades to size their window", () => {
+    const p = new PeerPath()
+    expect(p.baseLatency(T0)).toBeUndefined()
+    p.noteLatency(10, T0)
+    // A stream starts: the relayed round trip is queueing now; the base stays what the path costs.
+    p.noteLatency(300, T0 + 1_000)
+    expect(p.latency.ms).toBe(300)
+    expect(p.baseLatency(T0 + 1_000)).toBe(10)
+    p.noteLatency(250, T0 + BASE_LATENCY_MS + 1_000)
+    expect(p.baseLatency(T0 + BASE_LATENCY_MS + 1_000)).toBe(10)
+    // Older than two periods: only the recent samples count (the path itself may have changed).
+    p.noteLatency(240, T0 + 2 * BASE_LATENCY_MS + 2_000)
+    expect(p.baseLatency(T0 + 2 * BASE_LATENCY_MS + 2_000)).toBe(240)
+    expect(p.baseLatency(T0 + 5 * BASE_LATENCY_MS)).toBeUndefined()
   })
 })

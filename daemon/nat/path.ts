@@ -136,6 +136,9 @@ export const DEFAULT_TUNING: PathTuning = {
   maxPokes: 3,
 }
 
+/** How long a latency sample counts toward PeerPath.baseLatency (it keeps one to two of these). */
+export const BASE_LATENCY_MS = 60_000
+
 /** What WireGuard shows for the peer now. */
 export interface WireGuardView {
   /** The endpoint in use; undefined when WireGuard has none. */
@@ -291,6 +294,10 @@ export class PeerPath {
   private lookedAt: number | undefined
   private latencyMs: number | undefined
   private latencyAt = 0
+  /** The smallest latency sample of the current and the previous BASE_LATENCY_MS (see baseLatency). */
+  private baseCur: number | undefined
+  private basePrev: number | undefined
+  private baseSince = 0
   /** Relay: since when WireGuard has shown the relay endpoint with no handshake ever (see pokeMs). */
   private unshakenSince: number | undefined
   private pokes = 0
@@ -328,6 +335,30 @@ export class PeerPath {
     if (!Number.isFinite(ms) || ms < 0) return
     this.latencyMs = ms
     this.latencyAt = now
+    // Two buckets of BASE_LATENCY_MS: the base is the smallest sample of the last one to two.
+    if (now - this.baseSince >= 2 * BASE_LATENCY_MS) {
+      this.basePrev = undefined
+      this.baseCur = undefined
+      this.baseSince = now
+    } else if (now - this.baseSince >= BASE_LATENCY_MS) {
+      this.basePrev = this.baseCur
+      this.baseCur = undefined
+      this.baseSince = now
+    }
+    this.baseCur = Math.min(this.baseCur ?? ms, ms)
+  }
+
+  /**
+   * The smallest round trip through the tunnel measured in the last one to two minutes
+   * (BASE_LATENCY_MS), undefined without a sample: what the path costs unloaded. A relayed
+   * round trip under load is mostly queueing in the relay's buffers, which a direct path does not
+   * go through, so an upgrade sizes its switch window from this, not from the latest sample.
+   */
+  baseLatency(now: number): number | undefined {
+    if (now - this.baseSince >= 2 * BASE_LATENCY_MS) return undefined
+    if (now - this.baseSince >= BASE_LATENCY_MS) return this.baseCur
+    if (this.basePrev === undefined) return this.baseCur
+    return Math.min(this.basePrev, this.baseCur ?? this.basePrev)
   }
 
   /** Takes what is known now and returns where WireGuard should point. */

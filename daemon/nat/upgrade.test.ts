@@ -2,8 +2,15 @@ import {describe, expect, it} from 'vitest'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
 import {DEFAULT_TUNING, PeerPath, type WireGuardView} from './path.js'
 import {decodeUpgrade, encodeUpgrade, UPGRADE_OPEN, UPGRADE_OPENED, type UpgradeMessage} from './probe.js'
-import {leads, Upgrader, type UpgradeLink, type UpgradePeer, type UpgradeShim} from './upgrade.js'
-import type {ShimMode} from '../relay/shim.js'
+import {
+  DEFAULT_UPGRADE_TUNING,
+  leads,
+  Upgrader,
+  type UpgradeLink,
+  type UpgradePeer,
+  type UpgradeShim,
+} from './upgrade.js'
+import type {HoldOptions, ShimMode} from '../relay/shim.js'
 
 /**
  * Two nodes, A (the leader: smaller key) and B, on a simulated network: each has a WireGuard view
@@ -12,6 +19,11 @@ import type {ShimMode} from '../relay/shim.js'
  */
 const RELAY_MS = 10
 const DIRECT_MS = 1
+/** One way through the relay from each side (a loaded stream queues in one direction). */
+interface RelayDelay {
+  A: number
+  B: number
+}
 
 type Nat =
   /** Direct works whichever side switches. */
@@ -33,6 +45,12 @@ interface Side {
   wg: {endpoint: string | undefined; lastHandshakeMs: number; rxBytes: number; txBytes: number}
   shimModes: ShimMode[]
   shimMode: ShimMode
+  /** The hold options of each hold. */
+  holds: (HoldOptions | undefined)[]
+  /** Every endpoint WireGuard was pointed at by the upgrade, and when. */
+  pointed: {at: number; endpoint: string}[]
+  /** Direct packets this side sent that the NATs dropped. */
+  lostDirect: number
   /** Relayed packets delivered / held / dropped at this side's shim. */
   held: number
   dropped: number
@@ -44,7 +62,7 @@ interface Side {
   log: string[]
 }
 
-function lab(nat: Nat) {
+function lab(nat: Nat, relay: RelayDelay = {A: RELAY_MS, B: RELAY_MS}) {
   const clock = new FakeClock()
   const mk = (name: 'A' | 'B', key: string, n: number): Side =>
     ({
@@ -56,6 +74,9 @@ function lab(nat: Nat) {
       wg: {endpoint: `127.0.0.1:4700${n}`, lastHandshakeMs: clock.now(), rxBytes: 1000, txBytes: 1000},
       shimModes: [],
       shimMode: 'deliver',
+      holds: [],
+      pointed: [],
+      lostDirect: 0,
       held: 0,
       dropped: 0,
       openedToward: new Set(),
@@ -82,7 +103,7 @@ function lab(nat: Nat) {
     from.wg.txBytes += 100
     const to = from.other
     if (onPath(from) === 'direct') {
-      if (!directPasses(from)) return
+      if (!directPasses(from)) return void from.lostDirect++
       clock.setTimeout(() => {
         to.wg.rxBytes += 100
         to.wg.endpoint = from.candidate // WireGuard roams to the source
@@ -96,14 +117,15 @@ function lab(nat: Nat) {
       to.wg.rxBytes += 100
       to.wg.endpoint = to.shimEndpoint
       arrived()
-    }, RELAY_MS)
+    }, relay[from.name])
   }
 
   const link = (s: Side): UpgradeLink => {
     const shim: UpgradeShim = {
       endpoint: s.shimEndpoint,
-      setMode(mode) {
+      setMode(mode, hold) {
         s.shimModes.push(mode)
+        if (mode === 'hold') s.holds.push(hold)
         if (s.shimMode === 'hold' && mode === 'deliver') s.held = 0 // delivered late, not lost
         if (s.shimMode === 'hold' && mode === 'drop') {
           s.dropped += s.held
@@ -116,6 +138,7 @@ function lab(nat: Nat) {
       clock,
       read: async () => ({...s.wg}) as WireGuardView,
       setEndpoint: async (_key, endpoint) => {
+        s.pointed.push({at: clock.now(), endpoint})
         s.wg.endpoint = endpoint
       },
       openNat: async (targets) => {
@@ -237,6 +260,47 @@ describe('Upgrader', () => {
     }
     for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThanOrEqual(gaps[i - 1]! - 500)
     expect(Math.max(...gaps)).toBeLessThanOrEqual(10_500)
+  })
+
+  it('keeps a failed switch short when load inflates the relayed round trip, and holds what the relay brings meanwhile', async () => {
+    // A stream through the relay queues 150 ms each way: the relayed round trip is 300 ms, not
+    // the 20 ms the path measured before the load.
+    const {clock, a, b, settle} = lab('blocked', {A: 150, B: 150})
+    a.path.noteLatency(2 * RELAY_MS, clock.now())
+    b.path.noteLatency(2 * RELAY_MS, clock.now())
+    expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('failed')
+    // B switched (the first attempt opens from A) and came back after the window sized from the
+    // unloaded round trip: 2.5 x 20 + 150 = 200 ms, not 2.5 x 300 + 150 = 900 ms.
+    expect(b.pointed.map((p) => p.endpoint)).toEqual([a.candidate, b.shimEndpoint])
+    const switchedMs = b.pointed[1]!.at - b.pointed[0]!.at
+    expect(switchedMs).toBeGreaterThanOrEqual(DEFAULT_UPGRADE_TUNING.minWindowMs)
+    expect(switchedMs).toBeLessThanOrEqual(DEFAULT_UPGRADE_TUNING.minWindowMs + 20)
+    // The relay's packets for B were held, not dropped, room for a loaded stream's window.
+    expect(b.shimModes).toEqual(['hold', 'deliver'])
+    expect(b.holds[0]?.maxPackets).toBeGreaterThanOrEqual(1_024)
+    expect(b.dropped).toBe(0)
+    expect(b.path.current).toMatchObject({state: 'relay', endpoint: b.shimEndpoint})
+  })
+
+  it('bounds the switch window when only load-inflated round trips were ever measured', async () => {
+    const {a, b, settle} = lab('blocked', {A: 300, B: 300})
+    expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('failed')
+    const switchedMs = b.pointed[1]!.at - b.pointed[0]!.at
+    // 400 ms at most (was 1,500), whatever the relayed round trip.
+    expect(switchedMs).toBeLessThanOrEqual(420)
+  })
+
+  it('switches only once the peer had the time to open its NAT, when the message to it waits behind a loaded stream', async () => {
+    // A -> B through the relay takes 280 ms (behind A's stream), B -> A 20 ms.
+    const {clock, a, b, settle} = lab('needs-open', {A: 280, B: 20})
+    a.path.noteLatency(2 * RELAY_MS, clock.now())
+    a.path.nextUpgrade(1) // the next attempt is the second: A switches, B opens
+    expect(await settle(a.upgrader.lead(a.peer, a.path))).toBe('direct')
+    expect(a.pointed[0]?.endpoint).toBe(b.candidate)
+    // A's first direct packet already found B's NAT open.
+    expect(a.lostDirect).toBe(0)
+    expect(a.path.current.state).toBe('direct')
+    expect(b.path.current.state).toBe('direct')
   })
 
   it('alternates which side switches, so a pair that needs the leader to switch goes direct on the second attempt', async () => {

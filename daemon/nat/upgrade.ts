@@ -12,6 +12,14 @@
  * reply within the window: the switcher points WireGuard back at the relay and delivers what it
  * held, so a failed attempt costs the packets it sent in that window and nothing else.
  *
+ * That cost is what a pair that cannot go direct pays for every try, so the window is sized from
+ * the path's unloaded round trip (PeerPath.baseLatency), bounded by maxWindowMs: a relayed round
+ * trip measured under load is mostly the stream's own data queued in the relay, which a direct
+ * packet never waits behind, and a window grown with it (≈ 500 ms under an iperf3 stream) made
+ * each failed attempt stall loaded TCP for a retransmission timeout or more. The relayed
+ * round trip still paces what costs nothing: how long the leader waits before switching, for its
+ * `open` message to reach the peer.
+ *
  * Which side switches matters (an endpoint-dependent mapping must be the side that sends first),
  * so attempts alternate: `open` (the leader opens, the peer switches) and `switch` (the peer
  * opens, the leader switches). The leader — the side with the smaller public key — times the
@@ -70,9 +78,16 @@ export interface UpgradeTuning {
   readonly settleMs: number
   /** After a switch, relayed packets still in flight are dropped this long. */
   readonly graceMs: number
-  /** Bounds of the switch window (derived from the relayed round trip). */
+  /**
+   * Bounds of the switch window, derived from the path's unloaded round trip
+   * (PeerPath.baseLatency). Everything the switching side sends in the window is lost when the
+   * switch fails, so the bound is kept below what stalls a TCP stream for long (Linux's minimum
+   * retransmission timeout is 200 ms).
+   */
   readonly minWindowMs: number
   readonly maxWindowMs: number
+  /** Relayed packets held while switching at most (what comes over them is dropped). */
+  readonly holdPackets: number
   /** How often the opener looks for the peer's direct packets. */
   readonly watchEveryMs: number
 }
@@ -83,7 +98,8 @@ export const DEFAULT_UPGRADE_TUNING: UpgradeTuning = {
   settleMs: 20,
   graceMs: 1_000,
   minWindowMs: 200,
-  maxWindowMs: 1_500,
+  maxWindowMs: 400,
+  holdPackets: 1_024,
   watchEveryMs: 100,
 }
 
@@ -131,12 +147,16 @@ export class Upgrader {
         return 'deferred'
       }
       path.noteLatency(rtt, now)
-      // The direct round trip is rarely longer than the relayed one: a window of a little more
-      // than two of those keeps what a failed switch costs (the switcher's packets in it) small.
-      const windowMs = clamp(Math.round(rtt * 2.5) + 150, this.tuning.minWindowMs, this.tuning.maxWindowMs)
+      // The direct round trip is rarely longer than the relayed one unloaded: a window of a little
+      // more than two of those keeps what a failed switch costs (the switcher's packets in it)
+      // small. Not the latest sample: under load the relayed round trip is mostly queueing in the
+      // relay's buffers (hundreds of ms), which the direct path does not go through, and a window
+      // grown with it made every failed attempt stall a loaded TCP stream.
+      const base = Math.min(rtt, path.baseLatency(now) ?? rtt)
+      const windowMs = this.windowFor(base)
       const msg = {windowMs, index: plan.index, nonce: randomBytes(8)}
       path.noteUpgradeAttempt()
-      this.link.log.debug({peer: peer.id, plan, rtt, windowMs}, 'upgrade attempt')
+      this.link.log.debug({peer: peer.id, plan, rtt, base, windowMs}, 'upgrade attempt')
       if (plan.mode === 'open') {
         const close = await this.link.openNat(peer.candidates)
         try {
@@ -149,10 +169,13 @@ export class Upgrader {
         }
       }
       this.link.send(peer.address, {type: UPGRADE_OPEN, ...msg})
-      // The peer's throwaway initiations leave about half a round trip from now.
-      await delay(this.link.clock, Math.round(rtt / 2) + this.tuning.openLeadMs)
+      // The peer's throwaway initiations leave once the message is there: at most one relayed
+      // round trip from now (under load the way there, behind the stream's data, can take
+      // nearly all of it). Waiting costs nothing; switching early would spend the short window
+      // on a NAT not yet open.
+      await delay(this.link.clock, rtt + this.tuning.openLeadMs)
       const target = peer.candidates[plan.index % peer.candidates.length]!
-      return await this.switchTo(peer, path, shim, target, windowMs, rtt)
+      return await this.switchTo(peer, path, shim, target, windowMs, base)
     } finally {
       this.busy.delete(peer.id)
     }
@@ -174,18 +197,21 @@ export class Upgrader {
     )
       return 'ignored'
     const windowMs = clamp(msg.windowMs, this.tuning.minWindowMs, this.tuning.maxWindowMs)
+    const base = path.baseLatency(this.link.clock.now())
     path.noteUpgradeAttempt()
     this.link.log.debug({peer: peer.id, type: msg.type, windowMs}, 'upgrade attempt joined')
     this.busy.add(peer.id)
     try {
       if (msg.type === UPGRADE_OPENED) {
         const target = peer.candidates[msg.index % peer.candidates.length]!
-        return await this.switchTo(peer, path, shim, target, windowMs, undefined)
+        return await this.switchTo(peer, path, shim, target, windowMs, base)
       }
       const close = await this.link.openNat(peer.candidates)
       try {
         const before = await this.link.read(peer.publicKey)
-        return await this.watch(peer, path, shim, before, windowMs + 500, false)
+        // The leader switches up to one relayed round trip after this message arrived (it waits
+        // that long for the message to get here): watch past its window with room for that.
+        return await this.watch(peer, path, shim, before, windowMs + 1_000, false)
       } finally {
         await close().catch(() => {})
       }
@@ -223,17 +249,25 @@ export class Upgrader {
     return 'failed'
   }
 
-  /** This side switches to `target` (see the file comment). */
+  /** The switch window for a path whose unloaded round trip is `baseMs`. */
+  private windowFor(baseMs: number): number {
+    return clamp(Math.round(baseMs * 2.5) + 150, this.tuning.minWindowMs, this.tuning.maxWindowMs)
+  }
+
+  /**
+   * This side switches to `target` (see the file comment). `baseRtt`: the path's unloaded round
+   * trip, which paces the pings in the window.
+   */
   private async switchTo(
     peer: UpgradePeer,
     path: PeerPath,
     shim: UpgradeShim,
     target: string,
     windowMs: number,
-    relayRtt: number | undefined,
+    baseRtt: number | undefined,
   ): Promise<UpgradeResult> {
     const clock = this.link.clock
-    shim.setMode('hold', {maxMs: windowMs + 500, then: 'deliver'})
+    shim.setMode('hold', {maxMs: windowMs + 500, maxPackets: this.tuning.holdPackets, then: 'deliver'})
     await delay(clock, this.tuning.settleMs)
     path.beginSwitch(target, clock.now())
     const switched = await this.link.setEndpoint(peer.publicKey, target).then(
@@ -241,7 +275,9 @@ export class Upgrader {
       () => false,
     )
     const deadline = clock.now() + windowMs
-    const perPing = clamp(Math.round((relayRtt ?? windowMs / 4) * 2) + 50, 100, 800)
+    // Several pings fit in the window: a first one lost (to a NAT opening late, or a busy prober)
+    // leaves time for another.
+    const perPing = clamp(Math.round((baseRtt ?? windowMs / 4) * 2) + 50, 60, windowMs)
     let rtt: number | null = null
     for (let i = 0; switched && rtt === null && i < 50 && !this.closed; i++) {
       const left = deadline - clock.now()
