@@ -49,7 +49,15 @@ export const OidcIssuerSchema = z.strictObject({
 export type OidcIssuerConfig = z.infer<typeof OidcIssuerSchema>
 
 export const OidcConfigSchema = z
-  .strictObject({issuers: z.array(OidcIssuerSchema).min(1).max(20)})
+  .strictObject({
+    issuers: z.array(OidcIssuerSchema).min(1).max(20),
+    /**
+     * Logins in progress one client address may hold at once (default 10). Raise it when many
+     * people reach the controller from one address (an office behind one NAT, a proxy that is
+     * not in --trusted-proxies).
+     */
+    pendingPerAddress: z.number().int().min(1).max(100_000).default(10),
+  })
   .refine((c) => new Set(c.issuers.map((i) => i.name)).size === c.issuers.length, {
     message: 'issuer names must differ',
     path: ['issuers'],

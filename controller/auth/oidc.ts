@@ -80,6 +80,10 @@ export interface OidcLog {
 
 export class Oidc {
   private readonly configs = new Map<string, Promise<client.Configuration>>()
+  /** Logins in progress one client address may hold (OidcConfig.pendingPerAddress). */
+  private get pendingPerAddress(): number | undefined {
+    return this.cfg?.pendingPerAddress
+  }
   private readonly groupsListeners = new Set<(tenantId: string) => void>()
 
   constructor(
@@ -187,7 +191,7 @@ export class Oidc {
     checkLoopbackRedirect(redirectUri)
     const invited = await this.inviteHash(invite)
     const source = meta?.sourceAddress ?? null
-    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()), this.pendingPerAddress)
     const conf = await this.config(i)
     const data: CodeData = {
       state: client.randomState(),
@@ -207,16 +211,19 @@ export class Oidc {
     const flowId = newSecret('oidcFlow')
     const now = this.now()
     const expiresAt = this.iso(now + CODE_FLOW_TTL_MS)
-    await this.writes.startOidcFlow({
-      idHash: hashSecret(flowId),
-      kind: 'code',
-      provider: i.name,
-      data: {...data},
-      createdAt: this.iso(now),
-      expiresAt,
-      nextPollAt: null,
-      source,
-    })
+    await this.writes.startOidcFlow(
+      {
+        idHash: hashSecret(flowId),
+        kind: 'code',
+        provider: i.name,
+        data: {...data},
+        createdAt: this.iso(now),
+        expiresAt,
+        nextPollAt: null,
+        source,
+      },
+      this.pendingPerAddress,
+    )
     return {flowId, issuer: i.name, authorizationUrl: url.href, expiresAt}
   }
 
@@ -271,7 +278,7 @@ export class Oidc {
     const invited = await this.inviteHash(invite)
     const source = meta?.sourceAddress ?? null
     // Before the provider is asked: a flood from one address costs it nothing.
-    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()))
+    await this.writes.checkOidcFlowRoom(source, this.iso(this.now()), this.pendingPerAddress)
     const conf = await this.config(i)
     if (!conf.serverMetadata().device_authorization_endpoint) {
       throw new MeshError('OIDC_NOT_CONFIGURED', {
@@ -291,16 +298,19 @@ export class Oidc {
     const expiresAt = this.iso(now + ttl)
     const flowId = newSecret('oidcFlow')
     const data: DeviceData = {deviceCode: res.device_code, interval, ...invited}
-    await this.writes.startOidcFlow({
-      idHash: hashSecret(flowId),
-      kind: 'device',
-      provider: i.name,
-      data: {...data},
-      createdAt: this.iso(now),
-      expiresAt,
-      nextPollAt: this.iso(now),
-      source,
-    })
+    await this.writes.startOidcFlow(
+      {
+        idHash: hashSecret(flowId),
+        kind: 'device',
+        provider: i.name,
+        data: {...data},
+        createdAt: this.iso(now),
+        expiresAt,
+        nextPollAt: this.iso(now),
+        source,
+      },
+      this.pendingPerAddress,
+    )
     return {
       flowId,
       issuer: i.name,

@@ -208,25 +208,31 @@ async function freeUsername(tx: Tx, candidates: readonly string[]): Promise<stri
 export const OIDC_FLOWS_PER_SOURCE = 10
 
 /**
- * RATE_LIMITED when `source` already holds OIDC_FLOWS_PER_SOURCE logins in progress at `at`.
- * Asked before the provider is (oidc.ts) and again, in the same transaction as the insert, by
- * startOidcFlow. (PostgreSQL: starts from one address racing each other may pass one count
- * together; the overshoot is bounded by how many run at once.)
+ * RATE_LIMITED when `source` already holds `limit` (the OIDC config's pendingPerAddress, default
+ * OIDC_FLOWS_PER_SOURCE) logins in progress at `at`. Asked before the provider is (oidc.ts) and
+ * again, in the same transaction as the insert, by startOidcFlow. (PostgreSQL: starts from one
+ * address racing each other may pass one count together; the overshoot is bounded by how many
+ * run at once.)
  */
-export async function checkOidcFlowRoom(tx: Tx, source: string | null, at: string): Promise<void> {
+export async function checkOidcFlowRoom(
+  tx: Tx,
+  source: string | null,
+  at: string,
+  limit = OIDC_FLOWS_PER_SOURCE,
+): Promise<void> {
   if (source === null) return
-  if ((await tx.countOidcFlowsFrom(source, at)) >= OIDC_FLOWS_PER_SOURCE) {
+  if ((await tx.countOidcFlowsFrom(source, at)) >= limit) {
     throw new MeshError('RATE_LIMITED', {
-      message: `too many OpenID Connect logins in progress from this address (${OIDC_FLOWS_PER_SOURCE})`,
+      message: `too many OpenID Connect logins in progress from this address (${limit})`,
       hint: 'finish or abandon the ones started (each expires within 30 min), then try again',
     })
   }
 }
 
 /** A new OIDC login in progress; a sweep of expired ones rides along. */
-export async function startOidcFlow(tx: Tx, f: OidcFlowRecord): Promise<void> {
+export async function startOidcFlow(tx: Tx, f: OidcFlowRecord, limit = OIDC_FLOWS_PER_SOURCE): Promise<void> {
   await tx.deleteExpiredOidcFlows(f.createdAt)
-  await checkOidcFlowRoom(tx, f.source ?? null, f.createdAt)
+  await checkOidcFlowRoom(tx, f.source ?? null, f.createdAt, limit)
   await tx.insertOidcFlow(f)
 }
 

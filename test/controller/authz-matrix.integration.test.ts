@@ -591,7 +591,11 @@ describe('controller authorization matrix', () => {
   beforeAll(async () => {
     idp = await startTestIdp()
     ctl = await startTestController({
-      oidc: {issuers: [{name: 'corp', issuer: idp.issuer, clientId: TEST_CLIENT_ID, allowHttp: true}]},
+      // Every cell starts its own login from 127.0.0.1.
+      oidc: {
+        issuers: [{name: 'corp', issuer: idp.issuer, clientId: TEST_CLIENT_ID, allowHttp: true}],
+        pendingPerAddress: 1000,
+      },
     })
     const api = new Api(ctl.url, agent)
     const superToken = ctl.adminToken
