@@ -82,9 +82,14 @@ export class UserspaceDriver extends WgToolsDriver {
     return super.apply(desired)
   }
 
-  override create(name: string): Promise<boolean> {
+  /**
+   * Supervised once it is there: added before, the poll could find no link while wireguard-go is
+   * still starting and report the interface lost (seen in the lab: a needless rebuild).
+   */
+  override async create(name: string): Promise<boolean> {
+    const made = await super.create(name)
     this.supervised.add(name)
-    return super.create(name)
+    return made
   }
 
   /** Peers and keys over UAPI; the link from the cache, or from `ip` when there is none. */
