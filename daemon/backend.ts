@@ -824,7 +824,6 @@ export class Backend {
         if (error !== null || connected) rt.lastError = error
         if (connected !== was) this.changed()
         if (connected && !was) {
-          this.mark(rt, 'connected')
           this.log.info({network: rt.record.name}, 'controller connected')
           rt.reporter.reset()
           this.report(rt)
@@ -1593,6 +1592,8 @@ export class Backend {
       const pokes: Peer[] = []
       this.updatePaths(rt, current, [], undefined, pokes)
       const desired = this.desiredConfig(rt)
+      // Whether this apply carries a netmap's peers (for the start-up timeline).
+      const withNetmap = rt.netmap !== undefined
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
       let failure: string | undefined
@@ -1630,7 +1631,7 @@ export class Backend {
         )
       }
       if (failure === undefined) {
-        this.startupApplied(rt)
+        if (withNetmap) this.startupApplied(rt)
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
         await this.pokePeers(rt, pokes)
         await this.ensureProber(rt)
@@ -1710,7 +1711,9 @@ export class Backend {
 
   /**
    * Logs a join's or up's start-up timeline once its first apply with a netmap (the cached one,
-   * for an up) went through: each step in ms after the join or up began.
+   * for an up) went through: each step in ms after the join or up began. `interface`: WireGuard
+   * created; `registered` (join): the controller answered; `netmap`: the first frame in;
+   * `relay`: the relay socket open; `applied`: now.
    */
   private startupApplied(rt: NetRuntime): void {
     const s = rt.startup
