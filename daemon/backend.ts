@@ -173,6 +173,8 @@ interface NetRuntime {
   /** The relay of this network (opened once the netmap names one) and each relayed peer's
    *  local endpoint, by peer id. */
   relay: RelayClient | undefined
+  /** The relay socket was opened and no reconcile has waited for it yet (see prepareNat). */
+  relayFresh: boolean
   /** Which of the netmap's relays the relay socket goes to (daemon/relay/home.ts). */
   home: HomeRelay | undefined
   shims: Map<string, string>
@@ -208,6 +210,13 @@ interface NetRuntime {
   losses: number
   lastLossAt: number
   firstMap: {promise: Promise<void>; resolve: () => void}
+  /**
+   * The interface being created ahead of its first apply (join, up: see startInterface);
+   * every apply and removal of the interface waits for it. Undefined once it settled.
+   */
+  starting: Promise<boolean> | undefined
+  /** A join's or up's start-up steps, ms after it began, logged once with its first apply. */
+  startup: {why: string; at: number; marks: Record<string, number>} | undefined
 }
 
 const deferred = (): {promise: Promise<void>; resolve: () => void} => {
@@ -418,7 +427,10 @@ export class Backend {
       await rt.sync?.stop()
       rt.sync = undefined
     }
-    for (const rt of this.nets.values()) await rt.queue.catch(() => {})
+    for (const rt of this.nets.values()) {
+      await rt.queue.catch(() => {})
+      await rt.starting
+    }
     if (opts.removeInterfaces) {
       for (const rt of this.nets.values()) {
         await this.opts.driver.remove(rt.record.interface).catch(() => {})
@@ -450,6 +462,7 @@ export class Backend {
       applyFailures: 0,
       paths: new Map(),
       relay: undefined,
+      relayFresh: false,
       home: undefined,
       shims: new Map(),
       discoveryEndpoint: undefined,
@@ -461,6 +474,8 @@ export class Backend {
       losses: 0,
       lastLossAt: 0,
       firstMap: deferred(),
+      starting: undefined,
+      startup: undefined,
     }
   }
 
@@ -476,10 +491,21 @@ export class Backend {
     return next
   }
 
+  /**
+   * Registers the node and brings the network up. The steps that do not depend on each other
+   * overlap (issue 7: one after the other they took 600-900 ms from registration to the first
+   * netmap applied): WireGuard starts (startInterface) while the node registers; the netmap
+   * session opens as soon as the node is registered, while WireGuard may still be starting; the
+   * relay socket opens when the first netmap arrives (onFrame), whatever the interface is
+   * doing. The first apply waits for the interface, and puts the firewall in place before any
+   * peer, as every apply does. A join that fails after WireGuard was started removes it again.
+   */
   private async joinNow(req: JoinRequest): Promise<NetworkStatus> {
+    const startedAt = this.clock.now()
     const controller = req.controller.replace(/\/+$/, '')
+    // A name nextInterfaceName() picked was just found free: one `ip` spawn less.
     const iface = req.interface ?? (await this.nextInterfaceName())
-    await this.checkInterfaceFree(iface)
+    if (req.interface !== undefined) await this.checkInterfaceFree(iface)
     const usedPorts = new Set([...this.nets.values()].map((n) => n.record.listenPort))
     if (req.listenPort !== undefined && usedPorts.has(req.listenPort))
       throw new MeshError('INVALID_ARGUMENT', {
@@ -487,14 +513,49 @@ export class Backend {
       })
     const listenPort = req.listenPort ?? (await freeUdpPort(usedPorts))
     const keys = generateKeyPair()
-    const reg = await registerNode(controller, {
-      ...(req.invite !== undefined ? {invite: req.invite} : {authKey: req.authKey!}),
-      publicKey: keys.publicKey,
-      name: req.name ?? defaultNodeName(),
-      hostname: os.hostname().slice(0, 253),
-      os: `${process.platform}`,
-      endpoints: localEndpoints(listenPort, this.meshInterfaces()),
-    })
+    const starting = this.startInterface(iface)
+    let rt: NetRuntime
+    let registeredAt: number
+    try {
+      const reg = await registerNode(controller, {
+        ...(req.invite !== undefined ? {invite: req.invite} : {authKey: req.authKey!}),
+        publicKey: keys.publicKey,
+        name: req.name ?? defaultNodeName(),
+        hostname: os.hostname().slice(0, 253),
+        os: `${process.platform}`,
+        endpoints: localEndpoints(listenPort, new Set([...this.meshInterfaces(), iface])),
+      })
+      registeredAt = this.clock.now() - startedAt
+      rt = await this.registered(controller, iface, listenPort, keys, reg)
+    } catch (err) {
+      await this.discardInterface(iface, starting)
+      throw err
+    }
+    rt.starting = starting
+    rt.startup = {why: 'join', at: startedAt, marks: {registered: registeredAt}}
+    this.nets.set(rt.record.id, rt)
+    this.log.info(
+      {network: rt.record.name, interface: iface, address: rt.record.address, nodeId: rt.record.nodeId},
+      'joined network',
+    )
+    // The netmap session opens while WireGuard may still be starting; its first frame's apply
+    // waits for the interface (reconcile).
+    this.startSync(rt)
+    await this.interfaceStarted(rt)
+    await this.reconcile(rt, 'join')
+    // Answer with peers when the controller is quick; a slow one only delays the answer a bit.
+    await Promise.race([rt.firstMap.promise, delay(this.clock, this.opts.joinWaitMs ?? 5_000)])
+    return this.networkStatus(rt)
+  }
+
+  /** A join's registration answered: checked, and the network stored (not yet in `nets`). */
+  private async registered(
+    controller: string,
+    iface: string,
+    listenPort: number,
+    keys: {publicKey: string; privateKey: string},
+    reg: Awaited<ReturnType<typeof registerNode>>,
+  ): Promise<NetRuntime> {
     // The network is only known from the reply (an invite names no network), so a second join
     // is caught after registering: the node just registered is removed again with its own
     // credential, so no stray node stays at the controller.
@@ -537,27 +598,73 @@ export class Backend {
       joinedAt: new Date().toISOString(),
     }
     this.opts.store.createNetwork(record, keys.privateKey, reg.credential)
-    const rt = this.runtime(record, keys.privateKey, reg.credential, undefined)
-    this.nets.set(record.id, rt)
-    this.log.info(
-      {network: record.name, interface: iface, address: record.address, nodeId: record.nodeId},
-      'joined network',
-    )
-    await this.reconcile(rt, 'join')
-    this.startSync(rt)
-    // Answer with peers when the controller is quick; a slow one only delays the answer a bit.
-    await Promise.race([rt.firstMap.promise, delay(this.clock, this.opts.joinWaitMs ?? 5_000)])
-    return this.networkStatus(rt)
+    return this.runtime(record, keys.privateKey, reg.credential, undefined)
   }
 
+  /**
+   * Starts creating a network's interface ahead of its first apply (driver.create: wireguard-go
+   * takes 150-300 ms to come up), owned from the start, so that a crash meanwhile leaves an
+   * interface the next start removes. It has no key, address or peer and is down: it carries
+   * nothing before an apply has put the firewall in place and configured it. Never rejects: a
+   * failure is logged, and the first apply, which creates a missing interface itself, tries
+   * again and reports it. Resolves true when it made the interface.
+   */
+  private startInterface(name: string): Promise<boolean> {
+    const owned = new Set(this.opts.store.ownedInterfaces())
+    if (!owned.has(name)) this.opts.store.setOwnedInterfaces([...owned, name])
+    return this.opts.driver.create(name).then(
+      (made) => {
+        if (made) this.log.debug({interface: name}, 'interface created ahead of its first apply')
+        return made
+      },
+      (err: unknown) => {
+        this.log.warn({interface: name, err: String(err)}, 'interface not created ahead of its first apply')
+        return false
+      },
+    )
+  }
+
+  /** Waits for the interface being created ahead (startInterface), if any. */
+  private async interfaceStarted(rt: NetRuntime): Promise<void> {
+    const starting = rt.starting
+    if (starting === undefined) return
+    await starting
+    if (rt.starting === starting) rt.starting = undefined
+    this.mark(rt, 'interface')
+  }
+
+  /** A join that failed after startInterface: the interface goes again, and is no longer owned. */
+  private async discardInterface(name: string, starting: Promise<boolean>): Promise<void> {
+    if (await starting)
+      await this.opts.driver
+        .remove(name)
+        .catch((err) => this.log.warn({interface: name, err: String(err)}, 'remove failed'))
+    this.sampler.forget(name)
+    this.opts.store.setOwnedInterfaces(this.opts.store.ownedInterfaces().filter((n) => n !== name))
+  }
+
+  /** Notes when a start-up step of a join or up was reached (the first time only). */
+  private mark(rt: NetRuntime, step: string): void {
+    const s = rt.startup
+    if (s !== undefined && s.marks[step] === undefined) s.marks[step] = this.clock.now() - s.at
+  }
+
+  /**
+   * Brings networks up again. As in a join, what does not depend on each other overlaps:
+   * WireGuard starts (startInterface) while the netmap session opens and the first apply, from
+   * the cached netmap, opens the relay socket (prepareNat); that apply waits for the interface
+   * and puts the firewall in place before any peer.
+   */
   async up(network: string | undefined): Promise<UpResult> {
     const changed: string[] = []
     for (const rt of this.select(network)) {
       if (rt.record.up) continue
       rt.record = {...rt.record, up: true}
       this.opts.store.saveRecord(rt.record)
-      await this.reconcile(rt, 'up')
+      rt.startup = {why: 'up', at: this.clock.now(), marks: {}}
+      rt.starting ??= this.startInterface(rt.record.interface)
       this.startSync(rt)
+      await this.reconcile(rt, 'up')
       changed.push(rt.record.name)
     }
     return {changed}
@@ -573,7 +680,7 @@ export class Backend {
       this.closeProber(rt)
       await this.closeRelay(rt)
       rt.paths.clear()
-      await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
+      await this.exclusive(rt, () => this.removeNetInterface(rt))
       changed.push(rt.record.name)
       this.log.info({network: rt.record.name, interface: rt.record.interface}, 'network down')
     }
@@ -787,6 +894,9 @@ export class Backend {
       this.opts.store.saveRecord(rt.record)
     }
     this.opts.store.saveNetmap(rt.record.id, rt.netmap)
+    this.mark(rt, 'netmap')
+    // Now, not when this frame's apply gets its turn (a join's waits for WireGuard to start).
+    this.ensureRelay(rt)
     rt.applyingFrame = true
     try {
       await this.reconcile(rt, frame.type === 'full' ? 'full netmap' : 'netmap delta')
@@ -906,21 +1016,8 @@ export class Backend {
       if (rt.relay) await this.closeRelay(rt)
       return
     }
-    // The home relay: measured among the netmap's relays; the socket follows it when it moves.
-    if (!rt.home) {
-      const home = new HomeRelay({
-        clock: this.clock,
-        ...this.opts.homeRelay,
-        onChange: (base, info) => {
-          if (rt.home !== home) return
-          this.log.info({network: rt.record.name, relay: base, region: info.region}, 'home relay')
-          rt.relay?.retarget(base)
-        },
-      })
-      rt.home = home
-    }
-    rt.home.setRelays(relays, rt.record.controller)
-    const homeUrl = rt.home.current ?? rt.record.controller
+    const relay = this.ensureRelay(rt)
+    if (!relay) return
     const peers = this.usablePeers(rt)
     const wanted = new Set(peers.map((p) => p.id))
     for (const id of [...rt.shims.keys()]) {
@@ -928,46 +1025,15 @@ export class Backend {
       rt.shims.delete(id)
       await rt.relay?.release(id).catch(() => {})
     }
-    // The relay socket opens as soon as the netmap names a relay, also before the first peer
-    // (like a home DERP connection): a peer that joins later goes through it at once, without
-    // waiting for a WebSocket to connect and authenticate first.
-    const fresh = !rt.relay
-    if (!rt.relay) {
-      const relay = new RelayClient({
-        controller: homeUrl,
-        credential: rt.credential,
-        selfId: rt.record.nodeId,
-        wireGuardPort: rt.record.listenPort,
-      })
-      rt.relay = relay
-      // Relayed peers look for a direct path as soon as the relay goes away (the controller
-      // died, say), not at the next path check: nothing else carries them meanwhile.
-      relay.on('close', ({code, reason, reconnectInMs}) => {
-        if (rt.relay !== relay) return
-        this.log.info({network: rt.record.name, code, reason, reconnectInMs}, 'relay socket closed')
-        this.checkPathsSoon()
-        // The home relay may be gone: measure again, and move if another answers.
-        rt.home?.measureSoon()
-      })
-      relay.on('open', () => {
-        if (rt.relay === relay) this.log.info({network: rt.record.name}, 'relay socket open')
-      })
-      // Peers go through the relay as soon as it is open, not at the next path check.
-      void relay.whenOpen().then(
-        () => {
-          if (rt.relay === relay) void this.reconcile(rt, 'relay open').catch(() => {})
-        },
-        () => {},
-      )
-    }
-    const relay = rt.relay
-    relay.retarget(homeUrl)
-    // A socket opened by this very reconcile: its peers go onto WireGuard through the relay in
-    // this apply. Without the wait they stay off WireGuard (awaiting the relay) until a second
-    // reconcile, queued behind this one, adds them: one `wg show` and one `wg set` more before a
-    // new node's first packet, 40-130 ms on a loaded 2-core machine (traced in the NAT lab).
-    // Bounded, and only for a new socket: a relay that is down never slows later reconciles.
-    if (fresh && peers.length > 0) {
+    // A socket opened since the last reconcile (by this one, or by the netmap frame this one
+    // applies): its peers go onto WireGuard through the relay in this apply. Without the wait
+    // they stay off WireGuard (awaiting the relay) until a second reconcile, queued behind this
+    // one, adds them: one `wg show` and one `wg set` more before a new node's first packet,
+    // 40-130 ms on a loaded 2-core machine (traced in the NAT lab). Bounded, and only for a new
+    // socket: a relay that is down never slows later reconciles.
+    const fresh = rt.relayFresh
+    rt.relayFresh = false
+    if (fresh && peers.length > 0 && rt.relay === relay) {
       let timer: TimerHandle | undefined
       // Settles on a failed attempt too: the clock's timers do not keep the process alive, so
       // waiting on an open that never comes (the controller is down at start) would let meshd
@@ -987,6 +1053,67 @@ export class Backend {
       })
       if (shim && rt.relay === relay) rt.shims.set(p.id, shim.endpoint)
     }
+  }
+
+  /**
+   * The network's relay socket: opened as soon as the netmap names a relay, also before the first
+   * peer (like a home DERP connection), so a peer that joins later goes through it at once,
+   * without waiting for a WebSocket to connect and authenticate first; pointed at the home relay
+   * (measured among the netmap's relays; the socket follows it when it moves). Synchronous, so a
+   * netmap frame opens it on arrival, before its apply gets its turn. Undefined when the netmap
+   * names no relay, or the network is down or gone (a stop or down never sees a new one after it).
+   */
+  private ensureRelay(rt: NetRuntime): RelayClient | undefined {
+    if (this.closed || !rt.record.up || this.nets.get(rt.record.id) !== rt) return undefined
+    const relays = rt.netmap?.nat?.relays ?? []
+    if (relays.length === 0) return undefined
+    if (!rt.home) {
+      const home = new HomeRelay({
+        clock: this.clock,
+        ...this.opts.homeRelay,
+        onChange: (base, info) => {
+          if (rt.home !== home) return
+          this.log.info({network: rt.record.name, relay: base, region: info.region}, 'home relay')
+          rt.relay?.retarget(base)
+        },
+      })
+      rt.home = home
+    }
+    rt.home.setRelays(relays, rt.record.controller)
+    const homeUrl = rt.home.current ?? rt.record.controller
+    if (!rt.relay) {
+      const relay = new RelayClient({
+        controller: homeUrl,
+        credential: rt.credential,
+        selfId: rt.record.nodeId,
+        wireGuardPort: rt.record.listenPort,
+      })
+      rt.relay = relay
+      rt.relayFresh = true
+      // Relayed peers look for a direct path as soon as the relay goes away (the controller
+      // died, say), not at the next path check: nothing else carries them meanwhile.
+      relay.on('close', ({code, reason, reconnectInMs}) => {
+        if (rt.relay !== relay) return
+        this.log.info({network: rt.record.name, code, reason, reconnectInMs}, 'relay socket closed')
+        this.checkPathsSoon()
+        // The home relay may be gone: measure again, and move if another answers.
+        rt.home?.measureSoon()
+      })
+      relay.on('open', () => {
+        if (rt.relay !== relay) return
+        this.mark(rt, 'relay')
+        this.log.info({network: rt.record.name}, 'relay socket open')
+      })
+      // Peers go through the relay as soon as it is open, not at the next path check.
+      void relay.whenOpen().then(
+        () => {
+          if (rt.relay === relay) void this.reconcile(rt, 'relay open').catch(() => {})
+        },
+        () => {},
+      )
+    }
+    rt.relay.retarget(homeUrl)
+    return rt.relay
   }
 
   /**
@@ -1101,6 +1228,7 @@ export class Backend {
   private async closeRelay(rt: NetRuntime): Promise<void> {
     const relay = rt.relay
     rt.relay = undefined
+    rt.relayFresh = false
     rt.home?.close()
     rt.home = undefined
     rt.shims.clear()
@@ -1453,15 +1581,20 @@ export class Backend {
       // Side by side: a new network's first netmap opens the relay socket (a round trip to the
       // controller) while the read may spawn `ip` (the link cache is empty after the interface
       // was made); one after the other they kept a new peer off WireGuard 50-120 ms longer.
+      // The interface being created ahead (join, up) is waited for here, and the inbound rules
+      // go into nftables meanwhile (`iifname` matches by name, so the table may come before the
+      // interface): all three before WireGuard, so no peer is ever on the interface ahead of its
+      // rules.
       const [current] = await Promise.all([
-        this.sampler.get(rt.record.interface, {fresh: true}),
+        this.interfaceStarted(rt).then(() => this.sampler.get(rt.record.interface, {fresh: true})),
         this.prepareNat(rt),
+        this.applyFirewall(rt),
       ])
-      // Before WireGuard, so no peer is ever on the interface ahead of its rules.
-      await this.applyFirewall(rt)
       const pokes: Peer[] = []
       this.updatePaths(rt, current, [], undefined, pokes)
       const desired = this.desiredConfig(rt)
+      // Whether this apply carries a netmap's peers (for the start-up timeline).
+      const withNetmap = rt.netmap !== undefined
       const owned = new Set(this.opts.store.ownedInterfaces())
       if (!owned.has(desired.name)) this.opts.store.setOwnedInterfaces([...owned, desired.name])
       let failure: string | undefined
@@ -1499,6 +1632,7 @@ export class Backend {
         )
       }
       if (failure === undefined) {
+        if (withNetmap) this.startupApplied(rt)
         if (rt.lastError?.startsWith('WireGuard:')) rt.lastError = null
         await this.pokePeers(rt, pokes)
         await this.ensureProber(rt)
@@ -1576,11 +1710,35 @@ export class Backend {
     if (rt.firewall.error !== was) this.changed()
   }
 
+  /**
+   * Logs a join's or up's start-up timeline once its first apply with a netmap (the cached one,
+   * for an up) went through: each step in ms after the join or up began. `interface`: WireGuard
+   * created; `registered` (join): the controller answered; `netmap`: the first frame in;
+   * `relay`: the relay socket open; `applied`: now.
+   */
+  private startupApplied(rt: NetRuntime): void {
+    const s = rt.startup
+    if (s === undefined || rt.netmap === undefined) return
+    this.mark(rt, 'applied')
+    rt.startup = undefined
+    this.log.info(
+      {network: rt.record.name, why: s.why, ms: s.marks, peers: rt.netmap.peers.length},
+      'start-up timeline',
+    )
+  }
+
   /** Removes an interface's inbound-rules table; a failure is logged, never thrown. */
   private async removeFirewall(name: string): Promise<void> {
     await this.firewall
       .remove(name)
       .catch((err) => this.log.warn({interface: name, err: String(err)}, 'removing the inbound rules failed'))
+  }
+
+  /** A network's interface goes, also one still being created ahead (startInterface). */
+  private async removeNetInterface(rt: NetRuntime): Promise<void> {
+    await this.interfaceStarted(rt)
+    rt.startup = undefined
+    await this.removeInterface(rt.record.interface)
   }
 
   private async removeInterface(name: string): Promise<void> {
@@ -1603,7 +1761,7 @@ export class Backend {
     void sync?.stop()
     this.closeProber(rt)
     await this.closeRelay(rt)
-    await this.exclusive(rt, () => this.removeInterface(rt.record.interface))
+    await this.exclusive(rt, () => this.removeNetInterface(rt))
     this.opts.store.deleteNetwork(rt.record.id)
     rt.firstMap.resolve()
     this.log.info({network: rt.record.name, interface: rt.record.interface, why}, 'network forgotten')

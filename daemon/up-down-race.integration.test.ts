@@ -1,5 +1,5 @@
 // `up` and `down` of one network at once, with an in-memory driver whose apply takes a while
-// and a stand-in controller that counts netmap connections: the later `down` wins, and no
+// and a stand-in controller that counts open netmap sessions: the later `down` wins, and no
 // netmap session is left running for a network that is down.
 import fs from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -23,8 +23,12 @@ describe('up and down at once', () => {
   it('leaves a network that went down meanwhile without a netmap session', async () => {
     const wss = new WebSocketServer({port: 0, host: '127.0.0.1'})
     await new Promise((r) => wss.once('listening', r))
-    let connections = 0
-    wss.on('connection', () => connections++)
+    // Sessions open now: up opens its netmap session while WireGuard starts, and down closes it.
+    let open = 0
+    wss.on('connection', (ws) => {
+      open++
+      ws.on('close', () => open--)
+    })
     const port = (wss.address() as {port: number}).port
     seedNetwork(dir, {controller: `http://127.0.0.1:${port}`, up: false})
     const d = await startFakeDaemon({dir, driver: new SlowDriver()})
@@ -35,7 +39,7 @@ describe('up and down at once', () => {
       expect(await up).toEqual({changed: ['lab']})
       expect(await down).toEqual({changed: ['lab']})
       await sleep(500) // time for a stray session to connect
-      expect(connections).toBe(0)
+      expect(open).toBe(0)
       expect(d.fake.interfaces.has('tmesh0')).toBe(false)
       expect((await d.backend.status()).networks[0]).toMatchObject({up: false, connected: false})
     } finally {

@@ -4,6 +4,8 @@
  * check that only what changed was touched.
  */
 import {diffInterface, isEmptyDiff} from '../wireguard/diff.js'
+import {MeshError} from '../../shared/errors.js'
+import {DEFAULT_MTU} from '../wireguard/driver.js'
 import type {
   ApplyResult,
   InterfaceConfig,
@@ -33,6 +35,34 @@ export class FakeDriver implements WireGuardDriver {
   readonly foreignLinks = new Set<string>()
   /** Public keys this "WireGuard" refuses to add or change, as wg refuses a bad peer. */
   readonly refuse = new Set<string>()
+  /**
+   * Runs inside create() before the interface exists (tests of the start-up order): hold it
+   * back with a promise, or throw to fail it as a wireguard-go that does not start.
+   */
+  onCreate?: (name: string) => Promise<void>
+
+  async create(name: string): Promise<boolean> {
+    if (this.interfaces.has(name)) return false
+    if (this.foreignLinks.has(name))
+      throw new MeshError('INTERFACE_NAME_TAKEN', {
+        message: `interface ${name} exists and is not a WireGuard interface`,
+      })
+    await this.onCreate?.(name)
+    if (this.interfaces.has(name)) return false
+    this.calls.push({op: 'create', name})
+    // As a new WireGuard link is: no key, no port, no address, down.
+    this.interfaces.set(name, {
+      name,
+      privateKey: '',
+      publicKey: '',
+      listenPort: 0,
+      addresses: [],
+      mtu: DEFAULT_MTU,
+      up: false,
+      peers: [],
+    })
+    return true
+  }
 
   async apply(desired: InterfaceConfig): Promise<ApplyResult> {
     const current = this.interfaces.get(desired.name)

@@ -104,6 +104,14 @@ export interface WireGuardDriver {
   readonly kind: BackendKind
   /** Converges the interface to `desired`, creating it when missing. */
   apply(desired: InterfaceConfig): Promise<ApplyResult>
+  /**
+   * Creates the interface when it is missing: the link and its WireGuard device, without key,
+   * address or peers, and down, so it carries nothing until apply() configures it. Lets the
+   * daemon start WireGuard (a wireguard-go takes 150-300 ms to come up) while it still waits for
+   * the controller. True when this call made it; false when a WireGuard interface of that name
+   * was there already. INTERFACE_NAME_TAKEN when a link of another kind has the name.
+   */
+  create(name: string): Promise<boolean>
   /** Undefined when the interface does not exist. */
   read(name: string): Promise<InterfaceState | undefined>
   /**

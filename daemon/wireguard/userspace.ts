@@ -82,6 +82,16 @@ export class UserspaceDriver extends WgToolsDriver {
     return super.apply(desired)
   }
 
+  /**
+   * Supervised once it is there: added before, the poll could find no link while wireguard-go is
+   * still starting and report the interface lost (seen in the lab: a needless rebuild).
+   */
+  override async create(name: string): Promise<boolean> {
+    const made = await super.create(name)
+    this.supervised.add(name)
+    return made
+  }
+
   /** Peers and keys over UAPI; the link from the cache, or from `ip` when there is none. */
   override async read(name: string): Promise<InterfaceState | undefined> {
     const wg = await this.readDevice(name)
@@ -159,15 +169,17 @@ export class UserspaceDriver extends WgToolsDriver {
       if (lost) this.onLost?.(name)
     })
     this.children.set(name, child)
-    // Ready when the link and the UAPI socket exist; bounded at 5 s.
-    for (let i = 0; i < 100; i++) {
+    // Ready when the link and the UAPI socket exist; bounded at 5 s. The socket is looked for
+    // every 10 ms (a stat; wireguard-go makes it right after the link), the link with `ip` only
+    // once it is there: every wait here delays the interface's first apply.
+    for (let i = 0; i < 500; i++) {
       if (exited !== undefined) break
       if (existsSync(path.join(this.uapiDir, `${name}.sock`)) && (await this.linkExists(name))) {
         this.opts.log?.('info', 'wireguard-go started', {interface: name, pid: child.pid})
         ready = true
         return
       }
-      await sleep(50)
+      await sleep(10)
     }
     if (exited === undefined) child.kill('SIGTERM')
     let tail = ''

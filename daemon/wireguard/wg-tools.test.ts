@@ -242,6 +242,19 @@ describe('WgToolsDriver.apply', () => {
   const wgSets = (t: FakeTools) => t.calls.filter((c) => c[0] === 'wg' && c[1] === 'set')
   const onLink = (t: FakeTools) => t.link!.state.peers.map((p) => p.publicKey).sort()
 
+  it('configures an interface that create() made ahead, without making it again', async () => {
+    const t = new FakeTools()
+    const driver = new TestDriver(t.runner)
+    expect(await driver.create('mesh0')).toBe(true)
+    // Made, and nothing else: no key, port, address or peer, and down.
+    expect(t.link!.state).toMatchObject({privateKey: '', listenPort: 0, addresses: [], up: false, peers: []})
+    expect(await driver.create('mesh0')).toBe(false)
+    const res = await driver.apply(config(2))
+    expect(res).toMatchObject({changed: true, created: false, added: 1})
+    expect(t.calls.filter((c) => c.join(' ').startsWith('ip link add'))).toHaveLength(1)
+    expect(t.link!.state).toMatchObject({listenPort: 40000, addresses: ['10.0.0.1/24'], up: true})
+  })
+
   it('applies every other peer when wg refuses one, and returns the refused one', async () => {
     const t = new FakeTools()
     const driver = new TestDriver(t.runner)

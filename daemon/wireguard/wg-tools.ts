@@ -253,6 +253,17 @@ export abstract class WgToolsDriver implements WireGuardDriver {
     return this.readNow(name)
   }
 
+  async create(name: string): Promise<boolean> {
+    if (await this.deviceAnswers(name)) return false
+    if (await this.linkExists(name))
+      throw new MeshError('INTERFACE_NAME_TAKEN', {
+        message: `interface ${name} exists and is not a WireGuard interface`,
+      })
+    await this.createLink(name)
+    this.linkChanged(name)
+    return true
+  }
+
   async apply(desired: InterfaceConfig): Promise<ApplyResult> {
     let current = await this.readNow(desired.name)
     let created = false
