@@ -9,6 +9,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startTestController, type TestController} from '../testing/test-controller.js'
 import {FakeClock} from '../../shared/testing/fake-clock.js'
+import {client} from '../testing/client.js'
 import {
   OTHER_CLIENT_ID,
   TEST_CLIENT_ID,
@@ -26,22 +27,14 @@ let idp: TestIdp
 let ctl: TestController
 let clock: FakeClock
 
+/** The shared test client (controller/testing/client.ts), its parsed body as `json`. */
 async function call(
   method: string,
   path: string,
   opts: {token?: string; body?: unknown} = {},
 ): Promise<Reply> {
-  const headers: Record<string, string> = {}
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`
-  if (opts.body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(`${ctl.url}${path}`, {
-    method,
-    headers,
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    signal: AbortSignal.timeout(20_000),
-  })
-  const text = await res.text()
-  return {status: res.status, json: text ? (JSON.parse(text) as Reply['json']) : {}}
+  const r = await client(ctl.url).req<Reply['json']>(method, path, opts)
+  return {status: r.status, json: r.body ?? {}}
 }
 const code = (r: Reply) => r.json.error?.code
 const REDIRECT = 'http://127.0.0.1:53682/callback'

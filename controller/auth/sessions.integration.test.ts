@@ -8,6 +8,7 @@ import {ACCESS_TTL_MS, REFRESH_GRACE_MS} from './sessions.js'
 import {totpCode} from './totp.js'
 import {auditContext} from '../context.js'
 import {storeWrites} from '../domain/writes.js'
+import {client} from '../testing/client.js'
 
 const PASSWORD = 'correct horse battery staple'
 
@@ -20,22 +21,14 @@ let ctl: TestController
 let clock: FakeClock
 let seq = 0
 
+/** The shared test client (controller/testing/client.ts), its parsed body as `json`. */
 async function call(
   method: string,
   path: string,
   opts: {token?: string; body?: unknown} = {},
 ): Promise<Reply> {
-  const headers: Record<string, string> = {}
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`
-  if (opts.body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(`${ctl.url}${path}`, {
-    method,
-    headers,
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    signal: AbortSignal.timeout(10_000),
-  })
-  const text = await res.text()
-  return {status: res.status, json: text ? (JSON.parse(text) as Reply['json']) : {}}
+  const r = await client(ctl.url).req<Reply['json']>(method, path, opts)
+  return {status: r.status, json: r.body ?? {}}
 }
 const code = (r: Reply) => r.json.error?.code
 
